@@ -1,0 +1,150 @@
+// The configuration model: one validated, fully resolved value that both configuration
+// formats load into (libconfig, DESIGN.md §Configuration; the seed spec's Appendix A line
+// format). Defaults are Appendix A's. Groups and per-remote overrides are already applied to
+// every Remote's `params`, so consumers never resolve inheritance themselves.
+//
+// The model is a plain value: the control plane can build a new one at run time (p3ctl
+// changes), diff it against the running one and apply the difference.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "common/net.hpp"
+#include "common/reasons.hpp"
+#include "common/secret.hpp"
+
+namespace p3::config {
+
+enum class Role { primary, secondary };
+enum class KeyType { aes128, aes256 };
+enum class KeyGeneration { software, hardware };
+
+// Parameters a group or a remote may override (seed spec Appendix A, "#/..." keywords,
+// plus what the session needs to be pushed to a secondary).
+struct SessionParams {
+    std::uint32_t rekey_wait = 3600;          // s
+    std::uint64_t rekey_packets = 0;          // rekey after this many packets per lane; 0 = only the AES-GCM safety limit
+    std::uint32_t array_size = 256;           // keys per key array ("key_array" in the legacy format)
+    std::uint32_t data_array_time = 86400;    // s
+    std::uint32_t control_array_time = 82800; // s
+    std::uint32_t heartbeat_time = 15;        // s
+    std::uint32_t heartbeat_fail = 120;       // s
+    KeyType key_type = KeyType::aes128;
+    bool size_hiding = false;                 // DESIGN.md §Wire format, size hiding
+    std::uint32_t lanes = 0;                  // lanes this side sends on; 0 = one per worker lcore
+    bool operator==(const SessionParams&) const = default;
+};
+
+// Bring-up / benchmark / interop keys: no setup exchange, these keys are lane 0 as they are;
+// lane n > 0 is derived (HKDF, DESIGN.md) and uses P3 ID base + n.
+struct StaticKeys {
+    std::uint32_t tx_id = 0;     // P3 ID we put on packets we send (the peer's rx_id)
+    SecretBytes tx_key;          // 16 or 32 bytes, matching key_type
+    SecretBytes tx_salt;         // 4 bytes
+    std::uint32_t rx_id = 0;     // P3 ID the peer puts on packets it sends to us
+    SecretBytes rx_key;
+    SecretBytes rx_salt;
+    std::uint32_t lanes = 1;     // lanes in each direction (tx_id..tx_id+lanes-1)
+    int line = 0;
+
+    StaticKeys clone() const;
+};
+
+struct Remote {
+    std::uint32_t id = 0;             // unique, > 0
+    IpAddr address;                   // the peer appliance's WAN address ("ip" = its family)
+    std::uint16_t port = 5653;        // secondary: the primary's setup port
+    std::vector<Prefix> subnets;      // routed to this remote
+    std::vector<std::string> groups;  // names, in order of application
+    SessionParams params;             // resolved: local -> groups (in order) -> remote overrides
+    std::string identity;             // IKE identity expected/used; empty = the address
+    std::optional<StaticKeys> static_keys;
+    int line = 0;                     // where it was defined (for messages)
+
+    Remote clone() const;
+};
+
+// A group: a named set of overrides. Only the fields set in the file are present.
+struct Group {
+    std::string name;
+    std::optional<std::uint32_t> rekey_wait, array_size, data_array_time, control_array_time,
+        heartbeat_time, heartbeat_fail, lanes;
+    std::optional<std::uint64_t> rekey_packets;
+    std::optional<KeyType> key_type;
+    std::optional<bool> size_hiding;
+    int line = 0;
+    bool operator==(const Group&) const = default;
+};
+
+struct Local {
+    IpAddr address;                   // WAN address peers use ("ip" = its family)
+    std::uint16_t port = 5653;        // setup exchange UDP port
+    KeyGeneration key_generation = KeyGeneration::software;
+    SessionParams defaults;           // the global timers etc.
+    std::uint32_t cluster_state = 0;  // Appendix A: currently unsupported, must be 0
+    std::uint32_t load_balance = 0;   // Appendix A: currently unsupported, must be 0
+    std::string identity;             // our IKE identity; empty = the address
+    std::string psk_file;             // pre-shared key (owner-only file)
+    std::string certificate, private_key, ca;  // or certificate authentication (PEM files)
+    std::uint16_t nat_port = 4500;    // UDP port for NAT-traversal encapsulation at the primary
+};
+
+struct PortConfig {
+    std::uint16_t port_id = 0;        // DPDK port id ...
+    std::string port_name;            // ... or device name (e.g. "net_ring0"); resolved at start when set
+    Prefix address;                   // interface address with its prefix (host bits kept)
+    std::optional<IpAddr> gateway;    // next hop for off-link destinations
+    std::optional<MacAddr> gateway_mac;  // static neighbour: no ARP/ND needed
+    std::uint16_t mtu = 1500;
+};
+
+struct Dataplane {
+    PortConfig lan, wan;
+    std::uint32_t replay_window = 1024;   // packets, 64..8192, multiple of 64
+    std::uint32_t idle_backoff_us = 0;    // sleep when idle: 0 = busy poll (appliance); >0 = share CPUs
+    std::uint32_t idle_polls = 256;       // empty polls before backing off
+    std::uint32_t mbufs = 8191;           // packet buffers in the pool
+    std::uint16_t rx_queues = 1;          // per port; 0 = one per worker lcore
+    std::uint16_t burst = 32;
+};
+
+struct Config {
+    Role role = Role::primary;
+    Local local;
+    Dataplane dataplane;
+    std::vector<Group> groups;
+    std::vector<Remote> remotes;
+    std::string source;               // file it came from
+
+    Config clone() const;
+};
+
+struct Error {
+    std::string file;
+    int line = 0;                     // 0 when not tied to a line
+    Reason reason = Reason::CFG_SYNTAX;
+    std::string what;                 // "unknown keyword 'foo'", "rekey_wait 0 out of range 1..31536000"
+    // "file:line: what" — the form every tool prints.
+    std::string str() const;
+};
+
+template <class T>
+using Result = std::variant<T, Error>;
+
+// Loads either format (a file whose first keyword is "localstart" is the legacy line
+// format), applies defaults, resolves groups and overrides, validates everything, and
+// checks that key files are not readable by others. Any error rejects the whole file.
+Result<Config> load_file(const std::string& path);
+Result<Config> load_libconfig_text(const std::string& text, const std::string& name);
+Result<Config> load_legacy_text(const std::string& text, const std::string& name);
+
+// The effective configuration in libconfig syntax. Secrets are masked ("<secret: 16 bytes>")
+// unless reveal is set (only `p3ctl config convert` of a legacy file, which has none, and
+// saving the running configuration use the unmasked form).
+std::string to_libconfig(const Config& cfg, bool reveal_secrets = false);
+
+}  // namespace p3::config

@@ -1,0 +1,48 @@
+// One logging facility for both planes: syslog (LOG_DAEMON) and, in the foreground, stderr.
+// Every message carries a reason code (common/reasons/*.def). Not for the packet path:
+// workers count and signal, the control thread logs.
+//
+// Secrets never reach this file: key material is held in p3::Secret, which has no
+// formatting, and callers log key *ids* (P3 IDs, array indices), never bytes.
+#pragma once
+
+#include <cstdarg>
+#include <string>
+#include <string_view>
+
+#include "common/reasons.hpp"
+
+namespace p3::log {
+
+// Values are syslog priorities.
+enum class Level : int { error = 3, warning = 4, notice = 5, info = 6, debug = 7 };
+
+struct Options {
+    std::string ident = "p3d";
+    bool to_stderr = true;   // foreground
+    bool to_syslog = false;  // daemon facility
+    Level min_level = Level::info;
+};
+
+void init(const Options& opts);
+
+// A test (or p3ctl) may capture every formatted line instead of / besides stderr.
+using Sink = void (*)(Level level, Reason reason, std::string_view line, void* ctx);
+void set_sink(Sink sink, void* ctx) noexcept;
+
+void vwrite(Level level, Reason reason, const char* fmt, va_list ap) noexcept;
+void write(Level level, Reason reason, const char* fmt, ...) noexcept
+    __attribute__((format(printf, 3, 4)));
+
+// The line as it appears on stderr: "p3d: error P3-E0102: /etc/p3.conf:7: syntax error".
+std::string format_line(std::string_view ident, Level level, Reason reason, std::string_view msg);
+
+std::string_view level_name(Level level) noexcept;
+
+}  // namespace p3::log
+
+#define P3_LOG_ERROR(reason, ...) ::p3::log::write(::p3::log::Level::error, ::p3::Reason::reason, __VA_ARGS__)
+#define P3_LOG_WARN(reason, ...) ::p3::log::write(::p3::log::Level::warning, ::p3::Reason::reason, __VA_ARGS__)
+#define P3_LOG_NOTICE(reason, ...) ::p3::log::write(::p3::log::Level::notice, ::p3::Reason::reason, __VA_ARGS__)
+#define P3_LOG_INFO(reason, ...) ::p3::log::write(::p3::log::Level::info, ::p3::Reason::reason, __VA_ARGS__)
+#define P3_LOG_DEBUG(reason, ...) ::p3::log::write(::p3::log::Level::debug, ::p3::Reason::reason, __VA_ARGS__)
