@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Runs every test of p3 after the set-up (packages + build):
+#   1. the Catch2 suites (build/tests/**/test_*), every test case counted;
+#   2. the shell tests (tests/sh/NN-name.sh: exit 0 pass, 77 skip, else fail), which start
+#      p3d, p3ctl and helpers for real;
+#   3. a smoke run of every libFuzzer target (clang build in build-fuzz/) on its seed corpus.
+# The last line is "N passed, N failed[, N skipped]"; the exit status is non-zero on any failure.
+#
+# Environment: FUZZ_SECONDS (per target, default 15; 0 skips fuzzing), P3_TEST_FILTER (a
+# substring: run only the suites and scripts whose name contains it).
+set -uo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=$root/build
+fuzz_build=$root/build-fuzz
+fuzz_seconds=${FUZZ_SECONDS:-15}
+filter=${P3_TEST_FILTER:-}
+
+passed=0 failed=0 skipped=0
+failures=()
+
+if ! "$root/scripts/setup.sh"; then
+  echo "set-up failed"
+  echo "0 passed, 1 failed"
+  exit 1
+fi
+
+cleanup_dpdk() { rm -rf /var/run/dpdk/p3* 2>/dev/null || true; }
+cleanup_dpdk
+
+selected() { [ -z "$filter" ] || [[ "$1" == *"$filter"* ]]; }
+
+# --- 1. Catch2 suites ------------------------------------------------------------------
+echo "== unit and in-process suites"
+while IFS= read -r bin; do
+  name=${bin#"$build"/}
+  selected "$name" || continue
+  log=$(mktemp)
+  start=$SECONDS
+  (cd "$root" && timeout 600 "$bin" --order decl) >"$log" 2>&1
+  rc=$?
+  total=0 bad=0
+  if line=$(grep -E '^All tests passed \(' "$log" | tail -1) && [ -n "$line" ]; then
+    total=$(sed -E 's/.* in ([0-9]+) test case.*/\1/' <<<"$line")
+  elif line=$(grep -E '^test cases: ' "$log" | tail -1) && [ -n "$line" ]; then
+    total=$(sed -E 's/^test cases: *([0-9]+).*/\1/' <<<"$line")
+    bad=$(grep -oE '[0-9]+ failed' <<<"$line" | grep -oE '[0-9]+' || echo 0)
+  fi
+  # A crash, a timeout or an exit status the summary does not explain is one more failure.
+  if [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ]; then bad=1; total=$((total + 1)); fi
+  ok=$((total - bad))
+  passed=$((passed + ok)); failed=$((failed + bad))
+  printf '%-40s %4d passed %4d failed  (%ds)\n' "$name" "$ok" "$bad" $((SECONDS - start))
+  if [ "$bad" -ne 0 ]; then
+    failures+=("$name")
+    echo "---- $name output (last 150 lines, rc=$rc)"
+    tail -n 150 "$log"
+    echo "----"
+  fi
+  rm -f "$log"
+done < <(find "$build/tests" -type f -name 'test_*' -perm -u+x ! -name '*.p' 2>/dev/null | sort)
+
+# --- 2. shell tests --------------------------------------------------------------------
+echo "== end-to-end and tool tests"
+for t in "$root"/tests/sh/*.sh; do
+  [ -e "$t" ] || continue
+  name=$(basename "$t" .sh)
+  selected "$name" || continue
+  log=$(mktemp)
+  start=$SECONDS
+  (cd "$root" && BUILD=$build ROOT=$root timeout 600 bash "$t") >"$log" 2>&1
+  rc=$?
+  case $rc in
+    0) passed=$((passed + 1)); printf '%-40s pass  (%ds)\n' "$name" $((SECONDS - start)) ;;
+    77) skipped=$((skipped + 1)); printf '%-40s skip: %s\n' "$name" "$(tail -n 1 "$log")" ;;
+    *) failed=$((failed + 1)); failures+=("$name")
+       printf '%-40s FAIL (rc=%d, %ds)\n' "$name" "$rc" $((SECONDS - start))
+       echo "---- $name output (last 80 lines)"; tail -n 80 "$log"; echo "----" ;;
+  esac
+  rm -f "$log"
+  cleanup_dpdk
+done
+
+# --- 3. fuzz smoke ---------------------------------------------------------------------
+if [ "$fuzz_seconds" != 0 ] && { [ -z "$filter" ] || [[ "fuzz" == *"$filter"* ]] || [[ "$filter" == fuzz* ]]; }; then
+  echo "== fuzz targets (${fuzz_seconds}s each)"
+  if [ ! -f "$fuzz_build/build.ninja" ]; then
+    CXX=clang++ meson setup "$fuzz_build" "$root" -Dfuzz=true -Db_sanitize=address,undefined \
+      -Db_lundef=false --buildtype=debugoptimized >/dev/null
+  fi
+  mapfile -t targets < <(meson introspect --targets "$fuzz_build" 2>/dev/null |
+    /usr/bin/python3 -c 'import json,sys,os
+for t in json.load(sys.stdin):
+    if t["type"]=="executable" and t["name"].startswith("fuzz_"):
+        print(os.path.relpath(t["filename"][0], sys.argv[1]))' "$fuzz_build")
+  if ((${#targets[@]})) && ! ninja -C "$fuzz_build" "${targets[@]}" >/tmp/p3-fuzz-build.log 2>&1; then
+    failed=$((failed + 1)); failures+=("fuzz build")
+    echo "fuzz build FAIL"; tail -n 60 /tmp/p3-fuzz-build.log
+  else
+    for rel in "${targets[@]}"; do
+      name=$(basename "$rel")
+      seeds=$(find "$root/tests" -type d -path "*/corpus/$name" | head -n 1)
+      work=$(mktemp -d)
+      log=$(mktemp)
+      (cd "$work" && ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 timeout $((fuzz_seconds + 120)) \
+        "$fuzz_build/$rel" -max_total_time="$fuzz_seconds" -timeout=10 -rss_limit_mb=2048 \
+        -print_final_stats=1 "$work" ${seeds:+"$seeds"}) >"$log" 2>&1
+      rc=$?
+      runs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' || echo "?")
+      if [ "$rc" -eq 0 ]; then
+        passed=$((passed + 1)); printf '%-40s pass  (%s inputs)\n' "$name" "$runs"
+      else
+        failed=$((failed + 1)); failures+=("$name")
+        printf '%-40s FAIL (rc=%d)\n' "$name" "$rc"; tail -n 60 "$log"
+      fi
+      rm -rf "$work" "$log"
+    done
+  fi
+  cleanup_dpdk
+fi
+
+if ((${#failures[@]})); then echo "failed: ${failures[*]}"; fi
+if [ "$skipped" -gt 0 ]; then
+  echo "$passed passed, $failed failed, $skipped skipped"
+else
+  echo "$passed passed, $failed failed"
+fi
+[ "$failed" -eq 0 ]
