@@ -1,0 +1,119 @@
+// IP fragmentation on both sides of the tunnel (docs/dataplane-mtu.md), with DPDK's
+// rte_ip_frag:
+//  - outbound, an inner IPv4 packet without DF that does not fit the tunnel MTU is cut into
+//    fragments BEFORE encryption (RFC 4459 §5.1), so every outer packet fits the WAN MTU and
+//    the receiver never reassembles outer packets in the normal case;
+//  - inbound, outer packets that a router on the path fragmented anyway are reassembled
+//    before decryption, in a per-lcore table (Reassembler).
+// An inner IPv6 packet is never fragmented: it gets ICMPv6 "packet too big" (icmp_errors).
+//
+// Reassembler state machine, per flow (src, dst, id): first fragment -> entry in the table
+// -> more fragments -> complete: the whole packet is returned; or the entry outlives the
+// timeout -> its fragments go to the death row and are counted as expired. The death row is
+// freed once per burst (end_burst), as rte_ip_frag expects.
+//
+// Fast-path callable: no heap (the table is allocated at init), no exceptions, no locks; one
+// Reassembler per worker lcore, never shared.
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include <rte_common.h>
+#include <rte_ip_frag.h>
+#include <rte_mbuf.h>
+#include <rte_mempool.h>
+
+namespace p3::dp {
+
+// Limits (per worker lcore).
+inline constexpr std::uint32_t kReassemblyFlows = 1024;        // flows being reassembled at once
+inline constexpr std::uint32_t kReassemblyBucketEntries = 16;  // rte_ip_frag associativity
+inline constexpr std::uint64_t kReassemblyTimeoutMs = 2000;    // incomplete flows are dropped after
+inline constexpr unsigned kMaxFragmentsOut = RTE_LIBRTE_IP_FRAG_MAX_FRAG;  // per inner packet
+inline constexpr std::uint16_t kMinTunnelMtu4 = 576;           // RFC 791: every host accepts 576
+inline constexpr std::uint16_t kMinTunnelMtu6 = 1280;          // RFC 8200 minimum link MTU
+
+// Outer-header bytes the tunnel adds (DESIGN.md §Wire format): outer IPv4 20 / IPv6 40,
+// UDP 8 when NAT traversal is on, P3 header 16 (flags, id, sequence), trailer 2 (pad
+// length, next header), ICV 16. Tunnel MTU = WAN MTU - overhead: the largest inner packet
+// whose outer packet fits the WAN MTU unfragmented.
+inline constexpr std::uint32_t tunnel_overhead(bool outer_v6, bool nat) noexcept {
+    return (outer_v6 ? 40u : 20u) + (nat ? 8u : 0u) + 16u + 2u + 16u;
+}
+inline constexpr std::uint32_t tunnel_mtu(std::uint32_t wan_mtu, bool outer_v6, bool nat) noexcept {
+    const std::uint32_t o = tunnel_overhead(outer_v6, nat);
+    return wan_mtu > o ? wan_mtu - o : 0;
+}
+
+// What to do with an inner packet of a given size (the caller has validated its header).
+enum class MtuAction : std::uint8_t {
+    fits,        // encapsulate as is
+    fragment,    // IPv4 without DF: fragment_ipv4() first
+    too_big,     // IPv4 with DF, or IPv6: answer with too_big_reply(), drop
+};
+// l3: the inner packet from its IP header (at least the first 8 bytes).
+MtuAction mtu_action(std::span<const std::uint8_t> l3, std::uint32_t ip_len, std::uint32_t tunnel_mtu) noexcept;
+
+enum class FragError : std::uint8_t { none, malformed, dont_fragment, too_many, no_mbuf };
+
+struct FragOutcome {
+    std::uint16_t count = 0;       // fragments written to out (0 on error)
+    FragError error = FragError::none;
+};
+
+// Fragments the IPv4 packet m (data starts at the IPv4 header; trailing link padding beyond
+// the IP total length is ignored) so that every fragment is at most mtu bytes. On success m
+// is consumed and out[0..count) hold single-segment fragments from `direct` (default
+// headroom, so the outer headers can be prepended; data at the IPv4 header; checksums set;
+// l3_len set), ready to be sealed in place. On error m is untouched and still the caller's.
+// `indirect` (a pool of zero-data-room mbufs) is used only for a multi-segment m, whose
+// fragments are then linearised.
+FragOutcome fragment_ipv4(rte_mbuf* m, std::uint16_t mtu, std::span<rte_mbuf*> out, rte_mempool* direct,
+                          rte_mempool* indirect) noexcept;
+
+struct ReassemblyStats {
+    std::uint64_t fragments_in = 0;    // fragments handed to the table
+    std::uint64_t reassembled = 0;     // whole packets returned
+    std::uint64_t expired = 0;         // fragments freed because their flow timed out
+    std::uint64_t dropped = 0;         // fragments freed by the table (overlap, too many, table full, stale)
+    std::uint64_t malformed = 0;       // fragments with inconsistent lengths
+    std::uint64_t too_big = 0;         // reassembled packets that fit no single buffer
+};
+
+class alignas(RTE_CACHE_LINE_SIZE) Reassembler {
+public:
+    Reassembler() noexcept = default;
+    ~Reassembler() { destroy(); }
+    Reassembler(const Reassembler&) = delete;
+    Reassembler& operator=(const Reassembler&) = delete;
+
+    // Allocates the table on `socket` (control thread, at start). `copy_pool` gives the
+    // buffer a reassembled packet is copied into when it does not fit its first fragment's.
+    // Returns false when the memory is not there.
+    bool init(std::uint32_t flows, std::uint64_t timeout_ms, int socket, rte_mempool* copy_pool,
+              std::uint64_t tsc_hz) noexcept;
+    void destroy() noexcept;
+
+    // m: a WAN frame, data at the Ethernet header, m->l2_len = bytes before the IP header.
+    // Not a fragment -> m itself. A fragment -> nullptr (held, or dropped and counted) or,
+    // when it completes its flow, the whole packet: one segment, the first fragment's L2
+    // header, a valid IP header (total/payload length, checksum), l2_len/l3_len set.
+    rte_mbuf* process(rte_mbuf* m, std::uint64_t now_tsc) noexcept;
+
+    // Once per burst: drops flows older than the timeout and frees the death row.
+    void end_burst(std::uint64_t now_tsc) noexcept;
+
+    const ReassemblyStats& stats() const noexcept { return stats_; }
+
+private:
+    rte_mbuf* finish(rte_mbuf* whole) noexcept;
+    void make_room() noexcept;
+
+    rte_ip_frag_tbl* tbl_ = nullptr;
+    rte_mempool* copy_pool_ = nullptr;
+    ReassemblyStats stats_{};
+    rte_ip_frag_death_row dr_{};
+};
+
+}  // namespace p3::dp
