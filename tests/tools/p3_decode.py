@@ -205,6 +205,58 @@ def normalise(pkt: bytes, ignore_ttl: bool):
     return bytes(b)
 
 
+def defragment(packets):
+    """Reassembles inner IPv4 fragments (p3d fragments inner packets before encryption);
+    returns (packets, fragments seen, incomplete groups)."""
+    whole, groups, order = [], {}, []
+    for p in packets:
+        if p[0] >> 4 == 4 and struct.unpack_from(">H", p, 6)[0] & 0x3fff:
+            key = (p[12:20], p[9], p[4:6])
+            if key not in groups:
+                groups[key] = []
+                order.append(key)
+                whole.append(key)
+            groups[key].append(p)
+        else:
+            whole.append(p)
+    nfrag = sum(len(v) for v in groups.values())
+    incomplete = 0
+    out = []
+    for item in whole:
+        if not isinstance(item, tuple):
+            out.append(item)
+            continue
+        frags = groups[item]
+        pieces, last, first = {}, None, None
+        for f in frags:
+            ihl = (f[0] & 15) * 4
+            fo = struct.unpack_from(">H", f, 6)[0]
+            off = (fo & 0x1fff) * 8
+            pieces[off] = f[ihl:]
+            if off == 0:
+                first = f
+            if not fo & 0x2000:
+                last = off + len(f) - ihl
+        data, pos = b"", 0
+        while pos in pieces:
+            data += pieces[pos]
+            pos += len(pieces[pos])
+        if first is None or last is None or pos != last:
+            incomplete += 1
+            continue
+        ihl = (first[0] & 15) * 4
+        h = bytearray(first[:ihl])
+        struct.pack_into(">H", h, 2, ihl + len(data))
+        struct.pack_into(">H", h, 6, struct.unpack_from(">H", h, 6)[0] & 0x4000)
+        struct.pack_into(">H", h, 10, 0)
+        c = sum(struct.unpack(">%dH" % (ihl // 2), bytes(h)))
+        while c >> 16:
+            c = (c & 0xffff) + (c >> 16)
+        struct.pack_into(">H", h, 10, ~c & 0xffff)
+        out.append(bytes(h) + data)
+    return out, nfrag, incomplete
+
+
 def cmd_decode(a):
     keys = Keys(bytes.fromhex(a.key), bytes.fromhex(a.salt), a.id, a.lanes)
     frames = read_frames(a.pcap)
@@ -245,12 +297,20 @@ def cmd_decode(a):
             stats["dummy"] += 1
             continue
         inners.append(inner)
+    if a.defrag:
+        inners, nfrag, incomplete = defragment(inners)
+        stats["inner_fragments"] = nfrag
+        if incomplete:
+            problems.append({"error": "%d inner packet(s) with missing fragments" % incomplete})
     if a.write:
         write_packets(a.write, inners, a.write_ethernet)
     mismatch = None
     if a.compare:
         want = [normalise(p, a.ignore_ttl) for p in expected_packets(a.compare)]
         got = [normalise(p, a.ignore_ttl) for p in inners]
+        if a.max_size:
+            want = [p for p in want if len(p) <= a.max_size or (p[0] >> 4 == 4 and a.defrag and
+                                                                not struct.unpack_from(">H", p, 6)[0] & 0x4000)]
         if not a.ordered:
             want_s, got_s = sorted(want), sorted(got)
         else:
@@ -364,8 +424,11 @@ def main(argv=None):
     d.add_argument("--write-ethernet", action="store_true", help="with an Ethernet header (else raw IP)")
     d.add_argument("--compare", help="expected inner packets: a LAN capture")
     d.add_argument("--ignore-ttl", action="store_true", help="compare ignoring TTL/hop limit (and IPv4 checksum)")
+    d.add_argument("--defrag", action="store_true", help="reassemble inner IPv4 fragments first")
     d.add_argument("--ordered", action="store_true", help="require the same order (one lane)")
     d.add_argument("--allow-empty", action="store_true", help="no P3 packet at all is not an error")
+    d.add_argument("--max-size", type=int, default=0,
+                   help="tunnel MTU: expected packets above it are not carried (IPv4 without DF is, with --defrag)")
     d.add_argument("--json", action="store_true")
     e.add_argument("--lane", type=int, default=0)
     e.add_argument("--first-seq", type=int, default=1)

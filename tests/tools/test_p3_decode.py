@@ -189,6 +189,19 @@ class Decoder(unittest.TestCase):
                                   extra=["--ignore-ttl"])
         self.assertEqual(rc, 0, out)
 
+    def test_inner_fragments_reassemble(self):
+        from scapy.layers.inet import fragment
+        whole = IP(src="10.1.0.7", dst="10.2.0.9", flags=0, id=99) / UDP(sport=1, dport=2) / Raw(bytes(range(256)) * 6)
+        frags = [bytes(x) for x in fragment(whole, fragsize=1000)]
+        self.assertEqual(len(frags), 2)
+        frames = [outer4(p3(KEY128, SALT, BASE, i + 1, f, 4)) for i, f in enumerate(reversed(frags))]
+        big_df = bytes(IP(src="10.1.0.7", dst="10.2.0.9", flags="DF") / UDP() / Raw(b"z" * 1500))
+        rc, out = self.run_decode(frames, expected=[bytes(whole), big_df], extra=["--defrag", "--max-size", "1446"])
+        self.assertEqual(rc, 0, out)
+        self.assertEqual(out["stats"]["inner_fragments"], 2)
+        rc, out = self.run_decode(frames[:1], expected=[bytes(whole)], extra=["--defrag"])
+        self.assertEqual(rc, 1)
+
     def test_encode_round_trip(self):
         pkts = [inner4(i) for i in range(5)] + [inner6(i * 50) for i in range(5)]
         wrpcap(self.path("lan.pcap"), [Ether() / IP(p) if p[0] >> 4 == 4 else Ether() / IPv6(p) for p in pkts])
