@@ -91,6 +91,7 @@ struct Local {
     std::string psk_file;             // pre-shared key (owner-only file)
     std::string certificate, private_key, ca;  // or certificate authentication (PEM files)
     std::uint16_t nat_port = 4500;    // UDP port for NAT-traversal encapsulation at the primary
+    bool operator==(const Local&) const = default;
 };
 
 struct PortConfig {
@@ -100,6 +101,7 @@ struct PortConfig {
     std::optional<IpAddr> gateway;    // next hop for off-link destinations
     std::optional<MacAddr> gateway_mac;  // static neighbour: no ARP/ND needed
     std::uint16_t mtu = 1500;
+    bool operator==(const PortConfig&) const = default;
 };
 
 struct Dataplane {
@@ -110,17 +112,7 @@ struct Dataplane {
     std::uint32_t mbufs = 8191;           // packet buffers in the pool
     std::uint16_t rx_queues = 1;          // per port; 0 = one per worker lcore
     std::uint16_t burst = 32;
-};
-
-struct Config {
-    Role role = Role::primary;
-    Local local;
-    Dataplane dataplane;
-    std::vector<Group> groups;
-    std::vector<Remote> remotes;
-    std::string source;               // file it came from
-
-    Config clone() const;
+    bool operator==(const Dataplane&) const = default;
 };
 
 struct Error {
@@ -130,6 +122,20 @@ struct Error {
     std::string what;                 // "unknown keyword 'foo'", "rekey_wait 0 out of range 1..31536000"
     // "file:line: what" — the form every tool prints.
     std::string str() const;
+};
+
+struct Config {
+    Role role = Role::primary;
+    Local local;
+    Dataplane dataplane;
+    std::vector<Group> groups;
+    std::vector<Remote> remotes;
+    std::string source;               // file it came from
+    // What load found worth saying but not worth refusing (a key file that does not exist yet,
+    // remotes on static keys): reason codes P3-W01xx, in file order. load_file logs them.
+    std::vector<Error> warnings;
+
+    Config clone() const;
 };
 
 template <class T>
@@ -146,5 +152,15 @@ Result<Config> load_legacy_text(const std::string& text, const std::string& name
 // unless reveal is set (only `p3ctl config convert` of a legacy file, which has none, and
 // saving the running configuration use the unmasked form).
 std::string to_libconfig(const Config& cfg, bool reveal_secrets = false);
+
+// Logs cfg.warnings (each with its reason code, file and line). load_file calls it, so p3d
+// logs P3-W0109 once per remote on static keys when it loads a file; the text loaders do not.
+void log_warnings(const Config& cfg);
+
+// True when a and b configure the same thing: every setting, secrets compared in constant
+// time; the source file, line numbers and warnings are ignored. (A run-time change that
+// is "the same" needs no action.)
+bool same_settings(const Config& a, const Config& b);
+bool same_settings(const Remote& a, const Remote& b);
 
 }  // namespace p3::config

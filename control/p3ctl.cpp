@@ -3,9 +3,12 @@
 // will talk to p3d over its admin socket.
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <string_view>
 
+#include "common/config.hpp"
+#include "common/log.hpp"
 #include "common/reasons.hpp"
 
 namespace {
@@ -34,6 +37,55 @@ int cmd_reasons(int argc, char** argv) {
     return 0;
 }
 
+// "file:line: error P3-E0104: what": the compiler form, so editors jump to the line.
+void print_problem(const p3::config::Error& e, const char* level) {
+    auto code = p3::reason_code(e.reason);
+    if (e.line > 0)
+        std::fprintf(stderr, "%s:%d: %s %.*s: %s\n", e.file.c_str(), e.line, level, int(code.size()),
+                     code.data(), e.what.c_str());
+    else
+        std::fprintf(stderr, "%s: %s %.*s: %s\n", e.file.c_str(), level, int(code.size()), code.data(),
+                     e.what.c_str());
+}
+
+// Loads FILE; prints its warnings or its error. nullopt (after printing) when refused.
+std::optional<p3::config::Config> load(const char* path) {
+    // load_file logs warnings itself (that is how p3d reports them); here they are printed
+    // in the compiler form instead, so the log goes nowhere.
+    p3::log::init({.ident = "p3ctl", .to_stderr = false, .to_syslog = false});
+    auto r = p3::config::load_file(path);
+    if (auto* e = std::get_if<p3::config::Error>(&r)) {
+        print_problem(*e, "error");
+        return std::nullopt;
+    }
+    auto& cfg = std::get<p3::config::Config>(r);
+    for (const auto& w : cfg.warnings) print_problem(w, "warning");
+    return std::move(cfg);
+}
+
+int cmd_config(int argc, char** argv) {
+    if (argc < 4) return usage(stderr, 2);
+    std::string_view sub = argv[2];
+    if (sub == "check") {
+        auto cfg = load(argv[3]);
+        if (!cfg) return 2;
+        std::fputs(p3::config::to_libconfig(*cfg).c_str(), stdout);
+        return 0;
+    }
+    if (sub == "convert") {
+        auto cfg = load(argv[3]);
+        if (!cfg) return 2;
+        // The output must load to the same model, so secrets (a legacy file has none; a
+        // libconfig file's static keys are already in the clear there) are written out.
+        std::string text = p3::config::to_libconfig(*cfg, true);
+        std::fputs(text.c_str(), stdout);
+        p3::secure_wipe(text.data(), text.size());
+        return 0;
+    }
+    std::fprintf(stderr, "p3ctl: unknown config command '%s'\n", argv[2]);
+    return usage(stderr, 2);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -41,6 +93,7 @@ int main(int argc, char** argv) {
     std::string_view cmd = argv[1];
     if (cmd == "-h" || cmd == "--help" || cmd == "help") return usage(stdout, 0);
     if (cmd == "reasons") return cmd_reasons(argc, argv);
+    if (cmd == "config") return cmd_config(argc, argv);
     std::fprintf(stderr, "p3ctl: unknown command '%s'\n", argv[1]);
     return usage(stderr, 2);
 }

@@ -1,0 +1,109 @@
+// Shared by the two configuration loaders (config_libconfig.cpp, config_legacy.cpp) and the
+// common part (config.cpp): the limits of every setting, the parsers of values both formats
+// share, and the "draft" a loader fills before the common step resolves groups and overrides
+// and checks what spans more than one setting.
+//
+// Flow: loader parses its syntax, range-checks each value where it knows the line, fills a
+// Draft -> finalize() applies defaults, resolves local -> groups -> remote overrides, checks
+// cross-setting rules (duplicates, overlaps, key sizes, key files) -> Config. Any failure
+// throws LoadError, caught once at the loader's entry point: the whole file is rejected.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/config.hpp"
+
+namespace p3::config::detail {
+
+struct LoadError {
+    Error err;
+};
+
+[[noreturn]] void fail(const std::string& file, int line, Reason reason, std::string what);
+
+struct Range {
+    long long lo, hi;
+    bool contains(long long v) const noexcept { return v >= lo && v <= hi; }
+};
+
+// Every numeric setting's allowed range, in one place (documented in docs/configuration.md).
+namespace limits {
+inline constexpr Range seconds{1, 31536000};           // timers: 1 s .. 1 year
+inline constexpr Range rekey_packets{0, 0x7fffffffffffffffLL};
+inline constexpr Range array_size{1, 65536};
+inline constexpr Range heartbeat_time{1, 3600};
+inline constexpr Range heartbeat_fail{2, 86400};
+inline constexpr Range lanes{0, 128};
+inline constexpr Range static_lanes{1, 128};
+inline constexpr Range port{1, 65535};
+inline constexpr Range ip_version{4, 6};
+inline constexpr Range unsupported_flag{0, 0};         // cluster_state, load_balance
+inline constexpr Range remote_id{1, 4294967295LL};
+inline constexpr Range p3_id{1, 4294967295LL};
+inline constexpr Range port_id{0, 65534};              // DPDK port id (RTE_MAX_ETHPORTS bound at start)
+inline constexpr Range mtu{576, 9600};
+inline constexpr Range mtu_v6{1280, 9600};
+inline constexpr Range replay_window{64, 8192};        // and a multiple of 64
+inline constexpr Range idle_backoff_us{0, 100000};
+inline constexpr Range idle_polls{1, 1000000};
+inline constexpr Range mbufs{511, 1048575};
+inline constexpr Range rx_queues{0, 64};
+inline constexpr Range burst{1, 256};
+inline constexpr std::size_t max_name = 255;           // identities, group names, port names
+inline constexpr std::size_t max_subnets = 4096;       // per remote
+}  // namespace limits
+
+// Session parameters a group or a remote may override: which are numbers and their ranges.
+// Returns nullptr for a key that is not a numeric session parameter.
+const Range* session_number_range(std::string_view key);
+// Sets the numeric session parameter `key` (one session_number_range knows) in g.
+void set_session_number(Group& g, std::string_view key, long long v);
+// Applies the fields set in g over p.
+void apply(SessionParams& p, const Group& g);
+
+std::optional<KeyType> parse_key_type(std::string_view s);  // "AES128" / "AES256", any case
+std::string_view key_type_name(KeyType k);
+// Hex digits (optional 0x), even count, straight into secret storage. nullopt if malformed.
+std::optional<SecretBytes> parse_hex_secret(std::string_view s);
+// "1..10" form used in every range message.
+std::string range_str(const Range& r);
+
+// Everything a loader knows that finalize() needs: the model so far plus the lines to
+// report against and what the file left unsaid.
+struct RemoteDraft {
+    Group overrides;                 // the remote's own settings (applied last)
+    int groups_line = 0;
+    std::vector<int> subnet_lines;   // parallel to Remote::subnets
+    int address_line = 0;
+    int ip_version = 0;              // "ip" if given
+    int ip_line = 0;
+};
+
+struct Draft {
+    // Without a dataplane section: LAN on port 0, WAN on port 1 (the WAN address is the
+    // local address unless given).
+    Draft() { cfg.dataplane.wan.port_id = 1; }
+    Config cfg;
+    std::vector<RemoteDraft> remotes;  // parallel to cfg.remotes
+    std::string file;                  // for messages
+    bool role_set = false;
+    int role_line = 0;
+    int local_line = 0;                // where `local` / `localstart` is (0: missing)
+    bool address_set = false;
+    int address_line = 0;
+    int ip_version = 0;                // local "ip" if given
+    int ip_line = 0;
+    int psk_line = 0, cert_line = 0, key_line = 0, ca_line = 0;
+    bool wan_address_set = false;
+    int lan_line = 0, wan_line = 0;    // where each port's settings are
+    int lan_gateway_line = 0, wan_gateway_line = 0, lan_mtu_line = 0, wan_mtu_line = 0;
+    int last_line = 0;                 // end of file, for "missing" errors
+};
+
+// Resolves and validates; the result replaces d.cfg. Throws LoadError.
+Config finalize(Draft&& d);
+
+}  // namespace p3::config::detail
