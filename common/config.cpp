@@ -513,16 +513,39 @@ std::string hex_id(std::uint32_t v) {
     return s;
 }
 
-std::string secret(const SecretBytes& b, bool reveal) {
-    if (!reveal) return "\"<secret: " + std::to_string(b.size()) + " bytes>\"";
-    static constexpr char kHex[] = "0123456789abcdef";
-    std::string s = "\"";
-    for (std::uint8_t c : b.span()) {
-        s += kHex[c >> 4];
-        s += kHex[c & 15];
+// Secrets go into the text only at the very end (see to_libconfig): while it is built, a
+// revealed secret is a placeholder "\x01<index>\x01", so no intermediate buffer holds key bytes.
+struct SecretSlots {
+    bool reveal = false;
+    std::vector<const SecretBytes*> list;
+    std::string operator()(const SecretBytes& b) {
+        if (!reveal) return "\"<secret: " + std::to_string(b.size()) + " bytes>\"";
+        list.push_back(&b);
+        return "\"\x01" + std::to_string(list.size() - 1) + "\x01\"";
     }
-    return s + "\"";
-}
+    std::string finish(const std::string& text) const {
+        if (list.empty()) return text;
+        std::size_t size = text.size();
+        for (const auto* b : list) size += 2 * b->size();
+        std::string out;
+        out.reserve(size);  // one allocation: the caller wipes it
+        static constexpr char kHex[] = "0123456789abcdef";
+        for (std::size_t i = 0; i < text.size(); ++i) {
+            if (text[i] != '\x01') {
+                out += text[i];
+                continue;
+            }
+            std::size_t end = text.find('\x01', i + 1);
+            std::size_t idx = std::stoul(text.substr(i + 1, end - i - 1));
+            for (std::uint8_t c : list[idx]->span()) {
+                out += kHex[c >> 4];
+                out += kHex[c & 15];
+            }
+            i = end;
+        }
+        return out;
+    }
+};
 
 // One "key = value;" per field of g that is set (a group) or differs from base (a remote).
 void print_params(std::ostringstream& o, const std::string& indent, const Group& g) {
@@ -586,6 +609,7 @@ void print_port(std::ostringstream& o, const char* side, const PortConfig& pc) {
 
 std::string to_libconfig(const Config& cfg, bool reveal_secrets) {
     std::ostringstream o;
+    SecretSlots secret{reveal_secrets, {}};
     o << "# p3 configuration";
     if (!cfg.source.empty()) o << " (effective, from " << cfg.source << ")";
     o << "\n";
@@ -655,18 +679,18 @@ std::string to_libconfig(const Config& cfg, bool reveal_secrets) {
             const auto& k = *r.static_keys;
             o << "    static_keys = {\n";
             o << "      tx_id = " << hex_id(k.tx_id) << ";\n";
-            o << "      tx_key = " << secret(k.tx_key, reveal_secrets) << ";\n";
-            o << "      tx_salt = " << secret(k.tx_salt, reveal_secrets) << ";\n";
+            o << "      tx_key = " << secret(k.tx_key) << ";\n";
+            o << "      tx_salt = " << secret(k.tx_salt) << ";\n";
             o << "      rx_id = " << hex_id(k.rx_id) << ";\n";
-            o << "      rx_key = " << secret(k.rx_key, reveal_secrets) << ";\n";
-            o << "      rx_salt = " << secret(k.rx_salt, reveal_secrets) << ";\n";
+            o << "      rx_key = " << secret(k.rx_key) << ";\n";
+            o << "      rx_salt = " << secret(k.rx_salt) << ";\n";
             o << "      lanes = " << k.lanes << ";\n";
             o << "    };\n";
         }
         o << "  }";
     }
     o << (cfg.remotes.empty() ? ");\n" : "\n);\n");
-    return o.str();
+    return secret.finish(o.str());
 }
 
 }  // namespace p3::config
