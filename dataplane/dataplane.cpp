@@ -1,0 +1,439 @@
+// Dataplane set-up and tear-down, lcore assignment, and the control thread's loop.
+//
+// Queue assignment: every (port, RX queue) pair is given to one worker, round robin in the
+// order (lan q0, wan q0, lan q1, wan q1, ...), so with two workers and one queue per port one
+// worker polls the LAN and the other the WAN. Every worker has its own TX queue on both ports
+// (TX queue = worker index), so TX never locks.
+#include "dataplane/dataplane.hpp"
+
+#include <rte_cycles.h>
+#include <rte_ethdev.h>
+#include <rte_lcore.h>
+#include <rte_malloc.h>
+#include <rte_mbuf.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <new>
+#include <thread>
+
+#include "common/log.hpp"
+#include "dataplane/fastpath.hpp"
+#include "dataplane/resolver.hpp"
+
+namespace p3::dp {
+
+int g_meta_offset = -1;
+
+bool register_meta() {
+    if (g_meta_offset >= 0) return true;
+    static const rte_mbuf_dynfield desc = {"p3_pkt_meta", sizeof(PktMeta), alignof(PktMeta), 0};
+    g_meta_offset = rte_mbuf_dynfield_register(&desc);
+    if (g_meta_offset < 0) {
+        P3_LOG_ERROR(DP_TABLES, "mbuf metadata field: %s", rte_strerror(rte_errno));
+        return false;
+    }
+    return true;
+}
+
+Dataplane::Dataplane(const config::Config& cfg, Options opts) : cfg_(cfg), opts_(std::move(opts)) {
+    control_ = opts_.control ? opts_.control : &stub_;
+}
+
+Dataplane::~Dataplane() {
+    if (started_) {
+        request_stop();
+        wait();
+    }
+    close();
+}
+
+static SideAddr side_addr(const config::PortConfig& pc) {
+    SideAddr a;
+    a.addr = pc.address;
+    a.gateway = pc.gateway;
+    a.gateway_mac = pc.gateway_mac;
+    a.mtu = pc.mtu;
+    return a;
+}
+
+bool Dataplane::init() {
+    if (!register_meta()) return false;
+    const auto& dc = cfg_.dataplane;
+
+    // Workers.
+    std::vector<unsigned> lc = opts_.lcores;
+    if (lc.empty()) {
+        unsigned id;
+        RTE_LCORE_FOREACH(id) lc.push_back(id);
+    }
+    if (lc.empty() || lc.size() > kMaxWorkers) {
+        P3_LOG_ERROR(DP_CONFIG, "%zu worker lcores: between 1 and %u are supported", lc.size(), kMaxWorkers);
+        return false;
+    }
+    if (dc.burst == 0 || dc.burst > kMaxBurst) {
+        P3_LOG_ERROR(DP_CONFIG, "dataplane.burst %u: between 1 and %u", dc.burst, kMaxBurst);
+        return false;
+    }
+    const auto nworkers = static_cast<std::uint16_t>(lc.size());
+
+    // Ports.
+    std::uint16_t pid[kSides];
+    if (!resolve_port(dc.lan, Side::lan, pid[0]) || !resolve_port(dc.wan, Side::wan, pid[1])) return false;
+    if (pid[0] == pid[1]) {
+        P3_LOG_ERROR(PORT_SAME, "dataplane.lan and dataplane.wan are both DPDK port %u", pid[0]);
+        return false;
+    }
+    addr_[0] = side_addr(dc.lan);
+    addr_[1] = side_addr(dc.wan);
+
+    // Packet pool: small without hugepages, one cache per lcore.
+    const unsigned nmbufs = std::max<unsigned>(dc.mbufs, kMinMbufs);
+    const unsigned cache = std::min<unsigned>(kMbufCache, nmbufs / (2 * nworkers + 2));
+    std::string pname = opts_.name + "_pool";
+    pool_ = rte_pktmbuf_pool_create(pname.c_str(), nmbufs, cache, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
+                                    static_cast<int>(rte_socket_id()));
+    if (!pool_) {
+        P3_LOG_ERROR(MEMPOOL, "%u packet buffers: %s", nmbufs, rte_strerror(rte_errno));
+        return false;
+    }
+
+    const std::uint16_t rxq = dc.rx_queues == 0 ? nworkers : dc.rx_queues;
+    for (unsigned s = 0; s < kSides; ++s) {
+        const auto side = static_cast<Side>(s);
+        if (!setup_port(pid[s], side, rxq, nworkers, nmbufs / 2, addr_[s].mtu, pool_, ports_[s])) return false;
+    }
+
+    // Rings and RCU.
+    std::string rn = opts_.name + "_to_ctl";
+    to_control_ = rte_ring_create(rn.c_str(), kControlRingSize, SOCKET_ID_ANY, RING_F_SC_DEQ);
+    rn = opts_.name + "_to_wrk";
+    to_workers_ = rte_ring_create(rn.c_str(), kToWorkerRingSize, SOCKET_ID_ANY, RING_F_SC_DEQ);
+    const std::size_t qsz = rte_rcu_qsbr_get_memsize(nworkers);
+    qsbr_ = static_cast<rte_rcu_qsbr*>(rte_zmalloc(nullptr, qsz, RTE_CACHE_LINE_SIZE));
+    if (!to_control_ || !to_workers_ || !qsbr_ || rte_rcu_qsbr_init(qsbr_, nworkers) != 0) {
+        P3_LOG_ERROR(DP_TABLES, "rings / RCU variable: %s", rte_strerror(rte_errno));
+        return false;
+    }
+    if (!routes_.create(opts_.name.c_str(), qsbr_)) return false;
+    if (!keys_create()) return false;
+    sessions_ = std::make_unique<SessionTable>();
+    for (auto& n : neigh_) n = std::make_unique<NeighborTable>();
+    resolver_ = std::make_unique<Resolver>(*this);
+    for (unsigned s = 0; s < kSides; ++s) {
+        if (addr_[s].gateway && addr_[s].gateway_mac) {
+            rte_ether_addr mac;
+            std::memcpy(mac.addr_bytes, addr_[s].gateway_mac->bytes.data(), 6);
+            resolver_->set_static(static_cast<Side>(s), *addr_[s].gateway, mac);
+        }
+    }
+
+    // What the workers read.
+    shared_ = std::make_unique<Shared>();
+    Shared& S = *shared_;
+    for (unsigned s = 0; s < kSides; ++s) {
+        S.port_id[s] = ports_[s].port_id;
+        S.mac[s] = ports_[s].mac;
+        S.prefix[s] = addr_[s].addr;
+        S.gateway[s] = addr_[s].gateway;
+        S.mtu[s] = addr_[s].mtu;
+        S.neigh[s] = neigh_[s].get();
+    }
+    S.setup_port = cfg_.local.port;
+    S.nat_port = cfg_.local.nat_port;
+    S.replay_window = dc.replay_window;
+    S.to_control = to_control_;
+    S.to_workers = to_workers_;
+    S.qsbr = qsbr_;
+    S.pool = pool_;
+    S.routes = &routes_;
+    S.sessions = sessions_.get();
+    S.burst = dc.burst;
+    S.idle_polls = std::max<std::uint32_t>(1, dc.idle_polls);
+    S.idle_backoff_us = dc.idle_backoff_us;
+    S.drain_tsc = (rte_get_tsc_hz() + 1000000 - 1) / 1000000 * kTxDrainUs;
+    S.stop = &stop_;
+
+    // Per-lcore state, on each lcore's socket.
+    for (unsigned i = 0; i < nworkers; ++i) {
+        const unsigned socket = rte_lcore_to_socket_id(lc[i]);
+        void* mem = rte_zmalloc_socket("p3_lcore", sizeof(Lcore), RTE_CACHE_LINE_SIZE, static_cast<int>(socket));
+        auto* sc = static_cast<SessionCounters*>(
+            rte_zmalloc_socket("p3_sess_ctr", sizeof(SessionCounters) * kMaxSessions, RTE_CACHE_LINE_SIZE,
+                               static_cast<int>(socket)));
+        if (!mem || !sc) {
+            rte_free(mem);
+            rte_free(sc);
+            P3_LOG_ERROR(OUT_OF_MEMORY, "per-lcore state of lcore %u", lc[i]);
+            return false;
+        }
+        Lcore* L = new (mem) Lcore();
+        L->lcore_id = lc[i];
+        L->index = i;
+        L->sessions = sc;
+        lcores_.push_back(L);
+        if (!L->reasm.init(kReassemblyFlows, kReassemblyTimeoutMs, static_cast<int>(socket), pool_,
+                           rte_get_tsc_hz())) {
+            P3_LOG_ERROR(OUT_OF_MEMORY, "reassembly table of lcore %u", lc[i]);
+            return false;
+        }
+        L->replies.configure(rte_get_tsc_hz(), kDefaultReplyRate, kDefaultReplyBurst, rte_rdtsc());
+        if (!wire_engine_create(*L, S)) return false;
+    }
+    unsigned next = 0;
+    for (std::uint16_t q = 0; q < kMaxQueuesPerPort; ++q) {
+        for (unsigned s = 0; s < kSides; ++s) {
+            if (q >= ports_[s].rx_queues) continue;
+            Lcore& L = *lcores_[next++ % nworkers];
+            if (L.nrx == kMaxRxPerWorker) continue;
+            L.rx[L.nrx++] = RxQueue{ports_[s].port_id, q, static_cast<Side>(s)};
+        }
+    }
+    for (auto* L : lcores_) {
+        std::string q;
+        for (unsigned r = 0; r < L->nrx; ++r)
+            q += std::string(r ? ", " : "") + side_name(L->rx[r].side) + " q" + std::to_string(L->rx[r].queue);
+        P3_LOG_INFO(LCORES, "worker %u on lcore %u (socket %u): polls %s; TX queue %u on both ports",
+                    L->index, L->lcore_id, rte_lcore_to_socket_id(L->lcore_id), q.empty() ? "nothing" : q.c_str(),
+                    L->index);
+    }
+
+    for (const auto& r : cfg_.remotes)
+        if (!add_remote(r)) return false;
+    inited_ = true;
+    return true;
+}
+
+bool Dataplane::add_remote(const config::Remote& r) {
+    const IpAddr& wan = addr_[1].addr.addr;
+    if (r.address.family != wan.family) {
+        P3_LOG_ERROR(DP_CONFIG, "%s:%d: remote %u: address %s is IPv%u but the WAN address %s is IPv%u",
+                     cfg_.source.c_str(), r.line, r.id, r.address.str().c_str(), r.address.family,
+                     wan.str().c_str(), wan.family);
+        return false;
+    }
+    std::uint32_t sid = 0;
+    for (std::uint32_t i = 1; i < kMaxSessions; ++i) {
+        if (sessions_->state(i) == SessionState::unused && sessions_->info(i).remote_id == 0) {
+            sid = i;
+            break;
+        }
+    }
+    if (!sid) {
+        P3_LOG_ERROR(DP_SESSION, "remote %u: all %u sessions in use", r.id, kMaxSessions - 1);
+        return false;
+    }
+    Session& s = sessions_->at(sid);
+    s.id = r.id;
+    s.peer = r.address;
+    s.udp_encap = false;
+    s.tx_lanes = static_cast<std::uint16_t>(workers());
+    SessionInfo& info = sessions_->info(sid);
+    info.remote_id = r.id;
+    info.groups = r.groups;
+    info.subnets = r.subnets;
+    info.static_keys = r.static_keys.has_value();
+    sessions_->set_state(sid, SessionState::down);
+    if (!routes_.add_many(r.subnets, sid)) {
+        sessions_->set_state(sid, SessionState::unused);
+        info = SessionInfo{};
+        return false;
+    }
+    if (r.static_keys && !install_static(r, sid)) return false;
+    return true;
+}
+
+std::uint32_t Dataplane::session_of(std::uint32_t remote_id) const noexcept {
+    for (std::uint32_t i = 1; i < kMaxSessions; ++i)
+        if (sessions_->info(i).remote_id == remote_id && sessions_->state(i) != SessionState::unused) return i;
+    return 0;
+}
+
+bool Dataplane::remove_remote(std::uint32_t remote_id) {
+    const std::uint32_t sid = session_of(remote_id);
+    if (!sid) return false;
+    // Routes first (no new packet picks the session), then the session and its keys.
+    for (const auto& p : sessions_->info(sid).subnets) routes_.remove(p);
+    sessions_->set_state(sid, SessionState::down);
+    clear_keys(sid);
+    sessions_->set_state(sid, SessionState::unused);
+    rte_rcu_qsbr_synchronize(qsbr_, RTE_QSBR_THRID_INVALID);
+    sessions_->info(sid) = SessionInfo{};
+    return true;
+}
+
+bool Dataplane::start() {
+    if (!inited_) return false;
+    args_.clear();
+    args_.reserve(lcores_.size());   // never reallocated while workers hold pointers into it
+    for (unsigned i = 0; i < lcores_.size(); ++i) args_.push_back({this, i});
+    for (unsigned i = 0; i < lcores_.size(); ++i) {
+        const unsigned id = lcores_[i]->lcore_id;
+        if (id == rte_lcore_id()) continue;   // run_here()
+        int rc = rte_eal_remote_launch(
+            [](void* p) -> int {
+                auto* a = static_cast<LaunchArg*>(p);
+                a->dp->worker_main(a->index);
+                return 0;
+            },
+            &args_[i], id);
+        if (rc != 0) {
+            P3_LOG_ERROR(DP_CONFIG, "lcore %u is busy or not a worker lcore: %s", id, rte_strerror(-rc));
+            return false;
+        }
+        launched_[id] = true;
+    }
+    started_ = true;
+    if (opts_.control_thread) {
+        std::string tn = opts_.name + "-ctl";
+        int rc = rte_ctrl_thread_create(
+            &control_tid_, tn.substr(0, 15).c_str(), nullptr,
+            [](void* p) -> void* {
+                static_cast<Dataplane*>(p)->control_main();
+                return nullptr;
+            },
+            this);
+        if (rc != 0) {
+            P3_LOG_ERROR(DP_CONFIG, "control thread: %s", std::strerror(rc));
+            return false;
+        }
+        control_running_ = true;
+    }
+    P3_LOG_INFO(DP_WORKERS, "%u worker lcore(s) running; idle back-off %u us after %u empty polls",
+                workers(), cfg_.dataplane.idle_backoff_us, cfg_.dataplane.idle_polls);
+    return true;
+}
+
+void Dataplane::run_here() {
+    const unsigned me = rte_lcore_id();
+    for (unsigned i = 0; i < lcores_.size(); ++i) {
+        if (lcores_[i]->lcore_id == me) {
+            worker_main(i);
+            return;
+        }
+    }
+    while (!stopping()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+}
+
+void Dataplane::wait() {
+    for (unsigned id = 0; id < RTE_MAX_LCORE; ++id) {
+        if (launched_[id]) {
+            rte_eal_wait_lcore(id);
+            launched_[id] = false;
+        }
+    }
+    if (control_running_) {
+        pthread_join(control_tid_, nullptr);
+        control_running_ = false;
+    }
+    started_ = false;
+}
+
+void Dataplane::close() {
+    for (auto& p : ports_) close_port(p);
+    // Frames still queued between the threads.
+    for (rte_ring* r : {to_control_, to_workers_}) {
+        if (!r) continue;
+        void* m;
+        while (rte_ring_dequeue(r, &m) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
+        rte_ring_free(r);
+    }
+    to_control_ = to_workers_ = nullptr;
+    if (sessions_) {
+        for (std::uint32_t sid = 1; sid < kMaxSessions; ++sid) clear_keys_now(sid);
+    }
+    keys_destroy();
+    resolver_.reset();
+    for (Lcore* L : lcores_) {
+        wire_engine_free(*L);
+        for (auto& b : L->tx) {
+            rte_pktmbuf_free_bulk(b.pkts, b.n);
+            b.n = 0;
+        }
+        rte_free(L->sessions);
+        L->~Lcore();
+        rte_free(L);
+    }
+    lcores_.clear();
+    if (qsbr_) {
+        // The route table's defer queue refers to the variable: free the tables first.
+        routes_.~RouteTable();
+        new (&routes_) RouteTable();
+        rte_free(qsbr_);
+        qsbr_ = nullptr;
+    }
+    if (pool_) {
+        rte_mempool_free(pool_);
+        pool_ = nullptr;
+    }
+    inited_ = false;
+}
+
+// ---- control thread ---------------------------------------------------------------
+
+bool Dataplane::send_to_workers(rte_mbuf* m) noexcept { return rte_ring_mp_enqueue(to_workers_, m) == 0; }
+
+unsigned Dataplane::control_poll(std::uint64_t now_ms) {
+    rte_mbuf* pkts[kMaxBurst];
+    const unsigned n = rte_ring_sc_dequeue_burst(to_control_, reinterpret_cast<void**>(pkts), kMaxBurst, nullptr);
+    for (unsigned i = 0; i < n; ++i) {
+        rte_mbuf* m = pkts[i];
+        const PktMeta md = meta(m);
+        switch (md.kind) {
+            case MsgKind::arp: resolver_->on_arp(md.side, m, now_ms); break;
+            case MsgKind::nd: resolver_->on_nd(md.side, m, now_ms); break;
+            case MsgKind::hold: resolver_->on_hold(md.side, m, now_ms); break;
+            default: control_->on_packet(*this, m); break;
+        }
+    }
+    control_rx_.fetch_add(n, std::memory_order_relaxed);
+    resolver_->poll(now_ms);
+    control_->poll(*this, now_ms);
+    return n;
+}
+
+static std::uint64_t monotonic_ms() {
+    return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                          std::chrono::steady_clock::now().time_since_epoch())
+                                          .count());
+}
+
+void Dataplane::control_main() {
+    control_->start(*this);
+    while (!stopping()) {
+        if (control_poll(monotonic_ms()) == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    control_->stop(*this);
+}
+
+// ---- read-only views ------------------------------------------------------------------
+
+std::uint64_t Dataplane::drops(Drop d) const noexcept {
+    std::uint64_t t = resolver_ ? resolver_->stats().drops[static_cast<unsigned>(d)].get() : 0;
+    for (const Lcore* L : lcores_) t += L->stats.drops[static_cast<unsigned>(d)].get();
+    return t;
+}
+
+std::uint64_t Dataplane::sum(Counter LcoreStats::*c) const noexcept {
+    std::uint64_t t = resolver_ ? (resolver_->stats().*c).get() : 0;
+    for (const Lcore* L : lcores_) t += (L->stats.*c).get();
+    return t;
+}
+
+SessionTotals Dataplane::session_totals(std::uint32_t sid) const noexcept {
+    SessionTotals t;
+    if (sid >= kMaxSessions) return t;
+    for (const Lcore* L : lcores_) {
+        const SessionCounters& c = L->sessions[sid];
+        t.tx_pkts += c.tx_pkts.get();
+        t.tx_bytes += c.tx_bytes.get();
+        t.rx_pkts += c.rx_pkts.get();
+        t.rx_bytes += c.rx_bytes.get();
+    }
+    return t;
+}
+
+const LcoreStats* Dataplane::control_stats() const noexcept { return resolver_ ? &resolver_->stats() : nullptr; }
+
+}  // namespace p3::dp

@@ -1,0 +1,151 @@
+// One dataplane instance: its two ports, packet pool, rings, routing table, sessions,
+// neighbour tables, RCU variable, worker lcores and control thread. p3d runs one; the
+// in-process tests run two back to back in one EAL.
+//
+// Life: init() (ports started, tables built, static sessions installed; any failure logged
+// with its reason code, nothing left open) -> start() (workers launched on their lcores,
+// the control thread started) -> [run_here() on the calling lcore if it is a worker] ->
+// request_stop() -> wait() -> close() (ports stopped and closed; also done by the destructor).
+//
+// Threads: workers read everything and write only their own Lcore; the control thread is the
+// only writer of sessions, routes and neighbours (through the methods marked "control thread").
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <pthread.h>
+#include <vector>
+
+#include <rte_ether.h>
+#include <rte_mempool.h>
+#include <rte_rcu_qsbr.h>
+#include <rte_ring.h>
+
+#include "common/config.hpp"
+#include "dataplane/control_iface.hpp"
+#include "dataplane/limits.hpp"
+#include "dataplane/neighbors.hpp"
+#include "dataplane/ports.hpp"
+#include "dataplane/routes.hpp"
+#include "dataplane/sessions.hpp"
+#include "dataplane/stats.hpp"
+
+namespace p3::dp {
+
+struct Lcore;
+class Resolver;
+
+struct SessionTotals {
+    std::uint64_t tx_pkts = 0, tx_bytes = 0, rx_pkts = 0, rx_bytes = 0;
+};
+
+struct Options {
+    std::string name = "p3";            // prefix of DPDK object names (unique per instance)
+    std::vector<unsigned> lcores;       // worker lcores; empty = every EAL lcore (main included)
+    ControlPlane* control = nullptr;    // nullptr = ControlStub
+    bool control_thread = true;         // false: the caller drives control_poll() (tests)
+};
+
+// Addresses of one side, taken from the configuration.
+struct SideAddr {
+    Prefix addr;                        // interface address and its prefix
+    std::optional<IpAddr> gateway;
+    std::optional<MacAddr> gateway_mac;
+    std::uint16_t mtu = 1500;
+};
+
+class Dataplane {
+public:
+    // cfg must outlive the Dataplane (p3d's main and the tests keep it).
+    Dataplane(const config::Config& cfg, Options opts);
+    ~Dataplane();
+    Dataplane(const Dataplane&) = delete;
+    Dataplane& operator=(const Dataplane&) = delete;
+
+    bool init();
+    bool start();
+    void run_here();          // the worker of the calling lcore, until stop
+    void request_stop() noexcept { stop_.store(true, std::memory_order_relaxed); }
+    bool stopping() const noexcept { return stop_.load(std::memory_order_relaxed); }
+    void wait();
+    void close();
+
+    // --- control thread ------------------------------------------------------------
+    // One step of the control thread's loop (drain the ring, timers); returns packets handled.
+    unsigned control_poll(std::uint64_t now_ms);
+    bool send_to_workers(rte_mbuf* m) noexcept;   // meta(m) says how
+    SessionTable& sessions() noexcept { return *sessions_; }
+    RouteTable& routes() noexcept { return routes_; }
+    // Installs a remote: session (down until keys arrive), its routes; with static keys, up.
+    bool add_remote(const config::Remote& r);
+    bool remove_remote(std::uint32_t remote_id);
+    std::uint32_t session_of(std::uint32_t remote_id) const noexcept;   // 0 = none
+    // Keys of a session (crypto_path.cpp). Publishing sets the session up; clearing sets it
+    // down and retires the old slots through RCU (wiped when freed).
+    bool install_static(const config::Remote& r, std::uint32_t sid);
+    void clear_keys(std::uint32_t sid);
+
+    // --- read-only views (any thread) -------------------------------------------------
+    const config::Config& config() const noexcept { return cfg_; }
+    const PortInfo& port(Side s) const noexcept { return ports_[static_cast<unsigned>(s)]; }
+    const SideAddr& addr(Side s) const noexcept { return addr_[static_cast<unsigned>(s)]; }
+    unsigned workers() const noexcept { return static_cast<unsigned>(lcores_.size()); }
+    const Lcore& lcore(unsigned i) const noexcept { return *lcores_[i]; }
+    rte_mempool* pool() const noexcept { return pool_; }
+    rte_rcu_qsbr* qsbr() const noexcept { return qsbr_; }
+    NeighborTable& neighbors(Side s) noexcept { return *neigh_[static_cast<unsigned>(s)]; }
+    const std::string& name() const noexcept { return opts_.name; }
+    // Sum of one lcore counter / drop reason over all workers.
+    std::uint64_t drops(Drop d) const noexcept;
+    std::uint64_t sum(Counter LcoreStats::*c) const noexcept;
+    SessionTotals session_totals(std::uint32_t sid) const noexcept;
+    const LcoreStats* control_stats() const noexcept;   // the control thread's drops (neighbours)
+    std::uint64_t control_packets() const noexcept { return control_rx_.load(std::memory_order_relaxed); }
+
+    // The worker's fast path reaches these directly.
+    struct Shared;
+    const Shared& shared() const noexcept { return *shared_; }
+
+private:
+    void worker_main(unsigned index);
+    void control_main();
+    bool setup_lcores();
+    void clear_keys_now(std::uint32_t sid);   // at close: no reader left
+
+    struct LaunchArg {
+        Dataplane* dp;
+        unsigned index;
+    };
+
+    const config::Config& cfg_;
+    Options opts_;
+    ControlStub stub_;
+    ControlPlane* control_ = nullptr;
+    PortInfo ports_[kSides];
+    SideAddr addr_[kSides];
+    rte_mempool* pool_ = nullptr;
+    rte_ring* to_control_ = nullptr;
+    rte_ring* to_workers_ = nullptr;
+    rte_rcu_qsbr* qsbr_ = nullptr;
+    RouteTable routes_;
+    std::unique_ptr<SessionTable> sessions_;
+    std::unique_ptr<NeighborTable> neigh_[kSides];
+    std::unique_ptr<Resolver> resolver_;
+    std::vector<Lcore*> lcores_;
+    std::unique_ptr<Shared> shared_;
+    std::vector<LaunchArg> args_;
+    pthread_t control_tid_{};
+    bool control_running_ = false;
+    struct KeyState;
+    KeyState* keys_ = nullptr;         // crypto_path.cpp: slot tables of the sessions
+    bool keys_create();
+    void keys_destroy() noexcept;
+    std::atomic<bool> stop_{false};
+    std::atomic<std::uint64_t> control_rx_{0};
+    bool started_ = false, inited_ = false;
+    bool launched_[RTE_MAX_LCORE] = {};
+};
+
+}  // namespace p3::dp

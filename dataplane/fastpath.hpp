@@ -1,0 +1,84 @@
+// What every worker reads on the packet path (set once at init, then read-only), and the
+// stage functions of the path. The stages take a burst and return how many packets went on;
+// a packet a stage drops is freed there and counted under its reason.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <optional>
+
+#include <rte_ether.h>
+#include <rte_mbuf.h>
+#include <rte_mempool.h>
+#include <rte_rcu_qsbr.h>
+#include <rte_ring.h>
+
+#include "common/net.hpp"
+#include "dataplane/dataplane.hpp"
+#include "dataplane/worker.hpp"
+
+namespace p3::dp {
+
+struct Dataplane::Shared {
+    std::uint16_t port_id[kSides] = {};
+    rte_ether_addr mac[kSides] = {};
+    Prefix prefix[kSides];                 // own address (host bits kept) and on-link prefix
+    std::optional<IpAddr> gateway[kSides];
+    std::uint16_t mtu[kSides] = {1500, 1500};
+    std::uint16_t setup_port = 5653;       // UDP, to the control thread
+    std::uint16_t nat_port = 4500;         // UDP-encapsulated P3
+    std::uint32_t replay_window = 1024;
+    rte_ring* to_control = nullptr;
+    rte_ring* to_workers = nullptr;
+    rte_rcu_qsbr* qsbr = nullptr;
+    rte_mempool* pool = nullptr;
+    const RouteTable* routes = nullptr;
+    SessionTable* sessions = nullptr;
+    const NeighborTable* neigh[kSides] = {};
+    std::uint16_t burst = 32;
+    std::uint32_t idle_polls = 256;
+    std::uint32_t idle_backoff_us = 0;
+    std::uint64_t drain_tsc = 0;
+    const std::atomic<bool>* stop = nullptr;
+
+    const IpAddr& own(Side s) const noexcept { return prefix[static_cast<unsigned>(s)].addr; }
+    // The neighbour a packet to dst leaves through on side s: dst itself when on-link, else
+    // the gateway; nullopt when off-link without a gateway or of the other IP family.
+    std::optional<IpAddr> next_hop(Side s, const IpAddr& dst) const noexcept {
+        const unsigned i = static_cast<unsigned>(s);
+        if (dst.family != prefix[i].addr.family) return std::nullopt;
+        if (prefix[i].contains(dst)) return dst;
+        return gateway[i];
+    }
+};
+
+// --- worker.cpp ----------------------------------------------------------------------
+// Queue a frame for TX on side (buffered, flushed when full or on the TSC timer).
+void tx_enqueue(Lcore& L, const Dataplane::Shared& S, Side side, rte_mbuf* m) noexcept;
+void tx_flush(Lcore& L, const Dataplane::Shared& S, Side side) noexcept;
+// Fill the Ethernet header of a frame whose IP packet starts at offset 14 and send it out of
+// side towards dst (next hop lookup; unresolved -> held by the control thread).
+void send_l3(Lcore& L, const Dataplane::Shared& S, Side side, rte_mbuf* m, const IpAddr& dst,
+             std::uint16_t ethertype) noexcept;
+// Hand a packet to the control thread (kind etc. already in meta(m)).
+void to_control(Lcore& L, const Dataplane::Shared& S, rte_mbuf* m) noexcept;
+
+inline void drop(Lcore& L, rte_mbuf* m, Drop d) noexcept {
+    L.stats.drop(d);
+    rte_pktmbuf_free(m);
+}
+
+// --- crypto_path.cpp -----------------------------------------------------------------
+// Outbound: pkts are Ethernet frames holding a validated inner IP packet at offset 14 (TTL
+// already decremented), sids[i] its session (up). Encapsulate, seal in batches grouped by
+// slot, add outer IP + Ethernet, send on the WAN.
+void outbound_crypto(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, const std::uint32_t* sids,
+                     unsigned n) noexcept;
+// Inbound: pkts are frames whose P3 header starts at p3_off[i] (after outer IP [+ UDP]).
+void inbound_crypto(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, const std::uint16_t* p3_off,
+                    unsigned n) noexcept;
+// Per-lcore crypto engine life (created on the lcore's socket before the worker starts).
+bool wire_engine_create(Lcore& L, const Dataplane::Shared& S);
+void wire_engine_free(Lcore& L);
+
+}  // namespace p3::dp

@@ -1,0 +1,187 @@
+// p3d: the appliance process. DPDK convention for the command line:
+//
+//   p3d [EAL options] -- -c FILE [-f] [-v]
+//
+// Order of events: EAL -> configuration -> ports, pool, tables, sessions -> workers on every
+// EAL lcore (the main lcore too) and the control thread -> wait for SIGINT/SIGTERM -> stop
+// workers -> stop and close every port -> rte_eal_cleanup -> exit 0.
+// Anything the administrator must fix first (bad EAL options, bad configuration, missing
+// port) is one log line with its reason code and exit status 2, with nothing left running.
+//
+// Logging: always to syslog (daemon facility); -f (foreground) copies every line to stderr.
+// p3d never forks: a service manager (systemd Type=simple) or the shell runs it.
+#include <getopt.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_lcore.h>
+
+#include "common/config.hpp"
+#include "common/log.hpp"
+#include "dataplane/dataplane.hpp"
+#include "dataplane/telemetry.hpp"
+
+namespace {
+
+constexpr int kExitUsage = 2;
+
+p3::dp::Dataplane* g_dp = nullptr;
+volatile std::sig_atomic_t g_signal = 0;
+
+extern "C" void on_signal(int sig) {
+    g_signal = sig;
+    if (g_dp) g_dp->request_stop();   // an atomic store: async-signal-safe
+}
+
+void usage(FILE* out) {
+    std::fputs(
+        "usage: p3d [EAL options] -- -c FILE [-f] [-v]\n"
+        "\n"
+        "  -c, --config FILE   configuration (libconfig or the legacy line format)\n"
+        "  -f, --foreground    log to stderr as well as syslog\n"
+        "  -v, --verbose       log debug messages too\n"
+        "  -h, --help          this text\n"
+        "\n"
+        "EAL options are DPDK's (-l, -a, --vdev, --file-prefix, ...). Without hugepages or PCI:\n"
+        "  p3d --no-huge -m 512 --no-pci --vdev net_ring0 --vdev net_ring1 -- -c p3d.conf -f\n"
+        "Workers run on every EAL lcore, the main lcore included; -l 0 is enough.\n"
+        "Stops on SIGINT or SIGTERM (exit 0). Exit 2: bad arguments, configuration or port.\n",
+        out);
+}
+
+bool wants_help(int argc, char** argv) {
+    for (int i = 1; i < argc; ++i) {
+        if (std::strcmp(argv[i], "--") == 0) {
+            for (int j = i + 1; j < argc; ++j)
+                if (!std::strcmp(argv[j], "-h") || !std::strcmp(argv[j], "--help")) return true;
+            return false;
+        }
+    }
+    // No "--": "p3d --help" / "p3d -h" alone asks for our help, not EAL's.
+    return argc == 2 && (!std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "--help"));
+}
+
+struct AppArgs {
+    std::string config;
+    bool foreground = false;
+    bool verbose = false;
+};
+
+bool parse_app_args(int argc, char** argv, AppArgs& a) {
+    static const option longopts[] = {
+        {"config", required_argument, nullptr, 'c'},
+        {"foreground", no_argument, nullptr, 'f'},
+        {"verbose", no_argument, nullptr, 'v'},
+        {"help", no_argument, nullptr, 'h'},
+        {nullptr, 0, nullptr, 0},
+    };
+    optind = 1;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, "c:fvh", longopts, nullptr)) != -1) {
+        switch (c) {
+            case 'c': a.config = optarg; break;
+            case 'f': a.foreground = true; break;
+            case 'v': a.verbose = true; break;
+            default:
+                P3_LOG_ERROR(USAGE, "unknown or incomplete option '%s' after -- (see p3d -- --help)",
+                             argv[optind - 1]);
+                return false;
+        }
+    }
+    if (optind < argc) {
+        P3_LOG_ERROR(USAGE, "unexpected argument '%s' (see p3d -- --help)", argv[optind]);
+        return false;
+    }
+    if (a.config.empty()) {
+        P3_LOG_ERROR(USAGE, "no configuration: p3d [EAL options] -- -c FILE");
+        return false;
+    }
+    return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    if (wants_help(argc, argv)) {
+        usage(stdout);
+        return 0;
+    }
+    // Until p3d has started, every line goes to stderr as well: whoever started it (a shell,
+    // a service manager) sees why it refused. From then on, stderr only with -f.
+    p3::log::init({.ident = "p3d", .to_stderr = true, .to_syslog = true,
+                   .min_level = p3::log::Level::info});
+
+    int eal_args = rte_eal_init(argc, argv);
+    if (eal_args < 0) {
+        P3_LOG_ERROR(EAL_INIT, "rte_eal_init: %s (EAL options come before --)", rte_strerror(rte_errno));
+        return kExitUsage;
+    }
+    argc -= eal_args;
+    argv += eal_args;
+
+    AppArgs args;
+    if (!parse_app_args(argc, argv, args)) {
+        rte_eal_cleanup();
+        return kExitUsage;
+    }
+    const p3::log::Options running{.ident = "p3d", .to_stderr = args.foreground, .to_syslog = true,
+                                   .min_level = args.verbose ? p3::log::Level::debug : p3::log::Level::info};
+    p3::log::init({.ident = "p3d", .to_stderr = true, .to_syslog = true, .min_level = running.min_level});
+
+    auto loaded = p3::config::load_file(args.config);
+    if (auto* err = std::get_if<p3::config::Error>(&loaded)) {
+        p3::log::write(p3::log::Level::error, err->reason, "%s", err->str().c_str());
+        rte_eal_cleanup();
+        return kExitUsage;
+    }
+    const auto& cfg = std::get<p3::config::Config>(loaded);
+
+    p3::dp::Options opts;
+    opts.name = "p3";
+    p3::dp::Dataplane dp(cfg, opts);
+    if (!dp.init()) {
+        dp.close();
+        rte_eal_cleanup();
+        return kExitUsage;
+    }
+    p3::dp::Telemetry telemetry;
+    telemetry.attach(&dp);
+    p3::dp::register_pdump();
+
+    g_dp = &dp;
+    struct sigaction sa{};
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, nullptr);
+    sigaction(SIGTERM, &sa, nullptr);
+    std::signal(SIGPIPE, SIG_IGN);
+
+    if (!dp.start()) {
+        dp.request_stop();
+        dp.wait();
+        dp.close();
+        rte_eal_cleanup();
+        return 1;
+    }
+    P3_LOG_NOTICE(START_OK, "p3d started: role %s, %u worker lcore(s), %zu remote(s), pid %d",
+                  cfg.role == p3::config::Role::primary ? "primary" : "secondary", dp.workers(),
+                  cfg.remotes.size(), static_cast<int>(getpid()));
+    p3::log::init(running);
+    dp.run_here();   // the main lcore's worker; returns when a signal asks to stop
+    dp.wait();
+    telemetry.detach();
+    g_dp = nullptr;
+    dp.close();
+    p3::dp::unregister_pdump();
+    rte_eal_cleanup();
+    P3_LOG_NOTICE(STOP_OK, "p3d stopped on signal %d", static_cast<int>(g_signal));
+    return 0;
+}

@@ -1,0 +1,70 @@
+// Sessions as the workers see them: one fixed slot per session id (1..kMaxSessions-1),
+// O(1) by the id the routing table returns. A session says where its packets go (the peer's
+// WAN address, native or UDP-encapsulated) and whether it is up; its keys are the lane
+// slots of crypto_path (one outbound slot per sending lcore). The control thread is the only
+// writer; a field a worker reads is either immutable while the session is in use or an
+// atomic published with release order.
+//
+// State: unused -> down (installed, routes in place, no keys: traffic is answered with
+// RST/unreachable) -> up (keys published) -> down -> ... -> unused (routes removed first).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <rte_common.h>
+
+#include "common/net.hpp"
+#include "dataplane/limits.hpp"
+
+namespace p3::dp {
+
+enum class SessionState : std::uint8_t { unused = 0, down = 1, up = 2 };
+
+struct alignas(RTE_CACHE_LINE_SIZE) Session {
+    std::atomic<SessionState> state{SessionState::unused};
+    bool udp_encap = false;              // P3 inside UDP (NAT traversal)
+    std::uint16_t udp_src = 0, udp_dst = 0;
+    std::uint32_t id = 0;                // remote id from the configuration
+    std::uint16_t tx_lanes = 0;          // lanes we send on (<= workers)
+    IpAddr peer;                         // outer destination
+};
+
+// What the administration side knows about a session (control thread only).
+struct SessionInfo {
+    std::uint32_t remote_id = 0;
+    std::vector<std::string> groups;
+    std::vector<Prefix> subnets;
+    bool static_keys = false;
+};
+
+class SessionTable {
+public:
+    SessionTable() : sessions_(kMaxSessions), info_(kMaxSessions) {}
+
+    const Session& get(std::uint32_t sid) const noexcept { return sessions_[sid < kMaxSessions ? sid : 0]; }
+    Session& at(std::uint32_t sid) noexcept { return sessions_[sid]; }
+    SessionInfo& info(std::uint32_t sid) noexcept { return info_[sid]; }
+    const SessionInfo& info(std::uint32_t sid) const noexcept { return info_[sid]; }
+
+    // Session ids are the remotes' ids when they fit, so logs, telemetry and p3ctl agree.
+    static bool valid_id(std::uint32_t sid) noexcept { return sid > 0 && sid < kMaxSessions; }
+    void set_state(std::uint32_t sid, SessionState s) noexcept { sessions_[sid].state.store(s, std::memory_order_release); }
+    SessionState state(std::uint32_t sid) const noexcept { return get(sid).state.load(std::memory_order_acquire); }
+
+    // Ids in use (control thread).
+    std::vector<std::uint32_t> ids() const {
+        std::vector<std::uint32_t> v;
+        for (std::uint32_t i = 1; i < kMaxSessions; ++i)
+            if (sessions_[i].state.load(std::memory_order_relaxed) != SessionState::unused) v.push_back(i);
+        return v;
+    }
+
+private:
+    std::vector<Session> sessions_;   // index 0: never used (the "no route" value)
+    std::vector<SessionInfo> info_;
+};
+
+}  // namespace p3::dp

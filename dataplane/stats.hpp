@@ -1,0 +1,70 @@
+// Counters of the dataplane. Every counter has exactly one writer (the lcore that owns it),
+// so an increment is a relaxed load + store (a plain add on x86), never a locked RMW; readers
+// (telemetry, tests, the control thread) sum over lcores with relaxed loads.
+//
+// Drop reasons are one X-macro list (drops.def): adding a reason is one line there.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string_view>
+
+#include <rte_common.h>
+
+namespace p3::dp {
+
+enum class Drop : std::uint16_t {
+#define P3_DROP(ident, name, meaning) ident,
+#include "dataplane/drops.def"
+#undef P3_DROP
+};
+inline constexpr unsigned kDropCount = 0
+#define P3_DROP(ident, name, meaning) +1
+#include "dataplane/drops.def"
+#undef P3_DROP
+    ;
+
+struct DropInfo {
+    Drop drop;
+    std::string_view name;
+    std::string_view meaning;
+};
+inline constexpr DropInfo kDrops[kDropCount] = {
+#define P3_DROP(ident, name, meaning) {Drop::ident, name, meaning},
+#include "dataplane/drops.def"
+#undef P3_DROP
+};
+
+class Counter {
+public:
+    void add(std::uint64_t n = 1) noexcept { v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
+    std::uint64_t get() const noexcept { return v_.load(std::memory_order_relaxed); }
+    void reset() noexcept { v_.store(0, std::memory_order_relaxed); }
+
+private:
+    std::atomic<std::uint64_t> v_{0};
+};
+
+// The named counters of one lcore (besides drops). X-macro so telemetry and docs list them.
+#define P3_LCORE_COUNTERS(X)                                                          \
+    X(rx_lan_pkts) X(rx_lan_bytes) X(rx_wan_pkts) X(rx_wan_bytes)                     \
+    X(tx_lan_pkts) X(tx_lan_bytes) X(tx_wan_pkts) X(tx_wan_bytes)                     \
+    X(encrypted) X(decrypted) X(to_control) X(from_control)                           \
+    X(arp_in) X(nd_in) X(echo_replies) X(icmp_errors) X(resets) X(fragments_out)      \
+    X(reassembled) X(held) X(polls) X(busy_polls) X(idle_sleeps)
+
+struct alignas(RTE_CACHE_LINE_SIZE) LcoreStats {
+#define P3_X(name) Counter name;
+    P3_LCORE_COUNTERS(P3_X)
+#undef P3_X
+    Counter drops[kDropCount];
+
+    void drop(Drop d, std::uint64_t n = 1) noexcept { drops[static_cast<unsigned>(d)].add(n); }
+};
+
+// Per session, per lcore (single writer each); the session's totals are the sum over lcores.
+struct SessionCounters {
+    Counter tx_pkts, tx_bytes, rx_pkts, rx_bytes;
+};
+
+}  // namespace p3::dp

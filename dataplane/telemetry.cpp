@@ -1,0 +1,219 @@
+#include "dataplane/telemetry.hpp"
+
+#include <rte_ethdev.h>
+#include <rte_pdump.h>
+#include <rte_telemetry.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+#include <string>
+
+#include "common/log.hpp"
+#include "dataplane/dataplane.hpp"
+#include "dataplane/worker.hpp"
+
+namespace p3::dp {
+
+namespace {
+
+std::mutex g_mu;
+Dataplane* g_dp = nullptr;
+bool g_registered = false;
+bool g_pdump = false;
+
+const char* state_name(SessionState s) {
+    switch (s) {
+        case SessionState::up: return "up";
+        case SessionState::down: return "down";
+        default: return "unused";
+    }
+}
+
+void add_lcore_counters(rte_tel_data* d, const LcoreStats& st) {
+#define P3_X(name) rte_tel_data_add_dict_u64(d, #name, st.name.get());
+    P3_LCORE_COUNTERS(P3_X)
+#undef P3_X
+}
+
+int cmd_stats(const char*, const char*, rte_tel_data* d) {
+    std::lock_guard lock(g_mu);
+    if (!g_dp) return -1;
+    rte_tel_data_start_dict(d);
+#define P3_X(name) rte_tel_data_add_dict_u64(d, #name, g_dp->sum(&LcoreStats::name));
+    P3_LCORE_COUNTERS(P3_X)
+#undef P3_X
+    std::uint64_t total = 0;
+    for (const auto& di : kDrops) total += g_dp->drops(di.drop);
+    rte_tel_data_add_dict_u64(d, "dropped", total);
+    rte_tel_data_add_dict_u64(d, "workers", g_dp->workers());
+    rte_tel_data_add_dict_u64(d, "sessions", g_dp->sessions().ids().size());
+    rte_tel_data_add_dict_u64(d, "routes4", g_dp->routes().routes4());
+    rte_tel_data_add_dict_u64(d, "routes6", g_dp->routes().routes6());
+    rte_tel_data_add_dict_u64(d, "control_packets", g_dp->control_packets());
+    return 0;
+}
+
+int cmd_drops(const char*, const char*, rte_tel_data* d) {
+    std::lock_guard lock(g_mu);
+    if (!g_dp) return -1;
+    rte_tel_data_start_dict(d);
+    for (const auto& di : kDrops) rte_tel_data_add_dict_u64(d, std::string(di.name).c_str(), g_dp->drops(di.drop));
+    return 0;
+}
+
+int cmd_lcores(const char*, const char*, rte_tel_data* d) {
+    std::lock_guard lock(g_mu);
+    if (!g_dp) return -1;
+    rte_tel_data_start_dict(d);
+    for (unsigned i = 0; i < g_dp->workers(); ++i) {
+        const Lcore& L = g_dp->lcore(i);
+        rte_tel_data* c = rte_tel_data_alloc();
+        if (!c) return -1;
+        rte_tel_data_start_dict(c);
+        rte_tel_data_add_dict_u64(c, "lcore", L.lcore_id);
+        rte_tel_data_add_dict_u64(c, "rx_queues", L.nrx);
+        add_lcore_counters(c, L.stats);
+        std::uint64_t dropped = 0;
+        for (const auto& x : L.stats.drops) dropped += x.get();
+        rte_tel_data_add_dict_u64(c, "dropped", dropped);
+        char key[32];
+        std::snprintf(key, sizeof key, "worker%u", i);
+        rte_tel_data_add_dict_container(d, key, c, 0);
+    }
+    return 0;
+}
+
+int cmd_ports(const char*, const char*, rte_tel_data* d) {
+    std::lock_guard lock(g_mu);
+    if (!g_dp) return -1;
+    rte_tel_data_start_dict(d);
+    for (unsigned s = 0; s < kSides; ++s) {
+        const PortInfo& p = g_dp->port(static_cast<Side>(s));
+        rte_tel_data* c = rte_tel_data_alloc();
+        if (!c) return -1;
+        rte_tel_data_start_dict(c);
+        rte_tel_data_add_dict_u64(c, "port_id", p.port_id);
+        rte_tel_data_add_dict_string(c, "device", p.name.c_str());
+        rte_tel_data_add_dict_string(c, "driver", p.driver.c_str());
+        rte_tel_data_add_dict_string(c, "address", g_dp->addr(static_cast<Side>(s)).addr.str().c_str());
+        rte_tel_data_add_dict_u64(c, "rx_queues", p.rx_queues);
+        rte_tel_data_add_dict_u64(c, "tx_queues", p.tx_queues);
+        rte_tel_data_add_dict_u64(c, "mtu", g_dp->addr(static_cast<Side>(s)).mtu);
+        rte_eth_stats es{};
+        if (p.started && rte_eth_stats_get(p.port_id, &es) == 0) {
+            rte_tel_data_add_dict_u64(c, "ipackets", es.ipackets);
+            rte_tel_data_add_dict_u64(c, "opackets", es.opackets);
+            rte_tel_data_add_dict_u64(c, "ibytes", es.ibytes);
+            rte_tel_data_add_dict_u64(c, "obytes", es.obytes);
+            rte_tel_data_add_dict_u64(c, "imissed", es.imissed);
+            rte_tel_data_add_dict_u64(c, "ierrors", es.ierrors);
+            rte_tel_data_add_dict_u64(c, "oerrors", es.oerrors);
+            rte_tel_data_add_dict_u64(c, "rx_nombuf", es.rx_nombuf);
+        }
+        const bool lan = s == 0;
+        rte_tel_data_add_dict_u64(c, "rx_pkts", g_dp->sum(lan ? &LcoreStats::rx_lan_pkts : &LcoreStats::rx_wan_pkts));
+        rte_tel_data_add_dict_u64(c, "rx_bytes", g_dp->sum(lan ? &LcoreStats::rx_lan_bytes : &LcoreStats::rx_wan_bytes));
+        rte_tel_data_add_dict_u64(c, "tx_pkts", g_dp->sum(lan ? &LcoreStats::tx_lan_pkts : &LcoreStats::tx_wan_pkts));
+        rte_tel_data_add_dict_u64(c, "tx_bytes", g_dp->sum(lan ? &LcoreStats::tx_lan_bytes : &LcoreStats::tx_wan_bytes));
+        rte_tel_data_add_dict_container(d, side_name(static_cast<Side>(s)), c, 0);
+    }
+    return 0;
+}
+
+void add_session(rte_tel_data* c, std::uint32_t sid) {
+    const auto& st = g_dp->sessions();
+    const Session& s = st.get(sid);
+    const SessionInfo& info = st.info(sid);
+    const SessionTotals t = g_dp->session_totals(sid);
+    rte_tel_data_add_dict_u64(c, "remote_id", info.remote_id);
+    rte_tel_data_add_dict_string(c, "state", state_name(st.state(sid)));
+    rte_tel_data_add_dict_string(c, "peer", s.peer.str().c_str());
+    rte_tel_data_add_dict_u64(c, "tx_lanes", s.tx_lanes);
+    rte_tel_data_add_dict_u64(c, "static_keys", info.static_keys);
+    rte_tel_data_add_dict_u64(c, "tx_pkts", t.tx_pkts);
+    rte_tel_data_add_dict_u64(c, "tx_bytes", t.tx_bytes);
+    rte_tel_data_add_dict_u64(c, "rx_pkts", t.rx_pkts);
+    rte_tel_data_add_dict_u64(c, "rx_bytes", t.rx_bytes);
+}
+
+int cmd_sessions(const char*, const char*, rte_tel_data* d) {
+    std::lock_guard lock(g_mu);
+    if (!g_dp) return -1;
+    rte_tel_data_start_dict(d);
+    // A telemetry reply is bounded (RTE_TEL_MAX_DICT_ENTRIES): the first ones, then /p3/session.
+    unsigned n = 0;
+    for (std::uint32_t sid : g_dp->sessions().ids()) {
+        if (++n > 200) break;
+        rte_tel_data* c = rte_tel_data_alloc();
+        if (!c) return -1;
+        rte_tel_data_start_dict(c);
+        add_session(c, sid);
+        rte_tel_data_add_dict_container(d, std::to_string(g_dp->sessions().info(sid).remote_id).c_str(), c, 0);
+    }
+    return 0;
+}
+
+int cmd_session(const char*, const char* params, rte_tel_data* d) {
+    std::lock_guard lock(g_mu);
+    if (!g_dp || !params || !*params) return -1;
+    char* end = nullptr;
+    const unsigned long rid = std::strtoul(params, &end, 10);
+    if (*end != '\0') return -1;
+    const std::uint32_t sid = g_dp->session_of(static_cast<std::uint32_t>(rid));
+    if (!sid) return -1;
+    rte_tel_data_start_dict(d);
+    add_session(d, sid);
+    const SessionInfo& info = g_dp->sessions().info(sid);
+    std::string groups, subnets;
+    for (const auto& g : info.groups) {
+        if (!groups.empty()) groups.push_back(' ');
+        groups.append(g);
+    }
+    for (const auto& p : info.subnets) {
+        if (!subnets.empty()) subnets.push_back(' ');
+        subnets.append(p.str());
+    }
+    rte_tel_data_add_dict_string(d, "groups", groups.substr(0, RTE_TEL_MAX_STRING_LEN - 1).c_str());
+    rte_tel_data_add_dict_string(d, "subnets", subnets.substr(0, RTE_TEL_MAX_STRING_LEN - 1).c_str());
+    return 0;
+}
+
+}  // namespace
+
+void Telemetry::attach(Dataplane* dp) {
+    std::lock_guard lock(g_mu);
+    g_dp = dp;
+    if (g_registered) return;
+    const bool ok = rte_telemetry_register_cmd("/p3/stats", cmd_stats, "p3 totals: lcore counters summed, drops") == 0 &&
+                    rte_telemetry_register_cmd("/p3/drops", cmd_drops, "p3 drops by reason") == 0 &&
+                    rte_telemetry_register_cmd("/p3/lcores", cmd_lcores, "p3 per worker lcore counters") == 0 &&
+                    rte_telemetry_register_cmd("/p3/ports", cmd_ports, "p3 LAN and WAN port counters") == 0 &&
+                    rte_telemetry_register_cmd("/p3/sessions", cmd_sessions, "p3 sessions: state and counters") == 0 &&
+                    rte_telemetry_register_cmd("/p3/session", cmd_session,
+                                               "p3 one session. Parameter: remote id") == 0;
+    if (!ok) P3_LOG_WARN(DP_TELEMETRY, "some /p3 telemetry commands could not be registered");
+    g_registered = true;
+}
+
+void Telemetry::detach() {
+    std::lock_guard lock(g_mu);
+    g_dp = nullptr;
+}
+
+bool register_pdump() {
+    if (rte_pdump_init() != 0) {
+        P3_LOG_WARN(PDUMP, "rte_pdump_init: %s; dpdk-dumpcap cannot attach to this process",
+                    rte_strerror(rte_errno));
+        return false;
+    }
+    g_pdump = true;
+    return true;
+}
+
+void unregister_pdump() {
+    if (g_pdump) rte_pdump_uninit();
+    g_pdump = false;
+}
+
+}  // namespace p3::dp

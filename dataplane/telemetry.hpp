@@ -1,0 +1,29 @@
+// DPDK telemetry commands of p3d (dpdk-telemetry.py, or any client of the v2 socket):
+//   /p3/stats            totals: every lcore counter summed, drops by reason
+//   /p3/drops            drops by reason (non-zero and zero), with the control thread's
+//   /p3/lcores           per worker lcore: id, queues, every counter
+//   /p3/ports            per port: role, device, DPDK's ethdev stats and our counters
+//   /p3/sessions         session ids in use with remote id, state and totals
+//   /p3/session,<rid>    one session by remote id: state, peer, lanes, groups, subnets, counters
+// DPDK 22.11 callbacks carry no context and cannot be unregistered, so the commands serve
+// the Dataplane attached last (p3d runs one), under a mutex that detach() also takes.
+//
+// rte_pdump: registered so dpdk-dumpcap can capture on an appliance with hugepages and a
+// shared configuration; a --no-huge or --no-shconf primary cannot serve a secondary.
+#pragma once
+
+namespace p3::dp {
+
+class Dataplane;
+
+class Telemetry {
+public:
+    void attach(Dataplane* dp);
+    void detach();
+    ~Telemetry() { detach(); }
+};
+
+bool register_pdump();
+void unregister_pdump();
+
+}  // namespace p3::dp

@@ -1,0 +1,563 @@
+// The worker loop and the classification of every received frame. See worker.hpp for the
+// loop; this file owns: Ethernet/IP validation, ARP/ND hand-off, ICMP echo to our addresses,
+// the LAN-side decisions before encryption (route, session state, TTL), the WAN-side
+// decisions before decryption (P3 native / UDP 4500, setup UDP, outer reassembly), buffered TX
+// and the control->worker ring.
+#include "dataplane/worker.hpp"
+
+#include <rte_cycles.h>
+#include <rte_ethdev.h>
+#include <rte_prefetch.h>
+
+#include <cstring>
+
+#include "dataplane/fastpath.hpp"
+#include "dataplane/mtu.hpp"
+#include "dataplane/pkt.hpp"
+
+namespace p3::dp {
+
+using namespace pkt;
+
+// ---- TX ---------------------------------------------------------------------------------
+
+void tx_flush(Lcore& L, const Dataplane::Shared& S, Side side) noexcept {
+    TxBuffer& b = L.tx[static_cast<unsigned>(side)];
+    if (b.n == 0) return;
+    const std::uint16_t sent = rte_eth_tx_burst(S.port_id[static_cast<unsigned>(side)],
+                                                static_cast<std::uint16_t>(L.index), b.pkts, b.n);
+    std::uint64_t bytes = 0;
+    for (std::uint16_t i = 0; i < sent; ++i) bytes += 0;  // lengths counted at enqueue
+    (void)bytes;
+    if (sent < b.n) {
+        L.stats.drop(Drop::TX_FULL, b.n - sent);
+        rte_pktmbuf_free_bulk(b.pkts + sent, b.n - sent);
+    }
+    if (side == Side::lan) L.stats.tx_lan_pkts.add(sent);
+    else L.stats.tx_wan_pkts.add(sent);
+    b.n = 0;
+}
+
+void tx_enqueue(Lcore& L, const Dataplane::Shared& S, Side side, rte_mbuf* m) noexcept {
+    TxBuffer& b = L.tx[static_cast<unsigned>(side)];
+    if (side == Side::lan) L.stats.tx_lan_bytes.add(m->pkt_len);
+    else L.stats.tx_wan_bytes.add(m->pkt_len);
+    b.pkts[b.n++] = m;
+    if (b.n == kTxBufSize) tx_flush(L, S, side);
+}
+
+void to_control(Lcore& L, const Dataplane::Shared& S, rte_mbuf* m) noexcept {
+    if (rte_ring_mp_enqueue(S.to_control, m) != 0) {
+        drop(L, m, Drop::CONTROL_RING_FULL);
+        return;
+    }
+    L.stats.to_control.add();
+}
+
+void send_l3(Lcore& L, const Dataplane::Shared& S, Side side, rte_mbuf* m, const IpAddr& dst,
+             std::uint16_t ethertype) noexcept {
+    const unsigned i = static_cast<unsigned>(side);
+    std::uint8_t* e = data(m);
+    std::memcpy(e + 6, S.mac[i].addr_bytes, 6);
+    put16(e + 12, ethertype);
+    auto nh = S.next_hop(side, dst);
+    if (!nh) {
+        drop(L, m, Drop::NO_GATEWAY);
+        return;
+    }
+    rte_ether_addr mac;
+    if (S.neigh[i]->lookup(*nh, mac)) {
+        std::memcpy(e, mac.addr_bytes, 6);
+        tx_enqueue(L, S, side, m);
+        return;
+    }
+    meta(m) = PktMeta{MsgKind::hold, side, 0, 0};
+    to_control(L, S, m);
+}
+
+// ---- helpers ------------------------------------------------------------------------
+
+namespace {
+
+IpAddr v4_at(const std::uint8_t* p) noexcept {
+    IpAddr a;
+    a.family = 4;
+    std::memcpy(a.bytes.data(), p, 4);
+    return a;
+}
+IpAddr v6_at(const std::uint8_t* p) noexcept {
+    IpAddr a;
+    a.family = 6;
+    std::memcpy(a.bytes.data(), p, 16);
+    return a;
+}
+bool same_v4(const std::uint8_t* p, const IpAddr& a) noexcept { return a.is_v4() && std::memcmp(p, a.bytes.data(), 4) == 0; }
+bool same_v6(const std::uint8_t* p, const IpAddr& a) noexcept { return a.is_v6() && std::memcmp(p, a.bytes.data(), 16) == 0; }
+
+bool v4_multicast_or_bcast(const std::uint8_t* p) noexcept {
+    return (p[0] & 0xf0) == 0xe0 || (p[0] == 255 && p[1] == 255 && p[2] == 255 && p[3] == 255);
+}
+
+// Frame checks shared by both sides. Returns the ethertype, or 0 after dropping the frame.
+std::uint16_t check_l2(Lcore& L, const Dataplane::Shared& S, Side side, rte_mbuf*& m) noexcept {
+    if (m->nb_segs > 1 && rte_pktmbuf_linearize(m) != 0) {
+        drop(L, m, Drop::IP_TRUNCATED);
+        return 0;
+    }
+    if (m->data_len < kEthLen) {
+        drop(L, m, Drop::RX_RUNT);
+        return 0;
+    }
+    const std::uint8_t* e = data(m);
+    const bool group = (e[0] & 1) != 0;
+    if (!group && std::memcmp(e, S.mac[static_cast<unsigned>(side)].addr_bytes, 6) != 0) {
+        drop(L, m, Drop::NOT_OUR_MAC);
+        return 0;
+    }
+    return be16(e + 12);
+}
+
+// Validates the IPv4 header at offset 14 and trims Ethernet padding. false = dropped.
+bool check_v4(Lcore& L, rte_mbuf* m) noexcept {
+    const std::uint8_t* ip = data(m, kEthLen);
+    const unsigned avail = m->data_len - kEthLen;
+    if (avail < kIPv4Len) return drop(L, m, Drop::IP_TRUNCATED), false;
+    const unsigned hl = (ip[0] & 0x0f) * 4u;
+    if ((ip[0] >> 4) != 4 || hl < kIPv4Len) return drop(L, m, Drop::IP_BAD_HEADER), false;
+    const unsigned tot = be16(ip + 2);
+    if (hl > avail || tot > avail) return drop(L, m, Drop::IP_TRUNCATED), false;
+    if (tot < hl) return drop(L, m, Drop::IP_BAD_HEADER), false;
+    std::uint16_t stored;
+    std::memcpy(&stored, ip + 10, 2);
+    if (fold(sum16(ip, hl)) != 0) return drop(L, m, Drop::IP_BAD_HEADER), false;
+    if (tot < avail) rte_pktmbuf_trim(m, static_cast<std::uint16_t>(avail - tot));
+    return true;
+}
+
+bool check_v6(Lcore& L, rte_mbuf* m) noexcept {
+    const std::uint8_t* ip = data(m, kEthLen);
+    const unsigned avail = m->data_len - kEthLen;
+    if (avail < kIPv6Len) return drop(L, m, Drop::IP_TRUNCATED), false;
+    if ((ip[0] >> 4) != 6) return drop(L, m, Drop::IP_BAD_HEADER), false;
+    const unsigned tot = kIPv6Len + be16(ip + 4);
+    if (tot > avail) return drop(L, m, Drop::IP_TRUNCATED), false;
+    if (tot < avail) rte_pktmbuf_trim(m, static_cast<std::uint16_t>(avail - tot));
+    return true;
+}
+
+// ICMP echo request to one of our addresses: answered in place, back where it came from.
+void echo_v4(Lcore& L, const Dataplane::Shared& S, Side side, rte_mbuf* m) noexcept {
+    std::uint8_t* e = data(m);
+    std::uint8_t* ip = e + kEthLen;
+    const unsigned hl = (ip[0] & 0x0f) * 4u;
+    const unsigned tot = be16(ip + 2);
+    std::uint8_t* icmp = ip + hl;
+    const unsigned len = tot - hl;
+    if (len < 8 || fold(sum16(icmp, len)) != 0 || (be16(ip + 6) & 0x3fff) != 0) {
+        drop(L, m, Drop::ICMP_BAD);
+        return;
+    }
+    if (icmp[0] != 8 || icmp[1] != 0) {
+        drop(L, m, Drop::NOT_FOR_US);
+        return;
+    }
+    std::uint8_t tmp[6];
+    std::memcpy(tmp, e, 6);
+    std::memcpy(e, e + 6, 6);
+    std::memcpy(e + 6, tmp, 6);
+    std::uint8_t a[4];
+    std::memcpy(a, ip + 12, 4);
+    std::memcpy(ip + 12, ip + 16, 4);
+    std::memcpy(ip + 16, a, 4);
+    ip[8] = 64;
+    ip[10] = ip[11] = 0;
+    put16(ip + 10, ipv4_csum(ip, hl));
+    icmp[0] = 0;
+    icmp[2] = icmp[3] = 0;
+    put16(icmp + 2, fold(sum16(icmp, len)));
+    L.stats.echo_replies.add();
+    tx_enqueue(L, S, side, m);
+}
+
+void echo_v6(Lcore& L, const Dataplane::Shared& S, Side side, rte_mbuf* m) noexcept {
+    std::uint8_t* e = data(m);
+    std::uint8_t* ip = e + kEthLen;
+    const unsigned len = be16(ip + 4);
+    std::uint8_t* icmp = ip + kIPv6Len;
+    if (len < 8 || l4_csum(true, ip + 8, ip + 24, kProtoIcmp6, icmp, len) != 0) {
+        drop(L, m, Drop::ICMP_BAD);
+        return;
+    }
+    std::uint8_t tmp[16];
+    std::memcpy(tmp, e, 6);
+    std::memcpy(e, e + 6, 6);
+    std::memcpy(e + 6, tmp, 6);
+    std::memcpy(tmp, ip + 8, 16);
+    std::memcpy(ip + 8, ip + 24, 16);
+    std::memcpy(ip + 24, tmp, 16);
+    ip[7] = 64;
+    icmp[0] = 129;
+    icmp[2] = icmp[3] = 0;
+    put16(icmp + 2, l4_csum(true, ip + 8, ip + 24, kProtoIcmp6, icmp, len));
+    L.stats.echo_replies.add();
+    tx_enqueue(L, S, side, m);
+}
+
+// ICMPv6 to us or ND: true when handled (consumed).
+bool local_icmp6(Lcore& L, const Dataplane::Shared& S, Side side, rte_mbuf* m, bool to_own) noexcept {
+    const std::uint8_t* ip = data(m, kEthLen);
+    if (ip[6] != kProtoIcmp6) return false;
+    const unsigned len = be16(ip + 4);
+    if (len < 4) return drop(L, m, Drop::ICMP_BAD), true;
+    const std::uint8_t type = ip[kIPv6Len];
+    if (type == 135 || type == 136) {
+        if (ip[7] != 255) return drop(L, m, Drop::ND_BAD), true;
+        L.stats.nd_in.add();
+        meta(m) = PktMeta{MsgKind::nd, side, 0, 0};
+        to_control(L, S, m);
+        return true;
+    }
+    if (type >= 133 && type <= 137) return drop(L, m, Drop::NOT_FOR_US), true;   // RS, RA, redirect
+    if (!to_own) return false;
+    if (type == 128) echo_v6(L, S, side, m);
+    else drop(L, m, Drop::NOT_FOR_US);
+    return true;
+}
+
+// TTL / hop limit minus one (RFC 1624 incremental checksum). false = would expire.
+bool dec_ttl_v4(std::uint8_t* ip) noexcept {
+    if (ip[8] <= 1) return false;
+    --ip[8];
+    std::uint32_t c = be16(ip + 10) + 0x0100u;
+    put16(ip + 10, static_cast<std::uint16_t>(c + (c >> 16)));
+    return true;
+}
+
+}  // namespace
+
+// ---- LAN side: clear packets in -----------------------------------------------------------
+
+static void process_lan(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, unsigned n) noexcept {
+    rte_mbuf* out[kMaxBurst];
+    std::uint32_t sid[kMaxBurst];
+    std::uint32_t dst4[kMaxBurst];
+    unsigned n4 = 0;
+    rte_mbuf* v4[kMaxBurst];
+    rte_mbuf* v6[kMaxBurst];
+    unsigned n6 = 0;
+    const IpAddr& own = S.own(Side::lan);
+    const IpAddr& own_wan = S.own(Side::wan);
+
+    for (unsigned i = 0; i < n; ++i) {
+        if (i + 3 < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 3], void*));
+        rte_mbuf* m = pkts[i];
+        L.stats.rx_lan_bytes.add(m->pkt_len);
+        const std::uint16_t et = check_l2(L, S, Side::lan, m);
+        if (et == 0) continue;
+        if (et == kEtherArp) {
+            L.stats.arp_in.add();
+            meta(m) = PktMeta{MsgKind::arp, Side::lan, 0, 0};
+            to_control(L, S, m);
+        } else if (et == kEtherIPv4) {
+            if (!check_v4(L, m)) continue;
+            std::uint8_t* ip = data(m, kEthLen);
+            if (same_v4(ip + 16, own) || same_v4(ip + 16, own_wan)) {
+                if (ip[9] == kProtoIcmp && same_v4(ip + 16, own)) echo_v4(L, S, Side::lan, m);
+                else drop(L, m, Drop::NOT_FOR_US);
+                continue;
+            }
+            if (same_v4(ip + 12, own) || v4_multicast_or_bcast(ip + 12)) {
+                drop(L, m, Drop::IP_SRC_BAD);
+                continue;
+            }
+            if (v4_multicast_or_bcast(ip + 16)) {
+                drop(L, m, Drop::NOT_FOR_US);
+                continue;
+            }
+            dst4[n4] = be32(ip + 16);
+            v4[n4++] = m;
+        } else if (et == kEtherIPv6) {
+            if (!check_v6(L, m)) continue;
+            std::uint8_t* ip = data(m, kEthLen);
+            const bool to_own = same_v6(ip + 24, own) || same_v6(ip + 24, own_wan);
+            if (local_icmp6(L, S, Side::lan, m, same_v6(ip + 24, own))) continue;
+            if (to_own || ip[24] == 0xff) {
+                drop(L, m, Drop::NOT_FOR_US);
+                continue;
+            }
+            if (same_v6(ip + 8, own) || ip[8] == 0xff) {
+                drop(L, m, Drop::IP_SRC_BAD);
+                continue;
+            }
+            v6[n6++] = m;
+        } else {
+            drop(L, m, Drop::ETHERTYPE);
+        }
+    }
+
+    // Route: IPv4 in one bulk lookup, IPv6 one by one. Then session state and TTL.
+    unsigned k = 0;
+    if (n4) {
+        std::uint32_t nh[kMaxBurst];
+        S.routes->lookup4_bulk(dst4, nh, n4);
+        for (unsigned i = 0; i < n4; ++i) {
+            rte_mbuf* m = v4[i];
+            if (nh[i] == 0) {
+                drop(L, m, Drop::NO_ROUTE);
+                continue;
+            }
+            out[k] = m;
+            sid[k++] = nh[i];
+        }
+    }
+    for (unsigned i = 0; i < n6; ++i) {
+        rte_mbuf* m = v6[i];
+        const std::uint32_t s = S.routes->lookup6(data(m, kEthLen + 24));
+        if (s == 0) {
+            drop(L, m, Drop::NO_ROUTE);
+            continue;
+        }
+        out[k] = m;
+        sid[k++] = s;
+    }
+    unsigned good = 0;
+    for (unsigned i = 0; i < k; ++i) {
+        rte_mbuf* m = out[i];
+        std::uint8_t* ip = data(m, kEthLen);
+        // A router's duties first (RFC 1812): the TTL, then where it goes.
+        if ((ip[0] >> 4) == 4 ? ip[8] <= 1 : ip[7] <= 1) {
+            drop(L, m, Drop::TTL_EXCEEDED);
+            continue;
+        }
+        const Session& ses = S.sessions->get(sid[i]);
+        if (ses.state.load(std::memory_order_acquire) != SessionState::up) {
+            answer_session_down(L, S, m);
+            continue;
+        }
+        if ((ip[0] >> 4) == 4) dec_ttl_v4(ip);
+        else --ip[7];
+        out[good] = m;
+        sid[good++] = sid[i];
+    }
+    if (good) outbound_crypto(L, S, out, sid, good);
+}
+
+// ---- WAN side: tunnel packets in ----------------------------------------------------------
+
+// The reassembler keeps its own counts; fold what is new into this lcore's drop reasons.
+static void count_reassembly(Lcore& L) noexcept {
+    const ReassemblyStats& now = L.reasm.stats();
+    ReassemblyStats& was = L.reasm_seen;
+    const std::uint64_t lost = (now.expired - was.expired) + (now.dropped - was.dropped) +
+                               (now.malformed - was.malformed) + (now.too_big - was.too_big);
+    if (lost) L.stats.drop(Drop::REASSEMBLY, lost);
+    if (now.reassembled != was.reassembled) L.stats.reassembled.add(now.reassembled - was.reassembled);
+    was = now;
+}
+
+// Outer IPv4/IPv6 addressed to us: P3 (native or UDP 4500), setup UDP, ICMP echo. The outer
+// header starts at offset 14; fragments were reassembled before this.
+// A P3 packet at off: long enough for header, trailer and ICV, and no flag we do not know.
+static void take_p3(Lcore& L, rte_mbuf* m, unsigned off, rte_mbuf** p3, std::uint16_t* p3_off, unsigned& np3) noexcept {
+    if (m->data_len < off + kP3MinLen) return drop(L, m, Drop::P3_TRUNCATED);
+    if (be32(data(m, off)) != 0) return drop(L, m, Drop::P3_FLAGS);
+    p3[np3] = m;
+    p3_off[np3++] = static_cast<std::uint16_t>(off);
+}
+
+static void wan_l4(Lcore& L, const Dataplane::Shared& S, rte_mbuf* m, bool v6, unsigned l4_off, std::uint8_t proto,
+                   rte_mbuf** p3, std::uint16_t* p3_off, unsigned& np3) noexcept {
+    const unsigned end = m->data_len;
+    if (proto == kProtoEsp) return take_p3(L, m, l4_off, p3, p3_off, np3);
+    if (proto == kProtoUdp) {
+        if (end < l4_off + kUdpLen) return drop(L, m, Drop::IP_TRUNCATED);
+        const std::uint8_t* u = data(m, l4_off);
+        const unsigned ulen = be16(u + 4);
+        if (ulen < kUdpLen || l4_off + ulen > end) return drop(L, m, Drop::IP_TRUNCATED);
+        const std::uint16_t dport = be16(u + 2);
+        if (dport == S.nat_port) {
+            if (ulen == kUdpLen + 1 && u[8] == 0xff) return drop(L, m, Drop::NAT_KEEPALIVE);
+            return take_p3(L, m, l4_off + kUdpLen, p3, p3_off, np3);
+        }
+        if (dport == S.setup_port) {
+            meta(m) = PktMeta{MsgKind::setup_udp, Side::wan, 0, 0};
+            to_control(L, S, m);
+            return;
+        }
+        return drop(L, m, Drop::WAN_NOT_P3);
+    }
+    if (!v6 && proto == kProtoIcmp) return echo_v4(L, S, Side::wan, m);
+    if (v6 && proto == kProtoIcmp6) {
+        if (data(m, l4_off)[0] == 128) return echo_v6(L, S, Side::wan, m);
+        return drop(L, m, Drop::NOT_FOR_US);
+    }
+    drop(L, m, Drop::WAN_NOT_P3);
+}
+
+static void process_wan(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, unsigned n) noexcept {
+    rte_mbuf* p3[kMaxBurst];
+    std::uint16_t p3_off[kMaxBurst];
+    unsigned np3 = 0;
+    const IpAddr& own = S.own(Side::wan);
+    const std::uint64_t now = rte_rdtsc();
+
+    for (unsigned i = 0; i < n; ++i) {
+        if (i + 3 < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 3], void*));
+        rte_mbuf* m = pkts[i];
+        L.stats.rx_wan_bytes.add(m->pkt_len);
+        const std::uint16_t et = check_l2(L, S, Side::wan, m);
+        if (et == 0) continue;
+        if (et == kEtherArp) {
+            L.stats.arp_in.add();
+            meta(m) = PktMeta{MsgKind::arp, Side::wan, 0, 0};
+            to_control(L, S, m);
+        } else if (et == kEtherIPv4) {
+            if (!check_v4(L, m)) continue;
+            std::uint8_t* ip = data(m, kEthLen);
+            if (!same_v4(ip + 16, own)) {
+                drop(L, m, Drop::WAN_NOT_P3);
+                continue;
+            }
+            if ((be16(ip + 6) & 0x3fff) != 0) {   // MF or offset: an outer fragment
+                m->l2_len = kEthLen;
+                m = L.reasm.process(m, now);
+                if (!m) continue;
+                ip = data(m, kEthLen);
+            }
+            wan_l4(L, S, m, false, kEthLen + (ip[0] & 0x0f) * 4u, ip[9], p3, p3_off, np3);
+        } else if (et == kEtherIPv6) {
+            if (!check_v6(L, m)) continue;
+            std::uint8_t* ip = data(m, kEthLen);
+            if (local_icmp6(L, S, Side::wan, m, same_v6(ip + 24, own))) continue;
+            if (!same_v6(ip + 24, own)) {
+                drop(L, m, Drop::WAN_NOT_P3);
+                continue;
+            }
+            if (ip[6] == kV6Fragment) {
+                m->l2_len = kEthLen;
+                m = L.reasm.process(m, now);
+                if (!m) continue;
+                ip = data(m, kEthLen);
+            }
+            wan_l4(L, S, m, true, kEthLen + kIPv6Len, ip[6], p3, p3_off, np3);
+        } else {
+            drop(L, m, Drop::ETHERTYPE);
+        }
+    }
+    L.reasm.end_burst(now);
+    count_reassembly(L);
+    if (np3) inbound_crypto(L, S, p3, p3_off, np3);
+}
+
+// ---- control -> worker ring (worker 0) ------------------------------------------------------
+
+static unsigned drain_control(Lcore& L, const Dataplane::Shared& S) noexcept {
+    rte_mbuf* pkts[kMaxBurst];
+    const unsigned n = rte_ring_sc_dequeue_burst(S.to_workers, reinterpret_cast<void**>(pkts), kMaxBurst, nullptr);
+    if (n == 0) return 0;
+    L.stats.from_control.add(n);
+    rte_mbuf* inner[kMaxBurst];
+    std::uint32_t sid[kMaxBurst];
+    unsigned ni = 0;
+    for (unsigned i = 0; i < n; ++i) {
+        rte_mbuf* m = pkts[i];
+        const PktMeta md = meta(m);
+        switch (md.kind) {
+            case MsgKind::tx_frame:
+                tx_enqueue(L, S, md.side, m);
+                break;
+            case MsgKind::tx_ip: {
+                // IP packet without Ethernet header: prepend one, find the next hop.
+                if (m->data_len < 1 || !rte_pktmbuf_prepend(m, kEthLen)) {
+                    drop(L, m, Drop::NO_ROOM);
+                    break;
+                }
+                const std::uint8_t* ip = data(m, kEthLen);
+                const bool v6 = (ip[0] >> 4) == 6;
+                if (v6 ? m->data_len < kEthLen + kIPv6Len : m->data_len < kEthLen + kIPv4Len) {
+                    drop(L, m, Drop::IP_TRUNCATED);
+                    break;
+                }
+                const IpAddr dst = v6 ? v6_at(ip + 24) : v4_at(ip + 16);
+                send_l3(L, S, md.side, m, dst, v6 ? kEtherIPv6 : kEtherIPv4);
+                break;
+            }
+            case MsgKind::tx_inner: {
+                // The control channel's inner packet: encrypted with the data key like data.
+                const Session& ses = S.sessions->get(md.session);
+                if (ses.state.load(std::memory_order_acquire) != SessionState::up ||
+                    !rte_pktmbuf_prepend(m, kEthLen)) {
+                    drop(L, m, Drop::SESSION_DOWN);
+                    break;
+                }
+                put16(data(m, 12), (data(m, kEthLen)[0] >> 4) == 6 ? kEtherIPv6 : kEtherIPv4);
+                inner[ni] = m;
+                sid[ni++] = md.session;
+                break;
+            }
+            default:
+                drop(L, m, Drop::LOOP);
+        }
+    }
+    if (ni) outbound_crypto(L, S, inner, sid, ni);
+    return n;
+}
+
+// ---- the loop -------------------------------------------------------------------------
+
+void Dataplane::worker_main(unsigned index) {
+    Lcore& L = *lcores_[index];
+    const Shared& S = *shared_;
+    rte_rcu_qsbr_thread_register(S.qsbr, index);
+    rte_rcu_qsbr_thread_online(S.qsbr, index);
+    rte_mbuf* pkts[kMaxBurst];
+    const std::uint16_t burst = S.burst;
+    L.last_drain_tsc = rte_rdtsc();
+
+    while (!S.stop->load(std::memory_order_relaxed)) {
+        rte_rcu_qsbr_quiescent(S.qsbr, index);
+        L.stats.polls.add();
+        unsigned got = 0;
+        for (unsigned q = 0; q < L.nrx; ++q) {
+            const RxQueue& rq = L.rx[q];
+            const std::uint16_t n = rte_eth_rx_burst(rq.port, rq.queue, pkts, burst);
+            if (n == 0) continue;
+            got += n;
+            if (rq.side == Side::lan) {
+                L.stats.rx_lan_pkts.add(n);
+                process_lan(L, S, pkts, n);
+            } else {
+                L.stats.rx_wan_pkts.add(n);
+                process_wan(L, S, pkts, n);
+            }
+        }
+        if (index == 0) got += drain_control(L, S);
+        const std::uint64_t now = rte_rdtsc();
+        if (now - L.last_drain_tsc >= S.drain_tsc) {
+            tx_flush(L, S, Side::lan);
+            tx_flush(L, S, Side::wan);
+            L.last_drain_tsc = now;
+        }
+        if (got) {
+            L.stats.busy_polls.add();
+            L.idle = 0;
+            continue;
+        }
+        if (S.idle_backoff_us && ++L.idle >= S.idle_polls) {
+            // Nothing to do for a while: flush, leave RCU (so writers need not wait), sleep.
+            tx_flush(L, S, Side::lan);
+            tx_flush(L, S, Side::wan);
+            rte_rcu_qsbr_thread_offline(S.qsbr, index);
+            rte_delay_us_sleep(S.idle_backoff_us);
+            rte_rcu_qsbr_thread_online(S.qsbr, index);
+            L.stats.idle_sleeps.add();
+            L.idle = 0;
+        }
+    }
+    tx_flush(L, S, Side::lan);
+    tx_flush(L, S, Side::wan);
+    rte_rcu_qsbr_thread_offline(S.qsbr, index);
+    rte_rcu_qsbr_thread_unregister(S.qsbr, index);
+}
+
+}  // namespace p3::dp

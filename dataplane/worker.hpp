@@ -1,0 +1,52 @@
+// A worker lcore: its state (one cache-aligned struct, written only by that lcore) and the
+// loop. Each pass of the loop:
+//   quiescent state (RCU) -> RX bursts from its queues -> per burst: classify, then the
+//   outbound (LAN) or inbound (WAN) path -> worker 0 drains the control->worker ring ->
+//   TX buffers flushed when full or every kTxDrainUs -> idle back-off after idle_polls
+//   empty passes (offline for RCU while asleep).
+#pragma once
+
+#include <cstdint>
+
+#include <rte_ether.h>
+#include <rte_ip_frag.h>
+#include <rte_mbuf.h>
+
+#include "dataplane/frag.hpp"
+#include "dataplane/limits.hpp"
+#include "dataplane/ratelimit.hpp"
+#include "dataplane/ports.hpp"
+#include "dataplane/stats.hpp"
+
+namespace p3::dp {
+
+struct RxQueue {
+    std::uint16_t port;
+    std::uint16_t queue;
+    Side side;
+};
+
+struct TxBuffer {
+    std::uint16_t n = 0;
+    rte_mbuf* pkts[kTxBufSize];
+};
+
+class WireEngine;  // the lcore's crypto engine (wire_stage.hpp)
+
+struct alignas(RTE_CACHE_LINE_SIZE) Lcore {
+    unsigned lcore_id = 0;
+    unsigned index = 0;                 // worker index = TX queue = lane this lcore sends on
+    unsigned nrx = 0;
+    RxQueue rx[kMaxRxPerWorker];
+    std::uint64_t last_drain_tsc = 0;
+    std::uint32_t idle = 0;
+    TxBuffer tx[kSides];
+    LcoreStats stats;
+    SessionCounters* sessions = nullptr;   // [kMaxSessions], this lcore's share
+    WireEngine* wire = nullptr;
+    TokenBucket replies;                   // ICMP errors and TCP resets we originate
+    Reassembler reasm;                     // outer fragments (WAN)
+    ReassemblyStats reasm_seen{};          // what reasm.stats() said when last counted
+};
+
+}  // namespace p3::dp

@@ -1,0 +1,237 @@
+// Classification on one dataplane: each class of frame in, exactly what comes out of which
+// port (byte for byte), or which drop reason counts it. The test holds both ends of both
+// ring ports; A runs on lcores 1 and 2.
+#include <algorithm>
+
+#include "bench.hpp"
+
+using namespace p3test;
+using p3::dp::Drop;
+
+namespace {
+
+const Side kV4{"10.1.0.1/24", "192.0.2.1/24", nullptr, "192.0.2.254"};
+const Side kV6{"fd01::1/64", "2001:db8::1/64", nullptr, nullptr};
+
+std::vector<Bytes> out_of(const RingPort& p, std::size_t want = 1, int quiet_ms = 300) {
+    return collect(p.tx, want, quiet_ms);
+}
+
+// The reply p3d must produce for an echo request, built from the request by hand.
+Bytes echo4_reply(Bytes req) {
+    Bytes r = req;
+    std::swap_ranges(r.begin(), r.begin() + 6, r.begin() + 6);
+    std::swap_ranges(r.begin() + 26, r.begin() + 30, r.begin() + 30);
+    r[22] = 64;
+    r[24] = r[25] = 0;
+    put16(r, 24, csum(r.data() + 14, 20));
+    r[34] = 0;
+    r[36] = r[37] = 0;
+    put16(r, 36, csum(r.data() + 34, r.size() - 34));
+    return r;
+}
+
+Bytes echo6_reply(Bytes req) {
+    Bytes r = req;
+    std::swap_ranges(r.begin(), r.begin() + 6, r.begin() + 6);
+    std::swap_ranges(r.begin() + 22, r.begin() + 38, r.begin() + 38);
+    r[21] = 64;
+    r[54] = 129;
+    r[56] = r[57] = 0;
+    put16(r, 56, csum6(r, 14, 54, r.size() - 54, 58));
+    return r;
+}
+
+}  // namespace
+
+TEST_CASE("ARP requests for our addresses are answered on the port they came in", "[classify][arp]") {
+    Single a("c", kV4, one(remote(1, "192.0.2.2", {"10.2.0.0/16"})));
+    const Mac zero{};
+
+    inject(a.lan.rx[0], arp(1, kBcast, kHostMac, "10.1.0.10", zero, "10.1.0.1"));
+    auto out = out_of(a.lan);
+    REQUIRE(out.size() == 1);
+    CHECK(out[0] == arp(2, kHostMac, a.lan_mac, "10.1.0.1", kHostMac, "10.1.0.10"));
+    CHECK(out_of(a.wan, 0, 50).empty());
+
+    // The asker was learned (it asked for us).
+    rte_ether_addr m;
+    REQUIRE(a.dp->neighbors(p3::dp::Side::lan).lookup(*p3::IpAddr::parse("10.1.0.10"), m));
+    CHECK(std::memcmp(m.addr_bytes, kHostMac.b, 6) == 0);
+
+    inject(a.wan.rx[1], arp(1, kBcast, kGwMac, "192.0.2.254", zero, "192.0.2.1"));
+    out = out_of(a.wan);
+    REQUIRE(out.size() == 1);
+    CHECK(out[0] == arp(2, kGwMac, a.wan_mac, "192.0.2.1", kGwMac, "192.0.2.254"));
+
+    // For someone else: nothing out, counted.
+    const auto before = a.drops(Drop::NOT_FOR_US);
+    inject(a.lan.rx[0], arp(1, kBcast, kHostMac, "10.1.0.10", zero, "10.1.0.77"));
+    CHECK(out_of(a.lan, 0, 100).empty());
+    CHECK(a.drops(Drop::NOT_FOR_US) == before + 1);
+    // Malformed (hardware length 8): counted under arp_bad.
+    Bytes bad = arp(1, kBcast, kHostMac, "10.1.0.10", zero, "10.1.0.1");
+    bad[18] = 8;
+    inject(a.lan.rx[0], bad);
+    CHECK(out_of(a.lan, 0, 100).empty());
+    CHECK(a.drops(Drop::ARP_BAD) == 1);
+}
+
+TEST_CASE("ICMP echo to our LAN and WAN addresses is answered, byte for byte", "[classify][icmp]") {
+    Single a("e", kV4, {});
+    for (std::size_t len : {0u, 1u, 56u, 1400u}) {
+        Bytes req = icmp4_echo(a.lan_mac, kHostMac, "10.1.0.10", "10.1.0.1", len);
+        inject(a.lan.rx[1], req);
+        auto out = out_of(a.lan);
+        REQUIRE(out.size() == 1);
+        CHECK(out[0] == echo4_reply(req));
+
+        req = icmp4_echo(a.wan_mac, kGwMac, "203.0.113.9", "192.0.2.1", len);
+        inject(a.wan.rx[0], req);
+        out = out_of(a.wan);
+        REQUIRE(out.size() == 1);
+        CHECK(out[0] == echo4_reply(req));
+    }
+    CHECK(a.dp->sum(&p3::dp::LcoreStats::echo_replies) == 8);
+    // A corrupted ICMP checksum is not answered.
+    Bytes req = icmp4_echo(a.lan_mac, kHostMac, "10.1.0.10", "10.1.0.1", 8);
+    req[40] ^= 1;
+    inject(a.lan.rx[0], req);
+    CHECK(out_of(a.lan, 0, 100).empty());
+    CHECK(a.drops(Drop::ICMP_BAD) == 1);
+}
+
+TEST_CASE("IPv6: neighbour solicitation answered with an advertisement; echo answered", "[classify][nd]") {
+    Single a("n", kV6, {});
+    // NS from fd01::10 for fd01::1, to the solicited-node address.
+    const Mac snm{{0x33, 0x33, 0xff, 0x00, 0x00, 0x01}};
+    inject(a.lan.rx[0], ns(snm, kHostMac, "fd01::10", "ff02::1:ff00:1", "fd01::1"));
+    auto out = out_of(a.lan);
+    REQUIRE(out.size() == 1);
+    // Expected NA: to the asker, from fd01::1, S|O flags, target fd01::1, TLLA option.
+    Bytes na = ipv6_frame(kHostMac, a.lan_mac, "fd01::1", "fd01::10", 58, 32, 255);
+    std::uint8_t* icmp = na.data() + 54;
+    std::memset(icmp, 0, 32);
+    icmp[0] = 136;
+    icmp[4] = 0x60;
+    auto t = v6("fd01::1");
+    std::memcpy(icmp + 8, t.data(), 16);
+    icmp[24] = 2;
+    icmp[25] = 1;
+    std::memcpy(icmp + 26, a.lan_mac.b, 6);
+    na[15] = 0x00;   // traffic class / flow label: the NA is sent with zeros
+    na[16] = na[17] = 0x00;
+    put16(na, 56, csum6(na, 14, 54, 32, 58));
+    CHECK(out[0] == na);
+    rte_ether_addr m;
+    REQUIRE(a.dp->neighbors(p3::dp::Side::lan).lookup(*p3::IpAddr::parse("fd01::10"), m));
+    CHECK(std::memcmp(m.addr_bytes, kHostMac.b, 6) == 0);
+
+    // NS with hop limit 64: not valid ND (RFC 4861 §7.1.1).
+    Bytes bad = ns(snm, kHostMac, "fd01::10", "ff02::1:ff00:1", "fd01::1");
+    bad[21] = 64;
+    inject(a.lan.rx[0], bad);
+    CHECK(out_of(a.lan, 0, 100).empty());
+    CHECK(a.drops(Drop::ND_BAD) == 1);
+
+    for (std::size_t len : {0u, 100u}) {
+        Bytes req = icmp6_echo(a.wan_mac, kGwMac, "2001:db8::99", "2001:db8::1", len);
+        inject(a.wan.rx[1], req);
+        out = out_of(a.wan);
+        REQUIRE(out.size() == 1);
+        CHECK(out[0] == echo6_reply(req));
+    }
+}
+
+TEST_CASE("malformed and unwanted frames are counted under their reason and never forwarded", "[classify][malformed]") {
+    Single a("m", kV4, one(remote(1, "192.0.2.2", {"10.2.0.0/16"})));
+    const Mac other{{0x02, 0x99, 0x99, 0x99, 0x99, 0x99}};
+    struct Case {
+        const char* what;
+        bool wan;
+        Bytes frame;
+        Drop reason;
+    };
+    auto trunc = [](Bytes b, std::size_t n) {
+        b.resize(n);
+        return b;
+    };
+    auto patch = [](Bytes b, std::size_t off, std::uint8_t v) {
+        b[off] = v;
+        return b;
+    };
+    const Bytes udp = ipv4_frame(a.lan_mac, kHostMac, "10.1.0.10", "10.2.0.5", 17, 100);
+    Bytes p3 = ipv4_frame(a.wan_mac, kGwMac, "192.0.2.2", "192.0.2.1", 50, 60);
+    std::fill(p3.begin() + 34, p3.begin() + 38, 0);   // P3 Flags: none
+    std::vector<Case> cases = {
+        {"runt frame", false, Bytes(10, 0xaa), Drop::RX_RUNT},
+        {"unicast to another MAC", false, ipv4_frame(other, kHostMac, "10.1.0.10", "10.2.0.5", 17, 10), Drop::NOT_OUR_MAC},
+        {"VLAN-tagged", false, eth(a.lan_mac, kHostMac, 0x8100), Drop::ETHERTYPE},
+        {"IPv4 header cut", false, trunc(udp, 14 + 12), Drop::IP_TRUNCATED},
+        {"total length beyond frame", false, trunc(udp, 14 + 60), Drop::IP_TRUNCATED},
+        {"IP version 5", false, patch(udp, 14, 0x55), Drop::IP_BAD_HEADER},
+        {"header length 4 words", false, patch(udp, 14, 0x44), Drop::IP_BAD_HEADER},
+        {"bad header checksum", false, patch(udp, 24, udp[24] ^ 0xff), Drop::IP_BAD_HEADER},
+        {"TTL 1", false, ipv4_frame(a.lan_mac, kHostMac, "10.1.0.10", "10.2.0.5", 17, 10, 1), Drop::TTL_EXCEEDED},
+        {"source is our address", false, ipv4_frame(a.lan_mac, kHostMac, "10.1.0.1", "10.2.0.5", 17, 10), Drop::IP_SRC_BAD},
+        {"multicast source", false, ipv4_frame(a.lan_mac, kHostMac, "224.0.0.5", "10.2.0.5", 17, 10), Drop::IP_SRC_BAD},
+        {"no route", false, ipv4_frame(a.lan_mac, kHostMac, "10.1.0.10", "172.16.0.1", 17, 10), Drop::NO_ROUTE},
+        {"UDP to our LAN address", false, ipv4_frame(a.lan_mac, kHostMac, "10.1.0.10", "10.1.0.1", 17, 10), Drop::NOT_FOR_US},
+        {"IPv6 header cut", false, trunc(ipv6_frame(a.lan_mac, kHostMac, "fd01::10", "fd02::5", 17, 20), 14 + 30), Drop::IP_TRUNCATED},
+        {"WAN: not for our address", true, ipv4_frame(a.wan_mac, kGwMac, "192.0.2.2", "192.0.2.9", 50, 60), Drop::WAN_NOT_P3},
+        {"WAN: TCP to us", true, ipv4_frame(a.wan_mac, kGwMac, "192.0.2.2", "192.0.2.1", 6, 40), Drop::WAN_NOT_P3},
+        {"WAN: UDP to another port", true, ipv4_frame(a.wan_mac, kGwMac, "192.0.2.2", "192.0.2.1", 17, 40), Drop::WAN_NOT_P3},
+        {"WAN: P3 shorter than header + ICV", true, ipv4_frame(a.wan_mac, kGwMac, "192.0.2.2", "192.0.2.1", 50, 20), Drop::P3_TRUNCATED},
+        {"WAN: P3 with unknown flags", true, patch(p3, 34, 0x80), Drop::P3_FLAGS},
+        {"WAN: P3 ID of no slot", true, patch(p3, 38, 0x7f), Drop::P3_UNKNOWN_ID},
+    };
+    // UDP 4500 keepalive (RFC 3948): consumed.
+    Bytes ka = ipv4_frame(a.wan_mac, kGwMac, "192.0.2.2", "192.0.2.1", 17, 1);
+    put16(ka, 36, 4500);
+    ka[42] = 0xff;
+    cases.push_back({"WAN: NAT keepalive", true, ka, Drop::NAT_KEEPALIVE});
+
+    for (const auto& c : cases) {
+        INFO(c.what);
+        const auto before = a.drops(c.reason);
+        inject(c.wan ? a.wan.rx[0] : a.lan.rx[0], c.frame);
+        CHECK(out_of(a.lan, 0, 60).empty());
+        CHECK(out_of(a.wan, 0, 60).empty());
+        // The counter moves once the worker has seen it.
+        for (int i = 0; i < 200 && a.drops(c.reason) == before; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        CHECK(a.drops(c.reason) == before + 1);
+    }
+}
+
+TEST_CASE("traffic for a session that is down is answered with RST or unreachable", "[classify][down]") {
+    Single a("d", kV4, one(remote(1, "192.0.2.2", {"10.2.0.0/16"})));
+    REQUIRE(a.dp->sessions().state(a.dp->session_of(1)) == p3::dp::SessionState::down);
+
+    // TCP SYN to a host behind the down session.
+    Bytes syn = ipv4_frame(a.lan_mac, kHostMac, "10.1.0.10", "10.2.0.5", 6, 20);
+    syn[34 + 12] = 0x50;   // data offset 5
+    syn[34 + 13] = 0x02;   // SYN
+    inject(a.lan.rx[0], syn);
+    auto out = out_of(a.lan);
+    REQUIRE(out.size() == 1);
+    const Bytes& rst = out[0];
+    CHECK(std::memcmp(rst.data(), kHostMac.b, 6) == 0);
+    CHECK(get16(rst, 12) == 0x0800);
+    CHECK(rst[23] == 6);                                     // TCP
+    CHECK(std::memcmp(rst.data() + 26, syn.data() + 30, 4) == 0);   // from the unreachable host
+    CHECK(std::memcmp(rst.data() + 30, syn.data() + 26, 4) == 0);
+    CHECK((rst[34 + 13] & 0x04) != 0);                       // RST
+
+    // UDP: ICMP destination unreachable from our LAN address.
+    inject(a.lan.rx[1], ipv4_frame(a.lan_mac, kHostMac, "10.1.0.10", "10.2.0.5", 17, 30));
+    out = out_of(a.lan);
+    REQUIRE(out.size() == 1);
+    CHECK(out[0][23] == 1);
+    CHECK(out[0][34] == 3);
+    auto own = v4("10.1.0.1");
+    CHECK(std::memcmp(out[0].data() + 26, own.data(), 4) == 0);
+    CHECK(a.drops(Drop::SESSION_DOWN) == 2);
+    CHECK(a.dp->sum(&p3::dp::LcoreStats::resets) == 1);
+    CHECK(a.dp->sum(&p3::dp::LcoreStats::icmp_errors) == 1);
+    CHECK(out_of(a.wan, 0, 50).empty());
+}
