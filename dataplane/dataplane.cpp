@@ -181,22 +181,32 @@ bool Dataplane::init() {
         L->replies.configure(rte_get_tsc_hz(), kDefaultReplyRate, kDefaultReplyBurst, rte_rdtsc());
         if (!wire_engine_create(*L, S)) return false;
     }
-    unsigned next = 0;
-    for (std::uint16_t q = 0; q < kMaxQueuesPerPort; ++q) {
-        for (unsigned s = 0; s < kSides; ++s) {
-            if (q >= ports_[s].rx_queues) continue;
-            Lcore& L = *lcores_[next++ % nworkers];
+    // LAN queue q -> worker q mod n; WAN queue q -> worker (q + 1) mod n. With one queue per
+    // port and two workers, one polls the LAN and the other the WAN; with a queue per worker
+    // (RSS), every worker polls one of each.
+    for (unsigned s = 0; s < kSides; ++s) {
+        for (std::uint16_t q = 0; q < ports_[s].rx_queues; ++q) {
+            Lcore& L = *lcores_[(q + s) % nworkers];
             if (L.nrx == kMaxRxPerWorker) continue;
             L.rx[L.nrx++] = RxQueue{ports_[s].port_id, q, static_cast<Side>(s)};
         }
+    }
+    // Lanes: every worker that encrypts (polls a LAN queue, or is worker 0, which drains the
+    // control ring) sends under its own lane, numbered densely from 0.
+    tx_lanes_ = 0;
+    for (Lcore* L : lcores_) {
+        bool sends = L->index == 0;
+        for (unsigned r = 0; r < L->nrx; ++r) sends |= L->rx[r].side == Side::lan;
+        L->lane = sends ? tx_lanes_++ : kNoLane;
     }
     for (auto* L : lcores_) {
         std::string q;
         for (unsigned r = 0; r < L->nrx; ++r)
             q += std::string(r ? ", " : "") + side_name(L->rx[r].side) + " q" + std::to_string(L->rx[r].queue);
-        P3_LOG_INFO(LCORES, "worker %u on lcore %u (socket %u): polls %s; TX queue %u on both ports",
+        std::string lane = L->lane == kNoLane ? std::string("does not encrypt") : "sends on lane " + std::to_string(L->lane);
+        P3_LOG_INFO(LCORES, "worker %u on lcore %u (socket %u): polls %s; TX queue %u on both ports; %s",
                     L->index, L->lcore_id, rte_lcore_to_socket_id(L->lcore_id), q.empty() ? "nothing" : q.c_str(),
-                    L->index);
+                    L->index, lane.c_str());
     }
 
     for (const auto& r : cfg_.remotes)
@@ -228,7 +238,7 @@ bool Dataplane::add_remote(const config::Remote& r) {
     s.id = r.id;
     s.peer = r.address;
     s.udp_encap = false;
-    s.tx_lanes = static_cast<std::uint16_t>(workers());
+    s.tx_lanes = static_cast<std::uint16_t>(tx_lanes_);
     SessionInfo& info = sessions_->info(sid);
     info.remote_id = r.id;
     info.groups = r.groups;

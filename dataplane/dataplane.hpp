@@ -92,6 +92,7 @@ public:
     const PortInfo& port(Side s) const noexcept { return ports_[static_cast<unsigned>(s)]; }
     const SideAddr& addr(Side s) const noexcept { return addr_[static_cast<unsigned>(s)]; }
     unsigned workers() const noexcept { return static_cast<unsigned>(lcores_.size()); }
+    unsigned tx_lanes() const noexcept { return tx_lanes_; }   // lanes this appliance sends on
     const Lcore& lcore(unsigned i) const noexcept { return *lcores_[i]; }
     rte_mempool* pool() const noexcept { return pool_; }
     rte_rcu_qsbr* qsbr() const noexcept { return qsbr_; }
@@ -145,6 +146,7 @@ private:
     std::atomic<bool> stop_{false};
     std::atomic<std::uint64_t> control_rx_{0};
     bool started_ = false, inited_ = false;
+    unsigned tx_lanes_ = 0;
     bool launched_[RTE_MAX_LCORE] = {};
 };
 

@@ -536,6 +536,8 @@ void Dataplane::worker_main(unsigned index) {
         if (now - L.last_drain_tsc >= S.drain_tsc) {
             tx_flush(L, S, Side::lan);
             tx_flush(L, S, Side::wan);
+            L.reasm.end_burst(now);   // expire fragments even when the WAN is quiet
+            count_reassembly(L);
             L.last_drain_tsc = now;
         }
         if (got) {

@@ -20,6 +20,8 @@
 
 namespace p3::dp {
 
+inline constexpr unsigned kNoLane = ~0u;
+
 struct RxQueue {
     std::uint16_t port;
     std::uint16_t queue;
@@ -35,7 +37,8 @@ class WireEngine;  // the lcore's crypto engine (wire_stage.hpp)
 
 struct alignas(RTE_CACHE_LINE_SIZE) Lcore {
     unsigned lcore_id = 0;
-    unsigned index = 0;                 // worker index = TX queue = lane this lcore sends on
+    unsigned index = 0;                 // worker index = TX queue on both ports
+    unsigned lane = 0;                  // lane it encrypts under (kNoLane: polls no LAN queue)
     unsigned nrx = 0;
     RxQueue rx[kMaxRxPerWorker];
     std::uint64_t last_drain_tsc = 0;
