@@ -518,7 +518,7 @@ struct WipeOnExit {
 int count_lines(const std::string& text) {
     int n = 1;
     for (char c : text) n += c == '\n';
-    return n;
+    return !text.empty() && text.back() == '\n' ? n - 1 : n;
 }
 
 }  // namespace
