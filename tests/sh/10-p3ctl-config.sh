@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# p3ctl config check / convert as an administrator uses them:
+#   - every example in config/ is accepted (exit 0) and printed, secrets masked;
+#   - a broken file gives "file:line: error P3-Ennnn: ..." on stderr and exit 2;
+#   - the output of convert loads again to the same effective configuration;
+#   - a key file readable by others is refused, one not yet created is only a warning.
+set -u
+BUILD=${BUILD:-build}
+ROOT=${ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
+p3ctl=$BUILD/control/p3ctl
+[ -x "$p3ctl" ] || { echo "FAIL: $p3ctl not built"; exit 1; }
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+fails=0
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+
+# Every example: exit 0, an effective configuration on stdout, only W codes on stderr.
+for f in "$ROOT"/config/*.conf "$ROOT"/config/*.txt; do
+  "$p3ctl" config check "$f" >"$work/out" 2>"$work/err"
+  rc=$?
+  [ "$rc" -eq 0 ] || { fail "$f: exit $rc"; cat "$work/err"; continue; }
+  grep -q '^role = "\(primary\|secondary\)";$' "$work/out" || fail "$f: no role in the output"
+  grep -q '^remotes = (' "$work/out" || fail "$f: no remotes in the output"
+  if grep -v ': warning P3-W01[0-9][0-9]: ' "$work/err" | grep -q .; then
+    fail "$f: unexpected stderr:"; cat "$work/err"
+  fi
+  # convert (any format) -> libconfig -> check: the same effective configuration.
+  "$p3ctl" config convert "$f" >"$work/conv.conf" 2>/dev/null || fail "$f: convert failed"
+  "$p3ctl" config check "$work/conv.conf" >"$work/out2" 2>/dev/null || fail "$f: converted output refused"
+  diff <(tail -n +2 "$work/out") <(tail -n +2 "$work/out2") >/dev/null ||
+    fail "$f: converted output does not load to the same configuration"
+done
+
+# Secrets are masked by check: no key or salt hex from the static-keys examples appears.
+for f in "$ROOT"/config/static-*.conf; do
+  "$p3ctl" config check "$f" >"$work/out" 2>"$work/err" || fail "$f refused"
+  for hex in $(grep -oE '(tx|rx)_(key|salt) = "[0-9a-fA-F]+"' "$f" | grep -oE '"[0-9a-fA-F]+"' | tr -d '"'); do
+    if grep -qi "$hex" "$work/out" "$work/err"; then fail "$f: secret $hex shown by check"; fi
+  done
+  grep -q 'tx_key = "<secret: 32 bytes>";' "$work/out" || fail "$f: masked key not shown"
+  grep -q 'warning P3-W0109: remote 1 uses static keys' "$work/err" || fail "$f: no P3-W0109 warning"
+done
+
+# The legacy examples convert to libconfig (no legacy keyword left).
+"$p3ctl" config convert "$ROOT/config/legacy-primary.txt" >"$work/lp.conf" || fail "convert legacy-primary"
+grep -q localstart "$work/lp.conf" && fail "convert output still legacy"
+
+# A broken file: file:line: error CODE: what, exit 2, nothing on stdout.
+expect_error() {  # NAME FILE-CONTENT LINE CODE [WORDS]
+  local name=$1 content=$2 line=$3 code=$4 words=${5:-}
+  printf '%s' "$content" >"$work/$name"
+  "$p3ctl" config check "$work/$name" >"$work/out" 2>"$work/err"
+  local rc=$?
+  [ "$rc" -eq 2 ] || fail "$name: exit $rc, want 2"
+  [ -s "$work/out" ] && fail "$name: printed a configuration"
+  grep -q "^$work/$name:$line: error $code: .*$words" "$work/err" ||
+    { fail "$name: want '$work/$name:$line: error $code: ...$words'"; cat "$work/err"; }
+}
+expect_error range.conf 'role = "primary";
+local = { address = "192.0.2.1";
+  rekey_wait = 0; };
+' 3 P3-E0104 'out of range 1..31536000'
+expect_error unknown.conf 'role = "primary";
+local = { address = "192.0.2.1"; };
+dataplane = { wan = { port = 1; vlan = 7; }; };
+' 3 P3-E0103 "unknown keyword 'vlan'"
+expect_error syntax.conf 'role = "primary";
+local = { address = "192.0.2.1" ;;
+' 2 P3-E0102 'syntax error'
+expect_error overlap.conf 'role = "primary";
+local = { address = "192.0.2.1"; };
+remotes = ( { id = 1; address = "192.0.2.2"; subnets = [ "10.0.0.0/8" ]; },
+            { id = 2; address = "192.0.2.3"; subnets = [ "10.1.0.0/16" ]; } );
+' 4 P3-E0107 'overlaps'
+expect_error dup.txt 'localstart
+address 192.0.2.1
+localend
+1/address 192.0.2.2
+1/subnet1 10.2.0.0
+1/mask1 255.255.255.0
+1/address 192.0.2.3
+' 7 P3-E0102 'given twice'
+expect_error legacy-range.txt '# legacy
+localstart
+address 192.0.2.1
+heartbeat_time 0
+localend
+' 4 P3-E0104 'out of range 1..3600'
+
+# Key files: 0644 refused at its line, 0600 accepted, absent only a warning.
+printf 'secret\n' >"$work/psk"
+chmod 644 "$work/psk"
+expect_error keymode.conf 'role = "primary";
+local = { address = "192.0.2.1";
+  psk_file = "psk"; };
+' 3 P3-E0108 'mode 0644'
+chmod 600 "$work/psk"
+"$p3ctl" config check "$work/keymode.conf" >/dev/null 2>"$work/err" || fail "0600 psk_file refused"
+[ -s "$work/err" ] && { fail "0600 psk_file: unexpected stderr"; cat "$work/err"; }
+rm -f "$work/psk"
+"$p3ctl" config check "$work/keymode.conf" >/dev/null 2>"$work/err" || fail "absent psk_file refused"
+grep -q ":3: warning P3-W0110: psk_file" "$work/err" || fail "absent psk_file: no P3-W0110"
+
+# An unreadable path and usage errors: exit 2.
+"$p3ctl" config check "$work/none.conf" >/dev/null 2>"$work/err"
+[ $? -eq 2 ] && grep -q "none.conf: error P3-E0101" "$work/err" || fail "missing file: want exit 2 and P3-E0101"
+"$p3ctl" config >/dev/null 2>&1
+[ $? -eq 2 ] || fail "p3ctl config without arguments: want exit 2"
+
+[ "$fails" -eq 0 ] || { echo "$fails failure(s)"; exit 1; }
+echo "ok"
