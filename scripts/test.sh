@@ -102,7 +102,8 @@ for t in json.load(sys.stdin):
       seeds=$(find "$root/tests" -type d -path "*/corpus/$name" | head -n 1)
       work=$(mktemp -d)
       log=$(mktemp)
-      (cd "$work" && ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 timeout $((fuzz_seconds + 120)) \
+      (cd "$work" && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+        LSAN_OPTIONS=suppressions=$root/tests/lsan.supp:print_suppressions=0 timeout $((fuzz_seconds + 120)) \
         "$fuzz_build/$rel" -max_total_time="$fuzz_seconds" -timeout=10 -rss_limit_mb=2048 \
         -print_final_stats=1 "$work" ${seeds:+"$seeds"}) >"$log" 2>&1
       rc=$?
