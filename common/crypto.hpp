@@ -1,0 +1,145 @@
+// AES-GCM for the P3 wire format through Intel ipsec-mb (DESIGN.md §Wire format).
+//
+// Owns two things:
+//  - GcmKey: the key material of one key slot, ready for the packet path: the AES-128 or
+//    AES-256 key schedule with its GHASH precomputations (ipsec-mb struct gcm_key_data), the
+//    4-byte salt and the size-hiding rotation key. Built once by the control thread when a slot
+//    is made, read-only afterwards (so any number of lcores may use it at once), wiped on
+//    destruction. Neither copyable nor movable: slots point at it.
+//  - GcmEngine: one per worker lcore. Owns that lcore's IMB_MGR (ipsec-mb keeps per-manager
+//    state, so an engine is never shared between threads) and a little scratch memory.
+//    Seal and open in place, one packet or a burst. No heap, no exceptions, no locks and no
+//    syscalls after create().
+//
+// Nonce (12 B) = salt (4 B) || Sequence (8 B, network order, as in the P3 header).
+// AAD (16 B)   = P3 Flags || P3 ID || Sequence: the P3 header itself, exactly as on the wire.
+// So every call takes the 16-byte P3 header (`hdr`) and builds the nonce from the key's salt
+// and hdr[8..16): the sequence can never differ between the nonce and the authenticated data.
+//
+// Key schedules depend on the CPU code path ipsec-mb picked (SSE/AVX/AVX2/AVX-512 lay out the
+// GHASH powers differently), so GcmKey and every GcmEngine of a process use one process-wide
+// choice: the best the CPU offers, or the one forced by set_arch() before the first use.
+#pragma once
+
+#include <intel-ipsec-mb.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+
+#include "common/secret.hpp"
+#include "common/wire_limits.hpp"
+
+namespace p3::wire {
+
+enum class KeyType : std::uint8_t { aes128 = 16, aes256 = 32 };
+
+constexpr std::size_t key_len(KeyType t) noexcept { return static_cast<std::size_t>(t); }
+
+// Which ipsec-mb code path the process uses (the same for keys and engines).
+enum class Arch : std::uint8_t { best = 0, sse, avx, avx2, avx512 };
+// Force a code path (tests, benchmarks); only before the first GcmKey or GcmEngine is made.
+// false when the CPU cannot run it or it is too late.
+bool set_arch(Arch a) noexcept;
+// The code path in use ("sse", "avx", "avx2", "avx512"; "none" before first use).
+const char* arch_name() noexcept;
+
+class alignas(64) GcmKey {
+public:
+    // key: 16 (AES-128) or 32 (AES-256) bytes; salt: 4 bytes. On wrong sizes or when ipsec-mb
+    // cannot start, valid() is false and the object holds nothing. Control path only.
+    GcmKey(std::span<const std::uint8_t> key, std::span<const std::uint8_t> salt) noexcept;
+    // key || salt in one buffer (20 or 36 bytes), as lane_key_material() returns it.
+    explicit GcmKey(const SecretBytes& key_and_salt) noexcept;
+    ~GcmKey();   // wipes the schedule, the salt and the rotation key
+    GcmKey(const GcmKey&) = delete;
+    GcmKey& operator=(const GcmKey&) = delete;
+    GcmKey(GcmKey&&) = delete;
+    GcmKey& operator=(GcmKey&&) = delete;
+
+    bool valid() const noexcept { return valid_; }
+    KeyType type() const noexcept { return type_; }
+    const gcm_key_data& schedule() const noexcept { return sched_; }
+    const std::uint8_t* salt() const noexcept { return salt_; }
+    // Size hiding: the secret the per-packet rotation is derived from (common/sizehide.hpp).
+    std::uint64_t hide_key() const noexcept { return hide_key_; }
+
+    // Convenience for slot code that holds keys by pointer; nullptr on bad sizes.
+    static std::unique_ptr<GcmKey> make(std::span<const std::uint8_t> key, std::span<const std::uint8_t> salt);
+
+private:
+    gcm_key_data sched_;
+    std::uint8_t salt_[kSaltLen] = {};
+    std::uint64_t hide_key_ = 0;
+    KeyType type_ = KeyType::aes128;
+    bool valid_ = false;
+};
+
+// One seal or open of a burst. data is the plaintext/ciphertext (in place), len bytes,
+// contiguous; tag is where the 16-byte ICV is written (seal) or read (open).
+struct GcmOp {
+    const GcmKey* key;
+    const std::uint8_t* hdr;   // the 16-byte P3 header: AAD, and nonce = salt || hdr[8..16)
+    std::uint8_t* data;
+    std::uint32_t len;
+    std::uint8_t* tag;
+};
+
+// A piece of a scattered buffer (one segment of a chained mbuf).
+struct IoSeg {
+    std::uint8_t* data;
+    std::uint32_t len;
+};
+
+class GcmEngine {
+public:
+    // socket_id >= 0: memory from DPDK on that NUMA socket (EAL must be up); -1: from the heap.
+    // nullptr when ipsec-mb cannot start or memory is short. Control path.
+    static GcmEngine* create(int socket_id = -1) noexcept;
+    static void destroy(GcmEngine* e) noexcept;
+    struct Deleter {
+        void operator()(GcmEngine* e) const noexcept { destroy(e); }
+    };
+    using Ptr = std::unique_ptr<GcmEngine, Deleter>;
+    static Ptr make(int socket_id = -1) noexcept { return Ptr(create(socket_id)); }
+
+    GcmEngine(const GcmEngine&) = delete;
+    GcmEngine& operator=(const GcmEngine&) = delete;
+
+    // Contiguous, in place. open() compares the tag in constant time; on false the data is
+    // garbage (the caller drops the packet).
+    void seal(const GcmKey& k, const std::uint8_t* hdr, std::uint8_t* data, std::size_t len,
+              std::uint8_t* tag) noexcept;
+    bool open(const GcmKey& k, const std::uint8_t* hdr, std::uint8_t* data, std::size_t len,
+              const std::uint8_t* tag) noexcept;
+
+    // Scattered (chained mbufs), in place, segments in order; empty segments allowed.
+    void seal_sgl(const GcmKey& k, const std::uint8_t* hdr, std::span<const IoSeg> segs,
+                  std::uint8_t* tag) noexcept;
+    bool open_sgl(const GcmKey& k, const std::uint8_t* hdr, std::span<const IoSeg> segs,
+                  const std::uint8_t* tag) noexcept;
+
+    // Bursts of up to kMaxBurst contiguous operations, any mix of keys. open_burst writes
+    // ok[i] (tag verified) and returns how many verified.
+    void seal_burst(GcmOp* ops, unsigned n) noexcept;
+    unsigned open_burst(GcmOp* ops, unsigned n, bool* ok) noexcept;
+
+    IMB_MGR* mgr() noexcept { return mgr_; }
+    // Scratch the wire code may use between calls (size hiding rotation): kScratchLen bytes.
+    static constexpr std::size_t kScratchLen = kMaxInnerLen + kSizeHideBucket + 64;
+    std::uint8_t* scratch() noexcept { return scratch_; }
+
+private:
+    GcmEngine() = default;
+    ~GcmEngine() = default;
+    IMB_MGR* mgr_ = nullptr;
+    bool dpdk_mem_ = false;
+    alignas(64) gcm_context_data ctx_{};
+    alignas(64) std::uint8_t scratch_[kScratchLen];
+};
+
+// Constant-time equality of two 16-byte tags.
+bool tag_equal(const std::uint8_t* a, const std::uint8_t* b) noexcept;
+
+}  // namespace p3::wire

@@ -1,0 +1,180 @@
+// P3 encapsulation and decapsulation of packets in mbufs (DESIGN.md §Wire format,
+// docs/wire-format.md). Owns the byte layout of a P3 packet: outer IPv4/IPv6 header (+ UDP for
+// NAT traversal), P3 header, ciphertext of inner | padding | pad length | next header, ICV.
+// Stateless: the caller brings the key (a slot's GcmKey), the sequence counter (owned by the
+// sending lcore) and the per-lcore GcmEngine. Nothing here allocates, throws, locks or logs.
+//
+// Outbound, per packet:  [l2][inner IP packet]
+//                  ->    [l2][outer IP][UDP?][P3 header][ciphertext][ICV]
+// Inbound, per packet:   [l2][outer IP][UDP?][P3 header][ciphertext][ICV]
+//                  ->    [l2][inner IP packet]
+// The l2_len bytes in front (the Ethernet header on the dataplane) are carried along
+// unchanged; the caller rewrites them (addresses, EtherType: outer_v6() tells which) before TX.
+//
+// Inbound is split so the anti-replay check comes BEFORE decryption and its update after:
+//   parse_outer() (optional; the dataplane classifier does the same) -> parse_p3() -> caller
+//   finds the slot by P3 ID and checks the replay window -> decap_burst() -> for every
+//   packet with authenticated(status) the caller updates the window -> forwards the ok ones.
+#pragma once
+
+#include <cstdint>
+
+#include <rte_mbuf.h>
+
+#include "common/crypto.hpp"
+#include "common/net.hpp"
+#include "common/wire_limits.hpp"
+
+namespace p3::wire {
+
+enum class SizeHiding : bool { off = false, on = true };
+
+// Why a packet was not encapsulated / decapsulated. The dataplane maps each to a drop counter
+// (suggested mapping in the comment). Append only.
+enum class WireStatus : std::uint8_t {
+    ok = 0,
+    dummy,          // in: authenticated traffic-flow padding (next header 59)      -> P3_DUMMY
+    // outbound
+    bad_input,      // out: not an IPv4/IPv6 packet whose length matches the mbuf  -> CRYPTO
+    too_big,        // out: inner longer than kMaxInnerLen                        -> TOO_BIG
+    no_room,        // out: not enough headroom/tailroom in the mbuf              -> NO_ROOM
+    seq_exhausted,  // out: the lane's sequence reached kSeqHardLimit (rekey!)     -> NO_TX_SLOT
+    chain_too_long, // out/in: more than kMaxSegs segments                          -> CRYPTO
+    // inbound, before decryption
+    bad_outer,      // in: no IPv4/IPv6 header we accept, or not P3 (proto/port)  -> WAN_NOT_P3
+    fragment,       // in: outer fragment (reassemble first)                       -> REASSEMBLY
+    nat_keepalive,  // in: RFC 3948 keepalive (one byte 0xff)                      -> NAT_KEEPALIVE
+    truncated,      // in: shorter than P3 header + trailer + ICV / lengths wrong  -> P3_TRUNCATED
+    flags,          // in: a P3 Flags bit we do not know                           -> P3_FLAGS
+    no_key,         // in: the caller gave no key for this packet (unknown P3 ID)  -> P3_UNKNOWN_ID
+    // inbound, after decryption
+    auth,           // in: ICV did not verify                                      -> P3_AUTH
+    bad_trailer,    // in: pad length beyond the plaintext, or unknown next header -> P3_BAD_INNER
+    bad_inner,      // in: inner packet not the IP version / length the trailer says -> P3_BAD_INNER
+    ecn_drop,       // in: outer CE over a Not-ECT inner packet (RFC 6040 says drop) -> P3_BAD_INNER
+    count_
+};
+const char* status_name(WireStatus s) noexcept;
+// The ICV verified: the sender really sent this sequence (update the replay window).
+constexpr bool authenticated(WireStatus s) noexcept {
+    return s == WireStatus::ok || s == WireStatus::dummy || s == WireStatus::bad_trailer ||
+           s == WireStatus::bad_inner || s == WireStatus::ecn_drop;
+}
+
+// ---- outbound ---------------------------------------------------------------------------
+
+// Where the packets of one TX slot go.
+struct OuterSpec {
+    IpAddr src;                  // our WAN address
+    IpAddr dst;                  // the peer's WAN address (same family)
+    std::uint16_t udp_src = 0;   // udp_dst != 0: UDP encapsulation (NAT traversal, port 4500)
+    std::uint16_t udp_dst = 0;
+};
+
+// Everything encapsulation needs about one TX slot (one lane of one session), built by the
+// control thread when the slot is made and immutable afterwards; the outer header is
+// prepared here once so the packet path only fills lengths, DSCP/ECN and the checksum.
+struct TxView {
+    // false (and the view unusable) on a null/invalid key, unset or mixed address families.
+    // wan_mtu (0 = none) caps size-hiding padding so the outer packet never exceeds it.
+    bool init(std::uint32_t p3_id, const GcmKey* key, const OuterSpec& outer, SizeHiding sh,
+              std::uint16_t wan_mtu = 0) noexcept;
+
+    bool outer_v6() const noexcept { return v6; }
+    bool udp() const noexcept { return udp_on; }
+    std::uint16_t outer_len() const noexcept { return outer_hlen; }  // IP (+ UDP) bytes
+    // Bytes added to an inner packet of len bytes (outer + P3 header + pad + trailer + ICV),
+    // without size hiding.
+    std::size_t overhead_for(std::size_t len) const noexcept;
+
+    const GcmKey* key = nullptr;
+    std::uint32_t p3_id = 0;
+    SizeHiding size_hiding = SizeHiding::off;
+    bool v6 = false;
+    bool udp_on = false;
+    std::uint16_t outer_hlen = 0;
+    std::uint16_t max_outer = 0;          // wan_mtu, 0 = none
+    std::uint32_t csum_base = 0;          // IPv4: header sum of the fixed fields; v6 UDP: pseudo header
+    IpAddr dst;
+    alignas(16) std::uint8_t tmpl[kMaxOuterLen] = {};   // outer IP (+ UDP) with the fixed fields set
+};
+
+// One packet to encapsulate: the TX view and the sending lcore's sequence counter for it.
+// *seq holds the LAST sequence sent (0 before the first packet): encapsulation uses *seq + 1
+// and stores it back, so sequences start at 1 and never repeat while the counter lives.
+struct TxRef {
+    const TxView* view;
+    std::uint64_t* seq;
+};
+
+// Encapsulates and seals n (<= kMaxBurst) packets in place. pkts[i] holds [l2][inner IPv4 or
+// IPv6 packet], pkt_len = l2_len + the inner packet's IP length (link padding already trimmed).
+// Any mix of views. Writes st[i] for every packet and returns how many are ok; failed
+// packets are left as they were (not freed) for the caller to count and free.
+// The caller guarantees: tx[i].view initialised and its key alive for the call (RCU read
+// side), tx[i].seq owned by this lcore, mbufs writable (not shared/indirect).
+// On success: m->l2_len = l2_len, m->l3_len = outer IP header length, pkt_len updated.
+unsigned encap_burst(GcmEngine& e, rte_mbuf* const* pkts, const TxRef* tx, unsigned n, unsigned l2_len,
+                     WireStatus* st) noexcept;
+// A dummy packet (next header 59): the bytes after l2_len (any content, any length <= 
+// kMaxInnerLen, 0 allowed) are carried as the "inner packet" and dropped by the receiver.
+WireStatus encap_dummy(GcmEngine& e, rte_mbuf* m, const TxRef& tx, unsigned l2_len) noexcept;
+
+// ---- inbound ----------------------------------------------------------------------------
+
+struct OuterInfo {
+    bool v6 = false;
+    bool udp = false;
+    std::uint8_t ecn = 0;          // outer ECN codepoint (RFC 6040 decapsulation)
+    std::uint16_t p3_off = 0;      // offset of the P3 header in the mbuf
+    IpAddr src;                    // outer source (the peer)
+    std::uint16_t udp_src = 0;     // the peer's UDP port when udp
+};
+// Parses [l2][outer IP][UDP?] at l2_len: IPv4 (any header length, checksum verified) or IPv6
+// (no extension headers), protocol 50, or UDP with destination port nat_port. Trims link
+// padding beyond the IP total length. Reads only the first segment for headers.
+WireStatus parse_outer(rte_mbuf* m, unsigned l2_len, std::uint16_t nat_port, OuterInfo& o) noexcept;
+
+struct P3Header {
+    std::uint32_t flags = 0;
+    std::uint32_t id = 0;
+    std::uint64_t seq = 0;
+};
+// Reads the P3 header at p3_off: length (header + trailer + ICV at least, to the end of the
+// packet) and flags (unknown bits -> flags). The caller then finds the slot by h.id and checks
+// the replay window with h.seq, before decap_burst().
+WireStatus parse_p3(const rte_mbuf* m, unsigned p3_off, P3Header& h) noexcept;
+
+// The slot a packet decrypts under; key == nullptr: not decrypted, status no_key.
+struct RxRef {
+    const GcmKey* key;
+    SizeHiding size_hiding;
+};
+struct DecapResult {
+    WireStatus status;
+    std::uint8_t next_header;   // 4, 41 or 59 once the trailer was read, else 0
+};
+// Opens and strips n (<= kMaxBurst) packets in place. pkts[i] = [l2][outer IP at l2_len]
+// [UDP?][P3 header at p3_off[i]]..., pkt_len = end of the IP packet (parse_outer trims).
+// p3_off[i] == l2_len means "no outer header" (no ECN processing). Writes res[i]; returns
+// how many are ok (forward them); every other packet is left for the caller to count/free.
+// On ok: [l2][inner packet], inner ECN combined with the outer per RFC 6040, pkt_len =
+// l2_len + inner length, m->l2_len = l2_len, m->l3_len = inner IP header length (20/40).
+unsigned decap_burst(GcmEngine& e, rte_mbuf* const* pkts, const std::uint16_t* p3_off, const RxRef* rx,
+                     unsigned n, unsigned l2_len, DecapResult* res) noexcept;
+
+// ---- ECN (RFC 6040, normal mode), exposed for tests ----------------------------------------
+inline constexpr std::uint8_t kNotEct = 0, kEct1 = 1, kEct0 = 2, kCe = 3;
+// Outer ECN for an inner ECN at encapsulation: copied (normal mode).
+constexpr std::uint8_t ecn_encap(std::uint8_t inner) noexcept { return inner & 3; }
+// Inner ECN after decapsulation, or -1: drop (outer CE, inner Not-ECT).
+constexpr int ecn_decap(std::uint8_t inner, std::uint8_t outer) noexcept {
+    inner &= 3;
+    outer &= 3;
+    if (inner == kNotEct) return outer == kCe ? -1 : kNotEct;
+    if (inner == kCe || outer == kCe) return kCe;
+    if (outer == kEct1) return kEct1;        // ECT(0) inner, ECT(1) outer -> ECT(1)
+    return inner;                            // outer Not-ECT / ECT(0): inner unchanged
+}
+
+}  // namespace p3::wire

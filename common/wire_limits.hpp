@@ -1,0 +1,91 @@
+// Every size and limit of the P3 wire format and the crypto core, in one place
+// (DESIGN.md §Wire format; docs/wire-format.md). Nothing here changes at run time.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace p3::wire {
+
+// --- P3 header, trailer, tag -------------------------------------------------------
+inline constexpr std::size_t kFlagsLen = 4;        // P3 Flags (reserved, sent as 0)
+inline constexpr std::size_t kIdLen = 4;           // P3 ID
+inline constexpr std::size_t kSeqLen = 8;          // Sequence (explicit GCM nonce part)
+inline constexpr std::size_t kP3HeaderLen = kFlagsLen + kIdLen + kSeqLen;  // 16
+inline constexpr std::size_t kIcvLen = 16;         // GCM tag
+inline constexpr std::size_t kSaltLen = 4;         // part of the key material
+inline constexpr std::size_t kIvLen = kSaltLen + kSeqLen;  // 12: salt || sequence
+inline constexpr std::size_t kAadLen = kP3HeaderLen;       // flags || id || sequence
+inline constexpr std::size_t kTrailerFixed = 2;    // pad length (8) + next header (8)
+inline constexpr std::size_t kPadAlign = 4;        // (inner + pad + 2) % 4 == 0, as ESP
+inline constexpr std::size_t kMaxAlignPad = kPadAlign - 1;
+inline constexpr std::size_t kMaxPadLen = 255;     // pad length is one byte
+inline constexpr std::uint32_t kKnownFlags = 0;    // no flag bit is defined yet
+
+// Next header values carried in the trailer.
+inline constexpr std::uint8_t kNextIpv4 = 4;
+inline constexpr std::uint8_t kNextIpv6 = 41;
+inline constexpr std::uint8_t kNextDummy = 59;
+
+// --- outer headers -----------------------------------------------------------------
+inline constexpr std::size_t kIpv4HeaderLen = 20;   // we send no options
+inline constexpr std::size_t kIpv6HeaderLen = 40;
+inline constexpr std::size_t kUdpHeaderLen = 8;
+inline constexpr std::uint8_t kIpProtoEsp = 50;
+inline constexpr std::uint8_t kIpProtoUdp = 17;
+inline constexpr std::uint8_t kOuterTtl = 64;       // TTL / hop limit
+inline constexpr std::uint16_t kNatTraversalPort = 4500;
+inline constexpr std::size_t kMaxOuterLen = kIpv6HeaderLen + kUdpHeaderLen;  // 48
+
+// Fixed per-packet cost besides the outer header: P3 header + worst alignment pad + trailer + tag.
+inline constexpr std::size_t kP3Overhead = kP3HeaderLen + kMaxAlignPad + kTrailerFixed + kIcvLen;  // 37
+// Worst-case overhead (without size hiding) per outer family; tunnel MTU = WAN MTU - this.
+inline constexpr std::size_t kOverheadV4 = kIpv4HeaderLen + kP3Overhead;                   // 57
+inline constexpr std::size_t kOverheadV6 = kIpv6HeaderLen + kP3Overhead;                   // 77
+inline constexpr std::size_t kOverheadV4Udp = kIpv4HeaderLen + kUdpHeaderLen + kP3Overhead;  // 65
+inline constexpr std::size_t kOverheadV6Udp = kIpv6HeaderLen + kUdpHeaderLen + kP3Overhead;  // 85
+constexpr std::size_t overhead(bool outer_v6, bool udp) noexcept {
+    return (outer_v6 ? kIpv6HeaderLen : kIpv4HeaderLen) + (udp ? kUdpHeaderLen : 0) + kP3Overhead;
+}
+
+// Smallest inner packet we accept (an IPv4 header); largest plaintext we handle.
+inline constexpr std::size_t kMinInnerLen = kIpv4HeaderLen;
+inline constexpr std::size_t kMaxInnerLen = 9000;
+// Headroom encap needs in front of the inner packet (outer + P3 header).
+inline constexpr std::size_t kEncapHeadroom = kMaxOuterLen + kP3HeaderLen;  // 64
+
+// --- size hiding ---------------------------------------------------------------------
+// Plaintext (inner | pad | pad length | next header) is padded up to a multiple of the bucket.
+// The bucket is at most 256 so the pad always fits the one-byte pad length.
+inline constexpr std::size_t kSizeHideBucket = 256;
+static_assert(kSizeHideBucket - 1 <= kMaxPadLen + 0, "bucket pad must fit the pad length byte");
+
+// --- lanes ---------------------------------------------------------------------------
+inline constexpr std::uint32_t kMaxLanes = 64;
+
+// --- anti-replay ---------------------------------------------------------------------
+inline constexpr std::uint32_t kReplayWindowMin = 64;
+inline constexpr std::uint32_t kReplayWindowMax = 8192;
+inline constexpr std::uint32_t kReplayWindowDefault = 1024;
+// Bitmap words = window/64 + 1 (one redundant word, as WireGuard's counter).
+inline constexpr std::uint32_t kReplayWordsMax = kReplayWindowMax / 64 + 1;
+
+// --- sequence numbers ----------------------------------------------------------------
+// Sequence 0 is never sent. A sender stops (and asks for a rekey) at this value: far below
+// 2^64, so a wedged rekey never wraps a nonce.
+inline constexpr std::uint64_t kSeqHardLimit = (std::uint64_t{1} << 62);
+
+// --- P3 ID layout: generation (high bits) | index (low bits) ---------------------------
+inline constexpr unsigned kSlotIndexBits = 20;
+inline constexpr unsigned kSlotGenerationBits = 32 - kSlotIndexBits;  // 12
+inline constexpr std::uint32_t kSlotIndexMask = (std::uint32_t{1} << kSlotIndexBits) - 1;
+inline constexpr std::uint32_t kSlotGenerationMax = (std::uint32_t{1} << kSlotGenerationBits) - 1;
+inline constexpr std::uint32_t kSlotTableMax = kSlotIndexMask + 1;  // 1,048,576 (index 0 is never used)
+
+// --- crypto engine -------------------------------------------------------------------
+inline constexpr std::size_t kMaxBurst = 64;   // ops per seal()/open() call
+inline constexpr std::size_t kMaxSegs = 32;    // segments of one chained mbuf we encrypt/decrypt
+inline constexpr std::size_t kAes128KeyLen = 16;
+inline constexpr std::size_t kAes256KeyLen = 32;
+
+}  // namespace p3::wire
