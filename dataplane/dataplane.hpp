@@ -94,6 +94,8 @@ public:
     unsigned workers() const noexcept { return static_cast<unsigned>(lcores_.size()); }
     unsigned tx_lanes() const noexcept { return tx_lanes_; }   // lanes this appliance sends on
     const Lcore& lcore(unsigned i) const noexcept { return *lcores_[i]; }
+    // A worker's state, for driving it by hand when no worker runs (tests, fuzzing).
+    Lcore& lcore_for_test(unsigned i) noexcept { return *lcores_[i]; }
     rte_mempool* pool() const noexcept { return pool_; }
     rte_rcu_qsbr* qsbr() const noexcept { return qsbr_; }
     NeighborTable& neighbors(Side s) noexcept { return *neigh_[static_cast<unsigned>(s)]; }

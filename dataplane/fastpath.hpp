@@ -53,6 +53,11 @@ struct Dataplane::Shared {
 };
 
 // --- worker.cpp ----------------------------------------------------------------------
+// One received burst through classification and its path (what the loop does per queue);
+// also the entry point of the fuzz target, which runs it without worker threads.
+void rx_burst(Lcore& L, const Dataplane::Shared& S, Side side, rte_mbuf** pkts, unsigned n) noexcept;
+// The control->worker ring once, then both TX buffers flushed.
+void drain_once(Lcore& L, const Dataplane::Shared& S) noexcept;
 // Queue a frame for TX on side (buffered, flushed when full or on the TSC timer).
 void tx_enqueue(Lcore& L, const Dataplane::Shared& S, Side side, rte_mbuf* m) noexcept;
 void tx_flush(Lcore& L, const Dataplane::Shared& S, Side side) noexcept;

@@ -30,7 +30,15 @@ public:
     };
 
     static std::uint32_t hash(const IpAddr& ip) noexcept {
-        return rte_hash_crc(ip.bytes.data(), ip.is_v4() ? 4 : 16, ip.family);
+        std::uint32_t w[4];
+        std::memcpy(w, ip.bytes.data(), sizeof w);   // IpAddr's bytes need not be aligned
+        std::uint32_t h = rte_hash_crc_4byte(w[0], ip.family);
+        if (!ip.is_v4()) {
+            h = rte_hash_crc_4byte(w[1], h);
+            h = rte_hash_crc_4byte(w[2], h);
+            h = rte_hash_crc_4byte(w[3], h);
+        }
+        return h;
     }
     static std::uint64_t pack(const rte_ether_addr& a) noexcept {
         std::uint64_t w = 0;

@@ -98,23 +98,25 @@ bool v4_multicast_or_bcast(const std::uint8_t* p) noexcept {
     return (p[0] & 0xf0) == 0xe0 || (p[0] == 255 && p[1] == 255 && p[2] == 255 && p[3] == 255);
 }
 
-// Frame checks shared by both sides. Returns the ethertype, or 0 after dropping the frame.
-std::uint16_t check_l2(Lcore& L, const Dataplane::Shared& S, Side side, rte_mbuf*& m) noexcept {
+// Frame checks shared by both sides. true with the ethertype in et; false after dropping the
+// frame. (Every 16-bit value is a possible ethertype, 0 included, so none can mean "dropped".)
+bool check_l2(Lcore& L, const Dataplane::Shared& S, Side side, rte_mbuf* m, std::uint16_t& et) noexcept {
     if (m->nb_segs > 1 && rte_pktmbuf_linearize(m) != 0) {
         drop(L, m, Drop::IP_TRUNCATED);
-        return 0;
+        return false;
     }
     if (m->data_len < kEthLen) {
         drop(L, m, Drop::RX_RUNT);
-        return 0;
+        return false;
     }
     const std::uint8_t* e = data(m);
     const bool group = (e[0] & 1) != 0;
     if (!group && std::memcmp(e, S.mac[static_cast<unsigned>(side)].addr_bytes, 6) != 0) {
         drop(L, m, Drop::NOT_OUR_MAC);
-        return 0;
+        return false;
     }
-    return be16(e + 12);
+    et = be16(e + 12);
+    return true;
 }
 
 // Validates the IPv4 header at offset 14 and trims Ethernet padding. false = dropped.
@@ -252,8 +254,8 @@ static void process_lan(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, u
         if (i + 3 < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 3], void*));
         rte_mbuf* m = pkts[i];
         L.stats.rx_lan_bytes.add(m->pkt_len);
-        const std::uint16_t et = check_l2(L, S, Side::lan, m);
-        if (et == 0) continue;
+        std::uint16_t et;
+        if (!check_l2(L, S, Side::lan, m, et)) continue;
         if (et == kEtherArp) {
             L.stats.arp_in.add();
             meta(m) = PktMeta{MsgKind::arp, Side::lan, 0, 0};
@@ -405,8 +407,8 @@ static void process_wan(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, u
         if (i + 3 < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 3], void*));
         rte_mbuf* m = pkts[i];
         L.stats.rx_wan_bytes.add(m->pkt_len);
-        const std::uint16_t et = check_l2(L, S, Side::wan, m);
-        if (et == 0) continue;
+        std::uint16_t et;
+        if (!check_l2(L, S, Side::wan, m, et)) continue;
         if (et == kEtherArp) {
             L.stats.arp_in.add();
             meta(m) = PktMeta{MsgKind::arp, Side::wan, 0, 0};
@@ -503,6 +505,22 @@ static unsigned drain_control(Lcore& L, const Dataplane::Shared& S) noexcept {
     return n;
 }
 
+void rx_burst(Lcore& L, const Dataplane::Shared& S, Side side, rte_mbuf** pkts, unsigned n) noexcept {
+    if (side == Side::lan) {
+        L.stats.rx_lan_pkts.add(n);
+        process_lan(L, S, pkts, n);
+    } else {
+        L.stats.rx_wan_pkts.add(n);
+        process_wan(L, S, pkts, n);
+    }
+}
+
+void drain_once(Lcore& L, const Dataplane::Shared& S) noexcept {
+    drain_control(L, S);
+    tx_flush(L, S, Side::lan);
+    tx_flush(L, S, Side::wan);
+}
+
 // ---- the loop -------------------------------------------------------------------------
 
 void Dataplane::worker_main(unsigned index) {
@@ -523,13 +541,7 @@ void Dataplane::worker_main(unsigned index) {
             const std::uint16_t n = rte_eth_rx_burst(rq.port, rq.queue, pkts, burst);
             if (n == 0) continue;
             got += n;
-            if (rq.side == Side::lan) {
-                L.stats.rx_lan_pkts.add(n);
-                process_lan(L, S, pkts, n);
-            } else {
-                L.stats.rx_wan_pkts.add(n);
-                process_wan(L, S, pkts, n);
-            }
+            rx_burst(L, S, rq.side, pkts, n);
         }
         if (index == 0) got += drain_control(L, S);
         const std::uint64_t now = rte_rdtsc();

@@ -167,6 +167,8 @@ TEST_CASE("malformed and unwanted frames are counted under their reason and neve
         {"runt frame", false, Bytes(10, 0xaa), Drop::RX_RUNT},
         {"unicast to another MAC", false, ipv4_frame(other, kHostMac, "10.1.0.10", "10.2.0.5", 17, 10), Drop::NOT_OUR_MAC},
         {"VLAN-tagged", false, eth(a.lan_mac, kHostMac, 0x8100), Drop::ETHERTYPE},
+        {"ethertype 0 (802.3 length)", false, patch(eth(a.lan_mac, kHostMac, 0x0000), 13, 0), Drop::ETHERTYPE},
+        {"ethertype 0 on the WAN", true, eth(a.wan_mac, kGwMac, 0x0000), Drop::ETHERTYPE},
         {"IPv4 header cut", false, trunc(udp, 14 + 12), Drop::IP_TRUNCATED},
         {"total length beyond frame", false, trunc(udp, 14 + 60), Drop::IP_TRUNCATED},
         {"IP version 5", false, patch(udp, 14, 0x55), Drop::IP_BAD_HEADER},
