@@ -1,0 +1,579 @@
+// P3 encapsulation and decapsulation on mbufs (see wire.hpp for the layout and the caller's
+// duties, docs/wire-format.md for the byte-level contract).
+//
+// Burst shape (as VPP's esp_encrypt/esp_decrypt): a first pass does the per-packet header
+// work and collects one GCM operation per contiguous packet, the operations run in one batch,
+// a last pass finishes what needs the ciphertext or the plaintext. Chained mbufs take the
+// scatter-gather GCM calls inline in the first pass.
+#include "common/wire.hpp"
+
+#include <rte_byteorder.h>
+#include <rte_ip.h>
+#include <rte_prefetch.h>
+
+#include <cstring>
+
+#include "common/sizehide.hpp"
+
+namespace p3::wire {
+
+namespace {
+
+// ---- byte helpers (wire fields by memcpy, never by casts) ------------------------------------
+
+inline std::uint16_t rd16(const std::uint8_t* p) noexcept { return static_cast<std::uint16_t>((p[0] << 8) | p[1]); }
+inline std::uint32_t rd32(const std::uint8_t* p) noexcept {
+    std::uint32_t v;
+    std::memcpy(&v, p, 4);
+    return rte_be_to_cpu_32(v);
+}
+inline std::uint64_t rd64(const std::uint8_t* p) noexcept {
+    std::uint64_t v;
+    std::memcpy(&v, p, 8);
+    return rte_be_to_cpu_64(v);
+}
+inline void wr16(std::uint8_t* p, std::uint16_t v) noexcept {
+    p[0] = static_cast<std::uint8_t>(v >> 8);
+    p[1] = static_cast<std::uint8_t>(v);
+}
+inline void wr32(std::uint8_t* p, std::uint32_t v) noexcept {
+    v = rte_cpu_to_be_32(v);
+    std::memcpy(p, &v, 4);
+}
+inline void wr64(std::uint8_t* p, std::uint64_t v) noexcept {
+    v = rte_cpu_to_be_64(v);
+    std::memcpy(p, &v, 8);
+}
+
+// RFC 1071 sum over n bytes (n even or odd), unaligned.
+inline std::uint32_t sum16(const std::uint8_t* p, std::size_t n, std::uint32_t acc = 0) noexcept {
+    for (; n >= 2; p += 2, n -= 2) acc += static_cast<std::uint32_t>((p[0] << 8) | p[1]);
+    if (n) acc += static_cast<std::uint32_t>(p[0] << 8);
+    return acc;
+}
+inline std::uint16_t fold(std::uint32_t acc) noexcept {
+    while (acc >> 16) acc = (acc & 0xffff) + (acc >> 16);
+    return static_cast<std::uint16_t>(~acc & 0xffff);
+}
+inline void ipv4_set_csum(std::uint8_t* ip, unsigned hl) noexcept {
+    ip[10] = ip[11] = 0;
+    wr16(ip + 10, fold(sum16(ip, hl)));
+}
+
+// ---- mbuf chain helpers -------------------------------------------------------------------
+
+// Segments covering bytes [off, off + len) of the packet; 0 when more than max are needed
+// or the range is beyond the packet.
+unsigned segs_of(rte_mbuf* m, std::uint32_t off, std::uint32_t len, IoSeg* out, unsigned max) noexcept {
+    unsigned k = 0;
+    for (rte_mbuf* s = m; s != nullptr && len > 0; s = s->next) {
+        if (off >= s->data_len) {
+            off -= s->data_len;
+            continue;
+        }
+        if (k == max) return 0;
+        const std::uint32_t take = std::min<std::uint32_t>(s->data_len - off, len);
+        out[k++] = IoSeg{rte_pktmbuf_mtod_offset(s, std::uint8_t*, off), take};
+        len -= take;
+        off = 0;
+    }
+    if (len != 0) return 0;
+    if (k == 0) out[k++] = IoSeg{nullptr, 0};   // an empty range is one empty segment
+    return k;
+}
+
+// Copies len bytes starting at off out of the chain (segs already computed).
+void gather(const IoSeg* segs, unsigned ns, std::uint8_t* dst) noexcept {
+    for (unsigned i = 0; i < ns; ++i) {
+        std::memcpy(dst, segs[i].data, segs[i].len);
+        dst += segs[i].len;
+    }
+}
+// Writes src[(i + r) mod n] to position i of the chain (rotate left) ...
+void scatter_rotl(const IoSeg* segs, unsigned ns, const std::uint8_t* src, std::size_t n, std::uint32_t r) noexcept {
+    std::size_t pos = r;   // index in src of the next byte to write
+    for (unsigned i = 0; i < ns; ++i) {
+        std::uint8_t* d = segs[i].data;
+        std::size_t left = segs[i].len;
+        while (left) {
+            const std::size_t run = std::min(left, n - pos);
+            std::memcpy(d, src + pos, run);
+            d += run;
+            left -= run;
+            pos += run;
+            if (pos == n) pos = 0;
+        }
+    }
+}
+
+// Removes len bytes from the end of a (possibly chained) packet; segments left empty at the
+// tail are freed. false if the packet is shorter.
+bool chain_trim(rte_mbuf* m, std::uint32_t len) noexcept {
+    if (len > m->pkt_len) return false;
+    if (m->nb_segs == 1) {
+        m->data_len = static_cast<std::uint16_t>(m->data_len - len);
+        m->pkt_len -= len;
+        return true;
+    }
+    std::uint32_t keep = m->pkt_len - len;
+    rte_mbuf* s = m;
+    rte_mbuf* last = m;
+    std::uint16_t segs = 0;
+    while (s != nullptr) {
+        ++segs;
+        last = s;
+        if (keep <= s->data_len) {
+            s->data_len = static_cast<std::uint16_t>(keep);
+            break;
+        }
+        keep -= s->data_len;
+        s = s->next;
+    }
+    if (last->next != nullptr) {
+        rte_pktmbuf_free(last->next);
+        last->next = nullptr;
+    }
+    m->nb_segs = segs;
+    m->pkt_len -= len;
+    return true;
+}
+
+constexpr unsigned kMaxSegsU = static_cast<unsigned>(kMaxSegs);
+
+// ---- outbound -------------------------------------------------------------------------------
+
+struct Prepared {
+    rte_mbuf* m;
+    std::uint8_t* ip;      // outer IP header
+    std::uint8_t* hdr;     // P3 header
+    std::uint32_t plain;   // T
+    const TxView* v;
+    bool contiguous;
+};
+
+// Does everything but the sealing. Leaves the packet untouched on failure.
+WireStatus prepare_out(GcmEngine& e, rte_mbuf* m, const TxRef& tx, unsigned l2_len, bool dummy, Prepared& p) noexcept {
+    const TxView& v = *tx.view;
+    if (m->pkt_len < l2_len) return WireStatus::bad_input;
+    const std::uint32_t L = m->pkt_len - l2_len;
+    if (L > kMaxInnerLen) return WireStatus::too_big;
+    if (m->nb_segs > kMaxSegsU) return WireStatus::chain_too_long;
+    std::uint8_t tos = 0;
+    std::uint8_t nh = kNextDummy;
+    std::uint8_t* inner = nullptr;
+    if (!dummy) {
+        if (L < kIpv4HeaderLen || m->data_len < l2_len + kIpv4HeaderLen) return WireStatus::bad_input;
+        inner = rte_pktmbuf_mtod_offset(m, std::uint8_t*, l2_len);
+        const unsigned ver = inner[0] >> 4;
+        if (ver == 4) {
+            if (rd16(inner + 2) != L) return WireStatus::bad_input;
+            tos = inner[1];
+            nh = kNextIpv4;
+        } else if (ver == 6) {
+            if (L < kIpv6HeaderLen || m->data_len < l2_len + kIpv6HeaderLen || rd16(inner + 4) + kIpv6HeaderLen != L)
+                return WireStatus::bad_input;
+            tos = static_cast<std::uint8_t>(((inner[0] & 0x0f) << 4) | (inner[1] >> 4));
+            nh = kNextIpv6;
+        } else {
+            return WireStatus::bad_input;
+        }
+    }
+    const std::uint64_t seq = *tx.seq + 1;
+    if (seq >= kSeqHardLimit) return WireStatus::seq_exhausted;
+
+    // Room: headers in front of the first segment, trailer + ICV behind the last.
+    const unsigned front = v.outer_hlen + kP3HeaderLen;
+    if (rte_pktmbuf_headroom(m) < front) return WireStatus::no_room;
+    rte_mbuf* last = rte_pktmbuf_lastseg(m);
+    const std::size_t tail = rte_pktmbuf_tailroom(last);
+    std::size_t T = plain_len(L);
+    if (T - L + kIcvLen > tail) return WireStatus::no_room;
+    const bool hide = v.size_hiding == SizeHiding::on;
+    if (hide) {
+        std::size_t cap = std::min<std::size_t>(L + tail - kIcvLen, kMaxInnerLen + kSizeHideBucket);
+        if (v.max_outer != 0) cap = std::min<std::size_t>(cap, v.max_outer > front + kIcvLen ? v.max_outer - front - kIcvLen : 0);
+        T = sizehide_plain_len(L, cap);
+    }
+    const std::size_t pad = T - L - kTrailerFixed;
+
+    // Trailer (and room for the ICV) behind the inner packet.
+    std::uint8_t* tr = reinterpret_cast<std::uint8_t*>(rte_pktmbuf_append(m, static_cast<std::uint16_t>(T - L + kIcvLen)));
+    if (tr == nullptr) return WireStatus::no_room;   // cannot happen after the checks above
+    tr[pad] = static_cast<std::uint8_t>(pad);
+    tr[pad + 1] = nh;
+    if (!hide) {
+        for (std::size_t i = 0; i < pad; ++i) tr[i] = static_cast<std::uint8_t>(i + 1);   // RFC 4303 default
+    } else {
+        // Body = inner || pad over the chain; built in the scratch, written back rotated.
+        IoSeg segs[kMaxSegs + 1];
+        const std::uint32_t N = static_cast<std::uint32_t>(L + pad);
+        const unsigned ns = segs_of(m, l2_len, N, segs, kMaxSegsU + 1);
+        std::uint8_t* s = e.scratch();
+        gather(segs, ns, s);                 // inner bytes, then whatever the pad area held
+        sizehide_fill_pad(s, L, N);
+        scatter_rotl(segs, ns, s, N, N ? sizehide_rotation(v.key->hide_key(), seq, N) : 0);
+    }
+
+    // Headers in front: the l2 bytes move to the new front.
+    std::uint8_t* old = rte_pktmbuf_mtod(m, std::uint8_t*);
+    std::uint8_t* start = reinterpret_cast<std::uint8_t*>(rte_pktmbuf_prepend(m, static_cast<std::uint16_t>(front)));
+    if (l2_len) std::memmove(start, old, l2_len);
+    std::uint8_t* ip = start + l2_len;
+    std::uint8_t* hdr = ip + v.outer_hlen;
+    std::memset(hdr, 0, kFlagsLen);
+    wr32(hdr + kFlagsLen, v.p3_id);
+    wr64(hdr + kFlagsLen + kIdLen, seq);
+    *tx.seq = seq;
+
+    std::memcpy(ip, v.tmpl, v.outer_hlen);
+    const std::uint32_t total = static_cast<std::uint32_t>(v.outer_hlen + kP3HeaderLen + T + kIcvLen);
+    // DSCP copied, ECN copied (RFC 6040 normal mode): the whole TOS / traffic class.
+    const std::uint8_t out_tos = static_cast<std::uint8_t>((tos & 0xfc) | ecn_encap(tos & 3));
+    if (!v.v6) {
+        ip[1] = out_tos;
+        wr16(ip + 2, static_cast<std::uint16_t>(total));
+        wr16(ip + 4, static_cast<std::uint16_t>(seq ^ v.p3_id));
+        ipv4_set_csum(ip, kIpv4HeaderLen);
+    } else {
+        ip[0] = static_cast<std::uint8_t>(0x60 | (out_tos >> 4));
+        ip[1] = static_cast<std::uint8_t>((out_tos << 4) | (ip[1] & 0x0f));
+        wr16(ip + 4, static_cast<std::uint16_t>(total - kIpv6HeaderLen));
+    }
+    if (v.udp_on) {
+        std::uint8_t* u = ip + (v.v6 ? kIpv6HeaderLen : kIpv4HeaderLen);
+        wr16(u + 4, static_cast<std::uint16_t>(total - (v.v6 ? kIpv6HeaderLen : kIpv4HeaderLen)));
+        // IPv4: checksum 0 (RFC 3948). IPv6: filled after sealing.
+    }
+    m->l2_len = l2_len;
+    m->l3_len = v.v6 ? kIpv6HeaderLen : kIpv4HeaderLen;
+    p = Prepared{m, ip, hdr, static_cast<std::uint32_t>(T), &v, m->nb_segs == 1};
+    return WireStatus::ok;
+}
+
+// IPv6 UDP checksum over the UDP header and everything after it (the ciphertext included).
+void finish_udp6(const Prepared& p) noexcept {
+    std::uint8_t* u = p.ip + kIpv6HeaderLen;
+    const std::uint32_t ulen = rd16(u + 4);
+    const std::uint32_t off = static_cast<std::uint32_t>(u - rte_pktmbuf_mtod(p.m, std::uint8_t*));
+    std::uint16_t raw = 0;
+    if (p.m->nb_segs == 1) raw = rte_raw_cksum(u, ulen);
+    else rte_raw_cksum_mbuf(p.m, off, ulen, &raw);
+    // rte_raw_cksum sums in host order: bring it to network order before adding the rest.
+    std::uint32_t acc = rte_be_to_cpu_16(raw);
+    acc += p.v->csum_base + ulen + kIpProtoUdp;
+    std::uint16_t c = fold(acc);
+    if (c == 0) c = 0xffff;
+    wr16(u + 6, c);
+}
+
+void seal_one_sgl(GcmEngine& e, const Prepared& p) noexcept {
+    IoSeg segs[kMaxSegs];
+    const std::uint32_t off = static_cast<std::uint32_t>(p.hdr + kP3HeaderLen - rte_pktmbuf_mtod(p.m, std::uint8_t*));
+    const unsigned ns = segs_of(p.m, off, p.plain, segs, kMaxSegsU);
+    rte_mbuf* last = rte_pktmbuf_lastseg(p.m);
+    std::uint8_t* tag = rte_pktmbuf_mtod_offset(last, std::uint8_t*, last->data_len - kIcvLen);
+    e.seal_sgl(*p.v->key, p.hdr, {segs, ns}, tag);
+}
+
+}  // namespace
+
+bool TxView::init(std::uint32_t id, const GcmKey* k, const OuterSpec& o, SizeHiding sh, std::uint16_t wan_mtu) noexcept {
+    *this = TxView{};
+    if (k == nullptr || !k->valid()) return false;
+    if (o.src.family != o.dst.family || (o.src.family != 4 && o.src.family != 6)) return false;
+    key = k;
+    p3_id = id;
+    size_hiding = sh;
+    v6 = o.src.is_v6();
+    udp_on = o.udp_dst != 0;
+    dst = o.dst;
+    max_outer = wan_mtu;
+    std::uint8_t* ip = tmpl;
+    std::uint8_t* u;
+    if (!v6) {
+        ip[0] = 0x45;
+        ip[8] = kOuterTtl;
+        ip[9] = udp_on ? kIpProtoUdp : kIpProtoEsp;
+        std::memcpy(ip + 12, o.src.bytes.data(), 4);
+        std::memcpy(ip + 16, o.dst.bytes.data(), 4);
+        u = ip + kIpv4HeaderLen;
+    } else {
+        // Flow label from the P3 ID: one flow per lane, so ECMP and RSS may spread lanes while
+        // each lane stays in order.
+        std::uint32_t fl = (id * 2654435761u) >> 12;
+        if (fl == 0) fl = 1;
+        wr32(ip, (6u << 28) | (fl & 0xfffff));
+        ip[6] = udp_on ? kIpProtoUdp : kIpProtoEsp;
+        ip[7] = kOuterTtl;
+        std::memcpy(ip + 8, o.src.bytes.data(), 16);
+        std::memcpy(ip + 24, o.dst.bytes.data(), 16);
+        u = ip + kIpv6HeaderLen;
+        csum_base = sum16(ip + 8, 32);
+    }
+    outer_hlen = static_cast<std::uint16_t>((v6 ? kIpv6HeaderLen : kIpv4HeaderLen) + (udp_on ? kUdpHeaderLen : 0));
+    if (udp_on) {
+        wr16(u, o.udp_src);
+        wr16(u + 2, o.udp_dst);
+    }
+    return true;
+}
+
+std::size_t TxView::overhead_for(std::size_t len) const noexcept {
+    return outer_hlen + kP3HeaderLen + (plain_len(len) - len) + kIcvLen;
+}
+
+const char* status_name(WireStatus s) noexcept {
+    switch (s) {
+        case WireStatus::ok: return "ok";
+        case WireStatus::dummy: return "dummy";
+        case WireStatus::bad_input: return "bad_input";
+        case WireStatus::too_big: return "too_big";
+        case WireStatus::no_room: return "no_room";
+        case WireStatus::seq_exhausted: return "seq_exhausted";
+        case WireStatus::chain_too_long: return "chain_too_long";
+        case WireStatus::bad_outer: return "bad_outer";
+        case WireStatus::fragment: return "fragment";
+        case WireStatus::nat_keepalive: return "nat_keepalive";
+        case WireStatus::truncated: return "truncated";
+        case WireStatus::flags: return "flags";
+        case WireStatus::no_key: return "no_key";
+        case WireStatus::auth: return "auth";
+        case WireStatus::bad_trailer: return "bad_trailer";
+        case WireStatus::bad_inner: return "bad_inner";
+        case WireStatus::ecn_drop: return "ecn_drop";
+        case WireStatus::count_: break;
+    }
+    return "?";
+}
+
+unsigned encap_burst(GcmEngine& e, rte_mbuf* const* pkts, const TxRef* tx, unsigned n, unsigned l2_len,
+                     WireStatus* st) noexcept {
+    Prepared prep[kMaxBurst];
+    GcmOp ops[kMaxBurst];
+    unsigned np = 0, nops = 0;
+    if (n > kMaxBurst) {
+        for (unsigned i = kMaxBurst; i < n; ++i) st[i] = WireStatus::chain_too_long;
+        n = kMaxBurst;
+    }
+    for (unsigned i = 0; i < n; ++i) {
+        if (i + 2 < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 2], void*));
+        Prepared& p = prep[np];
+        st[i] = prepare_out(e, pkts[i], tx[i], l2_len, false, p);
+        if (st[i] != WireStatus::ok) continue;
+        if (p.contiguous) ops[nops++] = GcmOp{p.v->key, p.hdr, p.hdr + kP3HeaderLen, p.plain, p.hdr + kP3HeaderLen + p.plain};
+        else seal_one_sgl(e, p);
+        ++np;
+    }
+    e.seal_burst(ops, nops);
+    for (unsigned i = 0; i < np; ++i)
+        if (prep[i].v->v6 && prep[i].v->udp_on) finish_udp6(prep[i]);
+    return np;
+}
+
+WireStatus encap_dummy(GcmEngine& e, rte_mbuf* m, const TxRef& tx, unsigned l2_len) noexcept {
+    Prepared p;
+    const WireStatus s = prepare_out(e, m, tx, l2_len, true, p);
+    if (s != WireStatus::ok) return s;
+    if (p.contiguous) e.seal(*p.v->key, p.hdr, p.hdr + kP3HeaderLen, p.plain, p.hdr + kP3HeaderLen + p.plain);
+    else seal_one_sgl(e, p);
+    if (p.v->v6 && p.v->udp_on) finish_udp6(p);
+    return WireStatus::ok;
+}
+
+// ---- inbound --------------------------------------------------------------------------------
+
+WireStatus parse_outer(rte_mbuf* m, unsigned l2_len, std::uint16_t nat_port, OuterInfo& o) noexcept {
+    o = OuterInfo{};
+    if (m->data_len < l2_len + 1u || m->pkt_len < l2_len + 1u) return WireStatus::bad_outer;
+    const std::uint8_t* ip = rte_pktmbuf_mtod_offset(m, const std::uint8_t*, l2_len);
+    const std::uint32_t avail = m->pkt_len - l2_len;
+    const unsigned in_first = m->data_len - l2_len;
+    unsigned hl;
+    std::uint32_t total;
+    std::uint8_t proto;
+    if ((ip[0] >> 4) == 4) {
+        if (in_first < kIpv4HeaderLen) return WireStatus::truncated;
+        hl = (ip[0] & 0x0f) * 4u;
+        if (hl < kIpv4HeaderLen || hl > in_first) return WireStatus::bad_outer;
+        if (fold(sum16(ip, hl)) != 0) return WireStatus::bad_outer;
+        total = rd16(ip + 2);
+        if (total < hl) return WireStatus::bad_outer;
+        if (total > avail) return WireStatus::truncated;
+        if ((rd16(ip + 6) & 0x3fff) != 0) return WireStatus::fragment;
+        proto = ip[9];
+        o.ecn = ip[1] & 3;
+        o.src.family = 4;
+        std::memcpy(o.src.bytes.data(), ip + 12, 4);
+    } else if ((ip[0] >> 4) == 6) {
+        if (in_first < kIpv6HeaderLen) return WireStatus::truncated;
+        hl = kIpv6HeaderLen;
+        total = kIpv6HeaderLen + rd16(ip + 4);
+        if (total > avail) return WireStatus::truncated;
+        proto = ip[6];
+        if (proto == 44) return WireStatus::fragment;
+        o.v6 = true;
+        o.ecn = (ip[1] >> 4) & 3;
+        o.src.family = 6;
+        std::memcpy(o.src.bytes.data(), ip + 8, 16);
+    } else {
+        return WireStatus::bad_outer;
+    }
+    if (total < avail) chain_trim(m, avail - total);   // link padding
+    unsigned off = l2_len + hl;
+    if (proto == kIpProtoUdp) {
+        if (in_first < hl + kUdpHeaderLen) return WireStatus::truncated;
+        const std::uint8_t* u = ip + hl;
+        const std::uint32_t ulen = rd16(u + 4);
+        if (ulen < kUdpHeaderLen || ulen != total - hl) return WireStatus::truncated;
+        if (rd16(u + 2) != nat_port) return WireStatus::bad_outer;
+        o.udp = true;
+        o.udp_src = rd16(u);
+        off += kUdpHeaderLen;
+        if (ulen == kUdpHeaderLen + 1 && in_first > hl + kUdpHeaderLen && u[kUdpHeaderLen] == 0xff)
+            return WireStatus::nat_keepalive;
+    } else if (proto != kIpProtoEsp) {
+        return WireStatus::bad_outer;
+    }
+    o.p3_off = static_cast<std::uint16_t>(off);
+    return WireStatus::ok;
+}
+
+WireStatus parse_p3(const rte_mbuf* m, unsigned p3_off, P3Header& h) noexcept {
+    if (m->pkt_len < p3_off + kP3HeaderLen + kTrailerFixed + kIcvLen || m->data_len < p3_off + kP3HeaderLen)
+        return WireStatus::truncated;
+    const std::uint8_t* p = rte_pktmbuf_mtod_offset(m, const std::uint8_t*, p3_off);
+    h.flags = rd32(p);
+    h.id = rd32(p + kFlagsLen);
+    h.seq = rd64(p + kFlagsLen + kIdLen);
+    if ((h.flags & ~kKnownFlags) != 0) return WireStatus::flags;
+    return WireStatus::ok;
+}
+
+namespace {
+
+struct InPrep {
+    std::uint8_t* hdr;
+    std::uint32_t plain;   // T
+    bool contiguous;
+};
+
+// After the tag verified: trailer, size hiding, inner checks, RFC 6040, strip.
+DecapResult finish_in(GcmEngine& e, rte_mbuf* m, unsigned p3_off, const RxRef& rx, const InPrep& p,
+                      unsigned l2_len) noexcept {
+    const std::uint32_t T = p.plain;
+    const std::uint32_t pt_off = p3_off + static_cast<std::uint32_t>(kP3HeaderLen);
+    std::uint8_t trb[2];
+    const std::uint8_t* tr = static_cast<const std::uint8_t*>(rte_pktmbuf_read(m, pt_off + T - 2, 2, trb));
+    const std::uint8_t pad = tr[0], nh = tr[1];
+    if (nh != kNextIpv4 && nh != kNextIpv6 && nh != kNextDummy) return {WireStatus::bad_trailer, 0};
+    if (pad + kTrailerFixed > T) return {WireStatus::bad_trailer, nh};
+    if (rx.size_hiding == SizeHiding::on && T > 2) {
+        IoSeg segs[kMaxSegs];
+        const std::uint32_t N = T - 2;
+        const unsigned ns = segs_of(m, pt_off, N, segs, kMaxSegsU);
+        std::uint8_t* s = e.scratch();
+        gather(segs, ns, s);
+        // Undo the left rotation by r: a left rotation by N - r.
+        const std::uint32_t r = sizehide_rotation(rx.key->hide_key(), rd64(p.hdr + kFlagsLen + kIdLen), N);
+        scatter_rotl(segs, ns, s, N, r == 0 ? 0 : N - r);
+    }
+    if (nh == kNextDummy) return {WireStatus::dummy, nh};
+    const std::uint32_t L = T - 2 - pad;
+    // The inner IP header must sit in the first segment (we rewrite ECN in place).
+    if (m->data_len < pt_off + (nh == kNextIpv4 ? kIpv4HeaderLen : kIpv6HeaderLen)) return {WireStatus::bad_inner, nh};
+    std::uint8_t* in = p.hdr + kP3HeaderLen;
+    unsigned ihl;
+    if (nh == kNextIpv4) {
+        if (L < kIpv4HeaderLen || (in[0] >> 4) != 4 || (in[0] & 0x0f) < 5 || rd16(in + 2) != L ||
+            (in[0] & 0x0f) * 4u > L)
+            return {WireStatus::bad_inner, nh};
+        ihl = (in[0] & 0x0f) * 4u;
+    } else {
+        if (L < kIpv6HeaderLen || (in[0] >> 4) != 6 || rd16(in + 4) + kIpv6HeaderLen != L)
+            return {WireStatus::bad_inner, nh};
+        ihl = kIpv6HeaderLen;
+    }
+    if (p3_off > l2_len) {
+        const std::uint8_t* out = rte_pktmbuf_mtod_offset(m, const std::uint8_t*, l2_len);
+        const std::uint8_t outer_ecn = (out[0] >> 4) == 6 ? ((out[1] >> 4) & 3) : (out[1] & 3);
+        const std::uint8_t inner_ecn = nh == kNextIpv4 ? (in[1] & 3) : ((in[1] >> 4) & 3);
+        const int ecn = ecn_decap(inner_ecn, outer_ecn);
+        if (ecn < 0) return {WireStatus::ecn_drop, nh};
+        if (ecn != inner_ecn) {
+            if (nh == kNextIpv4) {
+                in[1] = static_cast<std::uint8_t>((in[1] & 0xfc) | ecn);
+                ipv4_set_csum(in, ihl);
+            } else {
+                in[1] = static_cast<std::uint8_t>((in[1] & 0xcf) | (ecn << 4));
+            }
+        }
+    }
+    // Strip: the l2 bytes move up to just before the inner packet, then the front and the tail go.
+    const std::uint32_t cut = pt_off - l2_len;
+    std::uint8_t* front = rte_pktmbuf_mtod(m, std::uint8_t*);
+    if (l2_len) std::memmove(front + cut, front, l2_len);
+    rte_pktmbuf_adj(m, static_cast<std::uint16_t>(cut));
+    chain_trim(m, pad + static_cast<std::uint32_t>(kTrailerFixed + kIcvLen));
+    m->l2_len = l2_len;
+    m->l3_len = ihl;
+    return {WireStatus::ok, nh};
+}
+
+}  // namespace
+
+unsigned decap_burst(GcmEngine& e, rte_mbuf* const* pkts, const std::uint16_t* p3_off, const RxRef* rx,
+                     unsigned n, unsigned l2_len, DecapResult* res) noexcept {
+    InPrep prep[kMaxBurst];
+    GcmOp ops[kMaxBurst];
+    unsigned opidx[kMaxBurst];
+    bool ok[kMaxBurst];
+    unsigned nops = 0;
+    if (n > kMaxBurst) {
+        for (unsigned i = kMaxBurst; i < n; ++i) res[i] = {WireStatus::chain_too_long, 0};
+        n = kMaxBurst;
+    }
+    for (unsigned i = 0; i < n; ++i) {
+        if (i + 2 < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 2], void*));
+        rte_mbuf* m = pkts[i];
+        res[i] = {WireStatus::ok, 0};
+        const unsigned off = p3_off[i];
+        P3Header h;
+        WireStatus s = off < l2_len ? WireStatus::truncated : parse_p3(m, off, h);
+        if (s == WireStatus::ok && rx[i].key == nullptr) s = WireStatus::no_key;
+        if (s == WireStatus::ok && m->nb_segs > kMaxSegsU) s = WireStatus::chain_too_long;
+        if (s != WireStatus::ok) {
+            res[i].status = s;
+            continue;
+        }
+        std::uint8_t* hdr = rte_pktmbuf_mtod_offset(m, std::uint8_t*, off);
+        const std::uint32_t T = m->pkt_len - off - static_cast<std::uint32_t>(kP3HeaderLen + kIcvLen);
+        prep[i] = InPrep{hdr, T, m->nb_segs == 1};
+        if (m->nb_segs == 1) {
+            opidx[nops] = i;
+            ops[nops++] = GcmOp{rx[i].key, hdr, hdr + kP3HeaderLen, T, hdr + kP3HeaderLen + T};
+            continue;
+        }
+        IoSeg segs[kMaxSegs];
+        const unsigned ns = segs_of(m, off + static_cast<std::uint32_t>(kP3HeaderLen), T, segs, kMaxSegsU);
+        std::uint8_t tagb[kIcvLen];
+        const std::uint8_t* tag = static_cast<const std::uint8_t*>(
+            rte_pktmbuf_read(m, off + static_cast<std::uint32_t>(kP3HeaderLen) + T, kIcvLen, tagb));
+        if (ns == 0 || tag == nullptr) {
+            res[i].status = WireStatus::chain_too_long;
+            continue;
+        }
+        if (!e.open_sgl(*rx[i].key, hdr, {segs, ns}, tag)) res[i].status = WireStatus::auth;
+    }
+    e.open_burst(ops, nops, ok);
+    for (unsigned j = 0; j < nops; ++j)
+        if (!ok[j]) res[opidx[j]].status = WireStatus::auth;
+    unsigned good = 0;
+    for (unsigned i = 0; i < n; ++i) {
+        if (res[i].status != WireStatus::ok) continue;
+        res[i] = finish_in(e, pkts[i], p3_off[i], rx[i], prep[i], l2_len);
+        good += res[i].status == WireStatus::ok;
+    }
+    return good;
+}
+
+}  // namespace p3::wire
