@@ -1,0 +1,274 @@
+// Shared-key MIC and RFC 7427 signatures; certificate path validation with X509_STORE.
+#include "control/setup/ike_auth.hpp"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <fstream>
+#include <iterator>
+
+#include "control/setup/ike_crypto.hpp"
+
+namespace p3::setup {
+
+void OpenSslFree::operator()(X509* p) const noexcept { X509_free(p); }
+void OpenSslFree::operator()(EVP_PKEY* p) const noexcept { EVP_PKEY_free(p); }
+void OpenSslFree::operator()(X509_STORE* p) const noexcept { X509_STORE_free(p); }
+
+namespace {
+
+bool owner_only(const std::string& path, std::string& error) {
+    struct stat st {};
+    if (stat(path.c_str(), &st) != 0) {
+        error = path + ": cannot be read";
+        return false;
+    }
+    if (st.st_mode & (S_IRWXG | S_IRWXO)) {
+        error = path + ": readable by group or others (must be mode 0600 or 0400)";
+        return false;
+    }
+    return true;
+}
+
+template <class T, class F>
+T* read_pem(const std::string& path, F reader) {
+    FILE* f = std::fopen(path.c_str(), "r");
+    if (!f) return nullptr;
+    T* v = reader(f, nullptr, nullptr, nullptr);
+    std::fclose(f);
+    return v;
+}
+
+// RFC 7427 Appendix A AlgorithmIdentifiers (DER), preceded in AUTH by their length octet.
+const Bytes alg_sha256_rsa = {0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0b, 0x05, 0x00};
+const Bytes alg_ecdsa_sha256 = {0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02};
+const Bytes alg_ecdsa_sha384 = {0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03};
+
+}  // namespace
+
+std::optional<Credentials> Credentials::from_psk(ByteView psk) {
+    if (psk.empty()) return std::nullopt;
+    Credentials c;
+    c.psk = SecretBytes(psk);
+    return c;
+}
+
+std::optional<Credentials> Credentials::load(const config::Local& local, std::string& error) {
+    Credentials c;
+    if (!local.psk_file.empty()) {
+        if (!owner_only(local.psk_file, error)) return std::nullopt;
+        std::ifstream in(local.psk_file, std::ios::binary);
+        std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+        if (text.empty()) {
+            error = local.psk_file + ": empty pre-shared key";
+            return std::nullopt;
+        }
+        c.psk = SecretBytes(ByteView(reinterpret_cast<const std::uint8_t*>(text.data()), text.size()));
+        secure_wipe(text.data(), text.size());
+    }
+    if (!local.certificate.empty() || !local.private_key.empty()) {
+        c.cert.reset(read_pem<X509>(local.certificate, PEM_read_X509));
+        if (!c.cert) {
+            error = local.certificate + ": no PEM certificate";
+            return std::nullopt;
+        }
+        if (!owner_only(local.private_key, error)) return std::nullopt;
+        c.key.reset(read_pem<EVP_PKEY>(local.private_key, PEM_read_PrivateKey));
+        if (!c.key || X509_check_private_key(c.cert.get(), c.key.get()) != 1) {
+            error = local.private_key + ": no private key matching the certificate";
+            return std::nullopt;
+        }
+    }
+    if (!local.ca.empty()) {
+        std::unique_ptr<X509, OpenSslFree> ca(read_pem<X509>(local.ca, PEM_read_X509));
+        c.ca.reset(X509_STORE_new());
+        if (!ca || !c.ca || X509_STORE_add_cert(c.ca.get(), ca.get()) != 1) {
+            error = local.ca + ": no PEM CA certificate";
+            return std::nullopt;
+        }
+    }
+    if (c.psk.empty() && !c.uses_certificates()) {
+        error = "neither psk_file nor certificate and private_key configured";
+        return std::nullopt;
+    }
+    if (c.uses_certificates() && !c.ca) {
+        error = "certificate authentication needs a ca";
+        return std::nullopt;
+    }
+    return c;
+}
+
+IdPayload make_id(const std::string& identity, const IpAddr& address) {
+    IdPayload id;
+    std::optional<IpAddr> ip = identity.empty() ? std::optional<IpAddr>(address) : IpAddr::parse(identity);
+    if (ip && ip->family) {
+        id.id_type = ip->is_v4() ? idt::ipv4 : idt::ipv6;
+        id.data.assign(ip->bytes.begin(), ip->bytes.begin() + (ip->is_v4() ? 4 : 16));
+    } else {
+        id.id_type = identity.find('@') != std::string::npos ? idt::rfc822 : idt::fqdn;
+        id.data.assign(identity.begin(), identity.end());
+    }
+    return id;
+}
+
+std::string id_to_string(const IdPayload& id) {
+    if ((id.id_type == idt::ipv4 && id.data.size() == 4) || (id.id_type == idt::ipv6 && id.data.size() == 16)) {
+        IpAddr a;
+        a.family = id.id_type == idt::ipv4 ? 4 : 6;
+        std::copy(id.data.begin(), id.data.end(), a.bytes.begin());
+        return a.str();
+    }
+    if (id.id_type == idt::fqdn || id.id_type == idt::rfc822) {
+        std::string s;
+        for (auto c : id.data) s += (c >= 0x20 && c < 0x7f) ? char(c) : '?';  // never raw control bytes in logs
+        return s;
+    }
+    return "id-type-" + std::to_string(id.id_type) + "(" + std::to_string(id.data.size()) + " bytes)";
+}
+
+bool same_id(const IdPayload& a, const IdPayload& b) { return a.id_type == b.id_type && a.data == b.data; }
+
+std::string_view to_string(AuthResult r) noexcept {
+    switch (r) {
+        case AuthResult::ok: return "ok";
+        case AuthResult::bad_mic: return "pre-shared key MIC does not verify";
+        case AuthResult::bad_signature: return "signature does not verify";
+        case AuthResult::no_credentials: return "no local credentials for the peer's method";
+        case AuthResult::cert_missing: return "no certificate sent";
+        case AuthResult::cert_untrusted: return "certificate not issued by the configured CA";
+        case AuthResult::cert_expired: return "certificate expired or not yet valid";
+        case AuthResult::cert_id_mismatch: return "certificate does not match the identity";
+        case AuthResult::unsupported_method: return "unsupported authentication method";
+    }
+    return "?";
+}
+
+Bytes signed_octets(std::uint16_t prf_alg, ByteView sk_p, ByteView real_message, ByteView peer_nonce,
+                    const IdPayload& id) {
+    Bytes out(real_message.begin(), real_message.end());
+    append(out, peer_nonce);
+    const SecretBytes maced = prf(prf_alg, sk_p, id.body());
+    append(out, maced.span());
+    return out;
+}
+
+namespace {
+SecretBytes psk_mic(const SecretBytes& psk, std::uint16_t prf_alg, ByteView octets) {
+    static constexpr char pad[] = "Key Pad for IKEv2";
+    const SecretBytes k = prf(prf_alg, psk.span(), ByteView(reinterpret_cast<const std::uint8_t*>(pad), sizeof pad - 1));
+    return prf(prf_alg, k.span(), octets);
+}
+}  // namespace
+
+std::optional<AuthPayload> make_auth(const Credentials& creds, std::uint16_t prf_alg, ByteView octets) {
+    if (!creds.uses_certificates()) {
+        if (creds.psk.empty()) return std::nullopt;
+        const SecretBytes mic = psk_mic(creds.psk, prf_alg, octets);
+        if (mic.empty()) return std::nullopt;
+        return AuthPayload{am::shared_key_mic, Bytes(mic.span().begin(), mic.span().end())};
+    }
+    EVP_PKEY* key = creds.key.get();
+    const EVP_MD* md = EVP_sha256();
+    const Bytes* alg = &alg_sha256_rsa;
+    if (EVP_PKEY_get_base_id(key) == EVP_PKEY_EC) {
+        alg = EVP_PKEY_get_bits(key) > 256 ? &alg_ecdsa_sha384 : &alg_ecdsa_sha256;
+        if (alg == &alg_ecdsa_sha384) md = EVP_sha384();
+    } else if (EVP_PKEY_get_base_id(key) != EVP_PKEY_RSA) {
+        return std::nullopt;
+    }
+    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+    std::size_t len = 0;
+    Bytes sig;
+    bool ok = ctx && EVP_DigestSignInit(ctx, nullptr, md, nullptr, key) == 1 &&
+              EVP_DigestSign(ctx, nullptr, &len, octets.data(), octets.size()) == 1;
+    if (ok) {
+        sig.resize(len);
+        ok = EVP_DigestSign(ctx, sig.data(), &len, octets.data(), octets.size()) == 1;
+        sig.resize(len);
+    }
+    EVP_MD_CTX_free(ctx);
+    if (!ok) return std::nullopt;
+    AuthPayload a{am::digital_signature, {}};
+    a.data.push_back(std::uint8_t(alg->size()));
+    append(a.data, *alg);
+    append(a.data, sig);
+    return a;
+}
+
+namespace {
+
+AuthResult check_cert(const Credentials& creds, X509* cert, const IdPayload& peer_id) {
+    X509_STORE_CTX* ctx = X509_STORE_CTX_new();
+    if (!ctx || X509_STORE_CTX_init(ctx, creds.ca.get(), cert, nullptr) != 1) {
+        X509_STORE_CTX_free(ctx);
+        return AuthResult::cert_untrusted;
+    }
+    const int ok = X509_verify_cert(ctx);
+    const int err = X509_STORE_CTX_get_error(ctx);
+    X509_STORE_CTX_free(ctx);
+    if (ok != 1) {
+        if (err == X509_V_ERR_CERT_HAS_EXPIRED || err == X509_V_ERR_CERT_NOT_YET_VALID) return AuthResult::cert_expired;
+        return AuthResult::cert_untrusted;
+    }
+    // The identity the peer claims must be one the certificate names.
+    const std::string s(peer_id.data.begin(), peer_id.data.end());
+    int match = 0;
+    switch (peer_id.id_type) {
+        case idt::fqdn: match = X509_check_host(cert, s.data(), s.size(), X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS, nullptr); break;
+        case idt::rfc822: match = X509_check_email(cert, s.data(), s.size(), 0); break;
+        case idt::ipv4:
+        case idt::ipv6: match = X509_check_ip(cert, peer_id.data.data(), peer_id.data.size(), 0); break;
+        case idt::der_dn: {
+            unsigned char* der = nullptr;
+            const int n = i2d_X509_NAME(X509_get_subject_name(cert), &der);
+            match = n > 0 && std::size_t(n) == peer_id.data.size() && std::equal(der, der + n, peer_id.data.begin());
+            OPENSSL_free(der);
+            break;
+        }
+        default: match = 0;
+    }
+    return match == 1 ? AuthResult::ok : AuthResult::cert_id_mismatch;
+}
+
+}  // namespace
+
+AuthResult verify_auth(const Credentials& creds, std::uint16_t prf_alg, ByteView octets, const IdPayload& peer_id,
+                       const AuthPayload& auth, const CertPayload* cert) {
+    if (auth.method == am::shared_key_mic) {
+        if (creds.psk.empty() || creds.uses_certificates()) return AuthResult::no_credentials;
+        const SecretBytes mic = psk_mic(creds.psk, prf_alg, octets);
+        return !mic.empty() && mic.equals(auth.data) ? AuthResult::ok : AuthResult::bad_mic;
+    }
+    if (auth.method != am::digital_signature) return AuthResult::unsupported_method;
+    if (!creds.ca) return AuthResult::no_credentials;
+    if (!cert || cert->encoding != cert_x509_sig) return AuthResult::cert_missing;
+    const unsigned char* p = cert->data.data();
+    std::unique_ptr<X509, OpenSslFree> x(d2i_X509(nullptr, &p, static_cast<long>(cert->data.size())));
+    if (!x || p != cert->data.data() + cert->data.size()) return AuthResult::cert_untrusted;
+    if (auto r = check_cert(creds, x.get(), peer_id); r != AuthResult::ok) return r;
+
+    if (auth.data.empty() || std::size_t(auth.data[0]) + 1 > auth.data.size()) return AuthResult::bad_signature;
+    const Bytes alg(auth.data.begin() + 1, auth.data.begin() + 1 + auth.data[0]);
+    const ByteView sig(auth.data.data() + 1 + auth.data[0], auth.data.size() - 1 - auth.data[0]);
+    EVP_PKEY* pub = X509_get0_pubkey(x.get());
+    if (!pub) return AuthResult::bad_signature;
+    const EVP_MD* md = nullptr;
+    const int base = EVP_PKEY_get_base_id(pub);
+    if (alg == alg_sha256_rsa && base == EVP_PKEY_RSA) md = EVP_sha256();
+    else if (alg == alg_ecdsa_sha256 && base == EVP_PKEY_EC) md = EVP_sha256();
+    else if (alg == alg_ecdsa_sha384 && base == EVP_PKEY_EC) md = EVP_sha384();
+    else return AuthResult::unsupported_method;
+    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+    const bool ok = ctx && EVP_DigestVerifyInit(ctx, nullptr, md, nullptr, pub) == 1 &&
+                    EVP_DigestVerify(ctx, sig.data(), sig.size(), octets.data(), octets.size()) == 1;
+    EVP_MD_CTX_free(ctx);
+    return ok ? AuthResult::ok : AuthResult::bad_signature;
+}
+
+}  // namespace p3::setup

@@ -1,0 +1,42 @@
+// Every limit of the setup exchange in one place: message sizes, payload counts, the
+// half-open table, the cookie policy, retransmission. Parsers and state machines use only
+// these names, so a limit is changed (and reviewed) here.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+
+namespace p3::setup::limits {
+
+// A message larger than this is dropped unread. RFC 7296 §2 requires 1280 at least; our own
+// messages (certificates included) stay well under 8 KiB; fragmentation (RFC 7383) is not used.
+inline constexpr std::size_t max_message = 16384;
+inline constexpr std::size_t ike_header = 28;
+inline constexpr std::size_t payload_header = 4;
+inline constexpr std::size_t max_payloads = 32;        // per message (inner + outer)
+inline constexpr std::size_t max_proposals = 16;
+inline constexpr std::size_t max_transforms = 32;      // per proposal
+inline constexpr std::size_t max_selectors = 32;       // per TS payload
+inline constexpr std::size_t min_nonce = 16, max_nonce = 256;  // RFC 7296 §3.9
+inline constexpr std::size_t our_nonce = 32;
+inline constexpr std::size_t max_ke_data = 512;
+inline constexpr std::size_t max_notify_data = 4096;
+inline constexpr std::size_t max_cert = 8192;
+inline constexpr std::size_t gcm_iv = 8, gcm_icv = 16, gcm_salt = 4;  // RFC 5282
+
+// Half-open (IKE_SA_INIT answered, IKE_AUTH not yet) responder state: each entry is a few
+// hundred bytes, so the table is bounded in memory by its size.
+inline constexpr std::size_t half_open_max = 4096;
+inline constexpr std::size_t cookie_threshold = 64;     // half-open count from which COOKIE is demanded
+inline constexpr std::chrono::seconds half_open_timeout{30};
+inline constexpr std::chrono::seconds cookie_secret_lifetime{120};  // then rotated (old one kept once)
+inline constexpr std::size_t cookie_len = 1 + 32;       // version byte + SHA-256
+inline constexpr std::size_t max_cookie = 64;           // RFC 7296 §2.6: 1..64 bytes
+
+// Initiator retransmission: 1 s, doubled per try, 6 tries in all (1+2+4+8+16+32 = 63 s).
+inline constexpr std::chrono::milliseconds retransmit_base{1000};
+inline constexpr unsigned retransmit_tries = 6;
+inline constexpr unsigned max_init_restarts = 4;        // INVALID_KE / COOKIE round trips
+
+}  // namespace p3::setup::limits

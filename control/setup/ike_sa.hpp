@@ -1,0 +1,128 @@
+// The state of one setup exchange (an IKE SA in RFC 7296 terms) and what tasks share.
+//
+// Initiator (secondary):  init_sent -> auth_sent -> established (deleted at once)
+//                              \-> (INVALID_KE / COOKIE) init_sent again, bounded
+// Responder (primary):    half_open -> established | failed (kept until it expires, only to
+//                         answer a retransmitted request with the cached response)
+// Any state -> deleted on timeout (initiator: retransmissions exhausted; responder: expiry).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/config.hpp"
+#include "control/clock.hpp"
+#include "control/setup/config_push.hpp"
+#include "control/setup/ike_auth.hpp"
+#include "control/setup/ike_crypto.hpp"
+#include "control/setup/ike_message.hpp"
+#include "control/setup/session_sink.hpp"
+
+namespace p3::setup {
+
+using control::Duration;
+using control::Random;
+using control::TimePoint;
+
+// Algorithm choices and limits; defaults are the product's, tests narrow them.
+struct SetupOptions {
+    std::vector<std::uint16_t> groups{group_x25519, group_ecp256, group_ecp384};  // preference order
+    std::vector<std::uint16_t> prfs{prf_hmac_sha2_256, prf_hmac_sha2_384};
+    std::vector<std::uint16_t> encr_bits{256, 128};  // IKE SA ENCR_AES_GCM_16 key sizes
+    std::size_t cookie_threshold = limits::cookie_threshold;
+    std::size_t half_open_max = limits::half_open_max;
+    Duration half_open_timeout = limits::half_open_timeout;
+    Duration retransmit_base = limits::retransmit_base;
+    unsigned retransmit_tries = limits::retransmit_tries;
+};
+
+// What the engine keeps of a configured remote (config::Remote holds secrets and is not
+// copyable; the engine needs none of them).
+struct PeerConfig {
+    std::uint32_t id = 0;
+    Endpoint endpoint;
+    std::vector<Prefix> subnets;
+    config::SessionParams params;
+    IdPayload expected_id;
+    std::string name;  // printable identity for log lines
+};
+
+struct LocalConfig {
+    config::Role role = config::Role::secondary;
+    Endpoint endpoint;
+    IdPayload id;
+    std::optional<Prefix> lan;       // our protected subnet (dataplane.lan.address)
+    config::SessionParams defaults;
+};
+
+struct TaskContext {
+    const LocalConfig& local;
+    const std::vector<PeerConfig>& peers;
+    const Credentials& creds;
+    const SetupOptions& opts;
+    SessionSink& sink;
+    Random& random;
+    const PeerConfig* find_peer(std::uint32_t id) const {
+        for (const auto& p : peers)
+            if (p.id == id) return &p;
+        return nullptr;
+    }
+};
+
+struct IkeSa {
+    enum class State { init_sent, auth_sent, half_open, established, failed };
+    bool initiator = false;
+    State state = State::init_sent;
+    Spi spi_i, spi_r;
+    Endpoint local, peer;
+    const PeerConfig* remote = nullptr;  // initiator: from the start; responder: after IDi
+    IdPayload peer_id;
+    std::string peer_name;               // for log lines: identity, else address
+
+    // IKE_SA_INIT
+    std::uint16_t group = 0, prf_alg = 0, encr_bits = 0;
+    std::unique_ptr<KeyExchange> kx;
+    Bytes nonce_i, nonce_r, cookie;
+    Bytes init_request, init_response;   // the exact bytes, signed in AUTH
+    bool local_behind_nat = false, peer_behind_nat = false;
+    unsigned init_restarts = 0;
+
+    // keys (SKEYSEED schedule)
+    SecretBytes sk_d, sk_pi, sk_pr;
+    SkKey sk_ei, sk_er;
+    std::uint64_t iv_counter = 0;
+
+    // child SA / session
+    std::uint32_t rx_id = 0;             // reserved from the sink (ours)
+    std::uint32_t peer_rx_id = 0;
+    config::KeyType child_key = config::KeyType::aes128;
+    PushedConfig pushed;
+
+    // reliability
+    std::uint32_t msg_id = 0;            // initiator: id of the outstanding request; responder: next expected
+    Bytes last_sent;                     // initiator: outstanding request; responder: last response
+    std::uint32_t last_sent_id = 0;
+    bool have_response = false;
+    unsigned tries = 0;
+    TimePoint deadline{};                // initiator: next retransmission; responder: expiry
+
+    const SkKey& out_key() const { return initiator ? sk_ei : sk_er; }
+    const SkKey& in_key() const { return initiator ? sk_er : sk_ei; }
+    bool keys_ready() const { return !sk_d.empty(); }
+};
+
+// Outcome of processing a message in a task.
+struct TaskResult {
+    enum class Kind { ok, fail, retry } kind = Kind::ok;
+    std::uint16_t notify = 0;            // error notify to answer with (responder), 0 = none
+    Bytes notify_data;
+    Reason reason = Reason::SETUP_MALFORMED;
+    std::string why;                     // log text (never secret)
+    static TaskResult fail(std::uint16_t n, Reason r, std::string w, Bytes d = {}) {
+        return TaskResult{Kind::fail, n, std::move(d), r, std::move(w)};
+    }
+    static TaskResult retry() { return TaskResult{Kind::retry, 0, {}, Reason::SETUP_INVALID_KE, {}}; }
+};
+
+}  // namespace p3::setup

@@ -1,0 +1,517 @@
+// The tasks of IKE_SA_INIT and IKE_AUTH. Every check of a peer's message ends in either
+// "ok" or a TaskResult naming the notify to answer with (responder) and the reason code to log.
+#include "control/setup/ike_tasks.hpp"
+
+#include <openssl/x509.h>
+
+#include <algorithm>
+
+namespace p3::setup {
+
+namespace {
+
+Bytes be16(std::uint16_t v) { Bytes b; put16(b, v); return b; }
+Bytes be32(std::uint32_t v) { Bytes b; put32(b, v); return b; }
+bool contains(const std::vector<std::uint16_t>& v, std::uint16_t x) { return std::find(v.begin(), v.end(), x) != v.end(); }
+std::size_t encr_key_bytes(std::uint16_t bits) { return bits / 8; }
+std::uint16_t key_bits(config::KeyType k) { return k == config::KeyType::aes256 ? 256 : 128; }
+
+Bytes fresh(Random& r, std::size_t n) {
+    Bytes b(n);
+    if (!r.fill(b)) b.clear();
+    return b;
+}
+
+TrafficSelector selector(const std::optional<Prefix>& p) {
+    TrafficSelector s;
+    if (!p) {  // anything (IPv4)
+        s.start.family = s.end.family = 4;
+        std::fill(s.end.bytes.begin(), s.end.bytes.begin() + 4, 0xff);
+        return s;
+    }
+    const std::size_t alen = p->addr.is_v6() ? 16 : 4;
+    s.start = s.end = p->addr;
+    for (std::size_t i = 0; i < alen; ++i) {
+        const int bits_in = std::clamp(int(p->len) - int(i * 8), 0, 8);
+        const std::uint8_t mask = std::uint8_t(0xff00 >> bits_in);
+        s.start.bytes[i] &= mask;
+        s.end.bytes[i] = std::uint8_t(s.start.bytes[i] | ~mask);
+    }
+    return s;
+}
+
+TsPayload selectors(const std::vector<Prefix>& ps) {
+    TsPayload ts;
+    for (const auto& p : ps) ts.selectors.push_back(selector(p));
+    if (ts.selectors.empty()) ts.selectors.push_back(selector(std::nullopt));
+    return ts;
+}
+TsPayload selectors(const std::optional<Prefix>& p) { return TsPayload{{selector(p)}}; }
+
+// ---- IKE_SA_INIT: proposals, KE, nonces, cookies ------------------------------------
+
+class IkeInit final : public Task {
+public:
+    using Task::Task;
+    const char* name() const override { return "ike-init"; }
+
+    TaskResult build_i(IkeSa& sa, Message& m) override {
+        if (sa.group == 0) sa.group = ctx_.opts.groups.at(0);
+        if (!sa.kx || sa.kx->group() != sa.group) sa.kx = KeyExchange::create(sa.group);
+        if (sa.nonce_i.empty()) sa.nonce_i = fresh(ctx_.random, limits::our_nonce);
+        if (!sa.kx || sa.nonce_i.empty())
+            return TaskResult::fail(0, Reason::INTERNAL, "key exchange or nonce generation failed");
+        if (!sa.cookie.empty()) m.add_notify(nt::cookie, sa.cookie);  // must be first (§2.6)
+        Proposal p;
+        p.protocol = proto_ike;
+        for (auto bits : ctx_.opts.encr_bits) p.transforms.push_back({tt::encr, encr_aes_gcm_16, bits});
+        for (auto prf : ctx_.opts.prfs) p.transforms.push_back({tt::prf, prf, 0});
+        for (auto g : ctx_.opts.groups) p.transforms.push_back({tt::dh, g, 0});
+        m.add(pt::sa, SaPayload{{p}});
+        m.add(pt::ke, KePayload{sa.group, sa.kx->public_value()});
+        m.add(pt::nonce, NoncePayload{sa.nonce_i});
+        add_sig_hash(m);
+        return {};
+    }
+
+    TaskResult process_r(IkeSa& sa, const Message& m) override {
+        const auto* sap = m.find<SaPayload>(pt::sa);
+        const auto* ke = m.find<KePayload>(pt::ke);
+        const auto* nonce = m.find<NoncePayload>(pt::nonce);
+        if (!sap || !ke || !nonce)
+            return TaskResult::fail(nt::invalid_syntax, Reason::SETUP_MALFORMED, "IKE_SA_INIT without SA, KE or Nonce");
+        // The initiator's proposals in its order; inside one, our preferences.
+        for (const auto& p : sap->proposals) {
+            if (p.protocol != proto_ike || !p.spi.empty()) continue;
+            auto pick = [&](std::uint8_t type, const std::vector<std::uint16_t>& ours, bool bits) -> std::uint16_t {
+                for (auto want : ours)
+                    for (const auto& t : p.transforms)
+                        if (t.type == type && (bits ? (t.id == encr_aes_gcm_16 && t.key_bits == want)
+                                                    : (t.id == want && t.key_bits == 0)))
+                            return want;
+                return 0;
+            };
+            bool bad_integ = false;
+            for (const auto& t : p.transforms) bad_integ |= (t.type == tt::integ && t.id != 0);
+            const std::uint16_t bits = pick(tt::encr, ctx_.opts.encr_bits, true);
+            const std::uint16_t prf = pick(tt::prf, ctx_.opts.prfs, false);
+            const std::uint16_t group = pick(tt::dh, ctx_.opts.groups, false);
+            if (bad_integ || !bits || !prf || !group) continue;
+            // The initiator guessed another group that it also offers: ask for ours (§1.2).
+            if (ke->group != group) {
+                bool offered = false;
+                for (const auto& t : p.transforms) offered |= (t.type == tt::dh && t.id == ke->group && contains(ctx_.opts.groups, ke->group));
+                if (!offered)
+                    return TaskResult::fail(nt::invalid_ke_payload, Reason::SETUP_INVALID_KE,
+                                            "KE group " + std::to_string(ke->group) + ", asking for " + std::to_string(group),
+                                            be16(group));
+            }
+            sa.encr_bits = bits;
+            sa.prf_alg = prf;
+            sa.group = ke->group;
+            sa.nonce_i = nonce->data;
+            sa.kx = KeyExchange::create(sa.group);
+            sa.nonce_r = fresh(ctx_.random, limits::our_nonce);
+            if (!sa.kx || sa.nonce_r.empty()) return TaskResult::fail(0, Reason::INTERNAL, "key exchange setup failed");
+            auto shared = sa.kx->shared_secret(ke->data);
+            if (!shared) return TaskResult::fail(nt::invalid_syntax, Reason::SETUP_MALFORMED, "invalid KE data");
+            if (!derive_ike_keys(sa, *shared)) return TaskResult::fail(0, Reason::INTERNAL, "key derivation failed");
+            return {};
+        }
+        return TaskResult::fail(nt::no_proposal_chosen, Reason::SETUP_NO_PROPOSAL, "no acceptable IKE proposal");
+    }
+
+    TaskResult build_r(IkeSa& sa, Message& m) override {
+        Proposal p;
+        p.protocol = proto_ike;
+        p.transforms = {{tt::encr, encr_aes_gcm_16, sa.encr_bits}, {tt::prf, sa.prf_alg, 0}, {tt::dh, sa.group, 0}};
+        m.add(pt::sa, SaPayload{{p}});
+        m.add(pt::ke, KePayload{sa.group, sa.kx->public_value()});
+        m.add(pt::nonce, NoncePayload{sa.nonce_r});
+        add_sig_hash(m);
+        return {};
+    }
+
+    TaskResult process_i(IkeSa& sa, const Message& m) override {
+        if (const auto* c = m.notify(nt::cookie)) {
+            if (c->data.empty() || c->data.size() > limits::max_cookie)
+                return TaskResult::fail(0, Reason::SETUP_MALFORMED, "bad COOKIE");
+            if (++sa.init_restarts > limits::max_init_restarts)
+                return TaskResult::fail(0, Reason::SETUP_PEER_REJECTED, "too many COOKIE/INVALID_KE rounds");
+            sa.cookie = c->data;
+            return TaskResult::retry();
+        }
+        if (const auto* n = m.notify(nt::invalid_ke_payload)) {
+            const std::uint16_t g = n->data.size() == 2 ? get16(n->data.data()) : 0;
+            if (!contains(ctx_.opts.groups, g) || g == sa.group)
+                return TaskResult::fail(0, Reason::SETUP_NO_PROPOSAL, "INVALID_KE_PAYLOAD asks for group " + std::to_string(g) + ", not offered");
+            if (++sa.init_restarts > limits::max_init_restarts)
+                return TaskResult::fail(0, Reason::SETUP_PEER_REJECTED, "too many COOKIE/INVALID_KE rounds");
+            sa.group = g;
+            sa.kx.reset();
+            TaskResult r = TaskResult::retry();
+            r.why = "primary asks for group " + std::to_string(g);
+            return r;
+        }
+        if (const auto* e = m.error_notify()) {
+            if (e->type == nt::no_proposal_chosen)
+                return TaskResult::fail(0, Reason::SETUP_NO_PROPOSAL, "primary answered NO_PROPOSAL_CHOSEN");
+            return TaskResult::fail(0, Reason::SETUP_PEER_REJECTED, "primary answered error notify " + std::to_string(e->type));
+        }
+        const auto* sap = m.find<SaPayload>(pt::sa);
+        const auto* ke = m.find<KePayload>(pt::ke);
+        const auto* nonce = m.find<NoncePayload>(pt::nonce);
+        if (!sap || !ke || !nonce || sap->proposals.size() != 1)
+            return TaskResult::fail(0, Reason::SETUP_MALFORMED, "IKE_SA_INIT response without SA, KE or Nonce");
+        std::uint16_t bits = 0, prf = 0, group = 0;
+        for (const auto& t : sap->proposals[0].transforms) {
+            if (t.type == tt::encr && t.id == encr_aes_gcm_16 && contains(ctx_.opts.encr_bits, t.key_bits)) bits = t.key_bits;
+            else if (t.type == tt::prf && contains(ctx_.opts.prfs, t.id)) prf = t.id;
+            else if (t.type == tt::dh && t.id == sa.group) group = t.id;
+            else return TaskResult::fail(0, Reason::SETUP_NO_PROPOSAL, "primary chose a transform we did not offer");
+        }
+        if (!bits || !prf || !group || ke->group != sa.group)
+            return TaskResult::fail(0, Reason::SETUP_NO_PROPOSAL, "incomplete proposal in the response");
+        sa.encr_bits = bits;
+        sa.prf_alg = prf;
+        sa.nonce_r = nonce->data;
+        auto shared = sa.kx->shared_secret(ke->data);
+        if (!shared) return TaskResult::fail(0, Reason::SETUP_MALFORMED, "invalid KE data from the primary");
+        if (!derive_ike_keys(sa, *shared)) return TaskResult::fail(0, Reason::INTERNAL, "key derivation failed");
+        return {};
+    }
+
+private:
+    void add_sig_hash(Message& m) const {
+        Bytes d;
+        put16(d, hash_sha256);
+        put16(d, hash_sha384);
+        put16(d, hash_sha512);
+        m.add_notify(nt::signature_hash_algorithms, d);
+    }
+};
+
+// ---- NAT detection (§2.23) ---------------------------------------------------------
+
+class Natd final : public Task {
+public:
+    using Task::Task;
+    const char* name() const override { return "ike-natd"; }
+    TaskResult build_i(IkeSa& sa, Message& m) override { add(sa, Spi{}, m); return {}; }
+    TaskResult build_r(IkeSa& sa, Message& m) override { add(sa, sa.spi_r, m); return {}; }
+    TaskResult process_r(IkeSa& sa, const Message& m) override { check(sa, Spi{}, m); return {}; }
+    TaskResult process_i(IkeSa& sa, const Message& m) override {
+        if (m.error_notify() || m.notify(nt::cookie)) return {};
+        check(sa, sa.spi_r, m);
+        return {};
+    }
+
+private:
+    static void add(const IkeSa& sa, Spi spi_r, Message& m) {
+        m.add_notify(nt::nat_detection_source_ip, natd_hash(sa.spi_i, spi_r, sa.local));
+        m.add_notify(nt::nat_detection_destination_ip, natd_hash(sa.spi_i, spi_r, sa.peer));
+    }
+    static void check(IkeSa& sa, Spi spi_r, const Message& m) {
+        bool any_src = false, src_match = false;
+        const Bytes want_src = natd_hash(sa.spi_i, spi_r, sa.peer);
+        const Bytes want_dst = natd_hash(sa.spi_i, spi_r, sa.local);
+        for (const auto& p : m.payloads) {
+            const auto* n = std::get_if<NotifyPayload>(&p.body);
+            if (!n || p.type != pt::notify) continue;
+            if (n->type == nt::nat_detection_source_ip) {
+                any_src = true;
+                src_match |= n->data == want_src;
+            } else if (n->type == nt::nat_detection_destination_ip) {
+                sa.local_behind_nat = n->data != want_dst;
+            }
+        }
+        sa.peer_behind_nat = any_src && !src_match;
+    }
+};
+
+// ---- IKE_AUTH: identities and authentication ----------------------------------------
+
+class IkeAuth final : public Task {
+public:
+    using Task::Task;
+    const char* name() const override { return "ike-auth"; }
+
+    TaskResult build_i(IkeSa& sa, Message& m) override {
+        return add_own(sa, m, pt::idi, sa.sk_pi, sa.init_request, sa.nonce_r);
+    }
+
+    TaskResult process_r(IkeSa& sa, const Message& m) override {
+        const auto* id = m.find<IdPayload>(pt::idi);
+        const auto* auth = m.find<AuthPayload>(pt::auth);
+        if (!id || !auth)
+            return TaskResult::fail(nt::authentication_failed, Reason::SETUP_MALFORMED, "IKE_AUTH without IDi or AUTH");
+        sa.peer_id = *id;
+        sa.peer_name = id_to_string(*id);
+        const PeerConfig* peer = nullptr;
+        for (const auto& p : ctx_.peers)
+            if (same_id(p.expected_id, *id)) peer = &p;
+        if (!peer)
+            return TaskResult::fail(nt::authentication_failed, Reason::SETUP_UNKNOWN_IDENTITY,
+                                    "identity " + sa.peer_name + " is no configured remote");
+        // Known from here on, so a failure below is logged against the remote's id.
+        sa.remote = peer;
+        auto r = verify(sa, m, *id, *auth, sa.sk_pi, sa.init_request, sa.nonce_r);
+        if (r.kind != TaskResult::Kind::ok) {
+            r.notify = nt::authentication_failed;
+            return r;
+        }
+        return {};
+    }
+
+    TaskResult build_r(IkeSa& sa, Message& m) override {
+        return add_own(sa, m, pt::idr, sa.sk_pr, sa.init_response, sa.nonce_i);
+    }
+
+    TaskResult process_i(IkeSa& sa, const Message& m) override {
+        if (const auto* e = m.error_notify()) {
+            if (e->type == nt::authentication_failed)
+                return TaskResult::fail(0, Reason::SETUP_PEER_REJECTED, "primary answered AUTHENTICATION_FAILED");
+            if (e->type == nt::no_proposal_chosen)
+                return TaskResult::fail(0, Reason::SETUP_NO_PROPOSAL, "primary answered NO_PROPOSAL_CHOSEN");
+            return TaskResult::fail(0, Reason::SETUP_PEER_REJECTED, "primary answered error notify " + std::to_string(e->type));
+        }
+        const auto* id = m.find<IdPayload>(pt::idr);
+        const auto* auth = m.find<AuthPayload>(pt::auth);
+        if (!id || !auth) return TaskResult::fail(0, Reason::SETUP_MALFORMED, "IKE_AUTH response without IDr or AUTH");
+        sa.peer_id = *id;
+        sa.peer_name = id_to_string(*id);
+        if (!same_id(sa.remote->expected_id, *id))
+            return TaskResult::fail(0, Reason::SETUP_UNKNOWN_IDENTITY,
+                                    "primary identified as " + sa.peer_name + ", expected " + sa.remote->name);
+        return verify(sa, m, *id, *auth, sa.sk_pr, sa.init_response, sa.nonce_i);
+    }
+
+private:
+    TaskResult add_own(IkeSa& sa, Message& m, std::uint8_t id_type, const SecretBytes& sk_p, const Bytes& real,
+                       const Bytes& peer_nonce) {
+        m.add(id_type, ctx_.local.id);
+        if (ctx_.creds.uses_certificates()) {
+            unsigned char* der = nullptr;
+            const int n = i2d_X509(ctx_.creds.cert.get(), &der);
+            if (n <= 0) return TaskResult::fail(0, Reason::SETUP_CREDENTIALS, "cannot encode our certificate");
+            m.add(pt::cert, CertPayload{cert_x509_sig, Bytes(der, der + n)});
+            OPENSSL_free(der);
+        }
+        const Bytes octets = signed_octets(sa.prf_alg, sk_p.span(), real, peer_nonce, ctx_.local.id);
+        auto auth = make_auth(ctx_.creds, sa.prf_alg, octets);
+        if (!auth) return TaskResult::fail(0, Reason::SETUP_CREDENTIALS, "cannot compute our AUTH");
+        m.add(pt::auth, std::move(*auth));
+        return {};
+    }
+
+    TaskResult verify(IkeSa& sa, const Message& m, const IdPayload& id, const AuthPayload& auth, const SecretBytes& sk_p,
+                      const Bytes& real, const Bytes& peer_nonce) {
+        const Bytes octets = signed_octets(sa.prf_alg, sk_p.span(), real, peer_nonce, id);
+        const AuthResult r = verify_auth(ctx_.creds, sa.prf_alg, octets, id, auth, m.find<CertPayload>(pt::cert));
+        switch (r) {
+            case AuthResult::ok: return {};
+            case AuthResult::cert_expired:
+            case AuthResult::cert_untrusted:
+            case AuthResult::cert_id_mismatch:
+            case AuthResult::cert_missing:
+                return TaskResult::fail(0, Reason::SETUP_CERT_INVALID, std::string(to_string(r)));
+            default: return TaskResult::fail(0, Reason::SETUP_AUTH_FAILED, std::string(to_string(r)));
+        }
+    }
+};
+
+// ---- IKE_AUTH: the child SA (P3 IDs, key type, traffic selectors) --------------------
+
+class ChildCreate final : public Task {
+public:
+    using Task::Task;
+    const char* name() const override { return "child-create"; }
+
+    TaskResult build_i(IkeSa& sa, Message& m) override {
+        if (!reserve(sa)) return TaskResult::fail(0, Reason::SETUP_KEYS_REJECTED, "no free P3 ID to receive on");
+        Proposal p;
+        p.protocol = proto_esp;
+        p.spi = be32(sa.rx_id);
+        const config::KeyType pref = sa.remote->params.key_type;
+        const config::KeyType other = pref == config::KeyType::aes256 ? config::KeyType::aes128 : config::KeyType::aes256;
+        p.transforms = {{tt::encr, encr_aes_gcm_16, key_bits(pref)}, {tt::encr, encr_aes_gcm_16, key_bits(other)}, {tt::esn, 0, 0}};
+        m.add(pt::sa, SaPayload{{p}});
+        m.add(pt::tsi, selectors(ctx_.local.lan));
+        m.add(pt::tsr, selectors(sa.remote->subnets));
+        return {};
+    }
+
+    TaskResult process_r(IkeSa& sa, const Message& m) override {
+        const auto* sap = m.find<SaPayload>(pt::sa);
+        if (!sap || !m.find<TsPayload>(pt::tsi) || !m.find<TsPayload>(pt::tsr))
+            return TaskResult::fail(nt::no_proposal_chosen, Reason::SETUP_MALFORMED, "IKE_AUTH without child SA or TS");
+        const std::uint16_t want = key_bits(sa.remote->params.key_type);
+        for (const auto& p : sap->proposals) {
+            if (p.protocol != proto_esp || p.spi.size() != 4) continue;
+            bool encr = false, esn_ok = false, other = false;
+            for (const auto& t : p.transforms) {
+                if (t.type == tt::encr) encr |= (t.id == encr_aes_gcm_16 && t.key_bits == want);
+                else if (t.type == tt::esn) esn_ok |= t.id == 0;
+                else if (t.type == tt::integ) other |= t.id != 0;
+            }
+            if (!encr || !esn_ok || other) continue;
+            sa.peer_rx_id = get32(p.spi.data());
+            sa.child_key = sa.remote->params.key_type;
+            chosen_num_ = p.num;
+            if (sa.peer_rx_id == 0) continue;
+            if (!reserve(sa)) return TaskResult::fail(nt::no_proposal_chosen, Reason::SETUP_KEYS_REJECTED, "no free P3 ID to receive on");
+            return {};
+        }
+        return TaskResult::fail(nt::no_proposal_chosen, Reason::SETUP_NO_PROPOSAL,
+                                "no child proposal with AES-GCM-" + std::to_string(want) + " (the remote's key_type)");
+    }
+
+    TaskResult build_r(IkeSa& sa, Message& m) override {
+        Proposal p;
+        p.num = chosen_num_;
+        p.protocol = proto_esp;
+        p.spi = be32(sa.rx_id);
+        p.transforms = {{tt::encr, encr_aes_gcm_16, key_bits(sa.child_key)}, {tt::esn, 0, 0}};
+        m.add(pt::sa, SaPayload{{p}});
+        m.add(pt::tsi, selectors(sa.remote->subnets));
+        m.add(pt::tsr, selectors(ctx_.local.lan));
+        return {};
+    }
+
+    TaskResult process_i(IkeSa& sa, const Message& m) override {
+        const auto* sap = m.find<SaPayload>(pt::sa);
+        if (!sap || sap->proposals.size() != 1 || !m.find<TsPayload>(pt::tsi) || !m.find<TsPayload>(pt::tsr))
+            return TaskResult::fail(0, Reason::SETUP_MALFORMED, "IKE_AUTH response without child SA or TS");
+        const auto& p = sap->proposals[0];
+        std::uint16_t bits = 0;
+        for (const auto& t : p.transforms)
+            if (t.type == tt::encr && t.id == encr_aes_gcm_16 && (t.key_bits == 128 || t.key_bits == 256)) bits = t.key_bits;
+        if (p.protocol != proto_esp || p.spi.size() != 4 || !bits || get32(p.spi.data()) == 0)
+            return TaskResult::fail(0, Reason::SETUP_NO_PROPOSAL, "unusable child SA in the response");
+        sa.peer_rx_id = get32(p.spi.data());
+        sa.child_key = bits == 256 ? config::KeyType::aes256 : config::KeyType::aes128;
+        return {};
+    }
+
+private:
+    bool reserve(IkeSa& sa) {
+        if (sa.rx_id) return true;
+        auto id = ctx_.sink.reserve_rx_id(sa.remote->id);
+        if (!id || *id == 0) return false;
+        sa.rx_id = *id;
+        return true;
+    }
+    std::uint8_t chosen_num_ = 1;
+};
+
+// ---- IKE_AUTH: the configuration push ----------------------------------------------
+
+class ConfigPush final : public Task {
+public:
+    using Task::Task;
+    const char* name() const override { return "config-push"; }
+
+    TaskResult build_r(IkeSa& sa, Message& m) override {
+        PushedConfig c;
+        if (ctx_.local.lan) c.primary_subnets.push_back(*ctx_.local.lan);
+        c.secondary_subnets = sa.remote->subnets;
+        c.params = sa.remote->params;
+        c.params.key_type = sa.child_key;
+        c.primary_lanes = ctx_.local.defaults.lanes;
+        m.add_notify(nt::p3_config, encode_push(c));
+        sa.pushed = std::move(c);
+        return {};
+    }
+
+    TaskResult process_i(IkeSa& sa, const Message& m) override {
+        const auto* n = m.notify(nt::p3_config);
+        if (!n) return TaskResult::fail(0, Reason::SETUP_CONFIG_PUSH, "no configuration pushed by the primary");
+        auto c = decode_push(n->data);
+        if (!c) return TaskResult::fail(0, Reason::SETUP_CONFIG_PUSH, "malformed configuration push");
+        if (c->params.key_type != sa.child_key)
+            return TaskResult::fail(0, Reason::SETUP_CONFIG_PUSH, "pushed key type differs from the child SA's");
+        sa.pushed = std::move(*c);
+        return {};
+    }
+};
+
+}  // namespace
+
+std::vector<std::unique_ptr<Task>> make_tasks(Exchange ex, const TaskContext& ctx) {
+    std::vector<std::unique_ptr<Task>> t;
+    if (ex == Exchange::ike_sa_init) {
+        t.push_back(std::make_unique<IkeInit>(ctx));
+        t.push_back(std::make_unique<Natd>(ctx));
+    } else if (ex == Exchange::ike_auth) {
+        t.push_back(std::make_unique<IkeAuth>(ctx));
+        t.push_back(std::make_unique<ChildCreate>(ctx));
+        t.push_back(std::make_unique<ConfigPush>(ctx));
+    }
+    return t;
+}
+
+bool derive_ike_keys(IkeSa& sa, const SecretBytes& shared) {
+    Bytes ni_nr = sa.nonce_i;
+    append(ni_nr, sa.nonce_r);
+    // For HMAC PRFs the whole Ni | Nr is the key (§2.14).
+    const SecretBytes skeyseed = prf(sa.prf_alg, ni_nr, shared.span());
+    if (skeyseed.empty()) return false;
+    Bytes seed = ni_nr;
+    put64(seed, sa.spi_i.v);
+    put64(seed, sa.spi_r.v);
+    const std::size_t h = prf_size(sa.prf_alg);
+    const std::size_t ke = encr_key_bytes(sa.encr_bits);
+    const std::size_t e = ke + limits::gcm_salt;
+    const SecretBytes all = prf_plus(sa.prf_alg, skeyseed.span(), seed, 3 * h + 2 * e);
+    if (all.empty()) return false;
+    const std::uint8_t* p = all.data();
+    sa.sk_d = SecretBytes(ByteView(p, h));
+    p += h;
+    sa.sk_ei.key = SecretBytes(ByteView(p, ke));
+    sa.sk_ei.salt = SecretBytes(ByteView(p + ke, limits::gcm_salt));
+    p += e;
+    sa.sk_er.key = SecretBytes(ByteView(p, ke));
+    sa.sk_er.salt = SecretBytes(ByteView(p + ke, limits::gcm_salt));
+    p += e;
+    sa.sk_pi = SecretBytes(ByteView(p, h));
+    p += h;
+    sa.sk_pr = SecretBytes(ByteView(p, h));
+    return true;
+}
+
+bool derive_session_keys(const IkeSa& sa, EstablishedSession& s) {
+    const std::size_t k = sa.child_key == config::KeyType::aes256 ? 32 : 16;
+    const std::size_t e = k + limits::gcm_salt;
+    Bytes ni_nr = sa.nonce_i;
+    append(ni_nr, sa.nonce_r);
+    const SecretBytes keymat = prf_plus(sa.prf_alg, sa.sk_d.span(), ni_nr, 4 * e);
+    if (keymat.empty()) return false;
+    auto take = [&](std::size_t i) {
+        const std::uint8_t* p = keymat.data() + i * e;
+        return DirectionKeys{SecretBytes(ByteView(p, k)), SecretBytes(ByteView(p + k, limits::gcm_salt))};
+    };
+    DirectionKeys data_ir = take(0), data_ri = take(1), ctl_ir = take(2), ctl_ri = take(3);
+    if (sa.initiator) {
+        s.data_tx = std::move(data_ir);
+        s.data_rx = std::move(data_ri);
+        s.control_tx = std::move(ctl_ir);
+        s.control_rx = std::move(ctl_ri);
+    } else {
+        s.data_tx = std::move(data_ri);
+        s.data_rx = std::move(data_ir);
+        s.control_tx = std::move(ctl_ri);
+        s.control_rx = std::move(ctl_ir);
+    }
+    return true;
+}
+
+Bytes natd_hash(Spi spi_i, Spi spi_r, const Endpoint& ep) {
+    Bytes b;
+    put64(b, spi_i.v);
+    put64(b, spi_r.v);
+    b.insert(b.end(), ep.addr.bytes.begin(), ep.addr.bytes.begin() + (ep.addr.is_v6() ? 16 : 4));
+    put16(b, ep.port);
+    return sha1(b);
+}
+
+}  // namespace p3::setup

@@ -1,0 +1,86 @@
+// IKEv2 numbers (IANA "Internet Key Exchange Version 2 (IKEv2) Parameters") used by the
+// setup exchange, strong types for its identifiers, and byte helpers for wire fields
+// (shifts on bytes: never a cast to a packed struct).
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <vector>
+
+namespace p3::setup {
+
+using Bytes = std::vector<std::uint8_t>;
+using ByteView = std::span<const std::uint8_t>;
+
+enum class Exchange : std::uint8_t { ike_sa_init = 34, ike_auth = 35, create_child_sa = 36, informational = 37 };
+
+namespace flags {
+inline constexpr std::uint8_t initiator = 0x08, version = 0x10, response = 0x20;
+}
+inline constexpr std::uint8_t ike_version = 0x20;  // major 2, minor 0
+
+namespace pt {  // payload types
+inline constexpr std::uint8_t none = 0, sa = 33, ke = 34, idi = 35, idr = 36, cert = 37, certreq = 38,
+                              auth = 39, nonce = 40, notify = 41, del = 42, vendor = 43, tsi = 44,
+                              tsr = 45, sk = 46;
+}
+
+namespace tt {  // transform types
+inline constexpr std::uint8_t encr = 1, prf = 2, integ = 3, dh = 4, esn = 5;
+}
+inline constexpr std::uint16_t encr_aes_gcm_16 = 20;
+inline constexpr std::uint16_t prf_hmac_sha2_256 = 5, prf_hmac_sha2_384 = 6;
+inline constexpr std::uint16_t group_ecp256 = 19, group_ecp384 = 20, group_x25519 = 31;
+inline constexpr std::uint16_t attr_key_length = 14;
+inline constexpr std::uint8_t proto_ike = 1, proto_esp = 3;
+
+namespace nt {  // notify message types
+inline constexpr std::uint16_t unsupported_critical_payload = 1, invalid_syntax = 7,
+                               invalid_message_id = 9, no_proposal_chosen = 14,
+                               invalid_ke_payload = 17, authentication_failed = 24,
+                               ts_unacceptable = 38, internal_address_failure = 36,
+                               nat_detection_source_ip = 16388, nat_detection_destination_ip = 16389,
+                               cookie = 16390, signature_hash_algorithms = 16431;
+// Private-use status types (RFC 7296 §3.10.1: 40960-65535).
+inline constexpr std::uint16_t p3_config = 40960;  // primary -> secondary: pushed parameters (TLV)
+inline constexpr bool is_error(std::uint16_t t) { return t < 16384; }
+}
+
+namespace idt {  // identification types
+inline constexpr std::uint8_t ipv4 = 1, fqdn = 2, rfc822 = 3, ipv6 = 5, der_dn = 9, key_id = 11;
+}
+
+namespace am {  // authentication methods
+inline constexpr std::uint8_t rsa_sig = 1, shared_key_mic = 2, digital_signature = 14;  // RFC 7427
+}
+inline constexpr std::uint8_t cert_x509_sig = 4;
+inline constexpr std::uint16_t hash_sha256 = 2, hash_sha384 = 3, hash_sha512 = 4;  // RFC 7427
+inline constexpr std::uint8_t ts_ipv4_range = 7, ts_ipv6_range = 8;
+
+// IKE SPIs are opaque 8-byte strings; we carry them as the big-endian integer of their bytes.
+struct Spi {
+    std::uint64_t v = 0;
+    bool operator==(const Spi&) const = default;
+    explicit operator bool() const noexcept { return v != 0; }
+};
+
+inline std::uint16_t get16(const std::uint8_t* p) noexcept { return std::uint16_t((p[0] << 8) | p[1]); }
+inline std::uint32_t get32(const std::uint8_t* p) noexcept {
+    return (std::uint32_t(p[0]) << 24) | (std::uint32_t(p[1]) << 16) | (std::uint32_t(p[2]) << 8) | p[3];
+}
+inline std::uint64_t get64(const std::uint8_t* p) noexcept {
+    return (std::uint64_t(get32(p)) << 32) | get32(p + 4);
+}
+inline void put8(Bytes& b, std::uint8_t v) { b.push_back(v); }
+inline void put16(Bytes& b, std::uint16_t v) { b.push_back(std::uint8_t(v >> 8)); b.push_back(std::uint8_t(v)); }
+inline void put32(Bytes& b, std::uint32_t v) { put16(b, std::uint16_t(v >> 16)); put16(b, std::uint16_t(v)); }
+inline void put64(Bytes& b, std::uint64_t v) { put32(b, std::uint32_t(v >> 32)); put32(b, std::uint32_t(v)); }
+inline void set16(Bytes& b, std::size_t at, std::uint16_t v) { b[at] = std::uint8_t(v >> 8); b[at + 1] = std::uint8_t(v); }
+inline void set32(Bytes& b, std::size_t at, std::uint32_t v) {
+    set16(b, at, std::uint16_t(v >> 16));
+    set16(b, at + 2, std::uint16_t(v));
+}
+inline void append(Bytes& b, ByteView v) { b.insert(b.end(), v.begin(), v.end()); }
+
+}  // namespace p3::setup

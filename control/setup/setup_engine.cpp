@@ -1,0 +1,607 @@
+// Dispatch, reliability (message ids, retransmission, cached responses), the cookie and
+// half-open policies, and the hand-over of established sessions. The per-exchange logic is
+// in the tasks (ike_tasks.cpp).
+#include "control/setup/setup_engine.hpp"
+
+#include "common/log.hpp"
+#include "control/setup/ike_tasks.hpp"
+
+// Failure lines carry the reason the failing task chose.
+#define P3_LOG_ERROR_R(reason, ...) ::p3::log::write(::p3::log::Level::error, (reason), __VA_ARGS__)
+
+namespace p3::setup {
+
+std::string Endpoint::str() const {
+    std::string s;
+    s.reserve(48);
+    if (addr.is_v6()) s += '[';
+    s += addr.str();
+    if (addr.is_v6()) s += ']';
+    s += ':';
+    s += std::to_string(port);
+    return s;
+}
+
+namespace {
+
+std::optional<Prefix> lan_prefix(const config::Config& cfg) {
+    Prefix p = cfg.dataplane.lan.address;
+    if (p.addr.family == 0) return std::nullopt;
+    const std::size_t alen = p.addr.is_v6() ? 16 : 4;
+    for (std::size_t i = 0; i < alen; ++i) {
+        const int bits_in = std::max(0, std::min(8, int(p.len) - int(i * 8)));
+        p.addr.bytes[i] &= std::uint8_t(0xff00 >> bits_in);
+    }
+    return p;
+}
+
+const char* role_name(config::Role r) { return r == config::Role::primary ? "primary" : "secondary"; }
+
+}  // namespace
+
+SetupEngine::SetupEngine(const config::Config& cfg, Credentials creds, SetupOptions opts, const control::Clock& clock,
+                         control::Random& random, Transport& transport, SessionSink& sink)
+    : creds_(std::move(creds)),
+      opts_(std::move(opts)),
+      clock_(clock),
+      random_(random),
+      transport_(transport),
+      sink_(sink),
+      ctx_{local_, peers_, creds_, opts_, sink_, random_} {
+    local_.role = cfg.role;
+    local_.endpoint = Endpoint{cfg.local.address, cfg.local.port};
+    local_.id = make_id(cfg.local.identity, cfg.local.address);
+    local_.lan = lan_prefix(cfg);
+    local_.defaults = cfg.local.defaults;
+    for (const auto& r : cfg.remotes) {
+        if (r.static_keys) continue;  // no setup exchange for remotes on static keys
+        PeerConfig p;
+        p.id = r.id;
+        p.endpoint = Endpoint{r.address, r.port};
+        p.subnets = r.subnets;
+        p.params = r.params;
+        p.expected_id = make_id(r.identity, r.address);
+        p.name = r.identity.empty() ? r.address.str() : r.identity;
+        peers_.push_back(std::move(p));
+    }
+    rotate_cookie_secret();
+}
+
+SetupEngine::~SetupEngine() {
+    for (auto& [spi, sa] : sas_)
+        if (sa->rx_id && sa->state != IkeSa::State::established) sink_.release_rx_id(sa->rx_id);
+}
+
+Spi SetupEngine::new_spi() {
+    for (;;) {
+        std::uint8_t b[8];
+        if (!random_.fill(b)) return Spi{};
+        Spi s{get64(b)};
+        if (s && !sas_.count(s.v)) return s;
+    }
+}
+
+void SetupEngine::rotate_cookie_secret() {
+    cookie_secret_prev_ = std::move(cookie_secret_);
+    cookie_secret_ = SecretBytes(32);
+    random_.fill(cookie_secret_.span());
+    ++cookie_version_;
+    cookie_rotated_ = clock_.now();
+}
+
+Bytes SetupEngine::cookie_for(const Endpoint& peer, Spi spi_i, ByteView nonce_i, std::uint8_t version) const {
+    // Cookie = <VersionIDofSecret> | Hash(Ni | IPi | SPIi | <secret>)  (§2.6)
+    const SecretBytes& secret = version == cookie_version_ ? cookie_secret_ : cookie_secret_prev_;
+    Bytes ip(peer.addr.bytes.begin(), peer.addr.bytes.begin() + (peer.addr.is_v6() ? 16 : 4));
+    Bytes spi;
+    put64(spi, spi_i.v);
+    Bytes c{version};
+    append(c, sha256(nonce_i, ip, spi, secret.span()));
+    return c;
+}
+
+// ---- entry points --------------------------------------------------------------------
+
+bool SetupEngine::connect(std::uint32_t remote_id) {
+    if (local_.role != config::Role::secondary) {
+        P3_LOG_WARN(SETUP_ROLE, "setup: a primary never initiates (remote %u)", remote_id);
+        return false;
+    }
+    const PeerConfig* peer = ctx_.find_peer(remote_id);
+    if (!peer) return false;
+    for (const auto& [k, sa] : sas_)
+        if (sa->remote == peer) return false;
+    auto sa = std::make_unique<IkeSa>();
+    sa->initiator = true;
+    sa->spi_i = new_spi();
+    sa->local = local_.endpoint;
+    sa->peer = peer->endpoint;
+    sa->remote = peer;
+    sa->peer_name = peer->name;
+    if (!sa->spi_i) return false;
+    IkeSa& ref = *sa;
+    sas_.emplace(sa->spi_i.v, std::move(sa));
+    return send_init_request(ref);
+}
+
+void SetupEngine::on_datagram(const Endpoint& from, const Endpoint& to, ByteView data) {
+    ++counters_.received;
+    Message msg;
+    const DecodeError e = decode(data, msg);
+    if (e != DecodeError::ok) {
+        ++counters_.malformed;
+        P3_LOG_DEBUG(SETUP_MALFORMED, "setup: dropped %zu bytes from %s: %.*s", data.size(), from.str().c_str(),
+                     int(to_string(e).size()), to_string(e).data());
+        return;
+    }
+    if (msg.hdr.is_response()) handle_response(from, data, msg);
+    else handle_request(from, to, data, msg);
+}
+
+std::optional<control::TimePoint> SetupEngine::next_deadline() const {
+    std::optional<control::TimePoint> t;
+    for (const auto& [k, sa] : sas_)
+        if (!t || sa->deadline < *t) t = sa->deadline;
+    return t;
+}
+
+void SetupEngine::on_timer() {
+    const auto now = clock_.now();
+    if (now - cookie_rotated_ >= limits::cookie_secret_lifetime) rotate_cookie_secret();
+    std::vector<std::uint64_t> due;
+    for (const auto& [k, sa] : sas_)
+        if (sa->deadline <= now) due.push_back(k);
+    for (auto k : due) {
+        auto it = sas_.find(k);
+        if (it == sas_.end()) continue;
+        IkeSa& sa = *it->second;
+        if (!sa.initiator) {  // half-open expired, or a finished exchange's cache is no longer needed
+            if (sa.state == IkeSa::State::half_open)
+                P3_LOG_DEBUG(SETUP_TIMEOUT, "setup: half-open exchange from %s expired", sa.peer.str().c_str());
+            erase(Spi{k});
+            continue;
+        }
+        if (sa.tries >= opts_.retransmit_tries) {
+            fail(sa, Reason::SETUP_TIMEOUT,
+                 "no answer from " + sa.peer.str() + " after " + std::to_string(sa.tries) + " tries");
+            continue;
+        }
+        ++counters_.retransmits;
+        ++sa.tries;
+        sa.deadline = now + opts_.retransmit_base * (1u << std::min(sa.tries - 1, 20u));
+        ++counters_.sent;
+        transport_.send(sa.local, sa.peer, sa.last_sent);
+    }
+}
+
+// ---- requests (responder) ------------------------------------------------------------
+
+void SetupEngine::handle_request(const Endpoint& from, const Endpoint& to, ByteView data, Message& msg) {
+    if (local_.role != config::Role::primary) {
+        ++counters_.dropped_role;
+        P3_LOG_DEBUG(SETUP_ROLE, "setup: a secondary never answers; request from %s dropped", from.str().c_str());
+        return;
+    }
+    if (!msg.hdr.from_initiator()) {  // we never initiate, so no request can come from a responder
+        ++counters_.malformed;
+        return;
+    }
+    if (msg.hdr.exchange == Exchange::ike_sa_init) {
+        if (msg.hdr.msg_id != 0 || msg.hdr.spi_r || !msg.hdr.spi_i || msg.encrypted) {
+            ++counters_.malformed;
+            return;
+        }
+        init_request(from, to, data, msg);
+        return;
+    }
+    auto it = sas_.find(msg.hdr.spi_r.v);
+    if (it == sas_.end() || it->second->initiator || it->second->spi_i != msg.hdr.spi_i) {
+        ++counters_.dropped_no_sa;
+        return;
+    }
+    IkeSa& sa = *it->second;
+    // A retransmitted request gets the cached response, byte for byte (§2.1).
+    if (sa.have_response && msg.hdr.msg_id == sa.last_sent_id && sa.last_sent_id != 0) {
+        ++counters_.responses_resent;
+        ++counters_.sent;
+        transport_.send(sa.local, sa.peer, sa.last_sent);
+        return;
+    }
+    if (msg.hdr.exchange != Exchange::ike_auth || msg.hdr.msg_id != sa.msg_id || sa.state != IkeSa::State::half_open) {
+        ++counters_.malformed;
+        return;
+    }
+    auth_request(sa, data, msg);
+}
+
+// RFC 7296 §2.5: a payload we do not understand is skipped unless its critical bit is set;
+// then the message is refused with UNSUPPORTED_CRITICAL_PAYLOAD naming the type. Returns 0
+// when the message may be processed, else the offending type.
+std::uint8_t SetupEngine::critical_check(const Message& m) const {
+    for (const auto& p : m.payloads)
+        if (p.critical && std::holds_alternative<RawPayload>(p.body) && (p.type < pt::sa || p.type > pt::sk))
+            return p.type;
+    return 0;
+}
+
+void SetupEngine::send_stateless(const Endpoint& from, const Endpoint& to, const Header& req, std::uint16_t notify, Bytes data) {
+    Message r;
+    r.hdr = req;
+    r.hdr.spi_r = Spi{};
+    r.hdr.flags = flags::response;
+    r.add_notify(notify, std::move(data));
+    const Bytes out = encode(r);
+    ++counters_.sent;
+    transport_.send(to, from, out);
+}
+
+void SetupEngine::init_request(const Endpoint& from, const Endpoint& to, ByteView data, const Message& msg) {
+    // Retransmission of a request we answered: same response again, no new state.
+    const auto key = std::make_tuple(msg.hdr.spi_i.v, from.addr, from.port);
+    if (auto it = init_index_.find(key); it != init_index_.end()) {
+        auto sit = sas_.find(it->second);
+        if (sit != sas_.end() && sit->second->init_request.size() == data.size() &&
+            std::equal(data.begin(), data.end(), sit->second->init_request.begin())) {
+            ++counters_.responses_resent;
+            ++counters_.sent;
+            transport_.send(sit->second->local, sit->second->peer, sit->second->init_response);
+        } else {
+            ++counters_.malformed;
+        }
+        return;
+    }
+    if (const std::uint8_t bad = critical_check(msg)) {
+        ++counters_.critical_unsupported;
+        P3_LOG_DEBUG(SETUP_CRITICAL_PAYLOAD, "setup: IKE_SA_INIT from %s with unsupported critical payload %u",
+                     from.str().c_str(), unsigned(bad));
+        send_stateless(from, to, msg.hdr, nt::unsupported_critical_payload, Bytes{bad});
+        return;
+    }
+    const auto* nonce = msg.find<NoncePayload>(pt::nonce);
+    if (!nonce) {
+        ++counters_.malformed;
+        return;
+    }
+    // Cookie policy: above the threshold every request must echo a valid cookie first.
+    if (half_open_ >= opts_.cookie_threshold) {
+        if (!cookie_mode_logged_) {
+            cookie_mode_logged_ = true;
+            P3_LOG_WARN(SETUP_COOKIES_ON, "setup: %zu half-open exchanges: demanding cookies", half_open_);
+        }
+        const NotifyPayload* c = nullptr;
+        if (!msg.payloads.empty() && msg.payloads[0].type == pt::notify) {
+            c = std::get_if<NotifyPayload>(&msg.payloads[0].body);
+            if (c && c->type != nt::cookie) c = nullptr;
+        }
+        const bool valid = c && c->data.size() == limits::cookie_len &&
+                           (c->data[0] == cookie_version_ || c->data[0] == std::uint8_t(cookie_version_ - 1)) &&
+                           c->data == cookie_for(from, msg.hdr.spi_i, nonce->data, c->data[0]);
+        if (!valid) {
+            if (c) ++counters_.cookies_bad;
+            ++counters_.cookies_sent;
+            send_stateless(from, to, msg.hdr, nt::cookie, cookie_for(from, msg.hdr.spi_i, nonce->data, cookie_version_));
+            return;
+        }
+    } else if (cookie_mode_logged_ && half_open_ < opts_.cookie_threshold / 2) {
+        cookie_mode_logged_ = false;
+    }
+    if (half_open_ >= opts_.half_open_max) {
+        ++counters_.half_open_full;
+        P3_LOG_DEBUG(SETUP_HALF_OPEN_FULL, "setup: half-open table full, request from %s dropped", from.str().c_str());
+        return;
+    }
+    auto sa = std::make_unique<IkeSa>();
+    sa->initiator = false;
+    sa->state = IkeSa::State::half_open;
+    sa->spi_i = msg.hdr.spi_i;
+    sa->spi_r = new_spi();
+    sa->local = to;
+    sa->peer = from;
+    sa->peer_name = from.addr.str();
+    if (!sa->spi_r) return;
+    auto tasks = make_tasks(Exchange::ike_sa_init, ctx_);
+    for (auto& t : tasks) {
+        TaskResult r = t->process_r(*sa, msg);
+        if (r.kind != TaskResult::Kind::ok) {
+            if (r.reason == Reason::SETUP_INVALID_KE)
+                P3_LOG_INFO(SETUP_INVALID_KE, "setup: %s: %s", from.str().c_str(), r.why.c_str());
+            else {
+                ++counters_.failed;
+                P3_LOG_ERROR_R(r.reason, "setup with %s failed in IKE_SA_INIT: %s", from.str().c_str(), r.why.c_str());
+                sink_.setup_failed(0, r.reason);
+            }
+            if (r.notify) send_stateless(from, to, msg.hdr, r.notify, std::move(r.notify_data));
+            return;
+        }
+    }
+    Message resp;
+    resp.hdr = msg.hdr;
+    resp.hdr.spi_r = sa->spi_r;
+    resp.hdr.flags = flags::response;
+    resp.hdr.msg_id = 0;
+    for (auto& t : tasks) t->build_r(*sa, resp);
+    sa->init_request.assign(data.begin(), data.end());
+    sa->init_response = encode(resp);
+    sa->msg_id = 1;
+    sa->deadline = clock_.now() + opts_.half_open_timeout;
+    ++half_open_;
+    init_index_[key] = sa->spi_r.v;
+    IkeSa& ref = *sa;
+    sas_.emplace(sa->spi_r.v, std::move(sa));
+    ++counters_.sent;
+    transport_.send(ref.local, ref.peer, ref.init_response);
+}
+
+void SetupEngine::auth_request(IkeSa& sa, ByteView data, const Message& outer) {
+    Message msg;
+    const DecodeError e = open_sk(data, outer, sa.in_key(), msg);
+    if (e != DecodeError::ok) {
+        // Not from the holder of the keys (or damaged): drop silently (§2.21.2).
+        ++counters_.malformed;
+        P3_LOG_DEBUG(SETUP_MALFORMED, "setup: IKE_AUTH from %s dropped: %.*s", sa.peer.str().c_str(),
+                     int(to_string(e).size()), to_string(e).data());
+        return;
+    }
+    Message resp;
+    resp.hdr = outer.hdr;
+    resp.hdr.flags = flags::response;
+    auto reject = [&](std::uint16_t notify, Bytes ndata, Reason reason, const std::string& why) {
+        Message err;
+        err.hdr = resp.hdr;
+        err.add_notify(notify, std::move(ndata));
+        if (auto b = seal(sa, err)) send_response(sa, std::move(*b), outer.hdr.msg_id);
+        fail(sa, reason, why);
+    };
+    if (const std::uint8_t bad = critical_check(msg)) {
+        ++counters_.critical_unsupported;
+        reject(nt::unsupported_critical_payload, Bytes{bad}, Reason::SETUP_CRITICAL_PAYLOAD,
+               "unsupported critical payload " + std::to_string(bad));
+        return;
+    }
+    auto tasks = make_tasks(Exchange::ike_auth, ctx_);
+    for (auto& t : tasks) {
+        TaskResult r = t->process_r(sa, msg);
+        if (r.kind != TaskResult::Kind::ok) {
+            reject(r.notify ? r.notify : nt::authentication_failed, std::move(r.notify_data), r.reason, r.why);
+            return;
+        }
+    }
+    for (auto& t : tasks) {
+        TaskResult r = t->build_r(sa, resp);
+        if (r.kind != TaskResult::Kind::ok) {
+            reject(nt::authentication_failed, {}, r.reason, r.why);
+            return;
+        }
+    }
+    auto sealed = seal(sa, resp);
+    if (!sealed) {
+        fail(sa, Reason::INTERNAL, "cannot encrypt the IKE_AUTH response");
+        return;
+    }
+    // Keys go to the dataplane before the response leaves: the secondary may send at once.
+    if (establish(sa)) {
+        send_response(sa, std::move(*sealed), outer.hdr.msg_id);
+        return;
+    }
+    Message err;  // establish() logged the failure
+    err.hdr = resp.hdr;
+    err.add_notify(nt::authentication_failed);
+    if (auto b = seal(sa, err)) send_response(sa, std::move(*b), outer.hdr.msg_id);
+}
+
+std::optional<Bytes> SetupEngine::seal(IkeSa& sa, Message& m) { return encode_sk(m, sa.out_key(), ++sa.iv_counter); }
+
+void SetupEngine::send_response(IkeSa& sa, Bytes bytes, std::uint32_t msg_id) {
+    sa.last_sent = std::move(bytes);
+    sa.last_sent_id = msg_id;
+    sa.have_response = true;
+    sa.msg_id = msg_id + 1;
+    ++counters_.sent;
+    transport_.send(sa.local, sa.peer, sa.last_sent);
+}
+
+// ---- requests and responses (initiator) ----------------------------------------------
+
+void SetupEngine::send_request(IkeSa& sa, Bytes bytes) {
+    sa.last_sent = std::move(bytes);
+    sa.tries = 1;
+    sa.deadline = clock_.now() + opts_.retransmit_base;
+    ++counters_.sent;
+    transport_.send(sa.local, sa.peer, sa.last_sent);
+}
+
+bool SetupEngine::send_init_request(IkeSa& sa) {
+    Message m;
+    m.hdr.spi_i = sa.spi_i;
+    m.hdr.exchange = Exchange::ike_sa_init;
+    m.hdr.flags = flags::initiator;
+    m.hdr.msg_id = 0;
+    sa.msg_id = 0;
+    sa.state = IkeSa::State::init_sent;
+    for (auto& t : make_tasks(Exchange::ike_sa_init, ctx_)) {
+        TaskResult r = t->build_i(sa, m);
+        if (r.kind != TaskResult::Kind::ok) {
+            fail(sa, r.reason, r.why);
+            return false;
+        }
+    }
+    sa.init_request = encode(m);
+    send_request(sa, sa.init_request);
+    return true;
+}
+
+bool SetupEngine::send_auth_request(IkeSa& sa) {
+    Message m;
+    m.hdr.spi_i = sa.spi_i;
+    m.hdr.spi_r = sa.spi_r;
+    m.hdr.exchange = Exchange::ike_auth;
+    m.hdr.flags = flags::initiator;
+    m.hdr.msg_id = sa.msg_id = 1;
+    sa.state = IkeSa::State::auth_sent;
+    for (auto& t : make_tasks(Exchange::ike_auth, ctx_)) {
+        TaskResult r = t->build_i(sa, m);
+        if (r.kind != TaskResult::Kind::ok) {
+            fail(sa, r.reason, r.why);
+            return false;
+        }
+    }
+    auto sealed = seal(sa, m);
+    if (!sealed) {
+        fail(sa, Reason::INTERNAL, "cannot encrypt the IKE_AUTH request");
+        return false;
+    }
+    send_request(sa, std::move(*sealed));
+    return true;
+}
+
+void SetupEngine::handle_response(const Endpoint& from, ByteView data, Message& msg) {
+    if (local_.role != config::Role::secondary) {
+        ++counters_.dropped_role;  // a primary sends no requests, so expects no response
+        return;
+    }
+    auto it = sas_.find(msg.hdr.spi_i.v);
+    if (it == sas_.end() || !it->second->initiator || msg.hdr.from_initiator()) {
+        ++counters_.dropped_no_sa;
+        return;
+    }
+    IkeSa& sa = *it->second;
+    // Only the answer to the outstanding request counts; late duplicates are dropped.
+    if (msg.hdr.msg_id != sa.msg_id) {
+        ++counters_.malformed;
+        return;
+    }
+    (void)from;  // the answer may come from another address behind a NAT; SPIs and keys decide
+    if (sa.state == IkeSa::State::init_sent && msg.hdr.exchange == Exchange::ike_sa_init) init_response(sa, data, msg);
+    else if (sa.state == IkeSa::State::auth_sent && msg.hdr.exchange == Exchange::ike_auth) auth_response(sa, data, msg);
+    else ++counters_.malformed;
+}
+
+void SetupEngine::init_response(IkeSa& sa, ByteView data, const Message& msg) {
+    if (critical_check(msg) != 0) {
+        ++counters_.critical_unsupported;
+        fail(sa, Reason::SETUP_CRITICAL_PAYLOAD, "unsupported critical payload in IKE_SA_INIT response");
+        return;
+    }
+    // An error or cookie answer has no responder SPI; a real answer must have one.
+    const bool bare = msg.hdr.spi_r.v == 0;
+    if (!bare) sa.spi_r = msg.hdr.spi_r;
+    for (auto& t : make_tasks(Exchange::ike_sa_init, ctx_)) {
+        TaskResult r = t->process_i(sa, msg);
+        if (r.kind == TaskResult::Kind::retry) {
+            if (!r.why.empty()) P3_LOG_INFO(SETUP_INVALID_KE, "setup with %s: %s", sa.peer_name.c_str(), r.why.c_str());
+            sa.spi_r = Spi{};
+            send_init_request(sa);
+            return;
+        }
+        if (r.kind == TaskResult::Kind::fail) {
+            // An unauthenticated error answer could be forged: RFC 7296 §2.21.1 lets the
+            // initiator wait for a better answer; we fail only on a well-formed one.
+            fail(sa, r.reason, r.why);
+            return;
+        }
+    }
+    if (bare) {
+        fail(sa, Reason::SETUP_MALFORMED, "IKE_SA_INIT response without a responder SPI");
+        return;
+    }
+    sa.init_response.assign(data.begin(), data.end());
+    send_auth_request(sa);
+}
+
+void SetupEngine::auth_response(IkeSa& sa, ByteView data, const Message& outer) {
+    Message msg;
+    const DecodeError e = open_sk(data, outer, sa.in_key(), msg);
+    if (e != DecodeError::ok) {
+        ++counters_.malformed;
+        return;  // keep retransmitting: the real answer may still come
+    }
+    if (critical_check(msg) != 0) {
+        ++counters_.critical_unsupported;
+        fail(sa, Reason::SETUP_CRITICAL_PAYLOAD, "unsupported critical payload in IKE_AUTH response");
+        return;
+    }
+    for (auto& t : make_tasks(Exchange::ike_auth, ctx_)) {
+        TaskResult r = t->process_i(sa, msg);
+        if (r.kind != TaskResult::Kind::ok) {
+            fail(sa, r.reason, r.why);
+            return;
+        }
+    }
+    if (establish(sa)) erase(sa.spi_i);  // nothing more to do with it (on failure it is gone)
+}
+
+// ---- outcomes ----------------------------------------------------------------------
+
+bool SetupEngine::establish(IkeSa& sa) {
+    EstablishedSession s;
+    s.remote_id = sa.remote->id;
+    s.peer_identity = sa.peer_name;
+    s.local_role = local_.role;
+    s.local = sa.local;
+    s.peer = sa.peer;
+    s.local_behind_nat = sa.local_behind_nat;
+    s.peer_behind_nat = sa.peer_behind_nat;
+    s.key_type = sa.child_key;
+    s.rx_p3_id = sa.rx_id;
+    s.tx_p3_id = sa.peer_rx_id;
+    s.config = sa.pushed;
+    s.ike_spi_i = sa.spi_i;
+    s.ike_spi_r = sa.spi_r;
+    if (!derive_session_keys(sa, s)) {
+        fail(sa, Reason::INTERNAL, "session key derivation failed");
+        return false;
+    }
+    const bool nat = s.nat();
+    const std::uint32_t rx = s.rx_p3_id, tx = s.tx_p3_id;
+    if (!sink_.install(std::move(s))) {
+        fail(sa, Reason::SETUP_KEYS_REJECTED, "dataplane refused the session keys");
+        return false;
+    }
+    if (!sa.initiator && sa.state == IkeSa::State::half_open) --half_open_;
+    sa.state = IkeSa::State::established;
+    sa.rx_id = 0;  // owned by the session now
+    ++counters_.established;
+    if (nat)
+        P3_LOG_NOTICE(SETUP_NAT, "setup with remote %u (%s): NAT detected (%s behind it)", sa.remote->id,
+                      sa.peer_name.c_str(), sa.local_behind_nat ? (sa.peer_behind_nat ? "both" : "we are") : "peer is");
+    P3_LOG_NOTICE(SETUP_UP, "setup with remote %u (%s, %s) up as %s: AES-%u, P3 ID rx 0x%x tx 0x%x, IKE SPIs %016llx/%016llx",
+                  sa.remote->id, sa.peer_name.c_str(), sa.peer.str().c_str(), role_name(local_.role),
+                  sa.child_key == config::KeyType::aes256 ? 256u : 128u, rx, tx,
+                  static_cast<unsigned long long>(sa.spi_i.v), static_cast<unsigned long long>(sa.spi_r.v));
+    // Keep a responder's SA only to answer a retransmitted IKE_AUTH with the cached response.
+    sa.deadline = clock_.now() + opts_.half_open_timeout;
+    return true;
+}
+
+void SetupEngine::fail(IkeSa& sa, Reason reason, const std::string& why) {
+    ++counters_.failed;
+    const std::uint32_t rid = sa.remote ? sa.remote->id : 0;
+    P3_LOG_ERROR_R(reason, "setup with %s%s (%s) failed: %s", rid ? "remote " : "", rid ? std::to_string(rid).c_str() : "",
+                   sa.peer_name.c_str(), why.c_str());
+    if (sa.rx_id) {
+        sink_.release_rx_id(sa.rx_id);
+        sa.rx_id = 0;
+    }
+    sink_.setup_failed(rid, reason);
+    if (sa.initiator) {
+        erase(sa.spi_i);
+        return;
+    }
+    if (sa.state == IkeSa::State::half_open) --half_open_;
+    sa.state = IkeSa::State::failed;
+    sa.deadline = clock_.now() + opts_.half_open_timeout;  // cached error response, then gone
+}
+
+void SetupEngine::erase(Spi our) {
+    auto it = sas_.find(our.v);
+    if (it == sas_.end()) return;
+    IkeSa& sa = *it->second;
+    if (!sa.initiator) {
+        if (sa.state == IkeSa::State::half_open) --half_open_;
+        init_index_.erase(std::make_tuple(sa.spi_i.v, sa.peer.addr, sa.peer.port));
+    }
+    if (sa.rx_id) sink_.release_rx_id(sa.rx_id);
+    sas_.erase(it);
+}
+
+}  // namespace p3::setup

@@ -1,0 +1,117 @@
+// The setup engine: runs IKEv2-format setup exchanges (RFC 7296) for one appliance, as
+// initiator on a secondary and as responder on a primary, and hands every established
+// session to a SessionSink. It does no I/O of its own: datagrams come in through
+// on_datagram() and leave through a Transport; time comes from the injected Clock and the
+// owner calls on_timer() at next_deadline(). So the same engine runs on the control thread's
+// event loop, over loopback sockets, or stepped message by message in a test.
+//
+// Roles: a primary answers only requests (it never initiates); a secondary only initiates
+// (requests reaching it are dropped). The primary answers IKE_SA_INIT from any address, since
+// a NAT may hide the secondary's; only a configured identity gets past IKE_AUTH.
+//
+// Dispatch (responder): IKE_SA_INIT -> retransmission? (cached response) -> cookie policy ->
+// half-open limit -> tasks -> half-open SA. IKE_AUTH -> SA by our SPI -> message id (cached
+// response for a retransmission) -> SK open -> tasks -> install keys -> response.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <tuple>
+#include <unordered_map>
+
+#include "common/config.hpp"
+#include "control/clock.hpp"
+#include "control/setup/ike_sa.hpp"
+
+namespace p3::setup {
+
+struct SetupCounters {
+    std::uint64_t received = 0, sent = 0;
+    std::uint64_t malformed = 0;           // undecodable, bad SK tag, unexpected message
+    std::uint64_t dropped_role = 0;        // request at a secondary, response at a primary
+    std::uint64_t dropped_no_sa = 0;       // no exchange with these SPIs
+    std::uint64_t retransmits = 0;         // requests sent again (initiator)
+    std::uint64_t responses_resent = 0;    // cached responses sent for retransmitted requests
+    std::uint64_t cookies_sent = 0, cookies_bad = 0;
+    std::uint64_t half_open_full = 0;
+    std::uint64_t critical_unsupported = 0;
+    std::uint64_t established = 0, failed = 0;
+};
+
+class SetupEngine {
+public:
+    SetupEngine(const config::Config& cfg, Credentials creds, SetupOptions opts, const control::Clock& clock,
+                control::Random& random, Transport& transport, SessionSink& sink);
+    ~SetupEngine();
+    SetupEngine(const SetupEngine&) = delete;
+    SetupEngine& operator=(const SetupEngine&) = delete;
+
+    // Secondary: start an exchange with the configured remote (its primary). False on a
+    // primary, for an unknown remote, or when an exchange with it is already running.
+    bool connect(std::uint32_t remote_id);
+
+    // One UDP datagram: from = the sender, to = our address it arrived on.
+    void on_datagram(const Endpoint& from, const Endpoint& to, ByteView data);
+
+    // Retransmissions and expiries due at the clock's now.
+    void on_timer();
+    std::optional<control::TimePoint> next_deadline() const;
+
+    const SetupCounters& counters() const noexcept { return counters_; }
+    std::size_t half_open() const noexcept { return half_open_; }
+    std::size_t exchanges() const noexcept { return sas_.size(); }
+    bool cookies_demanded() const noexcept { return half_open_ >= opts_.cookie_threshold; }
+
+private:
+    void handle_request(const Endpoint& from, const Endpoint& to, ByteView data, Message& msg);
+    void handle_response(const Endpoint& from, ByteView data, Message& msg);
+    void init_request(const Endpoint& from, const Endpoint& to, ByteView data, const Message& msg);
+    void auth_request(IkeSa& sa, ByteView data, const Message& outer);
+    void init_response(IkeSa& sa, ByteView data, const Message& msg);
+    void auth_response(IkeSa& sa, ByteView data, const Message& outer);
+
+    bool send_init_request(IkeSa& sa);
+    bool send_auth_request(IkeSa& sa);
+    void send_request(IkeSa& sa, Bytes bytes);
+    void send_response(IkeSa& sa, Bytes bytes, std::uint32_t msg_id);
+    void send_stateless(const Endpoint& from, const Endpoint& to, const Header& req, std::uint16_t notify, Bytes data);
+    std::optional<Bytes> seal(IkeSa& sa, Message& m);
+
+    std::uint8_t critical_check(const Message& m) const;
+    Bytes cookie_for(const Endpoint& peer, Spi spi_i, ByteView nonce_i, std::uint8_t version) const;
+    void rotate_cookie_secret();
+
+    bool establish(IkeSa& sa);  // false: failed (an initiator's SA is then gone)
+    void fail(IkeSa& sa, Reason reason, const std::string& why);
+    void erase(Spi our_spi);
+    Spi new_spi();
+    Spi our_spi(const IkeSa& sa) const { return sa.initiator ? sa.spi_i : sa.spi_r; }
+
+    LocalConfig local_;
+    std::vector<PeerConfig> peers_;
+    Credentials creds_;
+    SetupOptions opts_;
+    const control::Clock& clock_;
+    control::Random& random_;
+    Transport& transport_;
+    SessionSink& sink_;
+    TaskContext ctx_;
+
+    std::unordered_map<std::uint64_t, std::unique_ptr<IkeSa>> sas_;  // by our SPI
+    // Responder: (SPIi, peer address, peer port) -> our SPI, to recognise retransmitted
+    // IKE_SA_INIT requests.
+    std::map<std::tuple<std::uint64_t, IpAddr, std::uint16_t>, std::uint64_t> init_index_;
+    std::size_t half_open_ = 0;
+
+    // Stateless cookies (§2.6): version byte selects the secret; the previous one stays valid
+    // for one lifetime so a cookie issued just before a rotation still works.
+    std::uint8_t cookie_version_ = 0;
+    SecretBytes cookie_secret_, cookie_secret_prev_;
+    control::TimePoint cookie_rotated_{};
+    bool cookie_mode_logged_ = false;
+
+    SetupCounters counters_;
+};
+
+}  // namespace p3::setup
