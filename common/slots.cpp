@@ -1,0 +1,398 @@
+// Key slot table (slots.hpp): building, publishing, retiring and reclaiming slots on the
+// control thread. Nothing here runs on a worker except the inline lookups in the header.
+//
+// Reclamation: retired slots wait in a FIFO with the token rte_rcu_qsbr_start() gave at
+// retirement. Tokens grow monotonically, so the queue is in token order and reclaim() frees
+// from the head while rte_rcu_qsbr_check() says every online reader has passed that token.
+// A plain vector rather than rte_rcu_qsbr_dq: it never fills up (no retire can fail or have
+// to block), needs no EAL memory, and lets the free path call a hook for the tests.
+#include "common/slots.hpp"
+
+#include <new>
+#include <stdexcept>
+
+#include "common/lanes.hpp"
+#include "common/log.hpp"
+#include "common/secret.hpp"
+
+namespace p3::wire {
+
+namespace {
+
+constexpr std::align_val_t kAlign{RTE_CACHE_LINE_SIZE};
+
+std::size_t rx_bytes(std::uint32_t window) noexcept {
+    return sizeof(RxSlot) + sizeof(std::uint64_t) * ReplayWindow::words_for(ReplayWindow::clamp(window));
+}
+
+bool key_sizes_ok(std::span<const std::uint8_t> key, std::span<const std::uint8_t> salt) noexcept {
+    return (key.size() == kAes128KeyLen || key.size() == kAes256KeyLen) && salt.size() == kSaltLen;
+}
+
+// A slot that was built but never published: no reader can have seen it.
+template <class Slot>
+void discard(Slot* s, std::size_t bytes) noexcept {
+    s->~Slot();
+    secure_wipe(s, bytes);
+    ::operator delete(static_cast<void*>(s), kAlign);
+}
+
+}  // namespace
+
+// ---- construction ------------------------------------------------------------------------
+
+SlotTable::SlotTable(const SlotTableConfig& cfg, rte_rcu_qsbr* qsbr)
+    : qsbr_(qsbr), rx_cap_(cfg.rx_capacity), sessions_(cfg.sessions), lanes_(cfg.lanes) {
+    if (!qsbr_) throw std::invalid_argument("slot table: no RCU variable");
+    if (rx_cap_ < 2 || rx_cap_ > kSlotTableMax)
+        throw std::invalid_argument("slot table: RX capacity must be 2.." + std::to_string(kSlotTableMax));
+    if (sessions_ == 0 || lanes_ == 0 || lanes_ > kMaxLanes)
+        throw std::invalid_argument("slot table: sessions must be > 0 and lanes 1.." + std::to_string(kMaxLanes));
+    rx_.reset(new std::atomic<RxSlot*>[rx_cap_]());
+    tx_.reset(new std::atomic<TxSlot*>[static_cast<std::size_t>(sessions_) * lanes_]());
+    state_.resize(rx_cap_);
+}
+
+SlotTable::~SlotTable() {
+    // No reader is online: everything can go now, wiped.
+    for (std::uint32_t i = 1; i < rx_cap_; ++i)
+        if (RxSlot* s = rx_[i].exchange(nullptr, std::memory_order_relaxed)) free_now(s, true);
+    const std::size_t ntx = static_cast<std::size_t>(sessions_) * lanes_;
+    for (std::size_t i = 0; i < ntx; ++i)
+        if (TxSlot* s = tx_[i].exchange(nullptr, std::memory_order_relaxed)) free_now(s, false);
+    for (std::size_t i = retired_head_; i < retired_.size(); ++i) free_now(retired_[i].slot, retired_[i].rx);
+    retired_.clear();
+}
+
+// ---- RX IDs ------------------------------------------------------------------------------
+
+bool SlotTable::range_free(std::uint32_t first, std::uint32_t n) const noexcept {
+    if (first == 0 || n == 0 || first >= rx_cap_ || n > rx_cap_ - first) return false;
+    for (std::uint32_t i = first; i < first + n; ++i)
+        if (state_[i].state != IndexState::free) return false;
+    return true;
+}
+
+void SlotTable::take_range(std::uint32_t first, std::uint32_t n, std::uint16_t gen) noexcept {
+    for (std::uint32_t i = first; i < first + n; ++i) {
+        state_[i].gen = gen;
+        state_[i].state = IndexState::reserved;
+    }
+    rx_reserved_ += n;
+}
+
+std::optional<SlotId> SlotTable::reserve_rx(std::uint32_t n) {
+    reclaim();
+    if (n == 0 || n > kMaxLanes || n >= rx_cap_) {
+        P3_LOG_ERROR(SLOT_NO_FREE_ID, "key slots: cannot reserve %u P3 IDs (1..%u)", n, kMaxLanes);
+        return std::nullopt;
+    }
+    // Next fit: scan at most the whole table once from the cursor, jumping past any index in
+    // use, so each index is looked at about once.
+    std::uint32_t i = cursor_;
+    std::uint64_t scanned = 0;
+    while (scanned < rx_cap_) {
+        if (i == 0 || i + n > rx_cap_) {
+            scanned += (i == 0) ? 1 : rx_cap_ - i;
+            i = 1;
+            continue;
+        }
+        std::uint32_t busy = 0;
+        bool ok = true;
+        for (std::uint32_t j = i; j < i + n; ++j)
+            if (state_[j].state != IndexState::free) {
+                ok = false;
+                busy = j;
+                break;
+            }
+        if (ok) {
+            // One generation for the block: the highest "next generation" in it, so no index
+            // gets back a generation it retired lately (wraps after 2^12 retirements).
+            std::uint16_t gen = 0;
+            for (std::uint32_t j = i; j < i + n; ++j) gen = state_[j].gen > gen ? state_[j].gen : gen;
+            take_range(i, n, gen);
+            cursor_ = i + n < rx_cap_ ? i + n : 1;
+            return SlotId::make(gen, i);
+        }
+        scanned += busy + 1 - i;
+        i = busy + 1;
+    }
+    P3_LOG_ERROR(SLOT_NO_FREE_ID, "key slots: no %u consecutive free P3 IDs (%u of %u in use)", n,
+                 rx_reserved_ + rx_published_, rx_cap_ - 1);
+    return std::nullopt;
+}
+
+bool SlotTable::reserve_rx_at(SlotId base, std::uint32_t n) {
+    reclaim();
+    if (n == 0 || n > kMaxLanes || !range_free(base.index(), n)) {
+        P3_LOG_ERROR(SLOT_ID_CONFLICT, "key slots: P3 IDs 0x%08x..+%u: out of range (1..%u), index 0 or in use",
+                     base.raw(), n, rx_cap_ - 1);
+        return false;
+    }
+    take_range(base.index(), n, static_cast<std::uint16_t>(base.generation()));
+    return true;
+}
+
+bool SlotTable::publish_rx(SlotId id, std::span<const std::uint8_t> key, std::span<const std::uint8_t> salt,
+                           const RxParams& p) {
+    reclaim();
+    const std::uint32_t idx = id.index();
+    if (idx == 0 || idx >= rx_cap_ || state_[idx].state != IndexState::reserved ||
+        state_[idx].gen != id.generation()) {
+        P3_LOG_ERROR(SLOT_ID_CONFLICT, "key slots: P3 ID 0x%08x is not reserved, cannot receive on it", id.raw());
+        return false;
+    }
+    if (!key_sizes_ok(key, salt)) {
+        P3_LOG_ERROR(SLOT_BAD_KEY, "key slots: P3 ID 0x%08x: key of %zu bytes, salt of %zu", id.raw(), key.size(),
+                     salt.size());
+        return false;
+    }
+    if (!ReplayWindow::valid_size(p.replay_window)) {
+        P3_LOG_ERROR(SLOT_BAD_KEY, "key slots: P3 ID 0x%08x: replay window %u outside %u..%u", id.raw(),
+                     p.replay_window, kReplayWindowMin, kReplayWindowMax);
+        return false;
+    }
+    void* mem = ::operator new(rx_bytes(p.replay_window), kAlign, std::nothrow);
+    if (!mem) {
+        P3_LOG_ERROR(SLOT_NO_MEMORY, "key slots: no memory for the slot of P3 ID 0x%08x", id.raw());
+        return false;
+    }
+    auto* bits = reinterpret_cast<std::uint64_t*>(static_cast<std::uint8_t*>(mem) + sizeof(RxSlot));
+    RxSlot* s = new (mem) RxSlot(id, p, key, salt, bits);
+    if (!s->key_.valid()) {
+        discard(s, rx_bytes(p.replay_window));
+        P3_LOG_ERROR(SLOT_BAD_KEY, "key slots: P3 ID 0x%08x: the AES-GCM key could not be prepared", id.raw());
+        return false;
+    }
+    // The slot is complete: one release store makes it visible, whole.
+    rx_[idx].store(s, std::memory_order_release);
+    state_[idx].state = IndexState::published;
+    --rx_reserved_;
+    ++rx_published_;
+    return true;
+}
+
+void SlotTable::retire_rx(SlotId id) {
+    const std::uint32_t idx = id.index();
+    if (idx == 0 || idx >= rx_cap_) return;
+    IndexInfo& st = state_[idx];
+    if (st.state == IndexState::free || st.gen != id.generation()) return;
+    if (st.state == IndexState::published) {
+        RxSlot* old = rx_[idx].exchange(nullptr, std::memory_order_release);
+        --rx_published_;
+        if (old) defer_free(old, true);
+    } else {
+        --rx_reserved_;
+    }
+    st.state = IndexState::free;
+    st.gen = static_cast<std::uint16_t>((st.gen + 1) & kSlotGenerationMax);
+    reclaim();
+}
+
+// ---- TX ----------------------------------------------------------------------------------
+
+bool SlotTable::publish_tx(std::span<const std::uint8_t> key, std::span<const std::uint8_t> salt,
+                           const TxParams& p) {
+    reclaim();
+    if (p.session >= sessions_ || p.lane >= lanes_) {
+        P3_LOG_ERROR(SLOT_ID_CONFLICT, "key slots: session %u lane %u outside the table (%u sessions, %u lanes)",
+                     p.session, p.lane, sessions_, lanes_);
+        return false;
+    }
+    if (!key_sizes_ok(key, salt) || p.peer_id == 0 || p.last_seq >= kSeqHardLimit) {
+        P3_LOG_ERROR(SLOT_BAD_KEY, "key slots: session %u lane %u: key of %zu bytes, salt of %zu, peer P3 ID 0x%08x",
+                     p.session, p.lane, key.size(), salt.size(), p.peer_id);
+        return false;
+    }
+    void* mem = ::operator new(sizeof(TxSlot), kAlign, std::nothrow);
+    if (!mem) {
+        P3_LOG_ERROR(SLOT_NO_MEMORY, "key slots: no memory for session %u lane %u", p.session, p.lane);
+        return false;
+    }
+    TxSlot* s = new (mem) TxSlot(p, key, salt);
+    if (!s->key_.valid() || !s->view_.init(p.peer_id, &s->key_, p.outer, p.size_hiding, p.wan_mtu)) {
+        discard(s, sizeof(TxSlot));
+        P3_LOG_ERROR(SLOT_BAD_KEY, "key slots: session %u lane %u: key or outer addresses unusable", p.session,
+                     p.lane);
+        return false;
+    }
+    TxSlot* old = tx_[static_cast<std::size_t>(p.session) * lanes_ + p.lane].exchange(s, std::memory_order_release);
+    if (old) defer_free(old, false);
+    else ++tx_published_;
+    reclaim();
+    return true;
+}
+
+void SlotTable::retire_tx(std::uint32_t session, std::uint16_t lane) {
+    if (session >= sessions_ || lane >= lanes_) return;
+    TxSlot* old = tx_[static_cast<std::size_t>(session) * lanes_ + lane].exchange(nullptr, std::memory_order_release);
+    if (old) {
+        --tx_published_;
+        defer_free(old, false);
+    }
+    reclaim();
+}
+
+void SlotTable::retire_tx_session(std::uint32_t session) {
+    for (std::uint32_t l = 0; l < lanes_; ++l) retire_tx(session, static_cast<std::uint16_t>(l));
+}
+
+// ---- lanes -------------------------------------------------------------------------------
+
+bool SlotTable::publish_rx_lanes(SlotId base, std::uint32_t lanes, std::span<const std::uint8_t> key,
+                                 std::span<const std::uint8_t> salt, RxParams p) {
+    for (std::uint32_t n = 0; n < lanes; ++n) {
+        bool ok;
+        p.lane = static_cast<std::uint16_t>(n);
+        if (n == 0) {
+            ok = publish_rx(base, key, salt, p);
+        } else {
+            SecretBytes m = lane_key_material(key, salt, n);
+            ok = !m.empty() && publish_rx(base.lane(n), m.span().first(key.size()), m.span().subspan(key.size()), p);
+            if (m.empty()) P3_LOG_ERROR(SLOT_BAD_KEY, "key slots: lane %u key of P3 ID 0x%08x not derived", n, base.raw());
+        }
+        if (!ok) {
+            // Undo: unpublish what this call published, keep the block reserved (same IDs).
+            for (std::uint32_t k = 0; k < n; ++k) {
+                const SlotId id = base.lane(k);
+                IndexInfo& st = state_[id.index()];
+                if (st.state != IndexState::published) continue;
+                if (RxSlot* old = rx_[id.index()].exchange(nullptr, std::memory_order_release)) defer_free(old, true);
+                st.state = IndexState::reserved;
+                --rx_published_;
+                ++rx_reserved_;
+            }
+            return false;
+        }
+    }
+    return true;
+}
+
+bool SlotTable::publish_tx_lanes(std::uint32_t lanes, std::span<const std::uint8_t> key,
+                                 std::span<const std::uint8_t> salt, TxParams p) {
+    const std::uint32_t peer_base = p.peer_id;
+    for (std::uint32_t n = 0; n < lanes; ++n) {
+        bool ok;
+        p.lane = static_cast<std::uint16_t>(n);
+        p.peer_id = peer_base + n;
+        if (n == 0) {
+            ok = publish_tx(key, salt, p);
+        } else {
+            SecretBytes m = lane_key_material(key, salt, n);
+            ok = !m.empty() && publish_tx(m.span().first(key.size()), m.span().subspan(key.size()), p);
+            if (m.empty()) P3_LOG_ERROR(SLOT_BAD_KEY, "key slots: session %u lane %u key not derived", p.session, n);
+        }
+        if (!ok) {
+            for (std::uint32_t k = 0; k < n; ++k) retire_tx(p.session, static_cast<std::uint16_t>(k));
+            return false;
+        }
+    }
+    return true;
+}
+
+// ---- reclamation -------------------------------------------------------------------------
+
+void SlotTable::defer_free(void* slot, bool rx) {
+    // The token is taken after the slot was unpublished (the store above), so every reader
+    // that reports quiescent past it can no longer hold the slot.
+    const std::uint64_t token = rte_rcu_qsbr_start(qsbr_);
+    retired_.push_back(Retired{token, slot, rx});
+    const std::size_t pending = retired_.size() - retired_head_;
+    if (pending > kStallWarnPending && !stall_warned_) {
+        stall_warned_ = true;
+        P3_LOG_WARN(SLOT_RECLAIM_STALLED, "key slots: %zu retired slots wait for a grace period", pending);
+    }
+}
+
+void SlotTable::free_now(void* slot, bool rx) noexcept {
+    FreedSlot info{};
+    info.rx = rx;
+    if (rx) {
+        auto* s = static_cast<RxSlot*>(slot);
+        info.id = s->id_.raw();
+        info.session = s->session_;
+        info.lane = s->lane_;
+        info.bytes = rx_bytes(s->replay_.size());
+        s->~RxSlot();   // GcmKey wipes its schedule and salt
+    } else {
+        auto* s = static_cast<TxSlot*>(slot);
+        info.id = s->view_.p3_id;
+        info.session = s->session_;
+        info.lane = s->lane_;
+        info.bytes = sizeof(TxSlot);
+        s->~TxSlot();
+    }
+    // Then everything else of the slot (the view's template, replay state, sequence).
+    secure_wipe(slot, info.bytes);
+    info.memory = slot;
+    if (hook_) hook_(info, hook_ctx_);
+    ::operator delete(slot, kAlign);
+    ++freed_;
+}
+
+std::size_t SlotTable::reclaim() noexcept {
+    std::size_t n = 0;
+    while (retired_head_ < retired_.size()) {
+        const Retired& r = retired_[retired_head_];
+        if (rte_rcu_qsbr_check(qsbr_, r.token, false) != 1) break;
+        free_now(r.slot, r.rx);
+        ++retired_head_;
+        ++n;
+    }
+    const std::size_t pending = retired_.size() - retired_head_;
+    if (pending == 0) {
+        retired_.clear();
+        retired_head_ = 0;
+    } else if (retired_head_ > 1024 && retired_head_ * 2 > retired_.size()) {
+        retired_.erase(retired_.begin(), retired_.begin() + static_cast<std::ptrdiff_t>(retired_head_));
+        retired_head_ = 0;
+    }
+    if (stall_warned_ && pending < kStallWarnPending / 2) stall_warned_ = false;
+    return n;
+}
+
+void SlotTable::synchronize() noexcept {
+    if (retired_head_ < retired_.size()) rte_rcu_qsbr_synchronize(qsbr_, RTE_QSBR_THRID_INVALID);
+    reclaim();
+}
+
+SlotStats SlotTable::stats() const noexcept {
+    SlotStats s;
+    s.rx_reserved = rx_reserved_;
+    s.rx_published = rx_published_;
+    s.tx_published = tx_published_;
+    s.pending = retired_.size() - retired_head_;
+    s.freed = freed_;
+    return s;
+}
+
+// ---- readers -----------------------------------------------------------------------------
+
+SlotReader::SlotReader(rte_rcu_qsbr* qsbr, unsigned thread_id) noexcept : qsbr_(qsbr), id_(thread_id) {
+    rte_rcu_qsbr_thread_register(qsbr_, id_);
+    rte_rcu_qsbr_thread_online(qsbr_, id_);
+}
+
+SlotReader::~SlotReader() {
+    rte_rcu_qsbr_thread_offline(qsbr_, id_);
+    rte_rcu_qsbr_thread_unregister(qsbr_, id_);
+}
+
+rte_rcu_qsbr* qsbr_create(unsigned max_threads) noexcept {
+    const std::size_t sz = rte_rcu_qsbr_get_memsize(max_threads);
+    if (sz <= 1) return nullptr;   // 1: invalid max_threads
+    void* mem = ::operator new(sz, kAlign, std::nothrow);
+    if (!mem) return nullptr;
+    auto* q = static_cast<rte_rcu_qsbr*>(mem);
+    if (rte_rcu_qsbr_init(q, max_threads) != 0) {
+        ::operator delete(mem, kAlign);
+        return nullptr;
+    }
+    return q;
+}
+
+void qsbr_free(rte_rcu_qsbr* q) noexcept {
+    if (q) ::operator delete(static_cast<void*>(q), kAlign);
+}
+
+}  // namespace p3::wire

@@ -1,0 +1,324 @@
+// Key slot table (DESIGN.md §Process and threads, §Wire format; docs/key-slots.md).
+//
+// Owns every key slot of one dataplane:
+//  - inbound (RX) slots, found by the P3 ID of a packet: P3 ID = generation (high
+//    kSlotGenerationBits) | index (low kSlotIndexBits), index = O(1) position in the table,
+//    index 0 never used. Each holds the lane's GcmKey, the session and lane it belongs to,
+//    size hiding, and the lane's anti-replay window;
+//  - outbound (TX) slots, found by (session, lane): the lane's GcmKey, the prepared outer
+//    header and P3 ID to write (a TxView, common/wire.hpp), and the lane's sequence counter.
+//
+// One writer, the control thread: it builds a slot completely, then publishes it with one
+// atomic store (release). Readers are worker lcores registered with the dataplane's
+// rte_rcu_qsbr: a slot pointer they load is valid until their next quiescent report, which
+// they make once per loop iteration, holding no slot pointer (SlotReader::quiescent()).
+// Retiring a slot stores nullptr (or the replacement), bumps the generation of an RX index,
+// and queues the old slot with an RCU token; reclaim() frees it, secrets wiped, only once
+// every online reader has reported a quiescent state after the retirement. So a P3 ID of a
+// retired slot never finds a key again, even after its index is reused (generation differs),
+// and a reader never touches freed memory.
+//
+// Mutable parts, each with exactly one writer and no locks:
+//  - an RX slot's replay window: the worker that receives the slot's packets (all packets of
+//    one P3 ID reach one WAN queue: same outer addresses, RSS by address);
+//  - a TX slot's sequence counter: the worker that sends on that lane (lane = worker).
+// Both sit on cache lines of their own, behind the immutable part.
+//
+// RX index states (control thread): free -> reserved (ID handed to the peer, nothing to
+// decrypt yet) -> published -> free (retired: generation + 1). Reserving takes a block of
+// consecutive indices with one generation, so lane n of a session receives on base + n.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include <rte_common.h>
+#include <rte_rcu_qsbr.h>
+
+#include "common/crypto.hpp"
+#include "common/reasons.hpp"
+#include "common/replay.hpp"
+#include "common/wire.hpp"
+#include "common/wire_limits.hpp"
+
+namespace p3::wire {
+
+// A P3 ID as this side's table reads it: generation | index.
+class SlotId {
+public:
+    constexpr SlotId() noexcept = default;
+    constexpr explicit SlotId(std::uint32_t raw) noexcept : raw_(raw) {}
+    static constexpr SlotId make(std::uint32_t generation, std::uint32_t index) noexcept {
+        return SlotId(((generation & kSlotGenerationMax) << kSlotIndexBits) | (index & kSlotIndexMask));
+    }
+    constexpr std::uint32_t raw() const noexcept { return raw_; }
+    constexpr std::uint32_t index() const noexcept { return raw_ & kSlotIndexMask; }
+    constexpr std::uint32_t generation() const noexcept { return raw_ >> kSlotIndexBits; }
+    constexpr bool valid() const noexcept { return index() != 0; }
+    // The ID of lane n of a block reserved at this base (same generation, index + n).
+    constexpr SlotId lane(std::uint32_t n) const noexcept { return make(generation(), index() + n); }
+    constexpr bool operator==(const SlotId&) const noexcept = default;
+
+private:
+    std::uint32_t raw_ = 0;
+};
+
+// ---- slots ------------------------------------------------------------------------------
+
+struct RxParams {
+    std::uint32_t session = 0;
+    std::uint16_t lane = 0;
+    SizeHiding size_hiding = SizeHiding::off;
+    std::uint32_t replay_window = kReplayWindowDefault;   // 64..8192
+};
+
+struct TxParams {
+    std::uint32_t session = 0;
+    std::uint16_t lane = 0;
+    std::uint32_t peer_id = 0;          // the P3 ID to write: chosen by the peer (receiver)
+    OuterSpec outer;                    // our and the peer's WAN addresses, UDP ports if NAT
+    SizeHiding size_hiding = SizeHiding::off;
+    std::uint16_t wan_mtu = 0;          // caps size-hiding padding (0 = none)
+    std::uint64_t last_seq = 0;         // last sequence already sent under this key (0 = new key)
+};
+
+// Inbound slot. Immutable after publication except the replay window.
+class alignas(RTE_CACHE_LINE_SIZE) RxSlot {
+public:
+    SlotId id() const noexcept { return id_; }
+    std::uint32_t session() const noexcept { return session_; }
+    std::uint16_t lane() const noexcept { return lane_; }
+    SizeHiding size_hiding() const noexcept { return size_hiding_; }
+    const GcmKey& key() const noexcept { return key_; }
+    RxRef ref() const noexcept { return RxRef{&key_, size_hiding_}; }
+
+    // The receiving worker only: check() before decryption, update() after the tag verifies.
+    ReplayWindow& replay() noexcept { return replay_; }
+    const ReplayWindow& replay() const noexcept { return replay_; }
+
+private:
+    friend class SlotTable;
+    RxSlot(SlotId id, const RxParams& p, std::span<const std::uint8_t> key, std::span<const std::uint8_t> salt,
+           std::uint64_t* bits) noexcept
+        : id_(id), session_(p.session), lane_(p.lane), size_hiding_(p.size_hiding), key_(key, salt),
+          replay_(p.replay_window, bits) {}
+
+    // line 0: what the lookup reads
+    SlotId id_;
+    std::uint32_t session_;
+    std::uint16_t lane_;
+    SizeHiding size_hiding_;
+    GcmKey key_;                                   // own cache lines (alignas 64)
+    alignas(RTE_CACHE_LINE_SIZE) ReplayWindow replay_;   // the receiving worker's; words follow
+};
+
+// Outbound slot. Immutable after publication except the sequence counter.
+class alignas(RTE_CACHE_LINE_SIZE) TxSlot {
+public:
+    std::uint32_t session() const noexcept { return session_; }
+    std::uint16_t lane() const noexcept { return lane_; }
+    std::uint32_t peer_id() const noexcept { return view_.p3_id; }
+    const GcmKey& key() const noexcept { return key_; }
+    const TxView& view() const noexcept { return view_; }
+
+    // The sending worker only: what encap_burst() takes. *seq = last sequence sent.
+    TxRef ref() noexcept { return TxRef{&view_, &last_seq_}; }
+    // Any thread (statistics, packet-count rekey): the last sequence sent, possibly stale.
+    std::uint64_t last_seq() const noexcept { return __atomic_load_n(&last_seq_, __ATOMIC_RELAXED); }
+
+private:
+    friend class SlotTable;
+    TxSlot(const TxParams& p, std::span<const std::uint8_t> key, std::span<const std::uint8_t> salt) noexcept
+        : session_(p.session), lane_(p.lane), key_(key, salt), last_seq_(p.last_seq) {}
+
+    std::uint32_t session_;
+    std::uint16_t lane_;
+    GcmKey key_;
+    TxView view_;                                  // points at key_
+    alignas(RTE_CACHE_LINE_SIZE) std::uint64_t last_seq_;   // the sending worker's
+};
+
+// ---- the table --------------------------------------------------------------------------
+
+struct SlotTableConfig {
+    // RX indices 1..rx_capacity-1 (index 0 is never used). Default: 10,000 remotes x 6 lanes
+    // x (current + previous key) fit. At most kSlotTableMax. 8 bytes each while empty.
+    std::uint32_t rx_capacity = 1u << 17;
+    // TX: sessions 0..sessions-1, lanes 0..lanes-1 each; 8 bytes per (session, lane).
+    std::uint32_t sessions = 32768;
+    std::uint32_t lanes = 8;
+};
+
+// What a free hook sees: the slot's memory right after the wipe, before it goes back to the
+// allocator (tests check it is all zero).
+struct FreedSlot {
+    bool rx;                   // RX or TX slot
+    std::uint32_t id;          // RX: its P3 ID; TX: the peer's P3 ID it wrote
+    std::uint32_t session;
+    std::uint16_t lane;
+    const void* memory;        // wiped
+    std::size_t bytes;
+};
+using FreeHook = void (*)(const FreedSlot& freed, void* ctx);
+
+struct SlotStats {
+    std::uint32_t rx_reserved = 0;    // reserved, not yet published
+    std::uint32_t rx_published = 0;
+    std::uint32_t tx_published = 0;
+    std::size_t pending = 0;          // retired, waiting for the grace period
+    std::uint64_t freed = 0;          // freed and wiped since creation
+};
+
+class SlotTable {
+public:
+    // qsbr: the dataplane's RCU variable its workers report to (the table never registers
+    // anyone). Memory for the tables is taken here, on the control thread; throws
+    // std::bad_alloc / std::invalid_argument (capacity out of range, null qsbr).
+    SlotTable(const SlotTableConfig& cfg, rte_rcu_qsbr* qsbr);
+    // Frees every slot at once, wiped: only when no reader is online any more.
+    ~SlotTable();
+    SlotTable(const SlotTable&) = delete;
+    SlotTable& operator=(const SlotTable&) = delete;
+
+    // ---- fast path: worker lcores between two quiescent reports; also the control thread.
+    // The pointer is valid until this thread's next quiescent report. nullptr: no slot (an
+    // unknown or retired P3 ID, a stale generation, an index out of range or 0).
+    RxSlot* rx(std::uint32_t p3_id) const noexcept {
+        const std::uint32_t idx = p3_id & kSlotIndexMask;
+        if (idx >= rx_cap_) [[unlikely]] return nullptr;
+        RxSlot* s = rx_[idx].load(std::memory_order_acquire);
+        if (s == nullptr || s->id_.raw() != p3_id) return nullptr;   // generation mismatch
+        return s;
+    }
+    TxSlot* tx(std::uint32_t session, std::uint16_t lane) const noexcept {
+        if (session >= sessions_ || lane >= lanes_) [[unlikely]] return nullptr;
+        return tx_[static_cast<std::size_t>(session) * lanes_ + lane].load(std::memory_order_acquire);
+    }
+
+    // ---- control thread only -------------------------------------------------------------
+    // Reserves n (1..kMaxLanes) consecutive free RX IDs with one generation, next-fit from
+    // where the last reservation ended (an index is reused as late as possible). nullopt
+    // (logged, SLOT_NO_FREE_ID) when no block is free.
+    std::optional<SlotId> reserve_rx(std::uint32_t n);
+    // Reserves exactly base..base+n-1 (static keys; an ID the peer was told). False (logged,
+    // SLOT_ID_CONFLICT) when out of range, index 0, or any of them is reserved or published.
+    bool reserve_rx_at(SlotId base, std::uint32_t n);
+    // Builds and publishes the RX slot of a reserved ID. key: 16 or 32 bytes, salt 4 (the
+    // lane's own material). False (logged) on a bad key, an ID not reserved, no memory.
+    bool publish_rx(SlotId id, std::span<const std::uint8_t> key, std::span<const std::uint8_t> salt,
+                    const RxParams& p);
+    // Retires a reserved or published RX ID: unpublished now, its index free again under the
+    // next generation, its slot freed after the grace period. Unknown IDs are ignored.
+    void retire_rx(SlotId id);
+
+    // Builds the TX slot of (p.session, p.lane) and publishes it in place of the current
+    // one, which is retired. False (logged) on a bad key or view, range, no memory; the
+    // current slot then stays.
+    bool publish_tx(std::span<const std::uint8_t> key, std::span<const std::uint8_t> salt, const TxParams& p);
+    void retire_tx(std::uint32_t session, std::uint16_t lane);
+    void retire_tx_session(std::uint32_t session);   // every lane of it
+
+    // Every lane of a session from the session's key material: lane n uses
+    // lane_key_material(key, salt, n) (lane 0: as is). RX: IDs base..base+lanes-1, reserved
+    // (reserve_rx / reserve_rx_at); TX: peer IDs peer_base + n. All or nothing: on failure
+    // the lanes already published are retired again (RX IDs stay reserved).
+    bool publish_rx_lanes(SlotId base, std::uint32_t lanes, std::span<const std::uint8_t> key,
+                          std::span<const std::uint8_t> salt, RxParams p);
+    bool publish_tx_lanes(std::uint32_t lanes, std::span<const std::uint8_t> key,
+                          std::span<const std::uint8_t> salt, TxParams p);
+
+    // Frees (wiped) every retired slot whose grace period is over; returns how many. Call it
+    // from the control loop; publish and retire call it too. Never blocks.
+    std::size_t reclaim() noexcept;
+    // Waits until every online reader has reported quiescent, then frees all retired slots.
+    // Blocks: never from a registered reader (it would wait for itself).
+    void synchronize() noexcept;
+
+    SlotStats stats() const noexcept;
+    std::uint32_t rx_capacity() const noexcept { return rx_cap_; }
+    std::uint32_t sessions() const noexcept { return sessions_; }
+    std::uint32_t lanes() const noexcept { return lanes_; }
+    rte_rcu_qsbr* qsbr() const noexcept { return qsbr_; }
+    // The next generation an index would get (tests, diagnostics).
+    std::uint32_t generation_of(std::uint32_t index) const noexcept {
+        return index < rx_cap_ ? state_[index].gen : 0;
+    }
+
+    // Called for every slot freed, right after its wipe (tests; nullptr = none).
+    void set_free_hook(FreeHook hook, void* ctx) noexcept {
+        hook_ = hook;
+        hook_ctx_ = ctx;
+    }
+
+    // More retired slots than this waiting for a grace period logs SLOT_RECLAIM_STALLED
+    // (once, until the queue drains below half).
+    static constexpr std::size_t kStallWarnPending = 4096;
+
+private:
+    enum class IndexState : std::uint8_t { free = 0, reserved, published };
+    struct IndexInfo {
+        std::uint16_t gen = 0;   // reserved/published: the current generation; free: the next
+        IndexState state = IndexState::free;
+    };
+    struct Retired {
+        std::uint64_t token;
+        void* slot;
+        bool rx;
+    };
+
+    void defer_free(void* slot, bool rx);
+    void free_now(void* slot, bool rx) noexcept;
+    bool range_free(std::uint32_t first, std::uint32_t n) const noexcept;
+    void take_range(std::uint32_t first, std::uint32_t n, std::uint16_t gen) noexcept;
+
+    rte_rcu_qsbr* qsbr_;
+    std::uint32_t rx_cap_;
+    std::uint32_t sessions_;
+    std::uint32_t lanes_;
+    std::unique_ptr<std::atomic<RxSlot*>[]> rx_;
+    std::unique_ptr<std::atomic<TxSlot*>[]> tx_;
+    std::vector<IndexInfo> state_;       // control thread only
+    std::uint32_t cursor_ = 1;           // next-fit start for reserve_rx
+    std::uint32_t rx_reserved_ = 0, rx_published_ = 0, tx_published_ = 0;
+    std::vector<Retired> retired_;       // FIFO (token order), head at retired_head_
+    std::size_t retired_head_ = 0;
+    std::uint64_t freed_ = 0;
+    bool stall_warned_ = false;
+    FreeHook hook_ = nullptr;
+    void* hook_ctx_ = nullptr;
+};
+
+// A worker's side of the table's RCU, for code that does not already report to the qsbr
+// itself (tests, tools; the dataplane's worker loop reports on the same qsbr directly):
+//   SlotReader r(table.qsbr(), thread_id);       // register + online
+//   for (;;) { r.quiescent(); ...table.rx(id)... }  // top of every loop iteration
+//   r.offline() before blocking, r.online() after; the destructor goes offline + unregisters.
+class SlotReader {
+public:
+    SlotReader(rte_rcu_qsbr* qsbr, unsigned thread_id) noexcept;
+    ~SlotReader();
+    SlotReader(const SlotReader&) = delete;
+    SlotReader& operator=(const SlotReader&) = delete;
+
+    // "I hold no slot pointer": every pointer loaded before this call may be freed after it.
+    void quiescent() noexcept { rte_rcu_qsbr_quiescent(qsbr_, id_); }
+    void offline() noexcept { rte_rcu_qsbr_thread_offline(qsbr_, id_); }
+    void online() noexcept { rte_rcu_qsbr_thread_online(qsbr_, id_); }
+    unsigned thread_id() const noexcept { return id_; }
+
+private:
+    rte_rcu_qsbr* qsbr_;
+    unsigned id_;
+};
+
+// An rte_rcu_qsbr for max_threads readers on plain aligned memory (no EAL needed): for
+// tests and for callers without one. rte_rcu_qsbr_init() is done; free with qsbr_free().
+rte_rcu_qsbr* qsbr_create(unsigned max_threads) noexcept;
+void qsbr_free(rte_rcu_qsbr* q) noexcept;
+
+}  // namespace p3::wire
