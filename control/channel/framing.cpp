@@ -1,0 +1,258 @@
+// Control-layer packets: fixed inner IPv4/IPv6 + TCP headers around a message sealed with the
+// control key. Wire fields are written and read byte by byte (never through struct casts).
+#include "control/channel/framing.hpp"
+
+#include <openssl/evp.h>
+
+#include <cstring>
+#include <memory>
+
+namespace p3::channel {
+
+namespace {
+
+void put16(std::uint8_t* p, std::uint16_t v) {
+    p[0] = static_cast<std::uint8_t>(v >> 8);
+    p[1] = static_cast<std::uint8_t>(v);
+}
+void put32(std::uint8_t* p, std::uint32_t v) {
+    put16(p, static_cast<std::uint16_t>(v >> 16));
+    put16(p + 2, static_cast<std::uint16_t>(v));
+}
+void put64(std::uint8_t* p, std::uint64_t v) {
+    put32(p, static_cast<std::uint32_t>(v >> 32));
+    put32(p + 4, static_cast<std::uint32_t>(v));
+}
+std::uint16_t get16(const std::uint8_t* p) { return static_cast<std::uint16_t>((p[0] << 8) | p[1]); }
+std::uint32_t get32(const std::uint8_t* p) {
+    return (std::uint32_t(p[0]) << 24) | (std::uint32_t(p[1]) << 16) | (std::uint32_t(p[2]) << 8) | p[3];
+}
+std::uint64_t get64(const std::uint8_t* p) { return (std::uint64_t(get32(p)) << 32) | get32(p + 4); }
+
+std::size_t ip_len(const FrameAddrs& a) { return a.local.is_v6() ? limits::kInnerV6Len : limits::kInnerV4Len; }
+std::size_t addr_len(const IpAddr& x) { return x.is_v6() ? 16 : 4; }
+
+struct CtxFree {
+    void operator()(EVP_CIPHER_CTX* c) const noexcept { EVP_CIPHER_CTX_free(c); }
+};
+
+const EVP_CIPHER* cipher_for(const KeyMaterial& k) {
+    return k.key.size() == limits::kAes256KeyLen ? EVP_aes_256_gcm() : EVP_aes_128_gcm();
+}
+
+void make_iv(const KeyMaterial& k, std::uint64_t seq, std::uint8_t iv[12]) {
+    std::memcpy(iv, k.salt.data(), limits::kSaltLen);
+    put64(iv + 4, seq);
+}
+
+// Sum of the TCP pseudo header (RFC 793 / RFC 8200 §8.1) for tcp_len bytes of segment.
+std::uint32_t pseudo_sum(const IpAddr& src, const IpAddr& dst, std::size_t tcp_len) {
+    std::uint32_t sum = 0;
+    const std::size_t n = addr_len(src);
+    for (std::size_t i = 0; i < n; i += 2) {
+        sum += static_cast<std::uint32_t>((src.bytes[i] << 8) | src.bytes[i + 1]);
+        sum += static_cast<std::uint32_t>((dst.bytes[i] << 8) | dst.bytes[i + 1]);
+    }
+    sum += limits::kProtoTcp;
+    sum += static_cast<std::uint32_t>(tcp_len & 0xffff);
+    sum += static_cast<std::uint32_t>(tcp_len >> 16);
+    return sum;
+}
+
+}  // namespace
+
+std::string_view frame_error_name(FrameError e) noexcept {
+    switch (e) {
+    case FrameError::none: return "none";
+    case FrameError::too_short: return "too short";
+    case FrameError::not_ip: return "not an inner IP header of the session's family";
+    case FrameError::not_tcp: return "not TCP";
+    case FrameError::bad_length: return "length mismatch";
+    case FrameError::wrong_address: return "addresses are not the session's";
+    case FrameError::wrong_port: return "ports are not the session port";
+    case FrameError::fragment: return "fragmented";
+    case FrameError::auth_failed: return "authentication failed under the control key";
+    case FrameError::count_: break;
+    }
+    return "?";
+}
+
+KeyMaterial KeyMaterial::from_wire(std::span<const std::uint8_t> m) {
+    KeyMaterial k;
+    if (m.size() != limits::kKeyMaterial128 && m.size() != limits::kKeyMaterial256) return k;
+    const std::size_t kl = m.size() - limits::kSaltLen;
+    k.key = SecretBytes(m.first(kl));
+    k.salt = SecretBytes(m.subspan(kl));
+    return k;
+}
+
+SecretBytes KeyMaterial::to_wire() const {
+    SecretBytes out(key.size() + salt.size());
+    if (!key.empty()) std::memcpy(out.data(), key.data(), key.size());
+    if (!salt.empty()) std::memcpy(out.data() + key.size(), salt.data(), salt.size());
+    return out;
+}
+
+std::uint16_t inet_checksum(std::span<const std::uint8_t> d, std::uint32_t sum) noexcept {
+    std::size_t i = 0;
+    for (; i + 1 < d.size(); i += 2) sum += static_cast<std::uint32_t>((d[i] << 8) | d[i + 1]);
+    if (i < d.size()) sum += static_cast<std::uint32_t>(d[i] << 8);
+    while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+    return static_cast<std::uint16_t>(~sum);
+}
+
+bool gcm_seal(const KeyMaterial& k, std::uint64_t seq, std::span<const std::uint8_t> aad,
+              std::span<const std::uint8_t> plain, std::span<std::uint8_t> out) noexcept {
+    if (!k.valid() || out.size() < plain.size() + limits::kTagLen) return false;
+    std::unique_ptr<EVP_CIPHER_CTX, CtxFree> ctx(EVP_CIPHER_CTX_new());
+    if (!ctx) return false;
+    std::uint8_t iv[12];
+    make_iv(k, seq, iv);
+    int len = 0;
+    if (EVP_EncryptInit_ex(ctx.get(), cipher_for(k), nullptr, k.key.data(), iv) != 1) return false;
+    if (!aad.empty() && EVP_EncryptUpdate(ctx.get(), nullptr, &len, aad.data(), static_cast<int>(aad.size())) != 1)
+        return false;
+    if (!plain.empty() &&
+        EVP_EncryptUpdate(ctx.get(), out.data(), &len, plain.data(), static_cast<int>(plain.size())) != 1)
+        return false;
+    if (EVP_EncryptFinal_ex(ctx.get(), out.data() + plain.size(), &len) != 1) return false;
+    return EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, static_cast<int>(limits::kTagLen),
+                               out.data() + plain.size()) == 1;
+}
+
+bool gcm_open(const KeyMaterial& k, std::uint64_t seq, std::span<const std::uint8_t> aad,
+              std::span<const std::uint8_t> ct, std::span<const std::uint8_t> tag,
+              std::span<std::uint8_t> out) noexcept {
+    if (!k.valid() || tag.size() != limits::kTagLen || out.size() < ct.size()) return false;
+    std::unique_ptr<EVP_CIPHER_CTX, CtxFree> ctx(EVP_CIPHER_CTX_new());
+    if (!ctx) return false;
+    std::uint8_t iv[12];
+    make_iv(k, seq, iv);
+    int len = 0;
+    std::uint8_t tagbuf[limits::kTagLen];
+    std::memcpy(tagbuf, tag.data(), sizeof tagbuf);
+    bool ok = EVP_DecryptInit_ex(ctx.get(), cipher_for(k), nullptr, k.key.data(), iv) == 1 &&
+              (aad.empty() ||
+               EVP_DecryptUpdate(ctx.get(), nullptr, &len, aad.data(), static_cast<int>(aad.size())) == 1) &&
+              (ct.empty() ||
+               EVP_DecryptUpdate(ctx.get(), out.data(), &len, ct.data(), static_cast<int>(ct.size())) == 1) &&
+              EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, static_cast<int>(sizeof tagbuf), tagbuf) == 1 &&
+              EVP_DecryptFinal_ex(ctx.get(), out.data() + ct.size(), &len) == 1;
+    if (!ok) secure_wipe(out.data(), ct.size());
+    return ok;
+}
+
+std::size_t sealed_packet_len(const FrameAddrs& a, std::size_t msg_len, bool size_hiding) noexcept {
+    std::size_t n = ip_len(a) + limits::kTcpLen + limits::kSealOverhead + msg_len;
+    if (size_hiding) {
+        const std::size_t b = limits::kSizeBucket;
+        n = (n + limits::kDataTrailerLen + b - 1) / b * b - limits::kDataTrailerLen;
+    }
+    return n;
+}
+
+std::size_t seal_packet(const FrameAddrs& a, const KeyMaterial& key, const FrameParams& fp,
+                        std::span<const std::uint8_t> msg, std::span<std::uint8_t> out) {
+    if (a.local.family != a.peer.family || (a.local.family != 4 && a.local.family != 6)) return 0;
+    if (!key.valid() || msg.size() > limits::kMaxMessageLen) return 0;
+    const std::size_t total = sealed_packet_len(a, msg.size(), fp.size_hiding);
+    if (out.size() < total) return 0;
+    const std::size_t iph = ip_len(a);
+    const std::size_t seg = total - iph;  // TCP header + payload
+    std::uint8_t* p = out.data();
+    std::memset(p, 0, total);
+
+    if (a.local.is_v4()) {
+        p[0] = 0x45;
+        p[1] = 0;  // DSCP 0, not-ECT: the outer header copies these, as for best-effort data
+        put16(p + 2, static_cast<std::uint16_t>(total));
+        put16(p + 4, fp.ip_id);
+        put16(p + 6, 0x4000);  // DF
+        p[8] = limits::kInnerTtl;
+        p[9] = limits::kProtoTcp;
+        std::memcpy(p + 12, a.local.bytes.data(), 4);
+        std::memcpy(p + 16, a.peer.bytes.data(), 4);
+        put16(p + 10, inet_checksum({p, limits::kInnerV4Len}));
+    } else {
+        put32(p, 0x60000000u);
+        put16(p + 4, static_cast<std::uint16_t>(seg));
+        p[6] = limits::kProtoTcp;
+        p[7] = limits::kInnerTtl;
+        std::memcpy(p + 8, a.local.bytes.data(), 16);
+        std::memcpy(p + 24, a.peer.bytes.data(), 16);
+    }
+    std::uint8_t* t = p + iph;
+    put16(t, a.port);
+    put16(t + 2, a.port);
+    put32(t + 4, fp.tcp_seq);
+    put32(t + 8, fp.tcp_ack);
+    t[12] = 5 << 4;  // data offset 5 words, no options
+    t[13] = limits::kTcpFlagsPshAck;
+    put16(t + 14, limits::kTcpWindow);
+
+    std::uint8_t* s = t + limits::kTcpLen;
+    put32(s, fp.epoch);
+    put64(s + 4, fp.seq);
+    // Plaintext = message || zero padding, sealed in place behind the seal header.
+    const std::size_t plain_len = total - iph - limits::kTcpLen - limits::kSealOverhead;
+    std::uint8_t* ct = s + limits::kSealHeaderLen;
+    std::memcpy(ct, msg.data(), msg.size());
+    if (!gcm_seal(key, fp.seq, {s, limits::kSealHeaderLen}, {ct, plain_len}, {ct, plain_len + limits::kTagLen})) {
+        secure_wipe(p, total);
+        return 0;
+    }
+    put16(t + 16, inet_checksum({t, seg}, pseudo_sum(a.local, a.peer, seg)));
+    return total;
+}
+
+std::optional<SealedView> parse_packet(const FrameAddrs& a, std::span<const std::uint8_t> pkt, FrameError* why) {
+    auto bad = [&](FrameError e) -> std::optional<SealedView> {
+        if (why) *why = e;
+        return std::nullopt;
+    };
+    if (why) *why = FrameError::none;
+    const std::size_t iph = ip_len(a);
+    if (pkt.size() < iph + limits::kTcpLen + limits::kSealOverhead) return bad(FrameError::too_short);
+    if (pkt.size() > limits::kMaxInnerPacket) return bad(FrameError::bad_length);
+    const std::uint8_t* p = pkt.data();
+    const IpAddr* src_ok = &a.peer;
+    if (a.local.is_v4()) {
+        if (p[0] != 0x45) return bad(FrameError::not_ip);
+        if (p[9] != limits::kProtoTcp) return bad(FrameError::not_tcp);
+        if (get16(p + 2) != pkt.size()) return bad(FrameError::bad_length);
+        if ((get16(p + 6) & 0x3fff) != 0) return bad(FrameError::fragment);  // MF or offset
+        if (std::memcmp(p + 12, src_ok->bytes.data(), 4) != 0 || std::memcmp(p + 16, a.local.bytes.data(), 4) != 0)
+            return bad(FrameError::wrong_address);
+    } else if (a.local.is_v6()) {
+        if ((p[0] >> 4) != 6) return bad(FrameError::not_ip);
+        if (p[6] != limits::kProtoTcp) return bad(FrameError::not_tcp);
+        if (get16(p + 4) + iph != pkt.size()) return bad(FrameError::bad_length);
+        if (std::memcmp(p + 8, src_ok->bytes.data(), 16) != 0 || std::memcmp(p + 24, a.local.bytes.data(), 16) != 0)
+            return bad(FrameError::wrong_address);
+    } else {
+        return bad(FrameError::not_ip);
+    }
+    const std::uint8_t* t = p + iph;
+    if (get16(t) != a.port || get16(t + 2) != a.port || (t[12] >> 4) != 5) return bad(FrameError::wrong_port);
+    const std::uint8_t* s = t + limits::kTcpLen;
+    const std::size_t sealed = pkt.size() - iph - limits::kTcpLen;
+    if (sealed - limits::kSealOverhead > limits::kMaxMessageLen + limits::kSizeBucket)
+        return bad(FrameError::bad_length);
+    SealedView v;
+    v.epoch = get32(s);
+    v.seq = get64(s + 4);
+    v.ciphertext = {s + limits::kSealHeaderLen, sealed - limits::kSealOverhead};
+    v.tag = {s + sealed - limits::kTagLen, limits::kTagLen};
+    return v;
+}
+
+std::optional<std::size_t> open_sealed(const KeyMaterial& key, const SealedView& s, std::span<std::uint8_t> out) {
+    if (out.size() < s.ciphertext.size()) return std::nullopt;
+    std::uint8_t aad[limits::kSealHeaderLen];
+    put32(aad, s.epoch);
+    put64(aad + 4, s.seq);
+    if (!gcm_open(key, s.seq, aad, s.ciphertext, s.tag, out)) return std::nullopt;
+    return s.ciphertext.size();
+}
+
+}  // namespace p3::channel

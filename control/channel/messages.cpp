@@ -1,0 +1,422 @@
+// Strict TLV codec of the control messages. One table says, per message type, which TLVs it
+// requires and which it allows; parse() checks framing, then each TLV's size and range, then
+// the table, then the cross-field rules (one key source per key, chunk inside its array).
+#include "control/channel/messages.hpp"
+
+#include <cstring>
+
+namespace p3::channel {
+
+namespace {
+
+constexpr std::uint32_t bit(std::uint16_t t) { return std::uint32_t{1} << t; }
+
+struct TypeRule {
+    std::uint32_t required;
+    std::uint32_t allowed;  // includes required
+};
+
+constexpr std::uint32_t kKeyTlvs = bit(tlv::data_key_p2s) | bit(tlv::data_key_s2p) |
+                                   bit(tlv::ctl_key_p2s) | bit(tlv::ctl_key_s2p) |
+                                   bit(tlv::data_idx_p2s) | bit(tlv::data_idx_s2p) |
+                                   bit(tlv::ctl_idx_p2s) | bit(tlv::ctl_idx_s2p);
+
+// Indexed by MsgType.
+constexpr TypeRule kRules[kMaxMsgType + 1] = {
+    /* 0 */ {0, 0},
+    /* heartbeat */ {0, 0},
+    /* heartbeat_ack */ {0, 0},
+    /* rekey_request */
+    {bit(tlv::epoch) | bit(tlv::p3_id) | bit(tlv::lanes),
+     bit(tlv::epoch) | bit(tlv::p3_id) | bit(tlv::lanes) | kKeyTlvs},
+    /* rekey_status */
+    {bit(tlv::epoch) | bit(tlv::status), bit(tlv::epoch) | bit(tlv::status) | bit(tlv::p3_id) | bit(tlv::lanes)},
+    /* rekey_switch */ {bit(tlv::epoch) | bit(tlv::first_seq), bit(tlv::epoch) | bit(tlv::first_seq)},
+    /* rekey_switch_ack */
+    {bit(tlv::epoch) | bit(tlv::first_seq), bit(tlv::epoch) | bit(tlv::first_seq)},
+    /* rekey_ask */ {bit(tlv::ask_reason), bit(tlv::ask_reason)},
+    /* rekey_ask_ack */ {0, bit(tlv::status)},
+    /* array_chunk */
+    {bit(tlv::array_kind) | bit(tlv::array_gen) | bit(tlv::array_size) | bit(tlv::array_offset) |
+         bit(tlv::key_len) | bit(tlv::array_keys),
+     bit(tlv::array_kind) | bit(tlv::array_gen) | bit(tlv::array_size) | bit(tlv::array_offset) |
+         bit(tlv::key_len) | bit(tlv::array_keys)},
+    /* array_chunk_ack */
+    {bit(tlv::array_kind) | bit(tlv::array_gen) | bit(tlv::array_offset) | bit(tlv::status),
+     bit(tlv::array_kind) | bit(tlv::array_gen) | bit(tlv::array_offset) | bit(tlv::status)},
+    /* array_flush */ {bit(tlv::flush_kinds), bit(tlv::flush_kinds)},
+    /* array_flush_ack */ {bit(tlv::flush_kinds), bit(tlv::flush_kinds) | bit(tlv::status)},
+    /* error */ {bit(tlv::error_code), bit(tlv::error_code)},
+};
+
+std::uint16_t get16(const std::uint8_t* p) { return static_cast<std::uint16_t>((p[0] << 8) | p[1]); }
+std::uint32_t get32(const std::uint8_t* p) {
+    return (std::uint32_t(p[0]) << 24) | (std::uint32_t(p[1]) << 16) | (std::uint32_t(p[2]) << 8) | p[3];
+}
+std::uint64_t get64(const std::uint8_t* p) { return (std::uint64_t(get32(p)) << 32) | get32(p + 4); }
+
+void put16(std::uint8_t* p, std::uint16_t v) {
+    p[0] = static_cast<std::uint8_t>(v >> 8);
+    p[1] = static_cast<std::uint8_t>(v);
+}
+void put32(std::uint8_t* p, std::uint32_t v) {
+    put16(p, static_cast<std::uint16_t>(v >> 16));
+    put16(p + 2, static_cast<std::uint16_t>(v));
+}
+void put64(std::uint8_t* p, std::uint64_t v) {
+    put32(p, static_cast<std::uint32_t>(v >> 32));
+    put32(p + 4, static_cast<std::uint32_t>(v));
+}
+
+bool valid_material_len(std::size_t n) {
+    return n == limits::kKeyMaterial128 || n == limits::kKeyMaterial256;
+}
+bool valid_status(std::uint16_t v) { return v <= static_cast<std::uint16_t>(Status::not_allowed); }
+
+ParseError fail(ParseError e, ParseError* why, ParseStats* stats) {
+    if (why) *why = e;
+    if (stats) ++stats->rejected[static_cast<std::size_t>(e)];
+    return e;
+}
+
+// Writer over a fixed buffer: every put checks room; ok() false once anything did not fit.
+class Writer {
+public:
+    explicit Writer(std::span<std::uint8_t> out) : out_(out) {}
+    bool tlv(std::uint16_t type, const std::uint8_t* v, std::size_t n) {
+        if (!ok_ || n > 0xffff || pos_ + limits::kTlvHeaderLen + n > out_.size()) return ok_ = false;
+        put16(&out_[pos_], type);
+        put16(&out_[pos_ + 2], static_cast<std::uint16_t>(n));
+        if (n) std::memcpy(&out_[pos_ + 4], v, n);
+        pos_ += limits::kTlvHeaderLen + n;
+        return true;
+    }
+    void u8(std::uint16_t type, std::uint8_t v) { tlv(type, &v, 1); }
+    void u16(std::uint16_t type, std::uint16_t v) {
+        std::uint8_t b[2];
+        put16(b, v);
+        tlv(type, b, 2);
+    }
+    void u32(std::uint16_t type, std::uint32_t v) {
+        std::uint8_t b[4];
+        put32(b, v);
+        tlv(type, b, 4);
+    }
+    void u64(std::uint16_t type, std::uint64_t v) {
+        std::uint8_t b[8];
+        put64(b, v);
+        tlv(type, b, 8);
+    }
+    void index(std::uint16_t type, const ArrayIndex& i) {
+        std::uint8_t b[8];
+        put32(b, i.gen);
+        put32(b + 4, i.index);
+        tlv(type, b, 8);
+    }
+    void fail() { ok_ = false; }
+    bool ok() const { return ok_; }
+    std::size_t pos() const { return pos_; }
+    void skip(std::size_t n) { pos_ += n; }
+
+private:
+    std::span<std::uint8_t> out_;
+    std::size_t pos_ = 0;
+    bool ok_ = true;
+};
+
+void write_key(Writer& w, const KeyRef& k, std::uint16_t key_tlv, std::uint16_t idx_tlv) {
+    if (!k.material.empty()) {
+        if (!valid_material_len(k.material.size()) || k.index) return w.fail();
+        w.tlv(key_tlv, k.material.data(), k.material.size());
+    } else if (k.index) {
+        w.index(idx_tlv, *k.index);
+    }
+}
+
+}  // namespace
+
+std::string_view msg_type_name(MsgType t) noexcept {
+    switch (t) {
+    case MsgType::heartbeat: return "heartbeat";
+    case MsgType::heartbeat_ack: return "heartbeat-ack";
+    case MsgType::rekey_request: return "rekey-request";
+    case MsgType::rekey_status: return "rekey-status";
+    case MsgType::rekey_switch: return "rekey-switch";
+    case MsgType::rekey_switch_ack: return "rekey-switch-ack";
+    case MsgType::rekey_ask: return "rekey-ask";
+    case MsgType::rekey_ask_ack: return "rekey-ask-ack";
+    case MsgType::array_chunk: return "array-chunk";
+    case MsgType::array_chunk_ack: return "array-chunk-ack";
+    case MsgType::array_flush: return "array-flush";
+    case MsgType::array_flush_ack: return "array-flush-ack";
+    case MsgType::error: return "error";
+    }
+    return "?";
+}
+
+bool is_request(MsgType t) noexcept {
+    switch (t) {
+    case MsgType::heartbeat:
+    case MsgType::rekey_request:
+    case MsgType::rekey_switch:
+    case MsgType::rekey_ask:
+    case MsgType::array_chunk:
+    case MsgType::array_flush: return true;
+    default: return false;
+    }
+}
+
+MsgType response_of(MsgType r) noexcept {
+    switch (r) {
+    case MsgType::heartbeat: return MsgType::heartbeat_ack;
+    case MsgType::rekey_request: return MsgType::rekey_status;
+    case MsgType::rekey_switch: return MsgType::rekey_switch_ack;
+    case MsgType::rekey_ask: return MsgType::rekey_ask_ack;
+    case MsgType::array_chunk: return MsgType::array_chunk_ack;
+    case MsgType::array_flush: return MsgType::array_flush_ack;
+    default: return MsgType::error;
+    }
+}
+
+std::string_view status_name(Status s) noexcept {
+    switch (s) {
+    case Status::ok: return "ok";
+    case Status::stale: return "stale";
+    case Status::bad_key: return "bad-key";
+    case Status::unknown_array: return "unknown-array";
+    case Status::index_reused: return "index-reused";
+    case Status::install_failed: return "install-failed";
+    case Status::unknown_epoch: return "unknown-epoch";
+    case Status::busy: return "busy";
+    case Status::not_allowed: return "not-allowed";
+    }
+    return "?";
+}
+
+std::string_view parse_error_name(ParseError e) noexcept {
+    switch (e) {
+    case ParseError::none: return "none";
+    case ParseError::short_header: return "short header";
+    case ParseError::bad_version: return "unknown version";
+    case ParseError::unknown_type: return "unknown message type";
+    case ParseError::bad_length: return "length field does not match";
+    case ParseError::truncated_tlv: return "truncated TLV";
+    case ParseError::unknown_tlv: return "unknown TLV type";
+    case ParseError::duplicate_tlv: return "duplicate TLV";
+    case ParseError::bad_tlv_length: return "TLV of the wrong length";
+    case ParseError::bad_value: return "value out of range";
+    case ParseError::too_many_tlvs: return "too many TLVs";
+    case ParseError::not_allowed: return "TLV not allowed in this message";
+    case ParseError::missing: return "required TLV missing";
+    case ParseError::key_conflict: return "key given both explicitly and by index, or not at all";
+    case ParseError::count_: break;
+    }
+    return "?";
+}
+
+Message Message::clone() const {
+    Message m;
+    m.type = type;
+    m.msg_id = msg_id;
+    m.epoch = epoch;
+    m.p3_id = p3_id;
+    m.lanes = lanes;
+    m.array_gen = array_gen;
+    m.array_size = array_size;
+    m.array_offset = array_offset;
+    m.status = status;
+    m.error_code = error_code;
+    m.first_seq = first_seq;
+    m.array_kind = array_kind;
+    m.flush_kinds = flush_kinds;
+    m.ask_reason = ask_reason;
+    m.key_len = key_len;
+    m.data_p2s = data_p2s.clone();
+    m.data_s2p = data_s2p.clone();
+    m.ctl_p2s = ctl_p2s.clone();
+    m.ctl_s2p = ctl_s2p.clone();
+    m.array_keys = array_keys.clone();
+    return m;
+}
+
+std::optional<Message> parse(std::span<const std::uint8_t> in, ParseError* why, ParseStats* stats) {
+    if (why) *why = ParseError::none;
+    if (in.size() < limits::kHeaderLen) return (fail(ParseError::short_header, why, stats), std::nullopt);
+    const std::uint8_t* p = in.data();
+    if (p[0] != limits::kVersion) return (fail(ParseError::bad_version, why, stats), std::nullopt);
+    if (p[1] == 0 || p[1] > kMaxMsgType) return (fail(ParseError::unknown_type, why, stats), std::nullopt);
+    const std::size_t body_len = get16(p + 2);
+    if (body_len > limits::kMaxBodyLen || limits::kHeaderLen + body_len > in.size())
+        return (fail(ParseError::bad_length, why, stats), std::nullopt);
+
+    Message m;
+    m.type = static_cast<MsgType>(p[1]);
+    m.msg_id = get32(p + 4);
+    const TypeRule& rule = kRules[p[1]];
+
+    std::uint32_t seen = 0;
+    std::size_t count = 0;
+    const std::uint8_t* b = p + limits::kHeaderLen;
+    std::size_t pos = 0;
+    while (pos < body_len) {
+        if (body_len - pos < limits::kTlvHeaderLen)
+            return (fail(ParseError::truncated_tlv, why, stats), std::nullopt);
+        const std::uint16_t t = get16(b + pos);
+        const std::size_t n = get16(b + pos + 2);
+        pos += limits::kTlvHeaderLen;
+        if (n > body_len - pos) return (fail(ParseError::truncated_tlv, why, stats), std::nullopt);
+        const std::uint8_t* v = b + pos;
+        pos += n;
+        if (++count > limits::kMaxTlvs) return (fail(ParseError::too_many_tlvs, why, stats), std::nullopt);
+        if (t == 0 || t > tlv::max) return (fail(ParseError::unknown_tlv, why, stats), std::nullopt);
+        if (seen & bit(t)) return (fail(ParseError::duplicate_tlv, why, stats), std::nullopt);
+        seen |= bit(t);
+        if (!(rule.allowed & bit(t))) return (fail(ParseError::not_allowed, why, stats), std::nullopt);
+
+        auto need = [&](std::size_t len) { return n == len; };
+        ParseError e = ParseError::none;
+        switch (t) {
+        case tlv::epoch:
+        case tlv::p3_id:
+        case tlv::lanes:
+        case tlv::array_gen:
+        case tlv::array_size:
+        case tlv::array_offset: {
+            if (!need(4)) { e = ParseError::bad_tlv_length; break; }
+            const std::uint32_t x = get32(v);
+            if (t == tlv::epoch) m.epoch = x;
+            else if (t == tlv::p3_id) m.p3_id = x;
+            else if (t == tlv::lanes) {
+                if (x == 0 || x > limits::kMaxLanes) e = ParseError::bad_value;
+                m.lanes = x;
+            } else if (t == tlv::array_gen) m.array_gen = x;
+            else if (t == tlv::array_size) {
+                if (x == 0 || x > limits::kMaxArraySize) e = ParseError::bad_value;
+                m.array_size = x;
+            } else m.array_offset = x;
+            break;
+        }
+        case tlv::status:
+        case tlv::error_code: {
+            if (!need(2)) { e = ParseError::bad_tlv_length; break; }
+            const std::uint16_t x = get16(v);
+            if (!valid_status(x)) { e = ParseError::bad_value; break; }
+            (t == tlv::status ? m.status : m.error_code) = static_cast<Status>(x);
+            break;
+        }
+        case tlv::first_seq:
+            if (!need(8)) { e = ParseError::bad_tlv_length; break; }
+            m.first_seq = get64(v);
+            if (*m.first_seq == 0 || *m.first_seq >= limits::kSeqHardLimit) e = ParseError::bad_value;
+            break;
+        case tlv::array_kind:
+            if (!need(1)) { e = ParseError::bad_tlv_length; break; }
+            if (v[0] != 1 && v[0] != 2) { e = ParseError::bad_value; break; }
+            m.array_kind = static_cast<ArrayKind>(v[0]);
+            break;
+        case tlv::flush_kinds:
+            if (!need(1)) { e = ParseError::bad_tlv_length; break; }
+            if (v[0] == 0 || v[0] > 3) { e = ParseError::bad_value; break; }
+            m.flush_kinds = v[0];
+            break;
+        case tlv::ask_reason:
+            if (!need(1)) { e = ParseError::bad_tlv_length; break; }
+            m.ask_reason = v[0];
+            break;
+        case tlv::key_len:
+            if (!need(1)) { e = ParseError::bad_tlv_length; break; }
+            if (v[0] != limits::kAes128KeyLen && v[0] != limits::kAes256KeyLen) { e = ParseError::bad_value; break; }
+            m.key_len = v[0];
+            break;
+        case tlv::data_key_p2s:
+        case tlv::data_key_s2p:
+        case tlv::ctl_key_p2s:
+        case tlv::ctl_key_s2p: {
+            if (!valid_material_len(n)) { e = ParseError::bad_tlv_length; break; }
+            KeyRef& k = t == tlv::data_key_p2s ? m.data_p2s
+                        : t == tlv::data_key_s2p ? m.data_s2p
+                        : t == tlv::ctl_key_p2s  ? m.ctl_p2s
+                                                 : m.ctl_s2p;
+            k.material = SecretBytes(std::span<const std::uint8_t>(v, n));
+            break;
+        }
+        case tlv::data_idx_p2s:
+        case tlv::data_idx_s2p:
+        case tlv::ctl_idx_p2s:
+        case tlv::ctl_idx_s2p: {
+            if (!need(8)) { e = ParseError::bad_tlv_length; break; }
+            KeyRef& k = t == tlv::data_idx_p2s ? m.data_p2s
+                        : t == tlv::data_idx_s2p ? m.data_s2p
+                        : t == tlv::ctl_idx_p2s  ? m.ctl_p2s
+                                                 : m.ctl_s2p;
+            k.index = ArrayIndex{get32(v), get32(v + 4)};
+            break;
+        }
+        case tlv::array_keys:
+            if (n == 0 || n > limits::kKeysPerChunk * limits::kKeyMaterial256) {
+                e = ParseError::bad_tlv_length;
+                break;
+            }
+            m.array_keys = SecretBytes(std::span<const std::uint8_t>(v, n));
+            break;
+        default: e = ParseError::unknown_tlv; break;
+        }
+        if (e != ParseError::none) return (fail(e, why, stats), std::nullopt);
+    }
+
+    if ((seen & rule.required) != rule.required) return (fail(ParseError::missing, why, stats), std::nullopt);
+
+    // Cross-field rules.
+    if (m.type == MsgType::rekey_request) {
+        for (const KeyRef* k : {&m.data_p2s, &m.data_s2p, &m.ctl_p2s, &m.ctl_s2p})
+            if (k->material.empty() == !k->index.has_value())
+                return (fail(ParseError::key_conflict, why, stats), std::nullopt);
+    }
+    if (m.type == MsgType::rekey_status && m.status == Status::ok && (!m.p3_id || !m.lanes))
+        return (fail(ParseError::missing, why, stats), std::nullopt);
+    if (m.type == MsgType::array_chunk) {
+        const std::size_t entry = *m.key_len + limits::kSaltLen;
+        const std::size_t nkeys = m.array_keys.size() / entry;
+        if (m.array_keys.size() % entry != 0 || nkeys == 0 || nkeys > limits::kKeysPerChunk ||
+            *m.array_offset >= *m.array_size || nkeys > *m.array_size - *m.array_offset)
+            return (fail(ParseError::bad_value, why, stats), std::nullopt);
+    }
+    if (stats) ++stats->ok;
+    return m;
+}
+
+std::size_t encode(const Message& m, std::span<std::uint8_t> out) noexcept {
+    const auto t = static_cast<std::uint8_t>(m.type);
+    if (t == 0 || t > kMaxMsgType || out.size() < limits::kHeaderLen) return 0;
+    const std::size_t cap = std::min(out.size(), limits::kMaxMessageLen);
+    Writer w(out.subspan(limits::kHeaderLen, cap - limits::kHeaderLen));
+    if (m.epoch) w.u32(tlv::epoch, *m.epoch);
+    if (m.status) w.u16(tlv::status, static_cast<std::uint16_t>(*m.status));
+    if (m.p3_id) w.u32(tlv::p3_id, *m.p3_id);
+    if (m.lanes) w.u32(tlv::lanes, *m.lanes);
+    write_key(w, m.data_p2s, tlv::data_key_p2s, tlv::data_idx_p2s);
+    write_key(w, m.data_s2p, tlv::data_key_s2p, tlv::data_idx_s2p);
+    write_key(w, m.ctl_p2s, tlv::ctl_key_p2s, tlv::ctl_idx_p2s);
+    write_key(w, m.ctl_s2p, tlv::ctl_key_s2p, tlv::ctl_idx_s2p);
+    if (m.first_seq) w.u64(tlv::first_seq, *m.first_seq);
+    if (m.array_kind) w.u8(tlv::array_kind, static_cast<std::uint8_t>(*m.array_kind));
+    if (m.array_gen) w.u32(tlv::array_gen, *m.array_gen);
+    if (m.array_size) w.u32(tlv::array_size, *m.array_size);
+    if (m.array_offset) w.u32(tlv::array_offset, *m.array_offset);
+    if (m.key_len) w.u8(tlv::key_len, *m.key_len);
+    if (!m.array_keys.empty()) w.tlv(tlv::array_keys, m.array_keys.data(), m.array_keys.size());
+    if (m.flush_kinds) w.u8(tlv::flush_kinds, *m.flush_kinds);
+    if (m.error_code) w.u16(tlv::error_code, static_cast<std::uint16_t>(*m.error_code));
+    if (m.ask_reason) w.u8(tlv::ask_reason, *m.ask_reason);
+    if (!w.ok()) {
+        secure_wipe(out.data(), cap);
+        return 0;
+    }
+    out[0] = limits::kVersion;
+    out[1] = t;
+    put16(&out[2], static_cast<std::uint16_t>(w.pos()));
+    put32(&out[4], m.msg_id);
+    return limits::kHeaderLen + w.pos();
+}
+
+}  // namespace p3::channel
