@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 
 #include <rte_mbuf.h>
 #include <rte_mbuf_dyn.h>
@@ -27,7 +28,8 @@ enum class MsgKind : std::uint8_t {
     none = 0,
     // worker -> control
     setup_udp = 1,   // Ethernet frame from the WAN: UDP to local.port (setup exchange)
-    control_in = 2,  // decrypted inner IP packet whose destination is our own address
+    control_in = 2,  // decrypted inner IP packet (no Ethernet header) whose destination is our
+                     // WAN address; session and lane say where it came from
     arp = 3,         // ARP frame (side says which port)
     nd = 4,          // ICMPv6 neighbour solicitation/advertisement frame
     hold = 5,        // complete frame whose next hop is not resolved yet (side = out port)
@@ -49,6 +51,42 @@ static_assert(sizeof(PktMeta) == 8);
 extern int g_meta_offset;
 bool register_meta();
 inline PktMeta& meta(rte_mbuf* m) noexcept { return *RTE_MBUF_DYNFIELD(m, g_meta_offset, PktMeta*); }
+
+// ---- session keys -------------------------------------------------------------------------
+// The control plane installs and retires a session's keys through these Dataplane methods,
+// from the control thread only (crypto_path.cpp; slots are common/slots.hpp, read by the
+// workers under RCU, wiped when freed):
+//
+//   std::optional<std::uint32_t> reserve_rx_ids(lanes)
+//       A block of `lanes` fresh P3 IDs to receive on (base + n = lane n). Announce the base
+//       to the peer (it writes it on what it sends us). nullopt: table full (logged).
+//   bool install_rx(sid, base_id, keys)
+//       Publishes inbound slots base_id..base_id+keys.lanes-1 (reserved before, or static
+//       IDs) for session sid: packets under them decrypt from now on. Older inbound slots of
+//       the session stay until retire_rx(): both keys are accepted during a rekey.
+//   bool install_tx(sid, peer_base_id, keys)
+//       Replaces every outbound lane of sid at once (lane n writes peer_base_id + n, starts
+//       at sequence 1) and sets the session up. Lanes beyond the workers that send are not
+//       made; a sending worker without a lane drops (no_tx_slot).
+//   void retire_rx(sid, base_id)
+//       The inbound block installed at base_id no longer decrypts; its IDs are never found
+//       again (generation), its keys are wiped after the workers' grace period.
+//   void clear_keys(sid)
+//       Session down: every slot of it retired; its traffic is answered (RST/unreachable).
+//   std::uint64_t tx_last_seq(sid, lane)
+//       The last sequence sent on a lane (packet-count rekey, statistics).
+// Rekey (DESIGN.md §Session life): reserve_rx_ids + install_rx for the new keys, tell the
+// peer; on its status install_tx; after traffic under the new inbound keys (the session's
+// rx counters move, or a timeout) retire_rx of the old block.
+//
+// Key material of one direction of a session: lane 0's key (16 B AES-128 / 32 B AES-256) and
+// salt (4 B); lane n > 0 derives its own (common/lanes.hpp). Read during the call only.
+struct LaneKeys {
+    std::span<const std::uint8_t> key;
+    std::span<const std::uint8_t> salt;
+    std::uint32_t lanes = 1;          // lanes the sender of this direction uses
+    bool size_hiding = false;
+};
 
 // What the control plane may do from its thread. Everything goes through the Dataplane
 // (sessions, routes, sending), which is safe to call from the control thread only.

@@ -1,26 +1,442 @@
-// Placeholder until the wire core is in: no keys, so nothing is encrypted or decrypted.
-#include "dataplane/fastpath.hpp"
+// Encryption and decryption on the packet path, and the session keys behind them.
+//
+// Owns: the dataplane's key slot table (common/slots.hpp: TX slots by (session, lane), RX slots
+// by P3 ID, read by workers under the dataplane's RCU, wiped when freed), each worker's AES-GCM
+// engine, the outbound stage (key of the sending lcore's lane, tunnel MTU, encapsulation in
+// one batch, next hop, TX) and the inbound stage (slot by P3 ID, anti-replay check before
+// decryption and update after, decryption in one batch, inner packet to the control thread or
+// the LAN). The control-thread API (install/retire keys) is documented in control_iface.hpp.
+//
+// Per-session state is set up when the session changes between consecutive packets of a
+// burst, not per packet (VPP's esp_encrypt): the slot lookup, its tunnel MTU, the next-hop MAC.
+// Lanes: a worker sends under its own lane only (Lcore::lane), so a TX slot's sequence has one
+// writer; all packets of one P3 ID reach one WAN queue, so an RX slot's window has one writer.
+#include <rte_cycles.h>
+#include <rte_malloc.h>
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <new>
+#include <vector>
+
+#include "common/crypto.hpp"
 #include "common/log.hpp"
+#include "common/slots.hpp"
+#include "common/wire.hpp"
+#include "dataplane/fastpath.hpp"
+#include "dataplane/frag.hpp"
+#include "dataplane/mtu.hpp"
+#include "dataplane/pkt.hpp"
 
 namespace p3::dp {
 
-struct Dataplane::KeyState {};
+using namespace pkt;
 
-void outbound_crypto(Lcore& L, const Dataplane::Shared&, rte_mbuf** pkts, const std::uint32_t*, unsigned n) noexcept {
-    for (unsigned i = 0; i < n; ++i) drop(L, pkts[i], Drop::NO_TX_SLOT);
+// The slot table and, per session, the inbound blocks it holds (so a session's keys can be
+// retired as a whole). Control thread only, but for the table's lookups.
+struct Dataplane::KeyState {
+    struct RxBlock {
+        std::uint32_t base;
+        std::uint32_t lanes;
+    };
+    std::unique_ptr<wire::SlotTable> table;
+    std::map<std::uint32_t, std::vector<RxBlock>> rx_blocks;   // session -> blocks
+};
+
+namespace {
+
+Drop drop_of(wire::WireStatus s) noexcept {
+    using W = wire::WireStatus;
+    switch (s) {
+        case W::dummy: return Drop::P3_DUMMY;
+        case W::too_big: return Drop::TOO_BIG;
+        case W::no_room: return Drop::NO_ROOM;
+        case W::seq_exhausted: return Drop::NO_TX_SLOT;
+        case W::bad_outer: return Drop::WAN_NOT_P3;
+        case W::fragment: return Drop::REASSEMBLY;
+        case W::nat_keepalive: return Drop::NAT_KEEPALIVE;
+        case W::truncated: return Drop::P3_TRUNCATED;
+        case W::flags: return Drop::P3_FLAGS;
+        case W::no_key: return Drop::P3_UNKNOWN_ID;
+        case W::auth: return Drop::P3_AUTH;
+        case W::bad_trailer:
+        case W::bad_inner:
+        case W::ecn_drop: return Drop::P3_BAD_INNER;
+        default: return Drop::CRYPTO;
+    }
 }
-void inbound_crypto(Lcore& L, const Dataplane::Shared&, rte_mbuf** pkts, const std::uint16_t*, unsigned n) noexcept {
-    for (unsigned i = 0; i < n; ++i) drop(L, pkts[i], Drop::P3_UNKNOWN_ID);
+
+IpAddr addr_at(const std::uint8_t* p, bool v6) noexcept {
+    IpAddr a;
+    a.family = v6 ? 6 : 4;
+    std::memcpy(a.bytes.data(), p, v6 ? 16 : 4);
+    return a;
 }
-bool wire_engine_create(Lcore&, const Dataplane::Shared&) { return true; }
-void wire_engine_free(Lcore&) {}
-bool Dataplane::install_static(const config::Remote& r, std::uint32_t) {
-    P3_LOG_WARN(DP_SESSION, "remote %u: static keys not supported yet", r.id);
+
+// The packets of one outbound batch, waiting for encap_burst.
+struct OutBatch {
+    rte_mbuf* m[kMaxBurst];
+    wire::TxRef ref[kMaxBurst];
+    std::uint32_t sid[kMaxBurst];
+    std::uint32_t inner_len[kMaxBurst];
+    unsigned n = 0;
+};
+
+// Seal the batch, then Ethernet + TX per packet; the next-hop MAC is looked up once per run
+// of packets to the same peer.
+void flush_out(Lcore& L, const Dataplane::Shared& S, OutBatch& b) noexcept {
+    if (b.n == 0) return;
+    wire::WireStatus st[kMaxBurst];
+    const unsigned ok = wire::encap_burst(*L.wire, b.m, b.ref, b.n, kEthLen, st);
+    L.stats.encrypted.add(ok);
+    const wire::TxView* last_view = nullptr;
+    bool have_mac = false;
+    rte_ether_addr mac;
+    const std::uint8_t* own_mac = S.mac[static_cast<unsigned>(Side::wan)].addr_bytes;
+    for (unsigned i = 0; i < b.n; ++i) {
+        rte_mbuf* m = b.m[i];
+        SessionCounters& sc = L.sessions[b.sid[i]];
+        if (st[i] != wire::WireStatus::ok) {
+            sc.tx_dropped.add();
+            drop(L, m, drop_of(st[i]));
+            continue;
+        }
+        sc.tx_pkts.add();
+        sc.tx_bytes.add(b.inner_len[i]);
+        const wire::TxView* v = b.ref[i].view;
+        const std::uint16_t et = v->outer_v6() ? kEtherIPv6 : kEtherIPv4;
+        if (v != last_view) {
+            last_view = v;
+            auto nh = S.next_hop(Side::wan, v->dst);
+            have_mac = nh && S.neigh[static_cast<unsigned>(Side::wan)]->lookup(*nh, mac);
+        }
+        if (!have_mac) {   // not resolved (or no route): the slow path holds or drops it
+            send_l3(L, S, Side::wan, m, v->dst, et);
+            continue;
+        }
+        std::uint8_t* e = data(m);
+        std::memcpy(e, mac.addr_bytes, 6);
+        std::memcpy(e + 6, own_mac, 6);
+        put16(e + 12, et);
+        tx_enqueue(L, S, Side::wan, m);
+    }
+    b.n = 0;
+}
+
+void stage_out(Lcore& L, const Dataplane::Shared& S, OutBatch& b, rte_mbuf* m, wire::TxSlot* slot,
+               std::uint32_t sid) noexcept {
+    if (b.n == kMaxBurst) flush_out(L, S, b);
+    b.m[b.n] = m;
+    b.ref[b.n] = slot->ref();
+    b.sid[b.n] = sid;
+    b.inner_len[b.n] = m->pkt_len - kEthLen;
+    ++b.n;
+}
+
+}  // namespace
+
+// ---- outbound ------------------------------------------------------------------------------
+
+void outbound_crypto(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, const std::uint32_t* sids,
+                     unsigned n) noexcept {
+    OutBatch b;
+    std::uint32_t cur_sid = 0;
+    wire::TxSlot* cur = nullptr;
+    std::uint32_t mtu = 0;
+    const std::uint32_t wan_mtu = S.mtu[static_cast<unsigned>(Side::wan)];
+    for (unsigned i = 0; i < n; ++i) {
+        rte_mbuf* m = pkts[i];
+        const std::uint32_t sid = sids[i];
+        if (sid != cur_sid || i == 0) {
+            cur_sid = sid;
+            cur = L.lane == kNoLane ? nullptr : S.slots->tx(sid, static_cast<std::uint16_t>(L.lane));
+            if (cur) mtu = tunnel_mtu(wan_mtu, cur->view().outer_v6(), cur->view().udp());
+        }
+        if (!cur) {
+            L.sessions[sid].tx_dropped.add();
+            drop(L, m, Drop::NO_TX_SLOT);
+            continue;
+        }
+        const std::uint32_t ip_len = m->pkt_len - kEthLen;
+        const std::span<const std::uint8_t> l3(data(m, kEthLen), m->data_len - kEthLen);
+        switch (mtu_action(l3, ip_len, mtu)) {
+            case MtuAction::fits:
+                stage_out(L, S, b, m, cur, sid);
+                break;
+            case MtuAction::too_big:
+                L.sessions[sid].tx_dropped.add();
+                answer_too_big(L, S, m, mtu);
+                break;
+            case MtuAction::fragment: {
+                // Inner fragments, each encrypted on its own (RFC 4459 §5.1): the receiver
+                // never reassembles outer packets in the normal case.
+                rte_mbuf* frags[kMaxFragmentsOut];
+                rte_pktmbuf_adj(m, kEthLen);
+                const FragOutcome fo = fragment_ipv4(m, static_cast<std::uint16_t>(mtu), frags, S.pool, nullptr);
+                if (fo.error != FragError::none) {
+                    rte_pktmbuf_prepend(m, kEthLen);
+                    L.sessions[sid].tx_dropped.add();
+                    drop(L, m, fo.error == FragError::no_mbuf ? Drop::MBUF_ALLOC
+                               : fo.error == FragError::malformed ? Drop::IP_BAD_HEADER
+                                                                  : Drop::TOO_BIG);
+                    break;
+                }
+                L.stats.fragments_out.add(fo.count);
+                for (unsigned f = 0; f < fo.count; ++f) {
+                    if (!rte_pktmbuf_prepend(frags[f], kEthLen)) {
+                        L.sessions[sid].tx_dropped.add();
+                        drop(L, frags[f], Drop::NO_ROOM);
+                        continue;
+                    }
+                    stage_out(L, S, b, frags[f], cur, sid);
+                }
+                break;
+            }
+        }
+    }
+    flush_out(L, S, b);
+}
+
+// ---- inbound -------------------------------------------------------------------------------
+
+void inbound_crypto(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, const std::uint16_t* p3_off,
+                    unsigned n) noexcept {
+    rte_mbuf* mb[kMaxBurst];
+    std::uint16_t off[kMaxBurst];
+    wire::RxRef ref[kMaxBurst];
+    wire::RxSlot* slot[kMaxBurst];
+    std::uint64_t seq[kMaxBurst];
+    unsigned k = 0;
+
+    // Slot and replay check before any decryption: a replayed or unknown packet costs no AES.
+    for (unsigned i = 0; i < n; ++i) {
+        rte_mbuf* m = pkts[i];
+        wire::P3Header h;
+        const wire::WireStatus ps = wire::parse_p3(m, p3_off[i], h);
+        if (ps != wire::WireStatus::ok) {
+            drop(L, m, drop_of(ps));
+            continue;
+        }
+        wire::RxSlot* s = S.slots->rx(h.id);
+        if (s == nullptr) {
+            drop(L, m, Drop::P3_UNKNOWN_ID);
+            continue;
+        }
+        if (s->replay().check(h.seq) != wire::ReplayResult::ok) {
+            L.sessions[s->session()].rx_replay.add();
+            drop(L, m, Drop::P3_REPLAY);
+            continue;
+        }
+        mb[k] = m;
+        off[k] = p3_off[i];
+        ref[k] = s->ref();
+        slot[k] = s;
+        seq[k++] = h.seq;
+    }
+    if (k == 0) return;
+
+    wire::DecapResult res[kMaxBurst];
+    wire::decap_burst(*L.wire, mb, off, ref, k, kEthLen, res);
+
+    const IpAddr& own_wan = S.own(Side::wan);
+    for (unsigned i = 0; i < k; ++i) {
+        rte_mbuf* m = mb[i];
+        wire::RxSlot* s = slot[i];
+        SessionCounters& sc = L.sessions[s->session()];
+        const wire::WireStatus st = res[i].status;
+        if (!wire::authenticated(st)) {
+            sc.rx_auth.add();
+            drop(L, m, drop_of(st));
+            continue;
+        }
+        // The tag verified: the window learns the sequence. A second copy of a packet in the
+        // same burst passed check() too; update() refuses it.
+        if (s->replay().update(seq[i]) != wire::ReplayResult::ok) {
+            sc.rx_replay.add();
+            drop(L, m, Drop::P3_REPLAY);
+            continue;
+        }
+        if (st != wire::WireStatus::ok) {
+            if (st != wire::WireStatus::dummy) sc.rx_dropped.add();
+            drop(L, m, drop_of(st));
+            continue;
+        }
+        L.stats.decrypted.add();
+        const std::uint8_t* ip = data(m, kEthLen);
+        const bool v6 = (ip[0] >> 4) == 6;
+        const IpAddr dst = addr_at(ip + (v6 ? 24 : 16), v6);
+        const std::uint32_t inner_len = m->pkt_len - kEthLen;
+        if (dst == own_wan) {
+            // The control channel (DESIGN.md §Control channel): the control thread opens it.
+            sc.rx_pkts.add();
+            sc.rx_bytes.add(inner_len);
+            rte_pktmbuf_adj(m, kEthLen);
+            meta(m) = PktMeta{MsgKind::control_in, Side::wan, s->lane(), s->session()};
+            to_control(L, S, m);
+            continue;
+        }
+        // A peer speaks only for its own subnets: the inner source must route back to the
+        // session that sent it.
+        const std::uint32_t src_sid = v6 ? S.routes->lookup6(ip + 8) : S.routes->lookup4(be32(ip + 12));
+        if (src_sid != s->session()) {
+            sc.rx_dropped.add();
+            drop(L, m, Drop::P3_INNER_SRC);
+            continue;
+        }
+        sc.rx_pkts.add();
+        sc.rx_bytes.add(inner_len);
+        send_l3(L, S, Side::lan, m, dst, v6 ? kEtherIPv6 : kEtherIPv4);
+    }
+}
+
+// ---- per-lcore engines ------------------------------------------------------------------------
+
+bool wire_engine_create(Lcore& L, const Dataplane::Shared&) {
+    L.wire = wire::GcmEngine::create(static_cast<int>(rte_lcore_to_socket_id(L.lcore_id)));
+    if (L.wire == nullptr) {
+        P3_LOG_ERROR(DP_CRYPTO_ENGINE, "AES-GCM engine of lcore %u could not be created", L.lcore_id);
+        return false;
+    }
     return true;
 }
-void Dataplane::clear_keys(std::uint32_t) {}
-bool Dataplane::keys_create() { keys_ = new KeyState; return true; }
-void Dataplane::keys_destroy() noexcept { delete keys_; keys_ = nullptr; }
+
+void wire_engine_free(Lcore& L) {
+    wire::GcmEngine::destroy(L.wire);
+    L.wire = nullptr;
+}
+
+// ---- keys (control thread) --------------------------------------------------------------------
+
+bool Dataplane::keys_create(unsigned lanes) {
+    keys_ = new (std::nothrow) KeyState;
+    if (keys_ == nullptr) return false;
+    try {
+        wire::SlotTableConfig c;
+        c.sessions = kMaxSessions;
+        c.lanes = std::max(1u, lanes);
+        keys_->table = std::make_unique<wire::SlotTable>(c, qsbr_);
+    } catch (const std::exception& e) {
+        P3_LOG_ERROR(DP_TABLES, "key slot table: %s", e.what());
+        return false;
+    }
+    return true;
+}
+
+void Dataplane::keys_destroy() noexcept {
+    delete keys_;   // the table frees (and wipes) every slot: no reader is online any more
+    keys_ = nullptr;
+}
+
+wire::SlotTable& Dataplane::slots() noexcept { return *keys_->table; }
+
 void Dataplane::clear_keys_now(std::uint32_t) {}
+
+std::optional<std::uint32_t> Dataplane::reserve_rx_ids(std::uint32_t lanes) {
+    auto id = keys_->table->reserve_rx(lanes);
+    if (!id) return std::nullopt;
+    return id->raw();
+}
+
+bool Dataplane::install_rx(std::uint32_t sid, std::uint32_t base_id, const LaneKeys& k) {
+    if (!SessionTable::valid_id(sid) || sessions_->state(sid) == SessionState::unused) {
+        P3_LOG_ERROR(DP_KEYS, "inbound keys for session %u, which is not installed", sid);
+        return false;
+    }
+    wire::RxParams p;
+    p.session = sid;
+    p.size_hiding = k.size_hiding ? wire::SizeHiding::on : wire::SizeHiding::off;
+    p.replay_window = cfg_.dataplane.replay_window;
+    if (!keys_->table->publish_rx_lanes(wire::SlotId(base_id), k.lanes, k.key, k.salt, p)) {
+        P3_LOG_ERROR(DP_KEYS, "session %u: inbound keys for P3 IDs 0x%x..+%u refused", sid, base_id, k.lanes);
+        return false;
+    }
+    keys_->rx_blocks[sid].push_back({base_id, k.lanes});
+    return true;
+}
+
+bool Dataplane::install_tx(std::uint32_t sid, std::uint32_t peer_base_id, const LaneKeys& k) {
+    if (!SessionTable::valid_id(sid) || sessions_->state(sid) == SessionState::unused) {
+        P3_LOG_ERROR(DP_KEYS, "outbound keys for session %u, which is not installed", sid);
+        return false;
+    }
+    Session& ses = sessions_->at(sid);
+    const std::uint32_t lanes = std::min(k.lanes, tx_lanes_);
+    if (k.lanes < tx_lanes_) {
+        P3_LOG_WARN(DP_LANES, "session %u (remote %u): %u lane(s) for %u sending workers; workers on lanes %u..%u "
+                    "drop its traffic", sid, ses.id, k.lanes, tx_lanes_, k.lanes, tx_lanes_ - 1);
+    }
+    wire::TxParams p;
+    p.session = sid;
+    p.peer_id = peer_base_id;
+    p.outer.src = addr_[1].addr.addr;
+    p.outer.dst = ses.peer;
+    if (ses.udp_encap) {
+        p.outer.udp_src = ses.udp_src;
+        p.outer.udp_dst = ses.udp_dst;
+    }
+    p.size_hiding = k.size_hiding ? wire::SizeHiding::on : wire::SizeHiding::off;
+    p.wan_mtu = addr_[1].mtu;
+    // Lanes the new keys do not cover must not keep sending under the old ones.
+    for (std::uint32_t l = lanes; l < keys_->table->lanes(); ++l) keys_->table->retire_tx(sid, static_cast<std::uint16_t>(l));
+    if (lanes == 0 || !keys_->table->publish_tx_lanes(lanes, k.key, k.salt, p)) {
+        P3_LOG_ERROR(DP_KEYS, "session %u: outbound keys for peer P3 IDs 0x%x..+%u refused", sid, peer_base_id, lanes);
+        return false;
+    }
+    ses.tx_lanes = static_cast<std::uint16_t>(lanes);
+    sessions_->set_state(sid, SessionState::up);
+    return true;
+}
+
+void Dataplane::retire_rx(std::uint32_t sid, std::uint32_t base_id) {
+    auto it = keys_->rx_blocks.find(sid);
+    if (it == keys_->rx_blocks.end()) return;
+    auto& blocks = it->second;
+    for (auto b = blocks.begin(); b != blocks.end(); ++b) {
+        if (b->base != base_id) continue;
+        for (std::uint32_t l = 0; l < b->lanes; ++l) keys_->table->retire_rx(wire::SlotId(base_id).lane(l));
+        blocks.erase(b);
+        break;
+    }
+    if (blocks.empty()) keys_->rx_blocks.erase(it);
+}
+
+void Dataplane::clear_keys(std::uint32_t sid) {
+    if (!keys_ || !SessionTable::valid_id(sid)) return;
+    if (sessions_->state(sid) == SessionState::up) sessions_->set_state(sid, SessionState::down);
+    keys_->table->retire_tx_session(sid);
+    auto it = keys_->rx_blocks.find(sid);
+    if (it != keys_->rx_blocks.end()) {
+        for (const auto& b : it->second)
+            for (std::uint32_t l = 0; l < b.lanes; ++l) keys_->table->retire_rx(wire::SlotId(b.base).lane(l));
+        keys_->rx_blocks.erase(it);
+    }
+}
+
+std::uint64_t Dataplane::tx_last_seq(std::uint32_t sid, std::uint16_t lane) const noexcept {
+    const wire::TxSlot* s = keys_ ? keys_->table->tx(sid, lane) : nullptr;
+    return s ? s->last_seq() : 0;
+}
+
+bool Dataplane::install_static(const config::Remote& r, std::uint32_t sid) {
+    const config::StaticKeys& k = *r.static_keys;
+    const char* kt = r.params.key_type == config::KeyType::aes256 ? "AES-256" : "AES-128";
+    P3_LOG_WARN(DP_STATIC_KEYS, "%s:%d: remote %u runs on static keys (%s, %u lane(s), tx P3 ID 0x%x, rx P3 ID 0x%x)",
+                cfg_.source.c_str(), k.line ? k.line : r.line, r.id, kt, k.lanes, k.tx_id, k.rx_id);
+    const bool sh = r.params.size_hiding;
+    if (!keys_->table->reserve_rx_at(wire::SlotId(k.rx_id), k.lanes)) {
+        P3_LOG_ERROR(DP_SESSION, "%s:%d: remote %u: static rx_id 0x%x..+%u cannot be used", cfg_.source.c_str(),
+                     k.line ? k.line : r.line, r.id, k.rx_id, k.lanes);
+        return false;
+    }
+    if (!install_rx(sid, k.rx_id, LaneKeys{k.rx_key.span(), k.rx_salt.span(), k.lanes, sh}) ||
+        !install_tx(sid, k.tx_id, LaneKeys{k.tx_key.span(), k.tx_salt.span(), k.lanes, sh})) {
+        clear_keys(sid);
+        for (std::uint32_t l = 0; l < k.lanes; ++l) keys_->table->retire_rx(wire::SlotId(k.rx_id).lane(l));
+        return false;
+    }
+    P3_LOG_INFO(DP_STATIC_SESSION, "remote %u: session %u up on static keys, %u lane(s) each way", r.id, sid, k.lanes);
+    return true;
+}
 
 }  // namespace p3::dp

@@ -20,6 +20,7 @@
 
 #include "common/log.hpp"
 #include "dataplane/fastpath.hpp"
+#include "common/slots.hpp"
 #include "dataplane/resolver.hpp"
 
 namespace p3::dp {
@@ -117,7 +118,7 @@ bool Dataplane::init() {
         return false;
     }
     if (!routes_.create(opts_.name.c_str(), qsbr_)) return false;
-    if (!keys_create()) return false;
+    if (!keys_create(nworkers)) return false;
     sessions_ = std::make_unique<SessionTable>();
     for (auto& n : neigh_) n = std::make_unique<NeighborTable>();
     resolver_ = std::make_unique<Resolver>(*this);
@@ -149,6 +150,7 @@ bool Dataplane::init() {
     S.pool = pool_;
     S.routes = &routes_;
     S.sessions = sessions_.get();
+    S.slots = &slots();
     S.burst = dc.burst;
     S.idle_polls = std::max<std::uint32_t>(1, dc.idle_polls);
     S.idle_backoff_us = dc.idle_backoff_us;
@@ -269,6 +271,7 @@ bool Dataplane::remove_remote(std::uint32_t remote_id) {
     clear_keys(sid);
     sessions_->set_state(sid, SessionState::unused);
     rte_rcu_qsbr_synchronize(qsbr_, RTE_QSBR_THRID_INVALID);
+    slots().reclaim();
     sessions_->info(sid) = SessionInfo{};
     return true;
 }
@@ -399,6 +402,7 @@ unsigned Dataplane::control_poll(std::uint64_t now_ms) {
     }
     control_rx_.fetch_add(n, std::memory_order_relaxed);
     resolver_->poll(now_ms);
+    slots().reclaim();   // key slots whose grace period is over: wiped and freed
     control_->poll(*this, now_ms);
     return n;
 }
@@ -440,6 +444,10 @@ SessionTotals Dataplane::session_totals(std::uint32_t sid) const noexcept {
         t.tx_bytes += c.tx_bytes.get();
         t.rx_pkts += c.rx_pkts.get();
         t.rx_bytes += c.rx_bytes.get();
+        t.tx_dropped += c.tx_dropped.get();
+        t.rx_auth += c.rx_auth.get();
+        t.rx_replay += c.rx_replay.get();
+        t.rx_dropped += c.rx_dropped.get();
     }
     return t;
 }

@@ -14,6 +14,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <pthread.h>
 #include <vector>
@@ -32,6 +33,10 @@
 #include "dataplane/sessions.hpp"
 #include "dataplane/stats.hpp"
 
+namespace p3::wire {
+class SlotTable;
+}
+
 namespace p3::dp {
 
 struct Lcore;
@@ -39,6 +44,7 @@ class Resolver;
 
 struct SessionTotals {
     std::uint64_t tx_pkts = 0, tx_bytes = 0, rx_pkts = 0, rx_bytes = 0;
+    std::uint64_t tx_dropped = 0, rx_auth = 0, rx_replay = 0, rx_dropped = 0;
 };
 
 struct Options {
@@ -82,10 +88,17 @@ public:
     bool add_remote(const config::Remote& r);
     bool remove_remote(std::uint32_t remote_id);
     std::uint32_t session_of(std::uint32_t remote_id) const noexcept;   // 0 = none
-    // Keys of a session (crypto_path.cpp). Publishing sets the session up; clearing sets it
-    // down and retires the old slots through RCU (wiped when freed).
+    // Keys of a session (crypto_path.cpp; the contract is in control_iface.hpp). Publishing
+    // TX keys sets the session up; clearing sets it down and retires its slots through RCU
+    // (wiped when freed).
     bool install_static(const config::Remote& r, std::uint32_t sid);
+    std::optional<std::uint32_t> reserve_rx_ids(std::uint32_t lanes);
+    bool install_rx(std::uint32_t sid, std::uint32_t base_id, const LaneKeys& k);
+    bool install_tx(std::uint32_t sid, std::uint32_t peer_base_id, const LaneKeys& k);
+    void retire_rx(std::uint32_t sid, std::uint32_t base_id);
     void clear_keys(std::uint32_t sid);
+    std::uint64_t tx_last_seq(std::uint32_t sid, std::uint16_t lane) const noexcept;
+    wire::SlotTable& slots() noexcept;
 
     // --- read-only views (any thread) -------------------------------------------------
     const config::Config& config() const noexcept { return cfg_; }
@@ -143,7 +156,7 @@ private:
     bool control_running_ = false;
     struct KeyState;
     KeyState* keys_ = nullptr;         // crypto_path.cpp: slot tables of the sessions
-    bool keys_create();
+    bool keys_create(unsigned lanes);
     void keys_destroy() noexcept;
     std::atomic<bool> stop_{false};
     std::atomic<std::uint64_t> control_rx_{0};

@@ -17,6 +17,10 @@
 #include "dataplane/dataplane.hpp"
 #include "dataplane/worker.hpp"
 
+namespace p3::wire {
+class SlotTable;
+}
+
 namespace p3::dp {
 
 struct Dataplane::Shared {
@@ -34,6 +38,7 @@ struct Dataplane::Shared {
     rte_mempool* pool = nullptr;
     const RouteTable* routes = nullptr;
     SessionTable* sessions = nullptr;
+    const wire::SlotTable* slots = nullptr;   // key slots: TX by (session, lane), RX by P3 ID
     const NeighborTable* neigh[kSides] = {};
     std::uint16_t burst = 32;
     std::uint32_t idle_polls = 256;
@@ -79,7 +84,9 @@ inline void drop(Lcore& L, rte_mbuf* m, Drop d) noexcept {
 // slot, add outer IP + Ethernet, send on the WAN.
 void outbound_crypto(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, const std::uint32_t* sids,
                      unsigned n) noexcept;
-// Inbound: pkts are frames whose P3 header starts at p3_off[i] (after outer IP [+ UDP]).
+// Inbound: pkts are frames whose P3 header starts at p3_off[i] (after outer IP [+ UDP]),
+// link padding trimmed. Slot by P3 ID, replay check, decrypt in one batch, replay update,
+// then: inner destination = our WAN address -> control ring; else the LAN.
 void inbound_crypto(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, const std::uint16_t* p3_off,
                     unsigned n) noexcept;
 // Per-lcore crypto engine life (created on the lcore's socket before the worker starts).

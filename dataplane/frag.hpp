@@ -36,15 +36,19 @@ inline constexpr std::uint16_t kMinTunnelMtu6 = 1280;          // RFC 8200 minim
 
 // Outer-header bytes the tunnel adds (DESIGN.md §Wire format): outer IPv4 20 / IPv6 40,
 // UDP 8 when NAT traversal is on, P3 header 16 (flags, id, sequence), trailer 2 (pad
-// length, next header), ICV 16. Tunnel MTU = WAN MTU - overhead: the largest inner packet
-// whose outer packet fits the WAN MTU unfragmented.
+// length, next header), ICV 16. Tunnel MTU: the largest inner packet whose outer packet fits
+// the WAN MTU unfragmented. The plaintext (inner + pad + trailer) is padded to a multiple of 4,
+// so that is floor4(WAN MTU - outer - header - ICV) - trailer: 1446 for IPv4 at 1500, not
+// 1500 - 54 whatever the MTU (at 1499 the 1445-byte inner packet would pad to a 1500-byte one).
 inline constexpr std::uint32_t tunnel_overhead(bool outer_v6, bool nat) noexcept {
     return (outer_v6 ? 40u : 20u) + (nat ? 8u : 0u) + 16u + 2u + 16u;
 }
 inline constexpr std::uint32_t tunnel_mtu(std::uint32_t wan_mtu, bool outer_v6, bool nat) noexcept {
-    const std::uint32_t o = tunnel_overhead(outer_v6, nat);
-    return wan_mtu > o ? wan_mtu - o : 0;
+    const std::uint32_t fixed = tunnel_overhead(outer_v6, nat) - 2u;   // all but the trailer
+    return wan_mtu >= fixed + 4u ? ((wan_mtu - fixed) & ~3u) - 2u : 0;
 }
+static_assert(tunnel_mtu(1500, false, false) == 1446 && tunnel_mtu(1499, false, false) == 1442 &&
+              tunnel_mtu(1500, true, false) == 1426 && tunnel_mtu(1500, true, true) == 1418);
 
 // What to do with an inner packet of a given size (the caller has validated its header).
 enum class MtuAction : std::uint8_t {

@@ -63,8 +63,13 @@ struct alignas(RTE_CACHE_LINE_SIZE) LcoreStats {
 };
 
 // Per session, per lcore (single writer each); the session's totals are the sum over lcores.
+// tx/rx bytes are inner (clear) bytes. The drops are also counted by reason per lcore; these
+// say which session they hit: tx_dropped (no key for the lane, too big, no room),
+// rx_auth (tag did not verify), rx_replay (replayed or too old), rx_dropped (anything else
+// after the slot was found: bad inner packet, inner source outside the session's subnets).
 struct SessionCounters {
     Counter tx_pkts, tx_bytes, rx_pkts, rx_bytes;
+    Counter tx_dropped, rx_auth, rx_replay, rx_dropped;
 };
 
 }  // namespace p3::dp

@@ -18,6 +18,10 @@
 #include "dataplane/ports.hpp"
 #include "dataplane/stats.hpp"
 
+namespace p3::wire {
+class GcmEngine;
+}
+
 namespace p3::dp {
 
 inline constexpr unsigned kNoLane = ~0u;
@@ -33,7 +37,6 @@ struct TxBuffer {
     rte_mbuf* pkts[kTxBufSize];
 };
 
-class WireEngine;  // the lcore's crypto engine (wire_stage.hpp)
 
 struct alignas(RTE_CACHE_LINE_SIZE) Lcore {
     unsigned lcore_id = 0;
@@ -46,7 +49,7 @@ struct alignas(RTE_CACHE_LINE_SIZE) Lcore {
     TxBuffer tx[kSides];
     LcoreStats stats;
     SessionCounters* sessions = nullptr;   // [kMaxSessions], this lcore's share
-    WireEngine* wire = nullptr;
+    wire::GcmEngine* wire = nullptr;       // this lcore's AES-GCM engine (crypto_path.cpp)
     TokenBucket replies;                   // ICMP errors and TCP resets we originate
     Reassembler reasm;                     // outer fragments (WAN)
     ReassemblyStats reasm_seen{};          // what reasm.stats() said when last counted

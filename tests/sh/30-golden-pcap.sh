@@ -47,7 +47,7 @@ import p3_traffic as t
 from scapy.utils import PcapWriter
 a = argparse.Namespace(
     flows=8, proto="mixed", df=False, src_mac="02:00:00:00:01:07", dst_mac="02:70:63:61:70:00",
-    src4="10.1.0.0/24", dst4="10.2.0.0/24", src6="2001:db8:1::/64", dst6="2001:db8:2::/64")
+    src4="10.1.0.64/26", dst4="10.2.0.0/24", src6="2001:db8:1::/64", dst6="2001:db8:2::/64")
 rng = random.Random(30)
 sizes = [64, 65, 66, 100, 128, 255, 256, 512, 777, 1024, 1420, 1440, 1444, 1446, 1464]
 pkts = [t.packet(a, s, fam, i, rng) for i, (s, fam) in enumerate((s, f) for s in sizes for f in (4, 6) for _ in range(3))]
@@ -69,9 +69,9 @@ from scapy.utils import rdpcap; print(len(rdpcap(sys.argv[1])))' "$work/in.pcap"
 run() {  # $1 = 4|6: WAN family
   local fam=$1 local_addr wan_addr peer gw mtu
   if [ "$fam" = 4 ]; then
-    local_addr=192.0.2.1; wan_addr=192.0.2.1/24; peer=192.0.2.2; gw=192.0.2.254; mtu=1446
+    local_addr=192.0.2.1; wan_addr=192.0.2.1/24; peer=198.51.100.2; gw=192.0.2.254; mtu=1446
   else
-    local_addr=2001:db8:ffff::1; wan_addr=2001:db8:ffff::1/64; peer=2001:db8:ffff::2; gw=2001:db8:ffff::fe; mtu=1426
+    local_addr=2001:db8:ffff::1; wan_addr=2001:db8:ffff::1/64; peer=2001:db8:eeee::2; gw=2001:db8:ffff::fe; mtu=1426
   fi
   cat >"$work/p3d.conf" <<CONF
 role = "primary";
@@ -116,6 +116,7 @@ CONF
   done
   "$py" "$tools/p3_telemetry.py" "$prefix" /p3/stats >"$work/stats.json"
   "$py" "$tools/p3_telemetry.py" "$prefix" /p3/drops >"$work/drops.json"
+  [ -n "${P3_DEBUG:-}" ] && { echo "rx=$rx count=$count"; grep -v ": 0" "$work/stats.json"; }
   kill -TERM "$pid"; wait "$pid"; local rc=$?; pid=
   rm -rf "/var/run/dpdk/$prefix"
   [ "$rc" -eq 0 ] || fail "p3d exit status $rc after SIGTERM"
