@@ -133,42 +133,54 @@ bool SlotTable::reserve_rx_at(SlotId base, std::uint32_t n) {
     return true;
 }
 
-bool SlotTable::publish_rx(SlotId id, std::span<const std::uint8_t> key, std::span<const std::uint8_t> salt,
+RxSlot* SlotTable::build_rx(SlotId id, std::span<const std::uint8_t> key, std::span<const std::uint8_t> salt,
                            const RxParams& p) {
-    reclaim();
     const std::uint32_t idx = id.index();
     if (idx == 0 || idx >= rx_cap_ || state_[idx].state != IndexState::reserved ||
         state_[idx].gen != id.generation()) {
         P3_LOG_ERROR(SLOT_ID_CONFLICT, "key slots: P3 ID 0x%08x is not reserved, cannot receive on it", id.raw());
-        return false;
+        return nullptr;
     }
     if (!key_sizes_ok(key, salt)) {
         P3_LOG_ERROR(SLOT_BAD_KEY, "key slots: P3 ID 0x%08x: key of %zu bytes, salt of %zu", id.raw(), key.size(),
                      salt.size());
-        return false;
+        return nullptr;
     }
     if (!ReplayWindow::valid_size(p.replay_window)) {
         P3_LOG_ERROR(SLOT_BAD_KEY, "key slots: P3 ID 0x%08x: replay window %u outside %u..%u", id.raw(),
                      p.replay_window, kReplayWindowMin, kReplayWindowMax);
-        return false;
+        return nullptr;
     }
     void* mem = ::operator new(rx_bytes(p.replay_window), kAlign, std::nothrow);
     if (!mem) {
         P3_LOG_ERROR(SLOT_NO_MEMORY, "key slots: no memory for the slot of P3 ID 0x%08x", id.raw());
-        return false;
+        return nullptr;
     }
     auto* bits = reinterpret_cast<std::uint64_t*>(static_cast<std::uint8_t*>(mem) + sizeof(RxSlot));
     RxSlot* s = new (mem) RxSlot(id, p, key, salt, bits);
     if (!s->key_.valid()) {
         discard(s, rx_bytes(p.replay_window));
         P3_LOG_ERROR(SLOT_BAD_KEY, "key slots: P3 ID 0x%08x: the AES-GCM key could not be prepared", id.raw());
-        return false;
+        return nullptr;
     }
+    return s;
+}
+
+void SlotTable::install_rx(RxSlot* s) noexcept {
+    const std::uint32_t idx = s->id_.index();
     // The slot is complete: one release store makes it visible, whole.
     rx_[idx].store(s, std::memory_order_release);
     state_[idx].state = IndexState::published;
     --rx_reserved_;
     ++rx_published_;
+}
+
+bool SlotTable::publish_rx(SlotId id, std::span<const std::uint8_t> key, std::span<const std::uint8_t> salt,
+                           const RxParams& p) {
+    reclaim();
+    RxSlot* s = build_rx(id, key, salt, p);
+    if (!s) return false;
+    install_rx(s);
     return true;
 }
 
@@ -191,34 +203,45 @@ void SlotTable::retire_rx(SlotId id) {
 
 // ---- TX ----------------------------------------------------------------------------------
 
-bool SlotTable::publish_tx(std::span<const std::uint8_t> key, std::span<const std::uint8_t> salt,
+TxSlot* SlotTable::build_tx(std::span<const std::uint8_t> key, std::span<const std::uint8_t> salt,
                            const TxParams& p) {
-    reclaim();
     if (p.session >= sessions_ || p.lane >= lanes_) {
         P3_LOG_ERROR(SLOT_ID_CONFLICT, "key slots: session %u lane %u outside the table (%u sessions, %u lanes)",
                      p.session, p.lane, sessions_, lanes_);
-        return false;
+        return nullptr;
     }
     if (!key_sizes_ok(key, salt) || p.peer_id == 0 || p.last_seq >= kSeqHardLimit) {
         P3_LOG_ERROR(SLOT_BAD_KEY, "key slots: session %u lane %u: key of %zu bytes, salt of %zu, peer P3 ID 0x%08x",
                      p.session, p.lane, key.size(), salt.size(), p.peer_id);
-        return false;
+        return nullptr;
     }
     void* mem = ::operator new(sizeof(TxSlot), kAlign, std::nothrow);
     if (!mem) {
         P3_LOG_ERROR(SLOT_NO_MEMORY, "key slots: no memory for session %u lane %u", p.session, p.lane);
-        return false;
+        return nullptr;
     }
     TxSlot* s = new (mem) TxSlot(p, key, salt);
     if (!s->key_.valid() || !s->view_.init(p.peer_id, &s->key_, p.outer, p.size_hiding, p.wan_mtu)) {
         discard(s, sizeof(TxSlot));
         P3_LOG_ERROR(SLOT_BAD_KEY, "key slots: session %u lane %u: key or outer addresses unusable", p.session,
                      p.lane);
-        return false;
+        return nullptr;
     }
-    TxSlot* old = tx_[static_cast<std::size_t>(p.session) * lanes_ + p.lane].exchange(s, std::memory_order_release);
+    return s;
+}
+
+void SlotTable::install_tx(TxSlot* s) {
+    TxSlot* old = tx_[static_cast<std::size_t>(s->session_) * lanes_ + s->lane_].exchange(s, std::memory_order_release);
     if (old) defer_free(old, false);
     else ++tx_published_;
+}
+
+bool SlotTable::publish_tx(std::span<const std::uint8_t> key, std::span<const std::uint8_t> salt,
+                           const TxParams& p) {
+    reclaim();
+    TxSlot* s = build_tx(key, salt, p);
+    if (!s) return false;
+    install_tx(s);
     reclaim();
     return true;
 }
@@ -239,54 +262,66 @@ void SlotTable::retire_tx_session(std::uint32_t session) {
 
 // ---- lanes -------------------------------------------------------------------------------
 
+// Lane n's key || salt; lane 0 is the session's material as it is.
+SecretBytes SlotTable::lane_material(std::span<const std::uint8_t> key, std::span<const std::uint8_t> salt,
+                                     std::uint32_t n) {
+    SecretBytes m = lane_key_material(key, salt, n);
+    if (m.empty()) P3_LOG_ERROR(SLOT_BAD_KEY, "key slots: lane %u key not derived (key %zu bytes, salt %zu)", n,
+                                key.size(), salt.size());
+    return m;
+}
+
 bool SlotTable::publish_rx_lanes(SlotId base, std::uint32_t lanes, std::span<const std::uint8_t> key,
                                  std::span<const std::uint8_t> salt, RxParams p) {
-    for (std::uint32_t n = 0; n < lanes; ++n) {
-        bool ok;
-        p.lane = static_cast<std::uint16_t>(n);
-        if (n == 0) {
-            ok = publish_rx(base, key, salt, p);
-        } else {
-            SecretBytes m = lane_key_material(key, salt, n);
-            ok = !m.empty() && publish_rx(base.lane(n), m.span().first(key.size()), m.span().subspan(key.size()), p);
-            if (m.empty()) P3_LOG_ERROR(SLOT_BAD_KEY, "key slots: lane %u key of P3 ID 0x%08x not derived", n, base.raw());
-        }
-        if (!ok) {
-            // Undo: unpublish what this call published, keep the block reserved (same IDs).
-            for (std::uint32_t k = 0; k < n; ++k) {
-                const SlotId id = base.lane(k);
-                IndexInfo& st = state_[id.index()];
-                if (st.state != IndexState::published) continue;
-                if (RxSlot* old = rx_[id.index()].exchange(nullptr, std::memory_order_release)) defer_free(old, true);
-                st.state = IndexState::reserved;
-                --rx_published_;
-                ++rx_reserved_;
-            }
-            return false;
-        }
+    reclaim();
+    if (lanes == 0 || lanes > kMaxLanes) {
+        P3_LOG_ERROR(SLOT_ID_CONFLICT, "key slots: %u lanes for P3 ID 0x%08x (1..%u)", lanes, base.raw(), kMaxLanes);
+        return false;
     }
+    // Build every lane first; publish only when all are ready (all or nothing).
+    RxSlot* built[kMaxLanes] = {};
+    std::uint32_t n = 0;
+    for (; n < lanes; ++n) {
+        p.lane = static_cast<std::uint16_t>(n);
+        SecretBytes m = lane_material(key, salt, n);
+        if (m.empty()) break;
+        built[n] = build_rx(base.lane(n), m.span().first(key.size()), m.span().subspan(key.size()), p);
+        if (!built[n]) break;
+    }
+    if (n < lanes) {
+        for (std::uint32_t k = 0; k < n; ++k) discard(built[k], rx_bytes(p.replay_window));
+        return false;
+    }
+    for (std::uint32_t k = 0; k < lanes; ++k) install_rx(built[k]);
     return true;
 }
 
 bool SlotTable::publish_tx_lanes(std::uint32_t lanes, std::span<const std::uint8_t> key,
                                  std::span<const std::uint8_t> salt, TxParams p) {
+    reclaim();
+    if (lanes == 0 || lanes > lanes_) {
+        P3_LOG_ERROR(SLOT_ID_CONFLICT, "key slots: session %u: %u lanes, the table has %u", p.session, lanes, lanes_);
+        return false;
+    }
+    TxSlot* built[kMaxLanes] = {};
     const std::uint32_t peer_base = p.peer_id;
-    for (std::uint32_t n = 0; n < lanes; ++n) {
-        bool ok;
+    std::uint32_t n = 0;
+    for (; n < lanes; ++n) {
         p.lane = static_cast<std::uint16_t>(n);
         p.peer_id = peer_base + n;
-        if (n == 0) {
-            ok = publish_tx(key, salt, p);
-        } else {
-            SecretBytes m = lane_key_material(key, salt, n);
-            ok = !m.empty() && publish_tx(m.span().first(key.size()), m.span().subspan(key.size()), p);
-            if (m.empty()) P3_LOG_ERROR(SLOT_BAD_KEY, "key slots: session %u lane %u key not derived", p.session, n);
-        }
-        if (!ok) {
-            for (std::uint32_t k = 0; k < n; ++k) retire_tx(p.session, static_cast<std::uint16_t>(k));
-            return false;
-        }
+        SecretBytes m = lane_material(key, salt, n);
+        if (m.empty()) break;
+        built[n] = build_tx(m.span().first(key.size()), m.span().subspan(key.size()), p);
+        if (!built[n]) break;
     }
+    if (n < lanes) {
+        for (std::uint32_t k = 0; k < n; ++k) discard(built[k], sizeof(TxSlot));
+        return false;
+    }
+    // Each lane switches with its own store; each lane has its own sender, so no packet ever
+    // mixes an old and a new key.
+    for (std::uint32_t k = 0; k < lanes; ++k) install_tx(built[k]);
+    reclaim();
     return true;
 }
 

@@ -225,8 +225,9 @@ public:
 
     // Every lane of a session from the session's key material: lane n uses
     // lane_key_material(key, salt, n) (lane 0: as is). RX: IDs base..base+lanes-1, reserved
-    // (reserve_rx / reserve_rx_at); TX: peer IDs peer_base + n. All or nothing: on failure
-    // the lanes already published are retired again (RX IDs stay reserved).
+    // (reserve_rx / reserve_rx_at); TX: lanes 0..lanes-1 with peer IDs p.peer_id + n.
+    // All or nothing: every lane is built before any is published; on failure (logged)
+    // nothing changes (RX IDs stay reserved, current TX slots stay).
     bool publish_rx_lanes(SlotId base, std::uint32_t lanes, std::span<const std::uint8_t> key,
                           std::span<const std::uint8_t> salt, RxParams p);
     bool publish_tx_lanes(std::uint32_t lanes, std::span<const std::uint8_t> key,
@@ -271,6 +272,13 @@ private:
         bool rx;
     };
 
+    RxSlot* build_rx(SlotId id, std::span<const std::uint8_t> key, std::span<const std::uint8_t> salt,
+                     const RxParams& p);
+    void install_rx(RxSlot* s) noexcept;
+    TxSlot* build_tx(std::span<const std::uint8_t> key, std::span<const std::uint8_t> salt, const TxParams& p);
+    void install_tx(TxSlot* s);
+    static SecretBytes lane_material(std::span<const std::uint8_t> key, std::span<const std::uint8_t> salt,
+                                     std::uint32_t n);
     void defer_free(void* slot, bool rx);
     void free_now(void* slot, bool rx) noexcept;
     bool range_free(std::uint32_t first, std::uint32_t n) const noexcept;

@@ -462,8 +462,8 @@ TEST_CASE("slots: lanes get derived keys; what lane n seals, only lane n opens")
             if (ok) CHECK(copy[63] == 63);
         }
     }
-    // All or nothing: lanes beyond the reserved block fail, and the lanes published by the
-    // failed call are taken back (their IDs stay reserved).
+    // All or nothing: lanes beyond the reserved block fail before any lane is published
+    // (the IDs stay reserved).
     auto b2 = t.reserve_rx(2);
     REQUIRE(b2);
     CHECK_FALSE(t.publish_rx_lanes(*b2, 3, m.k(), m.s(), rp));
@@ -474,6 +474,26 @@ TEST_CASE("slots: lanes get derived keys; what lane n seals, only lane n opens")
     // TX: a lane beyond the table fails the whole call.
     CHECK_FALSE(t.publish_tx_lanes(5, m.k(), m.s(), tx_params(2, 0x300)));
     CHECK(t.tx(2, 0) == nullptr);
+    // A rekey that cannot be built leaves every current lane as it was.
+    TxSlot* before[lanes];
+    for (unsigned n = 0; n < lanes; ++n) before[n] = t.tx(1, static_cast<std::uint16_t>(n));
+    TxParams bad = tx_params(1, 0x400);
+    bad.outer.dst = *p3::IpAddr::parse("2001:db8::9");   // mixed families: no view
+    Material m2(22);
+    CHECK_FALSE(t.publish_tx_lanes(lanes, m2.k(), m2.s(), bad));
+    const std::uint8_t k24[24] = {};
+    CHECK_FALSE(t.publish_tx_lanes(lanes, {k24, 24}, m2.s(), tx_params(1, 0x400)));
+    for (unsigned n = 0; n < lanes; ++n) CHECK(t.tx(1, static_cast<std::uint16_t>(n)) == before[n]);
+    CHECK(t.stats().pending == 0);
+    // A good rekey replaces all lanes.
+    REQUIRE(t.publish_tx_lanes(lanes, m2.k(), m2.s(), tx_params(1, 0x400)));
+    for (unsigned n = 0; n < lanes; ++n) {
+        CHECK(t.tx(1, static_cast<std::uint16_t>(n)) != before[n]);
+        CHECK(t.tx(1, static_cast<std::uint16_t>(n))->peer_id() == 0x400 + n);
+    }
+    CHECK(t.stats().tx_published == lanes);
+    CHECK_FALSE(t.publish_rx_lanes(*b2, 0, m.k(), m.s(), rp));
+    CHECK_FALSE(t.publish_rx_lanes(*b2, kMaxLanes + 1, m.k(), m.s(), rp));
 }
 
 TEST_CASE("slots: RCU: a retired slot is not freed while a reader holds it, then freed and wiped") {
