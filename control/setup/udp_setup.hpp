@@ -1,0 +1,55 @@
+// The setup engine on a kernel UDP socket, driven by the control thread's EventLoop: used
+// where the setup exchange does not come through the dataplane's rings (tests over loopback,
+// the interoperability responder, appliances whose WAN is a kernel interface).
+//
+// It owns one socket bound to local.address:local.port, feeds every datagram to the engine,
+// sends what the engine sends, and keeps one loop timer armed at the engine's next deadline.
+//
+// RFC 3948 framing: a peer that floated to NAT-T sends IKE with a 4-byte zero "non-ESP
+// marker" in front. The marker is stripped on receipt, and every datagram sent back to an
+// endpoint that used it carries it again. A 1-byte 0xff datagram is a NAT keepalive (ignored).
+// Anything else that does not start with the marker on a peer that uses it would be ESP; ESP
+// in UDP is the dataplane's, not ours: it fails to decode as IKE and is counted as malformed.
+#pragma once
+
+#include <memory>
+#include <set>
+#include <string>
+
+#include "control/event_loop.hpp"
+#include "control/setup/setup_engine.hpp"
+
+namespace p3::setup {
+
+class UdpSetup final : private Transport {
+public:
+    UdpSetup(control::EventLoop& loop, const config::Config& cfg, Credentials creds, SetupOptions opts,
+             control::Random& random, SessionSink& sink);
+    ~UdpSetup() override;
+    UdpSetup(const UdpSetup&) = delete;
+    UdpSetup& operator=(const UdpSetup&) = delete;
+
+    // Binds the socket and registers it with the loop. False with error set on failure.
+    bool open(std::string& error);
+    // Secondary: start the exchange with every configured remote (its primary).
+    void connect_all();
+    SetupEngine& engine() noexcept { return *engine_; }
+    std::uint64_t send_errors() const noexcept { return send_errors_; }
+
+private:
+    void send(const Endpoint& from, const Endpoint& to, ByteView datagram) override;
+    void on_readable();
+    void rearm();
+
+    control::EventLoop& loop_;
+    Endpoint local_;
+    std::vector<std::uint32_t> remotes_;
+    std::unique_ptr<SetupEngine> engine_;
+    int fd_ = -1;
+    control::TimerId timer_{};
+    control::TimePoint timer_at_{};
+    std::set<std::pair<IpAddr, std::uint16_t>> marker_peers_;  // peers that speak NAT-T framing
+    std::uint64_t send_errors_ = 0;
+};
+
+}  // namespace p3::setup
