@@ -4,6 +4,7 @@
 #include <rte_pdump.h>
 #include <rte_telemetry.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
@@ -135,6 +136,14 @@ void add_session(rte_tel_data* c, std::uint32_t sid) {
     rte_tel_data_add_dict_u64(c, "tx_bytes", t.tx_bytes);
     rte_tel_data_add_dict_u64(c, "rx_pkts", t.rx_pkts);
     rte_tel_data_add_dict_u64(c, "rx_bytes", t.rx_bytes);
+    rte_tel_data_add_dict_u64(c, "tx_dropped", t.tx_dropped);
+    rte_tel_data_add_dict_u64(c, "rx_auth_failed", t.rx_auth);
+    rte_tel_data_add_dict_u64(c, "rx_replayed", t.rx_replay);
+    rte_tel_data_add_dict_u64(c, "rx_dropped", t.rx_dropped);
+    // The highest sequence any lane has sent under its current key (rekey by packet count).
+    std::uint64_t seq = 0;
+    for (std::uint16_t l = 0; l < s.tx_lanes; ++l) seq = std::max(seq, g_dp->tx_last_seq(sid, l));
+    rte_tel_data_add_dict_u64(c, "tx_max_seq", seq);
 }
 
 int cmd_sessions(const char*, const char*, rte_tel_data* d) {

@@ -5,6 +5,8 @@
 //   /p3/ports            per port: role, device, DPDK's ethdev stats and our counters
 //   /p3/sessions         session ids in use with remote id, state and totals
 //   /p3/session,<rid>    one session by remote id: state, peer, lanes, groups, subnets, counters
+//                        (tx/rx packets and bytes, tx_dropped, rx_auth_failed, rx_replayed,
+//                        rx_dropped, tx_max_seq)
 // DPDK 22.11 callbacks carry no context and cannot be unregistered, so the commands serve
 // the Dataplane attached last (p3d runs one), under a mutex that detach() also takes.
 //

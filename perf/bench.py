@@ -1,0 +1,435 @@
+#!/usr/bin/python3
+"""p3 throughput benchmark: p3d with static keys on one worker lcore, next to the raw AES-GCM
+bound measured in the same run. Driven by perf/bench.sh; see perf/README.md.
+
+For every configuration (direction x key size x frame size), interleaved and repeated --runs
+times: raw_gcm measures ipsec-mb AES-GCM on the benchmark core for that key, size and
+direction; then p3d starts on the same core with
+  outbound: LAN = net_pcap (rx_pcap=clear traffic, infinite_rx=1), WAN = net_null (no-rx)
+  inbound:  WAN = net_pcap (rx_pcap=P3 traffic under p3d's rx keys, infinite_rx=1), LAN = net_null
+and after a warm-up the packets it encrypted (decrypted) over --duration seconds are read
+from its telemetry. A worker that never runs out of input is busy all the time, so
+cycles/packet = TSC Hz x duration / packets. Reported: median, min and max over the runs of
+Mpps, Gbps (Ethernet frames, FCS included, no preamble/IFG), cycles/packet, and the ratio to
+the raw bound; a table, a JSON file and a PNG chart (gnuplot).
+
+Room is left for the other parts of the harness (rekey under load, session setup rate): each
+is a "suite" in SUITES; they need the control plane and are reported as not available yet.
+"""
+import argparse
+import datetime
+import json
+import os
+import random
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+TOOLS = os.path.join(ROOT, "tests", "tools")
+sys.path.insert(0, TOOLS)
+import p3_telemetry  # noqa: E402
+
+SIZES = [64, 128, 256, 512, 1024, 1420]
+IMIX_AVG = (7 * 64 + 4 * 594 + 1420) / 12.0
+# Issue targets for one worker lcore, as a fraction of the same-run raw bound.
+TARGETS = {"64": 0.50, "512": 0.70, "1420": 0.85, "imix": 0.75}
+
+KEYS = {
+    128: ("000102030405060708090a0b0c0d0e0f", "f0e0d0c0b0a090807060504030201000"),
+    256: ("000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
+          "f0e0d0c0b0a090807060504030201000f0e0d0c0b0a090807060504030201000"),
+}
+TX_SALT, RX_SALT = "0a0b0c0d", "01020304"
+TX_ID, RX_ID = 0x101, 0x201
+# The peer sits behind the WAN gateway and the LAN hosts behind the LAN gateway, both with
+# static MACs: no ARP on the measured path (an on-link peer would be resolved first).
+LOCAL, PEER = "192.0.2.1", "198.51.100.2"
+PCAP_MAC = "02:70:63:61:70:00"  # the first (only) net_pcap port
+
+
+class Bench:
+    def __init__(self, a):
+        self.a = a
+        self.build = os.path.abspath(a.build)
+        self.p3d = os.path.join(self.build, "dataplane", "p3d")
+        self.raw = os.path.join(self.build, "perf", "raw_gcm")
+        self.work = tempfile.mkdtemp(prefix="p3bench-")
+        self.log = open(os.path.join(a.out, "bench.log"), "w")
+        self.prefix = "p3bench-%d" % os.getpid()
+        self.proc = None
+
+    def say(self, *msg):
+        line = " ".join(str(m) for m in msg)
+        print(line, flush=True)
+        self.log.write(line + "\n")
+        self.log.flush()
+
+    def cleanup(self):
+        self.stop_p3d()
+        shutil.rmtree("/var/run/dpdk/" + self.prefix, ignore_errors=True)
+        if not self.a.keep:
+            shutil.rmtree(self.work, ignore_errors=True)
+
+    # --- inputs --------------------------------------------------------------------------
+    def traffic(self, size):
+        """Clear LAN traffic (and its P3 form for the inbound direction) for one size."""
+        clear = os.path.join(self.work, "clear-%s.pcap" % size)
+        if not os.path.exists(clear):
+            args = [sys.executable, os.path.join(TOOLS, "p3_traffic.py"), clear, "--count", str(self.a.packets),
+                    "--family", "4", "--proto", "udp", "--flows", "16", "--dst-mac", PCAP_MAC,
+                    "--src4", "10.1.5.0/24", "--dst4", "10.2.0.0/24"]
+            args += ["--imix"] if size == "imix" else ["--sizes", str(size)]
+            subprocess.run(args, check=True)
+        return clear
+
+    def encrypted(self, size, key_bits):
+        enc = os.path.join(self.work, "p3-%s-%d.pcap" % (size, key_bits))
+        if not os.path.exists(enc):
+            # What the peer would send us: its tx keys are our rx keys.
+            subprocess.run([sys.executable, os.path.join(TOOLS, "p3_decode.py"), "encode", self.traffic(size), enc,
+                            "--key", KEYS[key_bits][1], "--salt", RX_SALT, "--id", hex(RX_ID),
+                            "--src", PEER, "--dst", LOCAL, "--dst-mac", PCAP_MAC,
+                            "--src-mac", "02:00:00:00:00:fe"], check=True, stdout=subprocess.DEVNULL)
+        return enc
+
+    def config(self, key_bits, direction):
+        lan, wan = ("net_pcap0", "net_null0") if direction == "out" else ("net_null0", "net_pcap0")
+        path = os.path.join(self.work, "p3d-%d-%s.conf" % (key_bits, direction))
+        with open(path, "w") as f:
+            f.write("""role = "primary";
+local = { ip = 4; address = "%s"; port = 5653; };
+dataplane = {
+  lan = { port = "%s"; address = "10.1.0.1/24"; gateway = "10.1.0.254"; gateway_mac = "02:00:00:00:00:fd"; };
+  wan = { port = "%s"; address = "%s/24"; gateway = "192.0.2.254"; gateway_mac = "02:00:00:00:00:fe"; mtu = 1500; };
+  idle_backoff_us = 0;
+  replay_window = %d;
+};
+remotes = (
+  { id = 1; ip = 4; address = "%s"; subnets = [ "10.2.0.0/24" ]; key_type = "AES%d";
+    static_keys = { tx_id = %d; tx_key = "%s"; tx_salt = "%s"; rx_id = %d; rx_key = "%s"; rx_salt = "%s"; }; }
+);
+""" % (LOCAL, lan, wan, LOCAL, self.a.replay_window, PEER, key_bits, TX_ID, KEYS[key_bits][0], TX_SALT,
+                RX_ID, KEYS[key_bits][1], RX_SALT))
+        os.chmod(path, 0o600)
+        return path
+
+    # --- processes -----------------------------------------------------------------------
+    def high_priority(self, cmd):
+        """Own scheduler group at the highest priority, as on a dedicated appliance."""
+        inner = " ".join("'%s'" % c.replace("'", "'\\''") for c in cmd)
+        return ["setsid", "sh", "-c", "echo -20 >/proc/self/autogroup 2>/dev/null; exec nice -n -20 " + inner]
+
+    def raw_bound(self, key_bits, direction, size):
+        cmd = ["taskset", "-c", str(self.a.core), self.raw, "--keys", str(key_bits), "--json",
+               "--seconds", str(self.a.raw_seconds)]
+        cmd += ["--imix-only"] if size == "imix" else ["--sizes", str(size)]
+        out = subprocess.run(self.high_priority(cmd), check=True, capture_output=True, text=True).stdout
+        data = json.loads(out)
+        want = "encrypt" if direction == "out" else "decrypt"
+        r = [x for x in data["results"] if x["dir"] == want][0]
+        return r, data
+
+    def start_p3d(self, conf, pcap):
+        shutil.rmtree("/var/run/dpdk/" + self.prefix, ignore_errors=True)
+        cmd = [self.p3d, "--no-huge", "-m", "512", "--no-pci", "--file-prefix", self.prefix,
+               "-l", str(self.a.core), "--vdev", "net_pcap0,rx_pcap=%s,infinite_rx=1" % pcap,
+               "--vdev", "net_null0,no-rx=1", "--", "-c", conf, "-f"]
+        self.p3d_log = os.path.join(self.work, "p3d.log")
+        self.proc = subprocess.Popen(self.high_priority(cmd), stdout=open(self.p3d_log, "w"),
+                                     stderr=subprocess.STDOUT)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("p3d exited (%d) before starting:\n%s" % (self.proc.returncode, self.tail()))
+            if "P3-I0001" in open(self.p3d_log).read():
+                if p3_telemetry.main(["", self.prefix, "--wait-socket", "10"]) == 0:
+                    return
+            time.sleep(0.05)
+        raise RuntimeError("p3d did not start within 20 s:\n" + self.tail())
+
+    def tail(self):
+        try:
+            return "".join(open(self.p3d_log).readlines()[-20:])
+        except OSError:
+            return ""
+
+    def stop_p3d(self):
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self.proc = None
+        shutil.rmtree("/var/run/dpdk/" + self.prefix, ignore_errors=True)
+
+    def stats(self):
+        return p3_telemetry.query(self.prefix, "/p3/stats"), time.monotonic()
+
+    def p3d_pid(self):
+        # setsid sh -c 'exec nice ... p3d': the session leader becomes p3d itself
+        return self.proc.pid
+
+    # --- one measurement -----------------------------------------------------------------
+    def measure(self, direction, key_bits, size, profile=False):
+        raw, raw_all = self.raw_bound(key_bits, direction, size)
+        pcap = self.traffic(size) if direction == "out" else self.encrypted(size, key_bits)
+        self.start_p3d(self.config(key_bits, direction), pcap)
+        try:
+            time.sleep(self.a.warmup)
+            s0, t0 = self.stats()
+            prof = None
+            if profile:
+                prof = subprocess.Popen(["perf", "record", "-F", "1999", "-g", "-o",
+                                         os.path.join(self.a.out, "perf-%s-%d-%s.data" % (direction, key_bits, size)),
+                                         "-p", str(self.p3d_pid())], stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
+            time.sleep(self.a.duration)
+            s1, t1 = self.stats()
+            if prof:
+                prof.send_signal(signal.SIGINT)
+                prof.wait(30)
+            drops = p3_telemetry.query(self.prefix, "/p3/drops")
+        finally:
+            self.stop_p3d()
+        d = {k: s1.get(k, 0) - s0.get(k, 0) for k in s1 if isinstance(s1.get(k), int)}
+        dt = t1 - t0
+        done_key = "encrypted" if direction == "out" else "decrypted"
+        rx_key = "rx_lan_pkts" if direction == "out" else "rx_wan_pkts"
+        done = d.get(done_key, 0)
+        hz = raw_all["tsc_hz"]
+        avg = IMIX_AVG if size == "imix" else float(size)
+        pps = done / dt if dt > 0 else 0.0
+        m = {
+            "dir": direction, "key": key_bits, "size": str(size), "avg_frame": avg, "seconds": dt,
+            "packets": done, "received": d.get(rx_key, 0), "dropped": d.get("dropped", 0),
+            "mpps": pps / 1e6, "gbps": pps * avg * 8 / 1e9,
+            "cycles": hz * dt / done if done else None,
+            "raw_mpps": raw["mpps"], "raw_cycles": raw["cycles"], "raw_gbps": raw["gbps"],
+            "ratio": (pps / 1e6) / raw["mpps"] if raw["mpps"] else None,
+            "top_drops": sorted(((v, k) for k, v in drops.items() if isinstance(v, int) and v), reverse=True)[:4],
+        }
+        if done == 0:
+            m["note"] = "p3d %s nothing (received %d, drops %s)" % (done_key, m["received"], m["top_drops"])
+        return m, raw_all
+
+    # --- the suites ----------------------------------------------------------------------
+    def throughput(self):
+        a = self.a
+        sizes = [str(s) for s in a.sizes] + (["imix"] if a.imix else [])
+        configs = [(d, k, s) for d in a.dirs for k in a.keys for s in sizes]
+        samples = {c: [] for c in configs}
+        env = {}
+        for run in range(a.runs):
+            order = configs[:]
+            random.Random(run).shuffle(order)  # interleaved, a different order each run
+            for c in order:
+                m, raw_all = self.measure(*c)
+                env = {k: raw_all[k] for k in ("ipsec_mb", "arch", "tsc_hz")}
+                samples[c].append(m)
+                self.say("run %d/%d  %-3s AES-%d %5s: %s" % (run + 1, a.runs, c[0], c[1], c[2], fmt_one(m)))
+        rows = []
+        for c in configs:
+            ms = samples[c]
+            row = {"dir": c[0], "key": c[1], "size": c[2], "avg_frame": ms[0]["avg_frame"], "runs": len(ms)}
+            for f in ("mpps", "gbps", "cycles", "raw_mpps", "raw_gbps", "raw_cycles", "ratio"):
+                vals = [m[f] for m in ms if m[f] is not None]
+                if vals:
+                    row[f] = {"median": statistics.median(vals), "min": min(vals), "max": max(vals)}
+            row["notes"] = sorted({m["note"] for m in ms if "note" in m})
+            row["top_drops"] = ms[-1]["top_drops"]
+            t = TARGETS.get(c[2])
+            if t is not None and "ratio" in row:
+                row["target"] = t
+                row["meets_target"] = row["ratio"]["median"] >= t
+            rows.append(row)
+        if a.profile:
+            for d in a.dirs:
+                for s in ("64", "1420"):
+                    if s in sizes:
+                        m, _ = self.measure(d, a.keys[0], s, profile=True)
+                        self.say("profiled %s AES-%d %s: %s" % (d, a.keys[0], s, fmt_one(m)))
+        return {"env": env, "rows": rows, "samples": {"%s/%d/%s" % c: v for c, v in samples.items()}}
+
+
+def fmt_one(m):
+    if not m["packets"]:
+        return "no packets (%s)" % m.get("note", "")
+    return "%.3f Mpps %.2f Gbps %.0f cyc/pkt | raw %.3f Mpps | %.0f%%" % (
+        m["mpps"], m["gbps"], m["cycles"], m["raw_mpps"], 100 * m["ratio"])
+
+
+def table(result):
+    lines = []
+    env = result.get("env", {})
+    lines.append("p3d, one worker lcore, static keys | raw bound: ipsec-mb %s (%s), TSC %.2f GHz" % (
+        env.get("ipsec_mb", "?"), env.get("arch", "?"), env.get("tsc_hz", 0) / 1e9))
+    lines.append("median [min..max] over runs; ratio = p3d Mpps / raw AES-GCM Mpps, same size, key, direction")
+    hdr = "%-4s %-7s %5s | %-22s %-7s %-9s | %-8s %-9s | %-18s %s" % (
+        "dir", "key", "frame", "Mpps", "Gbps", "cyc/pkt", "raw Mpps", "raw cyc", "ratio", "target")
+    lines.append(hdr)
+    lines.append("-" * len(hdr))
+    for r in result["rows"]:
+        if "mpps" not in r:
+            lines.append("%-4s AES-%-3d %5s | (no measurement) %s" % (r["dir"], r["key"], r["size"], "; ".join(r["notes"])))
+            continue
+        mp, rt = r["mpps"], r.get("ratio")
+        tgt = ""
+        if "target" in r:
+            tgt = "%s %d%%" % ("ok  " if r["meets_target"] else "MISS", round(100 * r["target"]))
+        lines.append("%-4s AES-%-3d %5s | %6.3f [%6.3f..%6.3f] %7.2f %9.0f | %8.3f %9.0f | %3.0f%% [%3.0f..%3.0f%%] %s" % (
+            r["dir"], r["key"], r["size"], mp["median"], mp["min"], mp["max"], r["gbps"]["median"],
+            r["cycles"]["median"] if "cycles" in r else float("nan"), r["raw_mpps"]["median"],
+            r["raw_cycles"]["median"], 100 * rt["median"], 100 * rt["min"], 100 * rt["max"], tgt))
+    return "\n".join(lines)
+
+
+def chart(result, out_dir):
+    """PNG: Gbps against frame size, p3d per direction and key, the raw bound drawn."""
+    gp = shutil.which("gnuplot")
+    if not gp:
+        return None
+    rows = [r for r in result["rows"] if "mpps" in r and r["size"] != "imix"]
+    if not rows:
+        return None
+    dat = os.path.join(out_dir, "throughput.dat")
+    series = []
+    with open(dat, "w") as f:
+        for d in ("out", "in"):
+            for k in (128, 256):
+                rs = sorted((r for r in rows if r["dir"] == d and r["key"] == k), key=lambda r: int(r["size"]))
+                if not rs:
+                    continue
+                f.write("# %s AES-%d: frame gbps min max raw_gbps raw_min raw_max\n" % (d, k))
+                for r in rs:
+                    f.write("%s %.4f %.4f %.4f %.4f %.4f %.4f\n" % (
+                        r["size"], r["gbps"]["median"], r["gbps"]["min"], r["gbps"]["max"],
+                        r["raw_gbps"]["median"], r["raw_gbps"]["min"], r["raw_gbps"]["max"]))
+                f.write("\n\n")
+                series.append((d, k))
+    png = os.path.join(out_dir, "throughput.png")
+    name = {"out": "outbound (encrypt)", "in": "inbound (decrypt)"}
+    plots = []
+    colours = {(d, k): c for (d, k), c in zip([(o, k) for o in ("out", "in") for k in (128, 256)],
+                                              ["#1f77b4", "#2ca02c", "#d62728", "#9467bd"])}
+    for i, (d, k) in enumerate(series):
+        c = colours[(d, k)]
+        plots.append("'%s' index %d using 1:2:3:4 with yerrorlines lw 2 pt 7 lc rgb '%s' title 'p3d %s AES-%d'" % (
+            dat, i, c, name[d], k))
+        plots.append("'%s' index %d using 1:5 with lines dt 2 lw 2 lc rgb '%s' title 'raw AES-GCM-%d %s'" % (
+            dat, i, c, k, "encrypt" if d == "out" else "decrypt"))
+    script = """set terminal pngcairo size 1100,650 font ',11'
+set output '%s'
+set title 'p3d throughput, one worker lcore, vs raw ipsec-mb AES-GCM on the same core (median, min..max)'
+set xlabel 'Ethernet frame size (bytes, FCS included)'
+set ylabel 'Gbit/s (frames)'
+set logscale x 2
+set xtics (64,128,256,512,1024,1420)
+set grid
+set key top left
+plot %s
+""" % (png, ", \\\n     ".join(plots))
+    sp = os.path.join(out_dir, "throughput.gp")
+    with open(sp, "w") as f:
+        f.write(script)
+    r = subprocess.run([gp, sp], capture_output=True, text=True)
+    if r.returncode != 0:
+        # pngcairo may be missing from a minimal gnuplot: fall back to the plain png terminal
+        script = script.replace("set terminal pngcairo size 1100,650 font ',11'", "set terminal png size 1100,650")
+        with open(sp, "w") as f:
+            f.write(script)
+        r = subprocess.run([gp, sp], capture_output=True, text=True)
+        if r.returncode != 0:
+            sys.stderr.write(r.stderr)
+            return None
+    return png
+
+
+SUITES = {
+    "throughput": "dataplane throughput vs the raw AES-GCM bound (issue 6 parts 1, 2)",
+    "rekey": "N rekeys under load, counting lost / failed-auth / replay-rejected packets (needs the control plane)",
+    "setup": "session setups per second, 1,000 secondaries, memory per session (needs the control plane)",
+}
+
+
+def main():
+    ap = argparse.ArgumentParser(description="p3 benchmark harness")
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--out", default=None, help="results directory (default perf/results/DATE)")
+    ap.add_argument("--suite", action="append", choices=sorted(SUITES), help="default: throughput")
+    ap.add_argument("--sizes", default=",".join(map(str, SIZES)))
+    ap.add_argument("--no-imix", dest="imix", action="store_false")
+    ap.add_argument("--keys", default="128,256")
+    # Inbound is not measured by default: a looped pcap repeats its sequence numbers, so after
+    # the first pass every packet is a replay, rejected before decryption (as it must be).
+    ap.add_argument("--dirs", default="out", help="out (encrypt); 'in' needs non-repeating input")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--duration", type=float, default=2.0, help="seconds measured per point")
+    ap.add_argument("--warmup", type=float, default=0.5)
+    ap.add_argument("--raw-seconds", type=float, default=0.3)
+    ap.add_argument("--packets", type=int, default=512, help="packets in each looped input pcap")
+    ap.add_argument("--core", type=int, default=None, help="CPU for p3d's worker and raw_gcm (default: last)")
+    ap.add_argument("--replay-window", type=int, default=8192)
+    ap.add_argument("--profile", action="store_true", help="perf record p3d at 64 and 1420 B")
+    ap.add_argument("--smoke", action="store_true", help="tiny durations: checks the harness, not the numbers")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory (pcaps, configs, logs)")
+    a = ap.parse_args()
+    if a.smoke:
+        a.sizes, a.keys, a.runs, a.duration, a.warmup, a.raw_seconds, a.packets = "64,1420", "128", 1, 0.3, 0.2, 0.05, 64
+    a.sizes = [int(x) for x in a.sizes.split(",") if x]
+    a.keys = [int(x) for x in a.keys.split(",") if x]
+    a.dirs = [x for x in a.dirs.split(",") if x]
+    if a.core is None:
+        a.core = (os.cpu_count() or 1) - 1
+    if a.out is None:
+        a.out = os.path.join(HERE, "results", datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
+    os.makedirs(a.out, exist_ok=True)
+    suites = a.suite or ["throughput"]
+
+    b = Bench(a)
+    result = {"tool": "p3 bench", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+              "args": {k: v for k, v in vars(a).items() if k not in ("out",)}, "suites": {}}
+    rc = 0
+    try:
+        for s in suites:
+            if s == "throughput":
+                for f in (b.p3d, b.raw):
+                    if not os.access(f, os.X_OK):
+                        print("bench: %s is not built (ninja -C %s)" % (f, a.build), file=sys.stderr)
+                        return 2
+                result["suites"][s] = b.throughput()
+            else:
+                result["suites"][s] = {"status": "not available: " + SUITES[s]}
+                b.say("%s: not available yet (%s)" % (s, SUITES[s]))
+    except (RuntimeError, subprocess.CalledProcessError) as e:
+        print("bench: %s" % e, file=sys.stderr)
+        rc = 1
+    finally:
+        b.cleanup()
+    js = os.path.join(a.out, "results.json")
+    with open(js, "w") as f:
+        json.dump(result, f, indent=1, sort_keys=True)
+    if "throughput" in result["suites"]:
+        t = table(result["suites"]["throughput"])
+        with open(os.path.join(a.out, "table.txt"), "w") as f:
+            f.write(t + "\n")
+        print()
+        print(t)
+        png = chart(result["suites"]["throughput"], a.out)
+        print("\nresults: %s\nchart:   %s" % (js, png or "(gnuplot not available)"))
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
