@@ -7,6 +7,8 @@
 
 #include <openssl/rand.h>
 
+#include "common/log.hpp"
+
 #include <cstring>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -63,6 +65,17 @@ const char* KeyGenerator::source_name() const noexcept {
     if (cpu_.has_rdseed && cpu_.rdseed) return "RDSEED";
     if (cpu_.has_rdrand && cpu_.rdrand) return "RDRAND";
     return "none";
+}
+
+bool KeyGenerator::announce() const noexcept {
+    if (unusable()) {
+        P3_LOG_ERROR(KEYGEN_NO_HW_RNG, "key_generation = \"hardware\", but this CPU has neither RDSEED nor RDRAND");
+        return false;
+    }
+    if (mode_ == config::KeyGeneration::hardware)
+        P3_LOG_INFO(KEYGEN_HW_SOURCE, "keys come from the CPU: %s%s", source_name(),
+                    cpu_.has_rdseed && cpu_.rdseed && cpu_.has_rdrand && cpu_.rdrand ? " (RDRAND as fallback)" : "");
+    return true;
 }
 
 // One 64-bit word: RDSEED with retries, then RDRAND with retries.

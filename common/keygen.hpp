@@ -59,6 +59,10 @@ public:
     // "RDSEED" (RDRAND as fallback), "RDRAND", or "none" when unusable.
     const char* source_name() const noexcept;
 
+    // For start-up: logs where keys come from (hardware: KEYGEN_HW_SOURCE, naming RDSEED or
+    // RDRAND) or why they cannot come at all (KEYGEN_NO_HW_RNG); returns !unusable().
+    bool announce() const noexcept;
+
     // Fills out with fresh random bytes. nullopt = done; else the reason, and out is wiped.
     std::optional<Reason> fill(std::span<std::uint8_t> out) noexcept;
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/keygen.hpp"
+#include "common/log.hpp"
 
 using p3::Reason;
 using p3::config::KeyGeneration;
@@ -210,4 +211,29 @@ TEST_CASE("keygen: reason codes of the key area") {
     CHECK(p3::reason_code(Reason::KEYGEN_NO_HW_RNG) == "P3-E0801");
     CHECK(p3::reason_code(Reason::KEYGEN_HW_FAILED) == "P3-E0802");
     CHECK(p3::reason_code(Reason::KEYGEN_SW_FAILED) == "P3-E0803");
+}
+
+TEST_CASE("keygen: the start-up message names the source, or the reason it has none") {
+    struct Capture {
+        std::vector<std::pair<Reason, std::string>> lines;
+    } cap;
+    p3::log::Options o;
+    o.to_stderr = false;
+    p3::log::init(o);
+    p3::log::set_sink([](p3::log::Level, Reason r, std::string_view line, void* ctx) {
+        static_cast<Capture*>(ctx)->lines.emplace_back(r, std::string(line));
+    }, &cap);
+    CHECK(KeyGenerator(KeyGeneration::hardware, CpuRng{true, true, fake_rdseed_ok, fake_rdrand_ok}).announce());
+    CHECK(KeyGenerator(KeyGeneration::hardware, CpuRng{false, true, nullptr, fake_rdrand_ok}).announce());
+    CHECK_FALSE(KeyGenerator(KeyGeneration::hardware, CpuRng{}).announce());
+    CHECK(KeyGenerator(KeyGeneration::software, CpuRng{}).announce());   // nothing to say
+    p3::log::set_sink(nullptr, nullptr);
+    p3::log::init(p3::log::Options{});
+    REQUIRE(cap.lines.size() == 3);
+    CHECK(cap.lines[0].first == Reason::KEYGEN_HW_SOURCE);
+    CHECK(cap.lines[0].second.find("P3-I0804") != std::string::npos);
+    CHECK(cap.lines[0].second.find("RDSEED (RDRAND as fallback)") != std::string::npos);
+    CHECK(cap.lines[1].second.find("RDRAND") != std::string::npos);
+    CHECK(cap.lines[2].first == Reason::KEYGEN_NO_HW_RNG);
+    CHECK(cap.lines[2].second.find("P3-E0801") != std::string::npos);
 }
