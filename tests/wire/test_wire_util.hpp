@@ -9,12 +9,15 @@
 #include <unistd.h>
 
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include <catch2/catch.hpp>
 
 #include <rte_eal.h>
 #include <rte_mbuf.h>
@@ -163,3 +166,19 @@ inline Bytes oracle_lane(const Bytes& key, const Bytes& salt, std::uint32_t lane
 }
 
 }  // namespace p3test
+
+// Byte vectors print as their size and first bytes, so a failed comparison stays readable.
+namespace Catch {
+template <>
+struct StringMaker<p3test::Bytes> {
+    static std::string convert(const p3test::Bytes& b) {
+        std::string s = std::to_string(b.size()) + " bytes:";
+        char t[4];
+        for (std::size_t i = 0; i < b.size() && i < 48; ++i) {
+            std::snprintf(t, sizeof t, " %02x", b[i]);
+            s += t;
+        }
+        return b.size() > 48 ? s + " ..." : s;
+    }
+};
+}  // namespace Catch
