@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <random>
 #include <cstring>
 #include <thread>
 #include <vector>
@@ -734,4 +735,74 @@ TEST_CASE("slots: capacity for 10,000 remotes x 2 lanes x (current + previous) w
         for (std::uint32_t l = 0; l < lanes; ++l)
             found += t.rx(id.lane(l).raw()) != nullptr && t.rx(id.lane(l).raw())->id() == id.lane(l);
     CHECK(found == remotes * lanes * 2);
+}
+
+TEST_CASE("slots: random reserve/publish/retire sequences agree with a model") {
+    // Model: per index, the ID it holds and whether it is published. After every step every
+    // ID ever handed out must look up exactly as the model says (a retired one: never).
+    LogCapture logs;
+    Qsbr q;
+    const std::uint32_t cap = 48;
+    SlotTable t(SlotTableConfig{cap, 4, 2}, q.q);
+    FreeLog fl;
+    t.set_free_hook(FreeLog::hook, &fl);
+    struct Held {
+        SlotId id;
+        bool published;
+    };
+    std::vector<Held> held;                 // IDs currently reserved or published
+    std::vector<SlotId> retired;            // every ID retired so far
+    std::mt19937 rng(12345);
+    std::uint64_t published_total = 0;
+    unsigned mismatches = 0;
+    for (int step = 0; step < 6000; ++step) {
+        const unsigned op = rng() % 10;
+        if (op < 4) {   // reserve a block
+            const std::uint32_t n = 1 + rng() % 4;
+            std::uint32_t in_use = static_cast<std::uint32_t>(held.size());
+            auto base = t.reserve_rx(n);
+            if (base) {
+                for (std::uint32_t l = 0; l < n; ++l) {
+                    const SlotId id = base->lane(l);
+                    for (const Held& h : held) mismatches += h.id.index() == id.index();   // index taken twice
+                    for (const SlotId& r : retired) mismatches += r == id;                   // retired ID back
+                    held.push_back({id, false});
+                }
+            } else {
+                mismatches += in_use == 0;   // an empty table refused a block
+            }
+        } else if (op < 7 && !held.empty()) {   // publish a reserved ID
+            Held& h = held[rng() % held.size()];
+            Material m(h.id.raw());
+            const bool ok = t.publish_rx(h.id, m.k(), m.s(), RxParams{});
+            mismatches += ok == h.published;   // only a reserved ID can be published
+            if (ok) {
+                h.published = true;
+                ++published_total;
+            }
+        } else if (!held.empty()) {   // retire
+            const std::size_t i = rng() % held.size();
+            t.retire_rx(held[i].id);
+            retired.push_back(held[i].id);
+            held.erase(held.begin() + static_cast<std::ptrdiff_t>(i));
+        }
+        // Check the whole table against the model.
+        for (const Held& h : held) {
+            RxSlot* s = t.rx(h.id.raw());
+            mismatches += (s != nullptr) != h.published;
+            if (s) mismatches += s->id() != h.id;
+        }
+        if (step % 50 == 0)
+            for (const SlotId& r : retired) mismatches += t.rx(r.raw()) != nullptr;
+        std::uint32_t npub = 0;
+        for (const Held& h : held) npub += h.published;
+        mismatches += t.stats().rx_published != npub;
+        mismatches += t.stats().rx_reserved != held.size() - npub;
+    }
+    CHECK(mismatches == 0);
+    for (const Held& h : held) t.retire_rx(h.id);
+    t.synchronize();
+    CHECK(fl.freed.size() == published_total);
+    CHECK(fl.not_wiped == 0);
+    CHECK(retired.size() > 1000);
 }
