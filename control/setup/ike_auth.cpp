@@ -92,6 +92,10 @@ std::optional<Credentials> Credentials::load(const config::Local& local, std::st
             error = local.ca + ": no PEM CA certificate";
             return std::nullopt;
         }
+        unsigned char* spki = nullptr;
+        const int n = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(ca.get()), &spki);
+        if (n > 0) c.ca_keyid = sha1(ByteView(spki, std::size_t(n)));
+        OPENSSL_free(spki);
     }
     if (c.psk.empty() && !c.uses_certificates()) {
         error = "neither psk_file nor certificate and private_key configured";

@@ -30,6 +30,7 @@ struct Credentials {
     std::unique_ptr<X509, OpenSslFree> cert;           // our certificate (sent in CERT)
     std::unique_ptr<EVP_PKEY, OpenSslFree> key;        // its private key
     std::unique_ptr<X509_STORE, OpenSslFree> ca;       // trust anchor for peer certificates
+    Bytes ca_keyid;  // SHA-1 of the CA's SubjectPublicKeyInfo: what a CERTREQ names (§3.7)
     bool uses_certificates() const noexcept { return cert && key; }
 
     // From local.psk_file or local.certificate/private_key/ca. On failure returns nullopt and

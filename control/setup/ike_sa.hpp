@@ -76,6 +76,7 @@ struct IkeSa {
     State state = State::init_sent;
     Spi spi_i, spi_r;
     Endpoint local, peer;
+    Endpoint init_peer;                  // responder: where IKE_SA_INIT came from (its index key)
     const PeerConfig* remote = nullptr;  // initiator: from the start; responder: after IDi
     IdPayload peer_id;
     std::string peer_name;               // for log lines: identity, else address

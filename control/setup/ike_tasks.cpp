@@ -128,6 +128,10 @@ public:
         m.add(pt::sa, SaPayload{{p}});
         m.add(pt::ke, KePayload{sa.group, sa.kx->public_value()});
         m.add(pt::nonce, NoncePayload{sa.nonce_r});
+        // Ask for the initiator's certificate: peers that send theirs only when asked
+        // (strongSwan's default) need a CERTREQ naming our CA.
+        if (ctx_.creds.uses_certificates() && !ctx_.creds.ca_keyid.empty())
+            m.add(pt::certreq, CertPayload{cert_x509_sig, ctx_.creds.ca_keyid});
         add_sig_hash(m);
         return {};
     }
@@ -296,6 +300,8 @@ private:
             if (n <= 0) return TaskResult::fail(0, Reason::SETUP_CREDENTIALS, "cannot encode our certificate");
             m.add(pt::cert, CertPayload{cert_x509_sig, Bytes(der, der + n)});
             OPENSSL_free(der);
+            if (id_type == pt::idi && !ctx_.creds.ca_keyid.empty())
+                m.add(pt::certreq, CertPayload{cert_x509_sig, ctx_.creds.ca_keyid});
         }
         const Bytes octets = signed_octets(sa.prf_alg, sk_p.span(), real, peer_nonce, ctx_.local.id);
         auto auth = make_auth(ctx_.creds, sa.prf_alg, octets);

@@ -200,18 +200,19 @@ void SetupEngine::handle_request(const Endpoint& from, const Endpoint& to, ByteV
         return;
     }
     IkeSa& sa = *it->second;
-    // A retransmitted request gets the cached response, byte for byte (§2.1).
+    // A retransmitted request gets the cached response, byte for byte (§2.1), sent back to
+    // where this copy came from (§2.11: a response goes to the request's source).
     if (sa.have_response && msg.hdr.msg_id == sa.last_sent_id && sa.last_sent_id != 0) {
         ++counters_.responses_resent;
         ++counters_.sent;
-        transport_.send(sa.local, sa.peer, sa.last_sent);
+        transport_.send(to, from, sa.last_sent);
         return;
     }
     if (msg.hdr.exchange != Exchange::ike_auth || msg.hdr.msg_id != sa.msg_id || sa.state != IkeSa::State::half_open) {
         ++counters_.malformed;
         return;
     }
-    auth_request(sa, data, msg);
+    auth_request(sa, from, to, data, msg);
 }
 
 // RFC 7296 §2.5: a payload we do not understand is skipped unless its critical bit is set;
@@ -297,6 +298,7 @@ void SetupEngine::init_request(const Endpoint& from, const Endpoint& to, ByteVie
     sa->spi_r = new_spi();
     sa->local = to;
     sa->peer = from;
+    sa->init_peer = from;
     sa->peer_name = from.addr.str();
     if (!sa->spi_r) return;
     auto tasks = make_tasks(Exchange::ike_sa_init, ctx_);
@@ -332,16 +334,20 @@ void SetupEngine::init_request(const Endpoint& from, const Endpoint& to, ByteVie
     transport_.send(ref.local, ref.peer, ref.init_response);
 }
 
-void SetupEngine::auth_request(IkeSa& sa, ByteView data, const Message& outer) {
+void SetupEngine::auth_request(IkeSa& sa, const Endpoint& from, const Endpoint& to, ByteView data, const Message& outer) {
     Message msg;
     const DecodeError e = open_sk(data, outer, sa.in_key(), msg);
     if (e != DecodeError::ok) {
         // Not from the holder of the keys (or damaged): drop silently (§2.21.2).
         ++counters_.malformed;
-        P3_LOG_DEBUG(SETUP_MALFORMED, "setup: IKE_AUTH from %s dropped: %.*s", sa.peer.str().c_str(),
+        P3_LOG_DEBUG(SETUP_MALFORMED, "setup: IKE_AUTH from %s dropped: %.*s", from.str().c_str(),
                      int(to_string(e).size()), to_string(e).data());
         return;
     }
+    // Authenticated by the SK keys: the initiator may have moved to the NAT-T port (§2.23),
+    // or a NAT may have given it another mapping. From now on it is where this came from.
+    sa.peer = from;
+    sa.local = to;
     Message resp;
     resp.hdr = outer.hdr;
     resp.hdr.flags = flags::response;
@@ -598,7 +604,7 @@ void SetupEngine::erase(Spi our) {
     IkeSa& sa = *it->second;
     if (!sa.initiator) {
         if (sa.state == IkeSa::State::half_open) --half_open_;
-        init_index_.erase(std::make_tuple(sa.spi_i.v, sa.peer.addr, sa.peer.port));
+        init_index_.erase(std::make_tuple(sa.spi_i.v, sa.init_peer.addr, sa.init_peer.port));
     }
     if (sa.rx_id) sink_.release_rx_id(sa.rx_id);
     sas_.erase(it);

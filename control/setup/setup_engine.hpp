@@ -67,7 +67,7 @@ private:
     void handle_request(const Endpoint& from, const Endpoint& to, ByteView data, Message& msg);
     void handle_response(const Endpoint& from, ByteView data, Message& msg);
     void init_request(const Endpoint& from, const Endpoint& to, ByteView data, const Message& msg);
-    void auth_request(IkeSa& sa, ByteView data, const Message& outer);
+    void auth_request(IkeSa& sa, const Endpoint& from, const Endpoint& to, ByteView data, const Message& outer);
     void init_response(IkeSa& sa, ByteView data, const Message& msg);
     void auth_response(IkeSa& sa, ByteView data, const Message& outer);
 

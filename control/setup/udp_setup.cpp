@@ -56,6 +56,8 @@ constexpr std::uint8_t non_esp_marker[4] = {0, 0, 0, 0};
 UdpSetup::UdpSetup(control::EventLoop& loop, const config::Config& cfg, Credentials creds, SetupOptions opts,
                    control::Random& random, SessionSink& sink)
     : loop_(loop), local_{cfg.local.address, cfg.local.port} {
+    if (cfg.role == config::Role::primary && cfg.local.nat_port != 0 && cfg.local.nat_port != cfg.local.port)
+        nat_port_ = cfg.local.nat_port;
     for (const auto& r : cfg.remotes)
         if (!r.static_keys) remotes_.push_back(r.id);
     engine_ = std::make_unique<SetupEngine>(cfg, std::move(creds), std::move(opts), loop.clock(), random,
@@ -64,28 +66,37 @@ UdpSetup::UdpSetup(control::EventLoop& loop, const config::Config& cfg, Credenti
 
 UdpSetup::~UdpSetup() {
     if (timer_) loop_.cancel(timer_);
-    if (fd_ >= 0) {
-        loop_.remove_fd(fd_);
-        ::close(fd_);
+    for (const auto& s : sockets_) {
+        loop_.remove_fd(s.fd);
+        ::close(s.fd);
     }
 }
 
-bool UdpSetup::open(std::string& error) {
-    fd_ = ::socket(local_.addr.is_v6() ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd_ < 0) {
+bool UdpSetup::open_one(const Endpoint& local, std::string& error) {
+    const int fd = ::socket(local.addr.is_v6() ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
         error = std::string("socket: ") + std::strerror(errno);
         return false;
     }
     sockaddr_storage ss;
-    const socklen_t len = to_sockaddr(local_, ss);
-    if (::bind(fd_, reinterpret_cast<const sockaddr*>(&ss), len) != 0) {
-        error = "bind " + local_.str() + ": " + std::strerror(errno);
+    const socklen_t len = to_sockaddr(local, ss);
+    if (::bind(fd, reinterpret_cast<const sockaddr*>(&ss), len) != 0) {
+        error = "bind " + local.str() + ": " + std::strerror(errno);
+        ::close(fd);
         return false;
     }
-    if (!loop_.add_fd(fd_, [this](std::uint32_t) { on_readable(); })) {
+    sockets_.push_back(Socket{fd, local});
+    const std::size_t idx = sockets_.size() - 1;
+    if (!loop_.add_fd(fd, [this, idx](std::uint32_t) { on_readable(sockets_[idx]); })) {
         error = "event loop refused the socket";
         return false;
     }
+    return true;
+}
+
+bool UdpSetup::open(std::string& error) {
+    if (!open_one(local_, error)) return false;
+    if (nat_port_ && !open_one(Endpoint{local_.addr, nat_port_}, error)) return false;
     rearm();
     return true;
 }
@@ -95,7 +106,11 @@ void UdpSetup::connect_all() {
     rearm();
 }
 
-void UdpSetup::send(const Endpoint& /*from: the bound socket*/, const Endpoint& to, ByteView datagram) {
+void UdpSetup::send(const Endpoint& from, const Endpoint& to, ByteView datagram) {
+    if (sockets_.empty()) return;
+    int fd = sockets_[0].fd;  // the engine answers from the port a request arrived on
+    for (const auto& s : sockets_)
+        if (s.local.port == from.port) fd = s.fd;
     sockaddr_storage ss;
     const socklen_t len = to_sockaddr(to, ss);
     Bytes framed;
@@ -106,20 +121,20 @@ void UdpSetup::send(const Endpoint& /*from: the bound socket*/, const Endpoint& 
         append(framed, datagram);
         out = framed;
     }
-    if (::sendto(fd_, out.data(), out.size(), 0, reinterpret_cast<const sockaddr*>(&ss), len) < 0) ++send_errors_;
+    if (::sendto(fd, out.data(), out.size(), 0, reinterpret_cast<const sockaddr*>(&ss), len) < 0) ++send_errors_;
 }
 
-void UdpSetup::on_readable() {
+void UdpSetup::on_readable(const Socket& sock) {
     std::uint8_t buf[limits::max_message + 4];
     for (;;) {
         sockaddr_storage ss;
         socklen_t slen = sizeof ss;
-        const ssize_t n = ::recvfrom(fd_, buf, sizeof buf, MSG_TRUNC, reinterpret_cast<sockaddr*>(&ss), &slen);
+        const ssize_t n = ::recvfrom(sock.fd, buf, sizeof buf, MSG_TRUNC, reinterpret_cast<sockaddr*>(&ss), &slen);
         if (n < 0) break;  // EAGAIN: drained
         const Endpoint from = from_sockaddr(ss);
         ByteView d(buf, std::min<std::size_t>(std::size_t(n), sizeof buf));
         if (std::size_t(n) > sizeof buf) {
-            engine_->on_datagram(from, local_, ByteView{});  // counted as malformed
+            engine_->on_datagram(from, sock.local, ByteView{});  // counted as malformed
             continue;
         }
         if (d.size() == 1 && d[0] == 0xff) continue;  // NAT keepalive (RFC 3948 §2.3)
@@ -127,7 +142,7 @@ void UdpSetup::on_readable() {
             marker_peers_.insert({from.addr, from.port});
             d = d.subspan(4);
         }
-        engine_->on_datagram(from, local_, d);
+        engine_->on_datagram(from, sock.local, d);
     }
     rearm();
 }

@@ -2,8 +2,11 @@
 // where the setup exchange does not come through the dataplane's rings (tests over loopback,
 // the interoperability responder, appliances whose WAN is a kernel interface).
 //
-// It owns one socket bound to local.address:local.port, feeds every datagram to the engine,
-// sends what the engine sends, and keeps one loop timer armed at the engine's next deadline.
+// It owns a socket bound to local.address:local.port and, on a primary, a second one on
+// local.nat_port (RFC 7296 §2.23: an initiator that detects a NAT, or that always encapsulates,
+// moves the exchange to port 4500 after IKE_SA_INIT). It feeds every datagram to the engine
+// with the address it arrived on, sends what the engine sends from the socket of the engine's
+// chosen local port, and keeps one loop timer armed at the engine's next deadline.
 //
 // RFC 3948 framing: a peer that floated to NAT-T sends IKE with a 4-byte zero "non-ESP
 // marker" in front. The marker is stripped on receipt, and every datagram sent back to an
@@ -38,14 +41,20 @@ public:
 
 private:
     void send(const Endpoint& from, const Endpoint& to, ByteView datagram) override;
-    void on_readable();
+    struct Socket {
+        int fd = -1;
+        Endpoint local;
+    };
+    bool open_one(const Endpoint& local, std::string& error);
+    void on_readable(const Socket& s);
     void rearm();
 
     control::EventLoop& loop_;
     Endpoint local_;
+    std::uint16_t nat_port_ = 0;         // 0: no second socket
     std::vector<std::uint32_t> remotes_;
     std::unique_ptr<SetupEngine> engine_;
-    int fd_ = -1;
+    std::vector<Socket> sockets_;
     control::TimerId timer_{};
     control::TimePoint timer_at_{};
     std::set<std::pair<IpAddr, std::uint16_t>> marker_peers_;  // peers that speak NAT-T framing

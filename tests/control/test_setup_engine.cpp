@@ -581,3 +581,31 @@ TEST_CASE("setup: NAT detection with and without an address rewrite between the 
         CHECK(logs.count(Reason::SETUP_NAT) == 2);
     }
 }
+
+TEST_CASE("setup: an initiator that moves to the NAT-T port after IKE_SA_INIT is answered there") {
+    Pair pr(PairConfig{}, psk("k"), psk("k"));
+    REQUIRE(pr.s->connect(1));
+    REQUIRE(pr.deliver_to_p());
+    REQUIRE(pr.deliver_to_s());
+    // The IKE_AUTH request leaves from port 4500 to the primary's port 4500.
+    Datagram d = pr.to_p.q.front();
+    pr.to_p.q.pop_front();
+    d.from.port = 4500;
+    d.to.port = 4500;
+    pr.p->on_datagram(d.from, d.to, d.data);
+    REQUIRE(pr.to_s.q.size() == 1);
+    CHECK(pr.to_s.q.front().from == ep("192.0.2.1", 4500));
+    CHECK(pr.to_s.q.front().to == ep("192.0.2.2", 4500));
+    REQUIRE(pr.sink_p.sessions.size() == 1);
+    CHECK(pr.sink_p.sessions[0].peer == ep("192.0.2.2", 4500));
+    // A retransmission from yet another port gets the cached response there.
+    pr.p->on_datagram(ep("192.0.2.2", 4501), d.to, d.data);
+    REQUIRE(pr.to_s.q.size() == 2);
+    CHECK(pr.to_s.q.back().to == ep("192.0.2.2", 4501));
+    CHECK(pr.to_s.q.back().data == pr.to_s.q.front().data);
+    REQUIRE(pr.deliver_to_s());
+    CHECK(pr.up());
+    // Expiry removes every trace, the IKE_SA_INIT index included.
+    pr.tick(limits::half_open_timeout + 1s);
+    CHECK(pr.p->exchanges() == 0);
+}

@@ -32,7 +32,7 @@ std::uint16_t free_port() {
 }
 
 struct UdpPair {
-    std::uint16_t pport = free_port(), sport = free_port();
+    std::uint16_t pport = free_port(), sport = free_port(), natport = free_port();
     config::Config pc, sc;
     control::SteadyClock clock;
     control::SystemRandom rnd;
@@ -44,6 +44,7 @@ struct UdpPair {
         sc = secondary_config(PairConfig{});
         pc.local.address = sc.local.address = *IpAddr::parse("127.0.0.1");
         pc.local.port = pport;
+        pc.local.nat_port = natport;
         sc.local.port = sport;
         pc.remotes[0].address = sc.local.address;
         sc.remotes[0].address = pc.local.address;
@@ -78,7 +79,7 @@ TEST_CASE("setup over loopback UDP: a secondary comes up with its primary") {
     CHECK(u.s->send_errors() == 0);
 }
 
-TEST_CASE("setup over UDP: IKE behind a non-ESP marker is understood and answered with the marker") {
+TEST_CASE("setup over UDP: IKE behind a non-ESP marker on the NAT-T port is understood and answered with the marker") {
     UdpPair u;
     // A raw socket plays the secondary: it sends the engine-built IKE_SA_INIT with the marker.
     Pair pr(PairConfig{}, psk("udp"), psk("udp"));
@@ -87,7 +88,7 @@ TEST_CASE("setup over UDP: IKE behind a non-ESP marker is understood and answere
     const int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
     sockaddr_in to{};
     to.sin_family = AF_INET;
-    to.sin_port = htons(u.pport);
+    to.sin_port = htons(u.natport);  // the primary's NAT-T port
     to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     Bytes framed{0, 0, 0, 0};
     append(framed, init);

@@ -1,0 +1,228 @@
+#!/bin/bash
+# 40-strongswan.sh - a standard IKEv2 implementation as the peer of our setup exchange.
+#
+#   [ns p3sw40s]  charon (strongSwan 5.9, kernel-libipsec)        [ns p3sw40p]  p3-setup-peer
+#   192.0.2.2  sec.test  initiator ------ veth 192.0.2.0/24 ------ 192.0.2.1:5653  pri.test  primary
+#   child SA 10.2.0.0/24 <-> 10.1.0.0/24                           remote 1 = sec.test, 10.2.0.0/24
+#
+# For each authentication mode (PSK; certificates: ECDSA P-256 primary, RSA-2048 secondary,
+# both from a CA made here with openssl) charon initiates to our primary (the setup exchange
+# alone, tests/control/setup_peer.cpp), and the test checks:
+#   - p3-setup-peer reports the session up with the right peer, P3 IDs and key type;
+#   - `swanctl --list-sas` shows the IKE SA ESTABLISHED and the child SA INSTALLED with
+#     AES_GCM_16-128, its SPIs being the P3 IDs both sides chose;
+#   - the first data keys we derived (KEYMAT) equal the ESP keys charon derived (its log);
+#   - tshark dissects every captured datagram as ISAKMP/IKEv2 with no malformed packet or
+#     expert warning.
+# Exit 0 = pass, 77 = skipped (what is missing is printed), anything else = fail.
+set -u
+BUILD=${BUILD:-$(dirname "$0")/../../build}
+PEER=$BUILD/tests/control/p3-setup-peer
+CHARON=${CHARON:-/usr/lib/ipsec/charon}
+NS_P=p3sw40p; NS_S=p3sw40s
+OUT=$(mktemp -d /tmp/p3-40-strongswan.XXXXXX)
+PIDS=()
+
+log() { printf '[40-strongswan] %s\n' "$*" >&2; }
+skip() { log "SKIP: $*"; exit 77; }
+fail() { log "FAIL: $*"; exit 1; }
+
+[ "$(id -u)" = 0 ] || skip "needs root (network namespaces)"
+[ -x "$PEER" ] || skip "$PEER not built"
+for b in "$CHARON" swanctl ip tcpdump tshark unshare openssl; do
+  command -v "$b" >/dev/null 2>&1 || [ -x "$b" ] || skip "missing $b (apt-get install strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins libstrongswan-extra-plugins tcpdump tshark)"
+done
+[ -e /usr/lib/ipsec/plugins/libstrongswan-kernel-libipsec.so ] || skip "kernel-libipsec plugin missing (libcharon-extra-plugins)"
+[ -c /dev/net/tun ] || skip "/dev/net/tun missing"
+for ns in $NS_P $NS_S; do [ -e "/run/netns/$ns" ] && skip "netns $ns exists (another run?)"; done
+
+cleanup() {
+  for pid in "${PIDS[@]}"; do
+    kill -TERM "$pid" 2>/dev/null
+    for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    kill -KILL "$pid" 2>/dev/null
+  done
+  ip netns del $NS_P 2>/dev/null; ip netns del $NS_S 2>/dev/null
+  if [ -z "${KEEP_OUT:-}" ]; then rm -rf "$OUT"; else log "artifacts in $OUT"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+ip netns add $NS_P || fail "netns"; ip netns add $NS_S || fail "netns"
+for ns in $NS_P $NS_S; do
+  ip -n $ns link set lo up
+  ip netns exec $ns sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+done
+ip -n $NS_P link add wan type veth peer name wan netns $NS_S || fail "veth"
+ip -n $NS_P addr add 192.0.2.1/24 dev wan; ip -n $NS_S addr add 192.0.2.2/24 dev wan
+ip -n $NS_S addr add 10.2.0.1/24 dev lo
+ip -n $NS_P link set wan up; ip -n $NS_S link set wan up
+
+# --- credentials --------------------------------------------------------------------------
+PSK="test-psk-not-a-secret-just-a-test"
+umask 077
+printf '%s\n' "$PSK" > "$OUT/psk.secret"
+(
+  cd "$OUT" || exit 1
+  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out ca.key 2>/dev/null &&
+  openssl req -x509 -new -key ca.key -subj "/CN=p3 interop CA" -days 2 -out ca.pem \
+    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null &&
+  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out pri.key 2>/dev/null &&
+  openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out sec.key 2>/dev/null &&
+  for n in pri sec; do
+    openssl req -new -key $n.key -subj "/CN=$n.test" -out $n.csr 2>/dev/null &&
+    printf 'subjectAltName=DNS:%s.test\nbasicConstraints=critical,CA:FALSE\n' $n > $n.ext &&
+    openssl x509 -req -in $n.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 -out $n.pem -extfile $n.ext 2>/dev/null || exit 1
+  done
+) || fail "openssl could not make the test PKI"
+umask 022
+
+# --- one run per authentication mode ------------------------------------------------------
+run_mode() { # mode: psk | cert
+  local mode=$1 d=$OUT/$1
+  mkdir -p "$d/run" "$d/swanctl/x509ca" "$d/swanctl/x509" "$d/swanctl/private"
+  local creds
+  if [ "$mode" = psk ]; then
+    creds="psk_file = \"$OUT/psk.secret\";"
+  else
+    creds="certificate = \"$OUT/pri.pem\"; private_key = \"$OUT/pri.key\"; ca = \"$OUT/ca.pem\";"
+    cp "$OUT/ca.pem" "$d/swanctl/x509ca/"; cp "$OUT/sec.pem" "$d/swanctl/x509/"; cp "$OUT/sec.key" "$d/swanctl/private/"
+  fi
+  cat > "$d/p3.conf" <<EOF
+role = "primary";
+local = { ip = 4; address = "192.0.2.1"; port = 5653; identity = "pri.test"; $creds };
+dataplane = { lan = { port = 0; address = "10.1.0.1/24"; }; wan = { port = 1; address = "192.0.2.1/24"; }; };
+remotes = ( { id = 1; ip = 4; address = "192.0.2.2"; subnets = [ "10.2.0.0/24" ];
+              key_type = "AES128"; identity = "sec.test"; } );
+EOF
+  local auth secrets=""
+  if [ "$mode" = psk ]; then
+    auth="auth = psk"
+    secrets="secrets { ike-p3 { id-1 = sec.test
+id-2 = pri.test
+secret = \"$PSK\" } }"
+  else
+    auth="auth = pubkey"
+  fi
+  local certs=""; [ "$mode" = cert ] && certs="certs = sec.pem"
+  cat > "$d/strongswan.conf" <<EOF
+charon {
+  load = random nonce openssl aes sha1 sha2 hmac gcm kdf pem pkcs1 pkcs8 x509 pubkey curve25519 kernel-libipsec kernel-netlink socket-default vici
+  install_routes = no
+  retransmit_tries = 2
+  filelog { main { path = $d/charon.log
+    time_format = %T
+    append = no
+    flush_line = yes
+    default = 1
+    ike = 2
+    enc = 1
+    chd = 4 } }
+  plugins { vici { socket = unix://$d/charon.vici } }
+}
+EOF
+  cat > "$d/swanctl/swanctl.conf" <<EOF
+connections {
+  p3 {
+    version = 2
+    local_addrs = 192.0.2.2
+    remote_addrs = 192.0.2.1
+    remote_port = 5653
+    proposals = aes128gcm16-prfsha256-x25519
+    local { $auth
+      $certs
+      id = sec.test }
+    remote { $auth
+      id = pri.test }
+    children {
+      net {
+        mode = tunnel
+        local_ts = 10.2.0.0/24
+        remote_ts = 10.1.0.0/24
+        esp_proposals = aes128gcm16
+        start_action = none
+      }
+    }
+  }
+}
+$secrets
+EOF
+  ip netns exec $NS_P tcpdump -n -i wan -U -w "$d/wan.pcap" udp 2>"$d/tcpdump.err" &
+  PIDS+=($!)
+  ip netns exec $NS_P "$PEER" -c "$d/p3.conf" --sessions 1 --timeout 40 --linger 3 --keys-out "$d/p3.keys" \
+    > "$d/peer.out" 2> "$d/peer.err" &
+  local peer_pid=$!; PIDS+=($peer_pid)
+  STRONGSWAN_CONF=$d/strongswan.conf ip netns exec $NS_S unshare --mount --propagation private \
+    sh -c 'mount --bind "$1" /run && exec "$2"' sh "$d/run" "$CHARON" > "$d/charon.stdout" 2>&1 &
+  local charon_pid=$!; PIDS+=($charon_pid)
+  local uri=unix://$d/charon.vici i
+  for i in $(seq 1 100); do swanctl --stats --uri "$uri" >/dev/null 2>&1 && break; sleep 0.1; done
+  SWANCTL_DIR=$d/swanctl swanctl --load-all --noprompt --uri "$uri" > "$d/load.txt" 2>&1 \
+    || { cat "$d/load.txt" >&2; fail "$mode: swanctl --load-all"; }
+  swanctl --initiate --child net --ike p3 --timeout 20 --uri "$uri" > "$d/initiate.txt" 2>&1 \
+    || { tail -20 "$d/initiate.txt" >&2; cat "$d/peer.err" >&2; fail "$mode: charon could not set up the SA with our primary"; }
+  swanctl --list-sas --uri "$uri" > "$d/sas.txt" 2>&1
+  wait $peer_pid; local prc=$?
+  cat "$d/sas.txt" >&2
+  cat "$d/peer.out" >&2
+  [ $prc = 0 ] || { cat "$d/peer.err" >&2; fail "$mode: p3-setup-peer exit $prc"; }
+  grep -q 'up remote=1 peer=sec.test .* key=aes128 ' "$d/peer.out" || fail "$mode: no session line from p3-setup-peer"
+  grep -q 'ESTABLISHED' "$d/sas.txt" || fail "$mode: no ESTABLISHED IKE SA in swanctl --list-sas"
+  grep -q 'AES_GCM_16-128/PRF_HMAC_SHA2_256/CURVE_25519' "$d/sas.txt" || fail "$mode: IKE SA algorithms"
+  grep -q 'INSTALLED, TUNNEL' "$d/sas.txt" || fail "$mode: no INSTALLED child SA"
+  grep -q 'ESP:AES_GCM_16-128' "$d/sas.txt" || fail "$mode: child SA is not AES_GCM_16-128"
+  grep -Eq '^ +local +10\.2\.0\.0/24$' "$d/sas.txt" && grep -Eq '^ +remote +10\.1\.0\.0/24$' "$d/sas.txt" \
+    || fail "$mode: child SA traffic selectors"
+  # SPIs: charon's inbound SPI is the P3 ID it receives on = what we send with (tx), and back.
+  local rx tx spi_in spi_out
+  rx=$(sed -n 's/.* rx=0x\([0-9a-f]*\) .*/\1/p' "$d/peer.out"); tx=$(sed -n 's/.* tx=0x\([0-9a-f]*\) .*/\1/p' "$d/peer.out")
+  spi_in=$(sed -n 's/^ *in  *\([0-9a-f]\{8\}\),.*/\1/p' "$d/sas.txt" | head -1)
+  spi_out=$(sed -n 's/^ *out  *\([0-9a-f]\{8\}\),.*/\1/p' "$d/sas.txt" | head -1)
+  [ -n "$rx" ] && [ -n "$tx" ] && [ -n "$spi_in" ] && [ -n "$spi_out" ] || fail "$mode: P3 IDs or SPIs not found"
+  [ "$((16#$spi_in))" = "$((16#$tx))" ] || fail "$mode: charon's inbound SPI $spi_in is not our tx P3 ID $tx"
+  [ "$((16#$spi_out))" = "$((16#$rx))" ] || fail "$mode: charon's outbound SPI $spi_out is not our rx P3 ID $rx"
+  if [ "$mode" = cert ]; then
+    grep -q 'authentication of .pri.test. with ECDSA' "$d/charon.log" || fail "cert: charon did not verify our ECDSA signature"
+  fi
+  # KEYMAT: charon's ESP keys (key||salt) = our first data keys (rx = initiator->responder).
+  /usr/bin/python3 - "$d/charon.log" "$d/p3.keys" <<'PY' || fail "$mode: data keys differ from charon's ESP keys"
+import re, sys
+log = open(sys.argv[1]).read()
+def blob(label):
+    m = re.search(label + r" key => (\d+) bytes @ \S+\n((?:.*\n){1,4})", log)
+    if not m: sys.exit("no '%s' key in charon's log" % label)
+    n = int(m.group(1)); hx = ""
+    for line in m.group(2).splitlines():
+        mm = re.match(r".*?\s(\d+):\s((?:[0-9A-F]{2} ?)+)", line)
+        if not mm: break
+        hx += mm.group(2).replace(" ", "")
+    return hx[: 2 * n].lower()
+ki, kr = blob("encryption initiator"), blob("encryption responder")
+_, rx, tx = open(sys.argv[2]).read().split()
+if (rx, tx) != (ki, kr): sys.exit("keys differ: charon i->r %s r->i %s, p3 rx %s tx %s" % (ki[:8], kr[:8], rx[:8], tx[:8]))
+print("data keys equal charon's ESP keys (both directions)", file=sys.stderr)
+PY
+  swanctl --terminate --ike p3 --timeout 3 --uri "$uri" >/dev/null 2>&1
+  sleep 0.5
+  kill -INT "${PIDS[-3]}" 2>/dev/null; sleep 0.5
+  kill -TERM $charon_pid 2>/dev/null; wait $charon_pid 2>/dev/null
+  # tshark: every datagram IKEv2 (a charon that floated to 4500 puts the non-ESP marker first).
+  tshark -n -r "$d/wan.pcap" -d udp.port==5653,isakmp -d udp.port==4500,udpencap \
+    -T fields -e frame.number -e frame.protocols > "$d/tshark.txt" 2>"$d/tshark.err"
+  tshark -n -r "$d/wan.pcap" -d udp.port==5653,isakmp -d udp.port==4500,udpencap -V > "$d/tshark-v.txt" 2>>"$d/tshark.err"
+  local total ike bad
+  total=$(wc -l < "$d/tshark.txt")
+  ike=$(grep -c 'isakmp' "$d/tshark.txt")
+  bad=$(grep -ciE 'malformed|expert.*(warn|error)' "$d/tshark-v.txt")
+  log "$mode: tshark: $total datagrams, $ike IKE, $bad malformed/warnings"
+  [ "$total" -ge 4 ] || fail "$mode: expected at least 4 datagrams in the capture"
+  [ "$ike" = "$total" ] || { cat "$d/tshark.txt" >&2; fail "$mode: datagrams tshark does not see as IKE"; }
+  [ "$bad" = 0 ] || { grep -iE -B5 'malformed|expert' "$d/tshark-v.txt" | head -40 >&2; fail "$mode: tshark warnings"; }
+  grep -q 'Exchange type: IKE_AUTH (35)' "$d/tshark-v.txt" || fail "$mode: no IKE_AUTH dissected"
+  log "$mode: PASS"
+}
+
+run_mode psk
+run_mode cert
+log "PASS"
+exit 0
