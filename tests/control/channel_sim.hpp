@@ -193,6 +193,16 @@ public:
     // ControlLink
     void send_control(std::span<const std::uint8_t> inner) override;
 
+    // The invariant of a lossless rekey: while both sessions are up, whatever we send under is
+    // held by the receiver with the same key. (After a loss one side may still send under keys
+    // the other has dropped: that is the loss, counted apart.)
+    void check_receivable(const FakeDataplane& peer) {
+        auto it = peer.slots.find(tx.peer_id);
+        const bool ok = it != peer.slots.end() && it->second.key.key.equals(tx.key.key.span());
+        const bool both_up = session && peer.session && session->state() == SessionState::up &&
+                             peer.session->state() == SessionState::up;
+        if (!ok) ++(both_up ? send_unreceivable : sent_after_loss);
+    }
     // A LAN packet of n bytes towards the peer's network.
     void send_data(std::size_t n = 100);
     void receive(const std::vector<std::uint8_t>& outer);
@@ -220,7 +230,7 @@ public:
     Reason down_reason = Reason::INTERNAL;
     // counters
     std::uint64_t data_sent = 0, data_received = 0, control_sent = 0, control_received = 0;
-    std::uint64_t send_unreceivable = 0, lost_no_slot = 0, auth_failures = 0, replays = 0;
+    std::uint64_t send_unreceivable = 0, sent_after_loss = 0, lost_no_slot = 0, auth_failures = 0, replays = 0;
     std::uint64_t installs = 0, switches = 0, retired = 0, downs = 0, not_sent_down = 0;
     std::vector<std::size_t> control_sizes, data_sizes;
     std::vector<std::vector<std::uint8_t>> control_outer;  // kept when keep_outer
@@ -439,8 +449,7 @@ inline void FakeDataplane::send_control(std::span<const std::uint8_t> inner) {
     }
     Sim& s = sim_;
     FakeDataplane& peer = side_ == 0 ? s.dp_b : s.dp_a;
-    auto it = peer.slots.find(tx.peer_id);
-    if (it == peer.slots.end() || !it->second.key.key.equals(tx.key.key.span())) ++send_unreceivable;
+    check_receivable(peer);
     auto out = encap(inner);
     ++control_sent;
     control_sizes.push_back(out.size());
@@ -452,8 +461,7 @@ inline void FakeDataplane::send_data(std::size_t n) {
     if (!tx.key.valid() || down) return;
     Sim& s = sim_;
     FakeDataplane& peer = side_ == 0 ? s.dp_b : s.dp_a;
-    auto it = peer.slots.find(tx.peer_id);
-    if (it == peer.slots.end() || !it->second.key.key.equals(tx.key.key.span())) ++send_unreceivable;
+    check_receivable(peer);
     // A LAN packet: IPv4 to a host behind the peer (not the peer itself), TOS 0.
     std::vector<std::uint8_t> inner(std::max<std::size_t>(n, 20), 0x5a);
     inner[0] = 0x45;

@@ -45,8 +45,12 @@ void check_no_packet_lost(const Sim& sim) {
 TEST_CASE("rekey: 100 rekeys under continuous traffic both ways, no packet lost, old keys retired") {
     LogCapture logs;
     Sim sim(stream_params(), 42);
+    // A long path (120 ms, up to 40 ms jitter, so packets of both kinds reorder) and a packet
+    // every 37 ms each way: every exchange has packets in flight on both sides of each switch.
+    sim.link.faults = Faults{0, 0, 120ms, 40ms, false};
+    sim.data_interval = 37ms;
     sim.setup();
-    REQUIRE(sim.run_until_pred([&] { return sim.primary->stats().rekeys_done >= 100; }, 100 * 60s + 1h, 10s));
+    CHECK(sim.run_until_pred([&] { return sim.primary->stats().rekeys_done >= 100; }, 100 * 60s + 1h, 10s));
     sim.drain();
 
     check_no_packet_lost(sim);
@@ -69,7 +73,7 @@ TEST_CASE("rekey: 100 rekeys under continuous traffic both ways, no packet lost,
         if (s.e.kind == Event::Kind::rekey_done) done.push_back(s.at);
     for (std::size_t i = 1; i < done.size(); ++i) {
         CHECK(done[i] - done[i - 1] >= 60s);
-        CHECK(done[i] - done[i - 1] <= 62s);
+        CHECK(done[i] - done[i - 1] <= 62s);  // (two round trips of at most 160 ms)
     }
     // What the administrator sees: each rekey started and completed, on both sides.
     CHECK(logs.count(Reason::REKEY_START) >= 200);
