@@ -140,6 +140,23 @@ bool chain_trim(rte_mbuf* m, std::uint32_t len) noexcept {
 
 constexpr unsigned kMaxSegsU = static_cast<unsigned>(kMaxSegs);
 
+// Moves the link header (l2_len bytes). The Ethernet case is a constant-size move the
+// compiler inlines; a libc call per packet costs more than the move.
+inline void move_l2(std::uint8_t* dst, const std::uint8_t* src, unsigned l2_len) noexcept {
+    if (l2_len == 14) std::memmove(dst, src, 14);
+    else if (l2_len != 0) std::memmove(dst, src, l2_len);
+}
+
+// The outer header template, in one of its four sizes (constant-size copies again).
+inline void copy_outer(std::uint8_t* ip, const TxView& v) noexcept {
+    switch (v.outer_hlen) {
+        case kIpv4HeaderLen: std::memcpy(ip, v.tmpl, kIpv4HeaderLen); break;
+        case kIpv4HeaderLen + kUdpHeaderLen: std::memcpy(ip, v.tmpl, kIpv4HeaderLen + kUdpHeaderLen); break;
+        case kIpv6HeaderLen: std::memcpy(ip, v.tmpl, kIpv6HeaderLen); break;
+        default: std::memcpy(ip, v.tmpl, kIpv6HeaderLen + kUdpHeaderLen); break;
+    }
+}
+
 // ---- outbound -------------------------------------------------------------------------------
 
 struct Prepared {
@@ -184,7 +201,8 @@ WireStatus prepare_out(GcmEngine& e, rte_mbuf* m, const TxRef& tx, unsigned l2_l
     // Room: headers in front of the first segment, trailer + ICV behind the last.
     const unsigned front = v.outer_hlen + kP3HeaderLen;
     if (rte_pktmbuf_headroom(m) < front) return WireStatus::no_room;
-    rte_mbuf* last = rte_pktmbuf_lastseg(m);
+    // A single segment never touches the mbuf's second cache line (next, tx_offload).
+    rte_mbuf* last = m->nb_segs == 1 ? m : rte_pktmbuf_lastseg(m);
     const std::size_t tail = rte_pktmbuf_tailroom(last);
     std::size_t T = plain_len(L);
     if (T - L + kIcvLen > tail) return WireStatus::no_room;
@@ -197,8 +215,10 @@ WireStatus prepare_out(GcmEngine& e, rte_mbuf* m, const TxRef& tx, unsigned l2_l
     const std::size_t pad = T - L - kTrailerFixed;
 
     // Trailer (and room for the ICV) behind the inner packet.
-    std::uint8_t* tr = reinterpret_cast<std::uint8_t*>(rte_pktmbuf_append(m, static_cast<std::uint16_t>(T - L + kIcvLen)));
-    if (tr == nullptr) return WireStatus::no_room;   // cannot happen after the checks above
+    const std::uint16_t add = static_cast<std::uint16_t>(T - L + kIcvLen);
+    std::uint8_t* tr = rte_pktmbuf_mtod_offset(last, std::uint8_t*, last->data_len);
+    last->data_len = static_cast<std::uint16_t>(last->data_len + add);
+    m->pkt_len += add;
     tr[pad] = static_cast<std::uint8_t>(pad);
     tr[pad + 1] = nh;
     if (!hide) {
@@ -217,7 +237,7 @@ WireStatus prepare_out(GcmEngine& e, rte_mbuf* m, const TxRef& tx, unsigned l2_l
     // Headers in front: the l2 bytes move to the new front.
     std::uint8_t* old = rte_pktmbuf_mtod(m, std::uint8_t*);
     std::uint8_t* start = reinterpret_cast<std::uint8_t*>(rte_pktmbuf_prepend(m, static_cast<std::uint16_t>(front)));
-    if (l2_len) std::memmove(start, old, l2_len);
+    move_l2(start, old, l2_len);
     std::uint8_t* ip = start + l2_len;
     std::uint8_t* hdr = ip + v.outer_hlen;
     std::memset(hdr, 0, kFlagsLen);
@@ -225,15 +245,17 @@ WireStatus prepare_out(GcmEngine& e, rte_mbuf* m, const TxRef& tx, unsigned l2_l
     wr64(hdr + kFlagsLen + kIdLen, seq);
     *tx.seq = seq;
 
-    std::memcpy(ip, v.tmpl, v.outer_hlen);
+    copy_outer(ip, v);
     const std::uint32_t total = static_cast<std::uint32_t>(v.outer_hlen + kP3HeaderLen + T + kIcvLen);
     // DSCP copied, ECN copied (RFC 6040 normal mode): the whole TOS / traffic class.
     const std::uint8_t out_tos = static_cast<std::uint8_t>((tos & 0xfc) | ecn_encap(tos & 3));
     if (!v.v6) {
         ip[1] = out_tos;
         wr16(ip + 2, static_cast<std::uint16_t>(total));
-        wr16(ip + 4, static_cast<std::uint16_t>(seq ^ v.p3_id));
-        ipv4_set_csum(ip, kIpv4HeaderLen);
+        const std::uint16_t id = static_cast<std::uint16_t>(seq ^ v.p3_id);
+        wr16(ip + 4, id);
+        // Checksum = the template's fixed fields (csum_base) + TOS, total length and ID.
+        wr16(ip + 10, fold(v.csum_base + out_tos + total + id));
     } else {
         ip[0] = static_cast<std::uint8_t>(0x60 | (out_tos >> 4));
         ip[1] = static_cast<std::uint8_t>((out_tos << 4) | (ip[1] & 0x0f));
@@ -244,8 +266,6 @@ WireStatus prepare_out(GcmEngine& e, rte_mbuf* m, const TxRef& tx, unsigned l2_l
         wr16(u + 4, static_cast<std::uint16_t>(total - (v.v6 ? kIpv6HeaderLen : kIpv4HeaderLen)));
         // IPv4: checksum 0 (RFC 3948). IPv6: filled after sealing.
     }
-    m->l2_len = l2_len;
-    m->l3_len = v.v6 ? kIpv6HeaderLen : kIpv4HeaderLen;
     p = Prepared{m, ip, hdr, static_cast<std::uint32_t>(T), &v, m->nb_segs == 1};
     return WireStatus::ok;
 }
@@ -297,6 +317,7 @@ bool TxView::init(std::uint32_t id, const GcmKey* k, const OuterSpec& o, SizeHid
         std::memcpy(ip + 12, o.src.bytes.data(), 4);
         std::memcpy(ip + 16, o.dst.bytes.data(), 4);
         u = ip + kIpv4HeaderLen;
+        csum_base = sum16(ip, kIpv4HeaderLen);   // TOS, length, ID and checksum are 0 here
     } else {
         // Flow label from the P3 ID: one flow per lane, so ECMP and RSS may spread lanes while
         // each lane stays in order.
@@ -511,11 +532,9 @@ DecapResult finish_in(GcmEngine& e, rte_mbuf* m, unsigned p3_off, const RxRef& r
     // Strip: the l2 bytes move up to just before the inner packet, then the front and the tail go.
     const std::uint32_t cut = pt_off - l2_len;
     std::uint8_t* front = rte_pktmbuf_mtod(m, std::uint8_t*);
-    if (l2_len) std::memmove(front + cut, front, l2_len);
+    move_l2(front + cut, front, l2_len);
     rte_pktmbuf_adj(m, static_cast<std::uint16_t>(cut));
     chain_trim(m, pad + static_cast<std::uint32_t>(kTrailerFixed + kIcvLen));
-    m->l2_len = l2_len;
-    m->l3_len = ihl;
     return {WireStatus::ok, nh};
 }
 

@@ -113,7 +113,8 @@ struct TxRef {
 // packets are left as they were (not freed) for the caller to count and free.
 // The caller guarantees: tx[i].view initialised and its key alive for the call (RCU read
 // side), tx[i].seq owned by this lcore, mbufs writable (not shared/indirect).
-// On success: m->l2_len = l2_len, m->l3_len = outer IP header length, pkt_len updated.
+// On success pkt_len/data_len are updated; tx_offload (l2_len, l3_len...) is not touched: a
+// single-segment packet is handled without reading or writing the mbuf's second cache line.
 unsigned encap_burst(GcmEngine& e, rte_mbuf* const* pkts, const TxRef* tx, unsigned n, unsigned l2_len,
                      WireStatus* st) noexcept;
 // A dummy packet (next header 59): the bytes after l2_len (any content, any length <= 
@@ -159,7 +160,7 @@ struct DecapResult {
 // p3_off[i] == l2_len means "no outer header" (no ECN processing). Writes res[i]; returns
 // how many are ok (forward them); every other packet is left for the caller to count/free.
 // On ok: [l2][inner packet], inner ECN combined with the outer per RFC 6040, pkt_len =
-// l2_len + inner length, m->l2_len = l2_len, m->l3_len = inner IP header length (20/40).
+// l2_len + inner length (tx_offload not touched, as outbound).
 unsigned decap_burst(GcmEngine& e, rte_mbuf* const* pkts, const std::uint16_t* p3_off, const RxRef* rx,
                      unsigned n, unsigned l2_len, DecapResult* res) noexcept;
 

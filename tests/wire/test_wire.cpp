@@ -346,7 +346,6 @@ TEST_CASE("encapsulation table, decoded by the independent implementation, then 
         // The link header is carried along unchanged.
         const Bytes orig = frame_of(inners[i]);
         CHECK(std::equal(f.begin(), f.begin() + 12, orig.begin()));
-        CHECK(pkts[i]->l2_len == kEth);
         CHECK(f.size() <= kEth + 1500u);
         const Decoded d = oracle_decode(f, lane_material(*c.ses, c.lane), c.hide, c.ses->key.size());
         REQUIRE(d.error == "");
@@ -383,7 +382,6 @@ TEST_CASE("encapsulation table, decoded by the independent implementation, then 
         CAPTURE(i);
         CHECK(res[i].status == WireStatus::ok);
         CHECK(p3test::mbuf_bytes(pkts[i]) == frame_of(inners[i]));
-        CHECK(pkts[i]->l3_len == (cases[i].inner_v6 ? 40 : 20));
         rte_pktmbuf_free(pkts[i]);
     }
 }
