@@ -1,0 +1,57 @@
+// The control channel's interfaces (interfaces.hpp) on the real dataplane and key generator:
+//
+//   DataplaneLink   KeyInstaller + ControlLink for one session of a dp::Dataplane
+//                   install_rx   -> reserve_rx_ids(lanes) + install_rx(sid, base, keys)
+//                   switch_tx    -> install_tx(sid, peer base, keys)
+//                   retire_rx    -> retire_rx(sid, base)        (RCU, wiped after the grace period)
+//                   session_down -> clear_keys(sid)             (RST / unreachable from then on)
+//                   tx_packets   -> max over lanes of tx_last_seq(sid, lane)
+//                   send_control -> an mbuf with meta tx_inner for sid, through send_to_workers
+//   GeneratorKeys   KeySource over keys::KeyGenerator (software DRBG or RDSEED/RDRAND)
+//
+// Control thread only. rx_seen() answers false until the dataplane reports traffic per inbound
+// block: old inbound keys are then retired by the timeout after the peer's switch
+// (docs/control-channel.md §5), never early.
+#pragma once
+
+#include <cstdint>
+
+#include "common/keygen.hpp"
+#include "control/channel/interfaces.hpp"
+#include "dataplane/control_iface.hpp"
+#include "dataplane/dataplane.hpp"
+
+namespace p3::channel {
+
+class DataplaneLink final : public KeyInstaller, public ControlLink {
+public:
+    DataplaneLink(dp::Dataplane& dp, std::uint32_t sid, bool size_hiding) noexcept
+        : dp_(dp), sid_(sid), size_hiding_(size_hiding) {}
+
+    std::optional<std::uint32_t> install_rx(const KeyMaterial& data, std::uint32_t lanes) override;
+    bool switch_tx(std::uint32_t peer_p3_id, const KeyMaterial& data, std::uint32_t lanes) override;
+    void retire_rx(std::uint32_t p3_id) override { dp_.retire_rx(sid_, p3_id); }
+    bool rx_seen(std::uint32_t) override { return false; }
+    std::uint64_t tx_packets() override;
+    void session_down(Reason) override { dp_.clear_keys(sid_); }
+    void send_control(std::span<const std::uint8_t> inner) override;
+
+    std::uint64_t send_failures() const noexcept { return send_failures_; }
+
+private:
+    dp::Dataplane& dp_;
+    std::uint32_t sid_;
+    bool size_hiding_;
+    std::uint64_t send_failures_ = 0;
+};
+
+class GeneratorKeys final : public KeySource {
+public:
+    explicit GeneratorKeys(keys::KeyGenerator& gen) noexcept : gen_(gen) {}
+    bool fill(std::span<std::uint8_t> out) noexcept override { return !gen_.fill(out).has_value(); }
+
+private:
+    keys::KeyGenerator& gen_;
+};
+
+}  // namespace p3::channel
