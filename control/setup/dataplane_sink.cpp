@@ -1,0 +1,43 @@
+// Session keys from the setup exchange into the dataplane's key slots (see dataplane_sink.hpp).
+#include "control/setup/dataplane_sink.hpp"
+
+#include "common/log.hpp"
+#include "common/slots.hpp"
+#include "common/wire_limits.hpp"
+
+namespace p3::setup {
+
+std::optional<std::uint32_t> DataplaneSink::reserve_rx_id(std::uint32_t /*remote_id*/) {
+    return dp_.reserve_rx_ids(wire::kMaxLanes);
+}
+
+void DataplaneSink::release_rx_id(std::uint32_t rx_id) {
+    for (std::uint32_t n = 0; n < wire::kMaxLanes; ++n) dp_.slots().retire_rx(wire::SlotId(rx_id + n));
+}
+
+bool DataplaneSink::install(EstablishedSession&& s) {
+    const std::uint32_t sid = dp_.session_of(s.remote_id);
+    if (sid == 0) {
+        P3_LOG_ERROR(SETUP_KEYS_REJECTED, "setup with remote %u: no dataplane session for it", s.remote_id);
+        return false;
+    }
+    // Who sends on how many lanes: the push says (params.lanes = the secondary's, primary_lanes
+    // = the primary's); 0 means one per worker of that machine.
+    const bool primary = s.local_role == config::Role::primary;
+    std::uint32_t peer_lanes = primary ? s.config.params.lanes : s.config.primary_lanes;
+    if (peer_lanes == 0 || peer_lanes > wire::kMaxLanes) peer_lanes = wire::kMaxLanes;
+    const bool hiding = s.config.params.size_hiding;
+    const dp::LaneKeys rx{s.data_rx.key.span(), s.data_rx.salt.span(), peer_lanes, hiding};
+    const dp::LaneKeys tx{s.data_tx.key.span(), s.data_tx.salt.span(), dp_.tx_lanes(), hiding};
+    // Inbound first: the peer may send as soon as it has our answer.
+    if (!dp_.install_rx(sid, s.rx_p3_id, rx)) return false;
+    if (!dp_.install_tx(sid, s.tx_p3_id, tx)) {
+        dp_.retire_rx(sid, s.rx_p3_id);
+        return false;
+    }
+    ++installed_;
+    if (on_up_) on_up_(s, sid);
+    return true;
+}
+
+}  // namespace p3::setup

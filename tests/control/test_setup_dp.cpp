@@ -1,0 +1,124 @@
+// The setup exchange into a real dataplane (ring ports, one worker): a primary engine whose
+// SessionSink is the DataplaneSink and a secondary engine recording what it got. After the
+// exchange the primary's session is up, and traffic flows under the negotiated keys in both
+// directions: a LAN packet leaves the WAN encrypted with the P3 ID the secondary chose and
+// opens with the secondary's receive key (checked here with OpenSSL, independently of the
+// dataplane's crypto), and a packet the test seals with the secondary's send key comes out of
+// the primary's LAN.
+#include "tests/dataplane/bench.hpp"
+
+#include <cstdio>
+
+#include "control/setup/dataplane_sink.hpp"
+#include "control/setup/ike_crypto.hpp"
+#include "setup_harness.hpp"
+
+using namespace p3test;
+using p3::setup::test::psk;
+
+namespace {
+
+std::uint32_t be32(const Bytes& b, std::size_t off) {
+    return std::uint32_t(b[off]) << 24 | std::uint32_t(b[off + 1]) << 16 | std::uint32_t(b[off + 2]) << 8 | b[off + 3];
+}
+
+// One frame out of `tx`; an ARP request on the way (the appliance resolving an on-link next
+// hop) is answered from a host MAC through `rx` first.
+Bytes next_frame(const std::vector<rte_ring*>& tx, rte_ring* rx, const Mac& port_mac) {
+    for (int i = 0; i < 3; ++i) {
+        auto out = collect(tx, 1);
+        if (out.size() != 1) return {};
+        if (get16(out[0], 12) != 0x0806) return out[0];
+        char tpa[16];
+        std::snprintf(tpa, sizeof tpa, "%u.%u.%u.%u", out[0][38], out[0][39], out[0][40], out[0][41]);
+        char spa[16];
+        std::snprintf(spa, sizeof spa, "%u.%u.%u.%u", out[0][28], out[0][29], out[0][30], out[0][31]);
+        inject(rx, arp(2, port_mac, kHostMac, tpa, port_mac, spa));
+    }
+    return {};
+}
+
+}  // namespace
+
+TEST_CASE("setup into the dataplane: keys installed as slots, traffic flows both ways", "[setup-dp]") {
+    Single a("sdp", Side{"10.1.0.1/24", "192.0.2.1/24", "10.1.0.254", "192.0.2.254"},
+             one(remote(7, "192.0.2.2", {"10.2.0.0/24"})), {1});
+    const std::uint32_t sid = a.dp->session_of(7);
+    REQUIRE(sid != 0);
+    CHECK(a.dp->sessions().state(sid) == p3::dp::SessionState::down);
+
+    p3::control::ManualClock clock;
+    p3::control::SeededRandom rp(11), rs(12);
+    p3::setup::test::Queue to_s(clock), to_p(clock);
+    std::uint32_t up_sid = 0;
+    p3::setup::DataplaneSink sink_p(*a.dp, [&](const p3::setup::EstablishedSession&, std::uint32_t s) { up_sid = s; });
+    p3::setup::test::RecordingSink sink_s(0x2000);
+    p3::setup::SetupEngine p(p3::setup::test::primary_config({}), psk("dp"), {}, clock, rp, to_s, sink_p);
+    p3::setup::SetupEngine s(p3::setup::test::secondary_config({}), psk("dp"), {}, clock, rs, to_p, sink_s);
+    REQUIRE(s.connect(1));
+    for (int i = 0; i < 10; ++i) {
+        while (!to_p.q.empty()) {
+            auto d = to_p.q.front();
+            to_p.q.pop_front();
+            p.on_datagram(d.from, d.to, d.data);
+        }
+        while (!to_s.q.empty()) {
+            auto d = to_s.q.front();
+            to_s.q.pop_front();
+            s.on_datagram(d.from, d.to, d.data);
+        }
+    }
+    REQUIRE(sink_s.sessions.size() == 1);
+    REQUIRE(sink_p.installed() == 1);
+    CHECK(up_sid == sid);
+    CHECK(a.dp->sessions().state(sid) == p3::dp::SessionState::up);
+    const auto& sec = sink_s.sessions[0];
+
+    SECTION("primary -> secondary: encrypted under the secondary's P3 ID and receive key") {
+        const Bytes in = ipv4_frame(a.lan_mac, kHostMac, "10.1.0.5", "10.2.0.5", 17, 64, 64, 0x4000, 3);
+        inject(a.lan.rx[0], in);
+        const Bytes f = next_frame(a.wan.tx, a.wan.rx[0], a.wan_mac);
+        REQUIRE(f.size() > 14 + 20 + 16 + 16);
+        CHECK(get16(f, 12) == 0x0800);
+        CHECK(f[14 + 9] == 50);
+        const std::size_t h = 14 + 20;
+        CHECK(be32(f, h) == 0);                    // P3 flags
+        CHECK(be32(f, h + 4) == sec.rx_p3_id);     // receiver-chosen ID
+        const Bytes aad(f.begin() + h, f.begin() + h + 16);
+        const Bytes iv(f.begin() + h + 8, f.begin() + h + 16);
+        const Bytes ct(f.begin() + h + 16, f.end());
+        p3::SecretBytes plain;
+        REQUIRE(p3::setup::gcm_open(sec.data_rx.key.span(), sec.data_rx.salt.span(), iv, aad, ct, plain));
+        const auto pt = plain.span();
+        REQUIRE(pt.size() >= in.size() - 14 + 2);
+        CHECK(pt[pt.size() - 1] == 4);             // next header: IPv4
+        // The inner packet: same addresses and payload as sent (TTL and checksum may differ).
+        CHECK(std::equal(in.begin() + 14 + 12, in.begin() + 14 + 20, pt.begin() + 12));
+        CHECK(std::equal(in.begin() + 14 + 20, in.end(), pt.begin() + 20));
+    }
+
+    SECTION("secondary -> primary: a packet sealed with the secondary's send key reaches the LAN") {
+        const Bytes inner_frame = ipv4_frame(kHostMac, kHostMac, "10.2.0.5", "10.1.0.5", 17, 64, 64, 0x4000, 9);
+        const Bytes inner(inner_frame.begin() + 14, inner_frame.end());
+        Bytes plain = inner;
+        plain.push_back(0);  // pad length
+        plain.push_back(4);  // next header
+        Bytes hdr = {0, 0, 0, 0};
+        for (int i = 3; i >= 0; --i) hdr.push_back(std::uint8_t(sec.tx_p3_id >> (8 * i)));
+        const Bytes seq = {0, 0, 0, 0, 0, 0, 0, 1};
+        hdr.insert(hdr.end(), seq.begin(), seq.end());
+        Bytes sealed;
+        REQUIRE(p3::setup::gcm_seal(sec.data_tx.key.span(), sec.data_tx.salt.span(), seq, hdr, plain, sealed));
+        Bytes outer = ipv4_frame(a.wan_mac, kGwMac, "192.0.2.2", "192.0.2.1", 50, 0, 64, 0x4000, 0);
+        outer.insert(outer.end(), hdr.begin(), hdr.end());
+        outer.insert(outer.end(), sealed.begin(), sealed.end());
+        put16(outer, 14 + 2, std::uint16_t(outer.size() - 14));
+        outer[14 + 10] = outer[14 + 11] = 0;
+        put16(outer, 14 + 10, csum(outer.data() + 14, 20));
+        inject(a.wan.rx[0], outer);
+        const Bytes f = next_frame(a.lan.tx, a.lan.rx[0], a.lan_mac);
+        REQUIRE(f.size() == inner_frame.size());
+        CHECK(std::equal(inner.begin() + 12, inner.begin() + 20, f.begin() + 14 + 12));
+        CHECK(std::equal(inner.begin() + 20, inner.end(), f.begin() + 14 + 20));
+    }
+}
