@@ -413,6 +413,21 @@ void Dataplane::clear_keys(std::uint32_t sid) {
     }
 }
 
+bool Dataplane::set_peer(std::uint32_t sid, const IpAddr& peer, std::uint16_t udp_src, std::uint16_t udp_dst) {
+    if (!SessionTable::valid_id(sid) || sessions_->state(sid) == SessionState::unused ||
+        peer.family != addr_[1].addr.addr.family) {
+        P3_LOG_ERROR(DP_KEYS, "session %u: peer %s refused (no such session, or not the WAN's family)", sid,
+                     peer.str().c_str());
+        return false;
+    }
+    Session& s = sessions_->at(sid);
+    s.peer = peer;
+    s.udp_encap = udp_dst != 0;
+    s.udp_src = udp_dst != 0 ? udp_src : 0;
+    s.udp_dst = udp_dst;
+    return true;
+}
+
 std::uint64_t Dataplane::tx_last_seq(std::uint32_t sid, std::uint16_t lane) const noexcept {
     const wire::TxSlot* s = keys_ ? keys_->table->tx(sid, lane) : nullptr;
     return s ? s->last_seq() : 0;

@@ -97,6 +97,7 @@ public:
     bool install_tx(std::uint32_t sid, std::uint32_t peer_base_id, const LaneKeys& k);
     void retire_rx(std::uint32_t sid, std::uint32_t base_id);
     void clear_keys(std::uint32_t sid);
+    bool set_peer(std::uint32_t sid, const IpAddr& peer, std::uint16_t udp_src, std::uint16_t udp_dst);
     std::uint64_t tx_last_seq(std::uint32_t sid, std::uint16_t lane) const noexcept;
     wire::SlotTable& slots() noexcept;
 

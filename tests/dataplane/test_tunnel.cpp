@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <map>
 #include <set>
+#include <tuple>
 #include <string>
 
 #include "bench.hpp"
@@ -453,4 +454,55 @@ TEST_CASE("route and key updates while traffic flows lose nothing", "[tunnel][rc
     CHECK(dropped == 0);
     // The retired static block no longer decrypts: a packet under it is an unknown ID.
     CHECK(t.b.dp->slots().rx(0x201) == nullptr);
+}
+
+TEST_CASE("NAT traversal: P3 inside UDP 4500, both directions", "[tunnel][nat]") {
+    Tunnel t("n", false, false);
+    const std::uint32_t sid_a = t.a.dp->session_of(2), sid_b = t.b.dp->session_of(1);
+    // Each side re-installs its outbound keys with UDP encapsulation (as after NAT detection).
+    const p3::SecretBytes k = hex("5555555555555555555555555555555566666666666666666666666666666666");
+    const p3::SecretBytes sa = hex("77777777");
+    for (auto [e, sid, peer] : {std::tuple{&t.a, sid_a, "198.51.100.2"}, std::tuple{&t.b, sid_b, "192.0.2.1"}}) {
+        REQUIRE(e->dp->set_peer(sid, *p3::IpAddr::parse(peer), 4500, 4500));
+    }
+    auto rb = t.b.dp->reserve_rx_ids(2);
+    auto ra = t.a.dp->reserve_rx_ids(2);
+    REQUIRE(rb);
+    REQUIRE(ra);
+    const p3::dp::LaneKeys lk{k.span(), sa.span(), 2, false};
+    REQUIRE(t.b.dp->install_rx(sid_b, *rb, lk));
+    REQUIRE(t.a.dp->install_rx(sid_a, *ra, lk));
+    REQUIRE(t.a.dp->install_tx(sid_a, *rb, lk));
+    REQUIRE(t.b.dp->install_tx(sid_b, *ra, lk));
+    std::vector<Bytes> want;
+    for (unsigned i = 0; i < 20; ++i) {
+        Bytes f = packet(t.a.lan_mac, false, "10.1.5.7", "10.2.5.9", 40 + i * 70, static_cast<std::uint8_t>(i));
+        inject(t.a.lan.rx[i % 2], f);
+        want.push_back(expected(f, t.b.lan_mac));
+    }
+    // On the wire: outer IPv4, protocol UDP, both ports 4500, then the P3 header.
+    std::vector<Frame> wire;
+    for (int i = 0; i < 500 && wire.size() < 20; ++i) {
+        auto more = grab(t.a.wan.tx);
+        wire.insert(wire.end(), more.begin(), more.end());
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    REQUIRE(wire.size() == 20);
+    for (auto& f : wire) {
+        CHECK(f.bytes[23] == 17);
+        CHECK(get16(f.bytes, 34) == 4500);
+        CHECK(get16(f.bytes, 36) == 4500);
+        CHECK(get16(f.bytes, 38) == f.bytes.size() - 34);
+        std::memcpy(f.bytes.data(), t.b.wan_mac.b, 6);
+        inject(t.b.wan.rx[f.ring], f.bytes);
+    }
+    check_same(t.deliver(t.b, want.size()), want);
+    // And back.
+    want.clear();
+    for (unsigned i = 0; i < 10; ++i) {
+        Bytes f = packet(t.b.lan_mac, false, "10.2.5.9", "10.1.5.7", 100 + i, static_cast<std::uint8_t>(i));
+        inject(t.b.lan.rx[i % 2], f);
+        want.push_back(expected(f, t.a.lan_mac));
+    }
+    check_same(t.deliver(t.a, want.size()), want);
 }
