@@ -10,6 +10,7 @@
 #include <cstdio>
 
 #include "control/setup/dataplane_sink.hpp"
+#include "control/setup/dp_control.hpp"
 #include "control/setup/ike_crypto.hpp"
 #include "setup_harness.hpp"
 
@@ -121,4 +122,95 @@ TEST_CASE("setup into the dataplane: keys installed as slots, traffic flows both
         CHECK(std::equal(inner.begin() + 12, inner.begin() + 20, f.begin() + 14 + 12));
         CHECK(std::equal(inner.begin() + 20, inner.end(), f.begin() + 14 + 20));
     }
+}
+
+namespace {
+
+// Ethernet + IPv4 + UDP (checksum 0) carrying payload.
+Bytes udp_frame(const Mac& dst, const char* sip, const char* dip, std::uint16_t sport, std::uint16_t dport,
+                const Bytes& payload) {
+    Bytes f = ipv4_frame(dst, kGwMac, sip, dip, 17, payload.size());
+    put16(f, 34, sport);
+    put16(f, 36, dport);
+    std::copy(payload.begin(), payload.end(), f.begin() + 42);
+    return f;
+}
+
+// The RFC 768 checksum of an IPv4/UDP frame verifies (0 = not sent is refused here).
+bool udp_checksum_ok(const Bytes& f) {
+    const std::size_t ulen = get16(f, 38);
+    std::uint32_t acc = 0;
+    for (std::size_t i = 26; i < 34; i += 2) acc += get16(f, i);
+    acc += 17 + ulen;
+    for (std::size_t i = 0; i + 1 < ulen; i += 2) acc += get16(f, 34 + i);
+    if (ulen & 1) acc += std::uint32_t(f[34 + ulen - 1]) << 8;
+    while (acc >> 16) acc = (acc & 0xffff) + (acc >> 16);
+    return get16(f, 40) != 0 && acc == 0xffff;
+}
+
+}  // namespace
+
+TEST_CASE("setup inside the dataplane: IKE through the WAN port and the control thread brings the session up",
+          "[setup-dp]") {
+    test_pool();
+    static unsigned seq = 0;
+    const std::string n = "scp" + std::to_string(seq++);
+    RingPort lan = make_port(n + "l", rings(n + "lr", 2), rings(n + "lt", 1));
+    RingPort wan = make_port(n + "w", rings(n + "wr", 2), rings(n + "wt", 1));
+    p3::config::Config cfg = make_config(Side{"10.1.0.1/24", "192.0.2.1/24", "10.1.0.254", "192.0.2.254"}, lan.port, wan.port);
+    cfg.remotes = one(remote(7, "192.0.2.2", {"10.2.0.0/24"}));
+    const p3::config::Config engine_cfg = p3::setup::test::primary_config({});
+    p3::control::SteadyClock clock;
+    p3::control::SystemRandom rnd;
+    p3::setup::SetupControlPlane scp(engine_cfg, psk("dp"), {}, clock, rnd);
+    p3::dp::Options o;
+    o.name = n;
+    o.lcores = {1};
+    o.control = &scp;
+    auto dp = std::make_unique<p3::dp::Dataplane>(cfg, o);
+    REQUIRE(dp->init());
+    REQUIRE(dp->start());
+    const Mac wan_mac = mac_of(wan.port);
+    const std::uint32_t sid = dp->session_of(7);
+    REQUIRE(sid != 0);
+
+    // The test thread is the secondary, on the far side of the WAN port.
+    p3::control::ManualClock sclock;
+    p3::control::SeededRandom srnd(3);
+    p3::setup::test::Queue to_p(sclock);
+    p3::setup::test::RecordingSink sink_s(0x2000);
+    p3::setup::SetupEngine s(p3::setup::test::secondary_config({}), psk("dp"), {}, sclock, srnd, to_p, sink_s);
+    REQUIRE(s.connect(1));
+    std::size_t replies = 0, bad_checksum = 0;
+    const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (sink_s.sessions.empty() && std::chrono::steady_clock::now() < end) {
+        while (!to_p.q.empty()) {
+            const auto d = to_p.q.front();
+            to_p.q.pop_front();
+            inject(wan.rx[0], udp_frame(wan_mac, "192.0.2.2", "192.0.2.1", d.from.port, d.to.port, d.data));
+        }
+        const Bytes f = next_frame(wan.tx, wan.rx[0], wan_mac);
+        if (f.size() < 42 || get16(f, 12) != 0x0800 || f[23] != 17) continue;
+        ++replies;
+        if (!udp_checksum_ok(f)) ++bad_checksum;
+        const p3::setup::Endpoint from{*p3::IpAddr::parse("192.0.2.1"), get16(f, 34)};
+        const p3::setup::Endpoint to{*p3::IpAddr::parse("192.0.2.2"), get16(f, 36)};
+        CHECK(from.port == 5653);
+        s.on_datagram(from, to, Bytes(f.begin() + 42, f.begin() + 34 + get16(f, 38)));
+    }
+    REQUIRE(sink_s.sessions.size() == 1);
+    CHECK(replies == 2);
+    CHECK(bad_checksum == 0);
+    // Keys are installed before the IKE_AUTH response leaves: the session is up already.
+    CHECK(dp->sessions().state(sid) == p3::dp::SessionState::up);
+    CHECK(sink_s.sessions[0].config.primary_subnets.size() == 1);
+
+    dp->request_stop();
+    dp->wait();
+    CHECK(scp.sessions_up() == 1);
+    CHECK(scp.send_failed() == 0);
+    CHECK(scp.not_setup() == 0);
+    dp->close();
+    for (auto* v : {&lan.rx, &lan.tx, &wan.rx, &wan.tx})
+        for (auto* r : *v) Single::drain_free(r);
 }

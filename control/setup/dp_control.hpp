@@ -1,0 +1,75 @@
+// The setup exchange inside p3d: a dp::ControlPlane that takes the setup UDP datagrams the
+// workers hand to the control thread (MsgKind::setup_udp: Ethernet frames to local.port on
+// the WAN), runs the SetupEngine, sends its datagrams back as IP packets the workers route
+// out of the WAN (MsgKind::tx_ip), and installs established sessions through DataplaneSink.
+// Runs on the dataplane's control thread only.
+//
+// A secondary connects to each remote at start, and after a failed attempt again 5 s later,
+// 5 s more per consecutive failure, at most 60 s (DESIGN.md §Session life 5); a session that
+// is up is not set up again here (its loss is the control channel's to detect).
+//
+// Only local.port carries IKE here: in p3d, local.nat_port carries UDP-encapsulated P3,
+// whose first word (P3 flags, 0) is indistinguishable from the non-ESP marker. A peer that
+// sends the marker on local.port is understood and answered with it.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <set>
+
+#include "control/clock.hpp"
+#include "control/setup/dataplane_sink.hpp"
+#include "control/setup/setup_engine.hpp"
+#include "dataplane/control_iface.hpp"
+
+namespace p3::setup {
+
+class SetupControlPlane final : public dp::ControlPlane, private Transport, private SessionSink {
+public:
+    // cfg must outlive this object; clock and random too.
+    SetupControlPlane(const config::Config& cfg, Credentials creds, SetupOptions opts, const control::Clock& clock,
+                      control::Random& random);
+    ~SetupControlPlane() override;
+
+    void start(dp::Dataplane& dp) override;
+    void on_packet(dp::Dataplane& dp, rte_mbuf* m) override;
+    void poll(dp::Dataplane& dp, std::uint64_t now_ms) override;
+    void stop(dp::Dataplane& dp) override;
+
+    // Read from the control thread (or after stop).
+    const SetupEngine* engine() const noexcept { return engine_.get(); }
+    std::uint64_t not_setup() const noexcept { return not_setup_; }    // setup_udp frames we could not read
+    std::uint64_t send_failed() const noexcept { return send_failed_; }
+    std::uint64_t sessions_up() const noexcept { return up_; }
+
+private:
+    // Transport
+    void send(const Endpoint& from, const Endpoint& to, ByteView datagram) override;
+    // SessionSink: forwards to the DataplaneSink, keeps the retry state of a secondary.
+    std::optional<std::uint32_t> reserve_rx_id(std::uint32_t remote_id) override;
+    void release_rx_id(std::uint32_t rx_id) override;
+    bool install(EstablishedSession&& s) override;
+    void setup_failed(std::uint32_t remote_id, Reason reason) override;
+
+    void connect_due();
+
+    const config::Config& cfg_;
+    Credentials creds_;
+    SetupOptions opts_;
+    const control::Clock& clock_;
+    control::Random& random_;
+    dp::Dataplane* dp_ = nullptr;
+    std::unique_ptr<DataplaneSink> sink_;
+    std::unique_ptr<SetupEngine> engine_;
+
+    struct Retry {
+        unsigned failures = 0;
+        control::TimePoint next{};
+        bool up = false;
+    };
+    std::map<std::uint32_t, Retry> retry_;                       // secondary: per remote
+    std::set<std::pair<IpAddr, std::uint16_t>> marker_peers_;   // peers that put the non-ESP marker
+    std::uint64_t not_setup_ = 0, send_failed_ = 0, up_ = 0;
+};
+
+}  // namespace p3::setup
