@@ -37,6 +37,8 @@ std::string hex(const SecretBytes& a, const SecretBytes& b) {
 
 class PrintingSink final : public SessionSink {
 public:
+    // Distinct ranges per role, so a test of two peers on one host sees the IDs cross.
+    explicit PrintingSink(config::Role r) : next_(r == config::Role::primary ? 0x100 : 0x200) {}
     std::optional<std::uint32_t> reserve_rx_id(std::uint32_t) override { return next_++; }
     void release_rx_id(std::uint32_t) override {}
     bool install(EstablishedSession&& s) override {
@@ -57,7 +59,7 @@ public:
     unsigned up = 0, failed = 0;
 
 private:
-    std::uint32_t next_ = 0x100;
+    std::uint32_t next_;
 };
 
 int usage() {
@@ -100,7 +102,7 @@ int main(int argc, char** argv) {
         P3_LOG_ERROR(SETUP_CREDENTIALS, "%s", err.c_str());
         return 2;
     }
-    PrintingSink sink;
+    PrintingSink sink(cfg.role);
     if (!keys_out.empty()) {
         sink.keys_fd = ::open(keys_out.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (sink.keys_fd < 0) {
