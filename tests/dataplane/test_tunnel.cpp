@@ -78,7 +78,8 @@ p3::config::Remote peer_remote(std::uint32_t id, const Net& peer, std::vector<co
     return r;
 }
 
-void start(End& e, const std::string& n, const Net& net, p3::config::Remote&& peer, std::vector<unsigned> lcores) {
+void start(End& e, const std::string& n, const Net& net, p3::config::Remote&& peer, std::vector<unsigned> lcores,
+           p3::dp::ControlPlane* control = nullptr) {
     e.lan = make_port(n + "l", rings(n + "lr", 2), rings(n + "lt", 2));
     e.wan = make_port(n + "w", rings(n + "wr", 2), rings(n + "wt", 2));
     e.cfg = make_config(Side{net.lan, net.wan, net.lan_gw, net.wan_gw}, e.lan.port, e.wan.port);
@@ -87,6 +88,7 @@ void start(End& e, const std::string& n, const Net& net, p3::config::Remote&& pe
     o.name = n;
     o.lcores = std::move(lcores);
     o.control_thread = false;
+    o.control = control;
     e.dp = std::make_unique<p3::dp::Dataplane>(e.cfg, o);
     REQUIRE(e.dp->init());
     REQUIRE(e.dp->start());
@@ -128,7 +130,8 @@ struct Tunnel {
     End a, b;
     std::uint64_t now_ms = 0;
 
-    Tunnel(const std::string& name, bool inner6, bool outer6, bool aes256 = false, std::uint32_t lanes = 2) {
+    Tunnel(const std::string& name, bool inner6, bool outer6, bool aes256 = false, std::uint32_t lanes = 2,
+           p3::dp::ControlPlane* control_b = nullptr) {
         test_pool();
         static unsigned seq = 0;
         const std::string n = name + std::to_string(seq++);
@@ -141,7 +144,7 @@ struct Tunnel {
         const KeyDir& ab = aes256 ? kAtoB256 : kAtoB128;
         const KeyDir& ba = aes256 ? kBtoA256 : kBtoA128;
         start(a, n + "a", na, peer_remote(2, nb, {"10.2.0.0/16", "fd02::/16"}, ab, ba, aes256, lanes), {1, 2});
-        start(b, n + "b", nb, peer_remote(1, na, {"10.1.0.0/16", "fd01::/16"}, ba, ab, aes256, lanes), {3, 4});
+        start(b, n + "b", nb, peer_remote(1, na, {"10.1.0.0/16", "fd01::/16"}, ba, ab, aes256, lanes), {3, 4}, control_b);
     }
     ~Tunnel() {
         stop(a);
@@ -505,4 +508,39 @@ TEST_CASE("NAT traversal: P3 inside UDP 4500, both directions", "[tunnel][nat]")
         want.push_back(expected(f, t.a.lan_mac));
     }
     check_same(t.deliver(t.a, want.size()), want);
+}
+
+namespace {
+// Keeps what reaches the control thread.
+struct Recorder final : p3::dp::ControlPlane {
+    void on_packet(p3::dp::Dataplane&, rte_mbuf* m) override {
+        got.push_back({p3::dp::meta(m), bytes_of(m)});
+        rte_pktmbuf_free(m);
+    }
+    std::vector<std::pair<p3::dp::PktMeta, Bytes>> got;
+};
+}  // namespace
+
+TEST_CASE("the control channel: an inner packet to the peer's WAN address reaches its control thread", "[tunnel][control]") {
+    Recorder rec;
+    Tunnel t("c", false, false, false, 2, &rec);
+    const std::uint32_t sid_a = t.a.dp->session_of(2), sid_b = t.b.dp->session_of(1);
+    // What the control plane hands to the workers: an inner IPv4/TCP packet, WAN to WAN.
+    Bytes f = ipv4_frame(Mac{}, Mac{}, "192.0.2.1", "198.51.100.2", 6, 60);
+    rte_mbuf* m = rte_pktmbuf_alloc(test_pool());
+    REQUIRE(m != nullptr);
+    std::memcpy(rte_pktmbuf_append(m, static_cast<std::uint16_t>(f.size() - 14)), f.data() + 14, f.size() - 14);
+    p3::dp::meta(m) = p3::dp::PktMeta{p3::dp::MsgKind::tx_inner, p3::dp::Side::wan, 0, sid_a};
+    REQUIRE(t.a.dp->send_to_workers(m));
+    for (int i = 0; i < 500 && rec.got.empty(); ++i) {
+        t.relay();
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    REQUIRE(rec.got.size() == 1);
+    CHECK(rec.got[0].first.kind == p3::dp::MsgKind::control_in);
+    CHECK(rec.got[0].first.session == sid_b);
+    CHECK(rec.got[0].first.lane == 0);   // worker 0 drains the control ring: lane 0
+    CHECK(rec.got[0].second == Bytes(f.begin() + 14, f.end()));   // the inner packet, unchanged
+    CHECK(t.deliver(t.b, 0, 100).empty());
+    CHECK(t.b.dp->session_totals(sid_b).rx_pkts == 1);
 }
