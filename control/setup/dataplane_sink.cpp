@@ -36,7 +36,7 @@ bool DataplaneSink::install(EstablishedSession&& s) {
         return false;
     }
     ++installed_;
-    if (on_up_) on_up_(s, sid);
+    if (on_up_) on_up_(s, sid, dp_.tx_lanes(), peer_lanes);
     return true;
 }
 

@@ -21,7 +21,10 @@ namespace p3::setup {
 
 class DataplaneSink final : public SessionSink {
 public:
-    using UpHook = std::function<void(const EstablishedSession&, std::uint32_t session_id)>;
+    // After the data keys are in place: the session, its dataplane id, and the lanes each side
+    // sends on (what the control channel's InitialKeys needs with the control keys).
+    using UpHook = std::function<void(const EstablishedSession&, std::uint32_t session_id, std::uint32_t local_lanes,
+                                      std::uint32_t peer_lanes)>;
     explicit DataplaneSink(dp::Dataplane& dp, UpHook on_up = {}) : dp_(dp), on_up_(std::move(on_up)) {}
 
     std::optional<std::uint32_t> reserve_rx_id(std::uint32_t remote_id) override;
@@ -29,6 +32,7 @@ public:
     bool install(EstablishedSession&& s) override;
 
     std::uint64_t installed() const noexcept { return installed_; }
+    void set_on_up(UpHook h) { on_up_ = std::move(h); }
 
 private:
     dp::Dataplane& dp_;

@@ -38,7 +38,7 @@ SetupControlPlane::~SetupControlPlane() = default;
 
 void SetupControlPlane::start(dp::Dataplane& dp) {
     dp_ = &dp;
-    sink_ = std::make_unique<DataplaneSink>(dp);
+    sink_ = std::make_unique<DataplaneSink>(dp, on_up_);
     engine_ = std::make_unique<SetupEngine>(cfg_, std::move(creds_), std::move(opts_), clock_, random_,
                                             static_cast<Transport&>(*this), static_cast<SessionSink&>(*this));
     if (cfg_.role == config::Role::secondary)
@@ -199,7 +199,14 @@ bool SetupControlPlane::install(EstablishedSession&& s) {
     return true;
 }
 
-void SetupControlPlane::setup_failed(std::uint32_t remote_id, Reason) {
+bool SetupControlPlane::connect(std::uint32_t remote_id) {
+    if (!engine_) return false;
+    // Once a session was up, its recovery belongs to the control channel: no automatic retries.
+    return engine_->connect(remote_id);
+}
+
+void SetupControlPlane::setup_failed(std::uint32_t remote_id, Reason reason) {
+    if (on_failed_) on_failed_(remote_id, reason);
     auto it = retry_.find(remote_id);
     if (it == retry_.end()) return;
     Retry& r = it->second;

@@ -5,14 +5,16 @@
 // Runs on the dataplane's control thread only.
 //
 // A secondary connects to each remote at start, and after a failed attempt again 5 s later,
-// 5 s more per consecutive failure, at most 60 s (DESIGN.md §Session life 5); a session that
-// is up is not set up again here (its loss is the control channel's to detect).
+// 5 s more per consecutive failure, at most 60 s (DESIGN.md §Session life 5), until the
+// session is up once. From then on the control channel detects a loss and asks for a new
+// exchange itself (connect(), from its SetupDriver), with its own back-off.
 //
 // Only local.port carries IKE here: in p3d, local.nat_port carries UDP-encapsulated P3,
 // whose first word (P3 flags, 0) is indistinguishable from the non-ESP marker. A peer that
 // sends the marker on local.port is understood and answered with it.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -35,6 +37,15 @@ public:
     void on_packet(dp::Dataplane& dp, rte_mbuf* m) override;
     void poll(dp::Dataplane& dp, std::uint64_t now_ms) override;
     void stop(dp::Dataplane& dp) override;
+
+    // Wiring to the control channel (set before start; called on the control thread):
+    // up = a session's data keys are installed (see DataplaneSink::UpHook); failed = an
+    // exchange failed (remote 0: not yet identified).
+    void set_on_up(DataplaneSink::UpHook h) { on_up_ = std::move(h); }
+    void set_on_failed(std::function<void(std::uint32_t remote_id, Reason)> h) { on_failed_ = std::move(h); }
+    // Secondary: set up the session with this remote again now (the channel's recovery, via
+    // its SetupDriver). False while an exchange with it runs, or on a primary.
+    bool connect(std::uint32_t remote_id);
 
     // Read from the control thread (or after stop).
     const SetupEngine* engine() const noexcept { return engine_.get(); }
@@ -60,6 +71,8 @@ private:
     control::Random& random_;
     dp::Dataplane* dp_ = nullptr;
     std::unique_ptr<DataplaneSink> sink_;
+    DataplaneSink::UpHook on_up_;
+    std::function<void(std::uint32_t, Reason)> on_failed_;
     std::unique_ptr<SetupEngine> engine_;
 
     struct Retry {

@@ -12,6 +12,7 @@
 #include "control/setup/dataplane_sink.hpp"
 #include "control/setup/dp_control.hpp"
 #include "control/setup/ike_crypto.hpp"
+#include "common/wire_limits.hpp"
 #include "setup_harness.hpp"
 
 using namespace p3test;
@@ -52,7 +53,11 @@ TEST_CASE("setup into the dataplane: keys installed as slots, traffic flows both
     p3::control::SeededRandom rp(11), rs(12);
     p3::setup::test::Queue to_s(clock), to_p(clock);
     std::uint32_t up_sid = 0;
-    p3::setup::DataplaneSink sink_p(*a.dp, [&](const p3::setup::EstablishedSession&, std::uint32_t s) { up_sid = s; });
+    std::pair<std::uint32_t, std::uint32_t> lanes{0, 0};
+    p3::setup::DataplaneSink sink_p(*a.dp, [&](const p3::setup::EstablishedSession&, std::uint32_t s, std::uint32_t local_lanes, std::uint32_t peer_lanes) {
+                                        up_sid = s;
+                                        lanes = {local_lanes, peer_lanes};
+                                    });
     p3::setup::test::RecordingSink sink_s(0x2000);
     p3::setup::SetupEngine p(p3::setup::test::primary_config({}), psk("dp"), {}, clock, rp, to_s, sink_p);
     p3::setup::SetupEngine s(p3::setup::test::secondary_config({}), psk("dp"), {}, clock, rs, to_p, sink_s);
@@ -72,6 +77,8 @@ TEST_CASE("setup into the dataplane: keys installed as slots, traffic flows both
     REQUIRE(sink_s.sessions.size() == 1);
     REQUIRE(sink_p.installed() == 1);
     CHECK(up_sid == sid);
+    CHECK(lanes.first == 1);                       // one sending worker here
+    CHECK(lanes.second == p3::wire::kMaxLanes);    // the secondary's lanes: not pushed (0 = one per worker)
     CHECK(a.dp->sessions().state(sid) == p3::dp::SessionState::up);
     const auto& sec = sink_s.sessions[0];
 
