@@ -29,6 +29,15 @@ bool DataplaneSink::install(EstablishedSession&& s) {
     const bool hiding = s.config.params.size_hiding;
     const dp::LaneKeys rx{s.data_rx.key.span(), s.data_rx.salt.span(), peer_lanes, hiding};
     const dp::LaneKeys tx{s.data_tx.key.span(), s.data_tx.salt.span(), dp_.tx_lanes(), hiding};
+    // Behind a NAT, P3 travels in UDP between the nat_ports (set before install_tx, which
+    // builds the outer headers). The primary addresses the secondary where the NAT showed it;
+    // which port the NAT maps the secondary's nat_port to is not visible in the setup
+    // exchange (which runs on another port), so the primary assumes a port-preserving NAT
+    // until the dataplane learns the mapping from the first authenticated packet.
+    if (s.nat()) {
+        const std::uint16_t port = dp_.config().local.nat_port;
+        if (!dp_.set_peer(sid, s.peer.addr, port, port)) return false;
+    }
     // Inbound first: the peer may send as soon as it has our answer.
     if (!dp_.install_rx(sid, s.rx_p3_id, rx)) return false;
     if (!dp_.install_tx(sid, s.tx_p3_id, tx)) {

@@ -221,3 +221,53 @@ TEST_CASE("setup inside the dataplane: IKE through the WAN port and the control 
     for (auto* v : {&lan.rx, &lan.tx, &wan.rx, &wan.tx})
         for (auto* r : *v) Single::drain_free(r);
 }
+
+TEST_CASE("setup into the dataplane behind a NAT: P3 goes in UDP to where the NAT showed the secondary",
+          "[setup-dp]") {
+    Single a("sdpn", Side{"10.1.0.1/24", "192.0.2.1/24", "10.1.0.254", "192.0.2.254"},
+             one(remote(7, "192.0.2.2", {"10.2.0.0/24"})), {1});
+    const std::uint32_t sid = a.dp->session_of(7);
+    REQUIRE(sid != 0);
+    p3::control::ManualClock clock;
+    p3::control::SeededRandom rp(21), rs(22);
+    p3::setup::test::Queue to_s(clock), to_p(clock);
+    p3::setup::DataplaneSink sink_p(*a.dp);
+    p3::setup::test::RecordingSink sink_s(0x2000);
+    p3::setup::test::PairConfig pc;
+    pc.secondary_addr = *p3::IpAddr::parse("10.0.0.2");
+    p3::setup::SetupEngine p(p3::setup::test::primary_config(pc), psk("dp"), {}, clock, rp, to_s, sink_p);
+    p3::setup::SetupEngine s(p3::setup::test::secondary_config(pc), psk("dp"), {}, clock, rs, to_p, sink_s);
+    const p3::setup::Endpoint outside = p3::setup::test::ep("198.51.100.7", 40000);
+    REQUIRE(s.connect(1));
+    for (int i = 0; i < 10; ++i) {
+        while (!to_p.q.empty()) {
+            auto d = to_p.q.front();
+            to_p.q.pop_front();
+            p.on_datagram(outside, d.to, d.data);  // the NAT rewrote the source
+        }
+        while (!to_s.q.empty()) {
+            auto d = to_s.q.front();
+            to_s.q.pop_front();
+            s.on_datagram(d.from, p3::setup::test::ep("10.0.0.2", 5653), d.data);
+        }
+    }
+    REQUIRE(sink_s.sessions.size() == 1);
+    REQUIRE(sink_p.installed() == 1);
+    CHECK(sink_s.sessions[0].local_behind_nat);
+    const Bytes in = ipv4_frame(a.lan_mac, kHostMac, "10.1.0.5", "10.2.0.5", 17, 64, 64, 0x4000, 3);
+    inject(a.lan.rx[0], in);
+    const Bytes f = next_frame(a.wan.tx, a.wan.rx[0], a.wan_mac);
+    REQUIRE(f.size() > 14 + 20 + 8 + 16 + 16);
+    CHECK(f[14 + 9] == 17);
+    CHECK(std::equal(f.begin() + 14 + 16, f.begin() + 14 + 20, p3::IpAddr::parse("198.51.100.7")->bytes.begin()));
+    CHECK(get16(f, 34) == 4500);
+    CHECK(get16(f, 36) == 4500);
+    const std::size_t h = 14 + 20 + 8;
+    CHECK(be32(f, h + 4) == sink_s.sessions[0].rx_p3_id);
+    const Bytes aad(f.begin() + h, f.begin() + h + 16);
+    const Bytes iv(f.begin() + h + 8, f.begin() + h + 16);
+    const Bytes ct(f.begin() + h + 16, f.end());
+    p3::SecretBytes plain;
+    CHECK(p3::setup::gcm_open(sink_s.sessions[0].data_rx.key.span(), sink_s.sessions[0].data_rx.salt.span(), iv, aad,
+                              ct, plain));
+}
