@@ -544,3 +544,57 @@ TEST_CASE("the control channel: an inner packet to the peer's WAN address reache
     CHECK(t.deliver(t.b, 0, 100).empty());
     CHECK(t.b.dp->session_totals(sid_b).rx_pkts == 1);
 }
+
+TEST_CASE("keys cleared: the session is down, its traffic answered, its old P3 IDs unknown", "[tunnel][keys]") {
+    Tunnel t("k", false, false);
+    const std::uint32_t sid_a = t.a.dp->session_of(2);
+    // A packet B sent under its static key, held back by the test.
+    inject(t.b.lan.rx[0], packet(t.b.lan_mac, false, "10.2.5.9", "10.1.5.7", 80, 1));
+    std::vector<Frame> held;
+    for (int i = 0; i < 500 && held.empty(); ++i) {
+        held = grab(t.b.wan.tx);
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    REQUIRE(held.size() == 1);
+    t.a.dp->clear_keys(sid_a);
+    CHECK(t.a.dp->sessions().state(sid_a) == p3::dp::SessionState::down);
+    for (int i = 0; i < 5; ++i) t.relay();   // the control loop reclaims the retired slots
+    CHECK(t.a.dp->slots().rx(0x301) == nullptr);
+    CHECK(t.a.dp->slots().tx(sid_a, 0) == nullptr);
+    // LAN traffic for the session: a TCP SYN is answered with a RST on the LAN, nothing on the WAN.
+    Bytes syn = packet(t.a.lan_mac, false, "10.1.5.7", "10.2.5.9", 40, 0);
+    syn[23] = 6;
+    syn[24] = syn[25] = 0;
+    put16(syn, 24, csum(syn.data() + 14, 20));
+    syn[34 + 12] = 0x50;
+    syn[34 + 13] = 0x02;
+    inject(t.a.lan.rx[0], syn);
+    auto out = collect(t.a.lan.tx, 1);
+    REQUIRE(out.size() == 1);
+    CHECK(out[0][23] == 6);
+    CHECK((out[0][34 + 13] & 0x04) != 0);
+    CHECK(grab(t.a.wan.tx).empty());
+    CHECK(t.a.dp->drops(Drop::SESSION_DOWN) == 1);
+    // The packet under the retired key: unknown P3 ID, never on the LAN.
+    std::memcpy(held[0].bytes.data(), t.a.wan_mac.b, 6);
+    inject(t.a.wan.rx[held[0].ring], held[0].bytes);
+    for (int i = 0; i < 200 && t.a.dp->drops(Drop::P3_UNKNOWN_ID) == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    CHECK(t.a.dp->drops(Drop::P3_UNKNOWN_ID) == 1);
+    CHECK(t.deliver(t.a, 0, 100).empty());
+    // Keys for a session that does not exist are refused.
+    const p3::SecretBytes k = hex("00112233445566778899aabbccddeeff");
+    const p3::SecretBytes s = hex("01020304");
+    CHECK_FALSE(t.a.dp->install_tx(77, 0x400, p3::dp::LaneKeys{k.span(), s.span(), 1, false}));
+    CHECK_FALSE(t.a.dp->install_rx(77, 0x400, p3::dp::LaneKeys{k.span(), s.span(), 1, false}));
+}
+
+TEST_CASE("a session with fewer lanes than sending workers: the worker without a lane drops", "[tunnel][lanes]") {
+    Tunnel t("l", false, false, false, 1);
+    const std::uint32_t sid_a = t.a.dp->session_of(2);
+    CHECK(t.a.dp->sessions().get(sid_a).tx_lanes == 1);
+    inject(t.a.lan.rx[0], packet(t.a.lan_mac, false, "10.1.5.7", "10.2.5.9", 90, 1));   // worker 0: lane 0
+    inject(t.a.lan.rx[1], packet(t.a.lan_mac, false, "10.1.5.7", "10.2.5.9", 90, 2));   // worker 1: no lane
+    CHECK(t.deliver(t.b, 1).size() == 1);
+    CHECK(t.a.dp->drops(Drop::NO_TX_SLOT) == 1);
+    CHECK(t.a.dp->session_totals(sid_a).tx_dropped == 1);
+}
