@@ -1,0 +1,309 @@
+// The control channel on two real dataplanes back to back (ring ports, two workers each):
+// sessions brought up on static keys (the setup exchange's stand-in), then rekeyed by the
+// channel through DataplaneLink while LAN traffic flows both ways; every control message
+// crosses the wire sealed and encrypted like data. Then the wire goes silent: both sides
+// declare the session lost at heartbeat_fail and the dataplane answers LAN traffic towards it
+// with ICMP unreachable / TCP RST.
+//
+//   test --> A.lan  [A: primary, lcores 1,2]  A.wan <==relay==> B.wan  [B: secondary, lcores 3,4]  B.lan --> test
+//   sessions and their event loops run on the test thread, on a manual clock; the dataplanes'
+//   control rings are drained by the test (control_poll), which hands control_in to the session.
+#include "tests/dataplane/bench.hpp"
+
+#include <map>
+#include <set>
+#include <thread>
+
+#include "common/slots.hpp"
+#include "control/channel/dp_link.hpp"
+#include "control/channel/session.hpp"
+#include "dataplane/control_iface.hpp"
+
+using namespace p3test;
+using namespace std::chrono_literals;
+using p3::dp::Drop;
+namespace ch = p3::channel;
+
+namespace {
+
+p3::SecretBytes hexb(const char* h) {
+    std::vector<std::uint8_t> v;
+    for (std::size_t i = 0; h[i] && h[i + 1]; i += 2) v.push_back(static_cast<std::uint8_t>(std::stoul(std::string(h + i, 2), nullptr, 16)));
+    return p3::SecretBytes(std::span<const std::uint8_t>(v));
+}
+
+// Hands control_in packets to the session of their dataplane session id.
+struct ChannelPlane final : p3::dp::ControlPlane {
+    std::map<std::uint32_t, ch::Session*> by_sid;
+    std::uint64_t control_in = 0, other = 0;
+    void on_packet(p3::dp::Dataplane&, rte_mbuf* m) override {
+        const auto& md = p3::dp::meta(m);
+        if (md.kind == p3::dp::MsgKind::control_in) {
+            ++control_in;
+            auto it = by_sid.find(md.session);
+            if (it != by_sid.end()) {
+                const Bytes b = bytes_of(m);
+                it->second->on_control_packet(b);
+            }
+        } else {
+            ++other;
+        }
+        rte_pktmbuf_free(m);
+    }
+};
+
+struct End {
+    RingPort lan, wan;
+    p3::config::Config cfg;
+    std::unique_ptr<p3::dp::Dataplane> dp;
+    Mac lan_mac{}, wan_mac{};
+    ChannelPlane plane;
+};
+
+p3::config::Remote static_remote(std::uint32_t id, const char* peer_wan, const char* subnet, const char* tx_key,
+                                 const char* tx_salt, std::uint32_t tx_id, const char* rx_key, const char* rx_salt,
+                                 std::uint32_t rx_id) {
+    p3::config::Remote r = remote(id, peer_wan, {subnet});
+    p3::config::StaticKeys k;
+    k.tx_id = tx_id;
+    k.tx_key = hexb(tx_key);
+    k.tx_salt = hexb(tx_salt);
+    k.rx_id = rx_id;
+    k.rx_key = hexb(rx_key);
+    k.rx_salt = hexb(rx_salt);
+    k.lanes = 2;
+    r.static_keys = std::move(k);
+    return r;
+}
+
+void start(End& e, const std::string& n, const Side& s, p3::config::Remote&& peer, std::vector<unsigned> lcores) {
+    e.lan = make_port(n + "l", rings(n + "lr", 2), rings(n + "lt", 2));
+    e.wan = make_port(n + "w", rings(n + "wr", 2), rings(n + "wt", 2));
+    e.cfg = make_config(s, e.lan.port, e.wan.port);
+    e.cfg.remotes.push_back(std::move(peer));
+    p3::dp::Options o;
+    o.name = n;
+    o.lcores = std::move(lcores);
+    o.control_thread = false;
+    o.control = &e.plane;
+    e.dp = std::make_unique<p3::dp::Dataplane>(e.cfg, o);
+    REQUIRE(e.dp->init());
+    REQUIRE(e.dp->start());
+    e.lan_mac = mac_of(e.lan.port);
+    e.wan_mac = mac_of(e.wan.port);
+}
+
+void stop(End& e) {
+    if (!e.dp) return;
+    e.dp->request_stop();
+    e.dp->wait();
+    e.dp->close();
+    for (auto* v : {&e.lan.rx, &e.lan.tx, &e.wan.rx, &e.wan.tx})
+        for (auto* r : *v) {
+            void* m;
+            while (rte_ring_dequeue(r, &m) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
+            rte_ring_free(r);
+        }
+}
+
+std::vector<Bytes> grab(const std::vector<rte_ring*>& rs) {
+    std::vector<Bytes> out;
+    for (auto* r : rs) {
+        void* m;
+        while (rte_ring_dequeue(r, &m) == 0) {
+            out.push_back(bytes_of(static_cast<rte_mbuf*>(m)));
+            rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
+        }
+    }
+    return out;
+}
+
+struct Rig {
+    End a, b;
+    p3::control::ManualClock clock;
+    p3::control::EventLoop loop_a{clock}, loop_b{clock};
+    p3::control::SeededRandom rng_a{1}, rng_b{2};
+    struct Keys final : ch::KeySource {
+        p3::control::SeededRandom r{77};
+        bool fill(std::span<std::uint8_t> out) noexcept override { return r.fill(out); }
+    } keys_a, keys_b;
+    std::unique_ptr<ch::DataplaneLink> link_a, link_b;
+    std::unique_ptr<ch::Session> primary, secondary;
+    bool wire_up = true;
+    std::uint64_t wan_frames = 0;
+    std::uint64_t lan_to_b = 0, lan_to_a = 0;   // LAN frames out of B's / A's LAN port
+    std::vector<Bytes> a_lan_out;               // what came back out of A's LAN (replies)
+
+    explicit Rig(p3::config::SessionParams params) {
+        test_pool();
+        static unsigned seq = 0;
+        const std::string n = "chdp" + std::to_string(seq++);
+        const char* kab = "000102030405060708090a0b0c0d0e0f";
+        const char* kba = "f0e0d0c0b0a090807060504030201000";
+        start(a, n + "a", Side{"10.1.0.1/24", "192.0.2.1/24", "10.1.0.254", "192.0.2.254"},
+              static_remote(2, "198.51.100.2", "10.2.0.0/16", kab, "0a0b0c0d", 0x201, kba, "01020304", 0x301), {1, 2});
+        start(b, n + "b", Side{"10.2.0.1/24", "198.51.100.2/24", "10.2.0.254", "198.51.100.254"},
+              static_remote(1, "192.0.2.1", "10.1.0.0/16", kba, "01020304", 0x301, kab, "0a0b0c0d", 0x201), {3, 4});
+        const std::uint32_t sa = a.dp->session_of(2), sb = b.dp->session_of(1);
+        REQUIRE(sa != 0);
+        REQUIRE(sb != 0);
+        link_a = std::make_unique<ch::DataplaneLink>(*a.dp, sa, false);
+        link_b = std::make_unique<ch::DataplaneLink>(*b.dp, sb, false);
+        ch::SessionConfig ca, cb;
+        ca.role = p3::config::Role::primary;
+        ca.name = "remote 2";
+        ca.addrs = {*p3::IpAddr::parse("192.0.2.1"), *p3::IpAddr::parse("198.51.100.2"), 5653};
+        ca.params = params;
+        cb.role = p3::config::Role::secondary;
+        cb.name = "primary";
+        cb.addrs = {*p3::IpAddr::parse("198.51.100.2"), *p3::IpAddr::parse("192.0.2.1"), 5653};
+        cb.params = params;
+        primary = std::make_unique<ch::Session>(loop_a, ca, *link_a, *link_a, rng_a, keys_a);
+        secondary = std::make_unique<ch::Session>(loop_b, cb, *link_b, *link_b, rng_b, keys_b);
+        a.plane.by_sid[sa] = primary.get();
+        b.plane.by_sid[sb] = secondary.get();
+        // Control keys of epoch 0 (what the setup exchange would have derived).
+        auto ck = [](std::uint8_t s) {
+            std::vector<std::uint8_t> v(20);
+            for (std::size_t i = 0; i < v.size(); ++i) v[i] = static_cast<std::uint8_t>(s + i);
+            return ch::KeyMaterial::from_wire(v);
+        };
+        const std::uint32_t lanes_a = a.dp->tx_lanes(), lanes_b = b.dp->tx_lanes();
+        primary->start(ch::InitialKeys{0x301, 0x201, ck(1), ck(2), lanes_a, lanes_b});
+        secondary->start(ch::InitialKeys{0x201, 0x301, ck(2), ck(1), lanes_b, lanes_a});
+    }
+    ~Rig() {
+        // Sessions first: they call into the dataplanes.
+        primary.reset();
+        secondary.reset();
+        stop(a);
+        stop(b);
+    }
+
+    // Moves WAN frames across (unless the wire is cut), drains both control rings, collects
+    // LAN output. Returns frames moved.
+    std::size_t relay() {
+        std::size_t n = 0;
+        for (auto [from, to] : {std::pair{&a, &b}, std::pair{&b, &a}}) {
+            unsigned ring = 0;
+            for (auto& f : grab(from->wan.tx)) {
+                ++n;
+                if (!wire_up) continue;
+                std::memcpy(f.data(), to->wan_mac.b, 6);
+                inject(to->wan.rx[ring++ % to->wan.rx.size()], f);
+                ++wan_frames;
+            }
+        }
+        const auto now_ms = static_cast<std::uint64_t>(
+            std::chrono::duration_cast<std::chrono::milliseconds>(clock.now().time_since_epoch()).count());
+        a.dp->control_poll(now_ms);
+        b.dp->control_poll(now_ms);
+        for (auto& f : grab(b.lan.tx)) {
+            (void)f;
+            ++lan_to_b, ++n;
+        }
+        for (auto& f : grab(a.lan.tx)) {
+            a_lan_out.push_back(std::move(f));
+            ++lan_to_a, ++n;
+        }
+        return n;
+    }
+    // Relays until the LAN counters reach the targets and nothing moved for 1 ms (or 500 ms).
+    void settle(std::uint64_t want_b, std::uint64_t want_a) {
+        auto last = std::chrono::steady_clock::now();
+        const auto start = last;
+        for (;;) {
+            if (relay()) last = std::chrono::steady_clock::now();
+            const auto now = std::chrono::steady_clock::now();
+            if (lan_to_b >= want_b && lan_to_a >= want_a && now - last > 1ms) return;
+            if (now - start > 500ms) return;
+            std::this_thread::sleep_for(50us);
+        }
+    }
+    // One step of simulated time: timers of both control threads, one LAN packet each way.
+    std::uint64_t sent_ab = 0, sent_ba = 0;
+    void step(p3::control::Duration d, bool traffic = true) {
+        clock.advance(d);
+        loop_a.run_due();
+        loop_b.run_due();
+        if (traffic) {
+            inject(a.lan.rx[0], ipv4_frame(a.lan_mac, kHostMac, "10.1.9.5", "10.2.9.5", 17, 64));
+            inject(b.lan.rx[0], ipv4_frame(b.lan_mac, kHostMac, "10.2.9.5", "10.1.9.5", 17, 64));
+            ++sent_ab, ++sent_ba;
+        }
+        settle(sent_ab, sent_ba);
+    }
+};
+
+}  // namespace
+
+TEST_CASE("channel on the dataplane: 100 rekeys through real slots under traffic both ways, nothing lost",
+          "[channel-dp]") {
+    p3::config::SessionParams p;
+    p.rekey_wait = 2;
+    p.heartbeat_time = 15;
+    p.heartbeat_fail = 120;
+    p.array_size = 64;
+    p.data_array_time = 60;
+    p.control_array_time = 50;
+    Rig r(p);
+    for (int i = 0; i < 20000 && r.primary->stats().rekeys_done < 100; ++i) r.step(100ms);
+    r.step(100ms);
+    CHECK(r.primary->stats().rekeys_done >= 100);
+    CHECK(r.secondary->stats().rekeys_done == r.primary->stats().rekeys_done);
+    CHECK(r.primary->tx_epoch() == r.secondary->tx_epoch());
+    CHECK(r.primary->stats().rekey_attempts_failed == 0);
+    CHECK(r.primary->stats().arrays_delivered >= 4);
+    // Every LAN packet came out of the far LAN; no tag, replay or unknown-ID drop anywhere.
+    CHECK(r.lan_to_b == r.sent_ab);
+    CHECK(r.lan_to_a == r.sent_ba);
+    for (End* e : {&r.a, &r.b}) {
+        CHECK(e->dp->drops(Drop::P3_AUTH) == 0);
+        CHECK(e->dp->drops(Drop::P3_REPLAY) == 0);
+        CHECK(e->dp->drops(Drop::P3_UNKNOWN_ID) == 0);
+        CHECK(e->dp->drops(Drop::NO_TX_SLOT) == 0);
+        CHECK(e->dp->drops(Drop::SESSION_DOWN) == 0);
+        CHECK(e->dp->drops(Drop::CONTROL_RING_FULL) == 0);
+    }
+    // The control messages crossed as encrypted data and came up the control ring.
+    CHECK(r.a.plane.control_in == r.primary->stats().received + r.primary->stats().replays +
+                                      r.primary->stats().frame_errors + r.primary->stats().unknown_epoch +
+                                      r.primary->stats().auth_failures);
+    CHECK(r.primary->stats().received >= 2 * r.primary->stats().rekeys_done);  // status + switch ack each
+    CHECK(r.primary->stats().auth_failures + r.secondary->stats().auth_failures == 0);
+    // Old inbound keys were retired: the slot tables hold a bounded number of blocks.
+    CHECK(r.a.dp->slots().stats().rx_published <= (ch::limits::kMaxRxEpochs + 1) * 2);
+    CHECK(r.b.dp->slots().stats().rx_published <= (ch::limits::kMaxRxEpochs + 1) * 2);
+}
+
+TEST_CASE("channel on the dataplane: a silent wire loses the session; LAN traffic to it is refused",
+          "[channel-dp]") {
+    p3::config::SessionParams p;
+    p.rekey_wait = 3600;
+    p.heartbeat_time = 5;
+    p.heartbeat_fail = 20;
+    p.array_size = 16;
+    Rig r(p);
+    for (int i = 0; i < 20; ++i) r.step(1s);
+    REQUIRE(r.primary->state() == ch::SessionState::up);
+    r.wire_up = false;
+    int steps = 0;
+    while (r.primary->state() == ch::SessionState::up && steps < 40) {
+        r.step(1s, false);
+        ++steps;
+    }
+    CHECK(r.primary->state() == ch::SessionState::lost);
+    CHECK(steps >= 20 - 1);
+    CHECK(steps <= 20 + 5 + 1);
+    CHECK(r.a.dp->sessions().state(r.a.dp->session_of(2)) == p3::dp::SessionState::down);
+    // A UDP packet towards the lost session: ICMP destination unreachable comes back.
+    r.a_lan_out.clear();
+    inject(r.a.lan.rx[0], ipv4_frame(r.a.lan_mac, kHostMac, "10.1.9.5", "10.2.9.5", 17, 64));
+    r.settle(0, 1);
+    REQUIRE(r.a_lan_out.size() == 1);
+    const Bytes& f = r.a_lan_out[0];
+    REQUIRE(f.size() >= 14 + 20 + 8);
+    CHECK(f[14 + 9] == 1);        // ICMP
+    CHECK(f[14 + 20] == 3);       // destination unreachable
+    CHECK(r.a.dp->drops(Drop::SESSION_DOWN) >= 1);
+}
