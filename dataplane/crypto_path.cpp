@@ -11,8 +11,7 @@
 // burst, not per packet (VPP's esp_encrypt): the slot lookup, its tunnel MTU, the next-hop MAC.
 // Lanes: a worker sends under its own lane only (Lcore::lane), so a TX slot's sequence has one
 // writer; all packets of one P3 ID reach one WAN queue, so an RX slot's window has one writer.
-#include <rte_cycles.h>
-#include <rte_malloc.h>
+#include <rte_lcore.h>
 
 #include <algorithm>
 #include <cstring>
