@@ -118,6 +118,16 @@ std::vector<Bytes> grab(const std::vector<rte_ring*>& rs) {
     return out;
 }
 
+// A best-effort LAN packet (DSCP 0, not-ECT): the outer header copies the inner DSCP/ECN, and the
+// control channel's inner header is best-effort too.
+Bytes lan_packet(const Mac& to, const char* src, const char* dst, std::size_t payload) {
+    Bytes f = ipv4_frame(to, kHostMac, src, dst, 17, payload);
+    f[15] = 0;
+    f[24] = f[25] = 0;
+    put16(f, 24, csum(f.data() + 14, 20));
+    return f;
+}
+
 struct Rig {
     End a, b;
     p3::control::ManualClock clock;
@@ -134,21 +144,25 @@ struct Rig {
     std::uint64_t lan_to_b = 0, lan_to_a = 0;   // LAN frames out of B's / A's LAN port
     std::vector<Bytes> a_lan_out;               // what came back out of A's LAN (replies)
 
+    bool capture = false;
+    std::vector<Bytes> wan_capture;             // every WAN frame A sent, as on the wire
+
     explicit Rig(p3::config::SessionParams params) {
         test_pool();
         static unsigned seq = 0;
         const std::string n = "chdp" + std::to_string(seq++);
         const char* kab = "000102030405060708090a0b0c0d0e0f";
         const char* kba = "f0e0d0c0b0a090807060504030201000";
-        start(a, n + "a", Side{"10.1.0.1/24", "192.0.2.1/24", "10.1.0.254", "192.0.2.254"},
-              static_remote(2, "198.51.100.2", "10.2.0.0/16", kab, "0a0b0c0d", 0x201, kba, "01020304", 0x301), {1, 2});
-        start(b, n + "b", Side{"10.2.0.1/24", "198.51.100.2/24", "10.2.0.254", "198.51.100.254"},
-              static_remote(1, "192.0.2.1", "10.1.0.0/16", kba, "01020304", 0x301, kab, "0a0b0c0d", 0x201), {3, 4});
+        auto ra = static_remote(2, "198.51.100.2", "10.2.0.0/16", kab, "0a0b0c0d", 0x201, kba, "01020304", 0x301);
+        auto rb = static_remote(1, "192.0.2.1", "10.1.0.0/16", kba, "01020304", 0x301, kab, "0a0b0c0d", 0x201);
+        ra.params.size_hiding = rb.params.size_hiding = params.size_hiding;
+        start(a, n + "a", Side{"10.1.0.1/24", "192.0.2.1/24", "10.1.0.254", "192.0.2.254"}, std::move(ra), {1, 2});
+        start(b, n + "b", Side{"10.2.0.1/24", "198.51.100.2/24", "10.2.0.254", "198.51.100.254"}, std::move(rb), {3, 4});
         const std::uint32_t sa = a.dp->session_of(2), sb = b.dp->session_of(1);
         REQUIRE(sa != 0);
         REQUIRE(sb != 0);
-        link_a = std::make_unique<ch::DataplaneLink>(*a.dp, sa, false);
-        link_b = std::make_unique<ch::DataplaneLink>(*b.dp, sb, false);
+        link_a = std::make_unique<ch::DataplaneLink>(*a.dp, sa, params.size_hiding);
+        link_b = std::make_unique<ch::DataplaneLink>(*b.dp, sb, params.size_hiding);
         ch::SessionConfig ca, cb;
         ca.role = p3::config::Role::primary;
         ca.name = "remote 2";
@@ -188,6 +202,7 @@ struct Rig {
             unsigned ring = 0;
             for (auto& f : grab(from->wan.tx)) {
                 ++n;
+                if (capture && from == &a) wan_capture.push_back(f);
                 if (!wire_up) continue;
                 std::memcpy(f.data(), to->wan_mac.b, 6);
                 inject(to->wan.rx[ring++ % to->wan.rx.size()], f);
@@ -222,13 +237,14 @@ struct Rig {
     }
     // One step of simulated time: timers of both control threads, one LAN packet each way.
     std::uint64_t sent_ab = 0, sent_ba = 0;
+    std::size_t payload = 64;                   // UDP payload of the LAN packets
     void step(p3::control::Duration d, bool traffic = true) {
         clock.advance(d);
         loop_a.run_due();
         loop_b.run_due();
         if (traffic) {
-            inject(a.lan.rx[0], ipv4_frame(a.lan_mac, kHostMac, "10.1.9.5", "10.2.9.5", 17, 64));
-            inject(b.lan.rx[0], ipv4_frame(b.lan_mac, kHostMac, "10.2.9.5", "10.1.9.5", 17, 64));
+            inject(a.lan.rx[0], lan_packet(a.lan_mac, "10.1.9.5", "10.2.9.5", payload));
+            inject(b.lan.rx[0], lan_packet(b.lan_mac, "10.2.9.5", "10.1.9.5", payload));
             ++sent_ab, ++sent_ba;
         }
         settle(sent_ab, sent_ba);
@@ -306,4 +322,52 @@ TEST_CASE("channel on the dataplane: a silent wire loses the session; LAN traffi
     CHECK(f[14 + 9] == 1);        // ICMP
     CHECK(f[14 + 20] == 3);       // destination unreachable
     CHECK(r.a.dp->drops(Drop::SESSION_DOWN) >= 1);
+}
+
+TEST_CASE("channel on the dataplane: with size hiding a WAN capture during rekeys shows only data-like frames",
+          "[channel-dp]") {
+    p3::config::SessionParams p;
+    p.rekey_wait = 3;
+    p.heartbeat_time = 2;
+    p.heartbeat_fail = 20;
+    p.array_size = 64;
+    p.data_array_time = 30;
+    p.control_array_time = 25;
+    p.size_hiding = true;
+    Rig r(p);
+    // Size hiding's contract (common/sizehide.hpp): the plaintext (inner + 2) is padded to a
+    // multiple of 256, so a frame is Ethernet 14 + IPv4 20 + P3 header 16 + 256 k + tag 16.
+    auto data_like = [](std::size_t frame) { return frame > 66 && (frame - 66) % 256 == 0; };
+    r.capture = true;
+    // Rekeys, array deliveries and replacements, heartbeats, with the same LAN mix.
+    const std::size_t mix[] = {64, 400, 700, 900, 1200};
+    for (int i = 0; i < 600; ++i) {
+        r.payload = mix[i % 5];
+        r.step(100ms);
+    }
+    CHECK(r.primary->stats().rekeys_done >= 15);
+    CHECK(r.primary->stats().arrays_delivered >= 4);
+    CHECK(r.primary->stats().sent > 100);
+    CHECK(r.wan_capture.size() == 600 + r.primary->stats().sent);   // data + control, all captured
+    const Bytes sample = r.wan_capture.front();
+    std::set<std::size_t> seen, data_sizes;
+    for (std::size_t payload : mix) data_sizes.insert(66 + (14 + 20 + 8 + payload - 14 + 2 + 255) / 256 * 256);
+    for (const Bytes& f : r.wan_capture) {
+        seen.insert(f.size());
+        // Ethernet + outer IPv4: every field but identification and checksum as on data.
+        for (std::size_t i = 0; i < 14 + 20; ++i) {
+            if (i == 14 + 2 || i == 14 + 3 || i == 14 + 4 || i == 14 + 5 || i == 14 + 10 || i == 14 + 11) continue;
+            if (f[i] != sample[i]) FAIL("outer header byte " << i << " differs");
+        }
+        CHECK(std::memcmp(f.data() + 34, sample.data() + 34, 4) == 0);   // P3 flags
+    }
+    for (std::size_t s : seen) {
+        INFO("frame size " << s);
+        CHECK(data_like(s));
+    }
+    // The LAN mix alone covers every size the capture shows: nothing stands out.
+    for (std::size_t s : seen) CHECK(data_sizes.count(s) == 1);
+    CHECK(seen.size() <= data_sizes.size());
+    CHECK(r.lan_to_b == r.sent_ab);
+    CHECK(r.lan_to_a == r.sent_ba);
 }
