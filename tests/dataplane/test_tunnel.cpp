@@ -63,8 +63,9 @@ struct End {
 };
 
 p3::config::Remote peer_remote(std::uint32_t id, const Net& peer, std::vector<const char*> subnets, const KeyDir& tx,
-                               const KeyDir& rx, bool aes256, std::uint32_t lanes) {
+                               const KeyDir& rx, bool aes256, std::uint32_t lanes, bool size_hiding = false) {
     p3::config::Remote r = remote(id, peer.wan_peer_host, std::move(subnets));
+    r.params.size_hiding = size_hiding;
     r.params.key_type = aes256 ? p3::config::KeyType::aes256 : p3::config::KeyType::aes128;
     p3::config::StaticKeys k;
     k.tx_id = tx.id;
@@ -131,7 +132,7 @@ struct Tunnel {
     std::uint64_t now_ms = 0;
 
     Tunnel(const std::string& name, bool inner6, bool outer6, bool aes256 = false, std::uint32_t lanes = 2,
-           p3::dp::ControlPlane* control_b = nullptr) {
+           p3::dp::ControlPlane* control_b = nullptr, bool size_hiding = false) {
         test_pool();
         static unsigned seq = 0;
         const std::string n = name + std::to_string(seq++);
@@ -143,8 +144,8 @@ struct Tunnel {
         nb.wan = wb.wan, nb.wan_gw = wb.wan_gw, nb.wan_peer_host = wb.wan_peer_host;
         const KeyDir& ab = aes256 ? kAtoB256 : kAtoB128;
         const KeyDir& ba = aes256 ? kBtoA256 : kBtoA128;
-        start(a, n + "a", na, peer_remote(2, nb, {"10.2.0.0/16", "fd02::/16"}, ab, ba, aes256, lanes), {1, 2});
-        start(b, n + "b", nb, peer_remote(1, na, {"10.1.0.0/16", "fd01::/16"}, ba, ab, aes256, lanes), {3, 4}, control_b);
+        start(a, n + "a", na, peer_remote(2, nb, {"10.2.0.0/16", "fd02::/16"}, ab, ba, aes256, lanes, size_hiding), {1, 2});
+        start(b, n + "b", nb, peer_remote(1, na, {"10.1.0.0/16", "fd01::/16"}, ba, ab, aes256, lanes, size_hiding), {3, 4}, control_b);
     }
     ~Tunnel() {
         stop(a);
@@ -597,4 +598,34 @@ TEST_CASE("a session with fewer lanes than sending workers: the worker without a
     CHECK(t.deliver(t.b, 1).size() == 1);
     CHECK(t.a.dp->drops(Drop::NO_TX_SLOT) == 1);
     CHECK(t.a.dp->session_totals(sid_a).tx_dropped == 1);
+}
+
+TEST_CASE("size hiding: outer sizes fall into buckets, the far LAN gets the packets unchanged", "[tunnel][sizehide]") {
+    Tunnel t("h", false, false, false, 2, nullptr, true);
+    std::vector<Bytes> want;
+    for (unsigned i = 0; i < 30; ++i) {
+        Bytes f = packet(t.a.lan_mac, false, "10.1.5.7", "10.2.5.9", 20 + i * 41, static_cast<std::uint8_t>(i));
+        inject(t.a.lan.rx[i % 2], f);
+        want.push_back(expected(f, t.b.lan_mac));
+    }
+    std::vector<Frame> wire;
+    for (int i = 0; i < 500 && wire.size() < 30; ++i) {
+        auto more = grab(t.a.wan.tx);
+        wire.insert(wire.end(), more.begin(), more.end());
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    REQUIRE(wire.size() == 30);
+    std::set<std::size_t> sizes;
+    for (auto& f : wire) {
+        // The ciphertext (outer length - IPv4 - P3 header - ICV) is a whole number of buckets,
+        // unless capped by the WAN MTU.
+        const std::size_t ct = get16(f.bytes, 16) - 20 - 16 - 16;
+        CHECK((ct % p3::wire::kSizeHideBucket == 0 || get16(f.bytes, 16) > 1500 - p3::wire::kSizeHideBucket));
+        CHECK(get16(f.bytes, 16) <= 1500);
+        sizes.insert(ct);
+        std::memcpy(f.bytes.data(), t.b.wan_mac.b, 6);
+        inject(t.b.wan.rx[f.ring], f.bytes);
+    }
+    CHECK(sizes.size() <= 7);   // 30 different inner sizes, a handful of outer ones
+    check_same(t.deliver(t.b, want.size()), want);
 }
