@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "common/log.hpp"
+#include "common/slots.hpp"
 
 namespace p3::channel {
 
@@ -28,7 +29,19 @@ std::optional<std::uint32_t> DataplaneLink::install_rx(const KeyMaterial& data, 
         dp_.retire_rx(sid_, *base);
         return std::nullopt;
     }
+    rx_lanes_[*base] = lanes;
     return base;
+}
+
+bool DataplaneLink::rx_seen(std::uint32_t p3_id) {
+    auto it = rx_lanes_.find(p3_id);
+    const std::uint32_t lanes = it == rx_lanes_.end() ? 1 : it->second;
+    wire::SlotTable& t = dp_.slots();
+    for (std::uint32_t l = 0; l < lanes; ++l) {
+        const wire::RxSlot* s = t.rx(wire::SlotId(p3_id).lane(l).raw());
+        if (s && s->replay().top() != 0) return true;
+    }
+    return false;
 }
 
 bool DataplaneLink::switch_tx(std::uint32_t peer_p3_id, const KeyMaterial& data, std::uint32_t lanes) {

@@ -9,12 +9,14 @@
 //                   send_control -> an mbuf with meta tx_inner for sid, through send_to_workers
 //   GeneratorKeys   KeySource over keys::KeyGenerator (software DRBG or RDSEED/RDRAND)
 //
-// Control thread only. rx_seen() answers false until the dataplane reports traffic per inbound
-// block: old inbound keys are then retired by the timeout after the peer's switch
-// (docs/control-channel.md §5), never early.
+// Control thread only. rx_seen() reads the replay window of the block's inbound slots: its top
+// moves off 0 only after a packet's tag verified (the window is updated after authentication).
+// The word is written by one worker and only ever grows; the control thread reads it as an
+// aligned 64-bit load (one instruction on x86-64), and only compares it with 0.
 #pragma once
 
 #include <cstdint>
+#include <map>
 
 #include "common/keygen.hpp"
 #include "control/channel/interfaces.hpp"
@@ -30,8 +32,11 @@ public:
 
     std::optional<std::uint32_t> install_rx(const KeyMaterial& data, std::uint32_t lanes) override;
     bool switch_tx(std::uint32_t peer_p3_id, const KeyMaterial& data, std::uint32_t lanes) override;
-    void retire_rx(std::uint32_t p3_id) override { dp_.retire_rx(sid_, p3_id); }
-    bool rx_seen(std::uint32_t) override { return false; }
+    void retire_rx(std::uint32_t p3_id) override {
+        rx_lanes_.erase(p3_id);
+        dp_.retire_rx(sid_, p3_id);
+    }
+    bool rx_seen(std::uint32_t p3_id) override;
     std::uint64_t tx_packets() override;
     void session_down(Reason) override { dp_.clear_keys(sid_); }
     void send_control(std::span<const std::uint8_t> inner) override;
@@ -43,6 +48,7 @@ private:
     std::uint32_t sid_;
     bool size_hiding_;
     std::uint64_t send_failures_ = 0;
+    std::map<std::uint32_t, std::uint32_t> rx_lanes_;  // inbound block base -> lanes
 };
 
 class GeneratorKeys final : public KeySource {
