@@ -520,6 +520,13 @@ void Session::run_next() {
         return start_delivery(k);
     }
     case Work::Kind::flush: {
+        // An array delivered between the command and now (its delivery was already under
+        // way) goes too: the secondary is about to drop it.
+        for (ArrayKind k : {ArrayKind::data, ArrayKind::control})
+            if ((current_->kinds & kind_bit(k)) && active(k).gen) {
+                active(k).wipe();
+                loop_.cancel(array_timer_[k == ArrayKind::data ? 0 : 1]);
+            }
         Message m;
         m.type = MsgType::array_flush;
         m.flush_kinds = current_->kinds;

@@ -179,3 +179,28 @@ TEST_CASE("key arrays: delivery survives lost, duplicated and reordered chunks")
     CHECK(sim.dp_a.send_unreceivable + sim.dp_b.send_unreceivable == 0);
     CHECK(sim.dp_a.auth_failures + sim.dp_b.auth_failures == 0);
 }
+
+TEST_CASE("key arrays: a flush ordered while a delivery is under way also drops the array it delivers") {
+    LogCapture logs;
+    config::SessionParams p;
+    p.rekey_wait = 3600;
+    p.array_size = 256;  // 16 chunks: the flush arrives in the middle
+    Sim sim(p, 25);
+    sim.setup();
+    sim.run_for(100ms);  // first chunks of the data array on the way
+    REQUIRE(sim.primary->array_gen(ArrayKind::data) == 0);
+    sim.primary->flush_arrays(kFlushData | kFlushControl, false);
+    sim.run_for(10s);
+    CHECK(sim.primary->array_gen(ArrayKind::data) == 0);
+    CHECK(sim.secondary->array_gen(ArrayKind::data) == 0);
+    CHECK(sim.primary->array_gen(ArrayKind::control) == 0);
+    CHECK(sim.secondary->array_gen(ArrayKind::control) == 0);
+    // Rekeys carry explicit keys and work.
+    for (int i = 0; i < 3; ++i) {
+        sim.primary->force_rekey();
+        sim.run_for(5s);
+    }
+    CHECK(sim.primary->stats().rekeys_done == 3);
+    CHECK(sim.primary->stats().rekey_attempts_failed == 0);
+    CHECK(index_uses(sim.events_a).empty());
+}
