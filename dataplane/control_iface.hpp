@@ -63,7 +63,8 @@ inline PktMeta& meta(rte_mbuf* m) noexcept { return *RTE_MBUF_DYNFIELD(m, g_meta
 //   bool install_rx(sid, base_id, keys)
 //       Publishes inbound slots base_id..base_id+keys.lanes-1 (reserved before, or static
 //       IDs) for session sid: packets under them decrypt from now on. Older inbound slots of
-//       the session stay until retire_rx(): both keys are accepted during a rekey.
+//       the session stay until retire_rx(): both keys are accepted during a rekey. On
+//       failure (logged) the block's IDs are released.
 //   bool install_tx(sid, peer_base_id, keys)
 //       Replaces every outbound lane of sid at once (lane n writes peer_base_id + n, starts
 //       at sequence 1) and sets the session up. Lanes beyond the workers that send are not

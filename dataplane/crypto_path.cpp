@@ -348,6 +348,9 @@ bool Dataplane::install_rx(std::uint32_t sid, std::uint32_t base_id, const LaneK
     p.replay_window = cfg_.dataplane.replay_window;
     if (!keys_->table->publish_rx_lanes(wire::SlotId(base_id), k.lanes, k.key, k.salt, p)) {
         P3_LOG_ERROR(DP_KEYS, "session %u: inbound keys for P3 IDs 0x%x..+%u refused", sid, base_id, k.lanes);
+        // The block was reserved for these keys: give it back (retiring a free ID is a no-op).
+        for (std::uint32_t l = 0; l < k.lanes && l < wire::kMaxLanes; ++l)
+            keys_->table->retire_rx(wire::SlotId(base_id).lane(l));
         return false;
     }
     keys_->rx_blocks[sid].push_back({base_id, k.lanes});
