@@ -587,6 +587,14 @@ TEST_CASE("keys cleared: the session is down, its traffic answered, its old P3 I
     const p3::SecretBytes s = hex("01020304");
     CHECK_FALSE(t.a.dp->install_tx(77, 0x400, p3::dp::LaneKeys{k.span(), s.span(), 1, false}));
     CHECK_FALSE(t.a.dp->install_rx(77, 0x400, p3::dp::LaneKeys{k.span(), s.span(), 1, false}));
+    // Refused key material (5 bytes) gives the reserved IDs back.
+    const auto reserved = t.a.dp->slots().stats().rx_reserved;
+    auto base = t.a.dp->reserve_rx_ids(2);
+    REQUIRE(base);
+    CHECK(t.a.dp->slots().stats().rx_reserved == reserved + 2);
+    const p3::SecretBytes bad = hex("0011223344");
+    CHECK_FALSE(t.a.dp->install_rx(sid_a, *base, p3::dp::LaneKeys{bad.span(), s.span(), 2, false}));
+    CHECK(t.a.dp->slots().stats().rx_reserved == reserved);
 }
 
 TEST_CASE("a session with fewer lanes than sending workers: the worker without a lane drops", "[tunnel][lanes]") {
