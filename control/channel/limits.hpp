@@ -66,7 +66,6 @@ inline constexpr std::uint64_t kSeqHardLimit = std::uint64_t{1} << 62;
 // --- requests and retransmission ---------------------------------------------------------
 inline constexpr auto kRetransmitInterval = 1s;   // a request is resent this often ...
 inline constexpr auto kRequestTimeout = 8s;       // ... until answered or this long has passed
-inline constexpr std::size_t kMaxOutstanding = 16;
 
 // --- rekey ---------------------------------------------------------------------------------
 inline constexpr unsigned kRekeyAttempts = 5;     // the first attempt + four retries (§2.1.6)

@@ -117,7 +117,9 @@ void Session::restart(InitialKeys&& k) {
 }
 
 void Session::go_up(InitialKeys&& k) {
-    teardown(false);
+    // A new setup while up (the peer restarted, or set up again): the old inbound slots are
+    // still in the dataplane and go now. After a loss session_down already dropped them.
+    teardown(state_ == SessionState::up);
     loop_.cancel(backoff_timer_);
     local_lanes_ = std::max<std::uint32_t>(1, k.local_lanes);
     peer_lanes_ = std::max<std::uint32_t>(1, k.peer_lanes);
