@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <cstdlib>
+#include <filesystem>
 #include <string>
 
 #include <rte_eal.h>
@@ -42,6 +44,9 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
                           "--file-prefix", prefix.c_str(), "-l", "0", "--log-level", "error"};
     int argc = static_cast<int>(sizeof argv / sizeof argv[0]);
     if (rte_eal_init(argc, const_cast<char**>(argv)) < 0) __builtin_trap();
+    // The runtime directory outlives the process unless removed.
+    static const std::string dir = "/var/run/dpdk/" + prefix;
+    std::atexit([] { std::filesystem::remove_all(dir); });
     p3::log::init({.ident = "fuzz", .to_stderr = false, .to_syslog = false});
     g = new Bench;
     const char* names[4] = {"fz_lr", "fz_lt", "fz_wr", "fz_wt"};

@@ -12,6 +12,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
+#include <string>
 #include <numeric>
 #include <random>
 #include <vector>
@@ -41,10 +43,13 @@ struct Env {
 
 Env& env() {
     static Env e = [] {
+        // A prefix of our own, and its runtime directory removed at exit (it outlives the process).
+        static const std::string prefix = "p3edge-" + std::to_string(getpid());
         const char* argv[] = {"test_edge", "--no-huge", "-m", "256", "--no-pci", "--no-shconf",
-                              "--file-prefix", "p3edge", "-l", "0", "--log-level", "error"};
+                              "--file-prefix", prefix.c_str(), "-l", "0", "--log-level", "error"};
         int argc = static_cast<int>(std::size(argv));
         if (rte_eal_init(argc, const_cast<char**>(argv)) < 0) FAIL("rte_eal_init failed");
+        std::atexit([] { std::filesystem::remove_all("/var/run/dpdk/" + prefix); });
         Env v;
         v.pool = rte_pktmbuf_pool_create("edge_pool", 2047, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
         v.indirect = rte_pktmbuf_pool_create("edge_ind", 1023, 0, 0, 0, SOCKET_ID_ANY);
