@@ -134,7 +134,10 @@ SecretBytes prf_plus(std::uint16_t alg, ByteView key, ByteView seed, std::size_t
         append(block, seed);
         block.push_back(static_cast<std::uint8_t>(n));
         t = prf(alg, key, block);
-        if (t.empty()) return {};
+        if (t.empty()) {
+            secure_wipe(block.data(), block.size());  // holds T(n-1)
+            return {};
+        }
         const std::size_t take = std::min(h, len - done);
         std::copy(t.data(), t.data() + take, out.data() + done);
         done += take;
