@@ -570,6 +570,10 @@ unsigned decap_burst(GcmEngine& e, rte_mbuf* const* pkts, const std::uint16_t* p
         }
         std::uint8_t* hdr = rte_pktmbuf_mtod_offset(m, std::uint8_t*, off);
         const std::uint32_t T = m->pkt_len - off - static_cast<std::uint32_t>(kP3HeaderLen + kIcvLen);
+        if (T > kMaxPlainLen) {   // no sender makes it; it would not fit the size-hiding scratch
+            res[i].status = WireStatus::too_big;
+            continue;
+        }
         prep[i] = InPrep{hdr, T, m->nb_segs == 1};
         if (m->nb_segs == 1) {
             opidx[nops] = i;

@@ -36,7 +36,8 @@ enum class WireStatus : std::uint8_t {
     dummy,          // in: authenticated traffic-flow padding (next header 59)      -> P3_DUMMY
     // outbound
     bad_input,      // out: not an IPv4/IPv6 packet whose length matches the mbuf  -> CRYPTO
-    too_big,        // out: inner longer than kMaxInnerLen                        -> TOO_BIG
+    too_big,        // out: inner longer than kMaxInnerLen; in: plaintext longer than
+                    // kMaxPlainLen (no sender makes it)   -> TOO_BIG / P3_TRUNCATED
     no_room,        // out: not enough headroom/tailroom in the mbuf              -> NO_ROOM
     seq_exhausted,  // out: the lane's sequence reached kSeqHardLimit (rekey!)     -> NO_TX_SLOT
     chain_too_long, // out/in: more than kMaxSegs segments                          -> CRYPTO

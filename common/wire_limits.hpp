@@ -59,6 +59,9 @@ inline constexpr std::size_t kEncapHeadroom = kMaxOuterLen + kP3HeaderLen;  // 6
 // The bucket is at most 256 so the pad always fits the one-byte pad length.
 inline constexpr std::size_t kSizeHideBucket = 256;
 static_assert(kSizeHideBucket - 1 <= kMaxPadLen + 0, "bucket pad must fit the pad length byte");
+// Largest plaintext (inner + pad + trailer) a sender makes, with size hiding; a receiver
+// refuses longer ones before decrypting.
+inline constexpr std::size_t kMaxPlainLen = kMaxInnerLen + kSizeHideBucket;
 
 // --- lanes ---------------------------------------------------------------------------
 inline constexpr std::uint32_t kMaxLanes = 64;

@@ -855,3 +855,16 @@ TEST_CASE("the Python decoder (p3_decode.py) reads what we write, and we read wh
     }
     CHECK(k == lan.size());
 }
+
+TEST_CASE("inbound plaintext longer than any sender makes is refused before decryption", "[wire]") {
+    const Session s(16, 13);
+    const Bytes lm = lane_material(s, 0);
+    for (std::size_t len : {kMaxInnerLen, kMaxPlainLen - 2 + 1}) {
+        CAPTURE(len);
+        const Bytes f = oracle_encode(inner_packet(false, len, 0), 4, lm, 16, kBaseId, 1, false, 0, 0);
+        rte_mbuf* m = p3test::make_mbuf(f);
+        const DecapResult d = decap_one(m, s.lane_keys[0].get(), SizeHiding::off);
+        CHECK(d.status == (len + 2 > kMaxPlainLen ? WireStatus::too_big : WireStatus::ok));
+        rte_pktmbuf_free(m);
+    }
+}
