@@ -100,12 +100,6 @@ const char* arch_name() noexcept {
     }
 }
 
-bool tag_equal(const std::uint8_t* a, const std::uint8_t* b) noexcept {
-    std::uint64_t x[2], y[2];
-    std::memcpy(x, a, 16);
-    std::memcpy(y, b, 16);
-    return ((x[0] ^ y[0]) | (x[1] ^ y[1])) == 0;
-}
 
 // ---- GcmKey -------------------------------------------------------------------------------
 
@@ -189,28 +183,6 @@ inline void make_iv(std::uint8_t* iv, const GcmKey& k, const std::uint8_t* hdr) 
     std::memcpy(iv + kSaltLen, hdr + kFlagsLen + kIdLen, kSeqLen);
 }
 }  // namespace
-
-void GcmEngine::seal(const GcmKey& k, const std::uint8_t* hdr, std::uint8_t* data, std::size_t len,
-                     std::uint8_t* tag) noexcept {
-    alignas(16) std::uint8_t iv[16];
-    make_iv(iv, k, hdr);
-    if (k.type() == KeyType::aes128)
-        IMB_AES128_GCM_ENC(mgr_, &k.schedule(), &ctx_, data, data, len, iv, hdr, kAadLen, tag, kIcvLen);
-    else
-        IMB_AES256_GCM_ENC(mgr_, &k.schedule(), &ctx_, data, data, len, iv, hdr, kAadLen, tag, kIcvLen);
-}
-
-bool GcmEngine::open(const GcmKey& k, const std::uint8_t* hdr, std::uint8_t* data, std::size_t len,
-                     const std::uint8_t* tag) noexcept {
-    alignas(16) std::uint8_t iv[16];
-    alignas(16) std::uint8_t got[kIcvLen];
-    make_iv(iv, k, hdr);
-    if (k.type() == KeyType::aes128)
-        IMB_AES128_GCM_DEC(mgr_, &k.schedule(), &ctx_, data, data, len, iv, hdr, kAadLen, got, kIcvLen);
-    else
-        IMB_AES256_GCM_DEC(mgr_, &k.schedule(), &ctx_, data, data, len, iv, hdr, kAadLen, got, kIcvLen);
-    return tag_equal(got, tag);
-}
 
 void GcmEngine::seal_sgl(const GcmKey& k, const std::uint8_t* hdr, std::span<const IoSeg> segs,
                          std::uint8_t* tag) noexcept {

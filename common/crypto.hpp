@@ -25,6 +25,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <span>
 
@@ -109,10 +110,11 @@ public:
 
     // Contiguous, in place. open() compares the tag in constant time; on false the data is
     // garbage (the caller drops the packet).
-    void seal(const GcmKey& k, const std::uint8_t* hdr, std::uint8_t* data, std::size_t len,
-              std::uint8_t* tag) noexcept;
-    bool open(const GcmKey& k, const std::uint8_t* hdr, std::uint8_t* data, std::size_t len,
-              const std::uint8_t* tag) noexcept;
+    // (Inline below: the packet path calls them once per packet.)
+    inline void seal(const GcmKey& k, const std::uint8_t* hdr, std::uint8_t* data, std::size_t len,
+                     std::uint8_t* tag) noexcept;
+    inline bool open(const GcmKey& k, const std::uint8_t* hdr, std::uint8_t* data, std::size_t len,
+                     const std::uint8_t* tag) noexcept;
 
     // Scattered (chained mbufs), in place, segments in order; empty segments allowed.
     void seal_sgl(const GcmKey& k, const std::uint8_t* hdr, std::span<const IoSeg> segs,
@@ -140,6 +142,41 @@ private:
 };
 
 // Constant-time equality of two 16-byte tags.
-bool tag_equal(const std::uint8_t* a, const std::uint8_t* b) noexcept;
+inline bool tag_equal(const std::uint8_t* a, const std::uint8_t* b) noexcept {
+    std::uint64_t x[2], y[2];
+    std::memcpy(x, a, 16);
+    std::memcpy(y, b, 16);
+    return ((x[0] ^ y[0]) | (x[1] ^ y[1])) == 0;
+}
+
+namespace detail {
+// Nonce = salt || the sequence bytes of the P3 header.
+inline void make_iv(std::uint8_t* iv, const GcmKey& k, const std::uint8_t* hdr) noexcept {
+    std::memcpy(iv, k.salt(), kSaltLen);
+    std::memcpy(iv + kSaltLen, hdr + kFlagsLen + kIdLen, kSeqLen);
+}
+}  // namespace detail
+
+inline void GcmEngine::seal(const GcmKey& k, const std::uint8_t* hdr, std::uint8_t* data, std::size_t len,
+                            std::uint8_t* tag) noexcept {
+    alignas(16) std::uint8_t iv[16];
+    detail::make_iv(iv, k, hdr);
+    if (k.type() == KeyType::aes128)
+        IMB_AES128_GCM_ENC(mgr_, &k.schedule(), &ctx_, data, data, len, iv, hdr, kAadLen, tag, kIcvLen);
+    else
+        IMB_AES256_GCM_ENC(mgr_, &k.schedule(), &ctx_, data, data, len, iv, hdr, kAadLen, tag, kIcvLen);
+}
+
+inline bool GcmEngine::open(const GcmKey& k, const std::uint8_t* hdr, std::uint8_t* data, std::size_t len,
+                            const std::uint8_t* tag) noexcept {
+    alignas(16) std::uint8_t iv[16];
+    alignas(16) std::uint8_t got[kIcvLen];
+    detail::make_iv(iv, k, hdr);
+    if (k.type() == KeyType::aes128)
+        IMB_AES128_GCM_DEC(mgr_, &k.schedule(), &ctx_, data, data, len, iv, hdr, kAadLen, got, kIcvLen);
+    else
+        IMB_AES256_GCM_DEC(mgr_, &k.schedule(), &ctx_, data, data, len, iv, hdr, kAadLen, got, kIcvLen);
+    return tag_equal(got, tag);
+}
 
 }  // namespace p3::wire
