@@ -196,7 +196,7 @@ std::size_t seal_packet(const FrameAddrs& a, const KeyMaterial& key, const Frame
     // Plaintext = message || zero padding, sealed in place behind the seal header.
     const std::size_t plain_len = total - iph - limits::kTcpLen - limits::kSealOverhead;
     std::uint8_t* ct = s + limits::kSealHeaderLen;
-    std::memcpy(ct, msg.data(), msg.size());
+    if (!msg.empty()) std::memcpy(ct, msg.data(), msg.size());  // (an empty span may have no data)
     if (!gcm_seal(key, fp.seq, {s, limits::kSealHeaderLen}, {ct, plain_len}, {ct, plain_len + limits::kTagLen})) {
         secure_wipe(p, total);
         return 0;
