@@ -12,12 +12,15 @@ build=${P3_BUILD:-$root/build}
 # Build: compilers, meson, DPDK 22.11, ipsec-mb 1.3, OpenSSL 3, libconfig++, Catch2 v2.
 # Fuzzing: clang 14 with its sanitizer/libFuzzer runtime.
 # Tests and tools: scapy + cryptography (independent decoder), tshark/tcpdump (captures),
-# iproute2 (network namespaces), gnuplot (benchmark charts), procps (pgrep/pkill).
+# iproute2 (network namespaces), gnuplot (benchmark charts), procps (pgrep/pkill),
+# strongSwan (a standard IKEv2 peer for the interoperability test).
 packages=(
   g++ meson ninja-build pkg-config
   dpdk dpdk-dev libdpdk-dev libipsec-mb-dev libssl-dev libconfig++-dev catch2 libpcap-dev
   clang libclang-rt-14-dev
   python3 python3-scapy python3-cryptography tshark tcpdump iproute2 iputils-ping ethtool gnuplot-nox procps
+  strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins
+  libstrongswan-extra-plugins
 )
 
 missing=()
