@@ -109,7 +109,8 @@ in_ns $ns_ha ping -c "$count" -i 0.3 -W 2 10.2.0.2 | tee "$work/ping.txt"
 received=$(grep -oE '[0-9]+ received' "$work/ping.txt" | grep -oE '^[0-9]+' || echo 0)
 
 sleep 0.5; kill -TERM $cap 2>/dev/null; wait $cap 2>/dev/null
-say "what crossed the WAN (tcpdump): outer addresses and ESP only"
+say "what crossed the WAN (tcpdump): outer addresses and ciphertext only"
+echo "  (tcpdump reads the P3 header as ESP: its 'spi' is the P3 Flags word, its 'seq' the P3 ID)"
 tcpdump -n -r "$work/wan.pcap" 2>/dev/null | head -n 6 | sed 's/^/  /'
 
 telemetry() {  # prefix command
