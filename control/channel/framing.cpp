@@ -2,6 +2,8 @@
 // control key. Wire fields are written and read byte by byte (never through struct casts).
 #include "control/channel/framing.hpp"
 
+#include "common/bytes.hpp"
+
 #include <openssl/evp.h>
 
 #include <cstring>
@@ -11,23 +13,12 @@ namespace p3::channel {
 
 namespace {
 
-void put16(std::uint8_t* p, std::uint16_t v) {
-    p[0] = static_cast<std::uint8_t>(v >> 8);
-    p[1] = static_cast<std::uint8_t>(v);
-}
-void put32(std::uint8_t* p, std::uint32_t v) {
-    put16(p, static_cast<std::uint16_t>(v >> 16));
-    put16(p + 2, static_cast<std::uint16_t>(v));
-}
-void put64(std::uint8_t* p, std::uint64_t v) {
-    put32(p, static_cast<std::uint32_t>(v >> 32));
-    put32(p + 4, static_cast<std::uint32_t>(v));
-}
-std::uint16_t get16(const std::uint8_t* p) { return static_cast<std::uint16_t>((p[0] << 8) | p[1]); }
-std::uint32_t get32(const std::uint8_t* p) {
-    return (std::uint32_t(p[0]) << 24) | (std::uint32_t(p[1]) << 16) | (std::uint32_t(p[2]) << 8) | p[3];
-}
-std::uint64_t get64(const std::uint8_t* p) { return (std::uint64_t(get32(p)) << 32) | get32(p + 4); }
+using be::get16;
+using be::get32;
+using be::get64;
+using be::put16;
+using be::put32;
+using be::put64;
 
 std::size_t ip_len(const FrameAddrs& a) { return a.local.is_v6() ? limits::kInnerV6Len : limits::kInnerV4Len; }
 std::size_t addr_len(const IpAddr& x) { return x.is_v6() ? 16 : 4; }

@@ -8,6 +8,8 @@
 #include <span>
 #include <vector>
 
+#include "common/bytes.hpp"
+
 namespace p3::setup {
 
 using Bytes = std::vector<std::uint8_t>;
@@ -65,13 +67,9 @@ struct Spi {
     explicit operator bool() const noexcept { return v != 0; }
 };
 
-inline std::uint16_t get16(const std::uint8_t* p) noexcept { return std::uint16_t((p[0] << 8) | p[1]); }
-inline std::uint32_t get32(const std::uint8_t* p) noexcept {
-    return (std::uint32_t(p[0]) << 24) | (std::uint32_t(p[1]) << 16) | (std::uint32_t(p[2]) << 8) | p[3];
-}
-inline std::uint64_t get64(const std::uint8_t* p) noexcept {
-    return (std::uint64_t(get32(p)) << 32) | get32(p + 4);
-}
+using be::get16;
+using be::get32;
+using be::get64;
 inline void put8(Bytes& b, std::uint8_t v) { b.push_back(v); }
 inline void put16(Bytes& b, std::uint16_t v) { b.push_back(std::uint8_t(v >> 8)); b.push_back(std::uint8_t(v)); }
 inline void put32(Bytes& b, std::uint32_t v) { put16(b, std::uint16_t(v >> 16)); put16(b, std::uint16_t(v)); }
