@@ -177,12 +177,7 @@ void GcmEngine::destroy(GcmEngine* e) noexcept {
     else std::free(e);
 }
 
-namespace {
-inline void make_iv(std::uint8_t* iv, const GcmKey& k, const std::uint8_t* hdr) noexcept {
-    std::memcpy(iv, k.salt(), kSaltLen);
-    std::memcpy(iv + kSaltLen, hdr + kFlagsLen + kIdLen, kSeqLen);
-}
-}  // namespace
+using detail::make_iv;
 
 void GcmEngine::seal_sgl(const GcmKey& k, const std::uint8_t* hdr, std::span<const IoSeg> segs,
                          std::uint8_t* tag) noexcept {
