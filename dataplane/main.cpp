@@ -2,20 +2,26 @@
 //
 //   p3d [EAL options] -- -c FILE [-f] [-v]
 //
-// Order of events: EAL -> configuration -> ports, pool, tables, sessions -> workers on every
-// EAL lcore (the main lcore too) and the control thread -> wait for SIGINT/SIGTERM -> stop
-// workers -> stop and close every port -> rte_eal_cleanup -> exit 0.
+// Order of events: EAL -> configuration -> setup credentials and key generator -> ports, pool,
+// tables, sessions -> workers on every EAL lcore (the main lcore too) and the control thread
+// (the setup exchange and the control channel: control/appliance.hpp) -> wait for
+// SIGINT/SIGTERM -> stop workers and the control thread -> stop and close every port ->
+// rte_eal_cleanup -> exit 0.
 // Anything the administrator must fix first (bad EAL options, bad configuration, missing
-// port) is one log line with its reason code and exit status 2, with nothing left running.
+// port, unreadable pre-shared key or certificate, missing hardware key generator) is one log
+// line with its reason code and exit status 2, with nothing left running.
 //
 // Logging: always to syslog (daemon facility); -f (foreground) copies every line to stderr.
 // p3d never forks: a service manager (systemd Type=simple) or the shell runs it.
 #include <getopt.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,7 +30,10 @@
 #include <rte_lcore.h>
 
 #include "common/config.hpp"
+#include "common/keygen.hpp"
 #include "common/log.hpp"
+#include "control/appliance.hpp"
+#include "control/setup/ike_auth.hpp"
 #include "dataplane/dataplane.hpp"
 #include "dataplane/telemetry.hpp"
 
@@ -107,6 +116,17 @@ bool parse_app_args(int argc, char** argv, AppArgs& a) {
     return true;
 }
 
+// Ids of the remotes whose keys come from the setup exchange ("" = every remote has static keys).
+std::string setup_remotes(const p3::config::Config& cfg) {
+    std::string ids;
+    for (const auto& r : cfg.remotes) {
+        if (r.static_keys) continue;
+        if (!ids.empty()) ids += ",";
+        ids += std::to_string(r.id);
+    }
+    return ids;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -144,8 +164,44 @@ int main(int argc, char** argv) {
     }
     const auto& cfg = std::get<p3::config::Config>(loaded);
 
+    // Keys for rekeys and key arrays: a generator that cannot work stops p3d now, not at the
+    // first rekey (announce() logs which source, or why none).
+    p3::keys::KeyGenerator keygen(cfg.local.key_generation);
+    if (!keygen.announce()) {
+        rte_eal_cleanup();
+        return kExitUsage;
+    }
+    // Credentials of the setup exchange, needed when a remote has no static keys.
+    std::optional<p3::setup::Credentials> creds;
+    if (!setup_remotes(cfg).empty()) {
+        const auto& l = cfg.local;
+        const bool none = l.psk_file.empty() && l.certificate.empty() && l.private_key.empty();
+        // A pre-shared key file that does not exist yet (the configuration check warns about it
+        // too, P3-W0110): the dataplane runs, those remotes stay down until p3d is restarted
+        // with it. Any other unusable credential stops p3d.
+        struct stat st{};
+        const bool psk_absent = l.certificate.empty() && l.private_key.empty() && !l.psk_file.empty() &&
+                                stat(l.psk_file.c_str(), &st) != 0 && errno == ENOENT;
+        if (none || psk_absent) {
+            P3_LOG_WARN(SETUP_CREDENTIALS, "%s: remote(s) %s cannot be set up",
+                        none ? "no psk_file or certificate in local" : (l.psk_file + " does not exist").c_str(),
+                        setup_remotes(cfg).c_str());
+        } else {
+            std::string err;
+            creds = p3::setup::Credentials::load(l, err);
+            if (!creds) {
+                P3_LOG_ERROR(SETUP_CREDENTIALS, "setup credentials: %s", err.c_str());
+                rte_eal_cleanup();
+                return kExitUsage;
+            }
+        }
+    }
+    // Declared before the dataplane: its control thread uses it until dp.wait().
+    p3::control::Appliance control(cfg, std::move(creds), keygen);
+
     p3::dp::Options opts;
     opts.name = "p3";
+    opts.control = &control;
     p3::dp::Dataplane dp(cfg, opts);
     if (!dp.init()) {
         dp.close();

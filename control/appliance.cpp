@@ -1,0 +1,174 @@
+// p3d's control plane: the setup exchange and the control channel on the control thread
+// (see appliance.hpp).
+#include "control/appliance.hpp"
+
+#include <rte_mbuf.h>
+
+#include <array>
+#include <string>
+
+#include "common/log.hpp"
+#include "dataplane/dataplane.hpp"
+
+namespace p3::control {
+
+namespace {
+
+// Control messages are at most 1024 bytes; with headers, seal and padding far below this.
+constexpr std::size_t kMaxControlPacket = 2048;
+
+channel::KeyMaterial material(const setup::DirectionKeys& k) {
+    return channel::KeyMaterial{k.key.clone(), k.salt.clone()};
+}
+
+}  // namespace
+
+Appliance::Appliance(const config::Config& cfg, std::optional<setup::Credentials> creds, keys::KeyGenerator& gen)
+    : cfg_(cfg), loop_(clock_), keys_(gen) {
+    if (creds) {
+        setup_ = std::make_unique<setup::SetupControlPlane>(cfg, std::move(*creds), setup::SetupOptions{}, clock_,
+                                                            random_);
+        setup_->set_on_up([this](const setup::EstablishedSession& s, std::uint32_t sid, std::uint32_t local_lanes,
+                                 std::uint32_t peer_lanes) { on_up(s, sid, local_lanes, peer_lanes); });
+        setup_->set_on_failed([this](std::uint32_t remote_id, Reason) { on_failed(remote_id); });
+    }
+}
+
+Appliance::~Appliance() = default;
+
+const config::Remote* Appliance::find_remote(std::uint32_t id) const {
+    for (const auto& r : cfg_.remotes)
+        if (r.id == id) return &r;
+    return nullptr;
+}
+
+const channel::Session* Appliance::session(std::uint32_t remote_id) const {
+    auto it = remotes_.find(remote_id);
+    return it == remotes_.end() ? nullptr : it->second.session.get();
+}
+
+void Appliance::start(dp::Dataplane& dp) {
+    dp_ = &dp;
+    if (setup_) setup_->start(dp);
+}
+
+void Appliance::stop(dp::Dataplane& dp) {
+    // Sessions first (they call into the dataplane and the setup engine), then the exchange.
+    for (auto& [id, r] : remotes_)
+        if (r.session) r.session->shutdown();
+    by_sid_.clear();
+    remotes_.clear();
+    if (setup_) setup_->stop(dp);
+    dp_ = nullptr;
+}
+
+void Appliance::on_packet(dp::Dataplane& dp, rte_mbuf* m) {
+    const dp::PktMeta md = dp::meta(m);
+    if (md.kind == dp::MsgKind::setup_udp) {
+        if (setup_) {
+            setup_->on_packet(dp, m);  // owns m
+            return;
+        }
+        ++other_;
+        rte_pktmbuf_free(m);
+        return;
+    }
+    if (md.kind != dp::MsgKind::control_in) {
+        ++other_;
+        rte_pktmbuf_free(m);
+        return;
+    }
+    auto it = by_sid_.find(md.session);
+    if (it == by_sid_.end() || m->pkt_len > kMaxControlPacket) {
+        // A session with static keys, or one whose channel is not up yet: nothing reads it.
+        ++control_unclaimed_;
+        rte_pktmbuf_free(m);
+        return;
+    }
+    std::array<std::uint8_t, kMaxControlPacket> buf;
+    const std::uint32_t len = m->pkt_len;
+    const void* p = rte_pktmbuf_read(m, 0, len, buf.data());
+    if (p != nullptr) it->second->on_control_packet(std::span(static_cast<const std::uint8_t*>(p), len));
+    rte_pktmbuf_free(m);
+}
+
+void Appliance::poll(dp::Dataplane& dp, std::uint64_t now_ms) {
+    if (setup_) setup_->poll(dp, now_ms);
+    loop_.run_due();
+}
+
+void Appliance::on_up(const setup::EstablishedSession& s, std::uint32_t sid, std::uint32_t local_lanes,
+                      std::uint32_t peer_lanes) {
+    const config::Remote* rc = find_remote(s.remote_id);
+    if (!rc || !dp_) return;
+    auto keys = std::make_shared<channel::InitialKeys>();
+    keys->rx_p3_id = s.rx_p3_id;
+    keys->tx_p3_id = s.tx_p3_id;
+    keys->control_tx = material(s.control_tx);
+    keys->control_rx = material(s.control_rx);
+    keys->local_lanes = local_lanes;
+    keys->peer_lanes = peer_lanes;
+
+    const bool primary = cfg_.role == config::Role::primary;
+    Remote& r = remotes_[s.remote_id];
+    if (!r.session || r.sid != sid) {
+        if (r.session) by_sid_.erase(r.sid);
+        // Both sides hold the pushed parameters; the key type is what the exchange negotiated.
+        channel::SessionConfig sc;
+        sc.role = cfg_.role;
+        sc.remote_id = s.remote_id;
+        sc.name = "remote " + std::to_string(s.remote_id) + " (" + s.peer_identity + ")";
+        // Inner addresses of control packets: each side's own WAN address; the session port is
+        // the primary's setup port (local.port there, remote.port on the secondary).
+        sc.addrs.local = cfg_.local.address;
+        sc.addrs.peer = rc->address;
+        sc.addrs.port = primary ? cfg_.local.port : rc->port;
+        sc.params = s.config.params;
+        sc.params.key_type = s.key_type;
+        r.session.reset();
+        r.sid = sid;
+        r.link = std::make_unique<channel::DataplaneLink>(*dp_, sid, sc.params.size_hiding);
+        if (!primary) {
+            r.driver = std::make_unique<Driver>();
+            r.driver->app = this;
+            r.driver->remote_id = s.remote_id;
+        }
+        r.session = std::make_unique<channel::Session>(loop_, std::move(sc), *r.link, *r.link, random_, keys_,
+                                                       r.driver.get());
+        by_sid_[sid] = r.session.get();
+    }
+    channel::Session* session = r.session.get();
+    if (primary) {
+        // The responder installs before its last message goes out: start the channel (which may
+        // send at once) after that message, on this loop's next turn.
+        loop_.after(Duration::zero(), [session, keys, fresh = session->state() == channel::SessionState::idle] {
+            if (fresh)
+                session->start(std::move(*keys));
+            else
+                session->restart(std::move(*keys));
+        });
+        return;
+    }
+    switch (session->state()) {
+        case channel::SessionState::idle: session->start(std::move(*keys)); break;
+        case channel::SessionState::up: session->restart(std::move(*keys)); break;
+        default: session->setup_succeeded(std::move(*keys)); break;
+    }
+}
+
+void Appliance::on_failed(std::uint32_t remote_id) {
+    auto it = remotes_.find(remote_id);
+    if (it == remotes_.end() || !it->second.session) return;  // before the first success: setup retries
+    it->second.session->setup_failed();
+}
+
+void Appliance::Driver::start_setup() {
+    Appliance* a = app;
+    const std::uint32_t id = remote_id;
+    a->loop_.after(Duration::zero(), [a, id] {
+        // False while an exchange with this remote still runs: its result comes back anyway.
+        if (a->setup_) a->setup_->connect(id);
+    });
+}
+
+}  // namespace p3::control
