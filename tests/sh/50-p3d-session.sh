@@ -134,6 +134,19 @@ echo "pings answered: $received/30; rekeys completed meanwhile: primary $rekeys_
 [ "$rekeys_b" -ge 2 ] || fail "secondary completed $rekeys_b rekeys during the pings (want >= 2)"
 grep -q 'P3-E0\(601\|602\)\|P3-W0510' "$work/a.log" "$work/b.log" && fail "a session was lost or a rekey attempt failed"
 
+# The secondary restarts: it sets up a new session, the primary drops the old one (P3-W0607)
+# and traffic flows again under the new keys.
+kill -TERM "$pid_b"; wait "$pid_b"; rc=$?; pid_b=
+[ "$rc" -eq 0 ] || fail "p3d b exit status $rc after SIGTERM"
+mv "$work/b.log" "$work/b1.log"
+start b "$ns_b" $((ncpu > 1 ? 1 : 0)) bWan bLan; pid_b=$!
+wait_for b "$pid_b" 'P3-I0401: setup with remote 1 (primary.p3.test' 20 "session up again"
+wait_for a "$pid_a" 'P3-W0607: remote 7 (secondary.p3.test): the peer set up a new session' 5 "restart noticed"
+# (one may go while the new p3d B learns the neighbours on its LAN and WAN)
+in_ns "$ns_ha" ping -c 10 -i 0.2 -W 2 10.2.0.2 >"$work/ping2.txt" 2>&1
+received2=$(grep -oE '[0-9]+ received' "$work/ping2.txt" | grep -oE '^[0-9]+' || echo 0)
+[ "$received2" -ge 9 ] || { cat "$work/ping2.txt"; fail "after the restart $received2 of 10 pings answered"; }
+
 # SIGTERM: both stop with status 0 and leave nothing behind.
 for n in a b; do
   p=$([ $n = a ] && echo "$pid_a" || echo "$pid_b")
@@ -148,5 +161,5 @@ rm -rf "/var/run/dpdk/$tag-a" "/var/run/dpdk/$tag-b"
 left=$(ip netns list | grep -c "^$tag-")
 [ "$left" -eq 0 ] || fail "$left namespace(s) left"
 [ ! -e "/var/run/dpdk/$tag-a" ] && [ ! -e "/var/run/dpdk/$tag-b" ] || fail "DPDK runtime directories left"
-echo "PASS: session set up with a pre-shared key, 30/30 pings through $rekeys_a rekeys, clean stop"
+echo "PASS: session set up with a pre-shared key, 30/30 pings through $rekeys_a rekeys, $received2/10 after the secondary restarted, clean stop"
 exit 0
