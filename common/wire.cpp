@@ -42,10 +42,6 @@ inline void wr32(std::uint8_t* p, std::uint32_t v) noexcept {
     v = rte_cpu_to_be_32(v);
     std::memcpy(p, &v, 4);
 }
-inline void wr64(std::uint8_t* p, std::uint64_t v) noexcept {
-    v = rte_cpu_to_be_64(v);
-    std::memcpy(p, &v, 8);
-}
 
 // RFC 1071 sum over n bytes (n even or odd), unaligned.
 inline std::uint32_t sum16(const std::uint8_t* p, std::size_t n, std::uint32_t acc = 0) noexcept {

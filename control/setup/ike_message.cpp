@@ -191,6 +191,7 @@ Bytes encode_body(const Payload& p) {
             if constexpr (std::is_same_v<T, RawPayload>) append(b, v.body);
             else if constexpr (std::is_same_v<T, SaPayload>) encode_sa(v, b);
             else if constexpr (std::is_same_v<T, KePayload>) {
+                b.reserve(4 + v.data.size());   // one allocation (and no GCC 12 false -Wstringop-overread)
                 put16(b, v.group);
                 put16(b, 0);
                 append(b, v.data);
