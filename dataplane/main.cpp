@@ -182,9 +182,11 @@ int main(int argc, char** argv) {
         struct stat st{};
         const bool psk_absent = l.certificate.empty() && l.private_key.empty() && !l.psk_file.empty() &&
                                 stat(l.psk_file.c_str(), &st) != 0 && errno == ENOENT;
-        if (none || psk_absent) {
-            P3_LOG_WARN(SETUP_CREDENTIALS, "%s: remote(s) %s cannot be set up",
-                        none ? "no psk_file or certificate in local" : (l.psk_file + " does not exist").c_str(),
+        if (psk_absent) {
+            P3_LOG_WARN(CFG_KEY_FILE_ABSENT, "%s does not exist: remote(s) %s cannot be set up until p3d is restarted with it",
+                        l.psk_file.c_str(), setup_remotes(cfg).c_str());
+        } else if (none) {
+            P3_LOG_WARN(SETUP_CREDENTIALS, "no psk_file or certificate in local: remote(s) %s cannot be set up",
                         setup_remotes(cfg).c_str());
         } else {
             std::string err;
