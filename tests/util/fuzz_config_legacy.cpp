@@ -1,26 +1,9 @@
-// libFuzzer target: the legacy (Appendix A) loader on arbitrary text. It must never crash, hang or
-// leak; and whatever it accepts must print (to_libconfig) to text that loads again to the
-// same model in the libconfig format -- what p3ctl config convert promises.
-#include <cstddef>
-#include <cstdint>
-#include <cstdlib>
-#include <string>
-
-#include "common/config.hpp"
+// libFuzzer target: the legacy (Appendix A) loader on arbitrary text (checks in
+// fuzz_config_roundtrip.hpp: no crash, every refusal says why, accepted text converts to
+// libconfig text that loads to the same model).
+#include "tests/util/fuzz_config_roundtrip.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-    if (size > 64 * 1024) return 0;
-    std::string text(reinterpret_cast<const char*>(data), size);
-    auto r = p3::config::load_legacy_text(text, "fuzz.txt");
-    auto* cfg = std::get_if<p3::config::Config>(&r);
-    if (!cfg) {
-        const auto& e = std::get<p3::config::Error>(r);
-        if (e.what.empty()) std::abort();  // every refusal says why
-        return 0;
-    }
-    std::string again_text = p3::config::to_libconfig(*cfg, true);
-    auto again = p3::config::load_libconfig_text(again_text, "fuzz.conf");
-    if (!std::holds_alternative<p3::config::Config>(again)) std::abort();
-    if (!p3::config::same_settings(*cfg, std::get<p3::config::Config>(again))) std::abort();
-    return 0;
+    return p3::fuzz::config_roundtrip(
+        data, size, [](const std::string& t, const char* n) { return p3::config::load_legacy_text(t, n); }, "fuzz.txt");
 }
