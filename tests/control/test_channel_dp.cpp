@@ -98,12 +98,8 @@ void stop(End& e) {
     e.dp->request_stop();
     e.dp->wait();
     e.dp->close();
-    for (auto* v : {&e.lan.rx, &e.lan.tx, &e.wan.rx, &e.wan.tx})
-        for (auto* r : *v) {
-            void* m;
-            while (rte_ring_dequeue(r, &m) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
-            rte_ring_free(r);
-        }
+    release_rings(e.lan);
+    release_rings(e.wan);
 }
 
 std::vector<Bytes> grab(const std::vector<rte_ring*>& rs) {

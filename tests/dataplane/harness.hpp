@@ -74,6 +74,18 @@ inline RingPort make_port(const std::string& name, std::vector<rte_ring*> rx, st
     return p;
 }
 
+// After the port's dataplane is closed: frees what is still queued on its rings, then the rings.
+inline void release_rings(RingPort& p) {
+    for (auto* v : {&p.rx, &p.tx}) {
+        for (auto* r : *v) {
+            void* m;
+            while (rte_ring_dequeue(r, &m) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
+            rte_ring_free(r);
+        }
+        v->clear();
+    }
+}
+
 inline std::vector<rte_ring*> rings(const std::string& name, unsigned n) {
     std::vector<rte_ring*> v;
     for (unsigned i = 0; i < n; ++i) v.push_back(make_ring(name + std::to_string(i)));
