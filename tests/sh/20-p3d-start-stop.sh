@@ -4,22 +4,8 @@
 # lcore (-l 0: the control thread shares the CPU), once with two workers.
 #
 #   net_ring0 (port 0) = LAN      p3d      net_null0 (port 1) = WAN
-set -u
-BUILD=${BUILD:-build}
-ROOT=${ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
-p3d=$BUILD/dataplane/p3d
-[ -x "$p3d" ] || { echo "FAIL: $p3d not built"; exit 1; }
-
-work=$(mktemp -d)
-pid=
-prefix=
-cleanup() {
-  [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null
-  [ -n "$prefix" ] && rm -rf "/var/run/dpdk/$prefix"
-  rm -rf "$work"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*"; echo "---- p3d log"; cat "$work/log" 2>/dev/null; exit 1; }
+P3D_LOG_LINES=1000
+. "$(dirname "$0")/lib/p3d-test.sh"
 
 cat >"$work/p3d.conf" <<'CONF'
 role = "primary";

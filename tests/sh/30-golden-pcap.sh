@@ -10,26 +10,12 @@
 #                        p3d -l 0, one worker, remote 1 with static keys (lane 0 = as given)
 #   lan_out.pcap <--tx-- net_pcap0            net_pcap1 (port 1, WAN) --tx--> wan.pcap
 #                                                         (gateway MAC 02:00:00:00:00:fe)
-set -u
-BUILD=${BUILD:-build}
-ROOT=${ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
-p3d=$BUILD/dataplane/p3d
+P3D_LOG_LINES=40
+. "$(dirname "$0")/lib/p3d-test.sh"
 py=/usr/bin/python3
 tools=$ROOT/tests/tools
-[ -x "$p3d" ] || { echo "FAIL: $p3d not built"; exit 1; }
 "$py" -c 'import scapy, cryptography' 2>/dev/null ||
   { echo "skip: /usr/bin/python3 lacks python3-scapy or python3-cryptography"; exit 77; }
-
-work=$(mktemp -d)
-pid=
-prefix=
-cleanup() {
-  [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null
-  [ -n "$prefix" ] && rm -rf "/var/run/dpdk/$prefix"
-  rm -rf "$work"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*"; echo "---- p3d log (last 40 lines)"; tail -n 40 "$work/log" 2>/dev/null; exit 1; }
 
 TX_KEY=000102030405060708090a0b0c0d0e0f
 TX_SALT=0a0b0c0d

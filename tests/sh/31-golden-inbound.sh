@@ -8,26 +8,12 @@
 #   wan_in.pcap --rx--> net_pcap1 (WAN 192.0.2.1, MAC 02:70:63:61:70:01)
 #                          p3d -l 0, remote 1 = 198.51.100.2 (subnets 10.2.0.0/24), static keys
 #   lan_out.pcap <--tx-- net_pcap0 (LAN 10.1.0.1/24; hosts 10.1.5.0/24 behind 10.1.0.254)
-set -u
-BUILD=${BUILD:-build}
-ROOT=${ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
-p3d=$BUILD/dataplane/p3d
+P3D_LOG_LINES=30
+. "$(dirname "$0")/lib/p3d-test.sh"
 py=/usr/bin/python3
 tools=$ROOT/tests/tools
-[ -x "$p3d" ] || { echo "FAIL: $p3d not built"; exit 1; }
 "$py" -c 'import scapy, cryptography' 2>/dev/null ||
   { echo "skip: /usr/bin/python3 lacks python3-scapy or python3-cryptography"; exit 77; }
-
-work=$(mktemp -d)
-pid=
-prefix=
-cleanup() {
-  [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null
-  [ -n "$prefix" ] && rm -rf "/var/run/dpdk/$prefix"
-  rm -rf "$work"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*"; echo "---- p3d log (last 30 lines)"; tail -n 30 "$work/log" 2>/dev/null; exit 1; }
 
 RX_KEY=f0e0d0c0b0a090807060504030201000f0e0d0c0b0a090807060504030201000
 RX_SALT=01020304

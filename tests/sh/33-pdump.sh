@@ -9,24 +9,10 @@
 # it over the multi-process channel. A primary started with --no-huge (or --no-shconf) has
 # neither, so on a machine without hugepages this test only checks that p3d registered the
 # pdump service (no P3-W0210 in its log) and skips the capture, saying why.
-set -u
-BUILD=${BUILD:-build}
-ROOT=${ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
-p3d=$BUILD/dataplane/p3d
+P3D_LOG_LINES=30
+. "$(dirname "$0")/lib/p3d-test.sh"
 py=/usr/bin/python3
-[ -x "$p3d" ] || { echo "FAIL: $p3d not built"; exit 1; }
 "$py" -c 'import scapy' 2>/dev/null || { echo "skip: /usr/bin/python3 lacks python3-scapy"; exit 77; }
-
-work=$(mktemp -d)
-pid=
-prefix=
-cleanup() {
-  [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null
-  [ -n "$prefix" ] && rm -rf "/var/run/dpdk/$prefix"
-  rm -rf "$work"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*"; echo "---- p3d log (last 30 lines)"; tail -n 30 "$work/log" 2>/dev/null; exit 1; }
 
 free_huge=$(awk '/^HugePages_Free:/ {print $2}' /proc/meminfo)
 dumpcap=$(command -v dpdk-dumpcap || true)
