@@ -2,7 +2,7 @@
 // memory (perf/setup/README-setup.md).
 //
 //   setup_bench [--remotes 1000] [--groups x25519,p256] [--cookies p3d,off] [--runs 3]
-//               [--threads 2] [--lanes 0] [--timeout 120] [--json FILE] [--smoke]
+//               [--threads 2] [--lanes 0] [--workers 1] [--timeout 120] [--json FILE] [--smoke]
 //
 // One run = one primary and N secondaries in this process, all of them the real setup engine
 // (control/setup/setup_engine.hpp) as p3d runs it: the primary is configured with N remotes
@@ -21,6 +21,12 @@
 // what arrives until every secondary is up or has failed. Retransmission timers are real
 // (1 s, doubling): a secondary the primary has not answered within a second sends again,
 // exactly as on a network. t for a session = when the secondary has its keys (both ends up).
+//
+// Lanes: the primary builds an inbound key slot per lane the secondary sends on. --lanes L sets
+// every remote's `lanes` (what the primary pushes as the secondary's lane count); the default
+// 0 is the configuration's default ("one per worker lcore" of a machine the primary does not
+// know), for which the DataplaneSink publishes the whole block of 64. --workers W gives the
+// primary W worker lcores (never launched), hence W outbound slots per session.
 //
 // Cookie policy (--cookies): "p3d" = the engine's defaults, which p3d uses and an operator
 // cannot change (COOKIE demanded from 64 half-open exchanges on, at most 4096 half-open):
@@ -64,6 +70,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -149,30 +156,50 @@ struct Datagram {
     p3::setup::Bytes data;
 };
 
+// A datagram is delivered at once (one per send, as a network would). The receiver spins for a
+// while before it sleeps, so two busy sides hand datagrams over without a futex wake-up each.
 class Mailbox final : public p3::setup::Transport {
 public:
     void send(const Endpoint& from, const Endpoint& to, p3::setup::ByteView d) override {
+        bool wake;
         {
             std::lock_guard<std::mutex> g(mu_);
             q_.push_back(Datagram{from, to, p3::setup::Bytes(d.begin(), d.end())});
+            pending_.store(true, std::memory_order_release);
+            wake = sleeping_;
         }
-        cv_.notify_one();
+        if (wake) cv_.notify_one();
         sent_.fetch_add(1, std::memory_order_relaxed);
     }
     // Everything waiting (swapped into out); waits up to `wait` if nothing is.
     void take(std::vector<Datagram>& out, std::chrono::microseconds wait) {
         out.clear();
+        if (wait.count() > 0 && !pending_.load(std::memory_order_acquire)) {
+            const auto spin_end = std::chrono::steady_clock::now() + std::chrono::microseconds(200);
+            while (!pending_.load(std::memory_order_acquire) && std::chrono::steady_clock::now() < spin_end)
+                std::this_thread::yield();
+        }
         std::unique_lock<std::mutex> g(mu_);
-        if (q_.empty() && wait.count() > 0) cv_.wait_for(g, wait, [&] { return !q_.empty(); });
+        if (q_.empty() && wait.count() > 0) {
+            sleeping_ = true;
+            cv_.wait_for(g, wait, [&] { return !q_.empty(); });
+            sleeping_ = false;
+        }
         out.swap(q_);
+        pending_.store(false, std::memory_order_relaxed);
     }
-    void wake() { cv_.notify_all(); }
+    void wake() {
+        std::lock_guard<std::mutex> g(mu_);
+        cv_.notify_all();
+    }
     std::uint64_t sent() const { return sent_.load(std::memory_order_relaxed); }
 
 private:
     std::mutex mu_;
     std::condition_variable cv_;
     std::vector<Datagram> q_;
+    bool sleeping_ = false;
+    std::atomic<bool> pending_{false};
     std::atomic<std::uint64_t> sent_{0};
 };
 
@@ -301,15 +328,20 @@ private:
 // ---- log lines: counted, the first errors kept for the report ---------------------------------
 
 struct LogTally {
+    struct Seen {
+        std::uint64_t count = 0;
+        std::string first;
+    };
     std::mutex mu;
-    std::uint64_t errors = 0, warnings = 0;
-    std::vector<std::string> first;
-    static void on_line(p3::log::Level lv, p3::Reason, std::string_view line, void* ctx) {
+    std::map<std::pair<int, p3::Reason>, Seen> by_reason;  // (level, reason)
+    std::uint64_t errors = 0;
+    static void on_line(p3::log::Level lv, p3::Reason r, std::string_view line, void* ctx) {
         auto* t = static_cast<LogTally*>(ctx);
         if (lv > p3::log::Level::warning) return;
         std::lock_guard<std::mutex> g(t->mu);
-        (lv == p3::log::Level::error ? t->errors : t->warnings)++;
-        if (t->first.size() < 8) t->first.emplace_back(line);
+        if (lv == p3::log::Level::error) ++t->errors;
+        Seen& s = t->by_reason[{int(lv), r}];
+        if (s.count++ == 0) s.first = std::string(line);
     }
 };
 LogTally g_log;
@@ -320,7 +352,7 @@ struct Params {
     std::uint32_t remotes = 1000;
     std::vector<std::string> groups{"x25519", "p256"};
     std::vector<std::string> cookies{"p3d", "off"};
-    unsigned runs = 3, threads = 2, lanes = 0;
+    unsigned runs = 3, threads = 2, lanes = 0, workers = 1;
     double timeout_s = 120;
     std::string json;
 };
@@ -367,13 +399,27 @@ bool run_one(const Params& P, const std::string& group, const std::string& cooki
     s.cookies = cookie_policy;
     s.remotes = n;
     const std::string name = "sb" + std::to_string(seq);
-    rte_ring* rings[4] = {make_ring(name + "lr"), make_ring(name + "lt"), make_ring(name + "wr"), make_ring(name + "wt")};
-    const int lan = rte_eth_from_rings((name + "l").c_str(), &rings[0], 1, &rings[1], 1, SOCKET_ID_ANY);
-    const int wan = rte_eth_from_rings((name + "w").c_str(), &rings[2], 1, &rings[3], 1, SOCKET_ID_ANY);
+    // Ring ports with a queue pair per worker, so every worker polls a LAN queue and sends on
+    // a lane of its own, as on an appliance with RSS.
+    std::vector<rte_ring*> rings;
+    std::vector<rte_ring*> q[4];  // LAN rx, LAN tx, WAN rx, WAN tx
+    const char* sfx[4] = {"lr", "lt", "wr", "wt"};
+    for (int k = 0; k < 4; ++k)
+        for (unsigned w = 0; w < P.workers; ++w) {
+            q[k].push_back(make_ring(name + sfx[k] + std::to_string(w)));
+            rings.push_back(q[k].back());
+        }
     auto cleanup_rings = [&] {
         for (auto* r : rings) free_ring(r);
     };
-    if (lan < 0 || wan < 0 || !rings[0] || !rings[1] || !rings[2] || !rings[3]) {
+    if (std::find(rings.begin(), rings.end(), nullptr) != rings.end()) {
+        std::fprintf(stderr, "setup_bench: cannot create rings\n");
+        cleanup_rings();
+        return false;
+    }
+    const int lan = rte_eth_from_rings((name + "l").c_str(), q[0].data(), P.workers, q[1].data(), P.workers, SOCKET_ID_ANY);
+    const int wan = rte_eth_from_rings((name + "w").c_str(), q[2].data(), P.workers, q[3].data(), P.workers, SOCKET_ID_ANY);
+    if (lan < 0 || wan < 0) {
         std::fprintf(stderr, "setup_bench: cannot create ring ports\n");
         cleanup_rings();
         return false;
@@ -392,7 +438,8 @@ bool run_one(const Params& P, const std::string& group, const std::string& cooki
     cfg.dataplane.wan.address = *p3::Prefix::parse("192.0.2.1/24", false);
     cfg.dataplane.wan.gateway = p3::IpAddr::parse("192.0.2.254");
     cfg.dataplane.wan.gateway_mac = p3::MacAddr::parse("02:00:00:00:00:fe");
-    cfg.dataplane.mbufs = 1023;
+    cfg.dataplane.mbufs = P.workers > 1 ? 4095 : 1023;
+    cfg.dataplane.rx_queues = 0;  // one per worker
     cfg.remotes.reserve(n);
     for (std::uint32_t i = 0; i < n; ++i) {
         p3::config::Remote r;
@@ -410,7 +457,7 @@ bool run_one(const Params& P, const std::string& group, const std::string& cooki
 
     p3::dp::Options o;
     o.name = name;
-    o.lcores = {1};
+    for (unsigned w = 1; w <= P.workers; ++w) o.lcores.push_back(w);
     o.control_thread = false;  // this thread is the control thread
     auto dp = std::make_unique<p3::dp::Dataplane>(cfg, o);
     if (!dp->init()) {
@@ -518,6 +565,9 @@ bool run_one(const Params& P, const std::string& group, const std::string& cooki
         set_phase(4);
         th.join();
     }
+    // The batches' capacity is the network's, not a session's.
+    pbatch = {};
+    sbatch = {};
     const Mem up_mem = measure_mem();
 
     // The primary's cached responder SAs expire; what stays is what a live session costs.
@@ -587,9 +637,26 @@ Stat stat_of(const std::vector<const Sample*>& ss, F f) {
     return stat(v);
 }
 
+// The machine's load when the benchmark started: wall times are only meaningful when the
+// primary's thread had a CPU to itself (pri cpu close to wall).
+std::string load_average() {
+    char buf[64] = {};
+    if (FILE* f = std::fopen("/proc/loadavg", "r")) {
+        if (!std::fgets(buf, sizeof buf, f)) buf[0] = 0;
+        std::fclose(f);
+    }
+    std::string s(buf);
+    const auto sp = s.find(' ');
+    return sp == std::string::npos ? s : s.substr(0, sp);
+}
+std::string g_load;
+
 void print_table(const Params& P, const std::vector<Sample>& all) {
-    std::printf("\nsetup: one primary, %u secondaries starting at once, PSK, %s; median of %u run(s) [min..max]\n",
-                P.remotes, P.threads >= 2 ? "secondaries on a second thread" : "both sides on one thread", P.runs);
+    std::printf("\nsetup: one primary, %u secondaries starting at once, PSK, %s, primary with %u worker(s), "
+                "lanes %u%s;\nload average %s on %ld CPUs at start; median of %u run(s) [min..max]\n",
+                P.remotes, P.threads >= 2 ? "secondaries on a second thread" : "both sides on one thread", P.workers,
+                P.lanes, P.lanes == 0 ? " (unset: 64 inbound slots per session)" : "", g_load.c_str(),
+                sysconf(_SC_NPROCESSORS_ONLN), P.runs);
     std::printf("%-7s %-7s | %8s %9s | %7s %7s %7s | %7s %9s %7s %7s | %9s %9s %7s | %6s %6s %4s\n", "group",
                 "cookies", "wall s", "setups/s", "first s", "t50 s", "t99 s", "pri cpu", "pri set/s", "slots s",
                 "sec cpu", "heap B/s", "rss B/s", "dpdk B", "retx", "cookie", "fail");
@@ -619,11 +686,19 @@ void print_table(const Params& P, const std::vector<Sample>& all) {
                         "%6.0f %4.0f\n",
                         g.c_str(), c.c_str(), wall.med, rate.med, first.med, t50.med, t99.med, cpu.med, prate.med,
                         inst.med, scpu.med, heap.med, rss.med, dpdk.med, retx.med, ck.med, fail);
-            if (ss.size() > 1)
-                std::printf("%15s | %3.2f..%-4.2f %4.0f..%-4.0f|       %3.2f..%-4.2f        | %3.2f..%-4.2f %4.0f..%-4.0f"
-                            "                 | %4.0f..%-5.0f %4.0f..%-5.0f      |\n",
-                            "range", wall.min, wall.max, rate.min, rate.max, t50.min, t50.max, cpu.min, cpu.max,
-                            prate.min, prate.max, heap.min, heap.max, rss.min, rss.max);
+            if (ss.size() > 1) {
+                auto rg = [](const Stat& x, const char* fmt) {
+                    char a[24], b[24], out[64];
+                    std::snprintf(a, sizeof a, fmt, x.min);
+                    std::snprintf(b, sizeof b, fmt, x.max);
+                    std::snprintf(out, sizeof out, "%s..%s", a, b);
+                    return std::string(out);
+                };
+                std::printf("%15s | %18s | %7s %15s | %17s %15s | %19s %7s |\n", "min..max",
+                            (rg(wall, "%.2f") + " " + rg(rate, "%.0f")).c_str(), "", rg(t50, "%.3f").c_str(),
+                            (rg(cpu, "%.2f") + " " + rg(prate, "%.0f")).c_str(), "",
+                            (rg(heap, "%.0f") + " " + rg(rss, "%.0f")).c_str(), "");
+            }
         }
     std::printf("steady state (after the primary's 30 s cache of finished exchanges expired), per session:\n");
     for (const auto& g : P.groups)
@@ -648,7 +723,10 @@ bool write_json(const Params& P, const std::vector<Sample>& all) {
         std::fprintf(stderr, "setup_bench: cannot write %s\n", P.json.c_str());
         return false;
     }
-    std::fprintf(f, "{\"suite\":\"setup\",\"threads\":%u,\"lanes\":%u,\"auth\":\"psk\",\"samples\":[", P.threads, P.lanes);
+    std::fprintf(f,
+                 "{\"suite\":\"setup\",\"threads\":%u,\"lanes\":%u,\"workers\":%u,\"auth\":\"psk\",\"loadavg\":%s,"
+                 "\"cpus\":%ld,\"samples\":[",
+                 P.threads, P.lanes, P.workers, g_load.empty() ? "null" : g_load.c_str(), sysconf(_SC_NPROCESSORS_ONLN));
     for (std::size_t i = 0; i < all.size(); ++i) {
         const Sample& s = all[i];
         std::fprintf(f,
@@ -684,7 +762,7 @@ std::vector<std::string> split(const std::string& s) {
 
 int usage() {
     std::fputs("usage: setup_bench [--remotes N] [--groups x25519,p256,p384] [--cookies p3d,off] [--runs R]\n"
-               "                   [--threads 1|2] [--lanes L] [--timeout S] [--json FILE] [--smoke]\n",
+               "                   [--threads 1|2] [--lanes L] [--workers W] [--timeout S] [--json FILE] [--smoke]\n",
                stderr);
     return 2;
 }
@@ -703,6 +781,7 @@ int main(int argc, char** argv) {
         else if (a == "--runs" && more) P.runs = unsigned(std::strtoul(argv[++i], nullptr, 10)), runs_set = true;
         else if (a == "--threads" && more) P.threads = unsigned(std::strtoul(argv[++i], nullptr, 10));
         else if (a == "--lanes" && more) P.lanes = unsigned(std::strtoul(argv[++i], nullptr, 10));
+        else if (a == "--workers" && more) P.workers = unsigned(std::strtoul(argv[++i], nullptr, 10));
         else if (a == "--timeout" && more) P.timeout_s = std::strtod(argv[++i], nullptr);
         else if (a == "--json" && more) P.json = argv[++i];
         else if (a == "--smoke") smoke = true;
@@ -722,7 +801,8 @@ int main(int argc, char** argv) {
             std::fprintf(stderr, "setup_bench: unknown cookie policy %s (p3d, off)\n", c.c_str());
             return 2;
         }
-    if (P.remotes == 0 || P.remotes > 16384 || P.runs == 0 || P.groups.empty() || P.cookies.empty() || P.lanes > 64)
+    if (P.remotes == 0 || P.remotes > 16384 || P.runs == 0 || P.groups.empty() || P.cookies.empty() || P.lanes > 64 ||
+        P.workers == 0 || P.workers > 16)
         return usage();
 
     // EAL pins this thread to one CPU; the secondaries' thread must be free to run on the other.
@@ -730,8 +810,11 @@ int main(int argc, char** argv) {
     CPU_ZERO(&cpus);
     const bool have_cpus = sched_getaffinity(0, sizeof cpus, &cpus) == 0;
     const std::string prefix = "p3setupbench-" + std::to_string(getpid());
+    // Lcore 0 = this thread; 1..W = the primary's workers (never launched: lcore ids only).
+    std::string lcores = "0@0";
+    for (unsigned w = 1; w <= P.workers; ++w) lcores += "," + std::to_string(w) + "@" + std::to_string(w % 2);
     const char* eal[] = {"setup_bench", "--no-huge", "-m", "1024", "--no-pci", "--no-shconf", "--no-telemetry",
-                         "--file-prefix", prefix.c_str(), "--lcores", "0@0,1@1", "--log-level", "error"};
+                         "--file-prefix", prefix.c_str(), "--lcores", lcores.c_str(), "--log-level", "error"};
     if (rte_eal_init(static_cast<int>(std::size(eal)), const_cast<char**>(eal)) < 0) {
         std::fputs("setup_bench: rte_eal_init failed\n", stderr);
         return 1;
@@ -740,6 +823,7 @@ int main(int argc, char** argv) {
     p3::log::init({.ident = "setup_bench", .to_stderr = false, .to_syslog = false, .min_level = p3::log::Level::info});
     p3::log::set_sink(&LogTally::on_line, &g_log);
 
+    g_load = load_average();
     std::vector<Sample> all;
     bool ok = true;
     unsigned seq = 0;
@@ -770,9 +854,9 @@ int main(int argc, char** argv) {
         total += s.remotes;
         if (s.primary_failed != s.failures || s.installed != s.up) ++inconsistent;
     }
-    if (g_log.errors || g_log.warnings) {
-        std::printf("log: %lu error(s), %lu warning(s); first:\n", (unsigned long)g_log.errors, (unsigned long)g_log.warnings);
-        for (const auto& l : g_log.first) std::printf("  %s\n", l.c_str());
+    if (!g_log.by_reason.empty()) {
+        std::printf("log lines (warnings and errors), by reason code (the first of each):\n");
+        for (const auto& [k, v] : g_log.by_reason) std::printf("  %5lu x %s\n", (unsigned long)v.count, v.first.c_str());
     }
     if (!P.json.empty() && !write_json(P, all)) ok = false;
     p3::log::set_sink(nullptr, nullptr);
