@@ -491,6 +491,58 @@ struct InPrep {
     bool contiguous;
 };
 
+// After the tag verified, one segment and no size hiding (the common case): the same checks
+// as finish_in below on plain pointers, and the strip as three field updates instead of
+// rte_pktmbuf_read / rte_pktmbuf_adj / chain_trim. Worth ~10 cycles a packet at 64 B
+// (perf/wire/bench_wire).
+inline DecapResult finish_in_flat(rte_mbuf* m, unsigned p3_off, const InPrep& p, unsigned l2_len) noexcept {
+    const std::uint32_t T = p.plain;
+    std::uint8_t* in = p.hdr + kP3HeaderLen;
+    const std::uint8_t pad = in[T - 2], nh = in[T - 1];
+    if (nh != kNextIpv4 && nh != kNextIpv6 && nh != kNextDummy) return {WireStatus::bad_trailer, 0};
+    if (pad + kTrailerFixed > T) return {WireStatus::bad_trailer, nh};
+    if (nh == kNextDummy) return {WireStatus::dummy, nh};
+    const std::uint32_t L = T - 2 - pad;
+    const std::uint32_t pt_off = p3_off + static_cast<std::uint32_t>(kP3HeaderLen);
+    unsigned ihl;
+    std::uint8_t inner_ecn;
+    if (nh == kNextIpv4) {
+        ihl = (in[0] & 0x0f) * 4u;
+        if (L < kIpv4HeaderLen || (in[0] >> 4) != 4 || ihl < kIpv4HeaderLen || rd16(in + 2) != L || ihl > L)
+            return {WireStatus::bad_inner, nh};
+        inner_ecn = in[1] & 3;
+    } else {
+        ihl = kIpv6HeaderLen;
+        if (L < kIpv6HeaderLen || (in[0] >> 4) != 6 || rd16(in + 4) + kIpv6HeaderLen != L)
+            return {WireStatus::bad_inner, nh};
+        inner_ecn = (in[1] >> 4) & 3;
+    }
+    std::uint8_t* front = rte_pktmbuf_mtod(m, std::uint8_t*);
+    if (p3_off > l2_len) {
+        const std::uint8_t* out = front + l2_len;
+        const std::uint8_t outer_ecn = (out[0] >> 4) == 6 ? ((out[1] >> 4) & 3) : (out[1] & 3);
+        if (outer_ecn != kNotEct) {   // outer Not-ECT leaves the inner field as it is
+            const int ecn = ecn_decap(inner_ecn, outer_ecn);
+            if (ecn < 0) return {WireStatus::ecn_drop, nh};
+            if (ecn != inner_ecn) {
+                if (nh == kNextIpv4) {
+                    in[1] = static_cast<std::uint8_t>((in[1] & 0xfc) | ecn);
+                    ipv4_set_csum(in, ihl);
+                } else {
+                    in[1] = static_cast<std::uint8_t>((in[1] & 0xcf) | (ecn << 4));
+                }
+            }
+        }
+    }
+    const std::uint32_t cut = pt_off - l2_len;
+    move_l2(front + cut, front, l2_len);
+    const std::uint32_t drop = cut + pad + static_cast<std::uint32_t>(kTrailerFixed + kIcvLen);
+    m->data_off = static_cast<std::uint16_t>(m->data_off + cut);
+    m->data_len = static_cast<std::uint16_t>(m->data_len - drop);
+    m->pkt_len -= drop;
+    return {WireStatus::ok, nh};
+}
+
 // After the tag verified: trailer, size hiding, inner checks, RFC 6040, strip.
 DecapResult finish_in(GcmEngine& e, rte_mbuf* m, unsigned p3_off, const RxRef& rx, const InPrep& p,
                       unsigned l2_len) noexcept {
@@ -556,10 +608,6 @@ DecapResult finish_in(GcmEngine& e, rte_mbuf* m, unsigned p3_off, const RxRef& r
 unsigned decap_burst(GcmEngine& e, rte_mbuf* const* pkts, const std::uint16_t* p3_off, const RxRef* rx,
                      unsigned n, unsigned l2_len, DecapResult* res) noexcept {
     InPrep prep[kMaxBurst];
-    GcmOp ops[kMaxBurst];
-    unsigned opidx[kMaxBurst];
-    bool ok[kMaxBurst];
-    unsigned nops = 0;
     if (n > kMaxBurst) {
         for (unsigned i = kMaxBurst; i < n; ++i) res[i] = {WireStatus::chain_too_long, 0};
         n = kMaxBurst;
@@ -585,8 +633,9 @@ unsigned decap_burst(GcmEngine& e, rte_mbuf* const* pkts, const std::uint16_t* p
         }
         prep[i] = InPrep{hdr, T, m->nb_segs == 1};
         if (m->nb_segs == 1) {
-            opidx[nops] = i;
-            ops[nops++] = GcmOp{rx[i].key, hdr, hdr + kP3HeaderLen, T, hdr + kP3HeaderLen + T};
+            // Opened right here rather than queued for GcmEngine::open_burst: one pass over
+            // the burst instead of two (measured: a few cycles a packet at 64 B).
+            if (!e.open(*rx[i].key, hdr, hdr + kP3HeaderLen, T, hdr + kP3HeaderLen + T)) res[i].status = WireStatus::auth;
             continue;
         }
         IoSeg segs[kMaxSegs];
@@ -600,13 +649,12 @@ unsigned decap_burst(GcmEngine& e, rte_mbuf* const* pkts, const std::uint16_t* p
         }
         if (!e.open_sgl(*rx[i].key, hdr, {segs, ns}, tag)) res[i].status = WireStatus::auth;
     }
-    e.open_burst(ops, nops, ok);
-    for (unsigned j = 0; j < nops; ++j)
-        if (!ok[j]) res[opidx[j]].status = WireStatus::auth;
     unsigned good = 0;
     for (unsigned i = 0; i < n; ++i) {
         if (res[i].status != WireStatus::ok) continue;
-        res[i] = finish_in(e, pkts[i], p3_off[i], rx[i], prep[i], l2_len);
+        res[i] = prep[i].contiguous && rx[i].size_hiding == SizeHiding::off
+                     ? finish_in_flat(pkts[i], p3_off[i], prep[i], l2_len)
+                     : finish_in(e, pkts[i], p3_off[i], rx[i], prep[i], l2_len);
         good += res[i].status == WireStatus::ok;
     }
     return good;
