@@ -67,7 +67,6 @@ namespace {
 
 namespace ch = p3::channel;
 using Clock = std::chrono::steady_clock;
-using p3::dp::Drop;
 
 constexpr unsigned kRingSize = 4096;       // every port ring (net_ring queue)
 constexpr unsigned kGenPoolSize = 16383;   // generator's mbufs (in flight at most this many)
@@ -93,12 +92,14 @@ struct Opts {
     std::string eal_lcores;        // override of the lcore -> CPU map
     bool verbose = false;
     bool smoke = false;
+    bool self_check = false;       // inject one loss, one duplicate, one corruption
 };
 
 const char* kUsage =
-    "usage: rekey_bench [--rekeys N] [--pps R] [--size BYTES] [--both] [--workers 1|2]\n"
+    "usage: rekey_bench [--rekeys N] [--pps R] [--size BYTES] [--both] [--workers 1..8]\n"
     "                   [--initiator primary|secondary|alternate] [--interval-ms T] [--array-size N]\n"
-    "                   [--aes256] [--size-hiding] [--json FILE] [--lcores EAL-MAP] [--verbose] [--smoke]\n";
+    "                   [--aes256] [--size-hiding] [--json FILE] [--lcores EAL-MAP] [--verbose] [--smoke]\n"
+    "                   [--self-check]\n";
 
 // ---- ports -------------------------------------------------------------------------------------
 
@@ -186,6 +187,9 @@ struct Flow {
     std::vector<std::uint64_t> seen{};       // bitmap by sequence
     unsigned rr = 0;                         // next LAN RX ring
     std::uint64_t phase_sent = 0;            // pacing: offered since the phase began
+    // --self-check: the generator itself withholds, doubles and spoils one packet each; the
+    // checker must then report lost 2 (the withheld and the spoilt one), duplicated 1, corrupted 1.
+    std::uint64_t inject_loss = ~0ULL, inject_dup = ~0ULL, inject_corrupt = ~0ULL;
     std::uint64_t written_off = 0;           // window: given up as lost (so the window reopens)
     std::uint64_t write_offs = 0;
     Clock::time_point last_rx{};
@@ -249,6 +253,12 @@ void fill_payload(std::uint8_t* pl, std::size_t len, std::uint64_t seq) {
 unsigned generate(Flow& f, rte_mempool* pool, unsigned n) {
     rte_mbuf* ms[kBurst];
     n = std::min(n, kBurst);
+    // An injected fault goes alone in its burst.
+    bool fault = false;
+    for (std::uint64_t s : {f.inject_loss, f.inject_dup, f.inject_corrupt}) {
+        if (s == f.next_seq) n = 1, fault = true;
+        else if (s > f.next_seq && s < f.next_seq + n) n = unsigned(s - f.next_seq);
+    }
     if (n == 0) return 0;
     if (rte_pktmbuf_alloc_bulk(pool, ms, n) != 0) {
         f.no_mbuf += n;
@@ -263,6 +273,20 @@ unsigned generate(Flow& f, rte_mempool* pool, unsigned n) {
         fill_payload(p + hdr, pl, first + i);
     }
     rte_ring* r = f.from->lan_rx[f.rr++ % f.from->lan_rx.size()];
+    if (fault) {
+        std::uint8_t* p = rte_pktmbuf_mtod(ms[0], std::uint8_t*);
+        if (first == f.inject_loss) {
+            rte_pktmbuf_free(ms[0]);   // numbered and counted as sent, never put in
+            ++f.next_seq;
+            ++f.phase_sent;
+            return 1;
+        }
+        if (first == f.inject_corrupt) p[f.frame - 1] ^= 0x5a;
+        if (first == f.inject_dup) {
+            rte_mbuf* c = rte_pktmbuf_copy(ms[0], pool, 0, UINT32_MAX);
+            if (c && rte_ring_enqueue(r, c) != 0) rte_pktmbuf_free(c);
+        }
+    }
     const unsigned q = rte_ring_enqueue_burst(r, reinterpret_cast<void**>(ms), n, nullptr);
     if (q < n) {
         f.ring_full += n - q;
@@ -353,6 +377,16 @@ std::uint64_t ms_now() {
         std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch()).count());
 }
 
+// The 1-minute load average: the figures mean little on a busy machine.
+std::string loadavg() {
+    char b[64] = "?";
+    if (FILE* f = std::fopen("/proc/loadavg", "r")) {
+        if (std::fscanf(f, "%63s", b) != 1) std::strcpy(b, "?");
+        std::fclose(f);
+    }
+    return b;
+}
+
 double secs(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
 bool parse(int argc, char** argv, Opts& o) {
@@ -380,11 +414,13 @@ bool parse(int argc, char** argv, Opts& o) {
         else if (a == "--size-hiding") o.size_hiding = true;
         else if (a == "--verbose") o.verbose = true;
         else if (a == "--smoke") o.smoke = true;
+        else if (a == "--self-check") o.self_check = true;
+        else if (a == "--help" || a == "-h") return false;
         else return false;
     }
     if (o.smoke && !rekeys_set) o.rekeys = 20;
     const unsigned min_frame = kEthLen + kIpLen + kUdpLen + kPayloadMin + kFcs;
-    return o.rekeys > 0 && o.workers >= 1 && o.workers <= 2 && o.frame >= min_frame && o.frame <= 1518 &&
+    return o.rekeys > 0 && o.workers >= 1 && o.workers <= 8 && o.frame >= min_frame && o.frame <= 1518 &&
            o.pps >= 0;
 }
 
@@ -392,6 +428,7 @@ bool parse(int argc, char** argv, Opts& o) {
 
 int main(int argc, char** argv) {
     Opts o;
+    const std::string load_at_start = loadavg();
     if (!parse(argc, argv, o)) {
         std::fputs(kUsage, stderr);
         return 2;
@@ -549,6 +586,11 @@ int main(int argc, char** argv) {
         flows.push_back(Flow{.label = "A->B", .from = &a, .to = &b, .wire = &ab, .src_ip = "10.1.9.5", .dst_ip = "10.2.9.5"});
         if (o.both) flows.push_back(Flow{.label = "B->A", .from = &b, .to = &a, .wire = &ba, .src_ip = "10.2.9.5", .dst_ip = "10.1.9.5"});
         for (Flow& f : flows) build_template(f, o.frame);
+        if (o.self_check) {
+            flows[0].inject_loss = 1000;
+            flows[0].inject_dup = 2000;
+            flows[0].inject_corrupt = 3000;
+        }
 
         // ---- the loop ---------------------------------------------------------------------------
         // window: as fast as the tunnel takes it, never more than kWindow packets of a flow in
@@ -709,7 +751,7 @@ int main(int argc, char** argv) {
             ring_full += f.ring_full;
             no_mbuf += f.no_mbuf;
         }
-        std::uint64_t auth = 0, replay = 0;
+        std::uint64_t auth = 0, replay = 0, dropped = 0;
         struct DpFig {
             p3::dp::SessionTotals t;
             std::vector<std::pair<std::string, std::uint64_t>> drops;
@@ -720,6 +762,7 @@ int main(int argc, char** argv) {
             for (const auto& d : p3::dp::kDrops) {
                 const std::uint64_t n = e.dp->drops(d.drop);
                 if (n) fig[i].drops.emplace_back(std::string(d.name), n);
+                dropped += n;
             }
             auth += fig[i].t.rx_auth + e.session->stats().auth_failures;
             replay += fig[i].t.rx_replay + e.session->stats().replays;
@@ -732,9 +775,9 @@ int main(int argc, char** argv) {
                      pmax = rekey_ms.empty() ? 0 : *std::max_element(rekey_ms.begin(), rekey_ms.end());
 
         std::printf("p3 rekey under load: two dataplanes back to back (net_ring), %u worker(s) each, %s%s, "
-                    "%u B frames, %s\n",
+                    "%u B frames, %s; lcores %s; load average %s\n",
                     W, o.aes256 ? "AES-256" : "AES-128", o.size_hiding ? ", size hiding" : "", o.frame,
-                    o.both ? "both directions" : "A->B");
+                    o.both ? "both directions" : "A->B", lcores.c_str(), load_at_start.c_str());
         if (traffic == Mode::window)
             std::printf("traffic      %.0f pps per direction during the rekeys (as fast as the tunnel takes it, "
                         "at most %lu packets in flight)\n",
@@ -751,13 +794,14 @@ int main(int argc, char** argv) {
         if (!slow.empty()) {
             std::printf("slowest     ");
             for (std::size_t i = 0; i < std::min<std::size_t>(3, slow.size()); ++i)
-                std::printf(" #%u %.2f ms%s%s;", slow[i].index, slow[i].ms, slow[i].arrays ? " (after a key array delivery)" : "",
+                std::printf(" #%u %.2f ms%s%s;", slow[i].index, slow[i].ms, slow[i].arrays ? " (a key array delivery went first)" : "",
                             slow[i].retransmits ? " (a message was retransmitted)" : "");
             std::printf("\n");
         }
-        std::printf("packets      sent %lu  received %lu  lost %lu  duplicated %lu  corrupted %lu  unexpected %lu\n",
+        std::printf("packets      sent %lu  received %lu  lost %lu  duplicated %lu  corrupted %lu  unexpected %lu  "
+                    "(drops the dataplanes counted: %lu)\n",
                     (unsigned long)sent, (unsigned long)received, (unsigned long)lost, (unsigned long)dup,
-                    (unsigned long)corrupt, (unsigned long)unexpected);
+                    (unsigned long)corrupt, (unsigned long)unexpected, (unsigned long)dropped);
         std::uint64_t write_offs = 0;
         for (const Flow& f : flows) write_offs += f.write_offs;
         std::printf("generator    ring full %lu  no mbuf %lu  (never sent: not counted as lost)  window reopened %lu "
@@ -796,6 +840,14 @@ int main(int argc, char** argv) {
         std::printf("result       %s\n", verdict.c_str());
         rc = bad.empty() ? 0 : 1;
 
+        std::string drops_json = "{";
+        for (int i = 0; i < 2; ++i) {
+            drops_json += std::string(i ? ",\"B\":{" : "\"A\":{");
+            for (std::size_t k = 0; k < fig[i].drops.size(); ++k)
+                drops_json += (k ? ",\"" : "\"") + fig[i].drops[k].first + "\":" + std::to_string(fig[i].drops[k].second);
+            drops_json += "}";
+        }
+        drops_json += "}";
         if (!o.json.empty()) {
             FILE* j = std::fopen(o.json.c_str(), "w");
             if (!j) {
@@ -809,7 +861,7 @@ int main(int argc, char** argv) {
                              "\"corrupted\":%lu,\"auth_failed\":%lu,\"replayed\":%lu,\"ring_full_at_generator\":%lu,"
                              "\"pps\":%.0f,\"pps_requested\":%.0f,\"no_mbuf_at_generator\":%lu,\"unexpected\":%lu,"
                              "\"rekey_attempts_failed\":%lu,\"frame\":%u,\"workers\":%u,\"both\":%s,\"key\":%u,"
-                             "\"array_size\":%u,\"initiator\":\"%s\",\"passed\":%s}]}\n",
+                             "\"array_size\":%u,\"initiator\":\"%s\",\"passed\":%s,\"drops\":%s}]}\n",
                              done, run_s, run_s > 0 ? done / run_s : 0.0, p50, p99, pmax, (unsigned long)sent,
                              (unsigned long)received, (unsigned long)lost, (unsigned long)dup, (unsigned long)corrupt,
                              (unsigned long)auth, (unsigned long)replay, (unsigned long)ring_full, offered, pps,
@@ -819,7 +871,7 @@ int main(int argc, char** argv) {
                              o.init == Opts::Init::primary     ? "primary"
                              : o.init == Opts::Init::secondary ? "secondary"
                                                                : "alternate",
-                             bad.empty() ? "true" : "false");
+                             bad.empty() ? "true" : "false", drops_json.c_str());
                 std::fclose(j);
             }
         }
