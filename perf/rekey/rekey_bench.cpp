@@ -55,6 +55,7 @@
 #include "common/config.hpp"
 #include "common/keygen.hpp"
 #include "common/log.hpp"
+#include "common/slots.hpp"
 #include "control/channel/dp_link.hpp"
 #include "control/channel/limits.hpp"
 #include "control/channel/session.hpp"
@@ -754,11 +755,13 @@ int main(int argc, char** argv) {
         std::uint64_t auth = 0, replay = 0, dropped = 0;
         struct DpFig {
             p3::dp::SessionTotals t;
+            p3::wire::SlotStats slots;
             std::vector<std::pair<std::string, std::uint64_t>> drops;
         } fig[2];
         for (int i = 0; i < 2; ++i) {
             End& e = i ? b : a;
             fig[i].t = e.dp->session_totals(e.sid);
+            fig[i].slots = e.dp->slots().stats();
             for (const auto& d : p3::dp::kDrops) {
                 const std::uint64_t n = e.dp->drops(d.drop);
                 if (n) fig[i].drops.emplace_back(std::string(d.name), n);
@@ -816,7 +819,11 @@ int main(int argc, char** argv) {
                         (unsigned long)t.rx_auth, (unsigned long)t.rx_replay, (unsigned long)t.rx_dropped);
             if (fig[i].drops.empty()) std::printf(" none");
             for (const auto& [n, v] : fig[i].drops) std::printf(" %s=%lu", n.c_str(), (unsigned long)v);
-            std::printf("\n");
+            // Slots still held after N rekeys: the current inbound epochs (at most 8 per
+            // session) and their lanes; anything growing with N would be a leak.
+            std::printf("\n             key slots: rx published %u  tx published %u  waiting for RCU %zu  freed %lu\n",
+                        fig[i].slots.rx_published, fig[i].slots.tx_published, fig[i].slots.pending,
+                        (unsigned long)fig[i].slots.freed);
         }
         for (int i = 0; i < 2; ++i) {
             const auto& s = i ? ss : ps;
