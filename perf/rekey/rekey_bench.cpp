@@ -805,6 +805,11 @@ int main(int argc, char** argv) {
                     "(drops the dataplanes counted: %lu)\n",
                     (unsigned long)sent, (unsigned long)received, (unsigned long)lost, (unsigned long)dup,
                     (unsigned long)corrupt, (unsigned long)unexpected, (unsigned long)dropped);
+        if (flows.size() > 1)
+            for (const Flow& f : flows)
+                std::printf("  %s       sent %lu  received %lu  lost %lu  duplicated %lu  corrupted %lu  unexpected %lu\n",
+                            f.label, (unsigned long)f.next_seq, (unsigned long)f.received, (unsigned long)f.lost(),
+                            (unsigned long)f.duplicated, (unsigned long)f.corrupted, (unsigned long)f.unexpected);
         std::uint64_t write_offs = 0;
         for (const Flow& f : flows) write_offs += f.write_offs;
         std::printf("generator    ring full %lu  no mbuf %lu  (never sent: not counted as lost)  window reopened %lu "
