@@ -312,6 +312,10 @@ Config finalize(Draft&& d) {
             cfg.warnings.push_back(Error{d.file, sk.line, Reason::CFG_STATIC_KEYS,
                                          "remote " + std::to_string(r.id) +
                                              " uses static keys: no setup exchange, no rekey"});
+            if (!sk.anti_replay)
+                cfg.warnings.push_back(Error{d.file, sk.line, Reason::CFG_NO_ANTI_REPLAY,
+                                             "remote " + std::to_string(r.id) +
+                                                 ": static_keys.anti_replay = false: replayed packets are accepted"});
         }
     }
 
@@ -371,6 +375,7 @@ StaticKeys StaticKeys::clone() const {
     k.rx_key = rx_key.clone();
     k.rx_salt = rx_salt.clone();
     k.lanes = lanes;
+    k.anti_replay = anti_replay;
     k.line = line;
     return k;
 }
@@ -421,7 +426,7 @@ bool same_settings(const Remote& a, const Remote& b) {
     same &= x.tx_salt.equals(y.tx_salt.span());
     same &= x.rx_key.equals(y.rx_key.span());
     same &= x.rx_salt.equals(y.rx_salt.span());
-    return same && x.tx_id == y.tx_id && x.rx_id == y.rx_id && x.lanes == y.lanes;
+    return same && x.tx_id == y.tx_id && x.rx_id == y.rx_id && x.lanes == y.lanes && x.anti_replay == y.anti_replay;
 }
 
 bool same_settings(const Config& a, const Config& b) {
@@ -685,6 +690,7 @@ std::string to_libconfig(const Config& cfg, bool reveal_secrets) {
             o << "      rx_key = " << secret(k.rx_key) << ";\n";
             o << "      rx_salt = " << secret(k.rx_salt) << ";\n";
             o << "      lanes = " << k.lanes << ";\n";
+            o << "      anti_replay = " << (k.anti_replay ? "true" : "false") << ";\n";
             o << "    };\n";
         }
         o << "  }";

@@ -49,6 +49,10 @@ struct StaticKeys {
     SecretBytes rx_key;
     SecretBytes rx_salt;
     std::uint32_t lanes = 1;     // lanes in each direction (tx_id..tx_id+lanes-1)
+    // false: inbound packets skip the anti-replay window (RFC 4303 §3.4.3 allows it for
+    // manually keyed SAs). A static-key sender starts at sequence 1 whenever it starts, so
+    // with the window on, a restarted peer is refused until this side restarts too.
+    bool anti_replay = true;
     int line = 0;
 
     StaticKeys clone() const;

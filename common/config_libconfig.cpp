@@ -403,7 +403,8 @@ struct Reader {
             else if (key == "tx_salt") k.tx_salt = std::move(*secret_hex(s, path, {4})), have[4] = true;
             else if (key == "rx_salt") k.rx_salt = std::move(*secret_hex(s, path, {4})), have[5] = true;
             else if (key == "lanes") k.lanes = std::uint32_t(integer(s, path, limits::static_lanes));
-            else unknown(s, base, "tx_id, tx_key, tx_salt, rx_id, rx_key, rx_salt, lanes");
+            else if (key == "anti_replay") k.anti_replay = boolean(s, path);
+            else unknown(s, base, "tx_id, tx_key, tx_salt, rx_id, rx_key, rx_salt, lanes, anti_replay");
         }
         static constexpr const char* kNames[] = {"tx_id", "rx_id", "tx_key", "rx_key", "tx_salt", "rx_salt"};
         for (int i = 0; i < 6; ++i)

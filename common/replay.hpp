@@ -10,6 +10,8 @@
 //             packet in a burst both pass check() before either is recorded; the caller drops
 //             the packet unless update() says ok.
 // State: top = 0 (nothing seen) -> top = highest accepted; bits for (top - W, top].
+// A window of kReplayOff (static keys that asked for it) accepts every sequence but 0 and
+// only follows top.
 //
 // Single writer, no locks: the worker lcore that receives the slot's packets. The words live
 // in memory the owner provides (the slot allocates them behind its header), so a window costs
@@ -36,7 +38,7 @@ const char* replay_result_name(ReplayResult r) noexcept;
 class ReplayWindow {
 public:
     static constexpr bool valid_size(std::uint32_t window) noexcept {
-        return window >= kReplayWindowMin && window <= kReplayWindowMax;
+        return window == kReplayOff || (window >= kReplayWindowMin && window <= kReplayWindowMax);
     }
     // Bitmap words for a window: enough for the W sequences below top when top sits at the
     // start of its word, plus the word top is in.
@@ -47,7 +49,7 @@ public:
     // bits: words_for(window) words owned by the caller, outliving the window. window must be
     // valid_size() (callers validate; an invalid one is clamped into range).
     ReplayWindow(std::uint32_t window, std::uint64_t* bits) noexcept
-        : window_(clamp(window)), nwords_(words_for(window_)), bits_(bits) {
+        : window_(clamp(window)), nwords_(words_for(window_)), bits_(bits), off_(window == kReplayOff) {
         reset();
     }
     ReplayWindow(const ReplayWindow&) = delete;
@@ -56,7 +58,7 @@ public:
     // Before decryption. Never changes state.
     ReplayResult check(std::uint64_t seq) const noexcept {
         if (seq == 0) [[unlikely]] return ReplayResult::zero;
-        if (seq > top_) return ReplayResult::ok;
+        if (seq > top_ || off_) return ReplayResult::ok;
         if (top_ - seq >= window_) return ReplayResult::too_old;
         return (bits_[word_of(seq)] >> (seq & 63)) & 1 ? ReplayResult::duplicate : ReplayResult::ok;
     }
@@ -64,6 +66,10 @@ public:
     // After the tag verified. ok = recorded now; anything else = drop the packet.
     ReplayResult update(std::uint64_t seq) noexcept {
         if (seq == 0) [[unlikely]] return ReplayResult::zero;
+        if (off_) [[unlikely]] {
+            if (seq > top_) top_ = seq;
+            return ReplayResult::ok;
+        }
         if (seq > top_) {
             advance(seq);
             bits_[head_] |= std::uint64_t{1} << (seq & 63);
@@ -85,7 +91,8 @@ public:
     }
 
     std::uint64_t top() const noexcept { return top_; }
-    std::uint32_t size() const noexcept { return window_; }
+    std::uint32_t size() const noexcept { return off_ ? kReplayOff : window_; }
+    bool enabled() const noexcept { return !off_; }
     std::uint32_t words() const noexcept { return nwords_; }
 
     static constexpr std::uint32_t clamp(std::uint32_t w) noexcept {
@@ -121,6 +128,7 @@ private:
     std::uint32_t window_;
     std::uint32_t nwords_;
     std::uint64_t* bits_;
+    bool off_;
 };
 
 static_assert(ReplayWindow::words_for(kReplayWindowMax) == kReplayWordsMax);

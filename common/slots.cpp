@@ -147,7 +147,7 @@ RxSlot* SlotTable::build_rx(SlotId id, std::span<const std::uint8_t> key, std::s
         return nullptr;
     }
     if (!ReplayWindow::valid_size(p.replay_window)) {
-        P3_LOG_ERROR(SLOT_BAD_KEY, "key slots: P3 ID 0x%08x: replay window %u outside %u..%u", id.raw(),
+        P3_LOG_ERROR(SLOT_BAD_KEY, "key slots: P3 ID 0x%08x: replay window %u outside %u..%u (or 0, off)", id.raw(),
                      p.replay_window, kReplayWindowMin, kReplayWindowMax);
         return nullptr;
     }

@@ -70,6 +70,9 @@ inline constexpr std::uint32_t kMaxLanes = 64;
 inline constexpr std::uint32_t kReplayWindowMin = 64;
 inline constexpr std::uint32_t kReplayWindowMax = 8192;
 inline constexpr std::uint32_t kReplayWindowDefault = 1024;
+// A window of this size checks nothing (RFC 4303 §3.4.3 lets a receiver disable anti-replay):
+// only static keys may ask for it, since their sender restarts at sequence 1 on every start.
+inline constexpr std::uint32_t kReplayOff = 0;
 // Bitmap words = window/64 + 1 (one redundant word, as WireGuard's counter).
 inline constexpr std::uint32_t kReplayWordsMax = kReplayWindowMax / 64 + 1;
 

@@ -92,6 +92,7 @@ struct LaneKeys {
     std::span<const std::uint8_t> salt;
     std::uint32_t lanes = 1;          // lanes the sender of this direction uses
     bool size_hiding = false;
+    bool anti_replay = true;          // inbound only; false only for static keys that ask for it
 };
 
 // What the control plane may do from its thread. Everything goes through the Dataplane

@@ -345,7 +345,7 @@ bool Dataplane::install_rx(std::uint32_t sid, std::uint32_t base_id, const LaneK
     wire::RxParams p;
     p.session = sid;
     p.size_hiding = k.size_hiding ? wire::SizeHiding::on : wire::SizeHiding::off;
-    p.replay_window = cfg_.dataplane.replay_window;
+    p.replay_window = k.anti_replay ? cfg_.dataplane.replay_window : wire::kReplayOff;
     if (!keys_->table->publish_rx_lanes(wire::SlotId(base_id), k.lanes, k.key, k.salt, p)) {
         P3_LOG_ERROR(DP_KEYS, "session %u: inbound keys for P3 IDs 0x%x..+%u refused", sid, base_id, k.lanes);
         // The block was reserved for these keys: give it back (retiring a free ID is a no-op).
@@ -438,15 +438,16 @@ std::uint64_t Dataplane::tx_last_seq(std::uint32_t sid, std::uint16_t lane) cons
 bool Dataplane::install_static(const config::Remote& r, std::uint32_t sid) {
     const config::StaticKeys& k = *r.static_keys;
     const char* kt = r.params.key_type == config::KeyType::aes256 ? "AES-256" : "AES-128";
-    P3_LOG_WARN(DP_STATIC_KEYS, "%s:%d: remote %u runs on static keys (%s, %u lane(s), tx P3 ID 0x%x, rx P3 ID 0x%x)",
-                cfg_.source.c_str(), k.line ? k.line : r.line, r.id, kt, k.lanes, k.tx_id, k.rx_id);
+    P3_LOG_WARN(DP_STATIC_KEYS, "%s:%d: remote %u runs on static keys (%s, %u lane(s), tx P3 ID 0x%x, rx P3 ID 0x%x%s)",
+                cfg_.source.c_str(), k.line ? k.line : r.line, r.id, kt, k.lanes, k.tx_id, k.rx_id,
+                k.anti_replay ? "" : ", no anti-replay");
     const bool sh = r.params.size_hiding;
     if (!keys_->table->reserve_rx_at(wire::SlotId(k.rx_id), k.lanes)) {
         P3_LOG_ERROR(DP_SESSION, "%s:%d: remote %u: static rx_id 0x%x..+%u cannot be used", cfg_.source.c_str(),
                      k.line ? k.line : r.line, r.id, k.rx_id, k.lanes);
         return false;
     }
-    if (!install_rx(sid, k.rx_id, LaneKeys{k.rx_key.span(), k.rx_salt.span(), k.lanes, sh}) ||
+    if (!install_rx(sid, k.rx_id, LaneKeys{k.rx_key.span(), k.rx_salt.span(), k.lanes, sh, k.anti_replay}) ||
         !install_tx(sid, k.tx_id, LaneKeys{k.tx_key.span(), k.tx_salt.span(), k.lanes, sh})) {
         clear_keys(sid);
         for (std::uint32_t l = 0; l < k.lanes; ++l) keys_->table->retire_rx(wire::SlotId(k.rx_id).lane(l));

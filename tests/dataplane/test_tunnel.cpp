@@ -63,7 +63,8 @@ struct End {
 };
 
 p3::config::Remote peer_remote(std::uint32_t id, const Net& peer, std::vector<const char*> subnets, const KeyDir& tx,
-                               const KeyDir& rx, bool aes256, std::uint32_t lanes, bool size_hiding = false) {
+                               const KeyDir& rx, bool aes256, std::uint32_t lanes, bool size_hiding = false,
+                               bool anti_replay = true) {
     p3::config::Remote r = remote(id, peer.wan_peer_host, std::move(subnets));
     r.params.size_hiding = size_hiding;
     r.params.key_type = aes256 ? p3::config::KeyType::aes256 : p3::config::KeyType::aes128;
@@ -75,6 +76,7 @@ p3::config::Remote peer_remote(std::uint32_t id, const Net& peer, std::vector<co
     k.rx_key = hex(rx.key);
     k.rx_salt = hex(rx.salt);
     k.lanes = lanes;
+    k.anti_replay = anti_replay;
     r.static_keys = std::move(k);
     return r;
 }
@@ -128,7 +130,7 @@ struct Tunnel {
     std::uint64_t now_ms = 0;
 
     Tunnel(const std::string& name, bool inner6, bool outer6, bool aes256 = false, std::uint32_t lanes = 2,
-           p3::dp::ControlPlane* control_b = nullptr, bool size_hiding = false) {
+           p3::dp::ControlPlane* control_b = nullptr, bool size_hiding = false, bool b_anti_replay = true) {
         test_pool();
         static unsigned seq = 0;
         const std::string n = name + std::to_string(seq++);
@@ -141,7 +143,8 @@ struct Tunnel {
         const KeyDir& ab = aes256 ? kAtoB256 : kAtoB128;
         const KeyDir& ba = aes256 ? kBtoA256 : kBtoA128;
         start(a, n + "a", na, peer_remote(2, nb, {"10.2.0.0/16", "fd02::/16"}, ab, ba, aes256, lanes, size_hiding), {1, 2});
-        start(b, n + "b", nb, peer_remote(1, na, {"10.1.0.0/16", "fd01::/16"}, ba, ab, aes256, lanes, size_hiding), {3, 4}, control_b);
+        start(b, n + "b", nb, peer_remote(1, na, {"10.1.0.0/16", "fd01::/16"}, ba, ab, aes256, lanes, size_hiding, b_anti_replay),
+              {3, 4}, control_b);
     }
     ~Tunnel() {
         stop(a);
@@ -367,6 +370,33 @@ TEST_CASE("bad tags, unknown P3 IDs, replays and unknown flags are counted and n
     for (int i = 0; i < 200 && t.b.dp->drops(Drop::P3_REPLAY) < 4; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
     CHECK(t.b.dp->drops(Drop::P3_REPLAY) == 4);
     CHECK(t.b.dp->sum(&p3::dp::LcoreStats::tx_lan_pkts) == 1101);
+}
+
+TEST_CASE("static keys with anti_replay = false: a replayed packet is delivered again, tampering still is not", "[tunnel][malformed]") {
+    Tunnel t("nr", false, false, false, 2, nullptr, false, /*b_anti_replay=*/false);
+    inject(t.a.lan.rx[0], packet(t.a.lan_mac, false, "10.1.5.7", "10.2.5.9", 100, 1));
+    std::vector<Frame> caught;
+    for (int i = 0; i < 500 && caught.empty(); ++i) {
+        caught = grab(t.a.wan.tx);
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    REQUIRE(caught.size() == 1);
+    Bytes p3 = caught[0].bytes;
+    std::memcpy(p3.data(), t.b.wan_mac.b, 6);
+    const std::uint32_t sid = t.b.dp->session_of(1);
+    for (int i = 0; i < 3; ++i) inject(t.b.wan.rx[caught[0].ring], p3);
+    const auto out = t.deliver(t.b, 3);
+    REQUIRE(out.size() == 3);
+    CHECK(out[0] == out[2]);
+    CHECK(t.b.dp->drops(Drop::P3_REPLAY) == 0);
+    CHECK(t.b.dp->session_totals(sid).rx_pkts == 3);
+    // The tag still decides: a flipped ICV is refused as ever.
+    Bytes bad = p3;
+    bad.back() ^= 1;
+    inject(t.b.wan.rx[caught[0].ring], bad);
+    CHECK(t.deliver(t.b, 0, 100).empty());
+    for (int i = 0; i < 200 && t.b.dp->drops(Drop::P3_AUTH) == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    CHECK(t.b.dp->drops(Drop::P3_AUTH) == 1);
 }
 
 TEST_CASE("a peer speaks only for its own subnets; packets to our WAN address go to the control thread", "[tunnel]") {

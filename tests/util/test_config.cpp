@@ -187,6 +187,7 @@ remotes = ( { id = 9; ip = 6; address = "2001:db8::2"; port = 7000; identity = "
     CHECK(hex(k.tx_salt.span()) == "01020304");
     CHECK(hex(k.rx_salt.span()) == "0a0b0c0d");
     CHECK(k.lanes == 2);
+    CHECK(k.anti_replay);   // the default
     CHECK(k.line == 21);
     // Remote on static keys: P3-W0109, at the static_keys line.
     REQUIRE(cfg.warnings.size() == 1);
@@ -265,6 +266,29 @@ remotes = ( { id = 4294967296; address = "192.0.2.2"; subnets = [ "10.2.0.0/24" 
     auto s = lc_ok(R"(role = "primary"; # 99999999999
 local = { address = "192.0.2.1"; identity = "id-99999999999"; }; /* 4294967296 */)");
     CHECK(s.local.identity == "id-99999999999");
+}
+
+TEST_CASE("libconfig: static keys may switch anti-replay off, with a warning of its own") {
+    const std::string keys = std::string("static_keys = { tx_id = 0x101; rx_id = 0x201; tx_key = \"") + kKeyA +
+                             "\"; tx_salt = \"01020304\"; rx_key = \"" + kKeyB + "\"; rx_salt = \"01020304\"; ";
+    auto on = lc_ok(with_remote(keys + "};"));
+    CHECK(on.remotes[0].static_keys->anti_replay);
+    REQUIRE(on.warnings.size() == 1);
+    auto off = lc_ok(with_remote(keys + "anti_replay = false; };"));
+    CHECK_FALSE(off.remotes[0].static_keys->anti_replay);
+    REQUIRE(off.warnings.size() == 2);
+    CHECK(off.warnings[0].reason == Reason::CFG_STATIC_KEYS);
+    CHECK(off.warnings[1].reason == Reason::CFG_NO_ANTI_REPLAY);
+    CHECK(reason_code(off.warnings[1].reason) == "P3-W0111");
+    CHECK(off.warnings[1].line == 4);
+    // A change of the setting is a change of the remote; the effective file keeps it.
+    CHECK_FALSE(same_settings(on.remotes[0], off.remotes[0]));
+    auto again = lc_ok(to_libconfig(off, true));
+    CHECK(same_settings(again.remotes[0], off.remotes[0]));
+    CHECK(to_libconfig(off).find("anti_replay = false;") != std::string::npos);
+    auto e = lc_err(with_remote(keys + "anti_replay = 0; };"));
+    CHECK(e.reason == Reason::CFG_BAD_VALUE);
+    CHECK(e.what.find("anti_replay") != std::string::npos);
 }
 
 TEST_CASE("libconfig: dataplane port by id or by device name") {

@@ -45,7 +45,8 @@ TEST_CASE("replay: window sizes and storage") {
     CHECK(ReplayWindow::valid_size(8192));
     CHECK_FALSE(ReplayWindow::valid_size(63));
     CHECK_FALSE(ReplayWindow::valid_size(8193));
-    CHECK_FALSE(ReplayWindow::valid_size(0));
+    CHECK_FALSE(ReplayWindow::valid_size(1));
+    CHECK(ReplayWindow::valid_size(0));   // kReplayOff: no window at all (static keys only)
     // One redundant word beyond the window.
     CHECK(ReplayWindow::words_for(64) == 2);
     CHECK(ReplayWindow::words_for(1024) == 17);
@@ -178,6 +179,28 @@ TEST_CASE("replay: check then update across a burst (two copies of one packet)")
     CHECK(win->check(60) == ReplayResult::ok);
     CHECK(win->update(60 + 1024 + 5) == ReplayResult::ok);
     CHECK(win->update(60) == ReplayResult::too_old);
+}
+
+TEST_CASE("replay: a window switched off (static keys that ask for it) accepts every sequence but 0") {
+    OwnedReplayWindow win(p3::wire::kReplayOff);
+    CHECK_FALSE(win->enabled());
+    CHECK(win->size() == p3::wire::kReplayOff);
+    CHECK(ReplayWindow::valid_size(p3::wire::kReplayOff));
+    CHECK(win->update(5000) == ReplayResult::ok);
+    // The same sequence again, and one far left of any window: both accepted.
+    CHECK(win->check(5000) == ReplayResult::ok);
+    CHECK(win->update(5000) == ReplayResult::ok);
+    CHECK(win->check(1) == ReplayResult::ok);
+    CHECK(win->update(1) == ReplayResult::ok);
+    CHECK(win->top() == 5000);   // still followed (the control plane reads it)
+    CHECK(win->check(0) == ReplayResult::zero);
+    CHECK(win->update(0) == ReplayResult::zero);
+    // An enabled window of the same history refuses both.
+    OwnedReplayWindow on(64);
+    CHECK(on->enabled());
+    REQUIRE(on->update(5000) == ReplayResult::ok);
+    CHECK(on->update(5000) == ReplayResult::duplicate);
+    CHECK(on->update(1) == ReplayResult::too_old);
 }
 
 TEST_CASE("replay: reset forgets everything") {
