@@ -77,13 +77,15 @@ class Bench:
             shutil.rmtree(self.work, ignore_errors=True)
 
     # --- inputs --------------------------------------------------------------------------
-    def traffic(self, size):
-        """Clear LAN traffic (and its P3 form for the inbound direction) for one size."""
-        clear = os.path.join(self.work, "clear-%s.pcap" % size)
+    def traffic(self, size, from_peer=False):
+        """Clear traffic for one size: our LAN hosts to the peer's subnet (outbound), or the
+        peer's hosts to ours (what the peer encrypts for the inbound direction)."""
+        clear = os.path.join(self.work, "clear-%s%s.pcap" % (size, "-peer" if from_peer else ""))
+        src, dst = ("10.2.0.0/24", "10.1.5.0/24") if from_peer else ("10.1.5.0/24", "10.2.0.0/24")
         if not os.path.exists(clear):
             args = [sys.executable, os.path.join(TOOLS, "p3_traffic.py"), clear, "--count", str(self.a.packets),
                     "--family", "4", "--proto", "udp", "--flows", "16", "--dst-mac", PCAP_MAC,
-                    "--src4", "10.1.5.0/24", "--dst4", "10.2.0.0/24"]
+                    "--src4", src, "--dst4", dst]
             args += ["--imix"] if size == "imix" else ["--sizes", str(size)]
             subprocess.run(args, check=True)
         return clear
@@ -92,7 +94,7 @@ class Bench:
         enc = os.path.join(self.work, "p3-%s-%d.pcap" % (size, key_bits))
         if not os.path.exists(enc):
             # What the peer would send us: its tx keys are our rx keys.
-            subprocess.run([sys.executable, os.path.join(TOOLS, "p3_decode.py"), "encode", self.traffic(size), enc,
+            subprocess.run([sys.executable, os.path.join(TOOLS, "p3_decode.py"), "encode", self.traffic(size, from_peer=True), enc,
                             "--key", KEYS[key_bits][1], "--salt", RX_SALT, "--id", hex(RX_ID),
                             "--src", PEER, "--dst", LOCAL, "--dst-mac", PCAP_MAC,
                             "--src-mac", "02:00:00:00:00:fe"], check=True, stdout=subprocess.DEVNULL)
@@ -112,10 +114,15 @@ dataplane = {
 };
 remotes = (
   { id = 1; ip = 4; address = "%s"; subnets = [ "10.2.0.0/24" ]; key_type = "AES%d";
-    static_keys = { tx_id = %d; tx_key = "%s"; tx_salt = "%s"; rx_id = %d; rx_key = "%s"; rx_salt = "%s"; }; }
+    static_keys = { tx_id = %d; tx_key = "%s"; tx_salt = "%s"; rx_id = %d; rx_key = "%s"; rx_salt = "%s";
+                    anti_replay = %s; }; }
 );
 """ % (LOCAL, lan, wan, LOCAL, self.a.replay_window, PEER, key_bits, TX_ID, KEYS[key_bits][0], TX_SALT,
-                RX_ID, KEYS[key_bits][1], RX_SALT))
+                RX_ID, KEYS[key_bits][1], RX_SALT,
+                # Inbound loops one capture, so its sequences repeat from the second pass on:
+                # with a window every packet after the first pass would be a replay. The tag
+                # is checked as ever; what is not measured is the window (dp_bench has it).
+                "false" if direction == "in" else "true"))
         os.chmod(path, 0o600)
         return path
 
@@ -373,7 +380,7 @@ def main():
     ap.add_argument("--keys", default="128,256")
     # Inbound is not measured by default: a looped pcap repeats its sequence numbers, so after
     # the first pass every packet is a replay, rejected before decryption (as it must be).
-    ap.add_argument("--dirs", default="out", help="out (encrypt); 'in' needs non-repeating input")
+    ap.add_argument("--dirs", default="out,in", help="out (encrypt), in (decrypt), or both")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--duration", type=float, default=2.0, help="seconds measured per point")
     ap.add_argument("--warmup", type=float, default=0.5)
