@@ -91,6 +91,7 @@ struct Opts {
     bool size_hiding = false;
     std::string json;
     std::string eal_lcores;        // override of the lcore -> CPU map
+    std::string mem_mb = "1024";   // EAL memory (no hugepages): two dataplanes need ~1 GB
     bool verbose = false;
     bool smoke = false;
     bool self_check = false;       // inject one loss, one duplicate, one corruption
@@ -99,8 +100,8 @@ struct Opts {
 const char* kUsage =
     "usage: rekey_bench [--rekeys N] [--pps R] [--size BYTES] [--both] [--workers 1..8]\n"
     "                   [--initiator primary|secondary|alternate] [--interval-ms T] [--array-size N]\n"
-    "                   [--aes256] [--size-hiding] [--json FILE] [--lcores EAL-MAP] [--verbose] [--smoke]\n"
-    "                   [--self-check]\n";
+    "                   [--aes256] [--size-hiding] [--json FILE] [--lcores EAL-MAP] [--mem MB] [--verbose]\n"
+    "                   [--smoke] [--self-check]\n";
 
 // ---- ports -------------------------------------------------------------------------------------
 
@@ -404,6 +405,7 @@ bool parse(int argc, char** argv, Opts& o) {
         else if (a == "--array-size" && (v = val())) o.array_size = std::uint32_t(std::strtoul(v, nullptr, 10));
         else if (a == "--json" && (v = val())) o.json = v;
         else if (a == "--lcores" && (v = val())) o.eal_lcores = v;
+        else if (a == "--mem" && (v = val())) o.mem_mb = v;
         else if (a == "--initiator" && (v = val())) {
             const std::string s = v;
             if (s == "primary") o.init = Opts::Init::primary;
@@ -448,7 +450,7 @@ int main(int argc, char** argv) {
             lcores += b;
         }
     }
-    const char* eal[] = {"rekey_bench", "--no-huge", "-m", "1024", "--no-pci", "--no-shconf", "--no-telemetry",
+    const char* eal[] = {"rekey_bench", "--no-huge", "-m", o.mem_mb.c_str(), "--no-pci", "--no-shconf", "--no-telemetry",
                          "--file-prefix", prefix.c_str(), "--lcores", lcores.c_str(), "--log-level", "error"};
     if (rte_eal_init(static_cast<int>(std::size(eal)), const_cast<char**>(eal)) < 0) {
         std::fputs("rekey_bench: rte_eal_init failed\n", stderr);
