@@ -144,7 +144,8 @@ remotes = (
 
     def start_p3d(self, conf, pcap):
         shutil.rmtree("/var/run/dpdk/" + self.prefix, ignore_errors=True)
-        cmd = [self.p3d, "--no-huge", "-m", "512", "--no-pci", "--file-prefix", self.prefix,
+        mem = [] if self.a.hugepages else ["--no-huge", "-m", "512"]
+        cmd = [self.p3d] + mem + ["--no-pci", "--file-prefix", self.prefix,
                "-l", str(self.a.core), "--vdev", "net_pcap0,rx_pcap=%s,infinite_rx=1" % pcap,
                "--vdev", "net_null0,no-rx=1", "--", "-c", conf, "-f"]
         self.p3d_log = os.path.join(self.work, "p3d.log")
@@ -364,17 +365,54 @@ plot %s
 
 
 SUITES = {
-    "throughput": "dataplane throughput vs the raw AES-GCM bound (issue 6 parts 1, 2)",
-    "rekey": "N rekeys under load, counting lost / failed-auth / replay-rejected packets (needs the control plane)",
-    "setup": "session setups per second, 1,000 secondaries, memory per session (needs the control plane)",
+    "throughput": "dataplane throughput vs the raw AES-GCM bound",
+    "rekey": "N rekeys under load through two dataplanes and control channels, every packet counted",
+    "setup": "session setups per second, time for a primary to bring up N secondaries, memory per session",
 }
+
+
+def program_suite(b, name, prog, args):
+    """Runs one of the suite programs (perf/rekey, perf/setup) with --json, at high priority,
+    passing its table through; returns its JSON (samples) and whether it passed."""
+    exe = os.path.join(b.build, "perf", name, prog)
+    if not os.access(exe, os.X_OK):
+        raise RuntimeError("%s is not built (ninja -C %s perf/%s/%s)" % (exe, b.build, name, prog))
+    js = os.path.join(b.work, name + ".json")
+    cmd = b.high_priority([exe] + args + ["--json", js])
+    b.say("%s: %s" % (name, " ".join([prog] + args)))
+    r = subprocess.run(cmd, text=True, capture_output=True)
+    sys.stdout.write(r.stdout)
+    if r.returncode != 0:
+        sys.stderr.write(r.stderr[-4000:])
+    try:
+        with open(js) as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        data = {"suite": name, "samples": []}
+    data["exit_status"] = r.returncode
+    data["passed"] = r.returncode == 0
+    return data
+
+
+def rekey_suite(b):
+    a = b.a
+    args = ["--smoke"] if a.smoke else ["--rekeys", str(a.rekeys)]
+    return program_suite(b, "rekey", "rekey_bench", args)
+
+
+def setup_suite(b):
+    a = b.a
+    args = ["--smoke"] if a.smoke else ["--remotes", str(a.remotes), "--runs", str(a.runs)]
+    return program_suite(b, "setup", "setup_bench", args)
 
 
 def main():
     ap = argparse.ArgumentParser(description="p3 benchmark harness")
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--out", default=None, help="results directory (default perf/results/DATE)")
-    ap.add_argument("--suite", action="append", choices=sorted(SUITES), help="default: throughput")
+    ap.add_argument("--suite", action="append", choices=sorted(SUITES) + ["all"], help="default: throughput")
+    ap.add_argument("--rekeys", type=int, default=1000, help="rekey suite: rekeys under load")
+    ap.add_argument("--remotes", type=int, default=1000, help="setup suite: secondaries brought up at once")
     ap.add_argument("--sizes", default=",".join(map(str, SIZES)))
     ap.add_argument("--no-imix", dest="imix", action="store_false")
     ap.add_argument("--keys", default="128,256")
@@ -389,6 +427,7 @@ def main():
     ap.add_argument("--core", type=int, default=None, help="CPU for p3d's worker and raw_gcm (default: last)")
     ap.add_argument("--replay-window", type=int, default=8192)
     ap.add_argument("--profile", action="store_true", help="perf record p3d at 64 and 1420 B")
+    ap.add_argument("--hugepages", action="store_true", help="run p3d in hugepage memory (a real appliance)")
     ap.add_argument("--smoke", action="store_true", help="tiny durations: checks the harness, not the numbers")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (pcaps, configs, logs)")
     a = ap.parse_args()
@@ -403,6 +442,8 @@ def main():
         a.out = os.path.join(HERE, "results", datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
     os.makedirs(a.out, exist_ok=True)
     suites = a.suite or ["throughput"]
+    if "all" in suites:
+        suites = ["throughput", "rekey", "setup"]
 
     b = Bench(a)
     result = {"tool": "p3 bench", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
@@ -417,8 +458,10 @@ def main():
                         return 2
                 result["suites"][s] = b.throughput()
             else:
-                result["suites"][s] = {"status": "not available: " + SUITES[s]}
-                b.say("%s: not available yet (%s)" % (s, SUITES[s]))
+                data = (rekey_suite if s == "rekey" else setup_suite)(b)
+                result["suites"][s] = data
+                if not data["passed"]:
+                    rc = 1
     except (RuntimeError, subprocess.CalledProcessError) as e:
         print("bench: %s" % e, file=sys.stderr)
         rc = 1
@@ -434,7 +477,11 @@ def main():
         print()
         print(t)
         png = chart(result["suites"]["throughput"], a.out)
-        print("\nresults: %s\nchart:   %s" % (js, png or "(gnuplot not available)"))
+        print("chart:   %s" % (png or "(gnuplot not available)"))
+    for s in ("rekey", "setup"):
+        if s in result["suites"]:
+            print("%s: %s" % (s, "passed" if result["suites"][s]["passed"] else "FAILED (see above)"))
+    print("results: %s" % js)
     return rc
 
 

@@ -2,7 +2,8 @@
 # p3 benchmark harness: the one entry point (perf/README.md says how to run and read it).
 #
 #   perf/bench.sh [--smoke] [--runs N] [--duration S] [--sizes 64,512] [--keys 128] [--dirs out,in]
-#                 [--core N] [--profile] [--out DIR] [--suite throughput|rekey|setup]
+#                 [--core N] [--profile] [--out DIR] [--suite throughput|rekey|setup|all]
+#                 [--rekeys N] [--remotes N]
 #
 # Builds what it needs (p3d, raw_gcm) in $BUILD (default: build/), then runs perf/bench.py
 # with /usr/bin/python3 (python3-scapy, python3-cryptography; gnuplot-nox for the chart).
@@ -13,5 +14,5 @@ build=${BUILD:-$root/build}
 if [ ! -f "$build/build.ninja" ]; then
   meson setup "$build" "$root" >/dev/null
 fi
-ninja -C "$build" dataplane/p3d perf/raw_gcm >/dev/null
+ninja -C "$build" dataplane/p3d perf/raw_gcm perf/rekey/rekey_bench perf/setup/setup_bench >/dev/null
 exec /usr/bin/python3 "$root/perf/bench.py" --build "$build" "$@"
