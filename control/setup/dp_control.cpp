@@ -183,8 +183,10 @@ void SetupControlPlane::send(const Endpoint& from, const Endpoint& to, ByteView 
     }
 }
 
-std::optional<std::uint32_t> SetupControlPlane::reserve_rx_id(std::uint32_t remote_id) {
-    return sink_ ? sink_->reserve_rx_id(remote_id) : std::nullopt;
+std::uint32_t SetupControlPlane::local_lanes() const { return sink_ ? sink_->local_lanes() : 0; }
+
+std::optional<std::uint32_t> SetupControlPlane::reserve_rx_id(std::uint32_t remote_id, std::uint32_t peer_lanes) {
+    return sink_ ? sink_->reserve_rx_id(remote_id, peer_lanes) : std::nullopt;
 }
 
 void SetupControlPlane::release_rx_id(std::uint32_t rx_id) {

@@ -57,7 +57,8 @@ private:
     // Transport
     void send(const Endpoint& from, const Endpoint& to, ByteView datagram) override;
     // SessionSink: forwards to the DataplaneSink, keeps the retry state of a secondary.
-    std::optional<std::uint32_t> reserve_rx_id(std::uint32_t remote_id) override;
+    std::optional<std::uint32_t> reserve_rx_id(std::uint32_t remote_id, std::uint32_t peer_lanes) override;
+    std::uint32_t local_lanes() const override;
     void release_rx_id(std::uint32_t rx_id) override;
     bool install(EstablishedSession&& s) override;
     void setup_failed(std::uint32_t remote_id, Reason reason) override;

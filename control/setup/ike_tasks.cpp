@@ -2,6 +2,8 @@
 // "ok" or a TaskResult naming the notify to answer with (responder) and the reason code to log.
 #include "control/setup/ike_tasks.hpp"
 
+#include "common/wire_limits.hpp"
+
 #include <openssl/x509.h>
 
 #include <algorithm>
@@ -334,7 +336,12 @@ public:
     const char* name() const override { return "child-create"; }
 
     TaskResult build_i(IkeSa& sa, Message& m) override {
-        if (!reserve(sa)) return TaskResult::fail(0, Reason::SETUP_KEYS_REJECTED, "no free P3 ID to receive on");
+        if (!reserve(sa, 0)) return TaskResult::fail(0, Reason::SETUP_KEYS_REJECTED, "no free P3 ID to receive on");
+        // How many lanes we send on, so the responder reserves exactly that many P3 IDs
+        // instead of the most a peer may use (DESIGN.md: lanes are announced at setup).
+        if (const std::uint32_t lanes = ctx_.sink.local_lanes(); lanes != 0) {
+            m.add_notify(nt::p3_lanes, be32(lanes));
+        }
         Proposal p;
         p.protocol = proto_esp;
         p.spi = be32(sa.rx_id);
@@ -365,7 +372,14 @@ public:
             sa.child_key = sa.remote->params.key_type;
             chosen_num_ = p.num;
             if (sa.peer_rx_id == 0) continue;
-            if (!reserve(sa)) return TaskResult::fail(nt::no_proposal_chosen, Reason::SETUP_KEYS_REJECTED, "no free P3 ID to receive on");
+            // The initiator's lane count, if it said (a standard peer does not: one SA, but
+            // it is not known to be one lane, so the whole block is reserved).
+            std::uint32_t peer_lanes = 0;
+            if (const auto* n = m.notify(nt::p3_lanes); n && n->data.size() == 4) {
+                peer_lanes = get32(n->data.data());
+                if (peer_lanes > wire::kMaxLanes) peer_lanes = 0;
+            }
+            if (!reserve(sa, peer_lanes)) return TaskResult::fail(nt::no_proposal_chosen, Reason::SETUP_KEYS_REJECTED, "no free P3 ID to receive on");
             return {};
         }
         return TaskResult::fail(nt::no_proposal_chosen, Reason::SETUP_NO_PROPOSAL,
@@ -400,9 +414,9 @@ public:
     }
 
 private:
-    bool reserve(IkeSa& sa) {
+    bool reserve(IkeSa& sa, std::uint32_t peer_lanes) {
         if (sa.rx_id) return true;
-        auto id = ctx_.sink.reserve_rx_id(sa.remote->id);
+        auto id = ctx_.sink.reserve_rx_id(sa.remote->id, peer_lanes);
         if (!id || *id == 0) return false;
         sa.rx_id = *id;
         return true;

@@ -46,6 +46,7 @@ inline constexpr std::uint16_t unsupported_critical_payload = 1, invalid_syntax 
                                cookie = 16390, signature_hash_algorithms = 16431;
 // Private-use status types (RFC 7296 §3.10.1: 40960-65535).
 inline constexpr std::uint16_t p3_config = 40960;  // primary -> secondary: pushed parameters (TLV)
+inline constexpr std::uint16_t p3_lanes = 40961;   // initiator -> responder (IKE_AUTH): u32, lanes it sends on
 inline constexpr bool is_error(std::uint16_t t) { return t < 16384; }
 }
 

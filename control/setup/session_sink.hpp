@@ -54,8 +54,12 @@ struct EstablishedSession {
 class SessionSink {
 public:
     virtual ~SessionSink() = default;
-    // The P3 ID this side will receive on for the remote; nullopt when none is free.
-    virtual std::optional<std::uint32_t> reserve_rx_id(std::uint32_t remote_id) = 0;
+    // The first of a block of P3 IDs this side will receive on for the remote, one per lane
+    // the peer sends on: peer_lanes as the peer announced it (notify p3_lanes), 0 = not
+    // announced (the sink reserves for the most lanes a peer may use). nullopt: none free.
+    virtual std::optional<std::uint32_t> reserve_rx_id(std::uint32_t remote_id, std::uint32_t peer_lanes) = 0;
+    // Lanes this side sends on, announced to the responder in IKE_AUTH; 0 = do not announce.
+    virtual std::uint32_t local_lanes() const { return 0; }
     virtual void release_rx_id(std::uint32_t rx_id) = 0;
     // Install the session's inbound and outbound keys. Called before the last message of the
     // exchange is sent (responder) or as soon as it is received (initiator), so inbound keys

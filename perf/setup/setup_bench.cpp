@@ -22,11 +22,12 @@
 // (1 s, doubling): a secondary the primary has not answered within a second sends again,
 // exactly as on a network. t for a session = when the secondary has its keys (both ends up).
 //
-// Lanes: the primary builds an inbound key slot per lane the secondary sends on. --lanes L sets
-// every remote's `lanes` (what the primary pushes as the secondary's lane count); the default
-// 0 is the configuration's default ("one per worker lcore" of a machine the primary does not
-// know), for which the DataplaneSink publishes the whole block of 64. --workers W gives the
-// primary W worker lcores (never launched), hence W outbound slots per session.
+// Lanes: the primary builds an inbound key slot per lane the secondary sends on, which a p3
+// secondary announces in its IKE_AUTH request (notify p3_lanes). --lanes L: each simulated
+// secondary announces L lanes (default 1: a secondary with one worker lcore) and every remote's
+// `lanes` is L; --lanes 0 announces nothing, as a standard IKEv2 peer, and the DataplaneSink
+// then reserves and publishes the whole block of 64. --workers W gives the primary W worker
+// lcores (never launched), hence W outbound slots per session.
 //
 // Cookie policy (--cookies): "p3d" = the engine's defaults, which p3d uses and an operator
 // cannot change (COOKIE demanded from 64 half-open exchanges on, at most 4096 half-open):
@@ -213,8 +214,10 @@ struct Outcome {
 // its session is up. The keys are dropped (wiped) at once.
 class SecondarySink final : public p3::setup::SessionSink {
 public:
-    SecondarySink(Outcome& o, const BenchClock& c, std::uint32_t idx) : o_(o), clock_(c), idx_(idx) {}
-    std::optional<std::uint32_t> reserve_rx_id(std::uint32_t) override { return 64 * ++next_; }  // blocks of 64
+    SecondarySink(Outcome& o, const BenchClock& c, std::uint32_t idx, std::uint32_t lanes)
+        : o_(o), clock_(c), idx_(idx), lanes_(lanes) {}
+    std::optional<std::uint32_t> reserve_rx_id(std::uint32_t, std::uint32_t) override { return 64 * ++next_; }  // blocks of 64
+    std::uint32_t local_lanes() const override { return lanes_; }
     void release_rx_id(std::uint32_t) override {}
     bool install(p3::setup::EstablishedSession&&) override {
         o_.up_at[idx_] = std::chrono::duration<double>(clock_.now() - clock_.origin()).count();
@@ -226,7 +229,7 @@ public:
 private:
     Outcome& o_;
     const BenchClock& clock_;
-    std::uint32_t idx_, next_ = 0;
+    std::uint32_t idx_, lanes_, next_ = 0;
 };
 
 constexpr std::uint32_t kSecondaryBase = (198u << 24) | (18u << 16) | 1;  // 198.18.0.1 (RFC 2544 range)
@@ -248,7 +251,7 @@ p3::setup::Credentials psk() {
 class Secondaries {
 public:
     Secondaries(std::uint32_t n, const p3::setup::SetupOptions& opts, const BenchClock& clock,
-                p3::control::Random& rnd, Mailbox& to_primary, Outcome& out)
+                p3::control::Random& rnd, Mailbox& to_primary, Outcome& out, std::uint32_t lanes)
         : clock_(clock) {
         engines_.reserve(n);
         sinks_.reserve(n);
@@ -263,7 +266,7 @@ public:
             r.address = *p3::IpAddr::parse("192.0.2.1");
             r.identity = "primary.bench.p3";
             c.remotes.push_back(std::move(r));
-            sinks_.push_back(std::make_unique<SecondarySink>(out, clock, i));
+            sinks_.push_back(std::make_unique<SecondarySink>(out, clock, i, lanes));
             engines_.push_back(std::make_unique<p3::setup::SetupEngine>(c, psk(), opts, clock, rnd, to_primary, *sinks_.back()));
         }
     }
@@ -309,7 +312,10 @@ private:
 class TimedSink final : public p3::setup::SessionSink {
 public:
     explicit TimedSink(p3::setup::DataplaneSink& s) : s_(s) {}
-    std::optional<std::uint32_t> reserve_rx_id(std::uint32_t remote_id) override { return s_.reserve_rx_id(remote_id); }
+    std::optional<std::uint32_t> reserve_rx_id(std::uint32_t remote_id, std::uint32_t peer_lanes) override {
+        return s_.reserve_rx_id(remote_id, peer_lanes);
+    }
+    std::uint32_t local_lanes() const override { return s_.local_lanes(); }
     void release_rx_id(std::uint32_t rx_id) override { s_.release_rx_id(rx_id); }
     bool install(p3::setup::EstablishedSession&& e) override {
         const double c0 = thread_cpu_s();
@@ -351,7 +357,7 @@ struct Params {
     std::uint32_t remotes = 1000;
     std::vector<std::string> groups{"x25519", "p256"};
     std::vector<std::string> cookies{"p3d", "off"};
-    unsigned runs = 3, threads = 2, lanes = 0, workers = 1;
+    unsigned runs = 3, threads = 2, lanes = 1, workers = 1;
     double timeout_s = 120;
     std::string json;
 };
@@ -476,7 +482,7 @@ bool run_one(const Params& P, const std::string& group, const std::string& cooki
     p3::setup::DataplaneSink sink(*dp);
     TimedSink timed(sink);
     auto primary = std::make_unique<p3::setup::SetupEngine>(cfg, psk(), opts, clock, rnd, to_secondaries, timed);
-    auto secs = std::make_unique<Secondaries>(n, opts, clock, rnd, to_primary, out);
+    auto secs = std::make_unique<Secondaries>(n, opts, clock, rnd, to_primary, out, P.lanes);
 
     // The secondaries' side: another thread (other machines), or interleaved here.
     std::atomic<int> phase{0};  // 0 wait, 1 connect, 2 connected, 3 run, 4 stop
@@ -659,7 +665,7 @@ void print_table(const Params& P, const std::vector<Sample>& all) {
     std::printf("\nsetup: one primary, %u secondaries starting at once, PSK, %s, primary with %u worker(s), "
                 "lanes %u%s;\nload average %s on %ld CPUs at start; median of %u run(s) [min..max]\n",
                 P.remotes, P.threads >= 2 ? "secondaries on a second thread" : "both sides on one thread", P.workers,
-                P.lanes, P.lanes == 0 ? " (unset: 64 inbound slots per session)" : "", g_load.c_str(),
+                P.lanes, P.lanes == 0 ? " (not announced: 64 inbound slots per session)" : " announced by each secondary", g_load.c_str(),
                 sysconf(_SC_NPROCESSORS_ONLN), P.runs);
     std::printf("%-7s %-7s | %8s %9s | %7s %7s %7s | %7s %9s %7s %7s | %9s %9s %7s | %6s %6s %4s\n", "group",
                 "cookies", "wall s", "setups/s", "first s", "t50 s", "t99 s", "pri cpu", "pri set/s", "slots s",

@@ -39,7 +39,8 @@ private:
 class RecordingSink final : public SessionSink {
 public:
     explicit RecordingSink(std::uint32_t first_id) : next_(first_id) {}
-    std::optional<std::uint32_t> reserve_rx_id(std::uint32_t) override {
+    std::optional<std::uint32_t> reserve_rx_id(std::uint32_t, std::uint32_t peer_lanes) override {
+        announced.push_back(peer_lanes);
         if (full) return std::nullopt;
         reserved.insert(next_);
         return next_++;
@@ -56,7 +57,11 @@ public:
     }
     void setup_failed(std::uint32_t remote_id, Reason r) override { failures.emplace_back(remote_id, r); }
 
+    std::uint32_t local_lanes() const override { return lanes; }
+
     bool full = false, refuse_install = false;
+    std::uint32_t lanes = 0;                 // announced in IKE_AUTH when set
+    std::vector<std::uint32_t> announced;    // peer_lanes of every reservation
     std::set<std::uint32_t> reserved;
     std::vector<std::uint32_t> released;
     std::vector<EstablishedSession> sessions;

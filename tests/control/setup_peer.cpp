@@ -39,7 +39,7 @@ class PrintingSink final : public SessionSink {
 public:
     // Distinct ranges per role, so a test of two peers on one host sees the IDs cross.
     explicit PrintingSink(config::Role r) : next_(r == config::Role::primary ? 0x100 : 0x200) {}
-    std::optional<std::uint32_t> reserve_rx_id(std::uint32_t) override { return next_++; }
+    std::optional<std::uint32_t> reserve_rx_id(std::uint32_t, std::uint32_t) override { return next_++; }
     void release_rx_id(std::uint32_t) override {}
     bool install(EstablishedSession&& s) override {
         std::printf("up remote=%u peer=%s rx=0x%x tx=0x%x key=%s nat=%d push=%d\n", s.remote_id, s.peer_identity.c_str(),

@@ -9,10 +9,11 @@
 
 #include <cstdio>
 
+#include "common/slots.hpp"
+#include "common/wire_limits.hpp"
 #include "control/setup/dataplane_sink.hpp"
 #include "control/setup/dp_control.hpp"
 #include "control/setup/ike_crypto.hpp"
-#include "common/wire_limits.hpp"
 #include "setup_harness.hpp"
 
 using namespace p3test;
@@ -59,6 +60,7 @@ TEST_CASE("setup into the dataplane: keys installed as slots, traffic flows both
                                         lanes = {local_lanes, peer_lanes};
                                     });
     p3::setup::test::RecordingSink sink_s(0x2000);
+    sink_s.lanes = 2;   // the secondary announces two sending lanes
     p3::setup::SetupEngine p(p3::setup::test::primary_config({}), psk("dp"), {}, clock, rp, to_s, sink_p);
     p3::setup::SetupEngine s(p3::setup::test::secondary_config({}), psk("dp"), {}, clock, rs, to_p, sink_s);
     REQUIRE(s.connect(1));
@@ -78,7 +80,10 @@ TEST_CASE("setup into the dataplane: keys installed as slots, traffic flows both
     REQUIRE(sink_p.installed() == 1);
     CHECK(up_sid == sid);
     CHECK(lanes.first == 1);                       // one sending worker here
-    CHECK(lanes.second == p3::wire::kMaxLanes);    // the secondary's lanes: not pushed (0 = one per worker)
+    CHECK(lanes.second == 2);                      // the secondary's lanes, as it announced them
+    // Exactly its two inbound slots: nothing else reserved or published for the session.
+    CHECK(a.dp->slots().stats().rx_published == 2);
+    CHECK(a.dp->slots().stats().rx_reserved == 0);
     CHECK(a.dp->sessions().state(sid) == p3::dp::SessionState::up);
     const auto& sec = sink_s.sessions[0];
 

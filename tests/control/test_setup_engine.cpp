@@ -469,6 +469,33 @@ TEST_CASE("setup: the dataplane refusing keys fails the setup with SETUP_KEYS_RE
     CHECK(logs.count(Reason::SETUP_KEYS_REJECTED) == 1);
 }
 
+TEST_CASE("setup: the secondary announces its lanes; the primary reserves that many P3 IDs, or the most when not told") {
+    struct Row {
+        std::uint32_t announce;   // the secondary's sending lanes (0: says nothing)
+        std::uint32_t reserved;   // what the primary's sink is asked for
+    };
+    for (const Row r : {Row{3, 3}, Row{1, 1}, Row{64, 64}, Row{0, 0}}) {
+        INFO("secondary sends on " << r.announce << " lane(s)");
+        Pair pr(PairConfig{}, psk("k"), psk("k"));
+        pr.sink_s.lanes = r.announce;
+        REQUIRE(pr.s->connect(1));
+        pr.run();
+        REQUIRE(pr.up());
+        REQUIRE(pr.sink_p.announced.size() == 1);
+        CHECK(pr.sink_p.announced[0] == r.reserved);
+        // The initiator reserves before it hears anything of the primary's lanes.
+        REQUIRE(pr.sink_s.announced.size() == 1);
+        CHECK(pr.sink_s.announced[0] == 0);
+    }
+    // More than a peer may have is no announcement at all.
+    Pair big(PairConfig{}, psk("k"), psk("k"));
+    big.sink_s.lanes = 65;
+    REQUIRE(big.s->connect(1));
+    big.run();
+    REQUIRE(big.up());
+    CHECK(big.sink_p.announced[0] == 0);
+}
+
 TEST_CASE("setup: COOKIEs under a flood of spoofed IKE_SA_INIT; memory bounded; the real secondary comes up") {
     LogCapture logs;
     Pair pr(PairConfig{}, psk("k"), psk("k"));
