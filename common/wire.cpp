@@ -167,7 +167,8 @@ struct Prepared {
 };
 
 // Does everything but the sealing. Leaves the packet untouched on failure.
-WireStatus prepare_out(GcmEngine& e, rte_mbuf* m, const TxRef& tx, unsigned l2_len, bool dummy, Prepared& p) noexcept {
+WireStatus prepare_out(GcmEngine& e, rte_mbuf* m, const TxRef& tx, unsigned l2_len, bool dummy, Prepared& p,
+                       L2 l2 = L2::keep) noexcept {
     const TxView& v = *tx.view;
     if (m->pkt_len < l2_len) return WireStatus::bad_input;
     const std::uint32_t L = m->pkt_len - l2_len;
@@ -243,7 +244,7 @@ WireStatus prepare_out(GcmEngine& e, rte_mbuf* m, const TxRef& tx, unsigned l2_l
     // Headers in front: the l2 bytes move to the new front.
     std::uint8_t* old = rte_pktmbuf_mtod(m, std::uint8_t*);
     std::uint8_t* start = reinterpret_cast<std::uint8_t*>(rte_pktmbuf_prepend(m, static_cast<std::uint16_t>(front)));
-    move_l2(start, old, l2_len);
+    if (l2 == L2::keep) move_l2(start, old, l2_len);
     std::uint8_t* ip = start + l2_len;
     std::uint8_t* hdr = ip + v.outer_hlen;
     // Flags (0) | P3 ID | sequence in one 16-byte store: GCM reads it back at once as the AAD
@@ -377,7 +378,7 @@ const char* status_name(WireStatus s) noexcept {
 }
 
 unsigned encap_burst(GcmEngine& e, rte_mbuf* const* pkts, const TxRef* tx, unsigned n, unsigned l2_len,
-                     WireStatus* st) noexcept {
+                     WireStatus* st, L2 l2) noexcept {
     Prepared prep[kMaxBurst];
     GcmOp ops[kMaxBurst];
     unsigned np = 0, nops = 0;
@@ -388,7 +389,7 @@ unsigned encap_burst(GcmEngine& e, rte_mbuf* const* pkts, const TxRef* tx, unsig
     for (unsigned i = 0; i < n; ++i) {
         if (i + 2 < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 2], void*));
         Prepared& p = prep[np];
-        st[i] = prepare_out(e, pkts[i], tx[i], l2_len, false, p);
+        st[i] = prepare_out(e, pkts[i], tx[i], l2_len, false, p, l2);
         if (st[i] != WireStatus::ok) continue;
         if (p.contiguous) ops[nops++] = GcmOp{p.v->key, p.hdr, p.hdr + kP3HeaderLen, p.plain, p.hdr + kP3HeaderLen + p.plain};
         else seal_one_sgl(e, p);
@@ -495,7 +496,7 @@ struct InPrep {
 // as finish_in below on plain pointers, and the strip as three field updates instead of
 // rte_pktmbuf_read / rte_pktmbuf_adj / chain_trim. Worth ~10 cycles a packet at 64 B
 // (perf/wire/bench_wire).
-inline DecapResult finish_in_flat(rte_mbuf* m, unsigned p3_off, const InPrep& p, unsigned l2_len) noexcept {
+inline DecapResult finish_in_flat(rte_mbuf* m, unsigned p3_off, const InPrep& p, unsigned l2_len, L2 l2) noexcept {
     const std::uint32_t T = p.plain;
     std::uint8_t* in = p.hdr + kP3HeaderLen;
     const std::uint8_t pad = in[T - 2], nh = in[T - 1];
@@ -535,7 +536,7 @@ inline DecapResult finish_in_flat(rte_mbuf* m, unsigned p3_off, const InPrep& p,
         }
     }
     const std::uint32_t cut = pt_off - l2_len;
-    move_l2(front + cut, front, l2_len);
+    if (l2 == L2::keep) move_l2(front + cut, front, l2_len);
     const std::uint32_t drop = cut + pad + static_cast<std::uint32_t>(kTrailerFixed + kIcvLen);
     m->data_off = static_cast<std::uint16_t>(m->data_off + cut);
     m->data_len = static_cast<std::uint16_t>(m->data_len - drop);
@@ -606,7 +607,7 @@ DecapResult finish_in(GcmEngine& e, rte_mbuf* m, unsigned p3_off, const RxRef& r
 }  // namespace
 
 unsigned decap_burst(GcmEngine& e, rte_mbuf* const* pkts, const std::uint16_t* p3_off, const RxRef* rx,
-                     unsigned n, unsigned l2_len, DecapResult* res) noexcept {
+                     unsigned n, unsigned l2_len, DecapResult* res, L2 l2) noexcept {
     InPrep prep[kMaxBurst];
     if (n > kMaxBurst) {
         for (unsigned i = kMaxBurst; i < n; ++i) res[i] = {WireStatus::chain_too_long, 0};
@@ -653,7 +654,7 @@ unsigned decap_burst(GcmEngine& e, rte_mbuf* const* pkts, const std::uint16_t* p
     for (unsigned i = 0; i < n; ++i) {
         if (res[i].status != WireStatus::ok) continue;
         res[i] = prep[i].contiguous && rx[i].size_hiding == SizeHiding::off
-                     ? finish_in_flat(pkts[i], p3_off[i], prep[i], l2_len)
+                     ? finish_in_flat(pkts[i], p3_off[i], prep[i], l2_len, l2)
                      : finish_in(e, pkts[i], p3_off[i], rx[i], prep[i], l2_len);
         good += res[i].status == WireStatus::ok;
     }

@@ -116,8 +116,11 @@ struct TxRef {
 // side), tx[i].seq owned by this lcore, mbufs writable (not shared/indirect).
 // On success pkt_len/data_len are updated; tx_offload (l2_len, l3_len...) is not touched: a
 // single-segment packet is handled without reading or writing the mbuf's second cache line.
+// L2 kept (the l2 bytes move with the packet) or room only (the caller rewrites the whole
+// Ethernet header, as the dataplane does: 14 bytes not copied per packet).
+enum class L2 : std::uint8_t { keep, room };
 unsigned encap_burst(GcmEngine& e, rte_mbuf* const* pkts, const TxRef* tx, unsigned n, unsigned l2_len,
-                     WireStatus* st) noexcept;
+                     WireStatus* st, L2 l2 = L2::keep) noexcept;
 // A dummy packet (next header 59): the bytes after l2_len (any content, any length <= 
 // kMaxInnerLen, 0 allowed) are carried as the "inner packet" and dropped by the receiver.
 WireStatus encap_dummy(GcmEngine& e, rte_mbuf* m, const TxRef& tx, unsigned l2_len) noexcept;
@@ -163,7 +166,7 @@ struct DecapResult {
 // On ok: [l2][inner packet], inner ECN combined with the outer per RFC 6040, pkt_len =
 // l2_len + inner length (tx_offload not touched, as outbound).
 unsigned decap_burst(GcmEngine& e, rte_mbuf* const* pkts, const std::uint16_t* p3_off, const RxRef* rx,
-                     unsigned n, unsigned l2_len, DecapResult* res) noexcept;
+                     unsigned n, unsigned l2_len, DecapResult* res, L2 l2 = L2::keep) noexcept;
 
 // ---- ECN (RFC 6040, normal mode), exposed for tests ----------------------------------------
 inline constexpr std::uint8_t kNotEct = 0, kEct1 = 1, kEct0 = 2, kCe = 3;

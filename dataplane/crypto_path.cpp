@@ -87,22 +87,31 @@ struct OutBatch {
 void flush_out(Lcore& L, const Dataplane::Shared& S, OutBatch& b) noexcept {
     if (b.n == 0) return;
     wire::WireStatus st[kMaxBurst];
-    const unsigned ok = wire::encap_burst(*L.wire, b.m, b.ref, b.n, kEthLen, st);
+    // The Ethernet header is written whole below (or by send_l3): room for it, no copy.
+    const unsigned ok = wire::encap_burst(*L.wire, b.m, b.ref, b.n, kEthLen, st, wire::L2::room);
     L.stats.encrypted.add(ok);
     const wire::TxView* last_view = nullptr;
     bool have_mac = false;
     rte_ether_addr mac;
     const std::uint8_t* own_mac = S.mac[static_cast<unsigned>(Side::wan)].addr_bytes;
+    // Session counters per run of one session (the batch is grouped by session), not per packet.
+    std::uint32_t run_sid = b.sid[0];
+    std::uint64_t run_pkts = 0, run_bytes = 0;
     for (unsigned i = 0; i < b.n; ++i) {
         rte_mbuf* m = b.m[i];
-        SessionCounters& sc = L.sessions[b.sid[i]];
+        if (b.sid[i] != run_sid) {
+            L.sessions[run_sid].tx_pkts.add(run_pkts);
+            L.sessions[run_sid].tx_bytes.add(run_bytes);
+            run_sid = b.sid[i];
+            run_pkts = run_bytes = 0;
+        }
         if (st[i] != wire::WireStatus::ok) {
-            sc.tx_dropped.add();
+            L.sessions[run_sid].tx_dropped.add();
             drop(L, m, drop_of(st[i]));
             continue;
         }
-        sc.tx_pkts.add();
-        sc.tx_bytes.add(b.inner_len[i]);
+        ++run_pkts;
+        run_bytes += b.inner_len[i];
         const wire::TxView* v = b.ref[i].view;
         const std::uint16_t et = v->outer_v6() ? kEtherIPv6 : kEtherIPv4;
         if (v != last_view) {
@@ -120,6 +129,8 @@ void flush_out(Lcore& L, const Dataplane::Shared& S, OutBatch& b) noexcept {
         put16(e + 12, et);
         tx_enqueue(L, S, Side::wan, m);
     }
+    L.sessions[run_sid].tx_pkts.add(run_pkts);
+    L.sessions[run_sid].tx_bytes.add(run_bytes);
     b.n = 0;
 }
 
@@ -236,7 +247,8 @@ void inbound_crypto(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, const
     if (k == 0) return;
 
     wire::DecapResult res[kMaxBurst];
-    wire::decap_burst(*L.wire, mb, off, ref, k, kEthLen, res);
+    // send_l3 writes the whole Ethernet header; the control path strips it: room, no copy.
+    wire::decap_burst(*L.wire, mb, off, ref, k, kEthLen, res, wire::L2::room);
 
     const IpAddr& own_wan = S.own(Side::wan);
     for (unsigned i = 0; i < k; ++i) {

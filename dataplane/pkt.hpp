@@ -62,6 +62,21 @@ inline std::uint16_t ipv4_csum(const std::uint8_t* ip, unsigned hl) noexcept {
     acc = sum16(ip + 12, hl - 12, acc);
     return fold(acc);
 }
+// True when a 20-byte IPv4 header (no options: nearly every packet) verifies: the ones'
+// complement sum over it, checksum included, is all ones (RFC 1071). Five 32-bit loads summed
+// in 64 bits and folded, instead of ten 16-bit steps; the sum does not depend on byte order.
+inline bool ipv4_hdr20_ok(const std::uint8_t* ip) noexcept {
+    std::uint32_t w[5];
+    std::memcpy(w, ip, 20);
+    std::uint64_t s = std::uint64_t{w[0]} + w[1] + w[2] + w[3] + w[4];
+    s = (s & 0xffffffffu) + (s >> 32);
+    s = (s & 0xffffffffu) + (s >> 32);
+    std::uint32_t t = static_cast<std::uint32_t>(s);
+    t = (t & 0xffff) + (t >> 16);
+    t = (t & 0xffff) + (t >> 16);
+    return t == 0xffff;
+}
+
 // Upper-layer checksum with the pseudo header (v4 or v6) over len bytes at l4.
 inline std::uint16_t l4_csum(bool v6, const std::uint8_t* src, const std::uint8_t* dst, std::uint8_t proto,
                              const std::uint8_t* l4, std::size_t len) noexcept {

@@ -24,24 +24,28 @@ using namespace pkt;
 void tx_flush(Lcore& L, const Dataplane::Shared& S, Side side) noexcept {
     TxBuffer& b = L.tx[static_cast<unsigned>(side)];
     if (b.n == 0) return;
+    // Bytes of what the port took, read before the PMD may free the mbufs.
+    std::uint64_t bytes = 0;
+    for (std::uint16_t i = 0; i < b.n; ++i) bytes += b.pkts[i]->pkt_len;
     const std::uint16_t sent = rte_eth_tx_burst(S.port_id[static_cast<unsigned>(side)],
                                                 static_cast<std::uint16_t>(L.index), b.pkts, b.n);
-    std::uint64_t bytes = 0;
-    for (std::uint16_t i = 0; i < sent; ++i) bytes += 0;  // lengths counted at enqueue
-    (void)bytes;
     if (sent < b.n) {
+        for (std::uint16_t i = sent; i < b.n; ++i) bytes -= b.pkts[i]->pkt_len;
         L.stats.drop(Drop::TX_FULL, b.n - sent);
         rte_pktmbuf_free_bulk(b.pkts + sent, b.n - sent);
     }
-    if (side == Side::lan) L.stats.tx_lan_pkts.add(sent);
-    else L.stats.tx_wan_pkts.add(sent);
+    if (side == Side::lan) {
+        L.stats.tx_lan_pkts.add(sent);
+        L.stats.tx_lan_bytes.add(bytes);
+    } else {
+        L.stats.tx_wan_pkts.add(sent);
+        L.stats.tx_wan_bytes.add(bytes);
+    }
     b.n = 0;
 }
 
 void tx_enqueue(Lcore& L, const Dataplane::Shared& S, Side side, rte_mbuf* m) noexcept {
     TxBuffer& b = L.tx[static_cast<unsigned>(side)];
-    if (side == Side::lan) L.stats.tx_lan_bytes.add(m->pkt_len);
-    else L.stats.tx_wan_bytes.add(m->pkt_len);
     b.pkts[b.n++] = m;
     if (b.n == kTxBufSize) tx_flush(L, S, side);
 }
@@ -129,7 +133,7 @@ bool check_v4(Lcore& L, rte_mbuf* m) noexcept {
     const unsigned tot = be16(ip + 2);
     if (hl > avail || tot > avail) return drop(L, m, Drop::IP_TRUNCATED), false;
     if (tot < hl) return drop(L, m, Drop::IP_BAD_HEADER), false;
-    if (rte_raw_cksum(ip, hl) != 0xffff) return drop(L, m, Drop::IP_BAD_HEADER), false;
+    if (hl == kIPv4Len ? !ipv4_hdr20_ok(ip) : rte_raw_cksum(ip, hl) != 0xffff) return drop(L, m, Drop::IP_BAD_HEADER), false;
     if (tot < avail) rte_pktmbuf_trim(m, static_cast<std::uint16_t>(avail - tot));
     return true;
 }
@@ -247,6 +251,7 @@ static void process_lan(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, u
     unsigned n6 = 0;
     const IpAddr& own = S.own(Side::lan);
     const IpAddr& own_wan = S.own(Side::wan);
+    std::uint64_t rx_bytes = 0;
 
     for (unsigned i = 0; i < n; ++i) {
         if (i + 3 < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 3], void*));
@@ -257,7 +262,7 @@ static void process_lan(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, u
         rte_prefetch0(rte_pktmbuf_mtod_offset(m, char*, -RTE_CACHE_LINE_SIZE));
         rte_prefetch0(rte_pktmbuf_mtod_offset(m, char*, m->data_len));
         rte_prefetch0(&m->cacheline1);
-        L.stats.rx_lan_bytes.add(m->pkt_len);
+        rx_bytes += m->pkt_len;
         std::uint16_t et;
         if (!check_l2(L, S, Side::lan, m, et)) continue;
         if (et == kEtherArp) {
@@ -300,6 +305,7 @@ static void process_lan(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, u
             drop(L, m, Drop::ETHERTYPE);
         }
     }
+    L.stats.rx_lan_bytes.add(rx_bytes);
 
     // Route: IPv4 in one bulk lookup, IPv6 one by one. Then session state and TTL.
     unsigned k = 0;
@@ -406,11 +412,13 @@ static void process_wan(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, u
     unsigned np3 = 0;
     const IpAddr& own = S.own(Side::wan);
     const std::uint64_t now = rte_rdtsc();
+    std::uint64_t rx_bytes = 0;
+    for (unsigned i = 0; i < n; ++i) rx_bytes += pkts[i]->pkt_len;
+    L.stats.rx_wan_bytes.add(rx_bytes);
 
     for (unsigned i = 0; i < n; ++i) {
         if (i + 3 < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 3], void*));
         rte_mbuf* m = pkts[i];
-        L.stats.rx_wan_bytes.add(m->pkt_len);
         std::uint16_t et;
         if (!check_l2(L, S, Side::wan, m, et)) continue;
         if (et == kEtherArp) {
