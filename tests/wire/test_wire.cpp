@@ -454,6 +454,53 @@ TEST_CASE("any single changed byte of flags, id, sequence, ciphertext or tag is 
     rte_pktmbuf_free(g);
 }
 
+TEST_CASE("a burst mixing good, forged and malformed packets: each gets its own verdict; L2 room", "[wire]") {
+    // decap_burst finishes a packet while opening the next: a refused packet between good ones
+    // must neither be finished nor shift a verdict to its neighbour.
+    const Session ses(16, 9);
+    TxView v;
+    REQUIRE(v.init(kBaseId, ses.lane_keys[0].get(), spec_of({false, false}), SizeHiding::off));
+    std::uint64_t seq = 100;
+    constexpr unsigned n = 12;
+    std::vector<Bytes> inner(n);
+    rte_mbuf* m[n];
+    TxRef ref[n];
+    WireStatus st[n];
+    for (unsigned i = 0; i < n; ++i) {
+        inner[i] = inner_packet(i % 3 == 0, 40 + 37 * i, 0, static_cast<std::uint8_t>(i + 1));
+        m[i] = p3test::make_mbuf(frame_of(inner[i]));
+        ref[i] = TxRef{&v, &seq};
+    }
+    // Room only: the Ethernet bytes in front are the caller's to write.
+    REQUIRE(encap_burst(engine(), m, ref, n, kEth, st, L2::room) == n);
+    enum Kind { good, forged, no_key } kind[n];
+    RxRef rx[n];
+    std::uint16_t off[n];
+    for (unsigned i = 0; i < n; ++i) {
+        kind[i] = i % 4 == 1 ? forged : i == 6 ? no_key : good;
+        if (kind[i] == forged) rte_pktmbuf_mtod(m[i], std::uint8_t*)[m[i]->data_len - 1] ^= 0x40;   // tag
+        rx[i] = RxRef{kind[i] == no_key ? nullptr : ses.lane_keys[0].get(), SizeHiding::off};
+        off[i] = kEth + 20;
+    }
+    DecapResult res[n];
+    const unsigned ok = decap_burst(engine(), m, off, rx, n, kEth, res, L2::room);
+    unsigned want_ok = 0;
+    for (unsigned i = 0; i < n; ++i) {
+        CAPTURE(i);
+        if (kind[i] == good) {
+            ++want_ok;
+            REQUIRE(res[i].status == WireStatus::ok);
+            const Bytes got = p3test::mbuf_bytes(m[i]);
+            REQUIRE(got.size() == kEth + inner[i].size());
+            CHECK(Bytes(got.begin() + kEth, got.end()) == inner[i]);
+        } else {
+            CHECK(res[i].status == (kind[i] == forged ? WireStatus::auth : WireStatus::no_key));
+        }
+        rte_pktmbuf_free(m[i]);
+    }
+    CHECK(ok == want_ok);
+}
+
 TEST_CASE("flags, trailer and inner errors after a valid tag", "[wire]") {
     const Session s(16, 8);
     const Bytes lm = lane_material(s, 0);
