@@ -479,21 +479,6 @@ WireStatus parse_outer(rte_mbuf* m, unsigned l2_len, std::uint16_t nat_port, Out
 }
 
 namespace {
-inline WireStatus parse_p3_inline(const rte_mbuf* m, unsigned p3_off, P3Header& h) noexcept {
-    if (m->pkt_len < p3_off + kP3HeaderLen + kTrailerFixed + kIcvLen || m->data_len < p3_off + kP3HeaderLen)
-        return WireStatus::truncated;
-    const std::uint8_t* p = rte_pktmbuf_mtod_offset(m, const std::uint8_t*, p3_off);
-    h.flags = rd32(p);
-    h.id = rd32(p + kFlagsLen);
-    h.seq = rd64(p + kFlagsLen + kIdLen);
-    if ((h.flags & ~kKnownFlags) != 0) return WireStatus::flags;
-    return WireStatus::ok;
-}
-}  // namespace
-
-WireStatus parse_p3(const rte_mbuf* m, unsigned p3_off, P3Header& h) noexcept { return parse_p3_inline(m, p3_off, h); }
-
-namespace {
 
 struct InPrep {
     std::uint8_t* hdr;
@@ -638,7 +623,7 @@ unsigned decap_burst(GcmEngine& e, rte_mbuf* const* pkts, const std::uint16_t* p
         rte_mbuf* m = pkts[i];
         const unsigned off = p3_off[i];
         P3Header h;
-        WireStatus s = off < l2_len ? WireStatus::truncated : parse_p3_inline(m, off, h);
+        WireStatus s = off < l2_len ? WireStatus::truncated : parse_p3(m, off, h);
         if (s == WireStatus::ok && rx[i].key == nullptr) s = WireStatus::no_key;
         if (s == WireStatus::ok && m->nb_segs > kMaxSegsU) s = WireStatus::chain_too_long;
         if (s != WireStatus::ok) {

@@ -18,6 +18,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 
 #include <rte_mbuf.h>
 
@@ -147,8 +148,22 @@ struct P3Header {
 };
 // Reads the P3 header at p3_off: length (header + trailer + ICV at least, to the end of the
 // packet) and flags (unknown bits -> flags). The caller then finds the slot by h.id and checks
-// the replay window with h.seq, before decap_burst().
-WireStatus parse_p3(const rte_mbuf* m, unsigned p3_off, P3Header& h) noexcept;
+// the replay window with h.seq, before decap_burst(). Inline: once per received packet.
+inline WireStatus parse_p3(const rte_mbuf* m, unsigned p3_off, P3Header& h) noexcept {
+    if (m->pkt_len < p3_off + kP3HeaderLen + kTrailerFixed + kIcvLen || m->data_len < p3_off + kP3HeaderLen)
+        return WireStatus::truncated;
+    const std::uint8_t* p = rte_pktmbuf_mtod_offset(m, const std::uint8_t*, p3_off);
+    std::uint32_t f, id;
+    std::uint64_t seq;
+    std::memcpy(&f, p, 4);
+    std::memcpy(&id, p + kFlagsLen, 4);
+    std::memcpy(&seq, p + kFlagsLen + kIdLen, 8);
+    h.flags = rte_be_to_cpu_32(f);
+    h.id = rte_be_to_cpu_32(id);
+    h.seq = rte_be_to_cpu_64(seq);
+    if ((h.flags & ~kKnownFlags) != 0) return WireStatus::flags;
+    return WireStatus::ok;
+}
 
 // The slot a packet decrypts under; key == nullptr: not decrypted, status no_key.
 struct RxRef {

@@ -251,6 +251,7 @@ void inbound_crypto(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, const
     wire::decap_burst(*L.wire, mb, off, ref, k, kEthLen, res, wire::L2::room);
 
     const IpAddr& own_wan = S.own(Side::wan);
+    NextHopCache lan_nh;
     for (unsigned i = 0; i < k; ++i) {
         rte_mbuf* m = mb[i];
         wire::RxSlot* s = slot[i];
@@ -278,7 +279,7 @@ void inbound_crypto(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, const
         const bool v6 = (ip[0] >> 4) == 6;
         const IpAddr dst = addr_at(ip + (v6 ? 24 : 16), v6);
         const std::uint32_t inner_len = m->pkt_len - kEthLen;
-        if (dst == own_wan) {
+        if (addr_eq(dst, own_wan)) {
             // The control channel (DESIGN.md §Control channel): the control thread opens it.
             sc.rx_pkts.add();
             sc.rx_bytes.add(inner_len);
@@ -297,7 +298,7 @@ void inbound_crypto(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, const
         }
         sc.rx_pkts.add();
         sc.rx_bytes.add(inner_len);
-        send_l3(L, S, Side::lan, m, dst, v6 ? kEtherIPv6 : kEtherIPv4);
+        send_l3(L, S, Side::lan, m, dst, v6 ? kEtherIPv6 : kEtherIPv4, &lan_nh);
     }
 }
 

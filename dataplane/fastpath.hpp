@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <cstring>
 #include <optional>
 
 #include <rte_ether.h>
@@ -66,10 +67,27 @@ void drain_once(Lcore& L, const Dataplane::Shared& S) noexcept;
 // Queue a frame for TX on side (buffered, flushed when full or on the TSC timer).
 void tx_enqueue(Lcore& L, const Dataplane::Shared& S, Side side, rte_mbuf* m) noexcept;
 void tx_flush(Lcore& L, const Dataplane::Shared& S, Side side) noexcept;
+// Address equality without a call to memcmp: family and the 16 bytes as two words (an IPv4
+// address keeps bytes 4..15 zero, as IpAddr does).
+inline bool addr_eq(const IpAddr& a, const IpAddr& b) noexcept {
+    std::uint64_t x[2], y[2];
+    std::memcpy(x, a.bytes.data(), 16);
+    std::memcpy(y, b.bytes.data(), 16);
+    return a.family == b.family && ((x[0] ^ y[0]) | (x[1] ^ y[1])) == 0;
+}
+// The last next hop resolved within one burst and its MAC: packets of a burst mostly leave
+// through the same neighbour (the gateway), so the neighbour table is read once per burst.
+// Lives on the stack of one burst's processing only (a MAC the control thread changes is
+// picked up by the next burst).
+struct NextHopCache {
+    IpAddr nh;
+    rte_ether_addr mac;
+    bool valid = false;
+};
 // Fill the Ethernet header of a frame whose IP packet starts at offset 14 and send it out of
 // side towards dst (next hop lookup; unresolved -> held by the control thread).
 void send_l3(Lcore& L, const Dataplane::Shared& S, Side side, rte_mbuf* m, const IpAddr& dst,
-             std::uint16_t ethertype) noexcept;
+             std::uint16_t ethertype, NextHopCache* cache = nullptr) noexcept;
 // Hand a packet to the control thread (kind etc. already in meta(m)).
 void to_control(Lcore& L, const Dataplane::Shared& S, rte_mbuf* m) noexcept;
 

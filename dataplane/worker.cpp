@@ -59,7 +59,7 @@ void to_control(Lcore& L, const Dataplane::Shared& S, rte_mbuf* m) noexcept {
 }
 
 void send_l3(Lcore& L, const Dataplane::Shared& S, Side side, rte_mbuf* m, const IpAddr& dst,
-             std::uint16_t ethertype) noexcept {
+             std::uint16_t ethertype, NextHopCache* cache) noexcept {
     const unsigned i = static_cast<unsigned>(side);
     std::uint8_t* e = data(m);
     std::memcpy(e + 6, S.mac[i].addr_bytes, 6);
@@ -69,9 +69,15 @@ void send_l3(Lcore& L, const Dataplane::Shared& S, Side side, rte_mbuf* m, const
         drop(L, m, Drop::NO_GATEWAY);
         return;
     }
+    if (cache && cache->valid && addr_eq(cache->nh, *nh)) {
+        std::memcpy(e, cache->mac.addr_bytes, 6);
+        tx_enqueue(L, S, side, m);
+        return;
+    }
     rte_ether_addr mac;
     if (S.neigh[i]->lookup(*nh, mac)) {
         std::memcpy(e, mac.addr_bytes, 6);
+        if (cache) *cache = NextHopCache{*nh, mac, true};
         tx_enqueue(L, S, side, m);
         return;
     }
