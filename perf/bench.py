@@ -371,13 +371,13 @@ SUITES = {
 }
 
 
-def program_suite(b, name, prog, args):
+def program_suite(b, name, prog, args, tag=""):
     """Runs one of the suite programs (perf/rekey, perf/setup) with --json, at high priority,
     passing its table through; returns its JSON (samples) and whether it passed."""
     exe = os.path.join(b.build, "perf", name, prog)
     if not os.access(exe, os.X_OK):
         raise RuntimeError("%s is not built (ninja -C %s perf/%s/%s)" % (exe, b.build, name, prog))
-    js = os.path.join(b.work, name + ".json")
+    js = os.path.join(b.work, name + tag + ".json")
     cmd = b.high_priority([exe] + args + ["--json", js])
     b.say("%s: %s" % (name, " ".join([prog] + args)))
     r = subprocess.run(cmd, text=True, capture_output=True)
@@ -395,9 +395,24 @@ def program_suite(b, name, prog, args):
 
 
 def rekey_suite(b):
+    """rekey_bench --runs times (one sample each), summarised as median [min..max]."""
     a = b.a
     args = ["--smoke"] if a.smoke else ["--rekeys", str(a.rekeys)]
-    return program_suite(b, "rekey", "rekey_bench", args)
+    runs = [program_suite(b, "rekey", "rekey_bench", args, tag="-%d" % i) for i in range(a.runs)]
+    data = {"suite": "rekey", "samples": [s for r in runs for s in r.get("samples", [])],
+            "exit_status": max(r["exit_status"] for r in runs), "passed": all(r["passed"] for r in runs)}
+    ss = data["samples"]
+    if ss:
+        def mmm(k):
+            v = [s[k] for s in ss if isinstance(s.get(k), (int, float))]
+            return (statistics.median(v), min(v), max(v)) if v else (float("nan"),) * 3
+        bad = sum(s.get(k, 0) for s in ss for k in ("lost", "duplicated", "corrupted", "auth_failed", "replayed"))
+        r, p50, pps = mmm("rekeys_per_s"), mmm("rekey_ms_p50"), mmm("pps")
+        data["summary"] = {"runs": len(ss), "rekeys_per_s": r, "rekey_ms_p50": p50, "pps": pps, "bad_packets": bad}
+        b.say("rekey: %d run(s) of %s rekeys: %.0f rekeys/s [%.0f..%.0f], p50 %.2f ms, %.2f Mpps under way; "
+              "lost+duplicated+corrupted+auth failed+replayed = %d" % (
+                  len(ss), ss[0].get("rekeys"), r[0], r[1], r[2], p50[0], pps[0] / 1e6, bad))
+    return data
 
 
 def setup_suite(b):

@@ -661,6 +661,14 @@ std::string load_average() {
 }
 std::string g_load;
 
+// The samples of one key exchange group and cookie policy.
+std::vector<const Sample*> samples_of(const std::vector<Sample>& all, const std::string& group, const std::string& cookies) {
+    std::vector<const Sample*> ss;
+    for (const auto& s : all)
+        if (s.group == group && s.cookies == cookies) ss.push_back(&s);
+    return ss;
+}
+
 void print_table(const Params& P, const std::vector<Sample>& all) {
     std::printf("\nsetup: one primary, %u secondaries starting at once, PSK, %s, primary with %u worker(s), "
                 "lanes %u%s;\nload average %s on %ld CPUs at start; median of %u run(s) [min..max]\n",
@@ -672,9 +680,7 @@ void print_table(const Params& P, const std::vector<Sample>& all) {
                 "sec cpu", "heap B/s", "rss B/s", "dpdk B", "retx", "cookie", "fail");
     for (const auto& g : P.groups)
         for (const auto& c : P.cookies) {
-            std::vector<const Sample*> ss;
-            for (const auto& s : all)
-                if (s.group == g && s.cookies == c) ss.push_back(&s);
+            const std::vector<const Sample*> ss = samples_of(all, g, c);
             if (ss.empty()) continue;
             const Stat wall = stat_of(ss, [](const Sample& s) { return s.wall_s; });
             const Stat rate = stat_of(ss, [](const Sample& s) { return s.setups_per_s; });
@@ -713,9 +719,7 @@ void print_table(const Params& P, const std::vector<Sample>& all) {
     std::printf("steady state (after the primary's 30 s cache of finished exchanges expired), per session:\n");
     for (const auto& g : P.groups)
         for (const auto& c : P.cookies) {
-            std::vector<const Sample*> ss;
-            for (const auto& s : all)
-                if (s.group == g && s.cookies == c) ss.push_back(&s);
+            const std::vector<const Sample*> ss = samples_of(all, g, c);
             if (ss.empty()) continue;
             const Sample& f = *ss.front();
             std::printf("  %-7s %-7s heap %8.0f B  rss %8.0f B  dpdk %6.0f B   key slots per session: %.1f in, %.1f out\n",

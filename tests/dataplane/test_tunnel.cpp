@@ -297,9 +297,9 @@ TEST_CASE("back to back with static keys: every packet arrives once, unchanged b
     }
 }
 
-TEST_CASE("bad tags, unknown P3 IDs, replays and unknown flags are counted and never forwarded", "[tunnel][malformed]") {
-    Tunnel t("m", false, false);
-    // One genuine P3 frame from A, held by the test instead of delivered.
+// One genuine P3 frame of A's, caught on A's WAN instead of delivered, addressed to B's WAN port
+// (one frame; its ring says which of B's queues it belongs to).
+std::vector<Frame> hold_one_p3(Tunnel& t) {
     inject(t.a.lan.rx[0], packet(t.a.lan_mac, false, "10.1.5.7", "10.2.5.9", 100, 1));
     std::vector<Frame> caught;
     for (int i = 0; i < 500 && caught.empty(); ++i) {
@@ -307,8 +307,15 @@ TEST_CASE("bad tags, unknown P3 IDs, replays and unknown flags are counted and n
         std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
     REQUIRE(caught.size() == 1);
-    Bytes p3 = caught[0].bytes;
-    std::memcpy(p3.data(), t.b.wan_mac.b, 6);
+    std::memcpy(caught[0].bytes.data(), t.b.wan_mac.b, 6);
+    return caught;
+}
+
+TEST_CASE("bad tags, unknown P3 IDs, replays and unknown flags are counted and never forwarded", "[tunnel][malformed]") {
+    Tunnel t("m", false, false);
+    // One genuine P3 frame from A, held by the test instead of delivered.
+    const auto caught = hold_one_p3(t);
+    const Bytes& p3 = caught[0].bytes;
     const std::size_t off = 14 + 20;   // P3 header after the outer IPv4 header
     const std::uint32_t sid = t.b.dp->session_of(1);
 
@@ -374,15 +381,8 @@ TEST_CASE("bad tags, unknown P3 IDs, replays and unknown flags are counted and n
 
 TEST_CASE("static keys with anti_replay = false: a replayed packet is delivered again, tampering still is not", "[tunnel][malformed]") {
     Tunnel t("nr", false, false, false, 2, nullptr, false, /*b_anti_replay=*/false);
-    inject(t.a.lan.rx[0], packet(t.a.lan_mac, false, "10.1.5.7", "10.2.5.9", 100, 1));
-    std::vector<Frame> caught;
-    for (int i = 0; i < 500 && caught.empty(); ++i) {
-        caught = grab(t.a.wan.tx);
-        std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    }
-    REQUIRE(caught.size() == 1);
-    Bytes p3 = caught[0].bytes;
-    std::memcpy(p3.data(), t.b.wan_mac.b, 6);
+    const auto caught = hold_one_p3(t);
+    const Bytes& p3 = caught[0].bytes;
     const std::uint32_t sid = t.b.dp->session_of(1);
     for (int i = 0; i < 3; ++i) inject(t.b.wan.rx[caught[0].ring], p3);
     const auto out = t.deliver(t.b, 3);
