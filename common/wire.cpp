@@ -251,8 +251,13 @@ WireStatus prepare_out(GcmEngine& e, rte_mbuf* m, const TxRef& tx, unsigned l2_l
     }
 
     // Headers in front: the l2 bytes move to the new front.
+    // Room in front was checked above: prepend by hand (rte_pktmbuf_prepend checks it again
+    // and recomputes the data pointer from the fields it just wrote).
     std::uint8_t* old = rte_pktmbuf_mtod(m, std::uint8_t*);
-    std::uint8_t* start = reinterpret_cast<std::uint8_t*>(rte_pktmbuf_prepend(m, static_cast<std::uint16_t>(front)));
+    std::uint8_t* start = old - front;
+    m->data_off = static_cast<std::uint16_t>(m->data_off - front);
+    m->data_len = static_cast<std::uint16_t>(m->data_len + front);
+    m->pkt_len += front;
     if (l2 == L2::keep) move_l2(start, old, l2_len);
     std::uint8_t* ip = start + l2_len;
     std::uint8_t* hdr = ip + v.outer_hlen;

@@ -169,6 +169,10 @@ void outbound_crypto(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, cons
             continue;
         }
         const std::uint32_t ip_len = m->pkt_len - kEthLen;
+        if (ip_len <= mtu) [[likely]] {   // the common case, without the call
+            stage_out(L, S, b, m, cur, sid);
+            continue;
+        }
         const std::span<const std::uint8_t> l3(data(m, kEthLen), m->data_len - kEthLen);
         switch (mtu_action(l3, ip_len, mtu)) {
             case MtuAction::fits:

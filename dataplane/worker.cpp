@@ -263,11 +263,11 @@ static void process_lan(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, u
         if (i + 3 < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 3], void*));
         rte_mbuf* m = pkts[i];
         // Encapsulation writes the outer headers into the headroom line in front of the frame
-        // and the trailer + ICV behind it, and reads the mbuf's second line (segments): cold
-        // lines the PMD never touched. Asked for now, they are there when the burst is sealed.
+        // and the trailer + ICV behind it: cold lines the PMD never touched. Asked for now,
+        // they are there when the burst is sealed. (A single-segment packet never reads the
+        // mbuf's second line, so that one is not asked for.)
         rte_prefetch0(rte_pktmbuf_mtod_offset(m, char*, -RTE_CACHE_LINE_SIZE));
         rte_prefetch0(rte_pktmbuf_mtod_offset(m, char*, m->data_len));
-        rte_prefetch0(&m->cacheline1);
         rx_bytes += m->pkt_len;
         std::uint16_t et;
         if (!check_l2(L, S, Side::lan, m, et)) continue;
@@ -313,50 +313,40 @@ static void process_lan(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, u
     }
     L.stats.rx_lan_bytes.add(rx_bytes);
 
-    // Route: IPv4 in one bulk lookup, IPv6 one by one. Then session state and TTL.
-    unsigned k = 0;
+    // Route (IPv4 in one bulk lookup, IPv6 one by one), then in the same pass a router's duties
+    // (RFC 1812: the TTL) and the session's state, read once per run of one session.
+    unsigned good = 0;
+    std::uint32_t state_sid = 0;
+    bool state_up = false;
+    auto admit = [&](rte_mbuf* m, std::uint32_t s, bool is_v4) {
+        if (s == 0) {
+            drop(L, m, Drop::NO_ROUTE);
+            return;
+        }
+        std::uint8_t* ip = data(m, kEthLen);
+        if (is_v4 ? ip[8] <= 1 : ip[7] <= 1) {
+            drop(L, m, Drop::TTL_EXCEEDED);
+            return;
+        }
+        if (s != state_sid) {
+            state_sid = s;
+            state_up = S.sessions->get(s).state.load(std::memory_order_acquire) == SessionState::up;
+        }
+        if (!state_up) {
+            answer_session_down(L, S, m);
+            return;
+        }
+        if (is_v4) dec_ttl_v4(ip);
+        else --ip[7];
+        out[good] = m;
+        sid[good++] = s;
+    };
     if (n4) {
         std::uint32_t nh[kMaxBurst];
         S.routes->lookup4_bulk(dst4, nh, n4);
-        for (unsigned i = 0; i < n4; ++i) {
-            rte_mbuf* m = v4[i];
-            if (nh[i] == 0) {
-                drop(L, m, Drop::NO_ROUTE);
-                continue;
-            }
-            out[k] = m;
-            sid[k++] = nh[i];
-        }
+        for (unsigned i = 0; i < n4; ++i) admit(v4[i], nh[i], true);
     }
-    for (unsigned i = 0; i < n6; ++i) {
-        rte_mbuf* m = v6[i];
-        const std::uint32_t s = S.routes->lookup6(data(m, kEthLen + 24));
-        if (s == 0) {
-            drop(L, m, Drop::NO_ROUTE);
-            continue;
-        }
-        out[k] = m;
-        sid[k++] = s;
-    }
-    unsigned good = 0;
-    for (unsigned i = 0; i < k; ++i) {
-        rte_mbuf* m = out[i];
-        std::uint8_t* ip = data(m, kEthLen);
-        // A router's duties first (RFC 1812): the TTL, then where it goes.
-        if ((ip[0] >> 4) == 4 ? ip[8] <= 1 : ip[7] <= 1) {
-            drop(L, m, Drop::TTL_EXCEEDED);
-            continue;
-        }
-        const Session& ses = S.sessions->get(sid[i]);
-        if (ses.state.load(std::memory_order_acquire) != SessionState::up) {
-            answer_session_down(L, S, m);
-            continue;
-        }
-        if ((ip[0] >> 4) == 4) dec_ttl_v4(ip);
-        else --ip[7];
-        out[good] = m;
-        sid[good++] = sid[i];
-    }
+    for (unsigned i = 0; i < n6; ++i) admit(v6[i], S.routes->lookup6(data(v6[i], kEthLen + 24)), false);
     if (good) outbound_crypto(L, S, out, sid, good);
 }
 
