@@ -24,11 +24,6 @@ namespace {
 // ---- byte helpers (wire fields by memcpy, never by casts) ------------------------------------
 
 inline std::uint16_t rd16(const std::uint8_t* p) noexcept { return static_cast<std::uint16_t>((p[0] << 8) | p[1]); }
-inline std::uint32_t rd32(const std::uint8_t* p) noexcept {
-    std::uint32_t v;
-    std::memcpy(&v, p, 4);
-    return rte_be_to_cpu_32(v);
-}
 inline std::uint64_t rd64(const std::uint8_t* p) noexcept {
     std::uint64_t v;
     std::memcpy(&v, p, 8);
