@@ -104,9 +104,8 @@ IpAddr v6_at(const std::uint8_t* p) noexcept {
 bool same_v4(const std::uint8_t* p, const IpAddr& a) noexcept { return a.is_v4() && std::memcmp(p, a.bytes.data(), 4) == 0; }
 bool same_v6(const std::uint8_t* p, const IpAddr& a) noexcept { return a.is_v6() && std::memcmp(p, a.bytes.data(), 16) == 0; }
 
-bool v4_multicast_or_bcast(const std::uint8_t* p) noexcept {
-    return (p[0] & 0xf0) == 0xe0 || (p[0] == 255 && p[1] == 255 && p[2] == 255 && p[3] == 255);
-}
+// Multicast (224/4) or limited broadcast, on an address in host order.
+bool v4_group_or_bcast(std::uint32_t a) noexcept { return (a >> 28) == 0xe || a == 0xffffffffu; }
 
 // Frame checks shared by both sides. true with the ethertype in et; false after dropping the
 // frame. (Every 16-bit value is a possible ethertype, 0 included, so none can mean "dropped".)
@@ -257,6 +256,10 @@ static void process_lan(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, u
     unsigned n6 = 0;
     const IpAddr& own = S.own(Side::lan);
     const IpAddr& own_wan = S.own(Side::wan);
+    const struct {
+        bool on, wan_on;
+        std::uint32_t lan, wan;
+    } own4{own.is_v4(), own_wan.is_v4(), own.is_v4() ? own.v4_host() : 0, own_wan.is_v4() ? own_wan.v4_host() : 0};
     std::uint64_t rx_bytes = 0;
 
     for (unsigned i = 0; i < n; ++i) {
@@ -278,20 +281,23 @@ static void process_lan(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, u
         } else if (et == kEtherIPv4) {
             if (!check_v4(L, m)) continue;
             std::uint8_t* ip = data(m, kEthLen);
-            if (same_v4(ip + 16, own) || same_v4(ip + 16, own_wan)) {
-                if (ip[9] == kProtoIcmp && same_v4(ip + 16, own)) echo_v4(L, S, Side::lan, m);
+            // Both addresses as words, compared with ours once converted (not per packet).
+            const std::uint32_t dst = be32(ip + 16), src = be32(ip + 12);
+            const bool to_lan = own4.on && dst == own4.lan;
+            if (to_lan || (own4.wan_on && dst == own4.wan)) {
+                if (ip[9] == kProtoIcmp && to_lan) echo_v4(L, S, Side::lan, m);
                 else drop(L, m, Drop::NOT_FOR_US);
                 continue;
             }
-            if (same_v4(ip + 12, own) || v4_multicast_or_bcast(ip + 12)) {
+            if ((own4.on && src == own4.lan) || v4_group_or_bcast(src)) {
                 drop(L, m, Drop::IP_SRC_BAD);
                 continue;
             }
-            if (v4_multicast_or_bcast(ip + 16)) {
+            if (v4_group_or_bcast(dst)) {
                 drop(L, m, Drop::NOT_FOR_US);
                 continue;
             }
-            dst4[n4] = be32(ip + 16);
+            dst4[n4] = dst;
             v4[n4++] = m;
         } else if (et == kEtherIPv6) {
             if (!check_v6(L, m)) continue;
