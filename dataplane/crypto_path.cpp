@@ -66,6 +66,15 @@ Drop drop_of(wire::WireStatus s) noexcept {
     }
 }
 
+// An IPv6 address in a packet against one of ours, as two words each.
+bool same_v6_addr(const std::uint8_t* p, const IpAddr& a) noexcept {
+    if (!a.is_v6()) return false;
+    std::uint64_t x[2], y[2];
+    std::memcpy(x, p, 16);
+    std::memcpy(y, a.bytes.data(), 16);
+    return ((x[0] ^ y[0]) | (x[1] ^ y[1])) == 0;
+}
+
 IpAddr addr_at(const std::uint8_t* p, bool v6) noexcept {
     IpAddr a;
     a.family = v6 ? 6 : 4;
@@ -214,6 +223,61 @@ void outbound_crypto(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, cons
 
 // ---- inbound -------------------------------------------------------------------------------
 
+namespace {
+
+// IPv4 delivery to the LAN with words instead of an IpAddr built per packet (whose bytes,
+// written piecewise and read back as words, stall store forwarding): our WAN address, the
+// LAN's on-link prefix and gateway in host order, and the last next hop with its MAC for the
+// rest of the burst. Built once per inbound burst.
+struct Lan4Path {
+    bool wan_on = false, lan_on = false, gw_on = false;
+    std::uint32_t wan = 0, net = 0, mask = 0, gw = 0;
+    bool have = false;
+    std::uint32_t nh = 0;
+    rte_ether_addr mac{};
+
+    explicit Lan4Path(const Dataplane::Shared& S) noexcept {
+        const IpAddr& w = S.own(Side::wan);
+        wan_on = w.is_v4();
+        wan = wan_on ? w.v4_host() : 0;
+        const Prefix& p = S.prefix[static_cast<unsigned>(Side::lan)];
+        lan_on = p.addr.is_v4();
+        mask = p.len == 0 ? 0 : ~std::uint32_t{0} << (32 - p.len);
+        net = lan_on ? p.addr.v4_host() & mask : 0;
+        const auto& g = S.gateway[static_cast<unsigned>(Side::lan)];
+        gw_on = g && g->is_v4();
+        gw = gw_on ? g->v4_host() : 0;
+    }
+};
+
+// An inner IPv4 packet (frame, IP at 14) to the LAN host d. Falls back to send_l3 for what is
+// not the common case (no IPv4 LAN, off-link without a gateway, next hop not resolved).
+void deliver4(Lcore& L, const Dataplane::Shared& S, Lan4Path& p, rte_mbuf* m, std::uint32_t d) noexcept {
+    const bool on_link = (d & p.mask) == p.net;
+    if (!p.lan_on || (!on_link && !p.gw_on)) {
+        send_l3(L, S, Side::lan, m, IpAddr::v4(d), kEtherIPv4);
+        return;
+    }
+    const std::uint32_t nh = on_link ? d : p.gw;
+    if (!p.have || nh != p.nh) {
+        rte_ether_addr mac;
+        if (!S.neigh[static_cast<unsigned>(Side::lan)]->lookup(IpAddr::v4(nh), mac)) {
+            send_l3(L, S, Side::lan, m, IpAddr::v4(d), kEtherIPv4);   // held until resolved
+            return;
+        }
+        p.have = true;
+        p.nh = nh;
+        p.mac = mac;
+    }
+    std::uint8_t* e = data(m);
+    std::memcpy(e, p.mac.addr_bytes, 6);
+    std::memcpy(e + 6, S.mac[static_cast<unsigned>(Side::lan)].addr_bytes, 6);
+    put16(e + 12, kEtherIPv4);
+    tx_enqueue(L, S, Side::lan, m);
+}
+
+}  // namespace
+
 void inbound_crypto(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, const std::uint16_t* p3_off,
                     unsigned n) noexcept {
     rte_mbuf* mb[kMaxBurst];
@@ -256,6 +320,7 @@ void inbound_crypto(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, const
 
     const IpAddr& own_wan = S.own(Side::wan);
     NextHopCache lan_nh;
+    Lan4Path lan4(S);
     for (unsigned i = 0; i < k; ++i) {
         rte_mbuf* m = mb[i];
         wire::RxSlot* s = slot[i];
@@ -281,9 +346,9 @@ void inbound_crypto(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, const
         L.stats.decrypted.add();
         const std::uint8_t* ip = data(m, kEthLen);
         const bool v6 = (ip[0] >> 4) == 6;
-        const IpAddr dst = addr_at(ip + (v6 ? 24 : 16), v6);
+        const std::uint32_t d4 = v6 ? 0 : be32(ip + 16);
         const std::uint32_t inner_len = m->pkt_len - kEthLen;
-        if (addr_eq(dst, own_wan)) {
+        if (v6 ? same_v6_addr(ip + 24, own_wan) : lan4.wan_on && d4 == lan4.wan) {
             // The control channel (DESIGN.md §Control channel): the control thread opens it.
             sc.rx_pkts.add();
             sc.rx_bytes.add(inner_len);
@@ -302,7 +367,8 @@ void inbound_crypto(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, const
         }
         sc.rx_pkts.add();
         sc.rx_bytes.add(inner_len);
-        send_l3(L, S, Side::lan, m, dst, v6 ? kEtherIPv6 : kEtherIPv4, &lan_nh);
+        if (v6) send_l3(L, S, Side::lan, m, addr_at(ip + 24, true), kEtherIPv6, &lan_nh);
+        else deliver4(L, S, lan4, m, d4);
     }
 }
 
