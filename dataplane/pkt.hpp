@@ -66,9 +66,14 @@ inline std::uint16_t ipv4_csum(const std::uint8_t* ip, unsigned hl) noexcept {
 // complement sum over it, checksum included, is all ones (RFC 1071). Five 32-bit loads summed
 // in 64 bits and folded, instead of ten 16-bit steps; the sum does not depend on byte order.
 inline bool ipv4_hdr20_ok(const std::uint8_t* ip) noexcept {
-    std::uint32_t w[5];
-    std::memcpy(w, ip, 20);
-    std::uint64_t s = std::uint64_t{w[0]} + w[1] + w[2] + w[3] + w[4];
+    // Loaded straight into registers (two 8-byte words and one 4-byte word), not through a
+    // copy on the stack.
+    std::uint64_t a, b;
+    std::uint32_t c;
+    std::memcpy(&a, ip, 8);
+    std::memcpy(&b, ip + 8, 8);
+    std::memcpy(&c, ip + 16, 4);
+    std::uint64_t s = (a & 0xffffffffu) + (a >> 32) + (b & 0xffffffffu) + (b >> 32) + c;
     s = (s & 0xffffffffu) + (s >> 32);
     s = (s & 0xffffffffu) + (s >> 32);
     std::uint32_t t = static_cast<std::uint32_t>(s);
