@@ -42,6 +42,8 @@
 #include "dataplane/dataplane.hpp"
 #include "dataplane/worker.hpp"
 
+#include "cli.hpp"
+
 namespace {
 
 constexpr unsigned kFcs = 4, kEth = 14;
@@ -50,15 +52,7 @@ const std::uint8_t kKey256[32] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 
                                   16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31};
 const std::uint8_t kSalt[4] = {10, 11, 12, 13};
 
-std::vector<unsigned> parse_list(const char* s) {
-    std::vector<unsigned> v;
-    for (const char* p = s; *p;) {
-        v.push_back(unsigned(std::strtoul(p, const_cast<char**>(&p), 10)));
-        if (*p == ',') ++p;
-        else if (*p) break;
-    }
-    return v;
-}
+using p3::perf::parse_list;
 
 std::span<const std::uint8_t> key_of(unsigned bits) {
     return bits == 256 ? std::span<const std::uint8_t>(kKey256) : std::span<const std::uint8_t>(kKey128);

@@ -21,6 +21,8 @@
 #include <string>
 #include <vector>
 
+#include "cli.hpp"
+
 namespace {
 
 constexpr unsigned kFcs = 4, kEth = 14, kTrailer = 2, kAad = 16, kIv = 12, kTag = 16;
@@ -110,15 +112,7 @@ double measure(Gcm& g, bool decrypt, const std::vector<unsigned>& frames, double
     return double(c1 - c0) / double(n);
 }
 
-std::vector<unsigned> parse_list(const char* s) {
-    std::vector<unsigned> v;
-    for (const char* p = s; *p;) {
-        v.push_back(unsigned(std::strtoul(p, const_cast<char**>(&p), 10)));
-        if (*p == ',') ++p;
-        else if (*p) break;
-    }
-    return v;
-}
+using p3::perf::parse_list;
 
 void usage() {
     std::fputs("usage: raw_gcm [--sizes 64,128,256,512,1024,1420] [--imix] [--keys 128,256] "

@@ -34,22 +34,14 @@
 
 using namespace p3::wire;
 
+#include "perf/cli.hpp"
+
 namespace {
 
 constexpr unsigned kBurst = 32;
 constexpr unsigned kEth = 14;
 
-std::vector<unsigned> parse_list(const char* s) {
-    std::vector<unsigned> v;
-    for (const char* p = s; *p;) {
-        char* end;
-        v.push_back(static_cast<unsigned>(std::strtoul(p, &end, 10)));
-        p = end;
-        if (*p == ',') ++p;
-        else if (*p) break;
-    }
-    return v;
-}
+using p3::perf::parse_list;
 
 double median(std::vector<double> v) {
     std::sort(v.begin(), v.end());
