@@ -66,21 +66,6 @@ Drop drop_of(wire::WireStatus s) noexcept {
     }
 }
 
-// An IPv6 address in a packet against one of ours, as two words each.
-bool same_v6_addr(const std::uint8_t* p, const IpAddr& a) noexcept {
-    if (!a.is_v6()) return false;
-    std::uint64_t x[2], y[2];
-    std::memcpy(x, p, 16);
-    std::memcpy(y, a.bytes.data(), 16);
-    return ((x[0] ^ y[0]) | (x[1] ^ y[1])) == 0;
-}
-
-IpAddr addr_at(const std::uint8_t* p, bool v6) noexcept {
-    IpAddr a;
-    a.family = v6 ? 6 : 4;
-    std::memcpy(a.bytes.data(), p, v6 ? 16 : 4);
-    return a;
-}
 
 // The packets of one outbound batch, waiting for encap_burst.
 struct OutBatch {
@@ -132,10 +117,7 @@ void flush_out(Lcore& L, const Dataplane::Shared& S, OutBatch& b) noexcept {
             send_l3(L, S, Side::wan, m, v->dst, et);
             continue;
         }
-        std::uint8_t* e = data(m);
-        std::memcpy(e, mac.addr_bytes, 6);
-        std::memcpy(e + 6, own_mac, 6);
-        put16(e + 12, et);
+        put_eth(data(m), mac.addr_bytes, own_mac, et);
         tx_enqueue(L, S, Side::wan, m);
     }
     L.sessions[run_sid].tx_pkts.add(run_pkts);
@@ -269,10 +251,7 @@ void deliver4(Lcore& L, const Dataplane::Shared& S, Lan4Path& p, rte_mbuf* m, st
         p.nh = nh;
         p.mac = mac;
     }
-    std::uint8_t* e = data(m);
-    std::memcpy(e, p.mac.addr_bytes, 6);
-    std::memcpy(e + 6, S.mac[static_cast<unsigned>(Side::lan)].addr_bytes, 6);
-    put16(e + 12, kEtherIPv4);
+    put_eth(data(m), p.mac.addr_bytes, S.mac[static_cast<unsigned>(Side::lan)].addr_bytes, kEtherIPv4);
     tx_enqueue(L, S, Side::lan, m);
 }
 
@@ -348,7 +327,7 @@ void inbound_crypto(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, const
         const bool v6 = (ip[0] >> 4) == 6;
         const std::uint32_t d4 = v6 ? 0 : be32(ip + 16);
         const std::uint32_t inner_len = m->pkt_len - kEthLen;
-        if (v6 ? same_v6_addr(ip + 24, own_wan) : lan4.wan_on && d4 == lan4.wan) {
+        if (v6 ? same_v6(ip + 24, own_wan) : lan4.wan_on && d4 == lan4.wan) {
             // The control channel (DESIGN.md §Control channel): the control thread opens it.
             sc.rx_pkts.add();
             sc.rx_bytes.add(inner_len);
@@ -367,7 +346,7 @@ void inbound_crypto(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, const
         }
         sc.rx_pkts.add();
         sc.rx_bytes.add(inner_len);
-        if (v6) send_l3(L, S, Side::lan, m, addr_at(ip + 24, true), kEtherIPv6, &lan_nh);
+        if (v6) send_l3(L, S, Side::lan, m, v6_at(ip + 24), kEtherIPv6, &lan_nh);
         else deliver4(L, S, lan4, m, d4);
     }
 }

@@ -67,13 +67,48 @@ void drain_once(Lcore& L, const Dataplane::Shared& S) noexcept;
 // Queue a frame for TX on side (buffered, flushed when full or on the TSC timer).
 void tx_enqueue(Lcore& L, const Dataplane::Shared& S, Side side, rte_mbuf* m) noexcept;
 void tx_flush(Lcore& L, const Dataplane::Shared& S, Side side) noexcept;
-// Address equality without a call to memcmp: family and the 16 bytes as two words (an IPv4
-// address keeps bytes 4..15 zero, as IpAddr does).
+// Addresses in packets: as an IpAddr (the slow path's currency), and compared with one of ours
+// without building one (two words for IPv6, one for IPv4; never a call to memcmp).
+inline IpAddr v4_at(const std::uint8_t* p) noexcept {
+    IpAddr a;
+    a.family = 4;
+    std::memcpy(a.bytes.data(), p, 4);
+    return a;
+}
+inline IpAddr v6_at(const std::uint8_t* p) noexcept {
+    IpAddr a;
+    a.family = 6;
+    std::memcpy(a.bytes.data(), p, 16);
+    return a;
+}
+inline bool same_v4(const std::uint8_t* p, const IpAddr& a) noexcept {
+    std::uint32_t x, y;
+    std::memcpy(&x, p, 4);
+    std::memcpy(&y, a.bytes.data(), 4);
+    return a.is_v4() && x == y;
+}
+inline bool same_v6(const std::uint8_t* p, const IpAddr& a) noexcept {
+    std::uint64_t x[2], y[2];
+    std::memcpy(x, p, 16);
+    std::memcpy(y, a.bytes.data(), 16);
+    return a.is_v6() && ((x[0] ^ y[0]) | (x[1] ^ y[1])) == 0;
+}
+
+// Address equality without a call to memcmp, reading only the family's bytes: an IPv4
+// address compares as one word, so an IpAddr just built from 4 packet bytes is read back as
+// it was written (a wider load across its pieces would stall store forwarding).
 inline bool addr_eq(const IpAddr& a, const IpAddr& b) noexcept {
+    if (a.family != b.family) return false;
+    if (a.family == 4) {
+        std::uint32_t x, y;
+        std::memcpy(&x, a.bytes.data(), 4);
+        std::memcpy(&y, b.bytes.data(), 4);
+        return x == y;
+    }
     std::uint64_t x[2], y[2];
     std::memcpy(x, a.bytes.data(), 16);
     std::memcpy(y, b.bytes.data(), 16);
-    return a.family == b.family && ((x[0] ^ y[0]) | (x[1] ^ y[1])) == 0;
+    return ((x[0] ^ y[0]) | (x[1] ^ y[1])) == 0;
 }
 // The last next hop resolved within one burst and its MAC: packets of a burst mostly leave
 // through the same neighbour (the gateway), so the neighbour table is read once per burst.

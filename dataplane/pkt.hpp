@@ -93,6 +93,13 @@ inline std::uint16_t l4_csum(bool v6, const std::uint8_t* src, const std::uint8_
     return fold(acc);
 }
 
+// The Ethernet header at e: destination, source, ethertype.
+inline void put_eth(std::uint8_t* e, const std::uint8_t* dst, const std::uint8_t* src, std::uint16_t ethertype) noexcept {
+    std::memcpy(e, dst, 6);
+    std::memcpy(e + 6, src, 6);
+    put16(e + 12, ethertype);
+}
+
 inline std::uint8_t* data(rte_mbuf* m, unsigned off = 0) noexcept { return rte_pktmbuf_mtod_offset(m, std::uint8_t*, off); }
 
 }  // namespace p3::dp::pkt

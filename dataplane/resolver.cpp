@@ -20,18 +20,6 @@ void solicited_node(const IpAddr& target, std::uint8_t out[16]) {
     std::memcpy(out + 13, target.bytes.data() + 13, 3);
 }
 
-IpAddr v6_at(const std::uint8_t* p) {
-    IpAddr a;
-    a.family = 6;
-    std::memcpy(a.bytes.data(), p, 16);
-    return a;
-}
-IpAddr v4_at(const std::uint8_t* p) {
-    IpAddr a;
-    a.family = 4;
-    std::memcpy(a.bytes.data(), p, 4);
-    return a;
-}
 
 // Ethernet + IPv6 (hop limit 255) + ICMPv6 body of len bytes (checksum filled in).
 rte_mbuf* build_icmp6(rte_mempool* mp, const rte_ether_addr& src_mac, const rte_ether_addr& dst_mac,

@@ -89,21 +89,6 @@ void send_l3(Lcore& L, const Dataplane::Shared& S, Side side, rte_mbuf* m, const
 
 namespace {
 
-IpAddr v4_at(const std::uint8_t* p) noexcept {
-    IpAddr a;
-    a.family = 4;
-    std::memcpy(a.bytes.data(), p, 4);
-    return a;
-}
-IpAddr v6_at(const std::uint8_t* p) noexcept {
-    IpAddr a;
-    a.family = 6;
-    std::memcpy(a.bytes.data(), p, 16);
-    return a;
-}
-bool same_v4(const std::uint8_t* p, const IpAddr& a) noexcept { return a.is_v4() && std::memcmp(p, a.bytes.data(), 4) == 0; }
-bool same_v6(const std::uint8_t* p, const IpAddr& a) noexcept { return a.is_v6() && std::memcmp(p, a.bytes.data(), 16) == 0; }
-
 // Multicast (224/4) or limited broadcast, on an address in host order.
 bool v4_group_or_bcast(std::uint32_t a) noexcept { return (a >> 28) == 0xe || a == 0xffffffffu; }
 
