@@ -1,20 +1,22 @@
 #!/usr/bin/python3
-"""p3 throughput benchmark: p3d with static keys on one worker lcore, next to the raw AES-GCM
-bound measured in the same run. Driven by perf/bench.sh; see perf/README.md.
+"""p3 benchmark harness, driven by perf/bench.sh (see perf/README.md). Suites: throughput (below),
+rekey (perf/rekey/rekey_bench) and setup (perf/setup/setup_bench), whose samples are merged
+into one results.json.
+
+Throughput: p3d with static keys on one worker lcore, next to the raw AES-GCM bound measured in
+the same run.
 
 For every configuration (direction x key size x frame size), interleaved and repeated --runs
 times: raw_gcm measures ipsec-mb AES-GCM on the benchmark core for that key, size and
 direction; then p3d starts on the same core with
   outbound: LAN = net_pcap (rx_pcap=clear traffic, infinite_rx=1), WAN = net_null (no-rx)
   inbound:  WAN = net_pcap (rx_pcap=P3 traffic under p3d's rx keys, infinite_rx=1), LAN = net_null
+            (the static key has anti_replay = false: the looped capture repeats its sequences)
 and after a warm-up the packets it encrypted (decrypted) over --duration seconds are read
 from its telemetry. A worker that never runs out of input is busy all the time, so
 cycles/packet = TSC Hz x duration / packets. Reported: median, min and max over the runs of
 Mpps, Gbps (Ethernet frames, FCS included, no preamble/IFG), cycles/packet, and the ratio to
 the raw bound; a table, a JSON file and a PNG chart (gnuplot).
-
-Room is left for the other parts of the harness (rekey under load, session setup rate): each
-is a "suite" in SUITES; they need the control plane and are reported as not available yet.
 """
 import argparse
 import datetime
@@ -431,8 +433,6 @@ def main():
     ap.add_argument("--sizes", default=",".join(map(str, SIZES)))
     ap.add_argument("--no-imix", dest="imix", action="store_false")
     ap.add_argument("--keys", default="128,256")
-    # Inbound is not measured by default: a looped pcap repeats its sequence numbers, so after
-    # the first pass every packet is a replay, rejected before decryption (as it must be).
     ap.add_argument("--dirs", default="out,in", help="out (encrypt), in (decrypt), or both")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--duration", type=float, default=2.0, help="seconds measured per point")
