@@ -112,14 +112,13 @@ dataplane = {
   lan = { port = "%s"; address = "10.1.0.1/24"; gateway = "10.1.0.254"; gateway_mac = "02:00:00:00:00:fd"; };
   wan = { port = "%s"; address = "%s/24"; gateway = "192.0.2.254"; gateway_mac = "02:00:00:00:00:fe"; mtu = 1500; };
   idle_backoff_us = 0;
-  replay_window = %d;
 };
 remotes = (
   { id = 1; ip = 4; address = "%s"; subnets = [ "10.2.0.0/24" ]; key_type = "AES%d";
     static_keys = { tx_id = %d; tx_key = "%s"; tx_salt = "%s"; rx_id = %d; rx_key = "%s"; rx_salt = "%s";
                     anti_replay = %s; }; }
 );
-""" % (LOCAL, lan, wan, LOCAL, self.a.replay_window, PEER, key_bits, TX_ID, KEYS[key_bits][0], TX_SALT,
+""" % (LOCAL, lan, wan, LOCAL, PEER, key_bits, TX_ID, KEYS[key_bits][0], TX_SALT,
                 RX_ID, KEYS[key_bits][1], RX_SALT,
                 # Inbound loops one capture, so its sequences repeat from the second pass on:
                 # with a window every packet after the first pass would be a replay. The tag
@@ -440,7 +439,6 @@ def main():
     ap.add_argument("--raw-seconds", type=float, default=0.3)
     ap.add_argument("--packets", type=int, default=512, help="packets in each looped input pcap")
     ap.add_argument("--core", type=int, default=None, help="CPU for p3d's worker and raw_gcm (default: last)")
-    ap.add_argument("--replay-window", type=int, default=8192)
     ap.add_argument("--profile", action="store_true", help="perf record p3d at 64 and 1420 B")
     ap.add_argument("--hugepages", action="store_true", help="run p3d in hugepage memory (a real appliance)")
     ap.add_argument("--smoke", action="store_true", help="tiny durations: checks the harness, not the numbers")
