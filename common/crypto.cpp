@@ -231,17 +231,4 @@ void GcmEngine::seal_burst(GcmOp* ops, unsigned n) noexcept {
     }
 }
 
-unsigned GcmEngine::open_burst(GcmOp* ops, unsigned n, bool* ok) noexcept {
-    unsigned good = 0;
-    for (unsigned i = 0; i < n; ++i) {
-        if (i + 1 < n) {
-            __builtin_prefetch(ops[i + 1].data);
-            __builtin_prefetch(ops[i + 1].key);
-        }
-        ok[i] = open(*ops[i].key, ops[i].hdr, ops[i].data, ops[i].len, ops[i].tag);
-        good += ok[i];
-    }
-    return good;
-}
-
 }  // namespace p3::wire

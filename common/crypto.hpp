@@ -123,10 +123,9 @@ public:
     bool open_sgl(const GcmKey& k, const std::uint8_t* hdr, std::span<const IoSeg> segs,
                   const std::uint8_t* tag) noexcept;
 
-    // Bursts of up to kMaxBurst contiguous operations, any mix of keys. open_burst writes
-    // ok[i] (tag verified) and returns how many verified.
+    // A burst of up to kMaxBurst contiguous seals, any mix of keys. (Opening has no burst
+    // form: decap_burst opens each packet as it parses it, see wire.cpp.)
     void seal_burst(GcmOp* ops, unsigned n) noexcept;
-    unsigned open_burst(GcmOp* ops, unsigned n, bool* ok) noexcept;
 
     IMB_MGR* mgr() noexcept { return mgr_; }
     // Scratch the wire code may use between calls (size hiding rotation): kScratchLen bytes.
