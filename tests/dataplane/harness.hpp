@@ -86,6 +86,18 @@ inline void release_rings(RingPort& p) {
     }
 }
 
+// A test's dataplane end (anything with dp, lan and wan ring ports): stopped, closed, and its
+// rings released. Safe on an end that never started.
+template <class End>
+void stop_end(End& e) {
+    if (!e.dp) return;
+    e.dp->request_stop();
+    e.dp->wait();
+    e.dp->close();
+    release_rings(e.lan);
+    release_rings(e.wan);
+}
+
 inline std::vector<rte_ring*> rings(const std::string& name, unsigned n) {
     std::vector<rte_ring*> v;
     for (unsigned i = 0; i < n; ++i) v.push_back(make_ring(name + std::to_string(i)));

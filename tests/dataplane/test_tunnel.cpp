@@ -99,15 +99,6 @@ void start(End& e, const std::string& n, const Net& net, p3::config::Remote&& pe
     e.wan_mac = mac_of(e.wan.port);
 }
 
-void stop(End& e) {
-    if (!e.dp) return;
-    e.dp->request_stop();
-    e.dp->wait();
-    e.dp->close();
-    release_rings(e.lan);
-    release_rings(e.wan);
-}
-
 // Frames waiting in some rings, each with the index of its ring.
 struct Frame {
     unsigned ring;
@@ -147,8 +138,8 @@ struct Tunnel {
               {3, 4}, control_b);
     }
     ~Tunnel() {
-        stop(a);
-        stop(b);
+        stop_end(a);
+        stop_end(b);
     }
 
     // One step of the wire and of both control threads. Returns frames moved.
