@@ -53,25 +53,9 @@ in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 
 say "network: four namespaces, three veth pairs"
 cleanup 2>/dev/null; work=$(mktemp -d /tmp/p3demo.XXXXXX)
-for ns in $ns_ha $ns_a $ns_b $ns_hb; do ip netns add "$ns"; done
-ip link add hA netns $ns_ha type veth peer name aLan netns $ns_a
-ip link add aWan netns $ns_a type veth peer name bWan netns $ns_b
-ip link add bLan netns $ns_b type veth peer name hB netns $ns_hb
-for ns in $ns_ha $ns_a $ns_b $ns_hb; do
-  in_ns $ns sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
-  in_ns $ns ip link set lo up
-done
-# The appliances' interfaces carry no kernel address: p3d owns them. Offloads off everywhere,
-# so every frame on a veth is complete (checksums filled in, no GSO super-frames).
-for pair in "$ns_ha hA" "$ns_a aLan" "$ns_a aWan" "$ns_b bWan" "$ns_b bLan" "$ns_hb hB"; do
-  set -- $pair
-  in_ns "$1" ethtool -K "$2" tx off rx off tso off gso off gro off >/dev/null 2>&1
-  in_ns "$1" ip link set "$2" up
-done
-in_ns $ns_ha ip addr add 10.1.0.2/24 dev hA
-in_ns $ns_ha ip route add default via 10.1.0.1
-in_ns $ns_hb ip addr add 10.2.0.2/24 dev hB
-in_ns $ns_hb ip route add default via 10.2.0.1
+# The appliances' interfaces carry no kernel address (p3d owns them); scripts/lib/topology.sh.
+. "$root/scripts/lib/topology.sh"
+p3_topology $ns_ha $ns_a $ns_b $ns_hb || { echo "demo: cannot build the namespaces and veth pairs" >&2; exit 1; }
 echo "host A 10.1.0.2 -- p3d A (LAN 10.1.0.1, WAN 192.0.2.1) == p3d B (WAN 192.0.2.2, LAN 10.2.0.1) -- host B 10.2.0.2"
 
 # Started in this shell (not a subshell) through nsenter, which execs: $! is p3d itself,

@@ -34,27 +34,14 @@ fail() {
 }
 in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 
-ip netns add "$ns_ha" 2>/dev/null || { echo "SKIP: cannot create network namespaces"; exit 77; }
-for ns in $ns_a $ns_b $ns_hb; do ip netns add "$ns" || fail "ip netns add $ns"; done
-ip link add hA netns "$ns_ha" type veth peer name aLan netns "$ns_a" 2>/dev/null ||
-  { echo "SKIP: cannot create veth pairs"; exit 77; }
-ip link add aWan netns "$ns_a" type veth peer name bWan netns "$ns_b" || fail "veth"
-ip link add bLan netns "$ns_b" type veth peer name hB netns "$ns_hb" || fail "veth"
-for ns in $ns_ha $ns_a $ns_b $ns_hb; do
-  in_ns "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
-  in_ns "$ns" ip link set lo up
-done
-# p3d owns the appliances' interfaces (no kernel address); offloads off, so every frame on a
-# veth is complete.
-for pair in "$ns_ha hA" "$ns_a aLan" "$ns_a aWan" "$ns_b bWan" "$ns_b bLan" "$ns_hb hB"; do
-  set -- $pair
-  in_ns "$1" ethtool -K "$2" tx off rx off tso off gso off gro off >/dev/null 2>&1
-  in_ns "$1" ip link set "$2" up
-done
-in_ns "$ns_ha" ip addr add 10.1.0.2/24 dev hA
-in_ns "$ns_ha" ip route add default via 10.1.0.1
-in_ns "$ns_hb" ip addr add 10.2.0.2/24 dev hB
-in_ns "$ns_hb" ip route add default via 10.2.0.1
+. "$(dirname "$0")/../../scripts/lib/topology.sh"
+p3_topology "$ns_ha" "$ns_a" "$ns_b" "$ns_hb"
+case $? in
+  0) ;;
+  2) echo "SKIP: cannot create network namespaces"; exit 77 ;;
+  3) echo "SKIP: cannot create veth pairs"; exit 77 ;;
+  *) fail "network namespaces and veth pairs (scripts/lib/topology.sh)" ;;
+esac
 
 # One pre-shared key, owner-only; short timers so that a few seconds show several rekeys.
 printf 'p3 test key: %s\n' "$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')" >"$work/psk"
