@@ -93,15 +93,6 @@ void start(End& e, const std::string& n, const Side& s, p3::config::Remote&& pee
     e.wan_mac = mac_of(e.wan.port);
 }
 
-void stop(End& e) {
-    if (!e.dp) return;
-    e.dp->request_stop();
-    e.dp->wait();
-    e.dp->close();
-    release_rings(e.lan);
-    release_rings(e.wan);
-}
-
 std::vector<Bytes> grab(const std::vector<rte_ring*>& rs) {
     std::vector<Bytes> out;
     for (auto* r : rs) {
@@ -186,8 +177,8 @@ struct Rig {
         // Sessions first: they call into the dataplanes.
         primary.reset();
         secondary.reset();
-        stop(a);
-        stop(b);
+        stop_end(a);
+        stop_end(b);
     }
 
     // Moves WAN frames across (unless the wire is cut), drains both control rings, collects
