@@ -42,12 +42,7 @@ run_once() {
   "$p3d" --no-huge -m 512 --no-pci --file-prefix "$prefix" $lcores \
     --vdev net_ring0 --vdev net_null0 -- -c "$conf" -f >"$work/log" 2>&1 &
   pid=$!
-  for _ in $(seq 100); do
-    grep -q 'P3-I0001' "$work/log" && break
-    kill -0 "$pid" 2>/dev/null || fail "p3d ($lcores) exited before starting"
-    sleep 0.1
-  done
-  grep -q 'P3-I0001' "$work/log" || fail "p3d ($lcores) did not say it started within 10 s"
+  wait_started "p3d ($lcores)"
   # What it set up: both ports, the workers and their queues.
   grep -q 'P3-I0205: lan port 0 (net_ring0' "$work/log" || fail "LAN port set-up not logged"
   grep -q 'P3-I0205: wan port 1 (net_null0' "$work/log" || fail "WAN port set-up not logged"

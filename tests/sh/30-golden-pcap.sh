@@ -81,12 +81,7 @@ CONF
     --vdev "net_pcap1,rx_pcap=$work/empty.pcap,tx_pcap=$work/wan.pcap" \
     -- -c "$work/p3d.conf" -f >"$work/log" 2>&1 &
   pid=$!
-  for _ in $(seq 100); do
-    grep -q 'P3-I0001' "$work/log" && break
-    kill -0 "$pid" 2>/dev/null || fail "p3d (WAN v$fam) exited before starting"
-    sleep 0.1
-  done
-  grep -q 'P3-I0001' "$work/log" || fail "p3d (WAN v$fam) did not start within 10 s"
+  wait_started "p3d (WAN v$fam)"
   "$py" "$tools/p3_telemetry.py" "$prefix" --wait-socket 10 || fail "no telemetry socket"
   # Wait until every input packet was received and the output stopped growing.
   local last=-1 same=0 rx=0 out=0

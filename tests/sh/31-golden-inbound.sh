@@ -95,12 +95,7 @@ prefix=p3t31-$$
   --vdev "net_pcap1,rx_pcap=$work/wan_in.pcap,tx_pcap=$work/wan_out.pcap" \
   -- -c "$work/p3d.conf" -f >"$work/log" 2>&1 &
 pid=$!
-for _ in $(seq 100); do
-  grep -q 'P3-I0001' "$work/log" && break
-  kill -0 "$pid" 2>/dev/null || fail "p3d exited before starting"
-  sleep 0.1
-done
-grep -q 'P3-I0001' "$work/log" || fail "p3d did not start within 10 s"
+wait_started
 "$py" "$tools/p3_telemetry.py" "$prefix" --wait-socket 10 || fail "no telemetry socket"
 total=$((count + 6))
 for _ in $(seq 100); do

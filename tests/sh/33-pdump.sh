@@ -49,12 +49,7 @@ prefix=p3t33-$$
   --vdev "net_pcap0,rx_pcap=$work/in.pcap,infinite_rx=1" --vdev net_null0 \
   -- -c "$work/p3d.conf" -f >"$work/log" 2>&1 &
 pid=$!
-for _ in $(seq 100); do
-  grep -q 'P3-I0001' "$work/log" && break
-  kill -0 "$pid" 2>/dev/null || fail "p3d exited before starting"
-  sleep 0.1
-done
-grep -q 'P3-I0001' "$work/log" || fail "p3d did not start within 10 s"
+wait_started
 if grep -q 'P3-W0210' "$work/log"; then
   fail "p3d could not register the pdump service"
 fi

@@ -24,3 +24,14 @@ fail() {
   tail -n "${P3D_LOG_LINES:-30}" "$work/log" 2>/dev/null
   exit 1
 }
+# wait_started [WHAT]: waits up to 10 s for p3d ($pid, logging to $work/log) to say it started
+# (P3-I0001); fails if it exits first or never says so. WHAT names this p3d in the message.
+wait_started() {
+  local what=${1:-p3d} i
+  for ((i = 0; i < 100; i++)); do
+    grep -q 'P3-I0001' "$work/log" && return 0
+    kill -0 "$pid" 2>/dev/null || fail "$what exited before starting"
+    sleep 0.1
+  done
+  fail "$what did not say it started within 10 s"
+}
