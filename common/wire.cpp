@@ -170,8 +170,22 @@ struct Prepared {
     bool contiguous;
 };
 
+// Size hiding's body = inner || pad over the chain, built in the scratch and written back
+// rotated. Out of line: its segment arrays would otherwise size the frame of every packet's
+// prepare_out, and keep that from being inlined into the burst loop.
+[[gnu::noinline, gnu::cold]] void hide_body(GcmEngine& e, rte_mbuf* m, const TxView& v, unsigned l2_len, std::uint32_t L,
+                                            std::size_t pad, std::uint64_t seq) noexcept {
+    IoSeg segs[kMaxSegs + 1];
+    const std::uint32_t N = static_cast<std::uint32_t>(L + pad);
+    const unsigned ns = segs_of(m, l2_len, N, segs, kMaxSegsU + 1);
+    std::uint8_t* s = e.scratch();
+    gather(segs, ns, s);                 // inner bytes, then whatever the pad area held
+    sizehide_fill_pad(s, L, N);
+    scatter_rotl(segs, ns, s, N, N ? sizehide_rotation(v.key->hide_key(), seq, N) : 0);
+}
+
 // Does everything but the sealing. Leaves the packet untouched on failure.
-WireStatus prepare_out(GcmEngine& e, rte_mbuf* m, const TxRef& tx, unsigned l2_len, bool dummy, Prepared& p,
+[[gnu::always_inline]] inline WireStatus prepare_out(GcmEngine& e, rte_mbuf* m, const TxRef& tx, unsigned l2_len, bool dummy, Prepared& p,
                        L2 l2 = L2::keep) noexcept {
     const TxView& v = *tx.view;
     if (m->pkt_len < l2_len) return WireStatus::bad_input;
@@ -235,14 +249,7 @@ WireStatus prepare_out(GcmEngine& e, rte_mbuf* m, const TxRef& tx, unsigned l2_l
     } else {
         tr[pad] = static_cast<std::uint8_t>(pad);
         tr[pad + 1] = nh;
-        // Body = inner || pad over the chain; built in the scratch, written back rotated.
-        IoSeg segs[kMaxSegs + 1];
-        const std::uint32_t N = static_cast<std::uint32_t>(L + pad);
-        const unsigned ns = segs_of(m, l2_len, N, segs, kMaxSegsU + 1);
-        std::uint8_t* s = e.scratch();
-        gather(segs, ns, s);                 // inner bytes, then whatever the pad area held
-        sizehide_fill_pad(s, L, N);
-        scatter_rotl(segs, ns, s, N, N ? sizehide_rotation(v.key->hide_key(), seq, N) : 0);
+        hide_body(e, m, v, l2_len, L, pad, seq);
     }
 
     // Headers in front: the l2 bytes move to the new front.

@@ -66,19 +66,13 @@ Drop drop_of(wire::WireStatus s) noexcept {
     }
 }
 
+}  // namespace
 
-// The packets of one outbound batch, waiting for encap_burst.
-struct OutBatch {
-    rte_mbuf* m[kMaxBurst];
-    wire::TxRef ref[kMaxBurst];
-    std::uint32_t sid[kMaxBurst];
-    std::uint32_t inner_len[kMaxBurst];
-    unsigned n = 0;
-};
+// ---- outbound ------------------------------------------------------------------------------
 
 // Seal the batch, then Ethernet + TX per packet; the next-hop MAC is looked up once per run
 // of packets to the same peer.
-void flush_out(Lcore& L, const Dataplane::Shared& S, OutBatch& b) noexcept {
+void outbound_flush(Lcore& L, const Dataplane::Shared& S, OutStage& b) noexcept {
     if (b.n == 0) return;
     wire::WireStatus st[kMaxBurst];
     // The Ethernet header is written whole below (or by send_l3): room for it, no copy.
@@ -125,82 +119,72 @@ void flush_out(Lcore& L, const Dataplane::Shared& S, OutBatch& b) noexcept {
     b.n = 0;
 }
 
-void stage_out(Lcore& L, const Dataplane::Shared& S, OutBatch& b, rte_mbuf* m, wire::TxSlot* slot,
-               std::uint32_t sid) noexcept {
-    if (b.n == kMaxBurst) flush_out(L, S, b);
-    b.m[b.n] = m;
-    b.ref[b.n] = slot->ref();
-    b.sid[b.n] = sid;
-    b.inner_len[b.n] = m->pkt_len - kEthLen;
-    ++b.n;
+void outbound_slow(Lcore& L, const Dataplane::Shared& S, OutStage& o, rte_mbuf* m, std::uint32_t sid) noexcept {
+    if (sid != o.run_sid) {
+        // A new run of one session: its slot under this lcore's lane and the tunnel MTU. No
+        // slot: the MTU stays 0, so every packet of the run comes here and is dropped.
+        o.run_sid = sid;
+        o.run_ref = {};
+        o.run_mtu = 0;
+        wire::TxSlot* slot = L.lane == kNoLane ? nullptr : S.slots->tx(sid, static_cast<std::uint16_t>(L.lane));
+        if (slot != nullptr) {
+            o.run_ref = slot->ref();
+            o.run_mtu = tunnel_mtu(S.mtu[static_cast<unsigned>(Side::wan)], slot->view().outer_v6(), slot->view().udp());
+        }
+    }
+    if (o.run_ref.view == nullptr) {
+        L.sessions[sid].tx_dropped.add();
+        drop(L, m, Drop::NO_TX_SLOT);
+        return;
+    }
+    const std::uint32_t ip_len = m->pkt_len - kEthLen;
+    const std::uint32_t mtu = o.run_mtu;
+    if (ip_len <= mtu) {
+        o.push(L, S, m, sid, ip_len);
+        return;
+    }
+    const std::span<const std::uint8_t> l3(data(m, kEthLen), m->data_len - kEthLen);
+    switch (mtu_action(l3, ip_len, mtu)) {
+        case MtuAction::fits:
+            o.push(L, S, m, sid, ip_len);
+            break;
+        case MtuAction::too_big:
+            L.sessions[sid].tx_dropped.add();
+            answer_too_big(L, S, m, mtu);
+            break;
+        case MtuAction::fragment: {
+            // Inner fragments, each encrypted on its own (RFC 4459 §5.1): the receiver
+            // never reassembles outer packets in the normal case.
+            rte_mbuf* frags[kMaxFragmentsOut];
+            rte_pktmbuf_adj(m, kEthLen);
+            const FragOutcome fo = fragment_ipv4(m, static_cast<std::uint16_t>(mtu), frags, S.pool, nullptr);
+            if (fo.error != FragError::none) {
+                rte_pktmbuf_prepend(m, kEthLen);
+                L.sessions[sid].tx_dropped.add();
+                drop(L, m, fo.error == FragError::no_mbuf ? Drop::MBUF_ALLOC
+                           : fo.error == FragError::malformed ? Drop::IP_BAD_HEADER
+                                                              : Drop::TOO_BIG);
+                break;
+            }
+            L.stats.fragments_out.add(fo.count);
+            for (unsigned f = 0; f < fo.count; ++f) {
+                if (!rte_pktmbuf_prepend(frags[f], kEthLen)) {
+                    L.sessions[sid].tx_dropped.add();
+                    drop(L, frags[f], Drop::NO_ROOM);
+                    continue;
+                }
+                o.push(L, S, frags[f], sid, frags[f]->pkt_len - kEthLen);
+            }
+            break;
+        }
+    }
 }
-
-}  // namespace
-
-// ---- outbound ------------------------------------------------------------------------------
 
 void outbound_crypto(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, const std::uint32_t* sids,
                      unsigned n) noexcept {
-    OutBatch b;
-    std::uint32_t cur_sid = 0;
-    wire::TxSlot* cur = nullptr;
-    std::uint32_t mtu = 0;
-    const std::uint32_t wan_mtu = S.mtu[static_cast<unsigned>(Side::wan)];
-    for (unsigned i = 0; i < n; ++i) {
-        rte_mbuf* m = pkts[i];
-        const std::uint32_t sid = sids[i];
-        if (sid != cur_sid || i == 0) {
-            cur_sid = sid;
-            cur = L.lane == kNoLane ? nullptr : S.slots->tx(sid, static_cast<std::uint16_t>(L.lane));
-            if (cur) mtu = tunnel_mtu(wan_mtu, cur->view().outer_v6(), cur->view().udp());
-        }
-        if (!cur) {
-            L.sessions[sid].tx_dropped.add();
-            drop(L, m, Drop::NO_TX_SLOT);
-            continue;
-        }
-        const std::uint32_t ip_len = m->pkt_len - kEthLen;
-        if (ip_len <= mtu) [[likely]] {   // the common case, without the call
-            stage_out(L, S, b, m, cur, sid);
-            continue;
-        }
-        const std::span<const std::uint8_t> l3(data(m, kEthLen), m->data_len - kEthLen);
-        switch (mtu_action(l3, ip_len, mtu)) {
-            case MtuAction::fits:
-                stage_out(L, S, b, m, cur, sid);
-                break;
-            case MtuAction::too_big:
-                L.sessions[sid].tx_dropped.add();
-                answer_too_big(L, S, m, mtu);
-                break;
-            case MtuAction::fragment: {
-                // Inner fragments, each encrypted on its own (RFC 4459 §5.1): the receiver
-                // never reassembles outer packets in the normal case.
-                rte_mbuf* frags[kMaxFragmentsOut];
-                rte_pktmbuf_adj(m, kEthLen);
-                const FragOutcome fo = fragment_ipv4(m, static_cast<std::uint16_t>(mtu), frags, S.pool, nullptr);
-                if (fo.error != FragError::none) {
-                    rte_pktmbuf_prepend(m, kEthLen);
-                    L.sessions[sid].tx_dropped.add();
-                    drop(L, m, fo.error == FragError::no_mbuf ? Drop::MBUF_ALLOC
-                               : fo.error == FragError::malformed ? Drop::IP_BAD_HEADER
-                                                                  : Drop::TOO_BIG);
-                    break;
-                }
-                L.stats.fragments_out.add(fo.count);
-                for (unsigned f = 0; f < fo.count; ++f) {
-                    if (!rte_pktmbuf_prepend(frags[f], kEthLen)) {
-                        L.sessions[sid].tx_dropped.add();
-                        drop(L, frags[f], Drop::NO_ROOM);
-                        continue;
-                    }
-                    stage_out(L, S, b, frags[f], cur, sid);
-                }
-                break;
-            }
-        }
-    }
-    flush_out(L, S, b);
+    OutStage o;
+    for (unsigned i = 0; i < n; ++i) outbound_one(L, S, o, pkts[i], sids[i]);
+    outbound_flush(L, S, o);
 }
 
 // ---- inbound -------------------------------------------------------------------------------

@@ -15,7 +15,9 @@
 #include <rte_ring.h>
 
 #include "common/net.hpp"
+#include "common/wire.hpp"
 #include "dataplane/dataplane.hpp"
+#include "dataplane/pkt.hpp"
 #include "dataplane/worker.hpp"
 
 namespace p3::wire {
@@ -64,9 +66,15 @@ struct Dataplane::Shared {
 void rx_burst(Lcore& L, const Dataplane::Shared& S, Side side, rte_mbuf** pkts, unsigned n) noexcept;
 // The control->worker ring once, then both TX buffers flushed.
 void drain_once(Lcore& L, const Dataplane::Shared& S) noexcept;
-// Queue a frame for TX on side (buffered, flushed when full or on the TSC timer).
-void tx_enqueue(Lcore& L, const Dataplane::Shared& S, Side side, rte_mbuf* m) noexcept;
+// The TX buffer of side to the port now (what the port does not take is dropped, counted).
 void tx_flush(Lcore& L, const Dataplane::Shared& S, Side side) noexcept;
+// Queue a frame for TX on side: buffered, flushed when full or on the TSC timer (inline: it
+// runs once per packet).
+inline void tx_enqueue(Lcore& L, const Dataplane::Shared& S, Side side, rte_mbuf* m) noexcept {
+    TxBuffer& b = L.tx[static_cast<unsigned>(side)];
+    b.pkts[b.n++] = m;
+    if (b.n == kTxBufSize) [[unlikely]] tx_flush(L, S, side);
+}
 // Addresses in packets: as an IpAddr (the slow path's currency), and compared with one of ours
 // without building one (two words for IPv6, one for IPv4; never a call to memcmp).
 inline IpAddr v4_at(const std::uint8_t* p) noexcept {
@@ -132,9 +140,45 @@ inline void drop(Lcore& L, rte_mbuf* m, Drop d) noexcept {
 }
 
 // --- crypto_path.cpp -----------------------------------------------------------------
-// Outbound: pkts are Ethernet frames holding a validated inner IP packet at offset 14 (TTL
-// already decremented), sids[i] its session (up). Encapsulate, seal in batches grouped by
-// slot, add outer IP + Ethernet, send on the WAN.
+// Outbound, one packet at a time as classification admits it (so each is staged while its
+// lines are still in cache), sealed and sent in batches: m is an Ethernet frame holding a
+// validated inner IP packet at offset 14 (TTL already decremented), sid its session (up).
+// outbound_one stages it under the sending lcore's lane slot (looked up once per run of one
+// session, with its tunnel MTU); outbound_flush encapsulates and seals the batch, adds the
+// outer Ethernet header and queues it for the WAN. The stage lives for one burst.
+struct OutStage {
+    rte_mbuf* m[kMaxBurst];
+    wire::TxRef ref[kMaxBurst];
+    std::uint32_t sid[kMaxBurst];
+    std::uint32_t inner_len[kMaxBurst];
+    unsigned n = 0;
+    std::uint32_t run_sid = 0;   // the session of the run (0 is never one)
+    wire::TxRef run_ref{};       // its slot; view nullptr: none under this lane
+    std::uint32_t run_mtu = 0;   // its tunnel MTU (0 without a slot)
+
+    void push(Lcore& L, const Dataplane::Shared& S, rte_mbuf* mb, std::uint32_t s, std::uint32_t ip_len) noexcept;
+};
+void outbound_flush(Lcore& L, const Dataplane::Shared& S, OutStage& o) noexcept;
+// Everything but the common case: a new session, no slot, a packet over the tunnel MTU.
+void outbound_slow(Lcore& L, const Dataplane::Shared& S, OutStage& o, rte_mbuf* m, std::uint32_t sid) noexcept;
+inline void OutStage::push(Lcore& L, const Dataplane::Shared& S, rte_mbuf* mb, std::uint32_t s,
+                           std::uint32_t ip_len) noexcept {
+    if (n == kMaxBurst) [[unlikely]] outbound_flush(L, S, *this);
+    m[n] = mb;
+    ref[n] = run_ref;
+    sid[n] = s;
+    inner_len[n] = ip_len;
+    ++n;
+}
+inline void outbound_one(Lcore& L, const Dataplane::Shared& S, OutStage& o, rte_mbuf* m, std::uint32_t sid) noexcept {
+    const std::uint32_t ip_len = m->pkt_len - pkt::kEthLen;
+    if (sid != o.run_sid || ip_len > o.run_mtu) [[unlikely]] {
+        outbound_slow(L, S, o, m, sid);
+        return;
+    }
+    o.push(L, S, m, sid, ip_len);
+}
+// A whole burst of such frames (the control thread's inner packets), flushed at the end.
 void outbound_crypto(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, const std::uint32_t* sids,
                      unsigned n) noexcept;
 // Inbound: pkts are frames whose P3 header starts at p3_off[i] (after outer IP [+ UDP]),

@@ -45,12 +45,6 @@ public:
         std::uint32_t nh = 0;
         return rte_lpm_lookup(v4_, dst_host_order, &nh) == 0 ? nh : 0;
     }
-    // n <= kMaxBurst; out[i] = session or 0.
-    void lookup4_bulk(const std::uint32_t* dst_host_order, std::uint32_t* out, unsigned n) const noexcept {
-        rte_lpm_lookup_bulk(v4_, dst_host_order, out, n);
-        for (unsigned i = 0; i < n; ++i)
-            out[i] = (out[i] & RTE_LPM_LOOKUP_SUCCESS) ? (out[i] & 0x00ffffff) : 0;
-    }
     std::uint32_t lookup6(const std::uint8_t* dst) const noexcept {
         std::uint32_t nh = 0;
         rte_lpm6* t = v6_active_.load(std::memory_order_acquire);

@@ -44,12 +44,6 @@ void tx_flush(Lcore& L, const Dataplane::Shared& S, Side side) noexcept {
     b.n = 0;
 }
 
-void tx_enqueue(Lcore& L, const Dataplane::Shared& S, Side side, rte_mbuf* m) noexcept {
-    TxBuffer& b = L.tx[static_cast<unsigned>(side)];
-    b.pkts[b.n++] = m;
-    if (b.n == kTxBufSize) tx_flush(L, S, side);
-}
-
 void to_control(Lcore& L, const Dataplane::Shared& S, rte_mbuf* m) noexcept {
     if (rte_ring_mp_enqueue(S.to_control, m) != 0) {
         drop(L, m, Drop::CONTROL_RING_FULL);
@@ -114,7 +108,7 @@ bool check_l2(Lcore& L, const Dataplane::Shared& S, Side side, rte_mbuf* m, std:
 }
 
 // Validates the IPv4 header at offset 14 and trims Ethernet padding. false = dropped.
-bool check_v4(Lcore& L, rte_mbuf* m) noexcept {
+[[gnu::always_inline]] inline bool check_v4(Lcore& L, rte_mbuf* m) noexcept {
     const std::uint8_t* ip = data(m, kEthLen);
     const unsigned avail = m->data_len - kEthLen;
     if (avail < kIPv4Len) return drop(L, m, Drop::IP_TRUNCATED), false;
@@ -232,13 +226,7 @@ bool dec_ttl_v4(std::uint8_t* ip) noexcept {
 // ---- LAN side: clear packets in -----------------------------------------------------------
 
 static void process_lan(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, unsigned n) noexcept {
-    rte_mbuf* out[kMaxBurst];
-    std::uint32_t sid[kMaxBurst];
-    std::uint32_t dst4[kMaxBurst];
-    unsigned n4 = 0;
-    rte_mbuf* v4[kMaxBurst];
-    rte_mbuf* v6[kMaxBurst];
-    unsigned n6 = 0;
+    OutStage out;
     const IpAddr& own = S.own(Side::lan);
     const IpAddr& own_wan = S.own(Side::wan);
     const struct {
@@ -247,23 +235,48 @@ static void process_lan(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, u
     } own4{own.is_v4(), own_wan.is_v4(), own.is_v4() ? own.v4_host() : 0, own_wan.is_v4() ? own_wan.v4_host() : 0};
     std::uint64_t rx_bytes = 0;
 
+    // One pass: each packet is classified, routed, checked and staged for encryption while its
+    // lines are in cache. Route (LPM) -> a router's duties (RFC 1812: the TTL) -> the session's
+    // state, read once per run of one session -> the outbound stage.
+    std::uint32_t state_sid = 0;
+    bool state_up = false;
+    auto admit = [&](rte_mbuf* m, std::uint8_t* ip, std::uint32_t s, bool is_v4) {
+        if (s == 0) {
+            drop(L, m, Drop::NO_ROUTE);
+            return;
+        }
+        if (is_v4 ? ip[8] <= 1 : ip[7] <= 1) {
+            drop(L, m, Drop::TTL_EXCEEDED);
+            return;
+        }
+        if (s != state_sid) {
+            state_sid = s;
+            state_up = S.sessions->get(s).state.load(std::memory_order_acquire) == SessionState::up;
+        }
+        if (!state_up) {
+            answer_session_down(L, S, m);
+            return;
+        }
+        if (is_v4) dec_ttl_v4(ip);
+        else --ip[7];
+        outbound_one(L, S, out, m, s);
+    };
+
     for (unsigned i = 0; i < n; ++i) {
         if (i + 3 < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 3], void*));
         rte_mbuf* m = pkts[i];
         // Encapsulation writes the outer headers into the headroom line in front of the frame
         // and the trailer + ICV behind it: cold lines the PMD never touched. Asked for now,
-        // they are there when the burst is sealed. (A single-segment packet never reads the
-        // mbuf's second line, so that one is not asked for.)
+        // they are there when the burst is sealed. The trailer starts in the frame's last line;
+        // the line asked for is the one the ICV ends in. (A single-segment packet never reads
+        // the mbuf's second line, so that one is not asked for.)
         rte_prefetch0(rte_pktmbuf_mtod_offset(m, char*, -RTE_CACHE_LINE_SIZE));
-        rte_prefetch0(rte_pktmbuf_mtod_offset(m, char*, m->data_len));
+        rte_prefetch0(rte_pktmbuf_mtod_offset(m, char*, m->data_len + wire::kMaxAlignPad + wire::kTrailerFixed +
+                                                            wire::kIcvLen - 1));
         rx_bytes += m->pkt_len;
         std::uint16_t et;
         if (!check_l2(L, S, Side::lan, m, et)) continue;
-        if (et == kEtherArp) {
-            L.stats.arp_in.add();
-            meta(m) = PktMeta{MsgKind::arp, Side::lan, 0, 0};
-            to_control(L, S, m);
-        } else if (et == kEtherIPv4) {
+        if (et == kEtherIPv4) {
             if (!check_v4(L, m)) continue;
             std::uint8_t* ip = data(m, kEthLen);
             // Both addresses as words, compared with ours once converted (not per packet).
@@ -282,8 +295,7 @@ static void process_lan(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, u
                 drop(L, m, Drop::NOT_FOR_US);
                 continue;
             }
-            dst4[n4] = dst;
-            v4[n4++] = m;
+            admit(m, ip, S.routes->lookup4(dst), true);
         } else if (et == kEtherIPv6) {
             if (!check_v6(L, m)) continue;
             std::uint8_t* ip = data(m, kEthLen);
@@ -297,48 +309,17 @@ static void process_lan(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, u
                 drop(L, m, Drop::IP_SRC_BAD);
                 continue;
             }
-            v6[n6++] = m;
+            admit(m, ip, S.routes->lookup6(ip + 24), false);
+        } else if (et == kEtherArp) {
+            L.stats.arp_in.add();
+            meta(m) = PktMeta{MsgKind::arp, Side::lan, 0, 0};
+            to_control(L, S, m);
         } else {
             drop(L, m, Drop::ETHERTYPE);
         }
     }
     L.stats.rx_lan_bytes.add(rx_bytes);
-
-    // Route (IPv4 in one bulk lookup, IPv6 one by one), then in the same pass a router's duties
-    // (RFC 1812: the TTL) and the session's state, read once per run of one session.
-    unsigned good = 0;
-    std::uint32_t state_sid = 0;
-    bool state_up = false;
-    auto admit = [&](rte_mbuf* m, std::uint32_t s, bool is_v4) {
-        if (s == 0) {
-            drop(L, m, Drop::NO_ROUTE);
-            return;
-        }
-        std::uint8_t* ip = data(m, kEthLen);
-        if (is_v4 ? ip[8] <= 1 : ip[7] <= 1) {
-            drop(L, m, Drop::TTL_EXCEEDED);
-            return;
-        }
-        if (s != state_sid) {
-            state_sid = s;
-            state_up = S.sessions->get(s).state.load(std::memory_order_acquire) == SessionState::up;
-        }
-        if (!state_up) {
-            answer_session_down(L, S, m);
-            return;
-        }
-        if (is_v4) dec_ttl_v4(ip);
-        else --ip[7];
-        out[good] = m;
-        sid[good++] = s;
-    };
-    if (n4) {
-        std::uint32_t nh[kMaxBurst];
-        S.routes->lookup4_bulk(dst4, nh, n4);
-        for (unsigned i = 0; i < n4; ++i) admit(v4[i], nh[i], true);
-    }
-    for (unsigned i = 0; i < n6; ++i) admit(v6[i], S.routes->lookup6(data(v6[i], kEthLen + 24)), false);
-    if (good) outbound_crypto(L, S, out, sid, good);
+    outbound_flush(L, S, out);
 }
 
 // ---- WAN side: tunnel packets in ----------------------------------------------------------
@@ -357,14 +338,14 @@ static void count_reassembly(Lcore& L) noexcept {
 // Outer IPv4/IPv6 addressed to us: P3 (native or UDP 4500), setup UDP, ICMP echo. The outer
 // header starts at offset 14; fragments were reassembled before this.
 // A P3 packet at off: long enough for header, trailer and ICV, and no flag we do not know.
-static void take_p3(Lcore& L, rte_mbuf* m, unsigned off, rte_mbuf** p3, std::uint16_t* p3_off, unsigned& np3) noexcept {
+[[gnu::always_inline]] static inline void take_p3(Lcore& L, rte_mbuf* m, unsigned off, rte_mbuf** p3, std::uint16_t* p3_off, unsigned& np3) noexcept {
     if (m->data_len < off + kP3MinLen) return drop(L, m, Drop::P3_TRUNCATED);
     if (be32(data(m, off)) != 0) return drop(L, m, Drop::P3_FLAGS);
     p3[np3] = m;
     p3_off[np3++] = static_cast<std::uint16_t>(off);
 }
 
-static void wan_l4(Lcore& L, const Dataplane::Shared& S, rte_mbuf* m, bool v6, unsigned l4_off, std::uint8_t proto,
+[[gnu::always_inline]] static inline void wan_l4(Lcore& L, const Dataplane::Shared& S, rte_mbuf* m, bool v6, unsigned l4_off, std::uint8_t proto,
                    rte_mbuf** p3, std::uint16_t* p3_off, unsigned& np3) noexcept {
     const unsigned end = m->data_len;
     if (proto == kProtoEsp) return take_p3(L, m, l4_off, p3, p3_off, np3);
@@ -400,12 +381,11 @@ static void process_wan(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, u
     const IpAddr& own = S.own(Side::wan);
     const std::uint64_t now = rte_rdtsc();
     std::uint64_t rx_bytes = 0;
-    for (unsigned i = 0; i < n; ++i) rx_bytes += pkts[i]->pkt_len;
-    L.stats.rx_wan_bytes.add(rx_bytes);
 
     for (unsigned i = 0; i < n; ++i) {
         if (i + 3 < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 3], void*));
         rte_mbuf* m = pkts[i];
+        rx_bytes += m->pkt_len;
         std::uint16_t et;
         if (!check_l2(L, S, Side::wan, m, et)) continue;
         if (et == kEtherArp) {
@@ -445,6 +425,7 @@ static void process_wan(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, u
             drop(L, m, Drop::ETHERTYPE);
         }
     }
+    L.stats.rx_wan_bytes.add(rx_bytes);
     L.reasm.end_burst(now);
     count_reassembly(L);
     if (np3) inbound_crypto(L, S, p3, p3_off, np3);

@@ -43,15 +43,6 @@ TEST_CASE("overlapping prefixes route to the longest match", "[routes]") {
         INFO(r.addr);
         CHECK(look(t, r.addr) == r.sid);
     }
-    // Bulk lookup agrees with single lookups.
-    std::uint32_t ips[4] = {IpAddr::parse("10.2.3.7")->v4_host(), IpAddr::parse("11.0.0.1")->v4_host(),
-                            IpAddr::parse("10.2.3.200")->v4_host(), IpAddr::parse("10.200.0.1")->v4_host()};
-    std::uint32_t out[4];
-    t.lookup4_bulk(ips, out, 4);
-    CHECK(out[0] == 5);
-    CHECK(out[1] == 0);
-    CHECK(out[2] == 4);
-    CHECK(out[3] == 1);
     // Removing the most specific falls back to the next one.
     REQUIRE(t.remove(P("10.2.3.7/32")));
     REQUIRE(t.remove(P("fd02:0:0:5::/64")));
