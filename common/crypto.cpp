@@ -217,18 +217,4 @@ bool GcmEngine::open_sgl(const GcmKey& k, const std::uint8_t* hdr, std::span<con
     return tag_equal(got, tag);
 }
 
-// The direct GCM functions, one packet after the other: measured faster than the job API
-// for single-buffer AES-GCM (perf/wire/bench_wire, docs/wire-format.md), since GCM is not
-// a multi-buffer algorithm in ipsec-mb and the job manager only adds its queue around the
-// same code.
-void GcmEngine::seal_burst(GcmOp* ops, unsigned n) noexcept {
-    for (unsigned i = 0; i < n; ++i) {
-        if (i + 1 < n) {
-            __builtin_prefetch(ops[i + 1].data);
-            __builtin_prefetch(ops[i + 1].key);
-        }
-        seal(*ops[i].key, ops[i].hdr, ops[i].data, ops[i].len, ops[i].tag);
-    }
-}
-
 }  // namespace p3::wire

@@ -78,16 +78,6 @@ private:
     bool valid_ = false;
 };
 
-// One seal or open of a burst. data is the plaintext/ciphertext (in place), len bytes,
-// contiguous; tag is where the 16-byte ICV is written (seal) or read (open).
-struct GcmOp {
-    const GcmKey* key;
-    const std::uint8_t* hdr;   // the 16-byte P3 header: AAD, and nonce = salt || hdr[8..16)
-    std::uint8_t* data;
-    std::uint32_t len;
-    std::uint8_t* tag;
-};
-
 // A piece of a scattered buffer (one segment of a chained mbuf).
 struct IoSeg {
     std::uint8_t* data;
@@ -109,8 +99,10 @@ public:
     GcmEngine(const GcmEngine&) = delete;
     GcmEngine& operator=(const GcmEngine&) = delete;
 
-    // Contiguous, in place. open() compares the tag in constant time; on false the data is
-    // garbage (the caller drops the packet).
+    // Contiguous, in place; hdr = the 16-byte P3 header (AAD, and nonce = salt || hdr[8..16)).
+    // open() compares the tag in constant time; on false the data is garbage (the caller
+    // drops the packet). No burst form: encap_burst / decap_burst seal or open each packet
+    // in the pass that writes or parses its headers (wire.cpp).
     // (Inline below: the packet path calls them once per packet.)
     inline void seal(const GcmKey& k, const std::uint8_t* hdr, std::uint8_t* data, std::size_t len,
                      std::uint8_t* tag) noexcept;
@@ -122,10 +114,6 @@ public:
                   std::uint8_t* tag) noexcept;
     bool open_sgl(const GcmKey& k, const std::uint8_t* hdr, std::span<const IoSeg> segs,
                   const std::uint8_t* tag) noexcept;
-
-    // A burst of up to kMaxBurst contiguous seals, any mix of keys. (Opening has no burst
-    // form: decap_burst opens each packet as it parses it, see wire.cpp.)
-    void seal_burst(GcmOp* ops, unsigned n) noexcept;
 
     IMB_MGR* mgr() noexcept { return mgr_; }
     // Scratch the wire code may use between calls (size hiding rotation): kScratchLen bytes.
@@ -166,6 +154,10 @@ inline void make_iv(std::uint8_t* iv, const GcmKey& k, const std::uint8_t* hdr) 
 }
 }  // namespace detail
 
+// The direct GCM functions, one packet per call: measured faster than the job API for
+// single-buffer AES-GCM (perf/wire/bench_wire, docs/wire-format.md), since GCM is not a
+// multi-buffer algorithm in ipsec-mb and the job manager only adds its queue around the same
+// code.
 inline void GcmEngine::seal(const GcmKey& k, const std::uint8_t* hdr, std::uint8_t* data, std::size_t len,
                             std::uint8_t* tag) noexcept {
     alignas(16) std::uint8_t iv[16];

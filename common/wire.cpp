@@ -1,10 +1,11 @@
 // P3 encapsulation and decapsulation on mbufs (see wire.hpp for the layout and the caller's
 // duties, docs/wire-format.md for the byte-level contract).
 //
-// Burst shape (as VPP's esp_encrypt/esp_decrypt): a first pass does the per-packet header
-// work and collects one GCM operation per contiguous packet, the operations run in one batch,
-// a last pass finishes what needs the ciphertext or the plaintext. Chained mbufs take the
-// scatter-gather GCM calls inline in the first pass.
+// Burst shape: one pass over the burst does each packet's header work and its GCM call
+// together, while the headers just written (or parsed) are in cache and the next packets'
+// lines are on their way; decapsulation finishes each packet one open later (its trailer is
+// read back once the plaintext stores have drained). Chained mbufs take the scatter-gather
+// GCM calls.
 #include "common/wire.hpp"
 
 #include <rte_byteorder.h>
@@ -395,25 +396,25 @@ const char* status_name(WireStatus s) noexcept {
 
 unsigned encap_burst(GcmEngine& e, rte_mbuf* const* pkts, const TxRef* tx, unsigned n, unsigned l2_len,
                      WireStatus* st, L2 l2) noexcept {
-    Prepared prep[kMaxBurst];
-    GcmOp ops[kMaxBurst];
-    unsigned np = 0, nops = 0;
+    unsigned np = 0;
     if (n > kMaxBurst) {
         for (unsigned i = kMaxBurst; i < n; ++i) st[i] = WireStatus::chain_too_long;
         n = kMaxBurst;
     }
+    // Each packet sealed right after its headers are written, while they are in cache (the
+    // GCM call reads the header back as AAD and nonce); the next packets' lines are asked for
+    // ahead of the cipher.
     for (unsigned i = 0; i < n; ++i) {
         if (i + 2 < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 2], void*));
-        Prepared& p = prep[np];
+        if (i + 1 < n) rte_prefetch0(tx[i + 1].view->key);
+        Prepared p;
         st[i] = prepare_out(e, pkts[i], tx[i], l2_len, false, p, l2);
         if (st[i] != WireStatus::ok) continue;
-        if (p.contiguous) ops[nops++] = GcmOp{p.v->key, p.hdr, p.hdr + kP3HeaderLen, p.plain, p.hdr + kP3HeaderLen + p.plain};
+        if (p.contiguous) e.seal(*p.v->key, p.hdr, p.hdr + kP3HeaderLen, p.plain, p.hdr + kP3HeaderLen + p.plain);
         else seal_one_sgl(e, p);
+        if (p.v->v6 && p.v->udp_on) finish_udp6(p);
         ++np;
     }
-    e.seal_burst(ops, nops);
-    for (unsigned i = 0; i < np; ++i)
-        if (prep[i].v->v6 && prep[i].v->udp_on) finish_udp6(prep[i]);
     return np;
 }
 
