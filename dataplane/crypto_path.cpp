@@ -70,8 +70,8 @@ Drop drop_of(wire::WireStatus s) noexcept {
 
 // ---- outbound ------------------------------------------------------------------------------
 
-// Seal the batch, then Ethernet + TX per packet; the next-hop MAC is looked up once per run
-// of packets to the same peer.
+// Seal the batch, then Ethernet per packet and the batch to the WAN port; the next-hop MAC is
+// looked up once per run of packets to the same peer.
 void outbound_flush(Lcore& L, const Dataplane::Shared& S, OutStage& b) noexcept {
     if (b.n == 0) return;
     wire::WireStatus st[kMaxBurst];
@@ -82,24 +82,17 @@ void outbound_flush(Lcore& L, const Dataplane::Shared& S, OutStage& b) noexcept 
     bool have_mac = false;
     rte_ether_addr mac;
     const std::uint8_t* own_mac = S.mac[static_cast<unsigned>(Side::wan)].addr_bytes;
-    // Session counters per run of one session (the batch is grouped by session), not per packet.
-    std::uint32_t run_sid = b.sid[0];
-    std::uint64_t run_pkts = 0, run_bytes = 0;
+    SessionRun sent(L, &SessionCounters::tx_pkts, &SessionCounters::tx_bytes);
+    unsigned ready = 0;
+    std::uint64_t tx_bytes = 0;
     for (unsigned i = 0; i < b.n; ++i) {
         rte_mbuf* m = b.m[i];
-        if (b.sid[i] != run_sid) {
-            L.sessions[run_sid].tx_pkts.add(run_pkts);
-            L.sessions[run_sid].tx_bytes.add(run_bytes);
-            run_sid = b.sid[i];
-            run_pkts = run_bytes = 0;
-        }
         if (st[i] != wire::WireStatus::ok) {
-            L.sessions[run_sid].tx_dropped.add();
+            L.sessions[b.sid[i]].tx_dropped.add();
             drop(L, m, drop_of(st[i]));
             continue;
         }
-        ++run_pkts;
-        run_bytes += b.inner_len[i];
+        sent.add(b.sid[i], b.inner_len[i]);
         const wire::TxView* v = b.ref[i].view;
         const std::uint16_t et = v->outer_v6() ? kEtherIPv6 : kEtherIPv4;
         if (v != last_view) {
@@ -112,11 +105,16 @@ void outbound_flush(Lcore& L, const Dataplane::Shared& S, OutStage& b) noexcept 
             continue;
         }
         put_eth(data(m), mac.addr_bytes, own_mac, et);
-        tx_enqueue(L, S, Side::wan, m);
+        tx_bytes += m->pkt_len;
+        b.m[ready++] = m;   // compacted in place: slot i was read above
     }
-    L.sessions[run_sid].tx_pkts.add(run_pkts);
-    L.sessions[run_sid].tx_bytes.add(run_bytes);
     b.n = 0;
+    // The batch is the TX burst: straight to the port, without a copy into the TX buffer and
+    // another pass over it. What the buffer holds goes first (it was queued earlier).
+    if (ready) {
+        tx_flush(L, S, Side::wan);
+        tx_send(L, S, Side::wan, b.m, static_cast<std::uint16_t>(ready), tx_bytes);
+    }
 }
 
 void outbound_slow(Lcore& L, const Dataplane::Shared& S, OutStage& o, rte_mbuf* m, std::uint32_t sid) noexcept {
@@ -194,13 +192,18 @@ namespace {
 // IPv4 delivery to the LAN with words instead of an IpAddr built per packet (whose bytes,
 // written piecewise and read back as words, stall store forwarding): our WAN address, the
 // LAN's on-link prefix and gateway in host order, and the last next hop with its MAC for the
-// rest of the burst. Built once per inbound burst.
+// rest of the burst, and the burst of frames ready for the LAN port. Built once per inbound
+// burst.
 struct Lan4Path {
     bool wan_on = false, lan_on = false, gw_on = false;
     std::uint32_t wan = 0, net = 0, mask = 0, gw = 0;
     bool have = false;
     std::uint32_t nh = 0;
     rte_ether_addr mac{};
+    // Delivered frames, sent as one burst at the end (past the TX buffer).
+    rte_mbuf* ready[kMaxBurst];
+    unsigned n = 0;
+    std::uint64_t bytes = 0;
 
     explicit Lan4Path(const Dataplane::Shared& S) noexcept {
         const IpAddr& w = S.own(Side::wan);
@@ -216,8 +219,9 @@ struct Lan4Path {
     }
 };
 
-// An inner IPv4 packet (frame, IP at 14) to the LAN host d. Falls back to send_l3 for what is
-// not the common case (no IPv4 LAN, off-link without a gateway, next hop not resolved).
+// An inner IPv4 packet (frame, IP at 14) to the LAN host d: its Ethernet header written, it
+// joins p's batch for the LAN port. Falls back to send_l3 for what is not the common case (no
+// IPv4 LAN, off-link without a gateway, next hop not resolved).
 void deliver4(Lcore& L, const Dataplane::Shared& S, Lan4Path& p, rte_mbuf* m, std::uint32_t d) noexcept {
     const bool on_link = (d & p.mask) == p.net;
     if (!p.lan_on || (!on_link && !p.gw_on)) {
@@ -236,7 +240,8 @@ void deliver4(Lcore& L, const Dataplane::Shared& S, Lan4Path& p, rte_mbuf* m, st
         p.mac = mac;
     }
     put_eth(data(m), p.mac.addr_bytes, S.mac[static_cast<unsigned>(Side::lan)].addr_bytes, kEtherIPv4);
-    tx_enqueue(L, S, Side::lan, m);
+    p.bytes += m->pkt_len;
+    p.ready[p.n++] = m;
 }
 
 }  // namespace
@@ -284,6 +289,8 @@ void inbound_crypto(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, const
     const IpAddr& own_wan = S.own(Side::wan);
     NextHopCache lan_nh;
     Lan4Path lan4(S);
+    SessionRun recv(L, &SessionCounters::rx_pkts, &SessionCounters::rx_bytes);
+    std::uint64_t decrypted = 0;
     for (unsigned i = 0; i < k; ++i) {
         rte_mbuf* m = mb[i];
         wire::RxSlot* s = slot[i];
@@ -306,7 +313,7 @@ void inbound_crypto(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, const
             drop(L, m, drop_of(st));
             continue;
         }
-        L.stats.decrypted.add();
+        ++decrypted;
         const std::uint8_t* ip = data(m, kEthLen);
         const bool v6 = (ip[0] >> 4) == 6;
         const std::uint32_t d4 = v6 ? 0 : be32(ip + 16);
@@ -328,10 +335,14 @@ void inbound_crypto(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, const
             drop(L, m, Drop::P3_INNER_SRC);
             continue;
         }
-        sc.rx_pkts.add();
-        sc.rx_bytes.add(inner_len);
+        recv.add(s->session(), inner_len);
         if (v6) send_l3(L, S, Side::lan, m, v6_at(ip + 24), kEtherIPv6, &lan_nh);
         else deliver4(L, S, lan4, m, d4);
+    }
+    L.stats.decrypted.add(decrypted);
+    if (lan4.n) {
+        tx_flush(L, S, Side::lan);   // what was queued before goes first
+        tx_send(L, S, Side::lan, lan4.ready, static_cast<std::uint16_t>(lan4.n), lan4.bytes);
     }
 }
 

@@ -68,6 +68,10 @@ void rx_burst(Lcore& L, const Dataplane::Shared& S, Side side, rte_mbuf** pkts, 
 void drain_once(Lcore& L, const Dataplane::Shared& S) noexcept;
 // The TX buffer of side to the port now (what the port does not take is dropped, counted).
 void tx_flush(Lcore& L, const Dataplane::Shared& S, Side side) noexcept;
+// n frames (bytes in all) to the port at once, past the buffer: for a whole batch ready
+// together; flush the buffer first when order with what it holds matters.
+void tx_send(Lcore& L, const Dataplane::Shared& S, Side side, rte_mbuf** pkts, std::uint16_t n,
+             std::uint64_t bytes) noexcept;
 // Queue a frame for TX on side: buffered, flushed when full or on the TSC timer (inline: it
 // runs once per packet).
 inline void tx_enqueue(Lcore& L, const Dataplane::Shared& S, Side side, rte_mbuf* m) noexcept {
@@ -133,6 +137,39 @@ void send_l3(Lcore& L, const Dataplane::Shared& S, Side side, rte_mbuf* m, const
              std::uint16_t ethertype, NextHopCache* cache = nullptr) noexcept;
 // Hand a packet to the control thread (kind etc. already in meta(m)).
 void to_control(Lcore& L, const Dataplane::Shared& S, rte_mbuf* m) noexcept;
+
+// A session's packet and byte counters summed over a run of packets of one session (a burst
+// is mostly one session) and added when the session changes and at the end: one pair of
+// stores per run instead of per packet. pkts / bytes: which pair (tx or rx).
+class SessionRun {
+public:
+    SessionRun(Lcore& L, Counter SessionCounters::*pkts, Counter SessionCounters::*bytes) noexcept
+        : L_(L), pkts_(pkts), bytes_(bytes) {}
+    ~SessionRun() { flush(); }
+    SessionRun(const SessionRun&) = delete;
+    SessionRun& operator=(const SessionRun&) = delete;
+    void add(std::uint32_t sid, std::uint64_t bytes) noexcept {
+        if (sid != sid_) {
+            flush();
+            sid_ = sid;
+        }
+        ++n_;
+        b_ += bytes;
+    }
+
+private:
+    void flush() noexcept {
+        if (n_ == 0) return;
+        (L_.sessions[sid_].*pkts_).add(n_);
+        (L_.sessions[sid_].*bytes_).add(b_);
+        n_ = b_ = 0;
+    }
+    Lcore& L_;
+    Counter SessionCounters::*pkts_;
+    Counter SessionCounters::*bytes_;
+    std::uint32_t sid_ = 0;
+    std::uint64_t n_ = 0, b_ = 0;
+};
 
 inline void drop(Lcore& L, rte_mbuf* m, Drop d) noexcept {
     L.stats.drop(d);

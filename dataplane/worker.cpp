@@ -21,18 +21,14 @@ using namespace pkt;
 
 // ---- TX ---------------------------------------------------------------------------------
 
-void tx_flush(Lcore& L, const Dataplane::Shared& S, Side side) noexcept {
-    TxBuffer& b = L.tx[static_cast<unsigned>(side)];
-    if (b.n == 0) return;
-    // Bytes of what the port took, read before the PMD may free the mbufs.
-    std::uint64_t bytes = 0;
-    for (std::uint16_t i = 0; i < b.n; ++i) bytes += b.pkts[i]->pkt_len;
+void tx_send(Lcore& L, const Dataplane::Shared& S, Side side, rte_mbuf** pkts, std::uint16_t n,
+             std::uint64_t bytes) noexcept {
     const std::uint16_t sent = rte_eth_tx_burst(S.port_id[static_cast<unsigned>(side)],
-                                                static_cast<std::uint16_t>(L.index), b.pkts, b.n);
-    if (sent < b.n) {
-        for (std::uint16_t i = sent; i < b.n; ++i) bytes -= b.pkts[i]->pkt_len;
-        L.stats.drop(Drop::TX_FULL, b.n - sent);
-        rte_pktmbuf_free_bulk(b.pkts + sent, b.n - sent);
+                                                static_cast<std::uint16_t>(L.index), pkts, n);
+    if (sent < n) {
+        for (std::uint16_t i = sent; i < n; ++i) bytes -= pkts[i]->pkt_len;
+        L.stats.drop(Drop::TX_FULL, n - sent);
+        rte_pktmbuf_free_bulk(pkts + sent, n - sent);
     }
     if (side == Side::lan) {
         L.stats.tx_lan_pkts.add(sent);
@@ -41,6 +37,15 @@ void tx_flush(Lcore& L, const Dataplane::Shared& S, Side side) noexcept {
         L.stats.tx_wan_pkts.add(sent);
         L.stats.tx_wan_bytes.add(bytes);
     }
+}
+
+void tx_flush(Lcore& L, const Dataplane::Shared& S, Side side) noexcept {
+    TxBuffer& b = L.tx[static_cast<unsigned>(side)];
+    if (b.n == 0) return;
+    // Bytes of what the port took, read before the PMD may free the mbufs.
+    std::uint64_t bytes = 0;
+    for (std::uint16_t i = 0; i < b.n; ++i) bytes += b.pkts[i]->pkt_len;
+    tx_send(L, S, side, b.pkts, b.n, bytes);
     b.n = 0;
 }
 
