@@ -217,6 +217,13 @@ bool local_icmp6(Lcore& L, const Dataplane::Shared& S, Side side, rte_mbuf* m, b
     return true;
 }
 
+// Received frames' first lines are asked for kAhead packets before they are classified (as
+// l3fwd does); the first kAhead before the loop starts.
+constexpr unsigned kAhead = 3;
+inline void prefetch_first(rte_mbuf* const* pkts, unsigned n) noexcept {
+    for (unsigned j = 0; j < kAhead && j < n; ++j) rte_prefetch0(rte_pktmbuf_mtod(pkts[j], void*));
+}
+
 // TTL / hop limit minus one (RFC 1624 incremental checksum). false = would expire.
 bool dec_ttl_v4(std::uint8_t* ip) noexcept {
     if (ip[8] <= 1) return false;
@@ -267,8 +274,9 @@ static void process_lan(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, u
         outbound_one(L, S, out, m, s);
     };
 
+    prefetch_first(pkts, n);
     for (unsigned i = 0; i < n; ++i) {
-        if (i + 3 < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 3], void*));
+        if (i + kAhead < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + kAhead], void*));
         rte_mbuf* m = pkts[i];
         // Encapsulation writes the outer headers into the headroom line in front of the frame
         // and the trailer + ICV behind it: cold lines the PMD never touched. Asked for now,
@@ -387,8 +395,9 @@ static void process_wan(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, u
     const std::uint64_t now = rte_rdtsc();
     std::uint64_t rx_bytes = 0;
 
+    prefetch_first(pkts, n);
     for (unsigned i = 0; i < n; ++i) {
-        if (i + 3 < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 3], void*));
+        if (i + kAhead < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + kAhead], void*));
         rte_mbuf* m = pkts[i];
         rx_bytes += m->pkt_len;
         std::uint16_t et;
