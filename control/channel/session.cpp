@@ -418,13 +418,7 @@ void Session::on_response(Message&& m) {
     case MsgType::rekey_status: return on_status(req, m);
     case MsgType::rekey_switch_ack: return on_switch_ack(m);
     case MsgType::array_chunk_ack: return on_chunk_ack(m);
-    case MsgType::array_flush_ack:
-        if (current_ && current_->kind == Work::Kind::flush) {
-            const Work w = *current_;
-            finish_work();
-            if (w.with_new) deliver_arrays(w.kinds);
-        }
-        return;
+    case MsgType::array_flush_ack: return end_flush();
     case MsgType::rekey_ask_ack: return;
     default: return;
     }
@@ -454,13 +448,8 @@ void Session::on_timeout(Message&& req) {
         }
         return;
     case MsgType::array_flush:
-        if (current_ && current_->kind == Work::Kind::flush) {
-            // Our own arrays are already gone; the peer's will be replaced by the next delivery.
-            const Work w = *current_;
-            finish_work();
-            if (w.with_new) deliver_arrays(w.kinds);
-        }
-        return;
+        // Our own arrays are already gone; the peer's will be replaced by the next delivery.
+        return end_flush();
     case MsgType::rekey_ask:
         limit_asked_epoch_ = 0xffffffffu;  // ask again at the next tick
         return;
@@ -545,6 +534,13 @@ void Session::finish_work() {
         run_timer_ = TimerId{};
         run_next();
     });
+}
+
+void Session::end_flush() {
+    if (!current_ || current_->kind != Work::Kind::flush) return;
+    const Work w = *current_;
+    finish_work();
+    if (w.with_new) deliver_arrays(w.kinds);
 }
 
 // ---- rekey --------------------------------------------------------------------------------------

@@ -223,6 +223,9 @@ private:
     void queue(Work w);
     void run_next();
     void finish_work();
+    // The flush in progress is over (acknowledged, or unanswered: ours are gone either way):
+    // the next work, and the new arrays when the flush was the first half of a replacement.
+    void end_flush();
     void start_rekey(RekeyTrigger t, unsigned attempt);
     void rekey_attempt_failed(Reason why, const char* what);
     void on_status(const Message& req, const Message& m);

@@ -416,6 +416,18 @@ void SetupEngine::send_request(IkeSa& sa, Bytes bytes) {
     transport_.send(sa.local, sa.peer, sa.last_sent);
 }
 
+// The initiator's tasks of m's exchange fill in the request; a task that cannot fails the SA.
+bool SetupEngine::build_request(IkeSa& sa, Message& m) {
+    for (auto& t : make_tasks(m.hdr.exchange, ctx_)) {
+        TaskResult r = t->build_i(sa, m);
+        if (r.kind != TaskResult::Kind::ok) {
+            fail(sa, r.reason, r.why);
+            return false;
+        }
+    }
+    return true;
+}
+
 bool SetupEngine::send_init_request(IkeSa& sa) {
     Message m;
     m.hdr.spi_i = sa.spi_i;
@@ -424,13 +436,7 @@ bool SetupEngine::send_init_request(IkeSa& sa) {
     m.hdr.msg_id = 0;
     sa.msg_id = 0;
     sa.state = IkeSa::State::init_sent;
-    for (auto& t : make_tasks(Exchange::ike_sa_init, ctx_)) {
-        TaskResult r = t->build_i(sa, m);
-        if (r.kind != TaskResult::Kind::ok) {
-            fail(sa, r.reason, r.why);
-            return false;
-        }
-    }
+    if (!build_request(sa, m)) return false;
     sa.init_request = encode(m);
     send_request(sa, sa.init_request);
     return true;
@@ -444,13 +450,7 @@ bool SetupEngine::send_auth_request(IkeSa& sa) {
     m.hdr.flags = flags::initiator;
     m.hdr.msg_id = sa.msg_id = 1;
     sa.state = IkeSa::State::auth_sent;
-    for (auto& t : make_tasks(Exchange::ike_auth, ctx_)) {
-        TaskResult r = t->build_i(sa, m);
-        if (r.kind != TaskResult::Kind::ok) {
-            fail(sa, r.reason, r.why);
-            return false;
-        }
-    }
+    if (!build_request(sa, m)) return false;
     auto sealed = seal(sa, m);
     if (!sealed) {
         fail(sa, Reason::INTERNAL, "cannot encrypt the IKE_AUTH request");

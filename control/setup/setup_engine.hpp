@@ -71,6 +71,7 @@ private:
     void init_response(IkeSa& sa, ByteView data, const Message& msg);
     void auth_response(IkeSa& sa, ByteView data, const Message& outer);
 
+    bool build_request(IkeSa& sa, Message& m);
     bool send_init_request(IkeSa& sa);
     bool send_auth_request(IkeSa& sa);
     void send_request(IkeSa& sa, Bytes bytes);

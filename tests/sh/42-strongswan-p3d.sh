@@ -99,15 +99,8 @@ RUNTIME_DIRECTORY=$OUT/rt nsenter --net="/run/netns/$NS_P" -- "$p3d" --no-huge -
   --vdev net_af_packet0,iface=pWan --vdev net_af_packet1,iface=pLan \
   -- -c "$OUT/p3.conf" -f > "$OUT/p3d.log" 2>&1 &
 pid_p=$!
-wait_for() {  # pattern seconds what
-  local i
-  for ((i = 0; i < $2 * 10; i++)); do
-    grep -q -- "$1" "$OUT/p3d.log" && return 0
-    kill -0 "$pid_p" 2>/dev/null || fail "p3d exited while waiting for: $3"
-    sleep 0.1
-  done
-  fail "p3d: no $3 within $2 s"
-}
+. "$(dirname "$0")/lib/wait.sh"
+wait_for() { wait_log "$OUT/p3d.log" "$pid_p" "$1" "$2" "p3d: $3"; }  # pattern seconds what
 wait_for 'P3-I0001' 15 "start"
 
 # --- charon -------------------------------------------------------------------------------

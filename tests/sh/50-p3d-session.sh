@@ -85,15 +85,8 @@ start() {  # name ns cpu wan lan
     --vdev "net_af_packet0,iface=$4" --vdev "net_af_packet1,iface=$5" \
     -- -c "$work/$1.conf" -f >"$work/$1.log" 2>&1 &
 }
-wait_for() {  # name pid pattern seconds what
-  local i
-  for ((i = 0; i < $4 * 10; i++)); do
-    grep -q -- "$3" "$work/$1.log" && return 0
-    kill -0 "$2" 2>/dev/null || fail "p3d $1 exited while waiting for: $5"
-    sleep 0.1
-  done
-  fail "p3d $1: no $5 within $4 s"
-}
+. "$(dirname "$0")/lib/wait.sh"
+wait_for() { wait_log "$work/$1.log" "$2" "$3" "$4" "p3d $1: $5"; }  # name pid pattern seconds what
 ncpu=$(nproc)
 start a "$ns_a" 0 aWan aLan; pid_a=$!
 wait_for a "$pid_a" 'P3-I0001' 15 "start"

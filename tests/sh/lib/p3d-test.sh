@@ -26,12 +26,7 @@ fail() {
 }
 # wait_started [WHAT]: waits up to 10 s for p3d ($pid, logging to $work/log) to say it started
 # (P3-I0001); fails if it exits first or never says so. WHAT names this p3d in the message.
+. "$(dirname "${BASH_SOURCE[0]}")/wait.sh"
 wait_started() {
-  local what=${1:-p3d} i
-  for ((i = 0; i < 100; i++)); do
-    grep -q 'P3-I0001' "$work/log" && return 0
-    kill -0 "$pid" 2>/dev/null || fail "$what exited before starting"
-    sleep 0.1
-  done
-  fail "$what did not say it started within 10 s"
+  wait_log "$work/log" "$pid" 'P3-I0001' 10 "${1:-p3d} to start (P3-I0001)"
 }
