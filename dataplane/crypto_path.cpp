@@ -43,31 +43,6 @@ struct Dataplane::KeyState {
     std::map<std::uint32_t, std::vector<RxBlock>> rx_blocks;   // session -> blocks
 };
 
-namespace {
-
-Drop drop_of(wire::WireStatus s) noexcept {
-    using W = wire::WireStatus;
-    switch (s) {
-        case W::dummy: return Drop::P3_DUMMY;
-        case W::too_big: return Drop::TOO_BIG;
-        case W::no_room: return Drop::NO_ROOM;
-        case W::seq_exhausted: return Drop::NO_TX_SLOT;
-        case W::bad_outer: return Drop::WAN_NOT_P3;
-        case W::fragment: return Drop::REASSEMBLY;
-        case W::nat_keepalive: return Drop::NAT_KEEPALIVE;
-        case W::truncated: return Drop::P3_TRUNCATED;
-        case W::flags: return Drop::P3_FLAGS;
-        case W::no_key: return Drop::P3_UNKNOWN_ID;
-        case W::auth: return Drop::P3_AUTH;
-        case W::bad_trailer:
-        case W::bad_inner:
-        case W::ecn_drop: return Drop::P3_BAD_INNER;
-        default: return Drop::CRYPTO;
-    }
-}
-
-}  // namespace
-
 // ---- outbound ------------------------------------------------------------------------------
 
 // Seal the batch, then Ethernet per packet and the batch to the WAN port; the next-hop MAC is
@@ -246,45 +221,17 @@ void deliver4(Lcore& L, const Dataplane::Shared& S, Lan4Path& p, rte_mbuf* m, st
 
 }  // namespace
 
-void inbound_crypto(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, const std::uint16_t* p3_off,
-                    unsigned n) noexcept {
-    rte_mbuf* mb[kMaxBurst];
-    std::uint16_t off[kMaxBurst];
-    wire::RxRef ref[kMaxBurst];
-    wire::RxSlot* slot[kMaxBurst];
-    std::uint64_t seq[kMaxBurst];
-    unsigned k = 0;
-
-    // Slot and replay check before any decryption: a replayed or unknown packet costs no AES.
-    for (unsigned i = 0; i < n; ++i) {
-        rte_mbuf* m = pkts[i];
-        wire::P3Header h;
-        const wire::WireStatus ps = wire::parse_p3(m, p3_off[i], h);
-        if (ps != wire::WireStatus::ok) {
-            drop(L, m, drop_of(ps));
-            continue;
-        }
-        wire::RxSlot* s = S.slots->rx(h.id);
-        if (s == nullptr) {
-            drop(L, m, Drop::P3_UNKNOWN_ID);
-            continue;
-        }
-        if (s->replay().check(h.seq) != wire::ReplayResult::ok) {
-            L.sessions[s->session()].rx_replay.add();
-            drop(L, m, Drop::P3_REPLAY);
-            continue;
-        }
-        mb[k] = m;
-        off[k] = p3_off[i];
-        ref[k] = s->ref();
-        slot[k] = s;
-        seq[k++] = h.seq;
-    }
+void inbound_flush(Lcore& L, const Dataplane::Shared& S, InStage& in) noexcept {
+    const unsigned k = in.n;
     if (k == 0) return;
+    in.n = 0;
+    rte_mbuf* const* mb = in.m;
+    wire::RxSlot* const* slot = in.slot;
+    const std::uint64_t* seq = in.seq;
 
     wire::DecapResult res[kMaxBurst];
     // send_l3 writes the whole Ethernet header; the control path strips it: room, no copy.
-    wire::decap_burst(*L.wire, mb, off, ref, k, kEthLen, res, wire::L2::room);
+    wire::decap_burst(*L.wire, in.m, in.off, in.ref, k, kEthLen, res, wire::L2::room);
 
     const IpAddr& own_wan = S.own(Side::wan);
     NextHopCache lan_nh;

@@ -15,14 +15,11 @@
 #include <rte_ring.h>
 
 #include "common/net.hpp"
+#include "common/slots.hpp"
 #include "common/wire.hpp"
 #include "dataplane/dataplane.hpp"
 #include "dataplane/pkt.hpp"
 #include "dataplane/worker.hpp"
-
-namespace p3::wire {
-class SlotTable;
-}
 
 namespace p3::dp {
 
@@ -138,6 +135,28 @@ void send_l3(Lcore& L, const Dataplane::Shared& S, Side side, rte_mbuf* m, const
 // Hand a packet to the control thread (kind etc. already in meta(m)).
 void to_control(Lcore& L, const Dataplane::Shared& S, rte_mbuf* m) noexcept;
 
+// The drop reason of a wire status (what encap_burst / decap_burst or parse_p3 refused).
+inline Drop drop_of(wire::WireStatus s) noexcept {
+    using W = wire::WireStatus;
+    switch (s) {
+        case W::dummy: return Drop::P3_DUMMY;
+        case W::too_big: return Drop::TOO_BIG;
+        case W::no_room: return Drop::NO_ROOM;
+        case W::seq_exhausted: return Drop::NO_TX_SLOT;
+        case W::bad_outer: return Drop::WAN_NOT_P3;
+        case W::fragment: return Drop::REASSEMBLY;
+        case W::nat_keepalive: return Drop::NAT_KEEPALIVE;
+        case W::truncated: return Drop::P3_TRUNCATED;
+        case W::flags: return Drop::P3_FLAGS;
+        case W::no_key: return Drop::P3_UNKNOWN_ID;
+        case W::auth: return Drop::P3_AUTH;
+        case W::bad_trailer:
+        case W::bad_inner:
+        case W::ecn_drop: return Drop::P3_BAD_INNER;
+        default: return Drop::CRYPTO;
+    }
+}
+
 // A session's packet and byte counters summed over a run of packets of one session (a burst
 // is mostly one session) and added when the session changes and at the end: one pair of
 // stores per run instead of per packet. pkts / bytes: which pair (tx or rx).
@@ -218,11 +237,52 @@ inline void outbound_one(Lcore& L, const Dataplane::Shared& S, OutStage& o, rte_
 // A whole burst of such frames (the control thread's inner packets), flushed at the end.
 void outbound_crypto(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, const std::uint32_t* sids,
                      unsigned n) noexcept;
-// Inbound: pkts are frames whose P3 header starts at p3_off[i] (after outer IP [+ UDP]),
-// link padding trimmed. Slot by P3 ID, replay check, decrypt in one batch, replay update,
-// then: inner destination = our WAN address -> control ring; else the LAN.
-void inbound_crypto(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, const std::uint16_t* p3_off,
-                    unsigned n) noexcept;
+// Inbound, one packet at a time as classification finds it (a frame whose P3 header starts
+// at off, after outer IP [+ UDP], link padding trimmed): inbound_one parses the P3 header,
+// finds the slot by P3 ID (once per run of one ID) and checks the replay window, so a replayed
+// or unknown packet costs no AES; inbound_flush decrypts the staged batch, updates the
+// windows, then: inner destination = our WAN address -> control ring; else the LAN. The stage
+// lives for one burst.
+struct InStage {
+    rte_mbuf* m[kMaxBurst];
+    std::uint16_t off[kMaxBurst];
+    wire::RxRef ref[kMaxBurst];
+    wire::RxSlot* slot[kMaxBurst];
+    std::uint64_t seq[kMaxBurst];
+    unsigned n = 0;
+    std::uint32_t run_id = 0;            // the P3 ID last looked up (0 is never one: slot index 0
+    wire::RxSlot* run_slot = nullptr;    // is never used) and its slot (nullptr: unknown)
+};
+void inbound_flush(Lcore& L, const Dataplane::Shared& S, InStage& in) noexcept;
+inline void inbound_one(Lcore& L, const Dataplane::Shared& S, InStage& in, rte_mbuf* m, unsigned off) noexcept {
+    wire::P3Header h;
+    const wire::WireStatus ps = wire::parse_p3(m, off, h);
+    if (ps != wire::WireStatus::ok) [[unlikely]] {
+        drop(L, m, drop_of(ps));
+        return;
+    }
+    if (h.id != in.run_id) {
+        in.run_id = h.id;
+        in.run_slot = S.slots->rx(h.id);
+    }
+    wire::RxSlot* s = in.run_slot;
+    if (s == nullptr) [[unlikely]] {
+        drop(L, m, Drop::P3_UNKNOWN_ID);
+        return;
+    }
+    if (s->replay().check(h.seq) != wire::ReplayResult::ok) [[unlikely]] {
+        L.sessions[s->session()].rx_replay.add();
+        drop(L, m, Drop::P3_REPLAY);
+        return;
+    }
+    if (in.n == kMaxBurst) [[unlikely]] inbound_flush(L, S, in);
+    const unsigned k = in.n++;
+    in.m[k] = m;
+    in.off[k] = static_cast<std::uint16_t>(off);
+    in.ref[k] = s->ref();
+    in.slot[k] = s;
+    in.seq[k] = h.seq;
+}
 // Per-lcore crypto engine life (created on the lcore's socket before the worker starts).
 bool wire_engine_create(Lcore& L, const Dataplane::Shared& S);
 void wire_engine_free(Lcore& L);

@@ -40,9 +40,6 @@ inline constexpr std::uint16_t kEtherIPv4 = 0x0800, kEtherIPv6 = 0x86dd, kEtherA
 inline constexpr unsigned kIPv4Len = 20, kIPv6Len = 40, kUdpLen = 8, kTcpLen = 20;
 inline constexpr std::uint8_t kProtoIcmp = 1, kProtoTcp = 6, kProtoUdp = 17, kProtoEsp = 50,
                               kProtoIcmp6 = 58, kProtoIPv4 = 4, kProtoIPv6 = 41, kProtoNone = 59;
-// P3 (DESIGN.md §Wire format): flags, id, sequence; then ciphertext with a 2-byte trailer; ICV.
-inline constexpr unsigned kP3HeaderLen = 16, kP3TrailerLen = 2, kP3IcvLen = 16;
-inline constexpr unsigned kP3MinLen = kP3HeaderLen + kP3TrailerLen + kP3IcvLen;
 // IPv6 extension headers that may precede the upper layer.
 inline constexpr std::uint8_t kV6HopByHop = 0, kV6Routing = 43, kV6Fragment = 44, kV6Dest = 60;
 

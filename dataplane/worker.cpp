@@ -350,18 +350,11 @@ static void count_reassembly(Lcore& L) noexcept {
 
 // Outer IPv4/IPv6 addressed to us: P3 (native or UDP 4500), setup UDP, ICMP echo. The outer
 // header starts at offset 14; fragments were reassembled before this.
-// A P3 packet at off: long enough for header, trailer and ICV, and no flag we do not know.
-[[gnu::always_inline]] static inline void take_p3(Lcore& L, rte_mbuf* m, unsigned off, rte_mbuf** p3, std::uint16_t* p3_off, unsigned& np3) noexcept {
-    if (m->data_len < off + kP3MinLen) return drop(L, m, Drop::P3_TRUNCATED);
-    if (be32(data(m, off)) != 0) return drop(L, m, Drop::P3_FLAGS);
-    p3[np3] = m;
-    p3_off[np3++] = static_cast<std::uint16_t>(off);
-}
-
-[[gnu::always_inline]] static inline void wan_l4(Lcore& L, const Dataplane::Shared& S, rte_mbuf* m, bool v6, unsigned l4_off, std::uint8_t proto,
-                   rte_mbuf** p3, std::uint16_t* p3_off, unsigned& np3) noexcept {
+// P3 (native or UDP 4500) goes to the inbound stage, which parses its header.
+[[gnu::always_inline]] static inline void wan_l4(Lcore& L, const Dataplane::Shared& S, rte_mbuf* m, bool v6,
+                                                 unsigned l4_off, std::uint8_t proto, InStage& in) noexcept {
     const unsigned end = m->data_len;
-    if (proto == kProtoEsp) return take_p3(L, m, l4_off, p3, p3_off, np3);
+    if (proto == kProtoEsp) return inbound_one(L, S, in, m, l4_off);
     if (proto == kProtoUdp) {
         if (end < l4_off + kUdpLen) return drop(L, m, Drop::IP_TRUNCATED);
         const std::uint8_t* u = data(m, l4_off);
@@ -370,7 +363,7 @@ static void count_reassembly(Lcore& L) noexcept {
         const std::uint16_t dport = be16(u + 2);
         if (dport == S.nat_port) {
             if (ulen == kUdpLen + 1 && u[8] == 0xff) return drop(L, m, Drop::NAT_KEEPALIVE);
-            return take_p3(L, m, l4_off + kUdpLen, p3, p3_off, np3);
+            return inbound_one(L, S, in, m, l4_off + kUdpLen);
         }
         if (dport == S.setup_port) {
             meta(m) = PktMeta{MsgKind::setup_udp, Side::wan, 0, 0};
@@ -388,9 +381,7 @@ static void count_reassembly(Lcore& L) noexcept {
 }
 
 static void process_wan(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, unsigned n) noexcept {
-    rte_mbuf* p3[kMaxBurst];
-    std::uint16_t p3_off[kMaxBurst];
-    unsigned np3 = 0;
+    InStage in;
     const IpAddr& own = S.own(Side::wan);
     const std::uint64_t now = rte_rdtsc();
     std::uint64_t rx_bytes = 0;
@@ -419,7 +410,7 @@ static void process_wan(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, u
                 if (!m) continue;
                 ip = data(m, kEthLen);
             }
-            wan_l4(L, S, m, false, kEthLen + (ip[0] & 0x0f) * 4u, ip[9], p3, p3_off, np3);
+            wan_l4(L, S, m, false, kEthLen + (ip[0] & 0x0f) * 4u, ip[9], in);
         } else if (et == kEtherIPv6) {
             if (!check_v6(L, m)) continue;
             std::uint8_t* ip = data(m, kEthLen);
@@ -434,7 +425,7 @@ static void process_wan(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, u
                 if (!m) continue;
                 ip = data(m, kEthLen);
             }
-            wan_l4(L, S, m, true, kEthLen + kIPv6Len, ip[6], p3, p3_off, np3);
+            wan_l4(L, S, m, true, kEthLen + kIPv6Len, ip[6], in);
         } else {
             drop(L, m, Drop::ETHERTYPE);
         }
@@ -442,7 +433,7 @@ static void process_wan(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, u
     L.stats.rx_wan_bytes.add(rx_bytes);
     L.reasm.end_burst(now);
     count_reassembly(L);
-    if (np3) inbound_crypto(L, S, p3, p3_off, np3);
+    inbound_flush(L, S, in);
 }
 
 // ---- control -> worker ring (worker 0) ------------------------------------------------------
