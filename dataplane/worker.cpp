@@ -350,34 +350,35 @@ static void count_reassembly(Lcore& L) noexcept {
 
 // Outer IPv4/IPv6 addressed to us: P3 (native or UDP 4500), setup UDP, ICMP echo. The outer
 // header starts at offset 14; fragments were reassembled before this.
-// P3 (native or UDP 4500) goes to the inbound stage, which parses its header.
-[[gnu::always_inline]] static inline void wan_l4(Lcore& L, const Dataplane::Shared& S, rte_mbuf* m, bool v6,
-                                                 unsigned l4_off, std::uint8_t proto, InStage& in) noexcept {
+// The layer above the outer IP header at l4_off: P3 (native or UDP 4500) returns the offset
+// of its P3 header for the inbound stage; anything else is handled or dropped here (0).
+static unsigned wan_l4(Lcore& L, const Dataplane::Shared& S, rte_mbuf* m, bool v6, unsigned l4_off,
+                       std::uint8_t proto) noexcept {
     const unsigned end = m->data_len;
-    if (proto == kProtoEsp) return inbound_one(L, S, in, m, l4_off);
+    if (proto == kProtoEsp) [[likely]] return l4_off;
     if (proto == kProtoUdp) {
-        if (end < l4_off + kUdpLen) return drop(L, m, Drop::IP_TRUNCATED);
+        if (end < l4_off + kUdpLen) return drop(L, m, Drop::IP_TRUNCATED), 0;
         const std::uint8_t* u = data(m, l4_off);
         const unsigned ulen = be16(u + 4);
-        if (ulen < kUdpLen || l4_off + ulen > end) return drop(L, m, Drop::IP_TRUNCATED);
+        if (ulen < kUdpLen || l4_off + ulen > end) return drop(L, m, Drop::IP_TRUNCATED), 0;
         const std::uint16_t dport = be16(u + 2);
         if (dport == S.nat_port) {
-            if (ulen == kUdpLen + 1 && u[8] == 0xff) return drop(L, m, Drop::NAT_KEEPALIVE);
-            return inbound_one(L, S, in, m, l4_off + kUdpLen);
+            if (ulen == kUdpLen + 1 && u[8] == 0xff) return drop(L, m, Drop::NAT_KEEPALIVE), 0;
+            return l4_off + kUdpLen;
         }
         if (dport == S.setup_port) {
             meta(m) = PktMeta{MsgKind::setup_udp, Side::wan, 0, 0};
             to_control(L, S, m);
-            return;
+            return 0;
         }
-        return drop(L, m, Drop::WAN_NOT_P3);
+        return drop(L, m, Drop::WAN_NOT_P3), 0;
     }
-    if (!v6 && proto == kProtoIcmp) return echo_v4(L, S, Side::wan, m);
+    if (!v6 && proto == kProtoIcmp) return echo_v4(L, S, Side::wan, m), 0;
     if (v6 && proto == kProtoIcmp6) {
-        if (data(m, l4_off)[0] == 128) return echo_v6(L, S, Side::wan, m);
-        return drop(L, m, Drop::NOT_FOR_US);
+        if (data(m, l4_off)[0] == 128) return echo_v6(L, S, Side::wan, m), 0;
+        return drop(L, m, Drop::NOT_FOR_US), 0;
     }
-    drop(L, m, Drop::WAN_NOT_P3);
+    return drop(L, m, Drop::WAN_NOT_P3), 0;
 }
 
 static void process_wan(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, unsigned n) noexcept {
@@ -410,7 +411,10 @@ static void process_wan(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, u
                 if (!m) continue;
                 ip = data(m, kEthLen);
             }
-            wan_l4(L, S, m, false, kEthLen + (ip[0] & 0x0f) * 4u, ip[9], in);
+            // Native P3 inline; the rest (UDP 4500 among it) through wan_l4.
+            const unsigned l4 = kEthLen + (ip[0] & 0x0f) * 4u;
+            const unsigned off = ip[9] == kProtoEsp ? l4 : wan_l4(L, S, m, false, l4, ip[9]);
+            if (off) inbound_one(L, S, in, m, off);
         } else if (et == kEtherIPv6) {
             if (!check_v6(L, m)) continue;
             std::uint8_t* ip = data(m, kEthLen);
@@ -425,7 +429,8 @@ static void process_wan(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, u
                 if (!m) continue;
                 ip = data(m, kEthLen);
             }
-            wan_l4(L, S, m, true, kEthLen + kIPv6Len, ip[6], in);
+            const unsigned off = wan_l4(L, S, m, true, kEthLen + kIPv6Len, ip[6]);
+            if (off) inbound_one(L, S, in, m, off);
         } else {
             drop(L, m, Drop::ETHERTYPE);
         }
