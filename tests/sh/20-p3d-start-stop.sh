@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # p3d starts on virtual ports (no NIC, no hugepages), logs what it set up, serves its
-# telemetry commands, and stops cleanly on SIGTERM (exit 0, ports closed) — once with one
+# telemetry commands (read with p3ctl stats), and stops cleanly on SIGTERM (exit 0, ports closed) — once with one
 # lcore (-l 0: the control thread shares the CPU), once with two workers.
 #
 #   net_ring0 (port 0) = LAN      p3d      net_null0 (port 1) = WAN
@@ -21,19 +21,10 @@ remotes = (
 );
 CONF
 
-# A telemetry request over the v2 socket; prints the reply's fields as "key=value" lines.
-telemetry() {
-  /usr/bin/python3 - "/var/run/dpdk/$prefix/dpdk_telemetry.v2" "$1" <<'PY'
-import json, socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-s.connect(sys.argv[1])
-s.recv(4096)                      # greeting
-s.send(sys.argv[2].encode())
-reply = json.loads(s.recv(1 << 20).decode())
-for k, v in next(iter(reply.values())).items():
-    print(f"{k}={v}")
-PY
-}
+p3ctl=$BUILD/control/p3ctl
+[ -x "$p3ctl" ] || fail "$p3ctl not built"
+# What an administrator reads: p3ctl stats [WHAT [ID]], key=value per line.
+telemetry() { "$p3ctl" stats --prefix "$prefix" "$@"; }
 
 run_once() {
   local conf=$1 lcores=$2 workers=$3
@@ -52,21 +43,27 @@ run_once() {
 
   # Telemetry: counters are served (the WAN is net_null, which delivers nothing: rx stays 0).
   if [ -S "/var/run/dpdk/$prefix/dpdk_telemetry.v2" ]; then
-    out=$(telemetry /p3/stats) || fail "telemetry /p3/stats"
+    out=$(telemetry) || fail "p3ctl stats"
     grep -qx "workers=$workers" <<<"$out" || fail "telemetry workers: $out"
     grep -qx "routes4=3" <<<"$out" || fail "telemetry routes4: $out"   # both configurations: 3
     grep -qx "sessions=2" <<<"$out" || fail "telemetry sessions: $out"
     grep -q "^polls=[1-9]" <<<"$out" || fail "telemetry: the worker does not poll: $out"
-    out=$(telemetry /p3/session,2) || fail "telemetry /p3/session,2"
+    out=$(telemetry session 2) || fail "p3ctl stats session 2"
     grep -qx "peer=198.51.100.7" <<<"$out" || fail "telemetry session 2: $out"
     grep -qx "state=down" <<<"$out" || fail "session without keys should be down: $out"
     grep -q "^subnets=10.3.0.0/24" <<<"$out" || fail "telemetry session 2 subnets: $out"
-    out=$(telemetry /p3/drops) || fail "telemetry /p3/drops"
+    out=$(telemetry drops) || fail "p3ctl stats drops"
     grep -qx "no_route=0" <<<"$out" || fail "telemetry drops: $out"
     # net_null delivers a stream of zeroed frames on the WAN: not for our MAC, all dropped.
     grep -q "^not_our_mac=[1-9]" <<<"$out" || fail "telemetry drops (net_null frames): $out"
-    out=$(telemetry /p3/ports) || fail "telemetry /p3/ports"
-    grep -q "^lan=.*'device': 'net_ring0'" <<<"$out" || fail "telemetry ports: $out"
+    out=$(telemetry ports) || fail "p3ctl stats ports"
+    grep -qx "lan.device=net_ring0" <<<"$out" || fail "p3ctl stats ports: $out"
+    # An unknown remote, and no p3d under a prefix: said so, exit 1.
+    telemetry session 99 2>"$work/err" && fail "p3ctl stats session 99 succeeded"
+    grep -q "p3d has no session 99" "$work/err" || fail "p3ctl stats session 99: $(cat "$work/err")"
+    "$p3ctl" stats --prefix "$prefix-none" 2>"$work/err"; [ $? -eq 1 ] || fail "p3ctl stats without p3d: not exit 1"
+    grep -q "no p3d answers with EAL prefix '$prefix-none'" "$work/err" || fail "p3ctl stats without p3d: $(cat "$work/err")"
+    "$p3ctl" stats --prefix "$prefix" --json | grep -q '^{"/p3/stats":{' || fail "p3ctl stats --json"
   else
     fail "no telemetry socket in /var/run/dpdk/$prefix"
   fi

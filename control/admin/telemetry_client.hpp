@@ -1,0 +1,39 @@
+// p3ctl's view of a running p3d's counters: one request over DPDK's telemetry v2 socket
+// (what dpdk-telemetry.py uses; p3d registers /p3/stats, /p3/drops, /p3/lcores, /p3/ports,
+// /p3/sessions and /p3/session,ID: docs/dataplane.md §Counters), and the JSON reply flattened
+// into "path value" pairs for people and scripts.
+//
+// The reply is parsed as untrusted input (it comes through a socket any root process could
+// serve): bounded depth and size, every malformed document refused with a reason, never a
+// crash (tests/control/fuzz_telemetry_json.cpp).
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace p3::admin {
+
+// The socket of the p3d started with EAL --file-prefix PREFIX: $RUNTIME_DIRECTORY (as EAL
+// itself honours it) or /var/run/dpdk, then PREFIX/dpdk_telemetry.v2.
+std::string telemetry_socket(std::string_view prefix);
+
+// Sends cmd ("/p3/stats", "/p3/session,3") and returns the JSON reply in reply. false with
+// a message in error when the socket cannot be reached or the reply does not come.
+bool telemetry_query(const std::string& socket_path, const std::string& cmd, std::string& reply,
+                     std::string& error);
+
+inline constexpr unsigned kMaxJsonDepth = 16;
+inline constexpr std::size_t kMaxJsonLeaves = 1u << 16;
+
+// Flattens a JSON document into (path, value) pairs, depth first in document order: object
+// members join the path with '.', array elements with their index; strings are unquoted
+// (escapes decoded, \u as UTF-8), numbers, true, false and null kept as written. false with
+// a reason in error for anything that is not one whole JSON value, nests deeper than
+// kMaxJsonDepth or has more than kMaxJsonLeaves leaves.
+bool flatten_json(std::string_view text, std::vector<std::pair<std::string, std::string>>& out,
+                  std::string& error);
+
+}  // namespace p3::admin
