@@ -307,7 +307,7 @@ TEST_CASE("channel on the dataplane: a silent wire loses the session; LAN traffi
     // A UDP packet towards the lost session: ICMP destination unreachable comes back.
     r.a_lan_out.clear();
     inject(r.a.lan.rx[0], ipv4_frame(r.a.lan_mac, kHostMac, "10.1.9.5", "10.2.9.5", 17, 64));
-    r.settle(0, 1);
+    r.settle(0, r.lan_to_a + 1);   // lan_to_a counts from the start: wait for one more
     REQUIRE(r.a_lan_out.size() == 1);
     const Bytes& f = r.a_lan_out[0];
     REQUIRE(f.size() >= 14 + 20 + 8);
