@@ -18,7 +18,7 @@
 set -u
 BUILD=${BUILD:-$(dirname "$0")/../../build}
 PEER=$BUILD/tests/control/p3-setup-peer
-CHARON=${CHARON:-/usr/lib/ipsec/charon}
+. "$(dirname "$0")/lib/charon.sh"
 NS_P=p3sw40p; NS_S=p3sw40s
 OUT=$(mktemp -d /tmp/p3-40-strongswan.XXXXXX)
 PIDS=()
@@ -37,7 +37,7 @@ done
 for ns in $NS_P $NS_S; do [ -e "/run/netns/$ns" ] && skip "netns $ns exists (another run?)"; done
 
 cleanup() {
-  for pid in "${PIDS[@]}"; do
+  for pid in "${PIDS[@]}" ${CHARON_PID:-}; do
     kill -TERM "$pid" 2>/dev/null
     for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
     kill -KILL "$pid" 2>/dev/null
@@ -95,84 +95,21 @@ dataplane = { lan = { port = 0; address = "10.1.0.1/24"; }; wan = { port = 1; ad
 remotes = ( { id = 1; ip = 4; address = "192.0.2.2"; subnets = [ "10.2.0.0/24" ];
               key_type = "AES128"; identity = "sec.test"; } );
 EOF
-  local auth secrets=""
-  if [ "$mode" = psk ]; then
-    auth="auth = psk"
-    secrets="secrets { ike-p3 { id-1 = sec.test
-id-2 = pri.test
-secret = \"$PSK\" } }"
-  else
-    auth="auth = pubkey"
-  fi
-  local certs=""; [ "$mode" = cert ] && certs="certs = sec.pem"
-  cat > "$d/strongswan.conf" <<EOF
-charon {
-  load = random nonce openssl aes sha1 sha2 hmac gcm kdf pem pkcs1 pkcs8 x509 pubkey curve25519 kernel-libipsec kernel-netlink socket-default vici
-  install_routes = no
-  retransmit_tries = 2
-  filelog { main { path = $d/charon.log
-    time_format = %T
-    append = no
-    flush_line = yes
-    default = 1
-    ike = 2
-    enc = 1
-    chd = 4 } }
-  plugins { vici { socket = unix://$d/charon.vici } }
-}
-EOF
-  cat > "$d/swanctl/swanctl.conf" <<EOF
-connections {
-  p3 {
-    version = 2
-    local_addrs = 192.0.2.2
-    remote_addrs = 192.0.2.1
-    remote_port = 5653
-    proposals = aes128gcm16-prfsha256-x25519
-    local { $auth
-      $certs
-      id = sec.test }
-    remote { $auth
-      id = pri.test }
-    children {
-      net {
-        mode = tunnel
-        local_ts = 10.2.0.0/24
-        remote_ts = 10.1.0.0/24
-        esp_proposals = aes128gcm16
-        start_action = none
-      }
-    }
-  }
-}
-$secrets
-EOF
+  if [ "$mode" = psk ]; then charon_conf "$d" "psk $PSK" "  retransmit_tries = 2"
+  else charon_conf "$d" cert "  retransmit_tries = 2"; fi
   ip netns exec $NS_P tcpdump -n -i wan -U -w "$d/wan.pcap" udp 2>"$d/tcpdump.err" &
   PIDS+=($!)
   ip netns exec $NS_P "$PEER" -c "$d/p3.conf" --sessions 1 --timeout 40 --linger 3 --keys-out "$d/p3.keys" \
     > "$d/peer.out" 2> "$d/peer.err" &
   local peer_pid=$!; PIDS+=($peer_pid)
-  STRONGSWAN_CONF=$d/strongswan.conf ip netns exec $NS_S unshare --mount --propagation private \
-    sh -c 'mount --bind "$1" /run && exec "$2"' sh "$d/run" "$CHARON" > "$d/charon.stdout" 2>&1 &
-  local charon_pid=$!; PIDS+=($charon_pid)
-  local uri=unix://$d/charon.vici i
-  for i in $(seq 1 100); do swanctl --stats --uri "$uri" >/dev/null 2>&1 && break; sleep 0.1; done
-  SWANCTL_DIR=$d/swanctl swanctl --load-all --noprompt --uri "$uri" > "$d/load.txt" 2>&1 \
-    || { cat "$d/load.txt" >&2; fail "$mode: swanctl --load-all"; }
-  swanctl --initiate --child net --ike p3 --timeout 20 --uri "$uri" > "$d/initiate.txt" 2>&1 \
-    || { tail -20 "$d/initiate.txt" >&2; cat "$d/peer.err" >&2; fail "$mode: charon could not set up the SA with our primary"; }
-  swanctl --list-sas --uri "$uri" > "$d/sas.txt" 2>&1
+  charon_diag() { cat "$d/peer.err" >&2; }
+  charon_up "$d" $NS_S "$mode"
+  local charon_pid=$CHARON_PID uri=unix://$d/charon.vici; PIDS+=($charon_pid); CHARON_PID=
   wait $peer_pid; local prc=$?
-  cat "$d/sas.txt" >&2
   cat "$d/peer.out" >&2
   [ $prc = 0 ] || { cat "$d/peer.err" >&2; fail "$mode: p3-setup-peer exit $prc"; }
   grep -q 'up remote=1 peer=sec.test .* key=aes128 ' "$d/peer.out" || fail "$mode: no session line from p3-setup-peer"
-  grep -q 'ESTABLISHED' "$d/sas.txt" || fail "$mode: no ESTABLISHED IKE SA in swanctl --list-sas"
-  grep -q 'AES_GCM_16-128/PRF_HMAC_SHA2_256/CURVE_25519' "$d/sas.txt" || fail "$mode: IKE SA algorithms"
-  grep -q 'INSTALLED, TUNNEL' "$d/sas.txt" || fail "$mode: no INSTALLED child SA"
-  grep -q 'ESP:AES_GCM_16-128' "$d/sas.txt" || fail "$mode: child SA is not AES_GCM_16-128"
-  grep -Eq '^ +local +10\.2\.0\.0/24$' "$d/sas.txt" && grep -Eq '^ +remote +10\.1\.0\.0/24$' "$d/sas.txt" \
-    || fail "$mode: child SA traffic selectors"
+  charon_check_sas "$d" "$mode"
   # SPIs: charon's inbound SPI is the P3 ID it receives on = what we send with (tx), and back.
   local rx tx spi_in spi_out
   rx=$(sed -n 's/.* rx=0x\([0-9a-f]*\) .*/\1/p' "$d/peer.out"); tx=$(sed -n 's/.* tx=0x\([0-9a-f]*\) .*/\1/p' "$d/peer.out")

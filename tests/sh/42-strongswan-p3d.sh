@@ -19,11 +19,11 @@
 set -u
 BUILD=${BUILD:-$(dirname "$0")/../../build}
 p3d=$BUILD/dataplane/p3d
-CHARON=${CHARON:-/usr/lib/ipsec/charon}
+. "$(dirname "$0")/lib/charon.sh"
 tag=p3t42-$$
 NS_P=$tag-p; NS_S=$tag-s
 OUT=$(mktemp -d /tmp/p3t42.XXXXXX)
-pid_p= pid_c=
+pid_p=
 
 log() { printf '[42-strongswan-p3d] %s\n' "$*" >&2; }
 skip() { log "SKIP: $*"; exit 77; }
@@ -43,7 +43,7 @@ stop_pid() {  # TERM, up to 2 s, then KILL
 }
 cleanup() {
   local p
-  for p in $pid_c $pid_p; do stop_pid "$p"; done
+  for p in ${CHARON_PID:-} $pid_p; do stop_pid "$p"; done
   ip netns del "$NS_P" 2>/dev/null; ip netns del "$NS_S" 2>/dev/null
   rm -rf "/var/run/dpdk/$tag"
   if [ -z "${KEEP_OUT:-}" ]; then rm -rf "$OUT"; else log "artifacts in $OUT"; fi
@@ -104,70 +104,10 @@ wait_for() { wait_log "$OUT/p3d.log" "$pid_p" "$1" "$2" "p3d: $3"; }  # pattern 
 wait_for 'P3-I0001' 15 "start"
 
 # --- charon -------------------------------------------------------------------------------
-mkdir -p "$OUT/run" "$OUT/swanctl"
-cat > "$OUT/strongswan.conf" <<EOF
-charon {
-  load = random nonce openssl aes sha1 sha2 hmac gcm kdf pem pkcs1 pkcs8 x509 pubkey curve25519 kernel-libipsec kernel-netlink socket-default vici
-  install_routes = no
-  retransmit_tries = 3
-  retransmit_timeout = 1.0
-  filelog { main { path = $OUT/charon.log
-    time_format = %T
-    append = no
-    flush_line = yes
-    default = 1
-    ike = 2 } }
-  plugins { vici { socket = unix://$OUT/charon.vici } }
-}
-EOF
-cat > "$OUT/swanctl/swanctl.conf" <<EOF
-connections {
-  p3 {
-    version = 2
-    local_addrs = 192.0.2.2
-    remote_addrs = 192.0.2.1
-    local_port = 4500
-    remote_port = 5653
-    proposals = aes128gcm16-prfsha256-x25519
-    local { auth = psk
-      id = sec.test }
-    remote { auth = psk
-      id = pri.test }
-    children {
-      net {
-        mode = tunnel
-        local_ts = 10.2.0.0/24
-        remote_ts = 10.1.0.0/24
-        esp_proposals = aes128gcm16
-        start_action = none
-      }
-    }
-  }
-}
-secrets { ike-p3 { id-1 = sec.test
-id-2 = pri.test
-secret = "$PSK" } }
-EOF
-chmod 600 "$OUT/swanctl/swanctl.conf"
-# charon in its own mount namespace with a private /run (its pid file and sockets).
-STRONGSWAN_CONF=$OUT/strongswan.conf ip netns exec "$NS_S" unshare --mount --propagation private \
-  sh -c 'mount --bind "$1" /run && exec "$2"' sh "$OUT/run" "$CHARON" > "$OUT/charon.stdout" 2>&1 &
-pid_c=$!
-uri=unix://$OUT/charon.vici
-for _ in $(seq 1 100); do swanctl --stats --uri "$uri" >/dev/null 2>&1 && break; sleep 0.1; done
-SWANCTL_DIR=$OUT/swanctl swanctl --load-all --noprompt --uri "$uri" > "$OUT/load.txt" 2>&1 \
-  || { cat "$OUT/load.txt" >&2; fail "swanctl --load-all"; }
-swanctl --initiate --child net --ike p3 --timeout 20 --uri "$uri" > "$OUT/initiate.txt" 2>&1 \
-  || { tail -20 "$OUT/initiate.txt" >&2; fail "charon could not set up the SA with p3d"; }
-swanctl --list-sas --uri "$uri" > "$OUT/sas.txt" 2>&1
-cat "$OUT/sas.txt" >&2
-grep -q 'ESTABLISHED' "$OUT/sas.txt" || fail "no ESTABLISHED IKE SA in swanctl --list-sas"
-grep -q 'AES_GCM_16-128/PRF_HMAC_SHA2_256/CURVE_25519' "$OUT/sas.txt" || fail "IKE SA algorithms"
-grep -q 'INSTALLED, TUNNEL' "$OUT/sas.txt" || fail "no INSTALLED child SA"
-grep -q 'ESP:AES_GCM_16-128' "$OUT/sas.txt" || fail "child SA is not AES_GCM_16-128"
-grep -Eq '^ +local +10\.2\.0\.0/24$' "$OUT/sas.txt" && grep -Eq '^ +remote +10\.1\.0\.0/24$' "$OUT/sas.txt" \
-  || fail "child SA traffic selectors"
-grep -Eq 'p3: #[0-9]+, ESTABLISHED, IKEv2.*' "$OUT/sas.txt" || fail "IKE SA p3 not established"
+charon_conf "$OUT" "psk $PSK" "  retransmit_tries = 3
+  retransmit_timeout = 1.0" "    local_port = 4500"
+charon_up "$OUT" "$NS_S" "charon"
+charon_check_sas "$OUT" "charon"
 grep -Eq '^ +local +.sec\.test. @ 192\.0\.2\.2\[4500\]' "$OUT/sas.txt" || fail "charon's side is not sec.test @ 192.0.2.2[4500]"
 grep -Eq '^ +remote +.pri\.test. @ 192\.0\.2\.1\[5653\]' "$OUT/sas.txt" || fail "p3d's side is not pri.test @ 192.0.2.1[5653]"
 
@@ -185,8 +125,8 @@ spi_out=$(sed -n 's/^ *out  *\([0-9a-f]\{8\}\),.*/\1/p' "$OUT/sas.txt" | head -1
 [ "$((16#$spi_out))" = "$((16#$rx))" ] || fail "charon's outbound SPI $spi_out is not p3d's rx P3 ID $rx"
 
 # --- stop ---------------------------------------------------------------------------------
-swanctl --terminate --ike p3 --timeout 3 --uri "$uri" >/dev/null 2>&1
-stop_pid "$pid_c"; pid_c=
+swanctl --terminate --ike p3 --timeout 3 --uri "unix://$OUT/charon.vici" >/dev/null 2>&1
+stop_pid "$CHARON_PID"; CHARON_PID=
 kill -TERM "$pid_p"; wait "$pid_p"; rc=$?; pid_p=
 [ "$rc" -eq 0 ] || fail "p3d exit status $rc after SIGTERM"
 grep -q 'P3-I0002' "$OUT/p3d.log" || fail "p3d did not log its stop"
