@@ -67,7 +67,7 @@ public:
     ReplayResult update(std::uint64_t seq) noexcept {
         if (seq == 0) [[unlikely]] return ReplayResult::zero;
         if (off_) [[unlikely]] {
-            if (seq > top_) top_ = seq;
+            if (seq > top_) set_top(seq);
             return ReplayResult::ok;
         }
         if (seq > top_) {
@@ -86,11 +86,14 @@ public:
     // Forget everything (a new key starts a new window).
     void reset() noexcept {
         std::memset(bits_, 0, sizeof(std::uint64_t) * nwords_);
-        top_ = 0;
+        set_top(0);
         head_ = 0;
     }
 
-    std::uint64_t top() const noexcept { return top_; }
+    // Any thread (the control thread asks whether a key has been used yet): the receiving
+    // worker stores top_ as a relaxed atomic, so this load is never torn (a plain mov both
+    // ways on x86-64), possibly stale.
+    std::uint64_t top() const noexcept { return __atomic_load_n(&top_, __ATOMIC_RELAXED); }
     std::uint32_t size() const noexcept { return off_ ? kReplayOff : window_; }
     bool enabled() const noexcept { return !off_; }
     std::uint32_t words() const noexcept { return nwords_; }
@@ -120,8 +123,9 @@ private:
                 bits_[head_] = 0;
             }
         }
-        top_ = seq;
+        set_top(seq);
     }
+    void set_top(std::uint64_t seq) noexcept { __atomic_store_n(&top_, seq, __ATOMIC_RELAXED); }
 
     std::uint64_t top_ = 0;        // highest accepted sequence (0: none yet)
     std::uint32_t head_ = 0;       // ring index of top's word

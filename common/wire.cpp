@@ -270,7 +270,9 @@ struct Prepared {
     const __m128i h = _mm_set_epi64x(static_cast<long long>(rte_cpu_to_be_64(seq)),
                                      static_cast<long long>(std::uint64_t{rte_cpu_to_be_32(v.p3_id)} << 32));
     _mm_storeu_si128(reinterpret_cast<__m128i*>(hdr), h);
-    *tx.seq = seq;
+    // Read by other threads (TxSlot::last_seq: statistics, the packet-count rekey): a relaxed
+    // atomic store, a plain mov on x86-64.
+    __atomic_store_n(tx.seq, seq, __ATOMIC_RELAXED);
 
     copy_outer(ip, v);
     const std::uint32_t total = static_cast<std::uint32_t>(v.outer_hlen + kP3HeaderLen + T + kIcvLen);

@@ -11,8 +11,8 @@
 //
 // Control thread only. rx_seen() reads the replay window of the block's inbound slots: its top
 // moves off 0 only after a packet's tag verified (the window is updated after authentication).
-// The word is written by one worker and only ever grows; the control thread reads it as an
-// aligned 64-bit load (one instruction on x86-64), and only compares it with 0.
+// The word is written by one worker (a relaxed atomic store) and only ever grows; the control
+// thread reads it with a relaxed atomic load (ReplayWindow::top) and only compares it with 0.
 #pragma once
 
 #include <cstdint>
