@@ -47,7 +47,7 @@ bool DataplaneSink::install(EstablishedSession&& s) {
     // builds the outer headers). The primary addresses the secondary where the NAT showed it;
     // which port the NAT maps the secondary's nat_port to is not visible in the setup
     // exchange (which runs on another port), so the primary assumes a port-preserving NAT
-    // until the dataplane learns the mapping from the first authenticated packet.
+    // (following another mapping is not done yet: docs/setup-exchange.md §NAT detection).
     if (s.nat()) {
         const std::uint16_t port = dp_.config().local.nat_port;
         if (!dp_.set_peer(sid, s.peer.addr, port, port)) {
