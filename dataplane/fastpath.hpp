@@ -201,7 +201,8 @@ inline void drop(Lcore& L, rte_mbuf* m, Drop d) noexcept {
 // validated inner IP packet at offset 14 (TTL already decremented), sid its session (up).
 // outbound_one stages it under the sending lcore's lane slot (looked up once per run of one
 // session, with its tunnel MTU); outbound_flush encapsulates and seals the batch, adds the
-// outer Ethernet header and queues it for the WAN. The stage lives for one burst.
+// outer Ethernet header and hands the batch to the WAN port as one TX burst. The stage lives
+// for one burst (its slot pointers are valid until the lcore's next quiescent report).
 struct OutStage {
     rte_mbuf* m[kMaxBurst];
     wire::TxRef ref[kMaxBurst];
