@@ -283,6 +283,13 @@ Config finalize(Draft&& d) {
         }
         apply(r.params, rd.overrides);
         check_heartbeat(d, r.params, r.line, who);
+        // Each worker lcore sends under its own lane (a sequence counter has one writer), so
+        // the lane count is the worker count; the setting is carried (and pushed to a
+        // secondary) but changes nothing yet.
+        if (r.params.lanes != 0)
+            cfg.warnings.push_back(Error{d.file, r.line, Reason::CFG_LANES_NOT_APPLIED,
+                                         who + "lanes = " + std::to_string(r.params.lanes) +
+                                             " is not applied yet: p3d sends on one lane per worker lcore"});
         if (r.subnets.empty() && (cfg.role == Role::primary || r.static_keys))
             fail(d.file, r.line, Reason::CFG_MISSING,
                  who + "subnets missing (the networks routed to this remote)");

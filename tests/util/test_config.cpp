@@ -189,10 +189,14 @@ remotes = ( { id = 9; ip = 6; address = "2001:db8::2"; port = 7000; identity = "
     CHECK(k.lanes == 2);
     CHECK(k.anti_replay);   // the default
     CHECK(k.line == 21);
-    // Remote on static keys: P3-W0109, at the static_keys line.
-    REQUIRE(cfg.warnings.size() == 1);
-    CHECK(cfg.warnings[0].reason == Reason::CFG_STATIC_KEYS);
-    CHECK(cfg.warnings[0].line == 21);
+    // The remote's lanes (2, over local's 4) are not applied yet: P3-W0112 at the remote; on
+    // static keys: P3-W0109, at the static_keys line.
+    REQUIRE(cfg.warnings.size() == 2);
+    CHECK(cfg.warnings[0].reason == Reason::CFG_LANES_NOT_APPLIED);
+    CHECK(reason_code(cfg.warnings[0].reason) == "P3-W0112");
+    CHECK(cfg.warnings[0].what.find("lanes = 2 is not applied yet") != std::string::npos);
+    CHECK(cfg.warnings[1].reason == Reason::CFG_STATIC_KEYS);
+    CHECK(cfg.warnings[1].line == 21);
 }
 
 TEST_CASE("libconfig: key_generation also takes Appendix A's 1 and 2") {

@@ -204,7 +204,9 @@ localend
 1/lanes 1
 )");
     auto cfg = must_load(load_file(path));
-    CHECK(cfg.warnings.empty());
+    // 1/lanes is read, but not applied yet (P3-W0112).
+    REQUIRE(cfg.warnings.size() == 1);
+    CHECK(cfg.warnings[0].reason == Reason::CFG_LANES_NOT_APPLIED);
     CHECK(cfg.role == Role::secondary);
     CHECK(cfg.local.nat_port == 4600);
     CHECK(cfg.local.identity == "branch-7");
