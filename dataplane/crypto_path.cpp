@@ -85,11 +85,8 @@ void outbound_flush(Lcore& L, const Dataplane::Shared& S, OutStage& b) noexcept 
     }
     b.n = 0;
     // The batch is the TX burst: straight to the port, without a copy into the TX buffer and
-    // another pass over it. What the buffer holds goes first (it was queued earlier).
-    if (ready) {
-        tx_flush(L, S, Side::wan);
-        tx_send(L, S, Side::wan, b.m, static_cast<std::uint16_t>(ready), tx_bytes);
-    }
+    // another pass over it.
+    if (ready) tx_send(L, S, Side::wan, b.m, static_cast<std::uint16_t>(ready), tx_bytes);
 }
 
 void outbound_slow(Lcore& L, const Dataplane::Shared& S, OutStage& o, rte_mbuf* m, std::uint32_t sid) noexcept {
@@ -225,9 +222,6 @@ void inbound_flush(Lcore& L, const Dataplane::Shared& S, InStage& in) noexcept {
     const unsigned k = in.n;
     if (k == 0) return;
     in.n = 0;
-    rte_mbuf* const* mb = in.m;
-    wire::RxSlot* const* slot = in.slot;
-    const std::uint64_t* seq = in.seq;
 
     wire::DecapResult res[kMaxBurst];
     // send_l3 writes the whole Ethernet header; the control path strips it: room, no copy.
@@ -239,8 +233,8 @@ void inbound_flush(Lcore& L, const Dataplane::Shared& S, InStage& in) noexcept {
     SessionRun recv(L, &SessionCounters::rx_pkts, &SessionCounters::rx_bytes);
     std::uint64_t decrypted = 0;
     for (unsigned i = 0; i < k; ++i) {
-        rte_mbuf* m = mb[i];
-        wire::RxSlot* s = slot[i];
+        rte_mbuf* m = in.m[i];
+        wire::RxSlot* s = in.slot[i];
         SessionCounters& sc = L.sessions[s->session()];
         const wire::WireStatus st = res[i].status;
         if (!wire::authenticated(st)) {
@@ -250,7 +244,7 @@ void inbound_flush(Lcore& L, const Dataplane::Shared& S, InStage& in) noexcept {
         }
         // The tag verified: the window learns the sequence. A second copy of a packet in the
         // same burst passed check() too; update() refuses it.
-        if (s->replay().update(seq[i]) != wire::ReplayResult::ok) {
+        if (s->replay().update(in.seq[i]) != wire::ReplayResult::ok) {
             sc.rx_replay.add();
             drop(L, m, Drop::P3_REPLAY);
             continue;
@@ -267,8 +261,7 @@ void inbound_flush(Lcore& L, const Dataplane::Shared& S, InStage& in) noexcept {
         const std::uint32_t inner_len = m->pkt_len - kEthLen;
         if (v6 ? same_v6(ip + 24, own_wan) : lan4.wan_on && d4 == lan4.wan) {
             // The control channel (DESIGN.md §Control channel): the control thread opens it.
-            sc.rx_pkts.add();
-            sc.rx_bytes.add(inner_len);
+            recv.add(s->session(), inner_len);
             rte_pktmbuf_adj(m, kEthLen);
             meta(m) = PktMeta{MsgKind::control_in, Side::wan, s->lane(), s->session()};
             to_control(L, S, m);
@@ -287,10 +280,7 @@ void inbound_flush(Lcore& L, const Dataplane::Shared& S, InStage& in) noexcept {
         else deliver4(L, S, lan4, m, d4);
     }
     L.stats.decrypted.add(decrypted);
-    if (lan4.n) {
-        tx_flush(L, S, Side::lan);   // what was queued before goes first
-        tx_send(L, S, Side::lan, lan4.ready, static_cast<std::uint16_t>(lan4.n), lan4.bytes);
-    }
+    if (lan4.n) tx_send(L, S, Side::lan, lan4.ready, static_cast<std::uint16_t>(lan4.n), lan4.bytes);
 }
 
 // ---- per-lcore engines ------------------------------------------------------------------------

@@ -65,8 +65,8 @@ void rx_burst(Lcore& L, const Dataplane::Shared& S, Side side, rte_mbuf** pkts, 
 void drain_once(Lcore& L, const Dataplane::Shared& S) noexcept;
 // The TX buffer of side to the port now (what the port does not take is dropped, counted).
 void tx_flush(Lcore& L, const Dataplane::Shared& S, Side side) noexcept;
-// n frames (bytes in all) to the port at once, past the buffer: for a whole batch ready
-// together; flush the buffer first when order with what it holds matters.
+// A whole batch of n frames (bytes in all) to the port at once, without copying it into the
+// buffer; whatever the buffer holds is sent first, so frames keep their order.
 void tx_send(Lcore& L, const Dataplane::Shared& S, Side side, rte_mbuf** pkts, std::uint16_t n,
              std::uint64_t bytes) noexcept;
 // Queue a frame for TX on side: buffered, flushed when full or on the TSC timer (inline: it

@@ -21,8 +21,11 @@ using namespace pkt;
 
 // ---- TX ---------------------------------------------------------------------------------
 
-void tx_send(Lcore& L, const Dataplane::Shared& S, Side side, rte_mbuf** pkts, std::uint16_t n,
-             std::uint64_t bytes) noexcept {
+namespace {
+
+// n frames (bytes in all) to the port; what it does not take is dropped and counted.
+void port_send(Lcore& L, const Dataplane::Shared& S, Side side, rte_mbuf** pkts, std::uint16_t n,
+               std::uint64_t bytes) noexcept {
     const std::uint16_t sent = rte_eth_tx_burst(S.port_id[static_cast<unsigned>(side)],
                                                 static_cast<std::uint16_t>(L.index), pkts, n);
     if (sent < n) {
@@ -39,14 +42,22 @@ void tx_send(Lcore& L, const Dataplane::Shared& S, Side side, rte_mbuf** pkts, s
     }
 }
 
+}  // namespace
+
 void tx_flush(Lcore& L, const Dataplane::Shared& S, Side side) noexcept {
     TxBuffer& b = L.tx[static_cast<unsigned>(side)];
     if (b.n == 0) return;
     // Bytes of what the port took, read before the PMD may free the mbufs.
     std::uint64_t bytes = 0;
     for (std::uint16_t i = 0; i < b.n; ++i) bytes += b.pkts[i]->pkt_len;
-    tx_send(L, S, side, b.pkts, b.n, bytes);
+    port_send(L, S, side, b.pkts, b.n, bytes);
     b.n = 0;
+}
+
+void tx_send(Lcore& L, const Dataplane::Shared& S, Side side, rte_mbuf** pkts, std::uint16_t n,
+             std::uint64_t bytes) noexcept {
+    tx_flush(L, S, side);   // what the buffer holds was queued earlier: it goes first
+    port_send(L, S, side, pkts, n, bytes);
 }
 
 void to_control(Lcore& L, const Dataplane::Shared& S, rte_mbuf* m) noexcept {
