@@ -2,7 +2,8 @@
 // loop. Each pass of the loop:
 //   quiescent state (RCU) -> RX bursts from its queues -> per burst: classify, then the
 //   outbound (LAN) or inbound (WAN) path -> worker 0 drains the control->worker ring ->
-//   TX buffers flushed when full or every kTxDrainUs -> idle back-off after idle_polls
+//   TX buffers (what is not sent as a whole sealed/opened batch) flushed when full or every
+//   kTxDrainUs -> idle back-off after idle_polls
 //   empty passes (offline for RCU while asleep).
 #pragma once
 
