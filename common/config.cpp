@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cinttypes>
 #include <cstdio>
@@ -19,6 +20,7 @@
 #include <sstream>
 
 #include "common/config_internal.hpp"
+#include "common/keyfile.hpp"
 #include "common/log.hpp"
 
 namespace p3::config {
@@ -129,27 +131,63 @@ void resolve_path(std::string& path, const std::string& file) {
     path = dir_of(file) + path;
 }
 
-// A private key or pre-shared key file must be owner-only. One that does not exist yet is
-// only a warning: the sessions that need it fail (with their own reason code) until it does.
-void check_key_file(Draft& d, const std::string& path, const char* what, int line) {
+// A private key or pre-shared key file must be the file itself (no symbolic link), owner-only,
+// and a pre-shared key at least keyfile::kMinPsk bytes. The same checks p3d makes when it
+// loads the key (common/keyfile), so `p3ctl config check` finds what p3d would refuse. One
+// that does not exist yet is only a warning: the sessions that need it fail (with their own
+// reason code) until it does. One this process may not open (a checker without the owner's
+// rights) is checked by its metadata alone; p3d checks it whole when it loads it.
+void check_key_file(Draft& d, const std::string& path, const char* what, int line, bool psk) {
     if (path.empty()) return;
-    struct stat st{};
-    if (::stat(path.c_str(), &st) != 0) {
-        int e = errno;
-        d.cfg.warnings.push_back(Error{d.file, line, Reason::CFG_KEY_FILE_ABSENT,
-                                       std::string(what) + " '" + path + "': " + std::strerror(e)});
-        return;
+    std::string why;
+    keyfile::Status s;
+    if (psk) {
+        SecretBytes key;
+        s = keyfile::read_psk(path, key, why);
+    } else {
+        keyfile::File f;
+        s = keyfile::open(path, f, why);
     }
-    if (!S_ISREG(st.st_mode))
-        fail(d.file, line, Reason::CFG_BAD_VALUE,
-             std::string(what) + " '" + path + "' is not a regular file");
-    if (st.st_mode & 077) {
+    if (s == keyfile::Status::unreadable) {
+        struct stat st{};
+        if (::lstat(path.c_str(), &st) != 0) return;  // open() said why; p3d will say it again
+        if (S_ISLNK(st.st_mode)) s = keyfile::Status::link;
+        else if (!S_ISREG(st.st_mode)) s = keyfile::Status::not_regular;
+        else if (st.st_mode & 077) s = keyfile::Status::mode;
+        else return;
         char mode[8];
         std::snprintf(mode, sizeof mode, "%04o", unsigned(st.st_mode & 07777));
-        fail(d.file, line, Reason::CFG_KEY_FILE_MODE,
-             std::string(what) + " '" + path + "' has mode " + mode +
-                 ": readable by group or others; allowed: owner only (chmod 600)");
+        why = path + (s == keyfile::Status::mode   ? std::string(": mode ") + mode + ", readable by group or others"
+                      : s == keyfile::Status::link ? std::string(": a symbolic link (key files are opened only as themselves)")
+                                                   : std::string(": not a regular file"));
     }
+    const std::string msg = std::string(what) + " " + why;
+    switch (s) {
+        case keyfile::Status::ok:
+        case keyfile::Status::unreadable: return;
+        case keyfile::Status::absent:
+            d.cfg.warnings.push_back(Error{d.file, line, Reason::CFG_KEY_FILE_ABSENT, msg});
+            return;
+        case keyfile::Status::link: fail(d.file, line, Reason::CFG_KEY_FILE_LINK, msg);
+        case keyfile::Status::not_regular: fail(d.file, line, Reason::CFG_BAD_VALUE, msg);
+        case keyfile::Status::mode:
+            fail(d.file, line, Reason::CFG_KEY_FILE_MODE, msg + "; allowed: owner only (chmod 600)");
+        case keyfile::Status::too_long: fail(d.file, line, Reason::CFG_BAD_VALUE, msg);
+        case keyfile::Status::too_short: fail(d.file, line, Reason::CFG_PSK_SHORT, msg);
+    }
+}
+
+// An identity as the setup exchange compares it (control/setup make_id + same_id): an IP
+// literal, or the address when empty, is the address; anything else is a name, compared
+// without case (DNS names and the host part of an e-mail address are case-insensitive, and
+// certificate matching ignores case, so two remotes differing only in case would share one
+// certificate).
+std::string identity_key(const Remote& r) {
+    if (r.identity.empty()) return "ip:" + r.address.str();
+    if (auto ip = IpAddr::parse(r.identity); ip && ip->family) return "ip:" + ip->str();
+    std::string s = r.identity;
+    for (auto& c : s) c = char(std::tolower(static_cast<unsigned char>(c)));
+    return (s.find('@') != std::string::npos ? "email:" : "fqdn:") + s;
 }
 
 std::string list_names(const std::vector<Group>& groups) {
@@ -218,12 +256,10 @@ Config finalize(Draft&& d) {
         fail(d.file, d.cert_line, Reason::CFG_MISSING, "certificate needs private_key");
     if (cfg.local.certificate.empty() && !cfg.local.private_key.empty())
         fail(d.file, d.key_line, Reason::CFG_MISSING, "private_key needs certificate");
-    resolve_path(cfg.local.psk_file, d.file);
     resolve_path(cfg.local.certificate, d.file);
     resolve_path(cfg.local.private_key, d.file);
     resolve_path(cfg.local.ca, d.file);
-    check_key_file(d, cfg.local.psk_file, "psk_file", d.psk_line);
-    check_key_file(d, cfg.local.private_key, "private_key", d.key_line);
+    check_key_file(d, cfg.local.private_key, "private_key", d.key_line, false);
 
     // Dataplane: the WAN interface carries the local address unless told otherwise.
     auto& dp = cfg.dataplane;
@@ -283,6 +319,20 @@ Config finalize(Draft&& d) {
         }
         apply(r.params, rd.overrides);
         check_heartbeat(d, r.params, r.line, who);
+        // Credentials: the remote's own key. The setup exchange picks the remote by the
+        // identity the peer claims and checks its AUTH with that remote's key or certificate
+        // only, so two remotes with one identity would leave the choice ambiguous.
+        resolve_path(r.psk_file, d.file);
+        check_key_file(d, r.psk_file, (who + "psk_file").c_str(), rd.psk_line ? rd.psk_line : r.line, true);
+        if (!r.static_keys) {
+            const std::string key = identity_key(r);
+            for (std::size_t j = 0; j < i; ++j)
+                if (!cfg.remotes[j].static_keys && identity_key(cfg.remotes[j]) == key)
+                    fail(d.file, r.line, Reason::CFG_DUPLICATE_IDENTITY,
+                         who + "identity '" + (r.identity.empty() ? r.address.str() : r.identity) +
+                             "' is also remote " + std::to_string(cfg.remotes[j].id) + "'s (line " +
+                             std::to_string(cfg.remotes[j].line) + "); an empty identity is the address");
+        }
         // Each worker lcore sends under its own lane (a sequence counter has one writer), so
         // the lane count is the worker count; the setting is carried (and pushed to a
         // secondary) but changes nothing yet.
@@ -396,6 +446,7 @@ Remote Remote::clone() const {
     r.groups = groups;
     r.params = params;
     r.identity = identity;
+    r.psk_file = psk_file;
     if (static_keys) r.static_keys = static_keys->clone();
     r.line = line;
     return r;
@@ -424,7 +475,7 @@ bool same_group(Group a, Group b) {
 bool same_settings(const Remote& a, const Remote& b) {
     if (a.id != b.id || a.address != b.address || a.port != b.port || a.subnets != b.subnets ||
         a.groups != b.groups || !(a.params == b.params) || a.identity != b.identity ||
-        a.static_keys.has_value() != b.static_keys.has_value())
+        a.psk_file != b.psk_file || a.static_keys.has_value() != b.static_keys.has_value())
         return false;
     if (!a.static_keys) return true;
     const auto &x = *a.static_keys, &y = *b.static_keys;
@@ -635,7 +686,6 @@ std::string to_libconfig(const Config& cfg, bool reveal_secrets) {
     o << "  nat_port = " << l.nat_port << ";\n";
     o << "  key_generation = " << quote(l.key_generation == KeyGeneration::hardware ? "hardware" : "software") << ";\n";
     if (!l.identity.empty()) o << "  identity = " << quote(l.identity) << ";\n";
-    if (!l.psk_file.empty()) o << "  psk_file = " << quote(l.psk_file) << ";\n";
     if (!l.certificate.empty()) o << "  certificate = " << quote(l.certificate) << ";\n";
     if (!l.private_key.empty()) o << "  private_key = " << quote(l.private_key) << ";\n";
     if (!l.ca.empty()) o << "  ca = " << quote(l.ca) << ";\n";
@@ -673,6 +723,7 @@ std::string to_libconfig(const Config& cfg, bool reveal_secrets) {
         o << "    address = " << quote(r.address.str()) << ";\n";
         o << "    port = " << r.port << ";\n";
         if (!r.identity.empty()) o << "    identity = " << quote(r.identity) << ";\n";
+        if (!r.psk_file.empty()) o << "    psk_file = " << quote(r.psk_file) << ";\n";
         o << "    subnets = [";
         for (std::size_t k = 0; k < r.subnets.size(); ++k) o << (k ? ", " : " ") << quote(r.subnets[k].str());
         o << (r.subnets.empty() ? "];\n" : " ];\n");

@@ -66,6 +66,11 @@ struct Remote {
     std::vector<std::string> groups;  // names, in order of application
     SessionParams params;             // resolved: local -> groups (in order) -> remote overrides
     std::string identity;             // IKE identity expected/used; empty = the address
+    // This remote's own pre-shared key (owner-only file, at least 16 bytes): on a primary the
+    // key of that secondary, on a secondary the key it shares with its primary. Empty: the
+    // remote authenticates by certificate (local.certificate/private_key/ca). One remote's
+    // key never authenticates another; no key is shared by all remotes.
+    std::string psk_file;
     std::optional<StaticKeys> static_keys;
     int line = 0;                     // where it was defined (for messages)
 
@@ -92,8 +97,9 @@ struct Local {
     std::uint32_t cluster_state = 0;  // Appendix A: currently unsupported, must be 0
     std::uint32_t load_balance = 0;   // Appendix A: currently unsupported, must be 0
     std::string identity;             // our IKE identity; empty = the address
-    std::string psk_file;             // pre-shared key (owner-only file)
-    std::string certificate, private_key, ca;  // or certificate authentication (PEM files)
+    // Certificate authentication (PEM files). Pre-shared keys are per remote (Remote::psk_file);
+    // a psk_file here (one key for every remote) is refused (P3-E0113).
+    std::string certificate, private_key, ca;
     std::uint16_t nat_port = 4500;    // UDP port for NAT-traversal encapsulation at the primary
     bool operator==(const Local&) const = default;
 };
@@ -147,7 +153,8 @@ using Result = std::variant<T, Error>;
 
 // Loads either format (a file whose first keyword is "localstart" is the legacy line
 // format), applies defaults, resolves groups and overrides, validates everything, and
-// checks that key files are not readable by others. Any error rejects the whole file.
+// checks key files (owner-only, no symbolic link, pre-shared keys of at least 16 bytes) and
+// that no two remotes share an identity. Any error rejects the whole file.
 Result<Config> load_file(const std::string& path);
 Result<Config> load_libconfig_text(const std::string& text, const std::string& name);
 Result<Config> load_legacy_text(const std::string& text, const std::string& name);

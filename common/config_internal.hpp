@@ -78,6 +78,7 @@ struct RemoteDraft {
     int groups_line = 0;
     std::vector<int> subnet_lines;   // parallel to Remote::subnets
     int address_line = 0;
+    int psk_line = 0;
     int ip_version = 0;              // "ip" if given
     int ip_line = 0;
 };
@@ -96,7 +97,7 @@ struct Draft {
     int address_line = 0;
     int ip_version = 0;                // local "ip" if given
     int ip_line = 0;
-    int psk_line = 0, cert_line = 0, key_line = 0, ca_line = 0;
+    int cert_line = 0, key_line = 0, ca_line = 0;
     bool wan_address_set = false;
     int lan_line = 0, wan_line = 0;    // where each port's settings are
     int lan_gateway_line = 0, wan_gateway_line = 0, lan_mtu_line = 0, wan_mtu_line = 0;

@@ -50,12 +50,12 @@ bool in(const std::string_view (&list)[N], std::string_view k) {
 constexpr const char* kLocalKeys =
     "ip, address, port, key_generation, rekey_wait, array_size, data_array_time, control_array_time, "
     "heartbeat_time, heartbeat_fail, cluster_state, load_balance; extensions: role, nat_port, identity, "
-    "psk_file, certificate, private_key, ca, rekey_packets, key_type, size_hiding, lanes, "
+    "certificate, private_key, ca, rekey_packets, key_type, size_hiding, lanes, "
     "lan_port, lan_address, lan_gateway, lan_gateway_mac, lan_mtu, wan_port, wan_address, wan_gateway, "
     "wan_gateway_mac, wan_mtu, replay_window, idle_backoff_us, idle_polls, mbufs, rx_queues, burst";
 constexpr const char* kRemoteKeys =
     "ip, address, subnetK, maskK, key_type, rekey_wait, key_array, data_array_time, control_array_time, "
-    "heartbeat_time, heartbeat_fail, port; extensions: identity, rekey_packets, size_hiding, lanes";
+    "heartbeat_time, heartbeat_fail, port; extensions: identity, psk_file, rekey_packets, size_hiding, lanes";
 
 struct SubnetDraft {
     std::string subnet, mask;
@@ -218,8 +218,9 @@ struct Parser {
         } else if (key == "identity") {
             loc.identity = text(v, name, limits::max_name);
         } else if (key == "psk_file") {
-            loc.psk_file = text(v, name);
-            d.psk_line = line;
+            fail(file, line, Reason::CFG_SHARED_PSK,
+                 "psk_file in the local section: one pre-shared key for every remote is refused; give each "
+                 "remote its own (N/psk_file FILE) and remove this line");
         } else if (key == "certificate") {
             loc.certificate = text(v, name);
             d.cert_line = line;
@@ -296,6 +297,9 @@ struct Parser {
             lr.r.port = std::uint16_t(number(v, name, limits::port));
         } else if (key == "identity") {
             lr.r.identity = text(v, name, limits::max_name);
+        } else if (key == "psk_file") {
+            lr.r.psk_file = text(v, name);
+            lr.rd.psk_line = line;
         } else if (numbered(key, "subnet", k)) {
             std::string ks(k);
             auto& sd = lr.subnets[ks];

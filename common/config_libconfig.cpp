@@ -241,8 +241,9 @@ struct Reader {
             } else if (key == "identity") {
                 loc.identity = string(s, path, limits::max_name);
             } else if (key == "psk_file") {
-                loc.psk_file = string(s, path);
-                d.psk_line = line_of(s);
+                fail(file, line_of(s), Reason::CFG_SHARED_PSK,
+                     path + ": one pre-shared key for every remote is refused; give each remote its own: "
+                            "remotes = ( { ...; psk_file = \"FILE\"; } ) and remove local.psk_file");
             } else if (key == "certificate") {
                 loc.certificate = string(s, path);
                 d.cert_line = line_of(s);
@@ -258,7 +259,7 @@ struct Reader {
                 loc.load_balance = std::uint32_t(integer(s, path, limits::unsupported_flag));
             } else {
                 unknown(s, "local",
-                        "ip, address, port, nat_port, key_generation, identity, psk_file, certificate, "
+                        "ip, address, port, nat_port, key_generation, identity, certificate, "
                         "private_key, ca, cluster_state, load_balance, rekey_wait, rekey_packets, "
                         "array_size, data_array_time, control_array_time, heartbeat_time, heartbeat_fail, "
                         "key_type, size_hiding, lanes");
@@ -441,6 +442,9 @@ struct Reader {
                     r.port = std::uint16_t(integer(s, path, limits::port));
                 } else if (key == "identity") {
                     r.identity = string(s, path, limits::max_name);
+                } else if (key == "psk_file") {
+                    r.psk_file = string(s, path);
+                    rd.psk_line = line_of(s);
                 } else if (key == "subnets") {
                     if (!s.isArray() && !s.isList()) bad(s, path + " must be an array: [ \"10.2.0.0/24\", ... ]");
                     if (std::size_t(s.getLength()) > limits::max_subnets)
@@ -474,7 +478,7 @@ struct Reader {
                     static_keys(s, path, r);
                 } else {
                     unknown(s, base,
-                            (std::string("id, ip, address, port, identity, subnets, groups, static_keys, ") +
+                            (std::string("id, ip, address, port, identity, psk_file, subnets, groups, static_keys, ") +
                              kSessionKeys)
                                 .c_str());
                 }

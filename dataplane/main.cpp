@@ -14,10 +14,8 @@
 // Logging: always to syslog (daemon facility); -f (foreground) copies every line to stderr.
 // p3d never forks: a service manager (systemd Type=simple) or the shell runs it.
 #include <getopt.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -171,31 +169,19 @@ int main(int argc, char** argv) {
         rte_eal_cleanup();
         return kExitUsage;
     }
-    // Credentials of the setup exchange, needed when a remote has no static keys.
+    // Credentials of the setup exchange, per remote (its own psk_file, or the local
+    // certificate), needed when a remote has no static keys. A remote whose psk_file does not
+    // exist yet (P3-W0110), or that has no credential at all (P3-W0418), stays down and is
+    // logged; the others run. Any other unusable key file stops p3d.
     std::optional<p3::setup::Credentials> creds;
     if (!setup_remotes(cfg).empty()) {
-        const auto& l = cfg.local;
-        const bool none = l.psk_file.empty() && l.certificate.empty() && l.private_key.empty();
-        // A pre-shared key file that does not exist yet (the configuration check warns about it
-        // too, P3-W0110): the dataplane runs, those remotes stay down until p3d is restarted
-        // with it. Any other unusable credential stops p3d.
-        struct stat st{};
-        const bool psk_absent = l.certificate.empty() && l.private_key.empty() && !l.psk_file.empty() &&
-                                stat(l.psk_file.c_str(), &st) != 0 && errno == ENOENT;
-        if (psk_absent) {
-            P3_LOG_WARN(CFG_KEY_FILE_ABSENT, "%s does not exist: remote(s) %s cannot be set up until p3d is restarted with it",
-                        l.psk_file.c_str(), setup_remotes(cfg).c_str());
-        } else if (none) {
-            P3_LOG_WARN(SETUP_CREDENTIALS, "no psk_file or certificate in local: remote(s) %s cannot be set up",
-                        setup_remotes(cfg).c_str());
-        } else {
-            std::string err;
-            creds = p3::setup::Credentials::load(l, err);
-            if (!creds) {
-                P3_LOG_ERROR(SETUP_CREDENTIALS, "setup credentials: %s", err.c_str());
-                rte_eal_cleanup();
-                return kExitUsage;
-            }
+        std::string err;
+        p3::Reason why = p3::Reason::SETUP_CREDENTIALS;
+        creds = p3::setup::Credentials::load(cfg, err, why);
+        if (!creds) {
+            p3::log::write(p3::log::Level::error, why, "setup credentials: %s", err.c_str());
+            rte_eal_cleanup();
+            return kExitUsage;
         }
     }
     // Declared before the dataplane: its control thread uses it until dp.wait().

@@ -6,12 +6,10 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
-#include <sys/stat.h>
-
 #include <cstdio>
-#include <fstream>
-#include <iterator>
 
+#include "common/keyfile.hpp"
+#include "common/log.hpp"
 #include "control/setup/ike_crypto.hpp"
 
 namespace p3::setup {
@@ -22,17 +20,19 @@ void OpenSslFree::operator()(X509_STORE* p) const noexcept { X509_STORE_free(p);
 
 namespace {
 
-bool owner_only(const std::string& path, std::string& error) {
-    struct stat st {};
-    if (stat(path.c_str(), &st) != 0) {
+// PEM from a key file opened by common/keyfile (no symbolic link, owner-only on the fd).
+template <class T, class F>
+T* read_pem_key(const std::string& path, F reader, std::string& error) {
+    keyfile::File kf;
+    if (keyfile::open(path, kf, error) != keyfile::Status::ok) return nullptr;
+    FILE* f = kf.release_to_stdio();
+    if (!f) {
         error = path + ": cannot be read";
-        return false;
+        return nullptr;
     }
-    if (st.st_mode & (S_IRWXG | S_IRWXO)) {
-        error = path + ": readable by group or others (must be mode 0600 or 0400)";
-        return false;
-    }
-    return true;
+    T* v = reader(f, nullptr, nullptr, nullptr);
+    std::fclose(f);
+    return v;
 }
 
 template <class T, class F>
@@ -51,35 +51,37 @@ const Bytes alg_ecdsa_sha384 = {0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 
 
 }  // namespace
 
-std::optional<Credentials> Credentials::from_psk(ByteView psk) {
-    if (psk.empty()) return std::nullopt;
+const SecretBytes* Credentials::psk_for(std::uint32_t remote_id) const noexcept {
+    auto it = psks.find(remote_id);
+    return it == psks.end() ? nullptr : &it->second;
+}
+
+bool Credentials::add_psk(std::uint32_t remote_id, ByteView psk) {
+    if (psk.size() < keyfile::kMinPsk || remote_id == 0) return false;
+    psks.insert_or_assign(remote_id, SecretBytes(psk));
+    return true;
+}
+
+std::optional<Credentials> Credentials::from_psk(std::uint32_t remote_id, ByteView psk) {
     Credentials c;
-    c.psk = SecretBytes(psk);
+    if (!c.add_psk(remote_id, psk)) return std::nullopt;
     return c;
 }
 
 std::optional<Credentials> Credentials::load(const config::Local& local, std::string& error) {
     Credentials c;
-    if (!local.psk_file.empty()) {
-        if (!owner_only(local.psk_file, error)) return std::nullopt;
-        std::ifstream in(local.psk_file, std::ios::binary);
-        std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-        while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
-        if (text.empty()) {
-            error = local.psk_file + ": empty pre-shared key";
-            return std::nullopt;
-        }
-        c.psk = SecretBytes(ByteView(reinterpret_cast<const std::uint8_t*>(text.data()), text.size()));
-        secure_wipe(text.data(), text.size());
-    }
     if (!local.certificate.empty() || !local.private_key.empty()) {
         c.cert.reset(read_pem<X509>(local.certificate, PEM_read_X509));
         if (!c.cert) {
             error = local.certificate + ": no PEM certificate";
             return std::nullopt;
         }
-        if (!owner_only(local.private_key, error)) return std::nullopt;
-        c.key.reset(read_pem<EVP_PKEY>(local.private_key, PEM_read_PrivateKey));
+        std::string why;
+        c.key.reset(read_pem_key<EVP_PKEY>(local.private_key, PEM_read_PrivateKey, why));
+        if (!c.key && !why.empty()) {
+            error = why;
+            return std::nullopt;
+        }
         if (!c.key || X509_check_private_key(c.cert.get(), c.key.get()) != 1) {
             error = local.private_key + ": no private key matching the certificate";
             return std::nullopt;
@@ -97,13 +99,41 @@ std::optional<Credentials> Credentials::load(const config::Local& local, std::st
         if (n > 0) c.ca_keyid = sha1(ByteView(spki, std::size_t(n)));
         OPENSSL_free(spki);
     }
-    if (c.psk.empty() && !c.uses_certificates()) {
-        error = "neither psk_file nor certificate and private_key configured";
-        return std::nullopt;
-    }
     if (c.uses_certificates() && !c.ca) {
         error = "certificate authentication needs a ca";
         return std::nullopt;
+    }
+    return c;
+}
+
+std::optional<Credentials> Credentials::load(const config::Config& cfg, std::string& error, Reason& reason) {
+    reason = Reason::SETUP_CREDENTIALS;
+    auto c = load(cfg.local, error);
+    if (!c) return std::nullopt;
+    for (const auto& r : cfg.remotes) {
+        if (r.static_keys) continue;
+        if (r.psk_file.empty()) {
+            if (!c->uses_certificates())
+                P3_LOG_WARN(SETUP_NO_CREDENTIAL,
+                            "remote %u has neither its own psk_file nor a local certificate: it cannot be set up", r.id);
+            continue;
+        }
+        SecretBytes key;
+        std::string why;
+        switch (keyfile::read_psk(r.psk_file, key, why)) {
+            case keyfile::Status::ok: c->psks.insert_or_assign(r.id, std::move(key)); break;
+            case keyfile::Status::absent:
+                P3_LOG_WARN(CFG_KEY_FILE_ABSENT, "remote %u: %s: it cannot be set up until p3d is restarted with it",
+                            r.id, why.c_str());
+                break;
+            case keyfile::Status::unreadable:
+                error = "remote " + std::to_string(r.id) + ": " + why;
+                return std::nullopt;
+            default:
+                error = "remote " + std::to_string(r.id) + ": " + why;
+                reason = Reason::SETUP_KEY_FILE;
+                return std::nullopt;
+        }
     }
     return c;
 }
@@ -149,6 +179,7 @@ std::string_view to_string(AuthResult r) noexcept {
         case AuthResult::cert_expired: return "certificate expired or not yet valid";
         case AuthResult::cert_id_mismatch: return "certificate does not match the identity";
         case AuthResult::unsupported_method: return "unsupported authentication method";
+        case AuthResult::wrong_method: return "authentication method not the one configured for the remote";
     }
     return "?";
 }
@@ -170,13 +201,14 @@ SecretBytes psk_mic(const SecretBytes& psk, std::uint16_t prf_alg, ByteView octe
 }
 }  // namespace
 
-std::optional<AuthPayload> make_auth(const Credentials& creds, std::uint16_t prf_alg, ByteView octets) {
-    if (!creds.uses_certificates()) {
-        if (creds.psk.empty()) return std::nullopt;
-        const SecretBytes mic = psk_mic(creds.psk, prf_alg, octets);
+std::optional<AuthPayload> make_auth(const Credentials& creds, std::uint32_t remote_id, std::uint16_t prf_alg,
+                                     ByteView octets) {
+    if (const SecretBytes* psk = creds.psk_for(remote_id)) {
+        const SecretBytes mic = psk_mic(*psk, prf_alg, octets);
         if (mic.empty()) return std::nullopt;
         return AuthPayload{am::shared_key_mic, Bytes(mic.span().begin(), mic.span().end())};
     }
+    if (!creds.uses_certificates()) return std::nullopt;
     EVP_PKEY* key = creds.key.get();
     const EVP_MD* md = EVP_sha256();
     const Bytes* alg = &alg_sha256_rsa;
@@ -224,7 +256,9 @@ AuthResult check_cert(const Credentials& creds, X509* cert, const IdPayload& pee
     const std::string s(peer_id.data.begin(), peer_id.data.end());
     int match = 0;
     switch (peer_id.id_type) {
-        case idt::fqdn: match = X509_check_host(cert, s.data(), s.size(), X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS, nullptr); break;
+        // The certificate must name this identity itself: a wildcard ("*.example") would let
+        // one certificate authenticate every remote under it.
+        case idt::fqdn: match = X509_check_host(cert, s.data(), s.size(), X509_CHECK_FLAG_NO_WILDCARDS, nullptr); break;
         case idt::rfc822: match = X509_check_email(cert, s.data(), s.size(), 0); break;
         case idt::ipv4:
         case idt::ipv6: match = X509_check_ip(cert, peer_id.data.data(), peer_id.data.size(), 0); break;
@@ -242,14 +276,18 @@ AuthResult check_cert(const Credentials& creds, X509* cert, const IdPayload& pee
 
 }  // namespace
 
-AuthResult verify_auth(const Credentials& creds, std::uint16_t prf_alg, ByteView octets, const IdPayload& peer_id,
-                       const AuthPayload& auth, const CertPayload* cert) {
+AuthResult verify_auth(const Credentials& creds, std::uint32_t remote_id, std::uint16_t prf_alg, ByteView octets,
+                       const IdPayload& peer_id, const AuthPayload& auth, const CertPayload* cert) {
+    if (auth.method != am::shared_key_mic && auth.method != am::digital_signature) return AuthResult::unsupported_method;
+    const SecretBytes* psk = creds.psk_for(remote_id);
     if (auth.method == am::shared_key_mic) {
-        if (creds.psk.empty() || creds.uses_certificates()) return AuthResult::no_credentials;
-        const SecretBytes mic = psk_mic(creds.psk, prf_alg, octets);
+        if (!psk) return creds.uses_certificates() ? AuthResult::wrong_method : AuthResult::no_credentials;
+        const SecretBytes mic = psk_mic(*psk, prf_alg, octets);
         return !mic.empty() && mic.equals(auth.data) ? AuthResult::ok : AuthResult::bad_mic;
     }
-    if (auth.method != am::digital_signature) return AuthResult::unsupported_method;
+    // A remote with its own key is authenticated by that key only: a certificate, however
+    // valid, is not its credential.
+    if (psk) return AuthResult::wrong_method;
     if (!creds.ca) return AuthResult::no_credentials;
     if (!cert || cert->encoding != cert_x509_sig) return AuthResult::cert_missing;
     const unsigned char* p = cert->data.data();

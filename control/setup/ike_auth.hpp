@@ -3,10 +3,15 @@
 // PKCS#1 v1.5 with SHA-256, ECDSA with SHA-256/384, DER-encoded) over X.509 certificates
 // checked against the configured CA, the current time, and the peer's identity.
 //
-// Credentials load from the files named in config::Local; private key and PSK files must not
-// be readable by group or others (refused otherwise).
+// Credentials are per remote: a remote with its own pre-shared key (remotes[].psk_file) is
+// authenticated by that key and by nothing else; a remote without one by a certificate from
+// the configured CA that names exactly the remote's identity (no wildcard), and by nothing
+// else. The remote is chosen by the identity the peer claims, before any check, so one
+// remote's key or certificate never authenticates another. Key files are opened through
+// common/keyfile (no symbolic link, owner-only checked on the opened file).
 #pragma once
 
+#include <unordered_map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -26,17 +31,28 @@ struct OpenSslFree {
 };
 
 struct Credentials {
-    SecretBytes psk;                                   // empty: no PSK
+    std::unordered_map<std::uint32_t, SecretBytes> psks;       // by remote id: that remote's own key
     std::unique_ptr<X509, OpenSslFree> cert;           // our certificate (sent in CERT)
     std::unique_ptr<EVP_PKEY, OpenSslFree> key;        // its private key
     std::unique_ptr<X509_STORE, OpenSslFree> ca;       // trust anchor for peer certificates
     Bytes ca_keyid;  // SHA-1 of the CA's SubjectPublicKeyInfo: what a CERTREQ names (§3.7)
     bool uses_certificates() const noexcept { return cert && key; }
+    // The remote's own pre-shared key; nullptr: the remote authenticates by certificate.
+    const SecretBytes* psk_for(std::uint32_t remote_id) const noexcept;
+    // Whether the remote can be authenticated at all (its key, or certificates).
+    bool has_credential(std::uint32_t remote_id) const noexcept { return psk_for(remote_id) || (uses_certificates() && ca); }
 
-    // From local.psk_file or local.certificate/private_key/ca. On failure returns nullopt and
-    // sets error (never containing key bytes).
+    // Everything the configuration names: local.certificate/private_key/ca and the psk_file of
+    // every remote that uses the setup exchange. A remote whose psk_file does not exist yet
+    // is left without a key (logged, P3-W0110: it stays down); a remote with no credential at
+    // all is logged (P3-W0418). Any other unusable file: nullopt, error says why (never key
+    // bytes), reason says which code applies.
+    static std::optional<Credentials> load(const config::Config& cfg, std::string& error, Reason& reason);
+    // Certificate authentication only (local.certificate/private_key/ca).
     static std::optional<Credentials> load(const config::Local& local, std::string& error);
-    static std::optional<Credentials> from_psk(ByteView psk);
+    // A key for one remote; nullopt if shorter than keyfile::kMinPsk.
+    static std::optional<Credentials> from_psk(std::uint32_t remote_id, ByteView psk);
+    bool add_psk(std::uint32_t remote_id, ByteView psk);
 };
 
 // Our identity as an ID payload: an IP literal -> ID_IPV4/6_ADDR, "CN=..." style -> ID_DER_ASN1_DN
@@ -47,15 +63,19 @@ std::string id_to_string(const IdPayload& id);  // for log lines
 bool same_id(const IdPayload& a, const IdPayload& b);
 
 enum class AuthResult { ok, bad_mic, bad_signature, no_credentials, cert_missing, cert_untrusted,
-                        cert_expired, cert_id_mismatch, unsupported_method };
+                        cert_expired, cert_id_mismatch, unsupported_method, wrong_method };
 std::string_view to_string(AuthResult r) noexcept;
 
 // signed_octets = RealMessage ‖ peer Nonce ‖ prf(SK_p, ID body) (§2.15).
 Bytes signed_octets(std::uint16_t prf_alg, ByteView sk_p, ByteView real_message, ByteView peer_nonce,
                     const IdPayload& id);
-std::optional<AuthPayload> make_auth(const Credentials& creds, std::uint16_t prf_alg, ByteView octets);
-// cert: the peer's CERT payload (X.509) when it sent one.
-AuthResult verify_auth(const Credentials& creds, std::uint16_t prf_alg, ByteView octets, const IdPayload& peer_id,
-                       const AuthPayload& auth, const CertPayload* cert);
+// Our AUTH towards remote_id: its pre-shared key if it has one, else our certificate's key.
+std::optional<AuthPayload> make_auth(const Credentials& creds, std::uint32_t remote_id, std::uint16_t prf_alg,
+                                     ByteView octets);
+// The peer's AUTH, checked only with remote_id's credential: its pre-shared key if it has one
+// (a signature is then wrong_method), else a certificate naming peer_id (a MIC is then
+// wrong_method). cert: the peer's CERT payload (X.509) when it sent one.
+AuthResult verify_auth(const Credentials& creds, std::uint32_t remote_id, std::uint16_t prf_alg, ByteView octets,
+                       const IdPayload& peer_id, const AuthPayload& auth, const CertPayload* cert);
 
 }  // namespace p3::setup

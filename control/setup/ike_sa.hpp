@@ -77,7 +77,8 @@ struct IkeSa {
     Spi spi_i, spi_r;
     Endpoint local, peer;
     Endpoint init_peer;                  // responder: where IKE_SA_INIT came from (its index key)
-    const PeerConfig* remote = nullptr;  // initiator: from the start; responder: after IDi
+    const PeerConfig* remote = nullptr;  // initiator: from the start; responder: once its AUTH verified
+    const PeerConfig* claimed = nullptr; // responder: the remote IDi names, before its AUTH is verified
     IdPayload peer_id;
     std::string peer_name;               // for log lines: identity, else address
 

@@ -253,19 +253,23 @@ public:
             return TaskResult::fail(nt::authentication_failed, Reason::SETUP_MALFORMED, "IKE_AUTH without IDi or AUTH");
         sa.peer_id = *id;
         sa.peer_name = id_to_string(*id);
+        // The claimed identity picks the remote (identities are unique, config P3-E0115); only
+        // that remote's own credential may then prove it.
         const PeerConfig* peer = nullptr;
         for (const auto& p : ctx_.peers)
             if (same_id(p.expected_id, *id)) peer = &p;
         if (!peer)
             return TaskResult::fail(nt::authentication_failed, Reason::SETUP_UNKNOWN_IDENTITY,
                                     "identity " + sa.peer_name + " is no configured remote");
-        // Known from here on, so a failure below is logged against the remote's id.
-        sa.remote = peer;
-        auto r = verify(sa, m, *id, *auth, sa.sk_pi, sa.init_request, sa.nonce_r);
+        sa.claimed = peer;
+        auto r = verify(sa, peer->id, m, *id, *auth, sa.sk_pi, sa.init_request, sa.nonce_r);
         if (r.kind != TaskResult::Kind::ok) {
             r.notify = nt::authentication_failed;
             return r;
         }
+        // Only now is the exchange the remote's: nothing of it (P3 IDs, session, failure
+        // accounting) is touched on behalf of an identity that has not been proven.
+        sa.remote = peer;
         return {};
     }
 
@@ -289,14 +293,16 @@ public:
         if (!same_id(sa.remote->expected_id, *id))
             return TaskResult::fail(0, Reason::SETUP_UNKNOWN_IDENTITY,
                                     "primary identified as " + sa.peer_name + ", expected " + sa.remote->name);
-        return verify(sa, m, *id, *auth, sa.sk_pr, sa.init_response, sa.nonce_i);
+        return verify(sa, sa.remote->id, m, *id, *auth, sa.sk_pr, sa.init_response, sa.nonce_i);
     }
 
 private:
     TaskResult add_own(IkeSa& sa, Message& m, std::uint8_t id_type, const SecretBytes& sk_p, const Bytes& real,
                        const Bytes& peer_nonce) {
         m.add(id_type, ctx_.local.id);
-        if (ctx_.creds.uses_certificates()) {
+        // Towards a remote with its own key we authenticate with that key; otherwise with our
+        // certificate (the responder's remote is known here: IkeAuth::process_r ran first).
+        if (!ctx_.creds.psk_for(sa.remote->id) && ctx_.creds.uses_certificates()) {
             unsigned char* der = nullptr;
             const int n = i2d_X509(ctx_.creds.cert.get(), &der);
             if (n <= 0) return TaskResult::fail(0, Reason::SETUP_CREDENTIALS, "cannot encode our certificate");
@@ -306,18 +312,19 @@ private:
                 m.add(pt::certreq, CertPayload{cert_x509_sig, ctx_.creds.ca_keyid});
         }
         const Bytes octets = signed_octets(sa.prf_alg, sk_p.span(), real, peer_nonce, ctx_.local.id);
-        auto auth = make_auth(ctx_.creds, sa.prf_alg, octets);
+        auto auth = make_auth(ctx_.creds, sa.remote->id, sa.prf_alg, octets);
         if (!auth) return TaskResult::fail(0, Reason::SETUP_CREDENTIALS, "cannot compute our AUTH");
         m.add(pt::auth, std::move(*auth));
         return {};
     }
 
-    TaskResult verify(IkeSa& sa, const Message& m, const IdPayload& id, const AuthPayload& auth, const SecretBytes& sk_p,
-                      const Bytes& real, const Bytes& peer_nonce) {
+    TaskResult verify(IkeSa& sa, std::uint32_t remote_id, const Message& m, const IdPayload& id, const AuthPayload& auth,
+                      const SecretBytes& sk_p, const Bytes& real, const Bytes& peer_nonce) {
         const Bytes octets = signed_octets(sa.prf_alg, sk_p.span(), real, peer_nonce, id);
-        const AuthResult r = verify_auth(ctx_.creds, sa.prf_alg, octets, id, auth, m.find<CertPayload>(pt::cert));
+        const AuthResult r = verify_auth(ctx_.creds, remote_id, sa.prf_alg, octets, id, auth, m.find<CertPayload>(pt::cert));
         switch (r) {
             case AuthResult::ok: return {};
+            case AuthResult::wrong_method: return TaskResult::fail(0, Reason::SETUP_AUTH_METHOD, std::string(to_string(r)));
             case AuthResult::cert_expired:
             case AuthResult::cert_untrusted:
             case AuthResult::cert_id_mismatch:

@@ -581,9 +581,15 @@ bool SetupEngine::establish(IkeSa& sa) {
 
 void SetupEngine::fail(IkeSa& sa, Reason reason, const std::string& why) {
     ++counters_.failed;
+    // rid stays 0 until the peer proved the remote's identity: an unproven claim is logged
+    // with the remote it names, and changes nothing of that remote.
     const std::uint32_t rid = sa.remote ? sa.remote->id : 0;
-    P3_LOG_ERROR_R(reason, "setup with %s%s (%s) failed: %s", rid ? "remote " : "", rid ? std::to_string(rid).c_str() : "",
-                   sa.peer_name.c_str(), why.c_str());
+    if (!rid && sa.claimed)
+        P3_LOG_ERROR_R(reason, "setup with %s (%s, claiming remote %u, not authenticated) failed: %s",
+                       sa.peer_name.c_str(), sa.peer.str().c_str(), sa.claimed->id, why.c_str());
+    else
+        P3_LOG_ERROR_R(reason, "setup with %s%s (%s) failed: %s", rid ? "remote " : "",
+                       rid ? std::to_string(rid).c_str() : "", sa.peer_name.c_str(), why.c_str());
     if (sa.rx_id) {
         sink_.release_rx_id(sa.rx_id);
         sa.rx_id = 0;

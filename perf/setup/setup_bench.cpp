@@ -241,11 +241,24 @@ std::string secondary_identity(std::uint32_t i) {
     return b;
 }
 
-const char kPsk[] = "setup-bench pre-shared key, the same on every appliance";
+// Every secondary has its own pre-shared key (credentials are per remote): secondary i is
+// the primary's remote i + 1 and holds the same key under its remote 1 (the primary).
+std::string psk_of(std::uint32_t i) { return "setup-bench pre-shared key of secondary " + std::to_string(i); }
 
-p3::setup::Credentials psk() {
-    return *p3::setup::Credentials::from_psk(
-        p3::setup::ByteView(reinterpret_cast<const std::uint8_t*>(kPsk), sizeof kPsk - 1));
+void add_psk(p3::setup::Credentials& c, std::uint32_t remote_id, const std::string& k) {
+    c.add_psk(remote_id, p3::setup::ByteView(reinterpret_cast<const std::uint8_t*>(k.data()), k.size()));
+}
+
+p3::setup::Credentials secondary_psk(std::uint32_t i) {
+    p3::setup::Credentials c;
+    add_psk(c, 1, psk_of(i));
+    return c;
+}
+
+p3::setup::Credentials primary_psks(std::uint32_t n) {
+    p3::setup::Credentials c;
+    for (std::uint32_t i = 0; i < n; ++i) add_psk(c, i + 1, psk_of(i));
+    return c;
 }
 
 class Secondaries {
@@ -267,7 +280,7 @@ public:
             r.identity = "primary.bench.p3";
             c.remotes.push_back(std::move(r));
             sinks_.push_back(std::make_unique<SecondarySink>(out, clock, i, lanes));
-            engines_.push_back(std::make_unique<p3::setup::SetupEngine>(c, psk(), opts, clock, rnd, to_primary, *sinks_.back()));
+            engines_.push_back(std::make_unique<p3::setup::SetupEngine>(c, secondary_psk(i), opts, clock, rnd, to_primary, *sinks_.back()));
         }
     }
     // All of them start their exchange (the clock stands still meanwhile).
@@ -481,7 +494,7 @@ bool run_one(const Params& P, const std::string& group, const std::string& cooki
     out.up_at.assign(n, -1.0);
     p3::setup::DataplaneSink sink(*dp);
     TimedSink timed(sink);
-    auto primary = std::make_unique<p3::setup::SetupEngine>(cfg, psk(), opts, clock, rnd, to_secondaries, timed);
+    auto primary = std::make_unique<p3::setup::SetupEngine>(cfg, primary_psks(n), opts, clock, rnd, to_secondaries, timed);
     auto secs = std::make_unique<Secondaries>(n, opts, clock, rnd, to_primary, out, P.lanes);
 
     // The secondaries' side: another thread (other machines), or interleaved here.

@@ -8,6 +8,7 @@
 #include <deque>
 #include <map>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -146,8 +147,16 @@ inline config::Config secondary_config(const PairConfig& pc) {
     return c;
 }
 
-inline Credentials psk(const char* s) {
-    return *Credentials::from_psk(ByteView(reinterpret_cast<const std::uint8_t*>(s), std::strlen(s)));
+// Pre-shared keys are per remote: the primary holds its remote 7's key, the secondary its
+// remote 1's (the primary's). psk(s) is key s under both ids, so the same value serves either
+// side of the pair; a third id (test_setup_engine's second remote) gets its own key.
+inline constexpr const char* kTestPsk = "the pair's test key, 16+ bytes";
+inline Credentials psk(const char* s, std::initializer_list<std::uint32_t> remotes = {1, 7}) {
+    Credentials c;
+    for (auto id : remotes)
+        if (!c.add_psk(id, ByteView(reinterpret_cast<const std::uint8_t*>(s), std::strlen(s))))
+            throw std::invalid_argument("test pre-shared key shorter than 16 bytes");
+    return c;
 }
 
 struct Pair {
@@ -159,10 +168,13 @@ struct Pair {
     // NAT between them: the secondary's source as the primary sees it.
     std::optional<Endpoint> nat_public;
 
-    Pair(const PairConfig& pc, Credentials cp, Credentials cs, SetupOptions op = {}, SetupOptions os = {}) {
-        p = std::make_unique<SetupEngine>(primary_config(pc), std::move(cp), std::move(op), clock, rnd_p, to_s, sink_p);
-        s = std::make_unique<SetupEngine>(secondary_config(pc), std::move(cs), std::move(os), clock, rnd_s, to_p, sink_s);
-        s_local = Endpoint{pc.secondary_addr, 5653};
+    Pair(const PairConfig& pc, Credentials cp, Credentials cs, SetupOptions op = {}, SetupOptions os = {})
+        : Pair(primary_config(pc), secondary_config(pc), std::move(cp), std::move(cs), std::move(op), std::move(os)) {}
+    Pair(const config::Config& pcfg, const config::Config& scfg, Credentials cp, Credentials cs, SetupOptions op = {},
+         SetupOptions os = {}) {
+        p = std::make_unique<SetupEngine>(pcfg, std::move(cp), std::move(op), clock, rnd_p, to_s, sink_p);
+        s = std::make_unique<SetupEngine>(scfg, std::move(cs), std::move(os), clock, rnd_s, to_p, sink_s);
+        s_local = Endpoint{scfg.local.address, 5653};
     }
     Endpoint s_local;
 

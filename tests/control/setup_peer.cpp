@@ -97,9 +97,10 @@ int main(int argc, char** argv) {
     }
     const config::Config& cfg = std::get<config::Config>(loaded);
     std::string err;
-    auto creds = Credentials::load(cfg.local, err);
+    Reason why = Reason::SETUP_CREDENTIALS;
+    auto creds = Credentials::load(cfg, err, why);
     if (!creds) {
-        P3_LOG_ERROR(SETUP_CREDENTIALS, "%s", err.c_str());
+        log::write(log::Level::error, why, "%s", err.c_str());
         return 2;
     }
     PrintingSink sink(cfg.role);

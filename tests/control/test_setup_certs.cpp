@@ -177,7 +177,8 @@ TEST_CASE("setup certs: expired, untrusted or mismatched certificates -> AUTHENT
         CHECK(pr.sink_p.sessions.empty());
         CHECK(pr.sink_s.sessions.empty());
         REQUIRE(pr.sink_p.failures.size() == 1);
-        CHECK(pr.sink_p.failures[0] == std::make_pair(std::uint32_t(7), Reason::SETUP_CERT_INVALID));
+        // Not proven to be remote 7: nothing is accounted to it (remote id 0).
+        CHECK(pr.sink_p.failures[0] == std::make_pair(std::uint32_t(0), Reason::SETUP_CERT_INVALID));
         CHECK(logs.has(Reason::SETUP_CERT_INVALID, c.log_text));
         CHECK(logs.has(Reason::SETUP_CERT_INVALID, "P3-E0404"));
         CHECK(logs.has(Reason::SETUP_CERT_INVALID, "sec.test"));
@@ -200,12 +201,13 @@ TEST_CASE("setup certs: expired, untrusted or mismatched certificates -> AUTHENT
 TEST_CASE("setup certs: a certificate side and a PSK side do not authenticate each other") {
     Pki& k = pki();
     LogCapture logs;
-    Pair pr(PairConfig{}, k.load(k.leaf("pri-mixed", k.ec_p.k, "DNS:pri.test")), psk("k"));
+    Pair pr(PairConfig{}, k.load(k.leaf("pri-mixed", k.ec_p.k, "DNS:pri.test")), psk(kTestPsk));
     REQUIRE(pr.s->connect(1));
     pr.run();
     CHECK(!pr.up());
     REQUIRE(pr.sink_p.failures.size() == 1);
-    CHECK(pr.sink_p.failures[0].second == Reason::SETUP_AUTH_FAILED);
+    CHECK(pr.sink_p.failures[0].second == Reason::SETUP_AUTH_METHOD);
+    CHECK(logs.has(Reason::SETUP_AUTH_METHOD, "P3-E0419"));
 }
 
 TEST_CASE("setup certs: credentials from files; key files readable by others and wrong keys refused") {
@@ -230,17 +232,108 @@ TEST_CASE("setup certs: credentials from files; key files readable by others and
     CHECK(!Credentials::load(no_ca, err));
     CHECK(err.find("needs a ca") != std::string::npos);
 
-    config::Local psk_file;
-    psk_file.psk_file = k.path("psk");
-    {
-        FILE* f = std::fopen(psk_file.psk_file.c_str(), "w");
-        std::fputs("a shared secret\n", f);
+    chmod(l.private_key.c_str(), 0600);
+    std::filesystem::create_symlink(l.private_key, k.path("files-link.key"));
+    config::Local linked = l;
+    linked.private_key = k.path("files-link.key");
+    CHECK(!Credentials::load(linked, err));
+    CHECK(err.find("symbolic link") != std::string::npos);
+}
+
+TEST_CASE("setup certs: pre-shared keys load per remote; short, open or linked key files refused") {
+    Pki& k = pki();
+    auto write = [&](const std::string& name, const char* text, mode_t mode) {
+        FILE* f = std::fopen(k.path(name).c_str(), "w");
+        std::fputs(text, f);
         std::fclose(f);
-    }
-    chmod(psk_file.psk_file.c_str(), 0640);
-    CHECK(!Credentials::load(psk_file, err));
-    chmod(psk_file.psk_file.c_str(), 0600);
-    auto c = Credentials::load(psk_file, err);
+        chmod(k.path(name).c_str(), mode);
+        return k.path(name);
+    };
+    config::Config cfg = primary_config(PairConfig{});
+    cfg.remotes[0].psk_file = write("r7.psk", "remote 7's own key\n", 0600);
+    config::Remote r8 = cfg.remotes[0].clone();
+    r8.id = 8;
+    r8.identity = "b.test";
+    r8.psk_file = write("r8.psk", "remote 8's own key, other\r\n", 0600);
+    cfg.remotes.push_back(std::move(r8));
+    std::string err;
+    Reason why{};
+    auto c = Credentials::load(cfg, err, why);
+    INFO(err);
     REQUIRE(c);
-    CHECK(c->psk.size() == 15);  // the trailing newline is not part of the key
+    REQUIRE(c->psk_for(7));
+    REQUIRE(c->psk_for(8));
+    CHECK(c->psk_for(7)->size() == 18);  // the trailing newline is not part of the key
+    CHECK(c->psk_for(8)->size() == 25);
+    CHECK(!c->psk_for(1));
+
+    chmod(cfg.remotes[1].psk_file.c_str(), 0640);
+    CHECK(!Credentials::load(cfg, err, why));
+    CHECK(why == Reason::SETUP_KEY_FILE);
+    CHECK(err.find("remote 8") != std::string::npos);
+    chmod(cfg.remotes[1].psk_file.c_str(), 0600);
+
+    cfg.remotes[1].psk_file = write("short.psk", "15 bytes only!!\n", 0600);
+    CHECK(!Credentials::load(cfg, err, why));
+    CHECK(why == Reason::SETUP_KEY_FILE);
+    CHECK(err.find("fewer than 16") != std::string::npos);
+
+    std::filesystem::create_symlink(k.path("r7.psk"), k.path("r8-link.psk"));
+    cfg.remotes[1].psk_file = k.path("r8-link.psk");
+    CHECK(!Credentials::load(cfg, err, why));
+    CHECK(why == Reason::SETUP_KEY_FILE);
+    CHECK(err.find("symbolic link") != std::string::npos);
+
+    // Not there yet: loaded without that remote's key (it stays down), the others run.
+    cfg.remotes[1].psk_file = k.path("absent.psk");
+    auto partial = Credentials::load(cfg, err, why);
+    REQUIRE(partial);
+    CHECK(partial->psk_for(7));
+    CHECK(!partial->psk_for(8));
+}
+
+TEST_CASE("setup certs: one remote's certificate never authenticates another remote") {
+    Pki& k = pki();
+    PairConfig pc;  // remote 7 is a.p3.test
+    pc.secondary_id = "a.p3.test";
+    pc.primary_expects = "a.p3.test";
+    struct Case { const char* what; const char* file; const char* san; };
+    const Case cases[] = {
+        // B's certificate, also valid for "every name under p3.test" by a wildcard.
+        {"B's wildcard certificate", "b-wild", "DNS:b.p3.test,DNS:*.p3.test"},
+        {"B's certificate", "b-own", "DNS:b.p3.test"},
+    };
+    for (const auto& c : cases) {
+        INFO(c.what);
+        LogCapture logs;
+        // B's appliance presents its certificate under A's identity.
+        Pair pr(pc, k.load(k.leaf("pri-bind", k.ec_p.k, "DNS:pri.test")),
+                k.load(k.leaf(c.file, k.ec_s.k, c.san)));
+        REQUIRE(pr.s->connect(1));
+        pr.run();
+        CHECK(pr.sink_p.sessions.empty());
+        CHECK(pr.sink_s.sessions.empty());
+        REQUIRE(pr.sink_p.failures.size() == 1);
+        CHECK(pr.sink_p.failures[0] == std::make_pair(std::uint32_t(0), Reason::SETUP_CERT_INVALID));
+        CHECK(logs.has(Reason::SETUP_CERT_INVALID, "does not match the identity"));
+    }
+    SECTION("A's own certificate (exact name) does") {
+        Pair pr(pc, k.load(k.leaf("pri-bind", k.ec_p.k, "DNS:pri.test")),
+                k.load(k.leaf("a-own", k.ec_s.k, "DNS:a.p3.test")));
+        REQUIRE(pr.s->connect(1));
+        pr.run();
+        CHECK(pr.up());
+    }
+    SECTION("a remote with its own pre-shared key is not authenticated by any certificate") {
+        LogCapture logs;
+        Credentials cp = k.load(k.leaf("pri-bind", k.ec_p.k, "DNS:pri.test"));
+        const std::string key = "remote 7's own key, not a cert";
+        REQUIRE(cp.add_psk(7, ByteView(reinterpret_cast<const std::uint8_t*>(key.data()), key.size())));
+        Pair pr(pc, std::move(cp), k.load(k.leaf("a-own", k.ec_s.k, "DNS:a.p3.test")));
+        REQUIRE(pr.s->connect(1));
+        pr.run();
+        CHECK(!pr.up());
+        REQUIRE(pr.sink_p.failures.size() == 1);
+        CHECK(pr.sink_p.failures[0].second == Reason::SETUP_AUTH_METHOD);
+    }
 }

@@ -61,8 +61,8 @@ TEST_CASE("setup into the dataplane: keys installed as slots, traffic flows both
                                     });
     p3::setup::test::RecordingSink sink_s(0x2000);
     sink_s.lanes = 2;   // the secondary announces two sending lanes
-    p3::setup::SetupEngine p(p3::setup::test::primary_config({}), psk("dp"), {}, clock, rp, to_s, sink_p);
-    p3::setup::SetupEngine s(p3::setup::test::secondary_config({}), psk("dp"), {}, clock, rs, to_p, sink_s);
+    p3::setup::SetupEngine p(p3::setup::test::primary_config({}), psk("dp test key, 16+ bytes"), {}, clock, rp, to_s, sink_p);
+    p3::setup::SetupEngine s(p3::setup::test::secondary_config({}), psk("dp test key, 16+ bytes"), {}, clock, rs, to_p, sink_s);
     REQUIRE(s.connect(1));
     for (int i = 0; i < 10; ++i) {
         while (!to_p.q.empty()) {
@@ -174,7 +174,7 @@ TEST_CASE("setup inside the dataplane: IKE through the WAN port and the control 
     const p3::config::Config engine_cfg = p3::setup::test::primary_config({});
     p3::control::SteadyClock clock;
     p3::control::SystemRandom rnd;
-    p3::setup::SetupControlPlane scp(engine_cfg, psk("dp"), {}, clock, rnd);
+    p3::setup::SetupControlPlane scp(engine_cfg, psk("dp test key, 16+ bytes"), {}, clock, rnd);
     p3::dp::Options o;
     o.name = n;
     o.lcores = {1};
@@ -191,7 +191,7 @@ TEST_CASE("setup inside the dataplane: IKE through the WAN port and the control 
     p3::control::SeededRandom srnd(3);
     p3::setup::test::Queue to_p(sclock);
     p3::setup::test::RecordingSink sink_s(0x2000);
-    p3::setup::SetupEngine s(p3::setup::test::secondary_config({}), psk("dp"), {}, sclock, srnd, to_p, sink_s);
+    p3::setup::SetupEngine s(p3::setup::test::secondary_config({}), psk("dp test key, 16+ bytes"), {}, sclock, srnd, to_p, sink_s);
     REQUIRE(s.connect(1));
     std::size_t replies = 0, bad_checksum = 0;
     const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(10);
@@ -240,8 +240,8 @@ TEST_CASE("setup into the dataplane behind a NAT: P3 goes in UDP to where the NA
     p3::setup::test::RecordingSink sink_s(0x2000);
     p3::setup::test::PairConfig pc;
     pc.secondary_addr = *p3::IpAddr::parse("10.0.0.2");
-    p3::setup::SetupEngine p(p3::setup::test::primary_config(pc), psk("dp"), {}, clock, rp, to_s, sink_p);
-    p3::setup::SetupEngine s(p3::setup::test::secondary_config(pc), psk("dp"), {}, clock, rs, to_p, sink_s);
+    p3::setup::SetupEngine p(p3::setup::test::primary_config(pc), psk("dp test key, 16+ bytes"), {}, clock, rp, to_s, sink_p);
+    p3::setup::SetupEngine s(p3::setup::test::secondary_config(pc), psk("dp test key, 16+ bytes"), {}, clock, rs, to_p, sink_s);
     const p3::setup::Endpoint outside = p3::setup::test::ep("198.51.100.7", 40000);
     REQUIRE(s.connect(1));
     for (int i = 0; i < 10; ++i) {

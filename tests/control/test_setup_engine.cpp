@@ -57,7 +57,7 @@ void check_session_pair(const EstablishedSession& s, const EstablishedSession& p
 
 TEST_CASE("setup: PSK exchange, stepped message by message") {
     LogCapture logs;
-    Pair pr(PairConfig{}, psk("correct horse"), psk("correct horse"));
+    Pair pr(PairConfig{}, psk("correct horse battery staple"), psk("correct horse battery staple"));
     REQUIRE(pr.s->connect(1));
     CHECK(!pr.s->connect(1));  // one exchange per remote at a time
 
@@ -154,7 +154,7 @@ TEST_CASE("setup: AES-256 key type gives 32-byte keys; every group and PRF works
         SetupOptions o;
         o.groups = {c.group};
         o.prfs = {c.prf};
-        Pair pr(pc, psk("k"), psk("k"), o, o);
+        Pair pr(pc, psk(kTestPsk), psk(kTestPsk), o, o);
         REQUIRE(pr.s->connect(1));
         pr.run();
         REQUIRE(pr.up());
@@ -177,8 +177,8 @@ TEST_CASE("setup: authentication failures answer AUTHENTICATION_FAILED, log the 
     PairConfig wrong_primary;
     wrong_primary.secondary_expects = "other-primary.test";
     const Case cases[] = {
-        {"wrong PSK", "right", "wrong", PairConfig{}, Reason::SETUP_AUTH_FAILED},
-        {"unknown identity", "right", "right", unknown, Reason::SETUP_UNKNOWN_IDENTITY},
+        {"wrong PSK", "the right key, 16+ bytes", "a wrong key, 16+ bytes", PairConfig{}, Reason::SETUP_AUTH_FAILED},
+        {"unknown identity", "the right key, 16+ bytes", "the right key, 16+ bytes", unknown, Reason::SETUP_UNKNOWN_IDENTITY},
     };
     for (const auto& c : cases) {
         INFO(c.what);
@@ -208,7 +208,7 @@ TEST_CASE("setup: authentication failures answer AUTHENTICATION_FAILED, log the 
     }
     SECTION("the primary's identity is not the one configured: the secondary refuses") {
         LogCapture logs;
-        Pair pr(wrong_primary, psk("k"), psk("k"));
+        Pair pr(wrong_primary, psk(kTestPsk), psk(kTestPsk));
         REQUIRE(pr.s->connect(1));
         pr.run();
         CHECK(pr.sink_s.sessions.empty());
@@ -223,7 +223,7 @@ TEST_CASE("setup: no common proposal -> NO_PROPOSAL_CHOSEN, logged on both sides
     SetupOptions op, os;
     op.encr_bits = {256};
     os.encr_bits = {128};
-    Pair pr(PairConfig{}, psk("k"), psk("k"), op, os);
+    Pair pr(PairConfig{}, psk(kTestPsk), psk(kTestPsk), op, os);
     REQUIRE(pr.s->connect(1));
     REQUIRE(pr.deliver_to_p());
     REQUIRE(pr.to_s.q.size() == 1);
@@ -243,7 +243,7 @@ TEST_CASE("setup: wrong key exchange group -> INVALID_KE_PAYLOAD, then success w
     SetupOptions op, os;
     op.groups = {group_ecp256};
     os.groups = {group_x25519, group_ecp256};
-    Pair pr(PairConfig{}, psk("k"), psk("k"), op, os);
+    Pair pr(PairConfig{}, psk(kTestPsk), psk(kTestPsk), op, os);
     REQUIRE(pr.s->connect(1));
     REQUIRE(pr.deliver_to_p());
     REQUIRE(pr.to_s.q.size() == 1);
@@ -273,7 +273,7 @@ TEST_CASE("setup: a group the secondary never offered in INVALID_KE ends the att
     SetupOptions op, os;
     op.groups = {group_ecp384};
     os.groups = {group_x25519};
-    Pair pr(PairConfig{}, psk("k"), psk("k"), op, os);
+    Pair pr(PairConfig{}, psk(kTestPsk), psk(kTestPsk), op, os);
     REQUIRE(pr.s->connect(1));
     pr.run();
     // The primary finds no common group at all: NO_PROPOSAL_CHOSEN, not INVALID_KE.
@@ -284,7 +284,7 @@ TEST_CASE("setup: a group the secondary never offered in INVALID_KE ends the att
 
 TEST_CASE("setup: retransmission backs off exponentially, then the attempt fails with SETUP_TIMEOUT") {
     LogCapture logs;
-    Pair pr(PairConfig{}, psk("k"), psk("k"));
+    Pair pr(PairConfig{}, psk(kTestPsk), psk(kTestPsk));
     REQUIRE(pr.s->connect(1));
     // Nobody answers: let 2 minutes pass in 100 ms steps.
     for (int i = 0; i < 1200; ++i) pr.tick(100ms);
@@ -308,7 +308,7 @@ TEST_CASE("setup: retransmission backs off exponentially, then the attempt fails
 
 TEST_CASE("setup: lost, duplicated and reordered datagrams still end with one session") {
     SECTION("first IKE_SA_INIT request lost") {
-        Pair pr(PairConfig{}, psk("k"), psk("k"));
+        Pair pr(PairConfig{}, psk(kTestPsk), psk(kTestPsk));
         REQUIRE(pr.s->connect(1));
         pr.to_p.q.clear();
         pr.tick(limits::retransmit_base);
@@ -317,7 +317,7 @@ TEST_CASE("setup: lost, duplicated and reordered datagrams still end with one se
         CHECK(pr.s->counters().retransmits == 1);
     }
     SECTION("IKE_SA_INIT response lost: the retransmitted request gets the cached response") {
-        Pair pr(PairConfig{}, psk("k"), psk("k"));
+        Pair pr(PairConfig{}, psk(kTestPsk), psk(kTestPsk));
         REQUIRE(pr.s->connect(1));
         REQUIRE(pr.deliver_to_p());
         const Bytes first = pr.to_s.q.front().data;
@@ -332,7 +332,7 @@ TEST_CASE("setup: lost, duplicated and reordered datagrams still end with one se
         CHECK(pr.up());
     }
     SECTION("IKE_AUTH response lost: cached response, keys installed once") {
-        Pair pr(PairConfig{}, psk("k"), psk("k"));
+        Pair pr(PairConfig{}, psk(kTestPsk), psk(kTestPsk));
         REQUIRE(pr.s->connect(1));
         REQUIRE(pr.deliver_to_p());
         REQUIRE(pr.deliver_to_s());
@@ -346,7 +346,7 @@ TEST_CASE("setup: lost, duplicated and reordered datagrams still end with one se
         CHECK(pr.sink_p.sessions.size() == 1);
     }
     SECTION("every request duplicated") {
-        Pair pr(PairConfig{}, psk("k"), psk("k"));
+        Pair pr(PairConfig{}, psk(kTestPsk), psk(kTestPsk));
         REQUIRE(pr.s->connect(1));
         for (int i = 0; i < 10; ++i) {
             if (!pr.to_p.q.empty()) pr.to_p.q.push_back(pr.to_p.q.front());
@@ -360,7 +360,7 @@ TEST_CASE("setup: lost, duplicated and reordered datagrams still end with one se
         CHECK(pr.p->counters().established == 1);
     }
     SECTION("every response duplicated, the copy arriving after the next request") {
-        Pair pr(PairConfig{}, psk("k"), psk("k"));
+        Pair pr(PairConfig{}, psk(kTestPsk), psk(kTestPsk));
         REQUIRE(pr.s->connect(1));
         REQUIRE(pr.deliver_to_p());
         const Datagram init_resp = pr.to_s.q.front();
@@ -373,7 +373,7 @@ TEST_CASE("setup: lost, duplicated and reordered datagrams still end with one se
         CHECK(pr.s->counters().malformed + pr.s->counters().dropped_no_sa == 2);
     }
     SECTION("retransmitted IKE_SA_INIT overtaking the IKE_AUTH request") {
-        Pair pr(PairConfig{}, psk("k"), psk("k"));
+        Pair pr(PairConfig{}, psk(kTestPsk), psk(kTestPsk));
         REQUIRE(pr.s->connect(1));
         const Datagram init_req = pr.to_p.q.front();
         REQUIRE(pr.deliver_to_p());
@@ -388,7 +388,7 @@ TEST_CASE("setup: lost, duplicated and reordered datagrams still end with one se
 
 TEST_CASE("setup: roles: a secondary answers no request, a primary initiates nothing and ignores responses") {
     LogCapture logs;
-    Pair pr(PairConfig{}, psk("k"), psk("k"));
+    Pair pr(PairConfig{}, psk(kTestPsk), psk(kTestPsk));
     CHECK(!pr.p->connect(7));
     CHECK(logs.count(Reason::SETUP_ROLE) == 1);
     REQUIRE(pr.s->connect(1));
@@ -405,7 +405,7 @@ TEST_CASE("setup: roles: a secondary answers no request, a primary initiates not
 }
 
 TEST_CASE("setup: unknown payloads: ignored unless critical; critical -> UNSUPPORTED_CRITICAL_PAYLOAD") {
-    Pair pr(PairConfig{}, psk("k"), psk("k"));
+    Pair pr(PairConfig{}, psk(kTestPsk), psk(kTestPsk));
     REQUIRE(pr.s->connect(1));
     Message m;
     REQUIRE(decode(pr.to_p.q.front().data, m) == DecodeError::ok);
@@ -432,7 +432,7 @@ TEST_CASE("setup: unknown payloads: ignored unless critical; critical -> UNSUPPO
 }
 
 TEST_CASE("setup: malformed and forged datagrams are counted and dropped") {
-    Pair pr(PairConfig{}, psk("k"), psk("k"));
+    Pair pr(PairConfig{}, psk(kTestPsk), psk(kTestPsk));
     REQUIRE(pr.s->connect(1));
     REQUIRE(pr.deliver_to_p());
     REQUIRE(pr.deliver_to_s());
@@ -458,7 +458,7 @@ TEST_CASE("setup: malformed and forged datagrams are counted and dropped") {
 
 TEST_CASE("setup: the dataplane refusing keys fails the setup with SETUP_KEYS_REJECTED") {
     LogCapture logs;
-    Pair pr(PairConfig{}, psk("k"), psk("k"));
+    Pair pr(PairConfig{}, psk(kTestPsk), psk(kTestPsk));
     pr.sink_p.refuse_install = true;
     REQUIRE(pr.s->connect(1));
     pr.run();
@@ -476,7 +476,7 @@ TEST_CASE("setup: the secondary announces its lanes; the primary reserves that m
     };
     for (const Row r : {Row{3, 3}, Row{1, 1}, Row{64, 64}, Row{0, 0}}) {
         INFO("secondary sends on " << r.announce << " lane(s)");
-        Pair pr(PairConfig{}, psk("k"), psk("k"));
+        Pair pr(PairConfig{}, psk(kTestPsk), psk(kTestPsk));
         pr.sink_s.lanes = r.announce;
         REQUIRE(pr.s->connect(1));
         pr.run();
@@ -488,7 +488,7 @@ TEST_CASE("setup: the secondary announces its lanes; the primary reserves that m
         CHECK(pr.sink_s.announced[0] == 0);
     }
     // More than a peer may have is no announcement at all.
-    Pair big(PairConfig{}, psk("k"), psk("k"));
+    Pair big(PairConfig{}, psk(kTestPsk), psk(kTestPsk));
     big.sink_s.lanes = 65;
     REQUIRE(big.s->connect(1));
     big.run();
@@ -498,12 +498,12 @@ TEST_CASE("setup: the secondary announces its lanes; the primary reserves that m
 
 TEST_CASE("setup: COOKIEs under a flood of spoofed IKE_SA_INIT; memory bounded; the real secondary comes up") {
     LogCapture logs;
-    Pair pr(PairConfig{}, psk("k"), psk("k"));
+    Pair pr(PairConfig{}, psk(kTestPsk), psk(kTestPsk));
     // A template request from a second secondary engine (its own KE and nonce).
     control::SeededRandom rnd(99);
     Queue q(pr.clock);
     RecordingSink sink(0x9000);
-    SetupEngine attacker(secondary_config(PairConfig{}), psk("x"), SetupOptions{}, pr.clock, rnd, q, sink);
+    SetupEngine attacker(secondary_config(PairConfig{}), psk("the attacker's own key"), SetupOptions{}, pr.clock, rnd, q, sink);
     REQUIRE(attacker.connect(1));
     Message tmpl;
     REQUIRE(decode(q.q.front().data, tmpl) == DecodeError::ok);
@@ -561,11 +561,11 @@ TEST_CASE("setup: the half-open table has a hard limit even when cookies are val
     SetupOptions op;
     op.cookie_threshold = 100000;  // never demand cookies
     op.half_open_max = 32;
-    Pair pr(PairConfig{}, psk("k"), psk("k"), op);
+    Pair pr(PairConfig{}, psk(kTestPsk), psk(kTestPsk), op);
     control::SeededRandom rnd(5);
     Queue q(pr.clock);
     RecordingSink sink(0x9000);
-    SetupEngine attacker(secondary_config(PairConfig{}), psk("x"), SetupOptions{}, pr.clock, rnd, q, sink);
+    SetupEngine attacker(secondary_config(PairConfig{}), psk("the attacker's own key"), SetupOptions{}, pr.clock, rnd, q, sink);
     REQUIRE(attacker.connect(1));
     Message tmpl;
     REQUIRE(decode(q.q.front().data, tmpl) == DecodeError::ok);
@@ -580,7 +580,7 @@ TEST_CASE("setup: the half-open table has a hard limit even when cookies are val
 
 TEST_CASE("setup: NAT detection with and without an address rewrite between the appliances") {
     SECTION("no NAT") {
-        Pair pr(PairConfig{}, psk("k"), psk("k"));
+        Pair pr(PairConfig{}, psk(kTestPsk), psk(kTestPsk));
         REQUIRE(pr.s->connect(1));
         pr.run();
         REQUIRE(pr.up());
@@ -593,7 +593,7 @@ TEST_CASE("setup: NAT detection with and without an address rewrite between the 
         LogCapture logs;
         PairConfig pc;
         pc.secondary_addr = *IpAddr::parse("10.0.0.2");
-        Pair pr(pc, psk("k"), psk("k"));
+        Pair pr(pc, psk(kTestPsk), psk(kTestPsk));
         pr.nat_public = ep("198.51.100.7", 40000);
         REQUIRE(pr.s->connect(1));
         pr.run();
@@ -610,7 +610,7 @@ TEST_CASE("setup: NAT detection with and without an address rewrite between the 
 }
 
 TEST_CASE("setup: an initiator that moves to the NAT-T port after IKE_SA_INIT is answered there") {
-    Pair pr(PairConfig{}, psk("k"), psk("k"));
+    Pair pr(PairConfig{}, psk(kTestPsk), psk(kTestPsk));
     REQUIRE(pr.s->connect(1));
     REQUIRE(pr.deliver_to_p());
     REQUIRE(pr.deliver_to_s());
@@ -635,4 +635,107 @@ TEST_CASE("setup: an initiator that moves to the NAT-T port after IKE_SA_INIT is
     // Expiry removes every trace, the IKE_SA_INIT index included.
     pr.tick(limits::half_open_timeout + 1s);
     CHECK(pr.p->exchanges() == 0);
+}
+
+namespace {
+
+// The primary of the pair with a second remote, 8 ("b.test" at 192.0.2.3, 10.3.0.0/24).
+config::Config primary_with_b() {
+    config::Config c = primary_config(PairConfig{});
+    config::Remote b = c.remotes[0].clone();
+    b.id = 8;
+    b.address = *IpAddr::parse("192.0.2.3");
+    b.identity = "b.test";
+    b.subnets = {*Prefix::parse("10.3.0.0/24")};
+    c.remotes.push_back(std::move(b));
+    return c;
+}
+
+constexpr const char* kKeyA = "remote A's own key (sec.test)";
+constexpr const char* kKeyB = "remote B's own key (b.test)!!";
+
+}  // namespace
+
+TEST_CASE("setup: a secondary holding its own key that claims another remote's identity is refused; "
+          "the victim's session is untouched") {
+    LogCapture logs;
+    // Primary: remote 7 = A (sec.test) with key A, remote 8 = B (b.test) with key B.
+    Credentials cp = psk(kKeyA, {7});
+    REQUIRE(cp.add_psk(8, ByteView(reinterpret_cast<const std::uint8_t*>(kKeyB), std::strlen(kKeyB))));
+    Pair pr(primary_with_b(), secondary_config(PairConfig{}), std::move(cp), psk(kKeyA, {1}));
+    REQUIRE(pr.s->connect(1));
+    pr.run();
+    REQUIRE(pr.up());
+    const EstablishedSession& a = pr.sink_p.sessions[0];
+    REQUIRE(a.remote_id == 7);
+    const Bytes a_rx = bytes(a.data_rx.key), a_tx = bytes(a.data_tx.key), a_ctl = bytes(a.control_rx.key);
+    const Endpoint a_peer = a.peer;
+    const std::size_t exchanges = pr.p->exchanges();
+
+    // The impostor: B's appliance (B's address, B's key) configured with A's identity.
+    PairConfig impostor_pc;
+    impostor_pc.secondary_addr = *IpAddr::parse("192.0.2.3");
+    impostor_pc.secondary_id = "sec.test";
+    control::SeededRandom rnd(77);
+    Queue to_p(pr.clock);
+    RecordingSink sink(0x3000);
+    SetupEngine impostor(secondary_config(impostor_pc), psk(kKeyB, {1}), SetupOptions{}, pr.clock, rnd, to_p, sink);
+    REQUIRE(impostor.connect(1));
+    for (int i = 0; i < 20 && (!to_p.q.empty() || !pr.to_s.q.empty()); ++i) {
+        while (!to_p.q.empty()) {
+            Datagram d = std::move(to_p.q.front());
+            to_p.q.pop_front();
+            pr.p->on_datagram(d.from, d.to, d.data);
+        }
+        while (!pr.to_s.q.empty()) {
+            Datagram d = std::move(pr.to_s.q.front());
+            pr.to_s.q.pop_front();
+            REQUIRE(d.to.addr == impostor_pc.secondary_addr);  // nothing went to A
+            impostor.on_datagram(d.from, d.to, d.data);
+        }
+    }
+    // Refused: AUTHENTICATION_FAILED to the impostor, no session on either side.
+    CHECK(sink.sessions.empty());
+    REQUIRE(sink.failures.size() == 1);
+    CHECK(sink.failures[0].second == Reason::SETUP_PEER_REJECTED);
+    CHECK(pr.p->counters().failed == 1);
+    // The primary logs the failure with its reason code, naming the remote claimed ...
+    CHECK(logs.has(Reason::SETUP_AUTH_FAILED, "P3-E0402"));
+    CHECK(logs.has(Reason::SETUP_AUTH_FAILED, "claiming remote 7, not authenticated"));
+    CHECK(logs.has(Reason::SETUP_AUTH_FAILED, "192.0.2.3"));
+    // ... but accounts nothing to remote 7: no failure, no reservation, no install.
+    REQUIRE(pr.sink_p.failures.size() == 1);
+    CHECK(pr.sink_p.failures[0] == std::make_pair(std::uint32_t(0), Reason::SETUP_AUTH_FAILED));
+    CHECK(pr.sink_p.reserved.empty());
+    CHECK(pr.sink_p.announced.size() == 1);  // only A's own reservation ever happened
+    REQUIRE(pr.sink_p.sessions.size() == 1);
+    const EstablishedSession& after = pr.sink_p.sessions[0];
+    CHECK(after.remote_id == 7);
+    CHECK(after.peer == a_peer);
+    CHECK(bytes(after.data_rx.key) == a_rx);
+    CHECK(bytes(after.data_tx.key) == a_tx);
+    CHECK(bytes(after.control_rx.key) == a_ctl);
+    CHECK(pr.p->exchanges() == exchanges + 1);  // A's SA plus the impostor's failed one
+    CHECK(logs.count(Reason::SETUP_UP) == 2);    // A's two lines only
+
+    SECTION("the same appliance under its own identity (b.test) with its own key comes up as remote 8") {
+        PairConfig own = impostor_pc;
+        own.secondary_id = "b.test";
+        Pair pb(primary_with_b(), secondary_config(own), [] {
+            Credentials c = psk(kKeyA, {7});
+            c.add_psk(8, ByteView(reinterpret_cast<const std::uint8_t*>(kKeyB), std::strlen(kKeyB)));
+            return c;
+        }(), psk(kKeyB, {1}));
+        REQUIRE(pb.s->connect(1));
+        pb.run();
+        REQUIRE(pb.up());
+        CHECK(pb.sink_p.sessions[0].remote_id == 8);
+    }
+}
+
+TEST_CASE("setup: pre-shared keys under 16 bytes are not accepted as credentials") {
+    const std::string k15 = "fifteen bytes!!";
+    CHECK(!Credentials::from_psk(7, ByteView(reinterpret_cast<const std::uint8_t*>(k15.data()), k15.size())));
+    const std::string k16 = k15 + "!";
+    CHECK(Credentials::from_psk(7, ByteView(reinterpret_cast<const std::uint8_t*>(k16.data()), k16.size())));
 }

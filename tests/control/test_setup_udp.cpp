@@ -49,8 +49,8 @@ struct UdpPair {
         pc.remotes[0].address = sc.local.address;
         sc.remotes[0].address = pc.local.address;
         sc.remotes[0].port = pport;
-        p = std::make_unique<UdpSetup>(loop, pc, psk("udp"), SetupOptions{}, rnd, sink_p);
-        s = std::make_unique<UdpSetup>(loop, sc, psk("udp"), SetupOptions{}, rnd, sink_s);
+        p = std::make_unique<UdpSetup>(loop, pc, psk("udp test key, 16+ bytes"), SetupOptions{}, rnd, sink_p);
+        s = std::make_unique<UdpSetup>(loop, sc, psk("udp test key, 16+ bytes"), SetupOptions{}, rnd, sink_s);
         std::string err;
         REQUIRE(p->open(err));
         REQUIRE(s->open(err));
@@ -82,7 +82,7 @@ TEST_CASE("setup over loopback UDP: a secondary comes up with its primary") {
 TEST_CASE("setup over UDP: IKE behind a non-ESP marker on the NAT-T port is understood and answered with the marker") {
     UdpPair u;
     // A raw socket plays the secondary: it sends the engine-built IKE_SA_INIT with the marker.
-    Pair pr(PairConfig{}, psk("udp"), psk("udp"));
+    Pair pr(PairConfig{}, psk("udp test key, 16+ bytes"), psk("udp test key, 16+ bytes"));
     REQUIRE(pr.s->connect(1));
     const Bytes init = pr.to_p.q.front().data;
     const int fd = ::socket(AF_INET, SOCK_DGRAM, 0);

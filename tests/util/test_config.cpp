@@ -80,13 +80,13 @@ TEST_CASE("libconfig: a minimal primary gets the Appendix A defaults") {
 
 TEST_CASE("libconfig: every keyword reaches the model") {
     TempDir dir;
-    dir.write("psk", "secret\n", 0600);
+    dir.write("psk", "a secret of 16+ bytes\n", 0600);
     dir.write("key.pem", "k\n", 0600);
     auto path = dir.write("all.conf", R"(
 role = "secondary";
 local = {
   ip = 6; address = "2001:db8::1"; port = 6000; nat_port = 4501; key_generation = "hardware";
-  identity = "east-gw"; psk_file = "psk"; certificate = "/etc/p3/cert.pem"; private_key = "key.pem";
+  identity = "east-gw"; certificate = "/etc/p3/cert.pem"; private_key = "key.pem";
   ca = "/etc/p3/ca.pem";
   rekey_wait = 100; rekey_packets = 5000000000; array_size = 64; data_array_time = 200;
   control_array_time = 300; heartbeat_time = 5; heartbeat_fail = 30; key_type = "aes256";
@@ -100,7 +100,7 @@ dataplane = {
 groups = ( { name = "g"; rekey_wait = 7; rekey_packets = 8; array_size = 9; data_array_time = 10;
              control_array_time = 11; heartbeat_time = 12; heartbeat_fail = 13; key_type = "AES128";
              size_hiding = false; lanes = 2; } );
-remotes = ( { id = 9; ip = 6; address = "2001:db8::2"; port = 7000; identity = "hq";
+remotes = ( { id = 9; ip = 6; address = "2001:db8::2"; port = 7000; identity = "hq"; psk_file = "psk";
               subnets = [ "fd00:2::/48", "fd00:3::/64" ]; groups = [ "g" ]; heartbeat_fail = 40;
               static_keys = { tx_id = 0x101; tx_key = "00112233445566778899aabbccddeeff";
                               tx_salt = "01020304"; rx_id = 0x201;
@@ -114,7 +114,7 @@ remotes = ( { id = 9; ip = 6; address = "2001:db8::2"; port = 7000; identity = "
     CHECK(l.nat_port == 4501);
     CHECK(l.key_generation == KeyGeneration::hardware);
     CHECK(l.identity == "east-gw");
-    CHECK(l.psk_file == dir.path + "/psk");  // relative to the configuration file
+    CHECK(cfg.remotes.at(0).psk_file == dir.path + "/psk");  // relative to the configuration file
     CHECK(l.certificate == "/etc/p3/cert.pem");
     CHECK(l.private_key == dir.path + "/key.pem");
     CHECK(l.ca == "/etc/p3/ca.pem");
@@ -356,21 +356,27 @@ TEST_CASE("masking: the effective configuration never shows key bytes unless ask
 TEST_CASE("key files: owner-only accepted, group/other readable refused, absent only warned") {
     TempDir dir;
     const std::string body = "role = \"primary\";\nlocal = {\n  address = \"192.0.2.1\";\n";
+    // A remote whose psk_file is on line 5.
+    auto with_psk = [&](const std::string& file) {
+        return body + "};\nremotes = ( { id = 1; address = \"192.0.2.2\"; subnets = [ \"10.2.0.0/24\" ];\n"
+                      "  psk_file = \"" + file + "\"; } );\n";
+    };
+    const std::string key = "sixteen bytes ok\n";
     SECTION("0600 psk_file: accepted without warning") {
-        dir.write("psk", "x", 0600);
-        auto p = dir.write("a.conf", body + "  psk_file = \"psk\";\n};\n");
-        auto cfg = must_load(load_file(p));
+        dir.write("psk", key, 0600);
+        auto cfg = must_load(load_file(dir.write("a.conf", with_psk("psk"))));
         CHECK(cfg.warnings.empty());
     }
     SECTION("0644 psk_file: refused at its line") {
-        dir.write("psk", "x", 0644);
-        auto p = dir.write("a.conf", body + "  psk_file = \"psk\";\n};\n");
+        dir.write("psk", key, 0644);
+        auto p = dir.write("a.conf", with_psk("psk"));
         auto e = must_fail(load_file(p));
         CHECK(e.reason == Reason::CFG_KEY_FILE_MODE);
-        CHECK(e.line == 4);
+        CHECK(e.line == 6);
         CHECK(e.file == p);
         CHECK(e.what.find("mode 0644") != std::string::npos);
         CHECK(e.what.find(dir.path + "/psk") != std::string::npos);
+        CHECK(e.what.find("remote 1") != std::string::npos);
     }
     SECTION("0640 private_key: refused at its line") {
         dir.write("key.pem", "x", 0640);
@@ -380,17 +386,15 @@ TEST_CASE("key files: owner-only accepted, group/other readable refused, absent 
         CHECK(e.line == 5);
     }
     SECTION("0604 (others only) is refused too") {
-        dir.write("psk", "x", 0604);
-        auto p = dir.write("a.conf", body + "  psk_file = \"psk\";\n};\n");
-        CHECK(must_fail(load_file(p)).reason == Reason::CFG_KEY_FILE_MODE);
+        dir.write("psk", key, 0604);
+        CHECK(must_fail(load_file(dir.write("a.conf", with_psk("psk")))).reason == Reason::CFG_KEY_FILE_MODE);
     }
     SECTION("absent psk_file: loads, with warning P3-W0110 at its line") {
-        auto p = dir.write("a.conf", body + "  psk_file = \"nothere\";\n};\n");
-        auto cfg = must_load(load_file(p));
+        auto cfg = must_load(load_file(dir.write("a.conf", with_psk("nothere"))));
         REQUIRE(cfg.warnings.size() == 1);
         CHECK(cfg.warnings[0].reason == Reason::CFG_KEY_FILE_ABSENT);
         CHECK(reason_code(cfg.warnings[0].reason) == "P3-W0110");
-        CHECK(cfg.warnings[0].line == 4);
+        CHECK(cfg.warnings[0].line == 6);
     }
     SECTION("a certificate (public) may be world-readable") {
         dir.write("cert.pem", "x", 0644);
@@ -399,11 +403,106 @@ TEST_CASE("key files: owner-only accepted, group/other readable refused, absent 
         CHECK(must_load(load_file(p)).warnings.empty());
     }
     SECTION("a directory is not a key file") {
-        auto p = dir.write("a.conf", body + "  psk_file = \"/\";\n};\n");
-        auto e = must_fail(load_file(p));
+        auto e = must_fail(load_file(dir.write("a.conf", with_psk("/"))));
         CHECK(e.reason == Reason::CFG_BAD_VALUE);
-        CHECK(e.line == 4);
+        CHECK(e.line == 6);
     }
+    SECTION("a symbolic link to an owner-only key is refused, not followed (P3-E0116)") {
+        dir.write("psk", key, 0600);
+        REQUIRE(::symlink((dir.path + "/psk").c_str(), (dir.path + "/link").c_str()) == 0);
+        auto e = must_fail(load_file(dir.write("a.conf", with_psk("link"))));
+        CHECK(e.reason == Reason::CFG_KEY_FILE_LINK);
+        CHECK(reason_code(e.reason) == "P3-E0116");
+        CHECK(e.line == 6);
+        CHECK(e.what.find("symbolic link") != std::string::npos);
+    }
+    SECTION("a private key behind a symbolic link is refused too") {
+        dir.write("key.pem", "x", 0600);
+        REQUIRE(::symlink((dir.path + "/key.pem").c_str(), (dir.path + "/key-link").c_str()) == 0);
+        auto p = dir.write("a.conf", body + "  certificate = \"cert.pem\";\n  private_key = \"key-link\";\n};\n");
+        CHECK(must_fail(load_file(p)).reason == Reason::CFG_KEY_FILE_LINK);
+    }
+}
+
+TEST_CASE("pre-shared keys are per remote: shared local.psk_file, short keys and duplicate identities refused") {
+    TempDir dir;
+    dir.write("a.psk", "remote A's own key, 32 bytes....\n", 0600);
+    dir.write("b.psk", "remote B's own key, 32 bytes....\n", 0600);
+    const std::string head = "role = \"primary\";\nlocal = {\n  address = \"192.0.2.1\";\n";
+    auto remote = [](int id, const char* addr, const char* ident, const char* psk, const char* subnet) {
+        return std::string("  { id = ") + std::to_string(id) + "; address = \"" + addr + "\"; identity = \"" + ident +
+               "\"; psk_file = \"" + psk + "\"; subnets = [ \"" + subnet + "\" ]; }";
+    };
+    SECTION("each remote its own psk_file: accepted, paths resolved, printed back per remote") {
+        auto cfg = must_load(load_file(dir.write("a.conf", head + "};\nremotes = (\n" +
+                                                          remote(1, "192.0.2.2", "a.test", "a.psk", "10.2.0.0/24") + ",\n" +
+                                                          remote(2, "192.0.2.3", "b.test", "b.psk", "10.3.0.0/24") + "\n);\n")));
+        CHECK(cfg.warnings.empty());
+        REQUIRE(cfg.remotes.size() == 2);
+        CHECK(cfg.remotes[0].psk_file == dir.path + "/a.psk");
+        CHECK(cfg.remotes[1].psk_file == dir.path + "/b.psk");
+        const std::string text = to_libconfig(cfg);
+        CHECK(text.find("psk_file = \"" + dir.path + "/b.psk\"") != std::string::npos);
+        CHECK(same_settings(cfg, lc_ok(text)));
+    }
+    SECTION("local.psk_file, one key for every remote: refused with P3-E0113, saying what to write instead") {
+        auto p = dir.write("a.conf", head + "  psk_file = \"a.psk\";\n};\nremotes = (\n" +
+                                         remote(1, "192.0.2.2", "a.test", "a.psk", "10.2.0.0/24") + "\n);\n");
+        auto e = must_fail(load_file(p));
+        CHECK(e.reason == Reason::CFG_SHARED_PSK);
+        CHECK(reason_code(e.reason) == "P3-E0113");
+        CHECK(e.line == 4);
+        CHECK(e.what.find("psk_file") != std::string::npos);
+        CHECK(reason_info(e.reason).action.find("remotes") != std::string_view::npos);
+        CHECK(reason_info(e.reason).action.find("psk_file") != std::string_view::npos);
+    }
+    SECTION("a pre-shared key under 16 bytes: refused with P3-E0114 at its remote") {
+        dir.write("short.psk", "fifteen bytes!!\n", 0600);  // 15 after the newline
+        auto e = must_fail(load_file(dir.write("a.conf", head + "};\nremotes = (\n" +
+                                                             remote(3, "192.0.2.2", "a.test", "short.psk", "10.2.0.0/24") +
+                                                             "\n);\n")));
+        CHECK(e.reason == Reason::CFG_PSK_SHORT);
+        CHECK(reason_code(e.reason) == "P3-E0114");
+        CHECK(e.line == 6);
+        CHECK(e.what.find("remote 3") != std::string::npos);
+        CHECK(e.what.find("15 bytes") != std::string::npos);
+        dir.write("ok.psk", "sixteen bytes ok\n", 0600);
+        must_load(load_file(dir.write("b.conf", head + "};\nremotes = (\n" +
+                                                    remote(3, "192.0.2.2", "a.test", "ok.psk", "10.2.0.0/24") + "\n);\n")));
+    }
+    struct Dup { const char* what; std::string a, b; };
+    const Dup dups[] = {
+        {"the same name", remote(1, "192.0.2.2", "a.test", "a.psk", "10.2.0.0/24"),
+         remote(2, "192.0.2.3", "a.test", "b.psk", "10.3.0.0/24")},
+        {"names differing only in case", remote(1, "192.0.2.2", "gw.Example", "a.psk", "10.2.0.0/24"),
+         remote(2, "192.0.2.3", "GW.example", "b.psk", "10.3.0.0/24")},
+        {"an empty identity (the address) and that address written out",
+         "  { id = 1; address = \"192.0.2.2\"; psk_file = \"a.psk\"; subnets = [ \"10.2.0.0/24\" ]; }",
+         remote(2, "192.0.2.3", "192.0.2.2", "b.psk", "10.3.0.0/24")},
+        {"two empty identities on one address", "  { id = 1; address = \"192.0.2.2\"; psk_file = \"a.psk\"; subnets = [ \"10.2.0.0/24\" ]; }",
+         "  { id = 2; address = \"192.0.2.2\"; psk_file = \"b.psk\"; subnets = [ \"10.3.0.0/24\" ]; }"},
+    };
+    for (const auto& d : dups) {
+        INFO(d.what);
+        auto e = must_fail(load_file(dir.write("d.conf", head + "};\nremotes = (\n" + d.a + ",\n" + d.b + "\n);\n")));
+        CHECK(e.reason == Reason::CFG_DUPLICATE_IDENTITY);
+        CHECK(reason_code(e.reason) == "P3-E0115");
+        CHECK(e.line == 7);
+        CHECK(e.what.find("remote 1") != std::string::npos);
+    }
+}
+
+TEST_CASE("legacy format: psk_file is a per-remote keyword; in the local section it is refused") {
+    TempDir dir;
+    dir.write("a.psk", "remote A's own key, 32 bytes....\n", 0600);
+    const std::string local = "localstart\nrole primary\naddress 192.0.2.1\n";
+    const std::string remote = "1/address 192.0.2.2\n1/subnet1 10.2.0.0\n1/mask1 255.255.255.0\n1/psk_file a.psk\n";
+    auto cfg = must_load(load_file(dir.write("ok.txt", local + "localend\n" + remote)));
+    REQUIRE(cfg.remotes.size() == 1);
+    CHECK(cfg.remotes[0].psk_file == dir.path + "/a.psk");
+    auto e = must_fail(load_file(dir.write("shared.txt", local + "psk_file a.psk\nlocalend\n" + remote)));
+    CHECK(e.reason == Reason::CFG_SHARED_PSK);
+    CHECK(e.line == 4);
 }
 
 namespace {

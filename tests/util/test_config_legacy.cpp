@@ -167,14 +167,13 @@ TEST_CASE("legacy: the role is inferred from the keywords only one role uses") {
 
 TEST_CASE("legacy: extension keywords (credentials, dataplane, later session parameters)") {
     TempDir dir;
-    dir.write("psk", "x", 0600);
+    dir.write("psk", "a key of sixteen bytes or more", 0600);
     auto path = dir.write("ext.txt", R"(localstart
 role secondary
 ip 4
 address 192.0.2.2
 nat_port 4600
 identity branch-7
-psk_file psk
 ca /etc/p3/ca.pem
 rekey_packets 1000000
 key_type AES256
@@ -199,6 +198,7 @@ burst 16
 localend
 1/address 192.0.2.1
 1/identity hq
+1/psk_file psk
 1/rekey_packets 5000
 1/size_hiding 0
 1/lanes 1
@@ -210,7 +210,7 @@ localend
     CHECK(cfg.role == Role::secondary);
     CHECK(cfg.local.nat_port == 4600);
     CHECK(cfg.local.identity == "branch-7");
-    CHECK(cfg.local.psk_file == dir.path + "/psk");
+    CHECK(cfg.remotes.at(0).psk_file == dir.path + "/psk");
     CHECK(cfg.local.ca == "/etc/p3/ca.pem");
     CHECK(cfg.local.defaults.rekey_packets == 1000000);
     CHECK(cfg.local.defaults.key_type == KeyType::aes256);
@@ -250,11 +250,12 @@ local = { ip = 4; address = "192.0.2.1"; port = 5653; key_generation = "software
           heartbeat_time = 15; heartbeat_fail = 120; cluster_state = 0; load_balance = 0; };
 dataplane = { lan = { port = 0; }; wan = { port = 1; address = "192.0.2.1/32"; }; };
 remotes = (
-  { id = 1; ip = 4; address = "192.0.2.2"; subnets = [ "10.2.0.0/24" ]; key_type = "AES128"; },
+  { id = 1; ip = 4; address = "192.0.2.2"; subnets = [ "10.2.0.0/24" ]; key_type = "AES128";
+    psk_file = "/etc/p3/branch1.psk"; },
   { id = 2; ip = 4; address = "198.51.100.7"; subnets = [ "10.3.0.0/24", "10.3.8.0/22" ];
     key_type = "AES256"; rekey_wait = 900; array_size = 128; data_array_time = 43200;
-    control_array_time = 41400; heartbeat_time = 10; heartbeat_fail = 60; },
-  { id = 3; ip = 4; address = "203.0.113.9"; subnets = [ "203.0.113.9/32" ]; }
+    control_array_time = 41400; heartbeat_time = 10; heartbeat_fail = 60; psk_file = "/etc/p3/branch2.psk"; },
+  { id = 3; ip = 4; address = "203.0.113.9"; subnets = [ "203.0.113.9/32" ]; psk_file = "/etc/p3/host3.psk"; }
 );
 )");
     CHECK(same_settings(legacy, lc));
@@ -267,7 +268,8 @@ remotes = (
     auto lc2 = lc_ok(R"(
 role = "secondary";
 local = { ip = 4; address = "192.0.2.2"; cluster_state = 0; load_balance = 0; };
-remotes = ( { id = 1; ip = 4; address = "192.0.2.1"; port = 5653; subnets = [ "10.1.0.0/24" ]; } );
+remotes = ( { id = 1; ip = 4; address = "192.0.2.1"; port = 5653; subnets = [ "10.1.0.0/24" ];
+              psk_file = "/etc/p3/branch1.psk"; } );
 )");
     CHECK(same_settings(legacy2, lc2));
 }
