@@ -87,19 +87,28 @@ heartbeat_time 0
 localend
 ' 4 P3-E0104 'out of range 1..3600'
 
-# Key files: 0644 refused at its line, 0600 accepted, absent only a warning.
-printf 'secret\n' >"$work/psk"
+# Key files (a remote's own psk_file): 0644 refused at its line, 0600 accepted, absent only a
+# warning, a symbolic link refused, fewer than 16 bytes refused; one local.psk_file for
+# every remote refused with what to write instead.
+printf 'a secret of 16+ bytes\n' >"$work/psk"
 chmod 644 "$work/psk"
-expect_error keymode.conf 'role = "primary";
-local = { address = "192.0.2.1";
-  psk_file = "psk"; };
-' 3 P3-E0108 'mode 0644'
+keymode='role = "primary";
+local = { address = "192.0.2.1"; };
+remotes = ( { id = 1; address = "192.0.2.2"; subnets = [ "10.2.0.0/24" ];
+  psk_file = "psk"; } );
+'
+expect_error keymode.conf "$keymode" 4 P3-E0108 'mode 0644'
 chmod 600 "$work/psk"
 "$p3ctl" config check "$work/keymode.conf" >/dev/null 2>"$work/err" || fail "0600 psk_file refused"
 [ -s "$work/err" ] && { fail "0600 psk_file: unexpected stderr"; cat "$work/err"; }
+ln -s "$work/psk" "$work/psk-link"
+expect_error link.conf "${keymode/\"psk\"/\"psk-link\"}" 4 P3-E0116 'symbolic link'
+printf 'short\n' >"$work/psk-short"; chmod 600 "$work/psk-short"
+expect_error short.conf "${keymode/\"psk\"/\"psk-short\"}" 4 P3-E0114 'fewer than 16'
+expect_error shared.conf "${keymode/\"192.0.2.1\"; \}/\"192.0.2.1\"; psk_file = \"psk\"; \}}" 2 P3-E0113 'give each remote its own'
 rm -f "$work/psk"
 "$p3ctl" config check "$work/keymode.conf" >/dev/null 2>"$work/err" || fail "absent psk_file refused"
-grep -q ":3: warning P3-W0110: psk_file" "$work/err" || fail "absent psk_file: no P3-W0110"
+grep -q ":4: warning P3-W0110: remote 1: psk_file" "$work/err" || fail "absent psk_file: no P3-W0110"
 
 # An unreadable path and usage errors: exit 2.
 "$p3ctl" config check "$work/none.conf" >/dev/null 2>"$work/err"

@@ -81,9 +81,10 @@ umask 022
 run_mode() { # mode: psk | cert
   local mode=$1 d=$OUT/$1
   mkdir -p "$d/run" "$d/swanctl/x509ca" "$d/swanctl/x509" "$d/swanctl/private"
-  local creds
+  # A pre-shared key is the remote's own (remotes[].psk_file); certificates are local.
+  local creds="" remote_creds=""
   if [ "$mode" = psk ]; then
-    creds="psk_file = \"$OUT/psk.secret\";"
+    remote_creds="psk_file = \"$OUT/psk.secret\";"
   else
     creds="certificate = \"$OUT/pri.pem\"; private_key = \"$OUT/pri.key\"; ca = \"$OUT/ca.pem\";"
     cp "$OUT/ca.pem" "$d/swanctl/x509ca/"; cp "$OUT/sec.pem" "$d/swanctl/x509/"; cp "$OUT/sec.key" "$d/swanctl/private/"
@@ -93,7 +94,7 @@ role = "primary";
 local = { ip = 4; address = "192.0.2.1"; port = 5653; identity = "pri.test"; $creds };
 dataplane = { lan = { port = 0; address = "10.1.0.1/24"; }; wan = { port = 1; address = "192.0.2.1/24"; }; };
 remotes = ( { id = 1; ip = 4; address = "192.0.2.2"; subnets = [ "10.2.0.0/24" ];
-              key_type = "AES128"; identity = "sec.test"; } );
+              key_type = "AES128"; identity = "sec.test"; $remote_creds } );
 EOF
   if [ "$mode" = psk ]; then charon_conf "$d" "psk $PSK" "  retransmit_tries = 2"
   else charon_conf "$d" cert "  retransmit_tries = 2"; fi

@@ -35,19 +35,20 @@ ip netns add $NS || fail "netns"
 ip -n $NS link set lo up
 
 umask 077
-printf 'a pre-shared key for the pcap test\n' > "$OUT/psk"
+printf 'a pre-shared key for the pcap test\n' > "$OUT/psk"   # the pair's own (remotes[].psk_file on both sides)
 umask 022
 cat > "$OUT/primary.conf" <<EOF
 role = "primary";
-local = { ip = 4; address = "127.0.0.1"; port = 5653; nat_port = 4500; identity = "pri.test"; psk_file = "$OUT/psk"; };
+local = { ip = 4; address = "127.0.0.1"; port = 5653; nat_port = 4500; identity = "pri.test"; };
 dataplane = { lan = { port = 0; address = "10.1.0.1/24"; }; wan = { port = 1; address = "127.0.0.1/8"; }; };
-remotes = ( { id = 7; ip = 4; address = "127.0.0.1"; subnets = [ "10.2.0.0/24" ]; key_type = "AES256"; identity = "sec.test"; } );
+remotes = ( { id = 7; ip = 4; address = "127.0.0.1"; subnets = [ "10.2.0.0/24" ]; key_type = "AES256"; identity = "sec.test";
+              psk_file = "$OUT/psk"; } );
 EOF
 cat > "$OUT/secondary.conf" <<EOF
 role = "secondary";
-local = { ip = 4; address = "127.0.0.1"; port = 5654; identity = "sec.test"; psk_file = "$OUT/psk"; };
+local = { ip = 4; address = "127.0.0.1"; port = 5654; identity = "sec.test"; };
 dataplane = { lan = { port = 0; address = "10.2.0.1/24"; }; wan = { port = 1; address = "127.0.0.1/8"; }; };
-remotes = ( { id = 1; ip = 4; address = "127.0.0.1"; port = 5653; identity = "pri.test"; } );
+remotes = ( { id = 1; ip = 4; address = "127.0.0.1"; port = 5653; identity = "pri.test"; psk_file = "$OUT/psk"; } );
 EOF
 
 ip netns exec $NS tcpdump -n -i lo -U -w "$OUT/setup.pcap" udp 2>"$OUT/tcpdump.err" &

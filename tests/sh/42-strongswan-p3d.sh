@@ -82,14 +82,14 @@ umask 022
 chmod 600 "$OUT/psk"
 cat > "$OUT/p3.conf" <<EOF
 role = "primary";
-local = { ip = 4; address = "192.0.2.1"; port = 5653; identity = "pri.test"; psk_file = "$OUT/psk"; };
+local = { ip = 4; address = "192.0.2.1"; port = 5653; identity = "pri.test"; };
 dataplane = {
   wan = { port = 0; address = "192.0.2.1/24"; };
   lan = { port = 1; address = "10.1.0.1/24"; };
   idle_backoff_us = 50; mbufs = 4095;
 };
 remotes = ( { id = 1; ip = 4; address = "192.0.2.2"; subnets = [ "10.2.0.0/24" ];
-              key_type = "AES128"; identity = "sec.test"; } );
+              key_type = "AES128"; identity = "sec.test"; psk_file = "$OUT/psk"; } );
 EOF
 # Through nsenter, which execs: $! is p3d itself (SIGTERM reaches it, wait gives its status).
 # EAL's runtime directory lives in our temp dir (RUNTIME_DIRECTORY), not /var/run/dpdk, where a

@@ -43,30 +43,31 @@ case $? in
   *) fail "network namespaces and veth pairs (scripts/lib/topology.sh)" ;;
 esac
 
-# One pre-shared key, owner-only; short timers so that a few seconds show several rekeys.
+# The pair's pre-shared key (the primary's remote 7 and the secondary's remote 1 name it),
+# owner-only; short timers so that a few seconds show several rekeys.
 printf 'p3 test key: %s\n' "$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')" >"$work/psk"
 chmod 600 "$work/psk"
 cat >"$work/a.conf" <<CONF
 role = "primary";
 local = { ip = 4; address = "192.0.2.1"; port = 5653; identity = "primary.p3.test";
-          psk_file = "$work/psk"; rekey_wait = 2; heartbeat_time = 1; heartbeat_fail = 5; };
+          rekey_wait = 2; heartbeat_time = 1; heartbeat_fail = 5; };
 dataplane = {
   wan = { port = 0; address = "192.0.2.1/24"; };
   lan = { port = 1; address = "10.1.0.1/24"; };
   idle_backoff_us = 50; mbufs = 4095;
 };
-remotes = ( { id = 7; ip = 4; address = "192.0.2.2"; identity = "secondary.p3.test";
+remotes = ( { id = 7; ip = 4; address = "192.0.2.2"; identity = "secondary.p3.test"; psk_file = "$work/psk";
               subnets = [ "10.2.0.0/24" ]; } );
 CONF
 cat >"$work/b.conf" <<CONF
 role = "secondary";
-local = { ip = 4; address = "192.0.2.2"; identity = "secondary.p3.test"; psk_file = "$work/psk"; };
+local = { ip = 4; address = "192.0.2.2"; identity = "secondary.p3.test"; };
 dataplane = {
   wan = { port = 0; address = "192.0.2.2/24"; };
   lan = { port = 1; address = "10.2.0.1/24"; };
   idle_backoff_us = 50; mbufs = 4095;
 };
-remotes = ( { id = 1; ip = 4; address = "192.0.2.1"; port = 5653; identity = "primary.p3.test";
+remotes = ( { id = 1; ip = 4; address = "192.0.2.1"; port = 5653; identity = "primary.p3.test"; psk_file = "$work/psk";
               subnets = [ "10.1.0.0/24" ]; } );
 CONF
 
@@ -77,7 +78,16 @@ sed "s|$work/psk\"|$work/psk-open\"|" "$work/a.conf" >"$work/open.conf"
 rc=$?
 rm -rf "/var/run/dpdk/$tag-c"
 [ "$rc" -eq 2 ] || { cat "$work/open.log"; fail "empty psk: exit $rc, want 2"; }
-grep -q "P3-E0412: setup credentials: $work/psk-open: empty pre-shared key" "$work/open.log" || { cat "$work/open.log"; fail "no P3-E0412 line"; }
+grep -q "P3-E0114: $work/open.conf:[0-9]*: remote 7: psk_file $work/psk-open: pre-shared key of 0 bytes, fewer than 16" \
+  "$work/open.log" || { cat "$work/open.log"; fail "no P3-E0114 line"; }
+# A shared local.psk_file (one key for every remote) is refused, saying what to write instead.
+sed "s|identity = \"primary.p3.test\";|identity = \"primary.p3.test\"; psk_file = \"$work/psk\";|" "$work/a.conf" >"$work/shared.conf"
+"$p3d" --no-huge -m 512 --no-pci --file-prefix "$tag-c" -l 0 -- -c "$work/shared.conf" >"$work/shared.log" 2>&1
+rc=$?
+rm -rf "/var/run/dpdk/$tag-c"
+[ "$rc" -eq 2 ] || { cat "$work/shared.log"; fail "shared psk_file: exit $rc, want 2"; }
+grep -q "P3-E0113: .*local.psk_file: one pre-shared key for every remote is refused" "$work/shared.log" ||
+  { cat "$work/shared.log"; fail "no P3-E0113 line"; }
 
 # Through nsenter, which execs: $! is p3d itself (SIGTERM reaches it, wait gives its status).
 start() {  # name ns cpu wan lan
