@@ -8,7 +8,8 @@
 #                                                    +---veth--- [WAN] p3d B [LAN] (veth, nothing behind)
 #                                                                 192.0.2.3 10.3.0.1   B ns
 #
-# The primary knows remote 7 = A (a.p3.test, key A) and remote 8 = B (b.p3.test, key B).
+# The primary knows remote 7 = A (a.p3.test, key A), remote 8 = B (b.p3.test, key B) and
+# remote 9, whose key file is not there yet (logged at start; only remote 9 stays down).
 # A comes up and answers pings. Then B's appliance, holding key B but configured with A's
 # identity, tries to set up: the primary logs P3-E0402 naming the claimed remote, B gets no
 # session, A's session stays up at its own address and pings still pass. Then B under its own
@@ -83,7 +84,8 @@ local = { ip = 4; address = "192.0.2.1"; identity = "primary.p3.test"; heartbeat
 $(dp 192.0.2.1 10.1.0.1)
 remotes = (
   { id = 7; ip = 4; address = "192.0.2.2"; identity = "a.p3.test"; psk_file = "$work/a.psk"; subnets = [ "10.2.0.0/24" ]; },
-  { id = 8; ip = 4; address = "192.0.2.3"; identity = "b.p3.test"; psk_file = "$work/b.psk"; subnets = [ "10.3.0.0/24" ]; }
+  { id = 8; ip = 4; address = "192.0.2.3"; identity = "b.p3.test"; psk_file = "$work/b.psk"; subnets = [ "10.3.0.0/24" ]; },
+  { id = 9; ip = 4; address = "192.0.2.4"; identity = "c.p3.test"; psk_file = "$work/c.psk"; subnets = [ "10.4.0.0/24" ]; }
 );
 CONF
 secondary() {  # address lan identity key
@@ -98,7 +100,9 @@ CONF
 secondary 192.0.2.2 10.2.0.1 a.p3.test a >"$work/a.conf"
 secondary 192.0.2.3 10.3.0.1 a.p3.test b >"$work/impostor.conf"   # B's key, A's identity
 secondary 192.0.2.3 10.3.0.1 b.p3.test b >"$work/b.conf"
-for c in p a impostor b; do "$p3ctl" config check "$work/$c.conf" >/dev/null || fail "config $c refused"; done
+for c in p a impostor b; do
+  "$p3ctl" config check "$work/$c.conf" >/dev/null 2>"$work/check.err" || { cat "$work/check.err"; fail "config $c refused"; }
+done
 
 start() {  # name ns cpu wan lan conf
   nsenter --net="/run/netns/$2" -- "$p3d" --no-huge -m 512 --no-pci --file-prefix "$tag-$1" --lcores "0@$3" \
@@ -116,6 +120,8 @@ pings() {  # count -> answered
 
 start p "$ns_p" 0 pWan pLan p; pid_p=$!
 wait_for p "$pid_p" 'P3-I0001' 15 "start"
+# Start-up checks are per remote: remote 9's key is not there yet, so only remote 9 stays down.
+grep -q "P3-W0110: remote 9: $work/c.psk: No such file or directory" "$work/p.log" || fail "no P3-W0110 for remote 9's key"
 start a "$ns_a" $cpu2 aWan aLan a; pid_a=$!
 wait_for a "$pid_a" 'P3-I0501: remote 1 (primary.p3.test): control channel up' 20 "A's session up"
 wait_for p "$pid_p" 'P3-I0501: remote 7 (a.p3.test): control channel up' 5 "A's session up at the primary"
