@@ -39,8 +39,6 @@ struct Credentials {
     bool uses_certificates() const noexcept { return cert && key; }
     // The remote's own pre-shared key; nullptr: the remote authenticates by certificate.
     const SecretBytes* psk_for(std::uint32_t remote_id) const noexcept;
-    // Whether the remote can be authenticated at all (its key, or certificates).
-    bool has_credential(std::uint32_t remote_id) const noexcept { return psk_for(remote_id) || (uses_certificates() && ca); }
 
     // Everything the configuration names: local.certificate/private_key/ca and the psk_file of
     // every remote that uses the setup exchange. A remote whose psk_file does not exist yet

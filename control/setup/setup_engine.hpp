@@ -7,7 +7,9 @@
 //
 // Roles: a primary answers only requests (it never initiates); a secondary only initiates
 // (requests reaching it are dropped). The primary answers IKE_SA_INIT from any address, since
-// a NAT may hide the secondary's; only a configured identity gets past IKE_AUTH.
+// a NAT may hide the secondary's; only a configured identity, proven with that remote's own
+// credential (its pre-shared key or a certificate naming it), gets past IKE_AUTH, and nothing
+// of that remote changes before the proof.
 //
 // Dispatch (responder): IKE_SA_INIT -> retransmission? (cached response) -> cookie policy ->
 // half-open limit -> tasks -> half-open SA. IKE_AUTH -> SA by our SPI -> message id (cached
