@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "common/config.hpp"
+#include "common/keyfile.hpp"
 #include "common/log.hpp"
 #include "config_test_util.hpp"
 
@@ -616,4 +617,33 @@ TEST_CASE("clone and same_settings") {
     copy4.remotes[0].line = 99;
     copy4.source = "elsewhere";
     CHECK(same_settings(cfg, copy4));
+}
+
+TEST_CASE("keyfile: what may hold a secret, decided on the opened file") {
+    TempDir dir;
+    std::string why;
+    SecretBytes k;
+    SECTION("a FIFO in the key's place is refused at once, not waited on") {
+        const std::string p = dir.path + "/fifo";
+        REQUIRE(::mkfifo(p.c_str(), 0600) == 0);
+        CHECK(keyfile::read_psk(p, k, why) == keyfile::Status::not_regular);
+    }
+    SECTION("larger than 64 KiB: refused") {
+        CHECK(keyfile::read_psk(dir.write("big", std::string(keyfile::kMaxFile + 1, 'x')), k, why) ==
+              keyfile::Status::too_long);
+    }
+    SECTION("line ends are not part of the key; 16 bytes is enough, 15 is not") {
+        REQUIRE(keyfile::read_psk(dir.write("crlf", "sixteen bytes ok\r\n"), k, why) == keyfile::Status::ok);
+        CHECK(k.size() == 16);
+        CHECK(keyfile::read_psk(dir.write("short", "fifteen bytes!!\n"), k, why) == keyfile::Status::too_short);
+        CHECK(why.find("15 bytes") != std::string::npos);
+    }
+    SECTION("a link, absent, open modes") {
+        dir.write("real", "sixteen bytes ok");
+        REQUIRE(::symlink((dir.path + "/real").c_str(), (dir.path + "/link").c_str()) == 0);
+        CHECK(keyfile::read_psk(dir.path + "/link", k, why) == keyfile::Status::link);
+        CHECK(keyfile::read_psk(dir.path + "/none", k, why) == keyfile::Status::absent);
+        CHECK(keyfile::read_psk(dir.write("open", "sixteen bytes ok", 0640), k, why) == keyfile::Status::mode);
+        CHECK(keyfile::read_psk(dir.write("ro", "sixteen bytes ok", 0400), k, why) == keyfile::Status::ok);
+    }
 }
