@@ -51,7 +51,12 @@ void SetupControlPlane::on_packet(dp::Dataplane&, rte_mbuf* m) {
     rte_pktmbuf_free(m);
 }
 
-void SetupControlPlane::poll(dp::Dataplane&, std::uint64_t) {
+void SetupControlPlane::poll(dp::Dataplane&, std::uint64_t now_ms) {
+    // The control thread polls once per burst; under a flood that is thousands of times a
+    // second. The setup timers count in seconds and next_deadline() walks every exchange, so
+    // they are looked at every 10 ms, not per burst.
+    if (now_ms - timers_checked_ms_ < 10) return;
+    timers_checked_ms_ = now_ms;
     log::flush_suppressed();  // summaries of rate-limited lines whose second is over
     if (!engine_) return;
     if (auto t = engine_->next_deadline(); t && *t <= clock_.now()) engine_->on_timer();

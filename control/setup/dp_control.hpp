@@ -83,6 +83,7 @@ private:
     };
     std::map<std::uint32_t, Retry> retry_;                       // secondary: per remote
     std::uint64_t not_setup_ = 0, send_failed_ = 0, up_ = 0;
+    std::uint64_t timers_checked_ms_ = 0;
 };
 
 }  // namespace p3::setup
