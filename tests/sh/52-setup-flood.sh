@@ -111,6 +111,8 @@ mac=$(in_ns "$ns_a" cat /sys/class/net/aWan/address)
 flood() {  # rate seconds count [mix]
   in_ns "$ns_sw" /usr/bin/python3 "$here/lib/setup_flood.py" fX "$mac" 192.0.2.1 5653 "$@"
 }
+# The primary's CPU at rest (workers poll with back-off), for comparison.
+c0=$(cpu_ticks); sleep 2; idle_cpu=$(( ($(cpu_ticks) - c0) * 100 / $(getconf CLK_TCK) / 2 ))
 # Requests with bad key exchange data only: each would be refused (and logged) by itself;
 # the failure rate turns cookies on, and what is logged is cut to a few lines a second.
 lines0=$(wc -l <"$work/a.log")
@@ -125,7 +127,7 @@ sleep 1
 rss0=$(rss); cpu0=$(cpu_ticks); lines0=$(wc -l <"$work/a.log")
 t0=$(date +%s.%N)
 in_ns "$ns_ha" ping -c 50 -i 0.2 -W 2 10.2.0.2 >"$work/ping.txt" 2>&1 & pid_ping=$!
-out=$(flood 8000 11 110000) || fail "flood sender"
+out=$(flood "${FLOOD_RATE:-8000}" 11 110000) || fail "flood sender"
 t1=$(date +%s.%N)
 wait "$pid_ping"; pid_ping=
 sleep 1
@@ -138,7 +140,7 @@ cpu=$(awk -v a="$cpu0" -v b="$cpu1" -v t0="$t0" -v t1="$t1" -v hz="$(getconf CLK
 flood_lines=$(tail -n +"$((lines0 + 1))" "$work/a.log" | grep -c 'P3-.04[0-9][0-9]')
 suppressed=$(tail -n +"$((lines0 + 1))" "$work/a.log" | grep -c 'similar line(s) suppressed')
 received=$(grep -oE '[0-9]+ received' "$work/ping.txt" | grep -oE '^[0-9]+' || echo 0)
-echo "flood: $sent datagrams in $secs s ($rate/s) from ~$sent sources; primary CPU ${cpu}% (all lcores and threads)"
+echo "flood: $sent datagrams in $secs s ($rate/s) from ~$sent sources; primary CPU ${cpu}% (all lcores and threads; ${idle_cpu}% at rest)"
 echo "primary RSS: $rss0 kB before, $rss1 kB after ($(( (rss1 - rss0) )) kB); setup log lines during the flood: $flood_lines ($suppressed summaries)"
 echo "pings through the tunnel during the flood: $received/50"
 
