@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdarg>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -39,6 +40,23 @@ std::string format_line(std::string_view ident, Level level, Reason reason, std:
 
 std::string_view level_name(Level level) noexcept;
 
+// Lines a remote peer can cause (one per bad request in a flood) go through write_peer: per
+// reason at most kPeerLinesPerSecond lines in one second; the rest are counted, and one line
+// of the same level and reason says how many were left out ("N similar lines suppressed"),
+// written with the next line of that reason or by flush_suppressed(), whichever comes first
+// after the second is over. Memory is one small slot per reason code. Callable from any
+// thread (the same lock as write); lines below the level are dropped before formatting.
+inline constexpr unsigned kPeerLinesPerSecond = 10;
+void write_peer(Level level, Reason reason, const char* fmt, ...) noexcept __attribute__((format(printf, 3, 4)));
+// Writes the summaries of seconds that are over. Cheap when nothing is pending (one atomic
+// load): the control thread calls it from its poll.
+void flush_suppressed() noexcept;
+// Lines left out by write_peer since start (all reasons).
+std::uint64_t suppressed_total() noexcept;
+// Milliseconds of a monotonic clock; tests replace it (nullptr: the steady clock again).
+using NowMs = std::uint64_t (*)() noexcept;
+void set_time_source(NowMs now) noexcept;
+
 }  // namespace p3::log
 
 #define P3_LOG_ERROR(reason, ...) ::p3::log::write(::p3::log::Level::error, ::p3::Reason::reason, __VA_ARGS__)
@@ -46,3 +64,5 @@ std::string_view level_name(Level level) noexcept;
 #define P3_LOG_NOTICE(reason, ...) ::p3::log::write(::p3::log::Level::notice, ::p3::Reason::reason, __VA_ARGS__)
 #define P3_LOG_INFO(reason, ...) ::p3::log::write(::p3::log::Level::info, ::p3::Reason::reason, __VA_ARGS__)
 #define P3_LOG_DEBUG(reason, ...) ::p3::log::write(::p3::log::Level::debug, ::p3::Reason::reason, __VA_ARGS__)
+// A line a remote peer can cause: rate-limited per reason (write_peer).
+#define P3_PEER_LOG(level, reason, ...) ::p3::log::write_peer(::p3::log::Level::level, (reason), __VA_ARGS__)

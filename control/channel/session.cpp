@@ -401,8 +401,8 @@ void Session::on_response(Message&& m) {
     if (it == outstanding_.end() ||
         (m.type != response_of(it->second.req.type) && m.type != MsgType::error)) {
         ++stats_.unexpected;
-        P3_LOG_DEBUG(CH_UNEXPECTED, "%s: %s (id %u) matches no request in flight", cfg_.name.c_str(),
-                     msg_type_name(m.type).data(), m.msg_id);
+        P3_PEER_LOG(debug, Reason::CH_UNEXPECTED, "%s: %s (id %u) matches no request in flight", cfg_.name.c_str(),
+                    msg_type_name(m.type).data(), m.msg_id);
         return;
     }
     loop_.cancel(it->second.timer);

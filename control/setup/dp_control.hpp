@@ -11,13 +11,13 @@
 //
 // Only local.port carries IKE here: in p3d, local.nat_port carries UDP-encapsulated P3,
 // whose first word (P3 flags, 0) is indistinguishable from the non-ESP marker. A peer that
-// sends the marker on local.port is understood and answered with it.
+// sends the marker on local.port is understood and answered with it: the framing goes with
+// the datagram into the engine (setup_frame.hpp), nothing is kept here per peer.
 #pragma once
 
 #include <functional>
 #include <map>
 #include <memory>
-#include <set>
 
 #include "control/clock.hpp"
 #include "control/setup/dataplane_sink.hpp"
@@ -55,7 +55,7 @@ public:
 
 private:
     // Transport
-    void send(const Endpoint& from, const Endpoint& to, ByteView datagram) override;
+    void send(const Endpoint& from, const Endpoint& to, ByteView datagram, Framing framing) override;
     // SessionSink: forwards to the DataplaneSink, keeps the retry state of a secondary.
     std::optional<std::uint32_t> reserve_rx_id(std::uint32_t remote_id, std::uint32_t peer_lanes) override;
     std::uint32_t local_lanes() const override;
@@ -82,8 +82,8 @@ private:
         bool up = false;
     };
     std::map<std::uint32_t, Retry> retry_;                       // secondary: per remote
-    std::set<std::pair<IpAddr, std::uint16_t>> marker_peers_;   // peers that put the non-ESP marker
     std::uint64_t not_setup_ = 0, send_failed_ = 0, up_ = 0;
+    std::uint64_t timers_checked_ms_ = 0;
 };
 
 }  // namespace p3::setup

@@ -67,6 +67,29 @@ std::unique_ptr<KeyExchange> KeyExchange::create(std::uint16_t group) {
     return kx;
 }
 
+bool KeyExchange::check_public(std::uint16_t group, ByteView peer) noexcept {
+    const std::size_t n = public_size(group);
+    if (n == 0 || peer.size() != n) return false;
+    if (group == group_x25519) return true;  // every 32-byte string is a u-coordinate (RFC 7748)
+    std::uint8_t pt[1 + 96];
+    pt[0] = 0x04;
+    std::copy(peer.begin(), peer.end(), pt + 1);
+    OSSL_PARAM params[3];
+    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, const_cast<char*>(curve_name(group)), 0);
+    params[1] = OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, pt, 1 + n);
+    params[2] = OSSL_PARAM_construct_end();
+    EVP_PKEY* key = nullptr;
+    EVP_PKEY_CTX* fctx = EVP_PKEY_CTX_new_from_name(nullptr, "EC", nullptr);
+    if (fctx && EVP_PKEY_fromdata_init(fctx) == 1) EVP_PKEY_fromdata(fctx, &key, EVP_PKEY_PUBLIC_KEY, params);
+    EVP_PKEY_CTX_free(fctx);
+    if (!key) return false;
+    EVP_PKEY_CTX* cctx = EVP_PKEY_CTX_new(key, nullptr);
+    const bool ok = cctx && EVP_PKEY_public_check(cctx) == 1;
+    EVP_PKEY_CTX_free(cctx);
+    EVP_PKEY_free(key);
+    return ok;
+}
+
 std::optional<SecretBytes> KeyExchange::shared_secret(ByteView peer) const {
     if (peer.size() != public_size(group_)) return std::nullopt;
     EVP_PKEY* peer_key = nullptr;

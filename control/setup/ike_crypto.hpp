@@ -27,6 +27,9 @@ public:
     // g^ir from the peer's KE data; nullopt if the value is malformed or degenerate.
     std::optional<SecretBytes> shared_secret(ByteView peer) const;
     static std::size_t public_size(std::uint16_t group) noexcept;  // 0 = unsupported
+    // Whether a peer's KE data can be used with this group: the length, and for ECP a point
+    // on the curve. Far cheaper than a key pair, so a responder checks it before making one.
+    static bool check_public(std::uint16_t group, ByteView peer) noexcept;
 
 private:
     KeyExchange() = default;

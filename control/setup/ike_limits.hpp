@@ -28,7 +28,21 @@ inline constexpr std::size_t gcm_iv = 8, gcm_icv = 16, gcm_salt = 4;  // RFC 528
 // Half-open (IKE_SA_INIT answered, IKE_AUTH not yet) responder state: each entry is a few
 // hundred bytes, so the table is bounded in memory by its size.
 inline constexpr std::size_t half_open_max = 4096;
-inline constexpr std::size_t cookie_threshold = 64;     // half-open count from which COOKIE is demanded
+// Per source (IPv4 address, IPv6 /64; RFC 8019 §4.2): one secondary has one exchange at a
+// time, so this leaves room for a NAT with a few dozen secondaries behind it restarting at once.
+inline constexpr std::size_t half_open_per_source = 32;
+// COOKIE is demanded (RFC 7296 §2.6, RFC 8019 §4.1) while any of these holds: this many
+// half-open exchanges; this many IKE_SA_INIT requests in the last second; this many failed
+// requests (undecodable, refused, failed authentication, unknown SPIs) in the last second.
+// A primary's thousands of secondaries reconnecting after a restart stay below the request
+// rate mostly; above it each pays one more round trip, nothing else.
+inline constexpr std::size_t cookie_threshold = 64;
+inline constexpr std::size_t cookie_request_rate = 256;
+inline constexpr std::size_t cookie_failure_rate = 32;
+inline constexpr std::chrono::milliseconds rate_window{1000};
+// A cached response is sent again only for the identical request, and at most this often
+// per exchange (our initiator sends a request retransmit_tries times in all).
+inline constexpr unsigned max_resends = 16;
 inline constexpr std::chrono::seconds half_open_timeout{30};
 inline constexpr std::chrono::seconds cookie_secret_lifetime{120};  // then rotated (old one kept once)
 inline constexpr std::size_t cookie_len = 1 + 32;       // version byte + SHA-256

@@ -31,7 +31,10 @@ struct SetupOptions {
     std::vector<std::uint16_t> prfs{prf_hmac_sha2_256, prf_hmac_sha2_384};
     std::vector<std::uint16_t> encr_bits{256, 128};  // IKE SA ENCR_AES_GCM_16 key sizes
     std::size_t cookie_threshold = limits::cookie_threshold;
+    std::size_t cookie_request_rate = limits::cookie_request_rate;
+    std::size_t cookie_failure_rate = limits::cookie_failure_rate;
     std::size_t half_open_max = limits::half_open_max;
+    std::size_t half_open_per_source = limits::half_open_per_source;
     Duration half_open_timeout = limits::half_open_timeout;
     Duration retransmit_base = limits::retransmit_base;
     unsigned retransmit_tries = limits::retransmit_tries;
@@ -77,6 +80,7 @@ struct IkeSa {
     Spi spi_i, spi_r;
     Endpoint local, peer;
     Endpoint init_peer;                  // responder: where IKE_SA_INIT came from (its index key)
+    Framing framing = Framing::plain;    // how the peer frames its datagrams (answered the same way)
     const PeerConfig* remote = nullptr;  // initiator: from the start; responder: once its AUTH verified
     const PeerConfig* claimed = nullptr; // responder: the remote IDi names, before its AUTH is verified
     IdPayload peer_id;
@@ -105,7 +109,10 @@ struct IkeSa {
     std::uint32_t msg_id = 0;            // initiator: id of the outstanding request; responder: next expected
     Bytes last_sent;                     // initiator: outstanding request; responder: last response
     std::uint32_t last_sent_id = 0;
+    Bytes last_request_hash;             // responder: SHA-256 of the request last_sent answers
+    unsigned resends = 0;                // responder: cached responses sent again
     bool have_response = false;
+    std::uint16_t init_error = 0;        // initiator: unauthenticated error notify seen (§2.21.1)
     unsigned tries = 0;
     TimePoint deadline{};                // initiator: next retransmission; responder: expiry
 

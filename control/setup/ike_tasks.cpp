@@ -50,6 +50,12 @@ TsPayload selectors(const std::vector<Prefix>& ps) {
 }
 TsPayload selectors(const std::optional<Prefix>& p) { return TsPayload{{selector(p)}}; }
 
+// RFC 7296 §2.10: a nonce is at least 128 bits and at least half the PRF's key size (HMAC:
+// its output size), so the PRF keyed with Ni | Nr has the strength it was chosen for.
+bool nonce_ok(std::uint16_t prf_alg, const Bytes& nonce) {
+    return nonce.size() >= std::max(limits::min_nonce, prf_size(prf_alg) / 2);
+}
+
 // ---- IKE_SA_INIT: proposals, KE, nonces, cookies ------------------------------------
 
 class IkeInit final : public Task {
@@ -108,6 +114,16 @@ public:
                                             "KE group " + std::to_string(ke->group) + ", asking for " + std::to_string(group),
                                             be16(group));
             }
+            // Every check of the request before the key pair: a request that will be refused
+            // costs no scalar multiplication.
+            if (!KeyExchange::check_public(ke->group, ke->data))
+                return TaskResult::fail(nt::invalid_syntax, Reason::SETUP_BAD_KE,
+                                        "KE data of " + std::to_string(ke->data.size()) + " bytes is no public value of group " +
+                                            std::to_string(ke->group));
+            if (!nonce_ok(prf, nonce->data))
+                return TaskResult::fail(nt::invalid_syntax, Reason::SETUP_SHORT_NONCE,
+                                        "nonce of " + std::to_string(nonce->data.size()) + " bytes is too short for PRF " +
+                                            std::to_string(prf));
             sa.encr_bits = bits;
             sa.prf_alg = prf;
             sa.group = ke->group;
@@ -178,6 +194,9 @@ public:
         }
         if (!bits || !prf || !group || ke->group != sa.group)
             return TaskResult::fail(0, Reason::SETUP_NO_PROPOSAL, "incomplete proposal in the response");
+        if (!nonce_ok(prf, nonce->data))
+            return TaskResult::fail(0, Reason::SETUP_SHORT_NONCE,
+                                    "the primary's nonce of " + std::to_string(nonce->data.size()) + " bytes is too short");
         sa.encr_bits = bits;
         sa.prf_alg = prf;
         sa.nonce_r = nonce->data;

@@ -69,11 +69,16 @@ public:
     virtual void setup_failed(std::uint32_t remote_id, Reason reason) { (void)remote_id; (void)reason; }
 };
 
+// How a datagram is framed on its UDP port: plain IKE, or behind RFC 3948's 4-byte zero
+// non-ESP marker (a peer that floated to a port shared with ESP or P3 in UDP). The engine
+// answers a peer the way its request came.
+enum class Framing : std::uint8_t { plain, non_esp_marker };
+
 // Where the engine's datagrams go (UDP socket, or a test queue).
 class Transport {
 public:
     virtual ~Transport() = default;
-    virtual void send(const Endpoint& from, const Endpoint& to, ByteView datagram) = 0;
+    virtual void send(const Endpoint& from, const Endpoint& to, ByteView datagram, Framing framing) = 0;
 };
 
 }  // namespace p3::setup

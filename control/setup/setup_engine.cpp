@@ -1,13 +1,10 @@
-// Dispatch, reliability (message ids, retransmission, cached responses), the cookie and
-// half-open policies, and the hand-over of established sessions. The per-exchange logic is
-// in the tasks (ike_tasks.cpp).
+// Dispatch, reliability (message ids, retransmission, cached responses) and the hand-over of
+// established sessions. The cookie and half-open policies are in setup_policy.cpp, the
+// per-exchange logic in the tasks (ike_tasks.cpp).
 #include "control/setup/setup_engine.hpp"
 
 #include "common/log.hpp"
 #include "control/setup/ike_tasks.hpp"
-
-// Failure lines carry the reason the failing task chose.
-#define P3_LOG_ERROR_R(reason, ...) ::p3::log::write(::p3::log::Level::error, (reason), __VA_ARGS__)
 
 namespace p3::setup {
 
@@ -124,14 +121,16 @@ bool SetupEngine::connect(std::uint32_t remote_id) {
     return send_init_request(ref);
 }
 
-void SetupEngine::on_datagram(const Endpoint& from, const Endpoint& to, ByteView data) {
+void SetupEngine::on_datagram(const Endpoint& from, const Endpoint& to, ByteView data, Framing framing) {
     ++counters_.received;
+    rx_framing_ = framing;
     Message msg;
     const DecodeError e = decode(data, msg);
     if (e != DecodeError::ok) {
         ++counters_.malformed;
-        P3_LOG_DEBUG(SETUP_MALFORMED, "setup: dropped %zu bytes from %s: %.*s", data.size(), from.str().c_str(),
-                     int(to_string(e).size()), to_string(e).data());
+        if (local_.role == config::Role::primary) refused();
+        P3_PEER_LOG(debug, Reason::SETUP_MALFORMED, "setup: dropped %zu bytes from %s: %.*s", data.size(),
+                    from.str().c_str(), int(to_string(e).size()), to_string(e).data());
         return;
     }
     if (msg.hdr.is_response()) handle_response(from, data, msg);
@@ -157,20 +156,26 @@ void SetupEngine::on_timer() {
         IkeSa& sa = *it->second;
         if (!sa.initiator) {  // half-open expired, or a finished exchange's cache is no longer needed
             if (sa.state == IkeSa::State::half_open)
-                P3_LOG_DEBUG(SETUP_TIMEOUT, "setup: half-open exchange from %s expired", sa.peer.str().c_str());
+                P3_PEER_LOG(debug, Reason::SETUP_TIMEOUT, "setup: half-open exchange from %s expired", sa.peer.str().c_str());
             erase(Spi{k});
             continue;
         }
         if (sa.tries >= opts_.retransmit_tries) {
-            fail(sa, Reason::SETUP_TIMEOUT,
-                 "no answer from " + sa.peer.str() + " after " + std::to_string(sa.tries) + " tries");
+            const std::string tries = std::to_string(sa.tries) + " tries";
+            if (sa.init_error == nt::no_proposal_chosen)
+                fail(sa, Reason::SETUP_NO_PROPOSAL, "primary answered NO_PROPOSAL_CHOSEN (unauthenticated), nothing better after " + tries);
+            else if (sa.init_error)
+                fail(sa, Reason::SETUP_PEER_REJECTED, "primary answered error notify " + std::to_string(sa.init_error) +
+                                                          " (unauthenticated), nothing better after " + tries);
+            else
+                fail(sa, Reason::SETUP_TIMEOUT, "no answer from " + sa.peer.str() + " after " + tries);
             continue;
         }
         ++counters_.retransmits;
         ++sa.tries;
         sa.deadline = now + opts_.retransmit_base * (1u << std::min(sa.tries - 1, 20u));
         ++counters_.sent;
-        transport_.send(sa.local, sa.peer, sa.last_sent);
+        transport_.send(sa.local, sa.peer, sa.last_sent, sa.framing);
     }
 }
 
@@ -179,16 +184,20 @@ void SetupEngine::on_timer() {
 void SetupEngine::handle_request(const Endpoint& from, const Endpoint& to, ByteView data, Message& msg) {
     if (local_.role != config::Role::primary) {
         ++counters_.dropped_role;
-        P3_LOG_DEBUG(SETUP_ROLE, "setup: a secondary never answers; request from %s dropped", from.str().c_str());
+        P3_PEER_LOG(debug, Reason::SETUP_ROLE, "setup: a secondary never answers; request from %s dropped", from.str().c_str());
         return;
     }
     if (!msg.hdr.from_initiator()) {  // we never initiate, so no request can come from a responder
         ++counters_.malformed;
+        refused();
         return;
     }
     if (msg.hdr.exchange == Exchange::ike_sa_init) {
+        ++counters_.init_requests;
+        requests_.add(clock_.now());
         if (msg.hdr.msg_id != 0 || msg.hdr.spi_r || !msg.hdr.spi_i || msg.encrypted) {
             ++counters_.malformed;
+            refused();
             return;
         }
         init_request(from, to, data, msg);
@@ -197,19 +206,20 @@ void SetupEngine::handle_request(const Endpoint& from, const Endpoint& to, ByteV
     auto it = sas_.find(msg.hdr.spi_r.v);
     if (it == sas_.end() || it->second->initiator || it->second->spi_i != msg.hdr.spi_i) {
         ++counters_.dropped_no_sa;
+        refused();
         return;
     }
     IkeSa& sa = *it->second;
-    // A retransmitted request gets the cached response, byte for byte (§2.1), sent back to
-    // where this copy came from (§2.11: a response goes to the request's source).
+    // A retransmitted request gets the cached response, byte for byte, sent back to where this
+    // copy came from (§2.11). Only the identical request is one (§2.1): other bytes under the
+    // same message id are not answered, so a forged header cannot reflect the response.
     if (sa.have_response && msg.hdr.msg_id == sa.last_sent_id && sa.last_sent_id != 0) {
-        ++counters_.responses_resent;
-        ++counters_.sent;
-        transport_.send(to, from, sa.last_sent);
+        resend_cached(sa, from, to, data, sa.last_sent);
         return;
     }
     if (msg.hdr.exchange != Exchange::ike_auth || msg.hdr.msg_id != sa.msg_id || sa.state != IkeSa::State::half_open) {
         ++counters_.malformed;
+        refused();
         return;
     }
     auth_request(sa, from, to, data, msg);
@@ -233,7 +243,7 @@ void SetupEngine::send_stateless(const Endpoint& from, const Endpoint& to, const
     r.add_notify(notify, std::move(data));
     const Bytes out = encode(r);
     ++counters_.sent;
-    transport_.send(to, from, out);
+    transport_.send(to, from, out, rx_framing_);
 }
 
 void SetupEngine::init_request(const Endpoint& from, const Endpoint& to, ByteView data, const Message& msg) {
@@ -243,52 +253,42 @@ void SetupEngine::init_request(const Endpoint& from, const Endpoint& to, ByteVie
         auto sit = sas_.find(it->second);
         if (sit != sas_.end() && sit->second->init_request.size() == data.size() &&
             std::equal(data.begin(), data.end(), sit->second->init_request.begin())) {
-            ++counters_.responses_resent;
-            ++counters_.sent;
-            transport_.send(sit->second->local, sit->second->peer, sit->second->init_response);
+            IkeSa& sa = *sit->second;
+            resend_cached(sa, from, to, data, sa.init_response);
         } else {
-            ++counters_.malformed;
+            ++counters_.resends_refused;
+            refused();
         }
         return;
     }
     if (const std::uint8_t bad = critical_check(msg)) {
         ++counters_.critical_unsupported;
-        P3_LOG_DEBUG(SETUP_CRITICAL_PAYLOAD, "setup: IKE_SA_INIT from %s with unsupported critical payload %u",
-                     from.str().c_str(), unsigned(bad));
+        refused();
+        P3_PEER_LOG(debug, Reason::SETUP_CRITICAL_PAYLOAD, "setup: IKE_SA_INIT from %s with unsupported critical payload %u",
+                    from.str().c_str(), unsigned(bad));
         send_stateless(from, to, msg.hdr, nt::unsupported_critical_payload, Bytes{bad});
         return;
     }
     const auto* nonce = msg.find<NoncePayload>(pt::nonce);
     if (!nonce) {
         ++counters_.malformed;
+        refused();
         return;
     }
-    // Cookie policy: above the threshold every request must echo a valid cookie first.
-    if (half_open_ >= opts_.cookie_threshold) {
-        if (!cookie_mode_logged_) {
-            cookie_mode_logged_ = true;
-            P3_LOG_WARN(SETUP_COOKIES_ON, "setup: %zu half-open exchanges: demanding cookies", half_open_);
-        }
-        const NotifyPayload* c = nullptr;
-        if (!msg.payloads.empty() && msg.payloads[0].type == pt::notify) {
-            c = std::get_if<NotifyPayload>(&msg.payloads[0].body);
-            if (c && c->type != nt::cookie) c = nullptr;
-        }
-        const bool valid = c && c->data.size() == limits::cookie_len &&
-                           (c->data[0] == cookie_version_ || c->data[0] == std::uint8_t(cookie_version_ - 1)) &&
-                           c->data == cookie_for(from, msg.hdr.spi_i, nonce->data, c->data[0]);
-        if (!valid) {
-            if (c) ++counters_.cookies_bad;
-            ++counters_.cookies_sent;
-            send_stateless(from, to, msg.hdr, nt::cookie, cookie_for(from, msg.hdr.spi_i, nonce->data, cookie_version_));
-            return;
-        }
-    } else if (cookie_mode_logged_ && half_open_ < opts_.cookie_threshold / 2) {
-        cookie_mode_logged_ = false;
-    }
-    if (half_open_ >= opts_.half_open_max) {
+    if (!cookie_policy(from, to, msg, nonce->data)) return;
+    // Finished exchanges stay a while for retransmissions; they count too, so the table is
+    // bounded whatever the mix (an IKE_AUTH that fails frees its half-open slot at once).
+    if (half_open_ >= opts_.half_open_max || sas_.size() >= 2 * opts_.half_open_max) {
         ++counters_.half_open_full;
-        P3_LOG_DEBUG(SETUP_HALF_OPEN_FULL, "setup: half-open table full, request from %s dropped", from.str().c_str());
+        P3_PEER_LOG(warning, Reason::SETUP_HALF_OPEN_FULL, "setup: half-open table full, request from %s dropped",
+                    from.str().c_str());
+        return;
+    }
+    if (auto it = half_open_by_source_.find(source_key(from.addr));
+        it != half_open_by_source_.end() && it->second >= opts_.half_open_per_source) {
+        ++counters_.half_open_source_full;
+        P3_PEER_LOG(warning, Reason::SETUP_HALF_OPEN_SOURCE, "setup: %u half-open exchanges from %s already, request dropped",
+                    it->second, from.addr.str().c_str());
         return;
     }
     auto sa = std::make_unique<IkeSa>();
@@ -299,23 +299,29 @@ void SetupEngine::init_request(const Endpoint& from, const Endpoint& to, ByteVie
     sa->local = to;
     sa->peer = from;
     sa->init_peer = from;
+    sa->framing = rx_framing_;
     sa->peer_name = from.addr.str();
     if (!sa->spi_r) return;
     auto tasks = make_tasks(Exchange::ike_sa_init, ctx_);
     for (auto& t : tasks) {
         TaskResult r = t->process_r(*sa, msg);
         if (r.kind != TaskResult::Kind::ok) {
+            if (sa->kx) ++counters_.key_pairs;  // made for nothing: the checks come first
+            refused();
+            if (r.reason == Reason::SETUP_BAD_KE) ++counters_.bad_ke;
+            if (r.reason == Reason::SETUP_SHORT_NONCE) ++counters_.short_nonce;
             if (r.reason == Reason::SETUP_INVALID_KE)
-                P3_LOG_INFO(SETUP_INVALID_KE, "setup: %s: %s", from.str().c_str(), r.why.c_str());
+                P3_PEER_LOG(info, Reason::SETUP_INVALID_KE, "setup: %s: %s", from.str().c_str(), r.why.c_str());
             else {
                 ++counters_.failed;
-                P3_LOG_ERROR_R(r.reason, "setup with %s failed in IKE_SA_INIT: %s", from.str().c_str(), r.why.c_str());
+                P3_PEER_LOG(error, r.reason, "setup with %s failed in IKE_SA_INIT: %s", from.str().c_str(), r.why.c_str());
                 sink_.setup_failed(0, r.reason);
             }
             if (r.notify) send_stateless(from, to, msg.hdr, r.notify, std::move(r.notify_data));
             return;
         }
     }
+    if (sa->kx) ++counters_.key_pairs;
     Message resp;
     resp.hdr = msg.hdr;
     resp.hdr.spi_r = sa->spi_r;
@@ -323,15 +329,16 @@ void SetupEngine::init_request(const Endpoint& from, const Endpoint& to, ByteVie
     resp.hdr.msg_id = 0;
     for (auto& t : tasks) t->build_r(*sa, resp);
     sa->init_request.assign(data.begin(), data.end());
+    sa->last_request_hash = sha256(data);
     sa->init_response = encode(resp);
     sa->msg_id = 1;
     sa->deadline = clock_.now() + opts_.half_open_timeout;
-    ++half_open_;
+    open_half(*sa);
     init_index_[key] = sa->spi_r.v;
     IkeSa& ref = *sa;
     sas_.emplace(sa->spi_r.v, std::move(sa));
     ++counters_.sent;
-    transport_.send(ref.local, ref.peer, ref.init_response);
+    transport_.send(ref.local, ref.peer, ref.init_response, ref.framing);
 }
 
 void SetupEngine::auth_request(IkeSa& sa, const Endpoint& from, const Endpoint& to, ByteView data, const Message& outer) {
@@ -340,14 +347,17 @@ void SetupEngine::auth_request(IkeSa& sa, const Endpoint& from, const Endpoint& 
     if (e != DecodeError::ok) {
         // Not from the holder of the keys (or damaged): drop silently (§2.21.2).
         ++counters_.malformed;
-        P3_LOG_DEBUG(SETUP_MALFORMED, "setup: IKE_AUTH from %s dropped: %.*s", from.str().c_str(),
-                     int(to_string(e).size()), to_string(e).data());
+        refused();
+        P3_PEER_LOG(debug, Reason::SETUP_MALFORMED, "setup: IKE_AUTH from %s dropped: %.*s", from.str().c_str(),
+                    int(to_string(e).size()), to_string(e).data());
         return;
     }
     // Authenticated by the SK keys: the initiator may have moved to the NAT-T port (§2.23),
-    // or a NAT may have given it another mapping. From now on it is where this came from.
+    // or a NAT may have given it another mapping. From now on it is where this came from,
+    // framed the way this came.
     sa.peer = from;
     sa.local = to;
+    sa.framing = rx_framing_;
     Message resp;
     resp.hdr = outer.hdr;
     resp.hdr.flags = flags::response;
@@ -355,7 +365,7 @@ void SetupEngine::auth_request(IkeSa& sa, const Endpoint& from, const Endpoint& 
         Message err;
         err.hdr = resp.hdr;
         err.add_notify(notify, std::move(ndata));
-        if (auto b = seal(sa, err)) send_response(sa, std::move(*b), outer.hdr.msg_id);
+        if (auto b = seal(sa, err)) send_response(sa, std::move(*b), outer.hdr.msg_id, data);
         fail(sa, reason, why);
     };
     if (const std::uint8_t bad = critical_check(msg)) {
@@ -386,24 +396,26 @@ void SetupEngine::auth_request(IkeSa& sa, const Endpoint& from, const Endpoint& 
     }
     // Keys go to the dataplane before the response leaves: the secondary may send at once.
     if (establish(sa)) {
-        send_response(sa, std::move(*sealed), outer.hdr.msg_id);
+        send_response(sa, std::move(*sealed), outer.hdr.msg_id, data);
         return;
     }
     Message err;  // establish() logged the failure
     err.hdr = resp.hdr;
     err.add_notify(nt::authentication_failed);
-    if (auto b = seal(sa, err)) send_response(sa, std::move(*b), outer.hdr.msg_id);
+    if (auto b = seal(sa, err)) send_response(sa, std::move(*b), outer.hdr.msg_id, data);
 }
 
 std::optional<Bytes> SetupEngine::seal(IkeSa& sa, Message& m) { return encode_sk(m, sa.out_key(), ++sa.iv_counter); }
 
-void SetupEngine::send_response(IkeSa& sa, Bytes bytes, std::uint32_t msg_id) {
+void SetupEngine::send_response(IkeSa& sa, Bytes bytes, std::uint32_t msg_id, ByteView request) {
     sa.last_sent = std::move(bytes);
     sa.last_sent_id = msg_id;
+    sa.last_request_hash = sha256(request);
+    sa.resends = 0;
     sa.have_response = true;
     sa.msg_id = msg_id + 1;
     ++counters_.sent;
-    transport_.send(sa.local, sa.peer, sa.last_sent);
+    transport_.send(sa.local, sa.peer, sa.last_sent, sa.framing);
 }
 
 // ---- requests and responses (initiator) ----------------------------------------------
@@ -413,7 +425,7 @@ void SetupEngine::send_request(IkeSa& sa, Bytes bytes) {
     sa.tries = 1;
     sa.deadline = clock_.now() + opts_.retransmit_base;
     ++counters_.sent;
-    transport_.send(sa.local, sa.peer, sa.last_sent);
+    transport_.send(sa.local, sa.peer, sa.last_sent, sa.framing);
 }
 
 // The initiator's tasks of m's exchange fill in the request; a task that cannot fails the SA.
@@ -488,13 +500,25 @@ void SetupEngine::init_response(IkeSa& sa, ByteView data, const Message& msg) {
         fail(sa, Reason::SETUP_CRITICAL_PAYLOAD, "unsupported critical payload in IKE_SA_INIT response");
         return;
     }
+    // An error notify other than INVALID_KE_PAYLOAD (and COOKIE, a status) is not
+    // authenticated: anyone who saw our request could have sent it. Kept in mind and ignored
+    // until the exchange times out, so a real answer can still win (RFC 7296 §2.21.1).
+    if (const auto* e = msg.error_notify(); e && e->type != nt::invalid_ke_payload) {
+        ++counters_.unprotected_errors;
+        sa.init_error = e->type;
+        P3_PEER_LOG(info, Reason::SETUP_UNPROTECTED_ERROR,
+                    "setup with %s: IKE_SA_INIT answered with error notify %u (unauthenticated): ignored until the exchange times out",
+                    sa.peer_name.c_str(), unsigned(e->type));
+        return;
+    }
     // An error or cookie answer has no responder SPI; a real answer must have one.
     const bool bare = msg.hdr.spi_r.v == 0;
     if (!bare) sa.spi_r = msg.hdr.spi_r;
     for (auto& t : make_tasks(Exchange::ike_sa_init, ctx_)) {
         TaskResult r = t->process_i(sa, msg);
         if (r.kind == TaskResult::Kind::retry) {
-            if (!r.why.empty()) P3_LOG_INFO(SETUP_INVALID_KE, "setup with %s: %s", sa.peer_name.c_str(), r.why.c_str());
+            if (!r.why.empty())
+                P3_PEER_LOG(info, Reason::SETUP_INVALID_KE, "setup with %s: %s", sa.peer_name.c_str(), r.why.c_str());
             sa.spi_r = Spi{};
             send_init_request(sa);
             return;
@@ -563,7 +587,7 @@ bool SetupEngine::establish(IkeSa& sa) {
         fail(sa, Reason::SETUP_KEYS_REJECTED, "dataplane refused the session keys");
         return false;
     }
-    if (!sa.initiator && sa.state == IkeSa::State::half_open) --half_open_;
+    close_half(sa);
     sa.state = IkeSa::State::established;
     sa.rx_id = 0;  // owned by the session now
     ++counters_.established;
@@ -581,15 +605,17 @@ bool SetupEngine::establish(IkeSa& sa) {
 
 void SetupEngine::fail(IkeSa& sa, Reason reason, const std::string& why) {
     ++counters_.failed;
+    if (!sa.initiator) refused();
     // rid stays 0 until the peer proved the remote's identity: an unproven claim is logged
-    // with the remote it names, and changes nothing of that remote.
+    // with the remote it names, and changes nothing of that remote. A responder's failure is
+    // the peer's doing (any peer that got through IKE_SA_INIT), so its line is rate-limited.
     const std::uint32_t rid = sa.remote ? sa.remote->id : 0;
     if (!rid && sa.claimed)
-        P3_LOG_ERROR_R(reason, "setup with %s (%s, claiming remote %u, not authenticated) failed: %s",
-                       sa.peer_name.c_str(), sa.peer.str().c_str(), sa.claimed->id, why.c_str());
+        P3_PEER_LOG(error, reason, "setup with %s (%s, claiming remote %u, not authenticated) failed: %s",
+                    sa.peer_name.c_str(), sa.peer.str().c_str(), sa.claimed->id, why.c_str());
     else
-        P3_LOG_ERROR_R(reason, "setup with %s%s (%s) failed: %s", rid ? "remote " : "",
-                       rid ? std::to_string(rid).c_str() : "", sa.peer_name.c_str(), why.c_str());
+        P3_PEER_LOG(error, reason, "setup with %s%s (%s) failed: %s", rid ? "remote " : "",
+                    rid ? std::to_string(rid).c_str() : "", sa.peer_name.c_str(), why.c_str());
     if (sa.rx_id) {
         sink_.release_rx_id(sa.rx_id);
         sa.rx_id = 0;
@@ -599,7 +625,7 @@ void SetupEngine::fail(IkeSa& sa, Reason reason, const std::string& why) {
         erase(sa.spi_i);
         return;
     }
-    if (sa.state == IkeSa::State::half_open) --half_open_;
+    close_half(sa);
     sa.state = IkeSa::State::failed;
     sa.deadline = clock_.now() + opts_.half_open_timeout;  // cached error response, then gone
 }
@@ -609,7 +635,7 @@ void SetupEngine::erase(Spi our) {
     if (it == sas_.end()) return;
     IkeSa& sa = *it->second;
     if (!sa.initiator) {
-        if (sa.state == IkeSa::State::half_open) --half_open_;
+        close_half(sa);
         init_index_.erase(std::make_tuple(sa.spi_i.v, sa.init_peer.addr, sa.init_peer.port));
     }
     if (sa.rx_id) sink_.release_rx_id(sa.rx_id);

@@ -12,8 +12,13 @@
 // of that remote changes before the proof.
 //
 // Dispatch (responder): IKE_SA_INIT -> retransmission? (cached response) -> cookie policy ->
-// half-open limit -> tasks -> half-open SA. IKE_AUTH -> SA by our SPI -> message id (cached
-// response for a retransmission) -> SK open -> tasks -> install keys -> response.
+// half-open limits (all, per source) -> tasks (every check before the key pair is made) ->
+// half-open SA. IKE_AUTH -> SA by our SPI -> message id (cached response for the identical
+// request only) -> SK open -> tasks -> install keys -> response.
+//
+// Under a flood (RFC 8019): cookies are demanded by half-open count, request rate or failure
+// rate; a spoofed request then costs one SHA-256 and no state; every line a peer can cause
+// is rate-limited (log::write_peer); no state is kept per datagram beyond the bounded tables.
 #pragma once
 
 #include <map>
@@ -25,6 +30,7 @@
 #include "common/config.hpp"
 #include "control/clock.hpp"
 #include "control/setup/ike_sa.hpp"
+#include "control/setup/rate_window.hpp"
 
 namespace p3::setup {
 
@@ -37,8 +43,15 @@ struct SetupCounters {
     std::uint64_t responses_resent = 0;    // cached responses sent for retransmitted requests
     std::uint64_t cookies_sent = 0, cookies_bad = 0;
     std::uint64_t half_open_full = 0;
+    std::uint64_t half_open_source_full = 0;  // one source at its half-open limit
     std::uint64_t critical_unsupported = 0;
     std::uint64_t established = 0, failed = 0;
+    std::uint64_t init_requests = 0;       // IKE_SA_INIT requests (responder)
+    std::uint64_t key_pairs = 0;           // key pairs made as responder (each a scalar multiplication)
+    std::uint64_t bad_ke = 0;              // KE data refused before a key pair was made
+    std::uint64_t short_nonce = 0;         // nonces under RFC 7296 §2.10's minimum
+    std::uint64_t resends_refused = 0;     // same message id, other bytes (or too many resends)
+    std::uint64_t unprotected_errors = 0;  // initiator: error notifies in IKE_SA_INIT responses, ignored
 };
 
 class SetupEngine {
@@ -53,8 +66,9 @@ public:
     // primary, for an unknown remote, or when an exchange with it is already running.
     bool connect(std::uint32_t remote_id);
 
-    // One UDP datagram: from = the sender, to = our address it arrived on.
-    void on_datagram(const Endpoint& from, const Endpoint& to, ByteView data);
+    // One UDP datagram: from = the sender, to = our address it arrived on, framing = whether
+    // it came behind the non-ESP marker (stripped already; answers carry it again).
+    void on_datagram(const Endpoint& from, const Endpoint& to, ByteView data, Framing framing = Framing::plain);
 
     // Retransmissions and expiries due at the clock's now.
     void on_timer();
@@ -63,7 +77,8 @@ public:
     const SetupCounters& counters() const noexcept { return counters_; }
     std::size_t half_open() const noexcept { return half_open_; }
     std::size_t exchanges() const noexcept { return sas_.size(); }
-    bool cookies_demanded() const noexcept { return half_open_ >= opts_.cookie_threshold; }
+    bool cookies_demanded() const noexcept { return need_cookies(clock_.now()); }
+    std::size_t half_open_sources() const noexcept { return half_open_by_source_.size(); }
 
 private:
     void handle_request(const Endpoint& from, const Endpoint& to, ByteView data, Message& msg);
@@ -77,13 +92,21 @@ private:
     bool send_init_request(IkeSa& sa);
     bool send_auth_request(IkeSa& sa);
     void send_request(IkeSa& sa, Bytes bytes);
-    void send_response(IkeSa& sa, Bytes bytes, std::uint32_t msg_id);
+    void send_response(IkeSa& sa, Bytes bytes, std::uint32_t msg_id, ByteView request);
+    bool resend_cached(IkeSa& sa, const Endpoint& from, const Endpoint& to, ByteView data, const Bytes& response);
     void send_stateless(const Endpoint& from, const Endpoint& to, const Header& req, std::uint16_t notify, Bytes data);
     std::optional<Bytes> seal(IkeSa& sa, Message& m);
 
     std::uint8_t critical_check(const Message& m) const;
     Bytes cookie_for(const Endpoint& peer, Spi spi_i, ByteView nonce_i, std::uint8_t version) const;
+    bool cookie_valid(const Endpoint& peer, const Message& msg, ByteView nonce_i) const;
     void rotate_cookie_secret();
+    bool need_cookies(control::TimePoint now) const;
+    bool cookie_policy(const Endpoint& from, const Endpoint& to, const Message& msg, ByteView nonce_i);
+    void refused() { failures_.add(clock_.now()); }  // a request that failed, toward cookies
+    void open_half(IkeSa& sa);
+    void close_half(IkeSa& sa);
+    static IpAddr source_key(const IpAddr& a);  // IPv4 address, IPv6 /64
 
     bool establish(IkeSa& sa);  // false: failed (an initiator's SA is then gone)
     void fail(IkeSa& sa, Reason reason, const std::string& why);
@@ -106,13 +129,16 @@ private:
     // IKE_SA_INIT requests.
     std::map<std::tuple<std::uint64_t, IpAddr, std::uint16_t>, std::uint64_t> init_index_;
     std::size_t half_open_ = 0;
+    std::map<IpAddr, std::uint32_t> half_open_by_source_;  // entries only while > 0: bounded by half_open_
+    RateWindow requests_{limits::rate_window}, failures_{limits::rate_window};
+    Framing rx_framing_ = Framing::plain;  // of the datagram being handled (for stateless answers)
 
     // Stateless cookies (§2.6): version byte selects the secret; the previous one stays valid
     // for one lifetime so a cookie issued just before a rotation still works.
     std::uint8_t cookie_version_ = 0;
     SecretBytes cookie_secret_, cookie_secret_prev_;
     control::TimePoint cookie_rotated_{};
-    bool cookie_mode_logged_ = false;
+    bool cookie_mode_ = false;  // cookies demanded (logged once per episode)
 
     SetupCounters counters_;
 };

@@ -9,6 +9,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/log.hpp"
+
 namespace p3::setup {
 
 namespace {
@@ -106,7 +108,7 @@ void UdpSetup::connect_all() {
     rearm();
 }
 
-void UdpSetup::send(const Endpoint& from, const Endpoint& to, ByteView datagram) {
+void UdpSetup::send(const Endpoint& from, const Endpoint& to, ByteView datagram, Framing framing) {
     if (sockets_.empty()) return;
     int fd = sockets_[0].fd;  // the engine answers from the port a request arrived on
     for (const auto& s : sockets_)
@@ -115,7 +117,7 @@ void UdpSetup::send(const Endpoint& from, const Endpoint& to, ByteView datagram)
     const socklen_t len = to_sockaddr(to, ss);
     Bytes framed;
     ByteView out = datagram;
-    if (marker_peers_.count({to.addr, to.port})) {
+    if (framing == Framing::non_esp_marker) {
         framed.reserve(sizeof non_esp_marker + datagram.size());
         append(framed, ByteView(non_esp_marker, sizeof non_esp_marker));
         append(framed, datagram);
@@ -138,12 +140,14 @@ void UdpSetup::on_readable(const Socket& sock) {
             continue;
         }
         if (d.size() == 1 && d[0] == 0xff) continue;  // NAT keepalive (RFC 3948 §2.3)
+        Framing framing = Framing::plain;
         if (d.size() >= 4 && std::memcmp(d.data(), non_esp_marker, 4) == 0) {
-            marker_peers_.insert({from.addr, from.port});
+            framing = Framing::non_esp_marker;
             d = d.subspan(4);
         }
-        engine_->on_datagram(from, sock.local, d);
+        engine_->on_datagram(from, sock.local, d, framing);
     }
+    log::flush_suppressed();
     rearm();
 }
 

@@ -9,14 +9,13 @@
 // chosen local port, and keeps one loop timer armed at the engine's next deadline.
 //
 // RFC 3948 framing: a peer that floated to NAT-T sends IKE with a 4-byte zero "non-ESP
-// marker" in front. The marker is stripped on receipt, and every datagram sent back to an
-// endpoint that used it carries it again. A 1-byte 0xff datagram is a NAT keepalive (ignored).
+// marker" in front. The marker is stripped on receipt and the engine told (Framing); what it
+// sends back to that exchange carries the marker again. Nothing is kept here per peer. A 1-byte 0xff datagram is a NAT keepalive (ignored).
 // Anything else that does not start with the marker on a peer that uses it would be ESP; ESP
 // in UDP is the dataplane's, not ours: it fails to decode as IKE and is counted as malformed.
 #pragma once
 
 #include <memory>
-#include <set>
 #include <string>
 
 #include "control/event_loop.hpp"
@@ -40,7 +39,7 @@ public:
     std::uint64_t send_errors() const noexcept { return send_errors_; }
 
 private:
-    void send(const Endpoint& from, const Endpoint& to, ByteView datagram) override;
+    void send(const Endpoint& from, const Endpoint& to, ByteView datagram, Framing framing) override;
     struct Socket {
         int fd = -1;
         Endpoint local;
@@ -57,7 +56,6 @@ private:
     std::vector<Socket> sockets_;
     control::TimerId timer_{};
     control::TimePoint timer_at_{};
-    std::set<std::pair<IpAddr, std::uint16_t>> marker_peers_;  // peers that speak NAT-T framing
     std::uint64_t send_errors_ = 0;
 };
 

@@ -160,7 +160,7 @@ struct Datagram {
 // while before it sleeps, so two busy sides hand datagrams over without a futex wake-up each.
 class Mailbox final : public p3::setup::Transport {
 public:
-    void send(const Endpoint& from, const Endpoint& to, p3::setup::ByteView d) override {
+    void send(const Endpoint& from, const Endpoint& to, p3::setup::ByteView d, p3::setup::Framing) override {
         bool wake;
         {
             std::lock_guard<std::mutex> g(mu_);

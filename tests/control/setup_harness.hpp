@@ -21,13 +21,14 @@ struct Datagram {
     Endpoint from, to;
     Bytes data;
     control::TimePoint sent_at;
+    Framing framing = Framing::plain;
 };
 
 class Queue final : public Transport {
 public:
     explicit Queue(const control::Clock& c) : clock_(c) {}
-    void send(const Endpoint& from, const Endpoint& to, ByteView d) override {
-        q.push_back(Datagram{from, to, Bytes(d.begin(), d.end()), clock_.now()});
+    void send(const Endpoint& from, const Endpoint& to, ByteView d, Framing framing) override {
+        q.push_back(Datagram{from, to, Bytes(d.begin(), d.end()), clock_.now(), framing});
         all.push_back(q.back());
     }
     std::deque<Datagram> q;

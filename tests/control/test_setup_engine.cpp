@@ -231,10 +231,19 @@ TEST_CASE("setup: no common proposal -> NO_PROPOSAL_CHOSEN, logged on both sides
     CHECK(pr.p->exchanges() == 0);  // answered statelessly
     CHECK(pr.p->half_open() == 0);
     REQUIRE(pr.deliver_to_s());
+    // Unauthenticated: the secondary keeps asking until the exchange times out (§2.21.1),
+    // then fails with the reason the answer gave.
+    CHECK(pr.s->exchanges() == 1);
+    CHECK(pr.sink_s.failures.empty());
+    for (int i = 0; i < 700 && pr.sink_s.failures.empty(); ++i) {
+        pr.tick(100ms);
+        pr.run();
+    }
     CHECK(pr.s->exchanges() == 0);
     REQUIRE(pr.sink_s.failures.size() == 1);
     CHECK(pr.sink_s.failures[0].second == Reason::SETUP_NO_PROPOSAL);
-    CHECK(logs.count(Reason::SETUP_NO_PROPOSAL) == 2);
+    CHECK(logs.count(Reason::SETUP_NO_PROPOSAL) == limits::retransmit_tries + 1);  // each try refused, then the end
+    CHECK(logs.count(Reason::SETUP_UNPROTECTED_ERROR) == limits::retransmit_tries);
     CHECK(pr.sink_p.sessions.empty());
 }
 
@@ -275,7 +284,10 @@ TEST_CASE("setup: a group the secondary never offered in INVALID_KE ends the att
     os.groups = {group_x25519};
     Pair pr(PairConfig{}, psk(kTestPsk), psk(kTestPsk), op, os);
     REQUIRE(pr.s->connect(1));
-    pr.run();
+    for (int i = 0; i < 700 && pr.sink_s.failures.empty(); ++i) {
+        pr.run();
+        pr.tick(100ms);
+    }
     // The primary finds no common group at all: NO_PROPOSAL_CHOSEN, not INVALID_KE.
     CHECK(!pr.up());
     REQUIRE(pr.sink_s.failures.size() == 1);
