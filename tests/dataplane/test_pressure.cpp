@@ -290,22 +290,24 @@ TEST_CASE("next hops that never answer are evicted; frames held for them are bou
     auto& table = a.dp->neighbors(p3::dp::Side::wan);
     const unsigned before = test_pool_in_use();
     // 300 on-link addresses that never answer, three frames each, paced below the workers'
-    // hold rate (a scan through the tunnel looks like this).
+    // hold rate (a scan through the tunnel looks like this): 60 frames, then until worker 0
+    // has handed them on, then 40 ms.
     constexpr unsigned kHops = 300, kEach = 3;
     std::uint64_t now = 0;
+    auto handed = [&] { return a.dp->sum(&p3::dp::LcoreStats::to_control) + a.drops(Drop::HOLD_POLICED); };
     for (unsigned i = 0; i < kHops; ++i) {
         const std::string d = i < 250 ? "192.0.4." + std::to_string(i + 1) : "192.0.5." + std::to_string(i - 249);
         for (unsigned k = 0; k < kEach; ++k) REQUIRE(a.dp->send_to_workers(tx_ip(d)));
-        if (i % 20 == 19) {
+        if (i % 20 == 19 || i + 1 == kHops) {
+            for (int s = 0; s < 2000 && handed() < (i + 1) * kEach; ++s) {
+                std::this_thread::sleep_for(std::chrono::milliseconds(1));
+                a.dp->control_poll(now);
+            }
             for (int s = 0; s < 20; ++s) {
                 std::this_thread::sleep_for(std::chrono::milliseconds(2));
                 a.dp->control_poll(now);
             }
         }
-    }
-    for (int s = 0; s < 50; ++s) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(2));
-        a.dp->control_poll(now);
     }
     const std::uint64_t table_full = a.drops(Drop::NEIGH_TABLE_FULL), total = a.drops(Drop::NEIGH_HOLD_TOTAL);
     CHECK(a.drops(Drop::HOLD_POLICED) == 0);
