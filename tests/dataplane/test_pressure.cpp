@@ -286,6 +286,7 @@ void drain(const std::vector<rte_ring*>& rs) {
 }  // namespace
 
 TEST_CASE("next hops that never answer are evicted; frames held for them are bounded", "[pressure][neighbors]") {
+    LogCapture log;
     Single a("nb", Side{"10.1.0.1/24", "192.0.2.1/20", nullptr, nullptr}, {}, {1, 2}, nullptr, false);
     auto& table = a.dp->neighbors(p3::dp::Side::wan);
     const unsigned before = test_pool_in_use();
@@ -320,6 +321,8 @@ TEST_CASE("next hops that never answer are evicted; frames held for them are bou
     for (unsigned s = 1; s <= p3::dp::kResolveRetries + 1; ++s) a.dp->control_poll(now += p3::dp::kResolveIntervalMs);
     CHECK(table.size() == 0);
     CHECK(a.drops(Drop::NEIGH_FAILED) == p3::dp::kMaxHeldFrames);
+    CHECK(log.count("P3-W0306") == 1);   // 256 failures in the same second: one line
+    CHECK(log.count("P3-W0318") == 1);   // the bounds reached, from the counters
     drain(a.wan.tx);
     CHECK(test_pool_in_use() == before);
 
