@@ -159,6 +159,8 @@ echo "flood: $(cat "$work/flood2.txt")"
 share=$(counter drops reasm_share) source=$(counter drops reasm_source) reasm=$(counter drops reassembly)
 policed=$(counter drops setup_policed) full=$(counter drops ring_full_control)
 held=$(counter lcores worker0.reasm_peak) bound=$(counter totals reasm_bound_per_worker)
+# How the control thread spent its passes: messages by ring, passes that left setup waiting.
+stat totals | grep '^control_' | tr '\n' ' '; echo
 echo "pings during the flood: $received/32, after: $after/5; drops: reasm_share=$share reasm_source=$source" \
      "reassembly=$reasm setup_policed=$policed ring_full_control=$full; reassembly held at most $held (bound $bound);" \
      "RSS ${rss0} kB -> ${rss1} kB"
