@@ -1,5 +1,6 @@
 #include "dataplane/resolver.hpp"
 
+#include <cstdio>
 #include <cstring>
 
 #include "common/log.hpp"
@@ -156,9 +157,11 @@ void Resolver::fail(Side side, const IpAddr& ip, Pending& p, std::uint64_t now_m
         ++fail_unlogged_;
         return;
     }
-    P3_LOG_WARN(DP_NEIGH_FAILED, "%s next hop %s: no answer to %u %s requests (%u more next hops failed, not logged)",
-                side_name(side), ip.str().c_str(), kResolveRetries, ip.is_v4() ? "ARP" : "neighbour solicitation",
-                fail_unlogged_);
+    char more[64] = "";
+    if (fail_unlogged_)
+        std::snprintf(more, sizeof more, " (and %u other next hops since the last such line)", fail_unlogged_);
+    P3_LOG_WARN(DP_NEIGH_FAILED, "%s next hop %s: no answer to %u %s requests%s", side_name(side), ip.str().c_str(),
+                kResolveRetries, ip.is_v4() ? "ARP" : "neighbour solicitation", more);
     fail_logged_ = true;
     fail_log_ms_ = now_ms;
     fail_unlogged_ = 0;
