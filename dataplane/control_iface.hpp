@@ -1,10 +1,16 @@
-// The boundary between the workers and the control thread: two rings of mbufs and a small
+// The boundary between the workers and the control thread: rings of mbufs and a small
 // metadata field carried in each mbuf (an rte_mbuf dynfield).
 //
-//   workers --(to_control, MP/SC)--> control thread: setup UDP, decrypted control packets,
-//                                    ARP/ND, frames waiting for a next hop (hold)
+//   workers --(trusted, MP/SC)--> control thread: decrypted control packets (control_in)
+//   workers --(neigh, MP/SC)----> control thread: ARP/ND, frames waiting for a next hop (hold)
+//   workers --(setup, MP/SC)----> control thread: setup UDP
 //   control --(to_workers, SP/SC)--> worker 0: frames to send as they are, IP packets to
 //                                    route out of the WAN, inner packets to encrypt for a session
+//
+// Trusted traffic first: the control thread empties the trusted ring before anything else and
+// again between any two setup datagrams, so authenticated heartbeats and rekeys never wait
+// behind what anyone on the Internet can send. Each worker polices what it puts on the neigh
+// and setup rings (token buckets on the TSC, limits.hpp); a full ring drops, counted per kind.
 //
 // The control plane proper (control/) implements ControlPlane and is called on the control
 // thread; the dataplane's own housekeeping there (neighbour resolution, hold queues) runs
@@ -38,6 +44,10 @@ enum class MsgKind : std::uint8_t {
     tx_ip = 17,      // IP packet without Ethernet header: resolve its next hop on `side`, send
     tx_inner = 18,   // inner IP packet for `session`: encrypt like data, send on the WAN
 };
+
+// The worker -> control rings, in the order the control thread drains them.
+enum class CtlClass : std::uint8_t { trusted = 0, neigh = 1, setup = 2 };
+inline constexpr unsigned kCtlClasses = 3;
 
 struct PktMeta {
     MsgKind kind;

@@ -21,6 +21,7 @@
 #include "common/log.hpp"
 #include "dataplane/fastpath.hpp"
 #include "common/slots.hpp"
+#include "dataplane/pressure.hpp"
 #include "dataplane/resolver.hpp"
 
 namespace p3::dp {
@@ -107,13 +108,19 @@ bool Dataplane::init() {
     }
 
     // Rings and RCU.
-    std::string rn = opts_.name + "_to_ctl";
-    to_control_ = rte_ring_create(rn.c_str(), kControlRingSize, SOCKET_ID_ANY, RING_F_SC_DEQ);
-    rn = opts_.name + "_to_wrk";
+    static constexpr const char* kCtlSuffix[kCtlClasses] = {"_ctl_t", "_ctl_n", "_ctl_s"};
+    static constexpr unsigned kCtlSize[kCtlClasses] = {kTrustedRingSize, kNeighRingSize, kSetupRingSize};
+    bool rings_ok = true;
+    for (unsigned c = 0; c < kCtlClasses; ++c) {
+        const std::string rn = opts_.name + kCtlSuffix[c];
+        to_control_[c] = rte_ring_create(rn.c_str(), kCtlSize[c], SOCKET_ID_ANY, RING_F_SC_DEQ);
+        rings_ok &= to_control_[c] != nullptr;
+    }
+    const std::string rn = opts_.name + "_to_wrk";
     to_workers_ = rte_ring_create(rn.c_str(), kToWorkerRingSize, SOCKET_ID_ANY, RING_F_SC_DEQ);
     const std::size_t qsz = rte_rcu_qsbr_get_memsize(nworkers);
     qsbr_ = static_cast<rte_rcu_qsbr*>(rte_zmalloc(nullptr, qsz, RTE_CACHE_LINE_SIZE));
-    if (!to_control_ || !to_workers_ || !qsbr_ || rte_rcu_qsbr_init(qsbr_, nworkers) != 0) {
+    if (!rings_ok || !to_workers_ || !qsbr_ || rte_rcu_qsbr_init(qsbr_, nworkers) != 0) {
         P3_LOG_ERROR(DP_TABLES, "rings / RCU variable: %s", rte_strerror(rte_errno));
         return false;
     }
@@ -144,7 +151,7 @@ bool Dataplane::init() {
     S.setup_port = cfg_.local.port;
     S.nat_port = cfg_.local.nat_port;
     S.replay_window = dc.replay_window;
-    S.to_control = to_control_;
+    for (unsigned c = 0; c < kCtlClasses; ++c) S.to_control[c] = to_control_[c];
     S.to_workers = to_workers_;
     S.qsbr = qsbr_;
     S.pool = pool_;
@@ -156,6 +163,12 @@ bool Dataplane::init() {
     S.idle_backoff_us = dc.idle_backoff_us;
     S.drain_tsc = (rte_get_tsc_hz() + 1000000 - 1) / 1000000 * kTxDrainUs;
     S.stop = &stop_;
+
+    // Outer reassembly holds at most 1/kReassemblyShareDiv of the pool, split between the
+    // workers that poll the WAN (each has its own table).
+    const unsigned wan_workers = std::max(1u, std::min<unsigned>(nworkers, ports_[1].rx_queues));
+    reasm_bound_ = std::min<std::uint32_t>(kReassemblyFlows, nmbufs / kReassemblyShareDiv / wan_workers);
+    pressure_ = std::make_unique<PressureLog>(*this);
 
     // Per-lcore state, on each lcore's socket.
     for (unsigned i = 0; i < nworkers; ++i) {
@@ -175,12 +188,16 @@ bool Dataplane::init() {
         L->index = i;
         L->sessions = sc;
         lcores_.push_back(L);
-        if (!L->reasm.init(kReassemblyFlows, kReassemblyTimeoutMs, static_cast<int>(socket), pool_,
+        if (!L->reasm.init(reasm_bound_, kReassemblyTimeoutMs, static_cast<int>(socket), pool_,
                            rte_get_tsc_hz())) {
             P3_LOG_ERROR(OUT_OF_MEMORY, "reassembly table of lcore %u", lc[i]);
             return false;
         }
-        L->replies.configure(rte_get_tsc_hz(), kDefaultReplyRate, kDefaultReplyBurst, rte_rdtsc());
+        const std::uint64_t hz = rte_get_tsc_hz(), now = rte_rdtsc();
+        L->replies.configure(hz, kDefaultReplyRate, kDefaultReplyBurst, now);
+        L->setup_rate.configure(hz, kSetupRate, kSetupBurst, now);
+        L->neigh_rate.configure(hz, kNeighRate, kNeighBurst, now);
+        L->hold_rate.configure(hz, kHoldRate, kHoldBurst, now);
         if (!wire_engine_create(*L, S)) return false;
     }
     // LAN queue q -> worker q mod n; WAN queue q -> worker (q + 1) mod n. With one queue per
@@ -346,13 +363,14 @@ void Dataplane::wait() {
 void Dataplane::close() {
     for (auto& p : ports_) close_port(p);
     // Frames still queued between the threads.
-    for (rte_ring* r : {to_control_, to_workers_}) {
+    for (rte_ring* r : {to_control_[0], to_control_[1], to_control_[2], to_workers_}) {
         if (!r) continue;
         void* m;
         while (rte_ring_dequeue(r, &m) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
         rte_ring_free(r);
     }
-    to_control_ = to_workers_ = nullptr;
+    for (auto& r : to_control_) r = nullptr;
+    to_workers_ = nullptr;
     if (sessions_) {
         for (std::uint32_t sid = 1; sid < kMaxSessions; ++sid) clear_keys_now(sid);
     }
@@ -387,23 +405,55 @@ void Dataplane::close() {
 
 bool Dataplane::send_to_workers(rte_mbuf* m) noexcept { return rte_ring_mp_enqueue(to_workers_, m) == 0; }
 
-unsigned Dataplane::control_poll(std::uint64_t now_ms) {
+// Messages of one class, at most `max`, each to its handler. Returns how many.
+unsigned Dataplane::control_drain(CtlClass c, unsigned max, std::uint64_t now_ms) {
+    rte_ring* r = to_control_[static_cast<unsigned>(c)];
     rte_mbuf* pkts[kMaxBurst];
-    const unsigned n = rte_ring_sc_dequeue_burst(to_control_, reinterpret_cast<void**>(pkts), kMaxBurst, nullptr);
-    for (unsigned i = 0; i < n; ++i) {
-        rte_mbuf* m = pkts[i];
-        const PktMeta md = meta(m);
-        switch (md.kind) {
-            case MsgKind::arp: resolver_->on_arp(md.side, m, now_ms); break;
-            case MsgKind::nd: resolver_->on_nd(md.side, m, now_ms); break;
-            case MsgKind::hold: resolver_->on_hold(md.side, m, now_ms); break;
-            default: control_->on_packet(*this, m); break;
+    unsigned total = 0;
+    while (total < max) {
+        const unsigned want = std::min(max - total, kMaxBurst);
+        const unsigned n = rte_ring_sc_dequeue_burst(r, reinterpret_cast<void**>(pkts), want, nullptr);
+        for (unsigned i = 0; i < n; ++i) {
+            rte_mbuf* m = pkts[i];
+            const PktMeta md = meta(m);
+            switch (md.kind) {
+                case MsgKind::arp: resolver_->on_arp(md.side, m, now_ms); break;
+                case MsgKind::nd: resolver_->on_nd(md.side, m, now_ms); break;
+                case MsgKind::hold: resolver_->on_hold(md.side, m, now_ms); break;
+                default: control_->on_packet(*this, m); break;
+            }
         }
+        total += n;
+        if (n < want) break;
     }
+    return total;
+}
+
+// One pass of the control thread. Trusted first: the authenticated control messages waiting,
+// then neighbour work, then setup datagrams one at a time with the trusted ring emptied again
+// after each (a setup datagram may cost a key pair), within a count and a time budget; then
+// timers. What is left on the setup ring waits for the next pass, which comes at once.
+unsigned Dataplane::control_poll(std::uint64_t now_ms) {
+    unsigned trusted = control_drain(CtlClass::trusted, kTrustedPerPass, now_ms);
+    const unsigned neigh = control_drain(CtlClass::neigh, kNeighPerPass, now_ms);
+    const std::uint64_t t0 = rte_rdtsc();
+    const std::uint64_t budget = rte_get_tsc_hz() / 1000000 * kSetupPassBudgetUs;
+    unsigned setup = 0;
+    while (setup < kSetupPerPass && rte_rdtsc() - t0 < budget) {
+        if (control_drain(CtlClass::setup, 1, now_ms) == 0) break;
+        ++setup;
+        trusted += control_drain(CtlClass::trusted, kTrustedPerPass, now_ms);
+    }
+    if (setup && rte_ring_count(to_control_[static_cast<unsigned>(CtlClass::setup)]) != 0) ctl_.setup_waited.add();
+    ctl_.trusted.add(trusted);
+    ctl_.neigh.add(neigh);
+    ctl_.setup.add(setup);
+    const unsigned n = trusted + neigh + setup;
     control_rx_.fetch_add(n, std::memory_order_relaxed);
     resolver_->poll(now_ms);
     slots().reclaim();   // key slots whose grace period is over: wiped and freed
     control_->poll(*this, now_ms);
+    pressure_->poll(now_ms);
     return n;
 }
 
@@ -450,6 +500,15 @@ SessionTotals Dataplane::session_totals(std::uint32_t sid) const noexcept {
         t.rx_dropped += c.rx_dropped.get();
     }
     return t;
+}
+
+unsigned Dataplane::control_backlog(CtlClass c) const noexcept {
+    rte_ring* r = to_control_[static_cast<unsigned>(c)];
+    return r ? rte_ring_count(r) : 0;
+}
+
+std::uint32_t Dataplane::reassembly_source_quota() const noexcept {
+    return lcores_.empty() ? 0 : lcores_[0]->reasm.per_source();
 }
 
 const LcoreStats* Dataplane::control_stats() const noexcept { return resolver_ ? &resolver_->stats() : nullptr; }

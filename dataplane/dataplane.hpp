@@ -42,6 +42,14 @@ namespace p3::dp {
 struct Lcore;
 class Resolver;
 
+class PressureLog;
+
+// What the control thread handled, by ring (single writer: the control thread).
+struct ControlCounters {
+    Counter trusted, neigh, setup;
+    Counter setup_waited;   // passes that ended with setup datagrams still waiting
+};
+
 struct SessionTotals {
     std::uint64_t tx_pkts = 0, tx_bytes = 0, rx_pkts = 0, rx_bytes = 0;
     std::uint64_t tx_dropped = 0, rx_auth = 0, rx_replay = 0, rx_dropped = 0;
@@ -120,6 +128,12 @@ public:
     SessionTotals session_totals(std::uint32_t sid) const noexcept;
     const LcoreStats* control_stats() const noexcept;   // the control thread's drops (neighbours)
     std::uint64_t control_packets() const noexcept { return control_rx_.load(std::memory_order_relaxed); }
+    const ControlCounters& control_counters() const noexcept { return ctl_; }
+    // Fragments one worker's outer reassembly may hold, and one source of them.
+    std::uint32_t reassembly_bound() const noexcept { return reasm_bound_; }
+    std::uint32_t reassembly_source_quota() const noexcept;
+    // Messages waiting on one worker -> control ring now.
+    unsigned control_backlog(CtlClass c) const noexcept;
 
     // The worker's fast path reaches these directly.
     struct Shared;
@@ -143,7 +157,10 @@ private:
     PortInfo ports_[kSides];
     SideAddr addr_[kSides];
     rte_mempool* pool_ = nullptr;
-    rte_ring* to_control_ = nullptr;
+    rte_ring* to_control_[kCtlClasses] = {};   // by CtlClass
+    ControlCounters ctl_;
+    std::unique_ptr<PressureLog> pressure_;
+    unsigned control_drain(CtlClass c, unsigned max, std::uint64_t now_ms);
     rte_ring* to_workers_ = nullptr;
     rte_rcu_qsbr* qsbr_ = nullptr;
     RouteTable routes_;
@@ -163,6 +180,7 @@ private:
     std::atomic<std::uint64_t> control_rx_{0};
     bool started_ = false, inited_ = false;
     unsigned tx_lanes_ = 0;
+    std::uint32_t reasm_bound_ = 0;
     bool launched_[RTE_MAX_LCORE] = {};
 };
 

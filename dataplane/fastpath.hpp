@@ -32,7 +32,7 @@ struct Dataplane::Shared {
     std::uint16_t setup_port = 5653;       // UDP, to the control thread
     std::uint16_t nat_port = 4500;         // UDP-encapsulated P3
     std::uint32_t replay_window = 1024;
-    rte_ring* to_control = nullptr;
+    rte_ring* to_control[kCtlClasses] = {};   // by CtlClass: trusted, neighbour, setup
     rte_ring* to_workers = nullptr;
     rte_rcu_qsbr* qsbr = nullptr;
     rte_mempool* pool = nullptr;
@@ -132,7 +132,8 @@ struct NextHopCache {
 // side towards dst (next hop lookup; unresolved -> held by the control thread).
 void send_l3(Lcore& L, const Dataplane::Shared& S, Side side, rte_mbuf* m, const IpAddr& dst,
              std::uint16_t ethertype, NextHopCache* cache = nullptr) noexcept;
-// Hand a packet to the control thread (kind etc. already in meta(m)).
+// Hand a packet to the control thread (kind etc. already in meta(m)): onto the ring of its
+// class; setup, ARP/ND and held frames only within the worker's rate (else dropped, counted).
 void to_control(Lcore& L, const Dataplane::Shared& S, rte_mbuf* m) noexcept;
 
 // The drop reason of a wire status (what encap_burst / decap_burst or parse_p3 refused).

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include <rte_byteorder.h>
+#include <rte_hash_crc.h>
 #include <rte_cycles.h>
 #include <rte_ether.h>
 #include <rte_ip.h>
@@ -56,6 +57,14 @@ rte_mbuf* copy_linear(rte_mbuf* m, rte_mempool* pool) noexcept {
     c->hash = m->hash;
     return c;
 }
+
+// The per-source count bucket of a packet whose IP header starts at h.
+unsigned source_bucket(const std::uint8_t* h) noexcept {
+    const bool v6 = (h[0] >> 4) == 6;
+    const std::uint32_t c = rte_hash_crc(h + (v6 ? 8 : 12), v6 ? 16 : 4, 0x9e3779b9u);
+    return c & (kReassemblySourceBuckets - 1);
+}
+static_assert((kReassemblySourceBuckets & (kReassemblySourceBuckets - 1)) == 0);
 
 }  // namespace
 
@@ -113,30 +122,85 @@ FragOutcome fragment_ipv4(rte_mbuf* m, std::uint16_t mtu, std::span<rte_mbuf*> o
     return {static_cast<std::uint16_t>(n), FragError::none};
 }
 
-bool Reassembler::init(std::uint32_t flows, std::uint64_t timeout_ms, int socket, rte_mempool* copy_pool,
+bool Reassembler::init(std::uint32_t max_held, std::uint64_t timeout_ms, int socket, rte_mempool* copy_pool,
                        std::uint64_t tsc_hz) noexcept {
     destroy();
     copy_pool_ = copy_pool;
-    const std::uint64_t max_cycles = (tsc_hz + 999) / 1000 * timeout_ms;
-    // One bucket per expected flow, 16-way: collisions spill into the other 15 entries.
-    tbl_ = rte_ip_frag_table_create(flows, kReassemblyBucketEntries, flows, max_cycles, socket);
+    max_held_ = std::max<std::uint32_t>(max_held, 2 * RTE_LIBRTE_IP_FRAG_MAX_FRAG);
+    per_source_ = std::min<std::uint32_t>(
+        UINT16_MAX, std::max<std::uint32_t>(max_held_ / kReassemblySourceDiv, 2 * RTE_LIBRTE_IP_FRAG_MAX_FRAG));
+    max_cycles_ = (tsc_hz + 999) / 1000 * timeout_ms;
+    min_age_cycles_ = std::max<std::uint64_t>(1, (tsc_hz + 999) / 1000 * kReassemblyMinAgeMs);
+    // Every flow holds a fragment: as many flows as fragments. One bucket per flow, 16-way:
+    // collisions spill into the other 15 entries.
+    tbl_ = rte_ip_frag_table_create(max_held_, kReassemblyBucketEntries, max_held_, max_cycles_, socket);
     dr_.cnt = 0;
     stats_ = {};
+    std::fill(std::begin(per_src_), std::end(per_src_), 0);
     return tbl_ != nullptr;
 }
 
 void Reassembler::destroy() noexcept {
     if (tbl_ != nullptr) {
-        rte_ip_frag_free_death_row(&dr_, 0);
-        rte_ip_frag_table_destroy(tbl_);
+        flush_death_row();
+        rte_ip_frag_table_destroy(tbl_);   // frees what the flows hold
         tbl_ = nullptr;
     }
+    stats_.held = 0;
+    std::fill(std::begin(per_src_), std::end(per_src_), 0);
+}
+
+void Reassembler::release(const rte_mbuf* m) noexcept {
+    // A death-row entry is one fragment, or several chained when reassembly failed late; a
+    // whole packet is all its fragments chained. The first segment keeps the IP header.
+    const std::uint32_t n = m->nb_segs;
+    stats_.held -= std::min(stats_.held, n);
+    std::uint16_t& c = per_src_[source_bucket(rte_pktmbuf_mtod_offset(m, const std::uint8_t*, m->l2_len))];
+    c = static_cast<std::uint16_t>(c - std::min<std::uint32_t>(c, n));
+}
+
+std::uint32_t Reassembler::flush_death_row() noexcept {
+    const std::uint32_t before = stats_.held;
+    for (std::uint32_t i = 0; i < dr_.cnt; ++i) release(dr_.row[i]);
+    rte_ip_frag_free_death_row(&dr_, 0);
+    return before - stats_.held;
 }
 
 void Reassembler::make_room() noexcept {
     // One call can put a stale flow and a failed one on the death row; never let it overflow.
     constexpr std::uint32_t worst = 2 * (RTE_LIBRTE_IP_FRAG_MAX_FRAG + 1);
-    if (dr_.cnt + worst > RTE_IP_FRAG_DEATH_ROW_MBUF_LEN) rte_ip_frag_free_death_row(&dr_, 0);
+    if (dr_.cnt + worst > RTE_IP_FRAG_DEATH_ROW_MBUF_LEN) flush_death_row();
+}
+
+void Reassembler::evict_oldest(std::uint64_t now) noexcept {
+    // rte_ip_frag drops flows older than its timeout, oldest first; asking it as if the clock
+    // were (timeout - age) ahead drops those older than age. Halve age until there is room.
+    flush_death_row();
+    for (std::uint64_t age = max_cycles_ / 2; age >= min_age_cycles_ && stats_.held >= max_held_; age /= 2) {
+        for (;;) {
+            const std::uint32_t before = dr_.cnt;
+            rte_ip_frag_table_del_expired_entries(tbl_, &dr_, now + max_cycles_ - age);
+            if (dr_.cnt == before) break;
+            stats_.evicted += flush_death_row();
+        }
+    }
+}
+
+bool Reassembler::admit(rte_mbuf* m, unsigned b, std::uint64_t now) noexcept {
+    if (per_src_[b] >= per_source_) {
+        ++stats_.over_source;
+        rte_pktmbuf_free(m);
+        return false;
+    }
+    if (stats_.held >= max_held_) evict_oldest(now);
+    if (stats_.held >= max_held_) {
+        ++stats_.over_share;
+        rte_pktmbuf_free(m);
+        return false;
+    }
+    ++per_src_[b];
+    if (++stats_.held > stats_.held_peak) stats_.held_peak = stats_.held;
+    return true;
 }
 
 rte_mbuf* Reassembler::process(rte_mbuf* m, std::uint64_t now) noexcept {
@@ -162,6 +226,7 @@ rte_mbuf* Reassembler::process(rte_mbuf* m, std::uint64_t now) noexcept {
         if (m->pkt_len > l2 + total) rte_pktmbuf_trim(m, static_cast<std::uint16_t>(m->pkt_len - l2 - total));
         m->l3_len = static_cast<std::uint16_t>(ihl);
         ++stats_.fragments_in;
+        if (!admit(m, source_bucket(h), now)) return nullptr;
         make_room();
         const std::uint32_t before = dr_.cnt;
         rte_mbuf* whole = rte_ipv4_frag_reassemble_packet(tbl_, &dr_, m, now, reinterpret_cast<rte_ipv4_hdr*>(h));
@@ -183,6 +248,7 @@ rte_mbuf* Reassembler::process(rte_mbuf* m, std::uint64_t now) noexcept {
         if (m->pkt_len > l2 + total) rte_pktmbuf_trim(m, static_cast<std::uint16_t>(m->pkt_len - l2 - total));
         m->l3_len = 48;
         ++stats_.fragments_in;
+        if (!admit(m, source_bucket(h), now)) return nullptr;
         make_room();
         const std::uint32_t before = dr_.cnt;
         auto* ip = reinterpret_cast<rte_ipv6_hdr*>(h);
@@ -195,6 +261,7 @@ rte_mbuf* Reassembler::process(rte_mbuf* m, std::uint64_t now) noexcept {
 }
 
 rte_mbuf* Reassembler::finish(rte_mbuf* whole) noexcept {
+    release(whole);
     if (whole->nb_segs > 1 && rte_pktmbuf_linearize(whole) != 0) {
         rte_mbuf* c = copy_linear(whole, copy_pool_);
         rte_pktmbuf_free(whole);
@@ -220,12 +287,13 @@ rte_mbuf* Reassembler::finish(rte_mbuf* whole) noexcept {
 
 void Reassembler::end_burst(std::uint64_t now) noexcept {
     if (tbl_ == nullptr) return;
+    flush_death_row();
     for (;;) {
         const std::uint32_t before = dr_.cnt;
         rte_ip_frag_table_del_expired_entries(tbl_, &dr_, now);
         const std::uint32_t added = dr_.cnt - before;
         stats_.expired += added;
-        rte_ip_frag_free_death_row(&dr_, 0);
+        flush_death_row();
         if (added == 0) break;
     }
 }

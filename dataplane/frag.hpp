@@ -12,6 +12,14 @@
 // timeout -> its fragments go to the death row and are counted as expired. The death row is
 // freed once per burst (end_burst), as rte_ip_frag expects.
 //
+// Bounds (anyone can send fragments that never complete): the reassembler holds at most
+// `max_held` fragments (its share of the packet pool, dataplane.cpp), at most `per_source`
+// of them from one source address (counted per hash bucket of the source), each for at most
+// the timeout. A fragment over a source's quota is dropped (over_source). A fragment that
+// finds the share full makes room by dropping the oldest flows first (evicted; those
+// younger than kReassemblyMinAgeMs are kept, so a packet whose fragments arrive together
+// still completes under a flood); when even that leaves no room it is dropped (over_share).
+//
 // Fast-path callable: no heap (the table is allocated at init), no exceptions, no locks; one
 // Reassembler per worker lcore, never shared.
 #pragma once
@@ -27,9 +35,13 @@
 namespace p3::dp {
 
 // Limits (per worker lcore).
-inline constexpr std::uint32_t kReassemblyFlows = 1024;        // flows being reassembled at once
+inline constexpr std::uint32_t kReassemblyFlows = 1024;        // fragments held at most (any share)
 inline constexpr std::uint32_t kReassemblyBucketEntries = 16;  // rte_ip_frag associativity
-inline constexpr std::uint64_t kReassemblyTimeoutMs = 2000;    // incomplete flows are dropped after
+inline constexpr std::uint64_t kReassemblyTimeoutMs = 500;     // incomplete flows are dropped after
+inline constexpr std::uint64_t kReassemblyMinAgeMs = 1;        // never evicted younger than this
+inline constexpr std::uint32_t kReassemblyShareDiv = 8;        // all workers: <= 1/8 of the pool
+inline constexpr std::uint32_t kReassemblySourceDiv = 8;       // one source: <= 1/8 of a worker's
+inline constexpr unsigned kReassemblySourceBuckets = 1024;     // per-source counts (hashed)
 inline constexpr unsigned kMaxFragmentsOut = RTE_LIBRTE_IP_FRAG_MAX_FRAG;  // per inner packet
 inline constexpr std::uint16_t kMinTunnelMtu4 = 576;           // RFC 791: every host accepts 576
 inline constexpr std::uint16_t kMinTunnelMtu6 = 1280;          // RFC 8200 minimum link MTU
@@ -83,6 +95,11 @@ struct ReassemblyStats {
     std::uint64_t dropped = 0;         // fragments freed by the table (overlap, too many, table full, stale)
     std::uint64_t malformed = 0;       // fragments with inconsistent lengths
     std::uint64_t too_big = 0;         // reassembled packets that fit no single buffer
+    std::uint64_t evicted = 0;         // fragments of older flows dropped to make room
+    std::uint64_t over_share = 0;      // fragments refused: the share full of young flows
+    std::uint64_t over_source = 0;     // fragments refused: their source holds its quota
+    std::uint32_t held = 0;            // fragments held now
+    std::uint32_t held_peak = 0;       // most ever held at once
 };
 
 class alignas(RTE_CACHE_LINE_SIZE) Reassembler {
@@ -92,11 +109,14 @@ public:
     Reassembler(const Reassembler&) = delete;
     Reassembler& operator=(const Reassembler&) = delete;
 
-    // Allocates the table on `socket` (control thread, at start). `copy_pool` gives the
-    // buffer a reassembled packet is copied into when it does not fit its first fragment's.
-    // Returns false when the memory is not there.
-    bool init(std::uint32_t flows, std::uint64_t timeout_ms, int socket, rte_mempool* copy_pool,
+    // Allocates the table on `socket` (control thread, at start) for at most max_held
+    // fragments held at once (as many flows), a source's quota max_held / kReassemblySourceDiv
+    // (at least two packets' worth). `copy_pool` gives the buffer a reassembled packet is
+    // copied into when it does not fit its first fragment's. false when the memory is not there.
+    bool init(std::uint32_t max_held, std::uint64_t timeout_ms, int socket, rte_mempool* copy_pool,
               std::uint64_t tsc_hz) noexcept;
+    std::uint32_t max_held() const noexcept { return max_held_; }
+    std::uint32_t per_source() const noexcept { return per_source_; }
     void destroy() noexcept;
 
     // m: a WAN frame, data at the Ethernet header, m->l2_len = bytes before the IP header.
@@ -113,11 +133,20 @@ public:
 private:
     rte_mbuf* finish(rte_mbuf* whole) noexcept;
     void make_room() noexcept;
+    // Accepts one more fragment from source bucket b, or says why not (false: m is freed).
+    bool admit(rte_mbuf* m, unsigned b, std::uint64_t now) noexcept;
+    void evict_oldest(std::uint64_t now) noexcept;
+    // Mbufs leaving the table (a whole packet, death-row entries): their fragments no longer held.
+    void release(const rte_mbuf* m) noexcept;
+    std::uint32_t flush_death_row() noexcept;   // returns fragments freed
 
     rte_ip_frag_tbl* tbl_ = nullptr;
     rte_mempool* copy_pool_ = nullptr;
     ReassemblyStats stats_{};
     rte_ip_frag_death_row dr_{};
+    std::uint64_t max_cycles_ = 0, min_age_cycles_ = 0;
+    std::uint32_t max_held_ = 0, per_source_ = 0;
+    std::uint16_t per_src_[kReassemblySourceBuckets] = {};
 };
 
 }  // namespace p3::dp

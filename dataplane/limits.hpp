@@ -15,7 +15,25 @@ inline constexpr std::uint16_t kRxDesc = 1024;       // upper bound; reduced to 
 inline constexpr std::uint16_t kTxDesc = 1024;
 inline constexpr unsigned kMbufCache = 128;          // per-lcore mempool cache (upper bound)
 inline constexpr unsigned kMinMbufs = 1023;
-inline constexpr unsigned kControlRingSize = 4096;   // worker -> control (multi-producer)
+// Worker -> control thread: one ring per class of message (multi-producer), drained in this
+// order of priority (docs/dataplane.md "Rings between the planes").
+inline constexpr unsigned kTrustedRingSize = 1024;   // control_in: authenticated, decrypted
+inline constexpr unsigned kNeighRingSize = 1024;     // ARP, ND, frames held for a next hop
+inline constexpr unsigned kSetupRingSize = 1024;     // setup UDP (anyone on the Internet)
+// Per worker, token buckets on the TSC: what one worker may hand to the control thread.
+inline constexpr std::uint32_t kSetupRate = 2000;    // setup datagrams per second
+inline constexpr std::uint32_t kSetupBurst = 256;
+inline constexpr std::uint32_t kNeighRate = 1000;    // ARP / ND frames per second
+inline constexpr std::uint32_t kNeighBurst = 128;
+inline constexpr std::uint32_t kHoldRate = 2000;     // frames for unresolved next hops per second
+inline constexpr std::uint32_t kHoldBurst = 256;
+// Control thread, per pass: every trusted message waiting (up to this many), then neighbour
+// work, then setup datagrams within a count and time budget, then timers.
+inline constexpr unsigned kTrustedPerPass = 4 * 64;
+inline constexpr unsigned kNeighPerPass = 64;
+inline constexpr unsigned kSetupPerPass = 32;
+inline constexpr std::uint64_t kSetupPassBudgetUs = 5000;
+inline constexpr std::uint64_t kPressureLogMs = 1000;   // a pressure line at most this often
 inline constexpr unsigned kToWorkerRingSize = 1024;  // control -> workers (drained by worker 0)
 inline constexpr unsigned kTxBufSize = kMaxBurst;    // buffered TX per port per worker
 inline constexpr std::uint64_t kTxDrainUs = 100;     // flush buffered TX at least this often
@@ -35,6 +53,8 @@ inline constexpr unsigned kResolveRetries = 3;            // requests before giv
 inline constexpr std::uint64_t kResolveIntervalMs = 1000; // between requests
 inline constexpr std::uint64_t kResolveHoldoffMs = 5000;  // after a failed resolution
 inline constexpr std::uint64_t kNeighborRefreshS = 300;   // re-resolve learned entries
+inline constexpr unsigned kMaxPendingNeighbors = 256;     // next hops resolving or held off, per side
+inline constexpr unsigned kMaxHeldFrames = 512;           // frames held for all next hops, per side
 
 // Outer headers.
 inline constexpr std::uint8_t kOuterTtl = 64;

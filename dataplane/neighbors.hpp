@@ -2,9 +2,14 @@
 //
 // Workers only read; the control thread is the only writer (it learns from ARP/ND packets the
 // workers pass it, sends requests, retries, and holds packets waiting for an answer; see
-// resolver.hpp). An entry, once inserted, keeps its IP for the life of the table, so a
-// reader needs no lock: it finds the slot by open addressing and loads the MAC word (bit 63 =
-// valid) with one atomic load. Capacity kNeighborSlots; a full table means "unresolvable".
+// resolver.hpp). A reader needs no lock: it finds the slot by open addressing (linear
+// probing) and loads the MAC word (bit 63 = valid) with one atomic load.
+//
+// Slot states: empty -> live (IP written, then `used` published) -> dead (erase(): an entry
+// that never resolved) -> live again for another IP. Readers skip dead slots and stop at
+// empty ones. A dead slot keeps its IP until every worker has passed a quiescent state since
+// it died (an RCU token, checked without waiting), so a reader that saw it live never reads
+// an IP being rewritten. Capacity kNeighborSlots; a full table means "unresolvable".
 #pragma once
 
 #include <atomic>
@@ -13,6 +18,7 @@
 
 #include <rte_ether.h>
 #include <rte_hash_crc.h>
+#include <rte_rcu_qsbr.h>
 
 #include "common/net.hpp"
 #include "dataplane/limits.hpp"
@@ -23,10 +29,13 @@ class NeighborTable {
 public:
     static constexpr std::uint64_t kValid = 1ull << 63;
 
+    static constexpr std::uint8_t kEmpty = 0, kLive = 1, kDead = 2;
+
     struct Entry {
-        std::atomic<std::uint8_t> used{0};  // release-published after ip is written
+        std::atomic<std::uint8_t> used{kEmpty};  // kLive release-published after ip is written
         IpAddr ip;
         std::atomic<std::uint64_t> mac{0};  // kValid | 48-bit MAC; 0 = unresolved
+        std::uint64_t dead_token = 0;       // writer only: RCU token taken when it died
     };
 
     static std::uint32_t hash(const IpAddr& ip) noexcept {
@@ -52,8 +61,9 @@ public:
         std::uint32_t i = hash(ip) & (kNeighborSlots - 1);
         for (unsigned n = 0; n < kNeighborSlots; ++n, i = (i + 1) & (kNeighborSlots - 1)) {
             const Entry& e = slots_[i];
-            if (!e.used.load(std::memory_order_acquire)) return false;
-            if (e.ip == ip) {
+            const std::uint8_t u = e.used.load(std::memory_order_acquire);
+            if (u == kEmpty) return false;
+            if (u == kLive && e.ip == ip) {
                 std::uint64_t w = e.mac.load(std::memory_order_acquire);
                 if (!(w & kValid)) return false;
                 unpack(w, mac);
@@ -63,38 +73,55 @@ public:
         return false;
     }
 
-    // Writer (control thread only). nullptr when the table is full.
-    Entry* find_or_insert(const IpAddr& ip) noexcept {
+    // Writer (control thread only). nullptr when the table is full. qsbr: the readers' RCU
+    // variable (nullptr: no reader runs, a dead slot is reusable at once).
+    Entry* find_or_insert(const IpAddr& ip, rte_rcu_qsbr* qsbr = nullptr) noexcept {
         std::uint32_t i = hash(ip) & (kNeighborSlots - 1);
+        Entry* reuse = nullptr;
         for (unsigned n = 0; n < kNeighborSlots; ++n, i = (i + 1) & (kNeighborSlots - 1)) {
             Entry& e = slots_[i];
-            if (!e.used.load(std::memory_order_relaxed)) {
-                e.ip = ip;
-                e.mac.store(0, std::memory_order_relaxed);
-                e.used.store(1, std::memory_order_release);
-                ++count_;
-                return &e;
-            }
-            if (e.ip == ip) return &e;
+            const std::uint8_t u = e.used.load(std::memory_order_relaxed);
+            if (u == kEmpty) return publish(reuse ? *reuse : e, ip);
+            if (u == kLive && e.ip == ip) return &e;
+            if (u == kDead && !reuse && (!qsbr || rte_rcu_qsbr_check(qsbr, e.dead_token, false) == 1)) reuse = &e;
         }
-        return nullptr;
+        return reuse ? publish(*reuse, ip) : nullptr;
     }
     Entry* find(const IpAddr& ip) noexcept {
         std::uint32_t i = hash(ip) & (kNeighborSlots - 1);
         for (unsigned n = 0; n < kNeighborSlots; ++n, i = (i + 1) & (kNeighborSlots - 1)) {
             Entry& e = slots_[i];
-            if (!e.used.load(std::memory_order_relaxed)) return nullptr;
-            if (e.ip == ip) return &e;
+            const std::uint8_t u = e.used.load(std::memory_order_relaxed);
+            if (u == kEmpty) return nullptr;
+            if (u == kLive && e.ip == ip) return &e;
         }
         return nullptr;
+    }
+    // Writer: an entry that never resolved goes (a resolved one stays: its MAC may be in use).
+    // Returns false when it is resolved, or not there.
+    bool erase_unresolved(const IpAddr& ip, rte_rcu_qsbr* qsbr = nullptr) noexcept {
+        Entry* e = find(ip);
+        if (!e || (e->mac.load(std::memory_order_relaxed) & kValid)) return false;
+        e->dead_token = qsbr ? rte_rcu_qsbr_start(qsbr) : 0;
+        e->used.store(kDead, std::memory_order_release);
+        --count_;
+        return true;
     }
     static void set_mac(Entry& e, const rte_ether_addr& mac) noexcept {
         e.mac.store(pack(mac), std::memory_order_release);
     }
-    unsigned size() const noexcept { return count_; }
+    unsigned size() const noexcept { return count_; }   // live entries
     const Entry& slot(unsigned i) const noexcept { return slots_[i]; }
 
 private:
+    Entry* publish(Entry& e, const IpAddr& ip) noexcept {
+        e.ip = ip;   // readers skip the slot until `used` says live
+        e.mac.store(0, std::memory_order_relaxed);
+        e.used.store(kLive, std::memory_order_release);
+        ++count_;
+        return &e;
+    }
+
     Entry slots_[kNeighborSlots];
     unsigned count_ = 0;
 };

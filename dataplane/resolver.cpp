@@ -1,5 +1,6 @@
 #include "dataplane/resolver.hpp"
 
+#include <cstdio>
 #include <cstring>
 
 #include "common/log.hpp"
@@ -100,12 +101,13 @@ void Resolver::set_static(Side side, const IpAddr& ip, const rte_ether_addr& mac
 }
 
 void Resolver::learn(Side side, const IpAddr& ip, const rte_ether_addr& mac) {
-    auto* e = dp_.neighbors(side).find_or_insert(ip);
+    auto* e = dp_.neighbors(side).find(ip);   // only next hops we asked for (or static)
     if (!e) return;
     const bool was = (e->mac.load(std::memory_order_relaxed) & NeighborTable::kValid) != 0;
     NeighborTable::set_mac(*e, mac);
     auto it = pending_[static_cast<unsigned>(side)].find(ip);
     if (it != pending_[static_cast<unsigned>(side)].end()) {
+        held_[static_cast<unsigned>(side)] -= static_cast<unsigned>(it->second.held.size());
         for (rte_mbuf* m : it->second.held) {
             std::memcpy(pkt::data(m), mac.addr_bytes, 6);
             meta(m).kind = MsgKind::tx_frame;
@@ -139,14 +141,42 @@ void Resolver::request(Side side, const IpAddr& ip) {
     }
 }
 
-void Resolver::fail(Side side, const IpAddr& ip, Pending& p, std::uint64_t now_ms) {
-    stats_.drop(Drop::NEIGH_FAILED, p.held.size());
+void Resolver::drop_held(Side side, Pending& p, Drop why) {
+    stats_.drop(why, p.held.size());
+    held_[static_cast<unsigned>(side)] -= static_cast<unsigned>(p.held.size());
     for (auto* m : p.held) rte_pktmbuf_free(m);
     p.held.clear();
+}
+
+void Resolver::fail(Side side, const IpAddr& ip, Pending& p, std::uint64_t now_ms) {
+    drop_held(side, p, Drop::NEIGH_FAILED);
     p.resolving = false;
     p.failed_until_ms = now_ms + kResolveHoldoffMs;
-    P3_LOG_WARN(DP_NEIGH_FAILED, "%s next hop %s: no answer to %u %s requests", side_name(side),
-                ip.str().c_str(), kResolveRetries, ip.is_v4() ? "ARP" : "neighbour solicitation");
+    dp_.neighbors(side).erase_unresolved(ip, dp_.qsbr());   // never resolved: its slot goes
+    if (fail_logged_ && now_ms - fail_log_ms_ < kPressureLogMs) {
+        ++fail_unlogged_;
+        return;
+    }
+    char more[64] = "";
+    if (fail_unlogged_)
+        std::snprintf(more, sizeof more, " (and %u other next hops since the last such line)", fail_unlogged_);
+    P3_LOG_WARN(DP_NEIGH_FAILED, "%s next hop %s: no answer to %u %s requests%s", side_name(side), ip.str().c_str(),
+                kResolveRetries, ip.is_v4() ? "ARP" : "neighbour solicitation", more);
+    fail_logged_ = true;
+    fail_log_ms_ = now_ms;
+    fail_unlogged_ = 0;
+}
+
+Resolver::Pending* Resolver::make_pending(Side side, const IpAddr& nh) {
+    auto& map = pending_[static_cast<unsigned>(side)];
+    if (map.size() >= kMaxPendingNeighbors) {
+        // A next hop held off after a failure holds nothing: it gives way to a new one.
+        auto it = map.begin();
+        while (it != map.end() && (it->second.resolving || !it->second.held.empty())) ++it;
+        if (it == map.end()) return nullptr;
+        map.erase(it);
+    }
+    return &map[nh];
 }
 
 void Resolver::on_hold(Side side, rte_mbuf* m, std::uint64_t now_ms) {
@@ -173,27 +203,39 @@ void Resolver::on_hold(Side side, rte_mbuf* m, std::uint64_t now_ms) {
         }
         return;
     }
-    Pending& pd = pending_[static_cast<unsigned>(side)][*nh];
-    if (now_ms < pd.failed_until_ms) {
+    const unsigned s = static_cast<unsigned>(side);
+    auto found = pending_[s].find(*nh);
+    Pending* pd = found != pending_[s].end() ? &found->second : make_pending(side, *nh);
+    if (!pd) {
+        stats_.drop(Drop::NEIGH_TABLE_FULL);
+        rte_pktmbuf_free(m);
+        return;
+    }
+    if (now_ms < pd->failed_until_ms) {
         stats_.drop(Drop::NEIGH_FAILED);
         rte_pktmbuf_free(m);
         return;
     }
-    if (pd.held.size() >= kHoldPerNeighbor) {
+    if (pd->held.size() >= kHoldPerNeighbor) {
         stats_.drop(Drop::NEIGH_HOLD);
         rte_pktmbuf_free(m);
+    } else if (held_[s] >= kMaxHeldFrames) {
+        stats_.drop(Drop::NEIGH_HOLD_TOTAL);
+        rte_pktmbuf_free(m);
     } else {
-        pd.held.push_back(m);
+        pd->held.push_back(m);
+        ++held_[s];
         stats_.held.add();
     }
-    if (!pd.resolving) {
-        if (!dp_.neighbors(side).find_or_insert(*nh)) {   // table full: cannot ever resolve
-            fail(side, *nh, pd, now_ms);
+    if (!pd->resolving) {
+        if (!dp_.neighbors(side).find_or_insert(*nh, dp_.qsbr())) {   // table full: cannot resolve now
+            drop_held(side, *pd, Drop::NEIGH_TABLE_FULL);
+            pending_[s].erase(*nh);
             return;
         }
-        pd.resolving = true;
-        pd.retries = 1;
-        pd.last_request_ms = now_ms;
+        pd->resolving = true;
+        pd->retries = 1;
+        pd->last_request_ms = now_ms;
         request(side, *nh);
     }
 }
@@ -240,8 +282,9 @@ void Resolver::on_arp(Side side, rte_mbuf* m, std::uint64_t now_ms) {
     const bool for_us = tpa == own.addr.addr;
     const bool sane = !rte_is_multicast_ether_addr(&sha) && !rte_is_zero_ether_addr(&sha) &&
                       own.addr.contains(spa) && spa != own.addr.addr;
-    // RFC 826: update an entry we have; create one only when the packet is aimed at us.
-    if (sane && (for_us || dp_.neighbors(side).find(spa) != nullptr)) learn(side, spa, sha);
+    // RFC 826 updates an entry we have; it would create one for a request aimed at us, but
+    // anyone on the link could then fill the table: entries are made only by our own requests.
+    if (sane) learn(side, spa, sha);
     if (op == 1 && for_us && sane) {
         const auto& mac = dp_.port(side).mac;
         std::memcpy(p, sha.addr_bytes, 6);

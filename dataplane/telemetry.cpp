@@ -52,6 +52,17 @@ int cmd_stats(const char*, const char*, rte_tel_data* d) {
     rte_tel_data_add_dict_u64(d, "routes4", g_dp->routes().routes4());
     rte_tel_data_add_dict_u64(d, "routes6", g_dp->routes().routes6());
     rte_tel_data_add_dict_u64(d, "control_packets", g_dp->control_packets());
+    // How the control thread spends its passes, by ring (trusted first), and what waits.
+    const ControlCounters& cc = g_dp->control_counters();
+    rte_tel_data_add_dict_u64(d, "control_trusted", cc.trusted.get());
+    rte_tel_data_add_dict_u64(d, "control_neigh", cc.neigh.get());
+    rte_tel_data_add_dict_u64(d, "control_setup", cc.setup.get());
+    rte_tel_data_add_dict_u64(d, "control_setup_waited", cc.setup_waited.get());
+    rte_tel_data_add_dict_u64(d, "control_backlog_setup", g_dp->control_backlog(CtlClass::setup));
+    std::uint64_t held = 0;
+    for (unsigned i = 0; i < g_dp->workers(); ++i) held += g_dp->lcore(i).reasm_held.load(std::memory_order_relaxed);
+    rte_tel_data_add_dict_u64(d, "reasm_held", held);
+    rte_tel_data_add_dict_u64(d, "reasm_bound_per_worker", g_dp->reassembly_bound());
     return 0;
 }
 
@@ -75,6 +86,8 @@ int cmd_lcores(const char*, const char*, rte_tel_data* d) {
         rte_tel_data_add_dict_u64(c, "lcore", L.lcore_id);
         rte_tel_data_add_dict_u64(c, "rx_queues", L.nrx);
         add_lcore_counters(c, L.stats);
+        rte_tel_data_add_dict_u64(c, "reasm_held", L.reasm_held.load(std::memory_order_relaxed));
+        rte_tel_data_add_dict_u64(c, "reasm_peak", L.reasm_peak.load(std::memory_order_relaxed));
         std::uint64_t dropped = 0;
         for (const auto& x : L.stats.drops) dropped += x.get();
         rte_tel_data_add_dict_u64(c, "dropped", dropped);

@@ -61,10 +61,30 @@ void tx_send(Lcore& L, const Dataplane::Shared& S, Side side, rte_mbuf** pkts, s
 }
 
 void to_control(Lcore& L, const Dataplane::Shared& S, rte_mbuf* m) noexcept {
-    if (rte_ring_mp_enqueue(S.to_control, m) != 0) {
-        drop(L, m, Drop::CONTROL_RING_FULL);
-        return;
+    CtlClass c;
+    Drop full;
+    switch (meta(m).kind) {
+        case MsgKind::control_in:
+            c = CtlClass::trusted;
+            full = Drop::RING_FULL_CONTROL;
+            break;
+        case MsgKind::setup_udp:
+            if (!L.setup_rate.allow(rte_rdtsc())) return drop(L, m, Drop::SETUP_POLICED);
+            c = CtlClass::setup;
+            full = Drop::RING_FULL_SETUP;
+            break;
+        case MsgKind::hold:
+            if (!L.hold_rate.allow(rte_rdtsc())) return drop(L, m, Drop::HOLD_POLICED);
+            c = CtlClass::neigh;
+            full = Drop::RING_FULL_HOLD;
+            break;
+        default:   // arp, nd
+            if (!L.neigh_rate.allow(rte_rdtsc())) return drop(L, m, Drop::NEIGH_POLICED);
+            c = CtlClass::neigh;
+            full = Drop::RING_FULL_NEIGH;
+            break;
     }
+    if (rte_ring_mp_enqueue(S.to_control[static_cast<unsigned>(c)], m) != 0) return drop(L, m, full);
     L.stats.to_control.add();
 }
 
@@ -355,7 +375,12 @@ static void count_reassembly(Lcore& L) noexcept {
     const std::uint64_t lost = (now.expired - was.expired) + (now.dropped - was.dropped) +
                                (now.malformed - was.malformed) + (now.too_big - was.too_big);
     if (lost) L.stats.drop(Drop::REASSEMBLY, lost);
+    const std::uint64_t share = (now.evicted - was.evicted) + (now.over_share - was.over_share);
+    if (share) L.stats.drop(Drop::REASM_SHARE, share);
+    if (now.over_source != was.over_source) L.stats.drop(Drop::REASM_SOURCE, now.over_source - was.over_source);
     if (now.reassembled != was.reassembled) L.stats.reassembled.add(now.reassembled - was.reassembled);
+    L.reasm_held.store(now.held, std::memory_order_relaxed);
+    L.reasm_peak.store(now.held_peak, std::memory_order_relaxed);
     was = now;
 }
 

@@ -7,6 +7,7 @@
 //   empty passes (offline for RCU while asleep).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 
 #include <rte_ether.h>
@@ -52,8 +53,13 @@ struct alignas(RTE_CACHE_LINE_SIZE) Lcore {
     SessionCounters* sessions = nullptr;   // [kMaxSessions], this lcore's share
     wire::GcmEngine* wire = nullptr;       // this lcore's AES-GCM engine (crypto_path.cpp)
     TokenBucket replies;                   // ICMP errors and TCP resets we originate
+    TokenBucket setup_rate;                // setup datagrams to the control thread
+    TokenBucket neigh_rate;                // ARP/ND frames to the control thread
+    TokenBucket hold_rate;                 // frames for unresolved next hops
     Reassembler reasm;                     // outer fragments (WAN)
     ReassemblyStats reasm_seen{};          // what reasm.stats() said when last counted
+    std::atomic<std::uint32_t> reasm_held{0};   // fragments it holds (as of its last count)
+    std::atomic<std::uint32_t> reasm_peak{0};   // the most it ever held
 };
 
 }  // namespace p3::dp

@@ -60,8 +60,11 @@ struct Single {
     std::unique_ptr<p3::dp::Dataplane> dp;
     Mac lan_mac{}, wan_mac{};
 
+    // control: the control plane (nullptr: ControlStub); control_thread false: the test
+    // calls dp->control_poll() itself, with a clock of its own.
     Single(const std::string& name, const Side& s, std::vector<p3::config::Remote>&& remotes,
-           std::vector<unsigned> lcores = {1, 2}) {
+           std::vector<unsigned> lcores = {1, 2}, p3::dp::ControlPlane* control = nullptr,
+           bool control_thread = true) {
         test_pool();
         static unsigned seq = 0;
         const std::string n = name + std::to_string(seq++);
@@ -73,6 +76,8 @@ struct Single {
         p3::dp::Options o;
         o.name = n;
         o.lcores = lcores;
+        o.control = control;
+        o.control_thread = control_thread;
         dp = std::make_unique<p3::dp::Dataplane>(cfg, o);
         REQUIRE(dp->init());
         REQUIRE(dp->start());
