@@ -54,25 +54,25 @@ chmod 600 "$work/psk"
 cat >"$work/a.conf" <<CONF
 role = "primary";
 local = { ip = 4; address = "192.0.2.1"; port = 5653; identity = "primary.p3.test";
-          psk_file = "$work/psk"; heartbeat_time = 1; heartbeat_fail = 5; };
+          heartbeat_time = 1; heartbeat_fail = 5; };
 dataplane = {
   wan = { port = 0; address = "192.0.2.1/24"; };
   lan = { port = 1; address = "10.1.0.1/24"; };
   idle_backoff_us = 50; mbufs = 4095;
 };
 remotes = ( { id = 7; ip = 4; address = "192.0.2.2"; identity = "secondary.p3.test";
-              subnets = [ "10.2.0.0/24" ]; } );
+              psk_file = "$work/psk"; subnets = [ "10.2.0.0/24" ]; } );
 CONF
 cat >"$work/b.conf" <<CONF
 role = "secondary";
-local = { ip = 4; address = "192.0.2.2"; identity = "secondary.p3.test"; psk_file = "$work/psk"; };
+local = { ip = 4; address = "192.0.2.2"; identity = "secondary.p3.test"; };
 dataplane = {
   wan = { port = 0; address = "192.0.2.2/24"; };
   lan = { port = 1; address = "10.2.0.1/24"; };
   idle_backoff_us = 50; mbufs = 4095;
 };
 remotes = ( { id = 1; ip = 4; address = "192.0.2.1"; port = 5653; identity = "primary.p3.test";
-              subnets = [ "10.1.0.0/24" ]; } );
+              psk_file = "$work/psk"; subnets = [ "10.1.0.0/24" ]; } );
 CONF
 
 # The primary's WAN is a net_pcap port on aWan: net_af_packet asks the kernel to reassemble
