@@ -174,6 +174,7 @@ std::vector<double> run_point(bool in, unsigned key_bits, unsigned frame, unsign
     k.rx_key = p3::SecretBytes(key_of(key_bits));
     k.tx_salt = p3::SecretBytes(std::span<const std::uint8_t>(kSalt));
     k.rx_salt = p3::SecretBytes(std::span<const std::uint8_t>(kSalt));
+    k.persist_sequence = false;   // throwaway benchmark keys: no state directory
     rm.static_keys = std::move(k);
     c.remotes.push_back(std::move(rm));
     p3::dp::Options o;

@@ -543,6 +543,7 @@ int main(int argc, char** argv) {
             k.rx_key = p3::SecretBytes((is_a ? k_ba : k_ab).span());
             k.rx_salt = p3::SecretBytes((is_a ? s_ba : s_ab).span());
             k.lanes = W;
+            k.persist_sequence = false;   // throwaway benchmark keys: no state directory
             r.static_keys = std::move(k);
             c.remotes.push_back(std::move(r));
             p3::dp::Options opt;

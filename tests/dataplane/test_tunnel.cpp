@@ -77,15 +77,18 @@ p3::config::Remote peer_remote(std::uint32_t id, const Net& peer, std::vector<co
     k.rx_salt = hex(rx.salt);
     k.lanes = lanes;
     k.anti_replay = anti_replay;
+    k.persist_sequence = false;   // every tunnel starts at sequence 1 (the tests count from there)
     r.static_keys = std::move(k);
     return r;
 }
 
 void start(End& e, const std::string& n, const Net& net, p3::config::Remote&& peer, std::vector<unsigned> lcores,
-           p3::dp::ControlPlane* control = nullptr) {
+           p3::dp::ControlPlane* control = nullptr, std::vector<const char*> local_nets = {}) {
     e.lan = make_port(n + "l", rings(n + "lr", 2), rings(n + "lt", 2));
     e.wan = make_port(n + "w", rings(n + "wr", 2), rings(n + "wt", 2));
     e.cfg = make_config(Side{net.lan, net.wan, net.lan_gw, net.wan_gw}, e.lan.port, e.wan.port);
+    // The hosts behind the LAN gateway are this side's protected networks too.
+    for (const char* p : local_nets) e.cfg.local.subnets.push_back(*p3::Prefix::parse(p));
     e.cfg.remotes.push_back(std::move(peer));
     p3::dp::Options o;
     o.name = n;
@@ -133,9 +136,10 @@ struct Tunnel {
         nb.wan = wb.wan, nb.wan_gw = wb.wan_gw, nb.wan_peer_host = wb.wan_peer_host;
         const KeyDir& ab = aes256 ? kAtoB256 : kAtoB128;
         const KeyDir& ba = aes256 ? kBtoA256 : kBtoA128;
-        start(a, n + "a", na, peer_remote(2, nb, {"10.2.0.0/16", "fd02::/16"}, ab, ba, aes256, lanes, size_hiding), {1, 2});
+        start(a, n + "a", na, peer_remote(2, nb, {"10.2.0.0/16", "fd02::/16"}, ab, ba, aes256, lanes, size_hiding), {1, 2},
+              nullptr, {"10.1.0.0/16", "fd01::/16"});
         start(b, n + "b", nb, peer_remote(1, na, {"10.1.0.0/16", "fd01::/16"}, ba, ab, aes256, lanes, size_hiding, b_anti_replay),
-              {3, 4}, control_b);
+              {3, 4}, control_b, {"10.2.0.0/16", "fd02::/16"});
     }
     ~Tunnel() {
         stop_end(a);
