@@ -576,7 +576,7 @@ TEST_CASE("static keys: a configuration file readable by group or others is refu
         auto e = must_fail(load_file(p));
         CHECK(e.reason == Reason::CFG_STATIC_FILE_MODE);
         CHECK(std::string(reason_code(e.reason)) == "P3-E0122");
-        CHECK(e.line == 24);   // the static_keys group
+        CHECK(e.line == 26);   // the static_keys group
         CHECK(e.str().find("chmod 600") != std::string::npos);
     }
     CHECK(std::holds_alternative<Config>(load_file(dir.write("s.conf", text, 0600))));
