@@ -518,6 +518,8 @@ int main(int argc, char** argv) {
             c.dataplane.lan.address = *p3::Prefix::parse(s->lan, false);
             c.dataplane.lan.gateway = p3::IpAddr::parse(s->lan_gw);
             c.dataplane.lan.gateway_mac = p3::MacAddr::parse("02:00:00:00:00:fe");
+            // Our hosts behind the LAN gateway: what the peer routes to us.
+            c.local.subnets.push_back(*p3::Prefix::parse((e == &a ? sb : sa).peer_subnet));
             c.dataplane.wan.port_id = static_cast<std::uint16_t>(e->wan_port);
             c.dataplane.wan.address = *p3::Prefix::parse(s->wan, false);
             c.dataplane.wan.gateway = p3::IpAddr::parse(s->wan_gw);
