@@ -596,3 +596,15 @@ TEST_CASE("local.state_dir must be absolute; local.subnets are parsed and printe
     CHECK(same_settings(c, lc_ok(to_libconfig(c))));
     CHECK(lc_err(base + "subnets = [ \"10.1.5.1/24\" ]; };\n").reason == Reason::CFG_BAD_VALUE);
 }
+
+TEST_CASE("legacy format: state_dir and local_subnets in the local section") {
+    auto c = legacy_ok("localstart\naddress 192.0.2.1\nstate_dir /srv/p3\nlocal_subnets 10.1.5.0/24,fd01:5::/64\n"
+                       "localend\n");
+    CHECK(c.local.state_dir == "/srv/p3");
+    REQUIRE(c.local.subnets.size() == 2);
+    CHECK(c.local.subnets[0].str() == "10.1.5.0/24");
+    CHECK(same_settings(c, lc_ok(to_libconfig(c))));   // what config convert prints loads the same
+    CHECK(legacy_err("localstart\naddress 192.0.2.1\nlocal_subnets 10.1.5.1/24\nlocalend\n").reason ==
+          Reason::CFG_BAD_VALUE);
+    CHECK(legacy_err("localstart\naddress 192.0.2.1\nstate_dir p3\nlocalend\n").reason == Reason::CFG_STATE_DIR);
+}
