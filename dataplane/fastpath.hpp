@@ -273,8 +273,7 @@ void outbound_crypto(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, cons
 // peer and the replay window, so a foreign, replayed or unknown packet costs no AES;
 // inbound_flush decrypts the staged batch, updates the windows, then: inner destination = our
 // WAN address -> control ring; else, inner source in the peer's subnets and destination in
-// ours (RFC 4301 §5.2) -> the LAN. The stage
-// lives for one burst.
+// ours (RFC 4301 §5.2) -> the LAN. The stage lives for one burst.
 struct InStage {
     rte_mbuf* m[kMaxBurst];
     std::uint16_t off[kMaxBurst];
