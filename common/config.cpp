@@ -7,7 +7,9 @@
 // and hand it to finalize() here, so the model and its rules are the same whatever the format.
 #include "common/config.hpp"
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
@@ -229,6 +231,30 @@ void check_port(const Draft& d, const PortConfig& pc, const char* side, int line
                  " for IPv6");
 }
 
+// A static key is never used twice: not both ways of one remote (a packet we send would
+// decrypt as one from the peer, and the two directions' nonces collide when the salts do), not
+// by two remotes. Keys are compared in constant time, every comparison evaluated.
+void check_static_keys_unique(const Draft& d, const Config& cfg, std::size_t i) {
+    const Remote& r = cfg.remotes[i];
+    const StaticKeys& sk = *r.static_keys;
+    if (sk.tx_key.equals(sk.rx_key.span()))
+        fail(d.file, sk.line, Reason::CFG_STATIC_SAME_KEY,
+             "remote " + std::to_string(r.id) +
+                 ": static_keys.tx_key equals rx_key: each direction needs its own key");
+    for (std::size_t j = 0; j < i; ++j) {
+        const auto& o = cfg.remotes[j].static_keys;
+        if (!o) continue;
+        bool same = false;
+        for (const SecretBytes* a : {&sk.tx_key, &sk.rx_key})
+            for (const SecretBytes* b : {&o->tx_key, &o->rx_key}) same |= a->equals(b->span());
+        if (same)
+            fail(d.file, sk.line, Reason::CFG_STATIC_KEY_REUSED,
+                 "remote " + std::to_string(r.id) + ": a static key of it is also a static key of remote " +
+                     std::to_string(cfg.remotes[j].id) + " (line " + std::to_string(o->line) +
+                     "): every direction of every remote needs its own key");
+    }
+}
+
 struct SubnetRef {
     Prefix p;
     std::size_t remote;
@@ -260,6 +286,9 @@ Config finalize(Draft&& d) {
     resolve_path(cfg.local.private_key, d.file);
     resolve_path(cfg.local.ca, d.file);
     check_key_file(d, cfg.local.private_key, "private_key", d.key_line, false);
+    if (cfg.local.state_dir.empty() || cfg.local.state_dir[0] != '/')
+        fail(d.file, d.state_dir_line ? d.state_dir_line : d.local_line, Reason::CFG_STATE_DIR,
+             "local.state_dir '" + cfg.local.state_dir + "' is not an absolute path");
 
     // Dataplane: the WAN interface carries the local address unless told otherwise.
     auto& dp = cfg.dataplane;
@@ -366,6 +395,12 @@ Config finalize(Draft&& d) {
                              std::to_string(sk.lanes) + ") overlaps the rx ids of remote " +
                              std::to_string(cfg.remotes[j].id) + " (line " + std::to_string(o->line) + ")");
             }
+            check_static_keys_unique(d, cfg, i);
+            if (!sk.persist_sequence)
+                cfg.warnings.push_back(Error{d.file, sk.line, Reason::CFG_NO_SEQ_STATE,
+                                             "remote " + std::to_string(r.id) +
+                                                 ": static_keys.persist_sequence = false: every start begins again at "
+                                                 "sequence 1 and repeats nonces under these keys"});
             cfg.warnings.push_back(Error{d.file, sk.line, Reason::CFG_STATIC_KEYS,
                                          "remote " + std::to_string(r.id) +
                                              " uses static keys: no setup exchange, no rekey"});
@@ -433,6 +468,7 @@ StaticKeys StaticKeys::clone() const {
     k.rx_salt = rx_salt.clone();
     k.lanes = lanes;
     k.anti_replay = anti_replay;
+    k.persist_sequence = persist_sequence;
     k.line = line;
     return k;
 }
@@ -484,7 +520,8 @@ bool same_settings(const Remote& a, const Remote& b) {
     same &= x.tx_salt.equals(y.tx_salt.span());
     same &= x.rx_key.equals(y.rx_key.span());
     same &= x.rx_salt.equals(y.rx_salt.span());
-    return same && x.tx_id == y.tx_id && x.rx_id == y.rx_id && x.lanes == y.lanes && x.anti_replay == y.anti_replay;
+    return same && x.tx_id == y.tx_id && x.rx_id == y.rx_id && x.lanes == y.lanes && x.anti_replay == y.anti_replay &&
+           x.persist_sequence == y.persist_sequence;
 }
 
 bool same_settings(const Config& a, const Config& b) {
@@ -526,17 +563,45 @@ bool looks_legacy(const std::string& text) {
 }  // namespace
 
 Result<Config> load_file(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) return Error{path, 0, Reason::CFG_OPEN, std::string("cannot open: ") + std::strerror(errno)};
-    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (in.bad()) {
+    // The mode is the opened file's own (fstat), not a second look at the path.
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return Error{path, 0, Reason::CFG_OPEN, std::string("cannot open: ") + std::strerror(errno)};
+    struct stat st{};
+    std::string text;
+    bool read_ok = ::fstat(fd, &st) == 0;
+    if (read_ok && S_ISREG(st.st_mode) && st.st_size > 0) text.reserve(static_cast<std::size_t>(st.st_size));
+    char buf[4096];
+    for (ssize_t n; read_ok && (n = ::read(fd, buf, sizeof buf)) != 0;) {
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            read_ok = false;
+            break;
+        }
+        text.append(buf, static_cast<std::size_t>(n));
+    }
+    secure_wipe(buf, sizeof buf);
+    ::close(fd);
+    if (!read_ok) {
         secure_wipe(text.data(), text.size());
         return Error{path, 0, Reason::CFG_OPEN, "read error"};
     }
     auto result = looks_legacy(text) ? load_legacy_text(text, path) : load_libconfig_text(text, path);
     // The text may hold static keys: it does not outlive the parse.
     secure_wipe(text.data(), text.size());
-    if (auto* cfg = std::get_if<Config>(&result)) log_warnings(*cfg);
+    if (auto* cfg = std::get_if<Config>(&result)) {
+        // Static keys live in the file itself: like a key file, it must be owner-only.
+        if (st.st_mode & 077) {
+            for (const auto& r : cfg->remotes) {
+                if (!r.static_keys) continue;
+                char mode[8];
+                std::snprintf(mode, sizeof mode, "%04o", unsigned(st.st_mode & 07777));
+                return Error{path, r.static_keys->line, Reason::CFG_STATIC_FILE_MODE,
+                             "remote " + std::to_string(r.id) + " has static keys but the file has mode " + mode +
+                                 ": readable by group or others; allowed: owner only (chmod 600)"};
+            }
+        }
+        log_warnings(*cfg);
+    }
     return result;
 }
 
@@ -689,6 +754,12 @@ std::string to_libconfig(const Config& cfg, bool reveal_secrets) {
     if (!l.certificate.empty()) o << "  certificate = " << quote(l.certificate) << ";\n";
     if (!l.private_key.empty()) o << "  private_key = " << quote(l.private_key) << ";\n";
     if (!l.ca.empty()) o << "  ca = " << quote(l.ca) << ";\n";
+    o << "  state_dir = " << quote(l.state_dir) << ";\n";
+    if (!l.subnets.empty()) {
+        o << "  subnets = [";
+        for (std::size_t k = 0; k < l.subnets.size(); ++k) o << (k ? ", " : " ") << quote(l.subnets[k].str());
+        o << " ];\n";
+    }
     print_params(o, "  ", all_of(l.defaults));
     o << "  cluster_state = " << l.cluster_state << ";\n";
     o << "  load_balance = " << l.load_balance << ";\n";
@@ -749,6 +820,7 @@ std::string to_libconfig(const Config& cfg, bool reveal_secrets) {
             o << "      rx_salt = " << secret(k.rx_salt) << ";\n";
             o << "      lanes = " << k.lanes << ";\n";
             o << "      anti_replay = " << (k.anti_replay ? "true" : "false") << ";\n";
+            o << "      persist_sequence = " << (k.persist_sequence ? "true" : "false") << ";\n";
             o << "    };\n";
         }
         o << "  }";

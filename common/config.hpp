@@ -50,9 +50,12 @@ struct StaticKeys {
     SecretBytes rx_salt;
     std::uint32_t lanes = 1;     // lanes in each direction (tx_id..tx_id+lanes-1)
     // false: inbound packets skip the anti-replay window (RFC 4303 §3.4.3 allows it for
-    // manually keyed SAs). A static-key sender starts at sequence 1 whenever it starts, so
-    // with the window on, a restarted peer is refused until this side restarts too.
+    // manually keyed SAs): looped benchmark captures repeat their sequences.
     bool anti_replay = true;
+    // true: each lane's sequence high-water mark is persisted ahead in local.state_dir, so a
+    // restart (or a crash) resumes above everything sent before and never repeats a nonce.
+    // false: every start begins again at sequence 1 (throwaway benchmark keys only; P3-W0123).
+    bool persist_sequence = true;
     int line = 0;
 
     StaticKeys clone() const;
@@ -101,6 +104,11 @@ struct Local {
     // a psk_file here (one key for every remote) is refused (P3-E0113).
     std::string certificate, private_key, ca;
     std::uint16_t nat_port = 4500;    // UDP port for NAT-traversal encapsulation at the primary
+    // State that must survive a restart (the static keys' sequence marks): owner-only, absolute.
+    std::string state_dir = "/var/lib/p3";
+    // Protected networks on our LAN side besides the LAN port's own prefix (networks behind a
+    // LAN gateway): inbound inner destinations must lie in one of them (RFC 4301 §5.2).
+    std::vector<Prefix> subnets;
     bool operator==(const Local&) const = default;
 };
 

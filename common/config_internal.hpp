@@ -54,6 +54,7 @@ inline constexpr Range rx_queues{0, 64};
 inline constexpr Range burst{1, 256};
 inline constexpr std::size_t max_name = 255;           // identities, group names, port names
 inline constexpr std::size_t max_subnets = 4096;       // per remote
+inline constexpr std::size_t max_local_subnets = 16;   // local.subnets (checked per inbound packet)
 }  // namespace limits
 
 // Session parameters a group or a remote may override: which are numbers and their ranges.
@@ -98,6 +99,7 @@ struct Draft {
     int ip_version = 0;                // local "ip" if given
     int ip_line = 0;
     int cert_line = 0, key_line = 0, ca_line = 0;
+    int state_dir_line = 0, local_subnets_line = 0;
     bool wan_address_set = false;
     int lan_line = 0, wan_line = 0;    // where each port's settings are
     int lan_gateway_line = 0, wan_gateway_line = 0, lan_mtu_line = 0, wan_mtu_line = 0;

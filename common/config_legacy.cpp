@@ -50,7 +50,7 @@ bool in(const std::string_view (&list)[N], std::string_view k) {
 constexpr const char* kLocalKeys =
     "ip, address, port, key_generation, rekey_wait, array_size, data_array_time, control_array_time, "
     "heartbeat_time, heartbeat_fail, cluster_state, load_balance; extensions: role, nat_port, identity, "
-    "certificate, private_key, ca, rekey_packets, key_type, size_hiding, lanes, "
+    "certificate, private_key, ca, state_dir, local_subnets, rekey_packets, key_type, size_hiding, lanes, "
     "lan_port, lan_address, lan_gateway, lan_gateway_mac, lan_mtu, wan_port, wan_address, wan_gateway, "
     "wan_gateway_mac, wan_mtu, replay_window, idle_backoff_us, idle_polls, mbufs, rx_queues, burst";
 constexpr const char* kRemoteKeys =
@@ -230,6 +230,23 @@ struct Parser {
         } else if (key == "ca") {
             loc.ca = text(v, name);
             d.ca_line = line;
+        } else if (key == "state_dir") {
+            loc.state_dir = text(v, name);
+            d.state_dir_line = line;
+        } else if (key == "local_subnets") {   // local.subnets, separated by commas
+            std::string_view rest = v;
+            while (!rest.empty()) {
+                const auto comma = rest.find(',');
+                std::string one(rest.substr(0, comma));
+                rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
+                one.erase(0, one.find_first_not_of(' '));
+                one.erase(one.find_last_not_of(' ') + 1);
+                auto p = Prefix::parse(one, true);
+                if (!p) bad(name + " '" + one + "' is not a subnet (address/len, no host bits set)");
+                if (loc.subnets.size() >= limits::max_local_subnets)
+                    bad(name + ": at most " + std::to_string(limits::max_local_subnets) + " subnets");
+                loc.subnets.push_back(*p);
+            }
         } else if (key.starts_with("lan_") &&
                    port_key(key, v, dp.lan, "lan", d.lan_line, d.lan_gateway_line, d.lan_mtu_line, nullptr)) {
         } else if (key.starts_with("wan_") && port_key(key, v, dp.wan, "wan", d.wan_line, d.wan_gateway_line,

@@ -253,6 +253,13 @@ struct Reader {
             } else if (key == "ca") {
                 loc.ca = string(s, path);
                 d.ca_line = line_of(s);
+            } else if (key == "state_dir") {
+                loc.state_dir = string(s, path);
+                d.state_dir_line = line_of(s);
+            } else if (key == "subnets") {
+                std::vector<int> lines;
+                subnet_list(s, path, limits::max_local_subnets, loc.subnets, lines);
+                d.local_subnets_line = line_of(s);
             } else if (key == "cluster_state") {
                 loc.cluster_state = std::uint32_t(integer(s, path, limits::unsupported_flag));
             } else if (key == "load_balance") {
@@ -260,7 +267,7 @@ struct Reader {
             } else {
                 unknown(s, "local",
                         "ip, address, port, nat_port, key_generation, identity, certificate, "
-                        "private_key, ca, cluster_state, load_balance, rekey_wait, rekey_packets, "
+                        "private_key, ca, state_dir, subnets, cluster_state, load_balance, rekey_wait, rekey_packets, "
                         "array_size, data_array_time, control_array_time, heartbeat_time, heartbeat_fail, "
                         "key_type, size_hiding, lanes");
             }
@@ -388,6 +395,28 @@ struct Reader {
         return b;
     }
 
+    // A list of subnets ("10.2.0.0/24", host bits zero), each line kept for messages.
+    void subnet_list(const Setting& s, const std::string& path, std::size_t max, std::vector<Prefix>& out,
+                     std::vector<int>& lines) {
+        if (!s.isArray() && !s.isList()) bad(s, path + " must be an array: [ \"10.2.0.0/24\", ... ]");
+        if (std::size_t(s.getLength()) > max)
+            bad(s, path + " has " + std::to_string(s.getLength()) + " entries; at most " + std::to_string(max));
+        for (int j = 0; j < s.getLength(); ++j) {
+            const Setting& e = s[j];
+            std::string ep = path + "[" + std::to_string(j) + "]";
+            int eline = line_of(e, line_of(s));
+            if (e.getType() != Setting::TypeString)
+                fail(file, eline, Reason::CFG_BAD_VALUE, ep + " must be a string \"10.2.0.0/24\"");
+            std::string v = e.c_str();
+            auto pfx = Prefix::parse(v, true);
+            if (!pfx)
+                fail(file, eline, Reason::CFG_BAD_VALUE,
+                     ep + " '" + v + "' is not a subnet (address/0..32 or /0..128, no host bits set)");
+            out.push_back(*pfx);
+            lines.push_back(eline);
+        }
+    }
+
     void static_keys(const Setting& g, const std::string& base, Remote& r) {
         require_group(g, base);
         StaticKeys k;
@@ -405,7 +434,8 @@ struct Reader {
             else if (key == "rx_salt") k.rx_salt = std::move(*secret_hex(s, path, {4})), have[5] = true;
             else if (key == "lanes") k.lanes = std::uint32_t(integer(s, path, limits::static_lanes));
             else if (key == "anti_replay") k.anti_replay = boolean(s, path);
-            else unknown(s, base, "tx_id, tx_key, tx_salt, rx_id, rx_key, rx_salt, lanes, anti_replay");
+            else if (key == "persist_sequence") k.persist_sequence = boolean(s, path);
+            else unknown(s, base, "tx_id, tx_key, tx_salt, rx_id, rx_key, rx_salt, lanes, anti_replay, persist_sequence");
         }
         static constexpr const char* kNames[] = {"tx_id", "rx_id", "tx_key", "rx_key", "tx_salt", "rx_salt"};
         for (int i = 0; i < 6; ++i)
@@ -446,24 +476,7 @@ struct Reader {
                     r.psk_file = string(s, path);
                     rd.psk_line = line_of(s);
                 } else if (key == "subnets") {
-                    if (!s.isArray() && !s.isList()) bad(s, path + " must be an array: [ \"10.2.0.0/24\", ... ]");
-                    if (std::size_t(s.getLength()) > limits::max_subnets)
-                        bad(s, path + " has " + std::to_string(s.getLength()) + " entries; at most " +
-                                   std::to_string(limits::max_subnets));
-                    for (int j = 0; j < s.getLength(); ++j) {
-                        const Setting& e = s[j];
-                        std::string ep = path + "[" + std::to_string(j) + "]";
-                        int eline = line_of(e, line_of(s));
-                        if (e.getType() != Setting::TypeString)
-                            fail(file, eline, Reason::CFG_BAD_VALUE, ep + " must be a string \"10.2.0.0/24\"");
-                        std::string v = e.c_str();
-                        auto pfx = Prefix::parse(v, true);
-                        if (!pfx)
-                            fail(file, eline, Reason::CFG_BAD_VALUE,
-                                 ep + " '" + v + "' is not a subnet (address/0..32 or /0..128, no host bits set)");
-                        r.subnets.push_back(*pfx);
-                        rd.subnet_lines.push_back(eline);
-                    }
+                    subnet_list(s, path, limits::max_subnets, r.subnets, rd.subnet_lines);
                 } else if (key == "groups") {
                     if (!s.isArray() && !s.isList()) bad(s, path + " must be an array: [ \"east\", ... ]");
                     rd.groups_line = line_of(s);

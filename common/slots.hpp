@@ -21,7 +21,9 @@
 // Mutable parts, each with exactly one writer and no locks:
 //  - an RX slot's replay window: the worker that receives the slot's packets (all packets of
 //    one P3 ID reach one WAN queue: same outer addresses, RSS by address);
-//  - a TX slot's sequence counter: the worker that sends on that lane (lane = worker).
+//  - a TX slot's sequence counter: the worker that sends on that lane (lane = worker);
+//  - a TX slot's sequence limit: the control thread, which only raises it (static keys'
+//    persisted marks); the sender reads it from the counter's line.
 // Both sit on cache lines of their own, behind the immutable part.
 //
 // RX index states (control thread): free -> reserved (ID handed to the peer, nothing to
@@ -32,11 +34,13 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <span>
 #include <vector>
 
+#include <rte_byteorder.h>
 #include <rte_common.h>
 #include <rte_rcu_qsbr.h>
 
@@ -75,6 +79,10 @@ struct RxParams {
     std::uint16_t lane = 0;
     SizeHiding size_hiding = SizeHiding::off;
     std::uint32_t replay_window = kReplayWindowDefault;   // 64..8192
+    // Where the slot's packets must come from (RFC 4301 §5.2: the SA's peer): the peer's WAN
+    // address and, for UDP encapsulation, its UDP source port (0 = native P3). Family 0: any.
+    IpAddr peer;
+    std::uint16_t peer_port = 0;
 };
 
 struct TxParams {
@@ -85,6 +93,7 @@ struct TxParams {
     SizeHiding size_hiding = SizeHiding::off;
     std::uint16_t wan_mtu = 0;          // caps size-hiding padding (0 = none)
     std::uint64_t last_seq = 0;         // last sequence already sent under this key (0 = new key)
+    std::uint64_t seq_limit = kSeqLast; // the last sequence the lane may send until raised
 };
 
 // Inbound slot. Immutable after publication except the replay window.
@@ -97,6 +106,22 @@ public:
     const GcmKey& key() const noexcept { return key_; }
     RxRef ref() const noexcept { return RxRef{&key_, size_hiding_}; }
 
+    // The packet's outer header (IP at outer_ip, UDP source port udp_sport as in the packet,
+    // network order, or 0 for native P3) comes from the slot's peer. A few instructions on line 0, which the lookup read already.
+    bool from_peer(const std::uint8_t* outer_ip, std::uint16_t udp_sport) const noexcept {
+        if (peer_family_ == 4) {
+            std::uint32_t a;
+            std::memcpy(&a, outer_ip + 12, 4);
+            return ((a ^ peer4_) | static_cast<std::uint32_t>(udp_sport ^ peer_port_)) == 0;
+        }
+        if (peer_family_ == 6) {
+            std::uint64_t a[2];
+            std::memcpy(a, outer_ip + 8, 16);
+            return ((a[0] ^ peer6_[0]) | (a[1] ^ peer6_[1]) | static_cast<std::uint64_t>(udp_sport ^ peer_port_)) == 0;
+        }
+        return true;
+    }
+
     // The receiving worker only: check() before decryption, update() after the tag verifies.
     ReplayWindow& replay() noexcept { return replay_; }
     const ReplayWindow& replay() const noexcept { return replay_; }
@@ -105,14 +130,22 @@ private:
     friend class SlotTable;
     RxSlot(SlotId id, const RxParams& p, std::span<const std::uint8_t> key, std::span<const std::uint8_t> salt,
            std::uint64_t* bits) noexcept
-        : id_(id), session_(p.session), lane_(p.lane), size_hiding_(p.size_hiding), key_(key, salt),
-          replay_(p.replay_window, bits) {}
+        : id_(id), session_(p.session), lane_(p.lane), size_hiding_(p.size_hiding),
+          peer_family_(p.peer.family == 4 || p.peer.family == 6 ? p.peer.family : 0),
+          peer_port_(rte_cpu_to_be_16(p.peer_port)), key_(key, salt), replay_(p.replay_window, bits) {
+        std::memcpy(&peer4_, p.peer.bytes.data(), 4);
+        std::memcpy(peer6_, p.peer.bytes.data(), 16);
+    }
 
-    // line 0: what the lookup reads
+    // line 0: what the lookup reads, and the peer the packets must come from (network order)
     SlotId id_;
     std::uint32_t session_;
     std::uint16_t lane_;
     SizeHiding size_hiding_;
+    std::uint8_t peer_family_;
+    std::uint16_t peer_port_;
+    std::uint32_t peer4_;
+    std::uint64_t peer6_[2];
     GcmKey key_;                                   // own cache lines (alignas 64)
     alignas(RTE_CACHE_LINE_SIZE) ReplayWindow replay_;   // the receiving worker's; words follow
 };
@@ -127,20 +160,29 @@ public:
     const TxView& view() const noexcept { return view_; }
 
     // The sending worker only: what encap_burst() takes. *seq = last sequence sent.
-    TxRef ref() noexcept { return TxRef{&view_, &last_seq_}; }
+    TxRef ref() noexcept { return TxRef{&view_, &last_seq_, &seq_limit_}; }
     // Any thread (statistics, packet-count rekey): the last sequence sent, possibly stale.
     std::uint64_t last_seq() const noexcept { return __atomic_load_n(&last_seq_, __ATOMIC_RELAXED); }
+    // The last sequence the lane may send. Raised by the control thread only (static keys:
+    // after the next block's mark is persisted), never lowered; at most kSeqLast.
+    std::uint64_t seq_limit() const noexcept { return __atomic_load_n(&seq_limit_, __ATOMIC_RELAXED); }
+    void raise_seq_limit(std::uint64_t v) noexcept {
+        if (v > kSeqLast) v = kSeqLast;
+        if (v > seq_limit()) __atomic_store_n(&seq_limit_, v, __ATOMIC_RELAXED);
+    }
 
 private:
     friend class SlotTable;
     TxSlot(const TxParams& p, std::span<const std::uint8_t> key, std::span<const std::uint8_t> salt) noexcept
-        : session_(p.session), lane_(p.lane), key_(key, salt), last_seq_(p.last_seq) {}
+        : session_(p.session), lane_(p.lane), key_(key, salt), last_seq_(p.last_seq),
+          seq_limit_(p.seq_limit < kSeqLast ? p.seq_limit : kSeqLast) {}
 
     std::uint32_t session_;
     std::uint16_t lane_;
     GcmKey key_;
     TxView view_;                                  // points at key_
     alignas(RTE_CACHE_LINE_SIZE) std::uint64_t last_seq_;   // the sending worker's
+    std::uint64_t seq_limit_;                      // the control thread's; same line, read per packet
 };
 
 // ---- the table --------------------------------------------------------------------------

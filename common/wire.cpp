@@ -214,7 +214,8 @@ struct Prepared {
         }
     }
     const std::uint64_t seq = *tx.seq + 1;
-    if (seq >= kSeqHardLimit) return WireStatus::seq_exhausted;
+    if (seq > __atomic_load_n(tx.limit, __ATOMIC_RELAXED)) [[unlikely]]
+        return seq >= kSeqHardLimit ? WireStatus::seq_exhausted : WireStatus::seq_unreserved;
 
     // Room: headers in front of the first segment, trailer + ICV behind the last.
     const unsigned front = v.outer_hlen + kP3HeaderLen;
@@ -391,6 +392,7 @@ const char* status_name(WireStatus s) noexcept {
         case WireStatus::bad_trailer: return "bad_trailer";
         case WireStatus::bad_inner: return "bad_inner";
         case WireStatus::ecn_drop: return "ecn_drop";
+        case WireStatus::seq_unreserved: return "seq_unreserved";
         case WireStatus::count_: break;
     }
     return "?";

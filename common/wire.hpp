@@ -54,6 +54,8 @@ enum class WireStatus : std::uint8_t {
     bad_trailer,    // in: pad length beyond the plaintext, or unknown next header -> P3_BAD_INNER
     bad_inner,      // in: inner packet not the IP version / length the trailer says -> P3_BAD_INNER
     ecn_drop,       // in: outer CE over a Not-ECT inner packet (RFC 6040 says drop) -> P3_BAD_INNER
+    seq_unreserved, // out: the lane reached its own limit (static keys: the mark persisted so far,
+                    // raised by the control thread ahead of the sender)          -> SEQ_UNRESERVED
     count_
 };
 const char* status_name(WireStatus s) noexcept;
@@ -104,9 +106,13 @@ struct TxView {
 // One packet to encapsulate: the TX view and the sending lcore's sequence counter for it.
 // *seq holds the LAST sequence sent (0 before the first packet): encapsulation uses *seq + 1
 // and stores it back, so sequences start at 1 and never repeat while the counter lives.
+// *limit is the last sequence the lane may send (read relaxed: another thread may raise it;
+// a TxSlot keeps it on the counter's cache line); beyond it encapsulation refuses the packet.
+inline constexpr std::uint64_t kSeqLastSendable = kSeqLast;
 struct TxRef {
     const TxView* view;
     std::uint64_t* seq;
+    const std::uint64_t* limit = &kSeqLastSendable;
 };
 
 // Encapsulates and seals n (<= kMaxBurst) packets in place. pkts[i] holds [l2][inner IPv4 or

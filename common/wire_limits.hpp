@@ -80,6 +80,9 @@ inline constexpr std::uint32_t kReplayWordsMax = kReplayWindowMax / 64 + 1;
 // Sequence 0 is never sent. A sender stops (and asks for a rekey) at this value: far below
 // 2^64, so a wedged rekey never wraps a nonce.
 inline constexpr std::uint64_t kSeqHardLimit = (std::uint64_t{1} << 62);
+// The last sequence a lane may ever send; a lane's own limit (static keys: the mark persisted
+// so far) is at most this.
+inline constexpr std::uint64_t kSeqLast = kSeqHardLimit - 1;
 
 // --- P3 ID layout: generation (high bits) | index (low bits) ---------------------------
 inline constexpr unsigned kSlotIndexBits = 20;

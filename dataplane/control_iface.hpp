@@ -85,8 +85,9 @@ inline PktMeta& meta(rte_mbuf* m) noexcept { return *RTE_MBUF_DYNFIELD(m, g_meta
 //   bool set_peer(sid, peer, udp_src, udp_dst)
 //       Where the session's packets go: the peer's WAN address (as seen, behind a NAT) and,
 //       with udp_dst != 0, UDP encapsulation (NAT traversal: udp_src = our port, normally
-//       4500; udp_dst = the peer's). Applies to the outbound keys installed after the call
-//       (a TX slot's outer header is prepared when it is built): call it, then install_tx.
+//       4500; udp_dst = the peer's). Applies to the keys installed after the call (a TX slot's
+//       outer header is prepared when it is built; an RX slot accepts packets only from the
+//       peer's address and, encapsulated, its UDP port): call it, then install_rx/install_tx.
 //   void clear_keys(sid)
 //       Session down: every slot of it retired; its traffic is answered (RST/unreachable).
 //   std::uint64_t tx_last_seq(sid, lane)

@@ -27,6 +27,7 @@
 #include "dataplane/frag.hpp"
 #include "dataplane/mtu.hpp"
 #include "dataplane/pkt.hpp"
+#include "dataplane/seq_reserve.hpp"
 
 namespace p3::dp {
 
@@ -275,12 +276,37 @@ void inbound_flush(Lcore& L, const Dataplane::Shared& S, InStage& in) noexcept {
             drop(L, m, Drop::P3_INNER_SRC);
             continue;
         }
+        // ... and only towards ours: not to a third party, not into another peer's tunnel.
+        if (!(v6 ? S.local_dst6(ip + 24) : S.local_dst4(d4))) [[unlikely]] {
+            sc.rx_dropped.add();
+            drop(L, m, Drop::P3_INNER_DST);
+            continue;
+        }
         recv.add(s->session(), inner_len);
         if (v6) send_l3(L, S, Side::lan, m, v6_at(ip + 24), kEtherIPv6, &lan_nh);
         else deliver4(L, S, lan4, m, d4);
     }
     L.stats.decrypted.add(decrypted);
     if (lan4.n) tx_send(L, S, Side::lan, lan4.ready, static_cast<std::uint16_t>(lan4.n), lan4.bytes);
+}
+
+void Dataplane::Shared::add_local(const Prefix& p) noexcept {
+    if (p.addr.is_v4() && n_local4 < kMaxLocalNets) {
+        const std::uint32_t mask = p.len == 0 ? 0 : ~std::uint32_t{0} << (32 - p.len);
+        local4[n_local4++] = Net4{p.addr.v4_host() & mask, mask};
+    } else if (p.addr.is_v6() && n_local6 < kMaxLocalNets) {
+        std::uint8_t m[16] = {};
+        for (unsigned i = 0; i < 16; ++i) {
+            const int bits = std::max(0, std::min(8, int(p.len) - int(i * 8)));
+            m[i] = static_cast<std::uint8_t>(0xff00 >> bits);
+        }
+        Net6 n;
+        std::memcpy(n.mask, m, 16);
+        std::memcpy(n.net, p.addr.bytes.data(), 16);
+        n.net[0] &= n.mask[0];
+        n.net[1] &= n.mask[1];
+        local6[n_local6++] = n;
+    }
 }
 
 // ---- per-lcore engines ------------------------------------------------------------------------
@@ -340,6 +366,11 @@ bool Dataplane::install_rx(std::uint32_t sid, std::uint32_t base_id, const LaneK
     p.session = sid;
     p.size_hiding = k.size_hiding ? wire::SizeHiding::on : wire::SizeHiding::off;
     p.replay_window = k.anti_replay ? cfg_.dataplane.replay_window : wire::kReplayOff;
+    // Packets under these keys come from the session's peer only (set_peer before this call):
+    // one from elsewhere would reach another queue and race this lane's replay window.
+    const Session& ses = sessions_->get(sid);
+    p.peer = ses.peer;
+    p.peer_port = ses.udp_encap ? ses.udp_dst : 0;
     if (!keys_->table->publish_rx_lanes(wire::SlotId(base_id), k.lanes, k.key, k.salt, p)) {
         P3_LOG_ERROR(DP_KEYS, "session %u: inbound keys for P3 IDs 0x%x..+%u refused", sid, base_id, k.lanes);
         // The block was reserved for these keys: give it back (retiring a free ID is a no-op).
@@ -352,6 +383,13 @@ bool Dataplane::install_rx(std::uint32_t sid, std::uint32_t base_id, const LaneK
 }
 
 bool Dataplane::install_tx(std::uint32_t sid, std::uint32_t peer_base_id, const LaneKeys& k) {
+    return install_tx_at(sid, peer_base_id, k, 0, wire::kSeqLast);
+}
+
+// last_seq: the lanes count it as sent (static keys resume above their persisted mark);
+// seq_limit: the last they may send until raised.
+bool Dataplane::install_tx_at(std::uint32_t sid, std::uint32_t peer_base_id, const LaneKeys& k,
+                              std::uint64_t last_seq, std::uint64_t seq_limit) {
     if (!SessionTable::valid_id(sid) || sessions_->state(sid) == SessionState::unused) {
         P3_LOG_ERROR(DP_KEYS, "outbound keys for session %u, which is not installed", sid);
         return false;
@@ -373,6 +411,8 @@ bool Dataplane::install_tx(std::uint32_t sid, std::uint32_t peer_base_id, const 
     }
     p.size_hiding = k.size_hiding ? wire::SizeHiding::on : wire::SizeHiding::off;
     p.wan_mtu = addr_[1].mtu;
+    p.last_seq = last_seq;
+    p.seq_limit = seq_limit;
     // Lanes the new keys do not cover must not keep sending under the old ones.
     for (std::uint32_t l = lanes; l < keys_->table->lanes(); ++l) keys_->table->retire_tx(sid, static_cast<std::uint16_t>(l));
     if (lanes == 0 || !keys_->table->publish_tx_lanes(lanes, k.key, k.salt, p)) {
@@ -399,6 +439,7 @@ void Dataplane::retire_rx(std::uint32_t sid, std::uint32_t base_id) {
 
 void Dataplane::clear_keys(std::uint32_t sid) {
     if (!keys_ || !SessionTable::valid_id(sid)) return;
+    if (seq_) seq_->close(sid);
     if (sessions_->state(sid) == SessionState::up) sessions_->set_state(sid, SessionState::down);
     keys_->table->retire_tx_session(sid);
     auto it = keys_->rx_blocks.find(sid);
@@ -441,8 +482,20 @@ bool Dataplane::install_static(const config::Remote& r, std::uint32_t sid) {
                      k.line ? k.line : r.line, r.id, k.rx_id, k.lanes);
         return false;
     }
+    // The keys never change: each start resumes above the key's persisted sequence mark, and
+    // the lanes never send past what is on disk (seq_reserve.hpp). Without a usable state the
+    // session is not started (unless the configuration opts out for throwaway keys).
+    std::optional<SeqReserve::Lease> lease;
+    if (k.persist_sequence) {
+        lease = seq_->open(sid, r.id, k.tx_key.span(), k.tx_salt.span());
+        if (!lease) {
+            for (std::uint32_t l = 0; l < k.lanes; ++l) keys_->table->retire_rx(wire::SlotId(k.rx_id).lane(l));
+            return false;
+        }
+    }
+    const std::uint64_t start = lease ? lease->start_after : 0, limit = lease ? lease->limit : wire::kSeqLast;
     if (!install_rx(sid, k.rx_id, LaneKeys{k.rx_key.span(), k.rx_salt.span(), k.lanes, sh, k.anti_replay}) ||
-        !install_tx(sid, k.tx_id, LaneKeys{k.tx_key.span(), k.tx_salt.span(), k.lanes, sh})) {
+        !install_tx_at(sid, k.tx_id, LaneKeys{k.tx_key.span(), k.tx_salt.span(), k.lanes, sh}, start, limit)) {
         clear_keys(sid);
         for (std::uint32_t l = 0; l < k.lanes; ++l) keys_->table->retire_rx(wire::SlotId(k.rx_id).lane(l));
         return false;

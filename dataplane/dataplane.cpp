@@ -23,6 +23,7 @@
 #include "common/slots.hpp"
 #include "dataplane/pressure.hpp"
 #include "dataplane/resolver.hpp"
+#include "dataplane/seq_reserve.hpp"
 
 namespace p3::dp {
 
@@ -163,6 +164,8 @@ bool Dataplane::init() {
     S.idle_backoff_us = dc.idle_backoff_us;
     S.drain_tsc = (rte_get_tsc_hz() + 1000000 - 1) / 1000000 * kTxDrainUs;
     S.stop = &stop_;
+    S.add_local(addr_[0].addr);   // the LAN port's own prefix (host bits masked)
+    for (const auto& p : cfg_.local.subnets) S.add_local(p);
 
     // Outer reassembly holds at most 1/kReassemblyShareDiv of the pool, split between the
     // workers that poll the WAN (each has its own table).
@@ -228,6 +231,7 @@ bool Dataplane::init() {
                     L->index, lane.c_str());
     }
 
+    seq_ = std::make_unique<SeqReserve>(cfg_.local.state_dir, opts_.seq_block);
     for (const auto& r : cfg_.remotes)
         if (!add_remote(r)) return false;
     inited_ = true;
@@ -452,6 +456,7 @@ unsigned Dataplane::control_poll(std::uint64_t now_ms) {
     control_rx_.fetch_add(n, std::memory_order_relaxed);
     resolver_->poll(now_ms);
     slots().reclaim();   // key slots whose grace period is over: wiped and freed
+    seq_->poll(slots(), now_ms);   // static keys: the next sequence block on disk before it is needed
     control_->poll(*this, now_ms);
     pressure_->poll(now_ms);
     return n;

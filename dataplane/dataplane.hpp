@@ -41,6 +41,7 @@ namespace p3::dp {
 
 struct Lcore;
 class Resolver;
+class SeqReserve;
 
 class PressureLog;
 
@@ -60,6 +61,7 @@ struct Options {
     std::vector<unsigned> lcores;       // worker lcores; empty = every EAL lcore (main included)
     ControlPlane* control = nullptr;    // nullptr = ControlStub
     bool control_thread = true;         // false: the caller drives control_poll() (tests)
+    std::uint64_t seq_block = 0;        // static keys: sequences reserved per state write (0 = kSeqBlock)
 };
 
 // Addresses of one side, taken from the configuration.
@@ -167,6 +169,9 @@ private:
     std::unique_ptr<SessionTable> sessions_;
     std::unique_ptr<NeighborTable> neigh_[kSides];
     std::unique_ptr<Resolver> resolver_;
+    std::unique_ptr<SeqReserve> seq_;   // static keys' persisted sequence marks (control thread)
+    bool install_tx_at(std::uint32_t sid, std::uint32_t peer_base_id, const LaneKeys& k, std::uint64_t last_seq,
+                       std::uint64_t seq_limit);
     std::vector<Lcore*> lcores_;
     std::unique_ptr<Shared> shared_;
     std::vector<LaunchArg> args_;

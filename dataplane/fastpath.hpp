@@ -45,6 +45,33 @@ struct Dataplane::Shared {
     std::uint32_t idle_backoff_us = 0;
     std::uint64_t drain_tsc = 0;
     const std::atomic<bool>* stop = nullptr;
+    // This appliance's protected networks (RFC 4301 §5.2: an inbound inner destination must
+    // lie in one): the LAN port's prefix and local.subnets, as network/mask words so a check
+    // is a few AND-compares per packet without building an address.
+    struct Net4 {
+        std::uint32_t net, mask;   // host order
+    };
+    struct Net6 {
+        std::uint64_t net[2], mask[2];   // as the bytes lie in memory
+    };
+    static constexpr unsigned kMaxLocalNets = 17;   // the LAN prefix + local.subnets (16)
+    Net4 local4[kMaxLocalNets] = {};
+    Net6 local6[kMaxLocalNets] = {};
+    unsigned n_local4 = 0, n_local6 = 0;
+    bool local_dst4(std::uint32_t d) const noexcept {
+        bool in = false;
+        for (unsigned i = 0; i < n_local4; ++i) in |= (d & local4[i].mask) == local4[i].net;
+        return in;
+    }
+    bool local_dst6(const std::uint8_t* d) const noexcept {
+        std::uint64_t a[2];
+        std::memcpy(a, d, 16);
+        bool in = false;
+        for (unsigned i = 0; i < n_local6; ++i)
+            in |= (((a[0] & local6[i].mask[0]) ^ local6[i].net[0]) | ((a[1] & local6[i].mask[1]) ^ local6[i].net[1])) == 0;
+        return in;
+    }
+    void add_local(const Prefix& p) noexcept;
 
     const IpAddr& own(Side s) const noexcept { return prefix[static_cast<unsigned>(s)].addr; }
     // The neighbour a packet to dst leaves through on side s: dst itself when on-link, else
@@ -144,6 +171,7 @@ inline Drop drop_of(wire::WireStatus s) noexcept {
         case W::too_big: return Drop::TOO_BIG;
         case W::no_room: return Drop::NO_ROOM;
         case W::seq_exhausted: return Drop::NO_TX_SLOT;
+        case W::seq_unreserved: return Drop::SEQ_UNRESERVED;
         case W::bad_outer: return Drop::WAN_NOT_P3;
         case W::fragment: return Drop::REASSEMBLY;
         case W::nat_keepalive: return Drop::NAT_KEEPALIVE;
@@ -239,12 +267,14 @@ inline void outbound_one(Lcore& L, const Dataplane::Shared& S, OutStage& o, rte_
 // A whole burst of such frames (the control thread's inner packets), flushed at the end.
 void outbound_crypto(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, const std::uint32_t* sids,
                      unsigned n) noexcept;
-// Inbound, one packet at a time as classification finds it (a frame whose P3 header starts
-// at off, after outer IP [+ UDP], link padding trimmed): inbound_one parses the P3 header,
-// finds the slot by P3 ID (once per run of one ID) and checks the replay window, so a replayed
-// or unknown packet costs no AES; inbound_flush decrypts the staged batch, updates the
-// windows, then: inner destination = our WAN address -> control ring; else the LAN. The stage
-// lives for one burst.
+// Inbound, one packet at a time as classification finds it (a frame whose outer IP header is at
+// 14 and P3 header at off, after outer IP [+ UDP whose source port, network order, is
+// udp_sport; 0 for native P3], link padding trimmed): inbound_one parses the P3 header, finds
+// the slot by P3 ID (once per run of one ID), checks that the packet comes from the slot's
+// peer and the replay window, so a foreign, replayed or unknown packet costs no AES;
+// inbound_flush decrypts the staged batch, updates the windows, then: inner destination = our
+// WAN address -> control ring; else, inner source in the peer's subnets and destination in
+// ours (RFC 4301 §5.2) -> the LAN. The stage lives for one burst.
 struct InStage {
     rte_mbuf* m[kMaxBurst];
     std::uint16_t off[kMaxBurst];
@@ -256,7 +286,8 @@ struct InStage {
     wire::RxSlot* run_slot = nullptr;    // is never used) and its slot (nullptr: unknown)
 };
 void inbound_flush(Lcore& L, const Dataplane::Shared& S, InStage& in) noexcept;
-inline void inbound_one(Lcore& L, const Dataplane::Shared& S, InStage& in, rte_mbuf* m, unsigned off) noexcept {
+inline void inbound_one(Lcore& L, const Dataplane::Shared& S, InStage& in, rte_mbuf* m, unsigned off,
+                        std::uint16_t udp_sport) noexcept {
     wire::P3Header h;
     const wire::WireStatus ps = wire::parse_p3(m, off, h);
     if (ps != wire::WireStatus::ok) [[unlikely]] {
@@ -270,6 +301,14 @@ inline void inbound_one(Lcore& L, const Dataplane::Shared& S, InStage& in, rte_m
     wire::RxSlot* s = in.run_slot;
     if (s == nullptr) [[unlikely]] {
         drop(L, m, Drop::P3_UNKNOWN_ID);
+        return;
+    }
+    // Only the session's peer (address, and UDP port when encapsulated) may use its P3 IDs: a
+    // copy re-sent from elsewhere is dropped before it reads the lane's window, which belongs
+    // to the queue the peer's packets reach.
+    if (!s->from_peer(pkt::data(m, pkt::kEthLen), udp_sport)) [[unlikely]] {
+        L.sessions[s->session()].rx_dropped.add();
+        drop(L, m, Drop::P3_WRONG_PEER);
         return;
     }
     if (s->replay().check(h.seq) != wire::ReplayResult::ok) [[unlikely]] {

@@ -107,7 +107,8 @@ class Bench:
         path = os.path.join(self.work, "p3d-%d-%s.conf" % (key_bits, direction))
         with open(path, "w") as f:
             f.write("""role = "primary";
-local = { ip = 4; address = "%s"; port = 5653; };
+local = { ip = 4; address = "%s"; port = 5653; state_dir = "%s";
+          subnets = [ "10.1.5.0/24" ]; };   # our hosts, behind the LAN gateway
 dataplane = {
   lan = { port = "%s"; address = "10.1.0.1/24"; gateway = "10.1.0.254"; gateway_mac = "02:00:00:00:00:fd"; };
   wan = { port = "%s"; address = "%s/24"; gateway = "192.0.2.254"; gateway_mac = "02:00:00:00:00:fe"; mtu = 1500; };
@@ -118,7 +119,7 @@ remotes = (
     static_keys = { tx_id = %d; tx_key = "%s"; tx_salt = "%s"; rx_id = %d; rx_key = "%s"; rx_salt = "%s";
                     anti_replay = %s; }; }
 );
-""" % (LOCAL, lan, wan, LOCAL, PEER, key_bits, TX_ID, KEYS[key_bits][0], TX_SALT,
+""" % (LOCAL, os.path.join(self.work, "state"), lan, wan, LOCAL, PEER, key_bits, TX_ID, KEYS[key_bits][0], TX_SALT,
                 RX_ID, KEYS[key_bits][1], RX_SALT,
                 # Inbound loops one capture, so its sequences repeat from the second pass on:
                 # with a window every packet after the first pass would be a replay. The tag

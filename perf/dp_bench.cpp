@@ -156,6 +156,7 @@ std::vector<double> run_point(bool in, unsigned key_bits, unsigned frame, unsign
     c.dataplane.lan.address = *p3::Prefix::parse("10.1.0.1/24", false);
     c.dataplane.lan.gateway = ip("10.1.0.254");
     c.dataplane.lan.gateway_mac = p3::MacAddr::parse("02:00:00:00:00:fd");
+    c.local.subnets.push_back(*p3::Prefix::parse("10.1.5.0/24"));   // our hosts, behind the LAN gateway
     c.dataplane.wan.port_id = static_cast<std::uint16_t>(wan);
     c.dataplane.wan.address = *p3::Prefix::parse("192.0.2.1/24", false);
     c.dataplane.wan.gateway = ip("192.0.2.254");
@@ -174,6 +175,7 @@ std::vector<double> run_point(bool in, unsigned key_bits, unsigned frame, unsign
     k.rx_key = p3::SecretBytes(key_of(key_bits));
     k.tx_salt = p3::SecretBytes(std::span<const std::uint8_t>(kSalt));
     k.rx_salt = p3::SecretBytes(std::span<const std::uint8_t>(kSalt));
+    k.persist_sequence = false;   // throwaway benchmark keys: no state directory
     rm.static_keys = std::move(k);
     c.remotes.push_back(std::move(rm));
     p3::dp::Options o;

@@ -518,6 +518,8 @@ int main(int argc, char** argv) {
             c.dataplane.lan.address = *p3::Prefix::parse(s->lan, false);
             c.dataplane.lan.gateway = p3::IpAddr::parse(s->lan_gw);
             c.dataplane.lan.gateway_mac = p3::MacAddr::parse("02:00:00:00:00:fe");
+            // Our hosts behind the LAN gateway: what the peer routes to us.
+            c.local.subnets.push_back(*p3::Prefix::parse((e == &a ? sb : sa).peer_subnet));
             c.dataplane.wan.port_id = static_cast<std::uint16_t>(e->wan_port);
             c.dataplane.wan.address = *p3::Prefix::parse(s->wan, false);
             c.dataplane.wan.gateway = p3::IpAddr::parse(s->wan_gw);
@@ -543,6 +545,7 @@ int main(int argc, char** argv) {
             k.rx_key = p3::SecretBytes((is_a ? k_ba : k_ab).span());
             k.rx_salt = p3::SecretBytes((is_a ? s_ba : s_ab).span());
             k.lanes = W;
+            k.persist_sequence = false;   // throwaway benchmark keys: no state directory
             r.static_keys = std::move(k);
             c.remotes.push_back(std::move(r));
             p3::dp::Options opt;

@@ -72,14 +72,17 @@ p3::config::Remote static_remote(std::uint32_t id, const char* peer_wan, const c
     k.rx_key = hexb(rx_key);
     k.rx_salt = hexb(rx_salt);
     k.lanes = 2;
+    k.persist_sequence = false;   // no state directory in this test
     r.static_keys = std::move(k);
     return r;
 }
 
-void start(End& e, const std::string& n, const Side& s, p3::config::Remote&& peer, std::vector<unsigned> lcores) {
+void start(End& e, const std::string& n, const Side& s, p3::config::Remote&& peer, std::vector<unsigned> lcores,
+           const char* local_net) {
     e.lan = make_port(n + "l", rings(n + "lr", 2), rings(n + "lt", 2));
     e.wan = make_port(n + "w", rings(n + "wr", 2), rings(n + "wt", 2));
     e.cfg = make_config(s, e.lan.port, e.wan.port);
+    e.cfg.local.subnets.push_back(*p3::Prefix::parse(local_net));   // hosts behind the LAN gateway
     e.cfg.remotes.push_back(std::move(peer));
     p3::dp::Options o;
     o.name = n;
@@ -143,8 +146,9 @@ struct Rig {
         auto ra = static_remote(2, "198.51.100.2", "10.2.0.0/16", kab, "0a0b0c0d", 0x201, kba, "01020304", 0x301);
         auto rb = static_remote(1, "192.0.2.1", "10.1.0.0/16", kba, "01020304", 0x301, kab, "0a0b0c0d", 0x201);
         ra.params.size_hiding = rb.params.size_hiding = params.size_hiding;
-        start(a, n + "a", Side{"10.1.0.1/24", "192.0.2.1/24", "10.1.0.254", "192.0.2.254"}, std::move(ra), {1, 2});
-        start(b, n + "b", Side{"10.2.0.1/24", "198.51.100.2/24", "10.2.0.254", "198.51.100.254"}, std::move(rb), {3, 4});
+        start(a, n + "a", Side{"10.1.0.1/24", "192.0.2.1/24", "10.1.0.254", "192.0.2.254"}, std::move(ra), {1, 2}, "10.1.0.0/16");
+        start(b, n + "b", Side{"10.2.0.1/24", "198.51.100.2/24", "10.2.0.254", "198.51.100.254"}, std::move(rb), {3, 4},
+              "10.2.0.0/16");
         const std::uint32_t sa = a.dp->session_of(2), sb = b.dp->session_of(1);
         REQUIRE(sa != 0);
         REQUIRE(sb != 0);

@@ -61,10 +61,11 @@ struct Single {
     Mac lan_mac{}, wan_mac{};
 
     // control: the control plane (nullptr: ControlStub); control_thread false: the test
-    // calls dp->control_poll() itself, with a clock of its own.
+    // calls dp->control_poll() itself, with a clock of its own. local_nets: protected subnets
+    // behind a LAN gateway (local.subnets), which inbound inner destinations may be in.
     Single(const std::string& name, const Side& s, std::vector<p3::config::Remote>&& remotes,
            std::vector<unsigned> lcores = {1, 2}, p3::dp::ControlPlane* control = nullptr,
-           bool control_thread = true) {
+           bool control_thread = true, std::vector<const char*> local_nets = {}) {
         test_pool();
         static unsigned seq = 0;
         const std::string n = name + std::to_string(seq++);
@@ -73,6 +74,7 @@ struct Single {
         wan = make_port(n + "w", rings(n + "wr", 2), rings(n + "wt", w));
         cfg = make_config(s, lan.port, wan.port);
         for (auto& r : remotes) cfg.remotes.push_back(std::move(r));
+        for (const char* p : local_nets) cfg.local.subnets.push_back(*p3::Prefix::parse(p));
         p3::dp::Options o;
         o.name = n;
         o.lcores = lcores;

@@ -50,6 +50,7 @@ p3::config::Remote keyed(std::uint32_t id, const char* addr, const char* subnet,
     k.rx_key = hex(a_side ? kba : kab);
     k.rx_salt = hex(a_side ? "01020304" : "0a0b0c0d");
     k.lanes = 2;
+    k.persist_sequence = false;   // no sequence state written outside the test
     r.static_keys = std::move(k);
     return r;
 }
@@ -109,9 +110,9 @@ struct Pair {
 
     Pair()
         : a("pa", Side{"10.1.0.1/24", "192.0.2.1/24", "10.1.0.254", "192.0.2.254"},
-            one(keyed(2, "198.51.100.2", "10.2.0.0/16", true)), {1, 2}, nullptr, false),
+            one(keyed(2, "198.51.100.2", "10.2.0.0/16", true)), {1, 2}, nullptr, false, {"10.1.0.0/16"}),
           b("pb", Side{"10.2.0.1/24", "198.51.100.2/24", "10.2.0.254", "198.51.100.254"},
-            one(keyed(1, "192.0.2.1", "10.1.0.0/16", false)), {3, 4}, &rec, false) {}
+            one(keyed(1, "192.0.2.1", "10.1.0.0/16", false)), {3, 4}, &rec, false, {"10.2.0.0/16"}) {}
 
     // One step of the wire (and of A's control thread; B's only when asked).
     std::size_t relay(bool poll_b = true) {

@@ -17,9 +17,13 @@
 #include <tuple>
 #include <string>
 
+#include <filesystem>
+#include <fstream>
+
 #include "bench.hpp"
 #include "common/slots.hpp"
 #include "dataplane/frag.hpp"
+#include "dataplane/seq_reserve.hpp"
 
 using namespace p3test;
 using p3::dp::Drop;
@@ -77,17 +81,32 @@ p3::config::Remote peer_remote(std::uint32_t id, const Net& peer, std::vector<co
     k.rx_salt = hex(rx.salt);
     k.lanes = lanes;
     k.anti_replay = anti_replay;
+    k.persist_sequence = false;   // every tunnel starts at sequence 1 (the tests count from there)
     r.static_keys = std::move(k);
     return r;
 }
 
+// Static keys with their sequence persisted (the other tunnels start at 1 on every run).
+struct SeqCfg {
+    std::string dir;          // local.state_dir
+    std::uint64_t block = 0;  // Options::seq_block
+};
+
 void start(End& e, const std::string& n, const Net& net, p3::config::Remote&& peer, std::vector<unsigned> lcores,
-           p3::dp::ControlPlane* control = nullptr) {
+           p3::dp::ControlPlane* control = nullptr, std::vector<const char*> local_nets = {},
+           const SeqCfg* seq = nullptr) {
     e.lan = make_port(n + "l", rings(n + "lr", 2), rings(n + "lt", 2));
     e.wan = make_port(n + "w", rings(n + "wr", 2), rings(n + "wt", 2));
     e.cfg = make_config(Side{net.lan, net.wan, net.lan_gw, net.wan_gw}, e.lan.port, e.wan.port);
+    // The hosts behind the LAN gateway are this side's protected networks too.
+    for (const char* p : local_nets) e.cfg.local.subnets.push_back(*p3::Prefix::parse(p));
     e.cfg.remotes.push_back(std::move(peer));
     p3::dp::Options o;
+    if (seq) {
+        e.cfg.local.state_dir = seq->dir;
+        e.cfg.remotes.back().static_keys->persist_sequence = true;
+        o.seq_block = seq->block;
+    }
     o.name = n;
     o.lcores = std::move(lcores);
     o.control_thread = false;
@@ -121,7 +140,8 @@ struct Tunnel {
     std::uint64_t now_ms = 0;
 
     Tunnel(const std::string& name, bool inner6, bool outer6, bool aes256 = false, std::uint32_t lanes = 2,
-           p3::dp::ControlPlane* control_b = nullptr, bool size_hiding = false, bool b_anti_replay = true) {
+           p3::dp::ControlPlane* control_b = nullptr, bool size_hiding = false, bool b_anti_replay = true,
+           const SeqCfg* seq_a = nullptr) {
         test_pool();
         static unsigned seq = 0;
         const std::string n = name + std::to_string(seq++);
@@ -133,9 +153,10 @@ struct Tunnel {
         nb.wan = wb.wan, nb.wan_gw = wb.wan_gw, nb.wan_peer_host = wb.wan_peer_host;
         const KeyDir& ab = aes256 ? kAtoB256 : kAtoB128;
         const KeyDir& ba = aes256 ? kBtoA256 : kBtoA128;
-        start(a, n + "a", na, peer_remote(2, nb, {"10.2.0.0/16", "fd02::/16"}, ab, ba, aes256, lanes, size_hiding), {1, 2});
+        start(a, n + "a", na, peer_remote(2, nb, {"10.2.0.0/16", "fd02::/16"}, ab, ba, aes256, lanes, size_hiding), {1, 2},
+              nullptr, {"10.1.0.0/16", "fd01::/16"}, seq_a);
         start(b, n + "b", nb, peer_remote(1, na, {"10.1.0.0/16", "fd01::/16"}, ba, ab, aes256, lanes, size_hiding, b_anti_replay),
-              {3, 4}, control_b);
+              {3, 4}, control_b, {"10.2.0.0/16", "fd02::/16"});
     }
     ~Tunnel() {
         stop_end(a);
@@ -653,4 +674,111 @@ TEST_CASE("size hiding: outer sizes fall into buckets, the far LAN gets the pack
     }
     CHECK(sizes.size() <= 7);   // 30 different inner sizes, a handful of outer ones
     check_same(t.deliver(t.b, want.size()), want);
+}
+
+// ---- RFC 4301 inbound checks and static-key sequences -------------------------------------
+
+TEST_CASE("a valid P3 packet re-sent from another outer address is dropped before the replay window", "[tunnel][peer]") {
+    Tunnel t("w", false, false);
+    const auto caught = hold_one_p3(t);
+    const Bytes& p3 = caught[0].bytes;
+    const std::uint32_t sid = t.b.dp->session_of(1);
+    // The same bytes from 203.0.113.9 (outer IPv4 checksum fixed), on the other WAN queue.
+    Bytes moved = p3;
+    const auto stranger = v4("203.0.113.9");
+    std::memcpy(&moved[26], stranger.data(), 4);
+    moved[24] = moved[25] = 0;
+    put16(moved, 24, csum(moved.data() + 14, 20));
+    inject(t.b.wan.rx[(caught[0].ring + 1) % t.b.wan.rx.size()], moved);
+    CHECK(t.deliver(t.b, 0, 150).empty());
+    for (int i = 0; i < 200 && t.b.dp->drops(Drop::P3_WRONG_PEER) == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    CHECK(t.b.dp->drops(Drop::P3_WRONG_PEER) == 1);
+    CHECK(t.b.dp->session_totals(sid).rx_dropped == 1);
+    // It never reached the window: the genuine packet, from the peer, is still new.
+    inject(t.b.wan.rx[caught[0].ring], p3);
+    CHECK(t.deliver(t.b, 1).size() == 1);
+    CHECK(t.b.dp->drops(Drop::P3_REPLAY) == 0);
+    CHECK(t.b.dp->session_totals(sid).rx_pkts == 1);
+}
+
+TEST_CASE("an inner destination outside our protected networks is dropped and counted", "[tunnel][peer]") {
+    Tunnel t("d", false, false);
+    // A sends 10.9.0.0/24 into the tunnel too; B protects 10.2.0.0/24 (its LAN) and 10.2.0.0/16.
+    REQUIRE(t.a.dp->routes().add(*p3::Prefix::parse("10.9.0.0/24"), t.a.dp->session_of(2)));
+    inject(t.a.lan.rx[0], packet(t.a.lan_mac, false, "10.1.5.7", "10.9.0.5", 80, 3));
+    inject(t.a.lan.rx[1], packet(t.a.lan_mac, false, "10.1.5.7", "10.2.5.9", 80, 4));
+    const auto out = t.deliver(t.b, 1);
+    REQUIRE(out.size() == 1);
+    CHECK(get16(out[0], 32) == 0x0509);   // 10.2.5.9: the one for our network
+    for (int i = 0; i < 200 && t.b.dp->drops(Drop::P3_INNER_DST) == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    CHECK(t.b.dp->drops(Drop::P3_INNER_DST) == 1);
+    CHECK(t.b.dp->session_totals(t.b.dp->session_of(1)).rx_dropped == 1);
+}
+
+std::uint64_t read_mark(const std::string& file) {
+    std::ifstream in(file);
+    std::string header, number;
+    std::getline(in, header);
+    std::getline(in, number);
+    REQUIRE(header == "p3 sequence mark 1");
+    return std::stoull(number);
+}
+
+TEST_CASE("static keys: lanes never send past the persisted mark, and resume above it", "[tunnel][seq]") {
+    char tmpl[] = "/tmp/p3-seq-test-XXXXXX";
+    REQUIRE(::mkdtemp(tmpl) != nullptr);
+    const std::string base = tmpl;
+    const SeqCfg seq{base + "/state", 64};
+    const std::string file =
+        seq.dir + "/" + p3::dp::SeqReserve::file_name(hex(kAtoB128.key).span(), hex(kAtoB128.salt).span());
+    std::uint64_t sent = 0, mark = 0;
+    {
+        Tunnel t("q", false, false, false, 2, nullptr, false, true, &seq);
+        const std::uint32_t sid = t.a.dp->session_of(2);
+        CHECK(read_mark(file) == 64);   // fresh: sequences 1..64 reserved before the first packet
+        // 300 packets, 20 at a time, over blocks of 64: the control loop (relay) writes each
+        // next mark before the lanes get to the current one, so nothing waits.
+        std::size_t got = 0;
+        for (int round = 0; round < 15; ++round) {
+            for (int i = 0; i < 20; ++i)
+                inject(t.a.lan.rx[i % 2], packet(t.a.lan_mac, false, "10.1.5.7", "10.2.5.9", 60, static_cast<std::uint8_t>(i)));
+            got += t.deliver(t.b, 20, 300).size();
+        }
+        CHECK(got == 300);
+        CHECK(t.a.dp->drops(Drop::SEQ_UNRESERVED) == 0);
+        sent = std::max(t.a.dp->tx_last_seq(sid, 0), t.a.dp->tx_last_seq(sid, 1));
+        mark = read_mark(file);
+        CHECK(sent > 64);      // past the first block: marks were written while traffic flowed
+        CHECK(mark >= sent);   // and always ahead of what was sent
+        // The state directory goes away: no further mark can be written, so the lanes stop at
+        // the last one and drop (counted) instead of sending an unrecorded sequence.
+        std::filesystem::remove_all(seq.dir);
+        for (int round = 0; round < 4; ++round) {
+            for (int i = 0; i < 64; ++i) inject(t.a.lan.rx[i % 2], packet(t.a.lan_mac, false, "10.1.5.7", "10.2.5.9", 60, 7));
+            t.deliver(t.b, 64, 200);
+        }
+        CHECK(t.a.dp->drops(Drop::SEQ_UNRESERVED) > 0);
+        sent = std::max(t.a.dp->tx_last_seq(sid, 0), t.a.dp->tx_last_seq(sid, 1));
+        CHECK(sent <= mark);
+    }
+    // A crash leaves the disk as it was: the last mark written. The next start resumes above it.
+    std::filesystem::create_directory(seq.dir);
+    std::filesystem::permissions(seq.dir, std::filesystem::perms::owner_all);
+    {
+        std::ofstream out(file);
+        out << "p3 sequence mark 1\n" << mark << "\n";
+    }
+    std::filesystem::permissions(file, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+    {
+        Tunnel t("r", false, false, false, 2, nullptr, false, true, &seq);
+        const std::uint32_t sid = t.a.dp->session_of(2);
+        inject(t.a.lan.rx[0], packet(t.a.lan_mac, false, "10.1.5.7", "10.2.5.9", 60, 1));
+        CHECK(t.deliver(t.b, 1).size() == 1);
+        const std::uint64_t l0 = t.a.dp->tx_last_seq(sid, 0), l1 = t.a.dp->tx_last_seq(sid, 1);
+        CHECK(std::min(l0, l1) == mark);         // both lanes start after the old mark ...
+        CHECK(std::max(l0, l1) == mark + 1);     // ... and the one that sent used mark + 1
+        CHECK(std::max(l0, l1) > sent);
+        CHECK(read_mark(file) == mark + 64);
+    }
+    std::filesystem::remove_all(base);
 }

@@ -15,8 +15,10 @@ fails=0
 fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
 
 # Every example: exit 0, an effective configuration on stdout, only W codes on stderr.
+# Each is checked as installed, owner-only (a checkout leaves them 0644; static keys refuse that).
 for f in "$ROOT"/config/*.conf "$ROOT"/config/*.txt; do
-  "$p3ctl" config check "$f" >"$work/out" 2>"$work/err"
+  inst="$work/$(basename "$f")"; cp "$f" "$inst"; chmod 600 "$inst"
+  "$p3ctl" config check "$inst" >"$work/out" 2>"$work/err"
   rc=$?
   [ "$rc" -eq 0 ] || { fail "$f: exit $rc"; cat "$work/err"; continue; }
   grep -q '^role = "\(primary\|secondary\)";$' "$work/out" || fail "$f: no role in the output"
@@ -25,15 +27,18 @@ for f in "$ROOT"/config/*.conf "$ROOT"/config/*.txt; do
     fail "$f: unexpected stderr:"; cat "$work/err"
   fi
   # convert (any format) -> libconfig -> check: the same effective configuration.
-  "$p3ctl" config convert "$f" >"$work/conv.conf" 2>/dev/null || fail "$f: convert failed"
+  "$p3ctl" config convert "$inst" >"$work/conv.conf" 2>/dev/null || fail "$f: convert failed"
+  chmod 600 "$work/conv.conf"
   "$p3ctl" config check "$work/conv.conf" >"$work/out2" 2>/dev/null || fail "$f: converted output refused"
   diff <(tail -n +2 "$work/out") <(tail -n +2 "$work/out2") >/dev/null ||
     fail "$f: converted output does not load to the same configuration"
 done
 
-# Secrets are masked by check: no key or salt hex from the static-keys examples appears.
+# Secrets are masked by check: no key or salt hex from the static-keys examples appears. The
+# examples are checked as installed, owner-only (a checkout leaves them 0644, refused below).
 for f in "$ROOT"/config/static-*.conf; do
-  "$p3ctl" config check "$f" >"$work/out" 2>"$work/err" || fail "$f refused"
+  cp "$f" "$work/sk.conf"; chmod 600 "$work/sk.conf"
+  "$p3ctl" config check "$work/sk.conf" >"$work/out" 2>"$work/err" || fail "$f refused"
   for hex in $(grep -oE '(tx|rx)_(key|salt) = "[0-9a-fA-F]+"' "$f" | grep -oE '"[0-9a-fA-F]+"' | tr -d '"'); do
     if grep -qi "$hex" "$work/out" "$work/err"; then fail "$f: secret $hex shown by check"; fi
   done
@@ -109,6 +114,18 @@ expect_error shared.conf "${keymode/\"192.0.2.1\"; \}/\"192.0.2.1\"; psk_file = 
 rm -f "$work/psk"
 "$p3ctl" config check "$work/keymode.conf" >/dev/null 2>"$work/err" || fail "absent psk_file refused"
 grep -q ":4: warning P3-W0110: remote 1: psk_file" "$work/err" || fail "absent psk_file: no P3-W0110"
+
+# Static keys: never the same key both ways; only in an owner-only file (the keys are in it).
+sk() {  # RX_KEY
+  printf 'role = "primary";\nlocal = { address = "192.0.2.1"; };\nremotes = ( { id = 1; address = "192.0.2.2"; subnets = [ "10.2.0.0/24" ];\n  static_keys = { tx_id = 5; tx_key = "00112233445566778899aabbccddeeff"; tx_salt = "01020304";\n    rx_id = 6; rx_key = "%s"; rx_salt = "0a0b0c0d"; }; } );\n' "$1"
+}
+expect_error samekey.conf "$(sk 00112233445566778899aabbccddeeff)" 4 P3-E0120 'tx_key equals rx_key'
+expect_error skmode.conf "$(sk ffeeddccbbaa99887766554433221100)" 4 P3-E0122 'mode 0644: readable by group or others'
+chmod 640 "$work/skmode.conf"
+"$p3ctl" config check "$work/skmode.conf" >/dev/null 2>"$work/err"
+[ $? -eq 2 ] && grep -q ":4: error P3-E0122: .*mode 0640" "$work/err" || fail "static keys in a 0640 file: want exit 2 and P3-E0122"
+chmod 600 "$work/skmode.conf"
+"$p3ctl" config check "$work/skmode.conf" >/dev/null 2>"$work/err" || { fail "static keys in a 0600 file refused"; cat "$work/err"; }
 
 # An unreadable path and usage errors: exit 2.
 "$p3ctl" config check "$work/none.conf" >/dev/null 2>"$work/err"

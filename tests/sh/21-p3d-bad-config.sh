@@ -68,7 +68,18 @@ expect "bad EAL option" 2 "P3-E0201: rte_eal_init" -- --no-huge --no-such-eal-op
 expect "no -c" 2 "P3-E0003: no configuration" -- "${eal[@]}" --
 expect "unknown option" 2 "P3-E0003: unknown or incomplete option" -- "${eal[@]}" -- -c "$work/good.conf" -x
 
-# 8. --help is not an error.
+# 8. Static keys: the same key both ways, and keys in a file others can read (the mode of the
+# opened file), refused before anything starts.
+sk() {  # RX_KEY MODE FILE
+  good | sed "7s|subnets = \[ \"10.2.0.0/24\" \];|subnets = [ \"10.2.0.0/24\" ];\n  static_keys = { tx_id = 5; tx_key = \"00112233445566778899aabbccddeeff\"; tx_salt = \"01020304\"; rx_id = 6; rx_key = \"$1\"; rx_salt = \"0a0b0c0d\"; };|" >"$3"
+  chmod "$2" "$3"
+}
+sk 00112233445566778899aabbccddeeff 600 "$work/samekey.conf"
+expect "static key both ways" 2 "P3-E0120: $work/samekey.conf:8: remote 1: static_keys.tx_key equals rx_key" -- "${eal[@]}" -- -c "$work/samekey.conf"
+sk ffeeddccbbaa99887766554433221100 644 "$work/skmode.conf"
+expect "static keys readable by others" 2 "P3-E0122: $work/skmode.conf:8: remote 1 has static keys but the file has mode 0644" -- "${eal[@]}" -- -c "$work/skmode.conf"
+
+# 9. --help is not an error.
 expect "help" 0 "usage: p3d \[EAL options\] -- -c FILE" -- --help
 expect "help after --" 0 "usage: p3d" -- "${eal[@]}" -- --help
 

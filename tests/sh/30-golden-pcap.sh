@@ -61,7 +61,7 @@ run() {  # $1 = 4|6: WAN family
   fi
   cat >"$work/p3d.conf" <<CONF
 role = "primary";
-local = { ip = $fam; address = "$local_addr"; port = 5653; };
+local = { ip = $fam; address = "$local_addr"; port = 5653; state_dir = "$work/state-$fam"; };  # fresh: sequence 1
 dataplane = {
   lan = { port = 0; address = "10.1.0.1/24"; };
   wan = { port = 1; address = "$wan_addr"; gateway = "$gw"; gateway_mac = "02:00:00:00:00:fe"; mtu = 1500; };

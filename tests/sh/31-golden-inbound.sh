@@ -2,8 +2,9 @@
 # Golden test, inbound: the independent encoder (tests/tools/p3_decode.py encode: scapy +
 # cryptography, written from DESIGN.md) seals clear packets the way the peer would; p3d with
 # static keys decrypts them and puts exactly the clear packets on its LAN, unchanged. Forged
-# tags, replays, an unknown P3 ID and an inner source outside the peer's subnets are appended:
-# each is counted under its reason and none reaches the LAN.
+# tags, replays, an unknown P3 ID, an inner source outside the peer's subnets, an inner
+# destination outside ours and a valid packet re-sent from another outer address are
+# appended: each is counted under its reason and none reaches the LAN.
 #
 #   wan_in.pcap --rx--> net_pcap1 (WAN 192.0.2.1, MAC 02:70:63:61:70:01)
 #                          p3d -l 0, remote 1 = 198.51.100.2 (subnets 10.2.0.0/24), static keys
@@ -22,7 +23,7 @@ PEER=198.51.100.2
 LOCAL=192.0.2.1
 
 # Clear packets as the peer's LAN sends them (10.2.0.0/24 -> our hosts), 20 B to 1446 B IP.
-"$py" - "$work/clear.pcap" "$work/stranger.pcap" <<'PY' || { echo "FAIL: could not write the clear pcap"; exit 1; }
+"$py" - "$work/clear.pcap" "$work/stranger.pcap" "$work/outsider.pcap" <<'PY' || { echo "FAIL: could not write the clear pcap"; exit 1; }
 import sys, logging
 logging.getLogger("scapy.runtime").setLevel(logging.ERROR)
 from scapy.all import Ether, IP, UDP, TCP, ICMP, Raw, wrpcap
@@ -42,6 +43,8 @@ for i, n in enumerate([20, 21, 28, 46, 64, 100, 255, 512, 1000, 1400, 1446] * 2)
 wrpcap(sys.argv[1], pk)
 # An inner source the peer does not own (10.9.0.1): authenticated, still never forwarded.
 wrpcap(sys.argv[2], [Ether() / IP(src="10.9.0.1", dst="10.1.5.20") / UDP(sport=1, dport=2) / Raw(b"x" * 30)])
+# An inner destination that is not ours (10.7.0.1, neither the LAN prefix nor local.subnets).
+wrpcap(sys.argv[3], [Ether() / IP(src="10.2.0.9", dst="10.7.0.1") / UDP(sport=1, dport=2) / Raw(b"y" * 30)])
 PY
 count=22
 
@@ -53,9 +56,11 @@ enc() {  # $1 input, $2 output, $3 first sequence, $4 key
 enc "$work/clear.pcap" "$work/good.pcap" 1 "$RX_KEY"
 enc "$work/stranger.pcap" "$work/stranger_p3.pcap" 100 "$RX_KEY"
 enc "$work/stranger.pcap" "$work/wrongkey.pcap" 101 "${RX_KEY/f0/0f}"
+enc "$work/outsider.pcap" "$work/outsider_p3.pcap" 102 "$RX_KEY"
 # WAN input: the good ones; then replays of the first two, a forged tag, a wrong key, an
-# unknown P3 ID, the stranger.
-"$py" - "$work/good.pcap" "$work/stranger_p3.pcap" "$work/wrongkey.pcap" "$work/wan_in.pcap" <<'PY' ||
+# unknown P3 ID, the stranger, the outsider, and the sixth good packet again from 203.0.113.9
+# (a captured packet re-sent from elsewhere: refused before it reaches the replay window).
+"$py" - "$work/good.pcap" "$work/stranger_p3.pcap" "$work/wrongkey.pcap" "$work/wan_in.pcap" "$work/outsider_p3.pcap" <<'PY' ||
 import sys, logging
 logging.getLogger("scapy.runtime").setLevel(logging.ERROR)
 from scapy.utils import rdpcap, wrpcap
@@ -68,7 +73,12 @@ unknown = bytearray(good[4]); unknown[14 + 20 + 6] ^= 0x40       # P3 ID 0x201 -
 # Sequences of the appended copies: replays of 1 and 2; the forged one reuses 4 (already seen
 # by then, so it is a replay before it is a bad tag): give it a fresh sequence instead.
 forged[14 + 20 + 15] = 200
-out = good + [good[0], good[1], bytes(forged), wrong, bytes(unknown), stranger]
+from scapy.all import Ether, IP
+outsider = bytes(rdpcap(sys.argv[5])[0])
+moved = Ether(good[5])
+moved[IP].src = "203.0.113.9"
+del moved[IP].chksum
+out = good + [good[0], good[1], bytes(forged), wrong, bytes(unknown), stranger, outsider, bytes(moved)]
 wrpcap(sys.argv[4], [Raw(f) for f in out])
 PY
   fail "could not write the WAN input"
@@ -76,7 +86,8 @@ PY
 
 cat >"$work/p3d.conf" <<CONF
 role = "primary";
-local = { ip = 4; address = "$LOCAL"; port = 5653; };
+local = { ip = 4; address = "$LOCAL"; port = 5653; state_dir = "$work/state";
+          subnets = [ "10.1.5.0/24" ]; };   # the hosts behind the LAN gateway
 dataplane = {
   lan = { port = 0; address = "10.1.0.1/24"; gateway = "10.1.0.254"; gateway_mac = "02:00:00:00:00:fd"; };
   wan = { port = 1; address = "$LOCAL/24"; gateway = "192.0.2.254"; gateway_mac = "02:00:00:00:00:fe"; mtu = 1500; };
@@ -97,7 +108,7 @@ prefix=p3t31-$$
 pid=$!
 wait_started
 "$py" "$tools/p3_telemetry.py" "$prefix" --wait-socket 10 || fail "no telemetry socket"
-total=$((count + 6))
+total=$((count + 8))
 for _ in $(seq 100); do
   rx=$("$py" "$tools/p3_telemetry.py" "$prefix" /p3/stats rx_wan_pkts)
   [ "${rx:-0}" -ge "$total" ] && break
@@ -128,8 +139,10 @@ check(len(out) == count, "%d frames on the LAN, %d expected" % (len(out), count)
 check(all(f[:6] == bytes.fromhex("0200000000fd") and f[6:12] == bytes.fromhex("027063617000") for f in out),
       "every LAN frame goes from our LAN MAC to the LAN gateway")
 check(sorted(f[14:] for f in out) == sorted(clear), "the LAN frames carry exactly the clear packets, byte for byte")
-check(stats.get("decrypted") == count + 1, "decrypted %s: the clear ones and the stranger (refused after)" % stats.get("decrypted"))
-for reason, n in (("p3_replay", 2), ("p3_auth", 2), ("p3_unknown_id", 1), ("p3_inner_src", 1)):
+check(stats.get("decrypted") == count + 2,
+      "decrypted %s: the clear ones, the stranger and the outsider (refused after)" % stats.get("decrypted"))
+for reason, n in (("p3_replay", 2), ("p3_auth", 2), ("p3_unknown_id", 1), ("p3_inner_src", 1),
+                  ("p3_inner_dst", 1), ("p3_wrong_peer", 1)):
     check(drops.get(reason) == n, "%s = %s, expected %d" % (reason, drops.get(reason), n))
 check(ses.get("rx_pkts") == count and ses.get("rx_replayed") == 2 and ses.get("rx_auth_failed") == 2,
       "session counters: rx %s, replayed %s, auth failed %s" % (ses.get("rx_pkts"), ses.get("rx_replayed"),

@@ -23,6 +23,8 @@ local = { address = "192.0.2.1"; };
 
 constexpr const char* kKeyA = "00112233445566778899aabbccddeeff";
 constexpr const char* kKeyB = "ffeeddccbbaa99887766554433221100";
+constexpr const char* kKeyC = "0f1e2d3c4b5a69788796a5b4c3d2e1f0";
+constexpr const char* kKeyD = "f0e1d2c3b4a5968778695a4b3c2d1e0f";
 
 std::string with_remote(const std::string& remote_body, const std::string& extra = "") {
     return std::string("role = \"primary\";\nlocal = { address = \"192.0.2.1\"; };\n") + extra +
@@ -517,15 +519,17 @@ void capture(log::Level, Reason, std::string_view line, void* ctx) {
 
 TEST_CASE("load_file logs P3-W0109 once per remote on static keys, and no key bytes") {
     TempDir dir;
-    std::string sk = std::string("static_keys = { tx_id = 5; tx_key = \"") + kKeyA +
-                     "\"; tx_salt = \"01020304\"; rx_id = ";
+    auto sk = [](const char* tx, const char* rx, int rx_id) {
+        return std::string("static_keys = { tx_id = 5; tx_key = \"") + tx + "\"; tx_salt = \"01020304\"; rx_id = " +
+               std::to_string(rx_id) + "; rx_key = \"" + rx + "\"; rx_salt = \"01020304\"; }; },";
+    };
     auto p = dir.write("s.conf", R"(role = "primary";
 local = { address = "192.0.2.1"; };
 remotes = (
   { id = 1; address = "192.0.2.2"; subnets = [ "10.2.0.0/24" ];
-    )" + sk + "6; rx_key = \"" + kKeyB + R"("; rx_salt = "01020304"; }; },
+    )" + sk(kKeyA, kKeyB, 6) + R"(
   { id = 2; address = "192.0.2.3"; subnets = [ "10.3.0.0/24" ];
-    )" + sk + "7; rx_key = \"" + kKeyB + R"("; rx_salt = "01020304"; }; },
+    )" + sk(kKeyC, kKeyD, 7) + R"(
   { id = 3; address = "192.0.2.4"; subnets = [ "10.4.0.0/24" ]; }
 );
 )");
@@ -568,9 +572,11 @@ TEST_CASE("load_file: format detection and unreadable files") {
 TEST_CASE("every example in config/ loads cleanly and its effective form reloads to the same model") {
     const char* examples[] = {"primary.conf", "secondary.conf", "static-a.conf", "static-b.conf",
                               "legacy-primary.txt", "legacy-secondary.txt"};
+    TempDir dir;
     for (const char* name : examples) {
         INFO(name);
-        std::string path = std::string(P3_SOURCE_ROOT "/config/") + name;
+        // As installed: owner-only (a checkout makes them 0644; static keys refuse that).
+        std::string path = dir.write(name, slurp(std::string(P3_SOURCE_ROOT "/config/") + name));
         auto cfg = must_load(load_file(path));
         for (const auto& w : cfg.warnings)  // only "not created yet" and "static keys" are expected
             CHECK((w.reason == Reason::CFG_KEY_FILE_ABSENT || w.reason == Reason::CFG_STATIC_KEYS));
@@ -582,8 +588,9 @@ TEST_CASE("every example in config/ loads cleanly and its effective form reloads
 }
 
 TEST_CASE("the static-keys example pair mirrors each other") {
-    auto a = must_load(load_file(P3_SOURCE_ROOT "/config/static-a.conf"));
-    auto b = must_load(load_file(P3_SOURCE_ROOT "/config/static-b.conf"));
+    TempDir dir;
+    auto a = must_load(load_file(dir.write("a.conf", slurp(P3_SOURCE_ROOT "/config/static-a.conf"))));
+    auto b = must_load(load_file(dir.write("b.conf", slurp(P3_SOURCE_ROOT "/config/static-b.conf"))));
     const auto& ka = *a.remotes.at(0).static_keys;
     const auto& kb = *b.remotes.at(0).static_keys;
     CHECK(ka.tx_id == kb.rx_id);
@@ -601,7 +608,8 @@ TEST_CASE("the static-keys example pair mirrors each other") {
 }
 
 TEST_CASE("clone and same_settings") {
-    auto cfg = must_load(load_file(P3_SOURCE_ROOT "/config/static-a.conf"));
+    TempDir dir;
+    auto cfg = must_load(load_file(dir.write("a.conf", slurp(P3_SOURCE_ROOT "/config/static-a.conf"))));
     auto copy = cfg.clone();
     CHECK(same_settings(cfg, copy));
     copy.remotes[0].params.rekey_wait += 1;
@@ -646,4 +654,86 @@ TEST_CASE("keyfile: what may hold a secret, decided on the opened file") {
         CHECK(keyfile::read_psk(dir.write("open", "sixteen bytes ok", 0640), k, why) == keyfile::Status::mode);
         CHECK(keyfile::read_psk(dir.write("ro", "sixteen bytes ok", 0400), k, why) == keyfile::Status::ok);
     }
+}
+
+// ---- static keys never repeat a nonce ------------------------------------------------
+
+TEST_CASE("static keys: the same key both ways, or a key of another remote, is refused") {
+    auto keys = [](const char* tx, const char* txs, const char* rx, const char* rxs, int rx_id = 6) {
+        return std::string("static_keys = { tx_id = 5; tx_key = \"") + tx + "\"; tx_salt = \"" + txs +
+               "\"; rx_id = " + std::to_string(rx_id) + "; rx_key = \"" + rx + "\"; rx_salt = \"" + rxs + "\"; };";
+    };
+    // Same key, same salt: a packet sent could be reflected back and decrypt.
+    auto e = lc_err(with_remote(keys(kKeyA, "01020304", kKeyA, "01020304")));
+    CHECK(e.reason == Reason::CFG_STATIC_SAME_KEY);
+    CHECK(std::string(reason_code(e.reason)) == "P3-E0120");
+    CHECK(e.what.find("tx_key equals rx_key") != std::string::npos);
+    // Same key, other salt: still one key used by both senders.
+    CHECK(lc_err(with_remote(keys(kKeyA, "01020304", kKeyA, "05060708"))).reason == Reason::CFG_STATIC_SAME_KEY);
+    // Two remotes: B's tx key is A's rx key.
+    auto two = lc_err(std::string(R"(role = "primary";
+local = { address = "192.0.2.1"; };
+remotes = (
+  { id = 1; address = "192.0.2.2"; subnets = [ "10.2.0.0/24" ]; )") + keys(kKeyA, "01020304", kKeyB, "01020304") + R"( },
+  { id = 2; address = "192.0.2.3"; subnets = [ "10.3.0.0/24" ]; )" + keys(kKeyB, "0a0b0c0d", kKeyC, "01020304", 7) + R"( }
+);
+)");
+    CHECK(two.reason == Reason::CFG_STATIC_KEY_REUSED);
+    CHECK(two.line == 5);
+    CHECK(two.what.find("remote 1") != std::string::npos);
+    // The secret itself never appears in the message.
+    CHECK(two.what.find(kKeyB) == std::string::npos);
+    CHECK(e.what.find(kKeyA) == std::string::npos);
+    // Distinct keys load, persisted sequence on by default; off is warned.
+    auto ok = lc_ok(with_remote(keys(kKeyA, "01020304", kKeyB, "01020304")));
+    CHECK(ok.remotes[0].static_keys->persist_sequence);
+    CHECK(ok.local.state_dir == "/var/lib/p3");
+    auto off = lc_ok(with_remote(keys(kKeyA, "01020304", kKeyB, "01020304").insert(15, "persist_sequence = false; ")));
+    CHECK_FALSE(off.remotes[0].static_keys->persist_sequence);
+    bool warned = false;
+    for (const auto& w : off.warnings) warned |= w.reason == Reason::CFG_NO_SEQ_STATE;
+    CHECK(warned);
+    CHECK(same_settings(off, lc_ok(to_libconfig(off, true))));
+}
+
+TEST_CASE("static keys: a configuration file readable by group or others is refused, by its open mode") {
+    TempDir dir;
+    const std::string text = slurp(P3_SOURCE_ROOT "/config/static-a.conf");
+    for (mode_t mode : {0640, 0604, 0644}) {
+        INFO("mode " << mode);
+        auto p = dir.write("s.conf", text, mode);
+        auto e = must_fail(load_file(p));
+        CHECK(e.reason == Reason::CFG_STATIC_FILE_MODE);
+        CHECK(std::string(reason_code(e.reason)) == "P3-E0122");
+        CHECK(e.line == 26);   // the static_keys group
+        CHECK(e.str().find("chmod 600") != std::string::npos);
+    }
+    CHECK(std::holds_alternative<Config>(load_file(dir.write("s.conf", text, 0600))));
+    CHECK(std::holds_alternative<Config>(load_file(dir.write("s.conf", text, 0400))));
+    // Without static keys the file's mode is the administrator's business.
+    CHECK(std::holds_alternative<Config>(load_file(dir.write("p.conf", slurp(P3_SOURCE_ROOT "/config/primary.conf"), 0644))));
+}
+
+TEST_CASE("local.state_dir must be absolute; local.subnets are parsed and printed") {
+    auto base = std::string("role = \"primary\";\nlocal = { address = \"192.0.2.1\"; ");
+    auto e = lc_err(base + "state_dir = \"var/p3\"; };\n");
+    CHECK(e.reason == Reason::CFG_STATE_DIR);
+    auto c = lc_ok(base + "state_dir = \"/srv/p3\"; subnets = [ \"10.1.5.0/24\", \"fd01:5::/64\" ]; };\n");
+    CHECK(c.local.state_dir == "/srv/p3");
+    REQUIRE(c.local.subnets.size() == 2);
+    CHECK(c.local.subnets[1].str() == "fd01:5::/64");
+    CHECK(same_settings(c, lc_ok(to_libconfig(c))));
+    CHECK(lc_err(base + "subnets = [ \"10.1.5.1/24\" ]; };\n").reason == Reason::CFG_BAD_VALUE);
+}
+
+TEST_CASE("legacy format: state_dir and local_subnets in the local section") {
+    auto c = legacy_ok("localstart\naddress 192.0.2.1\nstate_dir /srv/p3\nlocal_subnets 10.1.5.0/24,fd01:5::/64\n"
+                       "localend\n");
+    CHECK(c.local.state_dir == "/srv/p3");
+    REQUIRE(c.local.subnets.size() == 2);
+    CHECK(c.local.subnets[0].str() == "10.1.5.0/24");
+    CHECK(same_settings(c, lc_ok(to_libconfig(c))));   // what config convert prints loads the same
+    CHECK(legacy_err("localstart\naddress 192.0.2.1\nlocal_subnets 10.1.5.1/24\nlocalend\n").reason ==
+          Reason::CFG_BAD_VALUE);
+    CHECK(legacy_err("localstart\naddress 192.0.2.1\nstate_dir p3\nlocalend\n").reason == Reason::CFG_STATE_DIR);
 }

@@ -38,7 +38,7 @@ void run(const Row* rows, std::size_t n, bool legacy) {
 #define L1 "role = \"primary\";\n"
 #define LOCAL "local = { address = \"192.0.2.1\"; };\n"
 #define R(body) "remotes = ( { id = 1; address = \"192.0.2.2\"; subnets = [ \"10.2.0.0/24\" ]; " body " } );\n"
-#define SK_OK "tx_id = 1; tx_key = \"00112233445566778899aabbccddeeff\"; tx_salt = \"01020304\"; rx_id = 2; rx_key = \"00112233445566778899aabbccddeeff\"; "
+#define SK_OK "tx_id = 1; tx_key = \"00112233445566778899aabbccddeeff\"; tx_salt = \"01020304\"; rx_id = 2; rx_key = \"ffeeddccbbaa99887766554433221100\"; "
 
 const Row kLibconfig[] = {
     // syntax
@@ -169,8 +169,13 @@ const Row kLibconfig[] = {
     {"group name", L1 LOCAL "groups = ( { name = \"a\"; },\n\n { name = \"a\"; } );\n", 5, Reason::CFG_DUPLICATE,
      "group 'a' defined twice (first at line 3)"},
     {"static rx ids", L1 LOCAL "remotes = ( { id = 1; address = \"192.0.2.2\"; subnets = [ \"10.2.0.0/24\" ]; static_keys = { " SK_OK "rx_salt = \"01020304\"; lanes = 4; }; },\n"
-     " { id = 2; address = \"192.0.2.3\"; subnets = [ \"10.3.0.0/24\" ];\n static_keys = { tx_id = 1; tx_key = \"00112233445566778899aabbccddeeff\"; tx_salt = \"01020304\"; rx_id = 5; rx_key = \"00112233445566778899aabbccddeeff\"; rx_salt = \"01020304\"; }; } );\n",
+     " { id = 2; address = \"192.0.2.3\"; subnets = [ \"10.3.0.0/24\" ];\n static_keys = { tx_id = 1; tx_key = \"0f1e2d3c4b5a69788796a5b4c3d2e1f0\"; tx_salt = \"01020304\"; rx_id = 5; rx_key = \"f0e1d2c3b4a5968778695a4b3c2d1e0f\"; rx_salt = \"01020304\"; }; } );\n",
      5, Reason::CFG_DUPLICATE, "remote 2: static_keys.rx_id 5 (lanes 1) overlaps the rx ids of remote 1 (line 3)"},
+    {"static key both ways", L1 LOCAL R("static_keys = {\n tx_id = 1; tx_key = \"00112233445566778899aabbccddeeff\"; tx_salt = \"01020304\"; rx_id = 2; rx_key = \"00112233445566778899aabbccddeeff\"; rx_salt = \"05060708\"; };"),
+     3, Reason::CFG_STATIC_SAME_KEY, "remote 1: static_keys.tx_key equals rx_key"},
+    {"static key of another remote", L1 LOCAL "remotes = ( { id = 1; address = \"192.0.2.2\"; subnets = [ \"10.2.0.0/24\" ]; static_keys = { " SK_OK "rx_salt = \"01020304\"; }; },\n"
+     " { id = 2; address = \"192.0.2.3\"; subnets = [ \"10.3.0.0/24\" ];\n static_keys = { tx_id = 7; tx_key = \"0f1e2d3c4b5a69788796a5b4c3d2e1f0\"; tx_salt = \"01020304\"; rx_id = 9; rx_key = \"00112233445566778899aabbccddeeff\"; rx_salt = \"0a0b0c0d\"; }; } );\n",
+     5, Reason::CFG_STATIC_KEY_REUSED, "remote 2: a static key of it is also a static key of remote 1 (line 3)"},
     // overlapping subnets across remotes
     {"overlap", L1 LOCAL "remotes = ( { id = 1; address = \"192.0.2.2\"; subnets = [ \"10.0.0.0/8\" ]; },\n"
      " { id = 2; address = \"192.0.2.3\"; subnets = [ \"192.168.0.0/16\",\n \"10.9.0.0/16\" ]; } );\n",
