@@ -5,6 +5,9 @@
 // CPU without them (CPUID decides before any is executed).
 #include "common/keygen.hpp"
 
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
 #include <openssl/rand.h>
 
 #include "common/log.hpp"
@@ -67,14 +70,86 @@ const char* KeyGenerator::source_name() const noexcept {
     return "none";
 }
 
-bool KeyGenerator::announce() const noexcept {
+KeyGenerator::~KeyGenerator() { EVP_RAND_CTX_free(drbg_); }   // OpenSSL wipes its state
+
+bool KeyGenerator::announce() noexcept {
     if (unusable()) {
         P3_LOG_ERROR(KEYGEN_NO_HW_RNG, "key_generation = \"hardware\", but this CPU has neither RDSEED nor RDRAND");
         return false;
     }
-    if (mode_ == config::KeyGeneration::hardware)
-        P3_LOG_INFO(KEYGEN_HW_SOURCE, "keys come from the CPU: %s%s", source_name(),
-                    cpu_.has_rdseed && cpu_.rdseed && cpu_.has_rdrand && cpu_.rdrand ? " (RDRAND as fallback)" : "");
+    if (mode_ != config::KeyGeneration::hardware) return true;
+    // Start-up test (SP 800-90B §4.3): 1024 bytes through the health tests, then discarded.
+    for (unsigned i = 0; i < 1024 / 8; ++i) {
+        std::uint64_t w = 0;
+        const auto r = tested_word(&w);
+        secure_wipe(&w, sizeof w);
+        if (r == Reason::KEYGEN_HW_FAILED)
+            P3_LOG_ERROR(KEYGEN_HW_FAILED, "the CPU random generator (%s) gave no data at start-up", source_name());
+        if (r) return false;
+    }
+    if (!drbg_ready()) return false;
+    P3_LOG_INFO(KEYGEN_HW_SOURCE, "keys come from the CPU: %s%s, health-tested and conditioned by a CTR-DRBG",
+                source_name(),
+                cpu_.has_rdseed && cpu_.rdseed && cpu_.has_rdrand && cpu_.rdrand ? " (RDRAND as fallback)" : "");
+    return true;
+}
+
+// ---- health tests (SP 800-90B §4.4) -------------------------------------------------------
+
+bool HealthTest::feed(std::uint64_t word) noexcept {
+    // Repetition count, on whole words.
+    if (run_ != 0 && word == last_) {
+        if (++run_ >= kRctCutoff) return false;
+    } else {
+        last_ = word;
+        run_ = 1;
+    }
+    // Adaptive proportion, on bytes.
+    bool ok = true;
+    for (unsigned i = 0; i < 8; ++i) {
+        const auto b = static_cast<std::uint8_t>(word >> (8 * i));
+        if (apt_pos_ == 0) {
+            apt_ref_ = b;
+            apt_seen_ = 1;
+        } else if (b == apt_ref_ && ++apt_seen_ >= kAptCutoff) {
+            ok = false;
+        }
+        if (++apt_pos_ == kAptWindow) apt_pos_ = 0;
+    }
+    return ok;
+}
+
+std::optional<Reason> KeyGenerator::tested_word(std::uint64_t* w) noexcept {
+    if (failed_) return Reason::KEYGEN_HEALTH_FAILED;
+    if (!hw_word(w)) return Reason::KEYGEN_HW_FAILED;
+    if (health_.feed(*w)) return std::nullopt;
+    failed_ = true;
+    secure_wipe(w, sizeof *w);
+    P3_LOG_ERROR(KEYGEN_HEALTH_FAILED, "the CPU random generator (%s) failed its health test: no key is made from it "
+                 "until p3d restarts", source_name());
+    return Reason::KEYGEN_HEALTH_FAILED;
+}
+
+// ---- the conditioning DRBG ------------------------------------------------------------------
+
+bool KeyGenerator::drbg_ready() noexcept {
+    if (drbg_) return true;
+    if (drbg_broken_) return false;
+    EVP_RAND* rand = EVP_RAND_fetch(nullptr, "CTR-DRBG", nullptr);
+    EVP_RAND_CTX* ctx = rand ? EVP_RAND_CTX_new(rand, nullptr) : nullptr;
+    EVP_RAND_free(rand);   // the context keeps its own reference
+    char cipher[] = "AES-256-CTR";
+    unsigned use_df = 1;
+    const OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_DRBG_PARAM_CIPHER, cipher, 0),
+                                 OSSL_PARAM_construct_uint(OSSL_DRBG_PARAM_USE_DF, &use_df), OSSL_PARAM_construct_end()};
+    static const unsigned char pers[] = "p3 hardware key generator";
+    if (!ctx || EVP_RAND_instantiate(ctx, 256, 0, pers, sizeof pers - 1, params) != 1) {
+        EVP_RAND_CTX_free(ctx);
+        drbg_broken_ = true;
+        P3_LOG_ERROR(KEYGEN_DRBG_FAILED, "OpenSSL CTR-DRBG (AES-256-CTR) could not be instantiated");
+        return false;
+    }
+    drbg_ = ctx;
     return true;
 }
 
@@ -105,17 +180,32 @@ bool KeyGenerator::hw_word(std::uint64_t* w) noexcept {
 
 std::optional<Reason> KeyGenerator::fill_hw(std::span<std::uint8_t> out) noexcept {
     if (auto r = unusable()) return r;
-    std::size_t off = 0;
-    while (off < out.size()) {
-        std::uint64_t w = 0;
-        if (!hw_word(&w)) {
+    if (failed_) return Reason::KEYGEN_HEALTH_FAILED;
+    // Entropy input first: a key is never made from a source that fails now.
+    std::uint64_t seed[kSeedWords];
+    for (auto& w : seed) {
+        if (auto r = tested_word(&w)) {
+            secure_wipe(seed, sizeof seed);
             secure_wipe(out.data(), out.size());
-            return Reason::KEYGEN_HW_FAILED;
+            return r;
         }
-        const std::size_t n = out.size() - off < sizeof w ? out.size() - off : sizeof w;
-        std::memcpy(out.data() + off, &w, n);
-        secure_wipe(&w, sizeof w);
-        off += n;
+    }
+    bool ok = drbg_ready() &&
+              EVP_RAND_reseed(drbg_, 0, reinterpret_cast<const unsigned char*>(seed), sizeof seed, nullptr, 0) == 1;
+    secure_wipe(seed, sizeof seed);
+    // One generate call gives at most max_request bytes (64 KiB for CTR-DRBG).
+    for (std::size_t off = 0; ok && off < out.size();) {
+        const std::size_t chunk = out.size() - off > (1u << 16) ? (1u << 16) : out.size() - off;
+        ok = EVP_RAND_generate(drbg_, out.data() + off, chunk, 256, 0, nullptr, 0) == 1;
+        off += chunk;
+    }
+    if (!ok) {
+        secure_wipe(out.data(), out.size());
+        if (drbg_ && !drbg_broken_) {
+            drbg_broken_ = true;   // log once; every later call fails the same way
+            P3_LOG_ERROR(KEYGEN_DRBG_FAILED, "OpenSSL CTR-DRBG failed to reseed or generate");
+        }
+        return Reason::KEYGEN_DRBG_FAILED;
     }
     return std::nullopt;
 }

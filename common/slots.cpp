@@ -29,12 +29,16 @@ bool key_sizes_ok(std::span<const std::uint8_t> key, std::span<const std::uint8_
     return (key.size() == kAes128KeyLen || key.size() == kAes256KeyLen) && salt.size() == kSaltLen;
 }
 
+// Slots hold key schedules: their memory comes from the secret pool (common/secret.hpp:
+// excluded from core dumps, locked in RAM while the limit allows), cache-line aligned.
+void* slot_alloc(std::size_t bytes) noexcept { return secure_alloc(bytes, RTE_CACHE_LINE_SIZE); }
+void slot_free(void* p, std::size_t bytes) noexcept { secure_free(p, bytes, RTE_CACHE_LINE_SIZE); }
+
 // A slot that was built but never published: no reader can have seen it.
 template <class Slot>
 void discard(Slot* s, std::size_t bytes) noexcept {
     s->~Slot();
-    secure_wipe(s, bytes);
-    ::operator delete(static_cast<void*>(s), kAlign);
+    slot_free(s, bytes);   // wipes
 }
 
 }  // namespace
@@ -151,7 +155,7 @@ RxSlot* SlotTable::build_rx(SlotId id, std::span<const std::uint8_t> key, std::s
                      p.replay_window, kReplayWindowMin, kReplayWindowMax);
         return nullptr;
     }
-    void* mem = ::operator new(rx_bytes(p.replay_window), kAlign, std::nothrow);
+    void* mem = slot_alloc(rx_bytes(p.replay_window));
     if (!mem) {
         P3_LOG_ERROR(SLOT_NO_MEMORY, "key slots: no memory for the slot of P3 ID 0x%08x", id.raw());
         return nullptr;
@@ -215,7 +219,7 @@ TxSlot* SlotTable::build_tx(std::span<const std::uint8_t> key, std::span<const s
                      p.session, p.lane, key.size(), salt.size(), p.peer_id);
         return nullptr;
     }
-    void* mem = ::operator new(sizeof(TxSlot), kAlign, std::nothrow);
+    void* mem = slot_alloc(sizeof(TxSlot));
     if (!mem) {
         P3_LOG_ERROR(SLOT_NO_MEMORY, "key slots: no memory for session %u lane %u", p.session, p.lane);
         return nullptr;
@@ -361,7 +365,7 @@ void SlotTable::free_now(void* slot, bool rx) noexcept {
     secure_wipe(slot, info.bytes);
     info.memory = slot;
     if (hook_) hook_(info, hook_ctx_);
-    ::operator delete(slot, kAlign);
+    slot_free(slot, info.bytes);
     ++freed_;
 }
 

@@ -582,6 +582,10 @@ DecapResult finish_in(GcmEngine& e, rte_mbuf* m, unsigned p3_off, const RxRef& r
     std::uint8_t* in = p.hdr + kP3HeaderLen;
     unsigned ihl;
     if (!inner_ok(in, nh, L, ihl)) return {WireStatus::bad_inner, nh};
+    // All of it, options included: the ECN rewrite sums ihl bytes from `in`. A sender's first
+    // fragment always carries it; a chain cut inside it is refused, never summed past the
+    // segment's end (that would forward a checksum of whatever the buffer held there).
+    if (m->data_len < pt_off + ihl) return {WireStatus::bad_inner, nh};
     if (p3_off > l2_len && !ecn_in(rte_pktmbuf_mtod_offset(m, const std::uint8_t*, l2_len), in, nh, ihl))
         return {WireStatus::ecn_drop, nh};
     // Strip: the l2 bytes move up to just before the inner packet, then the front and the tail go.

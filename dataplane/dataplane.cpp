@@ -119,9 +119,11 @@ bool Dataplane::init() {
     }
     const std::string rn = opts_.name + "_to_wrk";
     to_workers_ = rte_ring_create(rn.c_str(), kToWorkerRingSize, SOCKET_ID_ANY, RING_F_SC_DEQ);
-    const std::size_t qsz = rte_rcu_qsbr_get_memsize(nworkers);
+    // RCU readers: the workers (ids 0..n-1) and telemetry (n), which reads key slots too.
+    rcu_readers_ = nworkers + 1;
+    const std::size_t qsz = rte_rcu_qsbr_get_memsize(rcu_readers_);
     qsbr_ = static_cast<rte_rcu_qsbr*>(rte_zmalloc(nullptr, qsz, RTE_CACHE_LINE_SIZE));
-    if (!rings_ok || !to_workers_ || !qsbr_ || rte_rcu_qsbr_init(qsbr_, nworkers) != 0) {
+    if (!rings_ok || !to_workers_ || !qsbr_ || rte_rcu_qsbr_init(qsbr_, rcu_readers_) != 0) {
         P3_LOG_ERROR(DP_TABLES, "rings / RCU variable: %s", rte_strerror(rte_errno));
         return false;
     }
@@ -270,6 +272,7 @@ bool Dataplane::add_remote(const config::Remote& r) {
     sessions_->set_state(sid, SessionState::down);
     if (!routes_.add_many(r.subnets, sid)) {
         sessions_->set_state(sid, SessionState::unused);
+        rte_rcu_qsbr_synchronize(qsbr_, RTE_QSBR_THRID_INVALID);   // telemetry may be reading info
         info = SessionInfo{};
         return false;
     }

@@ -122,6 +122,8 @@ public:
     Lcore& lcore_for_test(unsigned i) noexcept { return *lcores_[i]; }
     rte_mempool* pool() const noexcept { return pool_; }
     rte_rcu_qsbr* qsbr() const noexcept { return qsbr_; }
+    // The RCU reader id of telemetry (dataplane/telemetry.cpp): one past the workers'.
+    unsigned telemetry_reader_id() const noexcept { return rcu_readers_ - 1; }
     NeighborTable& neighbors(Side s) noexcept { return *neigh_[static_cast<unsigned>(s)]; }
     const std::string& name() const noexcept { return opts_.name; }
     // Sum of one lcore counter / drop reason over all workers.
@@ -165,6 +167,7 @@ private:
     unsigned control_drain(CtlClass c, unsigned max, std::uint64_t now_ms);
     rte_ring* to_workers_ = nullptr;
     rte_rcu_qsbr* qsbr_ = nullptr;
+    unsigned rcu_readers_ = 0;         // workers + telemetry
     RouteTable routes_;
     std::unique_ptr<SessionTable> sessions_;
     std::unique_ptr<NeighborTable> neigh_[kSides];

@@ -14,6 +14,7 @@
 // Logging: always to syslog (daemon facility); -f (foreground) copies every line to stderr.
 // p3d never forks: a service manager (systemd Type=simple) or the shell runs it.
 #include <getopt.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -30,6 +31,7 @@
 #include "common/config.hpp"
 #include "common/keygen.hpp"
 #include "common/log.hpp"
+#include "common/secret.hpp"
 #include "control/appliance.hpp"
 #include "control/setup/ike_auth.hpp"
 #include "dataplane/dataplane.hpp"
@@ -125,6 +127,20 @@ std::string setup_remotes(const p3::config::Config& cfg) {
     return ids;
 }
 
+// Where keys live, for the operator: core dumps off, key memory out of dumps, and how much of
+// it can be locked in RAM.
+void announce_secret_memory() {
+    rlimit rl{};
+    getrlimit(RLIMIT_MEMLOCK, &rl);
+    char lim[64];
+    if (rl.rlim_cur == RLIM_INFINITY)
+        std::snprintf(lim, sizeof lim, "locked in RAM");
+    else   // with CAP_IPC_LOCK the limit does not apply; P3-W0006 says when locking stops
+        std::snprintf(lim, sizeof lim, "locked in RAM (RLIMIT_MEMLOCK %llu KiB)",
+                      static_cast<unsigned long long>(rl.rlim_cur / 1024));
+    P3_LOG_INFO(SECRETS_PROTECTED, "core dumps off; key memory excluded from dumps and %s", lim);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -136,6 +152,11 @@ int main(int argc, char** argv) {
     // a service manager) sees why it refused. From then on, stderr only with -f.
     p3::log::init({.ident = "p3d", .to_stderr = true, .to_syslog = true,
                    .min_level = p3::log::Level::info});
+    // Before anything reads or makes a key: no core dump of this process (secret.hpp).
+    if (!p3::harden_process()) {
+        P3_LOG_ERROR(HARDEN_FAILED, "core dumps cannot be switched off: %s", std::strerror(errno));
+        return kExitUsage;
+    }
 
     int eal_args = rte_eal_init(argc, argv);
     if (eal_args < 0) {
@@ -161,6 +182,8 @@ int main(int argc, char** argv) {
         return kExitUsage;
     }
     const auto& cfg = std::get<p3::config::Config>(loaded);
+
+    announce_secret_memory();
 
     // Keys for rekeys and key arrays: a generator that cannot work stops p3d now, not at the
     // first rekey (announce() logs which source, or why none).

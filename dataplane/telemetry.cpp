@@ -11,6 +11,7 @@
 #include <string>
 
 #include "common/log.hpp"
+#include "common/slots.hpp"
 #include "dataplane/dataplane.hpp"
 #include "dataplane/worker.hpp"
 
@@ -22,6 +23,24 @@ std::mutex g_mu;
 Dataplane* g_dp = nullptr;
 bool g_registered = false;
 bool g_pdump = false;
+void (*g_read_hook)(void*) = nullptr;
+void* g_read_hook_ctx = nullptr;
+
+// A command reads state the control thread changes and frees (key slots for tx_max_seq,
+// sessions): it does so as a reader of the dataplane's RCU, online for the length of one
+// command, so a slot retired meanwhile is freed only after the command is done. One reader
+// id (Dataplane::telemetry_reader_id(), registered by attach()) serves every telemetry
+// thread: commands run one at a time under g_mu, which is taken before going online.
+struct RcuRead {
+    rte_rcu_qsbr* q;
+    unsigned id;
+    explicit RcuRead(const Dataplane& dp) noexcept : q(dp.qsbr()), id(dp.telemetry_reader_id()) {
+        rte_rcu_qsbr_thread_online(q, id);
+    }
+    ~RcuRead() { rte_rcu_qsbr_thread_offline(q, id); }
+    RcuRead(const RcuRead&) = delete;
+    RcuRead& operator=(const RcuRead&) = delete;
+};
 
 const char* state_name(SessionState s) {
     switch (s) {
@@ -40,6 +59,7 @@ void add_lcore_counters(rte_tel_data* d, const LcoreStats& st) {
 int cmd_stats(const char*, const char*, rte_tel_data* d) {
     std::lock_guard lock(g_mu);
     if (!g_dp) return -1;
+    RcuRead rcu(*g_dp);
     rte_tel_data_start_dict(d);
 #define P3_X(name) rte_tel_data_add_dict_u64(d, #name, g_dp->sum(&LcoreStats::name));
     P3_LCORE_COUNTERS(P3_X)
@@ -69,6 +89,7 @@ int cmd_stats(const char*, const char*, rte_tel_data* d) {
 int cmd_drops(const char*, const char*, rte_tel_data* d) {
     std::lock_guard lock(g_mu);
     if (!g_dp) return -1;
+    RcuRead rcu(*g_dp);
     rte_tel_data_start_dict(d);
     for (const auto& di : kDrops) rte_tel_data_add_dict_u64(d, std::string(di.name).c_str(), g_dp->drops(di.drop));
     return 0;
@@ -77,6 +98,7 @@ int cmd_drops(const char*, const char*, rte_tel_data* d) {
 int cmd_lcores(const char*, const char*, rte_tel_data* d) {
     std::lock_guard lock(g_mu);
     if (!g_dp) return -1;
+    RcuRead rcu(*g_dp);
     rte_tel_data_start_dict(d);
     for (unsigned i = 0; i < g_dp->workers(); ++i) {
         const Lcore& L = g_dp->lcore(i);
@@ -101,6 +123,7 @@ int cmd_lcores(const char*, const char*, rte_tel_data* d) {
 int cmd_ports(const char*, const char*, rte_tel_data* d) {
     std::lock_guard lock(g_mu);
     if (!g_dp) return -1;
+    RcuRead rcu(*g_dp);
     rte_tel_data_start_dict(d);
     for (unsigned s = 0; s < kSides; ++s) {
         const PortInfo& p = g_dp->port(static_cast<Side>(s));
@@ -153,15 +176,22 @@ void add_session(rte_tel_data* c, std::uint32_t sid) {
     rte_tel_data_add_dict_u64(c, "rx_auth_failed", t.rx_auth);
     rte_tel_data_add_dict_u64(c, "rx_replayed", t.rx_replay);
     rte_tel_data_add_dict_u64(c, "rx_dropped", t.rx_dropped);
-    // The highest sequence any lane has sent under its current key (rekey by packet count).
+    // The highest sequence any lane has sent under its current key (rekey by packet count):
+    // read from the TX slots, valid while this command is online on the RCU (RcuRead).
     std::uint64_t seq = 0;
-    for (std::uint16_t l = 0; l < s.tx_lanes; ++l) seq = std::max(seq, g_dp->tx_last_seq(sid, l));
+    for (std::uint16_t l = 0; l < s.tx_lanes; ++l) {
+        const wire::TxSlot* ts = g_dp->slots().tx(sid, l);
+        if (!ts) continue;
+        if (g_read_hook) g_read_hook(g_read_hook_ctx);
+        seq = std::max(seq, ts->last_seq());
+    }
     rte_tel_data_add_dict_u64(c, "tx_max_seq", seq);
 }
 
 int cmd_sessions(const char*, const char*, rte_tel_data* d) {
     std::lock_guard lock(g_mu);
     if (!g_dp) return -1;
+    RcuRead rcu(*g_dp);
     rte_tel_data_start_dict(d);
     // A telemetry reply is bounded (RTE_TEL_MAX_DICT_ENTRIES): the first ones, then /p3/session.
     unsigned n = 0;
@@ -179,6 +209,7 @@ int cmd_sessions(const char*, const char*, rte_tel_data* d) {
 int cmd_session(const char*, const char* params, rte_tel_data* d) {
     std::lock_guard lock(g_mu);
     if (!g_dp || !params || !*params) return -1;
+    RcuRead rcu(*g_dp);
     char* end = nullptr;
     const unsigned long rid = std::strtoul(params, &end, 10);
     if (*end != '\0') return -1;
@@ -205,7 +236,9 @@ int cmd_session(const char*, const char* params, rte_tel_data* d) {
 
 void Telemetry::attach(Dataplane* dp) {
     std::lock_guard lock(g_mu);
+    if (g_dp) rte_rcu_qsbr_thread_unregister(g_dp->qsbr(), g_dp->telemetry_reader_id());
     g_dp = dp;
+    if (g_dp) rte_rcu_qsbr_thread_register(g_dp->qsbr(), g_dp->telemetry_reader_id());   // offline until a command runs
     if (g_registered) return;
     const bool ok = rte_telemetry_register_cmd("/p3/stats", cmd_stats, "p3 totals: lcore counters summed, drops") == 0 &&
                     rte_telemetry_register_cmd("/p3/drops", cmd_drops, "p3 drops by reason") == 0 &&
@@ -220,7 +253,24 @@ void Telemetry::attach(Dataplane* dp) {
 
 void Telemetry::detach() {
     std::lock_guard lock(g_mu);
+    if (g_dp) rte_rcu_qsbr_thread_unregister(g_dp->qsbr(), g_dp->telemetry_reader_id());
     g_dp = nullptr;
+}
+
+int telemetry_call(const char* cmd, const char* params, rte_tel_data* d) {
+    const std::string c = cmd ? cmd : "";
+    if (c == "/p3/stats") return cmd_stats(cmd, params, d);
+    if (c == "/p3/drops") return cmd_drops(cmd, params, d);
+    if (c == "/p3/lcores") return cmd_lcores(cmd, params, d);
+    if (c == "/p3/ports") return cmd_ports(cmd, params, d);
+    if (c == "/p3/sessions") return cmd_sessions(cmd, params, d);
+    if (c == "/p3/session") return cmd_session(cmd, params, d);
+    return -1;
+}
+
+void set_telemetry_read_hook(void (*hook)(void*), void* ctx) noexcept {
+    g_read_hook = hook;
+    g_read_hook_ctx = ctx;
 }
 
 bool register_pdump() {

@@ -9,10 +9,14 @@
 //                        rx_dropped, tx_max_seq)
 // DPDK 22.11 callbacks carry no context and cannot be unregistered, so the commands serve
 // the Dataplane attached last (p3d runs one), under a mutex that detach() also takes.
+// Every command reads as a reader of the dataplane's RCU (its own reader id, online only
+// while the command runs), so the key slots and sessions it looks at are never freed under it.
 //
 // rte_pdump: registered so dpdk-dumpcap can capture on an appliance with hugepages and a
 // shared configuration; a --no-huge or --no-shconf primary cannot serve a secondary.
 #pragma once
+
+struct rte_tel_data;
 
 namespace p3::dp {
 
@@ -24,6 +28,11 @@ public:
     void detach();
     ~Telemetry() { detach(); }
 };
+
+// Runs one /p3 command in-process, exactly as the telemetry socket does (tests).
+int telemetry_call(const char* cmd, const char* params, rte_tel_data* d);
+// Test hook: called by a command after it loaded a key slot and before it reads it.
+void set_telemetry_read_hook(void (*hook)(void*), void* ctx) noexcept;
 
 bool register_pdump();
 void unregister_pdump();

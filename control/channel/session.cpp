@@ -548,6 +548,10 @@ void Session::end_flush() {
 void Session::force_rekey() {
     if (state_ != SessionState::up) return;
     if (primary()) return queue({.kind = Work::Kind::rekey, .trigger = RekeyTrigger::admin});
+    // An ask still in flight stands for this one too (the primary coalesces rekeys anyway):
+    // repeated commands must not pile up requests.
+    for (const auto& [id, o] : outstanding_)
+        if (o.req.type == MsgType::rekey_ask) return;
     Message m;
     m.type = MsgType::rekey_ask;
     m.ask_reason = static_cast<std::uint8_t>(RekeyTrigger::admin);
@@ -960,6 +964,14 @@ void Session::flush_arrays(std::uint8_t kinds, bool with_new) {
         P3_LOG_NOTICE(ARRAY_FLUSHED, "%s: %s key array generation %u flushed%s", cfg_.name.c_str(), kind_name(k), gen,
                       with_new ? "; a new one follows" : "");
         emit({.kind = Event::Kind::array_flushed, .array = k, .gen = gen, .reason = Reason::ARRAY_FLUSHED});
+    }
+    // A flush still waiting in the queue absorbs this one (as a queued rekey or delivery
+    // does), so repeated commands cannot grow the queue.
+    for (Work& w : queue_) {
+        if (w.kind != Work::Kind::flush) continue;
+        w.kinds = static_cast<std::uint8_t>(w.kinds | (kinds & 3));
+        w.with_new = w.with_new || with_new;
+        return run_next();
     }
     queue_.push_back({.kind = Work::Kind::flush, .kinds = static_cast<std::uint8_t>(kinds & 3), .with_new = with_new});
     run_next();

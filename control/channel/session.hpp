@@ -133,6 +133,10 @@ public:
     std::function<void(const Event&)> observer;
 
 private:
+    // tests/control/fuzz_channel_session.cpp: seals bytes with this session's control key, as
+    // a peer holding it could send them, and reads the state it must keep bounded.
+    friend struct SessionTestAccess;
+
     struct ReplayWindow {
         std::uint64_t top = 0, bits = 0;
         bool check(std::uint64_t seq) const noexcept;

@@ -204,3 +204,24 @@ TEST_CASE("key arrays: a flush ordered while a delivery is under way also drops 
     CHECK(sim.primary->stats().rekey_attempts_failed == 0);
     CHECK(index_uses(sim.events_a).empty());
 }
+
+TEST_CASE("key arrays: repeated flush commands join the one already queued; the queue stays bounded") {
+    config::SessionParams p;
+    p.array_size = 8;
+    Sim sim(p, 11);
+    sim.setup();
+    sim.run_for(5s);
+    REQUIRE(sim.primary->array_gen(ArrayKind::data) != 0);
+    sim.data_on = false;
+    const auto sent_before = sim.dp_a.control_sent;
+    // The first becomes the exchange in flight; the others wait behind it and must merge.
+    for (int i = 0; i < 50; ++i) sim.primary->flush_arrays(i % 2 ? kFlushData : kFlushControl, i == 49);
+    sim.run_for(5s);
+    // One flush in flight, one merged flush (both kinds, with a new array) and the new arrays'
+    // chunks: a handful of packets, not fifty round trips.
+    const auto sent = sim.dp_a.control_sent - sent_before;
+    CHECK(sent < 12);
+    CHECK(sim.primary->array_gen(ArrayKind::data) != 0);      // with_new of the merged flush kept
+    CHECK(sim.primary->array_gen(ArrayKind::control) != 0);
+    CHECK(sim.primary->state() == SessionState::up);
+}

@@ -100,6 +100,13 @@ TEST_CASE("rekey: administrator command on either side, packet-count limit, cros
         CHECK(sim.count(sim.events_a, Event::Kind::rekey_started) == 1);
         CHECK(logs.count(Reason::REKEY_COALESCED) >= 2);
     }
+    SECTION("secondary commands while its ask is in flight join it: one request, one rekey") {
+        const auto sent = sim.dp_b.control_sent;
+        for (int i = 0; i < 50; ++i) sim.secondary->force_rekey();   // no answer can arrive meanwhile
+        CHECK(sim.dp_b.control_sent - sent == 1);
+        sim.run_for(10s);
+        CHECK(sim.primary->stats().rekeys_done == before + 1);
+    }
     SECTION("secondary command: it asks, the primary rekeys") {
         sim.secondary->force_rekey();
         sim.run_for(10s);

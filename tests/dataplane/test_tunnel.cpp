@@ -12,6 +12,7 @@
 // (Options::control_thread = false): it calls control_poll() itself, so it may change
 // routes and keys while the workers run.
 #include <algorithm>
+#include <atomic>
 #include <map>
 #include <set>
 #include <tuple>
@@ -24,6 +25,9 @@
 #include "common/slots.hpp"
 #include "dataplane/frag.hpp"
 #include "dataplane/seq_reserve.hpp"
+#include "dataplane/telemetry.hpp"
+
+#include <rte_telemetry.h>
 
 using namespace p3test;
 using p3::dp::Drop;
@@ -781,4 +785,58 @@ TEST_CASE("static keys: lanes never send past the persisted mark, and resume abo
         CHECK(read_mark(file) == mark + 64);
     }
     std::filesystem::remove_all(base);
+}
+
+// Telemetry (a DPDK telemetry thread) reads key slots for tx_max_seq while the control thread
+// retires and frees them. The read is paused right after it loaded a TX slot; meanwhile the
+// control side clears the session's keys and reclaims. The slot must outlive the read: the
+// command is an RCU reader. (Freed slots are filled with a pattern by the free hook, and
+// under AddressSanitizer a freed slot is poisoned, so a read of one would show.)
+TEST_CASE("telemetry reads key slots under RCU: a slot retired during a read is freed after it", "[tunnel][rcu][telemetry]") {
+    Tunnel t("tm", false, false);
+    p3::dp::Telemetry tel;
+    tel.attach(t.a.dp.get());
+    const std::uint32_t sid = t.a.dp->session_of(2);
+    REQUIRE(t.a.dp->slots().tx(sid, 0) != nullptr);
+    t.a.dp->slots().set_free_hook([](const p3::wire::FreedSlot& f, void*) {
+        std::memset(const_cast<void*>(f.memory), 0xa5, f.bytes);
+    }, nullptr);
+    struct Pause {
+        std::atomic<int> stage{0};   // 1: the read holds a slot; 2: go on
+    } pause;
+    p3::dp::set_telemetry_read_hook([](void* c) {
+        auto* p = static_cast<Pause*>(c);
+        int want = 0;
+        if (!p->stage.compare_exchange_strong(want, 1)) return;
+        for (int i = 0; i < 5000 && p->stage.load() != 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }, &pause);
+    rte_tel_data* d = rte_tel_data_alloc();
+    REQUIRE(d != nullptr);
+    int rc = -2;
+    std::thread reader([&] { rc = p3::dp::telemetry_call("/p3/session", "2", d); });
+    for (int i = 0; i < 5000 && pause.stage.load() != 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    REQUIRE(pause.stage.load() == 1);
+    // The control side, while the read holds the slot: keys cleared, reclaimed for a while
+    // (long enough for every worker to pass a quiescent state many times over).
+    const std::uint64_t freed_before = t.a.dp->slots().stats().freed;
+    t.a.dp->clear_keys(sid);
+    for (int i = 0; i < 50; ++i) {
+        t.a.dp->slots().reclaim();
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    const auto during = t.a.dp->slots().stats();
+    pause.stage.store(2);
+    reader.join();
+    p3::dp::set_telemetry_read_hook(nullptr, nullptr);
+    CHECK(rc == 0);
+    CHECK(during.pending > 0);                  // held back by the telemetry read ...
+    CHECK(during.freed == freed_before);
+    for (int i = 0; i < 200 && t.a.dp->slots().stats().pending > 0; ++i) {
+        t.a.dp->slots().reclaim();              // ... and freed once it is over
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    CHECK(t.a.dp->slots().stats().pending == 0);
+    rte_tel_data_free(d);
+    t.a.dp->slots().set_free_hook(nullptr, nullptr);
+    tel.detach();
 }

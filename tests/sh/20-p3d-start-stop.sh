@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# p3d starts on virtual ports (no NIC, no hugepages), logs what it set up, serves its
+# p3d starts on virtual ports (no NIC, no hugepages), logs what it set up, switches core
+# dumps off (RLIMIT_CORE 0 seen in /proc/PID/limits, P3-I0008), serves its
 # telemetry commands (read with p3ctl stats), and stops cleanly on SIGTERM (exit 0, ports closed) — once with one
 # lcore (-l 0: the control thread shares the CPU), once with two workers.
 #
@@ -40,6 +41,10 @@ run_once() {
   [ "$(grep -c 'P3-I0208: worker' "$work/log")" -eq "$workers" ] || fail "expected $workers worker lines"
   grep -q "P3-I0001: p3d started: role primary, $workers worker lcore(s), 2 remote(s)" "$work/log" ||
     fail "start line wrong"
+  # Keys never in a core dump: dumps off for the whole process before any key, and said so.
+  grep -q 'P3-I0008: core dumps off; key memory excluded from dumps' "$work/log" || fail "no P3-I0008 line"
+  grep -Eq '^Max core file size +0 +0 ' "/proc/$pid/limits" ||
+    fail "core dumps not off: $(grep -i core "/proc/$pid/limits")"
 
   # Telemetry: counters are served (the WAN is net_null, which delivers nothing: rx stays 0).
   if [ -S "/var/run/dpdk/$prefix/dpdk_telemetry.v2" ]; then

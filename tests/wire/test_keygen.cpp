@@ -18,17 +18,25 @@ using p3::keys::KeyGenerator;
 
 namespace {
 
-// Injected instructions: counters observe which one ran; the "broken" ones always fail.
+// Injected instructions: counters observe which one ran; the "broken" ones always fail. The
+// good ones give well-mixed words (splitmix64 of a counter), as a working generator does,
+// so they pass the health tests.
 unsigned g_seed_calls = 0, g_rand_calls = 0;
 std::uint64_t g_counter = 0;
+std::uint64_t mix(std::uint64_t x) noexcept {
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
 bool fake_rdseed_ok(std::uint64_t* out) noexcept {
     ++g_seed_calls;
-    *out = 0x5eed000000000000ull | ++g_counter;
+    *out = mix(++g_counter);
     return true;
 }
 bool fake_rdrand_ok(std::uint64_t* out) noexcept {
     ++g_rand_calls;
-    *out = 0x7a4d000000000000ull | ++g_counter;
+    *out = mix(++g_counter);
     return true;
 }
 bool fake_fail(std::uint64_t* out) noexcept {
@@ -44,7 +52,7 @@ bool fake_rdrand_fail(std::uint64_t* out) noexcept {
 // RDSEED that runs dry every other step (as under load): retried, never falls back.
 bool fake_rdseed_flaky(std::uint64_t* out) noexcept {
     ++g_seed_calls;
-    *out = ++g_counter;
+    *out = mix(++g_counter);
     return g_seed_calls % 2 == 0;
 }
 void reset_fakes() { g_seed_calls = g_rand_calls = 0; g_counter = 0; }
@@ -129,9 +137,8 @@ TEST_CASE("keygen: hardware path on this CPU uses RDSEED when CPUID says so") {
         CHECK(g.hw_use().rdseed_words == 0);
         CHECK(g.hw_use().rdrand_words > 0);
     }
-    // Words used = ceil(len / 8) per key.
-    const std::uint64_t words = 4 * (2 + 4 + 3 + 5 + 1 + 1);
-    CHECK(g.hw_use().rdseed_words + g.hw_use().rdrand_words == words);
+    // kSeedWords hardware words per key: the entropy input of one DRBG reseed.
+    CHECK(g.hw_use().rdseed_words + g.hw_use().rdrand_words == 6 * 4 * p3::keys::kSeedWords);
 }
 
 TEST_CASE("keygen: injected CPUs choose the right instruction") {
@@ -145,12 +152,13 @@ TEST_CASE("keygen: injected CPUs choose the right instruction") {
         std::uint64_t seed_failures;
     };
     const unsigned R = p3::keys::kRdseedRetries;
+    const unsigned W = p3::keys::kSeedWords;   // words per key, whatever its length
     const Case cases[] = {
-        {"rdseed and rdrand", {true, true, fake_rdseed_ok, fake_rdrand_ok}, true, "RDSEED", true, 4, 0, 0},
-        {"rdrand only", {false, true, nullptr, fake_rdrand_ok}, true, "RDRAND", true, 0, 4, 0},
-        {"rdseed only", {true, false, fake_rdseed_ok, nullptr}, true, "RDSEED", true, 4, 0, 0},
-        {"rdseed dry, rdrand fallback", {true, true, fake_fail, fake_rdrand_ok}, true, "RDSEED", true, 0, 4, 4ull * R},
-        {"flaky rdseed retried", {true, true, fake_rdseed_flaky, fake_rdrand_ok}, true, "RDSEED", true, 4, 0, 4},
+        {"rdseed and rdrand", {true, true, fake_rdseed_ok, fake_rdrand_ok}, true, "RDSEED", true, W, 0, 0},
+        {"rdrand only", {false, true, nullptr, fake_rdrand_ok}, true, "RDRAND", true, 0, W, 0},
+        {"rdseed only", {true, false, fake_rdseed_ok, nullptr}, true, "RDSEED", true, W, 0, 0},
+        {"rdseed dry, rdrand fallback", {true, true, fake_fail, fake_rdrand_ok}, true, "RDSEED", true, 0, W, W * R},
+        {"flaky rdseed retried", {true, true, fake_rdseed_flaky, fake_rdrand_ok}, true, "RDSEED", true, W, 0, W},
         {"rdseed only, dry", {true, false, fake_fail, nullptr}, true, "RDSEED", false, 0, 0, R},
         {"both broken", {true, true, fake_fail, fake_rdrand_fail}, true, "RDSEED", false, 0, 0, R},
         {"neither (CPUID says no)", {false, false, fake_rdseed_ok, fake_rdrand_ok}, false, "none", false, 0, 0, 0},
@@ -163,7 +171,7 @@ TEST_CASE("keygen: injected CPUs choose the right instruction") {
         CHECK(static_cast<bool>(g.unusable()) == !c.usable);
         CHECK(std::string(g.source_name()) == c.source);
         Reason why = Reason::INTERNAL;
-        auto k = g.generate(32, &why);   // 4 words
+        auto k = g.generate(32, &why);
         CHECK((k.size() == 32) == c.ok);
         if (!c.ok) {
             CHECK(k.empty());
@@ -179,16 +187,96 @@ TEST_CASE("keygen: injected CPUs choose the right instruction") {
     }
 }
 
-TEST_CASE("keygen: hardware bytes are the instruction's words, in order") {
+TEST_CASE("keygen: hardware words are conditioned by the DRBG, never the key bytes themselves") {
     reset_fakes();
     KeyGenerator g(KeyGeneration::hardware, CpuRng{true, false, fake_rdseed_ok, nullptr});
-    auto k = g.generate(12);
-    REQUIRE(k.size() == 12);
-    std::uint64_t w1, w2 = 0;
-    std::memcpy(&w1, k.data(), 8);
-    std::memcpy(&w2, k.data() + 8, 4);
-    CHECK(w1 == (0x5eed000000000000ull | 1));
-    CHECK(w2 == ((0x5eed000000000000ull | 2) & 0xffffffffull));   // little-endian tail of word 2
+    auto k = g.generate(64);
+    REQUIRE(k.size() == 64);
+    // Every word the source gave, as the raw bytes a key would have held.
+    std::vector<std::uint64_t> words;
+    for (std::uint64_t i = 1; i <= g_counter; ++i) words.push_back(mix(i));
+    REQUIRE(words.size() == p3::keys::kSeedWords);
+    for (std::size_t off = 0; off + 4 <= k.size(); ++off) {
+        for (std::uint64_t w : words) {
+            INFO("key offset " << off);
+            REQUIRE(std::memcmp(k.data() + off, &w, 4) != 0);   // not even half a word shows
+        }
+    }
+    // Two generators fed the very same words still give different keys: the DRBG adds
+    // OpenSSL's own seed source at every reseed.
+    reset_fakes();
+    KeyGenerator g2(KeyGeneration::hardware, CpuRng{true, false, fake_rdseed_ok, nullptr});
+    auto k2 = g2.generate(64);
+    REQUIRE(k2.size() == 64);
+    CHECK_FALSE(k2.equals(k.span()));
+}
+
+TEST_CASE("keygen: a stuck hardware source is refused, logged, and stays refused") {
+    struct Stuck {
+        static bool step(std::uint64_t* out) noexcept {
+            ++g_seed_calls;
+            *out = 0x0123456789abcdefull;   // the same word every time
+            return true;
+        }
+    };
+    std::vector<std::string> lines;
+    p3::log::Options o;
+    o.to_stderr = false;
+    p3::log::init(o);
+    p3::log::set_sink([](p3::log::Level, Reason, std::string_view line, void* ctx) {
+        static_cast<std::vector<std::string>*>(ctx)->emplace_back(line);
+    }, &lines);
+    reset_fakes();
+    KeyGenerator g(KeyGeneration::hardware, CpuRng{true, false, Stuck::step, nullptr});
+    Reason why = Reason::INTERNAL;
+    auto k = g.generate(32, &why);
+    CHECK(k.empty());
+    CHECK(why == Reason::KEYGEN_HEALTH_FAILED);
+    CHECK(g.failed());
+    // A second call fails closed without asking the CPU again, and without a second line.
+    const unsigned calls = g_seed_calls;
+    CHECK(g.generate(32, &why).empty());
+    CHECK(why == Reason::KEYGEN_HEALTH_FAILED);
+    CHECK(g_seed_calls == calls);
+    // At start-up the same source stops p3d.
+    KeyGenerator g3(KeyGeneration::hardware, CpuRng{true, false, Stuck::step, nullptr});
+    CHECK_FALSE(g3.announce());
+    p3::log::set_sink(nullptr, nullptr);
+    p3::log::init(p3::log::Options{});
+    REQUIRE(lines.size() == 2);
+    for (const auto& l : lines) CHECK(l.find("P3-E0813") != std::string::npos);
+    CHECK(p3::reason_code(Reason::KEYGEN_HEALTH_FAILED) == "P3-E0813");
+    CHECK(p3::reason_code(Reason::KEYGEN_DRBG_FAILED) == "P3-E0814");
+}
+
+TEST_CASE("keygen: health tests, one by one (SP 800-90B repetition count and adaptive proportion)") {
+    using p3::keys::HealthTest;
+    {   // good words pass, for a long while
+        HealthTest h;
+        for (std::uint64_t i = 1; i < 100000; ++i) REQUIRE(h.feed(mix(i)));
+    }
+    {   // repetition count: one word repeated at once fails
+        HealthTest h;
+        CHECK(h.feed(mix(1)));
+        CHECK(h.feed(mix(2)));
+        CHECK_FALSE(h.feed(mix(2)));
+    }
+    {   // adaptive proportion: distinct words whose bytes are mostly one value fail within a window
+        HealthTest h;
+        bool failed = false;
+        for (std::uint64_t i = 1; i <= 64 && !failed; ++i) failed = !h.feed((i << 56) | 0x0042424242424242ull);
+        CHECK(failed);
+    }
+    {   // a biased but not stuck source (one byte value a fifth of the time) still passes
+        HealthTest h;
+        bool ok = true;
+        for (std::uint64_t i = 1; i < 20000 && ok; ++i) {
+            std::uint64_t w = mix(i);
+            if (i % 5 == 0) w = (w & ~0xffull) | 0x42;
+            ok = h.feed(w);
+        }
+        CHECK(ok);
+    }
 }
 
 TEST_CASE("keygen: failure wipes what was filled") {
@@ -197,7 +285,7 @@ TEST_CASE("keygen: failure wipes what was filled") {
     struct Once {
         static bool step(std::uint64_t* out) noexcept {
             ++g_seed_calls;
-            *out = 0xffffffffffffffffull;
+            *out = mix(g_seed_calls);
             return g_seed_calls <= 2;
         }
     };

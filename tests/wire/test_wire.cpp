@@ -685,6 +685,60 @@ TEST_CASE("chained mbufs: encapsulated and opened across segments", "[wire]") {
             }
 }
 
+// A chain cut inside the inner IPv4 header (options: IHL 7) with an outer CE over an inner
+// ECT(0): the ECN rewrite recomputes the inner checksum over the whole header, which does not
+// sit in the first segment. It used to sum bytes past the segment's end (whatever the buffer
+// held there) and forward the packet with that checksum; now the packet is refused as
+// bad_inner (authenticated: the replay window still moves). Found by fuzz_decap_chain.
+TEST_CASE("chained mbufs: an inner header split across segments is refused, never summed past the segment", "[wire]") {
+    const Session s(16, 4);
+    Bytes in = inner_packet(false, 120, 0x02);   // ECT(0)
+    in.insert(in.begin() + 20, 8, 0x01);           // eight NOP options
+    in.resize(120);
+    in[0] = 0x47;
+    in[10] = in[11] = 0;
+    const std::uint16_t c = csum(in.data(), 28);
+    in[10] = static_cast<std::uint8_t>(c >> 8);
+    in[11] = static_cast<std::uint8_t>(c);
+    TxView v;
+    REQUIRE(v.init(kBaseId, s.lane_keys[0].get(), spec_of({false, false}), SizeHiding::off));
+    std::uint64_t seq = 0;
+    TxRef ref{&v, &seq};
+    rte_mbuf* m = p3test::make_mbuf(frame_of(in));
+    WireStatus st;
+    REQUIRE(encap_burst(engine(), &m, &ref, 1, kEth, &st) == 1);
+    Bytes f = p3test::mbuf_bytes(m);
+    rte_pktmbuf_free(m);
+    std::uint8_t* o = f.data() + kEth;
+    o[1] = static_cast<std::uint8_t>((o[1] & 0xfc) | 3);   // a router set CE
+    o[10] = o[11] = 0;
+    const std::uint16_t oc = csum(o, 20);
+    o[10] = static_cast<std::uint8_t>(oc >> 8);
+    o[11] = static_cast<std::uint8_t>(oc);
+    // Flat, it opens, CE is set, the checksum is right.
+    rte_mbuf* flat = p3test::make_mbuf(f);
+    REQUIRE(decap_one(flat, s.lane_keys[0].get(), SizeHiding::off).status == WireStatus::ok);
+    const Bytes out = p3test::mbuf_bytes(flat);
+    CHECK((out[kEth + 1] & 3) == 3);
+    CHECK(csum(out.data() + kEth, 28) == 0);
+    rte_pktmbuf_free(flat);
+    // Cut after 20 of the 28 header bytes (first segment: link, outer, P3 header, 20 bytes).
+    for (std::size_t first : {kEth + 20 + 16 + 20, kEth + 20 + 16 + 27}) {
+        CAPTURE(first);
+        rte_mbuf* chain = p3test::make_mbuf(f, first);
+        REQUIRE(chain->nb_segs > 1);
+        const DecapResult r = decap_one(chain, s.lane_keys[0].get(), SizeHiding::off);
+        CHECK(r.status == WireStatus::bad_inner);
+        CHECK(authenticated(r.status));
+        rte_pktmbuf_free(chain);
+    }
+    // With the whole header in the first segment, the chain gives what the flat packet gave.
+    rte_mbuf* chain = p3test::make_mbuf(f, kEth + 20 + 16 + 28);
+    REQUIRE(decap_one(chain, s.lane_keys[0].get(), SizeHiding::off).status == WireStatus::ok);
+    CHECK(p3test::mbuf_bytes(chain) == out);
+    rte_pktmbuf_free(chain);
+}
+
 TEST_CASE("outbound refusals leave the packet as it was", "[wire]") {
     const Session s(16, 6);
     TxView v;
