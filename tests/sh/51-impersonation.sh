@@ -16,33 +16,11 @@
 # identity comes up as remote 8 (its key is good: the refusal was the binding, not the key).
 #
 # Needs root and network namespaces with veth and bridge (exit 77 otherwise).
-set -u
-BUILD=${BUILD:-build}
-p3d=$BUILD/dataplane/p3d
-p3ctl=$BUILD/control/p3ctl
-[ -x "$p3d" ] && [ -x "$p3ctl" ] || { echo "FAIL: p3d or p3ctl not built"; exit 1; }
-[ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root (network namespaces)"; exit 77; }
-for t in ip nsenter ethtool ping; do
-  command -v $t >/dev/null || { echo "SKIP: $t not installed"; exit 77; }
-done
-
-tag=p3t51-$$
+. "$(dirname "$0")/lib/netns-pair.sh" p3ctl
 ns_h=$tag-h ns_p=$tag-p ns_sw=$tag-sw ns_a=$tag-a ns_ha=$tag-ha ns_b=$tag-b
 all_ns="$ns_h $ns_p $ns_sw $ns_a $ns_ha $ns_b"
-work=$(mktemp -d /tmp/p3t51.XXXXXX)
-pid_p= pid_a= pid_b=
-cleanup() {
-  for p in $pid_p $pid_a $pid_b; do kill -KILL "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
-  for ns in $all_ns; do ip netns del "$ns" 2>/dev/null; done
-  rm -rf "/var/run/dpdk/$tag-p" "/var/run/dpdk/$tag-a" "/var/run/dpdk/$tag-b" "$work"
-}
-trap cleanup EXIT
-fail() {
-  echo "FAIL: $*"
-  for n in p a b; do echo "---- p3d $n log (last 30 lines)"; tail -n 30 "$work/$n.log" 2>/dev/null; done
-  exit 1
-}
-in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
+p3d_names="p a b"
+dp_tuning="idle_backoff_us = 100; mbufs = 2047;"
 
 # Topology.
 ip netns add "$ns_h" 2>/dev/null || { echo "SKIP: cannot create network namespaces"; exit 77; }
@@ -70,52 +48,22 @@ in_ns "$ns_h" ip addr add 10.1.0.2/24 dev hP && in_ns "$ns_h" ip route add defau
   fail "host addresses"
 
 # Each secondary its own key (owner-only, 16+ bytes); the primary holds both, one per remote.
-for k in a b; do
-  printf 'key of %s: %s\n' "$k" "$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')" >"$work/$k.psk"
-  chmod 600 "$work/$k.psk"
-done
-dp() {  # wan-address lan-address
-  echo "dataplane = { wan = { port = 0; address = \"$1/24\"; }; lan = { port = 1; address = \"$2/24\"; };
-  idle_backoff_us = 100; mbufs = 2047; };"
-}
-cat >"$work/p.conf" <<CONF
-role = "primary";
-local = { ip = 4; address = "192.0.2.1"; identity = "primary.p3.test"; heartbeat_time = 1; heartbeat_fail = 5; };
-$(dp 192.0.2.1 10.1.0.1)
-remotes = (
-  { id = 7; ip = 4; address = "192.0.2.2"; identity = "a.p3.test"; psk_file = "$work/a.psk"; subnets = [ "10.2.0.0/24" ]; },
-  { id = 8; ip = 4; address = "192.0.2.3"; identity = "b.p3.test"; psk_file = "$work/b.psk"; subnets = [ "10.3.0.0/24" ]; },
-  { id = 9; ip = 4; address = "192.0.2.4"; identity = "c.p3.test"; psk_file = "$work/c.psk"; subnets = [ "10.4.0.0/24" ]; }
-);
-CONF
-secondary() {  # address lan identity key
-  cat <<CONF
-role = "secondary";
-local = { ip = 4; address = "$1"; identity = "$3"; };
-$(dp "$1" "$2")
-remotes = ( { id = 1; ip = 4; address = "192.0.2.1"; identity = "primary.p3.test"; psk_file = "$work/$4.psk";
-              subnets = [ "10.1.0.0/24" ]; } );
-CONF
-}
-secondary 192.0.2.2 10.2.0.1 a.p3.test a >"$work/a.conf"
-secondary 192.0.2.3 10.3.0.1 a.p3.test b >"$work/impostor.conf"   # B's key, A's identity
-secondary 192.0.2.3 10.3.0.1 b.p3.test b >"$work/b.conf"
+psk a.psk; psk b.psk
+primary_conf "heartbeat_time = 1; heartbeat_fail = 5;" \
+  "$(remote 7 192.0.2.2 a.p3.test a.psk 10.2.0.0/24)" \
+  "$(remote 8 192.0.2.3 b.p3.test b.psk 10.3.0.0/24)" \
+  "$(remote 9 192.0.2.4 c.p3.test c.psk 10.4.0.0/24)" >"$work/p.conf"
+secondary_conf 192.0.2.2 10.2.0.1 a.p3.test a.psk >"$work/a.conf"
+secondary_conf 192.0.2.3 10.3.0.1 a.p3.test b.psk >"$work/impostor.conf"   # B's key, A's identity
+secondary_conf 192.0.2.3 10.3.0.1 b.p3.test b.psk >"$work/b.conf"
 for c in p a impostor b; do
   "$p3ctl" config check "$work/$c.conf" >/dev/null 2>"$work/check.err" || { cat "$work/check.err"; fail "config $c refused"; }
 done
 
-start() {  # name ns cpu wan lan conf
-  nsenter --net="/run/netns/$2" -- "$p3d" --no-huge -m 512 --no-pci --file-prefix "$tag-$1" --lcores "0@$3" \
-    --vdev "net_af_packet0,iface=$4" --vdev "net_af_packet1,iface=$5" \
-    -- -c "$work/$6.conf" -f >>"$work/$1.log" 2>&1 &
-}
-. "$(dirname "$0")/lib/wait.sh"
-wait_for() { wait_log "$work/$1.log" "$2" "$3" "$4" "p3d $1: $5"; }  # name pid pattern seconds what
-cpu2=$(($(nproc) > 1 ? 1 : 0))
 session() { "$p3ctl" stats --prefix "$tag-p" session "$1"; }
 pings() {  # count -> answered
   in_ns "$ns_h" ping -c "$1" -i 0.2 -W 2 10.2.0.2 >"$work/ping.txt" 2>&1
-  grep -oE '[0-9]+ received' "$work/ping.txt" | grep -oE '^[0-9]+' || echo 0
+  ping_replies "$work/ping.txt"
 }
 
 start p "$ns_p" 0 pWan pLan p; pid_p=$!

@@ -13,34 +13,11 @@
 #                                                           sF ---veth--- fX (flood sender, AF_PACKET)
 #
 # Needs root, network namespaces with veth and bridges, and /usr/bin/python3 (exit 77 otherwise).
-set -u
-BUILD=${BUILD:-build}
-p3d=$BUILD/dataplane/p3d
-here=$(cd "$(dirname "$0")" && pwd)
-[ -x "$p3d" ] || { echo "FAIL: $p3d not built"; exit 1; }
-[ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root (network namespaces)"; exit 77; }
-for t in ip nsenter ethtool ping /usr/bin/python3; do
-  command -v $t >/dev/null || { echo "SKIP: $t not installed"; exit 77; }
-done
-
-tag=p3t52-$$
+. "$(dirname "$0")/lib/netns-pair.sh" /usr/bin/python3
 ns_ha=$tag-ha ns_a=$tag-a ns_sw=$tag-sw ns_b=$tag-b ns_hb=$tag-hb
-work=$(mktemp -d /tmp/p3t52.XXXXXX)
-pid_a= pid_b= pid_ping=
-cleanup() {
-  for p in $pid_ping $pid_a $pid_b; do kill -KILL "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
-  for ns in $ns_ha $ns_a $ns_sw $ns_b $ns_hb; do ip netns del "$ns" 2>/dev/null; done
-  rm -rf "/var/run/dpdk/$tag-a" "/var/run/dpdk/$tag-b" "$work"
-}
-trap cleanup EXIT
-fail() {
-  echo "FAIL: $*"
-  for n in a b; do echo "---- p3d $n log (last 30 lines)"; tail -n 30 "$work/$n.log" 2>/dev/null; done
-  exit 1
-}
-in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
+all_ns="$ns_ha $ns_a $ns_sw $ns_b $ns_hb"
 
-# Topology: as tests/sh/lib's p3_topology, with a bridge between the WANs and a third port.
+# Topology: as scripts/lib/topology.sh's p3_topology, with a bridge between the WANs and a third port.
 ip netns add "$ns_ha" 2>/dev/null || { echo "SKIP: cannot create network namespaces"; exit 77; }
 for ns in $ns_a $ns_sw $ns_b $ns_hb; do ip netns add "$ns" || fail "ip netns add $ns"; done
 ip link add hA netns "$ns_ha" type veth peer name aLan netns "$ns_a" 2>/dev/null || { echo "SKIP: cannot create veth pairs"; exit 77; }
@@ -49,7 +26,7 @@ ip link add bWan netns "$ns_b" type veth peer name sB netns "$ns_sw" || fail "ve
 ip link add fX netns "$ns_sw" type veth peer name sF netns "$ns_sw" || fail "veth fX"
 ip link add bLan netns "$ns_b" type veth peer name hB netns "$ns_hb" || fail "veth bLan"
 in_ns "$ns_sw" ip link add br0 type bridge 2>/dev/null || { echo "SKIP: cannot create a bridge"; exit 77; }
-for ns in $ns_ha $ns_a $ns_sw $ns_b $ns_hb; do
+for ns in $all_ns; do
   in_ns "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
   in_ns "$ns" ip link set lo up
 done
@@ -63,47 +40,10 @@ in_ns "$ns_sw" ip link set br0 up
 in_ns "$ns_ha" ip addr add 10.1.0.2/24 dev hA && in_ns "$ns_ha" ip route add default via 10.1.0.1 &&
   in_ns "$ns_hb" ip addr add 10.2.0.2/24 dev hB && in_ns "$ns_hb" ip route add default via 10.2.0.1 || fail "host addresses"
 
-printf 'p3 flood test key: %s\n' "$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')" >"$work/psk"
-chmod 600 "$work/psk"
-cat >"$work/a.conf" <<CONF
-role = "primary";
-local = { ip = 4; address = "192.0.2.1"; port = 5653; identity = "primary.p3.test";
-          heartbeat_time = 1; heartbeat_fail = 5; };
-dataplane = {
-  wan = { port = 0; address = "192.0.2.1/24"; };
-  lan = { port = 1; address = "10.1.0.1/24"; };
-  idle_backoff_us = 50; mbufs = 4095;
-};
-remotes = ( { id = 7; ip = 4; address = "192.0.2.2"; identity = "secondary.p3.test";
-              psk_file = "$work/psk"; subnets = [ "10.2.0.0/24" ]; } );
-CONF
-cat >"$work/b.conf" <<CONF
-role = "secondary";
-local = { ip = 4; address = "192.0.2.2"; identity = "secondary.p3.test"; };
-dataplane = {
-  wan = { port = 0; address = "192.0.2.2/24"; };
-  lan = { port = 1; address = "10.2.0.1/24"; };
-  idle_backoff_us = 50; mbufs = 4095;
-};
-remotes = ( { id = 1; ip = 4; address = "192.0.2.1"; port = 5653; identity = "primary.p3.test";
-              psk_file = "$work/psk"; subnets = [ "10.1.0.0/24" ]; } );
-CONF
-
-start() {  # name ns cpu wan lan
-  nsenter --net="/run/netns/$2" -- "$p3d" --no-huge -m 512 --no-pci --file-prefix "$tag-$1" --lcores "0@$3" \
-    --vdev "net_af_packet0,iface=$4" --vdev "net_af_packet1,iface=$5" \
-    -- -c "$work/$1.conf" -f >"$work/$1.log" 2>&1 &
-}
-. "$here/lib/wait.sh"
-wait_for() { wait_log "$work/$1.log" "$2" "$3" "$4" "p3d $1: $5"; }
-ncpu=$(nproc)
-start a "$ns_a" 0 aWan aLan; pid_a=$!
-wait_for a "$pid_a" 'P3-I0001' 15 "start"
-start b "$ns_b" $((ncpu > 1 ? 1 : 0)) bWan bLan; pid_b=$!
-wait_for b "$pid_b" 'P3-I0001' 15 "start"
-wait_for a "$pid_a" 'P3-I0501: remote 7 (secondary.p3.test): control channel up' 25 "control channel"
-wait_for b "$pid_b" 'P3-I0501: remote 1 (primary.p3.test): control channel up' 5 "control channel"
-in_ns "$ns_ha" ping -c 3 -i 0.2 -W 1 10.2.0.2 >/dev/null 2>&1
+pair_conf "heartbeat_time = 1; heartbeat_fail = 5;"
+pair_start
+pair_wait_up 25
+pair_neighbours
 
 rss() { awk '/^VmRSS/ {print $2}' "/proc/$pid_a/status"; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$pid_a/stat"; }
@@ -139,7 +79,7 @@ cpu=$(awk -v a="$cpu0" -v b="$cpu1" -v t0="$t0" -v t1="$t1" -v hz="$(getconf CLK
   'BEGIN { printf "%d", 100 * (b - a) / hz / (t1 - t0) }')
 flood_lines=$(tail -n +"$((lines0 + 1))" "$work/a.log" | grep -c 'P3-.04[0-9][0-9]')
 suppressed=$(tail -n +"$((lines0 + 1))" "$work/a.log" | grep -c 'similar line(s) suppressed')
-received=$(grep -oE '[0-9]+ received' "$work/ping.txt" | grep -oE '^[0-9]+' || echo 0)
+received=$(ping_replies "$work/ping.txt")
 echo "flood: $sent datagrams in $secs s ($rate/s) from ~$sent sources; primary CPU ${cpu}% (all lcores and threads; ${idle_cpu}% at rest)"
 echo "primary RSS: $rss0 kB before, $rss1 kB after ($(( (rss1 - rss0) )) kB); setup log lines during the flood: $flood_lines ($suppressed summaries)"
 echo "pings through the tunnel during the flood: $received/50"
@@ -154,15 +94,10 @@ kill -0 "$pid_a" 2>/dev/null || fail "p3d a died"
 
 # After the flood: the session is the same one and traffic flows.
 in_ns "$ns_ha" ping -c 10 -i 0.2 -W 2 10.2.0.2 >"$work/ping2.txt" 2>&1
-received2=$(grep -oE '[0-9]+ received' "$work/ping2.txt" | grep -oE '^[0-9]+' || echo 0)
+received2=$(ping_replies "$work/ping2.txt")
 [ "$received2" -eq 10 ] || { cat "$work/ping2.txt"; fail "after the flood $received2 of 10 pings answered"; }
 [ "$(grep -c 'P3-I0401' "$work/a.log")" -eq 1 ] || fail "the primary set a session up more than once"
 
-for n in a b; do
-  p=$([ $n = a ] && echo "$pid_a" || echo "$pid_b")
-  kill -TERM "$p"; wait "$p"; rc=$?
-  [ $n = a ] && pid_a= || pid_b=
-  [ "$rc" -eq 0 ] || fail "p3d $n exit status $rc after SIGTERM"
-done
+pair_stop
 echo "PASS: session up through a $rate/s setup flood; $received/50 pings during, 10/10 after; RSS +$((rss1 - rss0)) kB; $flood_lines log lines"
 exit 0

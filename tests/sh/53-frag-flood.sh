@@ -12,87 +12,18 @@
 #                                       +-- flood: raw frames sent on bWan (secondary ns)
 #
 # Needs root and network namespaces with veth (exit 77 otherwise).
-set -u
-BUILD=${BUILD:-build}
-p3d=$BUILD/dataplane/p3d
-p3ctl=$BUILD/control/p3ctl
-[ -x "$p3d" ] && [ -x "$p3ctl" ] || { echo "FAIL: $p3d or $p3ctl not built"; exit 1; }
-[ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root (network namespaces)"; exit 77; }
-for t in ip nsenter ethtool ping python3; do
-  command -v $t >/dev/null || { echo "SKIP: $t not installed"; exit 77; }
-done
+. "$(dirname "$0")/lib/netns-pair.sh" p3ctl python3
+pair_topology
 
-tag=p3t53-$$
-ns_ha=$tag-ha ns_a=$tag-a ns_b=$tag-b ns_hb=$tag-hb
-work=$(mktemp -d /tmp/p3t53.XXXXXX)
-pid_a= pid_b= pid_flood= pid_ping=
-cleanup() {
-  for p in $pid_flood $pid_ping $pid_a $pid_b; do kill -KILL "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
-  for ns in $ns_ha $ns_a $ns_b $ns_hb; do ip netns del "$ns" 2>/dev/null; done
-  rm -rf "/var/run/dpdk/$tag-a" "/var/run/dpdk/$tag-b" "$work"
-}
-trap cleanup EXIT
-fail() {
-  echo "FAIL: $*"
-  for n in a b; do echo "---- p3d $n log (last 30 lines)"; tail -n 30 "$work/$n.log" 2>/dev/null; done
-  exit 1
-}
-in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
-
-. "$(dirname "$0")/../../scripts/lib/topology.sh"
-p3_topology "$ns_ha" "$ns_a" "$ns_b" "$ns_hb"
-case $? in
-  0) ;;
-  2) echo "SKIP: cannot create network namespaces"; exit 77 ;;
-  3) echo "SKIP: cannot create veth pairs"; exit 77 ;;
-  *) fail "network namespaces and veth pairs (scripts/lib/topology.sh)" ;;
-esac
-
-printf 'p3 test key: %s\n' "$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')" >"$work/psk"
-chmod 600 "$work/psk"
 # Short heartbeats: a control thread starved for 5 s loses the session.
-cat >"$work/a.conf" <<CONF
-role = "primary";
-local = { ip = 4; address = "192.0.2.1"; port = 5653; identity = "primary.p3.test";
-          heartbeat_time = 1; heartbeat_fail = 5; };
-dataplane = {
-  wan = { port = 0; address = "192.0.2.1/24"; };
-  lan = { port = 1; address = "10.1.0.1/24"; };
-  idle_backoff_us = 50; mbufs = 4095;
-};
-remotes = ( { id = 7; ip = 4; address = "192.0.2.2"; identity = "secondary.p3.test";
-              psk_file = "$work/psk"; subnets = [ "10.2.0.0/24" ]; } );
-CONF
-cat >"$work/b.conf" <<CONF
-role = "secondary";
-local = { ip = 4; address = "192.0.2.2"; identity = "secondary.p3.test"; };
-dataplane = {
-  wan = { port = 0; address = "192.0.2.2/24"; };
-  lan = { port = 1; address = "10.2.0.1/24"; };
-  idle_backoff_us = 50; mbufs = 4095;
-};
-remotes = ( { id = 1; ip = 4; address = "192.0.2.1"; port = 5653; identity = "primary.p3.test";
-              psk_file = "$work/psk"; subnets = [ "10.1.0.0/24" ]; } );
-CONF
+pair_conf "heartbeat_time = 1; heartbeat_fail = 5;"
 
 # The primary's WAN is a net_pcap port on aWan: net_af_packet asks the kernel to reassemble
 # fragments before the socket sees them (PACKET_FANOUT_FLAG_DEFRAG), so p3d's own reassembly
 # would never see the flood.
-start() {  # name ns cpu wan-vdev lan
-  nsenter --net="/run/netns/$2" -- "$p3d" --no-huge -m 512 --no-pci --file-prefix "$tag-$1" --lcores "0@$3" \
-    --vdev "$4" --vdev "net_af_packet1,iface=$5" \
-    -- -c "$work/$1.conf" -f >"$work/$1.log" 2>&1 &
-}
-. "$(dirname "$0")/lib/wait.sh"
-wait_for() { wait_log "$work/$1.log" "$2" "$3" "$4" "p3d $1: $5"; }
-ncpu=$(nproc)
-start a "$ns_a" 0 net_pcap0,iface=aWan aLan; pid_a=$!
-wait_for a "$pid_a" 'P3-I0001' 15 "start"
-start b "$ns_b" $((ncpu > 1 ? 1 : 0)) net_af_packet0,iface=bWan bLan; pid_b=$!
-wait_for b "$pid_b" 'P3-I0001' 15 "start"
-wait_for a "$pid_a" 'P3-I0501: remote 7 (secondary.p3.test): control channel up as primary' 25 "control channel"
-wait_for b "$pid_b" 'P3-I0501: remote 1 (primary.p3.test): control channel up as secondary' 5 "control channel"
-in_ns "$ns_ha" ping -c 3 -i 0.2 -W 1 10.2.0.2 >/dev/null 2>&1
+pair_start net_pcap0,iface=aWan
+pair_wait_up 25
+pair_neighbours
 in_ns "$ns_ha" ping -c 5 -i 0.2 -W 1 10.2.0.2 >"$work/ping0.txt" 2>&1 || { cat "$work/ping0.txt"; fail "no ping before the flood"; }
 
 stat() { "$p3ctl" stats --prefix "$tag-a" "$@"; }
@@ -151,9 +82,9 @@ pid_ping=$!
 flood 8 flood2.txt || { cat "$work/flood2.txt"; fail "flood sender"; }
 wait "$pid_ping"; pid_ping=
 rss1=$(rss)
-received=$(grep -oE '[0-9]+ received' "$work/ping1.txt" | grep -oE '^[0-9]+' || echo 0)
+received=$(ping_replies "$work/ping1.txt")
 in_ns "$ns_ha" ping -c 5 -i 0.2 -W 1 10.2.0.2 >"$work/ping2.txt" 2>&1
-after=$(grep -oE '[0-9]+ received' "$work/ping2.txt" | grep -oE '^[0-9]+' || echo 0)
+after=$(ping_replies "$work/ping2.txt")
 echo "flood: $(cat "$work/flood2.txt")"
 
 share=$(counter drops reasm_share) source=$(counter drops reasm_source) reasm=$(counter drops reassembly)
@@ -177,9 +108,6 @@ grep -q 'P3-W0317' "$work/a.log" || fail "no P3-W0317 line for the reassembly sh
 lines=$(grep -c 'P3-W0317' "$work/a.log")
 [ "$lines" -le 14 ] || fail "$lines P3-W0317 lines in about 11 s of flood (at most one a second)"
 
-for p in $pid_a $pid_b; do kill -TERM "$p"; done
-wait "$pid_a"; rc_a=$?; pid_a=
-wait "$pid_b"; rc_b=$?; pid_b=
-[ "$rc_a" -eq 0 ] && [ "$rc_b" -eq 0 ] || fail "exit status $rc_a / $rc_b after SIGTERM"
+pair_stop
 echo "PASS: session up and $received/32 pings through a flood of $(cut -d' ' -f1 "$work/flood2.txt") fragments and setup datagrams; memory flat"
 exit 0
