@@ -67,7 +67,7 @@ struct World {
         const char* k = "fuzz setup key 0123456789";
         opts.half_open_max = 256;  // small, so the fuzzer can reach the limits
         engine = std::make_unique<SetupEngine>(
-            c, *Credentials::from_psk(ByteView(reinterpret_cast<const std::uint8_t*>(k), std::strlen(k))), opts, clock,
+            c, *Credentials::from_psk(7, ByteView(reinterpret_cast<const std::uint8_t*>(k), std::strlen(k))), opts, clock,
             rnd, wire, sink);
     }
 };
