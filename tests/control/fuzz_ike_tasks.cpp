@@ -21,21 +21,14 @@
 #include "common/log.hpp"
 #include "control/setup/ike_tasks.hpp"
 #include "control/setup/setup_engine.hpp"
+#include "fuzz_setup_sink.hpp"
 
 using namespace p3;
 using namespace p3::setup;
 
 namespace {
 
-class Sink final : public SessionSink {
-public:
-    std::optional<std::uint32_t> reserve_rx_id(std::uint32_t, std::uint32_t) override { return next_++; }
-    void release_rx_id(std::uint32_t) override {}
-    bool install(EstablishedSession&&) override { return true; }
-
-private:
-    std::uint32_t next_ = 0x1000;
-};
+using fuzz::Sink;
 
 class Last final : public Transport {
 public:

@@ -11,21 +11,14 @@
 #include "common/log.hpp"
 #include "control/setup/setup_engine.hpp"
 #include "control/setup/setup_frame.hpp"
+#include "fuzz_setup_sink.hpp"
 
 using namespace p3;
 using namespace p3::setup;
 
 namespace {
 
-class Sink final : public SessionSink {
-public:
-    std::optional<std::uint32_t> reserve_rx_id(std::uint32_t, std::uint32_t) override { return next_++; }
-    void release_rx_id(std::uint32_t) override {}
-    bool install(EstablishedSession&&) override { return true; }
-
-private:
-    std::uint32_t next_ = 0x1000;
-};
+using fuzz::Sink;
 
 // What p3d's SetupControlPlane does with an answer: an IP packet; here it must read back.
 class Wire final : public Transport {
