@@ -44,6 +44,10 @@ else
   echo "setup: all Debian packages present"
 fi
 
+# The static-key examples hold keys: p3d and `p3ctl config check` refuse them unless they are
+# owner-only (P3-E0122), and git keeps no mode but the executable bit.
+chmod 600 "$root"/config/static-*.conf 2>/dev/null || true
+
 if [ ! -f "$build/build.ninja" ]; then
   meson setup "$build" "$root"
 fi
