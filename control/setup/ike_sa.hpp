@@ -56,6 +56,7 @@ struct LocalConfig {
     Endpoint endpoint;
     IdPayload id;
     std::optional<Prefix> lan;       // our protected subnet (dataplane.lan.address)
+    std::vector<Prefix> subnets;     // further protected networks behind a LAN gateway (local.subnets)
     config::SessionParams defaults;
 };
 

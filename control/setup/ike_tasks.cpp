@@ -459,7 +459,10 @@ public:
 
     TaskResult build_r(IkeSa& sa, Message& m) override {
         PushedConfig c;
+        // Everything this primary protects: its LAN and what lies behind a LAN gateway. The
+        // secondary admits inbound traffic only from these (RFC 4301 §5.2).
         if (ctx_.local.lan) c.primary_subnets.push_back(*ctx_.local.lan);
+        for (const auto& p : ctx_.local.subnets) c.primary_subnets.push_back(p);
         c.secondary_subnets = sa.remote->subnets;
         c.params = sa.remote->params;
         c.params.key_type = sa.child_key;

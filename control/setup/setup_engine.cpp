@@ -49,6 +49,7 @@ SetupEngine::SetupEngine(const config::Config& cfg, Credentials creds, SetupOpti
     local_.endpoint = Endpoint{cfg.local.address, cfg.local.port};
     local_.id = make_id(cfg.local.identity, cfg.local.address);
     local_.lan = lan_prefix(cfg);
+    local_.subnets = cfg.local.subnets;
     local_.defaults = cfg.local.defaults;
     for (const auto& r : cfg.remotes) {
         if (r.static_keys) continue;  // no setup exchange for remotes on static keys

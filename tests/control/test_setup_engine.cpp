@@ -140,6 +140,21 @@ TEST_CASE("setup: PSK exchange, stepped message by message") {
     CHECK(pr.p->exchanges() == 0);
 }
 
+TEST_CASE("the primary pushes every network it protects: its LAN and local.subnets", "[setup][push]") {
+    config::Config pc = primary_config(PairConfig{});
+    pc.local.subnets = {*Prefix::parse("10.1.5.0/24"), *Prefix::parse("fd01:5::/64")};
+    Pair pr(std::move(pc), secondary_config(PairConfig{}), psk("correct horse battery staple"),
+            psk("correct horse battery staple"));
+    REQUIRE(pr.s->connect(1));
+    pr.run();
+    REQUIRE(pr.up());
+    const auto& got = pr.sink_s.sessions[0].config.primary_subnets;
+    REQUIRE(got.size() == 3);
+    CHECK(got[0] == *Prefix::parse("10.1.0.0/24"));
+    CHECK(got[1] == *Prefix::parse("10.1.5.0/24"));
+    CHECK(got[2] == *Prefix::parse("fd01:5::/64"));
+}
+
 TEST_CASE("setup: AES-256 key type gives 32-byte keys; every group and PRF works") {
     struct Case { std::uint16_t group, prf; config::KeyType kt; std::size_t klen; };
     const Case cases[] = {
