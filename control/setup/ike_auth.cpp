@@ -257,8 +257,12 @@ AuthResult check_cert(const Credentials& creds, X509* cert, const IdPayload& pee
     int match = 0;
     switch (peer_id.id_type) {
         // The certificate must name this identity itself: a wildcard ("*.example") would let
-        // one certificate authenticate every remote under it.
-        case idt::fqdn: match = X509_check_host(cert, s.data(), s.size(), X509_CHECK_FLAG_NO_WILDCARDS, nullptr); break;
+        // one certificate authenticate every remote under it. A name with a leading dot
+        // (".example") means "any name under it" to X509_check_host: never a match.
+        case idt::fqdn:
+            match = !s.empty() && s[0] != '.' &&
+                    X509_check_host(cert, s.data(), s.size(), X509_CHECK_FLAG_NO_WILDCARDS, nullptr) == 1;
+            break;
         case idt::rfc822: match = X509_check_email(cert, s.data(), s.size(), 0); break;
         case idt::ipv4:
         case idt::ipv6: match = X509_check_ip(cert, peer_id.data.data(), peer_id.data.size(), 0); break;

@@ -292,6 +292,23 @@ TEST_CASE("setup certs: pre-shared keys load per remote; short, open or linked k
     CHECK(!partial->psk_for(8));
 }
 
+TEST_CASE("setup certs: an identity with a leading dot is not every name under it") {
+    // A DNS name check given ".p3.test" matches any subdomain: B's exact certificate would then
+    // prove a remote configured as ".p3.test".
+    Pki& k = pki();
+    PairConfig pc;
+    pc.secondary_id = ".p3.test";
+    pc.primary_expects = ".p3.test";
+    LogCapture logs;
+    Pair pr(pc, k.load(k.leaf("pri-dot", k.ec_p.k, "DNS:pri.test")), k.load(k.leaf("b-dot", k.ec_s.k, "DNS:b.p3.test")));
+    REQUIRE(pr.s->connect(1));
+    pr.run();
+    CHECK(pr.sink_p.sessions.empty());
+    REQUIRE(pr.sink_p.failures.size() == 1);
+    CHECK(pr.sink_p.failures[0] == std::make_pair(std::uint32_t(0), Reason::SETUP_CERT_INVALID));
+    CHECK(logs.has(Reason::SETUP_CERT_INVALID, "does not match the identity"));
+}
+
 TEST_CASE("setup certs: one remote's certificate never authenticates another remote") {
     Pki& k = pki();
     PairConfig pc;  // remote 7 is a.p3.test
