@@ -18,6 +18,8 @@ bool SetupEngine::cookie_valid(const Endpoint& peer, const Message& msg, ByteVie
     if (!c || c->type != nt::cookie || c->data.size() != limits::cookie_len) return false;
     const std::uint8_t v = c->data[0];
     if (v != cookie_version_ && v != std::uint8_t(cookie_version_ - 1)) return false;
+    // Before the first rotation there is no previous secret: a hash over nothing secret.
+    if (v != cookie_version_ && cookie_secret_prev_.empty()) return false;
     const Bytes want = cookie_for(peer, msg.hdr.spi_i, nonce_i, v);
     return CRYPTO_memcmp(want.data(), c->data.data(), want.size()) == 0;
 }

@@ -159,6 +159,29 @@ TEST_CASE("flood: failed requests and the request rate demand cookies, not only 
     }
 }
 
+TEST_CASE("flood: no cookie is valid under a secret that does not exist yet", "[flood]") {
+    // Until the first rotation there is no previous secret: a cookie of the previous version,
+    // hashed over nothing secret, is one anyone can compute for a spoofed source.
+    SetupOptions op;
+    op.cookie_threshold = 0;  // cookies demanded from the first request
+    Pair pr(PairConfig{}, psk("flood test key k......."), psk("flood test key k......."), op);
+    Message m = init_template(pr.clock);
+    const Endpoint from = spoofed(7);
+    Bytes ip(from.addr.bytes.begin(), from.addr.bytes.begin() + 4), spi;
+    put64(spi, m.hdr.spi_i.v);
+    Bytes cookie{0};  // the engine's first secret is version 1
+    append(cookie, sha256(nonce_of(m).data, ip, spi));
+    Message forged;
+    forged.hdr = m.hdr;
+    forged.add_notify(nt::cookie, cookie);
+    for (const auto& p : m.payloads) forged.payloads.push_back(p);
+    pr.p->on_datagram(from, kPrimary, encode(forged));
+    REQUIRE(pr.to_s.q.size() == 1);
+    CHECK(only_notify(pr.to_s.q.front()) == nt::cookie);
+    CHECK(pr.p->half_open() == 0);
+    CHECK(pr.p->counters().key_pairs == 0);
+}
+
 TEST_CASE("flood: half-open exchanges are capped per source address (IPv4 address, IPv6 /64)", "[flood]") {
     LogCapture logs;
     SetupOptions op;
