@@ -125,6 +125,7 @@ std::optional<Credentials> Credentials::load(const config::Config& cfg, std::str
             case keyfile::Status::absent:
                 P3_LOG_WARN(CFG_KEY_FILE_ABSENT, "remote %u: %s: it cannot be set up until p3d is restarted with it",
                             r.id, why.c_str());
+                c->psks_absent.insert(r.id);  // not a certificate remote either
                 break;
             case keyfile::Status::unreadable:
                 error = "remote " + std::to_string(r.id) + ": " + why;
@@ -203,6 +204,7 @@ SecretBytes psk_mic(const SecretBytes& psk, std::uint16_t prf_alg, ByteView octe
 
 std::optional<AuthPayload> make_auth(const Credentials& creds, std::uint32_t remote_id, std::uint16_t prf_alg,
                                      ByteView octets) {
+    if (creds.psks_absent.count(remote_id)) return std::nullopt;
     if (const SecretBytes* psk = creds.psk_for(remote_id)) {
         const SecretBytes mic = psk_mic(*psk, prf_alg, octets);
         if (mic.empty()) return std::nullopt;
@@ -283,6 +285,7 @@ AuthResult check_cert(const Credentials& creds, X509* cert, const IdPayload& pee
 AuthResult verify_auth(const Credentials& creds, std::uint32_t remote_id, std::uint16_t prf_alg, ByteView octets,
                        const IdPayload& peer_id, const AuthPayload& auth, const CertPayload* cert) {
     if (auth.method != am::shared_key_mic && auth.method != am::digital_signature) return AuthResult::unsupported_method;
+    if (creds.psks_absent.count(remote_id)) return AuthResult::no_credentials;
     const SecretBytes* psk = creds.psk_for(remote_id);
     if (auth.method == am::shared_key_mic) {
         if (!psk) return creds.uses_certificates() ? AuthResult::wrong_method : AuthResult::no_credentials;

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <unordered_map>
+#include <unordered_set>
 #include <memory>
 #include <optional>
 #include <string>
@@ -32,6 +33,7 @@ struct OpenSslFree {
 
 struct Credentials {
     std::unordered_map<std::uint32_t, SecretBytes> psks;       // by remote id: that remote's own key
+    std::unordered_set<std::uint32_t> psks_absent;  // remotes whose psk_file is not there: no credential at all
     std::unique_ptr<X509, OpenSslFree> cert;           // our certificate (sent in CERT)
     std::unique_ptr<EVP_PKEY, OpenSslFree> key;        // its private key
     std::unique_ptr<X509_STORE, OpenSslFree> ca;       // trust anchor for peer certificates

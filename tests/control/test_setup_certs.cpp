@@ -309,6 +309,33 @@ TEST_CASE("setup certs: an identity with a leading dot is not every name under i
     CHECK(logs.has(Reason::SETUP_CERT_INVALID, "does not match the identity"));
 }
 
+TEST_CASE("setup certs: a remote whose key file is missing is not authenticated by a certificate instead") {
+    // The remote is configured with its own pre-shared key; the file is not there yet. It stays
+    // down until it is (P3-W0110), even though this primary also holds certificates.
+    Pki& k = pki();
+    PairConfig pc;
+    config::Config pcfg = primary_config(pc);
+    const config::Local cert = k.leaf("pri-nokey", k.ec_p.k, "DNS:pri.test");
+    pcfg.local.certificate = cert.certificate;
+    pcfg.local.private_key = cert.private_key;
+    pcfg.local.ca = cert.ca;
+    pcfg.remotes[0].psk_file = k.path("remote-7-psk-not-yet-there");
+    LogCapture logs;
+    std::string err;
+    Reason why{};
+    auto cp = Credentials::load(pcfg, err, why);
+    INFO(err);
+    REQUIRE(cp);
+    CHECK(logs.has(Reason::CFG_KEY_FILE_ABSENT, "remote 7"));
+    Pair pr(pcfg, secondary_config(pc), std::move(*cp), k.load(k.leaf("sec-nokey", k.ec_s.k, "DNS:sec.test")));
+    REQUIRE(pr.s->connect(1));
+    pr.run();
+    CHECK(!pr.up());
+    CHECK(pr.sink_p.sessions.empty());
+    REQUIRE(pr.sink_p.failures.size() == 1);
+    CHECK(pr.sink_p.failures[0].first == 0);
+}
+
 TEST_CASE("setup certs: one remote's certificate never authenticates another remote") {
     Pki& k = pki();
     PairConfig pc;  // remote 7 is a.p3.test
