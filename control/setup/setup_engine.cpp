@@ -626,7 +626,11 @@ void SetupEngine::fail(IkeSa& sa, Reason reason, const std::string& why) {
         erase(sa.spi_i);
         return;
     }
-    close_half(sa);
+    // Its half-open slot is free at once; its place in its source's budget stays until the
+    // exchange is erased, so a source that fails on purpose cannot fill the table with
+    // failed exchanges kept for retransmissions (RFC 8019 §4.2). A responder fails only
+    // while half-open.
+    if (sa.state == IkeSa::State::half_open) --half_open_;
     sa.state = IkeSa::State::failed;
     sa.deadline = clock_.now() + opts_.half_open_timeout;  // cached error response, then gone
 }
@@ -636,6 +640,7 @@ void SetupEngine::erase(Spi our) {
     if (it == sas_.end()) return;
     IkeSa& sa = *it->second;
     if (!sa.initiator) {
+        if (sa.state == IkeSa::State::failed) release_source(sa);
         close_half(sa);
         init_index_.erase(std::make_tuple(sa.spi_i.v, sa.init_peer.addr, sa.init_peer.port));
     }

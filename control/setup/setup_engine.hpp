@@ -106,6 +106,7 @@ private:
     void refused() { failures_.add(clock_.now()); }  // a request that failed, toward cookies
     void open_half(IkeSa& sa);
     void close_half(IkeSa& sa);
+    void release_source(const IkeSa& sa);
     static IpAddr source_key(const IpAddr& a);  // IPv4 address, IPv6 /64
 
     bool establish(IkeSa& sa);  // false: failed (an initiator's SA is then gone)
@@ -129,7 +130,7 @@ private:
     // IKE_SA_INIT requests.
     std::map<std::tuple<std::uint64_t, IpAddr, std::uint16_t>, std::uint64_t> init_index_;
     std::size_t half_open_ = 0;
-    std::map<IpAddr, std::uint32_t> half_open_by_source_;  // entries only while > 0: bounded by half_open_
+    std::map<IpAddr, std::uint32_t> half_open_by_source_;  // half-open and failed; entries only while > 0
     RateWindow requests_{limits::rate_window}, failures_{limits::rate_window};
     Framing rx_framing_ = Framing::plain;  // of the datagram being handled (for stateless answers)
 

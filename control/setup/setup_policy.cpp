@@ -41,10 +41,15 @@ void SetupEngine::open_half(IkeSa& sa) {
     ++half_open_by_source_[source_key(sa.init_peer.addr)];
 }
 
-// The responder's SA leaves the half-open state (established, failed or erased).
+// The responder's SA leaves the half-open state (established or erased; a failed one, see
+// SetupEngine::fail, keeps its place in its source's budget until it is erased).
 void SetupEngine::close_half(IkeSa& sa) {
     if (sa.initiator || sa.state != IkeSa::State::half_open) return;
     --half_open_;
+    release_source(sa);
+}
+
+void SetupEngine::release_source(const IkeSa& sa) {
     auto it = half_open_by_source_.find(source_key(sa.init_peer.addr));
     if (it != half_open_by_source_.end() && --it->second == 0) half_open_by_source_.erase(it);
 }

@@ -382,3 +382,44 @@ TEST_CASE("flood: finished exchanges kept for retransmissions count against the 
     pr.tick(limits::half_open_timeout + 1s);
     CHECK(pr.p->exchanges() == 0);
 }
+
+TEST_CASE("flood: exchanges a source made fail count against its budget until they are gone", "[flood]") {
+    // One host with a real address completes IKE_SA_INIT and fails IKE_AUTH, over and over:
+    // each failure frees the half-open slot but the exchange stays 30 s for retransmissions.
+    // Uncapped per source, one host fills the table and every secondary is refused.
+    SetupOptions op;
+    op.cookie_threshold = op.cookie_request_rate = op.cookie_failure_rate = 100000;
+    Pair pr(PairConfig{}, psk("flood test key right..."), psk("flood test key right..."), op);
+    int refused = 0;
+    const int n = int(limits::half_open_per_source) + 20;
+    for (int i = 0; i < n; ++i) {
+        control::SeededRandom rnd(300 + i);
+        Queue q(pr.clock);
+        RecordingSink sink(0x9000);
+        SetupEngine s(secondary_config(PairConfig{}), psk("flood test key wrong..."), SetupOptions{}, pr.clock, rnd, q, sink);
+        REQUIRE(s.connect(1));
+        const Endpoint from = ep("203.0.113.9", std::uint16_t(3000 + i));
+        pr.p->on_datagram(from, kPrimary, q.q.front().data);
+        q.q.clear();
+        if (pr.to_s.q.empty()) {
+            ++refused;
+            continue;
+        }
+        s.on_datagram(kPrimary, pr.s_local, pr.to_s.q.front().data);
+        pr.to_s.q.clear();
+        REQUIRE(q.q.size() == 1);
+        pr.p->on_datagram(from, kPrimary, q.q.front().data);
+        pr.to_s.q.clear();
+    }
+    CHECK(pr.p->half_open() == 0);
+    CHECK(pr.p->exchanges() == limits::half_open_per_source);
+    CHECK(refused == n - int(limits::half_open_per_source));
+    CHECK(pr.p->counters().half_open_source_full == std::uint64_t(refused));
+    // The real secondary, from its own address, still comes up.
+    REQUIRE(pr.s->connect(1));
+    pr.run();
+    CHECK(pr.up());
+    // When the failed exchanges are gone, so is the source's debt.
+    pr.tick(limits::half_open_timeout + 1s);
+    CHECK(pr.p->half_open_sources() == 0);
+}
