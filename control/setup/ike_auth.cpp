@@ -121,7 +121,17 @@ std::optional<Credentials> Credentials::load(const config::Config& cfg, std::str
         SecretBytes key;
         std::string why;
         switch (keyfile::read_psk(r.psk_file, key, why)) {
-            case keyfile::Status::ok: c->psks.insert_or_assign(r.id, std::move(key)); break;
+            case keyfile::Status::ok:
+                // One key for two remotes would let either claim the other's identity and
+                // prove it. Compared in constant time; only the remote ids are named.
+                for (const auto& [other, k] : c->psks)
+                    if (k.equals(key.span())) {
+                        error = "remote " + std::to_string(r.id) + ": its psk_file holds the same key as remote " +
+                                std::to_string(other) + "'s: every remote needs its own key";
+                        return std::nullopt;
+                    }
+                c->psks.insert_or_assign(r.id, std::move(key));
+                break;
             case keyfile::Status::absent:
                 P3_LOG_WARN(CFG_KEY_FILE_ABSENT, "remote %u: %s: it cannot be set up until p3d is restarted with it",
                             r.id, why.c_str());

@@ -336,6 +336,41 @@ TEST_CASE("setup certs: a remote whose key file is missing is not authenticated 
     CHECK(pr.sink_p.failures[0].first == 0);
 }
 
+TEST_CASE("setup credentials: one pre-shared key given to two remotes is refused") {
+    // Two files, one key: remote 8's holder could claim remote 7's identity and prove it.
+    Pki& k = pki();
+    auto write = [&](const std::string& name, const char* key) {
+        FILE* f = std::fopen(k.path(name).c_str(), "w");
+        std::fputs(key, f);
+        std::fclose(f);
+        chmod(k.path(name).c_str(), 0600);
+        return k.path(name);
+    };
+    config::Config cfg = primary_config(PairConfig{});
+    config::Remote r8 = cfg.remotes[0].clone();
+    r8.id = 8;
+    r8.identity = "other.test";
+    r8.address = *IpAddr::parse("192.0.2.3");
+    cfg.remotes.push_back(std::move(r8));
+    cfg.remotes[0].psk_file = write("psk-7", "one key for both remotes, 32 b\n");
+    cfg.remotes[1].psk_file = write("psk-8", "one key for both remotes, 32 b");
+    std::string err;
+    Reason why{};
+    CHECK(!Credentials::load(cfg, err, why));
+    CHECK(why == Reason::SETUP_CREDENTIALS);
+    CHECK(err.find("remote 8") != std::string::npos);
+    CHECK(err.find("remote 7") != std::string::npos);
+    SECTION("each its own key: loaded") {
+        cfg.remotes[1].psk_file = write("psk-8", "remote 8's own key, 32 bytes ok");
+        err.clear();
+        auto c = Credentials::load(cfg, err, why);
+        INFO(err);
+        REQUIRE(c);
+        CHECK(c->psk_for(7));
+        CHECK(c->psk_for(8));
+    }
+}
+
 TEST_CASE("setup certs: one remote's certificate never authenticates another remote") {
     Pki& k = pki();
     PairConfig pc;  // remote 7 is a.p3.test
