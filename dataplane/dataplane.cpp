@@ -111,10 +111,14 @@ bool Dataplane::init() {
     // Rings and RCU.
     static constexpr const char* kCtlSuffix[kCtlClasses] = {"_ctl_t", "_ctl_n", "_ctl_s"};
     static constexpr unsigned kCtlSize[kCtlClasses] = {kTrustedRingSize, kNeighRingSize, kSetupRingSize};
+    // A ring holds at most a quarter of the pool: a small pool (dataplane.mbufs down to 511)
+    // must not end up all in the setup ring while the control thread is busy, with nothing left
+    // for the ports to receive into.
+    const unsigned ring_cap = std::max(64u, rte_align32prevpow2(nmbufs / 4));
     bool rings_ok = true;
     for (unsigned c = 0; c < kCtlClasses; ++c) {
         const std::string rn = opts_.name + kCtlSuffix[c];
-        to_control_[c] = rte_ring_create(rn.c_str(), kCtlSize[c], SOCKET_ID_ANY, RING_F_SC_DEQ);
+        to_control_[c] = rte_ring_create(rn.c_str(), std::min(kCtlSize[c], ring_cap), SOCKET_ID_ANY, RING_F_SC_DEQ);
         rings_ok &= to_control_[c] != nullptr;
     }
     const std::string rn = opts_.name + "_to_wrk";

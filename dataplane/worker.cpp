@@ -400,6 +400,10 @@ static unsigned wan_l4(Lcore& L, const Dataplane::Shared& S, rte_mbuf* m, bool v
         const std::uint16_t dport = be16(u + 2);
         if (dport == S.nat_port) {
             if (ulen == kUdpLen + 1 && u[8] == 0xff) return drop(L, m, Drop::NAT_KEEPALIVE), 0;
+            // No peer sends from port 0, and the peer check reads 0 as "native P3": a native
+            // session's packet copied into UDP from port 0 would pass it and, hashed by ports,
+            // reach another queue than the peer's own packets.
+            if (be16(u) == 0) [[unlikely]] return drop(L, m, Drop::P3_WRONG_PEER), 0;
             return l4_off + kUdpLen;
         }
         if (dport == S.setup_port) {

@@ -218,6 +218,23 @@ TEST_CASE("a setup flood fills its own ring: authenticated control messages stil
     CHECK(log.count("P3-W0315") <= 3);
 }
 
+TEST_CASE("a setup flood while the control thread sleeps holds at most a quarter of the packet pool", "[pressure][rings]") {
+    Pair p;   // dataplane.mbufs = 4095
+    // 6000 datagrams over 0.6 s: more than the two workers' rates let through to a full ring.
+    for (unsigned i = 0; i < 6000; ++i) {
+        if (i % 1000 == 0) {
+            p.settle(false);
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        }
+        inject(p.b.wan.rx[i % 2], setup_datagram(p.b.wan_mac, i));
+    }
+    p.settle(false);
+    // The workers passed more than that (policed per worker, not per pool): the ring is the bound.
+    CHECK(p.b.drops(Drop::RING_FULL_SETUP) > 0);
+    CHECK(p.b.dp->control_backlog(CtlClass::setup) < 4095 / 4);
+    for (int i = 0; i < 1000 && p.b.dp->control_backlog(CtlClass::setup) != 0; ++i) p.b.dp->control_poll(p.now_ms);
+}
+
 TEST_CASE("a flood of fragments that never complete holds at most the reassembly share; whole packets still pass",
           "[pressure][frag]") {
     Pair p;

@@ -705,6 +705,34 @@ TEST_CASE("a valid P3 packet re-sent from another outer address is dropped befor
     CHECK(t.b.dp->session_totals(sid).rx_pkts == 1);
 }
 
+TEST_CASE("a native P3 packet re-sent from the peer's address inside UDP with source port 0 is dropped", "[tunnel][peer]") {
+    Tunnel t("z", false, false);
+    const auto caught = hold_one_p3(t);
+    const Bytes& p3 = caught[0].bytes;
+    const std::uint32_t sid = t.b.dp->session_of(1);
+    // The same P3 header and payload, same outer addresses, but in UDP 0 -> 4500: the session is
+    // native (no UDP port), and port 0 must not pass for "no port". RSS hashes UDP by ports, so
+    // it would reach another queue and race the lane's replay window.
+    Bytes moved(p3.begin(), p3.begin() + 34);
+    moved[23] = 17;
+    const std::size_t ulen = 8 + (p3.size() - 34);
+    put16(moved, 16, static_cast<std::uint16_t>(20 + ulen));
+    moved[24] = moved[25] = 0;
+    put16(moved, 24, csum(moved.data() + 14, 20));
+    const Bytes udp = {0, 0, 0x11, 0x94, static_cast<std::uint8_t>(ulen >> 8), static_cast<std::uint8_t>(ulen), 0, 0};
+    moved.insert(moved.end(), udp.begin(), udp.end());
+    moved.insert(moved.end(), p3.begin() + 34, p3.end());
+    inject(t.b.wan.rx[(caught[0].ring + 1) % t.b.wan.rx.size()], moved);
+    CHECK(t.deliver(t.b, 0, 150).empty());
+    for (int i = 0; i < 200 && t.b.dp->drops(Drop::P3_WRONG_PEER) == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    CHECK(t.b.dp->drops(Drop::P3_WRONG_PEER) == 1);
+    // The genuine packet, native from the peer, is still new.
+    inject(t.b.wan.rx[caught[0].ring], p3);
+    CHECK(t.deliver(t.b, 1).size() == 1);
+    CHECK(t.b.dp->drops(Drop::P3_REPLAY) == 0);
+    CHECK(t.b.dp->session_totals(sid).rx_pkts == 1);
+}
+
 TEST_CASE("an inner destination outside our protected networks is dropped and counted", "[tunnel][peer]") {
     Tunnel t("d", false, false);
     // A sends 10.9.0.0/24 into the tunnel too; B protects 10.2.0.0/24 (its LAN) and 10.2.0.0/16.
