@@ -106,18 +106,22 @@ public:
     const GcmKey& key() const noexcept { return key_; }
     RxRef ref() const noexcept { return RxRef{&key_, size_hiding_}; }
 
-    // The packet's outer header (IP at outer_ip, UDP source port udp_sport as in the packet,
-    // network order, or 0 for native P3) comes from the slot's peer. A few instructions on line 0, which the lookup read already.
-    bool from_peer(const std::uint8_t* outer_ip, std::uint16_t udp_sport) const noexcept {
+    // The packet's outer header comes from the slot's peer: IP at outer_ip, and how it was
+    // carried: src_tag(udp, port) (native P3, or UDP from that source port). A few
+    // instructions on line 0, which the lookup read already.
+    static constexpr std::uint32_t src_tag(bool udp, std::uint16_t sport_be) noexcept {
+        return udp ? 0x10000u | sport_be : 0u;   // UDP from port 0 is not native P3
+    }
+    bool from_peer(const std::uint8_t* outer_ip, std::uint32_t src) const noexcept {
         if (peer_family_ == 4) {
             std::uint32_t a;
             std::memcpy(&a, outer_ip + 12, 4);
-            return ((a ^ peer4_) | static_cast<std::uint32_t>(udp_sport ^ peer_port_)) == 0;
+            return ((a ^ peer4_) | (src ^ peer_src_)) == 0;
         }
         if (peer_family_ == 6) {
             std::uint64_t a[2];
             std::memcpy(a, outer_ip + 8, 16);
-            return ((a[0] ^ peer6_[0]) | (a[1] ^ peer6_[1]) | static_cast<std::uint64_t>(udp_sport ^ peer_port_)) == 0;
+            return ((a[0] ^ peer6_[0]) | (a[1] ^ peer6_[1]) | std::uint64_t{src ^ peer_src_}) == 0;
         }
         return true;
     }
@@ -132,7 +136,7 @@ private:
            std::uint64_t* bits) noexcept
         : id_(id), session_(p.session), lane_(p.lane), size_hiding_(p.size_hiding),
           peer_family_(p.peer.family == 4 || p.peer.family == 6 ? p.peer.family : 0),
-          peer_port_(rte_cpu_to_be_16(p.peer_port)), key_(key, salt), replay_(p.replay_window, bits) {
+          peer_src_(src_tag(p.peer_port != 0, rte_cpu_to_be_16(p.peer_port))), key_(key, salt), replay_(p.replay_window, bits) {
         std::memcpy(&peer4_, p.peer.bytes.data(), 4);
         std::memcpy(peer6_, p.peer.bytes.data(), 16);
     }
@@ -143,7 +147,7 @@ private:
     std::uint16_t lane_;
     SizeHiding size_hiding_;
     std::uint8_t peer_family_;
-    std::uint16_t peer_port_;
+    std::uint32_t peer_src_;   // src_tag of the peer's packets
     std::uint32_t peer4_;
     std::uint64_t peer6_[2];
     GcmKey key_;                                   // own cache lines (alignas 64)

@@ -268,8 +268,8 @@ inline void outbound_one(Lcore& L, const Dataplane::Shared& S, OutStage& o, rte_
 void outbound_crypto(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, const std::uint32_t* sids,
                      unsigned n) noexcept;
 // Inbound, one packet at a time as classification finds it (a frame whose outer IP header is at
-// 14 and P3 header at off, after outer IP [+ UDP whose source port, network order, is
-// udp_sport; 0 for native P3], link padding trimmed): inbound_one parses the P3 header, finds
+// 14 and P3 header at off, after outer IP [+ UDP]; src = RxSlot::src_tag of how it was
+// carried, link padding trimmed): inbound_one parses the P3 header, finds
 // the slot by P3 ID (once per run of one ID), checks that the packet comes from the slot's
 // peer and the replay window, so a foreign, replayed or unknown packet costs no AES;
 // inbound_flush decrypts the staged batch, updates the windows, then: inner destination = our
@@ -287,7 +287,7 @@ struct InStage {
 };
 void inbound_flush(Lcore& L, const Dataplane::Shared& S, InStage& in) noexcept;
 inline void inbound_one(Lcore& L, const Dataplane::Shared& S, InStage& in, rte_mbuf* m, unsigned off,
-                        std::uint16_t udp_sport) noexcept {
+                        std::uint32_t src) noexcept {
     wire::P3Header h;
     const wire::WireStatus ps = wire::parse_p3(m, off, h);
     if (ps != wire::WireStatus::ok) [[unlikely]] {
@@ -306,7 +306,7 @@ inline void inbound_one(Lcore& L, const Dataplane::Shared& S, InStage& in, rte_m
     // Only the session's peer (address, and UDP port when encapsulated) may use its P3 IDs: a
     // copy re-sent from elsewhere is dropped before it reads the lane's window, which belongs
     // to the queue the peer's packets reach.
-    if (!s->from_peer(pkt::data(m, pkt::kEthLen), udp_sport)) [[unlikely]] {
+    if (!s->from_peer(pkt::data(m, pkt::kEthLen), src)) [[unlikely]] {
         L.sessions[s->session()].rx_dropped.add();
         drop(L, m, Drop::P3_WRONG_PEER);
         return;

@@ -400,10 +400,6 @@ static unsigned wan_l4(Lcore& L, const Dataplane::Shared& S, rte_mbuf* m, bool v
         const std::uint16_t dport = be16(u + 2);
         if (dport == S.nat_port) {
             if (ulen == kUdpLen + 1 && u[8] == 0xff) return drop(L, m, Drop::NAT_KEEPALIVE), 0;
-            // No peer sends from port 0, and the peer check reads 0 as "native P3": a native
-            // session's packet copied into UDP from port 0 would pass it and, hashed by ports,
-            // reach another queue than the peer's own packets.
-            if (be16(u) == 0) [[unlikely]] return drop(L, m, Drop::P3_WRONG_PEER), 0;
             return l4_off + kUdpLen;
         }
         if (dport == S.setup_port) {
@@ -421,12 +417,12 @@ static unsigned wan_l4(Lcore& L, const Dataplane::Shared& S, rte_mbuf* m, bool v
     return drop(L, m, Drop::WAN_NOT_P3), 0;
 }
 
-// The UDP source port (network order) of a P3 packet whose header wan_l4 found at off past
-// the layer at l4: 0 for native P3 (off == l4).
-static inline std::uint16_t udp_sport(rte_mbuf* m, unsigned l4, unsigned off) noexcept {
+// How a P3 packet whose header wan_l4 found at off past the layer at l4 was carried, for the
+// slot's peer check: native (off == l4) or UDP from its source port (network order).
+static inline std::uint32_t p3_src(rte_mbuf* m, unsigned l4, unsigned off) noexcept {
     std::uint16_t p = 0;
     if (off != l4) std::memcpy(&p, data(m, l4), 2);
-    return p;
+    return wire::RxSlot::src_tag(off != l4, p);
 }
 
 static void process_wan(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, unsigned n) noexcept {
@@ -462,7 +458,7 @@ static void process_wan(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, u
             // Native P3 inline; the rest (UDP 4500 among it) through wan_l4.
             const unsigned l4 = kEthLen + (ip[0] & 0x0f) * 4u;
             const unsigned off = ip[9] == kProtoEsp ? l4 : wan_l4(L, S, m, false, l4, ip[9]);
-            if (off) inbound_one(L, S, in, m, off, udp_sport(m, l4, off));
+            if (off) inbound_one(L, S, in, m, off, p3_src(m, l4, off));
         } else if (et == kEtherIPv6) {
             if (!check_v6(L, m)) continue;
             std::uint8_t* ip = data(m, kEthLen);
@@ -478,7 +474,7 @@ static void process_wan(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, u
                 ip = data(m, kEthLen);
             }
             const unsigned off = wan_l4(L, S, m, true, kEthLen + kIPv6Len, ip[6]);
-            if (off) inbound_one(L, S, in, m, off, udp_sport(m, kEthLen + kIPv6Len, off));
+            if (off) inbound_one(L, S, in, m, off, p3_src(m, kEthLen + kIPv6Len, off));
         } else {
             drop(L, m, Drop::ETHERTYPE);
         }
