@@ -8,7 +8,6 @@
 #include <string>
 
 #include "common/log.hpp"
-#include "dataplane/dataplane.hpp"
 
 namespace p3::control {
 
@@ -23,11 +22,12 @@ channel::KeyMaterial material(const setup::DirectionKeys& k) {
 
 }  // namespace
 
-Appliance::Appliance(const config::Config& cfg, std::optional<setup::Credentials> creds, keys::KeyGenerator& gen)
-    : cfg_(cfg), loop_(clock_), keys_(gen) {
+Appliance::Appliance(const config::Config& cfg, std::optional<setup::Credentials> creds, keys::KeyGenerator& gen,
+                     const Clock& clock, dp::ControlPort& port)
+    : cfg_(cfg), loop_(clock), keys_(gen), port_(port) {
     if (creds) {
-        setup_ = std::make_unique<setup::SetupControlPlane>(cfg, std::move(*creds), setup::SetupOptions{}, clock_,
-                                                            random_);
+        setup_ = std::make_unique<setup::SetupControlPlane>(cfg, std::move(*creds), setup::SetupOptions{}, clock,
+                                                            random_, port_);
         setup_->set_on_up([this](const setup::EstablishedSession& s, std::uint32_t sid, std::uint32_t local_lanes,
                                  std::uint32_t peer_lanes) { on_up(s, sid, local_lanes, peer_lanes); });
         setup_->set_on_failed([this](std::uint32_t remote_id, Reason) { on_failed(remote_id); });
@@ -47,26 +47,26 @@ const channel::Session* Appliance::session(std::uint32_t remote_id) const {
     return it == remotes_.end() ? nullptr : it->second.session.get();
 }
 
-void Appliance::start(dp::Dataplane& dp) {
-    dp_ = &dp;
-    if (setup_) setup_->start(dp);
+void Appliance::start() {
+    started_ = true;
+    if (setup_) setup_->start();
 }
 
-void Appliance::stop(dp::Dataplane& dp) {
+void Appliance::stop() {
     // Sessions first (they call into the dataplane and the setup engine), then the exchange.
     for (auto& [id, r] : remotes_)
         if (r.session) r.session->shutdown();
     by_sid_.clear();
     remotes_.clear();
-    if (setup_) setup_->stop(dp);
-    dp_ = nullptr;
+    if (setup_) setup_->stop();
+    started_ = false;
 }
 
-void Appliance::on_packet(dp::Dataplane& dp, rte_mbuf* m) {
+void Appliance::on_packet(rte_mbuf* m) {
     const dp::PktMeta md = dp::meta(m);
     if (md.kind == dp::MsgKind::setup_udp) {
         if (setup_) {
-            setup_->on_packet(dp, m);  // owns m
+            setup_->on_packet(m);  // owns m
             return;
         }
         ++other_;
@@ -92,15 +92,15 @@ void Appliance::on_packet(dp::Dataplane& dp, rte_mbuf* m) {
     rte_pktmbuf_free(m);
 }
 
-void Appliance::poll(dp::Dataplane& dp, std::uint64_t now_ms) {
-    if (setup_) setup_->poll(dp, now_ms);
+void Appliance::poll(TimePoint now) {
+    if (setup_) setup_->poll(now);
     loop_.run_due();
 }
 
 void Appliance::on_up(const setup::EstablishedSession& s, std::uint32_t sid, std::uint32_t local_lanes,
                       std::uint32_t peer_lanes) {
     const config::Remote* rc = find_remote(s.remote_id);
-    if (!rc || !dp_) return;
+    if (!rc || !started_) return;
     auto keys = std::make_shared<channel::InitialKeys>();
     keys->rx_p3_id = s.rx_p3_id;
     keys->tx_p3_id = s.tx_p3_id;
@@ -127,7 +127,7 @@ void Appliance::on_up(const setup::EstablishedSession& s, std::uint32_t sid, std
         sc.params.key_type = s.key_type;
         r.session.reset();
         r.sid = sid;
-        r.link = std::make_unique<channel::DataplaneLink>(*dp_, sid, sc.params.size_hiding);
+        r.link = port_.link(SessionId(sid), sc.params.size_hiding);
         if (!primary) {
             r.driver = std::make_unique<Driver>();
             r.driver->app = this;

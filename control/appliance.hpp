@@ -1,8 +1,11 @@
-// The control plane of p3d: what runs on the dataplane's control thread (one dp::ControlPlane).
+// The control plane of p3d: the Plane its control thread runs (control_thread.hpp).
 //
 //   setup UDP (MsgKind::setup_udp)  -> setup::SetupControlPlane (the IKEv2-format exchange)
 //   control_in (decrypted, for us)  -> the channel::Session of its dataplane session id
 //   poll()                          -> the setup engine's timers, then the channel's event loop
+//
+// Both reach the dataplane through one DataplanePort (dp_port.hpp): the setup engine as its
+// SessionSink, each channel Session through a DataplanePort::Link.
 //
 // One channel Session per remote that is set up by the exchange (remotes with static keys have
 // none: nothing negotiates their keys). It is created the first time the exchange with that
@@ -13,12 +16,13 @@
 //   secondary:  session lost -> back-off -> SetupDriver::start_setup -> SetupControlPlane::connect
 //               --setup up--> Session::setup_succeeded    --setup failed--> Session::setup_failed
 //
-// Before a secondary's first session is up, SetupControlPlane retries by itself (5 s, +5 s per
-// failure, at most 60 s); from then on the session's recovery drives it.
+// Before a secondary's first session is up, SetupControlPlane retries by itself (the back-off
+// of backoff.hpp); from then on the session's recovery drives it.
 //
 // Control thread only (constructed and destroyed on p3d's main thread while the control thread
-// does not run). Time: the monotonic clock; randomness: OpenSSL's DRBG; keys for rekeys and key
-// arrays: the generator local.key_generation names.
+// does not run). Time: the control thread's clock (one for the setup engine, the channel's
+// event loop and the dataplane's housekeeping); randomness: OpenSSL's DRBG; keys for rekeys and
+// key arrays: the generator local.key_generation names.
 #pragma once
 
 #include <cstdint>
@@ -28,28 +32,30 @@
 
 #include "common/config.hpp"
 #include "common/keygen.hpp"
-#include "control/channel/dp_link.hpp"
 #include "control/channel/session.hpp"
 #include "control/clock.hpp"
+#include "control/control_thread.hpp"
+#include "control/dp_port.hpp"
 #include "control/event_loop.hpp"
+#include "control/generator_keys.hpp"
 #include "control/setup/dp_control.hpp"
-#include "dataplane/control_iface.hpp"
 
 namespace p3::control {
 
-class Appliance final : public dp::ControlPlane {
+class Appliance final : public Plane {
 public:
     // creds: nullopt = no setup exchange (every remote has static keys, or none can be set up).
-    // cfg and gen must outlive this object.
-    Appliance(const config::Config& cfg, std::optional<setup::Credentials> creds, keys::KeyGenerator& gen);
+    // cfg, gen, clock and port must outlive this object.
+    Appliance(const config::Config& cfg, std::optional<setup::Credentials> creds, keys::KeyGenerator& gen,
+              const Clock& clock, dp::ControlPort& port);
     ~Appliance() override;
     Appliance(const Appliance&) = delete;
     Appliance& operator=(const Appliance&) = delete;
 
-    void start(dp::Dataplane& dp) override;
-    void on_packet(dp::Dataplane& dp, rte_mbuf* m) override;
-    void poll(dp::Dataplane& dp, std::uint64_t now_ms) override;
-    void stop(dp::Dataplane& dp) override;
+    void start() override;
+    void on_packet(rte_mbuf* m) override;
+    void poll(TimePoint now) override;
+    void stop() override;
 
     // Read on the control thread or after stop.
     const channel::Session* session(std::uint32_t remote_id) const;
@@ -65,7 +71,7 @@ private:
     };
     struct Remote {
         std::uint32_t sid = 0;
-        std::unique_ptr<channel::DataplaneLink> link;
+        std::unique_ptr<DataplanePort::Link> link;
         std::unique_ptr<Driver> driver;
         std::unique_ptr<channel::Session> session;
     };
@@ -76,12 +82,12 @@ private:
     const config::Remote* find_remote(std::uint32_t id) const;
 
     const config::Config& cfg_;
-    SteadyClock clock_;
     SystemRandom random_;
     EventLoop loop_;
     channel::GeneratorKeys keys_;
+    DataplanePort port_;
     std::unique_ptr<setup::SetupControlPlane> setup_;
-    dp::Dataplane* dp_ = nullptr;
+    bool started_ = false;
     std::map<std::uint32_t, Remote> remotes_;          // by remote id
     std::map<std::uint32_t, channel::Session*> by_sid_;  // dataplane session id -> its session
     std::uint64_t control_unclaimed_ = 0, other_ = 0;

@@ -1,4 +1,4 @@
-// Dataplane set-up and tear-down, lcore assignment, and the control thread's loop.
+// Dataplane set-up and tear-down, lcore assignment, and the read-only views.
 //
 // Queue assignment: every (port, RX queue) pair is given to one worker, round robin in the
 // order (lan q0, wan q0, lan q1, wan q1, ...), so with two workers and one queue per port one
@@ -40,9 +40,7 @@ bool register_meta() {
     return true;
 }
 
-Dataplane::Dataplane(const config::Config& cfg, Options opts) : cfg_(cfg), opts_(std::move(opts)) {
-    control_ = opts_.control ? opts_.control : &stub_;
-}
+Dataplane::Dataplane(const config::Config& cfg, Options opts) : cfg_(cfg), opts_(std::move(opts)) {}
 
 Dataplane::~Dataplane() {
     if (started_) {
@@ -326,21 +324,6 @@ bool Dataplane::start() {
         launched_[id] = true;
     }
     started_ = true;
-    if (opts_.control_thread) {
-        std::string tn = opts_.name + "-ctl";
-        int rc = rte_ctrl_thread_create(
-            &control_tid_, tn.substr(0, 15).c_str(), nullptr,
-            [](void* p) -> void* {
-                static_cast<Dataplane*>(p)->control_main();
-                return nullptr;
-            },
-            this);
-        if (rc != 0) {
-            P3_LOG_ERROR(DP_CONFIG, "control thread: %s", std::strerror(rc));
-            return false;
-        }
-        control_running_ = true;
-    }
     P3_LOG_INFO(DP_WORKERS, "%u worker lcore(s) running; idle back-off %u us after %u empty polls",
                 workers(), cfg_.dataplane.idle_backoff_us, cfg_.dataplane.idle_polls);
     return true;
@@ -363,10 +346,6 @@ void Dataplane::wait() {
             rte_eal_wait_lcore(id);
             launched_[id] = false;
         }
-    }
-    if (control_running_) {
-        pthread_join(control_tid_, nullptr);
-        control_running_ = false;
     }
     started_ = false;
 }
@@ -412,76 +391,9 @@ void Dataplane::close() {
     inited_ = false;
 }
 
-// ---- control thread ---------------------------------------------------------------
+// ---- control thread ------------------------------------------------------------------
 
 bool Dataplane::send_to_workers(rte_mbuf* m) noexcept { return rte_ring_mp_enqueue(to_workers_, m) == 0; }
-
-// Messages of one class, at most `max`, each to its handler. Returns how many.
-unsigned Dataplane::control_drain(CtlClass c, unsigned max, std::uint64_t now_ms) {
-    rte_ring* r = to_control_[static_cast<unsigned>(c)];
-    rte_mbuf* pkts[kMaxBurst];
-    unsigned total = 0;
-    while (total < max) {
-        const unsigned want = std::min(max - total, kMaxBurst);
-        const unsigned n = rte_ring_sc_dequeue_burst(r, reinterpret_cast<void**>(pkts), want, nullptr);
-        for (unsigned i = 0; i < n; ++i) {
-            rte_mbuf* m = pkts[i];
-            const PktMeta md = meta(m);
-            switch (md.kind) {
-                case MsgKind::arp: resolver_->on_arp(md.side, m, now_ms); break;
-                case MsgKind::nd: resolver_->on_nd(md.side, m, now_ms); break;
-                case MsgKind::hold: resolver_->on_hold(md.side, m, now_ms); break;
-                default: control_->on_packet(*this, m); break;
-            }
-        }
-        total += n;
-        if (n < want) break;
-    }
-    return total;
-}
-
-// One pass of the control thread. Trusted first: the authenticated control messages waiting,
-// then neighbour work, then setup datagrams one at a time with the trusted ring emptied again
-// after each (a setup datagram may cost a key pair), within a count and a time budget; then
-// timers. What is left on the setup ring waits for the next pass, which comes at once.
-unsigned Dataplane::control_poll(std::uint64_t now_ms) {
-    unsigned trusted = control_drain(CtlClass::trusted, kTrustedPerPass, now_ms);
-    const unsigned neigh = control_drain(CtlClass::neigh, kNeighPerPass, now_ms);
-    const std::uint64_t t0 = rte_rdtsc();
-    const std::uint64_t budget = rte_get_tsc_hz() / 1000000 * kSetupPassBudgetUs;
-    unsigned setup = 0;
-    while (setup < kSetupPerPass && rte_rdtsc() - t0 < budget) {
-        if (control_drain(CtlClass::setup, 1, now_ms) == 0) break;
-        ++setup;
-        trusted += control_drain(CtlClass::trusted, kTrustedPerPass, now_ms);
-    }
-    if (setup && rte_ring_count(to_control_[static_cast<unsigned>(CtlClass::setup)]) != 0) ctl_.setup_waited.add();
-    ctl_.trusted.add(trusted);
-    ctl_.neigh.add(neigh);
-    ctl_.setup.add(setup);
-    const unsigned n = trusted + neigh + setup;
-    control_rx_.fetch_add(n, std::memory_order_relaxed);
-    resolver_->poll(now_ms);
-    slots().reclaim();   // key slots whose grace period is over: wiped and freed
-    seq_->poll(slots(), now_ms);   // static keys: the next sequence block on disk before it is needed
-    control_->poll(*this, now_ms);
-    pressure_->poll(now_ms);
-    return n;
-}
-
-static std::uint64_t monotonic_ms() {
-    return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                          std::chrono::steady_clock::now().time_since_epoch())
-                                          .count());
-}
-
-void Dataplane::control_main() {
-    control_->start(*this);
-    while (!stopping()) {
-        if (control_poll(monotonic_ms()) == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
-    control_->stop(*this);
-}
 
 // ---- read-only views ------------------------------------------------------------------
 

@@ -1,11 +1,13 @@
 // One dataplane instance: its two ports, packet pool, rings, routing table, sessions,
-// neighbour tables, RCU variable, worker lcores and control thread. p3d runs one; the
-// in-process tests run two back to back in one EAL.
+// neighbour tables, RCU variable and worker lcores, and the one port the control plane uses
+// (control_port(): control_port.hpp). p3d runs one; the in-process tests run two back to back
+// in one EAL.
 //
 // Life: init() (ports started, tables built, static sessions installed; any failure logged
-// with its reason code, nothing left open) -> start() (workers launched on their lcores,
-// the control thread started) -> [run_here() on the calling lcore if it is a worker] ->
-// request_stop() -> wait() -> close() (ports stopped and closed; also done by the destructor).
+// with its reason code, nothing left open) -> start() (workers launched on their lcores) ->
+// [run_here() on the calling lcore if it is a worker] -> request_stop() -> wait() -> close()
+// (ports stopped and closed; also done by the destructor). The control thread is the control
+// plane's (its ControlThread): it is started after start() and stopped before wait().
 //
 // Threads: workers read everything and write only their own Lcore; the control thread is the
 // only writer of sessions, routes and neighbours (through the methods marked "control thread").
@@ -16,7 +18,6 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include <pthread.h>
 #include <vector>
 
 #include <rte_ether.h>
@@ -25,7 +26,7 @@
 #include <rte_ring.h>
 
 #include "common/config.hpp"
-#include "dataplane/control_iface.hpp"
+#include "dataplane/control_port.hpp"
 #include "dataplane/limits.hpp"
 #include "dataplane/neighbors.hpp"
 #include "dataplane/ports.hpp"
@@ -45,12 +46,6 @@ class SeqReserve;
 
 class PressureLog;
 
-// What the control thread handled, by ring (single writer: the control thread).
-struct ControlCounters {
-    Counter trusted, neigh, setup;
-    Counter setup_waited;   // passes that ended with setup datagrams still waiting
-};
-
 struct SessionTotals {
     std::uint64_t tx_pkts = 0, tx_bytes = 0, rx_pkts = 0, rx_bytes = 0;
     std::uint64_t tx_dropped = 0, rx_auth = 0, rx_replay = 0, rx_dropped = 0;
@@ -59,8 +54,6 @@ struct SessionTotals {
 struct Options {
     std::string name = "p3";            // prefix of DPDK object names (unique per instance)
     std::vector<unsigned> lcores;       // worker lcores; empty = every EAL lcore (main included)
-    ControlPlane* control = nullptr;    // nullptr = ControlStub
-    bool control_thread = true;         // false: the caller drives control_poll() (tests)
     std::uint64_t seq_block = 0;        // static keys: sequences reserved per state write (0 = kSeqBlock)
 };
 
@@ -89,8 +82,9 @@ public:
     void close();
 
     // --- control thread ------------------------------------------------------------
-    // One step of the control thread's loop (drain the ring, timers); returns packets handled.
-    unsigned control_poll(std::uint64_t now_ms);
+    // The control plane's port (rings, neighbour hand-off, key slots, published views).
+    ControlPort& control_port() noexcept { return port_; }
+    const ControlPort& control_port() const noexcept { return port_; }
     bool send_to_workers(rte_mbuf* m) noexcept;   // meta(m) says how
     SessionTable& sessions() noexcept { return *sessions_; }
     RouteTable& routes() noexcept { return routes_; }
@@ -98,7 +92,7 @@ public:
     bool add_remote(const config::Remote& r);
     bool remove_remote(std::uint32_t remote_id);
     std::uint32_t session_of(std::uint32_t remote_id) const noexcept;   // 0 = none
-    // Keys of a session (crypto_path.cpp; the contract is in control_iface.hpp). Publishing
+    // Keys of a session (crypto_path.cpp; the contract is in control_port.hpp). Publishing
     // TX keys sets the session up; clearing sets it down and retires its slots through RCU
     // (wiped when freed).
     bool install_static(const config::Remote& r, std::uint32_t sid);
@@ -131,8 +125,8 @@ public:
     std::uint64_t sum(Counter LcoreStats::*c) const noexcept;
     SessionTotals session_totals(std::uint32_t sid) const noexcept;
     const LcoreStats* control_stats() const noexcept;   // the control thread's drops (neighbours)
-    std::uint64_t control_packets() const noexcept { return control_rx_.load(std::memory_order_relaxed); }
-    const ControlCounters& control_counters() const noexcept { return ctl_; }
+    // What the control thread published last (control_port.hpp).
+    ControlCounters control_counters() const noexcept { return port_.counters(); }
     // Fragments one worker's outer reassembly may hold, and one source of them.
     std::uint32_t reassembly_bound() const noexcept { return reasm_bound_; }
     std::uint32_t reassembly_source_quota() const noexcept;
@@ -144,8 +138,8 @@ public:
     const Shared& shared() const noexcept { return *shared_; }
 
 private:
+    friend class ControlPort;
     void worker_main(unsigned index);
-    void control_main();
     bool setup_lcores();
     void clear_keys_now(std::uint32_t sid);   // at close: no reader left
 
@@ -156,15 +150,11 @@ private:
 
     const config::Config& cfg_;
     Options opts_;
-    ControlStub stub_;
-    ControlPlane* control_ = nullptr;
     PortInfo ports_[kSides];
     SideAddr addr_[kSides];
     rte_mempool* pool_ = nullptr;
     rte_ring* to_control_[kCtlClasses] = {};   // by CtlClass
-    ControlCounters ctl_;
     std::unique_ptr<PressureLog> pressure_;
-    unsigned control_drain(CtlClass c, unsigned max, std::uint64_t now_ms);
     rte_ring* to_workers_ = nullptr;
     rte_rcu_qsbr* qsbr_ = nullptr;
     unsigned rcu_readers_ = 0;         // workers + telemetry
@@ -178,18 +168,16 @@ private:
     std::vector<Lcore*> lcores_;
     std::unique_ptr<Shared> shared_;
     std::vector<LaunchArg> args_;
-    pthread_t control_tid_{};
-    bool control_running_ = false;
     struct KeyState;
     KeyState* keys_ = nullptr;         // crypto_path.cpp: slot tables of the sessions
     bool keys_create(unsigned lanes);
     void keys_destroy() noexcept;
     std::atomic<bool> stop_{false};
-    std::atomic<std::uint64_t> control_rx_{0};
     bool started_ = false, inited_ = false;
     unsigned tx_lanes_ = 0;
     std::uint32_t reasm_bound_ = 0;
     bool launched_[RTE_MAX_LCORE] = {};
+    ControlPort port_{*this};
 };
 
 }  // namespace p3::dp

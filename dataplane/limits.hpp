@@ -27,12 +27,6 @@ inline constexpr std::uint32_t kNeighRate = 1000;    // ARP / ND frames per seco
 inline constexpr std::uint32_t kNeighBurst = 128;
 inline constexpr std::uint32_t kHoldRate = 2000;     // frames for unresolved next hops per second
 inline constexpr std::uint32_t kHoldBurst = 256;
-// Control thread, per pass: every trusted message waiting (up to this many), then neighbour
-// work, then setup datagrams within a count and time budget, then timers.
-inline constexpr unsigned kTrustedPerPass = 4 * 64;
-inline constexpr unsigned kNeighPerPass = 64;
-inline constexpr unsigned kSetupPerPass = 32;
-inline constexpr std::uint64_t kSetupPassBudgetUs = 5000;
 inline constexpr std::uint64_t kPressureLogMs = 1000;   // a pressure line at most this often
 inline constexpr unsigned kToWorkerRingSize = 1024;  // control -> workers (drained by worker 0)
 inline constexpr unsigned kTxBufSize = kMaxBurst;    // buffered TX per port per worker

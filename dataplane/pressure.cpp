@@ -14,10 +14,10 @@ namespace p3::dp {
 PressureLog::Snapshot PressureLog::take() const {
     Snapshot s;
     for (const auto& d : kDrops) s.drops[static_cast<unsigned>(d.drop)] = dp_.drops(d.drop);
-    const ControlCounters& c = dp_.control_counters();
-    s.setup_waited = c.setup_waited.get();
-    s.setup = c.setup.get();
-    s.trusted = c.trusted.get();
+    const ControlCounters c = dp_.control_counters();   // as the control thread published them
+    s.setup_waited = c.setup_waited;
+    s.setup = c.setup;
+    s.trusted = c.trusted;
     for (unsigned i = 0; i < kSides; ++i) {
         const PortInfo& p = dp_.port(static_cast<Side>(i));
         rte_eth_stats es{};

@@ -68,16 +68,18 @@ int cmd_stats(const char*, const char*, rte_tel_data* d) {
     for (const auto& di : kDrops) total += g_dp->drops(di.drop);
     rte_tel_data_add_dict_u64(d, "dropped", total);
     rte_tel_data_add_dict_u64(d, "workers", g_dp->workers());
-    rte_tel_data_add_dict_u64(d, "sessions", g_dp->sessions().ids().size());
-    rte_tel_data_add_dict_u64(d, "routes4", g_dp->routes().routes4());
-    rte_tel_data_add_dict_u64(d, "routes6", g_dp->routes().routes6());
-    rte_tel_data_add_dict_u64(d, "control_packets", g_dp->control_packets());
+    // Sessions, routes and the control thread's counters: as the control thread published them.
+    const SessionsView* v = g_dp->control_port().sessions_view();
+    rte_tel_data_add_dict_u64(d, "sessions", v ? v->sessions.size() : 0);
+    rte_tel_data_add_dict_u64(d, "routes4", v ? v->routes4 : 0);
+    rte_tel_data_add_dict_u64(d, "routes6", v ? v->routes6 : 0);
+    const ControlCounters cc = g_dp->control_counters();
+    rte_tel_data_add_dict_u64(d, "control_packets", cc.packets);
     // How the control thread spends its passes, by ring (trusted first), and what waits.
-    const ControlCounters& cc = g_dp->control_counters();
-    rte_tel_data_add_dict_u64(d, "control_trusted", cc.trusted.get());
-    rte_tel_data_add_dict_u64(d, "control_neigh", cc.neigh.get());
-    rte_tel_data_add_dict_u64(d, "control_setup", cc.setup.get());
-    rte_tel_data_add_dict_u64(d, "control_setup_waited", cc.setup_waited.get());
+    rte_tel_data_add_dict_u64(d, "control_trusted", cc.trusted);
+    rte_tel_data_add_dict_u64(d, "control_neigh", cc.neigh);
+    rte_tel_data_add_dict_u64(d, "control_setup", cc.setup);
+    rte_tel_data_add_dict_u64(d, "control_setup_waited", cc.setup_waited);
     rte_tel_data_add_dict_u64(d, "control_backlog_setup", g_dp->control_backlog(CtlClass::setup));
     std::uint64_t held = 0;
     for (unsigned i = 0; i < g_dp->workers(); ++i) held += g_dp->lcore(i).reasm_held.load(std::memory_order_relaxed);
@@ -158,16 +160,16 @@ int cmd_ports(const char*, const char*, rte_tel_data* d) {
     return 0;
 }
 
-void add_session(rte_tel_data* c, std::uint32_t sid) {
-    const auto& st = g_dp->sessions();
-    const Session& s = st.get(sid);
-    const SessionInfo& info = st.info(sid);
+// One session: what the control thread published about it (state, peer, lanes) and what the
+// workers count (totals; the TX slots' sequences, read under RCU).
+void add_session(rte_tel_data* c, const SessionView& s) {
+    const std::uint32_t sid = s.sid.raw();
     const SessionTotals t = g_dp->session_totals(sid);
-    rte_tel_data_add_dict_u64(c, "remote_id", info.remote_id);
-    rte_tel_data_add_dict_string(c, "state", state_name(st.state(sid)));
+    rte_tel_data_add_dict_u64(c, "remote_id", s.remote.raw());
+    rte_tel_data_add_dict_string(c, "state", state_name(s.state));
     rte_tel_data_add_dict_string(c, "peer", s.peer.str().c_str());
     rte_tel_data_add_dict_u64(c, "tx_lanes", s.tx_lanes);
-    rte_tel_data_add_dict_u64(c, "static_keys", info.static_keys);
+    rte_tel_data_add_dict_u64(c, "static_keys", s.static_keys);
     rte_tel_data_add_dict_u64(c, "tx_pkts", t.tx_pkts);
     rte_tel_data_add_dict_u64(c, "tx_bytes", t.tx_bytes);
     rte_tel_data_add_dict_u64(c, "rx_pkts", t.rx_pkts);
@@ -193,15 +195,17 @@ int cmd_sessions(const char*, const char*, rte_tel_data* d) {
     if (!g_dp) return -1;
     RcuRead rcu(*g_dp);
     rte_tel_data_start_dict(d);
+    const SessionsView* v = g_dp->control_port().sessions_view();
+    if (!v) return 0;
     // A telemetry reply is bounded (RTE_TEL_MAX_DICT_ENTRIES): the first ones, then /p3/session.
     unsigned n = 0;
-    for (std::uint32_t sid : g_dp->sessions().ids()) {
+    for (const SessionView& s : v->sessions) {
         if (++n > 200) break;
         rte_tel_data* c = rte_tel_data_alloc();
         if (!c) return -1;
         rte_tel_data_start_dict(c);
-        add_session(c, sid);
-        rte_tel_data_add_dict_container(d, std::to_string(g_dp->sessions().info(sid).remote_id).c_str(), c, 0);
+        add_session(c, s);
+        rte_tel_data_add_dict_container(d, std::to_string(s.remote.raw()).c_str(), c, 0);
     }
     return 0;
 }
@@ -213,17 +217,17 @@ int cmd_session(const char*, const char* params, rte_tel_data* d) {
     char* end = nullptr;
     const unsigned long rid = std::strtoul(params, &end, 10);
     if (*end != '\0') return -1;
-    const std::uint32_t sid = g_dp->session_of(static_cast<std::uint32_t>(rid));
-    if (!sid) return -1;
+    const SessionsView* v = g_dp->control_port().sessions_view();
+    const SessionView* s = v ? v->by_remote(RemoteId(static_cast<std::uint32_t>(rid))) : nullptr;
+    if (!s || !s->sid) return -1;
     rte_tel_data_start_dict(d);
-    add_session(d, sid);
-    const SessionInfo& info = g_dp->sessions().info(sid);
+    add_session(d, *s);
     std::string groups, subnets;
-    for (const auto& g : info.groups) {
+    for (const auto& g : s->groups) {
         if (!groups.empty()) groups.push_back(' ');
         groups.append(g);
     }
-    for (const auto& p : info.subnets) {
+    for (const auto& p : s->subnets) {
         if (!subnets.empty()) subnets.push_back(' ');
         subnets.append(p.str());
     }

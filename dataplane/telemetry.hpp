@@ -9,8 +9,12 @@
 //                        rx_dropped, tx_max_seq)
 // DPDK 22.11 callbacks carry no context and cannot be unregistered, so the commands serve
 // the Dataplane attached last (p3d runs one), under a mutex that detach() also takes.
-// Every command reads as a reader of the dataplane's RCU (its own reader id, online only
-// while the command runs), so the key slots and sessions it looks at are never freed under it.
+// What the control thread owns (sessions: state, peer, lanes, groups, subnets; route counts;
+// its own counters) is read only as the control thread published it (ControlPort::counters()
+// and sessions_view(), control_port.hpp), never from the tables it writes; worker counters
+// (one writer each) are summed directly. Every command reads as a reader of the dataplane's
+// RCU (its own reader id, online only while the command runs), so the key slots and the
+// sessions view it looks at are never freed under it.
 //
 // rte_pdump: registered so dpdk-dumpcap can capture on an appliance with hugepages and a
 // shared configuration; a --no-huge or --no-shconf primary cannot serve a secondary.

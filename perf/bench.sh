@@ -14,5 +14,5 @@ build=${BUILD:-$root/build}
 if [ ! -f "$build/build.ninja" ]; then
   meson setup "$build" "$root" >/dev/null
 fi
-ninja -C "$build" dataplane/p3d perf/raw_gcm perf/rekey/rekey_bench perf/setup/setup_bench >/dev/null
+ninja -C "$build" p3d/p3d perf/raw_gcm perf/rekey/rekey_bench perf/setup/setup_bench >/dev/null
 exec /usr/bin/python3 "$root/perf/bench.py" --build "$build" "$@"

@@ -181,7 +181,6 @@ std::vector<double> run_point(bool in, unsigned key_bits, unsigned frame, unsign
     p3::dp::Options o;
     o.name = n;
     o.lcores = {1};
-    o.control_thread = false;
     p3::dp::Dataplane dp(c, o);
     rte_mempool* in_pool = rte_pktmbuf_pool_create(name("in"), 2 * npk, 256, 0,
                                                    static_cast<std::uint16_t>(RTE_PKTMBUF_HEADROOM + frame + 128),

@@ -31,7 +31,7 @@ while (($#)); do
 done
 [ "$(id -u)" -eq 0 ] || { echo "demo: needs root (network namespaces)" >&2; exit 2; }
 if ((setup)); then "$root/scripts/setup.sh" || exit 1; fi
-p3d=$build/dataplane/p3d
+p3d=$build/p3d/p3d
 [ -x "$p3d" ] || { echo "demo: $p3d missing (run scripts/setup.sh)" >&2; exit 1; }
 
 tag=p3demo

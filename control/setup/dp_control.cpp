@@ -8,19 +8,20 @@
 
 #include "common/log.hpp"
 #include "control/setup/setup_frame.hpp"
-#include "dataplane/dataplane.hpp"
+#include "control/backoff.hpp"
 
 namespace p3::setup {
 
 SetupControlPlane::SetupControlPlane(const config::Config& cfg, Credentials creds, SetupOptions opts,
-                                     const control::Clock& clock, control::Random& random)
-    : cfg_(cfg), creds_(std::move(creds)), opts_(std::move(opts)), clock_(clock), random_(random) {}
+                                     const control::Clock& clock, control::Random& random,
+                                     control::DataplanePort& port)
+    : cfg_(cfg), creds_(std::move(creds)), opts_(std::move(opts)), clock_(clock), random_(random), port_(port) {}
 
 SetupControlPlane::~SetupControlPlane() = default;
 
-void SetupControlPlane::start(dp::Dataplane& dp) {
-    dp_ = &dp;
-    sink_ = std::make_unique<DataplaneSink>(dp, on_up_);
+void SetupControlPlane::start() {
+    started_ = true;
+    if (on_up_) port_.set_on_up(on_up_);
     engine_ = std::make_unique<SetupEngine>(cfg_, std::move(creds_), std::move(opts_), clock_, random_,
                                             static_cast<Transport&>(*this), static_cast<SessionSink&>(*this));
     if (cfg_.role == config::Role::secondary)
@@ -29,13 +30,12 @@ void SetupControlPlane::start(dp::Dataplane& dp) {
     connect_due();
 }
 
-void SetupControlPlane::stop(dp::Dataplane&) {
+void SetupControlPlane::stop() {
     engine_.reset();  // releases reserved receive IDs of unfinished exchanges
-    sink_.reset();
-    dp_ = nullptr;
+    started_ = false;
 }
 
-void SetupControlPlane::on_packet(dp::Dataplane&, rte_mbuf* m) {
+void SetupControlPlane::on_packet(rte_mbuf* m) {
     if (dp::meta(m).kind != dp::MsgKind::setup_udp || !engine_ || m->nb_segs != 1) {
         ++not_setup_;
         rte_pktmbuf_free(m);
@@ -51,12 +51,12 @@ void SetupControlPlane::on_packet(dp::Dataplane&, rte_mbuf* m) {
     rte_pktmbuf_free(m);
 }
 
-void SetupControlPlane::poll(dp::Dataplane&, std::uint64_t now_ms) {
+void SetupControlPlane::poll(control::TimePoint now) {
     // The control thread polls once per burst; under a flood that is thousands of times a
     // second. The setup timers count in seconds and next_deadline() walks every exchange, so
     // they are looked at every 10 ms, not per burst.
-    if (now_ms - timers_checked_ms_ < 10) return;
-    timers_checked_ms_ = now_ms;
+    if (now >= timers_checked_ && now - timers_checked_ < std::chrono::milliseconds(10)) return;
+    timers_checked_ = now;
     log::flush_suppressed();  // summaries of rate-limited lines whose second is over
     if (!engine_) return;
     if (auto t = engine_->next_deadline(); t && *t <= clock_.now()) engine_->on_timer();
@@ -69,13 +69,13 @@ void SetupControlPlane::connect_due() {
         if (r.up || r.next > now) continue;
         // connect() is false while an exchange with this remote runs; try again later.
         engine_->connect(id);
-        r.next = now + std::chrono::seconds(5);
+        r.next = now + control::Backoff::first;
     }
 }
 
 void SetupControlPlane::send(const Endpoint& from, const Endpoint& to, ByteView datagram, Framing framing) {
     const std::size_t n = setup_packet_size(to, framing, datagram.size());
-    rte_mbuf* m = dp_ && n <= 0xffff ? rte_pktmbuf_alloc(dp_->pool()) : nullptr;
+    rte_mbuf* m = started_ && n <= 0xffff ? port_.port().alloc() : nullptr;
     std::uint8_t* p = m ? reinterpret_cast<std::uint8_t*>(rte_pktmbuf_append(m, std::uint16_t(n))) : nullptr;
     if (!p || !build_setup_packet(from, to, framing, datagram, std::span<std::uint8_t>(p, n))) {
         if (m) rte_pktmbuf_free(m);
@@ -83,25 +83,25 @@ void SetupControlPlane::send(const Endpoint& from, const Endpoint& to, ByteView 
         return;
     }
     dp::meta(m) = dp::PktMeta{dp::MsgKind::tx_ip, dp::Side::wan, 0, 0};
-    if (!dp_->send_to_workers(m)) {
+    if (!port_.port().send(m)) {
         rte_pktmbuf_free(m);
         ++send_failed_;
     }
 }
 
-std::uint32_t SetupControlPlane::local_lanes() const { return sink_ ? sink_->local_lanes() : 0; }
+std::uint32_t SetupControlPlane::local_lanes() const { return started_ ? port_.local_lanes() : 0; }
 
 std::optional<std::uint32_t> SetupControlPlane::reserve_rx_id(std::uint32_t remote_id, std::uint32_t peer_lanes) {
-    return sink_ ? sink_->reserve_rx_id(remote_id, peer_lanes) : std::nullopt;
+    return started_ ? port_.reserve_rx_id(remote_id, peer_lanes) : std::nullopt;
 }
 
 void SetupControlPlane::release_rx_id(std::uint32_t rx_id) {
-    if (sink_) sink_->release_rx_id(rx_id);
+    if (started_) port_.release_rx_id(rx_id);
 }
 
 bool SetupControlPlane::install(EstablishedSession&& s) {
     const std::uint32_t remote = s.remote_id;
-    if (!sink_ || !sink_->install(std::move(s))) return false;
+    if (!started_ || !port_.install(std::move(s))) return false;
     ++up_;
     if (auto it = retry_.find(remote); it != retry_.end()) it->second = Retry{0, {}, true};
     return true;
@@ -118,8 +118,8 @@ void SetupControlPlane::setup_failed(std::uint32_t remote_id, Reason reason) {
     auto it = retry_.find(remote_id);
     if (it == retry_.end()) return;
     Retry& r = it->second;
+    r.next = clock_.now() + control::Backoff::after(r.failures);   // 5 s after the first failure, ...
     ++r.failures;
-    r.next = clock_.now() + std::chrono::seconds(std::min(60u, 5u * r.failures));
 }
 
 }  // namespace p3::setup

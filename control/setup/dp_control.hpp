@@ -1,13 +1,14 @@
-// The setup exchange inside p3d: a dp::ControlPlane that takes the setup UDP datagrams the
-// workers hand to the control thread (MsgKind::setup_udp: Ethernet frames to local.port on
-// the WAN), runs the SetupEngine, sends its datagrams back as IP packets the workers route
-// out of the WAN (MsgKind::tx_ip), and installs established sessions through DataplaneSink.
-// Runs on the dataplane's control thread only.
+// The setup exchange inside p3d: the control thread's Plane for setup UDP. It takes the
+// datagrams the workers hand to the control thread (MsgKind::setup_udp: Ethernet frames to
+// local.port on the WAN), runs the SetupEngine, sends its datagrams back as IP packets the
+// workers route out of the WAN (MsgKind::tx_ip), and installs established sessions through the
+// DataplanePort (control/dp_port.hpp). Runs on the control thread only.
 //
-// A secondary connects to each remote at start, and after a failed attempt again 5 s later,
-// 5 s more per consecutive failure, at most 60 s (DESIGN.md §Session life 5), until the
-// session is up once. From then on the control channel detects a loss and asks for a new
-// exchange itself (connect(), from its SetupDriver), with its own back-off.
+// A secondary connects to each remote at start, and after a failed attempt again after the
+// back-off (control/backoff.hpp: 5 s, 5 s more per consecutive failure, at most 60 s;
+// DESIGN.md §Session life 5), until the session is up once. From then on the control channel
+// detects a loss and asks for a new exchange itself (connect(), from its SetupDriver), with
+// the same back-off.
 //
 // Only local.port carries IKE here: in p3d, local.nat_port carries UDP-encapsulated P3,
 // whose first word (P3 flags, 0) is indistinguishable from the non-ESP marker. A peer that
@@ -20,28 +21,29 @@
 #include <memory>
 
 #include "control/clock.hpp"
-#include "control/setup/dataplane_sink.hpp"
+#include "control/control_thread.hpp"
+#include "control/dp_port.hpp"
 #include "control/setup/setup_engine.hpp"
-#include "dataplane/control_iface.hpp"
 
 namespace p3::setup {
 
-class SetupControlPlane final : public dp::ControlPlane, private Transport, private SessionSink {
+class SetupControlPlane final : public control::Plane, private Transport, private SessionSink {
 public:
-    // cfg must outlive this object; clock and random too.
+    // cfg, clock, random and port must outlive this object.
     SetupControlPlane(const config::Config& cfg, Credentials creds, SetupOptions opts, const control::Clock& clock,
-                      control::Random& random);
+                      control::Random& random, control::DataplanePort& port);
     ~SetupControlPlane() override;
 
-    void start(dp::Dataplane& dp) override;
-    void on_packet(dp::Dataplane& dp, rte_mbuf* m) override;
-    void poll(dp::Dataplane& dp, std::uint64_t now_ms) override;
-    void stop(dp::Dataplane& dp) override;
+    // control::Plane (the control thread; p3d's Appliance forwards to these)
+    void start() override;
+    void on_packet(rte_mbuf* m) override;
+    void poll(control::TimePoint now) override;
+    void stop() override;
 
     // Wiring to the control channel (set before start; called on the control thread):
-    // up = a session's data keys are installed (see DataplaneSink::UpHook); failed = an
+    // up = a session's data keys are installed (see DataplanePort::UpHook); failed = an
     // exchange failed (remote 0: not yet identified).
-    void set_on_up(DataplaneSink::UpHook h) { on_up_ = std::move(h); }
+    void set_on_up(control::DataplanePort::UpHook h) { on_up_ = std::move(h); }
     void set_on_failed(std::function<void(std::uint32_t remote_id, Reason)> h) { on_failed_ = std::move(h); }
     // Secondary: set up the session with this remote again now (the channel's recovery, via
     // its SetupDriver). False while an exchange with it runs, or on a primary.
@@ -56,7 +58,7 @@ public:
 private:
     // Transport
     void send(const Endpoint& from, const Endpoint& to, ByteView datagram, Framing framing) override;
-    // SessionSink: forwards to the DataplaneSink, keeps the retry state of a secondary.
+    // SessionSink: forwards to the DataplanePort, keeps the retry state of a secondary.
     std::optional<std::uint32_t> reserve_rx_id(std::uint32_t remote_id, std::uint32_t peer_lanes) override;
     std::uint32_t local_lanes() const override;
     void release_rx_id(std::uint32_t rx_id) override;
@@ -70,9 +72,9 @@ private:
     SetupOptions opts_;
     const control::Clock& clock_;
     control::Random& random_;
-    dp::Dataplane* dp_ = nullptr;
-    std::unique_ptr<DataplaneSink> sink_;
-    DataplaneSink::UpHook on_up_;
+    control::DataplanePort& port_;
+    bool started_ = false;
+    control::DataplanePort::UpHook on_up_;
     std::function<void(std::uint32_t, Reason)> on_failed_;
     std::unique_ptr<SetupEngine> engine_;
 
@@ -83,7 +85,7 @@ private:
     };
     std::map<std::uint32_t, Retry> retry_;                       // secondary: per remote
     std::uint64_t not_setup_ = 0, send_failed_ = 0, up_ = 0;
-    std::uint64_t timers_checked_ms_ = 0;
+    control::TimePoint timers_checked_{};
 };
 
 }  // namespace p3::setup

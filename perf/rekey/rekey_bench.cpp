@@ -9,7 +9,7 @@
 // The WAN rings are shared: A's WAN TX queue q is B's WAN RX queue q (and back), so the tunnel
 // has no relay in it; A's WAN gateway MAC is B's WAN port MAC and the reverse. Control
 // messages cross the same rings, encrypted like data. Lcore 0 (this thread) runs, in one loop:
-// the generator, the checker, both dataplanes' control_poll (their control rings:
+// the generator, the checker, both control threads' passes (their control rings:
 // control_in goes to the Session), both control event loops on the monotonic clock, and the
 // rekey driver.
 //
@@ -56,12 +56,13 @@
 #include "common/keygen.hpp"
 #include "common/log.hpp"
 #include "common/slots.hpp"
-#include "control/channel/dp_link.hpp"
 #include "control/channel/limits.hpp"
 #include "control/channel/session.hpp"
 #include "control/clock.hpp"
 #include "control/event_loop.hpp"
-#include "dataplane/control_iface.hpp"
+#include "control/control_thread.hpp"
+#include "control/dp_port.hpp"
+#include "control/generator_keys.hpp"
 #include "dataplane/dataplane.hpp"
 
 namespace {
@@ -138,12 +139,12 @@ std::string mac_str(const rte_ether_addr& a) {
 
 // ---- the control plane of one dataplane: control_in packets to its Session --------------------
 
-struct ChannelPlane final : p3::dp::ControlPlane {
+struct ChannelPlane final : p3::control::Plane {
     ch::Session* session = nullptr;
     std::uint32_t sid = 0;
     std::uint64_t control_in = 0, other = 0;
     std::uint8_t buf[ch::limits::kMaxInnerPacket + 64];
-    void on_packet(p3::dp::Dataplane&, rte_mbuf* m) override {
+    void on_packet(rte_mbuf* m) override {
         const auto& md = p3::dp::meta(m);
         const std::uint32_t len = rte_pktmbuf_pkt_len(m);
         if (md.kind == p3::dp::MsgKind::control_in && md.session == sid && session && len <= sizeof buf) {
@@ -167,8 +168,10 @@ struct End {
     p3::config::Config cfg;
     std::unique_ptr<p3::dp::Dataplane> dp;
     ChannelPlane plane;
+    p3::control::SteadyClock clock;
+    std::unique_ptr<p3::control::ControlThread> ctl;   // passes driven by the bench loop
     std::uint32_t sid = 0;
-    std::unique_ptr<ch::DataplaneLink> link;
+    std::unique_ptr<p3::control::DataplanePort::Link> link;
     std::unique_ptr<ch::Session> session;
 };
 
@@ -551,10 +554,10 @@ int main(int argc, char** argv) {
             p3::dp::Options opt;
             opt.name = e->name;
             for (unsigned i = 0; i < W; ++i) opt.lcores.push_back((is_a ? 1 : 1 + W) + i);
-            opt.control_thread = false;
-            opt.control = &e->plane;
             e->dp = std::make_unique<p3::dp::Dataplane>(e->cfg, opt);
-            if (!e->dp->init() || !e->dp->start()) die("dataplane " + e->name + " did not start");
+            if (!e->dp->init()) die("dataplane " + e->name + " did not start");
+            e->ctl = std::make_unique<p3::control::ControlThread>(e->dp->control_port(), &e->plane, e->clock);
+            if (!e->dp->start()) die("dataplane " + e->name + " did not start");
             e->sid = e->dp->session_of(s->remote_id);
             e->plane.sid = e->sid;
         }
@@ -566,7 +569,8 @@ int main(int argc, char** argv) {
         const auto addr = [](const char* s) { return *p3::IpAddr::parse(s); };
         for (End* e : {&a, &b}) {
             const bool is_a = e == &a;
-            e->link = std::make_unique<ch::DataplaneLink>(*e->dp, e->sid, o.size_hiding);
+            e->link = std::make_unique<p3::control::DataplanePort::Link>(e->dp->control_port(), p3::SessionId(e->sid),
+                                                                         o.size_hiding);
             ch::SessionConfig sc;
             sc.role = is_a ? p3::config::Role::primary : p3::config::Role::secondary;
             sc.remote_id = is_a ? 2 : 1;
@@ -650,8 +654,8 @@ int main(int argc, char** argv) {
                 work += drain(f);
             }
             const std::uint64_t t = ms_now();
-            work += a.dp->control_poll(t);
-            work += b.dp->control_poll(t);
+            work += a.ctl->pass(p3::control::at_ms(t));
+            work += b.ctl->pass(p3::control::at_ms(t));
             work += unsigned(loop_a.run_due());
             work += unsigned(loop_b.run_due());
             prev_step = Clock::now();
@@ -899,6 +903,7 @@ int main(int argc, char** argv) {
             e->session.reset();
         }
         for (End* e : {&a, &b}) {
+            e->ctl.reset();
             e->dp->request_stop();
             e->dp->wait();
             e->dp->close();

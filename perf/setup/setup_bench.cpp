@@ -7,7 +7,7 @@
 // One run = one primary and N secondaries in this process, all of them the real setup engine
 // (control/setup/setup_engine.hpp) as p3d runs it: the primary is configured with N remotes
 // (distinct addresses 198.18.0.1.., identities sN.bench.p3, PSK authentication) and its
-// SessionSink is the DataplaneSink on a real Dataplane (net_ring ports; init() only, no worker
+// SessionSink is the DataplanePort on a real Dataplane (net_ring ports; init() only, no worker
 // launched: nothing is forwarded, but every session's key slots are built and published into
 // the dataplane's slot table as p3d does). The secondaries record when their session is up.
 // Datagrams travel through two in-memory mailboxes (no sockets: loopback UDP would add two
@@ -25,7 +25,7 @@
 // Lanes: the primary builds an inbound key slot per lane the secondary sends on, which a p3
 // secondary announces in its IKE_AUTH request (notify p3_lanes). --lanes L: each simulated
 // secondary announces L lanes (default 1: a secondary with one worker lcore) and every remote's
-// `lanes` is L; --lanes 0 announces nothing, as a standard IKEv2 peer, and the DataplaneSink
+// `lanes` is L; --lanes 0 announces nothing, as a standard IKEv2 peer, and the DataplanePort
 // then reserves and publishes the whole block of 64. --workers W gives the primary W worker
 // lcores (never launched), hence W outbound slots per session.
 //
@@ -78,7 +78,7 @@
 
 #include "common/log.hpp"
 #include "common/slots.hpp"
-#include "control/setup/dataplane_sink.hpp"
+#include "control/dp_port.hpp"
 #include "control/setup/setup_engine.hpp"
 #include "dataplane/dataplane.hpp"
 
@@ -320,11 +320,11 @@ private:
     std::vector<std::unique_ptr<p3::setup::SetupEngine>> engines_;
 };
 
-// The primary's sink: the DataplaneSink, with the CPU time its install (key slots for every
+// The primary's sink: the DataplanePort, with the CPU time its install (key slots for every
 // lane) takes, so the table can say how much of a setup is the dataplane's part.
 class TimedSink final : public p3::setup::SessionSink {
 public:
-    explicit TimedSink(p3::setup::DataplaneSink& s) : s_(s) {}
+    explicit TimedSink(p3::control::DataplanePort& s) : s_(s) {}
     std::optional<std::uint32_t> reserve_rx_id(std::uint32_t remote_id, std::uint32_t peer_lanes) override {
         return s_.reserve_rx_id(remote_id, peer_lanes);
     }
@@ -340,7 +340,7 @@ public:
     double install_cpu = 0;
 
 private:
-    p3::setup::DataplaneSink& s_;
+    p3::control::DataplanePort& s_;
 };
 
 // ---- log lines: counted, the first errors kept for the report ---------------------------------
@@ -478,7 +478,7 @@ bool run_one(const Params& P, const std::string& group, const std::string& cooki
     p3::dp::Options o;
     o.name = name;
     for (unsigned w = 1; w <= P.workers; ++w) o.lcores.push_back(w);
-    o.control_thread = false;  // this thread is the control thread
+    // no ControlThread: this thread calls the sink itself, as the control thread would
     auto dp = std::make_unique<p3::dp::Dataplane>(cfg, o);
     if (!dp->init()) {
         std::fprintf(stderr, "setup_bench: dataplane init failed\n");
@@ -492,7 +492,7 @@ bool run_one(const Params& P, const std::string& group, const std::string& cooki
     Mailbox to_primary, to_secondaries;
     Outcome out;
     out.up_at.assign(n, -1.0);
-    p3::setup::DataplaneSink sink(*dp);
+    p3::control::DataplanePort sink(dp->control_port());
     TimedSink timed(sink);
     auto primary = std::make_unique<p3::setup::SetupEngine>(cfg, primary_psks(n), opts, clock, rnd, to_secondaries, timed);
     auto secs = std::make_unique<Secondaries>(n, opts, clock, rnd, to_primary, out, P.lanes);

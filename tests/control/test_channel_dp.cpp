@@ -1,13 +1,14 @@
 // The control channel on two real dataplanes back to back (ring ports, two workers each):
 // sessions brought up on static keys (the setup exchange's stand-in), then rekeyed by the
-// channel through DataplaneLink while LAN traffic flows both ways; every control message
+// channel through the dataplane's port (DataplanePort::Link) while LAN traffic flows both ways; every control message
 // crosses the wire sealed and encrypted like data. Then the wire goes silent: both sides
 // declare the session lost at heartbeat_fail and the dataplane answers LAN traffic towards it
 // with ICMP unreachable / TCP RST.
 //
 //   test --> A.lan  [A: primary, lcores 1,2]  A.wan <==relay==> B.wan  [B: secondary, lcores 3,4]  B.lan --> test
 //   sessions and their event loops run on the test thread, on a manual clock; the dataplanes'
-//   control rings are drained by the test (control_poll), which hands control_in to the session.
+//   control threads are driven by the test (ControlThread::pass on the same clock), which hand
+//   control_in to the session.
 #include "tests/dataplane/bench.hpp"
 
 #include <map>
@@ -15,9 +16,8 @@
 #include <thread>
 
 #include "common/slots.hpp"
-#include "control/channel/dp_link.hpp"
 #include "control/channel/session.hpp"
-#include "dataplane/control_iface.hpp"
+#include "control/dp_port.hpp"
 
 using namespace p3test;
 using namespace std::chrono_literals;
@@ -33,10 +33,10 @@ p3::SecretBytes hexb(const char* h) {
 }
 
 // Hands control_in packets to the session of their dataplane session id.
-struct ChannelPlane final : p3::dp::ControlPlane {
+struct ChannelPlane final : p3::control::Plane {
     std::map<std::uint32_t, ch::Session*> by_sid;
     std::uint64_t control_in = 0, other = 0;
-    void on_packet(p3::dp::Dataplane&, rte_mbuf* m) override {
+    void on_packet(rte_mbuf* m) override {
         const auto& md = p3::dp::meta(m);
         if (md.kind == p3::dp::MsgKind::control_in) {
             ++control_in;
@@ -58,6 +58,7 @@ struct End {
     std::unique_ptr<p3::dp::Dataplane> dp;
     Mac lan_mac{}, wan_mac{};
     ChannelPlane plane;
+    std::unique_ptr<p3::control::ControlThread> ctl;   // driven by hand (Rig::relay)
 };
 
 p3::config::Remote static_remote(std::uint32_t id, const char* peer_wan, const char* subnet, const char* tx_key,
@@ -78,7 +79,7 @@ p3::config::Remote static_remote(std::uint32_t id, const char* peer_wan, const c
 }
 
 void start(End& e, const std::string& n, const Side& s, p3::config::Remote&& peer, std::vector<unsigned> lcores,
-           const char* local_net) {
+           const char* local_net, const p3::control::Clock& clock) {
     e.lan = make_port(n + "l", rings(n + "lr", 2), rings(n + "lt", 2));
     e.wan = make_port(n + "w", rings(n + "wr", 2), rings(n + "wt", 2));
     e.cfg = make_config(s, e.lan.port, e.wan.port);
@@ -87,10 +88,9 @@ void start(End& e, const std::string& n, const Side& s, p3::config::Remote&& pee
     p3::dp::Options o;
     o.name = n;
     o.lcores = std::move(lcores);
-    o.control_thread = false;
-    o.control = &e.plane;
     e.dp = std::make_unique<p3::dp::Dataplane>(e.cfg, o);
     REQUIRE(e.dp->init());
+    e.ctl = std::make_unique<p3::control::ControlThread>(e.dp->control_port(), &e.plane, clock);
     REQUIRE(e.dp->start());
     e.lan_mac = mac_of(e.lan.port);
     e.wan_mac = mac_of(e.wan.port);
@@ -119,15 +119,15 @@ Bytes lan_packet(const Mac& to, const char* src, const char* dst, std::size_t pa
 }
 
 struct Rig {
-    End a, b;
     p3::control::ManualClock clock;
+    End a, b;
     p3::control::EventLoop loop_a{clock}, loop_b{clock};
     p3::control::SeededRandom rng_a{1}, rng_b{2};
     struct Keys final : ch::KeySource {
         p3::control::SeededRandom r{77};
         bool fill(std::span<std::uint8_t> out) noexcept override { return r.fill(out); }
     } keys_a, keys_b;
-    std::unique_ptr<ch::DataplaneLink> link_a, link_b;
+    std::unique_ptr<p3::control::DataplanePort::Link> link_a, link_b;
     std::unique_ptr<ch::Session> primary, secondary;
     bool wire_up = true;
     std::uint64_t wan_frames = 0;
@@ -146,14 +146,16 @@ struct Rig {
         auto ra = static_remote(2, "198.51.100.2", "10.2.0.0/16", kab, "0a0b0c0d", 0x201, kba, "01020304", 0x301);
         auto rb = static_remote(1, "192.0.2.1", "10.1.0.0/16", kba, "01020304", 0x301, kab, "0a0b0c0d", 0x201);
         ra.params.size_hiding = rb.params.size_hiding = params.size_hiding;
-        start(a, n + "a", Side{"10.1.0.1/24", "192.0.2.1/24", "10.1.0.254", "192.0.2.254"}, std::move(ra), {1, 2}, "10.1.0.0/16");
+        start(a, n + "a", Side{"10.1.0.1/24", "192.0.2.1/24", "10.1.0.254", "192.0.2.254"}, std::move(ra), {1, 2}, "10.1.0.0/16", clock);
         start(b, n + "b", Side{"10.2.0.1/24", "198.51.100.2/24", "10.2.0.254", "198.51.100.254"}, std::move(rb), {3, 4},
-              "10.2.0.0/16");
+              "10.2.0.0/16", clock);
         const std::uint32_t sa = a.dp->session_of(2), sb = b.dp->session_of(1);
         REQUIRE(sa != 0);
         REQUIRE(sb != 0);
-        link_a = std::make_unique<ch::DataplaneLink>(*a.dp, sa, params.size_hiding);
-        link_b = std::make_unique<ch::DataplaneLink>(*b.dp, sb, params.size_hiding);
+        link_a = std::make_unique<p3::control::DataplanePort::Link>(a.dp->control_port(), p3::SessionId(sa),
+                                                                    params.size_hiding);
+        link_b = std::make_unique<p3::control::DataplanePort::Link>(b.dp->control_port(), p3::SessionId(sb),
+                                                                    params.size_hiding);
         ch::SessionConfig ca, cb;
         ca.role = p3::config::Role::primary;
         ca.name = "remote 2";
@@ -200,10 +202,8 @@ struct Rig {
                 ++wan_frames;
             }
         }
-        const auto now_ms = static_cast<std::uint64_t>(
-            std::chrono::duration_cast<std::chrono::milliseconds>(clock.now().time_since_epoch()).count());
-        a.dp->control_poll(now_ms);
-        b.dp->control_poll(now_ms);
+        a.ctl->pass(clock.now());
+        b.ctl->pass(clock.now());
         for (auto& f : grab(b.lan.tx)) {
             (void)f;
             ++lan_to_b, ++n;

@@ -1,5 +1,5 @@
 // The setup exchange into a real dataplane (ring ports, one worker): a primary engine whose
-// SessionSink is the DataplaneSink and a secondary engine recording what it got. After the
+// SessionSink is the DataplanePort and a secondary engine recording what it got. After the
 // exchange the primary's session is up, and traffic flows under the negotiated keys in both
 // directions: a LAN packet leaves the WAN encrypted with the P3 ID the secondary chose and
 // opens with the secondary's receive key (checked here with OpenSSL, independently of the
@@ -11,7 +11,8 @@
 
 #include "common/slots.hpp"
 #include "common/wire_limits.hpp"
-#include "control/setup/dataplane_sink.hpp"
+#include "control/control_thread.hpp"
+#include "control/dp_port.hpp"
 #include "control/setup/dp_control.hpp"
 #include "control/setup/ike_crypto.hpp"
 #include "setup_harness.hpp"
@@ -55,7 +56,7 @@ TEST_CASE("setup into the dataplane: keys installed as slots, traffic flows both
     p3::setup::test::Queue to_s(clock), to_p(clock);
     std::uint32_t up_sid = 0;
     std::pair<std::uint32_t, std::uint32_t> lanes{0, 0};
-    p3::setup::DataplaneSink sink_p(*a.dp, [&](const p3::setup::EstablishedSession&, std::uint32_t s, std::uint32_t local_lanes, std::uint32_t peer_lanes) {
+    p3::control::DataplanePort sink_p(a.dp->control_port(), [&](const p3::setup::EstablishedSession&, std::uint32_t s, std::uint32_t local_lanes, std::uint32_t peer_lanes) {
                                         up_sid = s;
                                         lanes = {local_lanes, peer_lanes};
                                     });
@@ -174,14 +175,16 @@ TEST_CASE("setup inside the dataplane: IKE through the WAN port and the control 
     const p3::config::Config engine_cfg = p3::setup::test::primary_config({});
     p3::control::SteadyClock clock;
     p3::control::SystemRandom rnd;
-    p3::setup::SetupControlPlane scp(engine_cfg, psk("dp test key, 16+ bytes"), {}, clock, rnd);
     p3::dp::Options o;
     o.name = n;
     o.lcores = {1};
-    o.control = &scp;
     auto dp = std::make_unique<p3::dp::Dataplane>(cfg, o);
     REQUIRE(dp->init());
+    p3::control::DataplanePort port(dp->control_port());
+    p3::setup::SetupControlPlane scp(engine_cfg, psk("dp test key, 16+ bytes"), {}, clock, rnd, port);
+    p3::control::ControlThread ctl(dp->control_port(), &scp, clock);
     REQUIRE(dp->start());
+    REQUIRE(ctl.start(n + "-ctl"));
     const Mac wan_mac = mac_of(wan.port);
     const std::uint32_t sid = dp->session_of(7);
     REQUIRE(sid != 0);
@@ -217,6 +220,7 @@ TEST_CASE("setup inside the dataplane: IKE through the WAN port and the control 
     CHECK(dp->sessions().state(sid) == p3::dp::SessionState::up);
     CHECK(sink_s.sessions[0].config.primary_subnets.size() == 1);
 
+    ctl.stop();
     dp->request_stop();
     dp->wait();
     CHECK(scp.sessions_up() == 1);
@@ -236,7 +240,7 @@ TEST_CASE("setup into the dataplane behind a NAT: P3 goes in UDP to where the NA
     p3::control::ManualClock clock;
     p3::control::SeededRandom rp(21), rs(22);
     p3::setup::test::Queue to_s(clock), to_p(clock);
-    p3::setup::DataplaneSink sink_p(*a.dp);
+    p3::control::DataplanePort sink_p(a.dp->control_port());
     p3::setup::test::RecordingSink sink_s(0x2000);
     p3::setup::test::PairConfig pc;
     pc.secondary_addr = *p3::IpAddr::parse("10.0.0.2");

@@ -58,13 +58,16 @@ struct Single {
     RingPort lan, wan;
     p3::config::Config cfg;
     std::unique_ptr<p3::dp::Dataplane> dp;
+    p3::control::SteadyClock clock;
+    std::unique_ptr<p3::control::ControlThread> ctl;
     Mac lan_mac{}, wan_mac{};
 
-    // control: the control plane (nullptr: ControlStub); control_thread false: the test
-    // calls dp->control_poll() itself, with a clock of its own. local_nets: protected subnets
-    // behind a LAN gateway (local.subnets), which inbound inner destinations may be in.
+    // control: the control plane (nullptr: what reaches the control thread is freed);
+    // control_thread false: the test calls control_pass(*ctl, now_ms) itself, with a clock of
+    // its own. local_nets: protected subnets behind a LAN gateway (local.subnets), which
+    // inbound inner destinations may be in.
     Single(const std::string& name, const Side& s, std::vector<p3::config::Remote>&& remotes,
-           std::vector<unsigned> lcores = {1, 2}, p3::dp::ControlPlane* control = nullptr,
+           std::vector<unsigned> lcores = {1, 2}, p3::control::Plane* control = nullptr,
            bool control_thread = true, std::vector<const char*> local_nets = {}) {
         test_pool();
         static unsigned seq = 0;
@@ -78,15 +81,16 @@ struct Single {
         p3::dp::Options o;
         o.name = n;
         o.lcores = lcores;
-        o.control = control;
-        o.control_thread = control_thread;
         dp = std::make_unique<p3::dp::Dataplane>(cfg, o);
         REQUIRE(dp->init());
+        ctl = std::make_unique<p3::control::ControlThread>(dp->control_port(), control, clock);
         REQUIRE(dp->start());
+        if (control_thread) REQUIRE(ctl->start(n + "-ctl"));
         lan_mac = mac_of(lan.port);
         wan_mac = mac_of(wan.port);
     }
     ~Single() {
+        ctl.reset();   // the control plane first: it uses the dataplane's port
         dp->request_stop();
         dp->wait();
         dp->close();

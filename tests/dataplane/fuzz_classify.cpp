@@ -18,6 +18,7 @@
 #include <rte_cycles.h>
 
 #include "common/log.hpp"
+#include "control/control_thread.hpp"
 #include "dataplane/dataplane.hpp"
 #include "dataplane/fastpath.hpp"
 
@@ -27,6 +28,8 @@ struct Bench {
     rte_ring* rings[4];
     p3::config::Config cfg;
     p3::dp::Dataplane* dp = nullptr;
+    p3::control::ManualClock clock;
+    p3::control::ControlThread* ctl = nullptr;   // driven by hand, one pass per step
     rte_mempool* pool = nullptr;
 };
 Bench* g;
@@ -89,9 +92,9 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
     p3::dp::Options o;
     o.name = "fz";
     o.lcores = {0};
-    o.control_thread = false;
     g->dp = new p3::dp::Dataplane(g->cfg, o);
     if (!g->dp->init()) __builtin_trap();
+    g->ctl = new p3::control::ControlThread(g->dp->control_port(), nullptr, g->clock);
     g->pool = g->dp->pool();
     return 0;
 }
@@ -115,7 +118,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     // The control thread and worker 0's drain of its ring, until every resolution the input
     // started has been answered or given up (requests go out of the port and are drained).
     for (unsigned step = 0; step <= p3::dp::kResolveRetries + 1; ++step) {
-        dp.control_poll(now_ms);
+        g->ctl->pass(p3::control::at_ms(now_ms));
         p3::dp::drain_once(L, dp.shared());
         now_ms += p3::dp::kResolveIntervalMs;
     }

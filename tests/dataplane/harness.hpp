@@ -26,6 +26,7 @@
 #include <rte_ring.h>
 
 #include "common/config.hpp"
+#include "control/control_thread.hpp"
 #include "dataplane/dataplane.hpp"
 
 namespace p3test {
@@ -86,10 +87,16 @@ inline void release_rings(RingPort& p) {
     }
 }
 
-// A test's dataplane end (anything with dp, lan and wan ring ports): stopped, closed, and its
-// rings released. Safe on an end that never started.
+// One pass of a control thread the test drives by hand, at now_ms on the test's own clock.
+inline unsigned control_pass(p3::control::ControlThread& c, std::uint64_t now_ms) {
+    return c.pass(p3::control::at_ms(now_ms));
+}
+
+// A test's dataplane end (anything with dp, lan and wan ring ports, and a control thread ctl
+// if it has one): stopped, closed, and its rings released. Safe on an end that never started.
 template <class End>
 void stop_end(End& e) {
+    if constexpr (requires { e.ctl.reset(); }) e.ctl.reset();   // the control plane first
     if (!e.dp) return;
     e.dp->request_stop();
     e.dp->wait();

@@ -9,7 +9,7 @@
 //   - a pool run dry is counted and logged (once a second), and the ports keep running.
 //
 // Two dataplanes back to back with static keys (as test_tunnel.cpp), the test as the wire
-// between their WANs and as both control threads (control_poll with a clock of its own):
+// between their WANs and as both control threads (control_pass with a clock of its own):
 //
 //   hosts 10.1.5.x  [A.lan] A (lcores 1,2) [A.wan] <=test=> [B.wan] B (lcores 3,4) [B.lan]  hosts 10.2.5.x
 //                           192.0.2.1/24                    198.51.100.2/24
@@ -75,8 +75,8 @@ struct LogCapture {
 };
 
 // What reaches B's control plane, in order.
-struct Recorder final : p3::dp::ControlPlane {
-    void on_packet(p3::dp::Dataplane&, rte_mbuf* m) override {
+struct Recorder final : p3::control::Plane {
+    void on_packet(rte_mbuf* m) override {
         kinds.push_back(p3::dp::meta(m).kind);
         rte_pktmbuf_free(m);
     }
@@ -130,8 +130,8 @@ struct Pair {
                 ++n;
             }
         }
-        a.dp->control_poll(now_ms);
-        if (poll_b) b.dp->control_poll(now_ms);
+        control_pass(*a.ctl, now_ms);
+        if (poll_b) control_pass(*b.ctl, now_ms);
         return n;
     }
     // Until B's WAN RX rings are empty (the workers took everything injected).
@@ -196,16 +196,16 @@ TEST_CASE("a setup flood fills its own ring: authenticated control messages stil
     REQUIRE(p.b.dp->sum(&p3::dp::LcoreStats::decrypted) == 1);
 
     // One pass of B's control thread: the control message first, setup within its budget.
-    p.b.dp->control_poll(p.now_ms);
+    control_pass(*p.b.ctl, p.now_ms);
     REQUIRE_FALSE(p.rec.kinds.empty());
     CHECK(p.rec.kinds.front() == MsgKind::control_in);
     CHECK(p.rec.count(MsgKind::control_in) == 1);
-    CHECK(p.rec.count(MsgKind::setup_udp) <= p3::dp::kSetupPerPass);
+    CHECK(p.rec.count(MsgKind::setup_udp) <= p3::control::kSetupPerPass);
     CHECK(p.b.drops(Drop::RING_FULL_CONTROL) == 0);
 
     // Every datagram is accounted for: handed over (now or on a later pass), over the
     // workers' rate, or over the ring.
-    for (int i = 0; i < 1000 && p.b.dp->control_backlog(CtlClass::setup) != 0; ++i) p.b.dp->control_poll(p.now_ms);
+    for (int i = 0; i < 1000 && p.b.dp->control_backlog(CtlClass::setup) != 0; ++i) control_pass(*p.b.ctl, p.now_ms);
     const std::uint64_t policed = p.b.drops(Drop::SETUP_POLICED), full = p.b.drops(Drop::RING_FULL_SETUP);
     CHECK(p.rec.count(MsgKind::setup_udp) + policed + full == kFlood);
     CHECK(policed > 0);
@@ -213,7 +213,7 @@ TEST_CASE("a setup flood fills its own ring: authenticated control messages stil
     CHECK(p.rec.count(MsgKind::setup_udp) <= 2 * (p3::dp::kSetupBurst + p3::dp::kSetupRate * (flood_s + 0.1)));
 
     // Logged from the counters by the control thread, at most once a second.
-    for (std::uint64_t t = 0; t <= 3000; t += 100) p.b.dp->control_poll(p.now_ms + t);
+    for (std::uint64_t t = 0; t <= 3000; t += 100) control_pass(*p.b.ctl, p.now_ms + t);
     CHECK(log.count("P3-W0315") == 1);   // the flood was in the first second only
     CHECK(log.count("P3-W0315") <= 3);
 }
@@ -232,7 +232,7 @@ TEST_CASE("a setup flood while the control thread sleeps holds at most a quarter
     // The workers passed more than that (policed per worker, not per pool): the ring is the bound.
     CHECK(p.b.drops(Drop::RING_FULL_SETUP) > 0);
     CHECK(p.b.dp->control_backlog(CtlClass::setup) < 4095 / 4);
-    for (int i = 0; i < 1000 && p.b.dp->control_backlog(CtlClass::setup) != 0; ++i) p.b.dp->control_poll(p.now_ms);
+    for (int i = 0; i < 1000 && p.b.dp->control_backlog(CtlClass::setup) != 0; ++i) control_pass(*p.b.ctl, p.now_ms);
 }
 
 TEST_CASE("a flood of fragments that never complete holds at most the reassembly share; whole packets still pass",
@@ -320,11 +320,11 @@ TEST_CASE("next hops that never answer are evicted; frames held for them are bou
         if (i % 20 == 19 || i + 1 == kHops) {
             for (int s = 0; s < 2000 && handed() < (i + 1) * kEach; ++s) {
                 std::this_thread::sleep_for(std::chrono::milliseconds(1));
-                a.dp->control_poll(now);
+                control_pass(*a.ctl, now);
             }
             for (int s = 0; s < 20; ++s) {
                 std::this_thread::sleep_for(std::chrono::milliseconds(2));
-                a.dp->control_poll(now);
+                control_pass(*a.ctl, now);
             }
         }
     }
@@ -336,7 +336,7 @@ TEST_CASE("next hops that never answer are evicted; frames held for them are bou
     CHECK(test_pool_in_use() - before <= p3::dp::kMaxHeldFrames + 8);
 
     // Three requests each, one second apart, then they fail: held frames dropped, entries gone.
-    for (unsigned s = 1; s <= p3::dp::kResolveRetries + 1; ++s) a.dp->control_poll(now += p3::dp::kResolveIntervalMs);
+    for (unsigned s = 1; s <= p3::dp::kResolveRetries + 1; ++s) control_pass(*a.ctl, now += p3::dp::kResolveIntervalMs);
     CHECK(table.size() == 0);
     CHECK(a.drops(Drop::NEIGH_FAILED) == p3::dp::kMaxHeldFrames);
     CHECK(log.count("P3-W0306") == 1);   // 256 failures in the same second: one line
@@ -349,7 +349,7 @@ TEST_CASE("next hops that never answer are evicted; frames held for them are bou
     REQUIRE(a.dp->send_to_workers(tx_ip("192.0.2.7")));
     std::vector<Bytes> out;
     for (int i = 0; i < 200 && out.empty(); ++i) {
-        a.dp->control_poll(now);
+        control_pass(*a.ctl, now);
         out = collect(a.wan.tx, 1, 5);
     }
     REQUIRE(out.size() == 1);   // the ARP request
@@ -357,7 +357,7 @@ TEST_CASE("next hops that never answer are evicted; frames held for them are bou
     inject(a.wan.rx[0], arp(2, a.wan_mac, peer, "192.0.2.7", a.wan_mac, "192.0.2.1"));
     out.clear();
     for (int i = 0; i < 200 && out.empty(); ++i) {
-        a.dp->control_poll(now);
+        control_pass(*a.ctl, now);
         out = collect(a.wan.tx, 1, 5);
     }
     REQUIRE(out.size() == 1);
@@ -369,7 +369,7 @@ TEST_CASE("a pool run dry is counted and logged once a second; the ports keep ru
     LogCapture log;
     Single a("pl", Side{"10.1.0.1/24", "192.0.2.1/24", nullptr, nullptr}, {}, {1, 2}, nullptr, false);
     std::uint64_t now = 0;
-    a.dp->control_poll(now);
+    control_pass(*a.ctl, now);
     // Take every buffer the control thread could allocate.
     std::vector<void*> taken;
     for (void* x; rte_mempool_get(a.dp->pool(), &x) == 0;) taken.push_back(x);
@@ -378,22 +378,22 @@ TEST_CASE("a pool run dry is counted and logged once a second; the ports keep ru
     REQUIRE(a.dp->send_to_workers(tx_ip("192.0.2.9")));
     for (int i = 0; i < 200 && a.drops(Drop::MBUF_ALLOC) == 0; ++i) {
         std::this_thread::sleep_for(std::chrono::milliseconds(2));
-        a.dp->control_poll(now);
+        control_pass(*a.ctl, now);
     }
     CHECK(a.drops(Drop::MBUF_ALLOC) == 1);
     // RX still runs: an echo to our LAN address is answered (in place, no new buffer).
     inject(a.lan.rx[0], icmp4_echo(a.lan_mac, kHostMac, "10.1.0.10", "10.1.0.1", 16));
     CHECK(collect(a.lan.tx, 1).size() == 1);
     // Logged once for the second it happened in, with the reason code; not again while quiet.
-    for (std::uint64_t t = 100; t <= 1000; t += 100) a.dp->control_poll(now + t);
+    for (std::uint64_t t = 100; t <= 1000; t += 100) control_pass(*a.ctl, now + t);
     CHECK(log.count("P3-W0211") == 1);
-    a.dp->control_poll(now += 1500);
+    control_pass(*a.ctl, now += 1500);
     CHECK(log.count("P3-W0211") == 1);
     // Buffers back: the retry's request goes out.
     rte_mempool_put_bulk(a.dp->pool(), taken.data(), static_cast<unsigned>(taken.size()));
     std::vector<Bytes> out;
     for (int i = 0; i < 100 && out.empty(); ++i) {
-        a.dp->control_poll(now += p3::dp::kResolveIntervalMs);
+        control_pass(*a.ctl, now += p3::dp::kResolveIntervalMs);
         out = collect(a.wan.tx, 1, 5);
     }
     CHECK(out.size() == 1);

@@ -9,7 +9,7 @@
 //
 // Both sides have two workers and two queues per port: both workers send, so every session
 // runs on two lanes (static_keys.lanes = 2). The test thread is also both control threads
-// (Options::control_thread = false): it calls control_poll() itself, so it may change
+// (each ControlThread driven by hand): it calls control_pass() itself, so it may change
 // routes and keys while the workers run.
 #include <algorithm>
 #include <atomic>
@@ -67,6 +67,8 @@ struct End {
     RingPort lan, wan;
     p3::config::Config cfg;
     std::unique_ptr<p3::dp::Dataplane> dp;
+    p3::control::ManualClock clock;                   // the test passes its own now_ms
+    std::unique_ptr<p3::control::ControlThread> ctl;   // driven by hand (control_pass)
     Mac lan_mac{}, wan_mac{};
 };
 
@@ -97,7 +99,7 @@ struct SeqCfg {
 };
 
 void start(End& e, const std::string& n, const Net& net, p3::config::Remote&& peer, std::vector<unsigned> lcores,
-           p3::dp::ControlPlane* control = nullptr, std::vector<const char*> local_nets = {},
+           p3::control::Plane* control = nullptr, std::vector<const char*> local_nets = {},
            const SeqCfg* seq = nullptr) {
     e.lan = make_port(n + "l", rings(n + "lr", 2), rings(n + "lt", 2));
     e.wan = make_port(n + "w", rings(n + "wr", 2), rings(n + "wt", 2));
@@ -113,10 +115,9 @@ void start(End& e, const std::string& n, const Net& net, p3::config::Remote&& pe
     }
     o.name = n;
     o.lcores = std::move(lcores);
-    o.control_thread = false;
-    o.control = control;
     e.dp = std::make_unique<p3::dp::Dataplane>(e.cfg, o);
     REQUIRE(e.dp->init());
+    e.ctl = std::make_unique<p3::control::ControlThread>(e.dp->control_port(), control, e.clock);
     REQUIRE(e.dp->start());
     e.lan_mac = mac_of(e.lan.port);
     e.wan_mac = mac_of(e.wan.port);
@@ -144,7 +145,7 @@ struct Tunnel {
     std::uint64_t now_ms = 0;
 
     Tunnel(const std::string& name, bool inner6, bool outer6, bool aes256 = false, std::uint32_t lanes = 2,
-           p3::dp::ControlPlane* control_b = nullptr, bool size_hiding = false, bool b_anti_replay = true,
+           p3::control::Plane* control_b = nullptr, bool size_hiding = false, bool b_anti_replay = true,
            const SeqCfg* seq_a = nullptr) {
         test_pool();
         static unsigned seq = 0;
@@ -177,8 +178,8 @@ struct Tunnel {
                 ++n;
             }
         }
-        a.dp->control_poll(now_ms);
-        b.dp->control_poll(now_ms);
+        control_pass(*a.ctl, now_ms);
+        control_pass(*b.ctl, now_ms);
         return n;
     }
 
@@ -555,8 +556,8 @@ TEST_CASE("NAT traversal: P3 inside UDP 4500, both directions", "[tunnel][nat]")
 
 namespace {
 // Keeps what reaches the control thread.
-struct Recorder final : p3::dp::ControlPlane {
-    void on_packet(p3::dp::Dataplane&, rte_mbuf* m) override {
+struct Recorder final : p3::control::Plane {
+    void on_packet(rte_mbuf* m) override {
         got.push_back({p3::dp::meta(m), bytes_of(m)});
         rte_pktmbuf_free(m);
     }

@@ -4,7 +4,7 @@
 # wrong, or the command line is incomplete; and nothing stays running.
 set -u
 BUILD=${BUILD:-build}
-p3d=$BUILD/dataplane/p3d
+p3d=$BUILD/p3d/p3d
 [ -x "$p3d" ] || { echo "FAIL: $p3d not built"; exit 1; }
 work=$(mktemp -d)
 prefix=p3t21-$$

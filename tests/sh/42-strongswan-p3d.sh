@@ -18,7 +18,7 @@
 # Exit 0 = pass, 77 = skipped (what is missing is printed), anything else = fail.
 set -u
 BUILD=${BUILD:-$(dirname "$0")/../../build}
-p3d=$BUILD/dataplane/p3d
+p3d=$BUILD/p3d/p3d
 . "$(dirname "$0")/lib/charon.sh"
 tag=p3t42-$$
 NS_P=$tag-p; NS_S=$tag-s

@@ -39,7 +39,7 @@
 # pair_stop: SIGTERM to a and b; each must exit with status 0.
 set -u
 BUILD=${BUILD:-build}
-p3d=$BUILD/dataplane/p3d
+p3d=$BUILD/p3d/p3d
 p3ctl=$BUILD/control/p3ctl
 here=$(cd "$(dirname "$0")" && pwd)
 [ -x "$p3d" ] || { echo "FAIL: $p3d not built"; exit 1; }

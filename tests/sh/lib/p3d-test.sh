@@ -6,7 +6,7 @@
 set -u
 BUILD=${BUILD:-build}
 ROOT=${ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)}
-p3d=$BUILD/dataplane/p3d
+p3d=$BUILD/p3d/p3d
 [ -x "$p3d" ] || { echo "FAIL: $p3d not built"; exit 1; }
 
 work=$(mktemp -d)

@@ -2,11 +2,15 @@
 //
 //   p3d [EAL options] -- -c FILE [-f] [-v]
 //
+// p3d wires the planes: configuration -> dataplane (dataplane/dataplane.hpp) -> control plane
+// on the dataplane's ControlPort (control/appliance.hpp, run by control/control_thread.hpp)
+// -> telemetry (dataplane/telemetry.hpp). Neither plane knows this file.
+//
 // Order of events: EAL -> configuration -> setup credentials and key generator -> ports, pool,
-// tables, sessions -> workers on every EAL lcore (the main lcore too) and the control thread
-// (the setup exchange and the control channel: control/appliance.hpp) -> wait for
-// SIGINT/SIGTERM -> stop workers and the control thread -> stop and close every port ->
-// rte_eal_cleanup -> exit 0.
+// tables, sessions -> the control plane and its thread's first published view -> telemetry ->
+// workers on every EAL lcore (the main lcore too), then the control thread (the setup exchange
+// and the control channel) -> wait for SIGINT/SIGTERM -> stop the control thread, then the
+// workers -> stop and close every port -> rte_eal_cleanup -> exit 0.
 // Anything the administrator must fix first (bad EAL options, bad configuration, missing
 // port, unreadable pre-shared key or certificate, missing hardware key generator) is one log
 // line with its reason code and exit status 2, with nothing left running.
@@ -33,6 +37,8 @@
 #include "common/log.hpp"
 #include "common/secret.hpp"
 #include "control/appliance.hpp"
+#include "control/clock.hpp"
+#include "control/control_thread.hpp"
 #include "control/setup/ike_auth.hpp"
 #include "dataplane/dataplane.hpp"
 #include "dataplane/telemetry.hpp"
@@ -207,18 +213,19 @@ int main(int argc, char** argv) {
             return kExitUsage;
         }
     }
-    // Declared before the dataplane: its control thread uses it until dp.wait().
-    p3::control::Appliance control(cfg, std::move(creds), keygen);
-
     p3::dp::Options opts;
     opts.name = "p3";
-    opts.control = &control;
     p3::dp::Dataplane dp(cfg, opts);
     if (!dp.init()) {
         dp.close();
         rte_eal_cleanup();
         return kExitUsage;
     }
+    // The control plane on the dataplane's port, and its thread on one clock. Declared after
+    // the dataplane: the thread is joined (ctl.stop()) before anything below goes.
+    p3::control::SteadyClock clock;
+    p3::control::Appliance control(cfg, std::move(creds), keygen, clock, dp.control_port());
+    p3::control::ControlThread ctl(dp.control_port(), &control, clock);
     p3::dp::Telemetry telemetry;
     telemetry.attach(&dp);
     p3::dp::register_pdump();
@@ -231,9 +238,12 @@ int main(int argc, char** argv) {
     sigaction(SIGTERM, &sa, nullptr);
     std::signal(SIGPIPE, SIG_IGN);
 
-    if (!dp.start()) {
+    if (!dp.start() || !ctl.start("p3-ctl")) {
         dp.request_stop();
+        ctl.stop();
         dp.wait();
+        telemetry.detach();
+        g_dp = nullptr;
         dp.close();
         rte_eal_cleanup();
         return 1;
@@ -243,6 +253,7 @@ int main(int argc, char** argv) {
                   cfg.remotes.size(), static_cast<int>(getpid()));
     p3::log::init(running);
     dp.run_here();   // the main lcore's worker; returns when a signal asks to stop
+    ctl.stop();      // the control plane first: it sends through the workers' ring
     dp.wait();
     telemetry.detach();
     g_dp = nullptr;

@@ -1,0 +1,146 @@
+// The control plane's adapter over the dataplane's ControlPort (see dp_port.hpp).
+#include "control/dp_port.hpp"
+
+#include <rte_mbuf.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "common/log.hpp"
+#include "common/wire_limits.hpp"
+
+namespace p3::control {
+
+namespace {
+dp::LaneKeys lane_keys(const channel::KeyMaterial& k, std::uint32_t lanes, bool size_hiding) {
+    dp::LaneKeys lk;
+    lk.key = k.key.span();
+    lk.salt = k.salt.span();
+    lk.lanes = lanes;
+    lk.size_hiding = size_hiding;
+    return lk;
+}
+}  // namespace
+
+// ---- the setup engine's sink ------------------------------------------------------------
+
+std::optional<std::uint32_t> DataplanePort::reserve_rx_id(std::uint32_t /*remote_id*/, std::uint32_t peer_lanes) {
+    const std::uint32_t width = peer_lanes >= 1 && peer_lanes <= wire::kMaxLanes ? peer_lanes : wire::kMaxLanes;
+    auto id = port_.reserve_rx_ids(width);
+    if (!id) return std::nullopt;
+    reserved_[id->raw()] = width;
+    return id->raw();
+}
+
+std::uint32_t DataplanePort::give_back(std::uint32_t rx_id, std::uint32_t from) {
+    auto it = reserved_.find(rx_id);
+    const std::uint32_t width = it == reserved_.end() ? wire::kMaxLanes : it->second;
+    port_.release_rx_ids(P3Id(rx_id), from, width);
+    if (it != reserved_.end()) reserved_.erase(it);
+    return width;
+}
+
+void DataplanePort::release_rx_id(std::uint32_t rx_id) { give_back(rx_id); }
+
+bool DataplanePort::install(setup::EstablishedSession&& s) {
+    const SessionId sid = port_.session_of(RemoteId(s.remote_id));
+    if (!sid) {
+        P3_LOG_ERROR(SETUP_KEYS_REJECTED, "setup with remote %u: no dataplane session for it", s.remote_id);
+        return false;
+    }
+    // Who sends on how many lanes: the push says (params.lanes = the secondary's, primary_lanes
+    // = the primary's); 0 means one per worker of that machine.
+    // The block reserved for it is as wide as the peer announced (or the most a peer may use);
+    // a secondary learns the primary's lanes from the push and gives the rest back.
+    const bool primary = s.local_role == config::Role::primary;
+    const auto res = reserved_.find(s.rx_p3_id);
+    const std::uint32_t width = res == reserved_.end() ? wire::kMaxLanes : res->second;
+    std::uint32_t peer_lanes = primary ? width : s.config.primary_lanes;
+    if (peer_lanes == 0 || peer_lanes > width) peer_lanes = width;
+    const bool hiding = s.config.params.size_hiding;
+    const dp::LaneKeys rx{s.data_rx.key.span(), s.data_rx.salt.span(), peer_lanes, hiding};
+    const dp::LaneKeys tx{s.data_tx.key.span(), s.data_tx.salt.span(), port_.tx_lanes(), hiding};
+    const P3Id rx_id(s.rx_p3_id), tx_id(s.tx_p3_id);
+    // Behind a NAT, P3 travels in UDP between the nat_ports (set before install_tx, which
+    // builds the outer headers). The primary addresses the secondary where the NAT showed it;
+    // which port the NAT maps the secondary's nat_port to is not visible in the setup
+    // exchange (which runs on another port), so the primary assumes a port-preserving NAT
+    // (following another mapping is not done yet: docs/setup-exchange.md §NAT detection).
+    if (s.nat()) {
+        const std::uint16_t port = port_.config().local.nat_port;
+        if (!port_.set_peer(sid, s.peer.addr, port, port)) {
+            give_back(s.rx_p3_id);
+            return false;
+        }
+    }
+    // Inbound first: the peer may send as soon as it has our answer.
+    if (!port_.install_rx(sid, rx_id, rx)) {
+        give_back(s.rx_p3_id);
+        return false;
+    }
+    if (!port_.install_tx(sid, tx_id, tx)) {
+        port_.retire_rx(sid, rx_id);
+        give_back(s.rx_p3_id);
+        return false;
+    }
+    give_back(s.rx_p3_id, peer_lanes);   // the lanes the peer does not use
+    ++installed_;
+    if (on_up_) on_up_(s, sid.raw(), port_.tx_lanes(), peer_lanes);
+    return true;
+}
+
+// ---- the channel's link ---------------------------------------------------------------
+
+std::optional<std::uint32_t> DataplanePort::Link::install_rx(const channel::KeyMaterial& data, std::uint32_t lanes) {
+    auto base = port_.reserve_rx_ids(lanes);
+    if (!base) return std::nullopt;
+    if (!port_.install_rx(sid_, *base, lane_keys(data, lanes, size_hiding_))) {
+        port_.retire_rx(sid_, *base);
+        return std::nullopt;
+    }
+    rx_lanes_[base->raw()] = lanes;
+    return base->raw();
+}
+
+bool DataplanePort::Link::switch_tx(std::uint32_t peer_p3_id, const channel::KeyMaterial& data, std::uint32_t lanes) {
+    return port_.install_tx(sid_, P3Id(peer_p3_id), lane_keys(data, lanes, size_hiding_));
+}
+
+void DataplanePort::Link::retire_rx(std::uint32_t p3_id) {
+    rx_lanes_.erase(p3_id);
+    port_.retire_rx(sid_, P3Id(p3_id));
+}
+
+bool DataplanePort::Link::rx_seen(std::uint32_t p3_id) {
+    auto it = rx_lanes_.find(p3_id);
+    return port_.rx_seen(P3Id(p3_id), it == rx_lanes_.end() ? 1 : it->second);
+}
+
+std::uint64_t DataplanePort::Link::tx_packets() {
+    std::uint64_t most = 0;
+    for (unsigned l = 0; l < port_.tx_lanes(); ++l)
+        most = std::max(most, port_.tx_last_seq(sid_, static_cast<std::uint16_t>(l)));
+    return most;
+}
+
+void DataplanePort::Link::send_control(std::span<const std::uint8_t> inner) {
+    rte_mbuf* m = port_.alloc();
+    if (m == nullptr || inner.size() > rte_pktmbuf_tailroom(m)) {
+        if (m) rte_pktmbuf_free(m);
+        ++send_failures_;
+        return;
+    }
+    char* p = rte_pktmbuf_append(m, static_cast<std::uint16_t>(inner.size()));
+    std::memcpy(p, inner.data(), inner.size());
+    dp::PktMeta& md = dp::meta(m);
+    md = dp::PktMeta{};
+    md.kind = dp::MsgKind::tx_inner;
+    md.side = dp::Side::wan;
+    md.session = sid_.raw();
+    if (!port_.send(m)) {
+        rte_pktmbuf_free(m);
+        ++send_failures_;
+    }
+}
+
+}  // namespace p3::control

@@ -1,0 +1,217 @@
+// The one port between the dataplane and the control plane: rings of mbufs both ways with a
+// small metadata field in each mbuf (an rte_mbuf dynfield), the neighbour hand-off, the key
+// slot writer, session state and peer address, and what the control thread publishes for
+// telemetry. The control plane reaches the dataplane through nothing else.
+//
+//   workers --(trusted, MP/SC)--> control thread: decrypted control packets (control_in)
+//   workers --(neigh, MP/SC)----> control thread: ARP/ND, frames waiting for a next hop (hold)
+//   workers --(setup, MP/SC)----> control thread: setup UDP
+//   control --(to_workers, SP/SC)--> worker 0: frames to send as they are, IP packets to
+//                                    route out of the WAN, inner packets to encrypt for a session
+//
+// The control thread (the control plane's ControlThread) owns the loop: it drains the rings (trusted
+// first), hands ARP/ND/hold frames back to the dataplane's resolver (to_resolver), calls the
+// housekeeping here once per pass, and publishes its counters and the sessions' state
+// (publish) for telemetry, which reads only what was published. Each worker polices what it
+// puts on the neigh and setup rings (token buckets on the TSC, limits.hpp); a full ring drops,
+// counted per kind. Nothing here is on the packet path except meta() and the ring operations.
+//
+// Every method of ControlPort is for the control thread only, except the published views
+// (counters(), sessions_view()), which any thread reads (the sessions view as an RCU reader).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <rte_mbuf.h>
+#include <rte_mbuf_dyn.h>
+
+#include "common/config.hpp"
+#include "common/ids.hpp"
+#include "common/net.hpp"
+#include "dataplane/ports.hpp"
+#include "dataplane/sessions.hpp"
+
+namespace p3::dp {
+
+class Dataplane;
+
+enum class MsgKind : std::uint8_t {
+    none = 0,
+    // worker -> control
+    setup_udp = 1,   // Ethernet frame from the WAN: UDP to local.port (setup exchange)
+    control_in = 2,  // decrypted inner IP packet (no Ethernet header) whose destination is our
+                     // WAN address; session and lane say where it came from
+    arp = 3,         // ARP frame (side says which port)
+    nd = 4,          // ICMPv6 neighbour solicitation/advertisement frame
+    hold = 5,        // complete frame whose next hop is not resolved yet (side = out port)
+    // control -> worker
+    tx_frame = 16,   // send on `side` as it is (Ethernet frame complete)
+    tx_ip = 17,      // IP packet without Ethernet header: resolve its next hop on `side`, send
+    tx_inner = 18,   // inner IP packet for `session`: encrypt like data, send on the WAN
+};
+
+// The worker -> control rings, in the order the control thread drains them.
+enum class CtlClass : std::uint8_t { trusted = 0, neigh = 1, setup = 2 };
+inline constexpr unsigned kCtlClasses = 3;
+
+struct PktMeta {
+    MsgKind kind;
+    Side side;
+    std::uint16_t lane;      // control_in: the lane it arrived on
+    std::uint32_t session;   // control_in, tx_inner
+};
+static_assert(sizeof(PktMeta) == 8);
+
+// Offset of the PktMeta dynfield; registered once per process (register_meta()).
+extern int g_meta_offset;
+bool register_meta();
+inline PktMeta& meta(rte_mbuf* m) noexcept { return *RTE_MBUF_DYNFIELD(m, g_meta_offset, PktMeta*); }
+
+// Key material of one direction of a session: lane 0's key (16 B AES-128 / 32 B AES-256) and
+// salt (4 B); lane n > 0 derives its own (common/lanes.hpp). Read during the call only.
+struct LaneKeys {
+    std::span<const std::uint8_t> key;
+    std::span<const std::uint8_t> salt;
+    std::uint32_t lanes = 1;          // lanes the sender of this direction uses
+    bool size_hiding = false;
+    bool anti_replay = true;          // inbound only; false only for static keys that ask for it
+};
+
+// What the control thread handled, by ring; its own counts, published once per pass.
+struct ControlCounters {
+    std::uint64_t trusted = 0, neigh = 0, setup = 0;
+    std::uint64_t setup_waited = 0;   // passes that ended with setup datagrams still waiting
+    std::uint64_t packets = 0;        // every message handled (the three rings)
+};
+
+// One session as the control thread last published it.
+struct SessionView {
+    SessionId sid;
+    RemoteId remote;
+    SessionState state = SessionState::unused;
+    IpAddr peer;
+    std::uint16_t tx_lanes = 0;
+    bool static_keys = false;
+    std::vector<std::string> groups;
+    std::vector<Prefix> subnets;
+};
+struct SessionsView {
+    std::vector<SessionView> sessions;   // by session id, in use only
+    std::uint32_t routes4 = 0, routes6 = 0;
+    const SessionView* by_remote(RemoteId r) const noexcept {
+        for (const auto& s : sessions)
+            if (s.remote == r) return &s;
+        return nullptr;
+    }
+};
+
+class ControlPort {
+public:
+    explicit ControlPort(Dataplane& dp) noexcept : dp_(dp) {}
+    ~ControlPort();
+    ControlPort(const ControlPort&) = delete;
+    ControlPort& operator=(const ControlPort&) = delete;
+
+    // ---- rings --------------------------------------------------------------------------
+    // Up to out.size() messages of one class, oldest first; the caller owns them.
+    unsigned dequeue(CtlClass c, std::span<rte_mbuf*> out) noexcept;
+    unsigned backlog(CtlClass c) const noexcept;
+    // To worker 0; meta(m) says how. False: ring full, m is still the caller's.
+    bool send(rte_mbuf* m) noexcept;
+    rte_mbuf* alloc() noexcept;   // from the dataplane's pool; nullptr when empty
+    // ARP, ND and held frames (meta kind arp/nd/hold) go to the dataplane's resolver, which
+    // owns them from then on: true. Anything else stays the caller's: false.
+    bool to_resolver(rte_mbuf* m, std::uint64_t now_ms);
+
+    // ---- once per pass ------------------------------------------------------------------
+    // Key slots and published views whose grace period is over: wiped and freed.
+    void reclaim();
+    // Neighbour retries, the static keys' next sequence block on disk, the pressure log.
+    void housekeeping(std::uint64_t now_ms);
+    // The control thread's counters (every pass) and, when a session changed through this
+    // port or `sessions_every_ms` passed since the last one, a new sessions view.
+    void publish(const ControlCounters& c, std::uint64_t now_ms);
+    static constexpr std::uint64_t kSessionsEveryMs = 1000;
+
+    // ---- key slots (the contract) --------------------------------------------------------
+    //   reserve_rx_ids(lanes)
+    //       A block of `lanes` fresh P3 IDs to receive on (base + n = lane n). Announce the
+    //       base to the peer (it writes it on what it sends us). nullopt: table full (logged).
+    //   release_rx_ids(base, from, to)
+    //       IDs base+from .. base+to-1 of a reserved block that no key was installed under go
+    //       back to the table (an ID that is free stays free).
+    //   install_rx(sid, base, keys)
+    //       Publishes inbound slots base..base+keys.lanes-1 (reserved before) for the session:
+    //       packets under them decrypt from now on. Older inbound slots stay until retire_rx():
+    //       both keys are accepted during a rekey. On failure (logged) the IDs are released.
+    //   install_tx(sid, peer_base, keys)
+    //       Replaces every outbound lane of the session at once (lane n writes peer_base + n,
+    //       starts at sequence 1) and sets the session up. Lanes beyond the workers that send
+    //       are not made; a sending worker without a lane drops (no_tx_slot).
+    //   retire_rx(sid, base)
+    //       The inbound block at base no longer decrypts; its IDs are never found again
+    //       (generation), its keys are wiped after the workers' grace period.
+    //   clear_keys(sid)
+    //       Session down: every slot of it retired; its traffic is answered (RST/unreachable).
+    //   tx_last_seq(sid, lane)
+    //       The last sequence sent on a lane (packet-count rekey, statistics).
+    //   rx_seen(base, lanes)
+    //       A packet authenticated under one of the block's inbound slots: the replay
+    //       window's top moves off 0 only after a tag verified. Written by one worker with a
+    //       relaxed store and only ever growing; read here with a relaxed load, compared with 0.
+    // Rekey (DESIGN.md §Session life): reserve_rx_ids + install_rx for the new keys, tell the
+    // peer; on its status install_tx; after traffic under the new inbound keys (rx_seen, or a
+    // timeout) retire_rx of the old block.
+    std::optional<P3Id> reserve_rx_ids(std::uint32_t lanes);
+    void release_rx_ids(P3Id base, std::uint32_t from, std::uint32_t to);
+    bool install_rx(SessionId sid, P3Id base, const LaneKeys& k);
+    bool install_tx(SessionId sid, P3Id peer_base, const LaneKeys& k);
+    void retire_rx(SessionId sid, P3Id base);
+    void clear_keys(SessionId sid);
+    std::uint64_t tx_last_seq(SessionId sid, std::uint16_t lane) const noexcept;
+    bool rx_seen(P3Id base, std::uint32_t lanes) const noexcept;
+    unsigned tx_lanes() const noexcept;   // lanes this appliance sends on
+
+    // ---- sessions ----------------------------------------------------------------------
+    SessionId session_of(RemoteId r) const noexcept;   // none: SessionId{}
+    SessionState state(SessionId sid) const noexcept;
+    //   set_peer(sid, peer, udp_src, udp_dst)
+    //       Where the session's packets go: the peer's WAN address (as seen, behind a NAT) and,
+    //       with udp_dst != 0, UDP encapsulation (udp_src = our port, normally 4500; udp_dst =
+    //       the peer's). Applies to the keys installed after the call (a TX slot's outer header
+    //       is prepared when it is built; an RX slot accepts packets only from the peer's
+    //       address and, encapsulated, its UDP port): call it, then install_rx/install_tx.
+    bool set_peer(SessionId sid, const IpAddr& peer, std::uint16_t udp_src, std::uint16_t udp_dst);
+    const config::Config& config() const noexcept;
+
+    // ---- published (any thread) ----------------------------------------------------------
+    ControlCounters counters() const noexcept;   // a consistent copy (seqlock)
+    // The sessions as last published; read it as an RCU reader of the dataplane (telemetry),
+    // or on the control thread. nullptr before the first publish.
+    const SessionsView* sessions_view() const noexcept { return view_.load(std::memory_order_acquire); }
+
+private:
+    void publish_sessions();
+
+    Dataplane& dp_;
+    // Counters under a sequence lock: odd while the control thread writes them.
+    static constexpr unsigned kWords = sizeof(ControlCounters) / sizeof(std::uint64_t);
+    std::atomic<std::uint64_t> seq_{0};
+    std::atomic<std::uint64_t> words_[kWords] = {};
+    // Sessions view under RCU: the current one, and the ones retired until readers passed.
+    std::atomic<const SessionsView*> view_{nullptr};
+    struct Retired {
+        std::uint64_t token;
+        const SessionsView* view;
+    };
+    std::vector<Retired> retired_;
+    bool sessions_changed_ = true;
+    std::uint64_t sessions_at_ms_ = 0;
+};
+
+}  // namespace p3::dp
