@@ -816,6 +816,32 @@ TEST_CASE("static keys: lanes never send past the persisted mark, and resume abo
     std::filesystem::remove_all(base);
 }
 
+// Telemetry reads what the control thread owns only as the control thread published it: a
+// change made through the port shows in the sessions view after the next pass, not before,
+// and the counters are the control thread's own.
+TEST_CASE("the control thread publishes sessions and counters; readers see a change after the pass", "[tunnel][telemetry]") {
+    Tunnel t("pv", false, false);
+    p3::dp::ControlPort& port = t.a.dp->control_port();
+    const p3::SessionId sid = port.session_of(p3::RemoteId(2));
+    REQUIRE(sid);
+    const p3::dp::SessionsView* v = port.sessions_view();
+    REQUIRE(v != nullptr);   // published when the control thread was made
+    REQUIRE(v->by_remote(p3::RemoteId(2)) != nullptr);
+    CHECK(v->by_remote(p3::RemoteId(2))->state == p3::dp::SessionState::up);
+    CHECK(v->by_remote(p3::RemoteId(2))->sid == sid);
+    CHECK(v->by_remote(p3::RemoteId(2))->tx_lanes == t.a.dp->tx_lanes());
+    CHECK(v->routes4 == t.a.dp->routes().routes4());
+    port.clear_keys(sid);
+    CHECK(port.state(sid) == p3::dp::SessionState::down);
+    CHECK(port.sessions_view()->by_remote(p3::RemoteId(2))->state == p3::dp::SessionState::up);   // not yet
+    const std::uint64_t before = port.counters().packets;
+    control_pass(*t.a.ctl, t.now_ms);
+    CHECK(port.sessions_view()->by_remote(p3::RemoteId(2))->state == p3::dp::SessionState::down);
+    CHECK(port.counters().packets == t.a.ctl->counters().packets);
+    CHECK(port.counters().packets >= before);
+    CHECK(t.a.dp->control_counters().trusted == t.a.ctl->counters().trusted);
+}
+
 // Telemetry (a DPDK telemetry thread) reads key slots for tx_max_seq while the control thread
 // retires and frees them. The read is paused right after it loaded a TX slot; meanwhile the
 // control side clears the session's keys and reclaims. The slot must outlive the read: the
