@@ -13,6 +13,11 @@
 //                 session_down -> clear_keys(sid)          (RST / unreachable from then on)
 //                 tx_packets   -> max over lanes of tx_last_seq(sid, lane)
 //                 send_control -> an mbuf with meta tx_inner for sid, to the workers
+//   setup UDP     alloc + send: the setup exchange's datagrams out of the WAN (meta tx_ip)
+//
+// The control thread (control_thread.hpp) uses the port's other half: the rings from the
+// workers, the neighbour hand-off and the once-per-pass calls. Nothing else in control/
+// touches dp::ControlPort.
 //
 // Lanes (setup): the block reserved for receiving is as wide as the lanes the peer announced
 // in its IKE_AUTH request (notify p3_lanes: a p3 secondary says how many workers send); a peer
@@ -85,7 +90,9 @@ public:
         return std::make_unique<Link>(port_, sid, size_hiding);
     }
 
-    dp::ControlPort& port() noexcept { return port_; }
+    // Datagrams the setup exchange sends (an IP packet in an mbuf, meta tx_ip), to the workers.
+    rte_mbuf* alloc() noexcept { return port_.alloc(); }
+    bool send(rte_mbuf* m) noexcept { return port_.send(m); }
 
 private:
     // Drops the block reserved at rx_id (or its IDs from `from` on); returns its width.

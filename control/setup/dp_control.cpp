@@ -75,7 +75,7 @@ void SetupControlPlane::connect_due() {
 
 void SetupControlPlane::send(const Endpoint& from, const Endpoint& to, ByteView datagram, Framing framing) {
     const std::size_t n = setup_packet_size(to, framing, datagram.size());
-    rte_mbuf* m = started_ && n <= 0xffff ? port_.port().alloc() : nullptr;
+    rte_mbuf* m = started_ && n <= 0xffff ? port_.alloc() : nullptr;
     std::uint8_t* p = m ? reinterpret_cast<std::uint8_t*>(rte_pktmbuf_append(m, std::uint16_t(n))) : nullptr;
     if (!p || !build_setup_packet(from, to, framing, datagram, std::span<std::uint8_t>(p, n))) {
         if (m) rte_pktmbuf_free(m);
@@ -83,7 +83,7 @@ void SetupControlPlane::send(const Endpoint& from, const Endpoint& to, ByteView 
         return;
     }
     dp::meta(m) = dp::PktMeta{dp::MsgKind::tx_ip, dp::Side::wan, 0, 0};
-    if (!port_.port().send(m)) {
+    if (!port_.send(m)) {
         rte_pktmbuf_free(m);
         ++send_failed_;
     }
