@@ -9,11 +9,12 @@
 #include <thread>
 
 #include "common/log.hpp"
+#include "dataplane/limits.hpp"
 
 namespace p3::control {
 
 namespace {
-constexpr unsigned kBurst = 32;   // messages taken off a ring at once
+constexpr unsigned kBurst = dp::kMaxBurst;   // messages taken off a ring at once, as a worker's burst
 }
 
 ControlThread::ControlThread(dp::ControlPort& port, Plane* plane, const Clock& clock)
