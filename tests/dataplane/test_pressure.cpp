@@ -347,21 +347,27 @@ TEST_CASE("next hops that never answer are evicted; frames held for them are bou
     // The table is not poisoned: a next hop that answers resolves, its frame follows.
     now += p3::dp::kResolveHoldoffMs;
     REQUIRE(a.dp->send_to_workers(tx_ip("192.0.2.7")));
-    std::vector<Bytes> out;
-    for (int i = 0; i < 200 && out.empty(); ++i) {
+    // Worker 0 may still be sending the last retries for the dead next hops: look for the
+    // frames of this one among whatever comes out.
+    const std::uint8_t target[4] = {192, 0, 2, 7};
+    auto asks_for_target = [&](const Bytes& f) {
+        return f.size() >= 42 && f[12] == 0x08 && f[13] == 0x06 && std::memcmp(f.data() + 38, target, 4) == 0;
+    };
+    bool asked = false;
+    for (int i = 0; i < 200 && !asked; ++i) {
         control_pass(*a.ctl, now);
-        out = collect(a.wan.tx, 1, 5);
+        for (const Bytes& f : collect(a.wan.tx, 1, 5)) asked |= asks_for_target(f);
     }
-    REQUIRE(out.size() == 1);   // the ARP request
+    REQUIRE(asked);   // the ARP request
     const Mac peer{{0x02, 0x00, 0x00, 0x00, 0x07, 0x07}};
     inject(a.wan.rx[0], arp(2, a.wan_mac, peer, "192.0.2.7", a.wan_mac, "192.0.2.1"));
-    out.clear();
-    for (int i = 0; i < 200 && out.empty(); ++i) {
+    std::vector<Bytes> to_peer;
+    for (int i = 0; i < 200 && to_peer.empty(); ++i) {
         control_pass(*a.ctl, now);
-        out = collect(a.wan.tx, 1, 5);
+        for (Bytes& f : collect(a.wan.tx, 1, 5))
+            if (std::memcmp(f.data(), peer.b, 6) == 0) to_peer.push_back(std::move(f));
     }
-    REQUIRE(out.size() == 1);
-    CHECK(std::memcmp(out[0].data(), peer.b, 6) == 0);
+    REQUIRE(to_peer.size() == 1);   // the held frame, to the MAC that answered
     CHECK(table.size() == 1);
 }
 
