@@ -16,8 +16,8 @@
 //   recovery.*         secondary: new setup exchanges after a loss, with back-off
 //   timers.*           the named timers and the hooks they fire
 // This class owns the units, the state, the dispatch of what arrives and, on a primary, the
-// exchanges: one in flight at a time, in queue order; a trigger for a rekey already queued or
-// in flight (or a delivery of the same kinds, or any flush) joins it:
+// exchanges: one in flight at a time, in queue order; a trigger for a rekey (or a delivery of
+// the same kinds) already queued or in flight joins it, a flush joins one still queued:
 //   rekey:   request_sent --status ok--> switch_sent --switch ack--> done
 //   deliver: chunk 0 .. chunk n-1, each acknowledged, then the array is active
 //   flush:   flush --ack--> (optionally deliver)
