@@ -151,4 +151,23 @@ private:
     ReplayWindow w_;
 };
 
+// A window with its words inside it, for owners that keep a few small windows in place (the
+// control channel: one of limits::kReplayWindow packets per inbound control key, in a map
+// node that never moves). Neither copied nor moved: the window points at its own words.
+template <std::uint32_t W>
+class InlineReplayWindow {
+    static_assert(W != kReplayOff && ReplayWindow::valid_size(W));
+
+public:
+    InlineReplayWindow() noexcept : w_(W, bits_) {}
+    ReplayWindow& operator*() noexcept { return w_; }
+    const ReplayWindow& operator*() const noexcept { return w_; }
+    ReplayWindow* operator->() noexcept { return &w_; }
+    const ReplayWindow* operator->() const noexcept { return &w_; }
+
+private:
+    std::uint64_t bits_[ReplayWindow::words_for(W)];
+    ReplayWindow w_;
+};
+
 }  // namespace p3::wire

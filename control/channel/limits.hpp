@@ -81,9 +81,6 @@ inline constexpr std::size_t kMaxRxEpochs = 8;
 // --- housekeeping ----------------------------------------------------------------------------
 inline constexpr auto kTick = 1s;                 // rx-seen polling, packet limit check
 
-// --- recovery (seed spec §2.1.7) ---------------------------------------------------------------
-inline constexpr auto kBackoffFirst = 5s;
-inline constexpr auto kBackoffStep = 5s;
-inline constexpr auto kBackoffMax = 60s;
+// Recovery's back-off (seed spec §2.1.7) is the control plane's one rule: control/backoff.hpp.
 
 }  // namespace p3::channel::limits

@@ -28,30 +28,32 @@ namespace p3::channel {
 struct SessionTestAccess {
     // from seals msg with its control key (its epoch, its next sequence) and hands it to to.
     static void forge(Session& from, Session& to, std::vector<std::uint8_t> msg, bool answer, std::uint8_t pick) {
-        if (from.state() != SessionState::up || !from.tx_.ctl.valid()) return;
-        if (answer && msg.size() >= limits::kHeaderLen && !to.outstanding_.empty()) {
-            auto it = to.outstanding_.begin();
-            std::advance(it, pick % to.outstanding_.size());
+        Epochs::Tx& tx = from.epochs_.tx();
+        if (from.state() != SessionState::up || !tx.ctl.valid()) return;
+        const auto& outstanding = to.link_.outstanding();
+        if (answer && msg.size() >= limits::kHeaderLen && !outstanding.empty()) {
+            auto it = outstanding.begin();
+            std::advance(it, pick % outstanding.size());
             const std::uint32_t id = it->first;
             msg[4] = std::uint8_t(id >> 24), msg[5] = std::uint8_t(id >> 16), msg[6] = std::uint8_t(id >> 8),
             msg[7] = std::uint8_t(id);
         }
         std::vector<std::uint8_t> pkt(limits::kMaxInnerPacket);
         FrameParams fp;
-        fp.epoch = from.tx_.epoch;
-        fp.seq = ++from.tx_.seq;
+        fp.epoch = tx.epoch;
+        fp.seq = ++tx.seq;
         fp.size_hiding = from.cfg_.params.size_hiding;
-        const std::size_t n = seal_packet(from.cfg_.addrs, from.tx_.ctl, fp, msg, pkt);
+        const std::size_t n = seal_packet(from.cfg_.addrs, tx.ctl, fp, msg, pkt);
         if (n == 0) return;
         to.on_control_packet({pkt.data(), n});
     }
     static void check_bounded(const Session& s) {
-        if (s.rx_.size() > limits::kMaxRxEpochs + 1) std::abort();
-        if (s.outstanding_.size() > 16) std::abort();
+        if (s.epochs_.rx_count() > limits::kMaxRxEpochs + 1) std::abort();
+        if (s.link_.outstanding().size() > 16) std::abort();
         if (s.queue_.size() > 8) std::abort();
-        for (const auto& a : s.arrays_)
+        for (const auto& a : s.arrays_.all_active())
             if (a.keys.size() > std::size_t{limits::kMaxArraySize} * limits::kKeyMaterial256) std::abort();
-        for (const auto& a : s.incoming_)
+        for (const auto& a : s.arrays_.all_incoming())
             if (a.keys.size() > std::size_t{limits::kMaxArraySize} * limits::kKeyMaterial256) std::abort();
     }
 };

@@ -1,0 +1,101 @@
+// Control keys by epoch and the lifetime of inbound keys (epochs.hpp).
+#include "control/channel/epochs.hpp"
+
+#include <algorithm>
+
+namespace p3::channel {
+
+void Epochs::start(std::uint32_t rx_p3_id, KeyMaterial&& control_tx, KeyMaterial&& control_rx) {
+    tx_ = Tx{0, std::move(control_tx), 0};
+    rx_.clear();
+    add_rx(0, rx_p3_id, std::move(control_rx));
+    peer_tx_epoch_ = 0;
+}
+
+void Epochs::clear(bool retire_slots) {
+    for (auto& [e, r] : rx_) {
+        c_.loop.cancel(r.retire_timer);
+        if (retire_slots) c_.installer.retire_rx(r.p3_id);
+    }
+    rx_.clear();
+}
+
+void Epochs::switch_tx(std::uint32_t epoch, KeyMaterial&& ctl) {
+    tx_ = Tx{epoch, std::move(ctl), 0};
+    limit_asked = kNotAsked;
+}
+
+void Epochs::add_rx(std::uint32_t epoch, std::uint32_t p3_id, KeyMaterial&& ctl) {
+    rx_.erase(epoch);
+    Rx& r = rx_.try_emplace(epoch).first->second;
+    r.p3_id = p3_id;
+    r.ctl = std::move(ctl);
+}
+
+Epochs::Rx* Epochs::rx(std::uint32_t epoch) {
+    auto it = rx_.find(epoch);
+    return it == rx_.end() ? nullptr : &it->second;
+}
+
+void Epochs::peer_switched(std::uint32_t epoch, Duration after) {
+    peer_tx_epoch_ = std::max(peer_tx_epoch_, epoch);
+    schedule_retire_below(epoch, after);
+}
+
+void Epochs::note_seen(std::uint32_t epoch) {
+    auto it = rx_.find(epoch);
+    if (it == rx_.end() || it->second.seen) return;
+    it->second.seen = true;
+    // The peer sends under `epoch` now and never goes back: older keys only serve packets
+    // still in flight, so they go after a short linger.
+    peer_switched(epoch, limits::kRetireLinger);
+}
+
+void Epochs::schedule_retire_below(std::uint32_t epoch, Duration after) {
+    const TimePoint at = c_.now() + after;
+    for (auto& [e, r] : rx_) {
+        if (e >= epoch) break;
+        if (r.retire_timer && r.retire_at <= at) continue;
+        c_.loop.cancel(r.retire_timer);
+        r.retire_at = at;
+        const std::uint32_t ee = e;
+        r.retire_timer = c_.loop.at(at, [this, ee] { retire(ee); });
+    }
+}
+
+void Epochs::retire(std::uint32_t epoch) {
+    auto it = rx_.find(epoch);
+    if (it == rx_.end()) return;
+    const std::uint32_t id = it->second.p3_id;
+    c_.loop.cancel(it->second.retire_timer);
+    rx_.erase(it);  // the control key is wiped with it
+    c_.installer.retire_rx(id);
+    ++c_.stats.keys_retired;
+    P3_LOG_DEBUG(KEYS_RETIRED, "%s: inbound keys of epoch %u (P3 ID 0x%x) retired", c_.name(), epoch, id);
+    c_.emit({.kind = Event::Kind::rx_retired, .epoch = epoch, .p3_id = id, .reason = Reason::KEYS_RETIRED});
+}
+
+void Epochs::enforce_cap() {
+    while (rx_.size() > limits::kMaxRxEpochs) {
+        auto victim = rx_.end();
+        for (auto it = rx_.begin(); it != rx_.end(); ++it)
+            if (it->first != peer_tx_epoch_) {
+                victim = it;
+                break;
+            }
+        if (victim == rx_.end()) return;
+        retire(victim->first);
+    }
+}
+
+void Epochs::poll_seen() {
+    for (auto it = rx_.rbegin(); it != rx_.rend(); ++it) {
+        if (it->second.seen) break;  // everything older is scheduled already
+        if (c_.installer.rx_seen(it->second.p3_id)) {
+            note_seen(it->first);
+            break;
+        }
+    }
+}
+
+}  // namespace p3::channel

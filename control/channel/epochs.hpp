@@ -1,0 +1,81 @@
+// The control keys of one session by epoch, and how long inbound keys live.
+//
+// Outbound: one control key and its sequence (from 1, never repeated), switched by a rekey.
+// Inbound: per epoch, the control key, its replay window (common/replay.hpp, kReplayWindow
+// packets) and the base P3 ID of the data slots installed for it. An epoch's inbound keys stay
+// until traffic under a newer epoch authenticated (+kRetireLinger) or the peer announced its
+// switch (+kRetireTimeout); then they are retired in the dataplane and wiped here. At most
+// kMaxRxEpochs are held: beyond, the oldest the peer does not send under goes.
+//
+//   epoch e: installed --first authenticated packet or rx_seen--> seen
+//            (any state) --a newer epoch seen / switched--> retire timer --> retired
+#pragma once
+
+#include <cstdint>
+#include <map>
+
+#include "common/replay.hpp"
+#include "control/channel/core.hpp"
+
+namespace p3::channel {
+
+class Epochs {
+public:
+    struct Tx {
+        std::uint32_t epoch = 0;
+        KeyMaterial ctl;
+        std::uint64_t seq = 0;
+    };
+    struct Rx {
+        std::uint32_t p3_id = 0;
+        KeyMaterial ctl;
+        bool seen = false;
+        wire::InlineReplayWindow<limits::kReplayWindow> win;   // never moves: a map node
+        TimerId retire_timer;
+        TimePoint retire_at{};
+    };
+    static constexpr std::uint32_t kNotAsked = 0xffffffffu;
+
+    explicit Epochs(SessionCore& core) : c_(core) {}
+
+    // Epoch 0 from a setup exchange.
+    void start(std::uint32_t rx_p3_id, KeyMaterial&& control_tx, KeyMaterial&& control_rx);
+    // Drops every epoch; retire_slots: hand each inbound base P3 ID back to the dataplane.
+    void clear(bool retire_slots);
+
+    // Sends under `epoch` from now on, sequences from 1.
+    void switch_tx(std::uint32_t epoch, KeyMaterial&& ctl);
+    Tx& tx() noexcept { return tx_; }
+    const Tx& tx() const noexcept { return tx_; }
+
+    // A new inbound epoch (replaces one of the same number).
+    void add_rx(std::uint32_t epoch, std::uint32_t p3_id, KeyMaterial&& ctl);
+    Rx* rx(std::uint32_t epoch);
+    std::size_t rx_count() const noexcept { return rx_.size(); }
+    const std::map<std::uint32_t, Rx>& rx_all() const noexcept { return rx_; }
+
+    std::uint32_t peer_tx_epoch() const noexcept { return peer_tx_epoch_; }
+    // The peer sends under `epoch` (it said so): older keys retire after `after`.
+    void peer_switched(std::uint32_t epoch, Duration after);
+
+    // Traffic under `epoch` authenticated (a control packet, or the workers' flag).
+    void note_seen(std::uint32_t epoch);
+    // The tick: the workers' flag for the newest epochs not yet seen.
+    void poll_seen();
+    // More than kMaxRxEpochs: drop the oldest the peer is known not to use.
+    void enforce_cap();
+
+    // The packet-count limit was raised for this outbound epoch (kNotAsked: not yet).
+    std::uint32_t limit_asked = kNotAsked;
+
+private:
+    void schedule_retire_below(std::uint32_t epoch, Duration after);
+    void retire(std::uint32_t epoch);
+
+    SessionCore& c_;
+    Tx tx_;
+    std::map<std::uint32_t, Rx> rx_;
+    std::uint32_t peer_tx_epoch_ = 0;
+};
+
+}  // namespace p3::channel

@@ -1,0 +1,72 @@
+// The values a control-channel session shows the rest of the appliance: its configuration, the
+// keys a setup exchange hands it, its states, the events it reports and its counters. The
+// session's units (session.hpp lists them) share these; nothing here has behaviour.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "common/config.hpp"
+#include "common/reasons.hpp"
+#include "control/channel/framing.hpp"
+#include "control/channel/messages.hpp"
+#include "control/clock.hpp"
+
+namespace p3::channel {
+
+using control::Duration;
+using control::TimePoint;
+
+struct SessionConfig {
+    config::Role role = config::Role::primary;
+    std::uint32_t remote_id = 0;
+    std::string name;                  // for log lines ("remote 7 (192.0.2.2)")
+    FrameAddrs addrs;                  // WAN addresses, session port
+    config::SessionParams params;      // resolved (groups and per-remote overrides applied)
+};
+
+// The keys a setup exchange produced: epoch 0. The setup engine has already installed the
+// data keys in the dataplane (setup::SessionSink), so only the P3 IDs and the control keys
+// come here.
+struct InitialKeys {
+    std::uint32_t rx_p3_id = 0;        // we receive on
+    std::uint32_t tx_p3_id = 0;        // we send with
+    KeyMaterial control_tx, control_rx;
+    std::uint32_t local_lanes = 1;     // lanes we send on
+    std::uint32_t peer_lanes = 1;      // lanes the peer sends on
+};
+
+enum class SessionState { idle, up, lost, retrying, closed };
+std::string_view session_state_name(SessionState s) noexcept;
+
+enum class RekeyTrigger : std::uint8_t { timer = 1, admin = 2, packet_limit = 3, peer_ask = 4 };
+
+// What happened, for tests and the admin socket (log lines say the same with reason codes).
+struct Event {
+    enum class Kind {
+        up, rekey_started, rekey_done, rekey_attempt_failed, lost, retry_scheduled, retry_started,
+        recovered, restarted, array_active, array_flushed, array_index_used, rx_retired, tx_switched
+    };
+    Kind kind;
+    std::uint32_t epoch = 0;
+    ArrayKind array = ArrayKind::data;
+    std::uint32_t gen = 0, index = 0;
+    std::uint32_t p3_id = 0;
+    Duration delay{};
+    Reason reason = Reason::INTERNAL;
+};
+
+struct SessionStats {
+    std::uint64_t sent = 0, received = 0, retransmits = 0, request_timeouts = 0;
+    std::uint64_t frame_errors = 0, auth_failures = 0, replays = 0, unknown_epoch = 0;
+    std::uint64_t unexpected = 0, peer_errors = 0;
+    ParseStats parse;
+    std::uint64_t heartbeats_sent = 0, heartbeats_answered = 0;
+    std::uint64_t rekeys_done = 0, rekey_attempts_failed = 0, rekey_stale = 0;
+    std::uint64_t arrays_delivered = 0, indices_used = 0, keys_retired = 0;
+    std::uint64_t losses = 0, recoveries = 0;
+};
+
+}  // namespace p3::channel
