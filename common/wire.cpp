@@ -136,7 +136,7 @@ constexpr unsigned kMaxSegsU = static_cast<unsigned>(kMaxSegs);
 
 // Moves the link header (l2_len bytes). The Ethernet case is a constant-size move the
 // compiler inlines; a libc call per packet costs more than the move.
-inline void move_l2(std::uint8_t* dst, const std::uint8_t* src, unsigned l2_len) noexcept {
+[[gnu::always_inline]] inline void move_l2(std::uint8_t* dst, const std::uint8_t* src, unsigned l2_len) noexcept {
     if (l2_len == 14) {
         // Ethernet: two overlapping 8-byte loads, then the stores (a memmove, since both
         // loads come first), instead of a call into libc's memmove for 14 bytes.
@@ -150,16 +150,6 @@ inline void move_l2(std::uint8_t* dst, const std::uint8_t* src, unsigned l2_len)
     }
 }
 
-// The outer header template, in one of its four sizes (constant-size copies again).
-inline void copy_outer(std::uint8_t* ip, const TxView& v) noexcept {
-    switch (v.outer_hlen) {
-        case kIpv4HeaderLen: std::memcpy(ip, v.tmpl, kIpv4HeaderLen); break;
-        case kIpv4HeaderLen + kUdpHeaderLen: std::memcpy(ip, v.tmpl, kIpv4HeaderLen + kUdpHeaderLen); break;
-        case kIpv6HeaderLen: std::memcpy(ip, v.tmpl, kIpv6HeaderLen); break;
-        default: std::memcpy(ip, v.tmpl, kIpv6HeaderLen + kUdpHeaderLen); break;
-    }
-}
-
 // ---- outbound -------------------------------------------------------------------------------
 
 struct Prepared {
@@ -169,6 +159,16 @@ struct Prepared {
     std::uint32_t plain;   // T
     const TxView* v;
     bool contiguous;
+};
+
+// What a TX view's packets look like, fixed when the view is built (TxView::init picks the
+// variant): outer IPv4 or IPv6, native or UDP, size hiding or not. Constants in the variant's
+// code, so no packet branches on them.
+template <bool V6, bool Udp, bool Hide>
+struct Shape {
+    static constexpr bool v6 = V6, udp = Udp, hide = Hide;
+    static constexpr unsigned ip_len = V6 ? kIpv6HeaderLen : kIpv4HeaderLen;
+    static constexpr unsigned outer_len = ip_len + (Udp ? kUdpHeaderLen : 0);
 };
 
 // Size hiding's body = inner || pad over the chain, built in the scratch and written back
@@ -185,9 +185,11 @@ struct Prepared {
     scatter_rotl(segs, ns, s, N, N ? sizehide_rotation(v.key->hide_key(), seq, N) : 0);
 }
 
-// Does everything but the sealing. Leaves the packet untouched on failure.
-[[gnu::always_inline]] inline WireStatus prepare_out(GcmEngine& e, rte_mbuf* m, const TxRef& tx, unsigned l2_len, bool dummy, Prepared& p,
-                       L2 l2 = L2::keep) noexcept {
+// Does everything but the sealing. Leaves the packet untouched on failure. Sh: the view's
+// shape (its variant); dummy: a dummy packet (encap_dummy) rather than an inner IP packet.
+template <class Sh, bool dummy>
+[[gnu::always_inline]] inline WireStatus prepare_out(GcmEngine& e, rte_mbuf* m, const TxRef& tx, unsigned l2_len,
+                                                     Prepared& p, L2 l2) noexcept {
     const TxView& v = *tx.view;
     if (m->pkt_len < l2_len) return WireStatus::bad_input;
     const std::uint32_t L = m->pkt_len - l2_len;
@@ -196,7 +198,7 @@ struct Prepared {
     std::uint8_t tos = 0;
     std::uint8_t nh = kNextDummy;
     std::uint8_t* inner = nullptr;
-    if (!dummy) {
+    if constexpr (!dummy) {
         if (L < kIpv4HeaderLen || m->data_len < l2_len + kIpv4HeaderLen) return WireStatus::bad_input;
         inner = rte_pktmbuf_mtod_offset(m, std::uint8_t*, l2_len);
         const unsigned ver = inner[0] >> 4;
@@ -218,15 +220,14 @@ struct Prepared {
         return seq >= kSeqHardLimit ? WireStatus::seq_exhausted : WireStatus::seq_unreserved;
 
     // Room: headers in front of the first segment, trailer + ICV behind the last.
-    const unsigned front = v.outer_hlen + kP3HeaderLen;
+    constexpr unsigned front = Sh::outer_len + kP3HeaderLen;
     if (rte_pktmbuf_headroom(m) < front) return WireStatus::no_room;
     // A single segment never touches the mbuf's second cache line (next, tx_offload).
     rte_mbuf* last = m->nb_segs == 1 ? m : rte_pktmbuf_lastseg(m);
     const std::size_t tail = rte_pktmbuf_tailroom(last);
     std::size_t T = plain_len(L);
     if (T - L + kIcvLen > tail) return WireStatus::no_room;
-    const bool hide = v.size_hiding == SizeHiding::on;
-    if (hide) {
+    if constexpr (Sh::hide) {
         std::size_t cap = std::min<std::size_t>(L + tail - kIcvLen, kMaxInnerLen + kSizeHideBucket);
         if (v.max_outer != 0) cap = std::min<std::size_t>(cap, v.max_outer > front + kIcvLen ? v.max_outer - front - kIcvLen : 0);
         T = sizehide_plain_len(L, cap);
@@ -238,7 +239,7 @@ struct Prepared {
     std::uint8_t* tr = rte_pktmbuf_mtod_offset(last, std::uint8_t*, last->data_len);
     last->data_len = static_cast<std::uint16_t>(last->data_len + add);
     m->pkt_len += add;
-    if (!hide) {
+    if constexpr (!Sh::hide) {
         // Padding 1, 2, 3 (RFC 4303 default), pad length, next header: at most 5 bytes, written
         // with one 8-byte store (the ICV room behind takes the rest, GCM overwrites it), so
         // the cipher's load of the last block forwards from one store instead of a byte loop.
@@ -264,7 +265,7 @@ struct Prepared {
     m->pkt_len += front;
     if (l2 == L2::keep) move_l2(start, old, l2_len);
     std::uint8_t* ip = start + l2_len;
-    std::uint8_t* hdr = ip + v.outer_hlen;
+    std::uint8_t* hdr = ip + Sh::outer_len;
     // Flags (0) | P3 ID | sequence in one 16-byte store: GCM reads it back at once as the AAD
     // (and 8 bytes of it for the nonce), which forwards from one store but not from three.
     static_assert(kP3HeaderLen == 16 && kFlagsLen == 4 && kIdLen == 4);
@@ -275,11 +276,12 @@ struct Prepared {
     // atomic store, a plain mov on x86-64.
     __atomic_store_n(tx.seq, seq, __ATOMIC_RELAXED);
 
-    copy_outer(ip, v);
-    const std::uint32_t total = static_cast<std::uint32_t>(v.outer_hlen + kP3HeaderLen + T + kIcvLen);
+    // The outer header template: a constant-size copy the compiler inlines.
+    std::memcpy(ip, v.tmpl, Sh::outer_len);
+    const std::uint32_t total = static_cast<std::uint32_t>(Sh::outer_len + kP3HeaderLen + T + kIcvLen);
     // DSCP copied, ECN copied (RFC 6040 normal mode): the whole TOS / traffic class.
     const std::uint8_t out_tos = static_cast<std::uint8_t>((tos & 0xfc) | ecn_encap(tos & 3));
-    if (!v.v6) {
+    if constexpr (!Sh::v6) {
         ip[1] = out_tos;
         wr16(ip + 2, static_cast<std::uint16_t>(total));
         const std::uint16_t id = static_cast<std::uint16_t>(seq ^ v.p3_id);
@@ -291,9 +293,9 @@ struct Prepared {
         ip[1] = static_cast<std::uint8_t>((out_tos << 4) | (ip[1] & 0x0f));
         wr16(ip + 4, static_cast<std::uint16_t>(total - kIpv6HeaderLen));
     }
-    if (v.udp_on) {
-        std::uint8_t* u = ip + (v.v6 ? kIpv6HeaderLen : kIpv4HeaderLen);
-        wr16(u + 4, static_cast<std::uint16_t>(total - (v.v6 ? kIpv6HeaderLen : kIpv4HeaderLen)));
+    if constexpr (Sh::udp) {
+        std::uint8_t* u = ip + Sh::ip_len;
+        wr16(u + 4, static_cast<std::uint16_t>(total - Sh::ip_len));
         // IPv4: checksum 0 (RFC 3948). IPv6: filled after sealing.
     }
     p = Prepared{m, ip, hdr, static_cast<std::uint32_t>(T), &v, m->nb_segs == 1};
@@ -325,7 +327,69 @@ void seal_one_sgl(GcmEngine& e, const Prepared& p) noexcept {
     e.seal_sgl(*p.v->key, p.hdr, {segs, ns}, tag);
 }
 
+// The seal of a prepared packet, and the IPv6 UDP checksum over its ciphertext.
+template <class Sh>
+[[gnu::always_inline]] inline void seal_prepared(GcmEngine& e, const Prepared& p) noexcept {
+    if (p.contiguous) e.seal(*p.v->key, p.hdr, p.hdr + kP3HeaderLen, p.plain, p.hdr + kP3HeaderLen + p.plain);
+    else seal_one_sgl(e, p);
+    if constexpr (Sh::v6 && Sh::udp) finish_udp6(p);
+}
+
+// One variant: a run of packets of one shape. Each packet is sealed right after its headers
+// are written, while they are in cache (the GCM call reads the header back as AAD and nonce);
+// the next packets' lines are asked for ahead of the cipher, past the run too.
+template <class Sh>
+unsigned seal_run(GcmEngine& e, rte_mbuf* const* pkts, const TxRef* tx, unsigned n, unsigned ahead, unsigned l2_len,
+                  WireStatus* st, L2 l2) noexcept {
+    unsigned np = 0;
+    for (unsigned i = 0; i < n; ++i) {
+        if (i + 2 < ahead) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 2], void*));
+        if (i + 1 < ahead) rte_prefetch0(tx[i + 1].view->key);
+        Prepared p;
+        st[i] = prepare_out<Sh, false>(e, pkts[i], tx[i], l2_len, p, l2);
+        if (st[i] != WireStatus::ok) continue;
+        seal_prepared<Sh>(e, p);
+        ++np;
+    }
+    return np;
+}
+
+template <class Sh>
+WireStatus seal_dummy(GcmEngine& e, rte_mbuf* m, const TxRef& tx, unsigned l2_len) noexcept {
+    Prepared p;
+    const WireStatus s = prepare_out<Sh, true>(e, m, tx, l2_len, p, L2::keep);
+    if (s != WireStatus::ok) return s;
+    seal_prepared<Sh>(e, p);
+    return WireStatus::ok;
+}
+
+// The variants by [v6][udp][size hiding].
+template <bool V6, bool Udp>
+struct Sealers {
+    static constexpr SealRunFn run[2] = {&seal_run<Shape<V6, Udp, false>>, &seal_run<Shape<V6, Udp, true>>};
+    static constexpr SealDummyFn dummy[2] = {&seal_dummy<Shape<V6, Udp, false>>, &seal_dummy<Shape<V6, Udp, true>>};
+};
+void pick_sealer(TxView& v) noexcept {
+    const unsigned h = v.size_hiding == SizeHiding::on;
+    if (!v.v6) {
+        v.seal_run = v.udp_on ? Sealers<false, true>::run[h] : Sealers<false, false>::run[h];
+        v.seal_dummy = v.udp_on ? Sealers<false, true>::dummy[h] : Sealers<false, false>::dummy[h];
+    } else {
+        v.seal_run = v.udp_on ? Sealers<true, true>::run[h] : Sealers<true, false>::run[h];
+        v.seal_dummy = v.udp_on ? Sealers<true, true>::dummy[h] : Sealers<true, false>::dummy[h];
+    }
+}
+
 }  // namespace
+
+namespace detail {
+unsigned seal_unset(GcmEngine&, rte_mbuf* const*, const TxRef*, unsigned n, unsigned, unsigned, WireStatus* st,
+                    L2) noexcept {
+    for (unsigned i = 0; i < n; ++i) st[i] = WireStatus::bad_input;
+    return 0;
+}
+WireStatus seal_unset_dummy(GcmEngine&, rte_mbuf*, const TxRef&, unsigned) noexcept { return WireStatus::bad_input; }
+}  // namespace detail
 
 bool TxView::init(std::uint32_t id, const GcmKey* k, const OuterSpec& o, SizeHiding sh, std::uint16_t wan_mtu) noexcept {
     *this = TxView{};
@@ -366,6 +430,7 @@ bool TxView::init(std::uint32_t id, const GcmKey* k, const OuterSpec& o, SizeHid
         wr16(u, o.udp_src);
         wr16(u + 2, o.udp_dst);
     }
+    pick_sealer(*this);
     return true;
 }
 
@@ -405,31 +470,19 @@ unsigned encap_burst(GcmEngine& e, rte_mbuf* const* pkts, const TxRef* tx, unsig
         for (unsigned i = kMaxBurst; i < n; ++i) st[i] = WireStatus::chain_too_long;
         n = kMaxBurst;
     }
-    // Each packet sealed right after its headers are written, while they are in cache (the
-    // GCM call reads the header back as AAD and nonce); the next packets' lines are asked for
-    // ahead of the cipher.
-    for (unsigned i = 0; i < n; ++i) {
-        if (i + 2 < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 2], void*));
-        if (i + 1 < n) rte_prefetch0(tx[i + 1].view->key);
-        Prepared p;
-        st[i] = prepare_out(e, pkts[i], tx[i], l2_len, false, p, l2);
-        if (st[i] != WireStatus::ok) continue;
-        if (p.contiguous) e.seal(*p.v->key, p.hdr, p.hdr + kP3HeaderLen, p.plain, p.hdr + kP3HeaderLen + p.plain);
-        else seal_one_sgl(e, p);
-        if (p.v->v6 && p.v->udp_on) finish_udp6(p);
-        ++np;
+    // Runs of one variant (a burst is mostly one session, one shape): one call each.
+    for (unsigned i = 0; i < n;) {
+        const SealRunFn f = tx[i].view->seal_run;
+        unsigned j = i + 1;
+        while (j < n && (tx[j].view == tx[j - 1].view || tx[j].view->seal_run == f)) ++j;
+        np += f(e, pkts + i, tx + i, j - i, n - i, l2_len, st + i, l2);
+        i = j;
     }
     return np;
 }
 
 WireStatus encap_dummy(GcmEngine& e, rte_mbuf* m, const TxRef& tx, unsigned l2_len) noexcept {
-    Prepared p;
-    const WireStatus s = prepare_out(e, m, tx, l2_len, true, p);
-    if (s != WireStatus::ok) return s;
-    if (p.contiguous) e.seal(*p.v->key, p.hdr, p.hdr + kP3HeaderLen, p.plain, p.hdr + kP3HeaderLen + p.plain);
-    else seal_one_sgl(e, p);
-    if (p.v->v6 && p.v->udp_on) finish_udp6(p);
-    return WireStatus::ok;
+    return tx.view->seal_dummy(e, m, tx, l2_len);
 }
 
 // ---- inbound --------------------------------------------------------------------------------
@@ -555,7 +608,9 @@ inline DecapResult finish_in_flat(rte_mbuf* m, unsigned p3_off, const InPrep& p,
     return {WireStatus::ok, nh};
 }
 
-// After the tag verified: trailer, size hiding, inner checks, RFC 6040, strip.
+// After the tag verified: trailer, size hiding (Hide: the slot's variant), inner checks,
+// RFC 6040, strip.
+template <bool Hide>
 DecapResult finish_in(GcmEngine& e, rte_mbuf* m, unsigned p3_off, const RxRef& rx, const InPrep& p,
                       unsigned l2_len) noexcept {
     const std::uint32_t T = p.plain;
@@ -565,7 +620,7 @@ DecapResult finish_in(GcmEngine& e, rte_mbuf* m, unsigned p3_off, const RxRef& r
     const std::uint8_t pad = tr[0], nh = tr[1];
     if (nh != kNextIpv4 && nh != kNextIpv6 && nh != kNextDummy) return {WireStatus::bad_trailer, 0};
     if (pad + kTrailerFixed > T) return {WireStatus::bad_trailer, nh};
-    if (rx.size_hiding == SizeHiding::on && T > 2) {
+    if (Hide && T > 2) {
         IoSeg segs[kMaxSegs];
         const std::uint32_t N = T - 2;
         const unsigned ns = segs_of(m, pt_off, N, segs, kMaxSegsU);
@@ -597,14 +652,10 @@ DecapResult finish_in(GcmEngine& e, rte_mbuf* m, unsigned p3_off, const RxRef& r
     return {WireStatus::ok, nh};
 }
 
-}  // namespace
-
-unsigned decap_burst(GcmEngine& e, rte_mbuf* const* pkts, const std::uint16_t* p3_off, const RxRef* rx,
-                     unsigned n, unsigned l2_len, DecapResult* res, L2 l2) noexcept {
-    if (n > kMaxBurst) {
-        for (unsigned i = kMaxBurst; i < n; ++i) res[i] = {WireStatus::chain_too_long, 0};
-        n = kMaxBurst;
-    }
+// One variant: a run of packets whose slots share it (size hiding off: Hide false).
+template <bool Hide>
+unsigned open_run(GcmEngine& e, rte_mbuf* const* pkts, const std::uint16_t* p3_off, const RxRef* rx, unsigned n,
+                  unsigned l2_len, DecapResult* res, L2 l2) noexcept {
     unsigned good = 0;
     // A packet is finished (trailer, inner checks, strip) one open later, in the same pass:
     // by then the cipher's stores of its plaintext have left the store buffer, so reading the
@@ -612,9 +663,10 @@ unsigned decap_burst(GcmEngine& e, rte_mbuf* const* pkts, const std::uint16_t* p
     int pend = -1;
     InPrep pend_prep{};
     auto finish = [&](unsigned j, const InPrep& p) {
-        res[j] = p.contiguous && rx[j].size_hiding == SizeHiding::off
-                     ? finish_in_flat(pkts[j], p3_off[j], p, l2_len, l2)
-                     : finish_in(e, pkts[j], p3_off[j], rx[j], p, l2_len);
+        if constexpr (Hide) res[j] = finish_in<true>(e, pkts[j], p3_off[j], rx[j], p, l2_len);
+        else
+            res[j] = p.contiguous ? finish_in_flat(pkts[j], p3_off[j], p, l2_len, l2)
+                                  : finish_in<false>(e, pkts[j], p3_off[j], rx[j], p, l2_len);
         good += res[j].status == WireStatus::ok;
     };
     // No prefetch: the caller found the P3 header (and the slot) by reading this packet.
@@ -660,6 +712,37 @@ unsigned decap_burst(GcmEngine& e, rte_mbuf* const* pkts, const std::uint16_t* p
         pend_prep = prep;
     }
     if (pend >= 0) finish(static_cast<unsigned>(pend), pend_prep);
+    return good;
+}
+
+}  // namespace
+
+namespace detail {
+unsigned open_run_plain(GcmEngine& e, rte_mbuf* const* pkts, const std::uint16_t* p3_off, const RxRef* rx,
+                        unsigned n, unsigned l2_len, DecapResult* res, L2 l2) noexcept {
+    return open_run<false>(e, pkts, p3_off, rx, n, l2_len, res, l2);
+}
+unsigned open_run_hidden(GcmEngine& e, rte_mbuf* const* pkts, const std::uint16_t* p3_off, const RxRef* rx,
+                         unsigned n, unsigned l2_len, DecapResult* res, L2 l2) noexcept {
+    return open_run<true>(e, pkts, p3_off, rx, n, l2_len, res, l2);
+}
+}  // namespace detail
+
+unsigned decap_burst(GcmEngine& e, rte_mbuf* const* pkts, const std::uint16_t* p3_off, const RxRef* rx,
+                     unsigned n, unsigned l2_len, DecapResult* res, L2 l2) noexcept {
+    if (n > kMaxBurst) {
+        for (unsigned i = kMaxBurst; i < n; ++i) res[i] = {WireStatus::chain_too_long, 0};
+        n = kMaxBurst;
+    }
+    // Runs of one variant (a burst is mostly one slot): one call each.
+    unsigned good = 0;
+    for (unsigned i = 0; i < n;) {
+        const OpenRunFn f = rx[i].open;
+        unsigned j = i + 1;
+        while (j < n && rx[j].open == f) ++j;
+        good += f(e, pkts + i, p3_off + i, rx + i, j - i, l2_len, res + i, l2);
+        i = j;
+    }
     return good;
 }
 

@@ -33,6 +33,7 @@ unsigned outbound_flush(Lcore& L, const Dataplane::Shared& S, OutStage& b) noexc
     const wire::TxView* last_view = nullptr;
     bool have_mac = false;
     rte_ether_addr mac;
+    std::uint16_t et = 0;
     const std::uint8_t* own_mac = S.mac[static_cast<unsigned>(Side::wan)].addr_bytes;
     SessionRun sent(L, &SessionCounters::tx_pkts, &SessionCounters::tx_bytes);
     unsigned ready = 0;
@@ -46,9 +47,9 @@ unsigned outbound_flush(Lcore& L, const Dataplane::Shared& S, OutStage& b) noexc
         }
         sent.add(b.sid[i], b.inner_len[i]);
         const wire::TxView* v = b.ref[i].view;
-        const std::uint16_t et = v->outer_v6() ? kEtherIPv6 : kEtherIPv4;
-        if (v != last_view) {
+        if (v != last_view) {   // per run of one slot: its EtherType and next hop
             last_view = v;
+            et = v->outer_v6() ? kEtherIPv6 : kEtherIPv4;
             auto nh = S.next_hop(Side::wan, v->dst);
             have_mac = nh && S.neigh[static_cast<unsigned>(Side::wan)]->lookup(*nh, mac);
         }
