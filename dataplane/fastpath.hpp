@@ -5,6 +5,7 @@
 //   inbound.cpp   InStage: slot, peer and replay checks, open, inner checks, delivery
 //   tx.cpp        TX buffers and port bursts, next hop, rings to and from the control thread
 //   worker.cpp    the loop (worker.hpp)
+// (keys.cpp is the control thread's side: the slots these stages read.)
 // The contract every stage keeps: a burst function (rx_burst, outbound_flush, inbound_flush,
 // outbound_crypto, tx_flush, tx_send) returns how many of its packets went on; a per-packet
 // entry (outbound_one, inbound_one) either stages the packet for its stage's burst or takes it
