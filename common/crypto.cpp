@@ -109,8 +109,13 @@ GcmKey::GcmKey(std::span<const std::uint8_t> key, std::span<const std::uint8_t> 
     IMB_MGR* m = key_mgr();
     if (m == nullptr) return;
     type_ = key.size() == kAes128KeyLen ? KeyType::aes128 : KeyType::aes256;
-    if (type_ == KeyType::aes128) IMB_AES128_GCM_PRE(m, key.data(), &sched_);
-    else IMB_AES256_GCM_PRE(m, key.data(), &sched_);
+    if (type_ == KeyType::aes128) {
+        IMB_AES128_GCM_PRE(m, key.data(), &sched_);
+    } else {
+        IMB_AES256_GCM_PRE(m, key.data(), &sched_);
+        enc_ = &IMB_MGR::gcm256_enc;
+        dec_ = &IMB_MGR::gcm256_dec;
+    }
     std::memcpy(salt_, salt.data(), kSaltLen);
     hide_key_ = sizehide_key(key, salt);
     valid_ = true;

@@ -3,7 +3,8 @@
 // Owns two things:
 //  - GcmKey: the key material of one key slot, ready for the packet path: the AES-128 or
 //    AES-256 key schedule with its GHASH precomputations (ipsec-mb struct gcm_key_data), the
-//    4-byte salt and the size-hiding rotation key. Built once by the control thread when a slot
+//    4-byte salt, the size-hiding rotation key, and which of the manager's GCM functions
+//    (128 or 256) seal and open under it, chosen here so no packet asks the key size. Built once by the control thread when a slot
 //    is made, read-only afterwards (so any number of lcores may use it at once), wiped on
 //    destruction. Neither copyable nor movable: slots point at it.
 //  - GcmEngine: one per worker lcore. Owns that lcore's IMB_MGR (ipsec-mb keeps per-manager
@@ -66,6 +67,11 @@ public:
     const std::uint8_t* salt() const noexcept { return salt_; }
     // Size hiding: the secret the per-packet rotation is derived from (common/sizehide.hpp).
     std::uint64_t hide_key() const noexcept { return hide_key_; }
+    // The manager's one-call GCM function for this key's size (IMB_MGR::gcm128_enc or
+    // gcm256_enc, ..._dec), as a member of whichever lcore's manager runs it.
+    using GcmFn = aes_gcm_enc_dec_t IMB_MGR::*;
+    GcmFn enc() const noexcept { return enc_; }
+    GcmFn dec() const noexcept { return dec_; }
 
     // Convenience for slot code that holds keys by pointer; nullptr on bad sizes.
     static std::unique_ptr<GcmKey> make(std::span<const std::uint8_t> key, std::span<const std::uint8_t> salt);
@@ -74,6 +80,8 @@ private:
     gcm_key_data sched_;
     std::uint8_t salt_[kSaltLen] = {};
     std::uint64_t hide_key_ = 0;
+    GcmFn enc_ = &IMB_MGR::gcm128_enc;
+    GcmFn dec_ = &IMB_MGR::gcm128_dec;
     KeyType type_ = KeyType::aes128;
     bool valid_ = false;
 };
@@ -162,10 +170,8 @@ inline void GcmEngine::seal(const GcmKey& k, const std::uint8_t* hdr, std::uint8
                             std::uint8_t* tag) noexcept {
     alignas(16) std::uint8_t iv[16];
     detail::make_iv(iv, k, hdr);
-    if (k.type() == KeyType::aes128)
-        IMB_AES128_GCM_ENC(mgr_, &k.schedule(), &ctx_, data, data, len, iv, hdr, kAadLen, tag, kIcvLen);
-    else
-        IMB_AES256_GCM_ENC(mgr_, &k.schedule(), &ctx_, data, data, len, iv, hdr, kAadLen, tag, kIcvLen);
+    // What IMB_AES128/256_GCM_ENC expand to, with the function the key chose.
+    (mgr_->*k.enc())(&k.schedule(), &ctx_, data, data, len, iv, hdr, kAadLen, tag, kIcvLen);
 }
 
 inline bool GcmEngine::open(const GcmKey& k, const std::uint8_t* hdr, std::uint8_t* data, std::size_t len,
@@ -173,10 +179,7 @@ inline bool GcmEngine::open(const GcmKey& k, const std::uint8_t* hdr, std::uint8
     alignas(16) std::uint8_t iv[16];
     alignas(16) std::uint8_t got[kIcvLen];
     detail::make_iv(iv, k, hdr);
-    if (k.type() == KeyType::aes128)
-        IMB_AES128_GCM_DEC(mgr_, &k.schedule(), &ctx_, data, data, len, iv, hdr, kAadLen, got, kIcvLen);
-    else
-        IMB_AES256_GCM_DEC(mgr_, &k.schedule(), &ctx_, data, data, len, iv, hdr, kAadLen, got, kIcvLen);
+    (mgr_->*k.dec())(&k.schedule(), &ctx_, data, data, len, iv, hdr, kAadLen, got, kIcvLen);
     return tag_equal(got, tag);
 }
 

@@ -104,26 +104,24 @@ public:
     std::uint16_t lane() const noexcept { return lane_; }
     SizeHiding size_hiding() const noexcept { return size_hiding_; }
     const GcmKey& key() const noexcept { return key_; }
-    RxRef ref() const noexcept { return RxRef{&key_, size_hiding_}; }
+    // What decap_burst() takes: the key and the open variant chosen when the slot was built.
+    RxRef ref() const noexcept { return RxRef(&key_, size_hiding_, open_); }
 
     // The packet's outer header comes from the slot's peer: IP at outer_ip, and how it was
     // carried: src_tag(udp, port) (native P3, or UDP from that source port). A few
-    // instructions on line 0, which the lookup read already.
+    // instructions on line 0, which the lookup read already; the peer's family was resolved
+    // when the slot was built (where its source address lies in the header, which bytes of
+    // the 16 read there count, and none for a slot that takes any peer), so no packet
+    // branches on it. outer_ip must have 28 bytes (an IPv4 header and the P3 header's start,
+    // or an IPv6 header's first 24).
     static constexpr std::uint32_t src_tag(bool udp, std::uint16_t sport_be) noexcept {
         return udp ? 0x10000u | sport_be : 0u;   // UDP from port 0 is not native P3
     }
     bool from_peer(const std::uint8_t* outer_ip, std::uint32_t src) const noexcept {
-        if (peer_family_ == 4) {
-            std::uint32_t a;
-            std::memcpy(&a, outer_ip + 12, 4);
-            return ((a ^ peer4_) | (src ^ peer_src_)) == 0;
-        }
-        if (peer_family_ == 6) {
-            std::uint64_t a[2];
-            std::memcpy(a, outer_ip + 8, 16);
-            return ((a[0] ^ peer6_[0]) | (a[1] ^ peer6_[1]) | std::uint64_t{src ^ peer_src_}) == 0;
-        }
-        return true;
+        std::uint64_t a[2];
+        std::memcpy(a, outer_ip + peer_off_, 16);
+        return (((a[0] & peer_mask_[0]) ^ peer_[0]) | ((a[1] & peer_mask_[1]) ^ peer_[1]) |
+                std::uint64_t{(src & src_mask_) ^ peer_src_}) == 0;
     }
 
     // The receiving worker only: check() before decryption, update() after the tag verifies.
@@ -135,21 +133,34 @@ private:
     RxSlot(SlotId id, const RxParams& p, std::span<const std::uint8_t> key, std::span<const std::uint8_t> salt,
            std::uint64_t* bits) noexcept
         : id_(id), session_(p.session), lane_(p.lane), size_hiding_(p.size_hiding),
-          peer_family_(p.peer.family == 4 || p.peer.family == 6 ? p.peer.family : 0),
-          peer_src_(src_tag(p.peer_port != 0, rte_cpu_to_be_16(p.peer_port))), key_(key, salt), replay_(p.replay_window, bits) {
-        std::memcpy(&peer4_, p.peer.bytes.data(), 4);
-        std::memcpy(peer6_, p.peer.bytes.data(), 16);
+          key_(key, salt), replay_(p.replay_window, bits) {
+        // The peer check by family (RFC 4301 §5.2), resolved once: IPv4 compares the source
+        // at 12 (4 bytes of 16), IPv6 the source at 8 (all 16), any other family nothing.
+        const bool v4 = p.peer.family == 4, v6 = p.peer.family == 6;
+        peer_off_ = v6 ? 8 : 12;
+        std::uint8_t mask[16] = {};
+        std::memset(mask, 0xff, v6 ? 16 : v4 ? 4 : 0);
+        std::memcpy(peer_mask_, mask, 16);
+        std::memcpy(peer_, p.peer.bytes.data(), 16);
+        peer_[0] &= peer_mask_[0];
+        peer_[1] &= peer_mask_[1];
+        src_mask_ = v4 || v6 ? ~0u : 0u;
+        peer_src_ = src_tag(p.peer_port != 0, rte_cpu_to_be_16(p.peer_port)) & src_mask_;
+        open_ = RxRef(&key_, size_hiding_).open;
     }
 
-    // line 0: what the lookup reads, and the peer the packets must come from (network order)
+    // line 0: what the lookup reads, the peer the packets must come from (network order) and
+    // the open variant
     SlotId id_;
     std::uint32_t session_;
     std::uint16_t lane_;
     SizeHiding size_hiding_;
-    std::uint8_t peer_family_;
-    std::uint32_t peer_src_;   // src_tag of the peer's packets
-    std::uint32_t peer4_;
-    std::uint64_t peer6_[2];
+    std::uint8_t peer_off_;           // where the outer source address starts
+    std::uint32_t peer_src_;          // src_tag of the peer's packets (masked)
+    std::uint32_t src_mask_;          // ~0, or 0 for a slot that takes any peer
+    std::uint64_t peer_[2];           // the peer's address, masked
+    std::uint64_t peer_mask_[2];      // which bytes of the 16 at peer_off_ count
+    OpenRunFn open_;
     GcmKey key_;                                   // own cache lines (alignas 64)
     alignas(RTE_CACHE_LINE_SIZE) ReplayWindow replay_;   // the receiving worker's; words follow
 };

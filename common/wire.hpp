@@ -67,6 +67,11 @@ constexpr bool authenticated(WireStatus s) noexcept {
 
 // ---- outbound ---------------------------------------------------------------------------
 
+// What encapsulation does with the l2_len bytes in front of a packet: kept (the l2 bytes move
+// with the packet) or room only (the caller rewrites the whole Ethernet header, as the
+// dataplane does: 14 bytes not copied per packet). Decapsulation likewise.
+enum class L2 : std::uint8_t { keep, room };
+
 // Where the packets of one TX slot go.
 struct OuterSpec {
     IpAddr src;                  // our WAN address
@@ -75,9 +80,26 @@ struct OuterSpec {
     std::uint16_t udp_dst = 0;
 };
 
+struct TxRef;
+// A seal variant: n packets whose views share it, sealed as encap_burst says (st[i] per
+// packet, the count of ok returned); ahead (>= n) packets are readable from pkts on, for
+// prefetching past the run.
+using SealRunFn = unsigned (*)(GcmEngine& e, rte_mbuf* const* pkts, const TxRef* tx, unsigned n, unsigned ahead,
+                               unsigned l2_len, WireStatus* st, L2 l2) noexcept;
+using SealDummyFn = WireStatus (*)(GcmEngine& e, rte_mbuf* m, const TxRef& tx, unsigned l2_len) noexcept;
+namespace detail {
+// What a view that was never initialised seals with: every packet refused (bad_input).
+unsigned seal_unset(GcmEngine&, rte_mbuf* const*, const TxRef*, unsigned n, unsigned, unsigned, WireStatus* st,
+                    L2) noexcept;
+WireStatus seal_unset_dummy(GcmEngine&, rte_mbuf*, const TxRef&, unsigned) noexcept;
+}  // namespace detail
+
 // Everything encapsulation needs about one TX slot (one lane of one session), built by the
 // control thread when the slot is made and immutable afterwards; the outer header is
 // prepared here once so the packet path only fills lengths, DSCP/ECN and the checksum.
+// The seal variant is chosen here too (lib/ipsec's per-session process function): one
+// function per outer shape (IPv4 / IPv6, native / UDP) and size hiding, in which those are
+// constants, so sealing a packet never asks them.
 struct TxView {
     // false (and the view unusable) on a null/invalid key, unset or mixed address families.
     // wan_mtu (0 = none) caps size-hiding padding so the outer packet never exceeds it.
@@ -100,6 +122,8 @@ struct TxView {
     std::uint16_t max_outer = 0;          // wan_mtu, 0 = none
     std::uint32_t csum_base = 0;          // IPv4: header sum of the fixed fields; v6 UDP: pseudo header
     IpAddr dst;
+    SealRunFn seal_run = &detail::seal_unset;            // this view's variant
+    SealDummyFn seal_dummy = &detail::seal_unset_dummy;
     alignas(16) std::uint8_t tmpl[kMaxOuterLen] = {};   // outer IP (+ UDP) with the fixed fields set
 };
 
@@ -117,15 +141,13 @@ struct TxRef {
 
 // Encapsulates and seals n (<= kMaxBurst) packets in place. pkts[i] holds [l2][inner IPv4 or
 // IPv6 packet], pkt_len = l2_len + the inner packet's IP length (link padding already trimmed).
-// Any mix of views. Writes st[i] for every packet and returns how many are ok; failed
+// Any mix of views: each run of packets whose views share a seal variant goes through that
+// variant in one call. Writes st[i] for every packet and returns how many are ok; failed
 // packets are left as they were (not freed) for the caller to count and free.
 // The caller guarantees: tx[i].view initialised and its key alive for the call (RCU read
 // side), tx[i].seq owned by this lcore, mbufs writable (not shared/indirect).
 // On success pkt_len/data_len are updated; tx_offload (l2_len, l3_len...) is not touched: a
 // single-segment packet is handled without reading or writing the mbuf's second cache line.
-// L2 kept (the l2 bytes move with the packet) or room only (the caller rewrites the whole
-// Ethernet header, as the dataplane does: 14 bytes not copied per packet).
-enum class L2 : std::uint8_t { keep, room };
 unsigned encap_burst(GcmEngine& e, rte_mbuf* const* pkts, const TxRef* tx, unsigned n, unsigned l2_len,
                      WireStatus* st, L2 l2 = L2::keep) noexcept;
 // A dummy packet (next header 59): the bytes after l2_len (any content, any length <= 
@@ -171,19 +193,39 @@ inline WireStatus parse_p3(const rte_mbuf* m, unsigned p3_off, P3Header& h) noex
     return WireStatus::ok;
 }
 
-// The slot a packet decrypts under; key == nullptr: not decrypted, status no_key.
-struct RxRef {
-    const GcmKey* key;
-    SizeHiding size_hiding;
-};
+struct RxRef;
 struct DecapResult {
     WireStatus status;
     std::uint8_t next_header;   // 4, 41 or 59 once the trailer was read, else 0
+};
+// An open variant: n packets whose refs share it, opened as decap_burst says.
+using OpenRunFn = unsigned (*)(GcmEngine& e, rte_mbuf* const* pkts, const std::uint16_t* p3_off, const RxRef* rx,
+                               unsigned n, unsigned l2_len, DecapResult* res, L2 l2) noexcept;
+namespace detail {
+unsigned open_run_plain(GcmEngine&, rte_mbuf* const*, const std::uint16_t*, const RxRef*, unsigned, unsigned,
+                        DecapResult*, L2) noexcept;
+unsigned open_run_hidden(GcmEngine&, rte_mbuf* const*, const std::uint16_t*, const RxRef*, unsigned, unsigned,
+                         DecapResult*, L2) noexcept;
+}  // namespace detail
+
+// The slot a packet decrypts under; key == nullptr: not decrypted, status no_key. The open
+// variant (with or without size hiding) is chosen when the ref is made; an RX slot makes its
+// ref once, when it is built (RxSlot::ref()).
+struct RxRef {
+    constexpr RxRef() noexcept = default;
+    constexpr RxRef(const GcmKey* k, SizeHiding sh) noexcept
+        : key(k), size_hiding(sh), open(sh == SizeHiding::on ? &detail::open_run_hidden : &detail::open_run_plain) {}
+    // With the variant already chosen (what an RX slot keeps).
+    constexpr RxRef(const GcmKey* k, SizeHiding sh, OpenRunFn f) noexcept : key(k), size_hiding(sh), open(f) {}
+    const GcmKey* key = nullptr;
+    SizeHiding size_hiding = SizeHiding::off;
+    OpenRunFn open = &detail::open_run_plain;
 };
 // Opens and strips n (<= kMaxBurst) packets in place. pkts[i] = [l2][outer IP at l2_len]
 // [UDP?][P3 header at p3_off[i]]..., pkt_len = end of the IP packet (parse_outer trims).
 // p3_off[i] == l2_len means "no outer header" (no ECN processing). Writes res[i]; returns
 // how many are ok (forward them); every other packet is left for the caller to count/free.
+// Each run of packets whose refs share an open variant goes through it in one call.
 // On ok: [l2][inner packet], inner ECN combined with the outer per RFC 6040, pkt_len =
 // l2_len + inner length (tx_offload not touched, as outbound).
 unsigned decap_burst(GcmEngine& e, rte_mbuf* const* pkts, const std::uint16_t* p3_off, const RxRef* rx,

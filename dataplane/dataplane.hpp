@@ -92,7 +92,7 @@ public:
     bool add_remote(const config::Remote& r);
     bool remove_remote(std::uint32_t remote_id);
     std::uint32_t session_of(std::uint32_t remote_id) const noexcept;   // 0 = none
-    // Keys of a session (crypto_path.cpp; the contract is in control_port.hpp). Publishing
+    // Keys of a session (keys.cpp; the contract is in control_port.hpp). Publishing
     // TX keys sets the session up; clearing sets it down and retires its slots through RCU
     // (wiped when freed).
     bool install_static(const config::Remote& r, std::uint32_t sid);
@@ -169,7 +169,7 @@ private:
     std::unique_ptr<Shared> shared_;
     std::vector<LaunchArg> args_;
     struct KeyState;
-    KeyState* keys_ = nullptr;         // crypto_path.cpp: slot tables of the sessions
+    KeyState* keys_ = nullptr;         // keys.cpp: slot tables of the sessions
     bool keys_create(unsigned lanes);
     void keys_destroy() noexcept;
     std::atomic<bool> stop_{false};

@@ -1,6 +1,16 @@
 // What every worker reads on the packet path (set once at init, then read-only), and the
-// stage functions of the path. The stages take a burst and return how many packets went on;
-// a packet a stage drops is freed there and counted under its reason.
+// stages of the path, each in its own file:
+//   classify.cpp  rx_burst: Ethernet/IP checks, ARP/ND/echo, LAN and WAN decisions
+//   outbound.cpp  OutStage: per-run slot and MTU, seal, Ethernet, the batch to the WAN
+//   inbound.cpp   InStage: slot, peer and replay checks, open, inner checks, delivery
+//   tx.cpp        TX buffers and port bursts, next hop, rings to and from the control thread
+//   worker.cpp    the loop (worker.hpp)
+// (keys.cpp is the control thread's side: the slots these stages read.)
+// The contract every stage keeps: a burst function (rx_burst, outbound_flush, inbound_flush,
+// outbound_crypto, tx_flush, tx_send) returns how many of its packets went on; a per-packet
+// entry (outbound_one, inbound_one) either stages the packet for its stage's burst or takes it
+// off the path. A packet that does not go on was freed and counted under its reason (or
+// answered, or handed to the control thread, each counted too); none is left behind.
 #pragma once
 
 #include <atomic>
@@ -84,25 +94,7 @@ struct Dataplane::Shared {
     }
 };
 
-// --- worker.cpp ----------------------------------------------------------------------
-// One received burst through classification and its path (what the loop does per queue);
-// also the entry point of the fuzz target, which runs it without worker threads.
-void rx_burst(Lcore& L, const Dataplane::Shared& S, Side side, rte_mbuf** pkts, unsigned n) noexcept;
-// The control->worker ring once, then both TX buffers flushed.
-void drain_once(Lcore& L, const Dataplane::Shared& S) noexcept;
-// The TX buffer of side to the port now (what the port does not take is dropped, counted).
-void tx_flush(Lcore& L, const Dataplane::Shared& S, Side side) noexcept;
-// A whole batch of n frames (bytes in all) to the port at once, without copying it into the
-// buffer; whatever the buffer holds is sent first, so frames keep their order.
-void tx_send(Lcore& L, const Dataplane::Shared& S, Side side, rte_mbuf** pkts, std::uint16_t n,
-             std::uint64_t bytes) noexcept;
-// Queue a frame for TX on side: buffered, flushed when full or on the TSC timer (inline: it
-// runs once per packet).
-inline void tx_enqueue(Lcore& L, const Dataplane::Shared& S, Side side, rte_mbuf* m) noexcept {
-    TxBuffer& b = L.tx[static_cast<unsigned>(side)];
-    b.pkts[b.n++] = m;
-    if (b.n == kTxBufSize) [[unlikely]] tx_flush(L, S, side);
-}
+// --- shared by the stages -------------------------------------------------------------
 // Addresses in packets: as an IpAddr (the slow path's currency), and compared with one of ours
 // without building one (two words for IPv6, one for IPv4; never a call to memcmp).
 inline IpAddr v4_at(const std::uint8_t* p) noexcept {
@@ -146,22 +138,6 @@ inline bool addr_eq(const IpAddr& a, const IpAddr& b) noexcept {
     std::memcpy(y, b.bytes.data(), 16);
     return ((x[0] ^ y[0]) | (x[1] ^ y[1])) == 0;
 }
-// The last next hop resolved within one burst and its MAC: packets of a burst mostly leave
-// through the same neighbour (the gateway), so the neighbour table is read once per burst.
-// Lives on the stack of one burst's processing only (a MAC the control thread changes is
-// picked up by the next burst).
-struct NextHopCache {
-    IpAddr nh;
-    rte_ether_addr mac;
-    bool valid = false;
-};
-// Fill the Ethernet header of a frame whose IP packet starts at offset 14 and send it out of
-// side towards dst (next hop lookup; unresolved -> held by the control thread).
-void send_l3(Lcore& L, const Dataplane::Shared& S, Side side, rte_mbuf* m, const IpAddr& dst,
-             std::uint16_t ethertype, NextHopCache* cache = nullptr) noexcept;
-// Hand a packet to the control thread (kind etc. already in meta(m)): onto the ring of its
-// class; setup, ARP/ND and held frames only within the worker's rate (else dropped, counted).
-void to_control(Lcore& L, const Dataplane::Shared& S, rte_mbuf* m) noexcept;
 
 // The drop reason of a wire status (what encap_burst / decap_burst or parse_p3 refused).
 inline Drop drop_of(wire::WireStatus s) noexcept {
@@ -224,14 +200,62 @@ inline void drop(Lcore& L, rte_mbuf* m, Drop d) noexcept {
     rte_pktmbuf_free(m);
 }
 
-// --- crypto_path.cpp -----------------------------------------------------------------
+// --- classify.cpp --------------------------------------------------------------------
+// One received burst through classification and its path (what the loop does per queue);
+// also the entry point of the fuzz target, which runs it without worker threads. Returns how
+// many packets of the burst went on through a crypto stage (sealed to the WAN, or opened to
+// the LAN or the control thread).
+unsigned rx_burst(Lcore& L, const Dataplane::Shared& S, Side side, rte_mbuf** pkts, unsigned n) noexcept;
+// Folds what the outer reassembler counted since last time into this lcore's counters.
+void count_reassembly(Lcore& L) noexcept;
+
+// --- tx.cpp --------------------------------------------------------------------------
+// The control->worker ring once (worker 0): returns how many messages it took.
+unsigned drain_control(Lcore& L, const Dataplane::Shared& S) noexcept;
+// The control->worker ring once, then both TX buffers flushed; returns the messages taken.
+unsigned drain_once(Lcore& L, const Dataplane::Shared& S) noexcept;
+// The TX buffer of side to the port now; returns how many the port took (the rest is
+// dropped, counted TX_FULL).
+unsigned tx_flush(Lcore& L, const Dataplane::Shared& S, Side side) noexcept;
+// A whole batch of n frames (bytes in all) to the port at once, without copying it into the
+// buffer; whatever the buffer holds is sent first, so frames keep their order. Returns how
+// many of the batch the port took.
+unsigned tx_send(Lcore& L, const Dataplane::Shared& S, Side side, rte_mbuf** pkts, std::uint16_t n,
+                 std::uint64_t bytes) noexcept;
+// Queue a frame for TX on side: buffered, flushed when full or on the TSC timer (inline: it
+// runs once per packet).
+inline void tx_enqueue(Lcore& L, const Dataplane::Shared& S, Side side, rte_mbuf* m) noexcept {
+    TxBuffer& b = L.tx[static_cast<unsigned>(side)];
+    b.pkts[b.n++] = m;
+    if (b.n == kTxBufSize) [[unlikely]] tx_flush(L, S, side);
+}
+// The last next hop resolved within one burst and its MAC: packets of a burst mostly leave
+// through the same neighbour (the gateway), so the neighbour table is read once per burst.
+// Lives on the stack of one burst's processing only (a MAC the control thread changes is
+// picked up by the next burst).
+struct NextHopCache {
+    IpAddr nh;
+    rte_ether_addr mac;
+    bool valid = false;
+};
+// Fill the Ethernet header of a frame whose IP packet starts at offset 14 and send it out of
+// side towards dst (next hop lookup; unresolved -> held by the control thread).
+void send_l3(Lcore& L, const Dataplane::Shared& S, Side side, rte_mbuf* m, const IpAddr& dst,
+             std::uint16_t ethertype, NextHopCache* cache = nullptr) noexcept;
+// Hand a packet to the control thread (kind etc. already in meta(m)): onto the ring of its
+// class; setup, ARP/ND and held frames only within the worker's rate (else dropped, counted).
+void to_control(Lcore& L, const Dataplane::Shared& S, rte_mbuf* m) noexcept;
+
+// --- outbound.cpp --------------------------------------------------------------------
 // Outbound, one packet at a time as classification admits it (so each is staged while its
 // lines are still in cache), sealed and sent in batches: m is an Ethernet frame holding a
 // validated inner IP packet at offset 14 (TTL already decremented), sid its session (up).
 // outbound_one stages it under the sending lcore's lane slot (looked up once per run of one
 // session, with its tunnel MTU); outbound_flush encapsulates and seals the batch, adds the
-// outer Ethernet header and hands the batch to the WAN port as one TX burst. The stage lives
-// for one burst (its slot pointers are valid until the lcore's next quiescent report).
+// outer Ethernet header and hands the batch to the WAN port as one TX burst, and returns how
+// many it sealed and passed on. The stage lives for one burst (its slot pointers are valid
+// until the lcore's next quiescent report); passed sums what flushes of a full stage sent on
+// before the last one.
 struct OutStage {
     rte_mbuf* m[kMaxBurst];
     wire::TxRef ref[kMaxBurst];
@@ -241,15 +265,16 @@ struct OutStage {
     std::uint32_t run_sid = 0;   // the session of the run (0 is never one)
     wire::TxRef run_ref{};       // its slot; view nullptr: none under this lane
     std::uint32_t run_mtu = 0;   // its tunnel MTU (0 without a slot)
+    unsigned passed = 0;         // sealed and passed on by flushes of a full stage
 
     void push(Lcore& L, const Dataplane::Shared& S, rte_mbuf* mb, std::uint32_t s, std::uint32_t ip_len) noexcept;
 };
-void outbound_flush(Lcore& L, const Dataplane::Shared& S, OutStage& o) noexcept;
+unsigned outbound_flush(Lcore& L, const Dataplane::Shared& S, OutStage& o) noexcept;
 // Everything but the common case: a new session, no slot, a packet over the tunnel MTU.
 void outbound_slow(Lcore& L, const Dataplane::Shared& S, OutStage& o, rte_mbuf* m, std::uint32_t sid) noexcept;
 inline void OutStage::push(Lcore& L, const Dataplane::Shared& S, rte_mbuf* mb, std::uint32_t s,
                            std::uint32_t ip_len) noexcept {
-    if (n == kMaxBurst) [[unlikely]] outbound_flush(L, S, *this);
+    if (n == kMaxBurst) [[unlikely]] passed += outbound_flush(L, S, *this);
     m[n] = mb;
     ref[n] = run_ref;
     sid[n] = s;
@@ -264,9 +289,11 @@ inline void outbound_one(Lcore& L, const Dataplane::Shared& S, OutStage& o, rte_
     }
     o.push(L, S, m, sid, ip_len);
 }
-// A whole burst of such frames (the control thread's inner packets), flushed at the end.
-void outbound_crypto(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, const std::uint32_t* sids,
-                     unsigned n) noexcept;
+// A whole burst of such frames (the control thread's inner packets), flushed at the end;
+// returns how many were sealed and passed on.
+unsigned outbound_crypto(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, const std::uint32_t* sids,
+                         unsigned n) noexcept;
+// --- inbound.cpp ---------------------------------------------------------------------
 // Inbound, one packet at a time as classification finds it (a frame whose outer IP header is at
 // 14 and P3 header at off, after outer IP [+ UDP]; src = RxSlot::src_tag of how it was
 // carried, link padding trimmed): inbound_one parses the P3 header, finds
@@ -274,7 +301,8 @@ void outbound_crypto(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, cons
 // peer and the replay window, so a foreign, replayed or unknown packet costs no AES;
 // inbound_flush decrypts the staged batch, updates the windows, then: inner destination = our
 // WAN address -> control ring; else, inner source in the peer's subnets and destination in
-// ours (RFC 4301 §5.2) -> the LAN. The stage lives for one burst.
+// ours (RFC 4301 §5.2) -> the LAN, and returns how many it passed on. The stage lives for
+// one burst.
 struct InStage {
     rte_mbuf* m[kMaxBurst];
     std::uint16_t off[kMaxBurst];
@@ -284,8 +312,9 @@ struct InStage {
     unsigned n = 0;
     std::uint32_t run_id = 0;            // the P3 ID last looked up (0 is never one: slot index 0
     wire::RxSlot* run_slot = nullptr;    // is never used) and its slot (nullptr: unknown)
+    unsigned passed = 0;                 // passed on by flushes of a full stage
 };
-void inbound_flush(Lcore& L, const Dataplane::Shared& S, InStage& in) noexcept;
+unsigned inbound_flush(Lcore& L, const Dataplane::Shared& S, InStage& in) noexcept;
 inline void inbound_one(Lcore& L, const Dataplane::Shared& S, InStage& in, rte_mbuf* m, unsigned off,
                         std::uint32_t src) noexcept {
     wire::P3Header h;
@@ -316,7 +345,7 @@ inline void inbound_one(Lcore& L, const Dataplane::Shared& S, InStage& in, rte_m
         drop(L, m, Drop::P3_REPLAY);
         return;
     }
-    if (in.n == kMaxBurst) [[unlikely]] inbound_flush(L, S, in);
+    if (in.n == kMaxBurst) [[unlikely]] in.passed += inbound_flush(L, S, in);
     const unsigned k = in.n++;
     in.m[k] = m;
     in.off[k] = static_cast<std::uint16_t>(off);
@@ -324,6 +353,7 @@ inline void inbound_one(Lcore& L, const Dataplane::Shared& S, InStage& in, rte_m
     in.slot[k] = s;
     in.seq[k] = h.seq;
 }
+// --- worker.cpp ----------------------------------------------------------------------
 // Per-lcore crypto engine life (created on the lcore's socket before the worker starts).
 bool wire_engine_create(Lcore& L, const Dataplane::Shared& S);
 void wire_engine_free(Lcore& L);

@@ -1,7 +1,7 @@
 // Sessions as the workers see them: one fixed slot per session id (1..kMaxSessions-1),
 // O(1) by the id the routing table returns. A session says where its packets go (the peer's
 // WAN address, native or UDP-encapsulated) and whether it is up; its keys are the lane
-// slots of crypto_path (one outbound slot per sending lcore). The control thread is the only
+// slots of keys.cpp (one outbound slot per sending lcore). The control thread is the only
 // writer; a field a worker reads is either immutable while the session is in use or an
 // atomic published with release order.
 //

@@ -51,7 +51,7 @@ struct alignas(RTE_CACHE_LINE_SIZE) Lcore {
     TxBuffer tx[kSides];
     LcoreStats stats;
     SessionCounters* sessions = nullptr;   // [kMaxSessions], this lcore's share
-    wire::GcmEngine* wire = nullptr;       // this lcore's AES-GCM engine (crypto_path.cpp)
+    wire::GcmEngine* wire = nullptr;       // this lcore's AES-GCM engine (worker.cpp)
     TokenBucket replies;                   // ICMP errors and TCP resets we originate
     TokenBucket setup_rate;                // setup datagrams to the control thread
     TokenBucket neigh_rate;                // ARP/ND frames to the control thread

@@ -181,6 +181,65 @@ TEST_CASE("slots: publish, look up, retire (RX)") {
     CHECK(fl.freed.size() == 1);
 }
 
+TEST_CASE("slots: an RX slot's peer check, resolved by family when the slot is built") {
+    Qsbr q;
+    SlotTable t(SlotTableConfig{64, 8, 4}, q.q);
+    Material m(9);
+    auto hdr4 = [](const char* src, const char* dst) {
+        std::uint8_t h[40] = {0x45};
+        std::memcpy(h + 12, p3::IpAddr::parse(src)->bytes.data(), 4);
+        std::memcpy(h + 16, p3::IpAddr::parse(dst)->bytes.data(), 4);
+        return std::vector<std::uint8_t>(h, h + 40);
+    };
+    auto hdr6 = [](const char* src, const char* dst) {
+        std::uint8_t h[40] = {0x60};
+        std::memcpy(h + 8, p3::IpAddr::parse(src)->bytes.data(), 16);
+        std::memcpy(h + 24, p3::IpAddr::parse(dst)->bytes.data(), 16);
+        return std::vector<std::uint8_t>(h, h + 40);
+    };
+    const std::uint16_t port_be = 0x9411;   // 4500, network order on a little-endian host
+    struct Case {
+        const char* peer;                  // nullptr: any (family 0)
+        std::uint16_t peer_port;
+        std::vector<std::uint8_t> outer;
+        std::uint32_t src;                 // src_tag of how the packet came
+        bool pass;
+    };
+    const Case cases[] = {
+        // 1-4: IPv4 peer, native
+        {"192.0.2.2", 0, hdr4("192.0.2.2", "192.0.2.1"), RxSlot::src_tag(false, 0), true},
+        {"192.0.2.2", 0, hdr4("192.0.2.3", "192.0.2.1"), RxSlot::src_tag(false, 0), false},
+        {"192.0.2.2", 0, hdr4("192.0.2.2", "192.0.2.1"), RxSlot::src_tag(true, port_be), false},
+        {"192.0.2.2", 0, hdr4("192.0.2.2", "192.0.2.9"), RxSlot::src_tag(false, 0), true},   // dst not read
+        // 5-7: IPv4 peer behind UDP 4500
+        {"192.0.2.2", 4500, hdr4("192.0.2.2", "192.0.2.1"), RxSlot::src_tag(true, port_be), true},
+        {"192.0.2.2", 4500, hdr4("192.0.2.2", "192.0.2.1"), RxSlot::src_tag(true, 0), false},
+        {"192.0.2.2", 4500, hdr4("192.0.2.2", "192.0.2.1"), RxSlot::src_tag(false, 0), false},
+        // 8-10: IPv6 peer
+        {"2001:db8::2", 0, hdr6("2001:db8::2", "2001:db8::1"), RxSlot::src_tag(false, 0), true},
+        {"2001:db8::2", 0, hdr6("2001:db8::3", "2001:db8::1"), RxSlot::src_tag(false, 0), false},
+        {"2001:db8::2", 0, hdr6("2001:db9::2", "2001:db8::1"), RxSlot::src_tag(false, 0), false},
+        // 11-12: any peer, however carried
+        {nullptr, 0, hdr4("198.51.100.7", "192.0.2.1"), RxSlot::src_tag(true, 0x1234), true},
+        {nullptr, 0, hdr6("2001:db8::9", "2001:db8::1"), RxSlot::src_tag(false, 0), true},
+    };
+    unsigned n = 0;
+    for (const Case& c : cases) {
+        ++n;
+        CAPTURE(n);
+        auto id = t.reserve_rx(1);
+        REQUIRE(id);
+        RxParams p;
+        if (c.peer) p.peer = *p3::IpAddr::parse(c.peer);
+        p.peer_port = c.peer_port;
+        REQUIRE(t.publish_rx(*id, m.k(), m.s(), p));
+        const RxSlot* s = t.rx(id->raw());
+        REQUIRE(s != nullptr);
+        CHECK(s->from_peer(c.outer.data(), c.src) == c.pass);
+        t.retire_rx(*id);
+    }
+}
+
 TEST_CASE("slots: bad key material is refused and nothing is published") {
     LogCapture logs;
     Qsbr q;

@@ -969,3 +969,22 @@ TEST_CASE("inbound plaintext longer than any sender makes is refused before decr
         rte_pktmbuf_free(m);
     }
 }
+
+TEST_CASE("a TX view never initialised (or refused by init) seals nothing and leaves the packet", "[wire]") {
+    TxView unset;
+    TxView refused;
+    CHECK_FALSE(refused.init(kBaseId, nullptr, spec_of({false, false}), SizeHiding::off));
+    for (TxView* v : {&unset, &refused}) {
+        std::uint64_t seq = 0;
+        TxRef ref{v, &seq};
+        const Bytes orig = frame_of(inner_packet(false, 64, 0x11));
+        rte_mbuf* m = p3test::make_mbuf(orig);
+        WireStatus st = WireStatus::ok;
+        CHECK(encap_burst(engine(), &m, &ref, 1, kEth, &st) == 0);
+        CHECK(st == WireStatus::bad_input);
+        CHECK(encap_dummy(engine(), m, ref, kEth) == WireStatus::bad_input);
+        CHECK(seq == 0);
+        CHECK(p3test::mbuf_bytes(m) == orig);
+        rte_pktmbuf_free(m);
+    }
+}

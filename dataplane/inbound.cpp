@@ -1,0 +1,178 @@
+// The inbound stage: P3 packets opened under their RX slot and the inner packets delivered.
+//
+// Owns: per packet before any AES (inbound_one in fastpath.hpp): the slot by P3 ID (looked up
+// once per run of one ID), the peer check (RFC 4301 §5.2: only the session's peer may use its
+// P3 IDs) and the anti-replay check; the opening of the staged batch (each slot carries the
+// open variant chosen when it was built); after it, the window update, then the inner
+// packet: to our WAN address -> the control thread (control channel); else inner source in
+// the session's subnets and destination in ours -> the LAN (IPv4 through a per-burst next-hop
+// cache as one TX burst). Also the table of our protected networks those checks read.
+#include <algorithm>
+#include <cstring>
+
+#include "common/slots.hpp"
+#include "common/wire.hpp"
+#include "dataplane/fastpath.hpp"
+#include "dataplane/pkt.hpp"
+
+namespace p3::dp {
+
+using namespace pkt;
+
+namespace {
+
+// IPv4 delivery to the LAN with words instead of an IpAddr built per packet (whose bytes,
+// written piecewise and read back as words, stall store forwarding): our WAN address, the
+// LAN's on-link prefix and gateway in host order, and the last next hop with its MAC for the
+// rest of the burst, and the burst of frames ready for the LAN port. Built once per inbound
+// burst.
+struct Lan4Path {
+    bool wan_on = false, lan_on = false, gw_on = false;
+    std::uint32_t wan = 0, net = 0, mask = 0, gw = 0;
+    bool have = false;
+    std::uint32_t nh = 0;
+    rte_ether_addr mac{};
+    // Delivered frames, sent as one burst at the end (past the TX buffer).
+    rte_mbuf* ready[kMaxBurst];
+    unsigned n = 0;
+    std::uint64_t bytes = 0;
+
+    explicit Lan4Path(const Dataplane::Shared& S) noexcept {
+        const IpAddr& w = S.own(Side::wan);
+        wan_on = w.is_v4();
+        wan = wan_on ? w.v4_host() : 0;
+        const Prefix& p = S.prefix[static_cast<unsigned>(Side::lan)];
+        lan_on = p.addr.is_v4();
+        mask = p.len == 0 ? 0 : ~std::uint32_t{0} << (32 - p.len);
+        net = lan_on ? p.addr.v4_host() & mask : 0;
+        const auto& g = S.gateway[static_cast<unsigned>(Side::lan)];
+        gw_on = g && g->is_v4();
+        gw = gw_on ? g->v4_host() : 0;
+    }
+};
+
+// An inner IPv4 packet (frame, IP at 14) to the LAN host d: its Ethernet header written, it
+// joins p's batch for the LAN port. Falls back to send_l3 for what is not the common case (no
+// IPv4 LAN, off-link without a gateway, next hop not resolved).
+void deliver4(Lcore& L, const Dataplane::Shared& S, Lan4Path& p, rte_mbuf* m, std::uint32_t d) noexcept {
+    const bool on_link = (d & p.mask) == p.net;
+    if (!p.lan_on || (!on_link && !p.gw_on)) {
+        send_l3(L, S, Side::lan, m, IpAddr::v4(d), kEtherIPv4);
+        return;
+    }
+    const std::uint32_t nh = on_link ? d : p.gw;
+    if (!p.have || nh != p.nh) {
+        rte_ether_addr mac;
+        if (!S.neigh[static_cast<unsigned>(Side::lan)]->lookup(IpAddr::v4(nh), mac)) {
+            send_l3(L, S, Side::lan, m, IpAddr::v4(d), kEtherIPv4);   // held until resolved
+            return;
+        }
+        p.have = true;
+        p.nh = nh;
+        p.mac = mac;
+    }
+    put_eth(data(m), p.mac.addr_bytes, S.mac[static_cast<unsigned>(Side::lan)].addr_bytes, kEtherIPv4);
+    p.bytes += m->pkt_len;
+    p.ready[p.n++] = m;
+}
+
+}  // namespace
+
+// Open the staged batch, then each packet's window, inner checks and delivery. Returns how
+// many were opened and passed on (to the control thread or the LAN); the others are freed and
+// counted.
+unsigned inbound_flush(Lcore& L, const Dataplane::Shared& S, InStage& in) noexcept {
+    const unsigned k = in.n;
+    if (k == 0) return 0;
+    in.n = 0;
+
+    wire::DecapResult res[kMaxBurst];
+    // send_l3 writes the whole Ethernet header; the control path strips it: room, no copy.
+    wire::decap_burst(*L.wire, in.m, in.off, in.ref, k, kEthLen, res, wire::L2::room);
+
+    const IpAddr& own_wan = S.own(Side::wan);
+    NextHopCache lan_nh;
+    Lan4Path lan4(S);
+    SessionRun recv(L, &SessionCounters::rx_pkts, &SessionCounters::rx_bytes);
+    std::uint64_t decrypted = 0;
+    unsigned passed = 0;
+    for (unsigned i = 0; i < k; ++i) {
+        rte_mbuf* m = in.m[i];
+        wire::RxSlot* s = in.slot[i];
+        SessionCounters& sc = L.sessions[s->session()];
+        const wire::WireStatus st = res[i].status;
+        if (!wire::authenticated(st)) {
+            sc.rx_auth.add();
+            drop(L, m, drop_of(st));
+            continue;
+        }
+        // The tag verified: the window learns the sequence. A second copy of a packet in the
+        // same burst passed check() too; update() refuses it.
+        if (s->replay().update(in.seq[i]) != wire::ReplayResult::ok) {
+            sc.rx_replay.add();
+            drop(L, m, Drop::P3_REPLAY);
+            continue;
+        }
+        if (st != wire::WireStatus::ok) {
+            if (st != wire::WireStatus::dummy) sc.rx_dropped.add();
+            drop(L, m, drop_of(st));
+            continue;
+        }
+        ++decrypted;
+        const std::uint8_t* ip = data(m, kEthLen);
+        const bool v6 = (ip[0] >> 4) == 6;
+        const std::uint32_t d4 = v6 ? 0 : be32(ip + 16);
+        const std::uint32_t inner_len = m->pkt_len - kEthLen;
+        if (v6 ? same_v6(ip + 24, own_wan) : lan4.wan_on && d4 == lan4.wan) {
+            // The control channel (DESIGN.md §Control channel): the control thread opens it.
+            recv.add(s->session(), inner_len);
+            rte_pktmbuf_adj(m, kEthLen);
+            meta(m) = PktMeta{MsgKind::control_in, Side::wan, s->lane(), s->session()};
+            to_control(L, S, m);
+            ++passed;
+            continue;
+        }
+        // A peer speaks only for its own subnets: the inner source must route back to the
+        // session that sent it.
+        const std::uint32_t src_sid = v6 ? S.routes->lookup6(ip + 8) : S.routes->lookup4(be32(ip + 12));
+        if (src_sid != s->session()) {
+            sc.rx_dropped.add();
+            drop(L, m, Drop::P3_INNER_SRC);
+            continue;
+        }
+        // ... and only towards ours: not to a third party, not into another peer's tunnel.
+        if (!(v6 ? S.local_dst6(ip + 24) : S.local_dst4(d4))) [[unlikely]] {
+            sc.rx_dropped.add();
+            drop(L, m, Drop::P3_INNER_DST);
+            continue;
+        }
+        recv.add(s->session(), inner_len);
+        ++passed;
+        if (v6) send_l3(L, S, Side::lan, m, v6_at(ip + 24), kEtherIPv6, &lan_nh);
+        else deliver4(L, S, lan4, m, d4);
+    }
+    L.stats.decrypted.add(decrypted);
+    if (lan4.n) tx_send(L, S, Side::lan, lan4.ready, static_cast<std::uint16_t>(lan4.n), lan4.bytes);
+    return passed;
+}
+
+void Dataplane::Shared::add_local(const Prefix& p) noexcept {
+    if (p.addr.is_v4() && n_local4 < kMaxLocalNets) {
+        const std::uint32_t mask = p.len == 0 ? 0 : ~std::uint32_t{0} << (32 - p.len);
+        local4[n_local4++] = Net4{p.addr.v4_host() & mask, mask};
+    } else if (p.addr.is_v6() && n_local6 < kMaxLocalNets) {
+        std::uint8_t m[16] = {};
+        for (unsigned i = 0; i < 16; ++i) {
+            const int bits = std::max(0, std::min(8, int(p.len) - int(i * 8)));
+            m[i] = static_cast<std::uint8_t>(0xff00 >> bits);
+        }
+        Net6 n;
+        std::memcpy(n.mask, m, 16);
+        std::memcpy(n.net, p.addr.bytes.data(), 16);
+        n.net[0] &= n.mask[0];
+        n.net[1] &= n.mask[1];
+        local6[n_local6++] = n;
+    }
+}
+
+}  // namespace p3::dp

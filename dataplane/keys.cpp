@@ -1,0 +1,215 @@
+// The control thread's key API of the dataplane: the key slot table and what goes in it.
+//
+// Owns: the slot table (common/slots.hpp: TX slots by (session, lane), RX slots by P3 ID, read
+// by workers under the dataplane's RCU, wiped when freed), the inbound ID blocks each session
+// holds (so its keys retire as a whole), the session's peer (address, UDP ports) the slots are
+// built for, and static-key sessions with their persisted sequence marks. The contract of the
+// calls is in control_port.hpp; nothing here runs on a worker.
+//
+// A slot is built whole here and published with one store: everything a worker would otherwise
+// decide per packet from the keys (key size, size hiding, outer family, UDP) is resolved into
+// the slot when it is built (common/wire.hpp: TxView, RxRef).
+// Lanes: a worker sends under its own lane only (Lcore::lane), so a TX slot's sequence has one
+// writer; all packets of one P3 ID reach one WAN queue, so an RX slot's window has one writer.
+#include <algorithm>
+#include <map>
+#include <new>
+#include <vector>
+
+#include "common/log.hpp"
+#include "common/slots.hpp"
+#include "common/wire.hpp"
+#include "dataplane/fastpath.hpp"
+#include "dataplane/seq_reserve.hpp"
+
+namespace p3::dp {
+
+// The slot table and, per session, the inbound blocks it holds (so a session's keys can be
+// retired as a whole). Control thread only, but for the table's lookups.
+struct Dataplane::KeyState {
+    struct RxBlock {
+        std::uint32_t base;
+        std::uint32_t lanes;
+    };
+    std::unique_ptr<wire::SlotTable> table;
+    std::map<std::uint32_t, std::vector<RxBlock>> rx_blocks;   // session -> blocks
+};
+
+bool Dataplane::keys_create(unsigned lanes) {
+    keys_ = new (std::nothrow) KeyState;
+    if (keys_ == nullptr) return false;
+    try {
+        wire::SlotTableConfig c;
+        c.sessions = kMaxSessions;
+        c.lanes = std::max(1u, lanes);
+        keys_->table = std::make_unique<wire::SlotTable>(c, qsbr_);
+    } catch (const std::exception& e) {
+        P3_LOG_ERROR(DP_TABLES, "key slot table: %s", e.what());
+        return false;
+    }
+    return true;
+}
+
+void Dataplane::keys_destroy() noexcept {
+    delete keys_;   // the table frees (and wipes) every slot: no reader is online any more
+    keys_ = nullptr;
+}
+
+wire::SlotTable& Dataplane::slots() noexcept { return *keys_->table; }
+
+void Dataplane::clear_keys_now(std::uint32_t) {}
+
+std::optional<std::uint32_t> Dataplane::reserve_rx_ids(std::uint32_t lanes) {
+    auto id = keys_->table->reserve_rx(lanes);
+    if (!id) return std::nullopt;
+    return id->raw();
+}
+
+bool Dataplane::install_rx(std::uint32_t sid, std::uint32_t base_id, const LaneKeys& k) {
+    if (!SessionTable::valid_id(sid) || sessions_->state(sid) == SessionState::unused) {
+        P3_LOG_ERROR(DP_KEYS, "inbound keys for session %u, which is not installed", sid);
+        return false;
+    }
+    wire::RxParams p;
+    p.session = sid;
+    p.size_hiding = k.size_hiding ? wire::SizeHiding::on : wire::SizeHiding::off;
+    p.replay_window = k.anti_replay ? cfg_.dataplane.replay_window : wire::kReplayOff;
+    // Packets under these keys come from the session's peer only (set_peer before this call):
+    // one from elsewhere would reach another queue and race this lane's replay window.
+    const Session& ses = sessions_->get(sid);
+    p.peer = ses.peer;
+    p.peer_port = ses.udp_encap ? ses.udp_dst : 0;
+    if (!keys_->table->publish_rx_lanes(wire::SlotId(base_id), k.lanes, k.key, k.salt, p)) {
+        P3_LOG_ERROR(DP_KEYS, "session %u: inbound keys for P3 IDs 0x%x..+%u refused", sid, base_id, k.lanes);
+        // The block was reserved for these keys: give it back (retiring a free ID is a no-op).
+        for (std::uint32_t l = 0; l < k.lanes && l < wire::kMaxLanes; ++l)
+            keys_->table->retire_rx(wire::SlotId(base_id).lane(l));
+        return false;
+    }
+    keys_->rx_blocks[sid].push_back({base_id, k.lanes});
+    return true;
+}
+
+bool Dataplane::install_tx(std::uint32_t sid, std::uint32_t peer_base_id, const LaneKeys& k) {
+    return install_tx_at(sid, peer_base_id, k, 0, wire::kSeqLast);
+}
+
+// last_seq: the lanes count it as sent (static keys resume above their persisted mark);
+// seq_limit: the last they may send until raised.
+bool Dataplane::install_tx_at(std::uint32_t sid, std::uint32_t peer_base_id, const LaneKeys& k,
+                              std::uint64_t last_seq, std::uint64_t seq_limit) {
+    if (!SessionTable::valid_id(sid) || sessions_->state(sid) == SessionState::unused) {
+        P3_LOG_ERROR(DP_KEYS, "outbound keys for session %u, which is not installed", sid);
+        return false;
+    }
+    Session& ses = sessions_->at(sid);
+    const std::uint32_t lanes = std::min(k.lanes, tx_lanes_);
+    if (k.lanes < tx_lanes_) {
+        P3_LOG_WARN(DP_LANES, "session %u (remote %u): %u lane(s) for %u sending workers; workers on lanes %u..%u "
+                    "drop its traffic", sid, ses.id, k.lanes, tx_lanes_, k.lanes, tx_lanes_ - 1);
+    }
+    wire::TxParams p;
+    p.session = sid;
+    p.peer_id = peer_base_id;
+    p.outer.src = addr_[1].addr.addr;
+    p.outer.dst = ses.peer;
+    if (ses.udp_encap) {
+        p.outer.udp_src = ses.udp_src;
+        p.outer.udp_dst = ses.udp_dst;
+    }
+    p.size_hiding = k.size_hiding ? wire::SizeHiding::on : wire::SizeHiding::off;
+    p.wan_mtu = addr_[1].mtu;
+    p.last_seq = last_seq;
+    p.seq_limit = seq_limit;
+    // Lanes the new keys do not cover must not keep sending under the old ones.
+    for (std::uint32_t l = lanes; l < keys_->table->lanes(); ++l) keys_->table->retire_tx(sid, static_cast<std::uint16_t>(l));
+    if (lanes == 0 || !keys_->table->publish_tx_lanes(lanes, k.key, k.salt, p)) {
+        P3_LOG_ERROR(DP_KEYS, "session %u: outbound keys for peer P3 IDs 0x%x..+%u refused", sid, peer_base_id, lanes);
+        return false;
+    }
+    ses.tx_lanes = static_cast<std::uint16_t>(lanes);
+    sessions_->set_state(sid, SessionState::up);
+    return true;
+}
+
+void Dataplane::retire_rx(std::uint32_t sid, std::uint32_t base_id) {
+    auto it = keys_->rx_blocks.find(sid);
+    if (it == keys_->rx_blocks.end()) return;
+    auto& blocks = it->second;
+    for (auto b = blocks.begin(); b != blocks.end(); ++b) {
+        if (b->base != base_id) continue;
+        for (std::uint32_t l = 0; l < b->lanes; ++l) keys_->table->retire_rx(wire::SlotId(base_id).lane(l));
+        blocks.erase(b);
+        break;
+    }
+    if (blocks.empty()) keys_->rx_blocks.erase(it);
+}
+
+void Dataplane::clear_keys(std::uint32_t sid) {
+    if (!keys_ || !SessionTable::valid_id(sid)) return;
+    if (seq_) seq_->close(sid);
+    if (sessions_->state(sid) == SessionState::up) sessions_->set_state(sid, SessionState::down);
+    keys_->table->retire_tx_session(sid);
+    auto it = keys_->rx_blocks.find(sid);
+    if (it != keys_->rx_blocks.end()) {
+        for (const auto& b : it->second)
+            for (std::uint32_t l = 0; l < b.lanes; ++l) keys_->table->retire_rx(wire::SlotId(b.base).lane(l));
+        keys_->rx_blocks.erase(it);
+    }
+}
+
+bool Dataplane::set_peer(std::uint32_t sid, const IpAddr& peer, std::uint16_t udp_src, std::uint16_t udp_dst) {
+    if (!SessionTable::valid_id(sid) || sessions_->state(sid) == SessionState::unused ||
+        peer.family != addr_[1].addr.addr.family) {
+        P3_LOG_ERROR(DP_KEYS, "session %u: peer %s refused (no such session, or not the WAN's family)", sid,
+                     peer.str().c_str());
+        return false;
+    }
+    Session& s = sessions_->at(sid);
+    s.peer = peer;
+    s.udp_encap = udp_dst != 0;
+    s.udp_src = udp_dst != 0 ? udp_src : 0;
+    s.udp_dst = udp_dst;
+    return true;
+}
+
+std::uint64_t Dataplane::tx_last_seq(std::uint32_t sid, std::uint16_t lane) const noexcept {
+    const wire::TxSlot* s = keys_ ? keys_->table->tx(sid, lane) : nullptr;
+    return s ? s->last_seq() : 0;
+}
+
+bool Dataplane::install_static(const config::Remote& r, std::uint32_t sid) {
+    const config::StaticKeys& k = *r.static_keys;
+    const char* kt = r.params.key_type == config::KeyType::aes256 ? "AES-256" : "AES-128";
+    P3_LOG_WARN(DP_STATIC_KEYS, "%s:%d: remote %u runs on static keys (%s, %u lane(s), tx P3 ID 0x%x, rx P3 ID 0x%x%s)",
+                cfg_.source.c_str(), k.line ? k.line : r.line, r.id, kt, k.lanes, k.tx_id, k.rx_id,
+                k.anti_replay ? "" : ", no anti-replay");
+    const bool sh = r.params.size_hiding;
+    if (!keys_->table->reserve_rx_at(wire::SlotId(k.rx_id), k.lanes)) {
+        P3_LOG_ERROR(DP_SESSION, "%s:%d: remote %u: static rx_id 0x%x..+%u cannot be used", cfg_.source.c_str(),
+                     k.line ? k.line : r.line, r.id, k.rx_id, k.lanes);
+        return false;
+    }
+    // The keys never change: each start resumes above the key's persisted sequence mark, and
+    // the lanes never send past what is on disk (seq_reserve.hpp). Without a usable state the
+    // session is not started (unless the configuration opts out for throwaway keys).
+    std::optional<SeqReserve::Lease> lease;
+    if (k.persist_sequence) {
+        lease = seq_->open(sid, r.id, k.tx_key.span(), k.tx_salt.span());
+        if (!lease) {
+            for (std::uint32_t l = 0; l < k.lanes; ++l) keys_->table->retire_rx(wire::SlotId(k.rx_id).lane(l));
+            return false;
+        }
+    }
+    const std::uint64_t start = lease ? lease->start_after : 0, limit = lease ? lease->limit : wire::kSeqLast;
+    if (!install_rx(sid, k.rx_id, LaneKeys{k.rx_key.span(), k.rx_salt.span(), k.lanes, sh, k.anti_replay}) ||
+        !install_tx_at(sid, k.tx_id, LaneKeys{k.tx_key.span(), k.tx_salt.span(), k.lanes, sh}, start, limit)) {
+        clear_keys(sid);
+        for (std::uint32_t l = 0; l < k.lanes; ++l) keys_->table->retire_rx(wire::SlotId(k.rx_id).lane(l));
+        return false;
+    }
+    P3_LOG_INFO(DP_STATIC_SESSION, "remote %u: session %u up on static keys, %u lane(s) each way", r.id, sid, k.lanes);
+    return true;
+}
+
+}  // namespace p3::dp
