@@ -16,43 +16,18 @@
 
 #include <immintrin.h>
 
+#include "common/bytes.hpp"
+#include "common/checksum.hpp"
+#include "common/headers.hpp"
 #include "common/sizehide.hpp"
 
 namespace p3::wire {
 
 namespace {
 
-// ---- byte helpers (wire fields by memcpy, never by casts) ------------------------------------
-
-inline std::uint16_t rd16(const std::uint8_t* p) noexcept { return static_cast<std::uint16_t>((p[0] << 8) | p[1]); }
-inline std::uint64_t rd64(const std::uint8_t* p) noexcept {
-    std::uint64_t v;
-    std::memcpy(&v, p, 8);
-    return rte_be_to_cpu_64(v);
-}
-inline void wr16(std::uint8_t* p, std::uint16_t v) noexcept {
-    p[0] = static_cast<std::uint8_t>(v >> 8);
-    p[1] = static_cast<std::uint8_t>(v);
-}
-inline void wr32(std::uint8_t* p, std::uint32_t v) noexcept {
-    v = rte_cpu_to_be_32(v);
-    std::memcpy(p, &v, 4);
-}
-
-// RFC 1071 sum over n bytes (n even or odd), unaligned.
-inline std::uint32_t sum16(const std::uint8_t* p, std::size_t n, std::uint32_t acc = 0) noexcept {
-    for (; n >= 2; p += 2, n -= 2) acc += static_cast<std::uint32_t>((p[0] << 8) | p[1]);
-    if (n) acc += static_cast<std::uint32_t>(p[0] << 8);
-    return acc;
-}
-inline std::uint16_t fold(std::uint32_t acc) noexcept {
-    while (acc >> 16) acc = (acc & 0xffff) + (acc >> 16);
-    return static_cast<std::uint16_t>(~acc & 0xffff);
-}
-inline void ipv4_set_csum(std::uint8_t* ip, unsigned hl) noexcept {
-    ip[10] = ip[11] = 0;
-    wr16(ip + 10, fold(sum16(ip, hl)));
-}
+// Wire fields through common/bytes.hpp (memcpy, never casts), sums through common/checksum.hpp.
+using be::get16;
+using be::put16;
 
 // ---- mbuf chain helpers -------------------------------------------------------------------
 
@@ -201,11 +176,11 @@ struct Prepared {
         inner = rte_pktmbuf_mtod_offset(m, std::uint8_t*, l2_len);
         const unsigned ver = inner[0] >> 4;
         if (ver == 4) {
-            if (rd16(inner + 2) != L) return WireStatus::bad_input;
+            if (get16(inner + 2) != L) return WireStatus::bad_input;
             tos = inner[1];
             nh = kNextIpv4;
         } else if (ver == 6) {
-            if (L < kIpv6HeaderLen || m->data_len < l2_len + kIpv6HeaderLen || rd16(inner + 4) + kIpv6HeaderLen != L)
+            if (L < kIpv6HeaderLen || m->data_len < l2_len + kIpv6HeaderLen || get16(inner + 4) + kIpv6HeaderLen != L)
                 return WireStatus::bad_input;
             tos = static_cast<std::uint8_t>(((inner[0] & 0x0f) << 4) | (inner[1] >> 4));
             nh = kNextIpv6;
@@ -281,19 +256,19 @@ struct Prepared {
     const std::uint8_t out_tos = static_cast<std::uint8_t>((tos & 0xfc) | ecn_encap(tos & 3));
     if (!v.v6) {
         ip[1] = out_tos;
-        wr16(ip + 2, static_cast<std::uint16_t>(total));
+        put16(ip + 2, static_cast<std::uint16_t>(total));
         const std::uint16_t id = static_cast<std::uint16_t>(seq ^ v.p3_id);
-        wr16(ip + 4, id);
+        put16(ip + 4, id);
         // Checksum = the template's fixed fields (csum_base) + TOS, total length and ID.
-        wr16(ip + 10, fold(v.csum_base + out_tos + total + id));
+        put16(ip + 10, csum::finish(v.csum_base + out_tos + total + id));
     } else {
         ip[0] = static_cast<std::uint8_t>(0x60 | (out_tos >> 4));
         ip[1] = static_cast<std::uint8_t>((out_tos << 4) | (ip[1] & 0x0f));
-        wr16(ip + 4, static_cast<std::uint16_t>(total - kIpv6HeaderLen));
+        put16(ip + 4, static_cast<std::uint16_t>(total - kIpv6HeaderLen));
     }
     if (v.udp_on) {
         std::uint8_t* u = ip + (v.v6 ? kIpv6HeaderLen : kIpv4HeaderLen);
-        wr16(u + 4, static_cast<std::uint16_t>(total - (v.v6 ? kIpv6HeaderLen : kIpv4HeaderLen)));
+        put16(u + 4, static_cast<std::uint16_t>(total - (v.v6 ? kIpv6HeaderLen : kIpv4HeaderLen)));
         // IPv4: checksum 0 (RFC 3948). IPv6: filled after sealing.
     }
     p = Prepared{m, ip, hdr, static_cast<std::uint32_t>(T), &v, m->nb_segs == 1};
@@ -303,7 +278,7 @@ struct Prepared {
 // IPv6 UDP checksum over the UDP header and everything after it (the ciphertext included).
 void finish_udp6(const Prepared& p) noexcept {
     std::uint8_t* u = p.ip + kIpv6HeaderLen;
-    const std::uint32_t ulen = rd16(u + 4);
+    const std::uint32_t ulen = get16(u + 4);
     const std::uint32_t off = static_cast<std::uint32_t>(u - rte_pktmbuf_mtod(p.m, std::uint8_t*));
     std::uint16_t raw = 0;
     if (p.m->nb_segs == 1) raw = rte_raw_cksum(u, ulen);
@@ -311,9 +286,9 @@ void finish_udp6(const Prepared& p) noexcept {
     // rte_raw_cksum sums in host order: bring it to network order before adding the rest.
     std::uint32_t acc = rte_be_to_cpu_16(raw);
     acc += p.v->csum_base + ulen + kIpProtoUdp;
-    std::uint16_t c = fold(acc);
+    std::uint16_t c = csum::finish(acc);
     if (c == 0) c = 0xffff;
-    wr16(u + 6, c);
+    put16(u + 6, c);
 }
 
 void seal_one_sgl(GcmEngine& e, const Prepared& p) noexcept {
@@ -340,32 +315,23 @@ bool TxView::init(std::uint32_t id, const GcmKey* k, const OuterSpec& o, SizeHid
     max_outer = wan_mtu;
     std::uint8_t* ip = tmpl;
     std::uint8_t* u;
+    const std::uint8_t proto = udp_on ? kIpProtoUdp : kIpProtoEsp;
     if (!v6) {
-        ip[0] = 0x45;
-        ip[8] = kOuterTtl;
-        ip[9] = udp_on ? kIpProtoUdp : kIpProtoEsp;
-        std::memcpy(ip + 12, o.src.bytes.data(), 4);
-        std::memcpy(ip + 16, o.dst.bytes.data(), 4);
+        // Length, ID and checksum are filled per packet; TOS copies the inner header's.
+        hdr::put_ipv4_fields(ip, 0, 0, 0, kOuterTtl, proto, o.src.bytes.data(), o.dst.bytes.data());
         u = ip + kIpv4HeaderLen;
-        csum_base = sum16(ip, kIpv4HeaderLen);   // TOS, length, ID and checksum are 0 here
+        csum_base = csum::partial(ip, kIpv4HeaderLen);   // TOS, length, ID and checksum are 0 here
     } else {
         // Flow label from the P3 ID: one flow per lane, so ECMP and RSS may spread lanes while
         // each lane stays in order.
         std::uint32_t fl = (id * 2654435761u) >> 12;
         if (fl == 0) fl = 1;
-        wr32(ip, (6u << 28) | (fl & 0xfffff));
-        ip[6] = udp_on ? kIpProtoUdp : kIpProtoEsp;
-        ip[7] = kOuterTtl;
-        std::memcpy(ip + 8, o.src.bytes.data(), 16);
-        std::memcpy(ip + 24, o.dst.bytes.data(), 16);
+        hdr::put_ipv6(ip, 0, proto, kOuterTtl, o.src.bytes.data(), o.dst.bytes.data(), fl);
         u = ip + kIpv6HeaderLen;
-        csum_base = sum16(ip + 8, 32);
+        csum_base = csum::partial(ip + 8, 32);
     }
     outer_hlen = static_cast<std::uint16_t>((v6 ? kIpv6HeaderLen : kIpv4HeaderLen) + (udp_on ? kUdpHeaderLen : 0));
-    if (udp_on) {
-        wr16(u, o.udp_src);
-        wr16(u + 2, o.udp_dst);
-    }
+    if (udp_on) hdr::put_udp(u, o.udp_src, o.udp_dst, 0);   // length and checksum per packet
     return true;
 }
 
@@ -447,11 +413,11 @@ WireStatus parse_outer(rte_mbuf* m, unsigned l2_len, std::uint16_t nat_port, Out
         if (in_first < kIpv4HeaderLen) return WireStatus::truncated;
         hl = (ip[0] & 0x0f) * 4u;
         if (hl < kIpv4HeaderLen || hl > in_first) return WireStatus::bad_outer;
-        if (fold(sum16(ip, hl)) != 0) return WireStatus::bad_outer;
-        total = rd16(ip + 2);
+        if (csum::finish(csum::partial(ip, hl)) != 0) return WireStatus::bad_outer;
+        total = get16(ip + 2);
         if (total < hl) return WireStatus::bad_outer;
         if (total > avail) return WireStatus::truncated;
-        if ((rd16(ip + 6) & 0x3fff) != 0) return WireStatus::fragment;
+        if ((get16(ip + 6) & 0x3fff) != 0) return WireStatus::fragment;
         proto = ip[9];
         o.ecn = ip[1] & 3;
         o.src.family = 4;
@@ -459,7 +425,7 @@ WireStatus parse_outer(rte_mbuf* m, unsigned l2_len, std::uint16_t nat_port, Out
     } else if ((ip[0] >> 4) == 6) {
         if (in_first < kIpv6HeaderLen) return WireStatus::truncated;
         hl = kIpv6HeaderLen;
-        total = kIpv6HeaderLen + rd16(ip + 4);
+        total = kIpv6HeaderLen + get16(ip + 4);
         if (total > avail) return WireStatus::truncated;
         proto = ip[6];
         if (proto == 44) return WireStatus::fragment;
@@ -475,11 +441,11 @@ WireStatus parse_outer(rte_mbuf* m, unsigned l2_len, std::uint16_t nat_port, Out
     if (proto == kIpProtoUdp) {
         if (in_first < hl + kUdpHeaderLen) return WireStatus::truncated;
         const std::uint8_t* u = ip + hl;
-        const std::uint32_t ulen = rd16(u + 4);
+        const std::uint32_t ulen = get16(u + 4);
         if (ulen < kUdpHeaderLen || ulen != total - hl) return WireStatus::truncated;
-        if (rd16(u + 2) != nat_port) return WireStatus::bad_outer;
+        if (get16(u + 2) != nat_port) return WireStatus::bad_outer;
         o.udp = true;
-        o.udp_src = rd16(u);
+        o.udp_src = get16(u);
         off += kUdpHeaderLen;
         if (ulen == kUdpHeaderLen + 1 && in_first > hl + kUdpHeaderLen && u[kUdpHeaderLen] == 0xff)
             return WireStatus::nat_keepalive;
@@ -503,10 +469,10 @@ struct InPrep {
 inline bool inner_ok(const std::uint8_t* in, std::uint8_t nh, std::uint32_t L, unsigned& ihl) noexcept {
     if (nh == kNextIpv4) {
         ihl = (in[0] & 0x0f) * 4u;
-        return L >= kIpv4HeaderLen && (in[0] >> 4) == 4 && ihl >= kIpv4HeaderLen && rd16(in + 2) == L && ihl <= L;
+        return L >= kIpv4HeaderLen && (in[0] >> 4) == 4 && ihl >= kIpv4HeaderLen && get16(in + 2) == L && ihl <= L;
     }
     ihl = kIpv6HeaderLen;
-    return L >= kIpv6HeaderLen && (in[0] >> 4) == 6 && rd16(in + 4) + kIpv6HeaderLen == L;
+    return L >= kIpv6HeaderLen && (in[0] >> 4) == 6 && get16(in + 4) + kIpv6HeaderLen == L;
 }
 
 // RFC 6040 normal mode at the decapsulator: the outer ECN field combined into the inner one
@@ -521,7 +487,7 @@ inline bool ecn_in(const std::uint8_t* outer, std::uint8_t* in, std::uint8_t nh,
     if (ecn != inner_ecn) {
         if (nh == kNextIpv4) {
             in[1] = static_cast<std::uint8_t>((in[1] & 0xfc) | ecn);
-            ipv4_set_csum(in, ihl);
+            put16(in + 10, csum::ipv4_header(in, ihl));
         } else {
             in[1] = static_cast<std::uint8_t>((in[1] & 0xcf) | (ecn << 4));
         }
@@ -572,7 +538,7 @@ DecapResult finish_in(GcmEngine& e, rte_mbuf* m, unsigned p3_off, const RxRef& r
         std::uint8_t* s = e.scratch();
         gather(segs, ns, s);
         // Undo the left rotation by r: a left rotation by N - r.
-        const std::uint32_t r = sizehide_rotation(rx.key->hide_key(), rd64(p.hdr + kFlagsLen + kIdLen), N);
+        const std::uint32_t r = sizehide_rotation(rx.key->hide_key(), be::get64(p.hdr + kFlagsLen + kIdLen), N);
         scatter_rotl(segs, ns, s, N, r == 0 ? 0 : N - r);
     }
     if (nh == kNextDummy) return {WireStatus::dummy, nh};

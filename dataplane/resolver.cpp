@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "common/headers.hpp"
 #include "common/log.hpp"
 #include "dataplane/dataplane.hpp"
 #include "dataplane/fastpath.hpp"
@@ -33,16 +34,9 @@ rte_mbuf* build_icmp6(rte_mempool* mp, const rte_ether_addr& src_mac, const rte_
         rte_pktmbuf_free(m);
         return nullptr;
     }
-    std::memcpy(p, dst_mac.addr_bytes, 6);
-    std::memcpy(p + 6, src_mac.addr_bytes, 6);
-    put16(p + 12, kEtherIPv6);
+    put_eth(p, dst_mac.addr_bytes, src_mac.addr_bytes, kEtherIPv6);
     std::uint8_t* ip = p + kEthLen;
-    put32(ip, 0x60000000);
-    put16(ip + 4, static_cast<std::uint16_t>(len));
-    ip[6] = kProtoIcmp6;
-    ip[7] = 255;
-    std::memcpy(ip + 8, src_ip, 16);
-    std::memcpy(ip + 24, dst_ip, 16);
+    hdr::put_ipv6(ip, len, kProtoIcmp6, 255, src_ip, dst_ip);
     std::uint8_t* icmp = ip + kIPv6Len;
     std::memcpy(icmp, body, len);
     icmp[2] = icmp[3] = 0;
@@ -68,9 +62,8 @@ rte_mbuf* Resolver::build_arp_request(rte_mempool* mp, const rte_ether_addr& src
         return nullptr;
     }
     std::memset(p, 0, 60);
-    std::memset(p, 0xff, 6);
-    std::memcpy(p + 6, src_mac.addr_bytes, 6);
-    put16(p + 12, kEtherArp);
+    static constexpr std::uint8_t kBroadcast[6] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+    put_eth(p, kBroadcast, src_mac.addr_bytes, kEtherArp);
     std::uint8_t* a = p + kEthLen;
     put16(a, 1);
     put16(a + 2, kEtherIPv4);
