@@ -154,6 +154,19 @@ rte_mbuf* new_frame(rte_mempool* pool, const Offending& pkt, std::size_t len, st
     return m;
 }
 
+// The ICMP or ICMPv6 error message at icmp (RFC 792, RFC 4443 §2.1): type, code, checksum
+// zero (the caller sets it: ICMPv6's covers a pseudo header), the 4-byte rest of the
+// header, then the quoted start of the offending packet. Returns icmp.
+std::uint8_t* put_icmp_error(std::uint8_t* icmp, std::uint8_t type, std::uint8_t code, std::uint32_t rest,
+                             std::span<const std::uint8_t> quote) noexcept {
+    icmp[0] = type;
+    icmp[1] = code;
+    put16(icmp + 2, 0);
+    put32(icmp + 4, rest);
+    std::memcpy(icmp + kIcmpHdr, quote.data(), quote.size());
+    return icmp;
+}
+
 // Common gate for ICMP errors; `multicast_ok` for ICMPv6 packet too big.
 ReplyVerdict icmp_gate(const Offending& pkt, const Parsed& p, const LanSource& src, bool multicast_ok) noexcept {
     if (p.version == 4) {
@@ -180,12 +193,7 @@ Reply icmp4_error(rte_mempool* pool, const Offending& pkt, const LanSource& src,
     if (m == nullptr) return {nullptr, ReplyVerdict::no_mbuf};
     std::uint8_t* h = rte_pktmbuf_mtod_offset(m, std::uint8_t*, kEth);
     hdr::put_ipv4(h, ip_len, kReplyTtl, kProtoIcmp, src.v4.data(), p.src);
-    std::uint8_t* icmp = h + kV4;
-    icmp[0] = type;
-    icmp[1] = code;
-    put16(icmp + 2, 0);
-    put32(icmp + 4, rest);
-    std::memcpy(icmp + kIcmpHdr, pkt.l3.data(), quote);
+    std::uint8_t* icmp = put_icmp_error(h + kV4, type, code, rest, pkt.l3.first(quote));
     put16(icmp + 2, csum::finish(csum::partial(icmp, kIcmpHdr + quote)));
     m->l3_len = kV4;
     m->packet_type = RTE_PTYPE_L2_ETHER | RTE_PTYPE_L3_IPV4 | RTE_PTYPE_L4_ICMP;
@@ -212,12 +220,7 @@ Reply icmp6_error(rte_mempool* pool, const Offending& pkt, const LanSource& src,
     if (m == nullptr) return {nullptr, ReplyVerdict::no_mbuf};
     std::uint8_t* h = rte_pktmbuf_mtod_offset(m, std::uint8_t*, kEth);
     hdr::put_ipv6(h, payload, kProtoIcmp6, kReplyTtl, src.v6.data(), p.src);
-    std::uint8_t* icmp = h + kV6;
-    icmp[0] = type;
-    icmp[1] = code;
-    put16(icmp + 2, 0);
-    put32(icmp + 4, rest);
-    std::memcpy(icmp + kIcmpHdr, pkt.l3.data(), quote);
+    std::uint8_t* icmp = put_icmp_error(h + kV6, type, code, rest, pkt.l3.first(quote));
     put16(icmp + 2, csum::l4(true, h + 8, h + 24, kProtoIcmp6, icmp, payload));
     m->l3_len = kV6;
     m->packet_type = RTE_PTYPE_L2_ETHER | RTE_PTYPE_L3_IPV6 | RTE_PTYPE_L4_ICMP;

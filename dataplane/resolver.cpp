@@ -105,10 +105,7 @@ void Resolver::learn(Side side, const IpAddr& ip, const rte_ether_addr& mac) {
             std::memcpy(pkt::data(m), mac.addr_bytes, 6);
             meta(m).kind = MsgKind::tx_frame;
             meta(m).side = side;
-            if (!dp_.send_to_workers(m)) {
-                stats_.drop(Drop::CONTROL_RING_FULL);
-                rte_pktmbuf_free(m);
-            }
+            transmit(m);
         }
         pending_[static_cast<unsigned>(side)].erase(it);
     }
@@ -116,6 +113,13 @@ void Resolver::learn(Side side, const IpAddr& ip, const rte_ether_addr& mac) {
         char buf[RTE_ETHER_ADDR_FMT_SIZE];
         rte_ether_format_addr(buf, sizeof buf, &mac);
         P3_LOG_INFO(DP_NEIGH_LEARNED, "%s next hop %s is at %s", side_name(side), ip.str().c_str(), buf);
+    }
+}
+
+void Resolver::transmit(rte_mbuf* m) {
+    if (!dp_.send_to_workers(m)) {
+        stats_.drop(Drop::CONTROL_RING_FULL);
+        rte_pktmbuf_free(m);
     }
 }
 
@@ -128,10 +132,7 @@ void Resolver::request(Side side, const IpAddr& ip) {
         return;
     }
     meta(m) = PktMeta{MsgKind::tx_frame, side, 0, 0};
-    if (!dp_.send_to_workers(m)) {
-        stats_.drop(Drop::CONTROL_RING_FULL);
-        rte_pktmbuf_free(m);
-    }
+    transmit(m);
 }
 
 void Resolver::drop_held(Side side, Pending& p, Drop why) {
@@ -190,10 +191,7 @@ void Resolver::on_hold(Side side, rte_mbuf* m, std::uint64_t now_ms) {
     if (dp_.neighbors(side).lookup(*nh, mac)) {   // answered meanwhile
         std::memcpy(pkt::data(m), mac.addr_bytes, 6);
         meta(m).kind = MsgKind::tx_frame;
-        if (!dp_.send_to_workers(m)) {
-            stats_.drop(Drop::CONTROL_RING_FULL);
-            rte_pktmbuf_free(m);
-        }
+        transmit(m);
         return;
     }
     const unsigned s = static_cast<unsigned>(side);
@@ -288,10 +286,7 @@ void Resolver::on_arp(Side side, rte_mbuf* m, std::uint64_t now_ms) {
         std::memcpy(a + 8, mac.addr_bytes, 6);
         std::memcpy(a + 14, own.addr.addr.bytes.data(), 4);
         meta(m) = PktMeta{MsgKind::tx_frame, side, 0, 0};
-        if (!dp_.send_to_workers(m)) {
-            stats_.drop(Drop::CONTROL_RING_FULL);
-            rte_pktmbuf_free(m);
-        }
+        transmit(m);
         return;
     }
     if (!for_us && op == 1) stats_.drop(Drop::NOT_FOR_US);
@@ -371,10 +366,7 @@ void Resolver::on_nd(Side side, rte_mbuf* m, std::uint64_t now_ms) {
         return;
     }
     meta(r) = PktMeta{MsgKind::tx_frame, side, 0, 0};
-    if (!dp_.send_to_workers(r)) {
-        stats_.drop(Drop::CONTROL_RING_FULL);
-        rte_pktmbuf_free(r);
-    }
+    transmit(r);
 }
 
 }  // namespace p3::dp
