@@ -318,7 +318,7 @@ bool TxView::init(std::uint32_t id, const GcmKey* k, const OuterSpec& o, SizeHid
     const std::uint8_t proto = udp_on ? kIpProtoUdp : kIpProtoEsp;
     if (!v6) {
         // Length, ID and checksum are filled per packet; TOS copies the inner header's.
-        hdr::put_ipv4_fields(ip, 0, 0, 0, kOuterTtl, proto, o.src.bytes.data(), o.dst.bytes.data());
+        hdr::put_ipv4_fields(ip, 0, 0, 0, kTtl, proto, o.src.bytes.data(), o.dst.bytes.data());
         u = ip + kIpv4HeaderLen;
         csum_base = csum::partial(ip, kIpv4HeaderLen);   // TOS, length, ID and checksum are 0 here
     } else {
@@ -326,7 +326,7 @@ bool TxView::init(std::uint32_t id, const GcmKey* k, const OuterSpec& o, SizeHid
         // each lane stays in order.
         std::uint32_t fl = (id * 2654435761u) >> 12;
         if (fl == 0) fl = 1;
-        hdr::put_ipv6(ip, 0, proto, kOuterTtl, o.src.bytes.data(), o.dst.bytes.data(), fl);
+        hdr::put_ipv6(ip, 0, proto, kTtl, o.src.bytes.data(), o.dst.bytes.data(), fl);
         u = ip + kIpv6HeaderLen;
         csum_base = csum::partial(ip + 8, 32);
     }

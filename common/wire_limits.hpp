@@ -24,7 +24,9 @@ inline constexpr std::size_t kMaxAlignPad = kPadAlign - 1;
 inline constexpr std::size_t kMaxPadLen = 255;     // pad length is one byte
 inline constexpr std::uint32_t kKnownFlags = 0;    // no flag bit is defined yet
 
-// --- IP, UDP, TCP ---------------------------------------------------------------------
+// --- Ethernet, IP, UDP, TCP ------------------------------------------------------------
+inline constexpr std::size_t kEthHeaderLen = 14;
+inline constexpr std::uint16_t kEtherTypeIpv4 = 0x0800, kEtherTypeIpv6 = 0x86dd, kEtherTypeArp = 0x0806;
 // Header sizes as p3 writes them (no IPv4 or TCP options) and the smallest it reads.
 inline constexpr std::size_t kIpv4HeaderLen = 20;
 inline constexpr std::size_t kIpv6HeaderLen = 40;
@@ -46,7 +48,9 @@ inline constexpr std::uint8_t kNextIpv6 = 41;
 inline constexpr std::uint8_t kNextDummy = 59;
 
 // --- outer headers -----------------------------------------------------------------
-inline constexpr std::uint8_t kOuterTtl = 64;       // TTL / hop limit
+// TTL / hop limit of every IP header p3 originates: the outer header, the control channel's
+// inner packets, setup datagrams, ICMP errors and TCP resets. (Neighbour discovery uses 255.)
+inline constexpr std::uint8_t kTtl = 64;
 inline constexpr std::size_t kMaxOuterLen = kIpv6HeaderLen + kUdpHeaderLen;  // 48
 
 // Fixed per-packet cost besides the outer header: P3 header + worst alignment pad + trailer + tag.

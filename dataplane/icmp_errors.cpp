@@ -192,7 +192,7 @@ Reply icmp4_error(rte_mempool* pool, const Offending& pkt, const LanSource& src,
     rte_mbuf* m = new_frame(pool, pkt, kEth + ip_len, RTE_ETHER_TYPE_IPV4);
     if (m == nullptr) return {nullptr, ReplyVerdict::no_mbuf};
     std::uint8_t* h = rte_pktmbuf_mtod_offset(m, std::uint8_t*, kEth);
-    hdr::put_ipv4(h, ip_len, kReplyTtl, kProtoIcmp, src.v4.data(), p.src);
+    hdr::put_ipv4(h, ip_len, wire::kTtl, kProtoIcmp, src.v4.data(), p.src);
     std::uint8_t* icmp = put_icmp_error(h + kV4, type, code, rest, pkt.l3.first(quote));
     put16(icmp + 2, csum::finish(csum::partial(icmp, kIcmpHdr + quote)));
     m->l3_len = kV4;
@@ -219,7 +219,7 @@ Reply icmp6_error(rte_mempool* pool, const Offending& pkt, const LanSource& src,
     rte_mbuf* m = new_frame(pool, pkt, kEth + kV6 + payload, RTE_ETHER_TYPE_IPV6);
     if (m == nullptr) return {nullptr, ReplyVerdict::no_mbuf};
     std::uint8_t* h = rte_pktmbuf_mtod_offset(m, std::uint8_t*, kEth);
-    hdr::put_ipv6(h, payload, kProtoIcmp6, kReplyTtl, src.v6.data(), p.src);
+    hdr::put_ipv6(h, payload, kProtoIcmp6, wire::kTtl, src.v6.data(), p.src);
     std::uint8_t* icmp = put_icmp_error(h + kV6, type, code, rest, pkt.l3.first(quote));
     put16(icmp + 2, csum::l4(true, h + 8, h + 24, kProtoIcmp6, icmp, payload));
     m->l3_len = kV6;
@@ -286,10 +286,10 @@ Reply tcp_reset(rte_mempool* pool, const Offending& pkt) noexcept {
     hdr::put_tcp(r, get16(t + 2), get16(t), seq, ack, out_flags, 0);
     const bool v6 = p.version == 6;
     if (!v6) {
-        hdr::put_ipv4(h, kV4 + kTcpHdr, kReplyTtl, kProtoTcp, p.dst, p.src);
+        hdr::put_ipv4(h, kV4 + kTcpHdr, wire::kTtl, kProtoTcp, p.dst, p.src);
         m->packet_type = RTE_PTYPE_L2_ETHER | RTE_PTYPE_L3_IPV4 | RTE_PTYPE_L4_TCP;
     } else {
-        hdr::put_ipv6(h, kTcpHdr, kProtoTcp, kReplyTtl, p.dst, p.src);
+        hdr::put_ipv6(h, kTcpHdr, kProtoTcp, wire::kTtl, p.dst, p.src);
         m->packet_type = RTE_PTYPE_L2_ETHER | RTE_PTYPE_L3_IPV6 | RTE_PTYPE_L4_TCP;
     }
     put16(r + 16, csum::l4(v6, v6 ? h + 8 : h + 12, v6 ? h + 24 : h + 16, kProtoTcp, r, kTcpHdr));

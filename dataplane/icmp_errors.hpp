@@ -37,7 +37,6 @@ namespace p3::dp {
 // bytes; RFC 4443 §2.4(c): the ICMPv6 packet within the IPv6 minimum MTU).
 inline constexpr std::size_t kIcmp4MaxDatagram = wire::kIpv4MinMtu;
 inline constexpr std::size_t kIcmp6MaxPacket = wire::kIpv6MinMtu;
-inline constexpr std::uint8_t kReplyTtl = 64;
 inline constexpr unsigned kMaxV6ExtHeaders = 8;   // extension headers walked to find TCP
 
 // ICMPv4 type 3 codes we send.

@@ -25,8 +25,9 @@ inline std::uint64_t be64(const void* p) noexcept { return be::get64(p); }
 inline void put16(void* p, std::uint16_t v) noexcept { be::put16(p, v); }
 inline void put32(void* p, std::uint32_t v) noexcept { be::put32(p, v); }
 
-inline constexpr unsigned kEthLen = 14;
-inline constexpr std::uint16_t kEtherIPv4 = 0x0800, kEtherIPv6 = 0x86dd, kEtherArp = 0x0806;
+inline constexpr unsigned kEthLen = wire::kEthHeaderLen;
+inline constexpr std::uint16_t kEtherIPv4 = wire::kEtherTypeIpv4, kEtherIPv6 = wire::kEtherTypeIpv6,
+                               kEtherArp = wire::kEtherTypeArp;
 inline constexpr unsigned kIPv4Len = wire::kIpv4HeaderLen, kIPv6Len = wire::kIpv6HeaderLen,
                           kUdpLen = wire::kUdpHeaderLen;
 inline constexpr std::uint8_t kProtoIcmp = wire::kIpProtoIcmp, kProtoTcp = wire::kIpProtoTcp,

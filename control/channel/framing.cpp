@@ -127,9 +127,9 @@ std::size_t seal_packet(const FrameAddrs& a, const KeyMaterial& key, const Frame
 
     // DSCP 0, not-ECT: the outer header copies these, as for best-effort data.
     if (a.local.is_v4())
-        hdr::put_ipv4(p, total, limits::kInnerTtl, wire::kIpProtoTcp, a.local.bytes.data(), a.peer.bytes.data(), fp.ip_id);
+        hdr::put_ipv4(p, total, wire::kTtl, wire::kIpProtoTcp, a.local.bytes.data(), a.peer.bytes.data(), fp.ip_id);
     else
-        hdr::put_ipv6(p, seg, wire::kIpProtoTcp, limits::kInnerTtl, a.local.bytes.data(), a.peer.bytes.data());
+        hdr::put_ipv6(p, seg, wire::kIpProtoTcp, wire::kTtl, a.local.bytes.data(), a.peer.bytes.data());
     std::uint8_t* t = p + iph;
     hdr::put_tcp(t, a.port, a.port, fp.tcp_seq, fp.tcp_ack, limits::kTcpFlagsPshAck, limits::kTcpWindow);
 

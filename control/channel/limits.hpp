@@ -52,7 +52,6 @@ inline constexpr std::size_t kTagLen = wire::kIcvLen;  // GCM tag
 inline constexpr std::size_t kSealHeaderLen = kEpochLen + kSeqLen;
 inline constexpr std::size_t kSealOverhead = kSealHeaderLen + kTagLen;  // 28
 inline constexpr std::size_t kMaxInnerPacket = kInnerV6Len + kTcpLen + kSealOverhead + kMaxMessageLen + 256;
-inline constexpr std::uint8_t kInnerTtl = 64;
 inline constexpr std::uint8_t kTcpFlagsPshAck = 0x18;
 inline constexpr std::uint16_t kTcpWindow = 65535;
 // Size hiding: the data layer pads plaintext (inner + its fixed trailer) up to a multiple of

@@ -10,9 +10,8 @@ namespace p3::setup {
 
 namespace {
 
-constexpr std::size_t kEth = 14, kV4 = wire::kIpv4HeaderLen, kV6 = wire::kIpv6HeaderLen, kUdp = wire::kUdpHeaderLen;
+constexpr std::size_t kEth = wire::kEthHeaderLen, kV4 = wire::kIpv4HeaderLen, kV6 = wire::kIpv6HeaderLen, kUdp = wire::kUdpHeaderLen;
 constexpr std::uint8_t kMarker[4] = {0, 0, 0, 0};
-constexpr std::uint8_t kTtl = 64;
 constexpr std::uint8_t kProtoUdp = wire::kIpProtoUdp;
 
 }  // namespace
@@ -22,14 +21,14 @@ std::optional<SetupFrame> parse_setup_frame(ByteView frame) noexcept {
     const std::size_t len = frame.size();
     SetupFrame f;
     std::size_t l4 = 0;
-    if (len >= kEth + kV4 && get16(p + 12) == 0x0800 && (p[kEth] >> 4) == 4) {
+    if (len >= kEth + kV4 && get16(p + 12) == wire::kEtherTypeIpv4 && (p[kEth] >> 4) == 4) {
         const std::size_t ihl = std::size_t(p[kEth] & 0x0f) * 4;
         if (ihl < kV4 || p[kEth + 9] != kProtoUdp || len < kEth + ihl) return std::nullopt;
         l4 = kEth + ihl;
         f.from.addr.family = f.to.addr.family = 4;
         std::memcpy(f.from.addr.bytes.data(), p + kEth + 12, 4);
         std::memcpy(f.to.addr.bytes.data(), p + kEth + 16, 4);
-    } else if (len >= kEth + kV6 && get16(p + 12) == 0x86dd && (p[kEth] >> 4) == 6 && p[kEth + 6] == kProtoUdp) {
+    } else if (len >= kEth + kV6 && get16(p + 12) == wire::kEtherTypeIpv6 && (p[kEth] >> 4) == 6 && p[kEth + 6] == kProtoUdp) {
         l4 = kEth + kV6;
         f.from.addr.family = f.to.addr.family = 6;
         std::memcpy(f.from.addr.bytes.data(), p + kEth + 8, 16);
@@ -66,8 +65,8 @@ bool build_setup_packet(const Endpoint& from, const Endpoint& to, Framing framin
     const std::uint8_t* src = from.addr.bytes.data();
     const std::uint8_t* dst = to.addr.bytes.data();
     // IPv4 with DF: a setup datagram is never fragmented by us.
-    if (v6) hdr::put_ipv6(p, ulen, kProtoUdp, kTtl, src, dst);
-    else hdr::put_ipv4(p, ip + ulen, kTtl, kProtoUdp, src, dst);
+    if (v6) hdr::put_ipv6(p, ulen, kProtoUdp, wire::kTtl, src, dst);
+    else hdr::put_ipv4(p, ip + ulen, wire::kTtl, kProtoUdp, src, dst);
     std::uint8_t* u = p + ip;
     hdr::put_udp(u, from.port, to.port, ulen);
     std::size_t off = kUdp;
