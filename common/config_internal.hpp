@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "common/config.hpp"
+#include "common/wire_limits.hpp"
 
 namespace p3::config::detail {
 
@@ -44,9 +45,9 @@ inline constexpr Range unsupported_flag{0, 0};         // cluster_state, load_ba
 inline constexpr Range remote_id{1, 4294967295LL};
 inline constexpr Range p3_id{1, 4294967295LL};
 inline constexpr Range port_id{0, 65534};              // DPDK port id (RTE_MAX_ETHPORTS bound at start)
-inline constexpr Range mtu{576, 9600};
-inline constexpr Range mtu_v6{1280, 9600};
-inline constexpr Range replay_window{64, 8192};        // and a multiple of 64
+inline constexpr Range mtu{wire::kIpv4MinMtu, 9600};
+inline constexpr Range mtu_v6{wire::kIpv6MinMtu, 9600};
+inline constexpr Range replay_window{wire::kReplayWindowMin, wire::kReplayWindowMax};  // and a multiple of 64
 inline constexpr Range idle_backoff_us{0, 100000};
 inline constexpr Range idle_polls{1, 1000000};
 inline constexpr Range mbufs{511, 1048575};

@@ -302,6 +302,19 @@ struct Parser {
             secondary_kw = name;
         }
         std::string_view k;
+        // subnetN and maskN describe one subnet: its entry is made, in the order first seen,
+        // by whichever of the two comes first.
+        auto subnet_entry = [&](std::string_view n) -> auto& {
+            std::string ks(n);
+            auto& sd = lr.subnets[ks];
+            if (sd.subnet_line == 0 && sd.mask_line == 0) {
+                if (lr.subnet_order.size() >= limits::max_subnets)
+                    bad("remote " + std::to_string(id) + " has more than " + std::to_string(limits::max_subnets) +
+                        " subnets");
+                lr.subnet_order.push_back(ks);
+            }
+            return sd;
+        };
         if (session_param(key, v, name, lr.rd.overrides)) return;
         if (key == "ip") {
             lr.rd.ip_version = int(number(v, name, limits::ip_version));
@@ -318,25 +331,11 @@ struct Parser {
             lr.r.psk_file = text(v, name);
             lr.rd.psk_line = line;
         } else if (numbered(key, "subnet", k)) {
-            std::string ks(k);
-            auto& sd = lr.subnets[ks];
-            if (sd.subnet_line == 0 && sd.mask_line == 0) {
-                if (lr.subnet_order.size() >= limits::max_subnets)
-                    bad("remote " + std::to_string(id) + " has more than " + std::to_string(limits::max_subnets) +
-                        " subnets");
-                lr.subnet_order.push_back(ks);
-            }
+            auto& sd = subnet_entry(k);
             sd.subnet = std::string(v);
             sd.subnet_line = line;
         } else if (numbered(key, "mask", k)) {
-            std::string ks(k);
-            auto& sd = lr.subnets[ks];
-            if (sd.subnet_line == 0 && sd.mask_line == 0) {
-                if (lr.subnet_order.size() >= limits::max_subnets)
-                    bad("remote " + std::to_string(id) + " has more than " + std::to_string(limits::max_subnets) +
-                        " subnets");
-                lr.subnet_order.push_back(ks);
-            }
+            auto& sd = subnet_entry(k);
             sd.mask = std::string(v);
             sd.mask_line = line;
         } else {

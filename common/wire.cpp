@@ -20,6 +20,9 @@
 
 #include <immintrin.h>
 
+#include "common/bytes.hpp"
+#include "common/checksum.hpp"
+#include "common/headers.hpp"
 #include "common/sizehide.hpp"
 #include "common/wire_mbuf.hpp"
 
@@ -82,11 +85,11 @@ template <class Sh, bool dummy>
         inner = rte_pktmbuf_mtod_offset(m, std::uint8_t*, l2_len);
         const unsigned ver = inner[0] >> 4;
         if (ver == 4) {
-            if (rd16(inner + 2) != L) return WireStatus::bad_input;
+            if (be::get16(inner + 2) != L) return WireStatus::bad_input;
             tos = inner[1];
             nh = kNextIpv4;
         } else if (ver == 6) {
-            if (L < kIpv6HeaderLen || m->data_len < l2_len + kIpv6HeaderLen || rd16(inner + 4) + kIpv6HeaderLen != L)
+            if (L < kIpv6HeaderLen || m->data_len < l2_len + kIpv6HeaderLen || be::get16(inner + 4) + kIpv6HeaderLen != L)
                 return WireStatus::bad_input;
             tos = static_cast<std::uint8_t>(((inner[0] & 0x0f) << 4) | (inner[1] >> 4));
             nh = kNextIpv6;
@@ -162,19 +165,19 @@ template <class Sh, bool dummy>
     const std::uint8_t out_tos = static_cast<std::uint8_t>((tos & 0xfc) | ecn_encap(tos & 3));
     if constexpr (!Sh::v6) {
         ip[1] = out_tos;
-        wr16(ip + 2, static_cast<std::uint16_t>(total));
+        be::put16(ip + 2, static_cast<std::uint16_t>(total));
         const std::uint16_t id = static_cast<std::uint16_t>(seq ^ v.p3_id);
-        wr16(ip + 4, id);
+        be::put16(ip + 4, id);
         // Checksum = the template's fixed fields (csum_base) + TOS, total length and ID.
-        wr16(ip + 10, fold(v.csum_base + out_tos + total + id));
+        be::put16(ip + 10, csum::finish(v.csum_base + out_tos + total + id));
     } else {
         ip[0] = static_cast<std::uint8_t>(0x60 | (out_tos >> 4));
         ip[1] = static_cast<std::uint8_t>((out_tos << 4) | (ip[1] & 0x0f));
-        wr16(ip + 4, static_cast<std::uint16_t>(total - kIpv6HeaderLen));
+        be::put16(ip + 4, static_cast<std::uint16_t>(total - kIpv6HeaderLen));
     }
     if constexpr (Sh::udp) {
         std::uint8_t* u = ip + Sh::ip_len;
-        wr16(u + 4, static_cast<std::uint16_t>(total - Sh::ip_len));
+        be::put16(u + 4, static_cast<std::uint16_t>(total - Sh::ip_len));
         // IPv4: checksum 0 (RFC 3948). IPv6: filled after sealing.
     }
     p = Prepared{m, ip, hdr, static_cast<std::uint32_t>(T), &v, m->nb_segs == 1};
@@ -184,7 +187,7 @@ template <class Sh, bool dummy>
 // IPv6 UDP checksum over the UDP header and everything after it (the ciphertext included).
 void finish_udp6(const Prepared& p) noexcept {
     std::uint8_t* u = p.ip + kIpv6HeaderLen;
-    const std::uint32_t ulen = rd16(u + 4);
+    const std::uint32_t ulen = be::get16(u + 4);
     const std::uint32_t off = static_cast<std::uint32_t>(u - rte_pktmbuf_mtod(p.m, std::uint8_t*));
     std::uint16_t raw = 0;
     if (p.m->nb_segs == 1) raw = rte_raw_cksum(u, ulen);
@@ -192,9 +195,9 @@ void finish_udp6(const Prepared& p) noexcept {
     // rte_raw_cksum sums in host order: bring it to network order before adding the rest.
     std::uint32_t acc = rte_be_to_cpu_16(raw);
     acc += p.v->csum_base + ulen + kIpProtoUdp;
-    std::uint16_t c = fold(acc);
+    std::uint16_t c = csum::finish(acc);
     if (c == 0) c = 0xffff;
-    wr16(u + 6, c);
+    be::put16(u + 6, c);
 }
 
 void seal_one_sgl(GcmEngine& e, const Prepared& p) noexcept {
@@ -283,32 +286,23 @@ bool TxView::init(std::uint32_t id, const GcmKey* k, const OuterSpec& o, SizeHid
     max_outer = wan_mtu;
     std::uint8_t* ip = tmpl;
     std::uint8_t* u;
+    const std::uint8_t proto = udp_on ? kIpProtoUdp : kIpProtoEsp;
     if (!v6) {
-        ip[0] = 0x45;
-        ip[8] = kOuterTtl;
-        ip[9] = udp_on ? kIpProtoUdp : kIpProtoEsp;
-        std::memcpy(ip + 12, o.src.bytes.data(), 4);
-        std::memcpy(ip + 16, o.dst.bytes.data(), 4);
+        // Length, ID and checksum are filled per packet; TOS copies the inner header's.
+        hdr::put_ipv4_fields(ip, 0, 0, 0, kTtl, proto, o.src.bytes.data(), o.dst.bytes.data());
         u = ip + kIpv4HeaderLen;
-        csum_base = sum16(ip, kIpv4HeaderLen);   // TOS, length, ID and checksum are 0 here
+        csum_base = csum::partial(ip, kIpv4HeaderLen);   // TOS, length, ID and checksum are 0 here
     } else {
         // Flow label from the P3 ID: one flow per lane, so ECMP and RSS may spread lanes while
         // each lane stays in order.
         std::uint32_t fl = (id * 2654435761u) >> 12;
         if (fl == 0) fl = 1;
-        wr32(ip, (6u << 28) | (fl & 0xfffff));
-        ip[6] = udp_on ? kIpProtoUdp : kIpProtoEsp;
-        ip[7] = kOuterTtl;
-        std::memcpy(ip + 8, o.src.bytes.data(), 16);
-        std::memcpy(ip + 24, o.dst.bytes.data(), 16);
+        hdr::put_ipv6(ip, 0, proto, kTtl, o.src.bytes.data(), o.dst.bytes.data(), fl);
         u = ip + kIpv6HeaderLen;
-        csum_base = sum16(ip + 8, 32);
+        csum_base = csum::partial(ip + 8, 32);
     }
     outer_hlen = static_cast<std::uint16_t>((v6 ? kIpv6HeaderLen : kIpv4HeaderLen) + (udp_on ? kUdpHeaderLen : 0));
-    if (udp_on) {
-        wr16(u, o.udp_src);
-        wr16(u + 2, o.udp_dst);
-    }
+    if (udp_on) hdr::put_udp(u, o.udp_src, o.udp_dst, 0);   // length and checksum per packet
     pick_sealer(*this);
     return true;
 }

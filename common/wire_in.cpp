@@ -32,11 +32,11 @@ WireStatus parse_outer(rte_mbuf* m, unsigned l2_len, std::uint16_t nat_port, Out
         if (in_first < kIpv4HeaderLen) return WireStatus::truncated;
         hl = (ip[0] & 0x0f) * 4u;
         if (hl < kIpv4HeaderLen || hl > in_first) return WireStatus::bad_outer;
-        if (fold(sum16(ip, hl)) != 0) return WireStatus::bad_outer;
-        total = rd16(ip + 2);
+        if (csum::finish(csum::partial(ip, hl)) != 0) return WireStatus::bad_outer;
+        total = be::get16(ip + 2);
         if (total < hl) return WireStatus::bad_outer;
         if (total > avail) return WireStatus::truncated;
-        if ((rd16(ip + 6) & 0x3fff) != 0) return WireStatus::fragment;
+        if ((be::get16(ip + 6) & 0x3fff) != 0) return WireStatus::fragment;
         proto = ip[9];
         o.ecn = ip[1] & 3;
         o.src.family = 4;
@@ -44,7 +44,7 @@ WireStatus parse_outer(rte_mbuf* m, unsigned l2_len, std::uint16_t nat_port, Out
     } else if ((ip[0] >> 4) == 6) {
         if (in_first < kIpv6HeaderLen) return WireStatus::truncated;
         hl = kIpv6HeaderLen;
-        total = kIpv6HeaderLen + rd16(ip + 4);
+        total = kIpv6HeaderLen + be::get16(ip + 4);
         if (total > avail) return WireStatus::truncated;
         proto = ip[6];
         if (proto == 44) return WireStatus::fragment;
@@ -60,11 +60,11 @@ WireStatus parse_outer(rte_mbuf* m, unsigned l2_len, std::uint16_t nat_port, Out
     if (proto == kIpProtoUdp) {
         if (in_first < hl + kUdpHeaderLen) return WireStatus::truncated;
         const std::uint8_t* u = ip + hl;
-        const std::uint32_t ulen = rd16(u + 4);
+        const std::uint32_t ulen = be::get16(u + 4);
         if (ulen < kUdpHeaderLen || ulen != total - hl) return WireStatus::truncated;
-        if (rd16(u + 2) != nat_port) return WireStatus::bad_outer;
+        if (be::get16(u + 2) != nat_port) return WireStatus::bad_outer;
         o.udp = true;
-        o.udp_src = rd16(u);
+        o.udp_src = be::get16(u);
         off += kUdpHeaderLen;
         if (ulen == kUdpHeaderLen + 1 && in_first > hl + kUdpHeaderLen && u[kUdpHeaderLen] == 0xff)
             return WireStatus::nat_keepalive;
@@ -88,10 +88,10 @@ struct InPrep {
 inline bool inner_ok(const std::uint8_t* in, std::uint8_t nh, std::uint32_t L, unsigned& ihl) noexcept {
     if (nh == kNextIpv4) {
         ihl = (in[0] & 0x0f) * 4u;
-        return L >= kIpv4HeaderLen && (in[0] >> 4) == 4 && ihl >= kIpv4HeaderLen && rd16(in + 2) == L && ihl <= L;
+        return L >= kIpv4HeaderLen && (in[0] >> 4) == 4 && ihl >= kIpv4HeaderLen && be::get16(in + 2) == L && ihl <= L;
     }
     ihl = kIpv6HeaderLen;
-    return L >= kIpv6HeaderLen && (in[0] >> 4) == 6 && rd16(in + 4) + kIpv6HeaderLen == L;
+    return L >= kIpv6HeaderLen && (in[0] >> 4) == 6 && be::get16(in + 4) + kIpv6HeaderLen == L;
 }
 
 // RFC 6040 normal mode at the decapsulator: the outer ECN field combined into the inner one
@@ -106,7 +106,7 @@ inline bool ecn_in(const std::uint8_t* outer, std::uint8_t* in, std::uint8_t nh,
     if (ecn != inner_ecn) {
         if (nh == kNextIpv4) {
             in[1] = static_cast<std::uint8_t>((in[1] & 0xfc) | ecn);
-            ipv4_set_csum(in, ihl);
+            be::put16(in + 10, csum::ipv4_header(in, ihl));
         } else {
             in[1] = static_cast<std::uint8_t>((in[1] & 0xcf) | (ecn << 4));
         }
@@ -159,7 +159,7 @@ DecapResult finish_in(GcmEngine& e, rte_mbuf* m, unsigned p3_off, const RxRef& r
         std::uint8_t* s = e.scratch();
         gather(segs, ns, s);
         // Undo the left rotation by r: a left rotation by N - r.
-        const std::uint32_t r = sizehide_rotation(rx.key->hide_key(), rd64(p.hdr + kFlagsLen + kIdLen), N);
+        const std::uint32_t r = sizehide_rotation(rx.key->hide_key(), be::get64(p.hdr + kFlagsLen + kIdLen), N);
         scatter_rotl(segs, ns, s, N, r == 0 ? 0 : N - r);
     }
     if (nh == kNextDummy) return {WireStatus::dummy, nh};

@@ -1,5 +1,8 @@
-// Every size and limit of the P3 wire format and the crypto core, in one place
-// (DESIGN.md §Wire format; docs/wire-format.md). Nothing here changes at run time.
+// Every protocol size and limit shared by more than one plane, in one place: the P3 wire
+// format and the crypto core (DESIGN.md §Wire format; docs/wire-format.md), and the IP, UDP
+// and TCP numbers p3 reads and writes. Nothing here changes at run time. A plane's own tuning
+// (bursts, rings, tables, timers, message sizes) stays with its plane: dataplane/limits.hpp,
+// control/channel/limits.hpp, control/setup/ike_limits.hpp.
 #pragma once
 
 #include <cstddef>
@@ -13,8 +16,7 @@ inline constexpr std::size_t kIdLen = 4;           // P3 ID
 inline constexpr std::size_t kSeqLen = 8;          // Sequence (explicit GCM nonce part)
 inline constexpr std::size_t kP3HeaderLen = kFlagsLen + kIdLen + kSeqLen;  // 16
 inline constexpr std::size_t kIcvLen = 16;         // GCM tag
-inline constexpr std::size_t kSaltLen = 4;         // part of the key material
-inline constexpr std::size_t kIvLen = kSaltLen + kSeqLen;  // 12: salt || sequence
+inline constexpr std::size_t kSaltLen = 4;         // part of the key material (GCM salt)
 inline constexpr std::size_t kAadLen = kP3HeaderLen;       // flags || id || sequence
 inline constexpr std::size_t kTrailerFixed = 2;    // pad length (8) + next header (8)
 inline constexpr std::size_t kPadAlign = 4;        // (inner + pad + 2) % 4 == 0, as ESP
@@ -22,37 +24,45 @@ inline constexpr std::size_t kMaxAlignPad = kPadAlign - 1;
 inline constexpr std::size_t kMaxPadLen = 255;     // pad length is one byte
 inline constexpr std::uint32_t kKnownFlags = 0;    // no flag bit is defined yet
 
-// Next header values carried in the trailer.
+// --- Ethernet, IP, UDP, TCP ------------------------------------------------------------
+inline constexpr std::size_t kEthHeaderLen = 14;
+inline constexpr std::uint16_t kEtherTypeIpv4 = 0x0800, kEtherTypeIpv6 = 0x86dd, kEtherTypeArp = 0x0806;
+// Header sizes as p3 writes them (no IPv4 or TCP options) and the smallest it reads.
+inline constexpr std::size_t kIpv4HeaderLen = 20;
+inline constexpr std::size_t kIpv6HeaderLen = 40;
+inline constexpr std::size_t kUdpHeaderLen = 8;
+inline constexpr std::size_t kTcpHeaderLen = 20;
+// IP protocol numbers (IPv6 next header values).
+inline constexpr std::uint8_t kIpProtoIcmp = 1;
+inline constexpr std::uint8_t kIpProtoTcp = 6;
+inline constexpr std::uint8_t kIpProtoUdp = 17;
+inline constexpr std::uint8_t kIpProtoEsp = 50;
+inline constexpr std::uint8_t kIpProtoIcmp6 = 58;
+// The smallest MTU every link carries: IPv4 (RFC 791, every host accepts 576) and IPv6 (RFC 8200).
+inline constexpr std::size_t kIpv4MinMtu = 576;
+inline constexpr std::size_t kIpv6MinMtu = 1280;
+
+// Next header values carried in the P3 trailer (IP protocol numbers).
 inline constexpr std::uint8_t kNextIpv4 = 4;
 inline constexpr std::uint8_t kNextIpv6 = 41;
 inline constexpr std::uint8_t kNextDummy = 59;
 
 // --- outer headers -----------------------------------------------------------------
-inline constexpr std::size_t kIpv4HeaderLen = 20;   // we send no options
-inline constexpr std::size_t kIpv6HeaderLen = 40;
-inline constexpr std::size_t kUdpHeaderLen = 8;
-inline constexpr std::uint8_t kIpProtoEsp = 50;
-inline constexpr std::uint8_t kIpProtoUdp = 17;
-inline constexpr std::uint8_t kOuterTtl = 64;       // TTL / hop limit
-inline constexpr std::uint16_t kNatTraversalPort = 4500;
+// TTL / hop limit of every IP header p3 originates: the outer header, the control channel's
+// inner packets, setup datagrams, ICMP errors and TCP resets. (Neighbour discovery uses 255.)
+inline constexpr std::uint8_t kTtl = 64;
 inline constexpr std::size_t kMaxOuterLen = kIpv6HeaderLen + kUdpHeaderLen;  // 48
 
 // Fixed per-packet cost besides the outer header: P3 header + worst alignment pad + trailer + tag.
 inline constexpr std::size_t kP3Overhead = kP3HeaderLen + kMaxAlignPad + kTrailerFixed + kIcvLen;  // 37
-// Worst-case overhead (without size hiding) per outer family; tunnel MTU = WAN MTU - this.
-inline constexpr std::size_t kOverheadV4 = kIpv4HeaderLen + kP3Overhead;                   // 57
-inline constexpr std::size_t kOverheadV6 = kIpv6HeaderLen + kP3Overhead;                   // 77
-inline constexpr std::size_t kOverheadV4Udp = kIpv4HeaderLen + kUdpHeaderLen + kP3Overhead;  // 65
-inline constexpr std::size_t kOverheadV6Udp = kIpv6HeaderLen + kUdpHeaderLen + kP3Overhead;  // 85
+// Worst-case overhead (without size hiding) per outer family: 57 (IPv4), 77 (IPv6), 65 and 85
+// with UDP; tunnel MTU = WAN MTU - this.
 constexpr std::size_t overhead(bool outer_v6, bool udp) noexcept {
     return (outer_v6 ? kIpv6HeaderLen : kIpv4HeaderLen) + (udp ? kUdpHeaderLen : 0) + kP3Overhead;
 }
 
-// Smallest inner packet we accept (an IPv4 header); largest plaintext we handle.
-inline constexpr std::size_t kMinInnerLen = kIpv4HeaderLen;
+// Largest plaintext we handle.
 inline constexpr std::size_t kMaxInnerLen = 9000;
-// Headroom encap needs in front of the inner packet (outer + P3 header).
-inline constexpr std::size_t kEncapHeadroom = kMaxOuterLen + kP3HeaderLen;  // 64
 
 // --- size hiding ---------------------------------------------------------------------
 // Plaintext (inner | pad | pad length | next header) is padded up to a multiple of the bucket.
@@ -64,6 +74,7 @@ static_assert(kSizeHideBucket - 1 <= kMaxPadLen + 0, "bucket pad must fit the pa
 inline constexpr std::size_t kMaxPlainLen = kMaxInnerLen + kSizeHideBucket;
 
 // --- lanes ---------------------------------------------------------------------------
+// Lanes per session per direction: the most a side may announce (control channel, setup).
 inline constexpr std::uint32_t kMaxLanes = 64;
 
 // --- anti-replay ---------------------------------------------------------------------

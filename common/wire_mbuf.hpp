@@ -1,7 +1,7 @@
 // The wire code's own helpers, shared by encapsulation (wire.cpp) and decapsulation
-// (wire_in.cpp) and by nothing else: wire fields read and written by bytes (never by casting
-// a pointer), the RFC 1071 sum, and walking the segments of a chained mbuf. Inline: they run
-// per packet.
+// (wire_in.cpp) and by nothing else: walking the segments of a chained mbuf. (Wire fields
+// are read and written through common/bytes.hpp, sums through common/checksum.hpp.) Inline:
+// they run per packet.
 #pragma once
 
 #include <rte_byteorder.h>
@@ -11,42 +11,12 @@
 #include <cstdint>
 #include <cstring>
 
+#include "common/bytes.hpp"
+#include "common/checksum.hpp"
 #include "common/crypto.hpp"
 #include "common/wire_limits.hpp"
 
 namespace p3::wire::impl {
-
-// ---- byte helpers (wire fields by memcpy, never by casts) ------------------------------------
-
-inline std::uint16_t rd16(const std::uint8_t* p) noexcept { return static_cast<std::uint16_t>((p[0] << 8) | p[1]); }
-inline std::uint64_t rd64(const std::uint8_t* p) noexcept {
-    std::uint64_t v;
-    std::memcpy(&v, p, 8);
-    return rte_be_to_cpu_64(v);
-}
-inline void wr16(std::uint8_t* p, std::uint16_t v) noexcept {
-    p[0] = static_cast<std::uint8_t>(v >> 8);
-    p[1] = static_cast<std::uint8_t>(v);
-}
-inline void wr32(std::uint8_t* p, std::uint32_t v) noexcept {
-    v = rte_cpu_to_be_32(v);
-    std::memcpy(p, &v, 4);
-}
-
-// RFC 1071 sum over n bytes (n even or odd), unaligned.
-inline std::uint32_t sum16(const std::uint8_t* p, std::size_t n, std::uint32_t acc = 0) noexcept {
-    for (; n >= 2; p += 2, n -= 2) acc += static_cast<std::uint32_t>((p[0] << 8) | p[1]);
-    if (n) acc += static_cast<std::uint32_t>(p[0] << 8);
-    return acc;
-}
-inline std::uint16_t fold(std::uint32_t acc) noexcept {
-    while (acc >> 16) acc = (acc & 0xffff) + (acc >> 16);
-    return static_cast<std::uint16_t>(~acc & 0xffff);
-}
-inline void ipv4_set_csum(std::uint8_t* ip, unsigned hl) noexcept {
-    ip[10] = ip[11] = 0;
-    wr16(ip + 10, fold(sum16(ip, hl)));
-}
 
 // ---- mbuf chain helpers -------------------------------------------------------------------
 

@@ -10,26 +10,19 @@
 #include <rte_ether.h>
 #include <rte_ip.h>
 
+#include "common/bytes.hpp"
+#include "common/checksum.hpp"
+
 namespace p3::dp {
 namespace {
 
-inline std::uint16_t get16(const std::uint8_t* p) noexcept {
-    return static_cast<std::uint16_t>((p[0] << 8) | p[1]);
-}
-inline void put16(std::uint8_t* p, std::uint16_t v) noexcept {
-    p[0] = static_cast<std::uint8_t>(v >> 8);
-    p[1] = static_cast<std::uint8_t>(v);
-}
+using be::get16;
 
 constexpr std::uint16_t kDf = 0x4000, kMf = 0x2000, kOffsetMask = 0x1fff;
 
 // IPv4 header checksum over the header in place (bytes, any alignment).
 void set_v4_checksum(std::uint8_t* h, std::size_t ihl) noexcept {
-    put16(h + 10, 0);
-    std::uint64_t sum = 0;
-    for (std::size_t i = 0; i < ihl; i += 2) sum += get16(h + i);
-    while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-    put16(h + 10, static_cast<std::uint16_t>(~sum & 0xffff));
+    be::put16(h + 10, csum::ipv4_header(h, static_cast<unsigned>(ihl)));
 }
 
 // Copies a multi-segment packet into one fresh buffer; nullptr if none fits.

@@ -32,6 +32,8 @@
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
 
+#include "common/wire_limits.hpp"
+
 namespace p3::dp {
 
 // Limits (per worker lcore).
@@ -43,8 +45,8 @@ inline constexpr std::uint32_t kReassemblyShareDiv = 8;        // all workers: <
 inline constexpr std::uint32_t kReassemblySourceDiv = 8;       // one source: <= 1/8 of a worker's
 inline constexpr unsigned kReassemblySourceBuckets = 1024;     // per-source counts (hashed)
 inline constexpr unsigned kMaxFragmentsOut = RTE_LIBRTE_IP_FRAG_MAX_FRAG;  // per inner packet
-inline constexpr std::uint16_t kMinTunnelMtu4 = 576;           // RFC 791: every host accepts 576
-inline constexpr std::uint16_t kMinTunnelMtu6 = 1280;          // RFC 8200 minimum link MTU
+inline constexpr std::uint16_t kMinTunnelMtu4 = wire::kIpv4MinMtu;  // every host accepts it
+inline constexpr std::uint16_t kMinTunnelMtu6 = wire::kIpv6MinMtu;  // every link carries it
 
 // Outer-header bytes the tunnel adds (DESIGN.md §Wire format): outer IPv4 20 / IPv6 40,
 // UDP 8 when NAT traversal is on, P3 header 16 (flags, id, sequence), trailer 2 (pad

@@ -1,44 +1,35 @@
 // Builders of ICMP errors and TCP resets (see icmp_errors.hpp for what is and is not
 // answered). Every read of the offending packet goes through a bounds check against the
-// validated IP length, which itself never exceeds the span the caller gave; wire fields are
-// read and written byte by byte (no casts to header structs at odd offsets).
+// validated IP length, which itself never exceeds the span the caller gave; wire fields go
+// through common/bytes.hpp (no casts to header structs at odd offsets), headers are built by
+// common/headers.hpp and checksummed by common/checksum.hpp.
 #include "dataplane/icmp_errors.hpp"
 
 #include <algorithm>
 #include <cstring>
 
-#include <rte_byteorder.h>
 #include <rte_ip.h>
+
+#include "common/headers.hpp"
+#include "dataplane/pkt.hpp"
 
 namespace p3::dp {
 namespace {
 
-constexpr std::size_t kEth = RTE_ETHER_HDR_LEN;  // 14
-constexpr std::size_t kV4 = 20;
-constexpr std::size_t kV6 = 40;
-constexpr std::size_t kIcmpHdr = 8;
-constexpr std::size_t kTcpHdr = 20;
-constexpr std::uint8_t kProtoIcmp = 1;
-constexpr std::uint8_t kProtoTcp = 6;
-constexpr std::uint8_t kProtoIcmp6 = 58;
-constexpr std::uint8_t kTcpFin = 0x01, kTcpSyn = 0x02, kTcpRst = 0x04, kTcpAck = 0x10;
+using be::get16;
+using be::get32;
+using be::put16;
+using be::put32;
 
-inline std::uint16_t get16(const std::uint8_t* p) noexcept {
-    return static_cast<std::uint16_t>((p[0] << 8) | p[1]);
-}
-inline std::uint32_t get32(const std::uint8_t* p) noexcept {
-    return (std::uint32_t(p[0]) << 24) | (std::uint32_t(p[1]) << 16) | (std::uint32_t(p[2]) << 8) | p[3];
-}
-inline void put16(std::uint8_t* p, std::uint16_t v) noexcept {
-    p[0] = static_cast<std::uint8_t>(v >> 8);
-    p[1] = static_cast<std::uint8_t>(v);
-}
-inline void put32(std::uint8_t* p, std::uint32_t v) noexcept {
-    p[0] = static_cast<std::uint8_t>(v >> 24);
-    p[1] = static_cast<std::uint8_t>(v >> 16);
-    p[2] = static_cast<std::uint8_t>(v >> 8);
-    p[3] = static_cast<std::uint8_t>(v);
-}
+constexpr std::size_t kEth = RTE_ETHER_HDR_LEN;  // 14
+constexpr std::size_t kV4 = wire::kIpv4HeaderLen;
+constexpr std::size_t kV6 = wire::kIpv6HeaderLen;
+constexpr std::size_t kIcmpHdr = 8;
+constexpr std::size_t kTcpHdr = wire::kTcpHeaderLen;
+constexpr std::uint8_t kProtoIcmp = wire::kIpProtoIcmp;
+constexpr std::uint8_t kProtoTcp = wire::kIpProtoTcp;
+constexpr std::uint8_t kProtoIcmp6 = wire::kIpProtoIcmp6;
+constexpr std::uint8_t kTcpFin = 0x01, kTcpSyn = 0x02, kTcpRst = 0x04, kTcpAck = 0x10;
 
 // What the builders need to know about the offending packet, from a bounded parse.
 struct Parsed {
@@ -158,47 +149,22 @@ rte_mbuf* new_frame(rte_mempool* pool, const Offending& pkt, std::size_t len, st
         rte_pktmbuf_free(m);
         return nullptr;
     }
-    std::memcpy(p, pkt.src_mac.addr_bytes, 6);
-    std::memcpy(p + 6, pkt.dst_mac.addr_bytes, 6);
-    put16(p + 12, ethertype);
+    pkt::put_eth(p, pkt.src_mac.addr_bytes, pkt.dst_mac.addr_bytes, ethertype);
     m->l2_len = kEth;
     return m;
 }
 
-void put_v4_header(std::uint8_t* h, std::size_t total, std::uint8_t proto, const std::uint8_t* src,
-                   const std::uint8_t* dst) noexcept {
-    h[0] = 0x45;
-    h[1] = 0;
-    put16(h + 2, static_cast<std::uint16_t>(total));
-    put16(h + 4, 0);       // RFC 6864: an atomic datagram (DF, unfragmented) may carry any ID
-    put16(h + 6, 0x4000);  // DF
-    h[8] = kReplyTtl;
-    h[9] = proto;
-    put16(h + 10, 0);
-    std::memcpy(h + 12, src, 4);
-    std::memcpy(h + 16, dst, 4);
-    put16(h + 10, csum_fold(csum_partial({h, kV4}, 0)));
-}
-
-void put_v6_header(std::uint8_t* h, std::size_t payload, std::uint8_t nh, const std::uint8_t* src,
-                   const std::uint8_t* dst) noexcept {
-    put32(h, 0x60000000u);
-    put16(h + 4, static_cast<std::uint16_t>(payload));
-    h[6] = nh;
-    h[7] = kReplyTtl;
-    std::memcpy(h + 8, src, 16);
-    std::memcpy(h + 24, dst, 16);
-}
-
-std::uint32_t pseudo_v4(const std::uint8_t* src, const std::uint8_t* dst, std::uint8_t proto, std::size_t len) noexcept {
-    std::uint32_t acc = csum_partial({src, 4}, 0);
-    acc = csum_partial({dst, 4}, acc);
-    return acc + proto + static_cast<std::uint32_t>(len);
-}
-std::uint32_t pseudo_v6(const std::uint8_t* src, const std::uint8_t* dst, std::uint8_t nh, std::size_t len) noexcept {
-    std::uint32_t acc = csum_partial({src, 16}, 0);
-    acc = csum_partial({dst, 16}, acc);
-    return acc + static_cast<std::uint32_t>(len >> 16) + static_cast<std::uint32_t>(len & 0xffff) + nh;
+// The ICMP or ICMPv6 error message at icmp (RFC 792, RFC 4443 §2.1): type, code, checksum
+// zero (the caller sets it: ICMPv6's covers a pseudo header), the 4-byte rest of the
+// header, then the quoted start of the offending packet. Returns icmp.
+std::uint8_t* put_icmp_error(std::uint8_t* icmp, std::uint8_t type, std::uint8_t code, std::uint32_t rest,
+                             std::span<const std::uint8_t> quote) noexcept {
+    icmp[0] = type;
+    icmp[1] = code;
+    put16(icmp + 2, 0);
+    put32(icmp + 4, rest);
+    std::memcpy(icmp + kIcmpHdr, quote.data(), quote.size());
+    return icmp;
 }
 
 // Common gate for ICMP errors; `multicast_ok` for ICMPv6 packet too big.
@@ -226,14 +192,9 @@ Reply icmp4_error(rte_mempool* pool, const Offending& pkt, const LanSource& src,
     rte_mbuf* m = new_frame(pool, pkt, kEth + ip_len, RTE_ETHER_TYPE_IPV4);
     if (m == nullptr) return {nullptr, ReplyVerdict::no_mbuf};
     std::uint8_t* h = rte_pktmbuf_mtod_offset(m, std::uint8_t*, kEth);
-    put_v4_header(h, ip_len, kProtoIcmp, src.v4.data(), p.src);
-    std::uint8_t* icmp = h + kV4;
-    icmp[0] = type;
-    icmp[1] = code;
-    put16(icmp + 2, 0);
-    put32(icmp + 4, rest);
-    std::memcpy(icmp + kIcmpHdr, pkt.l3.data(), quote);
-    put16(icmp + 2, csum_fold(csum_partial({icmp, kIcmpHdr + quote}, 0)));
+    hdr::put_ipv4(h, ip_len, wire::kTtl, kProtoIcmp, src.v4.data(), p.src);
+    std::uint8_t* icmp = put_icmp_error(h + kV4, type, code, rest, pkt.l3.first(quote));
+    put16(icmp + 2, csum::finish(csum::partial(icmp, kIcmpHdr + quote)));
     m->l3_len = kV4;
     m->packet_type = RTE_PTYPE_L2_ETHER | RTE_PTYPE_L3_IPV4 | RTE_PTYPE_L4_ICMP;
     return {m, ReplyVerdict::built};
@@ -258,36 +219,15 @@ Reply icmp6_error(rte_mempool* pool, const Offending& pkt, const LanSource& src,
     rte_mbuf* m = new_frame(pool, pkt, kEth + kV6 + payload, RTE_ETHER_TYPE_IPV6);
     if (m == nullptr) return {nullptr, ReplyVerdict::no_mbuf};
     std::uint8_t* h = rte_pktmbuf_mtod_offset(m, std::uint8_t*, kEth);
-    put_v6_header(h, payload, kProtoIcmp6, src.v6.data(), p.src);
-    std::uint8_t* icmp = h + kV6;
-    icmp[0] = type;
-    icmp[1] = code;
-    put16(icmp + 2, 0);
-    put32(icmp + 4, rest);
-    std::memcpy(icmp + kIcmpHdr, pkt.l3.data(), quote);
-    std::uint32_t acc = pseudo_v6(h + 8, h + 24, kProtoIcmp6, payload);
-    put16(icmp + 2, csum_fold(csum_partial({icmp, payload}, acc)));
+    hdr::put_ipv6(h, payload, kProtoIcmp6, wire::kTtl, src.v6.data(), p.src);
+    std::uint8_t* icmp = put_icmp_error(h + kV6, type, code, rest, pkt.l3.first(quote));
+    put16(icmp + 2, csum::l4(true, h + 8, h + 24, kProtoIcmp6, icmp, payload));
     m->l3_len = kV6;
     m->packet_type = RTE_PTYPE_L2_ETHER | RTE_PTYPE_L3_IPV6 | RTE_PTYPE_L4_ICMP;
     return {m, ReplyVerdict::built};
 }
 
 }  // namespace
-
-std::uint32_t csum_partial(std::span<const std::uint8_t> b, std::uint32_t acc) noexcept {
-    std::uint64_t sum = acc;
-    std::size_t i = 0;
-    for (; i + 1 < b.size(); i += 2) sum += (std::uint32_t(b[i]) << 8) | b[i + 1];
-    if (i < b.size()) sum += std::uint32_t(b[i]) << 8;
-    while (sum >> 32) sum = (sum & 0xffffffffu) + (sum >> 32);
-    return static_cast<std::uint32_t>(sum);
-}
-
-std::uint16_t csum_fold(std::uint32_t acc) noexcept {
-    std::uint64_t s = acc;
-    while (s >> 16) s = (s & 0xffff) + (s >> 16);
-    return static_cast<std::uint16_t>(~s & 0xffff);
-}
 
 Reply icmp4_frag_needed(rte_mempool* pool, const Offending& pkt, const LanSource& src,
                         std::uint16_t next_hop_mtu) noexcept {
@@ -342,26 +282,17 @@ Reply tcp_reset(rte_mempool* pool, const Offending& pkt) noexcept {
     if (m == nullptr) return {nullptr, ReplyVerdict::no_mbuf};
     std::uint8_t* h = rte_pktmbuf_mtod_offset(m, std::uint8_t*, kEth);
     std::uint8_t* r = h + l3h;
-    put16(r, get16(t + 2));      // our source port = their destination port
-    put16(r + 2, get16(t));
-    put32(r + 4, seq);
-    put32(r + 8, ack);
-    r[12] = 5 << 4;
-    r[13] = out_flags;
-    put16(r + 14, 0);            // window
-    put16(r + 16, 0);            // checksum, below
-    put16(r + 18, 0);            // urgent pointer
-    std::uint32_t acc;
-    if (p.version == 4) {
-        put_v4_header(h, kV4 + kTcpHdr, kProtoTcp, p.dst, p.src);
-        acc = pseudo_v4(h + 12, h + 16, kProtoTcp, kTcpHdr);
+    // Our source port = their destination port; window 0.
+    hdr::put_tcp(r, get16(t + 2), get16(t), seq, ack, out_flags, 0);
+    const bool v6 = p.version == 6;
+    if (!v6) {
+        hdr::put_ipv4(h, kV4 + kTcpHdr, wire::kTtl, kProtoTcp, p.dst, p.src);
         m->packet_type = RTE_PTYPE_L2_ETHER | RTE_PTYPE_L3_IPV4 | RTE_PTYPE_L4_TCP;
     } else {
-        put_v6_header(h, kTcpHdr, kProtoTcp, p.dst, p.src);
-        acc = pseudo_v6(h + 8, h + 24, kProtoTcp, kTcpHdr);
+        hdr::put_ipv6(h, kTcpHdr, kProtoTcp, wire::kTtl, p.dst, p.src);
         m->packet_type = RTE_PTYPE_L2_ETHER | RTE_PTYPE_L3_IPV6 | RTE_PTYPE_L4_TCP;
     }
-    put16(r + 16, csum_fold(csum_partial({r, kTcpHdr}, acc)));
+    put16(r + 16, csum::l4(v6, v6 ? h + 8 : h + 12, v6 ? h + 24 : h + 16, kProtoTcp, r, kTcpHdr));
     m->l3_len = static_cast<std::uint16_t>(l3h);
     m->l4_len = kTcpHdr;
     return {m, ReplyVerdict::built};

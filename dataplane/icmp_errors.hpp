@@ -29,13 +29,14 @@
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
 
+#include "common/wire_limits.hpp"
+
 namespace p3::dp {
 
 // Limits of what a reply quotes (RFC 1812 §4.3.2.3: the whole ICMPv4 datagram within 576
 // bytes; RFC 4443 §2.4(c): the ICMPv6 packet within the IPv6 minimum MTU).
-inline constexpr std::size_t kIcmp4MaxDatagram = 576;
-inline constexpr std::size_t kIcmp6MaxPacket = 1280;
-inline constexpr std::uint8_t kReplyTtl = 64;
+inline constexpr std::size_t kIcmp4MaxDatagram = wire::kIpv4MinMtu;
+inline constexpr std::size_t kIcmp6MaxPacket = wire::kIpv6MinMtu;
 inline constexpr unsigned kMaxV6ExtHeaders = 8;   // extension headers walked to find TCP
 
 // ICMPv4 type 3 codes we send.
@@ -100,10 +101,5 @@ Reply too_big_reply(rte_mempool* pool, const Offending& pkt, const LanSource& sr
 // Seed spec §2.1.7, "login termination": TCP -> RST; anything else (or a TCP fragment) ->
 // host / address unreachable.
 Reply session_down_reply(rte_mempool* pool, const Offending& pkt, const LanSource& src) noexcept;
-
-// Internet checksum (RFC 1071) of bytes, continuing from a partial sum; exposed for tests
-// and the other builders. Returns the folded, complemented value in host order.
-std::uint32_t csum_partial(std::span<const std::uint8_t> bytes, std::uint32_t acc) noexcept;
-std::uint16_t csum_fold(std::uint32_t acc) noexcept;
 
 }  // namespace p3::dp

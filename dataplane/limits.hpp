@@ -1,6 +1,7 @@
-// Every fixed limit of the dataplane in one place: bursts, queues, rings, tables, timers.
-// Changing one of these changes memory use or latency; nothing else in dataplane/ hard-codes
-// a size.
+// Every fixed limit of the dataplane's own tuning in one place: bursts, queues, rings, tables,
+// timers. Changing one of these changes memory use or latency; nothing else in dataplane/
+// hard-codes a size. Protocol limits the planes share (lanes, header sizes, TTLs, MTU floors)
+// are in common/wire_limits.hpp.
 #pragma once
 
 #include <cstdint>
@@ -38,7 +39,6 @@ inline constexpr std::uint32_t kMaxRoutes4 = 1u << 18;    // IPv4 prefixes
 inline constexpr std::uint32_t kTbl8Groups4 = 1u << 15;   // /25../32 blocks (32768 x 1 KiB)
 inline constexpr std::uint32_t kMaxRoutes6 = 1u << 17;    // IPv6 prefixes
 inline constexpr std::uint32_t kTbl8Groups6 = 1u << 16;
-inline constexpr unsigned kMaxLanes = 64;                 // lanes per session per direction
 
 // Neighbours (ARP / IPv6 ND), per port.
 inline constexpr unsigned kNeighborSlots = 1024;          // open-addressed, power of two
@@ -46,13 +46,8 @@ inline constexpr unsigned kHoldPerNeighbor = 8;           // packets held while 
 inline constexpr unsigned kResolveRetries = 3;            // requests before giving up
 inline constexpr std::uint64_t kResolveIntervalMs = 1000; // between requests
 inline constexpr std::uint64_t kResolveHoldoffMs = 5000;  // after a failed resolution
-inline constexpr std::uint64_t kNeighborRefreshS = 300;   // re-resolve learned entries
 inline constexpr unsigned kMaxPendingNeighbors = 256;     // next hops resolving or held off, per side
 inline constexpr unsigned kMaxHeldFrames = 512;           // frames held for all next hops, per side
-
-// Outer headers.
-inline constexpr std::uint8_t kOuterTtl = 64;
-inline constexpr std::uint16_t kNatPort = 4500;
 
 static_assert((kNeighborSlots & (kNeighborSlots - 1)) == 0);
 static_assert(kTxBufSize >= kMaxBurst);

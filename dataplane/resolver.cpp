@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "common/headers.hpp"
 #include "common/log.hpp"
 #include "dataplane/dataplane.hpp"
 #include "dataplane/fastpath.hpp"
@@ -33,16 +34,9 @@ rte_mbuf* build_icmp6(rte_mempool* mp, const rte_ether_addr& src_mac, const rte_
         rte_pktmbuf_free(m);
         return nullptr;
     }
-    std::memcpy(p, dst_mac.addr_bytes, 6);
-    std::memcpy(p + 6, src_mac.addr_bytes, 6);
-    put16(p + 12, kEtherIPv6);
+    put_eth(p, dst_mac.addr_bytes, src_mac.addr_bytes, kEtherIPv6);
     std::uint8_t* ip = p + kEthLen;
-    put32(ip, 0x60000000);
-    put16(ip + 4, static_cast<std::uint16_t>(len));
-    ip[6] = kProtoIcmp6;
-    ip[7] = 255;
-    std::memcpy(ip + 8, src_ip, 16);
-    std::memcpy(ip + 24, dst_ip, 16);
+    hdr::put_ipv6(ip, len, kProtoIcmp6, 255, src_ip, dst_ip);
     std::uint8_t* icmp = ip + kIPv6Len;
     std::memcpy(icmp, body, len);
     icmp[2] = icmp[3] = 0;
@@ -68,9 +62,8 @@ rte_mbuf* Resolver::build_arp_request(rte_mempool* mp, const rte_ether_addr& src
         return nullptr;
     }
     std::memset(p, 0, 60);
-    std::memset(p, 0xff, 6);
-    std::memcpy(p + 6, src_mac.addr_bytes, 6);
-    put16(p + 12, kEtherArp);
+    static constexpr std::uint8_t kBroadcast[6] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+    put_eth(p, kBroadcast, src_mac.addr_bytes, kEtherArp);
     std::uint8_t* a = p + kEthLen;
     put16(a, 1);
     put16(a + 2, kEtherIPv4);
@@ -112,10 +105,7 @@ void Resolver::learn(Side side, const IpAddr& ip, const rte_ether_addr& mac) {
             std::memcpy(pkt::data(m), mac.addr_bytes, 6);
             meta(m).kind = MsgKind::tx_frame;
             meta(m).side = side;
-            if (!dp_.send_to_workers(m)) {
-                stats_.drop(Drop::CONTROL_RING_FULL);
-                rte_pktmbuf_free(m);
-            }
+            transmit(m);
         }
         pending_[static_cast<unsigned>(side)].erase(it);
     }
@@ -123,6 +113,13 @@ void Resolver::learn(Side side, const IpAddr& ip, const rte_ether_addr& mac) {
         char buf[RTE_ETHER_ADDR_FMT_SIZE];
         rte_ether_format_addr(buf, sizeof buf, &mac);
         P3_LOG_INFO(DP_NEIGH_LEARNED, "%s next hop %s is at %s", side_name(side), ip.str().c_str(), buf);
+    }
+}
+
+void Resolver::transmit(rte_mbuf* m) {
+    if (!dp_.send_to_workers(m)) {
+        stats_.drop(Drop::CONTROL_RING_FULL);
+        rte_pktmbuf_free(m);
     }
 }
 
@@ -135,10 +132,7 @@ void Resolver::request(Side side, const IpAddr& ip) {
         return;
     }
     meta(m) = PktMeta{MsgKind::tx_frame, side, 0, 0};
-    if (!dp_.send_to_workers(m)) {
-        stats_.drop(Drop::CONTROL_RING_FULL);
-        rte_pktmbuf_free(m);
-    }
+    transmit(m);
 }
 
 void Resolver::drop_held(Side side, Pending& p, Drop why) {
@@ -197,10 +191,7 @@ void Resolver::on_hold(Side side, rte_mbuf* m, std::uint64_t now_ms) {
     if (dp_.neighbors(side).lookup(*nh, mac)) {   // answered meanwhile
         std::memcpy(pkt::data(m), mac.addr_bytes, 6);
         meta(m).kind = MsgKind::tx_frame;
-        if (!dp_.send_to_workers(m)) {
-            stats_.drop(Drop::CONTROL_RING_FULL);
-            rte_pktmbuf_free(m);
-        }
+        transmit(m);
         return;
     }
     const unsigned s = static_cast<unsigned>(side);
@@ -295,10 +286,7 @@ void Resolver::on_arp(Side side, rte_mbuf* m, std::uint64_t now_ms) {
         std::memcpy(a + 8, mac.addr_bytes, 6);
         std::memcpy(a + 14, own.addr.addr.bytes.data(), 4);
         meta(m) = PktMeta{MsgKind::tx_frame, side, 0, 0};
-        if (!dp_.send_to_workers(m)) {
-            stats_.drop(Drop::CONTROL_RING_FULL);
-            rte_pktmbuf_free(m);
-        }
+        transmit(m);
         return;
     }
     if (!for_us && op == 1) stats_.drop(Drop::NOT_FOR_US);
@@ -378,10 +366,7 @@ void Resolver::on_nd(Side side, rte_mbuf* m, std::uint64_t now_ms) {
         return;
     }
     meta(r) = PktMeta{MsgKind::tx_frame, side, 0, 0};
-    if (!dp_.send_to_workers(r)) {
-        stats_.drop(Drop::CONTROL_RING_FULL);
-        rte_pktmbuf_free(r);
-    }
+    transmit(r);
 }
 
 }  // namespace p3::dp

@@ -62,6 +62,8 @@ private:
         bool resolving = false;
     };
     void learn(Side side, const IpAddr& ip, const rte_ether_addr& mac);
+    // A frame (meta set) to the workers for TX; counted and freed when their ring is full.
+    void transmit(rte_mbuf* m);
     void request(Side side, const IpAddr& ip);
     void fail(Side side, const IpAddr& ip, Pending& p, std::uint64_t now_ms);
     void drop_held(Side side, Pending& p, Drop why);

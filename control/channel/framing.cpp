@@ -3,6 +3,8 @@
 #include "control/channel/framing.hpp"
 
 #include "common/bytes.hpp"
+#include "common/checksum.hpp"
+#include "common/headers.hpp"
 
 #include <openssl/evp.h>
 
@@ -13,15 +15,7 @@ namespace p3::channel {
 
 namespace {
 
-using be::get16;
-using be::get32;
-using be::get64;
-using be::put16;
-using be::put32;
-using be::put64;
-
 std::size_t ip_len(const FrameAddrs& a) { return a.local.is_v6() ? limits::kInnerV6Len : limits::kInnerV4Len; }
-std::size_t addr_len(const IpAddr& x) { return x.is_v6() ? 16 : 4; }
 
 struct CtxFree {
     void operator()(EVP_CIPHER_CTX* c) const noexcept { EVP_CIPHER_CTX_free(c); }
@@ -33,21 +27,7 @@ const EVP_CIPHER* cipher_for(const KeyMaterial& k) {
 
 void make_iv(const KeyMaterial& k, std::uint64_t seq, std::uint8_t iv[12]) {
     std::memcpy(iv, k.salt.data(), limits::kSaltLen);
-    put64(iv + 4, seq);
-}
-
-// Sum of the TCP pseudo header (RFC 793 / RFC 8200 §8.1) for tcp_len bytes of segment.
-std::uint32_t pseudo_sum(const IpAddr& src, const IpAddr& dst, std::size_t tcp_len) {
-    std::uint32_t sum = 0;
-    const std::size_t n = addr_len(src);
-    for (std::size_t i = 0; i < n; i += 2) {
-        sum += static_cast<std::uint32_t>((src.bytes[i] << 8) | src.bytes[i + 1]);
-        sum += static_cast<std::uint32_t>((dst.bytes[i] << 8) | dst.bytes[i + 1]);
-    }
-    sum += limits::kProtoTcp;
-    sum += static_cast<std::uint32_t>(tcp_len & 0xffff);
-    sum += static_cast<std::uint32_t>(tcp_len >> 16);
-    return sum;
+    be::put64(iv + 4, seq);
 }
 
 }  // namespace
@@ -82,14 +62,6 @@ SecretBytes KeyMaterial::to_wire() const {
     if (!key.empty()) std::memcpy(out.data(), key.data(), key.size());
     if (!salt.empty()) std::memcpy(out.data() + key.size(), salt.data(), salt.size());
     return out;
-}
-
-std::uint16_t inet_checksum(std::span<const std::uint8_t> d, std::uint32_t sum) noexcept {
-    std::size_t i = 0;
-    for (; i + 1 < d.size(); i += 2) sum += static_cast<std::uint32_t>((d[i] << 8) | d[i + 1]);
-    if (i < d.size()) sum += static_cast<std::uint32_t>(d[i] << 8);
-    while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-    return static_cast<std::uint16_t>(~sum);
 }
 
 bool gcm_seal(const KeyMaterial& k, std::uint64_t seq, std::span<const std::uint8_t> aad,
@@ -136,8 +108,8 @@ bool gcm_open(const KeyMaterial& k, std::uint64_t seq, std::span<const std::uint
 std::size_t sealed_packet_len(const FrameAddrs& a, std::size_t msg_len, bool size_hiding) noexcept {
     std::size_t n = ip_len(a) + limits::kTcpLen + limits::kSealOverhead + msg_len;
     if (size_hiding) {
-        const std::size_t b = limits::kSizeBucket;
-        n = (n + limits::kDataTrailerLen + b - 1) / b * b - limits::kDataTrailerLen;
+        const std::size_t b = wire::kSizeHideBucket;
+        n = (n + wire::kTrailerFixed + b - 1) / b * b - wire::kTrailerFixed;
     }
     return n;
 }
@@ -153,37 +125,17 @@ std::size_t seal_packet(const FrameAddrs& a, const KeyMaterial& key, const Frame
     std::uint8_t* p = out.data();
     std::memset(p, 0, total);
 
-    if (a.local.is_v4()) {
-        p[0] = 0x45;
-        p[1] = 0;  // DSCP 0, not-ECT: the outer header copies these, as for best-effort data
-        put16(p + 2, static_cast<std::uint16_t>(total));
-        put16(p + 4, fp.ip_id);
-        put16(p + 6, 0x4000);  // DF
-        p[8] = limits::kInnerTtl;
-        p[9] = limits::kProtoTcp;
-        std::memcpy(p + 12, a.local.bytes.data(), 4);
-        std::memcpy(p + 16, a.peer.bytes.data(), 4);
-        put16(p + 10, inet_checksum({p, limits::kInnerV4Len}));
-    } else {
-        put32(p, 0x60000000u);
-        put16(p + 4, static_cast<std::uint16_t>(seg));
-        p[6] = limits::kProtoTcp;
-        p[7] = limits::kInnerTtl;
-        std::memcpy(p + 8, a.local.bytes.data(), 16);
-        std::memcpy(p + 24, a.peer.bytes.data(), 16);
-    }
+    // DSCP 0, not-ECT: the outer header copies these, as for best-effort data.
+    if (a.local.is_v4())
+        hdr::put_ipv4(p, total, wire::kTtl, wire::kIpProtoTcp, a.local.bytes.data(), a.peer.bytes.data(), fp.ip_id);
+    else
+        hdr::put_ipv6(p, seg, wire::kIpProtoTcp, wire::kTtl, a.local.bytes.data(), a.peer.bytes.data());
     std::uint8_t* t = p + iph;
-    put16(t, a.port);
-    put16(t + 2, a.port);
-    put32(t + 4, fp.tcp_seq);
-    put32(t + 8, fp.tcp_ack);
-    t[12] = 5 << 4;  // data offset 5 words, no options
-    t[13] = limits::kTcpFlagsPshAck;
-    put16(t + 14, limits::kTcpWindow);
+    hdr::put_tcp(t, a.port, a.port, fp.tcp_seq, fp.tcp_ack, limits::kTcpFlagsPshAck, limits::kTcpWindow);
 
     std::uint8_t* s = t + limits::kTcpLen;
-    put32(s, fp.epoch);
-    put64(s + 4, fp.seq);
+    be::put32(s, fp.epoch);
+    be::put64(s + 4, fp.seq);
     // Plaintext = message || zero padding, sealed in place behind the seal header.
     const std::size_t plain_len = total - iph - limits::kTcpLen - limits::kSealOverhead;
     std::uint8_t* ct = s + limits::kSealHeaderLen;
@@ -192,7 +144,7 @@ std::size_t seal_packet(const FrameAddrs& a, const KeyMaterial& key, const Frame
         secure_wipe(p, total);
         return 0;
     }
-    put16(t + 16, inet_checksum({t, seg}, pseudo_sum(a.local, a.peer, seg)));
+    be::put16(t + 16, csum::l4(a.local.is_v6(), a.local.bytes.data(), a.peer.bytes.data(), wire::kIpProtoTcp, t, seg));
     return total;
 }
 
@@ -209,29 +161,29 @@ std::optional<SealedView> parse_packet(const FrameAddrs& a, std::span<const std:
     const IpAddr* src_ok = &a.peer;
     if (a.local.is_v4()) {
         if (p[0] != 0x45) return bad(FrameError::not_ip);
-        if (p[9] != limits::kProtoTcp) return bad(FrameError::not_tcp);
-        if (get16(p + 2) != pkt.size()) return bad(FrameError::bad_length);
-        if ((get16(p + 6) & 0x3fff) != 0) return bad(FrameError::fragment);  // MF or offset
+        if (p[9] != wire::kIpProtoTcp) return bad(FrameError::not_tcp);
+        if (be::get16(p + 2) != pkt.size()) return bad(FrameError::bad_length);
+        if ((be::get16(p + 6) & 0x3fff) != 0) return bad(FrameError::fragment);  // MF or offset
         if (std::memcmp(p + 12, src_ok->bytes.data(), 4) != 0 || std::memcmp(p + 16, a.local.bytes.data(), 4) != 0)
             return bad(FrameError::wrong_address);
     } else if (a.local.is_v6()) {
         if ((p[0] >> 4) != 6) return bad(FrameError::not_ip);
-        if (p[6] != limits::kProtoTcp) return bad(FrameError::not_tcp);
-        if (get16(p + 4) + iph != pkt.size()) return bad(FrameError::bad_length);
+        if (p[6] != wire::kIpProtoTcp) return bad(FrameError::not_tcp);
+        if (be::get16(p + 4) + iph != pkt.size()) return bad(FrameError::bad_length);
         if (std::memcmp(p + 8, src_ok->bytes.data(), 16) != 0 || std::memcmp(p + 24, a.local.bytes.data(), 16) != 0)
             return bad(FrameError::wrong_address);
     } else {
         return bad(FrameError::not_ip);
     }
     const std::uint8_t* t = p + iph;
-    if (get16(t) != a.port || get16(t + 2) != a.port || (t[12] >> 4) != 5) return bad(FrameError::wrong_port);
+    if (be::get16(t) != a.port || be::get16(t + 2) != a.port || (t[12] >> 4) != 5) return bad(FrameError::wrong_port);
     const std::uint8_t* s = t + limits::kTcpLen;
     const std::size_t sealed = pkt.size() - iph - limits::kTcpLen;
-    if (sealed - limits::kSealOverhead > limits::kMaxMessageLen + limits::kSizeBucket)
+    if (sealed - limits::kSealOverhead > limits::kMaxMessageLen + wire::kSizeHideBucket)
         return bad(FrameError::bad_length);
     SealedView v;
-    v.epoch = get32(s);
-    v.seq = get64(s + 4);
+    v.epoch = be::get32(s);
+    v.seq = be::get64(s + 4);
     v.ciphertext = {s + limits::kSealHeaderLen, sealed - limits::kSealOverhead};
     v.tag = {s + sealed - limits::kTagLen, limits::kTagLen};
     return v;
@@ -240,8 +192,8 @@ std::optional<SealedView> parse_packet(const FrameAddrs& a, std::span<const std:
 std::optional<std::size_t> open_sealed(const KeyMaterial& key, const SealedView& s, std::span<std::uint8_t> out) {
     if (out.size() < s.ciphertext.size()) return std::nullopt;
     std::uint8_t aad[limits::kSealHeaderLen];
-    put32(aad, s.epoch);
-    put64(aad + 4, s.seq);
+    be::put32(aad, s.epoch);
+    be::put64(aad + 4, s.seq);
     if (!gcm_open(key, s.seq, aad, s.ciphertext, s.tag, out)) return std::nullopt;
     return s.ciphertext.size();
 }

@@ -108,7 +108,4 @@ bool gcm_open(const KeyMaterial& k, std::uint64_t seq, std::span<const std::uint
               std::span<const std::uint8_t> ct, std::span<const std::uint8_t> tag,
               std::span<std::uint8_t> out) noexcept;
 
-// Internet checksum (RFC 1071) over data, added to an initial partial sum.
-std::uint16_t inet_checksum(std::span<const std::uint8_t> data, std::uint32_t sum = 0) noexcept;
-
 }  // namespace p3::channel

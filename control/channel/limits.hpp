@@ -1,12 +1,16 @@
 // Every size, limit and timer constant of the in-tunnel control channel (DESIGN.md §Control
 // channel, §Session life 2-5; docs/control-channel.md), in one place. Nothing here changes
 // at run time; the per-session timers that do (heartbeat_time, rekey_wait, ...) come from
-// config::SessionParams.
+// config::SessionParams. What the channel shares with the data layer (key and salt lengths,
+// lanes, the GCM tag, IP/TCP header sizes, size hiding) is common/wire_limits.hpp's, named
+// here only where the channel's own arithmetic reads better with it.
 #pragma once
 
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+
+#include "common/wire_limits.hpp"
 
 namespace p3::channel::limits {
 
@@ -25,9 +29,9 @@ inline constexpr std::size_t kMaxBodyLen = kMaxMessageLen - kHeaderLen;
 inline constexpr std::size_t kMaxTlvs = 24;
 
 // --- keys -----------------------------------------------------------------------------
-inline constexpr std::size_t kSaltLen = 4;
-inline constexpr std::size_t kAes128KeyLen = 16;
-inline constexpr std::size_t kAes256KeyLen = 32;
+using wire::kAes128KeyLen;
+using wire::kAes256KeyLen;
+using wire::kSaltLen;
 // A key on the wire (explicit or in an array) is key || salt: 20 or 36 bytes.
 inline constexpr std::size_t kKeyMaterial128 = kAes128KeyLen + kSaltLen;
 inline constexpr std::size_t kKeyMaterial256 = kAes256KeyLen + kSaltLen;
@@ -38,30 +42,23 @@ inline constexpr std::uint32_t kMaxArraySize = 65536;
 // Indices a rekey consumes from each array: one per direction.
 inline constexpr std::uint32_t kIndicesPerRekey = 2;
 
-// Lanes a side may announce (the wire core's limit).
-inline constexpr std::uint32_t kMaxLanes = 64;
-
 // --- the control-layer packet (framing.hpp) --------------------------------------------
-inline constexpr std::size_t kInnerV4Len = 20;
-inline constexpr std::size_t kInnerV6Len = 40;
-inline constexpr std::size_t kTcpLen = 20;
+inline constexpr std::size_t kInnerV4Len = wire::kIpv4HeaderLen;
+inline constexpr std::size_t kInnerV6Len = wire::kIpv6HeaderLen;
+inline constexpr std::size_t kTcpLen = wire::kTcpHeaderLen;
 inline constexpr std::size_t kEpochLen = 4;   // which control key sealed it
 inline constexpr std::size_t kSeqLen = 8;     // per control key, from 1, never repeats
-inline constexpr std::size_t kTagLen = 16;    // GCM tag
+inline constexpr std::size_t kTagLen = wire::kIcvLen;  // GCM tag
 inline constexpr std::size_t kSealHeaderLen = kEpochLen + kSeqLen;
 inline constexpr std::size_t kSealOverhead = kSealHeaderLen + kTagLen;  // 28
 inline constexpr std::size_t kMaxInnerPacket = kInnerV6Len + kTcpLen + kSealOverhead + kMaxMessageLen + 256;
-inline constexpr std::uint8_t kInnerTtl = 64;
-inline constexpr std::uint8_t kProtoTcp = 6;
 inline constexpr std::uint8_t kTcpFlagsPshAck = 0x18;
 inline constexpr std::uint16_t kTcpWindow = 65535;
-// Size hiding: the data layer pads plaintext (inner + 2-byte trailer) up to a multiple of this
-// (common/sizehide.hpp); the framing pads control packets to the same boundaries itself.
-inline constexpr std::size_t kSizeBucket = 256;
-inline constexpr std::size_t kDataTrailerLen = 2;
+// Size hiding: the data layer pads plaintext (inner + its fixed trailer) up to a multiple of
+// wire::kSizeHideBucket (common/sizehide.hpp); the framing pads control packets to the same
+// boundaries itself.
 // Control-layer anti-replay window per inbound control key.
 inline constexpr unsigned kReplayWindow = 64;
-inline constexpr std::uint64_t kSeqHardLimit = std::uint64_t{1} << 62;
 
 // --- requests and retransmission ---------------------------------------------------------
 inline constexpr auto kRetransmitInterval = 1s;   // a request is resent this often ...

@@ -51,13 +51,6 @@ constexpr TypeRule kRules[kMaxMsgType + 1] = {
     /* error */ {bit(tlv::error_code), bit(tlv::error_code)},
 };
 
-using be::get16;
-using be::get32;
-using be::get64;
-using be::put16;
-using be::put32;
-using be::put64;
-
 bool valid_material_len(std::size_t n) {
     return n == limits::kKeyMaterial128 || n == limits::kKeyMaterial256;
 }
@@ -75,8 +68,8 @@ public:
     explicit Writer(std::span<std::uint8_t> out) : out_(out) {}
     bool tlv(std::uint16_t type, const std::uint8_t* v, std::size_t n) {
         if (!ok_ || n > 0xffff || pos_ + limits::kTlvHeaderLen + n > out_.size()) return ok_ = false;
-        put16(&out_[pos_], type);
-        put16(&out_[pos_ + 2], static_cast<std::uint16_t>(n));
+        be::put16(&out_[pos_], type);
+        be::put16(&out_[pos_ + 2], static_cast<std::uint16_t>(n));
         if (n) std::memcpy(&out_[pos_ + 4], v, n);
         pos_ += limits::kTlvHeaderLen + n;
         return true;
@@ -84,23 +77,23 @@ public:
     void u8(std::uint16_t type, std::uint8_t v) { tlv(type, &v, 1); }
     void u16(std::uint16_t type, std::uint16_t v) {
         std::uint8_t b[2];
-        put16(b, v);
+        be::put16(b, v);
         tlv(type, b, 2);
     }
     void u32(std::uint16_t type, std::uint32_t v) {
         std::uint8_t b[4];
-        put32(b, v);
+        be::put32(b, v);
         tlv(type, b, 4);
     }
     void u64(std::uint16_t type, std::uint64_t v) {
         std::uint8_t b[8];
-        put64(b, v);
+        be::put64(b, v);
         tlv(type, b, 8);
     }
     void index(std::uint16_t type, const ArrayIndex& i) {
         std::uint8_t b[8];
-        put32(b, i.gen);
-        put32(b + 4, i.index);
+        be::put32(b, i.gen);
+        be::put32(b + 4, i.index);
         tlv(type, b, 8);
     }
     void fail() { ok_ = false; }
@@ -235,13 +228,13 @@ std::optional<Message> parse(std::span<const std::uint8_t> in, ParseError* why, 
     const std::uint8_t* p = in.data();
     if (p[0] != limits::kVersion) return (fail(ParseError::bad_version, why, stats), std::nullopt);
     if (p[1] == 0 || p[1] > kMaxMsgType) return (fail(ParseError::unknown_type, why, stats), std::nullopt);
-    const std::size_t body_len = get16(p + 2);
+    const std::size_t body_len = be::get16(p + 2);
     if (body_len > limits::kMaxBodyLen || limits::kHeaderLen + body_len > in.size())
         return (fail(ParseError::bad_length, why, stats), std::nullopt);
 
     Message m;
     m.type = static_cast<MsgType>(p[1]);
-    m.msg_id = get32(p + 4);
+    m.msg_id = be::get32(p + 4);
     const TypeRule& rule = kRules[p[1]];
 
     std::uint32_t seen = 0;
@@ -251,8 +244,8 @@ std::optional<Message> parse(std::span<const std::uint8_t> in, ParseError* why, 
     while (pos < body_len) {
         if (body_len - pos < limits::kTlvHeaderLen)
             return (fail(ParseError::truncated_tlv, why, stats), std::nullopt);
-        const std::uint16_t t = get16(b + pos);
-        const std::size_t n = get16(b + pos + 2);
+        const std::uint16_t t = be::get16(b + pos);
+        const std::size_t n = be::get16(b + pos + 2);
         pos += limits::kTlvHeaderLen;
         if (n > body_len - pos) return (fail(ParseError::truncated_tlv, why, stats), std::nullopt);
         const std::uint8_t* v = b + pos;
@@ -273,11 +266,11 @@ std::optional<Message> parse(std::span<const std::uint8_t> in, ParseError* why, 
         case tlv::array_size:
         case tlv::array_offset: {
             if (!need(4)) { e = ParseError::bad_tlv_length; break; }
-            const std::uint32_t x = get32(v);
+            const std::uint32_t x = be::get32(v);
             if (t == tlv::epoch) m.epoch = x;
             else if (t == tlv::p3_id) m.p3_id = x;
             else if (t == tlv::lanes) {
-                if (x == 0 || x > limits::kMaxLanes) e = ParseError::bad_value;
+                if (x == 0 || x > wire::kMaxLanes) e = ParseError::bad_value;
                 m.lanes = x;
             } else if (t == tlv::array_gen) m.array_gen = x;
             else if (t == tlv::array_size) {
@@ -289,15 +282,15 @@ std::optional<Message> parse(std::span<const std::uint8_t> in, ParseError* why, 
         case tlv::status:
         case tlv::error_code: {
             if (!need(2)) { e = ParseError::bad_tlv_length; break; }
-            const std::uint16_t x = get16(v);
+            const std::uint16_t x = be::get16(v);
             if (!valid_status(x)) { e = ParseError::bad_value; break; }
             (t == tlv::status ? m.status : m.error_code) = static_cast<Status>(x);
             break;
         }
         case tlv::first_seq:
             if (!need(8)) { e = ParseError::bad_tlv_length; break; }
-            m.first_seq = get64(v);
-            if (*m.first_seq == 0 || *m.first_seq >= limits::kSeqHardLimit) e = ParseError::bad_value;
+            m.first_seq = be::get64(v);
+            if (*m.first_seq == 0 || *m.first_seq >= wire::kSeqHardLimit) e = ParseError::bad_value;
             break;
         case tlv::array_kind:
             if (!need(1)) { e = ParseError::bad_tlv_length; break; }
@@ -339,7 +332,7 @@ std::optional<Message> parse(std::span<const std::uint8_t> in, ParseError* why, 
                         : t == tlv::data_idx_s2p ? m.data_s2p
                         : t == tlv::ctl_idx_p2s  ? m.ctl_p2s
                                                  : m.ctl_s2p;
-            k.index = ArrayIndex{get32(v), get32(v + 4)};
+            k.index = ArrayIndex{be::get32(v), be::get32(v + 4)};
             break;
         }
         case tlv::array_keys:
@@ -404,8 +397,8 @@ std::size_t encode(const Message& m, std::span<std::uint8_t> out) noexcept {
     }
     out[0] = limits::kVersion;
     out[1] = t;
-    put16(&out[2], static_cast<std::uint16_t>(w.pos()));
-    put32(&out[4], m.msg_id);
+    be::put16(&out[2], static_cast<std::uint16_t>(w.pos()));
+    be::put32(&out[4], m.msg_id);
     return limits::kHeaderLen + w.pos();
 }
 

@@ -7,6 +7,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "common/wire_limits.hpp"
+
 namespace p3::setup::limits {
 
 // A message larger than this is dropped unread. RFC 7296 §2 requires 1280 at least; our own
@@ -23,7 +25,8 @@ inline constexpr std::size_t our_nonce = 32;
 inline constexpr std::size_t max_ke_data = 512;
 inline constexpr std::size_t max_notify_data = 4096;
 inline constexpr std::size_t max_cert = 8192;
-inline constexpr std::size_t gcm_iv = 8, gcm_icv = 16, gcm_salt = 4;  // RFC 5282
+// RFC 5282: the SK payload's explicit IV; its tag and salt are AES-GCM's, as the data layer's.
+inline constexpr std::size_t gcm_iv = 8, gcm_icv = wire::kIcvLen, gcm_salt = wire::kSaltLen;
 
 // Half-open (IKE_SA_INIT answered, IKE_AUTH not yet) responder state: each entry is a few
 // hundred bytes, so the table is bounded in memory by its size.

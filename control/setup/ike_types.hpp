@@ -72,14 +72,13 @@ using be::get16;
 using be::get32;
 using be::get64;
 inline void put8(Bytes& b, std::uint8_t v) { b.push_back(v); }
-inline void put16(Bytes& b, std::uint16_t v) { b.push_back(std::uint8_t(v >> 8)); b.push_back(std::uint8_t(v)); }
-inline void put32(Bytes& b, std::uint32_t v) { put16(b, std::uint16_t(v >> 16)); put16(b, std::uint16_t(v)); }
-inline void put64(Bytes& b, std::uint64_t v) { put32(b, std::uint32_t(v >> 32)); put32(b, std::uint32_t(v)); }
-inline void set16(Bytes& b, std::size_t at, std::uint16_t v) { b[at] = std::uint8_t(v >> 8); b[at + 1] = std::uint8_t(v); }
-inline void set32(Bytes& b, std::size_t at, std::uint32_t v) {
-    set16(b, at, std::uint16_t(v >> 16));
-    set16(b, at + 2, std::uint16_t(v));
-}
+// The codec's builders append field after field (put*) and patch lengths in place (set*),
+// all through common/bytes.hpp.
+inline void put16(Bytes& b, std::uint16_t v) { be::append16(b, v); }
+inline void put32(Bytes& b, std::uint32_t v) { be::append32(b, v); }
+inline void put64(Bytes& b, std::uint64_t v) { be::append64(b, v); }
+inline void set16(Bytes& b, std::size_t at, std::uint16_t v) { be::put16(b.data() + at, v); }
+inline void set32(Bytes& b, std::size_t at, std::uint32_t v) { be::put32(b.data() + at, v); }
 inline void append(Bytes& b, ByteView v) { b.insert(b.end(), v.begin(), v.end()); }
 
 }  // namespace p3::setup

@@ -3,29 +3,16 @@
 
 #include <cstring>
 
+#include "common/headers.hpp"
+#include "common/wire_limits.hpp"
+
 namespace p3::setup {
 
 namespace {
 
-constexpr std::size_t kEth = 14, kV4 = 20, kV6 = 40, kUdp = 8;
+constexpr std::size_t kEth = wire::kEthHeaderLen, kV4 = wire::kIpv4HeaderLen, kV6 = wire::kIpv6HeaderLen, kUdp = wire::kUdpHeaderLen;
 constexpr std::uint8_t kMarker[4] = {0, 0, 0, 0};
-constexpr std::uint8_t kTtl = 64;
-constexpr std::uint8_t kProtoUdp = 17;
-
-// The RFC 1071 sum of b (folded, not inverted).
-std::uint32_t sum16(const std::uint8_t* b, std::size_t n, std::uint32_t acc = 0) noexcept {
-    for (std::size_t i = 0; i + 1 < n; i += 2) acc += std::uint32_t(b[i] << 8 | b[i + 1]);
-    if (n & 1) acc += std::uint32_t(b[n - 1] << 8);
-    return acc;
-}
-std::uint16_t fold(std::uint32_t acc) noexcept {
-    while (acc >> 16) acc = (acc & 0xffff) + (acc >> 16);
-    return std::uint16_t(acc);
-}
-void put16at(std::uint8_t* p, std::size_t n) noexcept {
-    p[0] = std::uint8_t(n >> 8);
-    p[1] = std::uint8_t(n);
-}
+constexpr std::uint8_t kProtoUdp = wire::kIpProtoUdp;
 
 }  // namespace
 
@@ -34,14 +21,14 @@ std::optional<SetupFrame> parse_setup_frame(ByteView frame) noexcept {
     const std::size_t len = frame.size();
     SetupFrame f;
     std::size_t l4 = 0;
-    if (len >= kEth + kV4 && get16(p + 12) == 0x0800 && (p[kEth] >> 4) == 4) {
+    if (len >= kEth + kV4 && get16(p + 12) == wire::kEtherTypeIpv4 && (p[kEth] >> 4) == 4) {
         const std::size_t ihl = std::size_t(p[kEth] & 0x0f) * 4;
         if (ihl < kV4 || p[kEth + 9] != kProtoUdp || len < kEth + ihl) return std::nullopt;
         l4 = kEth + ihl;
         f.from.addr.family = f.to.addr.family = 4;
         std::memcpy(f.from.addr.bytes.data(), p + kEth + 12, 4);
         std::memcpy(f.to.addr.bytes.data(), p + kEth + 16, 4);
-    } else if (len >= kEth + kV6 && get16(p + 12) == 0x86dd && (p[kEth] >> 4) == 6 && p[kEth + 6] == kProtoUdp) {
+    } else if (len >= kEth + kV6 && get16(p + 12) == wire::kEtherTypeIpv6 && (p[kEth] >> 4) == 6 && p[kEth + 6] == kProtoUdp) {
         l4 = kEth + kV6;
         f.from.addr.family = f.to.addr.family = 6;
         std::memcpy(f.from.addr.bytes.data(), p + kEth + 8, 16);
@@ -75,28 +62,13 @@ bool build_setup_packet(const Endpoint& from, const Endpoint& to, Framing framin
     const std::size_t ulen = kUdp + (marker ? 4 : 0) + datagram.size();
     if (ulen > 0xffff - ip || out.size() < ip + ulen) return false;
     std::uint8_t* p = out.data();
-    std::memset(p, 0, ip + kUdp);
-    if (v6) {
-        p[0] = 0x60;
-        put16at(p + 4, ulen);
-        p[6] = kProtoUdp;
-        p[7] = kTtl;
-        std::memcpy(p + 8, from.addr.bytes.data(), 16);
-        std::memcpy(p + 24, to.addr.bytes.data(), 16);
-    } else {
-        p[0] = 0x45;
-        put16at(p + 2, ip + ulen);
-        p[6] = 0x40;  // DF: a setup datagram is never fragmented by us
-        p[8] = kTtl;
-        p[9] = kProtoUdp;
-        std::memcpy(p + 12, from.addr.bytes.data(), 4);
-        std::memcpy(p + 16, to.addr.bytes.data(), 4);
-        put16at(p + 10, std::uint16_t(~fold(sum16(p, kV4))));
-    }
+    const std::uint8_t* src = from.addr.bytes.data();
+    const std::uint8_t* dst = to.addr.bytes.data();
+    // IPv4 with DF: a setup datagram is never fragmented by us.
+    if (v6) hdr::put_ipv6(p, ulen, kProtoUdp, wire::kTtl, src, dst);
+    else hdr::put_ipv4(p, ip + ulen, wire::kTtl, kProtoUdp, src, dst);
     std::uint8_t* u = p + ip;
-    put16at(u, from.port);
-    put16at(u + 2, to.port);
-    put16at(u + 4, ulen);
+    hdr::put_udp(u, from.port, to.port, ulen);
     std::size_t off = kUdp;
     if (marker) {
         std::memcpy(u + off, kMarker, 4);
@@ -104,14 +76,7 @@ bool build_setup_packet(const Endpoint& from, const Endpoint& to, Framing framin
     }
     if (!datagram.empty()) std::memcpy(u + off, datagram.data(), datagram.size());
     // UDP checksum over the pseudo-header (mandatory for IPv6, sent for IPv4 too).
-    const std::size_t alen = v6 ? 16 : 4;
-    std::uint32_t acc = sum16(from.addr.bytes.data(), alen);
-    acc = sum16(to.addr.bytes.data(), alen, acc);
-    acc += kProtoUdp + std::uint32_t(ulen);
-    acc = sum16(u, ulen, acc);
-    std::uint16_t c = std::uint16_t(~fold(acc));
-    if (c == 0) c = 0xffff;
-    put16at(u + 6, c);
+    hdr::set_udp_checksum(v6, src, dst, u, ulen);
     return true;
 }
 

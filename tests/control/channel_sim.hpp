@@ -21,6 +21,8 @@
 #include <string>
 #include <vector>
 
+#include "common/bytes.hpp"
+#include "common/checksum.hpp"
 #include "common/log.hpp"
 #include "control/channel/session.hpp"
 #include "control/clock.hpp"
@@ -35,17 +37,10 @@ using control::ManualClock;
 using control::SeededRandom;
 using control::TimePoint;
 
-inline std::uint32_t get32(const std::uint8_t* p) {
-    return (std::uint32_t(p[0]) << 24) | (std::uint32_t(p[1]) << 16) | (std::uint32_t(p[2]) << 8) | p[3];
-}
-inline std::uint64_t get64(const std::uint8_t* p) { return (std::uint64_t(get32(p)) << 32) | get32(p + 4); }
-inline void put32(std::uint8_t* p, std::uint32_t v) {
-    p[0] = std::uint8_t(v >> 24), p[1] = std::uint8_t(v >> 16), p[2] = std::uint8_t(v >> 8), p[3] = std::uint8_t(v);
-}
-inline void put64(std::uint8_t* p, std::uint64_t v) {
-    put32(p, std::uint32_t(v >> 32));
-    put32(p + 4, std::uint32_t(v));
-}
+using be::get32;
+using be::get64;
+using be::put32;
+using be::put64;
 
 class RandomKeys final : public KeySource {
 public:
@@ -415,7 +410,7 @@ private:
 inline std::vector<std::uint8_t> FakeDataplane::encap(std::span<const std::uint8_t> inner) {
     const std::size_t l = inner.size();
     std::size_t plain = (l + 2 + 3) / 4 * 4;
-    if (size_hiding) plain = (l + 2 + limits::kSizeBucket - 1) / limits::kSizeBucket * limits::kSizeBucket;
+    if (size_hiding) plain = (l + 2 + wire::kSizeHideBucket - 1) / wire::kSizeHideBucket * wire::kSizeHideBucket;
     std::vector<std::uint8_t> pt(plain, 0);
     std::memcpy(pt.data(), inner.data(), l);
     pt[plain - 2] = static_cast<std::uint8_t>(plain - 2 - l);
@@ -432,7 +427,7 @@ inline std::vector<std::uint8_t> FakeDataplane::encap(std::span<const std::uint8
     ip[9] = 50;
     std::memcpy(ip + 12, self_.bytes.data(), 4);
     std::memcpy(ip + 16, peer_.bytes.data(), 4);
-    const std::uint16_t ck = inet_checksum({ip, 20});
+    const std::uint16_t ck = csum::finish(csum::partial(ip, 20));
     ip[10] = std::uint8_t(ck >> 8), ip[11] = std::uint8_t(ck);
     std::uint8_t* h = ip + 20;
     put32(h + 4, tx.peer_id);

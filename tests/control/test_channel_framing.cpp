@@ -75,7 +75,7 @@ TEST_CASE("framing: IPv4 layout, header fields and the sealed part, checked byte
         CHECK(((p[6] << 8) | p[7]) == 0x4000);  // DF, no fragment
         CHECK(p[8] == 64);
         CHECK(p[9] == 6);
-        CHECK(inet_checksum({p.data(), 20}) == 0);  // header checksum valid
+        CHECK(csum::finish(csum::partial(p.data(), 20)) == 0);  // header checksum valid
         CHECK(std::vector<std::uint8_t>(p.begin() + 12, p.begin() + 16) == std::vector<std::uint8_t>{192, 0, 2, 1});
         CHECK(std::vector<std::uint8_t>(p.begin() + 16, p.begin() + 20) == std::vector<std::uint8_t>{198, 51, 100, 2});
         // TCP
@@ -88,7 +88,7 @@ TEST_CASE("framing: IPv4 layout, header fields and the sealed part, checked byte
         CHECK(t[13] == 0x18);  // PSH|ACK
         // TCP checksum over the pseudo header and the segment verifies to 0.
         std::uint32_t pseudo = 0xc000 + 0x0201 + 0xc633 + 0x6402 + 6 + std::uint32_t(p.size() - 20);
-        CHECK(inet_checksum({t, p.size() - 20}, pseudo) == 0);
+        CHECK(csum::finish(csum::partial(t, p.size() - 20, pseudo)) == 0);
         // Sealed part: epoch | seq | ct | tag; nonce = salt || seq; AAD = epoch || seq.
         const std::uint8_t* s = t + 20;
         CHECK(get32(s) == 3);
@@ -193,9 +193,9 @@ TEST_CASE("framing: with size hiding every control packet fills a data-layer buc
         CHECK(plain.size() == 20 + 20 + 28 + len);
         const auto hidden = seal(v4_from_a(), k, msg, 1, 1, true);
         REQUIRE(hidden.size() == sealed_packet_len(v4_from_a(), len, true));
-        CHECK((hidden.size() + limits::kDataTrailerLen) % limits::kSizeBucket == 0);
+        CHECK((hidden.size() + wire::kTrailerFixed) % wire::kSizeHideBucket == 0);
         CHECK(hidden.size() >= plain.size());
-        CHECK(hidden.size() < plain.size() + limits::kSizeBucket);
+        CHECK(hidden.size() < plain.size() + wire::kSizeHideBucket);
         // The padding is inside the seal: the message comes back, followed by zeros.
         auto sv = parse_packet(v4_at_b(), hidden);
         REQUIRE(sv);
@@ -234,7 +234,7 @@ TEST_CASE("framing: on the WAN a control packet and a data packet of the same si
         for (std::size_t s : control_sizes) {
             INFO("control packet of " << s << " bytes");
             CHECK(data_sizes.count(s) == 1);  // some data packet has exactly this size
-            if (hide) CHECK((s - 20 - 16 - 16) % limits::kSizeBucket == 0);
+            if (hide) CHECK((s - 20 - 16 - 16) % wire::kSizeHideBucket == 0);
         }
         if (hide) CHECK(control_sizes.size() <= 5);  // a handful of buckets, shared with data
         // Header fields: a control packet's outer header equals a data packet's of the same

@@ -25,6 +25,7 @@
 #include <rte_mbuf.h>
 #include <rte_ring.h>
 
+#include "common/bytes.hpp"
 #include "common/config.hpp"
 #include "control/control_thread.hpp"
 #include "dataplane/dataplane.hpp"
@@ -168,11 +169,11 @@ inline constexpr Mac kHostMac{{0x02, 0x00, 0x00, 0x00, 0x10, 0x0a}};
 inline constexpr Mac kGwMac{{0x02, 0x00, 0x00, 0x00, 0x00, 0xfe}};
 inline constexpr Mac kBcast{{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}};
 
-inline void put16(Bytes& b, std::size_t off, std::uint16_t v) {
-    b[off] = static_cast<std::uint8_t>(v >> 8);
-    b[off + 1] = static_cast<std::uint8_t>(v);
-}
-inline std::uint16_t get16(const Bytes& b, std::size_t off) { return static_cast<std::uint16_t>(b[off] << 8 | b[off + 1]); }
+inline void put16(Bytes& b, std::size_t off, std::uint16_t v) { p3::be::put16(b.data() + off, v); }
+inline std::uint16_t get16(const Bytes& b, std::size_t off) { return p3::be::get16(b.data() + off); }
+
+// The tests' own checksum, apart from common/checksum.hpp: an independent oracle for the bytes
+// the dataplane writes.
 
 inline std::uint16_t csum(const std::uint8_t* p, std::size_t n, std::uint32_t acc = 0) {
     for (; n > 1; p += 2, n -= 2) acc += static_cast<std::uint32_t>(p[0] << 8 | p[1]);

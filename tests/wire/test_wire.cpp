@@ -13,6 +13,7 @@
 #include <fstream>
 #include <memory>
 
+#include "common/bytes.hpp"
 #include "common/lanes.hpp"
 #include "common/sizehide.hpp"
 #include "common/wire.hpp"
@@ -34,9 +35,9 @@ std::uint16_t csum(const std::uint8_t* p, std::size_t n, std::uint32_t acc = 0) 
     while (acc >> 16) acc = (acc & 0xffff) + (acc >> 16);
     return static_cast<std::uint16_t>(~acc);
 }
-std::uint16_t be16(const std::uint8_t* p) { return static_cast<std::uint16_t>((p[0] << 8) | p[1]); }
-std::uint32_t be32(const std::uint8_t* p) { return (std::uint32_t(be16(p)) << 16) | be16(p + 2); }
-std::uint64_t be64(const std::uint8_t* p) { return (std::uint64_t(be32(p)) << 32) | be32(p + 4); }
+std::uint16_t be16(const std::uint8_t* p) { return p3::be::get16(p); }
+std::uint32_t be32(const std::uint8_t* p) { return p3::be::get32(p); }
+std::uint64_t be64(const std::uint8_t* p) { return p3::be::get64(p); }
 
 // An inner IP packet of exactly len bytes with the given TOS / traffic class.
 Bytes inner_packet(bool v6, std::size_t len, std::uint8_t tos, std::uint8_t seed = 1) {
