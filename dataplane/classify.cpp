@@ -35,7 +35,7 @@ bool check_l2(Lcore& L, const Dataplane::Shared& S, Side side, rte_mbuf* m, std:
         drop(L, m, Drop::IP_TRUNCATED);
         return false;
     }
-    if (m->data_len < kEthLen) {
+    if (m->data_len < wire::kEthHeaderLen) {
         drop(L, m, Drop::RX_RUNT);
         return false;
     }
@@ -45,31 +45,31 @@ bool check_l2(Lcore& L, const Dataplane::Shared& S, Side side, rte_mbuf* m, std:
         drop(L, m, Drop::NOT_OUR_MAC);
         return false;
     }
-    et = be16(e + 12);
+    et = be::get16(e + 12);
     return true;
 }
 
 // Validates the IPv4 header at offset 14 and trims Ethernet padding. false = dropped.
 [[gnu::always_inline]] inline bool check_v4(Lcore& L, rte_mbuf* m) noexcept {
-    const std::uint8_t* ip = data(m, kEthLen);
-    const unsigned avail = m->data_len - kEthLen;
-    if (avail < kIPv4Len) return drop(L, m, Drop::IP_TRUNCATED), false;
+    const std::uint8_t* ip = data(m, wire::kEthHeaderLen);
+    const unsigned avail = m->data_len - wire::kEthHeaderLen;
+    if (avail < wire::kIpv4HeaderLen) return drop(L, m, Drop::IP_TRUNCATED), false;
     const unsigned hl = (ip[0] & 0x0f) * 4u;
-    if ((ip[0] >> 4) != 4 || hl < kIPv4Len) return drop(L, m, Drop::IP_BAD_HEADER), false;
-    const unsigned tot = be16(ip + 2);
+    if ((ip[0] >> 4) != 4 || hl < wire::kIpv4HeaderLen) return drop(L, m, Drop::IP_BAD_HEADER), false;
+    const unsigned tot = be::get16(ip + 2);
     if (hl > avail || tot > avail) return drop(L, m, Drop::IP_TRUNCATED), false;
     if (tot < hl) return drop(L, m, Drop::IP_BAD_HEADER), false;
-    if (hl == kIPv4Len ? !ipv4_hdr20_ok(ip) : rte_raw_cksum(ip, hl) != 0xffff) return drop(L, m, Drop::IP_BAD_HEADER), false;
+    if (hl == wire::kIpv4HeaderLen ? !csum::ipv4_hdr20_ok(ip) : rte_raw_cksum(ip, hl) != 0xffff) return drop(L, m, Drop::IP_BAD_HEADER), false;
     if (tot < avail) rte_pktmbuf_trim(m, static_cast<std::uint16_t>(avail - tot));
     return true;
 }
 
 bool check_v6(Lcore& L, rte_mbuf* m) noexcept {
-    const std::uint8_t* ip = data(m, kEthLen);
-    const unsigned avail = m->data_len - kEthLen;
-    if (avail < kIPv6Len) return drop(L, m, Drop::IP_TRUNCATED), false;
+    const std::uint8_t* ip = data(m, wire::kEthHeaderLen);
+    const unsigned avail = m->data_len - wire::kEthHeaderLen;
+    if (avail < wire::kIpv6HeaderLen) return drop(L, m, Drop::IP_TRUNCATED), false;
     if ((ip[0] >> 4) != 6) return drop(L, m, Drop::IP_BAD_HEADER), false;
-    const unsigned tot = kIPv6Len + be16(ip + 4);
+    const unsigned tot = wire::kIpv6HeaderLen + be::get16(ip + 4);
     if (tot > avail) return drop(L, m, Drop::IP_TRUNCATED), false;
     if (tot < avail) rte_pktmbuf_trim(m, static_cast<std::uint16_t>(avail - tot));
     return true;
@@ -78,12 +78,12 @@ bool check_v6(Lcore& L, rte_mbuf* m) noexcept {
 // ICMP echo request to one of our addresses: answered in place, back where it came from.
 void echo_v4(Lcore& L, const Dataplane::Shared& S, Side side, rte_mbuf* m) noexcept {
     std::uint8_t* e = data(m);
-    std::uint8_t* ip = e + kEthLen;
+    std::uint8_t* ip = e + wire::kEthHeaderLen;
     const unsigned hl = (ip[0] & 0x0f) * 4u;
-    const unsigned tot = be16(ip + 2);
+    const unsigned tot = be::get16(ip + 2);
     std::uint8_t* icmp = ip + hl;
     const unsigned len = tot - hl;
-    if (len < 8 || fold(sum16(icmp, len)) != 0 || (be16(ip + 6) & 0x3fff) != 0) {
+    if (len < 8 || csum::finish(csum::partial(icmp, len)) != 0 || (be::get16(ip + 6) & 0x3fff) != 0) {
         drop(L, m, Drop::ICMP_BAD);
         return;
     }
@@ -101,20 +101,20 @@ void echo_v4(Lcore& L, const Dataplane::Shared& S, Side side, rte_mbuf* m) noexc
     std::memcpy(ip + 16, a, 4);
     ip[8] = 64;
     ip[10] = ip[11] = 0;
-    put16(ip + 10, ipv4_csum(ip, hl));
+    be::put16(ip + 10, csum::ipv4_header(ip, hl));
     icmp[0] = 0;
     icmp[2] = icmp[3] = 0;
-    put16(icmp + 2, fold(sum16(icmp, len)));
+    be::put16(icmp + 2, csum::finish(csum::partial(icmp, len)));
     L.stats.echo_replies.add();
     tx_enqueue(L, S, side, m);
 }
 
 void echo_v6(Lcore& L, const Dataplane::Shared& S, Side side, rte_mbuf* m) noexcept {
     std::uint8_t* e = data(m);
-    std::uint8_t* ip = e + kEthLen;
-    const unsigned len = be16(ip + 4);
-    std::uint8_t* icmp = ip + kIPv6Len;
-    if (len < 8 || l4_csum(true, ip + 8, ip + 24, kProtoIcmp6, icmp, len) != 0) {
+    std::uint8_t* ip = e + wire::kEthHeaderLen;
+    const unsigned len = be::get16(ip + 4);
+    std::uint8_t* icmp = ip + wire::kIpv6HeaderLen;
+    if (len < 8 || csum::l4(true, ip + 8, ip + 24, wire::kIpProtoIcmp6, icmp, len) != 0) {
         drop(L, m, Drop::ICMP_BAD);
         return;
     }
@@ -128,18 +128,18 @@ void echo_v6(Lcore& L, const Dataplane::Shared& S, Side side, rte_mbuf* m) noexc
     ip[7] = 64;
     icmp[0] = 129;
     icmp[2] = icmp[3] = 0;
-    put16(icmp + 2, l4_csum(true, ip + 8, ip + 24, kProtoIcmp6, icmp, len));
+    be::put16(icmp + 2, csum::l4(true, ip + 8, ip + 24, wire::kIpProtoIcmp6, icmp, len));
     L.stats.echo_replies.add();
     tx_enqueue(L, S, side, m);
 }
 
 // ICMPv6 to us or ND: true when handled (consumed).
 bool local_icmp6(Lcore& L, const Dataplane::Shared& S, Side side, rte_mbuf* m, bool to_own) noexcept {
-    const std::uint8_t* ip = data(m, kEthLen);
-    if (ip[6] != kProtoIcmp6) return false;
-    const unsigned len = be16(ip + 4);
+    const std::uint8_t* ip = data(m, wire::kEthHeaderLen);
+    if (ip[6] != wire::kIpProtoIcmp6) return false;
+    const unsigned len = be::get16(ip + 4);
     if (len < 4) return drop(L, m, Drop::ICMP_BAD), true;
-    const std::uint8_t type = ip[kIPv6Len];
+    const std::uint8_t type = ip[wire::kIpv6HeaderLen];
     if (type == 135 || type == 136) {
         if (ip[7] != 255) return drop(L, m, Drop::ND_BAD), true;
         L.stats.nd_in.add();
@@ -165,8 +165,8 @@ inline void prefetch_first(rte_mbuf* const* pkts, unsigned n) noexcept {
 bool dec_ttl_v4(std::uint8_t* ip) noexcept {
     if (ip[8] <= 1) return false;
     --ip[8];
-    std::uint32_t c = be16(ip + 10) + 0x0100u;
-    put16(ip + 10, static_cast<std::uint16_t>(c + (c >> 16)));
+    std::uint32_t c = be::get16(ip + 10) + 0x0100u;
+    be::put16(ip + 10, static_cast<std::uint16_t>(c + (c >> 16)));
     return true;
 }
 
@@ -227,14 +227,14 @@ static unsigned process_lan(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkt
         rx_bytes += m->pkt_len;
         std::uint16_t et;
         if (!check_l2(L, S, Side::lan, m, et)) continue;
-        if (et == kEtherIPv4) {
+        if (et == wire::kEtherTypeIpv4) {
             if (!check_v4(L, m)) continue;
-            std::uint8_t* ip = data(m, kEthLen);
+            std::uint8_t* ip = data(m, wire::kEthHeaderLen);
             // Both addresses as words, compared with ours once converted (not per packet).
-            const std::uint32_t dst = be32(ip + 16), src = be32(ip + 12);
+            const std::uint32_t dst = be::get32(ip + 16), src = be::get32(ip + 12);
             const bool to_lan = own4.on && dst == own4.lan;
             if (to_lan || (own4.wan_on && dst == own4.wan)) {
-                if (ip[9] == kProtoIcmp && to_lan) echo_v4(L, S, Side::lan, m);
+                if (ip[9] == wire::kIpProtoIcmp && to_lan) echo_v4(L, S, Side::lan, m);
                 else drop(L, m, Drop::NOT_FOR_US);
                 continue;
             }
@@ -247,9 +247,9 @@ static unsigned process_lan(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkt
                 continue;
             }
             admit(m, ip, S.routes->lookup4(dst), true);
-        } else if (et == kEtherIPv6) {
+        } else if (et == wire::kEtherTypeIpv6) {
             if (!check_v6(L, m)) continue;
-            std::uint8_t* ip = data(m, kEthLen);
+            std::uint8_t* ip = data(m, wire::kEthHeaderLen);
             const bool to_own = same_v6(ip + 24, own) || same_v6(ip + 24, own_wan);
             if (local_icmp6(L, S, Side::lan, m, same_v6(ip + 24, own))) continue;
             if (to_own || ip[24] == 0xff) {
@@ -261,7 +261,7 @@ static unsigned process_lan(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkt
                 continue;
             }
             admit(m, ip, S.routes->lookup6(ip + 24), false);
-        } else if (et == kEtherArp) {
+        } else if (et == wire::kEtherTypeArp) {
             L.stats.arp_in.add();
             meta(m) = PktMeta{MsgKind::arp, Side::lan, 0, 0};
             to_control(L, S, m);
@@ -298,16 +298,16 @@ void count_reassembly(Lcore& L) noexcept {
 static unsigned wan_l4(Lcore& L, const Dataplane::Shared& S, rte_mbuf* m, bool v6, unsigned l4_off,
                        std::uint8_t proto) noexcept {
     const unsigned end = m->data_len;
-    if (proto == kProtoEsp) [[likely]] return l4_off;
-    if (proto == kProtoUdp) {
-        if (end < l4_off + kUdpLen) return drop(L, m, Drop::IP_TRUNCATED), 0;
+    if (proto == wire::kIpProtoEsp) [[likely]] return l4_off;
+    if (proto == wire::kIpProtoUdp) {
+        if (end < l4_off + wire::kUdpHeaderLen) return drop(L, m, Drop::IP_TRUNCATED), 0;
         const std::uint8_t* u = data(m, l4_off);
-        const unsigned ulen = be16(u + 4);
-        if (ulen < kUdpLen || l4_off + ulen > end) return drop(L, m, Drop::IP_TRUNCATED), 0;
-        const std::uint16_t dport = be16(u + 2);
+        const unsigned ulen = be::get16(u + 4);
+        if (ulen < wire::kUdpHeaderLen || l4_off + ulen > end) return drop(L, m, Drop::IP_TRUNCATED), 0;
+        const std::uint16_t dport = be::get16(u + 2);
         if (dport == S.nat_port) {
-            if (ulen == kUdpLen + 1 && u[8] == 0xff) return drop(L, m, Drop::NAT_KEEPALIVE), 0;
-            return l4_off + kUdpLen;
+            if (ulen == wire::kUdpHeaderLen + 1 && u[8] == 0xff) return drop(L, m, Drop::NAT_KEEPALIVE), 0;
+            return l4_off + wire::kUdpHeaderLen;
         }
         if (dport == S.setup_port) {
             meta(m) = PktMeta{MsgKind::setup_udp, Side::wan, 0, 0};
@@ -316,8 +316,8 @@ static unsigned wan_l4(Lcore& L, const Dataplane::Shared& S, rte_mbuf* m, bool v
         }
         return drop(L, m, Drop::WAN_NOT_P3), 0;
     }
-    if (!v6 && proto == kProtoIcmp) return echo_v4(L, S, Side::wan, m), 0;
-    if (v6 && proto == kProtoIcmp6) {
+    if (!v6 && proto == wire::kIpProtoIcmp) return echo_v4(L, S, Side::wan, m), 0;
+    if (v6 && proto == wire::kIpProtoIcmp6) {
         if (data(m, l4_off)[0] == 128) return echo_v6(L, S, Side::wan, m), 0;
         return drop(L, m, Drop::NOT_FOR_US), 0;
     }
@@ -346,43 +346,43 @@ static unsigned process_wan(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkt
         rx_bytes += m->pkt_len;
         std::uint16_t et;
         if (!check_l2(L, S, Side::wan, m, et)) continue;
-        if (et == kEtherArp) {
+        if (et == wire::kEtherTypeArp) {
             L.stats.arp_in.add();
             meta(m) = PktMeta{MsgKind::arp, Side::wan, 0, 0};
             to_control(L, S, m);
-        } else if (et == kEtherIPv4) {
+        } else if (et == wire::kEtherTypeIpv4) {
             if (!check_v4(L, m)) continue;
-            std::uint8_t* ip = data(m, kEthLen);
+            std::uint8_t* ip = data(m, wire::kEthHeaderLen);
             if (!same_v4(ip + 16, own)) {
                 drop(L, m, Drop::WAN_NOT_P3);
                 continue;
             }
-            if ((be16(ip + 6) & 0x3fff) != 0) {   // MF or offset: an outer fragment
-                m->l2_len = kEthLen;
+            if ((be::get16(ip + 6) & 0x3fff) != 0) {   // MF or offset: an outer fragment
+                m->l2_len = wire::kEthHeaderLen;
                 m = L.reasm.process(m, now);
                 if (!m) continue;
-                ip = data(m, kEthLen);
+                ip = data(m, wire::kEthHeaderLen);
             }
             // Native P3 inline; the rest (UDP 4500 among it) through wan_l4.
-            const unsigned l4 = kEthLen + (ip[0] & 0x0f) * 4u;
-            const unsigned off = ip[9] == kProtoEsp ? l4 : wan_l4(L, S, m, false, l4, ip[9]);
+            const unsigned l4 = wire::kEthHeaderLen + (ip[0] & 0x0f) * 4u;
+            const unsigned off = ip[9] == wire::kIpProtoEsp ? l4 : wan_l4(L, S, m, false, l4, ip[9]);
             if (off) inbound_one(L, S, in, m, off, p3_src(m, l4, off));
-        } else if (et == kEtherIPv6) {
+        } else if (et == wire::kEtherTypeIpv6) {
             if (!check_v6(L, m)) continue;
-            std::uint8_t* ip = data(m, kEthLen);
+            std::uint8_t* ip = data(m, wire::kEthHeaderLen);
             if (local_icmp6(L, S, Side::wan, m, same_v6(ip + 24, own))) continue;
             if (!same_v6(ip + 24, own)) {
                 drop(L, m, Drop::WAN_NOT_P3);
                 continue;
             }
             if (ip[6] == kV6Fragment) {
-                m->l2_len = kEthLen;
+                m->l2_len = wire::kEthHeaderLen;
                 m = L.reasm.process(m, now);
                 if (!m) continue;
-                ip = data(m, kEthLen);
+                ip = data(m, wire::kEthHeaderLen);
             }
-            const unsigned off = wan_l4(L, S, m, true, kEthLen + kIPv6Len, ip[6]);
-            if (off) inbound_one(L, S, in, m, off, p3_src(m, kEthLen + kIPv6Len, off));
+            const unsigned off = wan_l4(L, S, m, true, wire::kEthHeaderLen + wire::kIpv6HeaderLen, ip[6]);
+            if (off) inbound_one(L, S, in, m, off, p3_src(m, wire::kEthHeaderLen + wire::kIpv6HeaderLen, off));
         } else {
             drop(L, m, Drop::ETHERTYPE);
         }

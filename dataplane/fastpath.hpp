@@ -282,7 +282,7 @@ inline void OutStage::push(Lcore& L, const Dataplane::Shared& S, rte_mbuf* mb, s
     ++n;
 }
 inline void outbound_one(Lcore& L, const Dataplane::Shared& S, OutStage& o, rte_mbuf* m, std::uint32_t sid) noexcept {
-    const std::uint32_t ip_len = m->pkt_len - pkt::kEthLen;
+    const std::uint32_t ip_len = m->pkt_len - wire::kEthHeaderLen;
     if (sid != o.run_sid || ip_len > o.run_mtu) [[unlikely]] {
         outbound_slow(L, S, o, m, sid);
         return;
@@ -335,7 +335,7 @@ inline void inbound_one(Lcore& L, const Dataplane::Shared& S, InStage& in, rte_m
     // Only the session's peer (address, and UDP port when encapsulated) may use its P3 IDs: a
     // copy re-sent from elsewhere is dropped before it reads the lane's window, which belongs
     // to the queue the peer's packets reach.
-    if (!s->from_peer(pkt::data(m, pkt::kEthLen), src)) [[unlikely]] {
+    if (!s->from_peer(pkt::data(m, wire::kEthHeaderLen), src)) [[unlikely]] {
         L.sessions[s->session()].rx_dropped.add();
         drop(L, m, Drop::P3_WRONG_PEER);
         return;

@@ -57,21 +57,21 @@ struct Lan4Path {
 void deliver4(Lcore& L, const Dataplane::Shared& S, Lan4Path& p, rte_mbuf* m, std::uint32_t d) noexcept {
     const bool on_link = (d & p.mask) == p.net;
     if (!p.lan_on || (!on_link && !p.gw_on)) {
-        send_l3(L, S, Side::lan, m, IpAddr::v4(d), kEtherIPv4);
+        send_l3(L, S, Side::lan, m, IpAddr::v4(d), wire::kEtherTypeIpv4);
         return;
     }
     const std::uint32_t nh = on_link ? d : p.gw;
     if (!p.have || nh != p.nh) {
         rte_ether_addr mac;
         if (!S.neigh[static_cast<unsigned>(Side::lan)]->lookup(IpAddr::v4(nh), mac)) {
-            send_l3(L, S, Side::lan, m, IpAddr::v4(d), kEtherIPv4);   // held until resolved
+            send_l3(L, S, Side::lan, m, IpAddr::v4(d), wire::kEtherTypeIpv4);   // held until resolved
             return;
         }
         p.have = true;
         p.nh = nh;
         p.mac = mac;
     }
-    put_eth(data(m), p.mac.addr_bytes, S.mac[static_cast<unsigned>(Side::lan)].addr_bytes, kEtherIPv4);
+    put_eth(data(m), p.mac.addr_bytes, S.mac[static_cast<unsigned>(Side::lan)].addr_bytes, wire::kEtherTypeIpv4);
     p.bytes += m->pkt_len;
     p.ready[p.n++] = m;
 }
@@ -88,7 +88,7 @@ unsigned inbound_flush(Lcore& L, const Dataplane::Shared& S, InStage& in) noexce
 
     wire::DecapResult res[kMaxBurst];
     // send_l3 writes the whole Ethernet header; the control path strips it: room, no copy.
-    wire::decap_burst(*L.wire, in.m, in.off, in.ref, k, kEthLen, res, wire::L2::room);
+    wire::decap_burst(*L.wire, in.m, in.off, in.ref, k, wire::kEthHeaderLen, res, wire::L2::room);
 
     const IpAddr& own_wan = S.own(Side::wan);
     NextHopCache lan_nh;
@@ -119,14 +119,14 @@ unsigned inbound_flush(Lcore& L, const Dataplane::Shared& S, InStage& in) noexce
             continue;
         }
         ++decrypted;
-        const std::uint8_t* ip = data(m, kEthLen);
+        const std::uint8_t* ip = data(m, wire::kEthHeaderLen);
         const bool v6 = (ip[0] >> 4) == 6;
-        const std::uint32_t d4 = v6 ? 0 : be32(ip + 16);
-        const std::uint32_t inner_len = m->pkt_len - kEthLen;
+        const std::uint32_t d4 = v6 ? 0 : be::get32(ip + 16);
+        const std::uint32_t inner_len = m->pkt_len - wire::kEthHeaderLen;
         if (v6 ? same_v6(ip + 24, own_wan) : lan4.wan_on && d4 == lan4.wan) {
             // The control channel (DESIGN.md §Control channel): the control thread opens it.
             recv.add(s->session(), inner_len);
-            rte_pktmbuf_adj(m, kEthLen);
+            rte_pktmbuf_adj(m, wire::kEthHeaderLen);
             meta(m) = PktMeta{MsgKind::control_in, Side::wan, s->lane(), s->session()};
             to_control(L, S, m);
             ++passed;
@@ -134,7 +134,7 @@ unsigned inbound_flush(Lcore& L, const Dataplane::Shared& S, InStage& in) noexce
         }
         // A peer speaks only for its own subnets: the inner source must route back to the
         // session that sent it.
-        const std::uint32_t src_sid = v6 ? S.routes->lookup6(ip + 8) : S.routes->lookup4(be32(ip + 12));
+        const std::uint32_t src_sid = v6 ? S.routes->lookup6(ip + 8) : S.routes->lookup4(be::get32(ip + 12));
         if (src_sid != s->session()) {
             sc.rx_dropped.add();
             drop(L, m, Drop::P3_INNER_SRC);
@@ -148,7 +148,7 @@ unsigned inbound_flush(Lcore& L, const Dataplane::Shared& S, InStage& in) noexce
         }
         recv.add(s->session(), inner_len);
         ++passed;
-        if (v6) send_l3(L, S, Side::lan, m, v6_at(ip + 24), kEtherIPv6, &lan_nh);
+        if (v6) send_l3(L, S, Side::lan, m, v6_at(ip + 24), wire::kEtherTypeIpv6, &lan_nh);
         else deliver4(L, S, lan4, m, d4);
     }
     L.stats.decrypted.add(decrypted);

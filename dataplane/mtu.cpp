@@ -29,7 +29,7 @@ Offending offending(rte_mbuf* m) noexcept {
     const std::uint8_t* e = pkt::data(m);
     std::memcpy(o.dst_mac.addr_bytes, e, 6);
     std::memcpy(o.src_mac.addr_bytes, e + 6, 6);
-    o.l3 = {e + pkt::kEthLen, static_cast<std::size_t>(m->data_len - pkt::kEthLen)};
+    o.l3 = {e + wire::kEthHeaderLen, static_cast<std::size_t>(m->data_len - wire::kEthHeaderLen)};
     return o;
 }
 
@@ -48,8 +48,8 @@ void answer_session_down(Lcore& L, const Dataplane::Shared& S, rte_mbuf* m) noex
     if (L.replies.allow(rte_rdtsc())) {
         const Offending o = offending(m);
         // The RST is the LAN peer's reply to itself; note which one went out.
-        const bool tcp = (o.l3[0] >> 4) == 4 ? o.l3.size() > 9 && o.l3[9] == pkt::kProtoTcp
-                                             : o.l3.size() > 6 && o.l3[6] == pkt::kProtoTcp;
+        const bool tcp = (o.l3[0] >> 4) == 4 ? o.l3.size() > 9 && o.l3[9] == wire::kIpProtoTcp
+                                             : o.l3.size() > 6 && o.l3[6] == wire::kIpProtoTcp;
         const Reply r = session_down_reply(S.pool, o, lan_source(S));
         if (r.verdict == ReplyVerdict::built) {
             if (tcp) L.stats.resets.add();

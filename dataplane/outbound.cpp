@@ -28,7 +28,7 @@ unsigned outbound_flush(Lcore& L, const Dataplane::Shared& S, OutStage& b) noexc
     if (b.n == 0) return 0;
     wire::WireStatus st[kMaxBurst];
     // The Ethernet header is written whole below (or by send_l3): room for it, no copy.
-    const unsigned ok = wire::encap_burst(*L.wire, b.m, b.ref, b.n, kEthLen, st, wire::L2::room);
+    const unsigned ok = wire::encap_burst(*L.wire, b.m, b.ref, b.n, wire::kEthHeaderLen, st, wire::L2::room);
     L.stats.encrypted.add(ok);
     const wire::TxView* last_view = nullptr;
     bool have_mac = false;
@@ -49,7 +49,7 @@ unsigned outbound_flush(Lcore& L, const Dataplane::Shared& S, OutStage& b) noexc
         const wire::TxView* v = b.ref[i].view;
         if (v != last_view) {   // per run of one slot: its EtherType and next hop
             last_view = v;
-            et = v->outer_v6() ? kEtherIPv6 : kEtherIPv4;
+            et = v->outer_v6() ? wire::kEtherTypeIpv6 : wire::kEtherTypeIpv4;
             auto nh = S.next_hop(Side::wan, v->dst);
             have_mac = nh && S.neigh[static_cast<unsigned>(Side::wan)]->lookup(*nh, mac);
         }
@@ -86,13 +86,13 @@ void outbound_slow(Lcore& L, const Dataplane::Shared& S, OutStage& o, rte_mbuf* 
         drop(L, m, Drop::NO_TX_SLOT);
         return;
     }
-    const std::uint32_t ip_len = m->pkt_len - kEthLen;
+    const std::uint32_t ip_len = m->pkt_len - wire::kEthHeaderLen;
     const std::uint32_t mtu = o.run_mtu;
     if (ip_len <= mtu) {
         o.push(L, S, m, sid, ip_len);
         return;
     }
-    const std::span<const std::uint8_t> l3(data(m, kEthLen), m->data_len - kEthLen);
+    const std::span<const std::uint8_t> l3(data(m, wire::kEthHeaderLen), m->data_len - wire::kEthHeaderLen);
     switch (mtu_action(l3, ip_len, mtu)) {
         case MtuAction::fits:
             o.push(L, S, m, sid, ip_len);
@@ -105,10 +105,10 @@ void outbound_slow(Lcore& L, const Dataplane::Shared& S, OutStage& o, rte_mbuf* 
             // Inner fragments, each encrypted on its own (RFC 4459 §5.1): the receiver
             // never reassembles outer packets in the normal case.
             rte_mbuf* frags[kMaxFragmentsOut];
-            rte_pktmbuf_adj(m, kEthLen);
+            rte_pktmbuf_adj(m, wire::kEthHeaderLen);
             const FragOutcome fo = fragment_ipv4(m, static_cast<std::uint16_t>(mtu), frags, S.pool, nullptr);
             if (fo.error != FragError::none) {
-                rte_pktmbuf_prepend(m, kEthLen);
+                rte_pktmbuf_prepend(m, wire::kEthHeaderLen);
                 L.sessions[sid].tx_dropped.add();
                 drop(L, m, fo.error == FragError::no_mbuf ? Drop::MBUF_ALLOC
                            : fo.error == FragError::malformed ? Drop::IP_BAD_HEADER
@@ -117,12 +117,12 @@ void outbound_slow(Lcore& L, const Dataplane::Shared& S, OutStage& o, rte_mbuf* 
             }
             L.stats.fragments_out.add(fo.count);
             for (unsigned f = 0; f < fo.count; ++f) {
-                if (!rte_pktmbuf_prepend(frags[f], kEthLen)) {
+                if (!rte_pktmbuf_prepend(frags[f], wire::kEthHeaderLen)) {
                     L.sessions[sid].tx_dropped.add();
                     drop(L, frags[f], Drop::NO_ROOM);
                     continue;
                 }
-                o.push(L, S, frags[f], sid, frags[f]->pkt_len - kEthLen);
+                o.push(L, S, frags[f], sid, frags[f]->pkt_len - wire::kEthHeaderLen);
             }
             break;
         }

@@ -29,18 +29,18 @@ rte_mbuf* build_icmp6(rte_mempool* mp, const rte_ether_addr& src_mac, const rte_
                       unsigned len) {
     rte_mbuf* m = rte_pktmbuf_alloc(mp);
     if (!m) return nullptr;
-    auto* p = reinterpret_cast<std::uint8_t*>(rte_pktmbuf_append(m, kEthLen + kIPv6Len + len));
+    auto* p = reinterpret_cast<std::uint8_t*>(rte_pktmbuf_append(m, wire::kEthHeaderLen + wire::kIpv6HeaderLen + len));
     if (!p) {
         rte_pktmbuf_free(m);
         return nullptr;
     }
-    put_eth(p, dst_mac.addr_bytes, src_mac.addr_bytes, kEtherIPv6);
-    std::uint8_t* ip = p + kEthLen;
-    hdr::put_ipv6(ip, len, kProtoIcmp6, 255, src_ip, dst_ip);
-    std::uint8_t* icmp = ip + kIPv6Len;
+    put_eth(p, dst_mac.addr_bytes, src_mac.addr_bytes, wire::kEtherTypeIpv6);
+    std::uint8_t* ip = p + wire::kEthHeaderLen;
+    hdr::put_ipv6(ip, len, wire::kIpProtoIcmp6, 255, src_ip, dst_ip);
+    std::uint8_t* icmp = ip + wire::kIpv6HeaderLen;
     std::memcpy(icmp, body, len);
     icmp[2] = icmp[3] = 0;
-    put16(icmp + 2, l4_csum(true, src_ip, dst_ip, kProtoIcmp6, icmp, len));
+    be::put16(icmp + 2, csum::l4(true, src_ip, dst_ip, wire::kIpProtoIcmp6, icmp, len));
     return m;
 }
 }  // namespace
@@ -63,13 +63,13 @@ rte_mbuf* Resolver::build_arp_request(rte_mempool* mp, const rte_ether_addr& src
     }
     std::memset(p, 0, 60);
     static constexpr std::uint8_t kBroadcast[6] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
-    put_eth(p, kBroadcast, src_mac.addr_bytes, kEtherArp);
-    std::uint8_t* a = p + kEthLen;
-    put16(a, 1);
-    put16(a + 2, kEtherIPv4);
+    put_eth(p, kBroadcast, src_mac.addr_bytes, wire::kEtherTypeArp);
+    std::uint8_t* a = p + wire::kEthHeaderLen;
+    be::put16(a, 1);
+    be::put16(a + 2, wire::kEtherTypeIpv4);
     a[4] = 6;
     a[5] = 4;
-    put16(a + 6, 1);
+    be::put16(a + 6, 1);
     std::memcpy(a + 8, src_mac.addr_bytes, 6);
     std::memcpy(a + 14, src_ip.bytes.data(), 4);
     std::memcpy(a + 24, target.bytes.data(), 4);
@@ -178,9 +178,9 @@ void Resolver::on_hold(Side side, rte_mbuf* m, std::uint64_t now_ms) {
     // the worker used) from the IP destination.
     const std::uint8_t* p = pkt::data(m);
     IpAddr dst;
-    const std::uint16_t et = be16(p + 12);
-    if (et == kEtherIPv4 && m->data_len >= kEthLen + kIPv4Len) dst = v4_at(p + kEthLen + 16);
-    else if (et == kEtherIPv6 && m->data_len >= kEthLen + kIPv6Len) dst = v6_at(p + kEthLen + 24);
+    const std::uint16_t et = be::get16(p + 12);
+    if (et == wire::kEtherTypeIpv4 && m->data_len >= wire::kEthHeaderLen + wire::kIpv4HeaderLen) dst = v4_at(p + wire::kEthHeaderLen + 16);
+    else if (et == wire::kEtherTypeIpv6 && m->data_len >= wire::kEthHeaderLen + wire::kIpv6HeaderLen) dst = v6_at(p + wire::kEthHeaderLen + 24);
     auto nh = dp_.shared().next_hop(side, dst);
     if (!nh) {
         stats_.drop(Drop::NO_GATEWAY);
@@ -255,14 +255,14 @@ void Resolver::on_arp(Side side, rte_mbuf* m, std::uint64_t now_ms) {
     (void)now_ms;
     const SideAddr& own = dp_.addr(side);
     std::uint8_t* p = pkt::data(m);
-    if (m->data_len < kEthLen + kArpLen || !own.addr.addr.is_v4()) {
+    if (m->data_len < wire::kEthHeaderLen + kArpLen || !own.addr.addr.is_v4()) {
         stats_.drop(Drop::ARP_BAD);
         rte_pktmbuf_free(m);
         return;
     }
-    std::uint8_t* a = p + kEthLen;
-    const std::uint16_t op = be16(a + 6);
-    if (be16(a) != 1 || be16(a + 2) != kEtherIPv4 || a[4] != 6 || a[5] != 4 || (op != 1 && op != 2)) {
+    std::uint8_t* a = p + wire::kEthHeaderLen;
+    const std::uint16_t op = be::get16(a + 6);
+    if (be::get16(a) != 1 || be::get16(a + 2) != wire::kEtherTypeIpv4 || a[4] != 6 || a[5] != 4 || (op != 1 && op != 2)) {
         stats_.drop(Drop::ARP_BAD);
         rte_pktmbuf_free(m);
         return;
@@ -280,7 +280,7 @@ void Resolver::on_arp(Side side, rte_mbuf* m, std::uint64_t now_ms) {
         const auto& mac = dp_.port(side).mac;
         std::memcpy(p, sha.addr_bytes, 6);
         std::memcpy(p + 6, mac.addr_bytes, 6);
-        put16(a + 6, 2);
+        be::put16(a + 6, 2);
         std::memcpy(a + 18, sha.addr_bytes, 6);
         std::memcpy(a + 24, spa.bytes.data(), 4);
         std::memcpy(a + 8, mac.addr_bytes, 6);
@@ -300,11 +300,11 @@ void Resolver::on_nd(Side side, rte_mbuf* m, std::uint64_t now_ms) {
     // The worker checked: Ethernet + IPv6 with next header 58, hop limit 255, type 135/136,
     // and that the frame holds the IPv6 payload length.
     std::uint8_t* p = pkt::data(m);
-    std::uint8_t* ip = p + kEthLen;
-    const unsigned plen = be16(ip + 4);
-    std::uint8_t* icmp = ip + kIPv6Len;
+    std::uint8_t* ip = p + wire::kEthHeaderLen;
+    const unsigned plen = be::get16(ip + 4);
+    std::uint8_t* icmp = ip + wire::kIpv6HeaderLen;
     if (!own.addr.addr.is_v6() || plen < 24 ||
-        l4_csum(true, ip + 8, ip + 24, kProtoIcmp6, icmp, plen) != 0 || icmp[1] != 0) {
+        csum::l4(true, ip + 8, ip + 24, wire::kIpProtoIcmp6, icmp, plen) != 0 || icmp[1] != 0) {
         stats_.drop(Drop::ND_BAD);
         rte_pktmbuf_free(m);
         return;

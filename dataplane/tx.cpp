@@ -93,7 +93,7 @@ void send_l3(Lcore& L, const Dataplane::Shared& S, Side side, rte_mbuf* m, const
     const unsigned i = static_cast<unsigned>(side);
     std::uint8_t* e = data(m);
     std::memcpy(e + 6, S.mac[i].addr_bytes, 6);
-    put16(e + 12, ethertype);
+    be::put16(e + 12, ethertype);
     auto nh = S.next_hop(side, dst);
     if (!nh) {
         drop(L, m, Drop::NO_GATEWAY);
@@ -134,29 +134,29 @@ unsigned drain_control(Lcore& L, const Dataplane::Shared& S) noexcept {
                 break;
             case MsgKind::tx_ip: {
                 // IP packet without Ethernet header: prepend one, find the next hop.
-                if (m->data_len < 1 || !rte_pktmbuf_prepend(m, kEthLen)) {
+                if (m->data_len < 1 || !rte_pktmbuf_prepend(m, wire::kEthHeaderLen)) {
                     drop(L, m, Drop::NO_ROOM);
                     break;
                 }
-                const std::uint8_t* ip = data(m, kEthLen);
+                const std::uint8_t* ip = data(m, wire::kEthHeaderLen);
                 const bool v6 = (ip[0] >> 4) == 6;
-                if (v6 ? m->data_len < kEthLen + kIPv6Len : m->data_len < kEthLen + kIPv4Len) {
+                if (v6 ? m->data_len < wire::kEthHeaderLen + wire::kIpv6HeaderLen : m->data_len < wire::kEthHeaderLen + wire::kIpv4HeaderLen) {
                     drop(L, m, Drop::IP_TRUNCATED);
                     break;
                 }
                 const IpAddr dst = v6 ? v6_at(ip + 24) : v4_at(ip + 16);
-                send_l3(L, S, md.side, m, dst, v6 ? kEtherIPv6 : kEtherIPv4);
+                send_l3(L, S, md.side, m, dst, v6 ? wire::kEtherTypeIpv6 : wire::kEtherTypeIpv4);
                 break;
             }
             case MsgKind::tx_inner: {
                 // The control channel's inner packet: encrypted with the data key like data.
                 const Session& ses = S.sessions->get(md.session);
                 if (ses.state.load(std::memory_order_acquire) != SessionState::up ||
-                    !rte_pktmbuf_prepend(m, kEthLen)) {
+                    !rte_pktmbuf_prepend(m, wire::kEthHeaderLen)) {
                     drop(L, m, Drop::SESSION_DOWN);
                     break;
                 }
-                put16(data(m, 12), (data(m, kEthLen)[0] >> 4) == 6 ? kEtherIPv6 : kEtherIPv4);
+                be::put16(data(m, 12), (data(m, wire::kEthHeaderLen)[0] >> 4) == 6 ? wire::kEtherTypeIpv6 : wire::kEtherTypeIpv4);
                 inner[ni] = m;
                 sid[ni++] = md.session;
                 break;

@@ -59,7 +59,7 @@ class Bench:
     def __init__(self, a):
         self.a = a
         self.build = os.path.abspath(a.build)
-        self.p3d = os.path.join(self.build, "dataplane", "p3d")
+        self.p3d = os.path.join(self.build, "p3d", "p3d")
         self.raw = os.path.join(self.build, "perf", "raw_gcm")
         self.work = tempfile.mkdtemp(prefix="p3bench-")
         self.log = open(os.path.join(a.out, "bench.log"), "w")

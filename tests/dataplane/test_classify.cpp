@@ -259,7 +259,7 @@ TEST_CASE("the 20-byte IPv4 header check agrees with rte_raw_cksum on valid, cor
         }
         const bool want = rte_raw_cksum(h, 20) == 0xffff;
         INFO("header " << i);
-        REQUIRE(p3::dp::pkt::ipv4_hdr20_ok(h) == want);
+        REQUIRE(p3::csum::ipv4_hdr20_ok(h) == want);
         (want ? valid : invalid) += 1;
     }
     CHECK(valid > 4000);    // both outcomes really exercised
