@@ -28,22 +28,22 @@ Appliance::Appliance(const config::Config& cfg, std::optional<setup::Credentials
     if (creds) {
         setup_ = std::make_unique<setup::SetupControlPlane>(cfg, std::move(*creds), setup::SetupOptions{}, clock,
                                                             random_, port_);
-        setup_->set_on_up([this](const setup::EstablishedSession& s, std::uint32_t sid, std::uint32_t local_lanes,
+        setup_->set_on_up([this](const setup::EstablishedSession& s, SessionId sid, std::uint32_t local_lanes,
                                  std::uint32_t peer_lanes) { on_up(s, sid, local_lanes, peer_lanes); });
-        setup_->set_on_failed([this](std::uint32_t remote_id, Reason) { on_failed(remote_id); });
+        setup_->set_on_failed([this](std::uint32_t remote_id, Reason) { on_failed(RemoteId(remote_id)); });
     }
 }
 
 Appliance::~Appliance() = default;
 
-const config::Remote* Appliance::find_remote(std::uint32_t id) const {
+const config::Remote* Appliance::find_remote(RemoteId id) const {
     for (const auto& r : cfg_.remotes)
-        if (r.id == id) return &r;
+        if (r.id == id.raw()) return &r;
     return nullptr;
 }
 
-const channel::Session* Appliance::session(std::uint32_t remote_id) const {
-    auto it = remotes_.find(remote_id);
+const channel::Session* Appliance::session(RemoteId remote) const {
+    auto it = remotes_.find(remote);
     return it == remotes_.end() ? nullptr : it->second.session.get();
 }
 
@@ -78,7 +78,7 @@ void Appliance::on_packet(rte_mbuf* m) {
         rte_pktmbuf_free(m);
         return;
     }
-    auto it = by_sid_.find(md.session);
+    auto it = by_sid_.find(SessionId(md.session));
     if (it == by_sid_.end() || m->pkt_len > kMaxControlPacket) {
         // A session with static keys, or one whose channel is not up yet: nothing reads it.
         ++control_unclaimed_;
@@ -97,9 +97,10 @@ void Appliance::poll(TimePoint now) {
     loop_.run_due();
 }
 
-void Appliance::on_up(const setup::EstablishedSession& s, std::uint32_t sid, std::uint32_t local_lanes,
+void Appliance::on_up(const setup::EstablishedSession& s, SessionId sid, std::uint32_t local_lanes,
                       std::uint32_t peer_lanes) {
-    const config::Remote* rc = find_remote(s.remote_id);
+    const RemoteId remote(s.remote_id);
+    const config::Remote* rc = find_remote(remote);
     if (!rc || !started_) return;
     auto keys = std::make_shared<channel::InitialKeys>();
     keys->rx_p3_id = s.rx_p3_id;
@@ -110,7 +111,7 @@ void Appliance::on_up(const setup::EstablishedSession& s, std::uint32_t sid, std
     keys->peer_lanes = peer_lanes;
 
     const bool primary = cfg_.role == config::Role::primary;
-    Remote& r = remotes_[s.remote_id];
+    Remote& r = remotes_[remote];
     if (!r.session || r.sid != sid) {
         if (r.session) by_sid_.erase(r.sid);
         // Both sides hold the pushed parameters; the key type is what the exchange negotiated.
@@ -127,11 +128,11 @@ void Appliance::on_up(const setup::EstablishedSession& s, std::uint32_t sid, std
         sc.params.key_type = s.key_type;
         r.session.reset();
         r.sid = sid;
-        r.link = port_.link(SessionId(sid), sc.params.size_hiding);
+        r.link = port_.link(sid, sc.params.size_hiding);
         if (!primary) {
             r.driver = std::make_unique<Driver>();
             r.driver->app = this;
-            r.driver->remote_id = s.remote_id;
+            r.driver->remote = remote;
         }
         r.session = std::make_unique<channel::Session>(loop_, std::move(sc), *r.link, *r.link, random_, keys_,
                                                        r.driver.get());
@@ -156,18 +157,18 @@ void Appliance::on_up(const setup::EstablishedSession& s, std::uint32_t sid, std
     }
 }
 
-void Appliance::on_failed(std::uint32_t remote_id) {
-    auto it = remotes_.find(remote_id);
+void Appliance::on_failed(RemoteId remote) {
+    auto it = remotes_.find(remote);
     if (it == remotes_.end() || !it->second.session) return;  // before the first success: setup retries
     it->second.session->setup_failed();
 }
 
 void Appliance::Driver::start_setup() {
     Appliance* a = app;
-    const std::uint32_t id = remote_id;
+    const RemoteId id = remote;
     a->loop_.after(Duration::zero(), [a, id] {
         // False while an exchange with this remote still runs: its result comes back anyway.
-        if (a->setup_) a->setup_->connect(id);
+        if (a->setup_) a->setup_->connect(id.raw());
     });
 }
 

@@ -58,7 +58,7 @@ public:
     void stop() override;
 
     // Read on the control thread or after stop.
-    const channel::Session* session(std::uint32_t remote_id) const;
+    const channel::Session* session(RemoteId remote) const;
     std::uint64_t control_unclaimed() const noexcept { return control_unclaimed_; }
 
 private:
@@ -66,20 +66,19 @@ private:
     // session's timer (the exchange may fail at once and call back into the session).
     struct Driver final : channel::SetupDriver {
         Appliance* app = nullptr;
-        std::uint32_t remote_id = 0;
+        RemoteId remote;
         void start_setup() override;
     };
     struct Remote {
-        std::uint32_t sid = 0;
+        SessionId sid;
         std::unique_ptr<DataplanePort::Link> link;
         std::unique_ptr<Driver> driver;
         std::unique_ptr<channel::Session> session;
     };
 
-    void on_up(const setup::EstablishedSession& s, std::uint32_t sid, std::uint32_t local_lanes,
-               std::uint32_t peer_lanes);
-    void on_failed(std::uint32_t remote_id);
-    const config::Remote* find_remote(std::uint32_t id) const;
+    void on_up(const setup::EstablishedSession& s, SessionId sid, std::uint32_t local_lanes, std::uint32_t peer_lanes);
+    void on_failed(RemoteId remote);
+    const config::Remote* find_remote(RemoteId id) const;
 
     const config::Config& cfg_;
     SystemRandom random_;
@@ -88,8 +87,8 @@ private:
     DataplanePort port_;
     std::unique_ptr<setup::SetupControlPlane> setup_;
     bool started_ = false;
-    std::map<std::uint32_t, Remote> remotes_;          // by remote id
-    std::map<std::uint32_t, channel::Session*> by_sid_;  // dataplane session id -> its session
+    std::map<RemoteId, Remote> remotes_;
+    std::map<SessionId, channel::Session*> by_sid_;   // the channel session of a dataplane session
     std::uint64_t control_unclaimed_ = 0, other_ = 0;
 };
 

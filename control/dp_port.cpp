@@ -85,7 +85,7 @@ bool DataplanePort::install(setup::EstablishedSession&& s) {
     }
     give_back(s.rx_p3_id, peer_lanes);   // the lanes the peer does not use
     ++installed_;
-    if (on_up_) on_up_(s, sid.raw(), port_.tx_lanes(), peer_lanes);
+    if (on_up_) on_up_(s, sid, port_.tx_lanes(), peer_lanes);
     return true;
 }
 

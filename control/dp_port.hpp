@@ -51,7 +51,7 @@ class DataplanePort final : public setup::SessionSink {
 public:
     // After the data keys are in place: the session, its dataplane id, and the lanes each side
     // sends on (what the control channel's InitialKeys needs with the control keys).
-    using UpHook = std::function<void(const setup::EstablishedSession&, std::uint32_t session_id,
+    using UpHook = std::function<void(const setup::EstablishedSession&, SessionId session,
                                       std::uint32_t local_lanes, std::uint32_t peer_lanes)>;
     explicit DataplanePort(dp::ControlPort& port, UpHook on_up = {}) : port_(port), on_up_(std::move(on_up)) {}
 

@@ -56,8 +56,8 @@ TEST_CASE("setup into the dataplane: keys installed as slots, traffic flows both
     p3::setup::test::Queue to_s(clock), to_p(clock);
     std::uint32_t up_sid = 0;
     std::pair<std::uint32_t, std::uint32_t> lanes{0, 0};
-    p3::control::DataplanePort sink_p(a.dp->control_port(), [&](const p3::setup::EstablishedSession&, std::uint32_t s, std::uint32_t local_lanes, std::uint32_t peer_lanes) {
-                                        up_sid = s;
+    p3::control::DataplanePort sink_p(a.dp->control_port(), [&](const p3::setup::EstablishedSession&, p3::SessionId s, std::uint32_t local_lanes, std::uint32_t peer_lanes) {
+                                        up_sid = s.raw();
                                         lanes = {local_lanes, peer_lanes};
                                     });
     p3::setup::test::RecordingSink sink_s(0x2000);
