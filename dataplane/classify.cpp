@@ -75,6 +75,18 @@ bool check_v6(Lcore& L, rte_mbuf* m) noexcept {
     return true;
 }
 
+// An echo answered in place goes back the way it came: Ethernet destination and source
+// swapped, and the IP source and destination (alen bytes each, the source at addrs).
+inline void turn_around(std::uint8_t* eth, std::uint8_t* addrs, unsigned alen) noexcept {
+    std::uint8_t tmp[16];
+    std::memcpy(tmp, eth, 6);
+    std::memcpy(eth, eth + 6, 6);
+    std::memcpy(eth + 6, tmp, 6);
+    std::memcpy(tmp, addrs, alen);
+    std::memcpy(addrs, addrs + alen, alen);
+    std::memcpy(addrs + alen, tmp, alen);
+}
+
 // ICMP echo request to one of our addresses: answered in place, back where it came from.
 void echo_v4(Lcore& L, const Dataplane::Shared& S, Side side, rte_mbuf* m) noexcept {
     std::uint8_t* e = data(m);
@@ -91,15 +103,8 @@ void echo_v4(Lcore& L, const Dataplane::Shared& S, Side side, rte_mbuf* m) noexc
         drop(L, m, Drop::NOT_FOR_US);
         return;
     }
-    std::uint8_t tmp[6];
-    std::memcpy(tmp, e, 6);
-    std::memcpy(e, e + 6, 6);
-    std::memcpy(e + 6, tmp, 6);
-    std::uint8_t a[4];
-    std::memcpy(a, ip + 12, 4);
-    std::memcpy(ip + 12, ip + 16, 4);
-    std::memcpy(ip + 16, a, 4);
-    ip[8] = 64;
+    turn_around(e, ip + 12, 4);
+    ip[8] = wire::kTtl;
     ip[10] = ip[11] = 0;
     be::put16(ip + 10, csum::ipv4_header(ip, hl));
     icmp[0] = 0;
@@ -118,14 +123,8 @@ void echo_v6(Lcore& L, const Dataplane::Shared& S, Side side, rte_mbuf* m) noexc
         drop(L, m, Drop::ICMP_BAD);
         return;
     }
-    std::uint8_t tmp[16];
-    std::memcpy(tmp, e, 6);
-    std::memcpy(e, e + 6, 6);
-    std::memcpy(e + 6, tmp, 6);
-    std::memcpy(tmp, ip + 8, 16);
-    std::memcpy(ip + 8, ip + 24, 16);
-    std::memcpy(ip + 24, tmp, 16);
-    ip[7] = 64;
+    turn_around(e, ip + 8, 16);
+    ip[7] = wire::kTtl;
     icmp[0] = 129;
     icmp[2] = icmp[3] = 0;
     be::put16(icmp + 2, csum::l4(true, ip + 8, ip + 24, wire::kIpProtoIcmp6, icmp, len));
