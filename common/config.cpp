@@ -255,17 +255,10 @@ void check_static_keys_unique(const Draft& d, const Config& cfg, std::size_t i) 
     }
 }
 
-struct SubnetRef {
-    Prefix p;
-    std::size_t remote;
-    int line;
-};
-
-}  // namespace
-
-Config finalize(Draft&& d) {
+// Role, local section and local address present; the local "ip" matches the address; local
+// heartbeat defaults consistent.
+void check_local(Draft& d) {
     Config& cfg = d.cfg;
-    cfg.source = d.file;
     if (!d.role_set)
         fail(d.file, 1, Reason::CFG_MISSING, "role missing: role = \"primary\" or \"secondary\"");
     if (!d.local_line) fail(d.file, 1, Reason::CFG_MISSING, "local section missing");
@@ -276,8 +269,12 @@ Config finalize(Draft&& d) {
              "ip " + std::to_string(d.ip_version) + " does not match address " + cfg.local.address.str() +
                  " (IPv" + std::to_string(cfg.local.address.family) + ")");
     check_heartbeat(d, cfg.local.defaults, d.local_line, "local ");
+}
 
-    // Credentials: files relative to the configuration; private ones owner-only.
+// Local credentials: certificate and private key come as a pair, files relative to the
+// configuration, the private key owner-only; state_dir is an absolute path.
+void check_local_credentials(Draft& d) {
+    Config& cfg = d.cfg;
     if (!cfg.local.certificate.empty() && cfg.local.private_key.empty())
         fail(d.file, d.cert_line, Reason::CFG_MISSING, "certificate needs private_key");
     if (cfg.local.certificate.empty() && !cfg.local.private_key.empty())
@@ -289,8 +286,12 @@ Config finalize(Draft&& d) {
     if (cfg.local.state_dir.empty() || cfg.local.state_dir[0] != '/')
         fail(d.file, d.state_dir_line ? d.state_dir_line : d.local_line, Reason::CFG_STATE_DIR,
              "local.state_dir '" + cfg.local.state_dir + "' is not an absolute path");
+}
 
-    // Dataplane: the WAN interface carries the local address unless told otherwise.
+// Dataplane: the WAN interface carries the local address unless told otherwise; LAN and WAN
+// are different ports, each with a consistent gateway and MTU.
+void check_dataplane(Draft& d) {
+    Config& cfg = d.cfg;
     auto& dp = cfg.dataplane;
     if (!d.wan_address_set) {
         dp.wan.address.addr = cfg.local.address;
@@ -306,114 +307,169 @@ Config finalize(Draft&& d) {
                  "): they must differ");
     check_port(d, dp.lan, "lan", d.lan_line, d.lan_gateway_line, d.lan_mtu_line);
     check_port(d, dp.wan, "wan", d.wan_line, d.wan_gateway_line, d.wan_mtu_line);
+}
 
-    // Groups: unique names.
+// Groups: unique names.
+void check_groups(const Draft& d) {
+    const Config& cfg = d.cfg;
     for (std::size_t i = 0; i < cfg.groups.size(); ++i)
         for (std::size_t j = 0; j < i; ++j)
             if (cfg.groups[i].name == cfg.groups[j].name)
                 fail(d.file, cfg.groups[i].line, Reason::CFG_DUPLICATE,
                      "group '" + cfg.groups[i].name + "' defined twice (first at line " +
                          std::to_string(cfg.groups[j].line) + ")");
+}
 
-    // Remotes: unique ids, addresses, groups, resolution, static keys.
+// Remote i: its id unique so far, its address present, matching its "ip" and the WAN family.
+void check_remote_address(const Draft& d, std::size_t i, const std::string& who) {
+    const Config& cfg = d.cfg;
+    const Remote& r = cfg.remotes[i];
+    const RemoteDraft& rd = d.remotes[i];
+    for (std::size_t j = 0; j < i; ++j)
+        if (cfg.remotes[j].id == r.id)
+            fail(d.file, r.line, Reason::CFG_DUPLICATE,
+                 "remote id " + std::to_string(r.id) + " defined twice (first at line " +
+                     std::to_string(cfg.remotes[j].line) + ")");
+    if (r.address.family == 0)
+        fail(d.file, r.line, Reason::CFG_MISSING, who + "address missing (the peer's WAN address)");
+    if (rd.ip_version && rd.ip_version != r.address.family)
+        fail(d.file, rd.ip_line, Reason::CFG_BAD_VALUE,
+             who + "ip " + std::to_string(rd.ip_version) + " does not match address " + r.address.str());
+    const auto& wan = cfg.dataplane.wan;
+    if (r.address.family != wan.address.addr.family)
+        fail(d.file, rd.address_line ? rd.address_line : r.line, Reason::CFG_BAD_VALUE,
+             who + "address " + r.address.str() + " is IPv" + std::to_string(r.address.family) +
+                 " but the WAN side is IPv" + std::to_string(wan.address.addr.family));
+}
+
+// Remote i's session parameters: local defaults, then its groups in order (each defined),
+// then its own settings; the resulting heartbeat consistent.
+void resolve_remote_params(Draft& d, std::size_t i, const std::string& who) {
+    Config& cfg = d.cfg;
+    Remote& r = cfg.remotes[i];
+    const RemoteDraft& rd = d.remotes[i];
+    r.params = cfg.local.defaults;
+    for (const auto& name : r.groups) {
+        auto g = std::find_if(cfg.groups.begin(), cfg.groups.end(),
+                              [&](const Group& x) { return x.name == name; });
+        if (g == cfg.groups.end())
+            fail(d.file, rd.groups_line ? rd.groups_line : r.line, Reason::CFG_BAD_VALUE,
+                 who + "group '" + name + "' is not defined (defined: " + list_names(cfg.groups) + ")");
+        apply(r.params, *g);
+    }
+    apply(r.params, rd.overrides);
+    check_heartbeat(d, r.params, r.line, who);
+}
+
+// Remote i's credentials: its pre-shared key file, and an identity no earlier remote without
+// static keys shares. The setup exchange picks the remote by the identity the peer claims and
+// checks its AUTH with that remote's key or certificate only, so two remotes with one identity
+// would leave the choice ambiguous.
+void check_remote_credentials(Draft& d, std::size_t i, const std::string& who) {
+    Config& cfg = d.cfg;
+    Remote& r = cfg.remotes[i];
+    const RemoteDraft& rd = d.remotes[i];
+    resolve_path(r.psk_file, d.file);
+    check_key_file(d, r.psk_file, (who + "psk_file").c_str(), rd.psk_line ? rd.psk_line : r.line, true);
+    if (!r.static_keys) {
+        const std::string key = identity_key(r);
+        for (std::size_t j = 0; j < i; ++j)
+            if (!cfg.remotes[j].static_keys && identity_key(cfg.remotes[j]) == key)
+                fail(d.file, r.line, Reason::CFG_DUPLICATE_IDENTITY,
+                     who + "identity '" + (r.identity.empty() ? r.address.str() : r.identity) +
+                         "' is also remote " + std::to_string(cfg.remotes[j].id) + "'s (line " +
+                         std::to_string(cfg.remotes[j].line) + "); an empty identity is the address");
+    }
+}
+
+// Remote i's lanes (warned about: not applied yet) and its subnets (required of a primary's
+// remotes and of a remote with static keys).
+void check_remote_lanes_subnets(Draft& d, std::size_t i, const std::string& who) {
+    Config& cfg = d.cfg;
+    const Remote& r = cfg.remotes[i];
+    // Each worker lcore sends under its own lane (a sequence counter has one writer), so
+    // the lane count is the worker count; the setting is carried (and pushed to a
+    // secondary) but changes nothing yet.
+    if (r.params.lanes != 0)
+        cfg.warnings.push_back(Error{d.file, r.line, Reason::CFG_LANES_NOT_APPLIED,
+                                     who + "lanes = " + std::to_string(r.params.lanes) +
+                                         " is not applied yet: p3d sends on one lane per worker lcore"});
+    if (r.subnets.empty() && (cfg.role == Role::primary || r.static_keys))
+        fail(d.file, r.line, Reason::CFG_MISSING,
+             who + "subnets missing (the networks routed to this remote)");
+}
+
+// Remote i's static keys, if any: sizes fit the key type, ids stay in range, rx ids overlap no
+// earlier remote's, no key reused; warns of what static keys give up.
+void check_remote_static_keys(Draft& d, std::size_t i, const std::string& who) {
+    Config& cfg = d.cfg;
+    const Remote& r = cfg.remotes[i];
+    if (!r.static_keys) return;
+    const auto& sk = *r.static_keys;
+    std::size_t want = r.params.key_type == KeyType::aes256 ? 32 : 16;
+    for (auto [key, name] : {std::pair{&sk.tx_key, "tx_key"}, std::pair{&sk.rx_key, "rx_key"}})
+        if (key->size() != want)
+            fail(d.file, sk.line, Reason::CFG_BAD_VALUE,
+                 who + "static_keys." + name + " is " + std::to_string(key->size()) +
+                     " bytes; key_type " + std::string(key_type_name(r.params.key_type)) +
+                     " needs " + std::to_string(want));
+    if (std::uint64_t(sk.tx_id) + sk.lanes - 1 > 0xffffffffull ||
+        std::uint64_t(sk.rx_id) + sk.lanes - 1 > 0xffffffffull)
+        fail(d.file, sk.line, Reason::CFG_BAD_VALUE,
+             who + "static_keys: id + lanes - 1 must stay within 1..4294967295");
+    // Inbound ids index our own slot table: two remotes may not share one.
+    for (std::size_t j = 0; j < i; ++j) {
+        const auto& o = cfg.remotes[j].static_keys;
+        if (!o) continue;
+        if (sk.rx_id < o->rx_id + o->lanes && o->rx_id < sk.rx_id + sk.lanes)
+            fail(d.file, sk.line, Reason::CFG_DUPLICATE,
+                 who + "static_keys.rx_id " + std::to_string(sk.rx_id) + " (lanes " +
+                     std::to_string(sk.lanes) + ") overlaps the rx ids of remote " +
+                     std::to_string(cfg.remotes[j].id) + " (line " + std::to_string(o->line) + ")");
+    }
+    check_static_keys_unique(d, cfg, i);
+    if (!sk.persist_sequence)
+        cfg.warnings.push_back(Error{d.file, sk.line, Reason::CFG_NO_SEQ_STATE,
+                                     "remote " + std::to_string(r.id) +
+                                         ": static_keys.persist_sequence = false: every start begins again at "
+                                         "sequence 1 and repeats nonces under these keys"});
+    cfg.warnings.push_back(Error{d.file, sk.line, Reason::CFG_STATIC_KEYS,
+                                 "remote " + std::to_string(r.id) +
+                                     " uses static keys: no setup exchange, no rekey"});
+    if (!sk.anti_replay)
+        cfg.warnings.push_back(Error{d.file, sk.line, Reason::CFG_NO_ANTI_REPLAY,
+                                     "remote " + std::to_string(r.id) +
+                                         ": static_keys.anti_replay = false: replayed packets are accepted"});
+}
+
+// Remotes: a secondary has one; each remote in file order passes every per-remote step before
+// the next is looked at (so the first error in the file is the one reported).
+void check_remotes(Draft& d) {
+    Config& cfg = d.cfg;
     if (cfg.role == Role::secondary && cfg.remotes.empty())
         fail(d.file, d.last_line ? d.last_line : 1, Reason::CFG_MISSING,
              "a secondary needs its primary as a remote (id, address)");
     for (std::size_t i = 0; i < cfg.remotes.size(); ++i) {
-        Remote& r = cfg.remotes[i];
-        RemoteDraft& rd = d.remotes[i];
-        std::string who = "remote " + std::to_string(r.id) + ": ";
-        for (std::size_t j = 0; j < i; ++j)
-            if (cfg.remotes[j].id == r.id)
-                fail(d.file, r.line, Reason::CFG_DUPLICATE,
-                     "remote id " + std::to_string(r.id) + " defined twice (first at line " +
-                         std::to_string(cfg.remotes[j].line) + ")");
-        if (r.address.family == 0)
-            fail(d.file, r.line, Reason::CFG_MISSING, who + "address missing (the peer's WAN address)");
-        if (rd.ip_version && rd.ip_version != r.address.family)
-            fail(d.file, rd.ip_line, Reason::CFG_BAD_VALUE,
-                 who + "ip " + std::to_string(rd.ip_version) + " does not match address " + r.address.str());
-        if (r.address.family != dp.wan.address.addr.family)
-            fail(d.file, rd.address_line ? rd.address_line : r.line, Reason::CFG_BAD_VALUE,
-                 who + "address " + r.address.str() + " is IPv" + std::to_string(r.address.family) +
-                     " but the WAN side is IPv" + std::to_string(dp.wan.address.addr.family));
-        r.params = cfg.local.defaults;
-        for (const auto& name : r.groups) {
-            auto g = std::find_if(cfg.groups.begin(), cfg.groups.end(),
-                                  [&](const Group& x) { return x.name == name; });
-            if (g == cfg.groups.end())
-                fail(d.file, rd.groups_line ? rd.groups_line : r.line, Reason::CFG_BAD_VALUE,
-                     who + "group '" + name + "' is not defined (defined: " + list_names(cfg.groups) + ")");
-            apply(r.params, *g);
-        }
-        apply(r.params, rd.overrides);
-        check_heartbeat(d, r.params, r.line, who);
-        // Credentials: the remote's own key. The setup exchange picks the remote by the
-        // identity the peer claims and checks its AUTH with that remote's key or certificate
-        // only, so two remotes with one identity would leave the choice ambiguous.
-        resolve_path(r.psk_file, d.file);
-        check_key_file(d, r.psk_file, (who + "psk_file").c_str(), rd.psk_line ? rd.psk_line : r.line, true);
-        if (!r.static_keys) {
-            const std::string key = identity_key(r);
-            for (std::size_t j = 0; j < i; ++j)
-                if (!cfg.remotes[j].static_keys && identity_key(cfg.remotes[j]) == key)
-                    fail(d.file, r.line, Reason::CFG_DUPLICATE_IDENTITY,
-                         who + "identity '" + (r.identity.empty() ? r.address.str() : r.identity) +
-                             "' is also remote " + std::to_string(cfg.remotes[j].id) + "'s (line " +
-                             std::to_string(cfg.remotes[j].line) + "); an empty identity is the address");
-        }
-        // Each worker lcore sends under its own lane (a sequence counter has one writer), so
-        // the lane count is the worker count; the setting is carried (and pushed to a
-        // secondary) but changes nothing yet.
-        if (r.params.lanes != 0)
-            cfg.warnings.push_back(Error{d.file, r.line, Reason::CFG_LANES_NOT_APPLIED,
-                                         who + "lanes = " + std::to_string(r.params.lanes) +
-                                             " is not applied yet: p3d sends on one lane per worker lcore"});
-        if (r.subnets.empty() && (cfg.role == Role::primary || r.static_keys))
-            fail(d.file, r.line, Reason::CFG_MISSING,
-                 who + "subnets missing (the networks routed to this remote)");
-        if (r.static_keys) {
-            auto& sk = *r.static_keys;
-            std::size_t want = r.params.key_type == KeyType::aes256 ? 32 : 16;
-            for (auto [key, name] : {std::pair{&sk.tx_key, "tx_key"}, std::pair{&sk.rx_key, "rx_key"}})
-                if (key->size() != want)
-                    fail(d.file, sk.line, Reason::CFG_BAD_VALUE,
-                         who + "static_keys." + name + " is " + std::to_string(key->size()) +
-                             " bytes; key_type " + std::string(key_type_name(r.params.key_type)) +
-                             " needs " + std::to_string(want));
-            if (std::uint64_t(sk.tx_id) + sk.lanes - 1 > 0xffffffffull ||
-                std::uint64_t(sk.rx_id) + sk.lanes - 1 > 0xffffffffull)
-                fail(d.file, sk.line, Reason::CFG_BAD_VALUE,
-                     who + "static_keys: id + lanes - 1 must stay within 1..4294967295");
-            // Inbound ids index our own slot table: two remotes may not share one.
-            for (std::size_t j = 0; j < i; ++j) {
-                const auto& o = cfg.remotes[j].static_keys;
-                if (!o) continue;
-                if (sk.rx_id < o->rx_id + o->lanes && o->rx_id < sk.rx_id + sk.lanes)
-                    fail(d.file, sk.line, Reason::CFG_DUPLICATE,
-                         who + "static_keys.rx_id " + std::to_string(sk.rx_id) + " (lanes " +
-                             std::to_string(sk.lanes) + ") overlaps the rx ids of remote " +
-                             std::to_string(cfg.remotes[j].id) + " (line " + std::to_string(o->line) + ")");
-            }
-            check_static_keys_unique(d, cfg, i);
-            if (!sk.persist_sequence)
-                cfg.warnings.push_back(Error{d.file, sk.line, Reason::CFG_NO_SEQ_STATE,
-                                             "remote " + std::to_string(r.id) +
-                                                 ": static_keys.persist_sequence = false: every start begins again at "
-                                                 "sequence 1 and repeats nonces under these keys"});
-            cfg.warnings.push_back(Error{d.file, sk.line, Reason::CFG_STATIC_KEYS,
-                                         "remote " + std::to_string(r.id) +
-                                             " uses static keys: no setup exchange, no rekey"});
-            if (!sk.anti_replay)
-                cfg.warnings.push_back(Error{d.file, sk.line, Reason::CFG_NO_ANTI_REPLAY,
-                                             "remote " + std::to_string(r.id) +
-                                                 ": static_keys.anti_replay = false: replayed packets are accepted"});
-        }
+        const std::string who = "remote " + std::to_string(cfg.remotes[i].id) + ": ";
+        check_remote_address(d, i, who);
+        resolve_remote_params(d, i, who);
+        check_remote_credentials(d, i, who);
+        check_remote_lanes_subnets(d, i, who);
+        check_remote_static_keys(d, i, who);
     }
+}
 
-    // Subnets across remotes must be disjoint (the routing table sends a packet to one
-    // remote). Sorted by address, a prefix can only be contained in one still "open" on
-    // the stack, so one pass finds every overlap.
+struct SubnetRef {
+    Prefix p;
+    std::size_t remote;
+    int line;
+};
+
+// Subnets across remotes are disjoint (the routing table sends a packet to one remote).
+// Sorted by address, a prefix can only be contained in one still "open" on the stack, so one
+// pass finds every overlap.
+void check_subnets_disjoint(const Draft& d) {
+    const Config& cfg = d.cfg;
     std::vector<SubnetRef> all;
     for (std::size_t i = 0; i < cfg.remotes.size(); ++i)
         for (std::size_t k = 0; k < cfg.remotes[i].subnets.size(); ++k)
@@ -439,10 +495,24 @@ Config finalize(Draft&& d) {
         }
         open.push_back(&e);
     }
+}
 
-    std::stable_sort(cfg.warnings.begin(), cfg.warnings.end(),
+}  // namespace
+
+// Resolves and checks in a fixed order, each step throwing at its first violation: local,
+// its credentials, dataplane, groups, each remote in file order, subnets across remotes. The
+// warnings come out sorted by line.
+Config finalize(Draft&& d) {
+    d.cfg.source = d.file;
+    check_local(d);
+    check_local_credentials(d);
+    check_dataplane(d);
+    check_groups(d);
+    check_remotes(d);
+    check_subnets_disjoint(d);
+    std::stable_sort(d.cfg.warnings.begin(), d.cfg.warnings.end(),
                      [](const Error& a, const Error& b) { return a.line < b.line; });
-    return std::move(cfg);
+    return std::move(d.cfg);
 }
 
 }  // namespace detail
