@@ -1,7 +1,8 @@
-// Shared by the two configuration loaders (config_libconfig.cpp, config_legacy.cpp) and the
-// common part (config.cpp): the limits of every setting, the parsers of values both formats
-// share, and the "draft" a loader fills before the common step resolves groups and overrides
-// and checks what spans more than one setting.
+// Shared by the two configuration loaders (config_libconfig.cpp, config_legacy.cpp), the
+// common part (config.cpp) and the validation (config_validate.cpp): the limits of every
+// setting, the parsers of values both formats share (defined in config.cpp), and the "draft"
+// a loader fills before finalize() (config_validate.cpp) resolves groups and overrides and
+// checks what spans more than one setting.
 //
 // Flow: loader parses its syntax, range-checks each value where it knows the line, fills a
 // Draft -> finalize() applies defaults, resolves local -> groups -> remote overrides, checks
@@ -107,7 +108,7 @@ struct Draft {
     int last_line = 0;                 // end of file, for "missing" errors
 };
 
-// Resolves and validates; the result replaces d.cfg. Throws LoadError.
+// Resolves and validates (config_validate.cpp); the result replaces d.cfg. Throws LoadError.
 Config finalize(Draft&& d);
 
 }  // namespace p3::config::detail
