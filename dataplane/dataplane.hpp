@@ -140,7 +140,18 @@ public:
 private:
     friend class ControlPort;
     void worker_main(unsigned index);
-    bool setup_lcores();
+    // init()'s steps, in its order (dataplane.cpp); each logs why it fails.
+    bool check_workers(std::vector<unsigned>& lc);
+    bool resolve_ports(std::uint16_t (&pid)[kSides]);
+    bool create_pool(unsigned nmbufs, unsigned nworkers);
+    bool start_ports(const std::uint16_t (&pid)[kSides], std::uint16_t nworkers, unsigned nmbufs);
+    bool create_rings(unsigned nworkers, unsigned nmbufs);
+    bool create_tables(unsigned nworkers);
+    void build_shared();
+    bool setup_lcores(const std::vector<unsigned>& lc);
+    void assign_queues();
+    void assign_lanes();
+    bool install_remotes();
     void clear_keys_now(std::uint32_t sid);   // at close: no reader left
 
     struct LaunchArg {
