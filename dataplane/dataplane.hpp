@@ -4,7 +4,8 @@
 // in one EAL.
 //
 // Life: init() (ports started, tables built, static sessions installed; any failure logged
-// with its reason code, nothing left open) -> start() (workers launched on their lcores) ->
+// with its reason code, nothing left open; its steps are the private members declared in its
+// order below) -> start() (workers launched on their lcores) ->
 // [run_here() on the calling lcore if it is a worker] -> request_stop() -> wait() -> close()
 // (ports stopped and closed; also done by the destructor). The control thread is the control
 // plane's (its ControlThread): it is started after start() and stopped before wait().
