@@ -1,4 +1,6 @@
-// Dataplane set-up and tear-down, lcore assignment, and the read-only views.
+// Dataplane set-up and tear-down, lcore assignment, and the read-only views. init() is a
+// row of named steps (workers, ports, pool, rings/RCU, tables, shared view, per-lcore state,
+// queues, lanes, static remotes), each of which logs its own failure; close() undoes them all.
 //
 // Queue assignment: every (port, RX queue) pair is given to one worker, round robin in the
 // order (lan q0, wan q0, lan q1, wan q1, ...), so with two workers and one queue per port one
@@ -59,12 +61,38 @@ static SideAddr side_addr(const config::PortConfig& pc) {
     return a;
 }
 
+// init() in the order it builds: any step that fails has logged why and returns false;
+// close() (called by the owner, or the destructor) releases whatever the earlier steps opened.
 bool Dataplane::init() {
     if (!register_meta()) return false;
-    const auto& dc = cfg_.dataplane;
+    std::vector<unsigned> lc;
+    if (!check_workers(lc)) return false;
+    const auto nworkers = static_cast<std::uint16_t>(lc.size());
+    std::uint16_t pid[kSides];
+    if (!resolve_ports(pid)) return false;
+    const unsigned nmbufs = std::max<unsigned>(cfg_.dataplane.mbufs, kMinMbufs);
+    if (!create_pool(nmbufs, nworkers)) return false;
+    if (!start_ports(pid, nworkers, nmbufs)) return false;
+    if (!create_rings(nworkers, nmbufs)) return false;
+    if (!create_tables(nworkers)) return false;
+    build_shared();
+    // Outer reassembly holds at most 1/kReassemblyShareDiv of the pool, split between the
+    // workers that poll the WAN (each has its own table).
+    const unsigned wan_workers = std::max(1u, std::min<unsigned>(nworkers, ports_[1].rx_queues));
+    reasm_bound_ = std::min<std::uint32_t>(kReassemblyFlows, nmbufs / kReassemblyShareDiv / wan_workers);
+    pressure_ = std::make_unique<PressureLog>(*this);
+    if (!setup_lcores(lc)) return false;
+    assign_queues();
+    assign_lanes();
+    if (!install_remotes()) return false;
+    inited_ = true;
+    return true;
+}
 
-    // Workers.
-    std::vector<unsigned> lc = opts_.lcores;
+// The worker lcores (the EAL's, unless the options name them) and the burst size.
+bool Dataplane::check_workers(std::vector<unsigned>& lc) {
+    const auto& dc = cfg_.dataplane;
+    lc = opts_.lcores;
     if (lc.empty()) {
         unsigned id;
         RTE_LCORE_FOREACH(id) lc.push_back(id);
@@ -77,10 +105,12 @@ bool Dataplane::init() {
         P3_LOG_ERROR(DP_CONFIG, "dataplane.burst %u: between 1 and %u", dc.burst, kMaxBurst);
         return false;
     }
-    const auto nworkers = static_cast<std::uint16_t>(lc.size());
+    return true;
+}
 
-    // Ports.
-    std::uint16_t pid[kSides];
+// The two DPDK ports the configuration names (two different ones) and their addresses.
+bool Dataplane::resolve_ports(std::uint16_t (&pid)[kSides]) {
+    const auto& dc = cfg_.dataplane;
     if (!resolve_port(dc.lan, Side::lan, pid[0]) || !resolve_port(dc.wan, Side::wan, pid[1])) return false;
     if (pid[0] == pid[1]) {
         P3_LOG_ERROR(PORT_SAME, "dataplane.lan and dataplane.wan are both DPDK port %u", pid[0]);
@@ -88,9 +118,11 @@ bool Dataplane::init() {
     }
     addr_[0] = side_addr(dc.lan);
     addr_[1] = side_addr(dc.wan);
+    return true;
+}
 
-    // Packet pool: small without hugepages, one cache per lcore.
-    const unsigned nmbufs = std::max<unsigned>(dc.mbufs, kMinMbufs);
+// Packet pool: small without hugepages, one cache per lcore.
+bool Dataplane::create_pool(unsigned nmbufs, unsigned nworkers) {
     const unsigned cache = std::min<unsigned>(kMbufCache, nmbufs / (2 * nworkers + 2));
     std::string pname = opts_.name + "_pool";
     pool_ = rte_pktmbuf_pool_create(pname.c_str(), nmbufs, cache, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
@@ -99,14 +131,23 @@ bool Dataplane::init() {
         P3_LOG_ERROR(MEMPOOL, "%u packet buffers: %s", nmbufs, rte_strerror(rte_errno));
         return false;
     }
+    return true;
+}
 
+// Both ports configured and started: a TX queue per worker, RX queues as configured (or one
+// per worker).
+bool Dataplane::start_ports(const std::uint16_t (&pid)[kSides], std::uint16_t nworkers, unsigned nmbufs) {
+    const auto& dc = cfg_.dataplane;
     const std::uint16_t rxq = dc.rx_queues == 0 ? nworkers : dc.rx_queues;
     for (unsigned s = 0; s < kSides; ++s) {
         const auto side = static_cast<Side>(s);
         if (!setup_port(pid[s], side, rxq, nworkers, nmbufs / 2, addr_[s].mtu, pool_, ports_[s])) return false;
     }
+    return true;
+}
 
-    // Rings and RCU.
+// The rings to the control thread (one per class) and back to the workers, and the RCU variable.
+bool Dataplane::create_rings(unsigned nworkers, unsigned nmbufs) {
     static constexpr const char* kCtlSuffix[kCtlClasses] = {"_ctl_t", "_ctl_n", "_ctl_s"};
     static constexpr unsigned kCtlSize[kCtlClasses] = {kTrustedRingSize, kNeighRingSize, kSetupRingSize};
     // A ring holds at most a quarter of the pool: a small pool (dataplane.mbufs down to 511)
@@ -129,6 +170,11 @@ bool Dataplane::init() {
         P3_LOG_ERROR(DP_TABLES, "rings / RCU variable: %s", rte_strerror(rte_errno));
         return false;
     }
+    return true;
+}
+
+// Routes, key slots, sessions, neighbour tables, and the configured gateways' static MACs.
+bool Dataplane::create_tables(unsigned nworkers) {
     if (!routes_.create(opts_.name.c_str(), qsbr_)) return false;
     if (!keys_create(nworkers)) return false;
     sessions_ = std::make_unique<SessionTable>();
@@ -141,8 +187,12 @@ bool Dataplane::init() {
             resolver_->set_static(static_cast<Side>(s), *addr_[s].gateway, mac);
         }
     }
+    return true;
+}
 
-    // What the workers read.
+// What the workers read.
+void Dataplane::build_shared() {
+    const auto& dc = cfg_.dataplane;
     shared_ = std::make_unique<Shared>();
     Shared& S = *shared_;
     for (unsigned s = 0; s < kSides; ++s) {
@@ -170,15 +220,13 @@ bool Dataplane::init() {
     S.stop = &stop_;
     S.add_local(addr_[0].addr);   // the LAN port's own prefix (host bits masked)
     for (const auto& p : cfg_.local.subnets) S.add_local(p);
+}
 
-    // Outer reassembly holds at most 1/kReassemblyShareDiv of the pool, split between the
-    // workers that poll the WAN (each has its own table).
-    const unsigned wan_workers = std::max(1u, std::min<unsigned>(nworkers, ports_[1].rx_queues));
-    reasm_bound_ = std::min<std::uint32_t>(kReassemblyFlows, nmbufs / kReassemblyShareDiv / wan_workers);
-    pressure_ = std::make_unique<PressureLog>(*this);
-
-    // Per-lcore state, on each lcore's socket.
-    for (unsigned i = 0; i < nworkers; ++i) {
+// Per-lcore state, on each lcore's socket: session counters, reassembly table, rate limits
+// and the wire engine.
+bool Dataplane::setup_lcores(const std::vector<unsigned>& lc) {
+    Shared& S = *shared_;
+    for (unsigned i = 0; i < lc.size(); ++i) {
         const unsigned socket = rte_lcore_to_socket_id(lc[i]);
         void* mem = rte_zmalloc_socket("p3_lcore", sizeof(Lcore), RTE_CACHE_LINE_SIZE, static_cast<int>(socket));
         auto* sc = static_cast<SessionCounters*>(
@@ -207,9 +255,14 @@ bool Dataplane::init() {
         L->hold_rate.configure(hz, kHoldRate, kHoldBurst, now);
         if (!wire_engine_create(*L, S)) return false;
     }
-    // LAN queue q -> worker q mod n; WAN queue q -> worker (q + 1) mod n. With one queue per
-    // port and two workers, one polls the LAN and the other the WAN; with a queue per worker
-    // (RSS), every worker polls one of each.
+    return true;
+}
+
+// LAN queue q -> worker q mod n; WAN queue q -> worker (q + 1) mod n. With one queue per
+// port and two workers, one polls the LAN and the other the WAN; with a queue per worker
+// (RSS), every worker polls one of each.
+void Dataplane::assign_queues() {
+    const auto nworkers = static_cast<unsigned>(lcores_.size());
     for (unsigned s = 0; s < kSides; ++s) {
         for (std::uint16_t q = 0; q < ports_[s].rx_queues; ++q) {
             Lcore& L = *lcores_[(q + s) % nworkers];
@@ -217,8 +270,11 @@ bool Dataplane::init() {
             L.rx[L.nrx++] = RxQueue{ports_[s].port_id, q, static_cast<Side>(s)};
         }
     }
-    // Lanes: every worker that encrypts (polls a LAN queue, or is worker 0, which drains the
-    // control ring) sends under its own lane, numbered densely from 0.
+}
+
+// Lanes: every worker that encrypts (polls a LAN queue, or is worker 0, which drains the
+// control ring) sends under its own lane, numbered densely from 0. Logs each worker's share.
+void Dataplane::assign_lanes() {
     tx_lanes_ = 0;
     for (Lcore* L : lcores_) {
         bool sends = L->index == 0;
@@ -234,11 +290,13 @@ bool Dataplane::init() {
                     L->index, L->lcore_id, rte_lcore_to_socket_id(L->lcore_id), q.empty() ? "nothing" : q.c_str(),
                     L->index, lane.c_str());
     }
+}
 
+// The configured remotes, with their static sessions, and the persisted sequence marks.
+bool Dataplane::install_remotes() {
     seq_ = std::make_unique<SeqReserve>(cfg_.local.state_dir, opts_.seq_block);
     for (const auto& r : cfg_.remotes)
         if (!add_remote(r)) return false;
-    inited_ = true;
     return true;
 }
 

@@ -4,7 +4,8 @@
 // in one EAL.
 //
 // Life: init() (ports started, tables built, static sessions installed; any failure logged
-// with its reason code, nothing left open) -> start() (workers launched on their lcores) ->
+// with its reason code, nothing left open; its steps are the private members declared in its
+// order below) -> start() (workers launched on their lcores) ->
 // [run_here() on the calling lcore if it is a worker] -> request_stop() -> wait() -> close()
 // (ports stopped and closed; also done by the destructor). The control thread is the control
 // plane's (its ControlThread): it is started after start() and stopped before wait().
@@ -140,7 +141,18 @@ public:
 private:
     friend class ControlPort;
     void worker_main(unsigned index);
-    bool setup_lcores();
+    // init()'s steps, in its order (dataplane.cpp); each logs why it fails.
+    bool check_workers(std::vector<unsigned>& lc);
+    bool resolve_ports(std::uint16_t (&pid)[kSides]);
+    bool create_pool(unsigned nmbufs, unsigned nworkers);
+    bool start_ports(const std::uint16_t (&pid)[kSides], std::uint16_t nworkers, unsigned nmbufs);
+    bool create_rings(unsigned nworkers, unsigned nmbufs);
+    bool create_tables(unsigned nworkers);
+    void build_shared();
+    bool setup_lcores(const std::vector<unsigned>& lc);
+    void assign_queues();
+    void assign_lanes();
+    bool install_remotes();
     void clear_keys_now(std::uint32_t sid);   // at close: no reader left
 
     struct LaunchArg {

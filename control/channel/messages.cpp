@@ -1,6 +1,7 @@
 // Strict TLV codec of the control messages. One table says, per message type, which TLVs it
 // requires and which it allows; parse() checks framing, then each TLV's size and range, then
-// the table, then the cross-field rules (one key source per key, chunk inside its array).
+// the table, then the cross-field rules (one key source per key, chunk inside its array);
+// each of those is its own step (check_header, walk_tlvs with set_field, check_fields).
 #include "control/channel/messages.hpp"
 
 #include "common/bytes.hpp"
@@ -222,148 +223,180 @@ Message Message::clone() const {
     return m;
 }
 
-std::optional<Message> parse(std::span<const std::uint8_t> in, ParseError* why, ParseStats* stats) {
-    if (why) *why = ParseError::none;
-    if (in.size() < limits::kHeaderLen) return (fail(ParseError::short_header, why, stats), std::nullopt);
+namespace {
+
+// The fixed header: version, a known type, a body that fits the buffer and the limit.
+ParseError check_header(std::span<const std::uint8_t> in, std::size_t& body_len) {
+    if (in.size() < limits::kHeaderLen) return ParseError::short_header;
     const std::uint8_t* p = in.data();
-    if (p[0] != limits::kVersion) return (fail(ParseError::bad_version, why, stats), std::nullopt);
-    if (p[1] == 0 || p[1] > kMaxMsgType) return (fail(ParseError::unknown_type, why, stats), std::nullopt);
-    const std::size_t body_len = be::get16(p + 2);
-    if (body_len > limits::kMaxBodyLen || limits::kHeaderLen + body_len > in.size())
-        return (fail(ParseError::bad_length, why, stats), std::nullopt);
+    if (p[0] != limits::kVersion) return ParseError::bad_version;
+    if (p[1] == 0 || p[1] > kMaxMsgType) return ParseError::unknown_type;
+    body_len = be::get16(p + 2);
+    if (body_len > limits::kMaxBodyLen || limits::kHeaderLen + body_len > in.size()) return ParseError::bad_length;
+    return ParseError::none;
+}
 
-    Message m;
-    m.type = static_cast<MsgType>(p[1]);
-    m.msg_id = be::get32(p + 4);
-    const TypeRule& rule = kRules[p[1]];
+// The fixed-size scalar TLVs: size first, then range, then the field.
+ParseError set_scalar(Message& m, std::uint16_t t, const std::uint8_t* v, std::size_t n) {
+    auto need = [&](std::size_t len) { return n == len; };
+    ParseError e = ParseError::none;
+    switch (t) {
+    case tlv::epoch:
+    case tlv::p3_id:
+    case tlv::lanes:
+    case tlv::array_gen:
+    case tlv::array_size:
+    case tlv::array_offset: {
+        if (!need(4)) return ParseError::bad_tlv_length;
+        const std::uint32_t x = be::get32(v);
+        if (t == tlv::epoch) m.epoch = x;
+        else if (t == tlv::p3_id) m.p3_id = x;
+        else if (t == tlv::lanes) {
+            if (x == 0 || x > wire::kMaxLanes) e = ParseError::bad_value;
+            m.lanes = x;
+        } else if (t == tlv::array_gen) m.array_gen = x;
+        else if (t == tlv::array_size) {
+            if (x == 0 || x > limits::kMaxArraySize) e = ParseError::bad_value;
+            m.array_size = x;
+        } else m.array_offset = x;
+        return e;
+    }
+    case tlv::status:
+    case tlv::error_code: {
+        if (!need(2)) return ParseError::bad_tlv_length;
+        const std::uint16_t x = be::get16(v);
+        if (!valid_status(x)) return ParseError::bad_value;
+        (t == tlv::status ? m.status : m.error_code) = static_cast<Status>(x);
+        return e;
+    }
+    case tlv::first_seq:
+        if (!need(8)) return ParseError::bad_tlv_length;
+        m.first_seq = be::get64(v);
+        if (*m.first_seq == 0 || *m.first_seq >= wire::kSeqHardLimit) e = ParseError::bad_value;
+        return e;
+    case tlv::array_kind:
+        if (!need(1)) return ParseError::bad_tlv_length;
+        if (v[0] != 1 && v[0] != 2) return ParseError::bad_value;
+        m.array_kind = static_cast<ArrayKind>(v[0]);
+        return e;
+    case tlv::flush_kinds:
+        if (!need(1)) return ParseError::bad_tlv_length;
+        if (v[0] == 0 || v[0] > 3) return ParseError::bad_value;
+        m.flush_kinds = v[0];
+        return e;
+    case tlv::ask_reason:
+        if (!need(1)) return ParseError::bad_tlv_length;
+        m.ask_reason = v[0];
+        return e;
+    case tlv::key_len:
+        if (!need(1)) return ParseError::bad_tlv_length;
+        if (v[0] != limits::kAes128KeyLen && v[0] != limits::kAes256KeyLen) return ParseError::bad_value;
+        m.key_len = v[0];
+        return e;
+    default: return ParseError::unknown_tlv;
+    }
+}
 
-    std::uint32_t seen = 0;
+// The key TLVs: a key's material or its array index, and an array chunk's keys.
+ParseError set_key(Message& m, std::uint16_t t, const std::uint8_t* v, std::size_t n) {
+    switch (t) {
+    case tlv::data_key_p2s:
+    case tlv::data_key_s2p:
+    case tlv::ctl_key_p2s:
+    case tlv::ctl_key_s2p: {
+        if (!valid_material_len(n)) return ParseError::bad_tlv_length;
+        KeyRef& k = t == tlv::data_key_p2s ? m.data_p2s
+                    : t == tlv::data_key_s2p ? m.data_s2p
+                    : t == tlv::ctl_key_p2s  ? m.ctl_p2s
+                                             : m.ctl_s2p;
+        k.material = SecretBytes(std::span<const std::uint8_t>(v, n));
+        return ParseError::none;
+    }
+    case tlv::data_idx_p2s:
+    case tlv::data_idx_s2p:
+    case tlv::ctl_idx_p2s:
+    case tlv::ctl_idx_s2p: {
+        if (n != 8) return ParseError::bad_tlv_length;
+        KeyRef& k = t == tlv::data_idx_p2s ? m.data_p2s
+                    : t == tlv::data_idx_s2p ? m.data_s2p
+                    : t == tlv::ctl_idx_p2s  ? m.ctl_p2s
+                                             : m.ctl_s2p;
+        k.index = ArrayIndex{be::get32(v), be::get32(v + 4)};
+        return ParseError::none;
+    }
+    case tlv::array_keys:
+        if (n == 0 || n > limits::kKeysPerChunk * limits::kKeyMaterial256) return ParseError::bad_tlv_length;
+        m.array_keys = SecretBytes(std::span<const std::uint8_t>(v, n));
+        return ParseError::none;
+    default: return ParseError::unknown_tlv;
+    }
+}
+
+// One TLV's value into its field.
+ParseError set_field(Message& m, std::uint16_t t, const std::uint8_t* v, std::size_t n) {
+    return (kKeyTlvs | bit(tlv::array_keys)) & bit(t) ? set_key(m, t, v, n) : set_scalar(m, t, v, n);
+}
+
+// The body's TLVs in order: framing, count, known type, no repeat, allowed for the message
+// type, then the value. `seen` collects the TLV types met.
+ParseError walk_tlvs(Message& m, const std::uint8_t* b, std::size_t body_len, const TypeRule& rule,
+                     std::uint32_t& seen) {
     std::size_t count = 0;
-    const std::uint8_t* b = p + limits::kHeaderLen;
     std::size_t pos = 0;
     while (pos < body_len) {
-        if (body_len - pos < limits::kTlvHeaderLen)
-            return (fail(ParseError::truncated_tlv, why, stats), std::nullopt);
+        if (body_len - pos < limits::kTlvHeaderLen) return ParseError::truncated_tlv;
         const std::uint16_t t = be::get16(b + pos);
         const std::size_t n = be::get16(b + pos + 2);
         pos += limits::kTlvHeaderLen;
-        if (n > body_len - pos) return (fail(ParseError::truncated_tlv, why, stats), std::nullopt);
+        if (n > body_len - pos) return ParseError::truncated_tlv;
         const std::uint8_t* v = b + pos;
         pos += n;
-        if (++count > limits::kMaxTlvs) return (fail(ParseError::too_many_tlvs, why, stats), std::nullopt);
-        if (t == 0 || t > tlv::max) return (fail(ParseError::unknown_tlv, why, stats), std::nullopt);
-        if (seen & bit(t)) return (fail(ParseError::duplicate_tlv, why, stats), std::nullopt);
+        if (++count > limits::kMaxTlvs) return ParseError::too_many_tlvs;
+        if (t == 0 || t > tlv::max) return ParseError::unknown_tlv;
+        if (seen & bit(t)) return ParseError::duplicate_tlv;
         seen |= bit(t);
-        if (!(rule.allowed & bit(t))) return (fail(ParseError::not_allowed, why, stats), std::nullopt);
-
-        auto need = [&](std::size_t len) { return n == len; };
-        ParseError e = ParseError::none;
-        switch (t) {
-        case tlv::epoch:
-        case tlv::p3_id:
-        case tlv::lanes:
-        case tlv::array_gen:
-        case tlv::array_size:
-        case tlv::array_offset: {
-            if (!need(4)) { e = ParseError::bad_tlv_length; break; }
-            const std::uint32_t x = be::get32(v);
-            if (t == tlv::epoch) m.epoch = x;
-            else if (t == tlv::p3_id) m.p3_id = x;
-            else if (t == tlv::lanes) {
-                if (x == 0 || x > wire::kMaxLanes) e = ParseError::bad_value;
-                m.lanes = x;
-            } else if (t == tlv::array_gen) m.array_gen = x;
-            else if (t == tlv::array_size) {
-                if (x == 0 || x > limits::kMaxArraySize) e = ParseError::bad_value;
-                m.array_size = x;
-            } else m.array_offset = x;
-            break;
-        }
-        case tlv::status:
-        case tlv::error_code: {
-            if (!need(2)) { e = ParseError::bad_tlv_length; break; }
-            const std::uint16_t x = be::get16(v);
-            if (!valid_status(x)) { e = ParseError::bad_value; break; }
-            (t == tlv::status ? m.status : m.error_code) = static_cast<Status>(x);
-            break;
-        }
-        case tlv::first_seq:
-            if (!need(8)) { e = ParseError::bad_tlv_length; break; }
-            m.first_seq = be::get64(v);
-            if (*m.first_seq == 0 || *m.first_seq >= wire::kSeqHardLimit) e = ParseError::bad_value;
-            break;
-        case tlv::array_kind:
-            if (!need(1)) { e = ParseError::bad_tlv_length; break; }
-            if (v[0] != 1 && v[0] != 2) { e = ParseError::bad_value; break; }
-            m.array_kind = static_cast<ArrayKind>(v[0]);
-            break;
-        case tlv::flush_kinds:
-            if (!need(1)) { e = ParseError::bad_tlv_length; break; }
-            if (v[0] == 0 || v[0] > 3) { e = ParseError::bad_value; break; }
-            m.flush_kinds = v[0];
-            break;
-        case tlv::ask_reason:
-            if (!need(1)) { e = ParseError::bad_tlv_length; break; }
-            m.ask_reason = v[0];
-            break;
-        case tlv::key_len:
-            if (!need(1)) { e = ParseError::bad_tlv_length; break; }
-            if (v[0] != limits::kAes128KeyLen && v[0] != limits::kAes256KeyLen) { e = ParseError::bad_value; break; }
-            m.key_len = v[0];
-            break;
-        case tlv::data_key_p2s:
-        case tlv::data_key_s2p:
-        case tlv::ctl_key_p2s:
-        case tlv::ctl_key_s2p: {
-            if (!valid_material_len(n)) { e = ParseError::bad_tlv_length; break; }
-            KeyRef& k = t == tlv::data_key_p2s ? m.data_p2s
-                        : t == tlv::data_key_s2p ? m.data_s2p
-                        : t == tlv::ctl_key_p2s  ? m.ctl_p2s
-                                                 : m.ctl_s2p;
-            k.material = SecretBytes(std::span<const std::uint8_t>(v, n));
-            break;
-        }
-        case tlv::data_idx_p2s:
-        case tlv::data_idx_s2p:
-        case tlv::ctl_idx_p2s:
-        case tlv::ctl_idx_s2p: {
-            if (!need(8)) { e = ParseError::bad_tlv_length; break; }
-            KeyRef& k = t == tlv::data_idx_p2s ? m.data_p2s
-                        : t == tlv::data_idx_s2p ? m.data_s2p
-                        : t == tlv::ctl_idx_p2s  ? m.ctl_p2s
-                                                 : m.ctl_s2p;
-            k.index = ArrayIndex{be::get32(v), be::get32(v + 4)};
-            break;
-        }
-        case tlv::array_keys:
-            if (n == 0 || n > limits::kKeysPerChunk * limits::kKeyMaterial256) {
-                e = ParseError::bad_tlv_length;
-                break;
-            }
-            m.array_keys = SecretBytes(std::span<const std::uint8_t>(v, n));
-            break;
-        default: e = ParseError::unknown_tlv; break;
-        }
-        if (e != ParseError::none) return (fail(e, why, stats), std::nullopt);
+        if (!(rule.allowed & bit(t))) return ParseError::not_allowed;
+        if (const ParseError e = set_field(m, t, v, n); e != ParseError::none) return e;
     }
+    return ParseError::none;
+}
 
-    if ((seen & rule.required) != rule.required) return (fail(ParseError::missing, why, stats), std::nullopt);
-
-    // Cross-field rules.
+// Cross-field rules: one key source per key, a successful status names its p3 and lanes,
+// a chunk's keys are whole entries inside its array.
+ParseError check_fields(const Message& m) {
     if (m.type == MsgType::rekey_request) {
         for (const KeyRef* k : {&m.data_p2s, &m.data_s2p, &m.ctl_p2s, &m.ctl_s2p})
-            if (k->material.empty() == !k->index.has_value())
-                return (fail(ParseError::key_conflict, why, stats), std::nullopt);
+            if (k->material.empty() == !k->index.has_value()) return ParseError::key_conflict;
     }
     if (m.type == MsgType::rekey_status && m.status == Status::ok && (!m.p3_id || !m.lanes))
-        return (fail(ParseError::missing, why, stats), std::nullopt);
+        return ParseError::missing;
     if (m.type == MsgType::array_chunk) {
         const std::size_t entry = *m.key_len + limits::kSaltLen;
         const std::size_t nkeys = m.array_keys.size() / entry;
         if (m.array_keys.size() % entry != 0 || nkeys == 0 || nkeys > limits::kKeysPerChunk ||
             *m.array_offset >= *m.array_size || nkeys > *m.array_size - *m.array_offset)
-            return (fail(ParseError::bad_value, why, stats), std::nullopt);
+            return ParseError::bad_value;
     }
+    return ParseError::none;
+}
+
+}  // namespace
+
+std::optional<Message> parse(std::span<const std::uint8_t> in, ParseError* why, ParseStats* stats) {
+    if (why) *why = ParseError::none;
+    std::size_t body_len = 0;
+    if (const ParseError e = check_header(in, body_len); e != ParseError::none)
+        return (fail(e, why, stats), std::nullopt);
+    const std::uint8_t* p = in.data();
+    Message m;
+    m.type = static_cast<MsgType>(p[1]);
+    m.msg_id = be::get32(p + 4);
+    const TypeRule& rule = kRules[p[1]];
+    std::uint32_t seen = 0;
+    if (const ParseError e = walk_tlvs(m, p + limits::kHeaderLen, body_len, rule, seen); e != ParseError::none)
+        return (fail(e, why, stats), std::nullopt);
+    if ((seen & rule.required) != rule.required) return (fail(ParseError::missing, why, stats), std::nullopt);
+    if (const ParseError e = check_fields(m); e != ParseError::none) return (fail(e, why, stats), std::nullopt);
     if (stats) ++stats->ok;
     return m;
 }
