@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "common/log.hpp"
@@ -42,6 +43,22 @@ struct RcuRead {
     RcuRead& operator=(const RcuRead&) = delete;
 };
 
+// What every command that answers a dict does first: one command at a time (g_mu), with the
+// dataplane still attached, online on its RCU for the command's length; then the reply's dict.
+class Command {
+public:
+    explicit Command(rte_tel_data* d) : lock_(g_mu) {
+        if (!g_dp) return;
+        rcu_.emplace(*g_dp);
+        rte_tel_data_start_dict(d);
+    }
+    explicit operator bool() const noexcept { return rcu_.has_value(); }
+
+private:
+    std::lock_guard<std::mutex> lock_;
+    std::optional<RcuRead> rcu_;
+};
+
 const char* state_name(SessionState s) {
     switch (s) {
         case SessionState::up: return "up";
@@ -57,10 +74,8 @@ void add_lcore_counters(rte_tel_data* d, const LcoreStats& st) {
 }
 
 int cmd_stats(const char*, const char*, rte_tel_data* d) {
-    std::lock_guard lock(g_mu);
-    if (!g_dp) return -1;
-    RcuRead rcu(*g_dp);
-    rte_tel_data_start_dict(d);
+    Command cmd(d);
+    if (!cmd) return -1;
 #define P3_X(name) rte_tel_data_add_dict_u64(d, #name, g_dp->sum(&LcoreStats::name));
     P3_LCORE_COUNTERS(P3_X)
 #undef P3_X
@@ -89,19 +104,15 @@ int cmd_stats(const char*, const char*, rte_tel_data* d) {
 }
 
 int cmd_drops(const char*, const char*, rte_tel_data* d) {
-    std::lock_guard lock(g_mu);
-    if (!g_dp) return -1;
-    RcuRead rcu(*g_dp);
-    rte_tel_data_start_dict(d);
+    Command cmd(d);
+    if (!cmd) return -1;
     for (const auto& di : kDrops) rte_tel_data_add_dict_u64(d, std::string(di.name).c_str(), g_dp->drops(di.drop));
     return 0;
 }
 
 int cmd_lcores(const char*, const char*, rte_tel_data* d) {
-    std::lock_guard lock(g_mu);
-    if (!g_dp) return -1;
-    RcuRead rcu(*g_dp);
-    rte_tel_data_start_dict(d);
+    Command cmd(d);
+    if (!cmd) return -1;
     for (unsigned i = 0; i < g_dp->workers(); ++i) {
         const Lcore& L = g_dp->lcore(i);
         rte_tel_data* c = rte_tel_data_alloc();
@@ -123,10 +134,8 @@ int cmd_lcores(const char*, const char*, rte_tel_data* d) {
 }
 
 int cmd_ports(const char*, const char*, rte_tel_data* d) {
-    std::lock_guard lock(g_mu);
-    if (!g_dp) return -1;
-    RcuRead rcu(*g_dp);
-    rte_tel_data_start_dict(d);
+    Command cmd(d);
+    if (!cmd) return -1;
     for (unsigned s = 0; s < kSides; ++s) {
         const PortInfo& p = g_dp->port(static_cast<Side>(s));
         rte_tel_data* c = rte_tel_data_alloc();
@@ -191,10 +200,8 @@ void add_session(rte_tel_data* c, const SessionView& s) {
 }
 
 int cmd_sessions(const char*, const char*, rte_tel_data* d) {
-    std::lock_guard lock(g_mu);
-    if (!g_dp) return -1;
-    RcuRead rcu(*g_dp);
-    rte_tel_data_start_dict(d);
+    Command cmd(d);
+    if (!cmd) return -1;
     const SessionsView* v = g_dp->control_port().sessions_view();
     if (!v) return 0;
     // A telemetry reply is bounded (RTE_TEL_MAX_DICT_ENTRIES): the first ones, then /p3/session.
