@@ -105,7 +105,7 @@ public:
     SizeHiding size_hiding() const noexcept { return size_hiding_; }
     const GcmKey& key() const noexcept { return key_; }
     // What decap_burst() takes: the key and the open variant chosen when the slot was built.
-    RxRef ref() const noexcept { return RxRef(&key_, size_hiding_, open_); }
+    RxRef ref() const noexcept { return RxRef(&key_, open_); }
 
     // The packet's outer header comes from the slot's peer: IP at outer_ip, and how it was
     // carried: src_tag(udp, port) (native P3, or UDP from that source port). A few

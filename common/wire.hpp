@@ -214,13 +214,13 @@ unsigned open_run_hidden(GcmEngine&, rte_mbuf* const*, const std::uint16_t*, con
 struct RxRef {
     constexpr RxRef() noexcept = default;
     constexpr RxRef(const GcmKey* k, SizeHiding sh) noexcept
-        : key(k), size_hiding(sh), open(sh == SizeHiding::on ? &detail::open_run_hidden : &detail::open_run_plain) {}
+        : key(k), open(sh == SizeHiding::on ? &detail::open_run_hidden : &detail::open_run_plain) {}
     // With the variant already chosen (what an RX slot keeps).
-    constexpr RxRef(const GcmKey* k, SizeHiding sh, OpenRunFn f) noexcept : key(k), size_hiding(sh), open(f) {}
+    constexpr RxRef(const GcmKey* k, OpenRunFn f) noexcept : key(k), open(f) {}
     const GcmKey* key = nullptr;
-    SizeHiding size_hiding = SizeHiding::off;
-    OpenRunFn open = &detail::open_run_plain;
+    OpenRunFn open = &detail::open_run_plain;   // the size-hiding setting, resolved
 };
+static_assert(sizeof(RxRef) == 16);   // two words: a burst's refs stay in a few cache lines
 // Opens and strips n (<= kMaxBurst) packets in place. pkts[i] = [l2][outer IP at l2_len]
 // [UDP?][P3 header at p3_off[i]]..., pkt_len = end of the IP packet (parse_outer trims).
 // p3_off[i] == l2_len means "no outer header" (no ECN processing). Writes res[i]; returns
