@@ -5,6 +5,25 @@
 
 namespace p3::channel {
 
+namespace {
+
+// The answers this side gives: a status for a request's epoch, or an error.
+Message status_for(std::uint32_t epoch) {
+    Message st;
+    st.type = MsgType::rekey_status;
+    st.epoch = epoch;
+    return st;
+}
+
+Message error_of(Status why) {
+    Message err;
+    err.type = MsgType::error;
+    err.error_code = why;
+    return err;
+}
+
+}  // namespace
+
 void RekeyResponder::start_session() {
     newest_req_epoch_ = 0;
     last_req_status_.reset();
@@ -12,9 +31,7 @@ void RekeyResponder::start_session() {
 }
 
 void RekeyResponder::reply_again(const Message& m) {
-    Message st;
-    st.type = MsgType::rekey_status;
-    st.epoch = *m.epoch;
+    Message st = status_for(*m.epoch);
     if (rekey_in_ && rekey_in_->epoch == *m.epoch) {
         st.status = Status::ok;
         st.p3_id = rekey_in_->my_rx_id;
@@ -27,9 +44,7 @@ void RekeyResponder::reply_again(const Message& m) {
 
 void RekeyResponder::on_request(const Message& m) {
     const std::uint32_t e = *m.epoch;
-    Message st;
-    st.type = MsgType::rekey_status;
-    st.epoch = e;
+    Message st = status_for(e);
     if (e < newest_req_epoch_ || (e == 0)) {
         ++c_.stats.rekey_stale;
         st.status = Status::stale;
@@ -92,10 +107,7 @@ void RekeyResponder::on_switch(const Message& m) {
         // The primary sends under epoch e (and has our inbound keys since its request): follow.
         if (!c_.installer.switch_tx(rekey_in_->peer_rx_id, rekey_in_->data_s2p, c_.local_lanes)) {
             P3_LOG_ERROR(KEY_INSTALL_FAILED, "%s: rekey epoch %u: dataplane refused the outbound keys", c_.name(), e);
-            Message err;
-            err.type = MsgType::error;
-            err.error_code = Status::install_failed;
-            return link_.respond(m, std::move(err));
+            return link_.respond(m, error_of(Status::install_failed));
         }
         epochs_.switch_tx(e, rekey_in_->ctl_s2p.clone());
         rekey_in_->switched = true;
@@ -108,10 +120,7 @@ void RekeyResponder::on_switch(const Message& m) {
     }
     if (epochs_.tx().epoch == e) return link_.respond(m, std::move(a));  // a retransmission: same answer
     ++c_.stats.unexpected;
-    Message err;
-    err.type = MsgType::error;
-    err.error_code = e < epochs_.tx().epoch ? Status::stale : Status::unknown_epoch;
-    link_.respond(m, std::move(err));
+    link_.respond(m, error_of(e < epochs_.tx().epoch ? Status::stale : Status::unknown_epoch));
 }
 
 }  // namespace p3::channel
