@@ -1,7 +1,8 @@
-// Key slot table (slots.hpp): building, publishing, retiring and reclaiming slots on the
-// control thread. Nothing here runs on a worker except the inline lookups in the header.
+// Key slot table (slots.hpp): building, publishing, retiring and reclaiming slots, their key
+// states and key objects on the control thread. Nothing here runs on a worker except the
+// inline lookups in the header.
 //
-// Reclamation: retired slots wait in a FIFO with the token rte_rcu_qsbr_start() gave at
+// Reclamation: retired objects (slots, RX key states, RX keys, TX key objects) wait in a FIFO with the token rte_rcu_qsbr_start() gave at
 // retirement. Tokens grow monotonically, so the queue is in token order and reclaim() frees
 // from the head while rte_rcu_qsbr_check() says every online reader has passed that token.
 // A plain vector rather than rte_rcu_qsbr_dq: it never fills up (no retire can fail or have
@@ -34,11 +35,35 @@ bool key_sizes_ok(std::span<const std::uint8_t> key, std::span<const std::uint8_
 void* slot_alloc(std::size_t bytes) noexcept { return secure_alloc(bytes, RTE_CACHE_LINE_SIZE); }
 void slot_free(void* p, std::size_t bytes) noexcept { secure_free(p, bytes, RTE_CACHE_LINE_SIZE); }
 
-// A slot that was built but never published: no reader can have seen it.
-template <class Slot>
-void discard(Slot* s, std::size_t bytes) noexcept {
-    s->~Slot();
+// An object that was built but never published: no reader can have seen it.
+template <class Obj>
+void discard(Obj* s, std::size_t bytes) noexcept {
+    s->~Obj();
     slot_free(s, bytes);   // wipes
+}
+
+// An RX key of its own (shared by consecutive key states of one slot); nullptr: no memory or
+// an unusable key (both logged by the caller).
+GcmKey* make_rx_key(std::span<const std::uint8_t> key, std::span<const std::uint8_t> salt) noexcept {
+    void* mem = slot_alloc(sizeof(GcmKey));
+    if (!mem) return nullptr;
+    auto* k = new (mem) GcmKey(key, salt);
+    if (!k->valid()) {
+        discard(k, sizeof(GcmKey));
+        return nullptr;
+    }
+    return k;
+}
+
+RxKeys* make_rx_keys(const GcmKey* cur, std::uint64_t cur_from, const GcmKey* next, std::uint64_t next_from) noexcept {
+    void* mem = slot_alloc(sizeof(RxKeys));
+    if (!mem) return nullptr;
+    auto* k = new (mem) RxKeys;
+    k->cur = cur;
+    k->cur_from = cur_from;
+    k->next = next;
+    k->next_from = next_from;
+    return k;
 }
 
 }  // namespace
@@ -60,11 +85,13 @@ SlotTable::SlotTable(const SlotTableConfig& cfg, rte_rcu_qsbr* qsbr)
 SlotTable::~SlotTable() {
     // No reader is online: everything can go now, wiped.
     for (std::uint32_t i = 1; i < rx_cap_; ++i)
-        if (RxSlot* s = rx_[i].exchange(nullptr, std::memory_order_relaxed)) free_now(s, true);
+        if (RxSlot* s = rx_[i].exchange(nullptr, std::memory_order_relaxed))
+            free_now(Retired{0, s, FreedKind::rx_slot, s->lane_, s->id_.raw(), s->session_});
     const std::size_t ntx = static_cast<std::size_t>(sessions_) * lanes_;
     for (std::size_t i = 0; i < ntx; ++i)
-        if (TxSlot* s = tx_[i].exchange(nullptr, std::memory_order_relaxed)) free_now(s, false);
-    for (std::size_t i = retired_head_; i < retired_.size(); ++i) free_now(retired_[i].slot, retired_[i].rx);
+        if (TxSlot* s = tx_[i].exchange(nullptr, std::memory_order_relaxed))
+            free_now(Retired{0, s, FreedKind::tx_slot, s->lane_, s->peer_id_, s->session_});
+    for (std::size_t i = retired_head_; i < retired_.size(); ++i) free_now(retired_[i]);
     retired_.clear();
 }
 
@@ -161,12 +188,16 @@ RxSlot* SlotTable::build_rx(SlotId id, std::span<const std::uint8_t> key, std::s
         return nullptr;
     }
     auto* bits = reinterpret_cast<std::uint64_t*>(static_cast<std::uint8_t*>(mem) + sizeof(RxSlot));
-    RxSlot* s = new (mem) RxSlot(id, p, key, salt, bits);
-    if (!s->key_.valid()) {
+    RxSlot* s = new (mem) RxSlot(id, p, bits);
+    GcmKey* k = make_rx_key(key, salt);
+    RxKeys* ks = k ? make_rx_keys(k, 1, nullptr, 0) : nullptr;
+    if (!ks) {
+        if (k) discard(k, sizeof(GcmKey));
         discard(s, rx_bytes(p.replay_window));
         P3_LOG_ERROR(SLOT_BAD_KEY, "key slots: P3 ID 0x%08x: the AES-GCM key could not be prepared", id.raw());
         return nullptr;
     }
+    s->keys_.store(ks, std::memory_order_relaxed);   // published with the slot
     return s;
 }
 
@@ -196,7 +227,7 @@ void SlotTable::retire_rx(SlotId id) {
     if (st.state == IndexState::published) {
         RxSlot* old = rx_[idx].exchange(nullptr, std::memory_order_release);
         --rx_published_;
-        if (old) defer_free(old, true);
+        if (old) defer_free(old, FreedKind::rx_slot, old->id_.raw(), old->session_, old->lane_);
     } else {
         --rx_reserved_;
     }
@@ -205,7 +236,116 @@ void SlotTable::retire_rx(SlotId id) {
     reclaim();
 }
 
+// ---- RX keys ----------------------------------------------------------------------------
+
+RxSlot* SlotTable::published_rx(SlotId id) const noexcept {
+    const std::uint32_t idx = id.index();
+    if (idx == 0 || idx >= rx_cap_ || state_[idx].state != IndexState::published || state_[idx].gen != id.generation())
+        return nullptr;
+    return rx_[idx].load(std::memory_order_relaxed);
+}
+
+bool SlotTable::replace_keys(RxSlot* s, const GcmKey* cur, std::uint64_t cur_from, const GcmKey* next,
+                             std::uint64_t next_from) {
+    RxKeys* ks = make_rx_keys(cur, cur_from, next, next_from);
+    if (!ks) {
+        P3_LOG_ERROR(SLOT_NO_MEMORY, "key slots: no memory for the keys of P3 ID 0x%08x", s->id_.raw());
+        return false;
+    }
+    const RxKeys* old = s->keys_.exchange(ks, std::memory_order_release);
+    const std::uint32_t id = s->id_.raw();
+    // A key leaves with the last state that holds it; a worker may hold the old state (and
+    // its keys) until its next quiescent report, so all go through the FIFO together.
+    for (const GcmKey* k : {old->cur, old->next})
+        if (k && k != cur && k != next) defer_free(const_cast<GcmKey*>(k), FreedKind::rx_key, id, s->session_, s->lane_);
+    defer_free(const_cast<RxKeys*>(old), FreedKind::rx_keys, id, s->session_, s->lane_);
+    return true;
+}
+
+bool SlotTable::set_next_rx(SlotId id, std::span<const std::uint8_t> key, std::span<const std::uint8_t> salt) {
+    reclaim();
+    RxSlot* s = published_rx(id);
+    if (!s) {
+        P3_LOG_ERROR(SLOT_ID_CONFLICT, "key slots: P3 ID 0x%08x is not published, no next key for it", id.raw());
+        return false;
+    }
+    if (!key_sizes_ok(key, salt)) {
+        P3_LOG_ERROR(SLOT_BAD_KEY, "key slots: P3 ID 0x%08x: next key of %zu bytes, salt of %zu", id.raw(), key.size(),
+                     salt.size());
+        return false;
+    }
+    GcmKey* k = make_rx_key(key, salt);
+    if (!k) {
+        P3_LOG_ERROR(SLOT_BAD_KEY, "key slots: P3 ID 0x%08x: the next AES-GCM key could not be prepared", id.raw());
+        return false;
+    }
+    const RxKeys* cur = s->keys_.load(std::memory_order_relaxed);
+    if (!replace_keys(s, cur->cur, cur->cur_from, k, 0)) {
+        discard(k, sizeof(GcmKey));
+        return false;
+    }
+    return true;
+}
+
+void SlotTable::announce_rx(SlotId id, std::uint64_t first_seq) {
+    RxSlot* s = published_rx(id);
+    if (!s || first_seq == 0) return;
+    const RxKeys* cur = s->keys_.load(std::memory_order_relaxed);
+    if (cur->next == nullptr || cur->next_from == first_seq) return;
+    replace_keys(s, cur->cur, cur->cur_from, cur->next, first_seq);
+    reclaim();
+}
+
+bool SlotTable::next_seen_rx(SlotId id) const noexcept {
+    const RxSlot* s = published_rx(id);
+    if (!s) return false;
+    const RxKeys* k = s->keys_.load(std::memory_order_relaxed);
+    if (k->next == nullptr) return false;
+    return k->learned.load(std::memory_order_relaxed) != 0 ||
+           (k->next_from != 0 && s->replay_.top() >= k->next_from);
+}
+
+void SlotTable::promote_rx(SlotId id) {
+    RxSlot* s = published_rx(id);
+    if (!s) return;
+    const RxKeys* k = s->keys_.load(std::memory_order_relaxed);
+    if (k->next == nullptr) return;
+    const std::uint64_t learned = k->learned.load(std::memory_order_relaxed);
+    const std::uint64_t from = k->next_from != 0 ? k->next_from : learned != 0 ? learned : 1;
+    replace_keys(s, k->next, from, nullptr, 0);
+    reclaim();
+}
+
+void SlotTable::drop_next_rx(SlotId id) {
+    RxSlot* s = published_rx(id);
+    if (!s) return;
+    const RxKeys* k = s->keys_.load(std::memory_order_relaxed);
+    if (k->next == nullptr) return;
+    replace_keys(s, k->cur, k->cur_from, nullptr, 0);
+    reclaim();
+}
+
 // ---- TX ----------------------------------------------------------------------------------
+
+TxKey* SlotTable::build_tx_key(const TxSlot& s, std::span<const std::uint8_t> key, std::span<const std::uint8_t> salt) {
+    if (!key_sizes_ok(key, salt)) {
+        P3_LOG_ERROR(SLOT_BAD_KEY, "key slots: session %u lane %u: key of %zu bytes, salt of %zu", s.session_, s.lane_,
+                     key.size(), salt.size());
+        return nullptr;
+    }
+    void* mem = slot_alloc(sizeof(TxKey));
+    if (!mem) {
+        P3_LOG_ERROR(SLOT_NO_MEMORY, "key slots: no memory for a key of session %u lane %u", s.session_, s.lane_);
+        return nullptr;
+    }
+    TxKey* k = new (mem) TxKey(key, salt);
+    if (!k->key.valid() || !k->view.init(s.peer_id_, &k->key, s.outer_, s.size_hiding_, s.wan_mtu_)) {
+        discard(k, sizeof(TxKey));
+        P3_LOG_ERROR(SLOT_BAD_KEY, "key slots: session %u lane %u: key or outer addresses unusable", s.session_, s.lane_);
+        return nullptr;
+    }
+    return k;
+}
 
 TxSlot* SlotTable::build_tx(std::span<const std::uint8_t> key, std::span<const std::uint8_t> salt,
                            const TxParams& p) {
@@ -224,19 +364,21 @@ TxSlot* SlotTable::build_tx(std::span<const std::uint8_t> key, std::span<const s
         P3_LOG_ERROR(SLOT_NO_MEMORY, "key slots: no memory for session %u lane %u", p.session, p.lane);
         return nullptr;
     }
-    TxSlot* s = new (mem) TxSlot(p, key, salt);
-    if (!s->key_.valid() || !s->view_.init(p.peer_id, &s->key_, p.outer, p.size_hiding, p.wan_mtu)) {
+    TxSlot* s = new (mem) TxSlot(p);
+    TxKey* k = build_tx_key(*s, key, salt);
+    if (!k) {
         discard(s, sizeof(TxSlot));
-        P3_LOG_ERROR(SLOT_BAD_KEY, "key slots: session %u lane %u: key or outer addresses unusable", p.session,
-                     p.lane);
         return nullptr;
     }
+    // Nobody sends on a slot not yet published: its first key starts right after last_seq.
+    k->first_seq.store(p.last_seq + 1, std::memory_order_relaxed);
+    s->key_.store(k, std::memory_order_relaxed);   // published with the slot
     return s;
 }
 
 void SlotTable::install_tx(TxSlot* s) {
     TxSlot* old = tx_[static_cast<std::size_t>(s->session_) * lanes_ + s->lane_].exchange(s, std::memory_order_release);
-    if (old) defer_free(old, false);
+    if (old) defer_free(old, FreedKind::tx_slot, old->peer_id_, old->session_, old->lane_);
     else ++tx_published_;
 }
 
@@ -255,13 +397,60 @@ void SlotTable::retire_tx(std::uint32_t session, std::uint16_t lane) {
     TxSlot* old = tx_[static_cast<std::size_t>(session) * lanes_ + lane].exchange(nullptr, std::memory_order_release);
     if (old) {
         --tx_published_;
-        defer_free(old, false);
+        defer_free(old, FreedKind::tx_slot, old->peer_id_, old->session_, old->lane_);
     }
     reclaim();
 }
 
 void SlotTable::retire_tx_session(std::uint32_t session) {
     for (std::uint32_t l = 0; l < lanes_; ++l) retire_tx(session, static_cast<std::uint16_t>(l));
+}
+
+bool SlotTable::switch_tx(std::uint32_t session, std::uint32_t lanes, std::span<const std::uint8_t> key,
+                          std::span<const std::uint8_t> salt, std::span<std::uint64_t> first_seq_out) {
+    reclaim();
+    if (session >= sessions_ || lanes == 0 || lanes > lanes_ || first_seq_out.size() < lanes) {
+        P3_LOG_ERROR(SLOT_ID_CONFLICT, "key slots: session %u: cannot switch %u lanes (table: %u lanes)", session, lanes,
+                     lanes_);
+        return false;
+    }
+    TxSlot* slot[kMaxLanes] = {};
+    TxKey* built[kMaxLanes] = {};
+    std::uint32_t n = 0;
+    for (; n < lanes; ++n) {
+        slot[n] = tx_[static_cast<std::size_t>(session) * lanes_ + n].load(std::memory_order_relaxed);
+        if (!slot[n]) {
+            P3_LOG_ERROR(SLOT_ID_CONFLICT, "key slots: session %u lane %u has no key to switch from", session, n);
+            break;
+        }
+        SecretBytes m = lane_material(key, salt, n);
+        if (m.empty()) break;
+        built[n] = build_tx_key(*slot[n], m.span().first(key.size()), m.span().subspan(key.size()));
+        if (!built[n]) break;
+    }
+    if (n < lanes) {
+        for (std::uint32_t k = 0; k < n; ++k) discard(built[k], sizeof(TxKey));
+        return false;
+    }
+    for (std::uint32_t k = 0; k < lanes; ++k) {
+        const TxKey* old = slot[k]->key_.exchange(built[k], std::memory_order_release);
+        defer_free(const_cast<TxKey*>(old), FreedKind::tx_key, slot[k]->peer_id_, session, slot[k]->lane_);
+    }
+    // After the grace period no sender holds an old key: each lane's counter is the last
+    // sequence sent under it, unless its worker took the new key meanwhile and claimed
+    // counter + 1 itself (the same value: it seals what it staged under the old key first).
+    synchronize();
+    for (std::uint32_t k = 0; k < lanes; ++k) {
+        std::uint64_t zero = 0;
+        built[k]->first_seq.compare_exchange_strong(zero, slot[k]->last_seq() + 1, std::memory_order_acq_rel);
+        first_seq_out[k] = built[k]->first_seq.load(std::memory_order_acquire);
+    }
+    return true;
+}
+
+std::uint64_t SlotTable::tx_packets(std::uint32_t session, std::uint16_t lane) const noexcept {
+    const TxSlot* s = tx(session, lane);
+    return s ? s->packets() : 0;
 }
 
 // ---- lanes -------------------------------------------------------------------------------
@@ -293,10 +482,69 @@ bool SlotTable::publish_rx_lanes(SlotId base, std::uint32_t lanes, std::span<con
         if (!built[n]) break;
     }
     if (n < lanes) {
-        for (std::uint32_t k = 0; k < n; ++k) discard(built[k], rx_bytes(p.replay_window));
+        for (std::uint32_t k = 0; k < n; ++k) {
+            // Never published: its state and key go with it, wiped.
+            const RxKeys* ks = built[k]->keys_.load(std::memory_order_relaxed);
+            discard(const_cast<GcmKey*>(ks->cur), sizeof(GcmKey));
+            discard(const_cast<RxKeys*>(ks), sizeof(RxKeys));
+            discard(built[k], rx_bytes(p.replay_window));
+        }
         return false;
     }
     for (std::uint32_t k = 0; k < lanes; ++k) install_rx(built[k]);
+    return true;
+}
+
+bool SlotTable::set_next_rx_lanes(SlotId base, std::uint32_t lanes, std::span<const std::uint8_t> key,
+                                  std::span<const std::uint8_t> salt) {
+    reclaim();
+    if (lanes == 0 || lanes > kMaxLanes) {
+        P3_LOG_ERROR(SLOT_ID_CONFLICT, "key slots: %u lanes for P3 ID 0x%08x (1..%u)", lanes, base.raw(), kMaxLanes);
+        return false;
+    }
+    GcmKey* built[kMaxLanes] = {};
+    std::uint32_t n = 0;
+    for (; n < lanes; ++n) {
+        if (!published_rx(base.lane(n))) {
+            P3_LOG_ERROR(SLOT_ID_CONFLICT, "key slots: P3 ID 0x%08x is not published, no next key for it",
+                         base.lane(n).raw());
+            break;
+        }
+        SecretBytes m = lane_material(key, salt, n);
+        if (m.empty()) break;
+        built[n] = make_rx_key(m.span().first(key.size()), m.span().subspan(key.size()));
+        if (!built[n]) {
+            P3_LOG_ERROR(SLOT_BAD_KEY, "key slots: P3 ID 0x%08x: the next AES-GCM key could not be prepared",
+                         base.lane(n).raw());
+            break;
+        }
+    }
+    // The states too, before any is published: all or nothing.
+    RxKeys* states[kMaxLanes] = {};
+    if (n == lanes) {
+        for (std::uint32_t k = 0; k < lanes; ++k) {
+            const RxKeys* cur = published_rx(base.lane(k))->keys_.load(std::memory_order_relaxed);
+            states[k] = make_rx_keys(cur->cur, cur->cur_from, built[k], 0);
+            if (!states[k]) {
+                P3_LOG_ERROR(SLOT_NO_MEMORY, "key slots: no memory for the keys of P3 ID 0x%08x", base.raw());
+                n = k;
+                for (std::uint32_t j = 0; j < k; ++j) discard(states[j], sizeof(RxKeys));
+                for (std::uint32_t j = k; j < lanes; ++j) discard(built[j], sizeof(GcmKey));
+                break;
+            }
+        }
+    }
+    if (n < lanes) {
+        for (std::uint32_t k = 0; k < n; ++k) discard(built[k], sizeof(GcmKey));
+        return false;
+    }
+    for (std::uint32_t k = 0; k < lanes; ++k) {
+        RxSlot* s = published_rx(base.lane(k));
+        const RxKeys* old = s->keys_.exchange(states[k], std::memory_order_release);
+        if (old->next) defer_free(const_cast<GcmKey*>(old->next), FreedKind::rx_key, s->id_.raw(), s->session_, s->lane_);
+        defer_free(const_cast<RxKeys*>(old), FreedKind::rx_keys, s->id_.raw(), s->session_, s->lane_);
+    }
+    reclaim();
     return true;
 }
 
@@ -319,7 +567,10 @@ bool SlotTable::publish_tx_lanes(std::uint32_t lanes, std::span<const std::uint8
         if (!built[n]) break;
     }
     if (n < lanes) {
-        for (std::uint32_t k = 0; k < n; ++k) discard(built[k], sizeof(TxSlot));
+        for (std::uint32_t k = 0; k < n; ++k) {
+            discard(const_cast<TxKey*>(built[k]->key_.load(std::memory_order_relaxed)), sizeof(TxKey));
+            discard(built[k], sizeof(TxSlot));
+        }
         return false;
     }
     // Each lane switches with its own store; each lane has its own sender, so no packet ever
@@ -331,11 +582,11 @@ bool SlotTable::publish_tx_lanes(std::uint32_t lanes, std::span<const std::uint8
 
 // ---- reclamation -------------------------------------------------------------------------
 
-void SlotTable::defer_free(void* slot, bool rx) {
-    // The token is taken after the slot was unpublished (the store above), so every reader
-    // that reports quiescent past it can no longer hold the slot.
+void SlotTable::defer_free(void* obj, FreedKind kind, std::uint32_t id, std::uint32_t session, std::uint16_t lane) {
+    // The token is taken after the object was unpublished (the store above), so every reader
+    // that reports quiescent past it can no longer hold it.
     const std::uint64_t token = rte_rcu_qsbr_start(qsbr_);
-    retired_.push_back(Retired{token, slot, rx});
+    retired_.push_back(Retired{token, obj, kind, lane, id, session});
     const std::size_t pending = retired_.size() - retired_head_;
     if (pending > kStallWarnPending && !stall_warned_) {
         stall_warned_ = true;
@@ -343,30 +594,56 @@ void SlotTable::defer_free(void* slot, bool rx) {
     }
 }
 
-void SlotTable::free_now(void* slot, bool rx) noexcept {
+// One object, wiped, then the hook, then back to the pool. A slot takes what it still holds
+// with it (an RX slot its key state and keys, a TX slot its key object): nobody else can
+// reach them once the slot is gone.
+void SlotTable::free_now(const Retired& r) noexcept {
     FreedSlot info{};
-    info.rx = rx;
-    if (rx) {
-        auto* s = static_cast<RxSlot*>(slot);
-        info.id = s->id_.raw();
-        info.session = s->session_;
-        info.lane = s->lane_;
-        info.bytes = rx_bytes(s->replay_.size());
-        s->~RxSlot();   // GcmKey wipes its schedule and salt
-    } else {
-        auto* s = static_cast<TxSlot*>(slot);
-        info.id = s->view_.p3_id;
-        info.session = s->session_;
-        info.lane = s->lane_;
-        info.bytes = sizeof(TxSlot);
-        s->~TxSlot();
+    info.kind = r.kind;
+    info.rx = r.kind == FreedKind::rx_slot || r.kind == FreedKind::rx_keys || r.kind == FreedKind::rx_key;
+    info.id = r.id;
+    info.session = r.session;
+    info.lane = r.lane;
+    switch (r.kind) {
+        case FreedKind::rx_slot: {
+            auto* s = static_cast<RxSlot*>(r.obj);
+            if (const RxKeys* ks = s->keys_.load(std::memory_order_relaxed)) {
+                for (const GcmKey* k : {ks->cur, ks->next})
+                    if (k) free_now(Retired{0, const_cast<GcmKey*>(k), FreedKind::rx_key, r.lane, r.id, r.session});
+                free_now(Retired{0, const_cast<RxKeys*>(ks), FreedKind::rx_keys, r.lane, r.id, r.session});
+            }
+            info.bytes = rx_bytes(s->replay_.size());
+            s->~RxSlot();
+            break;
+        }
+        case FreedKind::tx_slot: {
+            auto* s = static_cast<TxSlot*>(r.obj);
+            if (const TxKey* k = s->key_.load(std::memory_order_relaxed))
+                free_now(Retired{0, const_cast<TxKey*>(k), FreedKind::tx_key, r.lane, r.id, r.session});
+            info.bytes = sizeof(TxSlot);
+            s->~TxSlot();
+            break;
+        }
+        case FreedKind::rx_keys:
+            info.bytes = sizeof(RxKeys);
+            static_cast<RxKeys*>(r.obj)->~RxKeys();
+            break;
+        case FreedKind::rx_key:
+            info.bytes = sizeof(GcmKey);
+            static_cast<GcmKey*>(r.obj)->~GcmKey();   // wipes its schedule and salt
+            break;
+        case FreedKind::tx_key:
+            info.bytes = sizeof(TxKey);
+            static_cast<TxKey*>(r.obj)->~TxKey();
+            break;
     }
-    // Then everything else of the slot (the view's template, replay state, sequence).
-    secure_wipe(slot, info.bytes);
-    info.memory = slot;
+    // Then everything else of it (the view's template, replay state, sequence).
+    secure_wipe(r.obj, info.bytes);
+    info.memory = r.obj;
     if (hook_) hook_(info, hook_ctx_);
-    slot_free(slot, info.bytes);
-    ++freed_;
+    slot_free(r.obj, info.bytes);
+    if (r.kind == FreedKind::rx_slot || r.kind == FreedKind::tx_slot) ++freed_;
+    else if (r.kind != FreedKind::rx_keys) ++keys_freed_;
 }
 
 std::size_t SlotTable::reclaim() noexcept {
@@ -374,7 +651,7 @@ std::size_t SlotTable::reclaim() noexcept {
     while (retired_head_ < retired_.size()) {
         const Retired& r = retired_[retired_head_];
         if (rte_rcu_qsbr_check(qsbr_, r.token, false) != 1) break;
-        free_now(r.slot, r.rx);
+        free_now(r);
         ++retired_head_;
         ++n;
     }
@@ -402,6 +679,7 @@ SlotStats SlotTable::stats() const noexcept {
     s.tx_published = tx_published_;
     s.pending = retired_.size() - retired_head_;
     s.freed = freed_;
+    s.keys_freed = keys_freed_;
     return s;
 }
 

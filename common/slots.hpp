@@ -1,30 +1,43 @@
 // Key slot table (DESIGN.md §Process and threads, §Wire format; docs/key-slots.md).
 //
-// Owns every key slot of one dataplane:
+// Owns every key slot of one dataplane. A slot lives as long as its lane (from setup, or
+// static keys, until the session is set up again or goes); a rekey changes only its keys:
 //  - inbound (RX) slots, found by the P3 ID of a packet: P3 ID = generation (high
 //    kSlotGenerationBits) | index (low kSlotIndexBits), index = O(1) position in the table,
-//    index 0 never used. Each holds the lane's GcmKey, the session and lane it belongs to,
-//    size hiding, and the lane's anti-replay window;
-//  - outbound (TX) slots, found by (session, lane): the lane's GcmKey, the prepared outer
-//    header and P3 ID to write (a TxView, common/wire.hpp), and the lane's sequence counter.
+//    index 0 never used. Each holds the session and lane it belongs to, the peer its packets
+//    must come from, the open variant (size hiding), the lane's anti-replay window (it runs on
+//    across rekeys) and an RCU-published key state RxKeys {cur, cur_from, next, next_from}
+//    with one worker-written field, learned;
+//  - outbound (TX) slots, found by (session, lane): the lane's sequence counter and limit
+//    (sequences never restart), the outer spec, and an RCU-published key object TxKey {GcmKey,
+//    the TxView built for it, first_seq}.
 //
-// One writer, the control thread: it builds a slot completely, then publishes it with one
-// atomic store (release). Readers are worker lcores registered with the dataplane's
-// rte_rcu_qsbr: a slot pointer they load is valid until their next quiescent report, which
-// they make once per loop iteration, holding no slot pointer (SlotReader::quiescent()).
-// Retiring a slot stores nullptr (or the replacement), bumps the generation of an RX index,
-// and queues the old slot with an RCU token; reclaim() frees it, secrets wiped, only once
-// every online reader has reported a quiescent state after the retirement. So a P3 ID of a
-// retired slot never finds a key again, even after its index is reused (generation differs),
-// and a reader never touches freed memory.
+// One writer, the control thread: it builds a slot, a key state or a key object completely,
+// then publishes it with one atomic store (release). Readers are worker lcores registered with
+// the dataplane's rte_rcu_qsbr: a pointer they load is valid until their next quiescent
+// report, which they make once per loop iteration, holding no pointer (SlotReader).
+// Retiring stores nullptr (or the replacement), bumps the generation of an RX index, and
+// queues the old object with an RCU token; reclaim() frees it, secrets wiped, once every
+// online reader has reported a quiescent state after the retirement. So a P3 ID of a retired
+// slot never finds a key again, even after its index is reused (generation differs), and a
+// reader never touches freed memory.
+//
+// Key choice per received packet (RxKeys::pick, before any AES), sequence s:
+//   s < cur_from -> dropped (its key is gone); no next -> cur; next_from known ->
+//   s >= next_from ? next : cur; else learned && s >= learned -> next; else cur, with next as
+//   the alternative the dataplane retries a failed tag under (restoring the ciphertext
+//   first), lowering learned to s when it verifies.
+// Key switch per sent packet: none. The worker that first takes a ref of a key object whose
+// first_seq is 0 sets it (CAS) to its counter + 1; the control thread's switch_tx exchanges
+// the object in, waits one grace period, then does the same CAS with the counter it reads:
+// whichever wins, first_seq is the exact first sequence sent under the key.
 //
 // Mutable parts, each with exactly one writer and no locks:
-//  - an RX slot's replay window: the worker that receives the slot's packets (all packets of
-//    one P3 ID reach one WAN queue: same outer addresses, RSS by address);
+//  - an RX slot's replay window and its key state's learned: the worker that receives the
+//    slot's packets (all packets of one P3 ID reach one WAN queue);
 //  - a TX slot's sequence counter: the worker that sends on that lane (lane = worker);
-//  - a TX slot's sequence limit: the control thread, which only raises it (static keys'
-//    persisted marks); the sender reads it from the counter's line.
-// Both sit on cache lines of their own, behind the immutable part.
+//  - a TX slot's sequence limit: the control thread, which only raises it;
+//  - a TX key's first_seq: set once, 0 -> first sequence, by a CAS (worker or control).
 //
 // RX index states (control thread): free -> reserved (ID handed to the peer, nothing to
 // decrypt yet) -> published -> free (retired: generation + 1). Reserving takes a block of
@@ -92,20 +105,55 @@ struct TxParams {
     OuterSpec outer;                    // our and the peer's WAN addresses, UDP ports if NAT
     SizeHiding size_hiding = SizeHiding::off;
     std::uint16_t wan_mtu = 0;          // caps size-hiding padding (0 = none)
-    std::uint64_t last_seq = 0;         // last sequence already sent under this key (0 = new key)
+    std::uint64_t last_seq = 0;         // last sequence the lane already sent (0 = a new lane)
     std::uint64_t seq_limit = kSeqLast; // the last sequence the lane may send until raised
 };
 
-// Inbound slot. Immutable after publication except the replay window.
+// The keys an RX slot opens under, immutable once published but for learned: replaced as a
+// whole (one store) when a next key comes, its switch point is announced, it is promoted or
+// dropped. A key object may be shared by two states in turn; it is retired with the state
+// that last holds it.
+struct alignas(RTE_CACHE_LINE_SIZE) RxKeys {
+    const GcmKey* cur = nullptr;
+    std::uint64_t cur_from = 1;        // sequences below were sent under a key now wiped
+    const GcmKey* next = nullptr;      // the peer's next key, nullptr: none pending
+    std::uint64_t next_from = 0;       // the peer's announced switch point, 0: not announced
+    // Lowest sequence that authenticated under next (0: none). Written by the receiving
+    // worker only (relaxed, only lowered once set); lives here so a new next key starts
+    // with none, whatever a worker still holding the old state writes.
+    mutable std::atomic<std::uint64_t> learned{0};
+
+    // The key sequence s opens under; nullptr: below cur_from (drop without AES). alt is set
+    // to the key to retry under when the tag fails (left alone otherwise).
+    const GcmKey* pick(std::uint64_t s, const GcmKey*& alt) const noexcept {
+        if (s < cur_from) [[unlikely]] return nullptr;
+        if (next == nullptr) [[likely]] return cur;
+        if (next_from != 0) return s >= next_from ? next : cur;
+        const std::uint64_t l = learned.load(std::memory_order_relaxed);
+        if (l != 0 && s >= l) return next;
+        alt = next;
+        return cur;
+    }
+    // The receiving worker, after a packet of sequence s verified under next.
+    void learn(std::uint64_t s) const noexcept {
+        const std::uint64_t l = learned.load(std::memory_order_relaxed);
+        if (l == 0 || s < l) learned.store(s, std::memory_order_relaxed);
+    }
+};
+
+// Inbound slot. Immutable after publication except the replay window and the key state.
 class alignas(RTE_CACHE_LINE_SIZE) RxSlot {
 public:
     SlotId id() const noexcept { return id_; }
     std::uint32_t session() const noexcept { return session_; }
     std::uint16_t lane() const noexcept { return lane_; }
     SizeHiding size_hiding() const noexcept { return size_hiding_; }
-    const GcmKey& key() const noexcept { return key_; }
-    // What decap_burst() takes: the key and the open variant chosen when the slot was built.
-    RxRef ref() const noexcept { return RxRef(&key_, open_); }
+    OpenRunFn open() const noexcept { return open_; }
+    // The key state (RCU: valid until the reader's next quiescent report).
+    const RxKeys* keys() const noexcept { return keys_.load(std::memory_order_acquire); }
+    // The current key, and a ref to open under it (control thread, tests, tools).
+    const GcmKey& key() const noexcept { return *keys()->cur; }
+    RxRef ref() const noexcept { return RxRef(keys()->cur, open_); }
 
     // The packet's outer header comes from the slot's peer: IP at outer_ip, and how it was
     // carried: src_tag(udp, port) (native P3, or UDP from that source port). A few
@@ -130,10 +178,8 @@ public:
 
 private:
     friend class SlotTable;
-    RxSlot(SlotId id, const RxParams& p, std::span<const std::uint8_t> key, std::span<const std::uint8_t> salt,
-           std::uint64_t* bits) noexcept
-        : id_(id), session_(p.session), lane_(p.lane), size_hiding_(p.size_hiding),
-          key_(key, salt), replay_(p.replay_window, bits) {
+    RxSlot(SlotId id, const RxParams& p, std::uint64_t* bits) noexcept
+        : id_(id), session_(p.session), lane_(p.lane), size_hiding_(p.size_hiding), replay_(p.replay_window, bits) {
         // The peer check by family (RFC 4301 §5.2), resolved once: IPv4 compares the source
         // at 12 (4 bytes of 16), IPv6 the source at 8 (all 16), any other family nothing.
         const bool v4 = p.peer.family == 4, v6 = p.peer.family == 6;
@@ -146,7 +192,7 @@ private:
         peer_[1] &= peer_mask_[1];
         src_mask_ = v4 || v6 ? ~0u : 0u;
         peer_src_ = src_tag(p.peer_port != 0, rte_cpu_to_be_16(p.peer_port)) & src_mask_;
-        open_ = RxRef(&key_, size_hiding_).open;
+        open_ = RxRef(nullptr, size_hiding_).open;
     }
 
     // line 0: what the lookup reads, the peer the packets must come from (network order) and
@@ -161,23 +207,57 @@ private:
     std::uint64_t peer_[2];           // the peer's address, masked
     std::uint64_t peer_mask_[2];      // which bytes of the 16 at peer_off_ count
     OpenRunFn open_;
-    GcmKey key_;                                   // own cache lines (alignas 64)
-    alignas(RTE_CACHE_LINE_SIZE) ReplayWindow replay_;   // the receiving worker's; words follow
+    // line 1: the key state beside the window the worker reads per packet anyway, so the state
+    // costs no line of its own in the slot; the control thread writes it only on a key change.
+    alignas(RTE_CACHE_LINE_SIZE) std::atomic<const RxKeys*> keys_{nullptr};
+    ReplayWindow replay_;             // the receiving worker's; words follow the slot
 };
 
-// Outbound slot. Immutable after publication except the sequence counter.
+// One outbound key of a lane: the key, the view encapsulation takes (built for this key and
+// the lane's outer spec), and the first sequence sent under it (0: not used yet).
+struct alignas(RTE_CACHE_LINE_SIZE) TxKey {
+    explicit TxKey(std::span<const std::uint8_t> k, std::span<const std::uint8_t> salt) noexcept : key(k, salt) {}
+    GcmKey key;                                      // own cache lines
+    // Beside the view's head, which sealing reads anyway: set once by a CAS.
+    mutable std::atomic<std::uint64_t> first_seq{0};
+    TxView view;                                     // points at key
+};
+
+// Outbound slot. Immutable after publication except the sequence counter, its limit and the
+// key object.
 class alignas(RTE_CACHE_LINE_SIZE) TxSlot {
 public:
     std::uint32_t session() const noexcept { return session_; }
     std::uint16_t lane() const noexcept { return lane_; }
-    std::uint32_t peer_id() const noexcept { return view_.p3_id; }
-    const GcmKey& key() const noexcept { return key_; }
-    const TxView& view() const noexcept { return view_; }
+    std::uint32_t peer_id() const noexcept { return peer_id_; }
+    // The current key object (RCU: valid until the reader's next quiescent report).
+    const TxKey* current() const noexcept { return key_.load(std::memory_order_acquire); }
+    const GcmKey& key() const noexcept { return current()->key; }
+    const TxView& view() const noexcept { return current()->view; }
 
-    // The sending worker only: what encap_burst() takes. *seq = last sequence sent.
-    TxRef ref() noexcept { return TxRef{&view_, &last_seq_, &seq_limit_}; }
+    // The sending worker only. A ref for key object k (current()); before its first use the
+    // worker claims k's first sequence (claim()), after sealing whatever it staged under the
+    // key before it, so the counter it reads is the last sequence sent under that one.
+    TxRef ref_of(const TxKey* k) noexcept { return TxRef{&k->view, &last_seq_, &seq_limit_}; }
+    static bool unclaimed(const TxKey* k) noexcept { return k->first_seq.load(std::memory_order_relaxed) == 0; }
+    void claim(const TxKey* k) noexcept {
+        std::uint64_t zero = 0;
+        k->first_seq.compare_exchange_strong(zero, last_seq_ + 1, std::memory_order_relaxed);
+    }
+    // Both in one (a sender with nothing staged: tests, tools).
+    TxRef ref() noexcept {
+        const TxKey* k = current();
+        if (unclaimed(k)) claim(k);
+        return ref_of(k);
+    }
     // Any thread (statistics, packet-count rekey): the last sequence sent, possibly stale.
     std::uint64_t last_seq() const noexcept { return __atomic_load_n(&last_seq_, __ATOMIC_RELAXED); }
+    // Packets sent under the current key: last_seq - first_seq + 1 (0 before its first).
+    // Control thread (or an RCU reader).
+    std::uint64_t packets() const noexcept {
+        const std::uint64_t f = current()->first_seq.load(std::memory_order_relaxed), l = last_seq();
+        return f != 0 && l >= f ? l - f + 1 : 0;
+    }
     // The last sequence the lane may send. Raised by the control thread only (static keys:
     // after the next block's mark is persisted), never lowered; at most kSeqLast.
     std::uint64_t seq_limit() const noexcept { return __atomic_load_n(&seq_limit_, __ATOMIC_RELAXED); }
@@ -188,14 +268,18 @@ public:
 
 private:
     friend class SlotTable;
-    TxSlot(const TxParams& p, std::span<const std::uint8_t> key, std::span<const std::uint8_t> salt) noexcept
-        : session_(p.session), lane_(p.lane), key_(key, salt), last_seq_(p.last_seq),
-          seq_limit_(p.seq_limit < kSeqLast ? p.seq_limit : kSeqLast) {}
+    explicit TxSlot(const TxParams& p) noexcept
+        : session_(p.session), lane_(p.lane), peer_id_(p.peer_id), size_hiding_(p.size_hiding), wan_mtu_(p.wan_mtu),
+          outer_(p.outer), last_seq_(p.last_seq), seq_limit_(p.seq_limit < kSeqLast ? p.seq_limit : kSeqLast) {}
 
+    // line 0 (read once per run of the lane's packets: the key object)
+    std::atomic<const TxKey*> key_{nullptr};
     std::uint32_t session_;
     std::uint16_t lane_;
-    GcmKey key_;
-    TxView view_;                                  // points at key_
+    std::uint32_t peer_id_;
+    SizeHiding size_hiding_;
+    std::uint16_t wan_mtu_;
+    OuterSpec outer_;                              // kept to build the views of later keys
     alignas(RTE_CACHE_LINE_SIZE) std::uint64_t last_seq_;   // the sending worker's
     std::uint64_t seq_limit_;                      // the control thread's; same line, read per packet
 };
@@ -211,14 +295,16 @@ struct SlotTableConfig {
     std::uint32_t lanes = 8;
 };
 
-// What a free hook sees: the slot's memory right after the wipe, before it goes back to the
-// allocator (tests check it is all zero).
+// What a free hook sees: the object's memory right after the wipe, before it goes back to
+// the allocator (tests check it is all zero).
+enum class FreedKind : std::uint8_t { rx_slot, tx_slot, rx_keys, rx_key, tx_key };
 struct FreedSlot {
-    bool rx;                   // RX or TX slot
-    std::uint32_t id;          // RX: its P3 ID; TX: the peer's P3 ID it wrote
+    bool rx;                   // an RX slot (or its state / key) or a TX one
+    FreedKind kind;
+    std::uint32_t id;          // RX: the slot's P3 ID; TX: the peer's P3 ID it writes
     std::uint32_t session;
     std::uint16_t lane;
-    const void* memory;        // wiped
+    const void* memory;        // wiped (for keys: the GcmKey / TxKey that was there)
     std::size_t bytes;
 };
 using FreeHook = void (*)(const FreedSlot& freed, void* ctx);
@@ -228,7 +314,8 @@ struct SlotStats {
     std::uint32_t rx_published = 0;
     std::uint32_t tx_published = 0;
     std::size_t pending = 0;          // retired, waiting for the grace period
-    std::uint64_t freed = 0;          // freed and wiped since creation
+    std::uint64_t freed = 0;          // slots freed and wiped since creation
+    std::uint64_t keys_freed = 0;     // keys (RX GcmKey, TX key objects) freed and wiped
 };
 
 class SlotTable {
@@ -265,17 +352,33 @@ public:
     // Reserves exactly base..base+n-1 (static keys; an ID the peer was told). False (logged,
     // SLOT_ID_CONFLICT) when out of range, index 0, or any of them is reserved or published.
     bool reserve_rx_at(SlotId base, std::uint32_t n);
-    // Builds and publishes the RX slot of a reserved ID. key: 16 or 32 bytes, salt 4 (the
-    // lane's own material). False (logged) on a bad key, an ID not reserved, no memory.
+    // Builds and publishes the RX slot of a reserved ID with its first key (current from
+    // sequence 1). key: 16 or 32 bytes, salt 4 (the lane's own material). False (logged) on a
+    // bad key, an ID not reserved, no memory.
     bool publish_rx(SlotId id, std::span<const std::uint8_t> key, std::span<const std::uint8_t> salt,
                     const RxParams& p);
     // Retires a reserved or published RX ID: unpublished now, its index free again under the
-    // next generation, its slot freed after the grace period. Unknown IDs are ignored.
+    // next generation, its slot and keys freed after the grace period. Unknown IDs are ignored.
     void retire_rx(SlotId id);
 
-    // Builds the TX slot of (p.session, p.lane) and publishes it in place of the current
-    // one, which is retired. False (logged) on a bad key or view, range, no memory; the
-    // current slot then stays.
+    // ---- an RX slot's keys (the lane stays; each call publishes a new key state) ----------
+    // The next key of a published slot; a pending next key is replaced (and wiped after the
+    // grace period). False (logged): no such slot, bad key, no memory; nothing changed.
+    bool set_next_rx(SlotId id, std::span<const std::uint8_t> key, std::span<const std::uint8_t> salt);
+    // The peer sends under the next key from first_seq on (exact). No next key: ignored.
+    void announce_rx(SlotId id, std::uint64_t first_seq);
+    // A packet authenticated under the pending next key (learned, or announced and the
+    // window's top reached the switch point).
+    bool next_seen_rx(SlotId id) const noexcept;
+    // The next key becomes the current one from its switch point (announced, else learned,
+    // else 1); the old current key is wiped after the grace period. No next key: nothing.
+    void promote_rx(SlotId id);
+    // The pending next key goes (wiped after the grace period); the current one stays.
+    void drop_next_rx(SlotId id);
+
+    // Builds the TX slot of (p.session, p.lane) with its first key and publishes it in place
+    // of the current one, which is retired (a new lane: sequences from p.last_seq + 1). False
+    // (logged) on a bad key or view, range, no memory; the current slot then stays.
     bool publish_tx(std::span<const std::uint8_t> key, std::span<const std::uint8_t> salt, const TxParams& p);
     void retire_tx(std::uint32_t session, std::uint16_t lane);
     void retire_tx_session(std::uint32_t session);   // every lane of it
@@ -289,6 +392,21 @@ public:
                           std::span<const std::uint8_t> salt, RxParams p);
     bool publish_tx_lanes(std::uint32_t lanes, std::span<const std::uint8_t> key,
                           std::span<const std::uint8_t> salt, TxParams p);
+    // The next keys of RX lanes base..base+lanes-1 from the session's material (set_next_rx
+    // per lane), all or nothing.
+    bool set_next_rx_lanes(SlotId base, std::uint32_t lanes, std::span<const std::uint8_t> key,
+                           std::span<const std::uint8_t> salt);
+
+    // Switches TX lanes 0..lanes-1 of a session (each published) to new keys from the
+    // session's material, keeping their sequences: builds every key object first (all or
+    // nothing), exchanges them in, retires the old ones, waits for one grace period (blocks:
+    // never from a reader), then claims each new key's first sequence unless its worker did.
+    // first_seq_out[n] = the first sequence lane n sends under the new key. False (logged):
+    // a lane not published, bad key, no memory, first_seq_out too small; nothing changed.
+    bool switch_tx(std::uint32_t session, std::uint32_t lanes, std::span<const std::uint8_t> key,
+                   std::span<const std::uint8_t> salt, std::span<std::uint64_t> first_seq_out);
+    // Packets sent under the current key of a lane (TxSlot::packets; 0 without a slot).
+    std::uint64_t tx_packets(std::uint32_t session, std::uint16_t lane) const noexcept;
 
     // Frees (wiped) every retired slot whose grace period is over; returns how many. Call it
     // from the control loop; publish and retire call it too. Never blocks.
@@ -325,19 +443,28 @@ private:
     };
     struct Retired {
         std::uint64_t token;
-        void* slot;
-        bool rx;
+        void* obj;
+        FreedKind kind;
+        std::uint16_t lane;
+        std::uint32_t id;
+        std::uint32_t session;
     };
 
     RxSlot* build_rx(SlotId id, std::span<const std::uint8_t> key, std::span<const std::uint8_t> salt,
                      const RxParams& p);
     void install_rx(RxSlot* s) noexcept;
+    RxSlot* published_rx(SlotId id) const noexcept;
+    // Publishes a new key state for s (learned 0) and retires the old one with every key it
+    // held that the new one does not. False (logged): no memory, nothing changed.
+    bool replace_keys(RxSlot* s, const GcmKey* cur, std::uint64_t cur_from, const GcmKey* next,
+                      std::uint64_t next_from);
     TxSlot* build_tx(std::span<const std::uint8_t> key, std::span<const std::uint8_t> salt, const TxParams& p);
+    TxKey* build_tx_key(const TxSlot& s, std::span<const std::uint8_t> key, std::span<const std::uint8_t> salt);
     void install_tx(TxSlot* s);
     static SecretBytes lane_material(std::span<const std::uint8_t> key, std::span<const std::uint8_t> salt,
                                      std::uint32_t n);
-    void defer_free(void* slot, bool rx);
-    void free_now(void* slot, bool rx) noexcept;
+    void defer_free(void* obj, FreedKind kind, std::uint32_t id, std::uint32_t session, std::uint16_t lane);
+    void free_now(const Retired& r) noexcept;
     bool range_free(std::uint32_t first, std::uint32_t n) const noexcept;
     void take_range(std::uint32_t first, std::uint32_t n, std::uint16_t gen) noexcept;
 
@@ -353,6 +480,7 @@ private:
     std::vector<Retired> retired_;       // FIFO (token order), head at retired_head_
     std::size_t retired_head_ = 0;
     std::uint64_t freed_ = 0;
+    std::uint64_t keys_freed_ = 0;
     bool stall_warned_ = false;
     FreeHook hook_ = nullptr;
     void* hook_ctx_ = nullptr;

@@ -231,6 +231,13 @@ static_assert(sizeof(RxRef) == 16);   // two words: a burst's refs stay in a few
 unsigned decap_burst(GcmEngine& e, rte_mbuf* const* pkts, const std::uint16_t* p3_off, const RxRef* rx,
                      unsigned n, unsigned l2_len, DecapResult* res, L2 l2 = L2::keep) noexcept;
 
+// After decap_burst said auth for a packet (its tag did not verify under `failed`): the open
+// ran in place, so the bytes between the P3 header and the ICV hold garbage. Re-applies
+// AES-CTR under the same key and nonce over them (a seal into a scratch tag), which gives the
+// ciphertext back as received, ready to be opened under another key. Contiguous or chained
+// (the segments decap_burst used). false: the packet has no such shape (nothing changed).
+bool restore_failed(GcmEngine& e, rte_mbuf* m, unsigned p3_off, const GcmKey& failed) noexcept;
+
 // ---- ECN (RFC 6040, normal mode), exposed for tests ----------------------------------------
 inline constexpr std::uint8_t kNotEct = 0, kEct1 = 1, kEct0 = 2, kCe = 3;
 // Outer ECN for an inner ECN at encapsulation: copied (normal mode).

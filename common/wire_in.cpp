@@ -260,6 +260,25 @@ unsigned open_run_hidden(GcmEngine& e, rte_mbuf* const* pkts, const std::uint16_
 }
 }  // namespace detail
 
+bool restore_failed(GcmEngine& e, rte_mbuf* m, unsigned p3_off, const GcmKey& failed) noexcept {
+    if (m->pkt_len < p3_off + kP3HeaderLen + kIcvLen || m->data_len < p3_off + kP3HeaderLen) return false;
+    std::uint8_t* hdr = rte_pktmbuf_mtod_offset(m, std::uint8_t*, p3_off);
+    const std::uint32_t T = m->pkt_len - p3_off - static_cast<std::uint32_t>(kP3HeaderLen + kIcvLen);
+    alignas(16) std::uint8_t scratch_tag[kIcvLen];
+    // GCM's encryption and decryption run the same counter stream from the same nonce: sealing
+    // the garbage the failed open left gives back the bytes that were opened.
+    if (m->nb_segs == 1) {
+        e.seal(failed, hdr, hdr + kP3HeaderLen, T, scratch_tag);
+        return true;
+    }
+    if (m->nb_segs > kMaxSegsU) return false;
+    IoSeg segs[kMaxSegs];
+    const unsigned ns = segs_of(m, p3_off + static_cast<std::uint32_t>(kP3HeaderLen), T, segs, kMaxSegsU);
+    if (ns == 0) return false;
+    e.seal_sgl(failed, hdr, {segs, ns}, scratch_tag);
+    return true;
+}
+
 unsigned decap_burst(GcmEngine& e, rte_mbuf* const* pkts, const std::uint16_t* p3_off, const RxRef* rx,
                      unsigned n, unsigned l2_len, DecapResult* res, L2 l2) noexcept {
     if (n > kMaxBurst) {

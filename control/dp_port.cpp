@@ -79,10 +79,11 @@ bool DataplanePort::install(setup::EstablishedSession&& s) {
         return false;
     }
     if (!port_.install_tx(sid, tx_id, tx)) {
-        port_.retire_rx(sid, rx_id);
+        port_.clear_keys(sid);   // the inbound lanes just installed go with the session's keys
         give_back(s.rx_p3_id);
         return false;
     }
+    rx_base_[sid.raw()] = rx_id.raw();
     give_back(s.rx_p3_id, peer_lanes);   // the lanes the peer does not use
     ++installed_;
     if (on_up_) on_up_(s, sid, port_.tx_lanes(), peer_lanes);
@@ -92,36 +93,26 @@ bool DataplanePort::install(setup::EstablishedSession&& s) {
 // ---- the channel's link ---------------------------------------------------------------
 
 std::optional<std::uint32_t> DataplanePort::Link::install_rx(const channel::KeyMaterial& data, std::uint32_t lanes) {
-    auto base = port_.reserve_rx_ids(lanes);
-    if (!base) return std::nullopt;
-    if (!port_.install_rx(sid_, *base, lane_keys(data, lanes, size_hiding_))) {
-        port_.retire_rx(sid_, *base);
-        return std::nullopt;
-    }
-    rx_lanes_[base->raw()] = lanes;
-    return base->raw();
+    // Settle a pending next key first: the peer switched to it (seen) or never will.
+    if (port_.rx_next_seen(sid_)) port_.promote_rx(sid_);
+    else port_.drop_next_rx(sid_);
+    if (!port_.install_next_rx(sid_, lane_keys(data, lanes, size_hiding_))) return std::nullopt;
+    return rx_base_ != 0 ? rx_base_ : 1;
 }
 
-bool DataplanePort::Link::switch_tx(std::uint32_t peer_p3_id, const channel::KeyMaterial& data, std::uint32_t lanes) {
-    return port_.install_tx(sid_, P3Id(peer_p3_id), lane_keys(data, lanes, size_hiding_));
+bool DataplanePort::Link::switch_tx(std::uint32_t /*peer_p3_id: stable*/, const channel::KeyMaterial& data,
+                                    std::uint32_t lanes) {
+    std::uint64_t first_seq[wire::kMaxLanes] = {};
+    return port_.switch_tx(sid_, lane_keys(data, lanes, size_hiding_), first_seq);
 }
 
-void DataplanePort::Link::retire_rx(std::uint32_t p3_id) {
-    rx_lanes_.erase(p3_id);
-    port_.retire_rx(sid_, P3Id(p3_id));
+void DataplanePort::Link::retire_rx(std::uint32_t /*p3_id*/) {
+    if (port_.rx_next_seen(sid_)) port_.promote_rx(sid_);
 }
 
-bool DataplanePort::Link::rx_seen(std::uint32_t p3_id) {
-    auto it = rx_lanes_.find(p3_id);
-    return port_.rx_seen(P3Id(p3_id), it == rx_lanes_.end() ? 1 : it->second);
-}
+bool DataplanePort::Link::rx_seen(std::uint32_t /*p3_id*/) { return port_.rx_next_seen(sid_); }
 
-std::uint64_t DataplanePort::Link::tx_packets() {
-    std::uint64_t most = 0;
-    for (unsigned l = 0; l < port_.tx_lanes(); ++l)
-        most = std::max(most, port_.tx_last_seq(sid_, static_cast<std::uint16_t>(l)));
-    return most;
-}
+std::uint64_t DataplanePort::Link::tx_packets() { return port_.tx_packets(sid_); }
 
 void DataplanePort::Link::send_control(std::span<const std::uint8_t> inner) {
     rte_mbuf* m = port_.alloc();

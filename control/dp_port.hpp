@@ -5,13 +5,18 @@
 //   setup engine  setup::SessionSink (DataplanePort itself): P3 IDs reserved from the slot
 //                 table; an established session's first data keys become inbound and
 //                 outbound slots for every lane, which sets the session up.
-//   channel       channel::KeyInstaller + ControlLink (DataplanePort::Link, one per session):
-//                 install_rx   -> reserve_rx_ids(lanes) + install_rx(sid, base, keys)
-//                 switch_tx    -> install_tx(sid, peer base, keys)
-//                 retire_rx    -> retire_rx(sid, base)     (RCU, wiped after the grace period)
-//                 rx_seen      -> rx_seen(base, lanes)      (a tag verified under the block)
+//   channel       channel::KeyInstaller + ControlLink (DataplanePort::Link, one per session).
+//                 Interim mapping of the channel's calls onto the stable-lane key API (a rekey
+//                 changes keys only; the session's P3 IDs stay):
+//                 install_rx   -> settle the pending next key (seen: promote_rx, else
+//                                 drop_next_rx), install_next_rx(sid, keys); returns the
+//                                 session's unchanged inbound base
+//                 switch_tx    -> switch_tx(sid, keys) (the receiver learns the switch point
+//                                 from the first packet under the new keys)
+//                 retire_rx    -> promote_rx(sid) once the next key was seen (else nothing)
+//                 rx_seen      -> rx_next_seen(sid)
 //                 session_down -> clear_keys(sid)          (RST / unreachable from then on)
-//                 tx_packets   -> max over lanes of tx_last_seq(sid, lane)
+//                 tx_packets   -> tx_packets(sid)
 //                 send_control -> an mbuf with meta tx_inner for sid, to the workers
 //   setup UDP     alloc + send: the setup exchange's datagrams out of the WAN (meta tx_ip)
 //
@@ -67,8 +72,10 @@ public:
     // The channel's side for one session.
     class Link final : public channel::KeyInstaller, public channel::ControlLink {
     public:
-        Link(dp::ControlPort& port, SessionId sid, bool size_hiding) noexcept
-            : port_(port), sid_(sid), size_hiding_(size_hiding) {}
+        // rx_base: the session's inbound base P3 ID (what install_rx answers; 0: not known,
+        // then 1, which only the peer's switch_tx sees, and it ignores it).
+        Link(dp::ControlPort& port, SessionId sid, bool size_hiding, std::uint32_t rx_base = 0) noexcept
+            : port_(port), sid_(sid), size_hiding_(size_hiding), rx_base_(rx_base) {}
         std::optional<std::uint32_t> install_rx(const channel::KeyMaterial& data, std::uint32_t lanes) override;
         bool switch_tx(std::uint32_t peer_p3_id, const channel::KeyMaterial& data, std::uint32_t lanes) override;
         void retire_rx(std::uint32_t p3_id) override;
@@ -84,10 +91,11 @@ public:
         SessionId sid_;
         bool size_hiding_;
         std::uint64_t send_failures_ = 0;
-        std::map<std::uint32_t, std::uint32_t> rx_lanes_;   // inbound block base -> lanes
+        std::uint32_t rx_base_;
     };
     std::unique_ptr<Link> link(SessionId sid, bool size_hiding) {
-        return std::make_unique<Link>(port_, sid, size_hiding);
+        auto b = rx_base_.find(sid.raw());
+        return std::make_unique<Link>(port_, sid, size_hiding, b == rx_base_.end() ? 0 : b->second);
     }
 
     // Datagrams the setup exchange sends (an IP packet in an mbuf, meta tx_ip), to the workers.
@@ -102,6 +110,7 @@ private:
     UpHook on_up_;
     std::uint64_t installed_ = 0;
     std::unordered_map<std::uint32_t, std::uint32_t> reserved_;   // base P3 ID -> width, until installed
+    std::unordered_map<std::uint32_t, std::uint32_t> rx_base_;    // session -> its inbound base P3 ID
 };
 
 }  // namespace p3::control

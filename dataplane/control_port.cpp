@@ -132,7 +132,23 @@ bool ControlPort::install_tx(SessionId sid, P3Id peer_base, const LaneKeys& k) {
     return dp_.install_tx(sid.raw(), peer_base.raw(), k);
 }
 
-void ControlPort::retire_rx(SessionId sid, P3Id base) { dp_.retire_rx(sid.raw(), base.raw()); }
+bool ControlPort::install_next_rx(SessionId sid, const LaneKeys& k) { return dp_.install_next_rx(sid.raw(), k); }
+
+void ControlPort::rx_switch_at(SessionId sid, std::span<const std::uint64_t> first_seq) {
+    dp_.rx_switch_at(sid.raw(), first_seq);
+}
+
+bool ControlPort::rx_next_seen(SessionId sid) const noexcept { return dp_.rx_next_seen(sid.raw()); }
+
+void ControlPort::promote_rx(SessionId sid) { dp_.promote_rx(sid.raw()); }
+
+void ControlPort::drop_next_rx(SessionId sid) { dp_.drop_next_rx(sid.raw()); }
+
+bool ControlPort::switch_tx(SessionId sid, const LaneKeys& k, std::span<std::uint64_t> first_seq_out) {
+    return dp_.switch_tx(sid.raw(), k, first_seq_out);
+}
+
+std::uint64_t ControlPort::tx_packets(SessionId sid) const noexcept { return dp_.tx_packets(sid.raw()); }
 
 void ControlPort::clear_keys(SessionId sid) {
     sessions_changed_ = true;
@@ -141,15 +157,6 @@ void ControlPort::clear_keys(SessionId sid) {
 
 std::uint64_t ControlPort::tx_last_seq(SessionId sid, std::uint16_t lane) const noexcept {
     return dp_.tx_last_seq(sid.raw(), lane);
-}
-
-bool ControlPort::rx_seen(P3Id base, std::uint32_t lanes) const noexcept {
-    wire::SlotTable& t = dp_.slots();
-    for (std::uint32_t l = 0; l < lanes; ++l) {
-        const wire::RxSlot* s = t.rx(wire::SlotId(base.raw()).lane(l).raw());
-        if (s && s->replay().top() != 0) return true;
-    }
-    return false;
 }
 
 unsigned ControlPort::tx_lanes() const noexcept { return dp_.tx_lanes(); }

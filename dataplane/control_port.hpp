@@ -139,6 +139,10 @@ public:
     static constexpr std::uint64_t kSessionsEveryMs = 1000;
 
     // ---- key slots (the contract) --------------------------------------------------------
+    // A session's lanes are fixed when it is set up (or from static keys): inbound P3 IDs
+    // base + n, outbound peer IDs, sequences from 1 that never restart, replay windows that run
+    // on. A rekey changes only keys: the sender switches at a sequence, the receiver holds the
+    // current and the next key of each lane and picks by sequence (docs/key-slots.md).
     //   reserve_rx_ids(lanes)
     //       A block of `lanes` fresh P3 IDs to receive on (base + n = lane n). Announce the
     //       base to the peer (it writes it on what it sends us). nullopt: table full (logged).
@@ -146,35 +150,52 @@ public:
     //       IDs base+from .. base+to-1 of a reserved block that no key was installed under go
     //       back to the table (an ID that is free stays free).
     //   install_rx(sid, base, keys)
-    //       Publishes inbound slots base..base+keys.lanes-1 (reserved before) for the session:
-    //       packets under them decrypt from now on. Older inbound slots stay until retire_rx():
-    //       both keys are accepted during a rekey. On failure (logged) the IDs are released.
+    //       Publishes the inbound lanes base..base+keys.lanes-1 (reserved before) for the
+    //       session with their first key, current from sequence 1: packets under it decrypt
+    //       from now on. On failure (logged) the IDs are released.
     //   install_tx(sid, peer_base, keys)
     //       Replaces every outbound lane of the session at once (lane n writes peer_base + n,
     //       starts at sequence 1) and sets the session up. Lanes beyond the workers that send
     //       are not made; a sending worker without a lane drops (no_tx_slot).
-    //   retire_rx(sid, base)
-    //       The inbound block at base no longer decrypts; its IDs are never found again
-    //       (generation), its keys are wiped after the workers' grace period.
+    //   install_next_rx(sid, keys)
+    //       The next key of every inbound lane of the session (lanes as installed); replaces a
+    //       pending next key (the replaced one is wiped after the grace period). Until its
+    //       switch point is known, a packet that fails under the current key is tried once
+    //       more under it. false: refused (logged), nothing changed.
+    //   rx_switch_at(sid, first_seq)
+    //       The peer announced: its lane n sends under the next key from first_seq[n] (exact).
+    //   rx_next_seen(sid)
+    //       A packet authenticated under a pending next key on some lane (learned, or
+    //       announced and the window's top reached it).
+    //   promote_rx(sid)
+    //       Every lane with a next key: it becomes the current key from its switch point
+    //       (announced, else learned, else 1); packets below it are dropped without AES
+    //       (p3_old_key); the old key is wiped after the grace period.
+    //   drop_next_rx(sid)
+    //       Pending next keys go (wiped after the grace period); the current keys stay.
+    //   switch_tx(sid, keys, first_seq_out)
+    //       Every outbound lane to the new keys, sequences carried on; first_seq_out[n] = the
+    //       first sequence lane n sends under them (size >= lanes; entries past the lanes 0).
+    //       Blocks for one RCU grace period. false: refused (logged), nothing changed.
+    //   tx_packets(sid)
+    //       Packets sent under the current outbound keys, busiest lane (last - first + 1).
     //   clear_keys(sid)
     //       Session down: every slot of it retired; its traffic is answered (RST/unreachable).
     //   tx_last_seq(sid, lane)
-    //       The last sequence sent on a lane (packet-count rekey, statistics).
-    //   rx_seen(base, lanes)
-    //       A packet authenticated under one of the block's inbound slots: the replay
-    //       window's top moves off 0 only after a tag verified. Written by one worker with a
-    //       relaxed store and only ever growing; read here with a relaxed load, compared with 0.
-    // Rekey (DESIGN.md §Session life): reserve_rx_ids + install_rx for the new keys, tell the
-    // peer; on its status install_tx; after traffic under the new inbound keys (rx_seen, or a
-    // timeout) retire_rx of the old block.
+    //       The last sequence sent on a lane (statistics).
     std::optional<P3Id> reserve_rx_ids(std::uint32_t lanes);
     void release_rx_ids(P3Id base, std::uint32_t from, std::uint32_t to);
     bool install_rx(SessionId sid, P3Id base, const LaneKeys& k);
     bool install_tx(SessionId sid, P3Id peer_base, const LaneKeys& k);
-    void retire_rx(SessionId sid, P3Id base);
+    bool install_next_rx(SessionId sid, const LaneKeys& k);
+    void rx_switch_at(SessionId sid, std::span<const std::uint64_t> first_seq);
+    bool rx_next_seen(SessionId sid) const noexcept;
+    void promote_rx(SessionId sid);
+    void drop_next_rx(SessionId sid);
+    bool switch_tx(SessionId sid, const LaneKeys& k, std::span<std::uint64_t> first_seq_out);
+    std::uint64_t tx_packets(SessionId sid) const noexcept;
     void clear_keys(SessionId sid);
     std::uint64_t tx_last_seq(SessionId sid, std::uint16_t lane) const noexcept;
-    bool rx_seen(P3Id base, std::uint32_t lanes) const noexcept;
     unsigned tx_lanes() const noexcept;   // lanes this appliance sends on
 
     // ---- sessions ----------------------------------------------------------------------

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -100,7 +101,13 @@ public:
     std::optional<std::uint32_t> reserve_rx_ids(std::uint32_t lanes);
     bool install_rx(std::uint32_t sid, std::uint32_t base_id, const LaneKeys& k);
     bool install_tx(std::uint32_t sid, std::uint32_t peer_base_id, const LaneKeys& k);
-    void retire_rx(std::uint32_t sid, std::uint32_t base_id);
+    bool install_next_rx(std::uint32_t sid, const LaneKeys& k);
+    void rx_switch_at(std::uint32_t sid, std::span<const std::uint64_t> first_seq);
+    bool rx_next_seen(std::uint32_t sid) const noexcept;
+    void promote_rx(std::uint32_t sid);
+    void drop_next_rx(std::uint32_t sid);
+    bool switch_tx(std::uint32_t sid, const LaneKeys& k, std::span<std::uint64_t> first_seq_out);
+    std::uint64_t tx_packets(std::uint32_t sid) const noexcept;
     void clear_keys(std::uint32_t sid);
     bool set_peer(std::uint32_t sid, const IpAddr& peer, std::uint16_t udp_src, std::uint16_t udp_dst);
     std::uint64_t tx_last_seq(std::uint32_t sid, std::uint16_t lane) const noexcept;

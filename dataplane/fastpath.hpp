@@ -297,12 +297,14 @@ unsigned outbound_crypto(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, 
 // Inbound, one packet at a time as classification finds it (a frame whose outer IP header is at
 // 14 and P3 header at off, after outer IP [+ UDP]; src = RxSlot::src_tag of how it was
 // carried, link padding trimmed): inbound_one parses the P3 header, finds
-// the slot by P3 ID (once per run of one ID), checks that the packet comes from the slot's
-// peer and the replay window, so a foreign, replayed or unknown packet costs no AES;
-// inbound_flush decrypts the staged batch, updates the windows, then: inner destination = our
-// WAN address -> control ring; else, inner source in the peer's subnets and destination in
-// ours (RFC 4301 §5.2) -> the LAN, and returns how many it passed on. The stage lives for
-// one burst.
+// the slot by P3 ID and its key state (once per run of one ID), checks that the packet comes
+// from the slot's peer and the replay window, and picks the key by sequence (RxKeys::pick:
+// below the current key's switch point -> dropped), so a foreign, replayed, unknown or
+// outdated packet costs no AES; inbound_flush decrypts the staged batch, retries under the
+// pending next key the few that failed under the current one while the switch point is
+// unknown, updates the windows, then: inner destination = our WAN address -> control ring;
+// else, inner source in the peer's subnets and destination in ours (RFC 4301 §5.2) -> the
+// LAN, and returns how many it passed on. The stage lives for one burst.
 struct InStage {
     rte_mbuf* m[kMaxBurst];
     std::uint16_t off[kMaxBurst];
@@ -312,7 +314,16 @@ struct InStage {
     unsigned n = 0;
     std::uint32_t run_id = 0;            // the P3 ID last looked up (0 is never one: slot index 0
     wire::RxSlot* run_slot = nullptr;    // is never used) and its slot (nullptr: unknown)
+    const wire::RxKeys* run_keys = nullptr;   // and its key state
     unsigned passed = 0;                 // passed on by flushes of a full stage
+    // Packets opened under the current key with a pending next key to retry under (rare: only
+    // while a switch point is neither announced nor learned).
+    struct Alt {
+        unsigned i;                      // index in the stage
+        const wire::RxKeys* keys;        // the state it was picked from (next, learned)
+    };
+    Alt alt[kMaxBurst];
+    unsigned n_alt = 0;
 };
 unsigned inbound_flush(Lcore& L, const Dataplane::Shared& S, InStage& in) noexcept;
 inline void inbound_one(Lcore& L, const Dataplane::Shared& S, InStage& in, rte_mbuf* m, unsigned off,
@@ -326,6 +337,7 @@ inline void inbound_one(Lcore& L, const Dataplane::Shared& S, InStage& in, rte_m
     if (h.id != in.run_id) {
         in.run_id = h.id;
         in.run_slot = S.slots->rx(h.id);
+        in.run_keys = in.run_slot ? in.run_slot->keys() : nullptr;
     }
     wire::RxSlot* s = in.run_slot;
     if (s == nullptr) [[unlikely]] {
@@ -345,13 +357,21 @@ inline void inbound_one(Lcore& L, const Dataplane::Shared& S, InStage& in, rte_m
         drop(L, m, Drop::P3_REPLAY);
         return;
     }
+    const wire::GcmKey* alt = nullptr;
+    const wire::GcmKey* key = in.run_keys->pick(h.seq, alt);
+    if (key == nullptr) [[unlikely]] {   // sent under a key that was promoted away and wiped
+        L.sessions[s->session()].rx_dropped.add();
+        drop(L, m, Drop::P3_OLD_KEY);
+        return;
+    }
     if (in.n == kMaxBurst) [[unlikely]] in.passed += inbound_flush(L, S, in);
     const unsigned k = in.n++;
     in.m[k] = m;
     in.off[k] = static_cast<std::uint16_t>(off);
-    in.ref[k] = s->ref();
+    in.ref[k] = wire::RxRef(key, s->open());
     in.slot[k] = s;
     in.seq[k] = h.seq;
+    if (alt != nullptr) [[unlikely]] in.alt[in.n_alt++] = InStage::Alt{k, in.run_keys};
 }
 // --- worker.cpp ----------------------------------------------------------------------
 // Per-lcore crypto engine life (created on the lcore's socket before the worker starts).

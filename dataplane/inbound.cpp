@@ -1,9 +1,12 @@
 // The inbound stage: P3 packets opened under their RX slot and the inner packets delivered.
 //
 // Owns: per packet before any AES (inbound_one in fastpath.hpp): the slot by P3 ID (looked up
-// once per run of one ID), the peer check (RFC 4301 §5.2: only the session's peer may use its
-// P3 IDs) and the anti-replay check; the opening of the staged batch (each slot carries the
-// open variant chosen when it was built); after it, the window update, then the inner
+// once per run of one ID, with its key state), the peer check (RFC 4301 §5.2: only the
+// session's peer may use its P3 IDs), the anti-replay check and the key by sequence (current
+// or next, common/slots.hpp); the opening of the staged batch (each slot carries the open
+// variant chosen when it was built) and, apart from it, the second try under a pending next
+// key of the packets that failed under the current one while the switch point is unknown
+// (learning it); after it, the window update, then the inner
 // packet: to our WAN address -> the control thread (control channel); else inner source in
 // the session's subnets and destination in ours -> the LAN (IPv4 through a per-burst next-hop
 // cache as one TX burst). Also the table of our protected networks those checks read.
@@ -76,6 +79,40 @@ void deliver4(Lcore& L, const Dataplane::Shared& S, Lan4Path& p, rte_mbuf* m, st
     p.ready[p.n++] = m;
 }
 
+// The packets of the batch that failed under the current key while their lane has a pending
+// next key whose switch point is neither announced nor learned: each restored (the open ran
+// in place) and opened once more under the next key; one that verifies teaches the lane its
+// switch point (RxKeys::learn). Outside the common path: a stage with no such packet never
+// comes here.
+void retry_next(Lcore& L, InStage& in, wire::DecapResult* res) noexcept {
+    rte_mbuf* m[kMaxBurst];
+    std::uint16_t off[kMaxBurst];
+    wire::RxRef ref[kMaxBurst];
+    unsigned at[kMaxBurst];
+    const wire::RxKeys* keys[kMaxBurst];
+    unsigned n = 0;
+    for (unsigned a = 0; a < in.n_alt; ++a) {
+        const unsigned i = in.alt[a].i;
+        if (res[i].status != wire::WireStatus::auth) continue;
+        if (!wire::restore_failed(*L.wire, in.m[i], in.off[i], *in.ref[i].key)) continue;
+        m[n] = in.m[i];
+        off[n] = in.off[i];
+        ref[n] = wire::RxRef(in.alt[a].keys->next, in.ref[i].open);
+        at[n] = i;
+        keys[n] = in.alt[a].keys;
+        ++n;
+    }
+    in.n_alt = 0;
+    if (n == 0) return;
+    L.stats.rx_next_retries.add(n);
+    wire::DecapResult again[kMaxBurst];
+    wire::decap_burst(*L.wire, m, off, ref, n, wire::kEthHeaderLen, again, wire::L2::room);
+    for (unsigned j = 0; j < n; ++j) {
+        res[at[j]] = again[j];
+        if (wire::authenticated(again[j].status)) keys[j]->learn(in.seq[at[j]]);
+    }
+}
+
 }  // namespace
 
 // Open the staged batch, then each packet's window, inner checks and delivery. Returns how
@@ -89,6 +126,7 @@ unsigned inbound_flush(Lcore& L, const Dataplane::Shared& S, InStage& in) noexce
     wire::DecapResult res[kMaxBurst];
     // send_l3 writes the whole Ethernet header; the control path strips it: room, no copy.
     wire::decap_burst(*L.wire, in.m, in.off, in.ref, k, wire::kEthHeaderLen, res, wire::L2::room);
+    if (in.n_alt != 0) [[unlikely]] retry_next(L, in, res);
 
     const IpAddr& own_wan = S.own(Side::wan);
     NextHopCache lan_nh;

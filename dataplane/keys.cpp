@@ -2,7 +2,9 @@
 //
 // Owns: the slot table (common/slots.hpp: TX slots by (session, lane), RX slots by P3 ID, read
 // by workers under the dataplane's RCU, wiped when freed), the inbound ID blocks each session
-// holds (so its keys retire as a whole), the session's peer (address, UDP ports) the slots are
+// holds (so its keys retire as a whole), the rekey of a session's lanes (next inbound keys,
+// their switch points, promotion; the outbound switch and its first sequences: only keys
+// change, never IDs or sequences), the session's peer (address, UDP ports) the slots are
 // built for, and static-key sessions with their persisted sequence marks. The contract of the
 // calls is in control_port.hpp; nothing here runs on a worker.
 //
@@ -33,6 +35,7 @@ struct Dataplane::KeyState {
     };
     std::unique_ptr<wire::SlotTable> table;
     std::map<std::uint32_t, std::vector<RxBlock>> rx_blocks;   // session -> blocks
+    const RxBlock* block_of(std::uint32_t sid) const noexcept;
 };
 
 bool Dataplane::keys_create(unsigned lanes) {
@@ -132,17 +135,74 @@ bool Dataplane::install_tx_at(std::uint32_t sid, std::uint32_t peer_base_id, con
     return true;
 }
 
-void Dataplane::retire_rx(std::uint32_t sid, std::uint32_t base_id) {
-    auto it = keys_->rx_blocks.find(sid);
-    if (it == keys_->rx_blocks.end()) return;
-    auto& blocks = it->second;
-    for (auto b = blocks.begin(); b != blocks.end(); ++b) {
-        if (b->base != base_id) continue;
-        for (std::uint32_t l = 0; l < b->lanes; ++l) keys_->table->retire_rx(wire::SlotId(base_id).lane(l));
-        blocks.erase(b);
-        break;
+// A rekey changes only keys: the session's inbound block (the newest, if it was set up more
+// than once without going down) keeps its IDs, windows and lanes.
+const Dataplane::KeyState::RxBlock* Dataplane::KeyState::block_of(std::uint32_t sid) const noexcept {
+    auto it = rx_blocks.find(sid);
+    return it == rx_blocks.end() || it->second.empty() ? nullptr : &it->second.back();
+}
+
+bool Dataplane::install_next_rx(std::uint32_t sid, const LaneKeys& k) {
+    const KeyState::RxBlock* b = keys_->block_of(sid);
+    if (!b) {
+        P3_LOG_ERROR(DP_KEYS, "session %u: next inbound keys refused: no inbound lanes installed", sid);
+        return false;
     }
-    if (blocks.empty()) keys_->rx_blocks.erase(it);
+    if (!keys_->table->set_next_rx_lanes(wire::SlotId(b->base), b->lanes, k.key, k.salt)) {
+        P3_LOG_ERROR(DP_KEYS, "session %u: next inbound keys for P3 IDs 0x%x..+%u refused", sid, b->base, b->lanes);
+        return false;
+    }
+    return true;
+}
+
+void Dataplane::rx_switch_at(std::uint32_t sid, std::span<const std::uint64_t> first_seq) {
+    const KeyState::RxBlock* b = keys_->block_of(sid);
+    if (!b) return;
+    for (std::uint32_t l = 0; l < b->lanes && l < first_seq.size(); ++l)
+        keys_->table->announce_rx(wire::SlotId(b->base).lane(l), first_seq[l]);
+}
+
+bool Dataplane::rx_next_seen(std::uint32_t sid) const noexcept {
+    const KeyState::RxBlock* b = keys_ ? keys_->block_of(sid) : nullptr;
+    if (!b) return false;
+    for (std::uint32_t l = 0; l < b->lanes; ++l)
+        if (keys_->table->next_seen_rx(wire::SlotId(b->base).lane(l))) return true;
+    return false;
+}
+
+void Dataplane::promote_rx(std::uint32_t sid) {
+    const KeyState::RxBlock* b = keys_->block_of(sid);
+    if (!b) return;
+    for (std::uint32_t l = 0; l < b->lanes; ++l) keys_->table->promote_rx(wire::SlotId(b->base).lane(l));
+}
+
+void Dataplane::drop_next_rx(std::uint32_t sid) {
+    const KeyState::RxBlock* b = keys_->block_of(sid);
+    if (!b) return;
+    for (std::uint32_t l = 0; l < b->lanes; ++l) keys_->table->drop_next_rx(wire::SlotId(b->base).lane(l));
+}
+
+bool Dataplane::switch_tx(std::uint32_t sid, const LaneKeys& k, std::span<std::uint64_t> first_seq_out) {
+    if (!SessionTable::valid_id(sid) || sessions_->state(sid) != SessionState::up) {
+        P3_LOG_ERROR(DP_KEYS, "session %u: outbound keys cannot switch: the session is not up", sid);
+        return false;
+    }
+    const std::uint32_t lanes = sessions_->get(sid).tx_lanes;
+    if (lanes == 0 || first_seq_out.size() < lanes ||
+        !keys_->table->switch_tx(sid, lanes, k.key, k.salt, first_seq_out)) {
+        P3_LOG_ERROR(DP_KEYS, "session %u: outbound key switch on %u lane(s) refused", sid, lanes);
+        return false;
+    }
+    for (std::size_t l = lanes; l < first_seq_out.size(); ++l) first_seq_out[l] = 0;
+    return true;
+}
+
+std::uint64_t Dataplane::tx_packets(std::uint32_t sid) const noexcept {
+    if (!keys_ || !SessionTable::valid_id(sid)) return 0;
+    std::uint64_t most = 0;
+    for (std::uint32_t l = 0; l < keys_->table->lanes(); ++l)
+        most = std::max(most, keys_->table->tx_packets(sid, static_cast<std::uint16_t>(l)));
+    return most;
 }
 
 void Dataplane::clear_keys(std::uint32_t sid) {

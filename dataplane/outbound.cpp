@@ -1,7 +1,8 @@
 // The outbound stage: clear packets of a session sealed under the sending lcore's lane and
 // sent to the WAN.
 //
-// Owns: per run of one session, its TX slot (this lcore's lane) and tunnel MTU (VPP's
+// Owns: per run of one session, its TX slot (this lcore's lane), the slot's current key (and
+// the claim of its first sequence when this lane had not sent under it yet) and tunnel MTU (VPP's
 // esp_encrypt: per-SA work only when the SA changes); packets over that MTU (inner
 // fragmentation, or ICMP "too big" / "packet too big"); the sealing of the staged batch
 // (common/wire.hpp: each slot carries the seal variant chosen when it was built); the outer
@@ -77,8 +78,16 @@ void outbound_slow(Lcore& L, const Dataplane::Shared& S, OutStage& o, rte_mbuf* 
         o.run_mtu = 0;
         wire::TxSlot* slot = L.lane == kNoLane ? nullptr : S.slots->tx(sid, static_cast<std::uint16_t>(L.lane));
         if (slot != nullptr) {
-            o.run_ref = slot->ref();
-            o.run_mtu = tunnel_mtu(S.mtu[static_cast<unsigned>(Side::wan)], slot->view().outer_v6(), slot->view().udp());
+            const wire::TxKey* key = slot->current();
+            if (wire::TxSlot::unclaimed(key)) [[unlikely]] {
+                // The lane's first packet under a new key: what is staged (perhaps under the key
+                // before it) takes its sequences first, so counter + 1 is exactly the first
+                // sequence under this one (common/slots.hpp).
+                if (o.n != 0) o.passed += outbound_flush(L, S, o);
+                slot->claim(key);
+            }
+            o.run_ref = slot->ref_of(key);
+            o.run_mtu = tunnel_mtu(S.mtu[static_cast<unsigned>(Side::wan)], key->view.outer_v6(), key->view.udp());
         }
     }
     if (o.run_ref.view == nullptr) {

@@ -471,25 +471,29 @@ TEST_CASE("route and key updates while traffic flows lose nothing", "[tunnel][rc
         pump(5);
     }
 
-    // Keys, as a rekey does it: B receives on new IDs as well, A switches, B retires the old
-    // block once what was sent under it has arrived. A fresh key every round.
-    std::uint32_t old = 0x201;
+    // Keys, as a rekey does it: B holds the next key beside the current one, A switches (its
+    // first sequences under the new key announced to B, or not: B learns them), B promotes once
+    // what was sent under the old key has arrived. A fresh key every round; the P3 IDs and the
+    // sequences never change.
+    std::uint64_t last_first = 0;
     for (int round = 0; round < 4; ++round) {
         send_some(100, static_cast<std::uint8_t>(100 + round));
         std::string kh(64, static_cast<char>('a' + round));
         const p3::SecretBytes k2 = hex(kh.c_str());
         const p3::SecretBytes s2 = hex("44444444");
-        auto base = t.b.dp->reserve_rx_ids(2);
-        REQUIRE(base);
         const p3::dp::LaneKeys k{k2.span(), s2.span(), 2, false};
-        REQUIRE(t.b.dp->install_rx(sid_b, *base, k));
+        REQUIRE(t.b.dp->install_next_rx(sid_b, k));
         pump(3);
-        REQUIRE(t.a.dp->install_tx(sid_a, *base, k));
+        std::uint64_t first[2] = {};
+        REQUIRE(t.a.dp->switch_tx(sid_a, k, first));
+        CHECK(first[0] > last_first);   // sequences go on across the switch
+        last_first = first[0];
+        if (round % 2 == 0) t.b.dp->rx_switch_at(sid_b, first);
         send_some(100, static_cast<std::uint8_t>(200 + round));
         auto more = t.deliver(t.b, want.size() - got.size());
         got.insert(got.end(), more.begin(), more.end());
-        t.b.dp->retire_rx(sid_b, old);
-        old = *base;
+        CHECK(t.b.dp->rx_next_seen(sid_b));
+        t.b.dp->promote_rx(sid_b);
         CHECK(t.a.dp->tx_last_seq(sid_a, 0) > 0);
         CHECK(t.a.dp->tx_last_seq(sid_a, 1) > 0);
     }
@@ -499,8 +503,9 @@ TEST_CASE("route and key updates while traffic flows lose nothing", "[tunnel][rc
     std::uint64_t dropped = 0;
     for (const auto& d : p3::dp::kDrops) dropped += t.a.dp->drops(d.drop) + t.b.dp->drops(d.drop);
     CHECK(dropped == 0);
-    // The retired static block no longer decrypts: a packet under it is an unknown ID.
-    CHECK(t.b.dp->slots().rx(0x201) == nullptr);
+    // Four rekeys later B still receives on the static IDs, A still writes them.
+    CHECK(t.b.dp->slots().rx(0x201) != nullptr);
+    CHECK(t.a.dp->slots().tx(sid_a, 0)->peer_id() == 0x201);
 }
 
 TEST_CASE("NAT traversal: P3 inside UDP 4500, both directions", "[tunnel][nat]") {

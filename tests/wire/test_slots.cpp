@@ -68,8 +68,10 @@ bool same_schedule(const GcmKey& a, const GcmKey& b) {
            std::memcmp(a.salt(), b.salt(), kSaltLen) == 0;
 }
 
+// What the table freed: slots (freed) and every object, keys and key states too (all).
 struct FreeLog {
     std::vector<FreedSlot> freed;
+    std::vector<FreedSlot> all;
     unsigned not_wiped = 0;
     static void hook(const FreedSlot& f, void* ctx) {
         auto* self = static_cast<FreeLog*>(ctx);
@@ -79,7 +81,14 @@ struct FreeLog {
                 ++self->not_wiped;
                 break;
             }
-        self->freed.push_back(f);
+        self->all.push_back(f);
+        if (f.kind == FreedKind::rx_slot || f.kind == FreedKind::tx_slot) self->freed.push_back(f);
+    }
+    // Freed and wiped: the object that was at p (a key, a key state).
+    bool saw(const void* p, FreedKind k) const {
+        for (const auto& f : all)
+            if (f.memory == p && f.kind == k) return true;
+        return false;
     }
 };
 
