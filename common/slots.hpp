@@ -240,9 +240,10 @@ public:
     // key before it, so the counter it reads is the last sequence sent under that one.
     TxRef ref_of(const TxKey* k) noexcept { return TxRef{&k->view, &last_seq_, &seq_limit_}; }
     static bool unclaimed(const TxKey* k) noexcept { return k->first_seq.load(std::memory_order_relaxed) == 0; }
-    void claim(const TxKey* k) noexcept {
+    // true: this claim set it (false: the control thread's after its grace period did).
+    bool claim(const TxKey* k) noexcept {
         std::uint64_t zero = 0;
-        k->first_seq.compare_exchange_strong(zero, last_seq_ + 1, std::memory_order_relaxed);
+        return k->first_seq.compare_exchange_strong(zero, last_seq_ + 1, std::memory_order_relaxed);
     }
     // Both in one (a sender with nothing staged: tests, tools).
     TxRef ref() noexcept {

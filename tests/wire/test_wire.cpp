@@ -989,3 +989,41 @@ TEST_CASE("a TX view never initialised (or refused by init) seals nothing and le
         rte_pktmbuf_free(m);
     }
 }
+
+// The receiver's second try during a rekey (docs/key-slots.md): a packet opened under the
+// wrong key fails and its bytes are garbage (the open runs in place); restore_failed gives
+// back the ciphertext exactly as received, and it then opens under its own key. Flat and
+// chained, with and without size hiding.
+TEST_CASE("a packet that failed under another key is restored byte for byte and opens under its own", "[wire]") {
+    p3test::wire_pool();
+    const Session s(16, 4);
+    for (bool hide : {false, true})
+        for (std::size_t seg : {0ul, 100ul, 333ul})   // chained: the inner header in the first segment
+            for (std::size_t len : {28ul, 700ul, 1400ul}) {
+                CAPTURE(hide, seg, len);
+                const SizeHiding sh = hide ? SizeHiding::on : SizeHiding::off;
+                const Bytes in = inner_packet(false, len, 0x10);
+                TxView v;
+                REQUIRE(v.init(kBaseId + 1, s.lane_keys[1].get(), spec_of({false, false}), sh));
+                std::uint64_t seq = 7000;
+                rte_mbuf* m = p3test::make_mbuf(frame_of(in));
+                TxRef ref{&v, &seq};
+                WireStatus st;
+                REQUIRE(encap_burst(engine(), &m, &ref, 1, kEth, &st) == 1);
+                const Bytes sealed = p3test::mbuf_bytes(m);
+                rte_pktmbuf_free(m);
+                m = seg ? p3test::make_mbuf(sealed, seg) : p3test::make_mbuf(sealed);
+                if (seg && sealed.size() > seg) REQUIRE(m->nb_segs > 1);
+                // Under lane 0's key: the tag fails, the bytes were changed in place.
+                REQUIRE(decap_one(m, s.lane_keys[0].get(), sh).status == WireStatus::auth);
+                CHECK(p3test::mbuf_bytes(m) != sealed);
+                OuterInfo o;
+                REQUIRE(parse_outer(m, kEth, 4500, o) == WireStatus::ok);
+                REQUIRE(restore_failed(engine(), m, o.p3_off, *s.lane_keys[0]));
+                CHECK(p3test::mbuf_bytes(m) == sealed);
+                // Under its own key it opens as if nothing had happened.
+                REQUIRE(decap_one(m, s.lane_keys[1].get(), sh).status == WireStatus::ok);
+                CHECK(p3test::mbuf_bytes(m) == frame_of(in));
+                rte_pktmbuf_free(m);
+            }
+}
