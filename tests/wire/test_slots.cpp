@@ -688,40 +688,38 @@ TEST_CASE("slots: many publish/retire cycles under concurrent readers lose nothi
     CHECK(hits.load() > 0);
 }
 
-TEST_CASE("slots: capacity for 10,000 remotes x 2 lanes x (current + previous) without hugepages") {
+TEST_CASE("slots: capacity for 10,000 remotes x 2 lanes, each with a current and a next key, without hugepages") {
     LogCapture logs;
     Qsbr q;
     const std::uint32_t remotes = 10000, lanes = 2;
-    SlotTable t(SlotTableConfig{remotes * lanes * 2 + 1, remotes + 1, lanes}, q.q);
-    Material m(1);
+    SlotTable t(SlotTableConfig{remotes * lanes + 1, remotes + 1, lanes}, q.q);
+    Material m(1), next(2);
     std::vector<SlotId> ids;
     for (std::uint32_t r = 1; r <= remotes; ++r) {
-        for (int gen = 0; gen < 2; ++gen) {   // current and previous inbound keys
-            auto base = t.reserve_rx(lanes);
-            REQUIRE(base);
-            RxParams p;
-            p.session = r;
-            for (std::uint32_t l = 0; l < lanes; ++l) {
-                p.lane = static_cast<std::uint16_t>(l);
-                REQUIRE(t.publish_rx(base->lane(l), m.k(), m.s(), p));
-            }
-            ids.push_back(*base);
-        }
+        auto base = t.reserve_rx(lanes);   // one block for the session's life
+        REQUIRE(base);
+        RxParams p;
+        p.session = r;
+        REQUIRE(t.publish_rx_lanes(*base, lanes, m.k(), m.s(), p));
+        REQUIRE(t.set_next_rx_lanes(*base, lanes, next.k(), next.s()));   // a rekey in flight
+        ids.push_back(*base);
         TxParams tp = tx_params(r, 0x100);
         for (std::uint32_t l = 0; l < lanes; ++l) {
             tp.lane = static_cast<std::uint16_t>(l);
             REQUIRE(t.publish_tx(m.k(), m.s(), tp));
         }
     }
-    CHECK(t.stats().rx_published == remotes * lanes * 2);
+    CHECK(t.stats().rx_published == remotes * lanes);
     CHECK(t.stats().tx_published == remotes * lanes);
     CHECK_FALSE(t.reserve_rx(1));   // exactly full
-    // Every ID finds its own slot.
+    // Every ID finds its own slot, with both keys.
     std::uint32_t found = 0;
     for (SlotId id : ids)
-        for (std::uint32_t l = 0; l < lanes; ++l)
-            found += t.rx(id.lane(l).raw()) != nullptr && t.rx(id.lane(l).raw())->id() == id.lane(l);
-    CHECK(found == remotes * lanes * 2);
+        for (std::uint32_t l = 0; l < lanes; ++l) {
+            const RxSlot* s = t.rx(id.lane(l).raw());
+            found += s != nullptr && s->id() == id.lane(l) && s->keys()->next != nullptr;
+        }
+    CHECK(found == remotes * lanes);
 }
 
 TEST_CASE("slots: random reserve/publish/retire sequences agree with a model") {
