@@ -94,6 +94,9 @@ private:
     // tests/control/fuzz_channel_session.cpp: seals bytes with this session's control key, as
     // a peer holding it could send them, and reads the state it must keep bounded.
     friend struct SessionTestAccess;
+    // tests/control/channel_sim.hpp: opens what this session sealed, to tell the tests which
+    // message a control packet carried.
+    friend struct ChannelProbe;
 
     void go_up(InitialKeys&& k);
     void teardown();

@@ -1,8 +1,12 @@
-// Rekey (seed spec §2.1.6) between two sessions on the simulated link, and the secondary's
-// answers stepped message by message (stale, crossing, retransmitted and bad requests).
+// Rekey (seed spec §2.1.6) between two sessions on the simulated link (stable lanes, keys
+// switched by sequence, X25519 mixing, jitter), and the secondary's answers stepped message
+// by message (stale, crossing, retransmitted and bad requests, bad shares).
 #include <catch2/catch.hpp>
 
+#include <set>
+
 #include "channel_sim.hpp"
+#include "control/channel/dh.hpp"
 #include "control/channel/framing.hpp"
 #include "control/channel/messages.hpp"
 
@@ -31,12 +35,19 @@ void check_no_packet_lost(const Sim& sim) {
         CHECK(dp->lost_no_slot == 0);
         CHECK(dp->auth_failures == 0);
         CHECK(dp->replays == 0);
+        CHECK(dp->below_cur == 0);
+        CHECK(dp->wrong_key == 0);
     }
+    // As an observer of the WAN: one P3 ID per lane, sequences only going up.
+    CHECK(sim.wire.ids(0) == sim.lanes_a);
+    CHECK(sim.wire.ids(1) == sim.lanes_b);
+    CHECK(sim.wire.seq_not_up == 0);
     CHECK(sim.dp_a.data_sent == sim.dp_b.data_received);
     CHECK(sim.dp_b.data_sent == sim.dp_a.data_received);
-    // (heartbeats keep going while draining: count what is still on the link)
-    CHECK(sim.dp_a.control_sent == sim.dp_b.control_received + sim.link.in_flight(1, true));
-    CHECK(sim.dp_b.control_sent == sim.dp_a.control_received + sim.link.in_flight(0, true));
+    // (heartbeats keep going while draining: count what is still on the link, and what a test
+    // lost on purpose)
+    CHECK(sim.dp_a.control_sent == sim.dp_b.control_received + sim.link.in_flight(1, true) + sim.dp_a.tapped_out);
+    CHECK(sim.dp_b.control_sent == sim.dp_a.control_received + sim.link.in_flight(0, true) + sim.dp_b.tapped_out);
     CHECK(sim.link.in_flight(0, false) + sim.link.in_flight(1, false) == 0);
 }
 
@@ -59,22 +70,33 @@ TEST_CASE("rekey: 100 rekeys under continuous traffic both ways, no packet lost,
     CHECK(sim.secondary->stats().rekeys_done == sim.primary->stats().rekeys_done);
     CHECK(sim.primary->tx_epoch() == sim.secondary->tx_epoch());
     CHECK(sim.primary->tx_epoch() >= 100);
-    // Every side switched once per rekey; every superseded inbound slot is gone.
-    CHECK(sim.dp_a.switches == sim.primary->stats().rekeys_done + 1);
-    CHECK(sim.dp_b.switches == sim.secondary->stats().rekeys_done + 1);
-    CHECK(sim.dp_a.slots.size() == 1);
-    CHECK(sim.dp_b.slots.size() == 1);
-    CHECK(sim.dp_a.retired == sim.dp_a.installs - 1);
-    CHECK(sim.dp_b.retired == sim.dp_b.installs - 1);
+    // Every side switched once per rekey and promoted every next key it was given; nothing
+    // pending is left once the lingers ran out, and no key was ever dropped unused.
+    CHECK(sim.dp_a.switches == sim.primary->stats().rekeys_done);
+    CHECK(sim.dp_b.switches == sim.secondary->stats().rekeys_done);
+    CHECK(sim.dp_a.promotions == sim.dp_a.installs);
+    CHECK(sim.dp_b.promotions == sim.dp_b.installs);
+    CHECK(sim.dp_a.drops + sim.dp_b.drops == 0);
+    for (const auto* dp : {&sim.dp_a, &sim.dp_b})
+        for (const auto& l : dp->rx) CHECK(!l.next);
+    // The switch point was announced on every rekey; packets that overtook the announcement
+    // were read through the alternative try (the path has 40 ms of jitter).
+    CHECK(sim.dp_a.switch_ats == sim.dp_a.installs);
+    CHECK(sim.dp_b.switch_ats == sim.dp_b.installs);
+    CHECK(sim.dp_a.second_tries + sim.dp_b.second_tries > 0);
     CHECK(sim.primary->rx_epochs() == 1);
-    // Rekeys every rekey_wait: the epochs' start times are 60 s apart (+ the exchange).
+    // Rekeys every rekey_wait x U(0.9, 1.1): 54..66 s apart (+ the exchange), never periodic.
     std::vector<TimePoint> done;
     for (auto& s : sim.events_a)
         if (s.e.kind == Event::Kind::rekey_done) done.push_back(s.at);
+    Duration lo = 1h, hi = 0s;
     for (std::size_t i = 1; i < done.size(); ++i) {
-        CHECK(done[i] - done[i - 1] >= 60s);
-        CHECK(done[i] - done[i - 1] <= 62s);  // (two round trips of at most 160 ms)
+        CHECK(done[i] - done[i - 1] >= 54s);
+        CHECK(done[i] - done[i - 1] <= 67s);  // (two round trips of at most 160 ms)
+        lo = std::min(lo, done[i] - done[i - 1]);
+        hi = std::max(hi, done[i] - done[i - 1]);
     }
+    CHECK(hi - lo >= 6s);
     // What the administrator sees: each rekey started and completed, on both sides.
     CHECK(logs.count(Reason::REKEY_START) >= 200);
     CHECK(logs.count(Reason::REKEY_DONE) >= 200);
@@ -125,17 +147,19 @@ TEST_CASE("rekey: packet-count limit on both sides triggers one rekey per limit,
     p.rekey_wait = 3600;
     p.rekey_packets = 500;  // 20 packets/s per side: a limit every 25 s, reached on both sides at once
     Sim sim(p, 9);
+    sim.lanes_a = sim.lanes_b = 1;  // one lane each: every packet counts towards the one limit
     sim.setup();
     std::uint64_t max_a = 0, max_b = 0;
     for (int i = 0; i < 600; ++i) {
         sim.run_for(1s);
-        max_a = std::max(max_a, sim.dp_a.tx.packets);
-        max_b = std::max(max_b, sim.dp_b.tx.packets);
+        max_a = std::max(max_a, sim.dp_a.tx_packets());
+        max_b = std::max(max_b, sim.dp_b.tx_packets());
     }
     const auto n = sim.primary->stats().rekeys_done;
     CHECK(n >= 600 / 27);
     CHECK(n <= 600 / 25 + 1);
-    // The tick notices within a second, the exchange takes well under a second more.
+    // The tick notices within a second, the exchange takes well under a second more. (The
+    // busiest lane counts: 20 packets/s spread over the side's lanes.)
     CHECK(max_a <= 500 + 2 * 20 + 5);
     CHECK(max_b <= 500 + 2 * 20 + 5);
     bool limit = false;
@@ -217,11 +241,232 @@ TEST_CASE("rekey: unanswered requests (control packets lost for a while) fail th
     CHECK(sim.dp_b.data_sent == sim.dp_a.data_received);
 }
 
+TEST_CASE("rekey: the switch message lost: the secondary learns the point from data, the retransmission announces it") {
+    LogCapture logs;
+    Sim sim(stream_params(), 17);
+    sim.link.faults = Faults{0, 0, 60ms, 0ms, false};
+    sim.data_interval = 20ms;
+    sim.setup();
+    sim.run_for(40s);  // arrays delivered
+    int switches_lost = 0;
+    sim.dp_a.lose = [&](const Message& m) { return m.type == MsgType::rekey_switch && switches_lost++ == 0; };
+    sim.primary->force_rekey();
+    REQUIRE(sim.run_until_pred([&] { return sim.count(sim.events_a, Event::Kind::tx_switched) == 1; }, 5s, 5ms));
+    // The primary sends under the new keys; its switch never arrives. Within the first
+    // retransmission interval the secondary reads that data through the alternative try.
+    sim.run_for(500ms);
+    CHECK(switches_lost == 1);
+    CHECK(sim.secondary->tx_epoch() == 0);
+    std::uint64_t learned = 0;
+    for (const auto& l : sim.dp_b.rx) {
+        REQUIRE(l.next);
+        CHECK(l.next_from == 0);
+        learned = std::max(learned, l.learned);
+    }
+    CHECK(learned > 0);
+    CHECK(sim.dp_b.second_tries > 0);
+    CHECK(sim.dp_b.rx_next_seen());
+    // The retransmitted switch announces the exact points: each lane's learned point is the
+    // announced one, or the one after on the lane that carried the lost switch itself (no
+    // other loss, no reordering on this path).
+    sim.run_for(1s);
+    CHECK(sim.secondary->tx_epoch() == 1);
+    CHECK(sim.primary->stats().rekeys_done == 1);
+    int off_by_one = 0;
+    for (const auto& l : sim.dp_b.rx) {
+        REQUIRE(l.next);
+        CHECK(l.next_from > 0);
+        CHECK(l.learned >= l.next_from);
+        CHECK(l.learned <= l.next_from + 1);
+        off_by_one += l.learned == l.next_from + 1;
+    }
+    CHECK(off_by_one == 1);
+    CHECK(sim.primary->stats().retransmits >= 1);
+    sim.run_for(5s);
+    for (const auto& l : sim.dp_b.rx) CHECK(!l.next);  // promoted
+    sim.drain();
+    check_no_packet_lost(sim);
+}
+
+TEST_CASE("rekey: with and without X25519 both sides switch; with it, no installed key is a delivered one") {
+    for (bool dh : {true, false}) {
+        INFO("rekey_dh " << dh);
+        auto p = stream_params();
+        p.rekey_dh = dh;
+        p.array_size = 1;  // explicit keys: the delivered ones are in the request
+        Sim sim(p, 19);
+        sim.dp_a.record = sim.dp_b.record = true;
+        sim.setup();
+        sim.run_for(5s);
+        sim.primary->force_rekey();
+        sim.run_for(5s);
+        REQUIRE(sim.primary->stats().rekeys_done == 1);
+        const Message* req = nullptr;
+        const Message* st = nullptr;
+        for (auto& x : sim.dp_a.sent)
+            if (x.type == MsgType::rekey_request) req = &x.m;
+        for (auto& x : sim.dp_b.sent)
+            if (x.type == MsgType::rekey_status) st = &x.m;
+        REQUIRE(req);
+        REQUIRE(st);
+        CHECK(req->dh_share.has_value() == dh);
+        CHECK(st->dh_share.has_value() == dh);
+        // What each side sends under now vs what was delivered.
+        const KeyMaterial delivered_p2s = KeyMaterial::from_wire(req->data_p2s.material.span());
+        const KeyMaterial delivered_s2p = KeyMaterial::from_wire(req->data_s2p.material.span());
+        CHECK(sim.dp_a.tx[0].key.key.equals(delivered_p2s.key.span()) == !dh);
+        CHECK(sim.dp_b.tx[0].key.key.equals(delivered_s2p.key.span()) == !dh);
+        sim.drain();
+        check_no_packet_lost(sim);
+        CHECK(sim.primary->stats().dh_failures + sim.secondary->stats().dh_failures == 0);
+    }
+}
+
+TEST_CASE("rekey: a bad X25519 share fails the attempt; the retry with fresh shares succeeds") {
+    LogCapture logs;
+    Sim sim(stream_params(), 23);
+    sim.setup();
+    sim.run_for(40s);
+    // The secondary's real status is lost; a status with a low-order share answers instead (as
+    // a peer holding the control key could forge it).
+    std::optional<Message> req;
+    sim.dp_a.lose = [&](const Message& m) {
+        if (m.type == MsgType::rekey_request && !req) req = m.clone();
+        return false;
+    };
+    bool lose_status = true;
+    sim.dp_b.lose = [&](const Message& m) { return lose_status && m.type == MsgType::rekey_status; };
+    sim.primary->force_rekey();
+    sim.run_for(200ms);
+    REQUIRE(req);
+    Message bad;
+    bad.type = MsgType::rekey_status;
+    bad.msg_id = req->msg_id;
+    bad.epoch = req->epoch;
+    bad.status = Status::ok;
+    bad.lanes = sim.lanes_b;
+    bad.dh_share.emplace();
+    bad.dh_share->fill(0);
+    ChannelProbe::forge(*sim.secondary, *sim.primary, bad);
+    lose_status = false;
+    CHECK(sim.primary->stats().dh_failures == 1);
+    CHECK(sim.primary->stats().rekey_attempts_failed == 1);
+    CHECK(logs.count(Reason::REKEY_DH_FAILED) == 1);
+    CHECK(sim.dp_a.installs == 0);  // nothing installed for the failed attempt
+    sim.run_for(10s);
+    CHECK(sim.primary->stats().rekeys_done == 1);
+    CHECK(sim.primary->tx_epoch() == 2);
+    CHECK(sim.secondary->tx_epoch() == 2);
+    // The secondary had installed epoch 1's next keys; the primary never used them: dropped.
+    CHECK(sim.dp_b.drops == 1);
+    sim.drain();
+    check_no_packet_lost(sim);
+}
+
+TEST_CASE("rekey: rekey_dh differing between the sides: every attempt refused as dh-failed, then the session is lost") {
+    auto p = stream_params();
+    Sim sim(p, 29);
+    sim.params_.rekey_dh = false;  // the secondary's (the primary pushes its own in p3d)
+    sim.make_secondary();
+    sim.setup();
+    sim.run_for(40s);
+    sim.primary->force_rekey();
+    sim.run_for(60s);
+    CHECK(sim.primary->stats().rekey_attempts_failed == limits::kRekeyAttempts);
+    CHECK(sim.secondary->stats().dh_failures == limits::kRekeyAttempts);
+    CHECK(sim.count(sim.events_a, Event::Kind::lost) == 1);
+    CHECK(sim.dp_a.switches + sim.dp_b.switches == 0);
+}
+
+TEST_CASE("rekey: every control packet of a run has one inner length, whatever it carries") {
+    for (bool hide : {false, true}) {
+        INFO("size hiding " << hide);
+        auto p = stream_params();
+        p.size_hiding = hide;
+        p.array_size = 64;
+        p.rekey_wait = 20;
+        Sim sim(p, 31);
+        sim.dp_a.record = sim.dp_b.record = true;
+        sim.setup();
+        sim.run_for(2min);
+        sim.primary->flush_arrays(kFlushData | kFlushControl, true);
+        sim.secondary->force_rekey();
+        sim.run_for(1min);
+        // An error: a rekey request forged towards the primary (a secondary never rekeys).
+        Message r;
+        r.type = MsgType::rekey_request;
+        r.msg_id = 999;
+        r.epoch = 1;
+        r.lanes = 1;
+        for (KeyRef* k : {&r.data_p2s, &r.data_s2p, &r.ctl_p2s, &r.ctl_s2p}) k->material = SecretBytes(20);
+        ChannelProbe::forge(*sim.secondary, *sim.primary, r);
+        sim.run_for(1s);
+        std::set<MsgType> types;
+        std::set<std::size_t> lens;
+        for (auto* dp : {&sim.dp_a, &sim.dp_b})
+            for (auto& x : dp->sent) {
+                types.insert(x.type);
+                lens.insert(x.inner_len);
+            }
+        for (MsgType t : {MsgType::heartbeat, MsgType::heartbeat_ack, MsgType::rekey_request, MsgType::rekey_status,
+                          MsgType::rekey_switch, MsgType::rekey_switch_ack, MsgType::rekey_ask, MsgType::rekey_ask_ack,
+                          MsgType::array_chunk, MsgType::array_chunk_ack, MsgType::array_flush,
+                          MsgType::array_flush_ack, MsgType::error}) {
+            INFO(msg_type_name(t));
+            CHECK(types.count(t) == 1);
+        }
+        CHECK(lens == std::set<std::size_t>{limits::kControlInnerLen});
+        // ... and so one outer size on the WAN.
+        std::set<std::size_t> outer(sim.dp_a.control_sizes.begin(), sim.dp_a.control_sizes.end());
+        outer.insert(sim.dp_b.control_sizes.begin(), sim.dp_b.control_sizes.end());
+        CHECK(outer.size() == 1);
+    }
+}
+
+TEST_CASE("rekey: the rekey timer is rekey_wait x U(0.9, 1.1), seeded; without jitter exactly rekey_wait") {
+    for (bool jitter : {true, false}) {
+        INFO("jitter " << jitter);
+        auto p = stream_params();
+        p.rekey_wait = 100;
+        p.array_size = 1;
+        Sim sim(p, 37);
+        sim.jitter = jitter;
+        sim.make_primary();
+        sim.make_secondary();
+        sim.link.faults.delay = 0ms;  // the exchange itself takes no time: intervals are the timer's
+        sim.setup();
+        sim.run_for(100 * 110s);
+        std::vector<TimePoint> at;
+        for (auto& s : sim.events_a)
+            if (s.e.kind == Event::Kind::rekey_started) at.push_back(s.at);
+        REQUIRE(at.size() >= 90);
+        std::set<Duration::rep> distinct;
+        double sum = 0;
+        for (std::size_t i = 1; i < at.size(); ++i) {
+            const double d = std::chrono::duration<double>(at[i] - at[i - 1]).count();
+            CHECK(d >= 90.0);
+            CHECK(d <= 110.0 + 0.01);
+            distinct.insert(std::chrono::duration_cast<std::chrono::milliseconds>(at[i] - at[i - 1]).count());
+            sum += d;
+        }
+        const double mean = sum / double(at.size() - 1);
+        if (jitter) {
+            CHECK(distinct.size() > at.size() / 2);  // no period
+            CHECK(mean > 97.0);
+            CHECK(mean < 103.0);
+        } else {
+            CHECK(distinct.size() == 1);
+            CHECK(mean == Approx(100.0).epsilon(0.001));
+        }
+    }
+}
+
 // ---- the secondary, stepped by hand ------------------------------------------------------------
 
 namespace {
 
-// Plays the primary: seals messages to the secondary and opens its answers.
+// Plays the primary: seals messages to the secondary and opens its answers; and is the
+// secondary's dataplane (KeyInstaller), recording what the secondary asked of it.
 struct ManualPrimary final : KeyInstaller, ControlLink {
     FrameAddrs to_sec{*IpAddr::parse("192.0.2.1"), *IpAddr::parse("198.51.100.2"), 5653};
     FrameAddrs at_sec{*IpAddr::parse("198.51.100.2"), *IpAddr::parse("192.0.2.1"), 5653};
@@ -229,21 +474,34 @@ struct ManualPrimary final : KeyInstaller, ControlLink {
     std::uint64_t seq = 0;
     std::vector<std::vector<std::uint8_t>> out;              // what the secondary sent
     // secondary's installer side
-    std::uint32_t next_rx = 0x500;
-    int installs = 0, switches = 0, retires = 0;
-    std::uint32_t tx_peer = 0;
+    int installs = 0, switches = 0, promotes = 0, drops = 0;
+    bool seen = false;
+    std::optional<KeyMaterial> next_rx, tx;
+    std::vector<std::uint64_t> switch_at;
+    std::uint64_t tx_seq = 100;                               // the secondary's lane counter
 
-    std::optional<std::uint32_t> install_rx(const KeyMaterial&, std::uint32_t) override {
+    bool install_next_rx(const KeyMaterial& k) override {
         ++installs;
-        return next_rx++;
-    }
-    bool switch_tx(std::uint32_t id, const KeyMaterial&, std::uint32_t) override {
-        ++switches;
-        tx_peer = id;
+        next_rx = k.clone();
+        switch_at.clear();
         return true;
     }
-    void retire_rx(std::uint32_t) override { ++retires; }
-    bool rx_seen(std::uint32_t) override { return false; }
+    void rx_switch_at(std::span<const std::uint64_t> f) override { switch_at.assign(f.begin(), f.end()); }
+    bool rx_next_seen() override { return seen; }
+    void promote_rx() override {
+        ++promotes;
+        next_rx.reset();
+    }
+    void drop_next_rx() override {
+        ++drops;
+        next_rx.reset();
+    }
+    bool switch_tx(const KeyMaterial& k, std::vector<std::uint64_t>& first) override {
+        ++switches;
+        tx = k.clone();
+        first.assign(1, tx_seq + 1);
+        return true;
+    }
     std::uint64_t tx_packets() override { return 0; }
     void session_down(Reason) override {}
     void send_control(std::span<const std::uint8_t> p) override { out.emplace_back(p.begin(), p.end()); }
@@ -283,13 +541,21 @@ Message request(std::uint32_t id, std::uint32_t epoch) {
     m.type = MsgType::rekey_request;
     m.msg_id = id;
     m.epoch = epoch;
-    m.p3_id = 0x900 + epoch;
     m.lanes = 1;
     m.data_p2s.material = km(std::uint8_t(epoch * 4)).to_wire();
     m.data_s2p.material = km(std::uint8_t(epoch * 4 + 1)).to_wire();
     m.ctl_p2s.material = km(std::uint8_t(epoch * 4 + 2)).to_wire();
     m.ctl_s2p.material = km(std::uint8_t(epoch * 4 + 3)).to_wire();
     return m;
+}
+
+Message switch_msg(std::uint32_t id, std::uint32_t epoch, std::uint64_t first = 1) {
+    Message sw;
+    sw.type = MsgType::rekey_switch;
+    sw.msg_id = id;
+    sw.epoch = epoch;
+    sw.first_seq = {first};
+    return sw;
 }
 
 struct Stepped {
@@ -300,11 +566,12 @@ struct Stepped {
     RandomKeys keys{6};
     ManualPrimary peer;
     std::unique_ptr<Session> sec;
-    Stepped() {
+    explicit Stepped(bool dh = false) {
         SessionConfig c;
         c.role = config::Role::secondary;
         c.name = "primary";
         c.addrs = peer.at_sec;
+        c.params.rekey_dh = dh;
         sec = std::make_unique<Session>(loop, c, peer, peer, rng, keys);
         peer.ctl_p2s[0] = km(100);
         peer.ctl_s2p[0] = km(101);
@@ -316,10 +583,14 @@ struct Stepped {
         if (peer.out.size() == n) return std::nullopt;  // no answer
         return peer.last();
     }
-    // Registers the epoch's control keys (as the request carries them).
+    // Registers the epoch's control keys as the request carried them (rekey_dh off).
     void learn(std::uint32_t epoch) {
         peer.ctl_p2s[epoch] = km(std::uint8_t(epoch * 4 + 2));
         peer.ctl_s2p[epoch] = km(std::uint8_t(epoch * 4 + 3));
+    }
+    void advance(Duration d) {
+        clock.advance(d);
+        loop.run_due();
     }
 };
 
@@ -332,54 +603,137 @@ TEST_CASE("rekey, stepped: a retransmitted request gets the same answer, a late 
     CHECK(a->type == MsgType::rekey_status);
     CHECK(a->msg_id == 1);
     CHECK(a->status == Status::ok);
-    const auto id1 = *a->p3_id;
-    // Retransmission (new control sequence): same status, same P3 ID, nothing installed twice.
+    CHECK(a->lanes == 1u);
+    CHECK(!a->dh_share);  // rekey_dh off on both sides
+    CHECK(t.peer.installs == 1);
+    REQUIRE(t.peer.next_rx);
+    CHECK(t.peer.next_rx->key.equals(km(4).key.span()));  // data p2s as delivered (no DH)
+    // Retransmission (new control sequence): same status, nothing installed twice.
     a = t.send(request(1, 1));
     REQUIRE(a);
     CHECK(a->status == Status::ok);
-    CHECK(a->p3_id == id1);
     CHECK(t.peer.installs == 1);
-    // The primary gave up on epoch 1 and asked again with epoch 2; then a late copy of 1 arrives.
+    // The primary gave up on epoch 1 (never switched) and asked again with epoch 2: the
+    // pending next key of epoch 1 was never used, so it is dropped before epoch 2's goes in.
     a = t.send(request(2, 2));
     REQUIRE(a);
     CHECK(a->status == Status::ok);
-    CHECK(a->p3_id != id1);
+    CHECK(t.peer.drops == 1);
+    CHECK(t.peer.promotes == 0);
+    CHECK(t.peer.installs == 2);
+    // A late copy of 1: stale, changes nothing.
     a = t.send(request(3, 1));
     REQUIRE(a);
     CHECK(a->status == Status::stale);
     CHECK(t.peer.installs == 2);
     CHECK(t.sec->stats().rekey_stale == 1);
-    // Switch to epoch 2: the secondary follows, answers under the new control key.
+    // Switch to epoch 2: the dataplane hears the switch point, the secondary follows and
+    // answers under the new control key with its own first sequence.
     t.learn(2);
-    Message sw;
-    sw.type = MsgType::rekey_switch;
-    sw.msg_id = 4;
-    sw.epoch = 2;
-    sw.first_seq = 1;
-    a = t.send(sw, 2);
+    a = t.send(switch_msg(4, 2, 777), 2);
     REQUIRE(a);
     CHECK(a->type == MsgType::rekey_switch_ack);
     CHECK(a->epoch == 2u);
+    CHECK(a->first_seq == std::vector<std::uint64_t>{101});
+    CHECK(t.peer.switch_at == std::vector<std::uint64_t>{777});
     CHECK(t.peer.switches == 1);
-    CHECK(t.peer.tx_peer == 0x902);
+    CHECK(t.peer.tx->key.equals(km(9).key.span()));
     CHECK(t.sec->tx_epoch() == 2);
-    // A retransmitted switch: acknowledged again, not switched again.
-    a = t.send(sw, 2);
+    // A retransmitted switch: acknowledged again with the same first sequence, not switched again.
+    t.peer.tx_seq = 500;
+    a = t.send(switch_msg(4, 2, 777), 2);
     REQUIRE(a);
     CHECK(a->type == MsgType::rekey_switch_ack);
+    CHECK(a->first_seq == std::vector<std::uint64_t>{101});
     CHECK(t.peer.switches == 1);
     // A switch to the abandoned epoch 1: refused as stale.
-    sw.msg_id = 5;
-    sw.epoch = 1;
-    a = t.send(sw, 2);
+    a = t.send(switch_msg(5, 1), 2);
     REQUIRE(a);
     CHECK(a->type == MsgType::error);
     CHECK(a->error_code == Status::stale);
-    // Old inbound keys (epoch 0 and the abandoned 1) are retired after the timeout.
-    t.clock.advance(limits::kRetireTimeout + 1s);
-    t.loop.run_due();
-    CHECK(t.peer.retires == 2);
+    // The next key is promoted kRetireLinger after the switch point was announced.
+    t.advance(limits::kRetireLinger - 1s);
+    CHECK(t.peer.promotes == 0);
+    t.advance(2s);
+    CHECK(t.peer.promotes == 1);
+    CHECK(!t.peer.next_rx);
+    // Old control keys (epoch 0 and the abandoned 1) go after the timeout.
+    t.advance(limits::kRetireTimeout);
     CHECK(t.sec->rx_epochs() == 1);
+}
+
+TEST_CASE("rekey, stepped: a pending next key the primary did use is promoted at the next request") {
+    Stepped t;
+    REQUIRE(t.send(request(1, 1))->status == Status::ok);
+    // The primary switched (its data arrived under the new key) but its switch was lost and
+    // it gave up: the next request finds the key in use and keeps it.
+    t.peer.seen = true;
+    REQUIRE(t.send(request(2, 2))->status == Status::ok);
+    CHECK(t.peer.promotes == 1);
+    CHECK(t.peer.drops == 0);
+    // ... and a seen key with no announcement is promoted kRetireLinger after the tick saw it.
+    for (int i = 0; i < 5; ++i) t.advance(1s);
+    CHECK(t.peer.promotes == 2);
+}
+
+TEST_CASE("rekey, stepped: X25519: the keys are mixed, a bad or missing share is a dh-failed status") {
+    Stepped t(true);
+    auto eph = dh::Ephemeral::generate();
+    REQUIRE(eph);
+    Message r = request(1, 1);
+    r.dh_share = eph->share();
+    auto a = t.send(r);
+    REQUIRE(a);
+    REQUIRE(a->status == Status::ok);
+    REQUIRE(a->dh_share);
+    // Our side of the exchange gives the same keys the secondary installed; the delivered ones
+    // are not used as they are.
+    auto secret = eph->agree(*a->dh_share);
+    REQUIRE(secret);
+    const KeyMaterial mixed = dh::mix(km(4), secret->span(), 1, dh::Which::data_p2s);
+    REQUIRE(t.peer.next_rx);
+    CHECK(t.peer.next_rx->key.equals(mixed.key.span()));
+    CHECK(t.peer.next_rx->salt.equals(mixed.salt.span()));
+    CHECK(!t.peer.next_rx->key.equals(km(4).key.span()));
+    // A retransmitted request: the same share again (nothing new installed).
+    const auto share1 = *a->dh_share;
+    a = t.send(r);
+    REQUIRE(a);
+    CHECK(a->dh_share == share1);
+    CHECK(t.peer.installs == 1);
+    // A low-order share (all zero): refused, nothing installed.
+    Message bad = request(2, 2);
+    bad.dh_share.emplace();
+    bad.dh_share->fill(0);
+    a = t.send(bad);
+    REQUIRE(a);
+    CHECK(a->status == Status::dh_failed);
+    CHECK(!a->dh_share);
+    CHECK(t.peer.installs == 1);
+    // No share while rekey_dh is on (the sides disagree): refused the same way.
+    a = t.send(request(3, 3));
+    REQUIRE(a);
+    CHECK(a->status == Status::dh_failed);
+    CHECK(t.sec->stats().dh_failures == 2);
+    CHECK(t.logs.count(Reason::REKEY_DH_FAILED) == 2);
+    // A fresh share per request: a new one for epoch 4 differs from epoch 1's.
+    auto eph4 = dh::Ephemeral::generate();
+    Message r4 = request(4, 4);
+    r4.dh_share = eph4->share();
+    a = t.send(r4);
+    REQUIRE(a);
+    CHECK(a->status == Status::ok);
+    CHECK(a->dh_share != share1);
+}
+
+TEST_CASE("rekey, stepped: a share sent while rekey_dh is off is refused") {
+    Stepped t(false);
+    Message r = request(1, 1);
+    r.dh_share = dh::Ephemeral::generate()->share();
+    auto a = t.send(r);
+    REQUIRE(a);
+    CHECK(a->status == Status::dh_failed);
+    CHECK(t.peer.installs == 0);
 }
 
 TEST_CASE("rekey, stepped: requests the secondary must refuse") {
@@ -406,16 +760,15 @@ TEST_CASE("rekey, stepped: requests the secondary must refuse") {
              return m;
          },
          MsgType::rekey_status, Status::unknown_array},
-        {"switch for an epoch never requested",
+        {"switch for an epoch never requested", [] { return switch_msg(12, 9); }, MsgType::error,
+         Status::unknown_epoch},
+        {"lanes other than set up",
          [] {
-             Message m;
-             m.type = MsgType::rekey_switch;
-             m.msg_id = 12;
-             m.epoch = 9;
-             m.first_seq = 1;
+             Message m = request(14, 3);
+             m.lanes = 2;
              return m;
          },
-         MsgType::error, Status::unknown_epoch},
+         MsgType::rekey_status, Status::not_allowed},
         {"a rekey ask (only a primary takes those)",
          [] {
              Message m;
