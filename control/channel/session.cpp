@@ -76,9 +76,12 @@ void Session::go_up(InitialKeys&& k) {
     state_ = SessionState::up;
     heartbeat_.start();
     timers_.tick(limits::kTick);
-    P3_LOG_INFO(CH_UP, "%s: control channel up as %s (heartbeat %u s, fail %u s, rekey %u s, arrays %u keys)",
-                core_.name(), core_.primary() ? "primary" : "secondary", cfg_.params.heartbeat_time,
-                cfg_.params.heartbeat_fail, cfg_.params.rekey_wait, cfg_.params.array_size);
+    P3_LOG_INFO(CH_UP,
+                "%s: control channel up as %s (lanes in: P3 ID 0x%x + %u, out: 0x%x + %u, fixed for the session; "
+                "heartbeat %u s, fail %u s, rekey %u s%s, arrays %u keys)",
+                core_.name(), core_.primary() ? "primary" : "secondary", k.rx_p3_id, core_.peer_lanes, k.tx_p3_id,
+                core_.local_lanes, cfg_.params.heartbeat_time, cfg_.params.heartbeat_fail, cfg_.params.rekey_wait,
+                cfg_.params.rekey_dh ? " with X25519" : "", cfg_.params.array_size);
     core_.emit({.kind = Event::Kind::up, .reason = Reason::CH_UP});
     if (core_.primary()) {
         rekey_out_.arm_due();
