@@ -28,6 +28,7 @@ enum class KeyGeneration { software, hardware };
 struct SessionParams {
     std::uint32_t rekey_wait = 3600;          // s
     std::uint64_t rekey_packets = 0;          // rekey after this many packets per lane; 0 = only the AES-GCM safety limit
+    bool rekey_dh = true;                     // X25519 forward secrecy at rekey (DESIGN.md §Session life 3)
     std::uint32_t array_size = 256;           // keys per key array ("key_array" in the legacy format)
     std::uint32_t data_array_time = 86400;    // s
     std::uint32_t control_array_time = 82800; // s

@@ -14,6 +14,7 @@ using std::chrono::seconds;
 
 void KeyArrays::clear() {
     delivery_.reset();
+    c_.timers.cancel_array_chunk();
     for (auto& a : arrays_) a.wipe();
     for (auto& a : incoming_) a.wipe();
 }
@@ -39,7 +40,7 @@ void KeyArrays::start_delivery(ArrayKind k) {
     d.array.keys = SecretBytes(std::size_t{size} * d.array.entry);
     if (!c_.keys.fill(d.array.keys.span())) {
         P3_LOG_ERROR(KEY_SOURCE_FAILED, "%s: key generator failed: no %s key array", c_.name(), kind_name(k));
-        return c_.ops.finish_work();
+        return c_.ops.finish_work(Work::Kind::deliver);
     }
     d.array.used.assign(size, false);
     d.array.unused = size;
@@ -47,8 +48,31 @@ void KeyArrays::start_delivery(ArrayKind k) {
     send_chunk();
 }
 
+Duration KeyArrays::chunk_spacing(ArrayKind k) const noexcept {
+    const std::uint32_t size = std::max<std::uint32_t>(1, std::min(c_.cfg.params.array_size, limits::kMaxArraySize));
+    const std::uint32_t chunks = (size + limits::kKeysPerChunk - 1) / limits::kKeysPerChunk;
+    const Duration share = lifetime(k) / (std::int64_t{limits::kChunkSpreadShare} * chunks);
+    return std::min<Duration>(limits::kChunkSpacing, share);
+}
+
+void KeyArrays::on_chunk_due() {
+    if (!delivery_ || delivery_->chunk_out) return;
+    if (c_.ops.rekey_beside()) {
+        delivery_->waiting = true;  // resume() sends it when the rekey is over
+        return;
+    }
+    send_chunk();
+}
+
+void KeyArrays::resume() {
+    if (!delivery_ || !delivery_->waiting) return;
+    delivery_->waiting = false;
+    send_chunk();
+}
+
 void KeyArrays::send_chunk() {
     Delivery& d = *delivery_;
+    d.chunk_out = true;
     const std::uint32_t n = std::min(limits::kKeysPerChunk, d.array.size - d.next_offset);
     Message m;
     m.type = MsgType::array_chunk;
@@ -71,11 +95,16 @@ void KeyArrays::on_chunk_ack(const Message& m) {
         P3_LOG_WARN(ARRAY_DELIVERY_FAILED, "%s: %s key array generation %u refused: %s", c_.name(),
                     kind_name(delivery_->kind), delivery_->array.gen, status_name(*m.status).data());
         delivery_.reset();
-        return c_.ops.finish_work();
+        return c_.ops.finish_work(Work::Kind::deliver);
     }
     Delivery& d = *delivery_;
+    d.chunk_out = false;
     d.next_offset += std::min(limits::kKeysPerChunk, d.array.size - d.next_offset);
-    if (d.next_offset < d.array.size) return send_chunk();
+    if (d.next_offset < d.array.size) {
+        // A trickle: the next chunk after a jittered pause, during which a rekey may run.
+        c_.timers.array_chunk(SessionCore::scaled(chunk_spacing(d.kind), c_.uniform(0.5, 1.5)));
+        return c_.ops.delivery_paused();
+    }
     // Complete on both sides: the new generation replaces the old one, which is wiped.
     const ArrayKind k = d.kind;
     d.array.complete = true;
@@ -87,7 +116,7 @@ void KeyArrays::on_chunk_ack(const Message& m) {
                 active(k).gen, active(k).size);
     c_.emit({.kind = Event::Kind::array_active, .array = k, .gen = active(k).gen, .reason = Reason::ARRAY_ACTIVE});
     c_.timers.array_due(k, lifetime(k));
-    c_.ops.finish_work();
+    c_.ops.finish_work(Work::Kind::deliver);
 }
 
 void KeyArrays::on_chunk_failed() {
@@ -96,7 +125,8 @@ void KeyArrays::on_chunk_failed() {
                 kind_name(delivery_->kind), delivery_->array.gen);
     const ArrayKind k = delivery_->kind;
     delivery_.reset();
-    c_.ops.finish_work();
+    c_.timers.cancel_array_chunk();
+    c_.ops.finish_work(Work::Kind::deliver);
     // Try again after a while; until then rekeys carry explicit keys.
     c_.timers.array_retry(k, limits::kRequestTimeout * 4);
 }

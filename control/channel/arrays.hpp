@@ -1,12 +1,16 @@
 // Key arrays of one session (docs/control-channel.md §6), both sides.
 //
 // Primary: delivers an array of fresh keys in chunks of kKeysPerChunk, one acknowledged chunk
-// at a time; when the last is acknowledged the generation is active on both sides and replaces
-// the old one (wiped). A rekey takes an unused index of a fresh array (marked used at once,
+// at a time and spread out (a trickle, not a burst an observer could count): the next chunk
+// goes U(0.5, 1.5) x spacing after the previous one was acknowledged, spacing = kChunkSpacing
+// but at most 1 / (kChunkSpreadShare x chunks) of the array's lifetime. Between two chunks a
+// queued rekey may run (session.cpp); the next chunk then waits for it to end, so a rekey
+// never names an index while the array it comes from could change under it. When the last
+// chunk is acknowledged the generation is active on both sides and replaces the old one (wiped). A rekey takes an unused index of a fresh array (marked used at once,
 // never again) or, without one, a key carried explicitly. An array is replaced when its
 // lifetime (data_array_time / control_array_time) is over or fewer than kIndicesPerRekey
 // indices are left; an unacknowledged delivery is tried again 4 x kRequestTimeout later.
-//   delivery: chunk 0 --ack--> chunk 1 ... chunk n-1 --ack--> active
+//   delivery: chunk 0 --ack--> pause --timer (and no rekey beside)--> chunk 1 ... chunk n-1 --ack--> active
 // Secondary: collects the chunks of the newest generation (older ones are stale, never taken
 // again); when all are in, it replaces the active array. Indices named by a rekey request are
 // resolved and spent here.
@@ -53,6 +57,12 @@ public:
     void start_delivery(ArrayKind k);
     void on_chunk_ack(const Message& m);
     void on_chunk_failed();              // a chunk unanswered: the delivery is abandoned
+    void on_chunk_due();                 // the pause between two chunks is over
+    void resume();                       // the rekey that ran beside the delivery is over
+    // A delivery is waiting between two chunks (no chunk unacknowledged).
+    bool between_chunks() const noexcept { return delivery_ && !delivery_->chunk_out; }
+    // The pause between chunks of this kind's array (before the U(0.5, 1.5) factor).
+    Duration chunk_spacing(ArrayKind k) const noexcept;
     void on_due(ArrayKind k);            // timer: the array's lifetime is over
     // The administrator flushes ours (no rekey names them from here on).
     void flush_ours(ArrayKind k, bool with_new);
@@ -73,6 +83,8 @@ private:
         ArrayKind kind = ArrayKind::data;
         Array array;
         std::uint32_t next_offset = 0;
+        bool chunk_out = false;          // a chunk is sent and not yet acknowledged
+        bool waiting = false;            // the pause ended while a rekey ran beside
     };
     bool fresh(ArrayKind k) const noexcept;
     Duration lifetime(ArrayKind k) const noexcept;

@@ -37,7 +37,10 @@ class SessionOps {
 public:
     virtual void lose(Reason why) = 0;
     virtual void queue(Work w) = 0;        // primary: a new exchange (joins one like it)
-    virtual void finish_work() = 0;        // the exchange in flight is over
+    virtual void finish_work(Work::Kind k) = 0;  // the exchange of this kind in flight is over
+    // A delivery waits between two chunks: a queued rekey may run meanwhile (session.cpp).
+    virtual void delivery_paused() = 0;
+    virtual bool rekey_beside() const = 0;       // a rekey runs beside a paused delivery
 protected:
     ~SessionOps() = default;
 };
@@ -66,6 +69,18 @@ struct SessionCore {
     TimePoint now() const { return loop.clock().now(); }
     void emit(Event e) const {
         if (observer) observer(e);
+    }
+    // A draw from U(lo, hi) off the session's Random; the midpoint when jitter is off or the
+    // source failed (a timer then fires at its nominal time rather than not at all).
+    double uniform(double lo, double hi) const {
+        std::uint8_t b[4];
+        if (!cfg.jitter || !rng.fill(b)) return (lo + hi) / 2;
+        const std::uint32_t x = (std::uint32_t(b[0]) << 24) | (std::uint32_t(b[1]) << 16) | (std::uint32_t(b[2]) << 8) | b[3];
+        return lo + (hi - lo) * (double(x) / 4294967296.0);
+    }
+    // d x factor, in the loop's duration.
+    static Duration scaled(Duration d, double factor) {
+        return Duration(static_cast<Duration::rep>(double(d.count()) * factor));
     }
 };
 

@@ -1,22 +1,19 @@
-// Control keys by epoch and the lifetime of inbound keys (epochs.hpp).
+// Control keys by epoch and the lifetime of inbound control keys (epochs.hpp).
 #include "control/channel/epochs.hpp"
 
 #include <algorithm>
 
 namespace p3::channel {
 
-void Epochs::start(std::uint32_t rx_p3_id, KeyMaterial&& control_tx, KeyMaterial&& control_rx) {
+void Epochs::start(KeyMaterial&& control_tx, KeyMaterial&& control_rx) {
+    clear();
     tx_ = Tx{0, std::move(control_tx), 0};
-    rx_.clear();
-    add_rx(0, rx_p3_id, std::move(control_rx));
+    add_rx(0, std::move(control_rx));
     peer_tx_epoch_ = 0;
 }
 
-void Epochs::clear(bool retire_slots) {
-    for (auto& [e, r] : rx_) {
-        c_.loop.cancel(r.retire_timer);
-        if (retire_slots) c_.installer.retire_rx(r.p3_id);
-    }
+void Epochs::clear() {
+    for (auto& [e, r] : rx_) c_.loop.cancel(r.retire_timer);
     rx_.clear();
 }
 
@@ -25,10 +22,12 @@ void Epochs::switch_tx(std::uint32_t epoch, KeyMaterial&& ctl) {
     limit_asked = kNotAsked;
 }
 
-void Epochs::add_rx(std::uint32_t epoch, std::uint32_t p3_id, KeyMaterial&& ctl) {
-    rx_.erase(epoch);
+void Epochs::add_rx(std::uint32_t epoch, KeyMaterial&& ctl) {
+    if (auto it = rx_.find(epoch); it != rx_.end()) {
+        c_.loop.cancel(it->second.retire_timer);
+        rx_.erase(it);
+    }
     Rx& r = rx_.try_emplace(epoch).first->second;
-    r.p3_id = p3_id;
     r.ctl = std::move(ctl);
 }
 
@@ -66,13 +65,11 @@ void Epochs::schedule_retire_below(std::uint32_t epoch, Duration after) {
 void Epochs::retire(std::uint32_t epoch) {
     auto it = rx_.find(epoch);
     if (it == rx_.end()) return;
-    const std::uint32_t id = it->second.p3_id;
     c_.loop.cancel(it->second.retire_timer);
     rx_.erase(it);  // the control key is wiped with it
-    c_.installer.retire_rx(id);
     ++c_.stats.keys_retired;
-    P3_LOG_DEBUG(KEYS_RETIRED, "%s: inbound keys of epoch %u (P3 ID 0x%x) retired", c_.name(), epoch, id);
-    c_.emit({.kind = Event::Kind::rx_retired, .epoch = epoch, .p3_id = id, .reason = Reason::KEYS_RETIRED});
+    P3_LOG_DEBUG(KEYS_RETIRED, "%s: inbound control key of epoch %u retired", c_.name(), epoch);
+    c_.emit({.kind = Event::Kind::rx_retired, .epoch = epoch, .reason = Reason::KEYS_RETIRED});
 }
 
 void Epochs::enforce_cap() {
@@ -85,16 +82,6 @@ void Epochs::enforce_cap() {
             }
         if (victim == rx_.end()) return;
         retire(victim->first);
-    }
-}
-
-void Epochs::poll_seen() {
-    for (auto it = rx_.rbegin(); it != rx_.rend(); ++it) {
-        if (it->second.seen) break;  // everything older is scheduled already
-        if (c_.installer.rx_seen(it->second.p3_id)) {
-            note_seen(it->first);
-            break;
-        }
     }
 }
 

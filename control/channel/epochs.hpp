@@ -1,13 +1,15 @@
-// The control keys of one session by epoch, and how long inbound keys live.
+// The control keys of one session by epoch, and how long inbound control keys live. (Data
+// keys are not kept by epoch: each inbound lane holds a current and a next key in the
+// dataplane, next_keys.* settles them; P3 IDs never change.)
 //
 // Outbound: one control key and its sequence (from 1, never repeated), switched by a rekey.
-// Inbound: per epoch, the control key, its replay window (common/replay.hpp, kReplayWindow
-// packets) and the base P3 ID of the data slots installed for it. An epoch's inbound keys stay
-// until traffic under a newer epoch authenticated (+kRetireLinger) or the peer announced its
-// switch (+kRetireTimeout); then they are retired in the dataplane and wiped here. At most
-// kMaxRxEpochs are held: beyond, the oldest the peer does not send under goes.
+// Inbound: per epoch, the control key and its replay window (common/replay.hpp, kReplayWindow
+// packets). The control-layer epoch travels inside the data encryption, so keeping several
+// shows nothing on the wire. An epoch's key stays until a control packet under a newer epoch
+// authenticated (+kRetireLinger) or the peer announced its switch (+kRetireTimeout); then it
+// is wiped. At most kMaxRxEpochs are held: beyond, the oldest the peer does not send under goes.
 //
-//   epoch e: installed --first authenticated packet or rx_seen--> seen
+//   epoch e: installed --first authenticated control packet--> seen
 //            (any state) --a newer epoch seen / switched--> retire timer --> retired
 #pragma once
 
@@ -27,7 +29,6 @@ public:
         std::uint64_t seq = 0;
     };
     struct Rx {
-        std::uint32_t p3_id = 0;
         KeyMaterial ctl;
         bool seen = false;
         wire::InlineReplayWindow<limits::kReplayWindow> win;   // never moves: a map node
@@ -39,9 +40,9 @@ public:
     explicit Epochs(SessionCore& core) : c_(core) {}
 
     // Epoch 0 from a setup exchange.
-    void start(std::uint32_t rx_p3_id, KeyMaterial&& control_tx, KeyMaterial&& control_rx);
-    // Drops every epoch; retire_slots: hand each inbound base P3 ID back to the dataplane.
-    void clear(bool retire_slots);
+    void start(KeyMaterial&& control_tx, KeyMaterial&& control_rx);
+    // Drops (wipes) every epoch.
+    void clear();
 
     // Sends under `epoch` from now on, sequences from 1.
     void switch_tx(std::uint32_t epoch, KeyMaterial&& ctl);
@@ -49,7 +50,7 @@ public:
     const Tx& tx() const noexcept { return tx_; }
 
     // A new inbound epoch (replaces one of the same number).
-    void add_rx(std::uint32_t epoch, std::uint32_t p3_id, KeyMaterial&& ctl);
+    void add_rx(std::uint32_t epoch, KeyMaterial&& ctl);
     Rx* rx(std::uint32_t epoch);
     std::size_t rx_count() const noexcept { return rx_.size(); }
     const std::map<std::uint32_t, Rx>& rx_all() const noexcept { return rx_; }
@@ -58,10 +59,8 @@ public:
     // The peer sends under `epoch` (it said so): older keys retire after `after`.
     void peer_switched(std::uint32_t epoch, Duration after);
 
-    // Traffic under `epoch` authenticated (a control packet, or the workers' flag).
+    // A control packet under `epoch` authenticated.
     void note_seen(std::uint32_t epoch);
-    // The tick: the workers' flag for the newest epochs not yet seen.
-    void poll_seen();
     // More than kMaxRxEpochs: drop the oldest the peer is known not to use.
     void enforce_cap();
 

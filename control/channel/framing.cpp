@@ -105,20 +105,15 @@ bool gcm_open(const KeyMaterial& k, std::uint64_t seq, std::span<const std::uint
     return ok;
 }
 
-std::size_t sealed_packet_len(const FrameAddrs& a, std::size_t msg_len, bool size_hiding) noexcept {
-    std::size_t n = ip_len(a) + limits::kTcpLen + limits::kSealOverhead + msg_len;
-    if (size_hiding) {
-        const std::size_t b = wire::kSizeHideBucket;
-        n = (n + wire::kTrailerFixed + b - 1) / b * b - wire::kTrailerFixed;
-    }
-    return n;
+std::size_t message_room(const FrameAddrs& a) noexcept {
+    return limits::kControlInnerLen - ip_len(a) - limits::kTcpLen - limits::kSealOverhead;
 }
 
 std::size_t seal_packet(const FrameAddrs& a, const KeyMaterial& key, const FrameParams& fp,
                         std::span<const std::uint8_t> msg, std::span<std::uint8_t> out) {
     if (a.local.family != a.peer.family || (a.local.family != 4 && a.local.family != 6)) return 0;
-    if (!key.valid() || msg.size() > limits::kMaxMessageLen) return 0;
-    const std::size_t total = sealed_packet_len(a, msg.size(), fp.size_hiding);
+    if (!key.valid() || msg.size() > limits::kMaxMessageLen || msg.size() > message_room(a)) return 0;
+    const std::size_t total = limits::kControlInnerLen;
     if (out.size() < total) return 0;
     const std::size_t iph = ip_len(a);
     const std::size_t seg = total - iph;  // TCP header + payload
@@ -156,7 +151,7 @@ std::optional<SealedView> parse_packet(const FrameAddrs& a, std::span<const std:
     if (why) *why = FrameError::none;
     const std::size_t iph = ip_len(a);
     if (pkt.size() < iph + limits::kTcpLen + limits::kSealOverhead) return bad(FrameError::too_short);
-    if (pkt.size() > limits::kMaxInnerPacket) return bad(FrameError::bad_length);
+    if (pkt.size() != limits::kControlInnerLen) return bad(FrameError::bad_length);  // one length, always
     const std::uint8_t* p = pkt.data();
     const IpAddr* src_ok = &a.peer;
     if (a.local.is_v4()) {
@@ -179,8 +174,6 @@ std::optional<SealedView> parse_packet(const FrameAddrs& a, std::span<const std:
     if (be::get16(t) != a.port || be::get16(t + 2) != a.port || (t[12] >> 4) != 5) return bad(FrameError::wrong_port);
     const std::uint8_t* s = t + limits::kTcpLen;
     const std::size_t sealed = pkt.size() - iph - limits::kTcpLen;
-    if (sealed - limits::kSealOverhead > limits::kMaxMessageLen + wire::kSizeHideBucket)
-        return bad(FrameError::bad_length);
     SealedView v;
     v.epoch = be::get32(s);
     v.seq = be::get64(s + 4);

@@ -6,15 +6,16 @@
 //   TCP (20): both ports = the session port, flags PSH|ACK, checksum valid
 //   epoch (4) | sequence (8) | AES-GCM(message || zero padding) | tag (16)
 //
+// Every control packet is exactly limits::kControlInnerLen (766) bytes, whatever the message
+// and the inner family: the zero padding inside the seal fills it. Its plaintext in the data
+// layer (inner + 2-byte trailer) is then 768 bytes, three size-hiding buckets, so with size
+// hiding on or off every control packet has one outer size (docs/control-channel.md §1).
+//
 // sealed with the control key of `epoch` in the sending direction: nonce = salt (4) ||
 // sequence (8), AAD = epoch || sequence. The dataplane then encrypts the whole inner packet
 // with the data key like any LAN packet. The receiving dataplane, finding an inner
 // destination equal to its own WAN address, hands the inner packet to the control thread,
 // which calls parse_packet() then open_sealed().
-//
-// With size hiding on, the padding makes (inner length + 2) a multiple of 256: exactly the
-// plaintext length the data layer's size hiding produces for a data packet of that bucket
-// (common/sizehide.hpp), so a control packet lands on the same outer sizes as data.
 // Control thread only (OpenSSL EVP; allocation-free apart from the cipher context).
 #pragma once
 
@@ -55,7 +56,6 @@ struct FrameAddrs {
 struct FrameParams {
     std::uint32_t epoch = 0;
     std::uint64_t seq = 0;        // control sequence, from 1
-    bool size_hiding = false;
     std::uint16_t ip_id = 0;      // IPv4 identification (random per packet)
     std::uint32_t tcp_seq = 0;    // advances by payload length, like a byte stream
     std::uint32_t tcp_ack = 0;
@@ -66,7 +66,7 @@ enum class FrameError : std::uint8_t {
     too_short,
     not_ip,          // version nibble, IHL, or family not the session's
     not_tcp,         // protocol / next header
-    bad_length,      // IP length disagrees with the packet, or the payload is too small/large
+    bad_length,      // IP length disagrees with the packet, or the packet is not kControlInnerLen
     wrong_address,   // src is not the peer or dst is not us
     wrong_port,      // TCP ports are not the session port, or data offset is not 5
     fragment,        // fragmented inner packet (we never send one)
@@ -82,10 +82,11 @@ struct SealedView {
     std::span<const std::uint8_t> tag;
 };
 
-// Length of the inner packet seal_packet() would produce for a message of msg_len bytes.
-std::size_t sealed_packet_len(const FrameAddrs& a, std::size_t msg_len, bool size_hiding) noexcept;
+// Room for the message inside the fixed-length packet of this family (IPv4: 698, IPv6: 678).
+std::size_t message_room(const FrameAddrs& a) noexcept;
 
-// Builds the inner packet into out; returns its length, or 0 if out is too small, the key is
+// Builds the inner packet into out; returns its length (always kControlInnerLen), or 0 if out
+// is too small, the message does not fit, the key is
 // invalid, the addresses are not one family, or OpenSSL failed.
 std::size_t seal_packet(const FrameAddrs& a, const KeyMaterial& key, const FrameParams& fp,
                         std::span<const std::uint8_t> msg, std::span<std::uint8_t> out);

@@ -3,7 +3,7 @@
 // fakes (tests/control/channel_sim.hpp) while p3d plugs in the dataplane and the setup engine.
 //
 //   KeyInstaller  the dataplane's key slots for ONE session (the dataplane keeps one adapter
-//                 per session): build inbound slots, switch outbound, retire, report traffic.
+//                 per session): next inbound keys, switch points, promotion, outbound switch.
 //   ControlLink   hands a control-layer inner packet to the dataplane, which encrypts it with
 //                 the current data key and sends it like any packet.
 //   SetupDriver   (secondary) starts a new setup exchange towards the primary when the session
@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <vector>
 
 #include "common/reasons.hpp"
 #include "control/channel/framing.hpp"
@@ -23,19 +24,25 @@ namespace p3::channel {
 class KeyInstaller {
 public:
     virtual ~KeyInstaller() = default;
-    // Builds inbound slots for `lanes` lanes (lane n derived from `data` per DESIGN.md) and
-    // publishes them (RCU). Returns the base P3 ID the peer must put on its packets (lane n
-    // uses base + n), or nullopt when refused (no free slot). Must be ready to decrypt when it
-    // returns: the peer may switch as soon as it hears of the ID.
-    virtual std::optional<std::uint32_t> install_rx(const KeyMaterial& data, std::uint32_t lanes) = 0;
-    // From now on, send under these keys with P3 ID base peer_p3_id (lane n: + n), sequences
-    // from 1. False when refused (the session then counts a failed rekey attempt).
-    virtual bool switch_tx(std::uint32_t peer_p3_id, const KeyMaterial& data, std::uint32_t lanes) = 0;
-    // Unpublish the inbound slots of this base ID; free and wipe them after the RCU grace period.
-    virtual void retire_rx(std::uint32_t p3_id) = 0;
-    // True once a packet authenticated under the inbound slots of this base ID (a flag the
-    // workers set; polled once per second).
-    virtual bool rx_seen(std::uint32_t p3_id) = 0;
+    // The lanes and their P3 IDs were fixed when the session was set up; a rekey changes keys
+    // only (docs/key-slots.md). Lane n's key is derived from `data` per DESIGN.md.
+    //
+    // The next key of every inbound lane (lanes = the peer's lanes from setup); replaces a
+    // pending next key. Ready to decrypt when it returns: the peer may switch as soon as it
+    // hears we hold it. False: refused (the attempt fails).
+    virtual bool install_next_rx(const KeyMaterial& data) = 0;
+    // The peer announced its switch: its lane n sends under the next key from first_seq[n].
+    virtual void rx_switch_at(std::span<const std::uint64_t> first_seq) = 0;
+    // A packet authenticated under a pending next key on some lane (polled once a second).
+    virtual bool rx_next_seen() = 0;
+    // Every lane with a next key: it becomes the current key from its switch point (announced,
+    // else learned, else 1); the old key is wiped after the grace period.
+    virtual void promote_rx() = 0;
+    // Pending next keys go (wiped after the grace period); the current keys stay.
+    virtual void drop_next_rx() = 0;
+    // Every outbound lane to these keys; first_seq is resized to the local lanes and holds the
+    // first sequence each lane sends under them. False: refused, nothing changed.
+    virtual bool switch_tx(const KeyMaterial& data, std::vector<std::uint64_t>& first_seq) = 0;
     // Packets sent under the current outbound keys (the busiest lane): the packet-count limit.
     virtual std::uint64_t tx_packets() = 0;
     // The session is lost: drop every slot of it and answer LAN traffic towards its subnets

@@ -17,15 +17,13 @@ namespace p3::channel::limits {
 using namespace std::chrono_literals;
 
 // --- message (plaintext inside the control seal) --------------------------------------
-inline constexpr std::uint8_t kVersion = 1;
+// 2: stable P3 IDs; the rekey carries lanes, X25519 shares and per-lane switch points.
+inline constexpr std::uint8_t kVersion = 2;
 // version (1) | type (1) | body length (2) | message id (4)
 inline constexpr std::size_t kHeaderLen = 8;
 // TLV: type (2) | length (2) | value
 inline constexpr std::size_t kTlvHeaderLen = 4;
-// Largest message (header + body). Keeps every control packet well under any tunnel MTU even
-// after size-hiding padding: inner headers (60 max) + seal overhead (28) + 1024 + pad < 1280.
-inline constexpr std::size_t kMaxMessageLen = 1024;
-inline constexpr std::size_t kMaxBodyLen = kMaxMessageLen - kHeaderLen;
+// (kMaxMessageLen: below, from the fixed control packet length.)
 inline constexpr std::size_t kMaxTlvs = 24;
 
 // --- keys -----------------------------------------------------------------------------
@@ -51,12 +49,27 @@ inline constexpr std::size_t kSeqLen = 8;     // per control key, from 1, never 
 inline constexpr std::size_t kTagLen = wire::kIcvLen;  // GCM tag
 inline constexpr std::size_t kSealHeaderLen = kEpochLen + kSeqLen;
 inline constexpr std::size_t kSealOverhead = kSealHeaderLen + kTagLen;  // 28
-inline constexpr std::size_t kMaxInnerPacket = kInnerV6Len + kTcpLen + kSealOverhead + kMaxMessageLen + 256;
+// Every control packet's inner length, whatever the message and the inner family: three
+// size-hiding buckets minus the data layer's 2-byte trailer, so with size hiding on or off the
+// plaintext the data layer encrypts is 768 bytes (a multiple of both its 4-byte alignment and
+// the 256-byte bucket) and the outer packet is one size. The seal's zero padding fills it.
+inline constexpr std::size_t kControlInnerLen = 3 * wire::kSizeHideBucket - wire::kTrailerFixed;  // 766
+static_assert(kControlInnerLen == 766);
+static_assert((kControlInnerLen + wire::kTrailerFixed) % wire::kSizeHideBucket == 0);
+static_assert((kControlInnerLen + wire::kTrailerFixed) % wire::kPadAlign == 0);
+inline constexpr std::size_t kMaxInnerPacket = kControlInnerLen;
+// Largest message (header + body): what an IPv6 inner packet (the larger headers) leaves.
+inline constexpr std::size_t kMaxMessageLen = kControlInnerLen - kInnerV6Len - kTcpLen - kSealOverhead;  // 678
+inline constexpr std::size_t kMaxBodyLen = kMaxMessageLen - kHeaderLen;
+// The largest messages must fit (checked again against the encoder's layout in messages.hpp):
+// an array chunk of kKeysPerChunk AES-256 keys and a switch naming kMaxLanes first sequences.
+inline constexpr std::size_t kMaxChunkMessage =
+    kHeaderLen + (kTlvHeaderLen + 1) * 2 + (kTlvHeaderLen + 4) * 3 + kTlvHeaderLen + kKeysPerChunk * kKeyMaterial256;
+inline constexpr std::size_t kMaxSwitchMessage = kHeaderLen + (kTlvHeaderLen + 4) + kTlvHeaderLen + wire::kMaxLanes * 8;
+static_assert(kMaxChunkMessage <= kMaxMessageLen, "an array chunk of 16 x 36-byte keys must fit");
+static_assert(kMaxSwitchMessage <= kMaxMessageLen, "a switch naming 64 lanes must fit");
 inline constexpr std::uint8_t kTcpFlagsPshAck = 0x18;
 inline constexpr std::uint16_t kTcpWindow = 65535;
-// Size hiding: the data layer pads plaintext (inner + its fixed trailer) up to a multiple of
-// wire::kSizeHideBucket (common/sizehide.hpp); the framing pads control packets to the same
-// boundaries itself.
 // Control-layer anti-replay window per inbound control key.
 inline constexpr unsigned kReplayWindow = 64;
 
@@ -67,13 +80,24 @@ inline constexpr auto kRequestTimeout = 8s;       // ... until answered or this 
 // --- rekey ---------------------------------------------------------------------------------
 inline constexpr unsigned kRekeyAttempts = 5;     // the first attempt + four retries (§2.1.6)
 inline constexpr auto kRekeyRetryDelay = 1s;      // between a failed attempt and the next
-// Old inbound keys: retired this long after traffic under a newer epoch authenticated (packets
-// reordered across the switch still decrypt) ...
+// Old inbound data keys: the next key is promoted (the old one wiped) this long after the
+// peer's switch point is known (announced or seen), so packets reordered across the switch
+// still decrypt; old inbound control keys go this long after a newer epoch authenticated ...
 inline constexpr auto kRetireLinger = 3s;
-// ... or this long after the peer announced its switch, if no traffic arrives at all.
+// ... or this long after the peer announced its switch, if no control packet arrives at all.
 inline constexpr auto kRetireTimeout = 60s;
-// Inbound epochs a session may hold at once (current + attempts that never completed).
+// Inbound control-key epochs a session may hold at once (current + attempts that never completed).
 inline constexpr std::size_t kMaxRxEpochs = 8;
+// Jitter of the rekey timer: rekey_wait x U(1 - j, 1 + j), so rekey instants have no period.
+inline constexpr double kRekeyJitter = 0.10;
+// Array delivery as a trickle: the next chunk U(0.5, 1.5) x spacing after the previous one was
+// acknowledged; spacing = kChunkSpacing, at most 1 / (kChunkSpreadShare x chunks) of the
+// array's lifetime.
+inline constexpr auto kChunkSpacing = 1s;
+inline constexpr unsigned kChunkSpreadShare = 4;
+
+// --- forward secrecy (dh.hpp) ---------------------------------------------------------------
+inline constexpr std::size_t kDhShareLen = 32;    // X25519 public value
 
 // --- housekeeping ----------------------------------------------------------------------------
 inline constexpr auto kTick = 1s;                 // rx-seen polling, packet limit check

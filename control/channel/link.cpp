@@ -37,7 +37,6 @@ bool MessageLink::send(const Message& m) {
     FrameParams fp;
     fp.epoch = tx.epoch;
     fp.seq = ++tx.seq;
-    fp.size_hiding = c_.cfg.params.size_hiding;
     fp.ip_id = static_cast<std::uint16_t>((idb[0] << 8) | idb[1]);
     fp.tcp_seq = tcp_seq_;
     fp.tcp_ack = tcp_ack_;

@@ -30,10 +30,9 @@ constexpr TypeRule kRules[kMaxMsgType + 1] = {
     /* heartbeat */ {0, 0},
     /* heartbeat_ack */ {0, 0},
     /* rekey_request */
-    {bit(tlv::epoch) | bit(tlv::p3_id) | bit(tlv::lanes),
-     bit(tlv::epoch) | bit(tlv::p3_id) | bit(tlv::lanes) | kKeyTlvs},
+    {bit(tlv::epoch) | bit(tlv::lanes), bit(tlv::epoch) | bit(tlv::lanes) | kKeyTlvs | bit(tlv::dh_share)},
     /* rekey_status */
-    {bit(tlv::epoch) | bit(tlv::status), bit(tlv::epoch) | bit(tlv::status) | bit(tlv::p3_id) | bit(tlv::lanes)},
+    {bit(tlv::epoch) | bit(tlv::status), bit(tlv::epoch) | bit(tlv::status) | bit(tlv::lanes) | bit(tlv::dh_share)},
     /* rekey_switch */ {bit(tlv::epoch) | bit(tlv::first_seq), bit(tlv::epoch) | bit(tlv::first_seq)},
     /* rekey_switch_ack */
     {bit(tlv::epoch) | bit(tlv::first_seq), bit(tlv::epoch) | bit(tlv::first_seq)},
@@ -55,7 +54,7 @@ constexpr TypeRule kRules[kMaxMsgType + 1] = {
 bool valid_material_len(std::size_t n) {
     return n == limits::kKeyMaterial128 || n == limits::kKeyMaterial256;
 }
-bool valid_status(std::uint16_t v) { return v <= static_cast<std::uint16_t>(Status::not_allowed); }
+bool valid_status(std::uint16_t v) { return v <= static_cast<std::uint16_t>(Status::dh_failed); }
 
 ParseError fail(ParseError e, ParseError* why, ParseStats* stats) {
     if (why) *why = e;
@@ -173,6 +172,7 @@ std::string_view status_name(Status s) noexcept {
     case Status::unknown_epoch: return "unknown-epoch";
     case Status::busy: return "busy";
     case Status::not_allowed: return "not-allowed";
+    case Status::dh_failed: return "dh-failed";
     }
     return "?";
 }
@@ -203,7 +203,6 @@ Message Message::clone() const {
     m.type = type;
     m.msg_id = msg_id;
     m.epoch = epoch;
-    m.p3_id = p3_id;
     m.lanes = lanes;
     m.array_gen = array_gen;
     m.array_size = array_size;
@@ -211,6 +210,7 @@ Message Message::clone() const {
     m.status = status;
     m.error_code = error_code;
     m.first_seq = first_seq;
+    m.dh_share = dh_share;
     m.array_kind = array_kind;
     m.flush_kinds = flush_kinds;
     m.ask_reason = ask_reason;
@@ -242,7 +242,6 @@ ParseError set_scalar(Message& m, std::uint16_t t, const std::uint8_t* v, std::s
     ParseError e = ParseError::none;
     switch (t) {
     case tlv::epoch:
-    case tlv::p3_id:
     case tlv::lanes:
     case tlv::array_gen:
     case tlv::array_size:
@@ -250,7 +249,6 @@ ParseError set_scalar(Message& m, std::uint16_t t, const std::uint8_t* v, std::s
         if (!need(4)) return ParseError::bad_tlv_length;
         const std::uint32_t x = be::get32(v);
         if (t == tlv::epoch) m.epoch = x;
-        else if (t == tlv::p3_id) m.p3_id = x;
         else if (t == tlv::lanes) {
             if (x == 0 || x > wire::kMaxLanes) e = ParseError::bad_value;
             m.lanes = x;
@@ -269,10 +267,20 @@ ParseError set_scalar(Message& m, std::uint16_t t, const std::uint8_t* v, std::s
         (t == tlv::status ? m.status : m.error_code) = static_cast<Status>(x);
         return e;
     }
-    case tlv::first_seq:
-        if (!need(8)) return ParseError::bad_tlv_length;
-        m.first_seq = be::get64(v);
-        if (*m.first_seq == 0 || *m.first_seq >= wire::kSeqHardLimit) e = ParseError::bad_value;
+    case tlv::first_seq: {
+        // One u64 per lane of the sender: 1 .. kMaxLanes entries, each 1 .. 2^62 - 1.
+        if (n == 0 || n % 8 != 0 || n / 8 > wire::kMaxLanes) return ParseError::bad_tlv_length;
+        m.first_seq.resize(n / 8);
+        for (std::size_t i = 0; i < n / 8; ++i) {
+            m.first_seq[i] = be::get64(v + 8 * i);
+            if (m.first_seq[i] == 0 || m.first_seq[i] >= wire::kSeqHardLimit) e = ParseError::bad_value;
+        }
+        return e;
+    }
+    case tlv::dh_share:
+        if (!need(limits::kDhShareLen)) return ParseError::bad_tlv_length;
+        m.dh_share.emplace();
+        std::memcpy(m.dh_share->data(), v, limits::kDhShareLen);
         return e;
     case tlv::array_kind:
         if (!need(1)) return ParseError::bad_tlv_length;
@@ -368,8 +376,9 @@ ParseError check_fields(const Message& m) {
         for (const KeyRef* k : {&m.data_p2s, &m.data_s2p, &m.ctl_p2s, &m.ctl_s2p})
             if (k->material.empty() == !k->index.has_value()) return ParseError::key_conflict;
     }
-    if (m.type == MsgType::rekey_status && m.status == Status::ok && (!m.p3_id || !m.lanes))
-        return ParseError::missing;
+    if (m.type == MsgType::rekey_status && m.status == Status::ok && !m.lanes) return ParseError::missing;
+    // A share travels with an accepted status only (a refusal installs nothing to mix).
+    if (m.type == MsgType::rekey_status && m.status != Status::ok && m.dh_share) return ParseError::not_allowed;
     if (m.type == MsgType::array_chunk) {
         const std::size_t entry = *m.key_len + limits::kSaltLen;
         const std::size_t nkeys = m.array_keys.size() / entry;
@@ -408,13 +417,20 @@ std::size_t encode(const Message& m, std::span<std::uint8_t> out) noexcept {
     Writer w(out.subspan(limits::kHeaderLen, cap - limits::kHeaderLen));
     if (m.epoch) w.u32(tlv::epoch, *m.epoch);
     if (m.status) w.u16(tlv::status, static_cast<std::uint16_t>(*m.status));
-    if (m.p3_id) w.u32(tlv::p3_id, *m.p3_id);
     if (m.lanes) w.u32(tlv::lanes, *m.lanes);
     write_key(w, m.data_p2s, tlv::data_key_p2s, tlv::data_idx_p2s);
     write_key(w, m.data_s2p, tlv::data_key_s2p, tlv::data_idx_s2p);
     write_key(w, m.ctl_p2s, tlv::ctl_key_p2s, tlv::ctl_idx_p2s);
     write_key(w, m.ctl_s2p, tlv::ctl_key_s2p, tlv::ctl_idx_s2p);
-    if (m.first_seq) w.u64(tlv::first_seq, *m.first_seq);
+    if (m.dh_share) w.tlv(tlv::dh_share, m.dh_share->data(), m.dh_share->size());
+    if (!m.first_seq.empty()) {
+        std::uint8_t b[wire::kMaxLanes * 8];
+        if (m.first_seq.size() > wire::kMaxLanes) w.fail();
+        else {
+            for (std::size_t i = 0; i < m.first_seq.size(); ++i) be::put64(b + 8 * i, m.first_seq[i]);
+            w.tlv(tlv::first_seq, b, 8 * m.first_seq.size());
+        }
+    }
     if (m.array_kind) w.u8(tlv::array_kind, static_cast<std::uint8_t>(*m.array_kind));
     if (m.array_gen) w.u32(tlv::array_gen, *m.array_gen);
     if (m.array_size) w.u32(tlv::array_size, *m.array_size);

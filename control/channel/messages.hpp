@@ -1,7 +1,7 @@
 // The control channel's messages (docs/control-channel.md §Messages): binary TLV with a
 // message id, carried sealed inside the control-layer packet (framing.hpp).
 //
-//   version (8) = 1 | type (8) | body length (16) | message id (32) | TLVs ...
+//   version (8) = 2 | type (8) | body length (16) | message id (32) | TLVs ...
 //   TLV: type (16) | length (16) | value         all numbers big-endian
 //
 // A request carries a fresh message id (per sender); its response carries the same id.
@@ -20,6 +20,7 @@
 #include <optional>
 #include <span>
 #include <string_view>
+#include <vector>
 
 #include "common/secret.hpp"
 #include "control/channel/limits.hpp"
@@ -29,10 +30,10 @@ namespace p3::channel {
 enum class MsgType : std::uint8_t {
     heartbeat = 1,
     heartbeat_ack = 2,
-    rekey_request = 3,   // primary: new keys (or array indices) for both directions
-    rekey_status = 4,    // secondary: installed for receiving (or why not)
-    rekey_switch = 5,    // primary: now sending under the new keys, from first_seq
-    rekey_switch_ack = 6,// secondary: so am I, from first_seq
+    rekey_request = 3,   // primary: new keys (or array indices) for both directions, its DH share
+    rekey_status = 4,    // secondary: installed for receiving (or why not), its DH share
+    rekey_switch = 5,    // primary: now sending under the new keys, lane n from first_seq[n]
+    rekey_switch_ack = 6,// secondary: so am I, lane n from first_seq[n]
     rekey_ask = 7,       // secondary: please rekey (its packet limit)
     rekey_ask_ack = 8,
     array_chunk = 9,     // primary: part of a key array
@@ -52,7 +53,7 @@ MsgType response_of(MsgType request) noexcept;
 namespace tlv {
 inline constexpr std::uint16_t epoch = 1;          // u32: rekey epoch (0 = keys from setup)
 inline constexpr std::uint16_t status = 2;         // u16: Status
-inline constexpr std::uint16_t p3_id = 3;          // u32: P3 ID (base) the sender receives on
+inline constexpr std::uint16_t p3_id = 3;          // version 1 only (P3 IDs no longer change): allowed nowhere
 inline constexpr std::uint16_t lanes = 4;          // u32: lanes the sender sends on
 inline constexpr std::uint16_t data_key_p2s = 5;   // key || salt, primary -> secondary data
 inline constexpr std::uint16_t data_key_s2p = 6;
@@ -62,7 +63,7 @@ inline constexpr std::uint16_t data_idx_p2s = 9;   // generation (u32) | index (
 inline constexpr std::uint16_t data_idx_s2p = 10;
 inline constexpr std::uint16_t ctl_idx_p2s = 11;
 inline constexpr std::uint16_t ctl_idx_s2p = 12;
-inline constexpr std::uint16_t first_seq = 13;     // u64: first sequence under the new keys
+inline constexpr std::uint16_t first_seq = 13;     // n x u64: lane i's first sequence under the new keys
 inline constexpr std::uint16_t array_kind = 14;    // u8: ArrayKind
 inline constexpr std::uint16_t array_gen = 15;     // u32: array generation (never reused)
 inline constexpr std::uint16_t array_size = 16;    // u32: keys in the whole array
@@ -72,7 +73,8 @@ inline constexpr std::uint16_t flush_kinds = 19;   // u8: bit 0 data, bit 1 cont
 inline constexpr std::uint16_t error_code = 20;    // u16: Status
 inline constexpr std::uint16_t ask_reason = 21;    // u8: why the secondary asks
 inline constexpr std::uint16_t key_len = 22;       // u8: 16 or 32 (AES key bytes, arrays)
-inline constexpr std::uint16_t max = 22;
+inline constexpr std::uint16_t dh_share = 23;     // 32 bytes: the sender's X25519 public value
+inline constexpr std::uint16_t max = 23;
 }  // namespace tlv
 
 enum class Status : std::uint16_t {
@@ -84,7 +86,8 @@ enum class Status : std::uint16_t {
     install_failed = 5,  // the dataplane refused the keys
     unknown_epoch = 6,   // switch for an epoch never requested
     busy = 7,            // cannot take it now (array being replaced)
-    not_allowed = 8,     // the role may not send this (a secondary never rekeys)
+    not_allowed = 8,     // the role may not send this (a secondary never rekeys), or lanes differ
+    dh_failed = 9,       // the X25519 part failed: a bad share, or a share missing / unexpected
 };
 std::string_view status_name(Status s) noexcept;
 
@@ -110,9 +113,10 @@ struct KeyRef {
 struct Message {
     MsgType type = MsgType::heartbeat;
     std::uint32_t msg_id = 0;
-    std::optional<std::uint32_t> epoch, p3_id, lanes, array_gen, array_size, array_offset;
+    std::optional<std::uint32_t> epoch, lanes, array_gen, array_size, array_offset;
     std::optional<Status> status, error_code;
-    std::optional<std::uint64_t> first_seq;
+    std::vector<std::uint64_t> first_seq;          // one per lane of the sender; empty = absent
+    std::optional<std::array<std::uint8_t, limits::kDhShareLen>> dh_share;  // public: not secret
     std::optional<ArrayKind> array_kind;
     std::optional<std::uint8_t> flush_kinds, ask_reason, key_len;
     KeyRef data_p2s, data_s2p, ctl_p2s, ctl_s2p;
@@ -159,5 +163,9 @@ std::optional<Message> parse(std::span<const std::uint8_t> in, ParseError* why =
 // Writes m into out; returns the length, or 0 if it does not fit or a field is invalid
 // (an encoder bug: the session checks, never sends).
 std::size_t encode(const Message& m, std::span<std::uint8_t> out) noexcept;
+
+// The encoder's layout for the largest messages, against the fixed packet length.
+static_assert(limits::kMaxChunkMessage <= limits::kMaxMessageLen);
+static_assert(limits::kMaxSwitchMessage <= limits::kMaxMessageLen);
 
 }  // namespace p3::channel

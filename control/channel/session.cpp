@@ -28,15 +28,16 @@ Session::Session(EventLoop& loop, SessionConfig cfg, KeyInstaller& installer, Co
       timers_(loop, *this),
       core_{loop, cfg_, installer, rng, keys, state_, stats_, observer, timers_, *this},
       epochs_(core_),
+      next_(core_),
       link_(core_, epochs_, link, [this](Message&& req) { on_request_failed(std::move(req)); }),
       heartbeat_(core_, link_),
       arrays_(core_, link_),
-      rekey_out_(core_, link_, epochs_, arrays_),
-      rekey_in_(core_, link_, epochs_, arrays_),
+      rekey_out_(core_, link_, epochs_, arrays_, next_),
+      rekey_in_(core_, link_, epochs_, arrays_, next_),
       recovery_(core_, setup) {}
 
 Session::~Session() {
-    teardown(false);
+    teardown();
     timers_.cancel_backoff();
 }
 
@@ -54,19 +55,19 @@ void Session::restart(InitialKeys&& k) {
         P3_LOG_WARN(PEER_RESTARTED, "%s: the peer set up a new session (it restarted): old session dropped",
                     core_.name());
         core_.emit({.kind = Event::Kind::restarted, .reason = Reason::PEER_RESTARTED});
-        teardown(true);
+        teardown();
     }
     start(std::move(k));
 }
 
 void Session::go_up(InitialKeys&& k) {
-    // A new setup while up (the peer restarted, or set up again): the old inbound slots are
-    // still in the dataplane and go now. After a loss session_down already dropped them.
-    teardown(state_ == SessionState::up);
+    // A new setup while up (the peer restarted, or set up again): the setup exchange has
+    // installed the new session's lanes in the dataplane already; what we held goes.
+    teardown();
     timers_.cancel_backoff();
     core_.local_lanes = std::max<std::uint32_t>(1, k.local_lanes);
     core_.peer_lanes = std::max<std::uint32_t>(1, k.peer_lanes);
-    epochs_.start(k.rx_p3_id, std::move(k.control_tx), std::move(k.control_rx));
+    epochs_.start(std::move(k.control_tx), std::move(k.control_rx));
     rekey_out_.start_session();
     rekey_in_.start_session();
     arrays_.start();
@@ -75,9 +76,12 @@ void Session::go_up(InitialKeys&& k) {
     state_ = SessionState::up;
     heartbeat_.start();
     timers_.tick(limits::kTick);
-    P3_LOG_INFO(CH_UP, "%s: control channel up as %s (heartbeat %u s, fail %u s, rekey %u s, arrays %u keys)",
-                core_.name(), core_.primary() ? "primary" : "secondary", cfg_.params.heartbeat_time,
-                cfg_.params.heartbeat_fail, cfg_.params.rekey_wait, cfg_.params.array_size);
+    P3_LOG_INFO(CH_UP,
+                "%s: control channel up as %s (lanes in: P3 ID 0x%x + %u, out: 0x%x + %u, fixed for the session; "
+                "heartbeat %u s, fail %u s, rekey %u s%s, arrays %u keys)",
+                core_.name(), core_.primary() ? "primary" : "secondary", k.rx_p3_id, core_.peer_lanes, k.tx_p3_id,
+                core_.local_lanes, cfg_.params.heartbeat_time, cfg_.params.heartbeat_fail, cfg_.params.rekey_wait,
+                cfg_.params.rekey_dh ? " with X25519" : "", cfg_.params.array_size);
     core_.emit({.kind = Event::Kind::up, .reason = Reason::CH_UP});
     if (core_.primary()) {
         rekey_out_.arm_due();
@@ -88,14 +92,16 @@ void Session::go_up(InitialKeys&& k) {
     }
 }
 
-// Cancels every timer and request; forgets keys and arrays. retire_slots: hand the inbound
-// slots back to the dataplane one by one (a restart; a loss drops them all at once instead).
-void Session::teardown(bool retire_slots) {
+// Cancels every timer and request; forgets keys and arrays. (The dataplane's lanes belong to
+// the setup: a new setup replaces them, a loss drops them through session_down.)
+void Session::teardown() {
     link_.stop();
-    epochs_.clear(retire_slots);
+    epochs_.clear();
+    next_.clear();
     timers_.stop_session();
     queue_.clear();
     current_.reset();
+    beside_ = false;
     rekey_out_.clear();
     rekey_in_.clear();
     arrays_.clear();
@@ -106,7 +112,7 @@ void Session::teardown(bool retire_slots) {
 void Session::lose(Reason why) {
     if (state_ != SessionState::up) return;
     ++stats_.losses;
-    teardown(false);
+    teardown();
     state_ = SessionState::lost;
     core_.installer.session_down(why);
     if (why == Reason::SESSION_LOST_HEARTBEAT)
@@ -127,7 +133,7 @@ void Session::setup_failed() {
 void Session::shutdown() {
     if (state_ == SessionState::closed) return;
     const bool was_up = state_ == SessionState::up;
-    teardown(false);
+    teardown();
     timers_.cancel_backoff();
     state_ = SessionState::closed;
     if (was_up) core_.installer.session_down(Reason::SESSION_CLOSED);
@@ -203,8 +209,8 @@ void Session::on_request_failed(Message&& req) {
 
 void Session::on_tick() {
     timers_.tick(limits::kTick);
-    // Traffic under newer inbound keys (the workers' flag).
-    epochs_.poll_seen();
+    // Traffic under the pending next inbound keys (the workers' flag): promotion follows.
+    next_.poll();
     // Packet-count limit of the current outbound keys.
     const std::uint32_t tx_epoch = epochs_.tx().epoch;
     if (cfg_.params.rekey_packets && epochs_.limit_asked != tx_epoch &&
@@ -266,7 +272,8 @@ void Session::queue(Work w) {
                (w.kind == Work::Kind::rekey || (w.kind == Work::Kind::deliver && o.kinds == w.kinds));
     };
     // Crossing rule, primary side: a trigger for work already queued or in flight joins it.
-    if ((current_ && same(*current_)) || std::any_of(queue_.begin(), queue_.end(), same)) {
+    if ((current_ && same(*current_)) || (beside_ && w.kind == Work::Kind::rekey) ||
+        std::any_of(queue_.begin(), queue_.end(), same)) {
         if (w.kind == Work::Kind::rekey)
             P3_LOG_INFO(REKEY_COALESCED, "%s: rekey (%s) joins the rekey already under way", core_.name(),
                         trigger_name(w.trigger));
@@ -277,7 +284,18 @@ void Session::queue(Work w) {
 }
 
 void Session::run_next() {
-    if (current_ || queue_.empty() || state_ != SessionState::up) return;
+    if (queue_.empty() || state_ != SessionState::up) return;
+    if (current_) {
+        // A delivery pausing between chunks lets a queued rekey run meanwhile; its next chunk
+        // waits for the rekey to end (arrays.hpp).
+        if (current_->kind != Work::Kind::deliver || beside_ || !arrays_.between_chunks()) return;
+        auto it = std::find_if(queue_.begin(), queue_.end(), [](const Work& w) { return w.kind == Work::Kind::rekey; });
+        if (it == queue_.end()) return;
+        const RekeyTrigger t = it->trigger;
+        queue_.erase(it);
+        beside_ = true;
+        return rekey_out_.start(t, 1);
+    }
     current_ = queue_.front();
     queue_.pop_front();
     switch (current_->kind) {
@@ -296,8 +314,13 @@ void Session::run_next() {
     }
 }
 
-void Session::finish_work() {
-    current_.reset();
+void Session::finish_work(Work::Kind k) {
+    if (k == Work::Kind::rekey && beside_) {
+        beside_ = false;
+        arrays_.resume();  // the delivery's next chunk, if its pause is over
+    } else {
+        current_.reset();
+    }
     // Let the caller's stack unwind before the next exchange starts.
     timers_.run_next();
 }
@@ -305,7 +328,7 @@ void Session::finish_work() {
 void Session::end_flush() {
     if (!current_ || current_->kind != Work::Kind::flush) return;
     const Work w = *current_;
-    finish_work();
+    finish_work(Work::Kind::flush);
     if (w.with_new) deliver_arrays(w.kinds);
 }
 

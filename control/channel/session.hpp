@@ -8,7 +8,9 @@
 //
 // The session is a small transport and tasks on it, each in its own unit:
 //   link.*             seal/open, message ids, replay check, requests resent until answered
-//   epochs.*           control keys by epoch; when inbound keys retire
+//   epochs.*           control keys by epoch; when inbound control keys retire
+//   next_keys.*        inbound data keys across a rekey: install, settle, promote, drop
+//   dh.*               X25519 shares and the HKDF mixing of rekey keys (forward secrecy)
 //   heartbeat.*        heartbeat and loss by silence
 //   rekey_initiator.*  primary: request -> status -> switch -> ack, attempts and their retries
 //   rekey_responder.*  secondary: answers requests and switches, idempotent per epoch
@@ -16,10 +18,12 @@
 //   recovery.*         secondary: new setup exchanges after a loss, with back-off
 //   timers.*           the named timers and the hooks they fire
 // This class owns the units, the state, the dispatch of what arrives and, on a primary, the
-// exchanges: one in flight at a time, in queue order; a trigger for a rekey (or a delivery of
-// the same kinds) already queued or in flight joins it, a flush joins one still queued:
+// exchanges: one in flight at a time, in queue order (except that a rekey may run while a
+// delivery pauses between two chunks: a trickled array must not hold rekeys back); a trigger
+// for a rekey (or a delivery of the same kinds) already queued or in flight joins it, a flush
+// joins one still queued:
 //   rekey:   request_sent --status ok--> switch_sent --switch ack--> done
-//   deliver: chunk 0 .. chunk n-1, each acknowledged, then the array is active
+//   deliver: chunk 0 .. chunk n-1, each acknowledged and spread out, then the array is active
 //   flush:   flush --ack--> (optionally deliver)
 // A secondary answers, and asks for a rekey (rekey_ask) at its packet-count limit.
 #pragma once
@@ -36,6 +40,7 @@
 #include "control/channel/heartbeat.hpp"
 #include "control/channel/interfaces.hpp"
 #include "control/channel/link.hpp"
+#include "control/channel/next_keys.hpp"
 #include "control/channel/recovery.hpp"
 #include "control/channel/rekey_initiator.hpp"
 #include "control/channel/rekey_responder.hpp"
@@ -89,14 +94,19 @@ private:
     // tests/control/fuzz_channel_session.cpp: seals bytes with this session's control key, as
     // a peer holding it could send them, and reads the state it must keep bounded.
     friend struct SessionTestAccess;
+    // tests/control/channel_sim.hpp: opens what this session sealed, to tell the tests which
+    // message a control packet carried.
+    friend struct ChannelProbe;
 
     void go_up(InitialKeys&& k);
-    void teardown(bool retire_slots);
+    void teardown();
 
     // SessionOps
     void lose(Reason why) override;
     void queue(Work w) override;
-    void finish_work() override;
+    void finish_work(Work::Kind k) override;
+    void delivery_paused() override { timers_.run_next(); }
+    bool rekey_beside() const override { return beside_; }
 
     // receiving
     void dispatch(Message&& m);
@@ -119,6 +129,8 @@ private:
     void on_array_retry_due(ArrayKind k) override {
         queue({.kind = Work::Kind::deliver, .kinds = detail::kind_bit(k)});
     }
+    void on_array_chunk_due() override { arrays_.on_chunk_due(); }
+    void on_promote_due() override { next_.on_promote_due(); }
     void on_run_next() override { run_next(); }
     void on_backoff_done() override { recovery_.on_backoff_done(); }
 
@@ -128,6 +140,7 @@ private:
     Timers timers_;
     SessionCore core_;
     Epochs epochs_;
+    NextKeys next_;
     MessageLink link_;
     Heartbeat heartbeat_;
     KeyArrays arrays_;
@@ -138,6 +151,7 @@ private:
     // primary: the exchanges
     std::deque<Work> queue_;
     std::optional<Work> current_;
+    bool beside_ = false;   // a rekey runs while the current delivery pauses between chunks
 };
 
 }  // namespace p3::channel

@@ -57,6 +57,32 @@ void Timers::array_retry(ArrayKind k, Duration after) {
 
 void Timers::cancel_array(ArrayKind k) { loop_.cancel(array_[kind_slot(k)]); }
 
+void Timers::array_chunk(Duration after) {
+    loop_.cancel(chunk_);
+    chunk_ = loop_.after(after, [this] {
+        chunk_ = control::TimerId{};
+        hooks_.on_array_chunk_due();
+    });
+}
+
+void Timers::cancel_array_chunk() {
+    loop_.cancel(chunk_);
+    chunk_ = control::TimerId{};
+}
+
+void Timers::promote(Duration after) {
+    loop_.cancel(promote_);
+    promote_ = loop_.after(after, [this] {
+        promote_ = control::TimerId{};
+        hooks_.on_promote_due();
+    });
+}
+
+void Timers::cancel_promote() {
+    loop_.cancel(promote_);
+    promote_ = control::TimerId{};
+}
+
 void Timers::run_next() {
     loop_.cancel(run_);
     run_ = loop_.after(Duration::zero(), [this] {
@@ -76,7 +102,7 @@ void Timers::cancel_backoff() { loop_.cancel(backoff_); }
 
 void Timers::stop_session() {
     for (control::TimerId* t : {&heartbeat_, &heartbeat_fail_, &rekey_, &rekey_retry_, &tick_, &run_, &array_[0],
-                                &array_[1]}) {
+                                &array_[1], &chunk_, &promote_}) {
         loop_.cancel(*t);
         *t = control::TimerId{};
     }

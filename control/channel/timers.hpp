@@ -10,6 +10,8 @@
 //   rekey_retry        primary, after a failed attempt                 -> on_rekey_retry_due
 //   array_due          primary, an array's lifetime is over            -> on_array_due
 //   array_retry        primary, an unacknowledged delivery's next try  -> on_array_retry_due
+//   array_chunk        primary, the next chunk of a trickled delivery  -> on_array_chunk_due
+//   promote            kRetireLinger after the peer's switch was known -> on_promote_due
 //   run_next           the next queued exchange, once the stack unwound -> on_run_next
 //   backoff            secondary, the next setup attempt after a loss  -> on_backoff_done
 //
@@ -34,6 +36,8 @@ public:
     virtual void on_rekey_retry_due(RekeyTrigger t, unsigned attempt) = 0;
     virtual void on_array_due(ArrayKind k) = 0;
     virtual void on_array_retry_due(ArrayKind k) = 0;
+    virtual void on_array_chunk_due() = 0;
+    virtual void on_promote_due() = 0;
     virtual void on_run_next() = 0;
     virtual void on_backoff_done() = 0;
 
@@ -56,6 +60,10 @@ public:
     void array_due(ArrayKind k, Duration after);  // re-arms
     void array_retry(ArrayKind k, Duration after);
     void cancel_array(ArrayKind k);
+    void array_chunk(Duration after);
+    void cancel_array_chunk();
+    void promote(Duration after);
+    void cancel_promote();
     void run_next();                       // re-arms, at once
     void backoff(Duration after);
     void cancel_backoff();
@@ -66,7 +74,7 @@ public:
 private:
     control::EventLoop& loop_;
     TimerHooks& hooks_;
-    control::TimerId heartbeat_, heartbeat_fail_, tick_, rekey_, rekey_retry_, run_, backoff_;
+    control::TimerId heartbeat_, heartbeat_fail_, tick_, rekey_, rekey_retry_, run_, backoff_, chunk_, promote_;
     std::array<control::TimerId, 2> array_{};
 };
 

@@ -25,11 +25,14 @@ struct SessionConfig {
     std::string name;                  // for log lines ("remote 7 (192.0.2.2)")
     FrameAddrs addrs;                  // WAN addresses, session port
     config::SessionParams params;      // resolved (groups and per-remote overrides applied)
+    // Rekey instants and array chunks are jittered by draws from the session's Random (a test
+    // seeds it); false makes every jitter factor 1 (tests that step exact times).
+    bool jitter = true;
 };
 
 // The keys a setup exchange produced: epoch 0. The setup engine has already installed the
-// data keys in the dataplane (setup::SessionSink), so only the P3 IDs and the control keys
-// come here.
+// data keys of every lane in the dataplane (setup::SessionSink), so only the control keys and
+// the lane counts matter here; the P3 IDs (fixed for the session's life) are for log lines.
 struct InitialKeys {
     std::uint32_t rx_p3_id = 0;        // we receive on
     std::uint32_t tx_p3_id = 0;        // we send with
@@ -47,7 +50,9 @@ enum class RekeyTrigger : std::uint8_t { timer = 1, admin = 2, packet_limit = 3,
 struct Event {
     enum class Kind {
         up, rekey_started, rekey_done, rekey_attempt_failed, lost, retry_scheduled, retry_started,
-        recovered, restarted, array_active, array_flushed, array_index_used, rx_retired, tx_switched
+        recovered, restarted, array_active, array_flushed, array_index_used, rx_retired, tx_switched,
+        rx_promoted,      // the next inbound data keys became the current ones (old wiped)
+        rx_next_dropped,  // pending next inbound data keys dropped (the peer never switched)
     };
     Kind kind;
     std::uint32_t epoch = 0;
@@ -64,7 +69,8 @@ struct SessionStats {
     std::uint64_t unexpected = 0, peer_errors = 0;
     ParseStats parse;
     std::uint64_t heartbeats_sent = 0, heartbeats_answered = 0;
-    std::uint64_t rekeys_done = 0, rekey_attempts_failed = 0, rekey_stale = 0;
+    std::uint64_t rekeys_done = 0, rekey_attempts_failed = 0, rekey_stale = 0, dh_failures = 0;
+    std::uint64_t rx_promotions = 0, rx_next_drops = 0;
     std::uint64_t arrays_delivered = 0, indices_used = 0, keys_retired = 0;
     std::uint64_t losses = 0, recoveries = 0;
 };

@@ -5,7 +5,7 @@
 // other, as a peer holding that key could send them (optionally answering one of the
 // receiver's requests in flight by its message id). Whatever the script, nothing crashes and
 // the state each session keeps stays bounded: inbound epochs, requests in flight, queued
-// work, key arrays, the slots installed in its dataplane.
+// work, key arrays; and its dataplane holds one lane block with at most one next key per lane.
 //
 // Script: [params] then steps [op][args...]:
 //   op % 8 = 0: time passes (next byte x 250 ms)          1: forged message to the primary
@@ -42,15 +42,17 @@ struct SessionTestAccess {
         FrameParams fp;
         fp.epoch = tx.epoch;
         fp.seq = ++tx.seq;
-        fp.size_hiding = from.cfg_.params.size_hiding;
         const std::size_t n = seal_packet(from.cfg_.addrs, tx.ctl, fp, msg, pkt);
         if (n == 0) return;
         to.on_control_packet({pkt.data(), n});
     }
+    static bool next_pending(const Session& s) { return s.next_.pending(); }
     static void check_bounded(const Session& s) {
         if (s.epochs_.rx_count() > limits::kMaxRxEpochs + 1) std::abort();
         if (s.link_.outstanding().size() > 16) std::abort();
         if (s.queue_.size() > 8) std::abort();
+        // A rekey runs beside a delivery only.
+        if (s.beside_ && (!s.current_ || s.current_->kind != Work::Kind::deliver)) std::abort();
         for (const auto& a : s.arrays_.all_active())
             if (a.keys.size() > std::size_t{limits::kMaxArraySize} * limits::kKeyMaterial256) std::abort();
         for (const auto& a : s.arrays_.all_incoming())
@@ -153,11 +155,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         }
         SessionTestAccess::check_bounded(*s.primary);
         SessionTestAccess::check_bounded(*s.secondary);
-        // Slots installed in the dataplanes. (After a shutdown the rig's stand-in for the setup
-        // exchange keeps installing slots for a session that no longer starts: not counted.)
-        const bool closed = s.primary->state() == SessionState::closed || s.secondary->state() == SessionState::closed;
-        if (!closed && (s.dp_a.slots.size() > 2 * limits::kMaxRxEpochs + 2 || s.dp_b.slots.size() > 2 * limits::kMaxRxEpochs + 2))
-            std::abort();
+        // The dataplanes: one block of lanes per side, as set up; a pending next key only while
+        // the session says one is pending (none left behind by a failed or crossed rekey).
+        if (s.dp_a.rx.size() > s.lanes_b || s.dp_b.rx.size() > s.lanes_a) std::abort();
+        if (s.primary->state() == SessionState::up && s.secondary->state() == SessionState::up) {
+            for (const auto& l : s.dp_a.rx)
+                if (l.next && !SessionTestAccess::next_pending(*s.primary)) std::abort();
+            for (const auto& l : s.dp_b.rx)
+                if (l.next && !SessionTestAccess::next_pending(*s.secondary)) std::abort();
+        }
     }
     s.run_for(10s);
     SessionTestAccess::check_bounded(*s.primary);

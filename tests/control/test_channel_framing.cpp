@@ -1,6 +1,7 @@
 // The control-layer packet: byte layout (checked with OpenSSL directly, not through the code
-// under test), header fields, every rejection of parse_packet/open_sealed, size hiding, and
-// that a control packet and a data packet of one size look alike once the data layer has them.
+// under test), header fields, every rejection of parse_packet/open_sealed, the one fixed length
+// (either family, any message), and that a control packet and a data packet of one size look
+// alike once the data layer has them.
 #include <catch2/catch.hpp>
 
 #include <openssl/evp.h>
@@ -29,12 +30,11 @@ FrameAddrs v6_from_a() { return {*IpAddr::parse("2001:db8::1"), *IpAddr::parse("
 FrameAddrs v6_at_b() { return {*IpAddr::parse("2001:db8:1::2"), *IpAddr::parse("2001:db8::1"), 4000}; }
 
 std::vector<std::uint8_t> seal(const FrameAddrs& a, const KeyMaterial& k, std::span<const std::uint8_t> msg,
-                               std::uint32_t epoch = 3, std::uint64_t seq = 9, bool hide = false) {
+                               std::uint32_t epoch = 3, std::uint64_t seq = 9) {
     std::vector<std::uint8_t> out(limits::kMaxInnerPacket);
     FrameParams fp;
     fp.epoch = epoch;
     fp.seq = seq;
-    fp.size_hiding = hide;
     fp.ip_id = 0x1234;
     fp.tcp_seq = 1000;
     fp.tcp_ack = 2000;
@@ -66,7 +66,8 @@ TEST_CASE("framing: IPv4 layout, header fields and the sealed part, checked byte
         const KeyMaterial k = key_of(keylen, 1);
         const std::vector<std::uint8_t> msg{1, 1, 0, 0, 0, 0, 0, 42};  // a heartbeat
         const auto p = seal(v4_from_a(), k, msg);
-        REQUIRE(p.size() == 20 + 20 + 4 + 8 + msg.size() + 16);
+        REQUIRE(p.size() == 766);  // whatever the message
+        const std::size_t plain_len = 766 - 20 - 20 - 4 - 8 - 16;
         // IPv4
         CHECK(p[0] == 0x45);
         CHECK(p[1] == 0);  // DSCP 0, not-ECT
@@ -97,8 +98,9 @@ TEST_CASE("framing: IPv4 layout, header fields and the sealed part, checked byte
         std::memcpy(iv, k.salt.data(), 4);
         put64(iv + 4, 9);
         std::vector<std::uint8_t> plain;
-        REQUIRE(evp_open(k, iv, {s, 12}, {s + 12, msg.size()}, s + 12 + msg.size(), plain));
-        CHECK(plain == msg);
+        REQUIRE(evp_open(k, iv, {s, 12}, {s + 12, plain_len}, s + 12 + plain_len, plain));
+        CHECK(std::equal(msg.begin(), msg.end(), plain.begin()));  // the message, then zeros
+        CHECK(std::all_of(plain.begin() + long(msg.size()), plain.end(), [](auto b) { return b == 0; }));
         // And through the code's own parser.
         FrameError fe;
         auto sv = parse_packet(v4_at_b(), p, &fe);
@@ -107,8 +109,8 @@ TEST_CASE("framing: IPv4 layout, header fields and the sealed part, checked byte
         CHECK(sv->seq == 9);
         std::vector<std::uint8_t> out(sv->ciphertext.size());
         auto n = open_sealed(k, *sv, out);
-        REQUIRE(n);
-        CHECK(std::vector<std::uint8_t>(out.begin(), out.begin() + long(*n)) == msg);
+        REQUIRE(n == plain_len);
+        CHECK(std::equal(msg.begin(), msg.end(), out.begin()));
     }
 }
 
@@ -116,7 +118,7 @@ TEST_CASE("framing: IPv6 WAN addresses give an IPv6 inner header") {
     const KeyMaterial k = key_of(16, 7);
     const std::vector<std::uint8_t> msg(100, 0xab);
     const auto p = seal(v6_from_a(), k, msg);
-    REQUIRE(p.size() == 40 + 20 + 28 + 100);
+    REQUIRE(p.size() == 766);
     CHECK((p[0] >> 4) == 6);
     CHECK(((p[4] << 8) | p[5]) == int(p.size() - 40));
     CHECK(p[6] == 6);
@@ -125,8 +127,8 @@ TEST_CASE("framing: IPv6 WAN addresses give an IPv6 inner header") {
     auto sv = parse_packet(v6_at_b(), p);
     REQUIRE(sv);
     std::vector<std::uint8_t> out(sv->ciphertext.size());
-    CHECK(open_sealed(k, *sv, out) == std::optional<std::size_t>(100));
-    CHECK(std::vector<std::uint8_t>(out.begin(), out.end()) == msg);
+    CHECK(open_sealed(k, *sv, out) == std::optional<std::size_t>(766 - 40 - 20 - 28));
+    CHECK(std::equal(msg.begin(), msg.end(), out.begin()));
     // Mixed families are refused at sealing.
     FrameAddrs mixed{*IpAddr::parse("192.0.2.1"), *IpAddr::parse("2001:db8::1"), 1};
     std::vector<std::uint8_t> buf(limits::kMaxInnerPacket);
@@ -184,26 +186,51 @@ TEST_CASE("framing: the receiver rejects each kind of wrong packet") {
     CHECK_FALSE(open_sealed(key_of(16, 10), *sv, out));
 }
 
-TEST_CASE("framing: with size hiding every control packet fills a data-layer bucket exactly") {
+TEST_CASE("framing: every control packet is 766 bytes, whatever the message and the inner family") {
+    // 766 + the data layer's 2-byte trailer = 768: three size-hiding buckets, 4-aligned, so
+    // size hiding on or off adds no pad and the outer size is one.
+    CHECK(limits::kControlInnerLen == 766);
+    CHECK((limits::kControlInnerLen + wire::kTrailerFixed) % wire::kSizeHideBucket == 0);
+    CHECK((limits::kControlInnerLen + wire::kTrailerFixed) % wire::kPadAlign == 0);
     const KeyMaterial k = key_of(32, 3);
-    for (std::size_t len : {0u, 1u, 8u, 100u, 187u, 188u, 189u, 500u, 700u, 1024u}) {
-        INFO("message length " << len);
-        const std::vector<std::uint8_t> msg(len, 0x11);
-        const auto plain = seal(v4_from_a(), k, msg, 1, 1, false);
-        CHECK(plain.size() == 20 + 20 + 28 + len);
-        const auto hidden = seal(v4_from_a(), k, msg, 1, 1, true);
-        REQUIRE(hidden.size() == sealed_packet_len(v4_from_a(), len, true));
-        CHECK((hidden.size() + wire::kTrailerFixed) % wire::kSizeHideBucket == 0);
-        CHECK(hidden.size() >= plain.size());
-        CHECK(hidden.size() < plain.size() + wire::kSizeHideBucket);
-        // The padding is inside the seal: the message comes back, followed by zeros.
-        auto sv = parse_packet(v4_at_b(), hidden);
-        REQUIRE(sv);
-        std::vector<std::uint8_t> out(sv->ciphertext.size());
-        auto n = open_sealed(k, *sv, out);
-        REQUIRE(n);
-        CHECK(std::equal(msg.begin(), msg.end(), out.begin()));
-        CHECK(std::all_of(out.begin() + long(len), out.begin() + long(*n), [](auto b) { return b == 0; }));
+    struct Fam {
+        FrameAddrs from, at;
+        std::size_t room;
+    };
+    for (const Fam& f : {Fam{v4_from_a(), v4_at_b(), 698}, Fam{v6_from_a(), v6_at_b(), 678}}) {
+        INFO("inner IPv" << (f.from.local.is_v6() ? 6 : 4));
+        CHECK(message_room(f.from) == f.room);
+        CHECK(limits::kMaxMessageLen <= f.room);
+        for (std::size_t len : {std::size_t{0}, std::size_t{1}, std::size_t{8}, std::size_t{100}, std::size_t{255},
+                                std::size_t{256}, std::size_t{500}, limits::kMaxMessageLen}) {
+            INFO("message length " << len);
+            const std::vector<std::uint8_t> msg(len, 0x11);
+            const auto pkt = seal(f.from, k, msg, 1, 1);
+            REQUIRE(pkt.size() == limits::kControlInnerLen);
+            // The padding is inside the seal: the message comes back, followed by zeros.
+            auto sv = parse_packet(f.at, pkt);
+            REQUIRE(sv);
+            std::vector<std::uint8_t> out(sv->ciphertext.size());
+            auto n = open_sealed(k, *sv, out);
+            REQUIRE(n == f.room);
+            CHECK(std::equal(msg.begin(), msg.end(), out.begin()));
+            CHECK(std::all_of(out.begin() + long(len), out.begin() + long(*n), [](auto b) { return b == 0; }));
+        }
+        // One byte over the message limit is never sealed.
+        const std::vector<std::uint8_t> big(limits::kMaxMessageLen + 1, 0x11);
+        std::vector<std::uint8_t> buf(limits::kMaxInnerPacket);
+        CHECK(seal_packet(f.from, k, FrameParams{}, big, buf) == 0);
+        // A receiver takes no other length.
+        auto pkt = seal(f.from, k, std::vector<std::uint8_t>(10, 1));
+        for (long d : {-16L, -1L, 1L, 256L}) {
+            auto q = pkt;
+            q.resize(std::size_t(long(q.size()) + d), 0);
+            if (f.from.local.is_v4()) be::put16(q.data() + 2, std::uint16_t(q.size()));
+            else be::put16(q.data() + 4, std::uint16_t(q.size() - 40));
+            FrameError fe;
+            CHECK_FALSE(parse_packet(f.at, q, &fe));
+            CHECK(fe == FrameError::bad_length);
+        }
     }
 }
 
@@ -218,6 +245,7 @@ TEST_CASE("framing: on the WAN a control packet and a data packet of the same si
         p.control_array_time = 800;
         p.size_hiding = hide;
         Sim sim(p, 3);
+        sim.lanes_a = sim.lanes_b = 1;  // one P3 ID per side: data and control share it
         sim.dp_a.keep_outer = true;
         sim.setup();
         sim.run_for(1h);  // heartbeats, rekeys, array deliveries and replacements
@@ -236,13 +264,11 @@ TEST_CASE("framing: on the WAN a control packet and a data packet of the same si
             CHECK(data_sizes.count(s) == 1);  // some data packet has exactly this size
             if (hide) CHECK((s - 20 - 16 - 16) % wire::kSizeHideBucket == 0);
         }
-        if (hide) CHECK(control_sizes.size() <= 5);  // a handful of buckets, shared with data
+        CHECK(control_sizes.size() == 1);  // one size, whatever the message
         // Header fields: a control packet's outer header equals a data packet's of the same
         // size except the IP identification and checksum; the P3 header differs only in its
         // sequence (same P3 ID: same key slot).
         const auto& c = sim.dp_a.control_outer.back();
-        const std::size_t inner_len_guess = 0;
-        (void)inner_len_guess;
         std::vector<std::uint8_t> d;
         for (std::size_t n = 20; n <= 1400 && d.empty(); ++n) {
             auto before = sim.dp_a.data_sizes.size();

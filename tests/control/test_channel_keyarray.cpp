@@ -1,6 +1,7 @@
-// Key arrays (DESIGN.md §Session life 4): delivered in chunks, rekeys name unused indices while
-// an array is fresh, indices never repeat, arrays replaced at data_array_time /
-// control_array_time (or when used up), flush on command with or without a new array.
+// Key arrays (DESIGN.md §Session life 4): delivered in chunks spread over time, rekeys name
+// unused indices while an array is fresh (and may run between two chunks), indices never
+// repeat, arrays replaced at data_array_time / control_array_time (or when used up), flush on
+// command with or without a new array.
 #include <catch2/catch.hpp>
 
 #include <set>
@@ -49,7 +50,7 @@ TEST_CASE("key arrays: delivered at start, rekeys name fresh indices, replaced a
     p.control_array_time = 800;
     Sim sim(p, 21);
     sim.setup();
-    sim.run_for(10s);
+    sim.run_for(50s);  // two arrays of 16 chunks, about a second apart each
     CHECK(sim.primary->array_gen(ArrayKind::data) != 0);
     CHECK(sim.primary->array_gen(ArrayKind::control) != 0);
     CHECK(sim.secondary->array_gen(ArrayKind::data) == sim.primary->array_gen(ArrayKind::data));
@@ -66,14 +67,15 @@ TEST_CASE("key arrays: delivered at start, rekeys name fresh indices, replaced a
     CHECK(uses.size() - data_uses >= 2 * (rekeys - 2));
     check_never_repeats(sim);
     // Replacement: every data_array_time / control_array_time after the previous one became
-    // active (plus the delivery itself: 16 chunks, one round trip each, behind a rekey at most).
+    // active, plus the delivery itself: 16 chunks, each U(0.5, 1.5) x 1 s after the previous
+    // acknowledgement, and a rekey running between two of them at most.
     for (auto [kind, period] : {std::pair{ArrayKind::data, 900s}, std::pair{ArrayKind::control, 800s}}) {
         const auto act = activations(sim.events_a, kind);
         REQUIRE(act.size() >= 4);
         for (std::size_t i = 1; i < act.size(); ++i) {
             INFO("replacement " << i);
             CHECK(act[i].first - act[i - 1].first >= period);
-            CHECK(act[i].first - act[i - 1].first <= period + 3s);
+            CHECK(act[i].first - act[i - 1].first <= period + 15 * 1500ms + 16 * 100ms + 3s);
             CHECK(act[i].second > act[i - 1].second);  // a new generation, never an old one
         }
         CHECK(activations(sim.events_b, kind).size() == act.size());
@@ -190,7 +192,7 @@ TEST_CASE("key arrays: a flush ordered while a delivery is under way also drops 
     sim.run_for(100ms);  // first chunks of the data array on the way
     REQUIRE(sim.primary->array_gen(ArrayKind::data) == 0);
     sim.primary->flush_arrays(kFlushData | kFlushControl, false);
-    sim.run_for(10s);
+    sim.run_for(80s);  // both trickled deliveries end, then the flush runs
     CHECK(sim.primary->array_gen(ArrayKind::data) == 0);
     CHECK(sim.secondary->array_gen(ArrayKind::data) == 0);
     CHECK(sim.primary->array_gen(ArrayKind::control) == 0);
@@ -224,4 +226,98 @@ TEST_CASE("key arrays: repeated flush commands join the one already queued; the 
     CHECK(sim.primary->array_gen(ArrayKind::data) != 0);      // with_new of the merged flush kept
     CHECK(sim.primary->array_gen(ArrayKind::control) != 0);
     CHECK(sim.primary->state() == SessionState::up);
+}
+
+TEST_CASE("key arrays: chunks trickle, U(0.5, 1.5) x spacing apart; spacing shrinks with a short lifetime") {
+    struct Case {
+        std::uint32_t size, lifetime;
+        Duration spacing;
+    };
+    // 256 keys = 16 chunks: 1 s apart by default; with a 32 s lifetime at most 32 / (4 x 16).
+    for (Case c : {Case{256, 86400, 1s}, Case{256, 32, 500ms}, Case{48, 6, 500ms}}) {
+        INFO("array " << c.size << " keys, lifetime " << c.lifetime << " s");
+        config::SessionParams p;
+        p.rekey_wait = 3600;
+        p.array_size = c.size;
+        p.data_array_time = c.lifetime;
+        p.control_array_time = 86400;
+        Sim sim(p, 51);
+        sim.dp_a.record = true;
+        sim.setup();
+        sim.run_for(60s);
+        std::vector<TimePoint> at;
+        std::set<std::uint32_t> offsets;
+        for (auto& x : sim.dp_a.sent)
+            if (x.type == MsgType::array_chunk && x.m.array_kind == ArrayKind::data && x.m.array_gen == 1u &&
+                offsets.insert(*x.m.array_offset).second)
+                at.push_back(x.at);
+        REQUIRE(at.size() == (c.size + 15) / 16);
+        Duration lo = 1h, hi = 0s;
+        for (std::size_t i = 1; i < at.size(); ++i) {
+            // the acknowledgement's round trip (2 x 20 ms), then U(0.5, 1.5) x spacing
+            const Duration gap = at[i] - at[i - 1] - 40ms;
+            CHECK(gap >= c.spacing / 2 - 1ms);
+            CHECK(gap <= c.spacing * 3 / 2 + 1ms);
+            lo = std::min(lo, gap);
+            hi = std::max(hi, gap);
+        }
+        if (at.size() > 4) CHECK(hi - lo >= c.spacing / 4);  // jittered, not a fixed beat
+        CHECK(sim.secondary->array_gen(ArrayKind::data) != 0);  // (replaced since, with a short lifetime)
+    }
+}
+
+TEST_CASE("key arrays: a rekey crossing a delivery runs between two chunks; the next chunk waits for it") {
+    LogCapture logs;
+    config::SessionParams p;
+    p.rekey_wait = 3600;
+    p.array_size = 256;
+    p.data_array_time = 86400;
+    p.control_array_time = 86400;
+    Sim sim(p, 53);
+    sim.link.faults = Faults{0, 0, 120ms, 40ms, false};
+    sim.data_interval = 37ms;
+    sim.dp_a.record = true;
+    sim.setup();
+    REQUIRE(sim.run_until_pred([&] { return sim.primary->array_gen(ArrayKind::data) != 0; }, 60s, 100ms));
+    const auto gen1 = sim.primary->array_gen(ArrayKind::data);
+    // A new data array is trickling in; the administrator asks for rekeys meanwhile.
+    sim.primary->deliver_arrays(kFlushData);
+    sim.run_for(3s);
+    REQUIRE(sim.primary->array_gen(ArrayKind::data) == gen1);  // still delivering
+    for (int i = 0; i < 3; ++i) {
+        sim.primary->force_rekey();
+        sim.run_for(2s);
+    }
+    REQUIRE(sim.run_until_pred([&] { return sim.primary->array_gen(ArrayKind::data) > gen1; }, 60s, 100ms));
+    sim.run_for(5s);
+    CHECK(sim.primary->stats().rekeys_done == 3);
+    CHECK(sim.primary->stats().rekey_attempts_failed == 0);
+    // Every rekey ran while the delivery was under way (between chunks), not after it ...
+    std::vector<TimePoint> starts, dones;
+    for (auto& s : sim.events_a) {
+        if (s.e.kind == Event::Kind::rekey_started) starts.push_back(s.at);
+        if (s.e.kind == Event::Kind::rekey_done) dones.push_back(s.at);
+    }
+    TimePoint active_at{};
+    for (auto& s : sim.events_a)
+        if (s.e.kind == Event::Kind::array_active && s.e.array == ArrayKind::data && s.e.gen > gen1) active_at = s.at;
+    REQUIRE(dones.size() == 3);
+    for (TimePoint d : dones) CHECK(d < active_at);
+    // ... and named indices of the array active then (the new one was not complete yet).
+    for (auto& [kind, gen, index] : index_uses(sim.events_a))
+        if (kind == ArrayKind::data) CHECK(gen == gen1);
+    // No chunk went out while a rekey was in flight.
+    for (auto& x : sim.dp_a.sent) {
+        if (x.type != MsgType::array_chunk) continue;
+        for (std::size_t i = 0; i < starts.size(); ++i) CHECK(!(x.at > starts[i] && x.at < dones[i]));
+    }
+    CHECK(sim.secondary->array_gen(ArrayKind::data) == sim.primary->array_gen(ArrayKind::data));
+    check_never_repeats(sim);
+    sim.drain();
+    for (const auto* dp : {&sim.dp_a, &sim.dp_b}) {
+        CHECK(dp->send_unreceivable == 0);
+        CHECK(dp->lost_no_slot + dp->auth_failures + dp->below_cur + dp->replays + dp->wrong_key == 0);
+    }
+    CHECK(sim.dp_a.data_sent == sim.dp_b.data_received);
+    CHECK(sim.dp_b.data_sent == sim.dp_a.data_received);
 }
