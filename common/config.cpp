@@ -68,6 +68,17 @@ void set_session_number(Group& g, std::string_view key, long long v) {
     else if (key == "lanes") g.lanes = u32;
 }
 
+void note_session_number(Draft& d, std::string_view key, long long v, int line, const std::string& path) {
+    if (key == "rekey_packets") {
+        d.rekey_packets_set.push_back({path, line, static_cast<std::uint64_t>(v)});
+    } else if (key == "rekey_wait" && v > kRekeyWaitAdvised) {
+        d.cfg.warnings.push_back(Error{d.file, line, Reason::CFG_REKEY_WAIT_LONG,
+                                       path + " " + std::to_string(v) + " s is longer than the " +
+                                           std::to_string(kRekeyWaitAdvised) +
+                                           " s the specification asks for (new keys at least every ten minutes)"});
+    }
+}
+
 void apply(SessionParams& p, const Group& g) {
     if (g.rekey_wait) p.rekey_wait = *g.rekey_wait;
     if (g.rekey_packets) p.rekey_packets = *g.rekey_packets;
@@ -79,6 +90,7 @@ void apply(SessionParams& p, const Group& g) {
     if (g.key_type) p.key_type = *g.key_type;
     if (g.size_hiding) p.size_hiding = *g.size_hiding;
     if (g.lanes) p.lanes = *g.lanes;
+    if (g.rekey_dh) p.rekey_dh = *g.rekey_dh;
 }
 
 std::optional<KeyType> parse_key_type(std::string_view s) {
@@ -117,6 +129,21 @@ std::optional<SecretBytes> parse_hex_secret(std::string_view s) {
 }
 
 }  // namespace detail
+
+std::uint64_t aead_packet_bound(std::uint32_t wan_mtu) noexcept {
+    // The largest plaintext a sender seals under this MTU: outer IPv4 header (the smallest,
+    // so the largest plaintext), P3 header and tag taken off; inner packet, padding and
+    // trailer all count (they are all encrypted).
+    constexpr std::uint32_t kOuter = wire::kIpv4HeaderLen + wire::kP3HeaderLen + wire::kIcvLen;  // 52
+    const std::uint32_t plain = wan_mtu > kOuter ? wan_mtu - kOuter : 1;
+    const std::uint64_t l = (plain + 15) / 16 + 1;   // blocks, + 1: the block each packet's tag costs
+    return (std::uint64_t{1} << 35) / l;
+}
+
+std::uint64_t rekey_packet_limit(std::uint64_t configured, std::uint32_t wan_mtu) noexcept {
+    const std::uint64_t bound = aead_packet_bound(wan_mtu);
+    return configured == 0 || configured > bound ? bound : configured;
+}
 
 std::string Error::str() const {
     std::string s = file;
@@ -361,6 +388,7 @@ void print_params(std::ostringstream& o, const std::string& indent, const Group&
     if (g.key_type) o << indent << "key_type = " << quote(detail::key_type_name(*g.key_type)) << ";\n";
     if (g.size_hiding) o << indent << "size_hiding = " << (*g.size_hiding ? "true" : "false") << ";\n";
     n("lanes", g.lanes);
+    if (g.rekey_dh) o << indent << "rekey_dh = " << (*g.rekey_dh ? "true" : "false") << ";\n";
 }
 
 Group all_of(const SessionParams& p) {
@@ -375,6 +403,7 @@ Group all_of(const SessionParams& p) {
     g.key_type = p.key_type;
     g.size_hiding = p.size_hiding;
     g.lanes = p.lanes;
+    g.rekey_dh = p.rekey_dh;
     return g;
 }
 
@@ -390,6 +419,7 @@ Group difference(const SessionParams& base, const SessionParams& p) {
     if (p.key_type != base.key_type) g.key_type = p.key_type;
     if (p.size_hiding != base.size_hiding) g.size_hiding = p.size_hiding;
     if (p.lanes != base.lanes) g.lanes = p.lanes;
+    if (p.rekey_dh != base.rekey_dh) g.rekey_dh = p.rekey_dh;
     return g;
 }
 
@@ -432,6 +462,9 @@ std::string to_libconfig(const Config& cfg, bool reveal_secrets) {
         o << " ];\n";
     }
     print_params(o, "  ", all_of(l.defaults));
+    if (l.defaults.rekey_packets == 0)
+        o << "  # rekey_packets 0: the AES-GCM usage bound for the WAN MTU (" << cfg.dataplane.wan.mtu
+          << "), " << aead_packet_bound(cfg.dataplane.wan.mtu) << " packets per key\n";
     o << "  cluster_state = " << l.cluster_state << ";\n";
     o << "  load_balance = " << l.load_balance << ";\n";
     o << "};\n";

@@ -89,6 +89,7 @@ struct Group {
     std::optional<std::uint64_t> rekey_packets;
     std::optional<KeyType> key_type;
     std::optional<bool> size_hiding;
+    std::optional<bool> rekey_dh;
     int line = 0;
     bool operator==(const Group&) const = default;
 };
@@ -176,6 +177,20 @@ std::string to_libconfig(const Config& cfg, bool reveal_secrets = false);
 // Logs cfg.warnings (each with its reason code, file and line). load_file calls it, so p3d
 // logs P3-W0109 once per remote on static keys when it loads a file; the text loaders do not.
 void log_warnings(const Config& cfg);
+
+// The AES-GCM usage bound for a WAN MTU: packets one key may seal, floor(2^35 / l), where
+// l = the 16-byte blocks of the largest plaintext that MTU lets a sender seal (the MTU less
+// the outer IPv4 header, the P3 header and the tag), plus one. That keeps an attacker's
+// advantage against the key's confidentiality below 2^-57 (RFC 8446 §5.5 picks the same
+// margin; draft-irtf-cfrg-aead-limits-11 §5.1 gives the bound). docs/configuration.md has
+// the figures: 373,475,417 packets at MTU 1500, 61,247,305 at 9000.
+std::uint64_t aead_packet_bound(std::uint32_t wan_mtu) noexcept;
+// The packet limit a session applies: `configured` (a session's rekey_packets), 0 meaning the
+// bound, and never above the bound (a pushed value may come from a primary with a smaller MTU).
+std::uint64_t rekey_packet_limit(std::uint64_t configured, std::uint32_t wan_mtu) noexcept;
+// The spec's §4.1 asks for new keys at least every ten minutes: a longer rekey_wait is warned
+// about (P3-W0125) where it is set.
+inline constexpr std::uint32_t kRekeyWaitAdvised = 600;
 
 // True when a and b configure the same thing: every setting, secrets compared in constant
 // time; the source file, line numbers and warnings are ignored. (A run-time change that

@@ -106,7 +106,20 @@ struct Draft {
     int lan_line = 0, wan_line = 0;    // where each port's settings are
     int lan_gateway_line = 0, wan_gateway_line = 0, lan_mtu_line = 0, wan_mtu_line = 0;
     int last_line = 0;                 // end of file, for "missing" errors
+    // Every rekey_packets the file sets, where: finalize() checks each against the AES-GCM bound
+    // of the WAN MTU, which the file may give after it.
+    struct PacketLimit {
+        std::string path;
+        int line = 0;
+        std::uint64_t value = 0;
+    };
+    std::vector<PacketLimit> rekey_packets_set;
 };
+
+// A loader calls this for every numeric session parameter it read (after set_session_number):
+// a rekey_wait above kRekeyWaitAdvised is warned about here, once for the place it is set
+// (local, a group, a remote); a rekey_packets is noted for finalize().
+void note_session_number(Draft& d, std::string_view key, long long v, int line, const std::string& path);
 
 // Resolves and validates (config_validate.cpp); the result replaces d.cfg. Throws LoadError.
 Config finalize(Draft&& d);

@@ -50,12 +50,12 @@ bool in(const std::string_view (&list)[N], std::string_view k) {
 constexpr const char* kLocalKeys =
     "ip, address, port, key_generation, rekey_wait, array_size, data_array_time, control_array_time, "
     "heartbeat_time, heartbeat_fail, cluster_state, load_balance; extensions: role, nat_port, identity, "
-    "certificate, private_key, ca, state_dir, local_subnets, rekey_packets, key_type, size_hiding, lanes, "
+    "certificate, private_key, ca, state_dir, local_subnets, rekey_packets, key_type, size_hiding, lanes, rekey_dh, "
     "lan_port, lan_address, lan_gateway, lan_gateway_mac, lan_mtu, wan_port, wan_address, wan_gateway, "
     "wan_gateway_mac, wan_mtu, replay_window, idle_backoff_us, idle_polls, mbufs, rx_queues, burst";
 constexpr const char* kRemoteKeys =
     "ip, address, subnetK, maskK, key_type, rekey_wait, key_array, data_array_time, control_array_time, "
-    "heartbeat_time, heartbeat_fail, port; extensions: identity, psk_file, rekey_packets, size_hiding, lanes";
+    "heartbeat_time, heartbeat_fail, port; extensions: identity, psk_file, rekey_packets, size_hiding, lanes, rekey_dh";
 
 struct SubnetDraft {
     std::string subnet, mask;
@@ -122,7 +122,9 @@ struct Parser {
     bool session_param(std::string_view key, std::string_view v, const std::string& name, Group& g) const {
         if (key == "key_array") key = "array_size";
         if (const Range* r = session_number_range(key)) {
-            set_session_number(g, key, number(v, name, *r));
+            const long long x = number(v, name, *r);
+            set_session_number(g, key, x);
+            note_session_number(d, key, x, line, name);
             return true;
         }
         if (key == "key_type") {
@@ -133,6 +135,10 @@ struct Parser {
         }
         if (key == "size_hiding") {
             g.size_hiding = boolean(v, name);
+            return true;
+        }
+        if (key == "rekey_dh") {
+            g.rekey_dh = boolean(v, name);
             return true;
         }
         return false;

@@ -186,7 +186,9 @@ struct Reader {
     bool session_param(const Setting& s, const std::string& path, Group& g) const {
         std::string_view key = s.getName();
         if (const Range* r = session_number_range(key)) {
-            set_session_number(g, key, integer(s, path, *r));
+            const long long v = integer(s, path, *r);
+            set_session_number(g, key, v);
+            note_session_number(d, key, v, line_of(s), path);
             return true;
         }
         if (key == "key_type") {
@@ -199,12 +201,16 @@ struct Reader {
             g.size_hiding = boolean(s, path);
             return true;
         }
+        if (key == "rekey_dh") {
+            g.rekey_dh = boolean(s, path);
+            return true;
+        }
         return false;
     }
 
     static constexpr const char* kSessionKeys =
         "rekey_wait, rekey_packets, array_size, data_array_time, control_array_time, heartbeat_time, "
-        "heartbeat_fail, key_type, size_hiding, lanes";
+        "heartbeat_fail, key_type, size_hiding, lanes, rekey_dh";
 
     void local(const Setting& l) {
         require_group(l, "local");
@@ -269,7 +275,7 @@ struct Reader {
                         "ip, address, port, nat_port, key_generation, identity, certificate, "
                         "private_key, ca, state_dir, subnets, cluster_state, load_balance, rekey_wait, rekey_packets, "
                         "array_size, data_array_time, control_array_time, heartbeat_time, heartbeat_fail, "
-                        "key_type, size_hiding, lanes");
+                        "key_type, size_hiding, lanes, rekey_dh");
             }
         }
         apply(loc.defaults, defaults);

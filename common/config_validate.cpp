@@ -1,8 +1,8 @@
 // Resolution and validation of a loaded configuration (finalize): applies defaults, resolves
 // local -> groups -> per-remote overrides, resolves key and certificate paths against the
 // file, and checks every rule that spans more than one setting (required sections, the
-// dataplane ports, duplicate groups, remote ids and identities, static key sizes, ids and
-// reuse, key file modes, overlapping subnets). Each check is a step of its own; finalize runs
+// dataplane ports, rekey_packets within the AES-GCM bound, duplicate groups, remote ids and
+// identities, static key sizes, ids and reuse, key file modes, overlapping subnets). Each check is a step of its own; finalize runs
 // them in a fixed order so one input always gets the same first error.
 //
 // Both loaders (config_libconfig.cpp, config_legacy.cpp) fill a Draft and hand it here; the
@@ -214,6 +214,20 @@ void check_dataplane(Draft& d) {
     check_port(d, dp.wan, "wan", d.wan_line, d.wan_gateway_line, d.wan_mtu_line);
 }
 
+// Every rekey_packets the file sets stays within the AES-GCM usage bound of the WAN MTU
+// (aead_packet_bound; 0 is the bound itself). Checked here, not where it is read: the
+// dataplane section that gives the MTU may come later in the file.
+void check_rekey_packets(const Draft& d) {
+    const std::uint32_t mtu = d.cfg.dataplane.wan.mtu;
+    const std::uint64_t bound = aead_packet_bound(mtu);
+    for (const auto& p : d.rekey_packets_set)
+        if (p.value > bound)
+            fail(d.file, p.line, Reason::CFG_BAD_VALUE,
+                 p.path + " " + std::to_string(p.value) + " out of range 0.." + std::to_string(bound) +
+                     ": above the AES-GCM usage bound for WAN MTU " + std::to_string(mtu) +
+                     " (0 = that bound)");
+}
+
 // Groups: unique names.
 void check_groups(const Draft& d) {
     const Config& cfg = d.cfg;
@@ -412,6 +426,7 @@ Config finalize(Draft&& d) {
     check_local(d);
     check_local_credentials(d);
     check_dataplane(d);
+    check_rekey_packets(d);
     check_groups(d);
     check_remotes(d);
     check_subnets_disjoint(d);

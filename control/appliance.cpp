@@ -126,6 +126,8 @@ void Appliance::on_up(const setup::EstablishedSession& s, SessionId sid, std::ui
         sc.addrs.port = primary ? cfg_.local.port : rc->port;
         sc.params = s.config.params;
         sc.params.key_type = s.key_type;
+        // 0 = the AES-GCM bound; a pushed limit never above our own WAN MTU's bound.
+        sc.params.rekey_packets = config::rekey_packet_limit(sc.params.rekey_packets, cfg_.dataplane.wan.mtu);
         r.session.reset();
         r.sid = sid;
         r.link = port_.link(sid, sc.params.size_hiding);

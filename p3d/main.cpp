@@ -1,6 +1,6 @@
 // p3d: the appliance process. DPDK convention for the command line:
 //
-//   p3d [EAL options] -- -c FILE [-f] [-v]
+//   p3d [EAL options] -- -c FILE [-f] [-v] [--insecure-key-log FILE]
 //
 // p3d wires the planes: configuration -> dataplane (dataplane/dataplane.hpp) -> control plane
 // on the dataplane's ControlPort (control/appliance.hpp, run by control/control_thread.hpp)
@@ -39,6 +39,7 @@
 #include "control/appliance.hpp"
 #include "control/clock.hpp"
 #include "control/control_thread.hpp"
+#include "control/keylog.hpp"
 #include "control/setup/ike_auth.hpp"
 #include "dataplane/dataplane.hpp"
 #include "dataplane/telemetry.hpp"
@@ -57,12 +58,15 @@ extern "C" void on_signal(int sig) {
 
 void usage(FILE* out) {
     std::fputs(
-        "usage: p3d [EAL options] -- -c FILE [-f] [-v]\n"
+        "usage: p3d [EAL options] -- -c FILE [-f] [-v] [--insecure-key-log FILE]\n"
         "\n"
         "  -c, --config FILE   configuration (libconfig or the legacy line format)\n"
         "  -f, --foreground    log to stderr as well as syslog\n"
         "  -v, --verbose       log debug messages too\n"
         "  -h, --help          this text\n"
+        "  --insecure-key-log FILE\n"
+        "                      TESTS ONLY: append every data key installed, in clear, to FILE\n"
+        "                      (created 0600; the format is in control/keylog.hpp)\n"
         "\n"
         "EAL options are DPDK's (-l, -a, --vdev, --file-prefix, ...). Without hugepages or PCI:\n"
         "  p3d --no-huge -m 512 --no-pci --vdev net_ring0 --vdev net_ring1 -- -c p3d.conf -f\n"
@@ -85,6 +89,7 @@ bool wants_help(int argc, char** argv) {
 
 struct AppArgs {
     std::string config;
+    std::string key_log;    // --insecure-key-log FILE (tests only): keys in clear
     bool foreground = false;
     bool verbose = false;
 };
@@ -95,6 +100,7 @@ bool parse_app_args(int argc, char** argv, AppArgs& a) {
         {"foreground", no_argument, nullptr, 'f'},
         {"verbose", no_argument, nullptr, 'v'},
         {"help", no_argument, nullptr, 'h'},
+        {"insecure-key-log", required_argument, nullptr, 'K'},
         {nullptr, 0, nullptr, 0},
     };
     optind = 1;
@@ -105,6 +111,7 @@ bool parse_app_args(int argc, char** argv, AppArgs& a) {
             case 'c': a.config = optarg; break;
             case 'f': a.foreground = true; break;
             case 'v': a.verbose = true; break;
+            case 'K': a.key_log = optarg; break;
             default:
                 P3_LOG_ERROR(USAGE, "unknown or incomplete option '%s' after -- (see p3d -- --help)",
                              argv[optind - 1]);
@@ -189,6 +196,16 @@ int main(int argc, char** argv) {
     }
     const auto& cfg = std::get<p3::config::Config>(loaded);
 
+    // Before any key is installed; loud (P3-W0009) because it defeats everything else here.
+    if (!args.key_log.empty()) {
+        std::string why;
+        if (!p3::control::keylog::open(args.key_log, why)) {
+            P3_LOG_ERROR(KEYLOG_FAILED, "--insecure-key-log %s", why.c_str());
+            rte_eal_cleanup();
+            return kExitUsage;
+        }
+    }
+
     announce_secret_memory();
 
     // Keys for rekeys and key arrays: a generator that cannot work stops p3d now, not at the
@@ -260,6 +277,7 @@ int main(int argc, char** argv) {
     dp.close();
     p3::dp::unregister_pdump();
     rte_eal_cleanup();
+    p3::control::keylog::close();
     P3_LOG_NOTICE(STOP_OK, "p3d stopped on signal %d", static_cast<int>(g_signal));
     return 0;
 }

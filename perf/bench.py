@@ -36,6 +36,8 @@ ROOT = os.path.dirname(HERE)
 TOOLS = os.path.join(ROOT, "tests", "tools")
 sys.path.insert(0, TOOLS)
 import p3_telemetry  # noqa: E402
+sys.path.insert(0, os.path.join(HERE, "rekey"))
+import pair  # noqa: E402  (the rekey suite's two-p3d part)
 
 SIZES = [64, 128, 256, 512, 1024, 1420]
 IMIX_AVG = (7 * 64 + 4 * 594 + 1420) / 12.0
@@ -456,7 +458,22 @@ def rekey_suite(b):
         b.say("rekey: %d run(s) of %s rekeys: %.0f rekeys/s [%.0f..%.0f], p50 %.2f ms, %.2f Mpps under way; "
               "lost+duplicated+corrupted+auth failed+replayed = %d" % (
                   len(ss), ss[0].get("rekeys"), r[0], r[1], r[2], p50[0], pps[0] / 1e6, bad))
+    # Two real p3d (perf/rekey/pair.py): a measurement with target 0, not a pass/fail gate.
+    if a.pair:
+        data["pair"] = pair.run(b, "p3bp%d" % os.getpid())
     return data
+
+
+def rekey_table(data):
+    """The rekey suite's lines for table.txt."""
+    lines = []
+    s = data.get("summary")
+    if s:
+        lines.append("rekey, rekey_bench (%d run(s)): %.0f rekeys/s, p50 %.2f ms per rekey, bad packets %d" % (
+            s["runs"], s["rekeys_per_s"][0], s["rekey_ms_p50"][0], s["bad_packets"]))
+    if "pair" in data:
+        lines += pair.table(data["pair"])
+    return "\n".join(lines)
 
 
 def setup_suite(b):
@@ -472,6 +489,13 @@ def main():
     ap.add_argument("--suite", action="append", choices=sorted(SUITES) + ["all"], help="default: throughput")
     ap.add_argument("--rekeys", type=int, default=1000, help="rekey suite: rekeys under load")
     ap.add_argument("--remotes", type=int, default=1000, help="setup suite: secondaries brought up at once")
+    ap.add_argument("--no-pair", dest="pair", action="store_false", help="rekey suite: skip the two-p3d part")
+    ap.add_argument("--pair-start-rate", type=float, default=5000, help="rekey pair: first rate tried (datagrams/s each way)")
+    ap.add_argument("--pair-max-rate", type=float, default=400000, help="rekey pair: highest rate tried")
+    ap.add_argument("--pair-steps", type=int, default=8, help="rekey pair: trials of the search at most")
+    ap.add_argument("--pair-trial", type=float, default=2.0, help="rekey pair: seconds per search trial")
+    ap.add_argument("--pair-duration", type=float, default=15.0, help="rekey pair: seconds with a rekey every second")
+    ap.add_argument("--pair-size", type=int, default=64, help="rekey pair: UDP payload bytes")
     ap.add_argument("--sizes", default=",".join(map(str, SIZES)))
     ap.add_argument("--no-imix", dest="imix", action="store_false")
     ap.add_argument("--keys", default="128,256")
@@ -490,6 +514,7 @@ def main():
     a = ap.parse_args()
     if a.smoke:
         a.sizes, a.keys, a.runs, a.duration, a.warmup, a.raw_seconds, a.packets = "64,1420", "128", 1, 0.3, 0.2, 0.05, 64
+        a.pair_start_rate, a.pair_steps, a.pair_trial, a.pair_duration = 1000, 1, 0.5, 3.0
     a.sizes = [int(x) for x in a.sizes.split(",") if x]
     a.keys = [int(x) for x in a.keys.split(",") if x]
     a.dirs = [x for x in a.dirs.split(",") if x]
@@ -527,12 +552,18 @@ def main():
     js = os.path.join(a.out, "results.json")
     with open(js, "w") as f:
         json.dump(result, f, indent=1, sort_keys=True)
+    tables = []
     if "throughput" in result["suites"]:
-        t = table(result["suites"]["throughput"])
+        tables.append(table(result["suites"]["throughput"]))
+    if "rekey" in result["suites"]:
+        tables.append(rekey_table(result["suites"]["rekey"]))
+    if tables:
+        t = "\n\n".join(x for x in tables if x)
         with open(os.path.join(a.out, "table.txt"), "w") as f:
             f.write(t + "\n")
         print()
         print(t)
+    if "throughput" in result["suites"]:
         png = chart(result["suites"]["throughput"], a.out)
         print("chart:   %s" % (png or "(gnuplot not available)"))
     for s in ("rekey", "setup"):

@@ -37,6 +37,11 @@ Bytes encode_push(const PushedConfig& c) {
     put8(b, c.params.size_hiding ? 1 : 0);
     tlv_u32(b, tlv::secondary_lanes, c.params.lanes);
     tlv_u32(b, tlv::primary_lanes, c.primary_lanes);
+    // Forward secrecy at rekey: when on, a secondary that cannot mix in a DH share must refuse
+    // the push rather than fail every rekey; off is what a secondary without it does anyway.
+    put16(b, std::uint16_t(tlv::rekey_dh | (c.params.rekey_dh ? tlv::critical : 0)));
+    put16(b, 1);
+    put8(b, c.params.rekey_dh ? 1 : 0);
     return b;
 }
 
@@ -93,6 +98,10 @@ std::optional<PushedConfig> decode_push(ByteView d) {
                 break;
             case tlv::secondary_lanes: ok = u32(c.params.lanes); break;
             case tlv::primary_lanes: ok = u32(c.primary_lanes); break;
+            case tlv::rekey_dh:
+                if (len != 1 || v[0] > 1) return std::nullopt;
+                c.params.rekey_dh = v[0] == 1;
+                break;
             default:
                 if (type & tlv::critical) return std::nullopt;
         }

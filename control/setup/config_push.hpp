@@ -22,7 +22,8 @@ namespace tlv {
 inline constexpr std::uint16_t primary_subnet = 1, secondary_subnet = 2, key_type = 3, rekey_wait = 4,
                                rekey_packets = 5, array_size = 6, data_array_time = 7,
                                control_array_time = 8, heartbeat_time = 9, heartbeat_fail = 10,
-                               size_hiding = 11, secondary_lanes = 12, primary_lanes = 13;
+                               size_hiding = 11, secondary_lanes = 12, primary_lanes = 13,
+                               rekey_dh = 14;
 inline constexpr std::uint16_t critical = 0x8000;
 }
 

@@ -332,3 +332,29 @@ TEST_CASE("config push: round-trips; unknown critical TLV refuses the push, unkn
     CHECK(!decode_push(trunc));
     CHECK(!decode_push(Bytes{}));  // key type is mandatory
 }
+
+TEST_CASE("config push: rekey_dh travels to the secondary, critical when on, and defaults to on") {
+    PushedConfig c;
+    c.params.key_type = config::KeyType::aes128;
+    for (bool dh : {true, false}) {
+        c.params.rekey_dh = dh;
+        Bytes b = encode_push(c);
+        auto d = decode_push(b);
+        REQUIRE(d);
+        CHECK(d->params.rekey_dh == dh);
+        // The TLV is the last one: type 14, critical only when forward secrecy is asked for.
+        REQUIRE(b.size() >= 5);
+        const std::uint16_t type = get16(b.data() + b.size() - 5);
+        CHECK((type & ~tlv::critical) == tlv::rekey_dh);
+        CHECK(((type & tlv::critical) != 0) == dh);
+        CHECK(b.back() == (dh ? 1 : 0));
+        Bytes bad = b;
+        bad.back() = 2;   // only 0 or 1
+        CHECK(!decode_push(bad));
+        // A push without it (a primary that does not send it) keeps the default: on.
+        Bytes without(b.begin(), b.end() - 5);
+        auto w = decode_push(without);
+        REQUIRE(w);
+        CHECK(w->params.rekey_dh);
+    }
+}

@@ -246,14 +246,14 @@ TEST_CASE("legacy and libconfig files saying the same thing give the same model"
     auto lc = lc_ok(R"(
 role = "primary";
 local = { ip = 4; address = "192.0.2.1"; port = 5653; key_generation = "software";
-          rekey_wait = 3600; array_size = 256; data_array_time = 86400; control_array_time = 82800;
+          rekey_wait = 600; array_size = 256; data_array_time = 86400; control_array_time = 82800;
           heartbeat_time = 15; heartbeat_fail = 120; cluster_state = 0; load_balance = 0; };
 dataplane = { lan = { port = 0; }; wan = { port = 1; address = "192.0.2.1/32"; }; };
 remotes = (
   { id = 1; ip = 4; address = "192.0.2.2"; subnets = [ "10.2.0.0/24" ]; key_type = "AES128";
     psk_file = "/etc/p3/branch1.psk"; },
   { id = 2; ip = 4; address = "198.51.100.7"; subnets = [ "10.3.0.0/24", "10.3.8.0/22" ];
-    key_type = "AES256"; rekey_wait = 900; array_size = 128; data_array_time = 43200;
+    key_type = "AES256"; rekey_wait = 300; array_size = 128; data_array_time = 43200;
     control_array_time = 41400; heartbeat_time = 10; heartbeat_fail = 60; psk_file = "/etc/p3/branch2.psk"; },
   { id = 3; ip = 4; address = "203.0.113.9"; subnets = [ "203.0.113.9/32" ]; psk_file = "/etc/p3/host3.psk"; }
 );

@@ -16,7 +16,8 @@
 #   execs: $! is p3d itself), lcore 0@CPU, file prefix $tag-NAME, configuration $work/CONF.conf
 #   (CONF defaults to NAME), log appended to $work/NAME.log; port 0 (WAN) is net_af_packet on
 #   interface WAN, or the --vdev WAN itself when it has a '=' (e.g. net_pcap0,iface=aWan);
-#   port 1 (LAN) is net_af_packet on interface LAN.
+#   port 1 (LAN) is net_af_packet on interface LAN. $p3d_extra (empty unless the test sets it)
+#   adds application options, NAME in it replaced by the p3d's name.
 # wait_for NAME PID PATTERN SECONDS WHAT: wait.sh's wait_log on $work/NAME.log.
 # ping_replies FILE: how many replies the ping whose output is FILE received (0 when none).
 # psk FILE: writes a fresh random pre-shared key to $work/FILE, owner-only from the start.
@@ -59,6 +60,7 @@ all_ns=
 p3d_names="a b"
 log_lines=30
 dp_tuning="idle_backoff_us = 50; mbufs = 4095;"
+p3d_extra=
 cleanup() {
   local v
   for v in ${!pid_@}; do
@@ -84,7 +86,7 @@ start() {  # name ns cpu wan lan [conf]
   [[ $wan == *=* ]] || wan=net_af_packet0,iface=$wan
   nsenter --net="/run/netns/$2" -- "$p3d" --no-huge -m 512 --no-pci --file-prefix "$tag-$1" --lcores "0@$3" \
     --vdev "$wan" --vdev "net_af_packet1,iface=$5" \
-    -- -c "$work/${6:-$1}.conf" -f >>"$work/$1.log" 2>&1 &
+    -- -c "$work/${6:-$1}.conf" -f ${p3d_extra//NAME/$1} >>"$work/$1.log" 2>&1 &
 }
 . "$(dirname "${BASH_SOURCE[0]}")/wait.sh"
 wait_for() { wait_log "$work/$1.log" "$2" "$3" "$4" "p3d $1: $5"; }  # name pid pattern seconds what
