@@ -8,13 +8,15 @@
 #include <string>
 
 #include "common/log.hpp"
+#include "control/channel/limits.hpp"
 
 namespace p3::control {
 
 namespace {
 
-// Control messages are at most 1024 bytes; with headers, seal and padding far below this.
+// Every control packet is channel::limits::kControlInnerLen bytes; anything longer is not one.
 constexpr std::size_t kMaxControlPacket = 2048;
+static_assert(channel::limits::kControlInnerLen <= kMaxControlPacket);
 
 channel::KeyMaterial material(const setup::DirectionKeys& k) {
     return channel::KeyMaterial{k.key.clone(), k.salt.clone()};
@@ -111,6 +113,7 @@ void Appliance::on_up(const setup::EstablishedSession& s, SessionId sid, std::ui
     keys->peer_lanes = peer_lanes;
 
     const bool primary = cfg_.role == config::Role::primary;
+    const DataplanePort::LinkIds ids{sid, remote, s.rx_p3_id, s.tx_p3_id, peer_lanes, local_lanes};
     Remote& r = remotes_[remote];
     if (!r.session || r.sid != sid) {
         if (r.session) by_sid_.erase(r.sid);
@@ -130,7 +133,7 @@ void Appliance::on_up(const setup::EstablishedSession& s, SessionId sid, std::ui
         sc.params.rekey_packets = config::rekey_packet_limit(sc.params.rekey_packets, cfg_.dataplane.wan.mtu);
         r.session.reset();
         r.sid = sid;
-        r.link = port_.link(sid, sc.params.size_hiding);
+        r.link = port_.link(ids, sc.params.size_hiding);
         if (!primary) {
             r.driver = std::make_unique<Driver>();
             r.driver->app = this;
@@ -139,6 +142,8 @@ void Appliance::on_up(const setup::EstablishedSession& s, SessionId sid, std::ui
         r.session = std::make_unique<channel::Session>(loop_, std::move(sc), *r.link, *r.link, random_, keys_,
                                                        r.driver.get());
         by_sid_[sid] = r.session.get();
+    } else {
+        r.link->reset(ids);   // set up again: new P3 IDs for the same session
     }
     channel::Session* session = r.session.get();
     if (primary) {

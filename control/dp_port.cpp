@@ -8,6 +8,7 @@
 
 #include "common/log.hpp"
 #include "common/wire_limits.hpp"
+#include "control/keylog.hpp"
 
 namespace p3::control {
 
@@ -83,7 +84,8 @@ bool DataplanePort::install(setup::EstablishedSession&& s) {
         give_back(s.rx_p3_id);
         return false;
     }
-    rx_base_[sid.raw()] = rx_id.raw();
+    keylog::write(sid.raw(), s.remote_id, keylog::Dir::rx, rx_id.raw(), peer_lanes, rx.key, rx.salt);
+    keylog::write(sid.raw(), s.remote_id, keylog::Dir::tx, tx_id.raw(), tx.lanes, tx.key, tx.salt);
     give_back(s.rx_p3_id, peer_lanes);   // the lanes the peer does not use
     ++installed_;
     if (on_up_) on_up_(s, sid, port_.tx_lanes(), peer_lanes);
@@ -92,27 +94,21 @@ bool DataplanePort::install(setup::EstablishedSession&& s) {
 
 // ---- the channel's link ---------------------------------------------------------------
 
-std::optional<std::uint32_t> DataplanePort::Link::install_rx(const channel::KeyMaterial& data, std::uint32_t lanes) {
-    // Settle a pending next key first: the peer switched to it (seen) or never will.
-    if (port_.rx_next_seen(sid_)) port_.promote_rx(sid_);
-    else port_.drop_next_rx(sid_);
-    if (!port_.install_next_rx(sid_, lane_keys(data, lanes, size_hiding_))) return std::nullopt;
-    return rx_base_ != 0 ? rx_base_ : 1;
+bool DataplanePort::Link::install_next_rx(const channel::KeyMaterial& data) {
+    if (!port_.install_next_rx(ids_.sid, lane_keys(data, ids_.rx_lanes, size_hiding_))) return false;
+    keylog::write(ids_.sid.raw(), ids_.remote.raw(), keylog::Dir::rx, ids_.rx_base, ids_.rx_lanes, data.key.span(),
+                  data.salt.span());
+    return true;
 }
 
-bool DataplanePort::Link::switch_tx(std::uint32_t /*peer_p3_id: stable*/, const channel::KeyMaterial& data,
-                                    std::uint32_t lanes) {
-    std::uint64_t first_seq[wire::kMaxLanes] = {};
-    return port_.switch_tx(sid_, lane_keys(data, lanes, size_hiding_), first_seq);
+bool DataplanePort::Link::switch_tx(const channel::KeyMaterial& data, std::vector<std::uint64_t>& first_seq) {
+    first_seq.assign(ids_.tx_lanes, 0);
+    // Written before the switch: a capture may hold the first packet under the key before the
+    // port returns.
+    keylog::write(ids_.sid.raw(), ids_.remote.raw(), keylog::Dir::tx, ids_.tx_base, ids_.tx_lanes, data.key.span(),
+                  data.salt.span());
+    return port_.switch_tx(ids_.sid, lane_keys(data, ids_.tx_lanes, size_hiding_), first_seq);
 }
-
-void DataplanePort::Link::retire_rx(std::uint32_t /*p3_id*/) {
-    if (port_.rx_next_seen(sid_)) port_.promote_rx(sid_);
-}
-
-bool DataplanePort::Link::rx_seen(std::uint32_t /*p3_id*/) { return port_.rx_next_seen(sid_); }
-
-std::uint64_t DataplanePort::Link::tx_packets() { return port_.tx_packets(sid_); }
 
 void DataplanePort::Link::send_control(std::span<const std::uint8_t> inner) {
     rte_mbuf* m = port_.alloc();
@@ -127,7 +123,7 @@ void DataplanePort::Link::send_control(std::span<const std::uint8_t> inner) {
     md = dp::PktMeta{};
     md.kind = dp::MsgKind::tx_inner;
     md.side = dp::Side::wan;
-    md.session = sid_.raw();
+    md.session = ids_.sid.raw();
     if (!port_.send(m)) {
         rte_pktmbuf_free(m);
         ++send_failures_;

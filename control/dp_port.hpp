@@ -6,18 +6,19 @@
 //                 table; an established session's first data keys become inbound and
 //                 outbound slots for every lane, which sets the session up.
 //   channel       channel::KeyInstaller + ControlLink (DataplanePort::Link, one per session).
-//                 Interim mapping of the channel's calls onto the stable-lane key API (a rekey
-//                 changes keys only; the session's P3 IDs stay):
-//                 install_rx   -> settle the pending next key (seen: promote_rx, else
-//                                 drop_next_rx), install_next_rx(sid, keys); returns the
-//                                 session's unchanged inbound base
-//                 switch_tx    -> switch_tx(sid, keys) (the receiver learns the switch point
-//                                 from the first packet under the new keys)
-//                 retire_rx    -> promote_rx(sid) once the next key was seen (else nothing)
-//                 rx_seen      -> rx_next_seen(sid)
-//                 session_down -> clear_keys(sid)          (RST / unreachable from then on)
-//                 tx_packets   -> tx_packets(sid)
-//                 send_control -> an mbuf with meta tx_inner for sid, to the workers
+//                 The session's lanes and P3 IDs were fixed by the setup exchange; a rekey
+//                 changes keys only (docs/key-slots.md), so each call is one port call:
+//                 install_next_rx -> install_next_rx(sid, keys)   (the next key of every lane)
+//                 rx_switch_at    -> rx_switch_at(sid, first seqs) (the peer's announcement)
+//                 rx_next_seen    -> rx_next_seen(sid)
+//                 promote_rx      -> promote_rx(sid)   (old keys wiped after the grace period)
+//                 drop_next_rx    -> drop_next_rx(sid)
+//                 switch_tx       -> switch_tx(sid, keys, first seqs) (one RCU grace period)
+//                 tx_packets      -> tx_packets(sid)
+//                 session_down    -> clear_keys(sid)   (RST / unreachable from then on)
+//                 send_control    -> an mbuf with meta tx_inner for sid, to the workers
+//                 With p3d --insecure-key-log, every data key installed (here and at setup)
+//                 is written to the key log (control/keylog.hpp).
 //   setup UDP     alloc + send: the setup exchange's datagrams out of the WAN (meta tx_ip)
 //
 // The control thread (control_thread.hpp) uses the port's other half: the rings from the
@@ -40,10 +41,10 @@
 
 #include <cstdint>
 #include <functional>
-#include <map>
 #include <memory>
 #include <optional>
 #include <unordered_map>
+#include <vector>
 
 #include "common/ids.hpp"
 #include "control/channel/interfaces.hpp"
@@ -69,33 +70,40 @@ public:
     std::uint64_t installed() const noexcept { return installed_; }
     void set_on_up(UpHook h) { on_up_ = std::move(h); }
 
-    // The channel's side for one session.
+    // The channel's side for one session: its dataplane id, the remote it serves (for the key
+    // log), the lanes each side sends on and the P3 ID bases fixed at setup.
+    struct LinkIds {
+        SessionId sid;
+        RemoteId remote;
+        std::uint32_t rx_base = 0, tx_base = 0;       // ours (we receive on), the peer's
+        std::uint32_t rx_lanes = 1, tx_lanes = 1;     // the peer's lanes, ours
+    };
     class Link final : public channel::KeyInstaller, public channel::ControlLink {
     public:
-        // rx_base: the session's inbound base P3 ID (what install_rx answers; 0: not known,
-        // then 1, which only the peer's switch_tx sees, and it ignores it).
-        Link(dp::ControlPort& port, SessionId sid, bool size_hiding, std::uint32_t rx_base = 0) noexcept
-            : port_(port), sid_(sid), size_hiding_(size_hiding), rx_base_(rx_base) {}
-        std::optional<std::uint32_t> install_rx(const channel::KeyMaterial& data, std::uint32_t lanes) override;
-        bool switch_tx(std::uint32_t peer_p3_id, const channel::KeyMaterial& data, std::uint32_t lanes) override;
-        void retire_rx(std::uint32_t p3_id) override;
-        bool rx_seen(std::uint32_t p3_id) override;
-        std::uint64_t tx_packets() override;
-        void session_down(Reason) override { port_.clear_keys(sid_); }
+        Link(dp::ControlPort& port, const LinkIds& ids, bool size_hiding) noexcept
+            : port_(port), ids_(ids), size_hiding_(size_hiding) {}
+        bool install_next_rx(const channel::KeyMaterial& data) override;
+        void rx_switch_at(std::span<const std::uint64_t> first_seq) override { port_.rx_switch_at(ids_.sid, first_seq); }
+        bool rx_next_seen() override { return port_.rx_next_seen(ids_.sid); }
+        void promote_rx() override { port_.promote_rx(ids_.sid); }
+        void drop_next_rx() override { port_.drop_next_rx(ids_.sid); }
+        bool switch_tx(const channel::KeyMaterial& data, std::vector<std::uint64_t>& first_seq) override;
+        std::uint64_t tx_packets() override { return port_.tx_packets(ids_.sid); }
+        void session_down(Reason) override { port_.clear_keys(ids_.sid); }
         void send_control(std::span<const std::uint8_t> inner) override;
 
         std::uint64_t send_failures() const noexcept { return send_failures_; }
+        // The peer set the session up again (new P3 IDs, maybe other lanes).
+        void reset(const LinkIds& ids) noexcept { ids_ = ids; }
 
     private:
         dp::ControlPort& port_;
-        SessionId sid_;
+        LinkIds ids_;
         bool size_hiding_;
         std::uint64_t send_failures_ = 0;
-        std::uint32_t rx_base_;
     };
-    std::unique_ptr<Link> link(SessionId sid, bool size_hiding) {
-        auto b = rx_base_.find(sid.raw());
-        return std::make_unique<Link>(port_, sid, size_hiding, b == rx_base_.end() ? 0 : b->second);
+    std::unique_ptr<Link> link(const LinkIds& ids, bool size_hiding) {
+        return std::make_unique<Link>(port_, ids, size_hiding);
     }
 
     // Datagrams the setup exchange sends (an IP packet in an mbuf, meta tx_ip), to the workers.
@@ -110,7 +118,6 @@ private:
     UpHook on_up_;
     std::uint64_t installed_ = 0;
     std::unordered_map<std::uint32_t, std::uint32_t> reserved_;   // base P3 ID -> width, until installed
-    std::unordered_map<std::uint32_t, std::uint32_t> rx_base_;    // session -> its inbound base P3 ID
 };
 
 }  // namespace p3::control

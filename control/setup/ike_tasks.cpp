@@ -466,7 +466,11 @@ public:
         c.secondary_subnets = sa.remote->subnets;
         c.params = sa.remote->params;
         c.params.key_type = sa.child_key;
-        c.primary_lanes = ctx_.local.defaults.lanes;
+        // The lanes this primary really sends on (its sending workers), not the configured 0
+        // ("one per worker"): the secondary's inbound lanes are fixed from this for the
+        // session's life, and every rekey names the same count.
+        const std::uint32_t lanes = ctx_.sink.local_lanes();
+        c.primary_lanes = lanes != 0 ? lanes : ctx_.local.defaults.lanes;
         m.add_notify(nt::p3_config, encode_push(c));
         sa.pushed = std::move(c);
         return {};

@@ -569,8 +569,10 @@ int main(int argc, char** argv) {
         const auto addr = [](const char* s) { return *p3::IpAddr::parse(s); };
         for (End* e : {&a, &b}) {
             const bool is_a = e == &a;
-            e->link = std::make_unique<p3::control::DataplanePort::Link>(e->dp->control_port(), p3::SessionId(e->sid),
-                                                                         o.size_hiding);
+            const p3::control::DataplanePort::LinkIds ids{p3::SessionId(e->sid), p3::RemoteId(is_a ? 2 : 1),
+                                                          is_a ? 0x201u : 0x301u, is_a ? 0x301u : 0x201u,
+                                                          (is_a ? b : a).dp->tx_lanes(), e->dp->tx_lanes()};
+            e->link = std::make_unique<p3::control::DataplanePort::Link>(e->dp->control_port(), ids, o.size_hiding);
             ch::SessionConfig sc;
             sc.role = is_a ? p3::config::Role::primary : p3::config::Role::secondary;
             sc.remote_id = is_a ? 2 : 1;

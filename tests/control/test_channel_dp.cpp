@@ -152,10 +152,13 @@ struct Rig {
         const std::uint32_t sa = a.dp->session_of(2), sb = b.dp->session_of(1);
         REQUIRE(sa != 0);
         REQUIRE(sb != 0);
-        link_a = std::make_unique<p3::control::DataplanePort::Link>(a.dp->control_port(), p3::SessionId(sa),
-                                                                    params.size_hiding);
-        link_b = std::make_unique<p3::control::DataplanePort::Link>(b.dp->control_port(), p3::SessionId(sb),
-                                                                    params.size_hiding);
+        using Ids = p3::control::DataplanePort::LinkIds;
+        link_a = std::make_unique<p3::control::DataplanePort::Link>(
+            a.dp->control_port(), Ids{p3::SessionId(sa), p3::RemoteId(2), 0x301, 0x201, b.dp->tx_lanes(), a.dp->tx_lanes()},
+            params.size_hiding);
+        link_b = std::make_unique<p3::control::DataplanePort::Link>(
+            b.dp->control_port(), Ids{p3::SessionId(sb), p3::RemoteId(1), 0x201, 0x301, a.dp->tx_lanes(), b.dp->tx_lanes()},
+            params.size_hiding);
         ch::SessionConfig ca, cb;
         ca.role = p3::config::Role::primary;
         ca.name = "remote 2";
