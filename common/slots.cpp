@@ -2,8 +2,10 @@
 // states and key objects on the control thread. Nothing here runs on a worker except the
 // inline lookups in the header.
 //
-// Reclamation: retired objects (slots, RX key states, RX keys, TX key objects) wait in a FIFO with the token rte_rcu_qsbr_start() gave at
-// retirement. Tokens grow monotonically, so the queue is in token order and reclaim() frees
+// The keys of a living lane change in slot_keys.cpp.
+//
+// Reclamation: retired objects (slots, RX key states, RX keys, TX key objects) wait in a FIFO
+// with the token rte_rcu_qsbr_start() gave at retirement. Tokens grow monotonically, so the queue is in token order and reclaim() frees
 // from the head while rte_rcu_qsbr_check() says every online reader has passed that token.
 // A plain vector rather than rte_rcu_qsbr_dq: it never fills up (no retire can fail or have
 // to block), needs no EAL memory, and lets the free path call a hook for the tests.
@@ -15,6 +17,7 @@
 #include "common/lanes.hpp"
 #include "common/log.hpp"
 #include "common/secret.hpp"
+#include "common/slots_detail.hpp"
 
 namespace p3::wire {
 
@@ -22,51 +25,10 @@ namespace {
 
 constexpr std::align_val_t kAlign{RTE_CACHE_LINE_SIZE};
 
-std::size_t rx_bytes(std::uint32_t window) noexcept {
-    return sizeof(RxSlot) + sizeof(std::uint64_t) * ReplayWindow::words_for(ReplayWindow::clamp(window));
-}
-
-bool key_sizes_ok(std::span<const std::uint8_t> key, std::span<const std::uint8_t> salt) noexcept {
-    return (key.size() == kAes128KeyLen || key.size() == kAes256KeyLen) && salt.size() == kSaltLen;
-}
-
-// Slots hold key schedules: their memory comes from the secret pool (common/secret.hpp:
-// excluded from core dumps, locked in RAM while the limit allows), cache-line aligned.
-void* slot_alloc(std::size_t bytes) noexcept { return secure_alloc(bytes, RTE_CACHE_LINE_SIZE); }
-void slot_free(void* p, std::size_t bytes) noexcept { secure_free(p, bytes, RTE_CACHE_LINE_SIZE); }
-
-// An object that was built but never published: no reader can have seen it.
-template <class Obj>
-void discard(Obj* s, std::size_t bytes) noexcept {
-    s->~Obj();
-    slot_free(s, bytes);   // wipes
-}
-
-// An RX key of its own (shared by consecutive key states of one slot); nullptr: no memory or
-// an unusable key (both logged by the caller).
-GcmKey* make_rx_key(std::span<const std::uint8_t> key, std::span<const std::uint8_t> salt) noexcept {
-    void* mem = slot_alloc(sizeof(GcmKey));
-    if (!mem) return nullptr;
-    auto* k = new (mem) GcmKey(key, salt);
-    if (!k->valid()) {
-        discard(k, sizeof(GcmKey));
-        return nullptr;
-    }
-    return k;
-}
-
-RxKeys* make_rx_keys(const GcmKey* cur, std::uint64_t cur_from, const GcmKey* next, std::uint64_t next_from) noexcept {
-    void* mem = slot_alloc(sizeof(RxKeys));
-    if (!mem) return nullptr;
-    auto* k = new (mem) RxKeys;
-    k->cur = cur;
-    k->cur_from = cur_from;
-    k->next = next;
-    k->next_from = next_from;
-    return k;
-}
-
 }  // namespace
+
+using namespace slots_detail;
+
 
 // ---- construction ------------------------------------------------------------------------
 
@@ -236,95 +198,6 @@ void SlotTable::retire_rx(SlotId id) {
     reclaim();
 }
 
-// ---- RX keys ----------------------------------------------------------------------------
-
-RxSlot* SlotTable::published_rx(SlotId id) const noexcept {
-    const std::uint32_t idx = id.index();
-    if (idx == 0 || idx >= rx_cap_ || state_[idx].state != IndexState::published || state_[idx].gen != id.generation())
-        return nullptr;
-    return rx_[idx].load(std::memory_order_relaxed);
-}
-
-bool SlotTable::replace_keys(RxSlot* s, const GcmKey* cur, std::uint64_t cur_from, const GcmKey* next,
-                             std::uint64_t next_from) {
-    RxKeys* ks = make_rx_keys(cur, cur_from, next, next_from);
-    if (!ks) {
-        P3_LOG_ERROR(SLOT_NO_MEMORY, "key slots: no memory for the keys of P3 ID 0x%08x", s->id_.raw());
-        return false;
-    }
-    const RxKeys* old = s->keys_.exchange(ks, std::memory_order_release);
-    const std::uint32_t id = s->id_.raw();
-    // A key leaves with the last state that holds it; a worker may hold the old state (and
-    // its keys) until its next quiescent report, so all go through the FIFO together.
-    for (const GcmKey* k : {old->cur, old->next})
-        if (k && k != cur && k != next) defer_free(const_cast<GcmKey*>(k), FreedKind::rx_key, id, s->session_, s->lane_);
-    defer_free(const_cast<RxKeys*>(old), FreedKind::rx_keys, id, s->session_, s->lane_);
-    return true;
-}
-
-bool SlotTable::set_next_rx(SlotId id, std::span<const std::uint8_t> key, std::span<const std::uint8_t> salt) {
-    reclaim();
-    RxSlot* s = published_rx(id);
-    if (!s) {
-        P3_LOG_ERROR(SLOT_ID_CONFLICT, "key slots: P3 ID 0x%08x is not published, no next key for it", id.raw());
-        return false;
-    }
-    if (!key_sizes_ok(key, salt)) {
-        P3_LOG_ERROR(SLOT_BAD_KEY, "key slots: P3 ID 0x%08x: next key of %zu bytes, salt of %zu", id.raw(), key.size(),
-                     salt.size());
-        return false;
-    }
-    GcmKey* k = make_rx_key(key, salt);
-    if (!k) {
-        P3_LOG_ERROR(SLOT_BAD_KEY, "key slots: P3 ID 0x%08x: the next AES-GCM key could not be prepared", id.raw());
-        return false;
-    }
-    const RxKeys* cur = s->keys_.load(std::memory_order_relaxed);
-    if (!replace_keys(s, cur->cur, cur->cur_from, k, 0)) {
-        discard(k, sizeof(GcmKey));
-        return false;
-    }
-    return true;
-}
-
-void SlotTable::announce_rx(SlotId id, std::uint64_t first_seq) {
-    RxSlot* s = published_rx(id);
-    if (!s || first_seq == 0) return;
-    const RxKeys* cur = s->keys_.load(std::memory_order_relaxed);
-    if (cur->next == nullptr || cur->next_from == first_seq) return;
-    replace_keys(s, cur->cur, cur->cur_from, cur->next, first_seq);
-    reclaim();
-}
-
-bool SlotTable::next_seen_rx(SlotId id) const noexcept {
-    const RxSlot* s = published_rx(id);
-    if (!s) return false;
-    const RxKeys* k = s->keys_.load(std::memory_order_relaxed);
-    if (k->next == nullptr) return false;
-    return k->learned.load(std::memory_order_relaxed) != 0 ||
-           (k->next_from != 0 && s->replay_.top() >= k->next_from);
-}
-
-void SlotTable::promote_rx(SlotId id) {
-    RxSlot* s = published_rx(id);
-    if (!s) return;
-    const RxKeys* k = s->keys_.load(std::memory_order_relaxed);
-    if (k->next == nullptr) return;
-    const std::uint64_t learned = k->learned.load(std::memory_order_relaxed);
-    const std::uint64_t from = k->next_from != 0 ? k->next_from : learned != 0 ? learned : 1;
-    replace_keys(s, k->next, from, nullptr, 0);
-    reclaim();
-}
-
-void SlotTable::drop_next_rx(SlotId id) {
-    RxSlot* s = published_rx(id);
-    if (!s) return;
-    const RxKeys* k = s->keys_.load(std::memory_order_relaxed);
-    if (k->next == nullptr) return;
-    replace_keys(s, k->cur, k->cur_from, nullptr, 0);
-    reclaim();
-}
-
 // ---- TX ----------------------------------------------------------------------------------
 
 TxKey* SlotTable::build_tx_key(const TxSlot& s, std::span<const std::uint8_t> key, std::span<const std::uint8_t> salt) {
@@ -406,53 +279,6 @@ void SlotTable::retire_tx_session(std::uint32_t session) {
     for (std::uint32_t l = 0; l < lanes_; ++l) retire_tx(session, static_cast<std::uint16_t>(l));
 }
 
-bool SlotTable::switch_tx(std::uint32_t session, std::uint32_t lanes, std::span<const std::uint8_t> key,
-                          std::span<const std::uint8_t> salt, std::span<std::uint64_t> first_seq_out) {
-    reclaim();
-    if (session >= sessions_ || lanes == 0 || lanes > lanes_ || first_seq_out.size() < lanes) {
-        P3_LOG_ERROR(SLOT_ID_CONFLICT, "key slots: session %u: cannot switch %u lanes (table: %u lanes)", session, lanes,
-                     lanes_);
-        return false;
-    }
-    TxSlot* slot[kMaxLanes] = {};
-    TxKey* built[kMaxLanes] = {};
-    std::uint32_t n = 0;
-    for (; n < lanes; ++n) {
-        slot[n] = tx_[static_cast<std::size_t>(session) * lanes_ + n].load(std::memory_order_relaxed);
-        if (!slot[n]) {
-            P3_LOG_ERROR(SLOT_ID_CONFLICT, "key slots: session %u lane %u has no key to switch from", session, n);
-            break;
-        }
-        SecretBytes m = lane_material(key, salt, n);
-        if (m.empty()) break;
-        built[n] = build_tx_key(*slot[n], m.span().first(key.size()), m.span().subspan(key.size()));
-        if (!built[n]) break;
-    }
-    if (n < lanes) {
-        for (std::uint32_t k = 0; k < n; ++k) discard(built[k], sizeof(TxKey));
-        return false;
-    }
-    for (std::uint32_t k = 0; k < lanes; ++k) {
-        const TxKey* old = slot[k]->key_.exchange(built[k], std::memory_order_release);
-        defer_free(const_cast<TxKey*>(old), FreedKind::tx_key, slot[k]->peer_id_, session, slot[k]->lane_);
-    }
-    // After the grace period no sender holds an old key: each lane's counter is the last
-    // sequence sent under it, unless its worker took the new key meanwhile and claimed
-    // counter + 1 itself (the same value: it seals what it staged under the old key first).
-    synchronize();
-    for (std::uint32_t k = 0; k < lanes; ++k) {
-        std::uint64_t zero = 0;
-        built[k]->first_seq.compare_exchange_strong(zero, slot[k]->last_seq() + 1, std::memory_order_acq_rel);
-        first_seq_out[k] = built[k]->first_seq.load(std::memory_order_acquire);
-    }
-    return true;
-}
-
-std::uint64_t SlotTable::tx_packets(std::uint32_t session, std::uint16_t lane) const noexcept {
-    const TxSlot* s = tx(session, lane);
-    return s ? s->packets() : 0;
-}
-
 // ---- lanes -------------------------------------------------------------------------------
 
 // Lane n's key || salt; lane 0 is the session's material as it is.
@@ -492,59 +318,6 @@ bool SlotTable::publish_rx_lanes(SlotId base, std::uint32_t lanes, std::span<con
         return false;
     }
     for (std::uint32_t k = 0; k < lanes; ++k) install_rx(built[k]);
-    return true;
-}
-
-bool SlotTable::set_next_rx_lanes(SlotId base, std::uint32_t lanes, std::span<const std::uint8_t> key,
-                                  std::span<const std::uint8_t> salt) {
-    reclaim();
-    if (lanes == 0 || lanes > kMaxLanes) {
-        P3_LOG_ERROR(SLOT_ID_CONFLICT, "key slots: %u lanes for P3 ID 0x%08x (1..%u)", lanes, base.raw(), kMaxLanes);
-        return false;
-    }
-    GcmKey* built[kMaxLanes] = {};
-    std::uint32_t n = 0;
-    for (; n < lanes; ++n) {
-        if (!published_rx(base.lane(n))) {
-            P3_LOG_ERROR(SLOT_ID_CONFLICT, "key slots: P3 ID 0x%08x is not published, no next key for it",
-                         base.lane(n).raw());
-            break;
-        }
-        SecretBytes m = lane_material(key, salt, n);
-        if (m.empty()) break;
-        built[n] = make_rx_key(m.span().first(key.size()), m.span().subspan(key.size()));
-        if (!built[n]) {
-            P3_LOG_ERROR(SLOT_BAD_KEY, "key slots: P3 ID 0x%08x: the next AES-GCM key could not be prepared",
-                         base.lane(n).raw());
-            break;
-        }
-    }
-    // The states too, before any is published: all or nothing.
-    RxKeys* states[kMaxLanes] = {};
-    if (n == lanes) {
-        for (std::uint32_t k = 0; k < lanes; ++k) {
-            const RxKeys* cur = published_rx(base.lane(k))->keys_.load(std::memory_order_relaxed);
-            states[k] = make_rx_keys(cur->cur, cur->cur_from, built[k], 0);
-            if (!states[k]) {
-                P3_LOG_ERROR(SLOT_NO_MEMORY, "key slots: no memory for the keys of P3 ID 0x%08x", base.raw());
-                n = k;
-                for (std::uint32_t j = 0; j < k; ++j) discard(states[j], sizeof(RxKeys));
-                for (std::uint32_t j = k; j < lanes; ++j) discard(built[j], sizeof(GcmKey));
-                break;
-            }
-        }
-    }
-    if (n < lanes) {
-        for (std::uint32_t k = 0; k < n; ++k) discard(built[k], sizeof(GcmKey));
-        return false;
-    }
-    for (std::uint32_t k = 0; k < lanes; ++k) {
-        RxSlot* s = published_rx(base.lane(k));
-        const RxKeys* old = s->keys_.exchange(states[k], std::memory_order_release);
-        if (old->next) defer_free(const_cast<GcmKey*>(old->next), FreedKind::rx_key, s->id_.raw(), s->session_, s->lane_);
-        defer_free(const_cast<RxKeys*>(old), FreedKind::rx_keys, s->id_.raw(), s->session_, s->lane_);
-    }
-    reclaim();
     return true;
 }
 

@@ -288,8 +288,8 @@ private:
 // ---- the table --------------------------------------------------------------------------
 
 struct SlotTableConfig {
-    // RX indices 1..rx_capacity-1 (index 0 is never used). Default: 10,000 remotes x 6 lanes
-    // x (current + previous key) fit. At most kSlotTableMax. 8 bytes each while empty.
+    // RX indices 1..rx_capacity-1 (index 0 is never used). Default: 10,000 remotes x 13 lanes
+    // fit (a rekey takes no ID). At most kSlotTableMax. 8 bytes each while empty.
     std::uint32_t rx_capacity = 1u << 17;
     // TX: sessions 0..sessions-1, lanes 0..lanes-1 each; 8 bytes per (session, lane).
     std::uint32_t sessions = 32768;

@@ -2,7 +2,8 @@
 // without a crash, and every buffer comes back (nothing leaks, nothing is kept). The first
 // byte picks the port; the rest is the frame. One dataplane on ring ports, no worker threads:
 // the target runs worker 0's code itself. Session 1 (10.2.0.0/16) is down, so LAN traffic to
-// it exercises the RST/unreachable replies; session 2 (10.3.0.0/16) is up on static keys.
+// it exercises the RST/unreachable replies; session 2 (10.3.0.0/16) is up on static keys, with
+// a next inbound key pending.
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -94,6 +95,11 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
     o.lcores = {0};
     g->dp = new p3::dp::Dataplane(g->cfg, o);
     if (!g->dp->init()) __builtin_trap();
+    // A rekey in flight on session 2: a next inbound key whose switch point is not known, so
+    // a WAN P3 packet for 0x201 that fails under the current key is restored and tried once
+    // more (the receiver's second try runs under the sanitizers too).
+    const std::uint8_t next_key[16] = {15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0};
+    if (!g->dp->install_next_rx(g->dp->session_of(2), p3::dp::LaneKeys{next_key, salt, 1, false})) __builtin_trap();
     g->ctl = new p3::control::ControlThread(g->dp->control_port(), nullptr, g->clock);
     g->pool = g->dp->pool();
     return 0;

@@ -19,6 +19,7 @@
 #include "common/crypto.hpp"
 #include "common/lanes.hpp"
 #include "common/slots.hpp"
+#include "dataplane/fastpath.hpp"
 #include "tests/dataplane/tunnel_rig.hpp"
 
 using namespace p3test;
@@ -343,4 +344,80 @@ TEST_CASE("rekey: 100 switches: one P3 ID per lane, sequences only go up, old ke
     }
     CHECK(r.t.a.dp->slots().stats().keys_freed == 2 * 100);   // each outbound key, wiped once replaced
     CHECK(r.t.b.dp->slots().stats().keys_freed == 2 * 100);   // each inbound key, wiped once promoted away
+}
+
+// The one place a worker's stage can hold packets under a lane's old key when it takes the new
+// one: a run of another session in between, within one burst. Those packets take their
+// sequences when the stage is sealed, so the worker seals them before it claims the new key's
+// first sequence (else it would claim a sequence the old key then uses). Driven by hand: the
+// test thread is worker 0 (online on the dataplane's RCU), a second thread the control thread,
+// whose switch_tx blocks until the worker's quiescent report.
+TEST_CASE("rekey: a worker that takes a new key with older packets staged seals them first; first_seq stays exact",
+          "[rekey-dp]") {
+    test_pool();
+    End e;
+    e.lan = make_port("rkhl", rings("rkhlr", 1), rings("rkhlt", 1));
+    e.wan = make_port("rkhw", rings("rkhwr", 1), rings("rkhwt", 1));
+    e.cfg = make_config(Side{"10.1.0.1/24", "192.0.2.1/24", "10.1.0.254", "192.0.2.254"}, e.lan.port, e.wan.port);
+    const KeyDir k2{"202122232425262728292a2b2c2d2e2f", "0b0b0b0b", 0x401};
+    const KeyDir k3{"303132333435363738393a3b3c3d3e3f", "0c0c0c0c", 0x501};
+    const Net peer2{"10.2.0.1/24", "10.2.0.254", "198.51.100.2/24", "198.51.100.254", "198.51.100.2"};
+    const Net peer3{"10.3.0.1/24", "10.3.0.254", "198.51.100.3/24", "198.51.100.254", "198.51.100.3"};
+    e.cfg.remotes.push_back(peer_remote(2, peer2, {"10.2.0.0/16"}, k2, kBtoA128, false, 1));
+    e.cfg.remotes.push_back(peer_remote(3, peer3, {"10.3.0.0/16"}, k3, KeyDir{kBtoA128.key, kBtoA128.salt, 0x302},
+                                        false, 1));
+    p3::dp::Options o;
+    o.name = "rkh";
+    o.lcores = {1};
+    e.dp = std::make_unique<p3::dp::Dataplane>(e.cfg, o);
+    REQUIRE(e.dp->init());   // not started: this thread runs worker 0's code
+    e.lan_mac = mac_of(e.lan.port);
+    const std::uint32_t s2 = e.dp->session_of(2), s3 = e.dp->session_of(3);
+    p3::dp::Lcore& L = e.dp->lcore_for_test(0);
+    const auto& S = e.dp->shared();
+    rte_rcu_qsbr* q = e.dp->qsbr();
+    REQUIRE(rte_rcu_qsbr_thread_register(q, 0) == 0);
+    rte_rcu_qsbr_thread_online(q, 0);
+    auto frame = [&](const char* dst, std::uint8_t fill) {
+        Bytes f = packet(e.lan_mac, false, "10.1.5.7", dst, 100, fill);
+        f[22] -= 1;   // what classification hands on: TTL already decremented
+        rte_mbuf* m = rte_pktmbuf_alloc(test_pool());
+        REQUIRE(m != nullptr);
+        std::memcpy(rte_pktmbuf_append(m, static_cast<std::uint16_t>(f.size())), f.data(), f.size());
+        return m;
+    };
+    p3::dp::OutStage st;
+    p3::dp::outbound_one(L, S, st, frame("10.2.5.9", 1), s2);   // session 2, its first key: staged
+    p3::dp::outbound_one(L, S, st, frame("10.3.5.9", 2), s3);   // another session's run
+    const p3::wire::TxKey* old_key = e.dp->slots().tx(s2, 0)->current();
+    const Keys nk(9);
+    std::uint64_t first[1] = {};
+    bool switched = false;
+    std::thread control([&] { switched = e.dp->switch_tx(s2, nk.lanes(), first); });
+    while (e.dp->slots().tx(s2, 0)->current() == old_key) std::this_thread::yield();
+    // Session 2 again, in the same burst: the new key, with the old one's packet still staged.
+    p3::dp::outbound_one(L, S, st, frame("10.2.5.9", 3), s2);
+    p3::dp::outbound_flush(L, S, st);
+    rte_rcu_qsbr_quiescent(q, 0);   // the end of the burst: the control thread's grace period ends
+    control.join();
+    REQUIRE(switched);
+    CHECK(first[0] == 2);
+    CHECK(st.passed == 2);          // the staged packets were sealed before the claim
+    std::vector<Held> out;
+    for (auto& f : grab(e.wan.tx))
+        out.push_back({f.ring, f.bytes, p3::be::get32(f.bytes.data() + kP3 + 4), p3::be::get64(f.bytes.data() + kP3 + 8)});
+    REQUIRE(out.size() == 3);
+    const auto old_k = hex(k2.key), old_s = hex(k2.salt);
+    unsigned checked = 0;
+    for (const Held& h : out) {
+        if (h.id != 0x401) continue;
+        const bool under_new = opens_under(h, nk.key.span(), nk.salt.span(), 0);
+        CHECK(under_new != opens_under(h, old_k.span(), old_s.span(), 0));
+        CHECK(under_new == (h.seq >= first[0]));
+        ++checked;
+    }
+    CHECK(checked == 2);
+    rte_rcu_qsbr_thread_offline(q, 0);
+    rte_rcu_qsbr_thread_unregister(q, 0);
+    stop_end(e);
 }

@@ -6,8 +6,10 @@
 //   mode bit 1: size hiding on for the slot;
 //   mode bits 2-3: split the frame into a chain of 2, 3 or 4 segments.
 // The known key answers P3 ID 0x00100001 (AES-128, key 00..0f, salt "p3fz"); any other ID
-// has no key. Every outcome is counted; nothing is forwarded; a crash or sanitizer report is
-// the only failure.
+// has no key. Every outcome is counted; nothing is forwarded. A packet whose tag failed is
+// restored (restore_failed, the receiver's step before a second try under a next key) and must
+// then be byte for byte what it was before the open. A crash, a sanitizer report or a restore
+// that differs is a failure.
 #include <unistd.h>
 
 #include <array>
@@ -17,6 +19,7 @@
 #include <cstring>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include <rte_eal.h>
 #include <rte_mbuf.h>
@@ -90,6 +93,13 @@ rte_mbuf* to_mbuf(const std::uint8_t* d, std::size_t n, unsigned parts) {
     return head;
 }
 
+// The packet's bytes, however many segments.
+void bytes_of(const rte_mbuf* m, std::vector<std::uint8_t>& out) {
+    out.resize(m->pkt_len);
+    const void* p = rte_pktmbuf_read(m, 0, m->pkt_len, out.data());
+    if (p != nullptr && p != out.data()) std::memcpy(out.data(), p, m->pkt_len);
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -111,9 +121,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             g_engine->seal(*g_key, p, p + kP3HeaderLen, len, p + kP3HeaderLen + len);
         }
         RxRef rx{known ? g_key : nullptr, (mode & 2) ? SizeHiding::on : SizeHiding::off};
+        static std::vector<std::uint8_t> before, after;
+        if (known) bytes_of(m, before);
         DecapResult r;
         decap_burst(*g_engine, &m, &o.p3_off, &rx, 1, kEth, &r);
         s = r.status;
+        if (s == WireStatus::auth) {
+            // The open ran in place; restoring gives back the packet as received.
+            if (!restore_failed(*g_engine, m, o.p3_off, *g_key)) std::abort();
+            bytes_of(m, after);
+            if (after != before) std::abort();
+        }
         if (s == WireStatus::ok) {
             // What would be forwarded must be a whole IP packet of the length it claims.
             const std::uint8_t* in = rte_pktmbuf_mtod_offset(m, const std::uint8_t*, kEth);
