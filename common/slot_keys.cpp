@@ -191,7 +191,7 @@ bool SlotTable::switch_tx(std::uint32_t session, std::uint32_t lanes, std::span<
     // After the grace period no sender holds an old key: each lane's counter is the last
     // sequence sent under it, unless its worker took the new key meanwhile and claimed
     // counter + 1 itself (the same value: it seals what it staged under the old key first).
-    synchronize();
+    wait_readers();
     for (std::uint32_t k = 0; k < lanes; ++k) {
         std::uint64_t zero = 0;
         built[k]->first_seq.compare_exchange_strong(zero, slot[k]->last_seq() + 1, std::memory_order_acq_rel);

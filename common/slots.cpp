@@ -11,6 +11,7 @@
 // to block), needs no EAL memory, and lets the free path call a hook for the tests.
 #include "common/slots.hpp"
 
+#include <ctime>
 #include <new>
 #include <stdexcept>
 
@@ -438,6 +439,18 @@ std::size_t SlotTable::reclaim() noexcept {
     }
     if (stall_warned_ && pending < kStallWarnPending / 2) stall_warned_ = false;
     return n;
+}
+
+void SlotTable::wait_readers() noexcept {
+    const std::uint64_t token = rte_rcu_qsbr_start(qsbr_);
+    // Sleeping, not spinning (rte_rcu_qsbr_synchronize spins): the control thread may share a
+    // CPU with a worker (several lcores on one CPU, or EAL's control cpuset), and a spin would
+    // take the very time that worker needs to reach its quiescent report, while its queues fill.
+    while (rte_rcu_qsbr_check(qsbr_, token, false) != 1) {
+        const timespec pause{0, kReaderPollNs};
+        nanosleep(&pause, nullptr);
+    }
+    reclaim();
 }
 
 void SlotTable::synchronize() noexcept {

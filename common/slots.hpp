@@ -415,6 +415,11 @@ public:
     // Waits until every online reader has reported quiescent, then frees all retired slots.
     // Blocks: never from a registered reader (it would wait for itself).
     void synchronize() noexcept;
+    // Waits, sleeping kReaderPollNs between looks, until every online reader has reported
+    // quiescent after the call (what switch_tx needs before it reads a lane's counter), then
+    // reclaims. Never from a reader.
+    void wait_readers() noexcept;
+    static constexpr long kReaderPollNs = 20'000;
 
     SlotStats stats() const noexcept;
     std::uint32_t rx_capacity() const noexcept { return rx_cap_; }

@@ -495,6 +495,8 @@ def main():
     ap.add_argument("--pair-steps", type=int, default=8, help="rekey pair: trials of the search at most")
     ap.add_argument("--pair-trial", type=float, default=2.0, help="rekey pair: seconds per search trial")
     ap.add_argument("--pair-duration", type=float, default=15.0, help="rekey pair: seconds with a rekey every second")
+    ap.add_argument("--pair-confirm", type=int, default=4,
+                    help="rekey pair: full-length runs without rekeys to confirm the rate (15%% lower after a loss)")
     ap.add_argument("--pair-size", type=int, default=64, help="rekey pair: UDP payload bytes")
     ap.add_argument("--sizes", default=",".join(map(str, SIZES)))
     ap.add_argument("--no-imix", dest="imix", action="store_false")
@@ -514,7 +516,7 @@ def main():
     a = ap.parse_args()
     if a.smoke:
         a.sizes, a.keys, a.runs, a.duration, a.warmup, a.raw_seconds, a.packets = "64,1420", "128", 1, 0.3, 0.2, 0.05, 64
-        a.pair_start_rate, a.pair_steps, a.pair_trial, a.pair_duration = 1000, 1, 0.5, 3.0
+        a.pair_start_rate, a.pair_steps, a.pair_trial, a.pair_duration, a.pair_confirm = 1000, 1, 0.5, 3.0, 1
     a.sizes = [int(x) for x in a.sizes.split(",") if x]
     a.keys = [int(x) for x in a.keys.split(",") if x]
     a.dirs = [x for x in a.dirs.split(",") if x]
