@@ -5,10 +5,9 @@
 
 #include <cstring>
 
-namespace p3::wire {
+#include "common/hkdf.hpp"
 
-bool hkdf_sha256_for_wire(std::span<const std::uint8_t> ikm, std::span<const std::uint8_t> info, std::uint8_t* out,
-                          std::size_t out_len) noexcept;   // lanes.cpp
+namespace p3::wire {
 
 std::size_t sizehide_plain_len(std::size_t inner_len, std::size_t max_plain) noexcept {
     const std::size_t base = plain_len(inner_len);
@@ -24,8 +23,8 @@ std::uint64_t sizehide_key(std::span<const std::uint8_t> key, std::span<const st
     std::memcpy(ikm + key.size(), salt.data(), kSaltLen);
     static constexpr char kInfo[] = "p3 size hiding";
     std::uint8_t out[8];
-    const bool ok = hkdf_sha256_for_wire({ikm, key.size() + kSaltLen},
-                                         {reinterpret_cast<const std::uint8_t*>(kInfo), sizeof kInfo - 1}, out, 8);
+    const bool ok = hkdf_sha256({}, {ikm, key.size() + kSaltLen},
+                                {reinterpret_cast<const std::uint8_t*>(kInfo), sizeof kInfo - 1}, out);
     OPENSSL_cleanse(ikm, sizeof ikm);
     if (!ok) return 0;
     std::uint64_t v = 0;

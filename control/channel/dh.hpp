@@ -64,8 +64,4 @@ struct RekeyKeys {
 // Mixes all four in place; false (keys untouched) on an OpenSSL failure.
 bool mix_all(RekeyKeys& k, std::span<const std::uint8_t> secret, std::uint32_t epoch);
 
-// HKDF-SHA256 extract-and-expand (RFC 5869); an empty salt is the RFC's "no salt".
-bool hkdf_sha256(std::span<const std::uint8_t> salt, std::span<const std::uint8_t> ikm,
-                 std::span<const std::uint8_t> info, std::span<std::uint8_t> out) noexcept;
-
 }  // namespace p3::channel::dh

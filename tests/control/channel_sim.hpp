@@ -14,6 +14,7 @@
 
 
 #include "channel_sim_wire.hpp"
+#include "common/hkdf.hpp"
 
 namespace p3::channel::sim {
 
@@ -54,7 +55,7 @@ public:
         put32(info + 7, n);
         SecretBytes out(k.key.size() + 4);
         const SecretBytes ikm = k.to_wire();
-        dh::hkdf_sha256({}, ikm.span(), info, out.span());
+        p3::hkdf_sha256({}, ikm.span(), info, out.span());
         return KeyMaterial::from_wire(out.span());
     }
 
