@@ -1,0 +1,310 @@
+// The admin socket: clients, line framing, access, dispatch, audit (see admin_server.hpp).
+#include "control/admin/admin_server.hpp"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <optional>
+
+namespace p3::admin {
+
+namespace {
+
+constexpr std::size_t kReadChunk = 16 * 1024;
+constexpr int kMaxGroups = 1024;
+
+std::optional<gid_t> group_id(const std::string& name) {
+    if (name.empty()) return std::nullopt;
+    group gr{}, *res = nullptr;
+    std::vector<char> buf(16384);
+    if (getgrnam_r(name.c_str(), &gr, buf.data(), buf.size(), &res) != 0 || !res) return std::nullopt;
+    return gr.gr_gid;
+}
+
+std::string user_name(std::uint32_t uid, gid_t* primary = nullptr) {
+    passwd pw{}, *res = nullptr;
+    std::vector<char> buf(16384);
+    if (getpwuid_r(uid, &pw, buf.data(), buf.size(), &res) == 0 && res) {
+        if (primary) *primary = pw.pw_gid;
+        return pw.pw_name;
+    }
+    return "uid " + std::to_string(uid);
+}
+
+// The caller's groups: SO_PEERCRED's gid and the user's supplementary groups.
+std::vector<gid_t> groups_of(const Caller& c) {
+    std::vector<gid_t> out{c.gid};
+    gid_t primary = c.gid;
+    passwd pw{}, *res = nullptr;
+    std::vector<char> buf(16384);
+    if (getpwuid_r(c.uid, &pw, buf.data(), buf.size(), &res) != 0 || !res) return out;
+    primary = pw.pw_gid;
+    int n = 64;
+    std::vector<gid_t> g(static_cast<std::size_t>(n));
+    if (getgrouplist(pw.pw_name, primary, g.data(), &n) < 0) {
+        if (n <= 0 || n > kMaxGroups) return out;
+        g.resize(static_cast<std::size_t>(n));
+        if (getgrouplist(pw.pw_name, primary, g.data(), &n) < 0) return out;
+    }
+    g.resize(static_cast<std::size_t>(n));
+    out.insert(out.end(), g.begin(), g.end());
+    return out;
+}
+
+// Missing directories of the socket's parent made 0750; the ones made here go to `gid`.
+bool make_parents(const std::string& path, std::optional<gid_t> gid, std::string& why) {
+    for (std::size_t i = 1; (i = path.find('/', i)) != std::string::npos; ++i) {
+        const std::string dir = path.substr(0, i);
+        if (::mkdir(dir.c_str(), 0750) == 0) {
+            if (gid && ::chown(dir.c_str(), static_cast<uid_t>(-1), *gid) != 0) {
+                why = dir + ": chown: " + std::strerror(errno);
+                return false;
+            }
+        } else if (errno != EEXIST) {
+            why = dir + ": " + std::strerror(errno);
+            return false;
+        }
+    }
+    return true;
+}
+
+bool fill_addr(const std::string& path, sockaddr_un& a) {
+    a = {};
+    a.sun_family = AF_UNIX;
+    if (path.empty() || path.size() >= sizeof a.sun_path) return false;
+    std::memcpy(a.sun_path, path.data(), path.size());
+    return true;
+}
+
+}  // namespace
+
+AccessFn group_access(const std::string& admin_group, const std::string& viewer_group) {
+    return [admin_group, viewer_group](const Caller& c) {
+        if (c.uid == 0) return Access::admin;
+        const auto a = group_id(admin_group), v = group_id(viewer_group);
+        const auto gs = groups_of(c);
+        auto has = [&](std::optional<gid_t> g) { return g && std::find(gs.begin(), gs.end(), *g) != gs.end(); };
+        if (has(a)) return Access::admin;
+        if (has(v)) return Access::viewer;
+        return Access::none;
+    };
+}
+
+AdminServer::AdminServer(ServerOptions o, CommandHandler& handler, Audit& audit, const Clock& clock)
+    : opt_(std::move(o)), handler_(handler), audit_(audit), clock_(clock) {
+    if (!opt_.access) opt_.access = group_access(opt_.admin_group, opt_.viewer_group);
+}
+
+AdminServer::~AdminServer() { close(); }
+
+bool AdminServer::open(std::string& why) {
+    close();
+    sockaddr_un addr;
+    if (!fill_addr(opt_.socket_path, addr) || opt_.socket_path[0] != '/') {
+        why = "'" + opt_.socket_path + "' is not an absolute path shorter than 108 bytes";
+        return false;
+    }
+    const auto gid = group_id(opt_.admin_group);
+    if (!make_parents(opt_.socket_path, gid, why)) return false;
+    struct stat st{};
+    if (::lstat(opt_.socket_path.c_str(), &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) {
+            why = opt_.socket_path + " exists and is not a socket";
+            return false;
+        }
+        // Someone answering there is another p3d; a socket nobody serves is stale.
+        const int probe = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        const bool live = probe >= 0 && ::connect(probe, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+        if (probe >= 0) ::close(probe);
+        if (live) {
+            why = opt_.socket_path + " is served by another process (another p3d with the same socket?)";
+            return false;
+        }
+        ::unlink(opt_.socket_path.c_str());
+    }
+    fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+        why = opt_.socket_path + ": " + std::strerror(errno);
+        if (fd_ >= 0) ::close(fd_);
+        fd_ = -1;
+        return false;
+    }
+    if (::chmod(opt_.socket_path.c_str(), 0660) != 0 ||
+        (gid && ::chown(opt_.socket_path.c_str(), static_cast<uid_t>(-1), *gid) != 0) || ::listen(fd_, kMaxClients) != 0) {
+        why = opt_.socket_path + ": " + std::strerror(errno);
+        close();
+        return false;
+    }
+    return true;
+}
+
+void AdminServer::close() {
+    for (auto& c : clients_) ::close(c->fd);
+    clients_.clear();
+    if (fd_ >= 0) {
+        ::close(fd_);
+        fd_ = -1;
+        ::unlink(opt_.socket_path.c_str());
+    }
+}
+
+void AdminServer::accept_new(TimePoint now) {
+    for (unsigned i = 0; i < kAcceptsPerPass; ++i) {
+        const int fd = ::accept4(fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) return;
+        if (clients_.size() >= kMaxClients) {
+            const std::string l = error_line(ErrorKind::failed, "too many admin clients; try again");
+            (void)::send(fd, l.data(), l.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+            ::close(fd);
+            ++refused_;
+            continue;
+        }
+        auto c = std::make_unique<Client>();
+        c->fd = fd;
+        c->last = now;
+        ucred cred{};
+        socklen_t len = sizeof cred;
+        if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+            c->who.uid = cred.uid;
+            c->who.gid = cred.gid;
+            c->who.pid = cred.pid;
+            c->who.user = user_name(cred.uid);
+            c->access = opt_.access(c->who);
+        } else {   // no identity: no right
+            c->who.uid = static_cast<std::uint32_t>(-1);
+            c->who.user = "unknown";
+        }
+        clients_.push_back(std::move(c));
+    }
+}
+
+bool AdminServer::read_some(Client& c, TimePoint now) {
+    char buf[kReadChunk];
+    while (!c.eof && c.out.empty() && !c.closing && c.in.size() <= kMaxLine) {
+        const ssize_t n = ::recv(c.fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (n > 0) {
+            c.in.append(buf, static_cast<std::size_t>(n));
+            c.last = now;
+            continue;
+        }
+        if (n == 0) {
+            c.eof = true;
+            break;
+        }
+        if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+        if (errno == EINTR) continue;
+        return false;
+    }
+    return true;
+}
+
+bool AdminServer::flush(Client& c) {
+    while (!c.out.empty()) {
+        const ssize_t n = ::send(c.fd, c.out.data(), c.out.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n > 0) {
+            c.out.erase(0, static_cast<std::size_t>(n));
+            c.last = clock_.now();
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
+        if (n < 0 && errno == EINTR) continue;
+        return false;
+    }
+    return true;
+}
+
+// Complete lines, one at a time: the next waits until the answer to this one is out.
+unsigned AdminServer::serve_lines(Client& c, unsigned budget) {
+    unsigned done = 0;
+    while (done < budget && c.out.empty() && !c.closing) {
+        const auto nl = c.in.find('\n');
+        if (nl == std::string::npos && c.in.size() > kMaxLine) {
+            c.out = error_line(ErrorKind::bad_request, "request line longer than 64 KiB");
+            audit_.write({c.who.uid, c.who.user, "?", "", "bad_request"});
+            c.in.clear();
+            c.closing = true;
+            ++done;
+            break;
+        }
+        std::string line;
+        if (nl != std::string::npos) {
+            line = c.in.substr(0, nl);
+            c.in.erase(0, nl + 1);
+        } else if (c.eof && !c.in.empty()) {   // the last line without its newline
+            line.swap(c.in);
+        } else {
+            break;
+        }
+        if (!line.empty() && line.back() == '\r') line.pop_back();
+        if (line.find_first_not_of(" \t") == std::string::npos) continue;   // blank line: nothing asked
+        c.out = answer(c, line);
+        ++done;
+    }
+    return done;
+}
+
+std::string AdminServer::answer(Client& c, std::string_view line) {
+    auto parsed = parse_request(line);
+    if (auto* e = std::get_if<Error>(&parsed)) {
+        audit_.write({c.who.uid, c.who.user, e->cmd.empty() ? "?" : e->cmd, "", std::string(error_name(e->kind))});
+        return error_line(e->kind, e->message);
+    }
+    const Request& r = std::get<Request>(parsed);
+    const std::string cmd(cmd_name(r.cmd)), target = r.target.str();
+    if (c.access == Access::none || (c.access == Access::viewer && !read_only(r.cmd))) {
+        audit_.write({c.who.uid, c.who.user, cmd, target, "denied"});
+        return error_line(ErrorKind::denied, c.access == Access::none
+                                                 ? "user '" + c.who.user + "' is in neither the admin group '" +
+                                                       opt_.admin_group + "' nor the viewer group '" +
+                                                       opt_.viewer_group + "'"
+                                                 : "'" + cmd + "' needs the admin group '" + opt_.admin_group + "'");
+    }
+    const Reply rep = run(r, c.who);
+    audit_.write({c.who.uid, c.who.user, cmd, target, rep.ok ? "ok" : std::string(error_name(rep.kind))});
+    return rep.ok ? ok_line(rep.result) : error_line(rep.kind, rep.message);
+}
+
+Reply AdminServer::run(const Request& r, const Caller& who) {
+    if (r.cmd == Cmd::audit) {
+        Reply rep;
+        rep.result = nlohmann::json{{"lines", audit_.read(r.since)}};
+        return rep;
+    }
+    return handler_.handle(r, who);
+}
+
+unsigned AdminServer::poll(TimePoint now) {
+    if (fd_ < 0) return 0;
+    accept_new(now);
+    unsigned handled = 0;
+    const std::size_t n = clients_.size();
+    std::vector<bool> gone(n, false);
+    for (std::size_t k = 0; k < n; ++k) {
+        const std::size_t i = (next_ + k) % n;
+        Client& c = *clients_[i];
+        bool ok = flush(c) && read_some(c, now);
+        if (ok) {
+            handled += serve_lines(c, kRequestsPerPass > handled ? kRequestsPerPass - handled : 0);
+            ok = flush(c);
+        }
+        const bool finished = c.out.empty() && (c.closing || (c.eof && c.in.find('\n') == std::string::npos && c.in.empty()));
+        if (!ok || finished || now - c.last >= kIdle) gone[i] = true;
+    }
+    next_ = n ? (next_ + 1) % n : 0;
+    for (std::size_t i = n; i-- > 0;) {
+        if (!gone[i]) continue;
+        ::close(clients_[i]->fd);
+        clients_.erase(clients_.begin() + static_cast<std::ptrdiff_t>(i));
+    }
+    return handled;
+}
+
+}  // namespace p3::admin

@@ -1,0 +1,168 @@
+// Parsing and validating one admin socket request (see request.hpp).
+#include "control/admin/request.hpp"
+
+#include <array>
+#include <limits>
+
+namespace p3::admin {
+
+namespace {
+
+using json = nlohmann::json;
+
+struct CmdName {
+    std::string_view name;
+    Cmd cmd;
+};
+constexpr std::array<CmdName, 5> kCmds{{{"status", Cmd::status},
+                                        {"rekey", Cmd::rekey},
+                                        {"keyarray.generate", Cmd::keyarray_generate},
+                                        {"keyarray.flush", Cmd::keyarray_flush},
+                                        {"audit", Cmd::audit}}};
+// Verbs of the contract that this p3d does not serve (yet): "unsupported", not "bad_request".
+constexpr std::array<std::string_view, 8> kLater{"shutdown", "remote.add", "remote.set", "remote.remove",
+                                                 "reload",   "config.save", "stats",      "metrics"};
+
+// Nesting depth of arrays and objects, outside strings; stops counting past the limit.
+bool too_deep(std::string_view s) {
+    unsigned depth = 0;
+    bool in_str = false, esc = false;
+    for (char ch : s) {
+        if (in_str) {
+            if (esc) esc = false;
+            else if (ch == '\\') esc = true;
+            else if (ch == '"') in_str = false;
+            continue;
+        }
+        if (ch == '"') in_str = true;
+        else if (ch == '[' || ch == '{') {
+            if (++depth > kMaxDepth) return true;
+        } else if ((ch == ']' || ch == '}') && depth) --depth;
+    }
+    return false;
+}
+
+Error bad(std::string m, std::string cmd = {}) { return Error{ErrorKind::bad_request, std::move(m), std::move(cmd)}; }
+
+std::optional<Error> parse_target(const json& t, Request& r, const std::string& cmd) {
+    if (!t.is_object() || t.size() != 1) return bad("target: one of {\"id\":N}, {\"group\":\"NAME\"}, {\"all\":true}", cmd);
+    const auto& [key, v] = *t.items().begin();
+    if (key == "id") {
+        if (!v.is_number_unsigned()) return bad("target.id: a remote id (unsigned integer)", cmd);
+        const auto id = v.get<std::uint64_t>();
+        if (id == 0 || id > std::numeric_limits<std::uint32_t>::max()) return bad("target.id: out of range", cmd);
+        r.target.kind = Target::Kind::id;
+        r.target.id = static_cast<std::uint32_t>(id);
+    } else if (key == "group") {
+        if (!v.is_string()) return bad("target.group: a group name (string)", cmd);
+        const auto& g = v.get_ref<const std::string&>();
+        if (g.empty() || g.size() > kMaxGroupName) return bad("target.group: 1 to 64 characters", cmd);
+        r.target.kind = Target::Kind::group;
+        r.target.group = g;
+    } else if (key == "all") {
+        if (!v.is_boolean() || !v.get<bool>()) return bad("target.all: must be true", cmd);
+        r.target.kind = Target::Kind::all;
+    } else {
+        return bad("target: unknown key (id, group or all)", cmd);
+    }
+    return std::nullopt;
+}
+
+std::optional<Error> parse_args(const json& a, Request& r, const std::string& cmd) {
+    if (!a.is_object()) return bad("args: an object", cmd);
+    for (const auto& [key, v] : a.items()) {
+        if (key == "regenerate" && r.cmd == Cmd::keyarray_flush) {
+            if (!v.is_boolean()) return bad("args.regenerate: true or false", cmd);
+            r.regenerate = v.get<bool>();
+        } else if (key == "since" && r.cmd == Cmd::audit) {
+            if (!v.is_number_integer() || (v.is_number_unsigned() && v.get<std::uint64_t>() > (1ULL << 40)) ||
+                (!v.is_number_unsigned() && v.get<std::int64_t>() < 0))
+                return bad("args.since: UNIX seconds (integer >= 0)", cmd);
+            r.since = v.get<std::int64_t>();
+        } else {
+            return bad("args: '" + key.substr(0, 32) + "' is not an argument of " + cmd, cmd);
+        }
+    }
+    return std::nullopt;
+}
+
+}  // namespace
+
+std::string_view cmd_name(Cmd c) noexcept {
+    for (const auto& n : kCmds)
+        if (n.cmd == c) return n.name;
+    return "?";
+}
+
+bool read_only(Cmd c) noexcept { return c == Cmd::status || c == Cmd::audit; }
+
+std::string Target::str() const {
+    switch (kind) {
+    case Kind::id: return std::to_string(id);
+    case Kind::group: return "group:" + group;
+    case Kind::all: break;
+    }
+    return "all";
+}
+
+std::string_view error_name(ErrorKind k) noexcept {
+    switch (k) {
+    case ErrorKind::denied: return "denied";
+    case ErrorKind::unknown_id: return "unknown_id";
+    case ErrorKind::bad_request: return "bad_request";
+    case ErrorKind::failed: return "failed";
+    case ErrorKind::unsupported: return "unsupported";
+    }
+    return "failed";
+}
+
+std::variant<Request, Error> parse_request(std::string_view line) {
+    if (line.size() > kMaxLine) return bad("request longer than 64 KiB");
+    if (too_deep(line)) return bad("request nested too deeply");
+    const json j = json::parse(line.begin(), line.end(), nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded()) return bad("not JSON");
+    if (!j.is_object()) return bad("a request is a JSON object");
+    std::string cmd;
+    if (auto c = j.find("cmd"); c != j.end() && c->is_string()) cmd = c->get<std::string>().substr(0, 32);
+    auto v = j.find("v");
+    if (v == j.end() || !v->is_number_unsigned() || v->get<std::uint64_t>() != 1) return bad("\"v\" must be 1", cmd);
+    auto c = j.find("cmd");
+    if (c == j.end() || !c->is_string()) return bad("\"cmd\": a command name (string)", cmd);
+    Request r;
+    bool known = false;
+    for (const auto& n : kCmds)
+        if (n.name == c->get_ref<const std::string&>()) {
+            r.cmd = n.cmd;
+            known = true;
+        }
+    if (!known) {
+        for (auto later : kLater)
+            if (later == c->get_ref<const std::string&>())
+                return Error{ErrorKind::unsupported, "'" + cmd + "' is not served by this p3d", cmd};
+        return bad("unknown command '" + cmd + "'", cmd);
+    }
+    for (const auto& [key, val] : j.items()) {
+        (void)val;
+        if (key != "v" && key != "cmd" && key != "target" && key != "args")
+            return bad("unknown key '" + key.substr(0, 32) + "' (v, cmd, target, args)", cmd);
+    }
+    if (auto t = j.find("target"); t != j.end()) {
+        if (auto e = parse_target(*t, r, cmd)) return *e;
+    }
+    if (auto a = j.find("args"); a != j.end()) {
+        if (auto e = parse_args(*a, r, cmd)) return *e;
+    }
+    return r;
+}
+
+std::string dump(const nlohmann::json& j) { return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }
+
+std::string ok_line(const nlohmann::json& result) {
+    return dump(json{{"v", 1}, {"ok", true}, {"result", result}}) + "\n";
+}
+
+std::string error_line(ErrorKind k, std::string_view message) {
+    return dump(json{{"v", 1}, {"ok", false}, {"error", {{"kind", error_name(k)}, {"message", message}}}}) + "\n";
+}
+
+}  // namespace p3::admin

@@ -1,0 +1,58 @@
+// One admin socket request line: parsed and validated (docs/administration.md, DESIGN.md
+// §Administration). Owns the request model, the error kinds of a response and the response
+// lines; nothing here throws (nlohmann-json's non-throwing parse, every type checked first).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+
+#include <nlohmann/json.hpp>
+
+namespace p3::admin {
+
+inline constexpr std::size_t kMaxLine = 64 * 1024;     // bytes of one request line
+inline constexpr std::size_t kMaxGroupName = 64;
+inline constexpr unsigned kMaxDepth = 8;                // nesting of arrays/objects in a request
+
+enum class Cmd { status, rekey, keyarray_generate, keyarray_flush, audit };
+std::string_view cmd_name(Cmd c) noexcept;
+// Verbs a viewer may use.
+bool read_only(Cmd c) noexcept;
+
+struct Target {
+    enum class Kind { all, id, group } kind = Kind::all;
+    std::uint32_t id = 0;
+    std::string group;
+    // For the audit line: "all", "7", "group:NAME".
+    std::string str() const;
+};
+
+struct Request {
+    Cmd cmd = Cmd::status;
+    Target target;
+    bool regenerate = false;                 // keyarray.flush
+    std::optional<std::int64_t> since;       // audit: UNIX seconds
+};
+
+enum class ErrorKind { denied, unknown_id, bad_request, failed, unsupported };
+std::string_view error_name(ErrorKind k) noexcept;
+
+struct Error {
+    ErrorKind kind = ErrorKind::bad_request;
+    std::string message;
+    std::string cmd;    // the command as far as it was read (for the audit line), "" if none
+};
+
+// A request line without its newline.
+std::variant<Request, Error> parse_request(std::string_view line);
+
+// Response lines, newline included.
+std::string ok_line(const nlohmann::json& result);
+std::string error_line(ErrorKind k, std::string_view message);
+// JSON text that never throws (invalid UTF-8 replaced).
+std::string dump(const nlohmann::json& j);
+
+}  // namespace p3::admin
