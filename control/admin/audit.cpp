@@ -68,9 +68,10 @@ std::optional<std::int64_t> Audit::parse_rfc3339(const std::string& s) {
 }
 
 void Audit::write(const AuditEntry& e) {
-    const nlohmann::json j{{"time", rfc3339(wall())}, {"uid", e.uid},       {"user", e.user},
-                           {"cmd", e.cmd},             {"target", e.target}, {"result", e.result}};
-    const std::string line = dump(j);
+    // In the documented order: time, uid, user, cmd, target, result.
+    const nlohmann::ordered_json j{{"time", rfc3339(wall())}, {"uid", e.uid},       {"user", e.user},
+                                   {"cmd", e.cmd},             {"target", e.target}, {"result", e.result}};
+    const std::string line = j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
     if (to_syslog) syslog(LOG_AUTHPRIV | LOG_INFO, "audit %s", line.c_str());
     if (fd_ < 0) return;
     const std::string out = line + "\n";

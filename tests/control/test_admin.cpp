@@ -382,3 +382,20 @@ TEST_CASE("audit file: appended, read back bounded", "[admin]") {
     Audit b;
     CHECK_FALSE(b.open("relative/audit", why));
 }
+
+TEST_CASE("admin lines keep the contract's field order", "[admin]") {
+    CHECK(ok_line(json{{"done", json::array({7})}}) == "{\"v\":1,\"ok\":true,\"result\":{\"done\":[7]}}\n");
+    CHECK(error_line(ErrorKind::unknown_id, "no \"x\"") ==
+          "{\"v\":1,\"ok\":false,\"error\":{\"kind\":\"unknown_id\",\"message\":\"no \\\"x\\\"\"}}\n");
+    TempDir dir;
+    Audit a;
+    a.to_syslog = false;
+    a.wall = [] { return std::time_t(0); };
+    std::string why;
+    REQUIRE(a.open(dir.path + "/audit.jsonl", why));
+    a.write({5, "eve", "rekey", "group:g", "denied"});
+    std::ifstream f(dir.path + "/audit.jsonl");
+    std::string l;
+    std::getline(f, l);
+    CHECK(l == R"({"time":"1970-01-01T00:00:00Z","uid":5,"user":"eve","cmd":"rekey","target":"group:g","result":"denied"})");
+}
