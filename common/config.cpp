@@ -461,6 +461,14 @@ std::string to_libconfig(const Config& cfg, bool reveal_secrets) {
         for (std::size_t k = 0; k < l.subnets.size(); ++k) o << (k ? ", " : " ") << quote(l.subnets[k].str());
         o << " ];\n";
     }
+    if (l.admin != Admin{}) {
+        o << "  admin = {\n";
+        if (!l.admin.socket.empty()) o << "    socket = " << quote(l.admin.socket) << ";\n";
+        o << "    group = " << quote(l.admin.group) << ";\n";
+        o << "    viewer_group = " << quote(l.admin.viewer_group) << ";\n";
+        o << "    audit = " << quote(l.admin.audit) << ";\n";
+        o << "  };\n";
+    }
     print_params(o, "  ", all_of(l.defaults));
     if (l.defaults.rekey_packets == 0)
         o << "  # rekey_packets 0: the AES-GCM usage bound for the WAN MTU (" << cfg.dataplane.wan.mtu

@@ -94,6 +94,16 @@ struct Group {
     bool operator==(const Group&) const = default;
 };
 
+// The admin socket and the audit trail (local.admin; docs/administration.md). An empty socket
+// is p3d's default: /run/p3/p3d.sock, or /run/p3/NAME.sock with EAL --file-prefix NAME.
+struct Admin {
+    std::string socket;
+    std::string group = "p3";                      // may do everything; missing: only root
+    std::string viewer_group = "p3view";           // status and audit only
+    std::string audit = "/var/log/p3/audit.jsonl"; // appended, never truncated
+    bool operator==(const Admin&) const = default;
+};
+
 struct Local {
     IpAddr address;                   // WAN address peers use ("ip" = its family)
     std::uint16_t port = 5653;        // setup exchange UDP port
@@ -111,6 +121,7 @@ struct Local {
     // Protected networks on our LAN side besides the LAN port's own prefix (networks behind a
     // LAN gateway): inbound inner destinations must lie in one of them (RFC 4301 §5.2).
     std::vector<Prefix> subnets;
+    Admin admin;
     bool operator==(const Local&) const = default;
 };
 

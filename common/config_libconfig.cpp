@@ -266,6 +266,8 @@ struct Reader {
                 std::vector<int> lines;
                 subnet_list(s, path, limits::max_local_subnets, loc.subnets, lines);
                 d.local_subnets_line = line_of(s);
+            } else if (key == "admin") {
+                admin(s, loc.admin);
             } else if (key == "cluster_state") {
                 loc.cluster_state = std::uint32_t(integer(s, path, limits::unsupported_flag));
             } else if (key == "load_balance") {
@@ -273,12 +275,26 @@ struct Reader {
             } else {
                 unknown(s, "local",
                         "ip, address, port, nat_port, key_generation, identity, certificate, "
-                        "private_key, ca, state_dir, subnets, cluster_state, load_balance, rekey_wait, rekey_packets, "
+                        "private_key, ca, state_dir, subnets, admin, cluster_state, load_balance, rekey_wait, rekey_packets, "
                         "array_size, data_array_time, control_array_time, heartbeat_time, heartbeat_fail, "
                         "key_type, size_hiding, lanes, rekey_dh");
             }
         }
         apply(loc.defaults, defaults);
+    }
+
+    void admin(const Setting& a, Admin& out) {
+        require_group(a, "local.admin");
+        for (int i = 0; i < a.getLength(); ++i) {
+            const Setting& s = a[i];
+            const std::string key = s.getName();
+            const std::string path = "local.admin." + key;
+            if (key == "socket") out.socket = string(s, path, 107);   // sun_path
+            else if (key == "group") out.group = string(s, path, 64);
+            else if (key == "viewer_group") out.viewer_group = string(s, path, 64);
+            else if (key == "audit") out.audit = string(s, path);
+            else unknown(s, "local.admin", "socket, group, viewer_group, audit");
+        }
     }
 
     void port(const Setting& p, const char* side, PortConfig& pc, int& side_line, int& gw_line, int& mtu_line,

@@ -739,3 +739,22 @@ TEST_CASE("legacy format: state_dir and local_subnets in the local section") {
           Reason::CFG_BAD_VALUE);
     CHECK(legacy_err("localstart\naddress 192.0.2.1\nstate_dir p3\nlocalend\n").reason == Reason::CFG_STATE_DIR);
 }
+
+TEST_CASE("local.admin: defaults, every key, printed and read back, unknown keys refused") {
+    auto base = std::string("role = \"primary\";\nlocal = { address = \"192.0.2.1\"; ");
+    auto d = lc_ok(base + "};\n");
+    CHECK(d.local.admin.socket.empty());
+    CHECK(d.local.admin.group == "p3");
+    CHECK(d.local.admin.viewer_group == "p3view");
+    CHECK(d.local.admin.audit == "/var/log/p3/audit.jsonl");
+    auto c = lc_ok(base + "admin = { socket = \"/run/x.sock\"; group = \"ops\"; viewer_group = \"noc\"; "
+                          "audit = \"/srv/audit.jsonl\"; }; };\n");
+    CHECK(c.local.admin.socket == "/run/x.sock");
+    CHECK(c.local.admin.group == "ops");
+    CHECK(c.local.admin.viewer_group == "noc");
+    CHECK(c.local.admin.audit == "/srv/audit.jsonl");
+    CHECK(same_settings(c, lc_ok(to_libconfig(c))));
+    CHECK(lc_ok(to_libconfig(c)).local.admin == c.local.admin);
+    CHECK(lc_err(base + "admin = { sock = \"/x\"; }; };\n").reason == Reason::CFG_UNKNOWN_KEY);
+    CHECK(lc_err(base + "admin = 1; };\n").reason == Reason::CFG_BAD_VALUE);
+}
