@@ -102,7 +102,7 @@ void ControlPort::publish_sessions() {
         const Session& s = st.get(sid);
         const SessionInfo& info = st.info(sid);
         v->sessions.push_back(SessionView{SessionId(sid), RemoteId(info.remote_id), st.state(sid), s.peer, s.tx_lanes,
-                                          info.static_keys, info.groups, info.subnets});
+                                          info.static_keys, info.groups, info.subnets, dp_.session_totals(sid)});
     }
     v->routes4 = dp_.routes_.routes4();
     v->routes6 = dp_.routes_.routes6();

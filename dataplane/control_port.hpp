@@ -99,6 +99,7 @@ struct SessionView {
     bool static_keys = false;
     std::vector<std::string> groups;
     std::vector<Prefix> subnets;
+    SessionTotals totals;   // the workers' counters when this view was published (admin status)
 };
 struct SessionsView {
     std::vector<SessionView> sessions;   // by session id, in use only

@@ -48,11 +48,6 @@ class SeqReserve;
 
 class PressureLog;
 
-struct SessionTotals {
-    std::uint64_t tx_pkts = 0, tx_bytes = 0, rx_pkts = 0, rx_bytes = 0;
-    std::uint64_t tx_dropped = 0, rx_auth = 0, rx_replay = 0, rx_dropped = 0;
-};
-
 struct Options {
     std::string name = "p3";            // prefix of DPDK object names (unique per instance)
     std::vector<unsigned> lcores;       // worker lcores; empty = every EAL lcore (main included)

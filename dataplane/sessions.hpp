@@ -40,6 +40,12 @@ struct SessionInfo {
     bool static_keys = false;
 };
 
+// A session's counters summed over lcores (stats.hpp SessionCounters says what each means).
+struct SessionTotals {
+    std::uint64_t tx_pkts = 0, tx_bytes = 0, rx_pkts = 0, rx_bytes = 0;
+    std::uint64_t tx_dropped = 0, rx_auth = 0, rx_replay = 0, rx_dropped = 0;
+};
+
 class SessionTable {
 public:
     SessionTable() : sessions_(kMaxSessions), info_(kMaxSessions) {}
