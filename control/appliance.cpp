@@ -26,7 +26,7 @@ channel::KeyMaterial material(const setup::DirectionKeys& k) {
 
 Appliance::Appliance(const config::Config& cfg, std::optional<setup::Credentials> creds, keys::KeyGenerator& gen,
                      const Clock& clock, dp::ControlPort& port)
-    : cfg_(cfg), loop_(clock), keys_(gen), port_(port) {
+    : cfg_(cfg), dp_(port), loop_(clock), keys_(gen), port_(port) {
     if (creds) {
         setup_ = std::make_unique<setup::SetupControlPlane>(cfg, std::move(*creds), setup::SetupOptions{}, clock,
                                                             random_, port_);
@@ -141,10 +141,14 @@ void Appliance::on_up(const setup::EstablishedSession& s, SessionId sid, std::ui
         }
         r.session = std::make_unique<channel::Session>(loop_, std::move(sc), *r.link, *r.link, random_, keys_,
                                                        r.driver.get());
+        r.session->observer = [this, remote](const channel::Event& e) { on_event(remote, e); };
         by_sid_[sid] = r.session.get();
     } else {
         r.link->reset(ids);   // set up again: new P3 IDs for the same session
     }
+    r.identity = s.peer_identity;
+    r.lanes_in = peer_lanes;
+    r.lanes_out = local_lanes;
     channel::Session* session = r.session.get();
     if (primary) {
         // The responder installs before its last message goes out: start the channel (which may
@@ -162,6 +166,45 @@ void Appliance::on_up(const setup::EstablishedSession& s, SessionId sid, std::ui
         case channel::SessionState::up: session->restart(std::move(*keys)); break;
         default: session->setup_succeeded(std::move(*keys)); break;
     }
+}
+
+// What status shows and the audit trail records of a session's life.
+void Appliance::on_event(RemoteId remote, const channel::Event& e) {
+    auto it = remotes_.find(remote);
+    if (it == remotes_.end()) return;
+    Remote& r = it->second;
+    const TimePoint now = loop_.clock().now();
+    const char* what = nullptr;
+    std::string result = "ok";
+    switch (e.kind) {
+    case channel::Event::Kind::up:
+        r.up_since = r.key_since = now;
+        r.array_at[0].reset();
+        r.array_at[1].reset();
+        what = "event:up";
+        break;
+    case channel::Event::Kind::rekey_done:
+        r.last_rekey = r.key_since = now;
+        r.last_rekey_ok = true;
+        what = "event:rekey";
+        break;
+    case channel::Event::Kind::rekey_attempt_failed:
+        r.last_rekey = now;
+        r.last_rekey_ok = false;
+        what = "event:rekey";
+        result = "failed";
+        break;
+    case channel::Event::Kind::lost:
+        what = "event:lost";
+        result = std::string(reason_code(e.reason));
+        break;
+    case channel::Event::Kind::recovered: what = "event:recovered"; break;
+    case channel::Event::Kind::restarted: what = "event:restarted"; break;
+    case channel::Event::Kind::array_active: r.array_at[e.array == channel::ArrayKind::data ? 0 : 1] = now; break;
+    case channel::Event::Kind::array_flushed: r.array_at[e.array == channel::ArrayKind::data ? 0 : 1].reset(); break;
+    default: break;
+    }
+    if (what && audit_) audit_->write({0, "p3d", what, std::to_string(remote.raw()), result});
 }
 
 void Appliance::on_failed(RemoteId remote) {

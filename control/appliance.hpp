@@ -19,6 +19,11 @@
 // Before a secondary's first session is up, SetupControlPlane retries by itself (the back-off
 // of backoff.hpp); from then on the session's recovery drives it.
 //
+// Administration (appliance_admin.cpp): the admin socket's commands (status, rekey, keyarray
+// generate/flush) by remote id, group or all, and each session's events (up, lost, rekey
+// done/failed, recovered, restarted) to the audit trail. Times the channel does not keep (up
+// since, last rekey and its result, key and array ages) are taken from the session's events.
+//
 // Control thread only (constructed and destroyed on p3d's main thread while the control thread
 // does not run). Time: the control thread's clock (one for the setup engine, the channel's
 // event loop and the dataplane's housekeeping); randomness: OpenSSL's DRBG; keys for rekeys and
@@ -29,9 +34,12 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <variant>
+#include <vector>
 
 #include "common/config.hpp"
 #include "common/keygen.hpp"
+#include "control/admin/admin_server.hpp"
 #include "control/channel/session.hpp"
 #include "control/clock.hpp"
 #include "control/control_thread.hpp"
@@ -42,7 +50,7 @@
 
 namespace p3::control {
 
-class Appliance final : public Plane {
+class Appliance final : public Plane, public admin::CommandHandler {
 public:
     // creds: nullopt = no setup exchange (every remote has static keys, or none can be set up).
     // cfg, gen, clock and port must outlive this object.
@@ -59,6 +67,11 @@ public:
 
     // Read on the control thread or after stop.
     const channel::Session* session(RemoteId remote) const;
+
+    // admin::CommandHandler (control thread).
+    admin::Reply handle(const admin::Request& r, const admin::Caller& who) override;
+    // Session events go to this audit trail from now on (nullptr: nowhere). Before start().
+    void set_audit(admin::Audit* a) noexcept { audit_ = a; }
     std::uint64_t control_unclaimed() const noexcept { return control_unclaimed_; }
 
 private:
@@ -74,13 +87,26 @@ private:
         std::unique_ptr<DataplanePort::Link> link;
         std::unique_ptr<Driver> driver;
         std::unique_ptr<channel::Session> session;
+        // For status: what the exchange said, and when things happened (from the events).
+        std::string identity;
+        std::uint32_t lanes_in = 0, lanes_out = 0;
+        TimePoint up_since{}, key_since{};
+        std::optional<TimePoint> last_rekey;
+        bool last_rekey_ok = false;
+        std::optional<TimePoint> array_at[2];
     };
 
     void on_up(const setup::EstablishedSession& s, SessionId sid, std::uint32_t local_lanes, std::uint32_t peer_lanes);
     void on_failed(RemoteId remote);
     const config::Remote* find_remote(RemoteId id) const;
+    void on_event(RemoteId remote, const channel::Event& e);
+    // appliance_admin.cpp
+    nlohmann::json status_of(const config::Remote& rc, TimePoint now) const;
+    std::variant<std::vector<const config::Remote*>, admin::Reply> targets(const admin::Target& t) const;
 
     const config::Config& cfg_;
+    dp::ControlPort& dp_;
+    admin::Audit* audit_ = nullptr;
     SystemRandom random_;
     EventLoop loop_;
     channel::GeneratorKeys keys_;

@@ -61,6 +61,8 @@ unsigned ControlThread::pass(TimePoint now) {
         trusted += drain(dp::CtlClass::trusted, kTrustedPerPass, now_ms);
     }
     if (setup && port_.backlog(dp::CtlClass::setup) != 0) ++ctl_.setup_waited;
+    // The admin socket after the trusted ring; what it handled counts as work (no idle sleep).
+    const unsigned admin = admin_ ? admin_(now) : 0;
     ctl_.trusted += trusted;
     ctl_.neigh += neigh;
     ctl_.setup += setup;
@@ -70,7 +72,7 @@ unsigned ControlThread::pass(TimePoint now) {
     port_.publish(ctl_, now_ms);      // before the pressure log, which reads what was published
     port_.housekeeping(now_ms);
     if (plane_) plane_->poll(now);
-    return n;
+    return n + admin;
 }
 
 void ControlThread::run() {

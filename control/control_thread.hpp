@@ -5,7 +5,8 @@
 // the dataplane's resolver through the port), then setup datagrams one at a time with the
 // trusted ring emptied again after each (a setup datagram may cost a key pair), within
 // kSetupPerPass and kSetupPassBudgetUs; what is left on the setup ring waits for the next
-// pass, which comes at once. Then, in this order: RCU reclamation (key slots and published
+// pass, which comes at once. Then the admin socket's turn (set_admin: bounded by the admin
+// server itself, a few requests per pass), after the trusted ring. Then, in this order: RCU reclamation (key slots and published
 // views whose grace period is over), the dataplane's housekeeping (neighbour retries, static
 // keys' sequence marks), the counters and sessions published for telemetry, the pressure log,
 // and the Plane's timers.
@@ -22,6 +23,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include <pthread.h>
@@ -77,6 +79,9 @@ public:
     void stop();
     bool running() const noexcept { return running_; }
 
+    // The admin socket's turn in each pass (returns requests handled); set before start().
+    void set_admin(std::function<unsigned(TimePoint)> f) { admin_ = std::move(f); }
+
     const dp::ControlCounters& counters() const noexcept { return ctl_; }
     std::uint64_t unclaimed() const noexcept { return unclaimed_; }   // freed: no plane
 
@@ -87,6 +92,7 @@ private:
     dp::ControlPort& port_;
     Plane* plane_;
     const Clock& clock_;
+    std::function<unsigned(TimePoint)> admin_;
     dp::ControlCounters ctl_;
     std::uint64_t unclaimed_ = 0;
     std::atomic<bool> stop_{false};

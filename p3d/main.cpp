@@ -18,6 +18,7 @@
 // Logging: always to syslog (daemon facility); -f (foreground) copies every line to stderr.
 // p3d never forks: a service manager (systemd Type=simple) or the shell runs it.
 #include <getopt.h>
+#include <grp.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -36,6 +37,8 @@
 #include "common/keygen.hpp"
 #include "common/log.hpp"
 #include "common/secret.hpp"
+#include "control/admin/admin_server.hpp"
+#include "control/admin/audit.hpp"
 #include "control/appliance.hpp"
 #include "control/clock.hpp"
 #include "control/control_thread.hpp"
@@ -154,6 +157,21 @@ void announce_secret_memory() {
     P3_LOG_INFO(SECRETS_PROTECTED, "core dumps off; key memory excluded from dumps and %s", lim);
 }
 
+// The admin socket's path: local.admin.socket, else /run/p3/p3d.sock, or /run/p3/NAME.sock for a
+// p3d started with EAL --file-prefix NAME (so p3ctl --prefix NAME finds it).
+std::string admin_socket_path(const p3::config::Config& cfg, int argc, char** argv) {
+    if (!cfg.local.admin.socket.empty()) return cfg.local.admin.socket;
+    std::string prefix;
+    for (int i = 1; i < argc; ++i) {
+        const std::string a = argv[i];
+        if (a == "--") break;
+        if (a == "--file-prefix" && i + 1 < argc) prefix = argv[++i];
+        else if (a.rfind("--file-prefix=", 0) == 0) prefix = a.substr(14);
+    }
+    if (prefix.empty() || prefix == "rte") return "/run/p3/p3d.sock";
+    return "/run/p3/" + prefix + ".sock";
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -171,6 +189,8 @@ int main(int argc, char** argv) {
         return kExitUsage;
     }
 
+    // rte_eal_init reorders argv: the EAL options as given, for the admin socket's name.
+    const std::vector<char*> given(argv, argv + argc);
     int eal_args = rte_eal_init(argc, argv);
     if (eal_args < 0) {
         P3_LOG_ERROR(EAL_INIT, "rte_eal_init: %s (EAL options come before --)", rte_strerror(rte_errno));
@@ -243,6 +263,34 @@ int main(int argc, char** argv) {
     p3::control::SteadyClock clock;
     p3::control::Appliance control(cfg, std::move(creds), keygen, clock, dp.control_port());
     p3::control::ControlThread ctl(dp.control_port(), &control, clock);
+    // The admin socket and the audit trail, served on the control thread's pass. Neither can
+    // be made: p3d does not start (an appliance nobody can administer or audit).
+    const p3::config::Admin& ac = cfg.local.admin;
+    p3::admin::Audit audit;
+    p3::admin::ServerOptions aopt{admin_socket_path(cfg, static_cast<int>(given.size()), const_cast<char**>(given.data())),
+                                  ac.group, ac.viewer_group, {}};
+    p3::admin::AdminServer admin(aopt, control, audit, clock);
+    {
+        std::string why;
+        if (!audit.open(ac.audit, why)) {
+            P3_LOG_ERROR(AUDIT_OPEN, "audit file: %s", why.c_str());
+            dp.close();
+            rte_eal_cleanup();
+            return kExitUsage;
+        }
+        if (!admin.open(why)) {
+            P3_LOG_ERROR(ADMIN_SOCKET, "admin socket: %s", why.c_str());
+            dp.close();
+            rte_eal_cleanup();
+            return kExitUsage;
+        }
+        if (!getgrnam(ac.group.c_str()))
+            P3_LOG_WARN(ADMIN_NO_GROUP, "admin group '%s' does not exist: only root may change anything", ac.group.c_str());
+        P3_LOG_INFO(ADMIN_READY, "admin socket %s (group %s, viewers %s), audit %s", aopt.socket_path.c_str(),
+                    ac.group.c_str(), ac.viewer_group.c_str(), ac.audit.c_str());
+    }
+    control.set_audit(&audit);
+    ctl.set_admin([&admin](p3::control::TimePoint now) { return admin.poll(now); });
     p3::dp::Telemetry telemetry;
     telemetry.attach(&dp);
     p3::dp::register_pdump();
@@ -258,6 +306,7 @@ int main(int argc, char** argv) {
     if (!dp.start() || !ctl.start("p3-ctl")) {
         dp.request_stop();
         ctl.stop();
+        admin.close();
         dp.wait();
         telemetry.detach();
         g_dp = nullptr;
@@ -271,6 +320,7 @@ int main(int argc, char** argv) {
     p3::log::init(running);
     dp.run_here();   // the main lcore's worker; returns when a signal asks to stop
     ctl.stop();      // the control plane first: it sends through the workers' ring
+    admin.close();   // its clients closed, the socket file unlinked
     dp.wait();
     telemetry.detach();
     g_dp = nullptr;
