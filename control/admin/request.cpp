@@ -46,7 +46,9 @@ Error bad(std::string m, std::string cmd = {}) { return Error{ErrorKind::bad_req
 
 std::optional<Error> parse_target(const json& t, Request& r, const std::string& cmd) {
     if (!t.is_object() || t.size() != 1) return bad("target: one of {\"id\":N}, {\"group\":\"NAME\"}, {\"all\":true}", cmd);
-    const auto& [key, v] = *t.items().begin();
+    const auto first = t.begin();
+    const std::string& key = first.key();
+    const json& v = first.value();
     if (key == "id") {
         if (!v.is_number_unsigned()) return bad("target.id: a remote id (unsigned integer)", cmd);
         const auto id = v.get<std::uint64_t>();
@@ -70,7 +72,9 @@ std::optional<Error> parse_target(const json& t, Request& r, const std::string& 
 
 std::optional<Error> parse_args(const json& a, Request& r, const std::string& cmd) {
     if (!a.is_object()) return bad("args: an object", cmd);
-    for (const auto& [key, v] : a.items()) {
+    for (auto it = a.begin(); it != a.end(); ++it) {
+        const std::string& key = it.key();
+        const json& v = it.value();
         if (key == "regenerate" && r.cmd == Cmd::keyarray_flush) {
             if (!v.is_boolean()) return bad("args.regenerate: true or false", cmd);
             r.regenerate = v.get<bool>();
@@ -141,8 +145,8 @@ std::variant<Request, Error> parse_request(std::string_view line) {
                 return Error{ErrorKind::unsupported, "'" + cmd + "' is not served by this p3d", cmd};
         return bad("unknown command '" + cmd + "'", cmd);
     }
-    for (const auto& [key, val] : j.items()) {
-        (void)val;
+    for (auto it = j.begin(); it != j.end(); ++it) {
+        const std::string& key = it.key();
         if (key != "v" && key != "cmd" && key != "target" && key != "args")
             return bad("unknown key '" + key.substr(0, 32) + "' (v, cmd, target, args)", cmd);
     }
