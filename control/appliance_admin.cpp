@@ -96,8 +96,9 @@ json Appliance::status_of(const config::Remote& rc, TimePoint now) const {
             {"unused", have ? s->array_unused(kinds[k]) : 0}};
     }
     j["arrays"] = arrays;
-    // Not measured yet: the heartbeat does not time its answers.
-    j["heartbeat_rtt_ms"] = nullptr;
+    const auto rtt = up ? s->heartbeat_rtt() : std::nullopt;
+    j["heartbeat_rtt_ms"] =
+        rtt ? json(std::chrono::duration<double, std::milli>(*rtt).count()) : json(nullptr);
     const dp::SessionTotals t = dv ? dv->totals : dp::SessionTotals{};
     j["rx_pkts"] = t.rx_pkts;
     j["tx_pkts"] = t.tx_pkts;

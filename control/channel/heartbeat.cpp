@@ -9,6 +9,8 @@ using std::chrono::seconds;
 
 void Heartbeat::start() {
     unanswered_since_.reset();
+    pending_.reset();
+    rtt_.reset();
     c_.timers.heartbeat_due(seconds(c_.cfg.params.heartbeat_time));
 }
 
@@ -18,6 +20,8 @@ void Heartbeat::on_due() {
     m.type = MsgType::heartbeat;
     m.msg_id = link_.next_id();
     ++c_.stats.heartbeats_sent;
+    if (pending_) ambiguous_ = true;
+    else pending_ = c_.now();
     link_.send(m);
     if (!unanswered_since_) {
         // The session is lost heartbeat_fail after the first heartbeat nobody answered.
@@ -31,6 +35,9 @@ void Heartbeat::on_failed() { c_.ops.lose(Reason::SESSION_LOST_HEARTBEAT); }
 void Heartbeat::on_answered() {
     // Heartbeats are not retransmitted: any answer proves the peer alive.
     ++c_.stats.heartbeats_answered;
+    if (pending_ && !ambiguous_) rtt_ = c_.now() - *pending_;
+    pending_.reset();
+    ambiguous_ = false;
     unanswered_since_.reset();
     c_.timers.heartbeat_answered();
 }

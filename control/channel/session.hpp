@@ -87,6 +87,8 @@ public:
     std::uint32_t array_gen(ArrayKind k) const noexcept { return arrays_.gen(k); }
     std::uint32_t array_unused(ArrayKind k) const noexcept { return arrays_.unused(k); }
     const SessionConfig& config() const noexcept { return cfg_; }
+    // The last heartbeat round trip measured (heartbeat.hpp); nullopt: none yet.
+    std::optional<Duration> heartbeat_rtt() const noexcept { return heartbeat_.rtt(); }
 
     std::function<void(const Event&)> observer;
 

@@ -265,3 +265,18 @@ TEST_CASE("recovery: a new setup while both sides are up replaces the session on
     CHECK(sim.dp_a.data_sent - sent_a == sim.dp_b.data_received - recv_b);
     CHECK(sim.dp_a.send_unreceivable + sim.dp_b.send_unreceivable == 0);
 }
+
+TEST_CASE("heartbeat: the round trip of an answered heartbeat is measured (admin status)") {
+    config::SessionParams p;
+    p.heartbeat_time = 5;
+    p.heartbeat_fail = 20;
+    p.rekey_wait = 100000;
+    Sim sim(p, 5);
+    sim.setup();
+    CHECK_FALSE(sim.primary->heartbeat_rtt().has_value());
+    sim.run_for(1min);
+    REQUIRE(sim.primary->heartbeat_rtt().has_value());
+    REQUIRE(sim.secondary->heartbeat_rtt().has_value());
+    CHECK(*sim.primary->heartbeat_rtt() >= Duration::zero());
+    CHECK(*sim.primary->heartbeat_rtt() < std::chrono::seconds(5));
+}
