@@ -284,6 +284,7 @@ int main(int argc, char** argv) {
             rte_eal_cleanup();
             return kExitUsage;
         }
+        if (!admin.note().empty()) P3_LOG_WARN(ADMIN_VIEWER_ACL, "admin socket: %s", admin.note().c_str());
         if (!getgrnam(ac.group.c_str()))
             P3_LOG_WARN(ADMIN_NO_GROUP, "admin group '%s' does not exist: only root may change anything", ac.group.c_str());
         P3_LOG_INFO(ADMIN_READY, "admin socket %s (group %s, viewers %s), audit %s", aopt.socket_path.c_str(),

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -60,10 +61,12 @@ std::vector<gid_t> groups_of(const Caller& c) {
 }
 
 // Missing directories of the socket's parent made 0750; the ones made here go to `gid`.
-bool make_parents(const std::string& path, std::optional<gid_t> gid, std::string& why) {
+bool make_parents(const std::string& path, std::optional<gid_t> gid, std::vector<std::string>& made,
+                  std::string& why) {
     for (std::size_t i = 1; (i = path.find('/', i)) != std::string::npos; ++i) {
         const std::string dir = path.substr(0, i);
         if (::mkdir(dir.c_str(), 0750) == 0) {
+            made.push_back(dir);
             if (gid && ::chown(dir.c_str(), static_cast<uid_t>(-1), *gid) != 0) {
                 why = dir + ": chown: " + std::strerror(errno);
                 return false;
@@ -82,6 +85,24 @@ bool fill_addr(const std::string& path, sockaddr_un& a) {
     if (path.empty() || path.size() >= sizeof a.sun_path) return false;
     std::memcpy(a.sun_path, path.data(), path.size());
     return true;
+}
+
+// A POSIX access ACL (the kernel's xattr format, linux/posix_acl_xattr.h) granting `perm` to
+// the owner, the owning group and group `gid`, nothing to others: the viewer group reaches
+// the socket (and the directory made for it) without joining the admin group.
+bool grant_group(const std::string& path, gid_t gid, std::uint16_t perm, std::uint16_t owner_perm) {
+    struct Entry {
+        std::uint16_t tag, perm;
+        std::uint32_t id;
+    };
+    constexpr std::uint32_t kUndefined = 0xffffffffu;
+    const std::uint32_t version = 2;
+    const Entry e[] = {{0x01, owner_perm, kUndefined}, {0x04, perm, kUndefined}, {0x08, perm, gid},
+                       {0x10, perm, kUndefined},        {0x20, 0, kUndefined}};
+    char buf[sizeof version + sizeof e];
+    std::memcpy(buf, &version, sizeof version);
+    std::memcpy(buf + sizeof version, e, sizeof e);
+    return ::setxattr(path.c_str(), "system.posix_acl_access", buf, sizeof buf, 0) == 0;
 }
 
 }  // namespace
@@ -113,7 +134,8 @@ bool AdminServer::open(std::string& why) {
         return false;
     }
     const auto gid = group_id(opt_.admin_group);
-    if (!make_parents(opt_.socket_path, gid, why)) return false;
+    std::vector<std::string> made;
+    if (!make_parents(opt_.socket_path, gid, made, why)) return false;
     struct stat st{};
     if (::lstat(opt_.socket_path.c_str(), &st) == 0) {
         if (!S_ISSOCK(st.st_mode)) {
@@ -142,6 +164,16 @@ bool AdminServer::open(std::string& why) {
         why = opt_.socket_path + ": " + std::strerror(errno);
         close();
         return false;
+    }
+    // The viewer group's way in: an ACL entry on the socket and on the directories made here.
+    note_.clear();
+    const auto vgid = group_id(opt_.viewer_group);
+    if (vgid && vgid != gid) {
+        bool ok = grant_group(opt_.socket_path, *vgid, 6, 6);
+        for (const auto& d : made) ok = grant_group(d, *vgid, 5, 7) && ok;
+        if (!ok)
+            note_ = "viewer group '" + opt_.viewer_group + "': no ACL on " + opt_.socket_path + " (" +
+                    std::strerror(errno) + "): viewers outside the admin group cannot connect";
     }
     return true;
 }

@@ -9,6 +9,8 @@
 // most kRequestsPerPass requests handled per poll(), one response at a time per client (a
 // client that does not read its answers is not read either).
 //
+// Who may connect: the socket is 0660 in the admin group, with an ACL entry for the viewer
+// group (and the same on the directories made for it).
 // Access: uid 0 is admin; a member of the admin group may do everything; of the viewer
 // group, only status and audit; anyone else: denied. Decided once per connection.
 //
@@ -83,8 +85,11 @@ public:
     AdminServer(const AdminServer&) = delete;
     AdminServer& operator=(const AdminServer&) = delete;
 
-    // Creates the socket (directories 0750, stale socket replaced, 0660, group). false: why.
+    // Creates the socket (directories 0750, stale socket replaced, 0660, group; an ACL entry
+    // for the viewer group when it exists). false: why. True with note() set: the viewer
+    // group could not be given access (no ACL support).
     bool open(std::string& why);
+    const std::string& note() const noexcept { return note_; }
     // Accepts, reads, answers within the bounds. Returns requests handled.
     unsigned poll(TimePoint now);
     unsigned poll() { return poll(clock_.now()); }
@@ -118,7 +123,8 @@ private:
     int fd_ = -1;
     std::vector<std::unique_ptr<Client>> clients_;
     std::uint64_t refused_ = 0;
-    std::size_t next_ = 0;   // round robin start
+    std::size_t next_ = 0;
+    std::string note_;   // round robin start
 };
 
 }  // namespace p3::admin

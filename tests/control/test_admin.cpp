@@ -7,6 +7,8 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/xattr.h>
+#include <grp.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -398,4 +400,33 @@ TEST_CASE("admin lines keep the contract's field order", "[admin]") {
     std::string l;
     std::getline(f, l);
     CHECK(l == R"({"time":"1970-01-01T00:00:00Z","uid":5,"user":"eve","cmd":"rekey","target":"group:g","result":"denied"})");
+}
+
+TEST_CASE("admin socket: the viewer group gets an ACL entry on the socket and the directory made for it", "[admin]") {
+    TempDir dir;
+    p3::control::ManualClock clock;
+    FakeHandler h;
+    Audit audit;
+    audit.to_syslog = false;
+    ServerOptions o;
+    o.socket_path = dir.path + "/run/p3d.sock";
+    o.admin_group = "p3-test-no-such-group";
+    o.viewer_group = "daemon";   // a group every Debian system has
+    o.access = [](const Caller&) { return Access::admin; };
+    if (!getgrnam("daemon")) return;
+    AdminServer a(o, h, audit, clock);
+    std::string why;
+    REQUIRE(a.open(why));
+    char buf[256];
+    const ssize_t n = getxattr(o.socket_path.c_str(), "system.posix_acl_access", buf, sizeof buf);
+    if (!a.note().empty()) {
+        WARN("no ACL support here: " << a.note());
+        return;
+    }
+    REQUIRE(n == 4 + 5 * 8);
+    const ssize_t d = getxattr((dir.path + "/run").c_str(), "system.posix_acl_access", buf, sizeof buf);
+    CHECK(d == 4 + 5 * 8);
+    struct stat st{};
+    REQUIRE(::stat(o.socket_path.c_str(), &st) == 0);
+    CHECK((st.st_mode & 0777) == 0660);   // the mask keeps the group bits at rw
 }
