@@ -143,8 +143,10 @@ bool AdminServer::open(std::string& why) {
             return false;
         }
         // Someone answering there is another p3d; a socket nobody serves is stale.
-        const int probe = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        const bool live = probe >= 0 && ::connect(probe, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+        // (Non-blocking: a full backlog answers EAGAIN, which is someone serving it too.)
+        const int probe = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        const bool live = probe >= 0 && (::connect(probe, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 ||
+                                         errno == EAGAIN || errno == EINPROGRESS);
         if (probe >= 0) ::close(probe);
         if (live) {
             why = opt_.socket_path + " is served by another process (another p3d with the same socket?)";
