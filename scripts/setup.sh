@@ -21,6 +21,8 @@ packages=(
   python3 python3-scapy python3-cryptography tshark tcpdump iproute2 iputils-ping ethtool gnuplot-nox procps
   strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins
   libstrongswan-extra-plugins
+  libcli11-dev
+  nlohmann-json3-dev
 )
 
 missing=()
