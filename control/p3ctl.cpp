@@ -208,8 +208,8 @@ Json request(const char* cmd, Json target) {
 
 // ID | --group G [| --all] on a subcommand.
 void add_target(CLI::App* sub, Target& t, bool with_all) {
-    sub->add_option("ID", t.id, "a remote's id (as in the configuration)");
-    sub->add_option("-g,--group", t.group, "every remote of this group");
+    sub->add_option("ID", t.id, "a remote's id (as in the configuration)")->type_name("");
+    sub->add_option("-g,--group", t.group, "every remote of this group")->type_name("NAME");
     if (with_all) sub->add_flag("-a,--all", t.all, "every remote (the default)");
 }
 
@@ -232,10 +232,10 @@ void add_offline_verbs(CLI::App& app, Options& o) {
     auto* config = app.add_subcommand("config", "check or convert a configuration file");
     config->require_subcommand(1);
     auto* check = config->add_subcommand("check", "validate FILE, print the effective configuration (secrets masked)");
-    check->add_option("FILE", o.file, "the configuration file")->required();
+    check->add_option("FILE", o.file, "the configuration file")->required()->type_name("");
     check->callback([&o] { o.rc = cmd_config(false, o.file); });
     auto* convert = config->add_subcommand("convert", "print the libconfig equivalent of a legacy (line-format) file");
-    convert->add_option("LEGACY", o.file, "the file to convert")->required();
+    convert->add_option("LEGACY", o.file, "the file to convert")->required()->type_name("");
     convert->callback([&o] { o.rc = cmd_config(true, o.file); });
 
     auto* reasons = app.add_subcommand("reasons", "list every reason code with its meaning and what to do");
@@ -243,9 +243,10 @@ void add_offline_verbs(CLI::App& app, Options& o) {
     reasons->callback([&o] { o.rc = cmd_reasons(o.markdown); });
 
     auto* stats = app.add_subcommand("stats", "a running p3d's counters (DPDK telemetry), one key=value per line");
-    stats->add_option("--prefix", o.stats_prefix, "p3d's EAL --file-prefix (default rte)");
+    stats->add_option("--prefix", o.stats_prefix, "p3d's EAL --file-prefix (default rte)")->type_name("NAME");
     stats->add_flag("--json", o.stats_json, "as p3d sent them");
-    stats->add_option("WHAT", o.stats_args, "totals (default), drops, lcores, ports, sessions, session ID");
+    stats->add_option("WHAT", o.stats_args, "totals (default), drops, lcores, ports, sessions, session ID")
+        ->type_name("");
     stats->callback([&o] {
         const std::string prefix = !o.stats_prefix.empty() ? o.stats_prefix : !o.g.prefix.empty() ? o.g.prefix : "rte";
         o.rc = cmd_stats(prefix, o.stats_json || o.g.json, o.stats_args);
@@ -287,7 +288,8 @@ void add_admin_verbs(CLI::App& app, Options& o) {
     });
 
     auto* audit = app.add_subcommand("audit", "the audit file's last lines (at most 1000, newest last)");
-    audit->add_option("--since", o.since, "only lines from T on: unix seconds or RFC3339 (2026-12-07T01:00:00Z)");
+    audit->add_option("--since", o.since, "only lines from T on: unix seconds or RFC3339 (2026-12-07T01:00:00Z)")
+        ->type_name("T");
     audit->callback([&o] {
         Json req = request("audit", nullptr);
         if (!o.since.empty()) {
@@ -307,16 +309,17 @@ void add_admin_verbs(CLI::App& app, Options& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    CLI::App app{"p3ctl: administration of p3d (docs/p3ctl.md)\n\n"
-                 "exit status: 0 ok, 1 p3d not reachable, 2 invalid input, 3 not allowed,\n"
-                 "4 unknown remote id or group, 5 the command failed",
-                 "p3ctl"};
+    CLI::App app{"p3ctl: administration of p3d (docs/p3ctl.md)", "p3ctl"};
+    app.footer("exit status: 0 ok, 1 p3d not reachable, 2 invalid input, 3 not allowed,\n"
+               "4 unknown remote id or group, 5 the command failed");
     app.set_version_flag("-V,--version", std::string("p3ctl ") + P3_VERSION);
     app.require_subcommand(1);
+    app.fallthrough();   // the global options may also follow the command
     Options o;
-    app.add_option("-s,--socket", o.g.socket, "p3d's admin socket (default /run/p3/p3d.sock)");
+    app.add_option("-s,--socket", o.g.socket, "p3d's admin socket (default /run/p3/p3d.sock)")->type_name("PATH");
     app.add_option("--prefix", o.g.prefix,
-                   "p3d's EAL --file-prefix NAME: socket /run/p3/NAME.sock (stats: telemetry prefix)");
+                   "p3d's EAL --file-prefix NAME: socket /run/p3/NAME.sock (stats: telemetry prefix)")
+        ->type_name("NAME");
     app.add_flag("--json", o.g.json, "print p3d's result as JSON");
     add_offline_verbs(app, o);
     add_admin_verbs(app, o);

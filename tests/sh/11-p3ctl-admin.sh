@@ -57,6 +57,8 @@ assert text.startswith('{"role":"primary","sessions":[{"id":1,"state":"up","peer
 assert r["sessions"][0]["drops"] == {"auth": 1, "replay": 2, "other": 3}
 assert r["sessions"][0]["arrays"]["control"]["age_s"] is None
 PY
+run 0 status 1 --json   # the global options may follow the command
+grep -q '^{"role":"primary","sessions":\[{"id":1,' "$work/out" || fail "status 1 --json: $(cat "$work/out")"
 run 0 status --group empty
 out_has '^no sessions$'
 run 2 status 1 --group branches
