@@ -3,6 +3,12 @@
 // the status table read defensively. The verbs end to end: tests/sh/11-p3ctl-admin.sh.
 #include <catch2/catch.hpp>
 
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include "control/p3ctl/admin_client.hpp"
@@ -98,4 +104,23 @@ TEST_CASE("p3ctl: no p3d at the socket is exit 1 and names the socket", "[p3ctl]
     CHECK(o.exit == kUnreachable);
     CHECK(o.message.find("p3d is not reachable at /nonexistent/p3d.sock") != std::string::npos);
     CHECK(admin_call(std::string(200, 'x'), Json::object(), 100).exit == kBadInput);
+}
+
+TEST_CASE("p3ctl: a p3d that listens but does not answer is given up after the timeout", "[p3ctl]") {
+    char dir[] = "/tmp/p3ctl-test-XXXXXX";
+    REQUIRE(::mkdtemp(dir) != nullptr);
+    const std::string path = std::string(dir) + "/p3d.sock";
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    REQUIRE(fd >= 0);
+    sockaddr_un sun{};
+    sun.sun_family = AF_UNIX;
+    std::memcpy(sun.sun_path, path.c_str(), path.size() + 1);
+    REQUIRE(::bind(fd, reinterpret_cast<const sockaddr*>(&sun), sizeof sun) == 0);
+    REQUIRE(::listen(fd, 4) == 0);   // the kernel accepts; nobody reads or answers
+    const Outcome o = admin_call(path, Json{{"v", 1}, {"cmd", "status"}}, 200);
+    CHECK(o.exit == kUnreachable);
+    CHECK(o.message == "p3d at " + path + ": no answer within the time allowed");
+    ::close(fd);
+    ::unlink(path.c_str());
+    ::rmdir(dir);
 }
