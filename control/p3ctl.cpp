@@ -164,7 +164,20 @@ std::optional<Json> make_target(const char* verb, const Target& t, bool all_allo
         return std::nullopt;
     }
     if (t.all) return Json{{"all", true}};
-    if (!t.group.empty()) return Json{{"group", t.group}};
+    if (!t.group.empty()) {
+        Json target{{"group", t.group}};
+        try {
+            (void)target.dump();   // refuses what is not UTF-8
+        } catch (const nlohmann::json::exception&) {
+            std::fprintf(stderr, "p3ctl: %s: --group: the name is not UTF-8 text\n", verb);
+            return std::nullopt;
+        }
+        if (t.group.size() > 256 || t.group.find_first_of(std::string("\0\n\r\t", 4)) != std::string::npos) {
+            std::fprintf(stderr, "p3ctl: %s: --group: not a group name\n", verb);
+            return std::nullopt;
+        }
+        return target;
+    }
     const auto id = p3::ctl::parse_id(t.id);
     if (!id) {
         std::fprintf(stderr, "p3ctl: %s: '%s' is not a remote id (a number, as in the configuration)\n", verb,
@@ -332,6 +345,9 @@ int main(int argc, char** argv) {
     } catch (const CLI::ParseError& e) {
         // --help and --version: 0; every other parse error is invalid input.
         return app.exit(e) == 0 ? 0 : 2;
+    } catch (const std::exception& e) {   // not expected: every verb reports its own errors
+        std::fprintf(stderr, "p3ctl: %s\n", e.what());
+        return p3::ctl::kFailed;
     }
     return o.rc;
 }

@@ -85,9 +85,9 @@ bool send_all(int fd, const std::string& s, std::string& error) {
     return true;
 }
 
-// Reads up to the first '\n' (not kept), at most kMaxLine bytes, before the deadline.
+// Reads up to the first '\n' (not kept), at most kMaxResponse bytes, before the deadline.
 bool read_line(int fd, std::chrono::steady_clock::time_point deadline, std::string& line, std::string& error) {
-    char buf[4096];
+    char buf[16384];
     for (;;) {
         pollfd p{fd, POLLIN, 0};
         const int r = ::poll(&p, 1, remaining_ms(deadline));
@@ -108,8 +108,8 @@ bool read_line(int fd, std::chrono::steady_clock::time_point deadline, std::stri
         }
         const char* nl = static_cast<const char*>(std::memchr(buf, '\n', static_cast<std::size_t>(n)));
         line.append(buf, nl ? static_cast<std::size_t>(nl - buf) : static_cast<std::size_t>(n));
-        if (line.size() > kMaxLine) {
-            error = "p3d's answer is longer than 64 KiB";
+        if (line.size() > kMaxResponse) {
+            error = "p3d's answer is longer than 16 MiB";
             return false;
         }
         if (nl) return true;

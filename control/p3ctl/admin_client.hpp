@@ -18,7 +18,9 @@ using Json = nlohmann::ordered_json;   // keeps p3d's member order for --json
 // p3ctl's exit statuses (docs/p3ctl.md §Exit status).
 enum Exit : int { kOk = 0, kUnreachable = 1, kBadInput = 2, kDenied = 3, kUnknownId = 4, kFailed = 5 };
 
-inline constexpr std::size_t kMaxLine = 64 * 1024;   // the protocol's line bound
+// A response line may be longer than a request's 64 KiB (audit: up to 1000 lines; status of
+// many sessions); p3ctl still bounds what it reads.
+inline constexpr std::size_t kMaxResponse = 16u << 20;
 inline constexpr int kReplyWaitMs = 5000;
 
 // -s PATH wins; else --prefix NAME -> /run/p3/NAME.sock; else /run/p3/p3d.sock.

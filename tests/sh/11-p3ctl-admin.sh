@@ -77,6 +77,8 @@ request_is '{"v":1,"cmd":"rekey","target":{"group":"branches"}}'
 out_has '^rekey: done for 1 3$'
 run 0 --json rekey -g branches
 out_has '^\{"done":\[1,3\]\}$'
+run 2 rekey --group "$(printf 'a\xffb')"
+err_has 'not UTF-8'
 run 2 rekey
 err_has 'a remote ID or --group NAME is required'
 run 2 rekey --all
@@ -112,6 +114,8 @@ run 0 audit --since 2026-12-07T01:00:02+01:00
 request_is '{"v":1,"cmd":"audit","args":{"since":1796601602}}'
 run 0 audit --since 2026-12-07T00:00:01.5Z
 request_is '{"v":1,"cmd":"audit","args":{"since":1796601601}}'
+run 0 audit --since 5
+[ "$(wc -l <"$work/out")" -eq 1000 ] || fail "audit of 1000 lines (an answer over 64 KiB): $(wc -l <"$work/out") lines"
 run 0 --json audit
 out_has '^\{"lines":\[\{"time":"2026-12-07T00:00:01Z"'
 run 2 audit --since yesterday
