@@ -1,6 +1,9 @@
-// p3ctl: administration of p3d. Subcommands that work without a running p3d (configuration
-// checks and conversion, the reason-code reference) are handled here directly; `stats` reads
-// a running p3d's counters through DPDK telemetry (control/admin/telemetry_client.hpp).
+// p3ctl: administration of p3d (docs/p3ctl.md). The command line (CLI11: global -s/--prefix/
+// --json/--version, per-command --help) and each verb. Verbs that work without a running p3d
+// (configuration checks and conversion, the reason-code reference) are handled here directly;
+// `stats` reads a running p3d's counters through DPDK telemetry (control/admin/); status,
+// rekey, keyarray and audit go over p3d's admin socket (control/p3ctl/admin_client.hpp) and
+// are printed by control/p3ctl/render.hpp.
 #include <cstdio>
 #include <cstring>
 #include <optional>
@@ -9,39 +12,37 @@
 #include <utility>
 #include <vector>
 
+#include <CLI/CLI.hpp>
+
 #include "common/config.hpp"
-#include "control/admin/telemetry_client.hpp"
 #include "common/log.hpp"
 #include "common/reasons.hpp"
+#include "control/admin/telemetry_client.hpp"
+#include "control/p3ctl/admin_client.hpp"
+#include "control/p3ctl/render.hpp"
+
+#ifndef P3_VERSION
+#define P3_VERSION "unknown"
+#endif
 
 namespace {
 
-int usage(FILE* out, int status) {
-    std::fputs(
-        "usage: p3ctl COMMAND ...\n"
-        "\n"
-        "  config check FILE       validate FILE, print the effective configuration (secrets masked)\n"
-        "  config convert LEGACY   print the libconfig equivalent of a legacy (Appendix A) file\n"
-        "  reasons [--markdown]    list every reason code with its meaning and what to do\n"
-        "  stats [--prefix NAME] [--json] [WHAT [ID]]\n"
-        "                          a running p3d's counters, one key=value per line (--json: as\n"
-        "                          p3d sent them). WHAT: totals (default), drops, lcores, ports,\n"
-        "                          sessions, session ID (a remote's id). NAME: p3d's EAL\n"
-        "                          --file-prefix (default rte)\n"
-        "\n"
-        "exit status: 0 ok, 1 p3d not reachable, 2 invalid input (the message says file:line: reason)\n",
-        out);
-    return status;
-}
+using p3::ctl::Json;
 
-int cmd_reasons(int argc, char** argv) {
-    if (argc > 2 && std::strcmp(argv[2], "--markdown") == 0) {
+struct Globals {
+    std::string socket;   // -s PATH
+    std::string prefix;   // --prefix NAME (EAL --file-prefix of p3d)
+    bool json = false;
+};
+
+int cmd_reasons(bool markdown) {
+    if (markdown) {
         std::fputs(p3::reasons_markdown().c_str(), stdout);
         return 0;
     }
     for (const auto& r : p3::all_reasons())
-        std::printf("%.*s  %.*s\n    -> %.*s\n", int(r.code.size()), r.code.data(),
-                    int(r.meaning.size()), r.meaning.data(), int(r.action.size()), r.action.data());
+        std::printf("%.*s  %.*s\n    -> %.*s\n", int(r.code.size()), r.code.data(), int(r.meaning.size()),
+                    r.meaning.data(), int(r.action.size()), r.action.data());
     return 0;
 }
 
@@ -49,19 +50,18 @@ int cmd_reasons(int argc, char** argv) {
 void print_problem(const p3::config::Error& e, const char* level) {
     auto code = p3::reason_code(e.reason);
     if (e.line > 0)
-        std::fprintf(stderr, "%s:%d: %s %.*s: %s\n", e.file.c_str(), e.line, level, int(code.size()),
-                     code.data(), e.what.c_str());
-    else
-        std::fprintf(stderr, "%s: %s %.*s: %s\n", e.file.c_str(), level, int(code.size()), code.data(),
+        std::fprintf(stderr, "%s:%d: %s %.*s: %s\n", e.file.c_str(), e.line, level, int(code.size()), code.data(),
                      e.what.c_str());
+    else
+        std::fprintf(stderr, "%s: %s %.*s: %s\n", e.file.c_str(), level, int(code.size()), code.data(), e.what.c_str());
 }
 
 // Loads FILE; prints its warnings or its error. nullopt (after printing) when refused.
-std::optional<p3::config::Config> load(const char* path) {
+std::optional<p3::config::Config> load(const std::string& path) {
     // load_file logs warnings itself (that is how p3d reports them); here they are printed
     // in the compiler form instead, so the log goes nowhere.
     p3::log::init({.ident = "p3ctl", .to_stderr = false, .to_syslog = false});
-    auto r = p3::config::load_file(path);
+    auto r = p3::config::load_file(path.c_str());
     if (auto* e = std::get_if<p3::config::Error>(&r)) {
         print_problem(*e, "error");
         return std::nullopt;
@@ -71,35 +71,26 @@ std::optional<p3::config::Config> load(const char* path) {
     return std::move(cfg);
 }
 
-int cmd_config(int argc, char** argv) {
-    if (argc < 4) return usage(stderr, 2);
-    std::string_view sub = argv[2];
-    if (sub == "check") {
-        auto cfg = load(argv[3]);
-        if (!cfg) return 2;
+int cmd_config(bool convert, const std::string& file) {
+    auto cfg = load(file);
+    if (!cfg) return 2;
+    if (!convert) {
         std::fputs(p3::config::to_libconfig(*cfg).c_str(), stdout);
         return 0;
     }
-    if (sub == "convert") {
-        auto cfg = load(argv[3]);
-        if (!cfg) return 2;
-        // The output must load to the same model, so secrets (a legacy file has none; a
-        // libconfig file's static keys are already in the clear there) are written out.
-        std::string text = p3::config::to_libconfig(*cfg, true);
-        std::fputs(text.c_str(), stdout);
-        p3::secure_wipe(text.data(), text.size());
-        return 0;
-    }
-    std::fprintf(stderr, "p3ctl: unknown config command '%s'\n", argv[2]);
-    return usage(stderr, 2);
+    // The output must load to the same model, so secrets (a legacy file has none; a libconfig
+    // file's static keys are already in the clear there) are written out.
+    std::string text = p3::config::to_libconfig(*cfg, true);
+    std::fputs(text.c_str(), stdout);
+    p3::secure_wipe(text.data(), text.size());
+    return 0;
 }
 
 // The telemetry command for WHAT [ID]; empty when WHAT is not one.
-std::string stats_command(std::string_view what, const char* id) {
+std::string stats_command(std::string_view what, const std::string* id) {
     if (what == "session") {
-        if (id == nullptr || *id == '\0' || std::strspn(id, "0123456789") != std::strlen(id) || std::strlen(id) > 9)
-            return {};
-        return std::string("/p3/session,") + id;
+        if (id == nullptr || !p3::ctl::parse_id(*id)) return {};
+        return "/p3/session," + *id;
     }
     if (id != nullptr) return {};
     if (what == "totals") return "/p3/stats";
@@ -108,22 +99,17 @@ std::string stats_command(std::string_view what, const char* id) {
     return {};
 }
 
-int cmd_stats(int argc, char** argv) {
-    std::string prefix = "rte";
-    bool json = false;
-    int i = 2;
-    for (; i < argc && argv[i][0] == '-'; ++i) {
-        if (std::strcmp(argv[i], "--json") == 0) json = true;
-        else if (std::strcmp(argv[i], "--prefix") == 0 && i + 1 < argc) prefix = argv[++i];
-        else return usage(stderr, 2);
+int cmd_stats(std::string prefix, bool json, const std::vector<std::string>& args) {
+    if (args.size() > 2 || prefix.empty() || prefix.find('/') != std::string::npos) {
+        std::fprintf(stderr, "p3ctl: stats: usage: p3ctl stats [--prefix NAME] [--json] [WHAT [ID]]\n");
+        return 2;
     }
-    const std::string_view what = i < argc ? argv[i] : "totals";
-    const char* id = i + 1 < argc ? argv[i + 1] : nullptr;
-    if (i + 2 < argc || prefix.empty() || prefix.find('/') != std::string::npos) return usage(stderr, 2);
+    const std::string what = args.empty() ? "totals" : args[0];
+    const std::string* id = args.size() > 1 ? &args[1] : nullptr;
     const std::string cmd = stats_command(what, id);
     if (cmd.empty()) {
-        std::fprintf(stderr, "p3ctl: stats: '%.*s%s%s': expected totals, drops, lcores, ports, sessions or session ID\n",
-                     int(what.size()), what.data(), id ? " " : "", id ? id : "");
+        std::fprintf(stderr, "p3ctl: stats: '%s%s%s': expected totals, drops, lcores, ports, sessions or session ID\n",
+                     what.c_str(), id ? " " : "", id ? id->c_str() : "");
         return 2;
     }
     const std::string sock = p3::admin::telemetry_socket(prefix);
@@ -146,26 +132,222 @@ int cmd_stats(int argc, char** argv) {
     const std::string top = cmd.substr(0, cmd.find(','));
     for (const auto& [k, v] : kv) {
         if (k == top && v == "null") {
-            std::fprintf(stderr, "p3ctl: stats: p3d has no %.*s%s%s\n", int(what.size()), what.data(), id ? " " : "",
-                         id ? id : "");
+            std::fprintf(stderr, "p3ctl: stats: p3d has no %s%s%s\n", what.c_str(), id ? " " : "", id ? id->c_str() : "");
             return 1;
         }
-        const std::string_view key = k.compare(0, top.size() + 1, top + ".") == 0 ? std::string_view(k).substr(top.size() + 1)
-                                                                                 : std::string_view(k);
+        const std::string_view key =
+            k.compare(0, top.size() + 1, top + ".") == 0 ? std::string_view(k).substr(top.size() + 1) : std::string_view(k);
         std::printf("%.*s=%s\n", int(key.size()), key.data(), v.c_str());
     }
     return 0;
 }
 
+// ---- admin socket verbs ---------------------------------------------------------------------
+
+// Which sessions a verb applies to, as typed.
+struct Target {
+    std::string id;
+    std::string group;
+    bool all = false;
+};
+
+// The request's target; nullopt (after a message) when it is not exactly one valid choice.
+std::optional<Json> make_target(const char* verb, const Target& t, bool all_allowed) {
+    const int given = int(!t.id.empty()) + int(!t.group.empty()) + int(t.all);
+    if (given > 1) {
+        std::fprintf(stderr, "p3ctl: %s: give one of ID, --group NAME%s\n", verb, all_allowed ? " or --all" : "");
+        return std::nullopt;
+    }
+    if (given == 0) {
+        if (all_allowed) return Json{{"all", true}};
+        std::fprintf(stderr, "p3ctl: %s: a remote ID or --group NAME is required\n", verb);
+        return std::nullopt;
+    }
+    if (t.all) return Json{{"all", true}};
+    if (!t.group.empty()) {
+        Json target{{"group", t.group}};
+        try {
+            (void)target.dump();   // refuses what is not UTF-8
+        } catch (const nlohmann::json::exception&) {
+            std::fprintf(stderr, "p3ctl: %s: --group: the name is not UTF-8 text\n", verb);
+            return std::nullopt;
+        }
+        if (t.group.size() > 256 || t.group.find_first_of(std::string("\0\n\r\t", 4)) != std::string::npos) {
+            std::fprintf(stderr, "p3ctl: %s: --group: not a group name\n", verb);
+            return std::nullopt;
+        }
+        return target;
+    }
+    const auto id = p3::ctl::parse_id(t.id);
+    if (!id) {
+        std::fprintf(stderr, "p3ctl: %s: '%s' is not a remote id (a number, as in the configuration)\n", verb,
+                     t.id.c_str());
+        return std::nullopt;
+    }
+    return Json{{"id", *id}};
+}
+
+enum class Show { status, done, audit };
+
+int run_admin(const Globals& g, const char* verb, const Json& request, Show show) {
+    if (!g.socket.empty() && !g.prefix.empty()) {
+        std::fprintf(stderr, "p3ctl: -s and --prefix name the same socket: give one\n");
+        return p3::ctl::kBadInput;
+    }
+    if (g.prefix.find('/') != std::string::npos) {
+        std::fprintf(stderr, "p3ctl: --prefix '%s': a name, not a path\n", g.prefix.c_str());
+        return p3::ctl::kBadInput;
+    }
+    const std::string sock = p3::ctl::admin_socket(g.socket, g.prefix);
+    const p3::ctl::Outcome o = p3::ctl::admin_call(sock, request);
+    if (o.exit != p3::ctl::kOk) {
+        std::fprintf(stderr, "p3ctl: %s: %s\n", verb, o.message.c_str());
+        return o.exit;
+    }
+    std::string out;
+    if (g.json) out = p3::ctl::render_json(o.result);
+    else if (show == Show::status) out = p3::ctl::render_status(o.result);
+    else if (show == Show::audit) out = p3::ctl::render_audit(o.result);
+    else out = p3::ctl::render_done(verb, o.result);
+    std::fputs(out.c_str(), stdout);
+    return 0;
+}
+
+Json request(const char* cmd, Json target) {
+    Json r = {{"v", 1}, {"cmd", cmd}};
+    if (!target.is_null()) r["target"] = std::move(target);
+    return r;
+}
+
+// ID | --group G [| --all] on a subcommand.
+void add_target(CLI::App* sub, Target& t, bool with_all) {
+    sub->add_option("ID", t.id, "a remote's id (as in the configuration)")->type_name("");
+    sub->add_option("-g,--group", t.group, "every remote of this group")->type_name("NAME");
+    if (with_all) sub->add_flag("-a,--all", t.all, "every remote (the default)");
+}
+
+// Where CLI11 stores what was typed, and the verb's exit status.
+struct Options {
+    Globals g;
+    int rc = 0;
+    std::string file;
+    bool markdown = false;
+    std::string stats_prefix;
+    bool stats_json = false;
+    std::vector<std::string> stats_args;
+    Target t;
+    bool regenerate = false;
+    std::string since;
+};
+
+// config check|convert, reasons, stats: the verbs that need no admin socket.
+void add_offline_verbs(CLI::App& app, Options& o) {
+    auto* config = app.add_subcommand("config", "check or convert a configuration file");
+    config->require_subcommand(1);
+    auto* check = config->add_subcommand("check", "validate FILE, print the effective configuration (secrets masked)");
+    check->add_option("FILE", o.file, "the configuration file")->required()->type_name("");
+    check->callback([&o] { o.rc = cmd_config(false, o.file); });
+    auto* convert = config->add_subcommand("convert", "print the libconfig equivalent of a legacy (line-format) file");
+    convert->add_option("LEGACY", o.file, "the file to convert")->required()->type_name("");
+    convert->callback([&o] { o.rc = cmd_config(true, o.file); });
+
+    auto* reasons = app.add_subcommand("reasons", "list every reason code with its meaning and what to do");
+    reasons->add_flag("--markdown", o.markdown, "as the Markdown table of docs/reason-codes.md");
+    reasons->callback([&o] { o.rc = cmd_reasons(o.markdown); });
+
+    auto* stats = app.add_subcommand("stats", "a running p3d's counters (DPDK telemetry), one key=value per line");
+    stats->add_option("--prefix", o.stats_prefix, "p3d's EAL --file-prefix (default rte)")->type_name("NAME");
+    stats->add_flag("--json", o.stats_json, "as p3d sent them");
+    stats->add_option("WHAT", o.stats_args, "totals (default), drops, lcores, ports, sessions, session ID")
+        ->type_name("");
+    stats->callback([&o] {
+        const std::string prefix = !o.stats_prefix.empty() ? o.stats_prefix : !o.g.prefix.empty() ? o.g.prefix : "rte";
+        o.rc = cmd_stats(prefix, o.stats_json || o.g.json, o.stats_args);
+    });
+}
+
+// A verb over the admin socket that takes a target: status, rekey, keyarray generate.
+void add_target_verb(CLI::App* parent, Options& o, const char* name, const char* help, const char* verb,
+                     const char* cmd, Show show) {
+    auto* sub = parent->add_subcommand(name, help);
+    const bool all = show == Show::status;
+    add_target(sub, o.t, all);
+    sub->callback([&o, verb, cmd, show, all] {
+        const auto target = make_target(verb, o.t, all);
+        o.rc = target ? run_admin(o.g, verb, request(cmd, *target), show) : 2;
+    });
+}
+
+void add_admin_verbs(CLI::App& app, Options& o) {
+    add_target_verb(&app, o, "status", "sessions: state, peer, uptime, rekeys, key age, lanes, traffic", "status",
+                    "status", Show::status);
+    add_target_verb(&app, o, "rekey", "rekey now (on a secondary: ask the primary to)", "rekey", "rekey", Show::done);
+    auto* keyarray = app.add_subcommand("keyarray", "deliver or flush key arrays");
+    keyarray->require_subcommand(1);
+    add_target_verb(keyarray, o, "generate", "deliver a fresh key array", "keyarray generate", "keyarray.generate",
+                    Show::done);
+    auto* flush = keyarray->add_subcommand("flush", "flush the key array, optionally deliver a new one");
+    add_target(flush, o.t, false);
+    flush->add_flag("--regenerate", o.regenerate, "deliver a fresh array after the flush");
+    flush->callback([&o] {
+        const auto target = make_target("keyarray flush", o.t, false);
+        if (!target) {
+            o.rc = 2;
+            return;
+        }
+        Json req = request("keyarray.flush", *target);
+        if (o.regenerate) req["args"] = Json{{"regenerate", true}};
+        o.rc = run_admin(o.g, "keyarray flush", req, Show::done);
+    });
+
+    auto* audit = app.add_subcommand("audit", "the audit file's last lines (at most 1000, newest last)");
+    audit->add_option("--since", o.since, "only lines from T on: unix seconds or RFC3339 (2026-12-07T01:00:00Z)")
+        ->type_name("T");
+    audit->callback([&o] {
+        Json req = request("audit", nullptr);
+        if (!o.since.empty()) {
+            const auto s = p3::ctl::parse_since(o.since);
+            if (!s) {
+                std::fprintf(stderr, "p3ctl: audit: --since '%s': expected unix seconds or RFC3339 time\n",
+                             o.since.c_str());
+                o.rc = 2;
+                return;
+            }
+            req["args"] = Json{{"since", *s}};
+        }
+        o.rc = run_admin(o.g, "audit", req, Show::audit);
+    });
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-    if (argc < 2) return usage(stderr, 2);
-    std::string_view cmd = argv[1];
-    if (cmd == "-h" || cmd == "--help" || cmd == "help") return usage(stdout, 0);
-    if (cmd == "reasons") return cmd_reasons(argc, argv);
-    if (cmd == "config") return cmd_config(argc, argv);
-    if (cmd == "stats") return cmd_stats(argc, argv);
-    std::fprintf(stderr, "p3ctl: unknown command '%s'\n", argv[1]);
-    return usage(stderr, 2);
+    CLI::App app{"p3ctl: administration of p3d (docs/p3ctl.md)", "p3ctl"};
+    app.footer("exit status: 0 ok, 1 p3d not reachable, 2 invalid input, 3 not allowed,\n"
+               "4 unknown remote id or group, 5 the command failed");
+    app.set_version_flag("-V,--version", std::string("p3ctl ") + P3_VERSION);
+    app.require_subcommand(1);
+    app.fallthrough();   // the global options may also follow the command
+    Options o;
+    app.add_option("-s,--socket", o.g.socket, "p3d's admin socket (default /run/p3/p3d.sock)")->type_name("PATH");
+    app.add_option("--prefix", o.g.prefix,
+                   "p3d's EAL --file-prefix NAME: socket /run/p3/NAME.sock (stats: telemetry prefix)")
+        ->type_name("NAME");
+    app.add_flag("--json", o.g.json, "print p3d's result as JSON");
+    add_offline_verbs(app, o);
+    add_admin_verbs(app, o);
+    if (argc == 2 && std::strcmp(argv[1], "help") == 0) {
+        std::fputs(app.help().c_str(), stdout);
+        return 0;
+    }
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        // --help and --version: 0; every other parse error is invalid input.
+        return app.exit(e) == 0 ? 0 : 2;
+    } catch (const std::exception& e) {   // not expected: every verb reports its own errors
+        std::fprintf(stderr, "p3ctl: %s\n", e.what());
+        return p3::ctl::kFailed;
+    }
+    return o.rc;
 }

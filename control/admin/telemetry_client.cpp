@@ -9,6 +9,9 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
+
+#include <nlohmann/json.hpp>
 
 namespace p3::admin {
 
@@ -75,190 +78,77 @@ bool telemetry_query(const std::string& socket_path, const std::string& cmd, std
 
 namespace {
 
+// nlohmann-json's SAX events turned into (path, value) pairs; refuses (returns false, which
+// stops the parser) past kMaxJsonDepth open containers or kMaxJsonLeaves values.
 class Flattener {
 public:
-    Flattener(std::string_view t, std::vector<std::pair<std::string, std::string>>& out) : t_(t), out_(out) {}
+    using json = nlohmann::json;
+    explicit Flattener(std::vector<std::pair<std::string, std::string>>& out) : out_(out) {}
 
-    bool run(std::string& error) {
-        std::string path;
-        if (!value(path, 0)) {
-            error = why_ + " at byte " + std::to_string(pos_);
-            return false;
-        }
-        skip_ws();
-        if (pos_ != t_.size()) {
-            error = "text after the JSON value at byte " + std::to_string(pos_);
-            return false;
-        }
+    const std::string& why() const { return why_; }
+
+    bool null() { return leaf("null"); }
+    bool boolean(bool v) { return leaf(v ? "true" : "false"); }
+    bool number_integer(json::number_integer_t v) { return leaf(std::to_string(v)); }
+    bool number_unsigned(json::number_unsigned_t v) { return leaf(std::to_string(v)); }
+    bool number_float(json::number_float_t, const json::string_t& s) { return leaf(s); }   // as written
+    bool string(json::string_t& v) { return leaf(std::move(v)); }
+    bool binary(json::binary_t&) { return fail("not a JSON value"); }
+    bool start_object(std::size_t) { return open(false); }
+    bool start_array(std::size_t) { return open(true); }
+    bool end_object() { return close(); }
+    bool end_array() { return close(); }
+    bool key(json::string_t& k) {
+        key_ = std::move(k);
         return true;
+    }
+    bool parse_error(std::size_t pos, const std::string&, const nlohmann::detail::exception& e) {
+        if (why_.empty()) {
+            // "[json.exception.parse_error.101] parse error at line 1, column 2: ..." less its tag.
+            std::string m = e.what();
+            if (const auto b = m.find("] "); b != std::string::npos) m.erase(0, b + 2);
+            why_ = m + " (byte " + std::to_string(pos) + ")";
+        }
+        return false;
     }
 
 private:
+    struct Frame {
+        std::string path;
+        bool array;
+        std::size_t next = 0;
+    };
+
     bool fail(const char* why) {
         why_ = why;
         return false;
     }
-    void skip_ws() {
-        while (pos_ < t_.size() && (t_[pos_] == ' ' || t_[pos_] == '\t' || t_[pos_] == '\n' || t_[pos_] == '\r')) ++pos_;
+    // The path of the value now starting (consumes an array index).
+    std::string here() {
+        if (stack_.empty()) return {};
+        Frame& f = stack_.back();
+        const std::string part = f.array ? std::to_string(f.next++) : key_;
+        return f.path.empty() ? part : f.path + "." + part;
     }
-    bool leaf(const std::string& path, std::string v) {
+    bool leaf(std::string v) {
         if (out_.size() >= kMaxJsonLeaves) return fail("too many values");
-        out_.emplace_back(path, std::move(v));
+        out_.emplace_back(here(), std::move(v));
         return true;
     }
-    static std::string join(const std::string& path, std::string_view key) {
-        return path.empty() ? std::string(key) : path + "." + std::string(key);
+    bool open(bool array) {
+        if (stack_.size() >= kMaxJsonDepth) return fail("nested too deep");
+        std::string path = here();
+        stack_.push_back(Frame{std::move(path), array});
+        return true;
     }
-
-    bool value(const std::string& path, unsigned depth) {
-        if (depth > kMaxJsonDepth) return fail("nested too deep");
-        skip_ws();
-        if (pos_ >= t_.size()) return fail("a value expected");
-        const char c = t_[pos_];
-        if (c == '{') return object(path, depth);
-        if (c == '[') return array(path, depth);
-        if (c == '"') {
-            std::string s;
-            return string(s) && leaf(path, std::move(s));
-        }
-        if (c == '-' || (c >= '0' && c <= '9')) return number(path);
-        for (std::string_view word : {"true", "false", "null"})
-            if (t_.substr(pos_, word.size()) == word) {
-                pos_ += word.size();
-                return leaf(path, std::string(word));
-            }
-        return fail("not a JSON value");
-    }
-
-    // After a member or an element: ',' (another follows) or the closing bracket (done).
-    bool after_item(char close, const char* at_end, const char* otherwise, bool& done) {
-        skip_ws();
-        if (pos_ >= t_.size()) return fail(at_end);
-        if (t_[pos_] != ',' && t_[pos_] != close) return fail(otherwise);
-        done = t_[pos_++] == close;
+    bool close() {
+        stack_.pop_back();
         return true;
     }
 
-    bool object(const std::string& path, unsigned depth) {
-        ++pos_;   // {
-        skip_ws();
-        if (pos_ < t_.size() && t_[pos_] == '}') {
-            ++pos_;
-            return true;
-        }
-        for (;;) {
-            skip_ws();
-            if (pos_ >= t_.size() || t_[pos_] != '"') return fail("a member name expected");
-            std::string key;
-            if (!string(key)) return false;
-            skip_ws();
-            if (pos_ >= t_.size() || t_[pos_] != ':') return fail("':' expected");
-            ++pos_;
-            if (!value(join(path, key), depth + 1)) return false;
-            bool done = false;
-            if (!after_item('}', "'}' expected", "',' or '}' expected", done)) return false;
-            if (done) return true;
-        }
-    }
-
-    bool array(const std::string& path, unsigned depth) {
-        ++pos_;   // [
-        skip_ws();
-        if (pos_ < t_.size() && t_[pos_] == ']') {
-            ++pos_;
-            return true;
-        }
-        for (std::size_t i = 0;; ++i) {
-            if (!value(join(path, std::to_string(i)), depth + 1)) return false;
-            bool done = false;
-            if (!after_item(']', "']' expected", "',' or ']' expected", done)) return false;
-            if (done) return true;
-        }
-    }
-
-    bool number(const std::string& path) {
-        const std::size_t start = pos_;
-        if (t_[pos_] == '-') ++pos_;
-        auto digits = [&] {
-            const std::size_t s = pos_;
-            while (pos_ < t_.size() && t_[pos_] >= '0' && t_[pos_] <= '9') ++pos_;
-            return pos_ > s;
-        };
-        if (!digits()) return fail("digits expected");
-        if (pos_ < t_.size() && t_[pos_] == '.') {
-            ++pos_;
-            if (!digits()) return fail("digits expected after '.'");
-        }
-        if (pos_ < t_.size() && (t_[pos_] == 'e' || t_[pos_] == 'E')) {
-            ++pos_;
-            if (pos_ < t_.size() && (t_[pos_] == '+' || t_[pos_] == '-')) ++pos_;
-            if (!digits()) return fail("digits expected in the exponent");
-        }
-        return leaf(path, std::string(t_.substr(start, pos_ - start)));
-    }
-
-    static int hex(char c) {
-        if (c >= '0' && c <= '9') return c - '0';
-        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-        return -1;
-    }
-    static void utf8(std::string& s, unsigned cp) {
-        if (cp < 0x80) {
-            s += static_cast<char>(cp);
-        } else if (cp < 0x800) {
-            s += static_cast<char>(0xc0 | (cp >> 6));
-            s += static_cast<char>(0x80 | (cp & 0x3f));
-        } else {
-            s += static_cast<char>(0xe0 | (cp >> 12));
-            s += static_cast<char>(0x80 | ((cp >> 6) & 0x3f));
-            s += static_cast<char>(0x80 | (cp & 0x3f));
-        }
-    }
-
-    // A string at pos_ (the opening quote), decoded into s. Surrogate pairs are not joined:
-    // each half becomes its own three bytes (p3d's replies are ASCII).
-    bool string(std::string& s) {
-        ++pos_;   // "
-        while (pos_ < t_.size()) {
-            const char c = t_[pos_++];
-            if (c == '"') return true;
-            if (static_cast<unsigned char>(c) < 0x20) return fail("control character in a string");
-            if (c != '\\') {
-                s += c;
-                continue;
-            }
-            if (pos_ >= t_.size()) break;
-            const char e = t_[pos_++];
-            switch (e) {
-                case '"': s += '"'; break;
-                case '\\': s += '\\'; break;
-                case '/': s += '/'; break;
-                case 'b': s += '\b'; break;
-                case 'f': s += '\f'; break;
-                case 'n': s += '\n'; break;
-                case 'r': s += '\r'; break;
-                case 't': s += '\t'; break;
-                case 'u': {
-                    if (t_.size() - pos_ < 4) return fail("short \\u escape");
-                    unsigned cp = 0;
-                    for (int i = 0; i < 4; ++i) {
-                        const int h = hex(t_[pos_++]);
-                        if (h < 0) return fail("bad \\u escape");
-                        cp = cp << 4 | static_cast<unsigned>(h);
-                    }
-                    utf8(s, cp);
-                    break;
-                }
-                default: return fail("bad escape");
-            }
-        }
-        return fail("unterminated string");
-    }
-
-    std::string_view t_;
     std::vector<std::pair<std::string, std::string>>& out_;
-    std::size_t pos_ = 0;
+    std::vector<Frame> stack_;
+    std::string key_;
     std::string why_;
 };
 
@@ -267,8 +157,15 @@ private:
 bool flatten_json(std::string_view text, std::vector<std::pair<std::string, std::string>>& out,
                   std::string& error) {
     out.clear();
-    Flattener f(text, out);
-    if (f.run(error)) return true;
+    Flattener f(out);
+    bool ok = false;
+    try {
+        ok = nlohmann::json::sax_parse(text.begin(), text.end(), &f);
+    } catch (const std::exception& e) {   // not expected: errors come through parse_error
+        if (f.why().empty()) error = e.what();
+    }
+    if (ok) return true;
+    if (error.empty()) error = f.why().empty() ? "not a JSON document" : f.why();
     out.clear();
     return false;
 }

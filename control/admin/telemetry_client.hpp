@@ -28,11 +28,12 @@ bool telemetry_query(const std::string& socket_path, const std::string& cmd, std
 inline constexpr unsigned kMaxJsonDepth = 16;
 inline constexpr std::size_t kMaxJsonLeaves = 1u << 16;
 
-// Flattens a JSON document into (path, value) pairs, depth first in document order: object
-// members join the path with '.', array elements with their index; strings are unquoted
-// (escapes decoded, \u as UTF-8), numbers, true, false and null kept as written. false with
-// a reason in error for anything that is not one whole JSON value, nests deeper than
-// kMaxJsonDepth or has more than kMaxJsonLeaves leaves.
+// Flattens a JSON document (parsed by nlohmann-json's SAX reader) into (path, value) pairs,
+// depth first in document order: object members join the path with '.', array elements with
+// their index; strings are unquoted (escapes decoded, \u as UTF-8), floating-point numbers kept
+// as written, integers, true, false and null in their JSON form. false with a reason in error
+// for anything that is not one whole JSON value (invalid UTF-8 included), more than
+// kMaxJsonDepth containers deep or with more than kMaxJsonLeaves leaves.
 bool flatten_json(std::string_view text, std::vector<std::pair<std::string, std::string>>& out,
                   std::string& error);
 

@@ -1,5 +1,6 @@
-// p3ctl stats' JSON flattening: what a user sees from p3d's telemetry replies, and every kind
-// of malformed reply refused with a reason (nothing printed from a half-read document).
+// p3ctl stats' JSON flattening (nlohmann-json's SAX reader): what a user sees from p3d's telemetry
+// replies, and every kind of malformed reply refused with a reason (nothing printed from a
+// half-read document).
 #include <catch2/catch.hpp>
 
 #include <string>
@@ -40,28 +41,31 @@ TEST_CASE("malformed replies are refused with a reason and leave nothing behind"
         const char* why;
     };
     const Case cases[] = {
-        {"", "a value expected"},
-        {"   ", "a value expected"},
-        {"{", "a member name expected"},
-        {R"({"a")", "':' expected"},
-        {R"({"a":})", "not a JSON value"},
-        {R"({"a":1,})", "a member name expected"},
-        {R"({"a":1 "b":2})", "',' or '}' expected"},
-        {R"({"a":1)", "'}' expected"},
-        {"[1,]", "not a JSON value"},
-        {"[1 2]", "',' or ']' expected"},
-        {"[1", "']' expected"},
-        {R"("abc)", "unterminated string"},
-        {"\"a\x01\"", "control character in a string"},
-        {R"("\q")", "bad escape"},
-        {R"("\u12")", "short \\u escape"},
-        {R"("\u12g4")", "bad \\u escape"},
-        {"-", "digits expected"},
-        {"1.", "digits expected after '.'"},
-        {"1e+", "digits expected in the exponent"},
-        {"tru", "not a JSON value"},
-        {"1 2", "text after the JSON value"},
-        {"{} x", "text after the JSON value"},
+        {"", "unexpected end of input"},
+        {"   ", "unexpected end of input"},
+        {"{", "expected string literal"},
+        {R"({"a")", "expected ':'"},
+        {R"({"a":})", "unexpected '}'"},
+        {R"({"a":1,})", "unexpected '}'; expected string literal"},
+        {R"({"a":1 "b":2})", "expected '}'"},
+        {R"({"a":1)", "unexpected end of input; expected '}'"},
+        {"[1,]", "unexpected ']'"},
+        {"[1 2]", "expected ']'"},
+        {"[1", "unexpected end of input; expected ']'"},
+        {R"("abc)", "missing closing quote"},
+        {"\"a\x01\"", "must be escaped"},
+        {R"("\q")", "forbidden character after backslash"},
+        {R"("\u12")", "must be followed by 4 hex digits"},
+        {R"("\u12g4")", "must be followed by 4 hex digits"},
+        {"-", "expected digit after '-'"},
+        {"1.", "expected digit after '.'"},
+        {"1e+", "expected digit after exponent sign"},
+        {"tru", "invalid literal"},
+        {"1 2", "expected end of input"},
+        {"{} x", "parse error"},
+        {"\"\xff\"", "invalid string"},                  // not UTF-8
+        {R"("\ud800")", "surrogate"},                     // a lone surrogate half
+        {"1e999", "number overflow"},
         {deep, "nested too deep"},
     };
     for (const auto& c : cases) {
@@ -69,6 +73,7 @@ TEST_CASE("malformed replies are refused with a reason and leave nothing behind"
         KV kv = {{"left", "over"}};
         std::string err;
         CHECK_FALSE(flatten_json(c.text, kv, err));
+        INFO(err);
         CHECK(err.find(c.why) != std::string::npos);
         CHECK(kv.empty());
     }

@@ -1,0 +1,126 @@
+// p3ctl's admin client without a p3d: the socket path, the parsing of what a user types (ids,
+// audit --since), responses turned into exit statuses and messages (malformed ones too), and
+// the status table read defensively. The verbs end to end: tests/sh/11-p3ctl-admin.sh.
+#include <catch2/catch.hpp>
+
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "control/p3ctl/admin_client.hpp"
+#include "control/p3ctl/render.hpp"
+
+using namespace p3::ctl;
+
+TEST_CASE("p3ctl: the admin socket from -s, --prefix or the default", "[p3ctl]") {
+    CHECK(admin_socket("", "") == "/run/p3/p3d.sock");
+    CHECK(admin_socket("", "p3a") == "/run/p3/p3a.sock");
+    CHECK(admin_socket("/tmp/x.sock", "") == "/tmp/x.sock");
+}
+
+TEST_CASE("p3ctl: remote ids and --since times as typed", "[p3ctl]") {
+    CHECK(parse_id("0") == 0u);
+    CHECK(parse_id("123456789") == 123456789u);
+    for (const char* bad : {"", "-1", "1x", " 1", "1234567890", "0x10"}) CHECK_FALSE(parse_id(bad));
+    CHECK(parse_since("0") == 0);
+    CHECK(parse_since("1796601602") == 1796601602);
+    CHECK(parse_since("2026-12-07T00:00:02Z") == 1796601602);
+    CHECK(parse_since("2026-12-07t00:00:02z") == 1796601602);
+    CHECK(parse_since("2026-12-07 00:00:02.999Z") == 1796601602);
+    CHECK(parse_since("2026-12-07T01:30:02+01:30") == 1796601602);
+    CHECK(parse_since("2026-12-06T23:00:02-01:00") == 1796601602);
+    for (const char* bad : {"", "yesterday", "-5", "2026-12-07", "2026-12-07T00:00Z", "2026-13-07T00:00:00Z",
+                            "2026-12-07T24:00:00Z", "2026-12-07T00:00:00", "2026-12-07T00:00:00Zx",
+                            "2026-12-07T00:00:00.Z", "2026-12-07T00:00:00+1:00", "1234567890123"})
+        CHECK_FALSE(parse_since(bad));
+}
+
+TEST_CASE("p3ctl: responses give the result or an exit status and a message", "[p3ctl]") {
+    Outcome o = parse_response(R"({"v":1,"ok":true,"result":{"done":[1,2]}})");
+    CHECK(o.exit == kOk);
+    CHECK(render_done("rekey", o.result) == "rekey: done for 1 2\n");
+    CHECK(render_json(o.result) == "{\"done\":[1,2]}\n");
+    struct Case {
+        const char* line;
+        int exit;
+        const char* message;
+    };
+    const Case cases[] = {
+        {R"({"v":1,"ok":false,"error":{"kind":"denied","message":"viewer"}})", kDenied, "not allowed: viewer"},
+        {R"({"v":1,"ok":false,"error":{"kind":"unknown_id","message":"no remote 9"}})", kUnknownId,
+         "unknown remote id or group: no remote 9"},
+        {R"({"v":1,"ok":false,"error":{"kind":"bad_request","message":"x"}})", kBadInput, "p3d refused the request: x"},
+        {R"({"v":1,"ok":false,"error":{"kind":"failed","message":"busy"}})", kFailed, "failed: busy"},
+        {R"({"v":1,"ok":false,"error":{"kind":"unsupported"}})", kFailed, "not supported by this p3d"},
+        {R"({"v":1,"ok":false,"error":{"kind":"new_kind","message":5}})", kFailed, "failed"},
+        {R"({"v":1,"ok":false})", kFailed, "failed"},
+        {R"({"v":1,"ok":true})", kUnreachable, "no result object"},
+        {R"({"v":1,"ok":true,"result":[1]})", kUnreachable, "no result object"},
+        {R"({"v":1,"ok":"yes"})", kUnreachable, "no \"ok\""},
+        {R"([1])", kUnreachable, "not a JSON object"},
+        {"", kUnreachable, "not a JSON object"},
+        {"{\"ok\":true,\"result\":{\"a\":\"\xff\"}}", kUnreachable, "not a JSON object"},
+        {R"({"v":1,"ok":true,"result":{}} trailing)", kUnreachable, "not a JSON object"},
+    };
+    for (const auto& c : cases) {
+        INFO(c.line);
+        o = parse_response(c.line);
+        CHECK(o.exit == c.exit);
+        CHECK(o.message.find(c.message) != std::string::npos);
+    }
+}
+
+TEST_CASE("p3ctl: durations and the status table", "[p3ctl]") {
+    CHECK(format_duration(-1) == "-");
+    CHECK(format_duration(0) == "0s");
+    CHECK(format_duration(59) == "59s");
+    CHECK(format_duration(312) == "5m12s");
+    CHECK(format_duration(3600 * 3 + 240) == "3h04m");
+    CHECK(format_duration(86400 * 2 + 3600 * 3 + 59) == "2d03h");
+    const Outcome o = parse_response(
+        R"({"v":1,"ok":true,"result":{"role":"secondary","sessions":[)"
+        R"({"id":2,"state":"up","peer":"192.0.2.2:4500","identity":"CN=b","uptime_s":61,"rekeys":3,)"
+        R"("last_rekey_s":10,"last_rekey_result":"failed","key_age_s":70,"lanes":{"in":2,"out":1},)"
+        R"("rx_pkts":5,"tx_pkts":6,"drops":{"auth":1,"replay":0,"other":2}},)"
+        R"({"id":"odd","state":7,"lanes":[1],"drops":null,"uptime_s":"x","extra":{"deep":[1,2]}}]}})");
+    REQUIRE(o.exit == kOk);
+    CHECK(render_status(o.result) ==
+          "role: secondary\n"
+          "ID   STATE  PEER            IDENTITY  UPTIME  REKEYS  LAST REKEY      KEY AGE  LANES  RX PKTS  TX PKTS  DROPS\n"
+          "2    up     192.0.2.2:4500  CN=b      1m01s   3       10s ago failed  1m10s    2/1    5        6        3\n"
+          "odd  7      -               -         -       -       -               -        -      -        -        -\n");
+    CHECK(render_status(Json::object()) == "role: -\nno sessions\n");
+    CHECK(render_done("keyarray flush", Json::object()) == "keyarray flush: no session\n");
+    CHECK(render_audit(Json::parse(R"({"lines":[{"time":"T","uid":5,"user":"u","cmd":"c","target":"id 1","result":"ok"},3]})")) ==
+          "T  u(5)  c  id 1  ok\n-  -(-)  -  -  -\n");
+}
+
+TEST_CASE("p3ctl: no p3d at the socket is exit 1 and names the socket", "[p3ctl]") {
+    const Outcome o = admin_call("/nonexistent/p3d.sock", Json{{"v", 1}, {"cmd", "status"}}, 100);
+    CHECK(o.exit == kUnreachable);
+    CHECK(o.message.find("p3d is not reachable at /nonexistent/p3d.sock") != std::string::npos);
+    CHECK(admin_call(std::string(200, 'x'), Json::object(), 100).exit == kBadInput);
+}
+
+TEST_CASE("p3ctl: a p3d that listens but does not answer is given up after the timeout", "[p3ctl]") {
+    char dir[] = "/tmp/p3ctl-test-XXXXXX";
+    REQUIRE(::mkdtemp(dir) != nullptr);
+    const std::string path = std::string(dir) + "/p3d.sock";
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    REQUIRE(fd >= 0);
+    sockaddr_un sun{};
+    sun.sun_family = AF_UNIX;
+    std::memcpy(sun.sun_path, path.c_str(), path.size() + 1);
+    REQUIRE(::bind(fd, reinterpret_cast<const sockaddr*>(&sun), sizeof sun) == 0);
+    REQUIRE(::listen(fd, 4) == 0);   // the kernel accepts; nobody reads or answers
+    const Outcome o = admin_call(path, Json{{"v", 1}, {"cmd", "status"}}, 200);
+    CHECK(o.exit == kUnreachable);
+    CHECK(o.message == "p3d at " + path + ": no answer within the time allowed");
+    ::close(fd);
+    ::unlink(path.c_str());
+    ::rmdir(dir);
+}
