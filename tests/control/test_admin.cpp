@@ -44,6 +44,21 @@ struct FakeHandler final : CommandHandler {
     }
 };
 
+// A socket-file test's parts without a server: a quiet audit and options that make every
+// caller an admin, the socket at dir + rel.
+struct Bare {
+    TempDir dir;
+    p3::control::ManualClock clock;
+    FakeHandler h;
+    Audit audit;
+    ServerOptions o;
+    explicit Bare(const std::string& rel) {
+        audit.to_syslog = false;
+        o.socket_path = dir.path + rel;
+        o.access = [](const Caller&) { return Access::admin; };
+    }
+};
+
 struct Fixture {
     TempDir dir;
     p3::control::ManualClock clock;
@@ -326,14 +341,8 @@ TEST_CASE("admin server: client limit and idle close", "[admin]") {
 }
 
 TEST_CASE("admin server: the socket file", "[admin]") {
-    TempDir dir;
-    p3::control::ManualClock clock;
-    FakeHandler h;
-    Audit audit;
-    audit.to_syslog = false;
-    ServerOptions o;
-    o.socket_path = dir.path + "/p3d.sock";
-    o.access = [](const Caller&) { return Access::admin; };
+    Bare b("/p3d.sock");
+    auto& [dir, clock, h, audit, o] = b;
     std::string why;
     {
         AdminServer a(o, h, audit, clock);
@@ -403,16 +412,10 @@ TEST_CASE("admin lines keep the contract's field order", "[admin]") {
 }
 
 TEST_CASE("admin socket: the viewer group gets an ACL entry on the socket and the directory made for it", "[admin]") {
-    TempDir dir;
-    p3::control::ManualClock clock;
-    FakeHandler h;
-    Audit audit;
-    audit.to_syslog = false;
-    ServerOptions o;
-    o.socket_path = dir.path + "/run/p3d.sock";
+    Bare b("/run/p3d.sock");
+    auto& [dir, clock, h, audit, o] = b;
     o.admin_group = "p3-test-no-such-group";
     o.viewer_group = "daemon";   // a group every Debian system has
-    o.access = [](const Caller&) { return Access::admin; };
     if (!getgrnam("daemon")) return;
     AdminServer a(o, h, audit, clock);
     std::string why;
