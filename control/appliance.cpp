@@ -26,9 +26,12 @@ channel::KeyMaterial material(const setup::DirectionKeys& k) {
 
 Appliance::Appliance(const config::Config& cfg, std::optional<setup::Credentials> creds, keys::KeyGenerator& gen,
                      const Clock& clock, dp::ControlPort& port)
-    : cfg_(cfg), dp_(port), loop_(clock), keys_(gen), port_(port) {
-    if (creds) {
-        setup_ = std::make_unique<setup::SetupControlPlane>(cfg, std::move(*creds), setup::SetupOptions{}, clock,
+    : cfg_(cfg.clone()), dp_(port), loop_(clock), keys_(gen), port_(port) {
+    // Always an engine, even with no remote to set up yet: `remote add` may bring one. It reads
+    // the running configuration, which only this object changes.
+    {
+        setup::Credentials c = creds ? std::move(*creds) : setup::Credentials{};
+        setup_ = std::make_unique<setup::SetupControlPlane>(cfg_, std::move(c), setup::SetupOptions{}, clock,
                                                             random_, port_);
         setup_->set_on_up([this](const setup::EstablishedSession& s, SessionId sid, std::uint32_t local_lanes,
                                  std::uint32_t peer_lanes) { on_up(s, sid, local_lanes, peer_lanes); });
@@ -95,6 +98,7 @@ void Appliance::on_packet(rte_mbuf* m) {
 }
 
 void Appliance::poll(TimePoint now) {
+    if (reload_asked_.exchange(false, std::memory_order_relaxed)) reload_now();
     if (setup_) setup_->poll(now);
     loop_.run_due();
 }
@@ -115,7 +119,17 @@ void Appliance::on_up(const setup::EstablishedSession& s, SessionId sid, std::ui
     const bool primary = cfg_.role == config::Role::primary;
     const DataplanePort::LinkIds ids{sid, remote, s.rx_p3_id, s.tx_p3_id, peer_lanes, local_lanes};
     Remote& r = remotes_[remote];
-    if (!r.session || r.sid != sid) {
+    if (r.retiring) return;   // being removed: the goodbye is under way (the peer comes back later)
+    if (!primary) r.pushed = s.config.primary_subnets;
+    // A new channel session when there is none, the dataplane session changed, it was shut
+    // down, or the pushed parameters changed (the primary's configuration was edited): a
+    // session keeps the parameters it was set up with.
+    auto params = s.config.params;
+    params.key_type = s.key_type;
+    params.rekey_packets = config::rekey_packet_limit(params.rekey_packets, cfg_.dataplane.wan.mtu);
+    const bool fresh_needed = !r.session || r.sid != sid || r.session->state() == channel::SessionState::closed ||
+                              !(r.session->config().params == params);
+    if (fresh_needed) {
         if (r.session) by_sid_.erase(r.sid);
         // Both sides hold the pushed parameters; the key type is what the exchange negotiated.
         channel::SessionConfig sc;
@@ -127,10 +141,9 @@ void Appliance::on_up(const setup::EstablishedSession& s, SessionId sid, std::ui
         sc.addrs.local = cfg_.local.address;
         sc.addrs.peer = rc->address;
         sc.addrs.port = primary ? cfg_.local.port : rc->port;
-        sc.params = s.config.params;
-        sc.params.key_type = s.key_type;
-        // 0 = the AES-GCM bound; a pushed limit never above our own WAN MTU's bound.
-        sc.params.rekey_packets = config::rekey_packet_limit(sc.params.rekey_packets, cfg_.dataplane.wan.mtu);
+        // The key type is the negotiated one; rekey_packets 0 = the AES-GCM bound, a pushed
+        // limit never above our own WAN MTU's bound.
+        sc.params = params;
         r.session.reset();
         r.sid = sid;
         r.link = port_.link(ids, sc.params.size_hiding);
@@ -199,6 +212,10 @@ void Appliance::on_event(RemoteId remote, const channel::Event& e) {
         result = std::string(reason_code(e.reason));
         break;
     case channel::Event::Kind::recovered: what = "event:recovered"; break;
+    case channel::Event::Kind::closed:
+        what = "event:closed";
+        if (r.retiring) loop_.after(Duration::zero(), [this, remote] { finish_retire(remote); });
+        break;
     case channel::Event::Kind::restarted: what = "event:restarted"; break;
     case channel::Event::Kind::array_active: r.array_at[e.array == channel::ArrayKind::data ? 0 : 1] = now; break;
     case channel::Event::Kind::array_flushed: r.array_at[e.array == channel::ArrayKind::data ? 0 : 1].reset(); break;

@@ -20,9 +20,21 @@
 // of backoff.hpp); from then on the session's recovery drives it.
 //
 // Administration (appliance_admin.cpp): the admin socket's commands (status, rekey, keyarray
-// generate/flush) by remote id, group or all, and each session's events (up, lost, rekey
-// done/failed, recovered, restarted) to the audit trail. Times the channel does not keep (up
-// since, last rekey and its result, key and array ages) are taken from the session's events.
+// generate/flush, shutdown/start) by remote id, group or all, and each session's events (up,
+// lost, rekey done/failed, recovered, restarted, closed) to the audit trail. Times the channel
+// does not keep (up since, last rekey and its result, key and array ages) are taken from the
+// session's events.
+//
+// The running configuration (appliance_config.cpp): this object owns it (a copy of the file
+// p3d started with) and changes it only here, on the control thread: `remote add|set|remove`,
+// `reload` and SIGHUP build a new Config, validated as a file is, diff it (config::diff) and
+// apply only the difference: remotes added (dataplane session and routes, setup peer; a
+// secondary connects), removed (goodbye, then setup peer and dataplane session go), changed in
+// place (routes swapped without a gap, groups, credentials re-read) or, for anything the
+// session was set up with, that one session ended with a goodbye and set up again. Settings
+// outside remotes and groups are reported as needing a restart. `shutdown` ends a session
+// with a goodbye and refuses its setup until `start`; `config save` writes the running
+// configuration atomically, keeping the previous file.
 //
 // Control thread only (constructed and destroyed on p3d's main thread while the control thread
 // does not run). Time: the control thread's clock (one for the setup engine, the channel's
@@ -30,10 +42,12 @@
 // key arrays: the generator local.key_generation names.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <variant>
 #include <vector>
 
@@ -67,6 +81,10 @@ public:
 
     // Read on the control thread or after stop.
     const channel::Session* session(RemoteId remote) const;
+    const config::Config& running() const noexcept { return cfg_; }
+
+    // SIGHUP: re-read the file on the control thread's next pass. Async-signal-safe.
+    void request_reload() noexcept { reload_asked_.store(true, std::memory_order_relaxed); }
 
     // admin::CommandHandler (control thread).
     admin::Reply handle(const admin::Request& r, const admin::Caller& who) override;
@@ -94,17 +112,31 @@ private:
         std::optional<TimePoint> last_rekey;
         bool last_rekey_ok = false;
         std::optional<TimePoint> array_at[2];
+        // Secondary: the primary's subnets as it pushed them (routes follow these, not the file).
+        std::vector<Prefix> pushed;
+        bool retiring = false;     // removed or re-established: ends when the goodbye is done
     };
 
     void on_up(const setup::EstablishedSession& s, SessionId sid, std::uint32_t local_lanes, std::uint32_t peer_lanes);
     void on_failed(RemoteId remote);
     const config::Remote* find_remote(RemoteId id) const;
+    bool primary_role() const noexcept { return cfg_.role == config::Role::primary; }
     void on_event(RemoteId remote, const channel::Event& e);
     // appliance_admin.cpp
     nlohmann::json status_of(const config::Remote& rc, TimePoint now) const;
+    nlohmann::json control_status() const;
     std::variant<std::vector<const config::Remote*>, admin::Reply> targets(const admin::Target& t) const;
+    admin::Reply session_command(const admin::Request& r, const std::vector<const config::Remote*>& list);
+    void shut(RemoteId id);
+    void unshut(RemoteId id);
+    // appliance_config.cpp
+    admin::Reply config_command(const admin::Request& r, const admin::Caller& who);
+    admin::Reply apply(config::Config next, bool reload);
+    void end_session(RemoteId id, bool then_remove);
+    void finish_retire(RemoteId id);
+    void reload_now();
 
-    const config::Config& cfg_;
+    config::Config cfg_;   // the running configuration (see above)
     dp::ControlPort& dp_;
     admin::Audit* audit_ = nullptr;
     SystemRandom random_;
@@ -115,6 +147,8 @@ private:
     bool started_ = false;
     std::map<RemoteId, Remote> remotes_;
     std::map<SessionId, channel::Session*> by_sid_;   // the channel session of a dataplane session
+    std::set<RemoteId> shut_;                          // shut down by an administrator
+    std::atomic<bool> reload_asked_{false};
     std::uint64_t control_unclaimed_ = 0, other_ = 0;
 };
 

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "control/appliance.hpp"
+#include "common/log.hpp"
 #include "control/channel/limits.hpp"
 
 namespace p3::control {
@@ -74,7 +75,9 @@ json Appliance::status_of(const config::Remote& rc, TimePoint now) const {
 
     json j;
     j["id"] = rc.id;
-    j["state"] = state_name(s, setup_ && !rc.static_keys, dv && dv->state == dp::SessionState::up);
+    const bool shut = shut_.count(id) != 0;
+    j["state"] = shut && !up ? "down" : state_name(s, setup_ && !rc.static_keys, dv && dv->state == dp::SessionState::up);
+    j["admin"] = shut ? "down" : "up";
     j["peer"] = peer_str(dv && (dv->peer.is_v4() || dv->peer.is_v6()) ? dv->peer : rc.address, rc.port);
     j["identity"] = r && !r->identity.empty() ? r->identity : (rc.identity.empty() ? rc.address.str() : rc.identity);
     j["group"] = rc.groups.empty() ? std::string() : rc.groups.front();
@@ -104,28 +107,89 @@ json Appliance::status_of(const config::Remote& rc, TimePoint now) const {
     j["tx_pkts"] = t.tx_pkts;
     j["rx_bytes"] = t.rx_bytes;
     j["tx_bytes"] = t.tx_bytes;
-    j["drops"] = {{"auth", t.rx_auth}, {"replay", t.rx_replay}, {"other", t.rx_dropped + t.tx_dropped}};
+    j["drops"] = {{"auth", t.rx_auth},         {"replay", t.rx_replay}, {"old_key", t.rx_old_key},
+                  {"policy", t.rx_policy},     {"down", t.tx_down},     {"other", t.rx_dropped + t.tx_dropped}};
     return j;
 }
 
-admin::Reply Appliance::handle(const admin::Request& req, const admin::Caller&) {
-    auto sel = targets(req.target);
-    if (auto* e = std::get_if<Reply>(&sel)) return *e;
-    const auto& list = std::get<std::vector<const config::Remote*>>(sel);
-    const bool primary = cfg_.role == config::Role::primary;
-    const TimePoint now = loop_.clock().now();
-    Reply rep;
-    if (req.cmd == admin::Cmd::status) {
-        json sessions = json::array();
-        for (const config::Remote* rc : list) sessions.push_back(status_of(*rc, now));
-        rep.result = {{"role", primary ? "primary" : "secondary"}, {"sessions", std::move(sessions)}};
-        return rep;
+// Counters of the control plane: the setup exchange and every channel session together (the
+// dataplane's are in each session's status and in telemetry).
+json Appliance::control_status() const {
+    json j;
+    if (const setup::SetupEngine* e = setup_ ? setup_->engine() : nullptr) {
+        const setup::SetupCounters& c = e->counters();
+        j["setup"] = {{"received", c.received},        {"sent", c.sent},
+                      {"established", c.established},  {"failed", c.failed},
+                      {"malformed", c.malformed},      {"retransmits", c.retransmits},
+                      {"cookies_sent", c.cookies_sent}, {"half_open_full", c.half_open_full},
+                      {"half_open", e->half_open()},   {"exchanges", e->exchanges()}};
     }
-    if (!primary && req.cmd != admin::Cmd::rekey)
+    channel::SessionStats t;
+    for (const auto& [id, r] : remotes_) {
+        if (!r.session) continue;
+        const channel::SessionStats& s = r.session->stats();
+        t.sent += s.sent;
+        t.received += s.received;
+        t.retransmits += s.retransmits;
+        t.auth_failures += s.auth_failures;
+        t.replays += s.replays;
+        t.heartbeats_sent += s.heartbeats_sent;
+        t.heartbeats_answered += s.heartbeats_answered;
+        t.rekeys_done += s.rekeys_done;
+        t.rekey_attempts_failed += s.rekey_attempts_failed;
+        t.arrays_delivered += s.arrays_delivered;
+        t.losses += s.losses;
+        t.recoveries += s.recoveries;
+    }
+    j["channel"] = {{"sent", t.sent},
+                    {"received", t.received},
+                    {"retransmits", t.retransmits},
+                    {"auth_failures", t.auth_failures},
+                    {"replays", t.replays},
+                    {"heartbeats_sent", t.heartbeats_sent},
+                    {"heartbeats_answered", t.heartbeats_answered},
+                    {"rekeys", t.rekeys_done},
+                    {"rekey_failures", t.rekey_attempts_failed},
+                    {"arrays_delivered", t.arrays_delivered},
+                    {"losses", t.losses},
+                    {"recoveries", t.recoveries},
+                    {"unclaimed", control_unclaimed_}};
+    json drops = json::object();
+    for (const auto& [name, n] : dp_.drops()) drops[name] = n;
+    j["drops"] = std::move(drops);
+    return j;
+}
+
+void Appliance::shut(RemoteId id) {
+    shut_.insert(id);
+    if (setup_) setup_->set_enabled(id.raw(), false);
+    auto it = remotes_.find(id);
+    if (it != remotes_.end() && it->second.session) it->second.session->shutdown(channel::GoodbyeReason::administrator);
+}
+
+void Appliance::unshut(RemoteId id) {
+    if (!shut_.erase(id)) return;
+    P3_LOG_NOTICE(ADMIN_SESSION_START, "remote %u: may be set up again", id.raw());
+    if (setup_) setup_->set_enabled(id.raw(), true);   // a secondary connects now
+}
+
+admin::Reply Appliance::session_command(const admin::Request& req, const std::vector<const config::Remote*>& list) {
+    const bool primary = primary_role();
+    const bool admin_state = req.cmd == admin::Cmd::shutdown || req.cmd == admin::Cmd::start;
+    if (!primary && !admin_state && req.cmd != admin::Cmd::rekey)
         return Reply::error(ErrorKind::unsupported, "key arrays are delivered by the primary: run this there");
     json done = json::array();
     for (const config::Remote* rc : list) {
-        auto it = remotes_.find(RemoteId(rc->id));
+        const RemoteId id(rc->id);
+        if (admin_state) {
+            // Nothing sets a remote on static keys up again: it is removed instead.
+            if (rc->static_keys) continue;
+            if (req.cmd == admin::Cmd::shutdown) shut(id);
+            else unshut(id);
+            done.push_back(rc->id);
+            continue;
+        }
+        auto it = remotes_.find(id);
         channel::Session* s = it == remotes_.end() ? nullptr : it->second.session.get();
         if (!s || s->state() != channel::SessionState::up) continue;
         switch (req.cmd) {
@@ -139,9 +203,38 @@ admin::Reply Appliance::handle(const admin::Request& req, const admin::Caller&) 
         done.push_back(rc->id);
     }
     if (done.empty() && req.target.kind == admin::Target::Kind::id)
-        return Reply::error(ErrorKind::failed, "session " + std::to_string(req.target.id) + " is not up");
+        return Reply::error(ErrorKind::failed,
+                            "session " + std::to_string(req.target.id) +
+                                (admin_state ? " runs on static keys: nothing sets it up; remove it instead"
+                                             : " is not up"));
+    Reply rep;
     rep.result = {{"done", std::move(done)}};
     return rep;
+}
+
+admin::Reply Appliance::handle(const admin::Request& req, const admin::Caller& who) {
+    switch (req.cmd) {
+    case admin::Cmd::reload:
+    case admin::Cmd::remote_add:
+    case admin::Cmd::remote_set:
+    case admin::Cmd::remote_remove:
+    case admin::Cmd::config_save: return config_command(req, who);
+    default: break;
+    }
+    auto sel = targets(req.target);
+    if (auto* e = std::get_if<Reply>(&sel)) return *e;
+    const auto& list = std::get<std::vector<const config::Remote*>>(sel);
+    if (req.cmd == admin::Cmd::status) {
+        const TimePoint now = loop_.clock().now();
+        json sessions = json::array();
+        for (const config::Remote* rc : list) sessions.push_back(status_of(*rc, now));
+        Reply rep;
+        rep.result = {{"role", primary_role() ? "primary" : "secondary"},
+                      {"sessions", std::move(sessions)},
+                      {"control", control_status()}};
+        return rep;
+    }
+    return session_command(req, list);
 }
 
 }  // namespace p3::control

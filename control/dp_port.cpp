@@ -74,6 +74,15 @@ bool DataplanePort::install(setup::EstablishedSession&& s) {
             return false;
         }
     }
+    // A secondary routes by what its primary pushed (DESIGN.md §Session life 6): the primary's
+    // subnets, whatever the file said (it may say nothing). Routes first: the first packet
+    // either way finds them. Unchanged prefixes never leave the table.
+    if (!primary && !s.config.primary_subnets.empty() &&
+        !port_.set_subnets(sid, std::span<const Prefix>(s.config.primary_subnets))) {
+        P3_LOG_ERROR(SETUP_KEYS_REJECTED, "setup with remote %u: the pushed subnets cannot be routed", s.remote_id);
+        give_back(s.rx_p3_id);
+        return false;
+    }
     // Inbound first: the peer may send as soon as it has our answer.
     if (!port_.install_rx(sid, rx_id, rx)) {
         give_back(s.rx_p3_id);

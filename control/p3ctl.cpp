@@ -4,7 +4,9 @@
 // `stats` reads a running p3d's counters through DPDK telemetry (control/admin/); status,
 // rekey, keyarray and audit go over p3d's admin socket (control/p3ctl/admin_client.hpp) and
 // are printed by control/p3ctl/render.hpp.
+#include <cerrno>
 #include <cstdio>
+#include <filesystem>
 #include <cstring>
 #include <optional>
 #include <string>
@@ -187,7 +189,7 @@ std::optional<Json> make_target(const char* verb, const Target& t, bool all_allo
     return Json{{"id", *id}};
 }
 
-enum class Show { status, done, audit };
+enum class Show { status, done, audit, diff, saved };
 
 int run_admin(const Globals& g, const char* verb, const Json& request, Show show) {
     if (!g.socket.empty() && !g.prefix.empty()) {
@@ -208,6 +210,8 @@ int run_admin(const Globals& g, const char* verb, const Json& request, Show show
     if (g.json) out = p3::ctl::render_json(o.result);
     else if (show == Show::status) out = p3::ctl::render_status(o.result);
     else if (show == Show::audit) out = p3::ctl::render_audit(o.result);
+    else if (show == Show::diff) out = p3::ctl::render_diff(verb, o.result);
+    else if (show == Show::saved) out = p3::ctl::render_saved(o.result);
     else out = p3::ctl::render_done(verb, o.result);
     std::fputs(out.c_str(), stdout);
     return 0;
@@ -238,6 +242,7 @@ struct Options {
     Target t;
     bool regenerate = false;
     std::string since;
+    std::vector<std::string> settings;   // remote set: KEY=VALUE...
 };
 
 // config check|convert, reasons, stats: the verbs that need no admin socket.
@@ -319,6 +324,110 @@ void add_admin_verbs(CLI::App& app, Options& o) {
     });
 }
 
+// shutdown / start: ID, --group NAME or --all, one of them given (never all by default).
+void add_state_verb(CLI::App& app, Options& o, const char* name, const char* help) {
+    auto* sub = app.add_subcommand(name, help);
+    add_target(sub, o.t, true);
+    sub->callback([&o, name] {
+        if (o.t.id.empty() && o.t.group.empty() && !o.t.all) {
+            std::fprintf(stderr, "p3ctl: %s: give a remote ID, --group NAME or --all\n", name);
+            o.rc = 2;
+            return;
+        }
+        const auto target = make_target(name, o.t, true);
+        o.rc = target ? run_admin(o.g, name, request(name, *target), Show::done) : 2;
+    });
+}
+
+// The content of a file p3ctl sends to p3d (remote add): the caller's own file, read here
+// with the caller's rights; at most what one request line may carry.
+std::optional<std::string> read_small_file(const std::string& path) {
+    constexpr std::size_t kMax = 48 * 1024;
+    std::FILE* f = std::fopen(path.c_str(), "rb");
+    if (f == nullptr) {
+        std::fprintf(stderr, "p3ctl: remote add: %s: %s\n", path.c_str(), std::strerror(errno));
+        return std::nullopt;
+    }
+    std::string text(kMax + 1, '\0');
+    const std::size_t n = std::fread(text.data(), 1, text.size(), f);
+    std::fclose(f);
+    if (n > kMax) {
+        std::fprintf(stderr, "p3ctl: remote add: %s: larger than 48 KiB\n", path.c_str());
+        return std::nullopt;
+    }
+    text.resize(n);
+    return text;
+}
+
+// remote add FILE | set ID KEY=VALUE... | remove ID; reload; config save [FILE].
+void add_change_verbs(CLI::App& app, Options& o) {
+    auto* remote = app.add_subcommand("remote", "change the running configuration's remotes");
+    remote->require_subcommand(1);
+    auto* add = remote->add_subcommand("add", "add the remotes of FILE (libconfig: remotes = ( {...} );)");
+    add->add_option("FILE", o.file, "a file with a remotes list")->required()->type_name("");
+    add->callback([&o] {
+        const auto text = read_small_file(o.file);
+        if (!text) {
+            o.rc = 2;
+            return;
+        }
+        std::error_code ec;
+        const std::string name = std::filesystem::absolute(o.file, ec).string();
+        Json req = request("remote.add", nullptr);
+        req["args"] = Json{{"text", *text}, {"name", ec ? o.file : name}};
+        o.rc = run_admin(o.g, "remote add", req, Show::diff);
+    });
+    auto* set = remote->add_subcommand("set", "change settings of one remote (KEY= removes an override)");
+    set->add_option("ID", o.t.id, "the remote's id")->required()->type_name("");
+    set->add_option("SETTING", o.settings, "KEY=VALUE, e.g. rekey_wait=300 subnets=[\"10.3.0.0/24\"]")
+        ->required()
+        ->type_name("KEY=VALUE");
+    set->callback([&o] {
+        Json pairs = Json::array();
+        for (const auto& kv : o.settings) {
+            const auto eq = kv.find('=');
+            if (eq == std::string::npos || eq == 0) {
+                std::fprintf(stderr, "p3ctl: remote set: '%s': expected KEY=VALUE\n", kv.c_str());
+                o.rc = 2;
+                return;
+            }
+            pairs.push_back(Json::array({kv.substr(0, eq), kv.substr(eq + 1)}));
+        }
+        const auto target = make_target("remote set", o.t, false);
+        if (!target) {
+            o.rc = 2;
+            return;
+        }
+        Json req = request("remote.set", *target);
+        req["args"] = Json{{"settings", std::move(pairs)}};
+        o.rc = run_admin(o.g, "remote set", req, Show::diff);
+    });
+    auto* rm = remote->add_subcommand("remove", "remove one remote: its session ends");
+    rm->add_option("ID", o.t.id, "the remote's id")->required()->type_name("");
+    rm->callback([&o] {
+        const auto target = make_target("remote remove", o.t, false);
+        o.rc = target ? run_admin(o.g, "remote remove", request("remote.remove", *target), Show::diff) : 2;
+    });
+
+    auto* reload = app.add_subcommand("reload", "re-read p3d's configuration file and apply what changed (= SIGHUP)");
+    reload->callback([&o] { o.rc = run_admin(o.g, "reload", request("reload", nullptr), Show::diff); });
+}
+
+void add_save_verb(CLI::App& app, Options& o) {
+    CLI::App* config = app.get_subcommand("config");
+    auto* save = config->add_subcommand("save", "write p3d's running configuration (default: over its file, kept as FILE.prev)");
+    save->add_option("FILE", o.file, "where, beside the running file")->type_name("");
+    save->callback([&o] {
+        Json req = request("config.save", nullptr);
+        if (!o.file.empty()) {
+            std::error_code ec;
+            const auto abs = std::filesystem::absolute(o.file, ec);
+            req["args"] = Json{{"path", ec ? o.file : abs.string()}};
+        }
+        o.rc = run_admin(o.g, "config save", req, Show::saved);
+    });
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -336,6 +445,10 @@ int main(int argc, char** argv) {
     app.add_flag("--json", o.g.json, "print p3d's result as JSON");
     add_offline_verbs(app, o);
     add_admin_verbs(app, o);
+    add_state_verb(app, o, "shutdown", "end sessions (LAN hosts get RST / unreachable) until `start`");
+    add_state_verb(app, o, "start", "let sessions that were shut down be set up again");
+    add_change_verbs(app, o);
+    add_save_verb(app, o);
     if (argc == 2 && std::strcmp(argv[1], "help") == 0) {
         std::fputs(app.help().c_str(), stdout);
         return 0;

@@ -32,6 +32,7 @@
 #include <rte_eal.h>
 #include <rte_errno.h>
 #include <rte_lcore.h>
+#include <rte_version.h>
 
 #include "common/config.hpp"
 #include "common/keygen.hpp"
@@ -54,6 +55,13 @@ constexpr int kExitUsage = 2;
 p3::dp::Dataplane* g_dp = nullptr;
 volatile std::sig_atomic_t g_signal = 0;
 
+p3::control::Appliance* g_app = nullptr;
+
+// SIGHUP: re-read the configuration (an atomic store; the control thread does the work).
+extern "C" void on_hangup(int) {
+    if (g_app) g_app->request_reload();
+}
+
 extern "C" void on_signal(int sig) {
     g_signal = sig;
     if (g_dp) g_dp->request_stop();   // an atomic store: async-signal-safe
@@ -62,6 +70,7 @@ extern "C" void on_signal(int sig) {
 void usage(FILE* out) {
     std::fputs(
         "usage: p3d [EAL options] -- -c FILE [-f] [-v] [--insecure-key-log FILE]\n"
+        "       p3d --version\n"
         "\n"
         "  -c, --config FILE   configuration (libconfig or the legacy line format)\n"
         "  -f, --foreground    log to stderr as well as syslog\n"
@@ -74,7 +83,8 @@ void usage(FILE* out) {
         "EAL options are DPDK's (-l, -a, --vdev, --file-prefix, ...). Without hugepages or PCI:\n"
         "  p3d --no-huge -m 512 --no-pci --vdev net_ring0 --vdev net_ring1 -- -c p3d.conf -f\n"
         "Workers run on every EAL lcore, the main lcore included; -l 0 is enough.\n"
-        "Stops on SIGINT or SIGTERM (exit 0). Exit 2: bad arguments, configuration or port.\n",
+        "Stops on SIGINT or SIGTERM (exit 0); SIGHUP re-reads the configuration file and applies\n"
+        "what changed (as p3ctl reload). Exit 2: bad arguments, configuration or port.\n",
         out);
 }
 
@@ -179,6 +189,12 @@ int main(int argc, char** argv) {
         usage(stdout);
         return 0;
     }
+    if (argc == 2 && (!std::strcmp(argv[1], "--version") || !std::strcmp(argv[1], "-V"))) {
+        std::printf("p3d %s (%s)\n", P3_VERSION, rte_version());
+        return 0;
+    }
+    // A SIGHUP before the control plane runs changes nothing (and does not kill p3d).
+    std::signal(SIGHUP, SIG_IGN);
     // Until p3d has started, every line goes to stderr as well: whoever started it (a shell,
     // a service manager) sees why it refused. From then on, stderr only with -f.
     p3::log::init({.ident = "p3d", .to_stderr = true, .to_syslog = true,
@@ -240,7 +256,7 @@ int main(int argc, char** argv) {
     // exist yet (P3-W0110), or that has no credential at all (P3-W0418), stays down and is
     // logged; the others run. Any other unusable key file stops p3d.
     std::optional<p3::setup::Credentials> creds;
-    if (!setup_remotes(cfg).empty()) {
+    {   // also with no remote to set up yet: one may be added at run time
         std::string err;
         p3::Reason why = p3::Reason::SETUP_CREDENTIALS;
         creds = p3::setup::Credentials::load(cfg, err, why);
@@ -297,11 +313,14 @@ int main(int argc, char** argv) {
     p3::dp::register_pdump();
 
     g_dp = &dp;
+    g_app = &control;
     struct sigaction sa{};
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, nullptr);
     sigaction(SIGTERM, &sa, nullptr);
+    sa.sa_handler = on_hangup;
+    sigaction(SIGHUP, &sa, nullptr);
     std::signal(SIGPIPE, SIG_IGN);
 
     if (!dp.start() || !ctl.start("p3-ctl")) {
@@ -311,6 +330,7 @@ int main(int argc, char** argv) {
         dp.wait();
         telemetry.detach();
         g_dp = nullptr;
+        g_app = nullptr;
         dp.close();
         rte_eal_cleanup();
         return 1;
@@ -325,6 +345,7 @@ int main(int argc, char** argv) {
     dp.wait();
     telemetry.detach();
     g_dp = nullptr;
+    g_app = nullptr;
     dp.close();
     p3::dp::unregister_pdump();
     rte_eal_cleanup();

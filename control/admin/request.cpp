@@ -14,14 +14,20 @@ struct CmdName {
     std::string_view name;
     Cmd cmd;
 };
-constexpr std::array<CmdName, 5> kCmds{{{"status", Cmd::status},
-                                        {"rekey", Cmd::rekey},
-                                        {"keyarray.generate", Cmd::keyarray_generate},
-                                        {"keyarray.flush", Cmd::keyarray_flush},
-                                        {"audit", Cmd::audit}}};
-// Verbs of the contract that this p3d does not serve (yet): "unsupported", not "bad_request".
-constexpr std::array<std::string_view, 8> kLater{"shutdown", "remote.add", "remote.set", "remote.remove",
-                                                 "reload",   "config.save", "stats",      "metrics"};
+constexpr std::array<CmdName, 12> kCmds{{{"status", Cmd::status},
+                                         {"rekey", Cmd::rekey},
+                                         {"keyarray.generate", Cmd::keyarray_generate},
+                                         {"keyarray.flush", Cmd::keyarray_flush},
+                                         {"audit", Cmd::audit},
+                                         {"shutdown", Cmd::shutdown},
+                                         {"start", Cmd::start},
+                                         {"remote.add", Cmd::remote_add},
+                                         {"remote.set", Cmd::remote_set},
+                                         {"remote.remove", Cmd::remote_remove},
+                                         {"reload", Cmd::reload},
+                                         {"config.save", Cmd::config_save}}};
+// Verbs of the contract that p3ctl serves itself (from telemetry), not p3d: "unsupported".
+constexpr std::array<std::string_view, 2> kLater{"stats", "metrics"};
 
 // Nesting depth of arrays and objects, outside strings; stops counting past the limit.
 bool too_deep(std::string_view s) {
@@ -70,6 +76,22 @@ std::optional<Error> parse_target(const json& t, Request& r, const std::string& 
     return std::nullopt;
 }
 
+// remote.set's [["KEY","VALUE"], ...]: at least one, each a pair of bounded strings.
+std::optional<Error> parse_settings(const json& v, Request& r, const std::string& cmd) {
+    if (!v.is_array() || v.empty() || v.size() > kMaxSettings)
+        return bad("args.settings: 1 to 64 [\"KEY\", \"VALUE\"] pairs", cmd);
+    for (const json& kv : v) {
+        if (!kv.is_array() || kv.size() != 2 || !kv[0].is_string() || !kv[1].is_string())
+            return bad("args.settings: each a [\"KEY\", \"VALUE\"] pair of strings", cmd);
+        const auto& k = kv[0].get_ref<const std::string&>();
+        const auto& val = kv[1].get_ref<const std::string&>();
+        if (k.empty() || k.size() > 64 || val.size() > kMaxSettingLen)
+            return bad("args.settings: a key of 1 to 64 characters, a value of at most 4096", cmd);
+        r.settings.emplace_back(k, val);
+    }
+    return std::nullopt;
+}
+
 std::optional<Error> parse_args(const json& a, Request& r, const std::string& cmd) {
     if (!a.is_object()) return bad("args: an object", cmd);
     for (auto it = a.begin(); it != a.end(); ++it) {
@@ -83,11 +105,48 @@ std::optional<Error> parse_args(const json& a, Request& r, const std::string& cm
                 (!v.is_number_unsigned() && v.get<std::int64_t>() < 0))
                 return bad("args.since: UNIX seconds (integer >= 0)", cmd);
             r.since = v.get<std::int64_t>();
+        } else if ((key == "text" || key == "name") && r.cmd == Cmd::remote_add) {
+            if (!v.is_string()) return bad("args." + key + ": a string", cmd);
+            (key == "text" ? r.text : r.name) = v.get<std::string>();
+            if (key == "name" && r.name.size() > kMaxPath) return bad("args.name: too long", cmd);
+        } else if (key == "path" && r.cmd == Cmd::config_save) {
+            if (!v.is_string() || v.get_ref<const std::string&>().size() > kMaxPath)
+                return bad("args.path: a file name (string)", cmd);
+            r.path = v.get<std::string>();
+        } else if (key == "settings" && r.cmd == Cmd::remote_set) {
+            if (auto e = parse_settings(v, r, cmd)) return *e;
         } else {
             return bad("args: '" + key.substr(0, 32) + "' is not an argument of " + cmd, cmd);
         }
     }
     return std::nullopt;
+}
+
+// What each command needs beyond its name: a session command that ends or changes something
+// names its target (never "all" by default); remote.set/remove one remote; remote.add a file.
+std::variant<Request, Error> check_complete(Request& r, const std::string& cmd) {
+    switch (r.cmd) {
+    case Cmd::shutdown:
+    case Cmd::start:
+        if (!r.target_given) return bad(cmd + ": a target is needed (an id, a group, or all)", cmd);
+        break;
+    case Cmd::remote_set:
+        if (r.settings.empty()) return bad("remote.set: args.settings missing", cmd);
+        [[fallthrough]];
+    case Cmd::remote_remove:
+        if (r.target.kind != Target::Kind::id) return bad(cmd + ": target is one remote id", cmd);
+        break;
+    case Cmd::remote_add:
+        if (r.text.empty()) return bad("remote.add: args.text (the file's content) missing", cmd);
+        if (r.target_given) return bad("remote.add: no target (the ids are in the file)", cmd);
+        break;
+    case Cmd::reload:
+    case Cmd::config_save:
+        if (r.target_given) return bad(cmd + ": no target", cmd);
+        break;
+    default: break;
+    }
+    return std::move(r);
 }
 
 }  // namespace
@@ -152,11 +211,12 @@ std::variant<Request, Error> parse_request(std::string_view line) {
     }
     if (auto t = j.find("target"); t != j.end()) {
         if (auto e = parse_target(*t, r, cmd)) return *e;
+        r.target_given = true;
     }
     if (auto a = j.find("args"); a != j.end()) {
         if (auto e = parse_args(*a, r, cmd)) return *e;
     }
-    return r;
+    return check_complete(r, cmd);
 }
 
 std::string dump(const nlohmann::json& j) { return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }

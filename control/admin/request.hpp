@@ -7,7 +7,9 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <variant>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -17,7 +19,10 @@ inline constexpr std::size_t kMaxLine = 64 * 1024;     // bytes of one request l
 inline constexpr std::size_t kMaxGroupName = 64;
 inline constexpr unsigned kMaxDepth = 8;                // nesting of arrays/objects in a request
 
-enum class Cmd { status, rekey, keyarray_generate, keyarray_flush, audit };
+enum class Cmd {
+    status, rekey, keyarray_generate, keyarray_flush, audit,
+    shutdown, start, remote_add, remote_set, remote_remove, reload, config_save
+};
 std::string_view cmd_name(Cmd c) noexcept;
 // Verbs a viewer may use.
 bool read_only(Cmd c) noexcept;
@@ -33,9 +38,17 @@ struct Target {
 struct Request {
     Cmd cmd = Cmd::status;
     Target target;
+    bool target_given = false;               // "target" was in the request
     bool regenerate = false;                 // keyarray.flush
     std::optional<std::int64_t> since;       // audit: UNIX seconds
+    std::string text, name;                  // remote.add: the file's content and its name
+    std::vector<std::pair<std::string, std::string>> settings;   // remote.set: KEY, VALUE
+    std::string path;                        // config.save: where ("" = the running file)
 };
+// Limits of what a request may carry (the line is at most kMaxLine anyway).
+inline constexpr std::size_t kMaxSettings = 64;
+inline constexpr std::size_t kMaxSettingLen = 4096;
+inline constexpr std::size_t kMaxPath = 4096;
 
 enum class ErrorKind { denied, unknown_id, bad_request, failed, unsupported };
 std::string_view error_name(ErrorKind k) noexcept;

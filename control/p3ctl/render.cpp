@@ -88,6 +88,25 @@ using Row = std::array<std::string, kColumns>;
 
 }  // namespace
 
+namespace {
+
+// The control plane's counters under the table: setup exchanges and the channels together.
+std::string control_line(const Json& result) {
+    const Json* c = member(result, "control");
+    if (c == nullptr || !c->is_object()) return {};
+    std::string out;
+    if (const Json* s = member(*c, "setup"); s != nullptr)
+        out += "setup: " + text(*s, "established") + " established, " + text(*s, "failed") + " failed, " +
+               text(*s, "half_open") + " half-open\n";
+    if (const Json* ch = member(*c, "channel"); ch != nullptr)
+        out += "control: " + text(*ch, "rekeys") + " rekeys (" + text(*ch, "rekey_failures") + " failed), heartbeats " +
+               text(*ch, "heartbeats_answered") + "/" + text(*ch, "heartbeats_sent") + " answered, " +
+               text(*ch, "losses") + " losses, " + text(*ch, "recoveries") + " recoveries\n";
+    return out;
+}
+
+}  // namespace
+
 std::string render_status(const Json& result) {
     std::string out = "role: ";
     out.append(text(result, "role")).append("\n");
@@ -96,11 +115,13 @@ std::string render_status(const Json& result) {
     const Json* sessions = member(result, "sessions");
     if (sessions != nullptr && sessions->is_array())
         for (const Json& s : *sessions) {
-            rows.push_back({text(s, "id"), text(s, "state"), text(s, "peer"), text(s, "identity"), duration(s, "uptime_s"),
+            // A session an administrator shut down says so (its JSON: state "down", admin "down").
+            const std::string state = text(s, "admin") == "down" ? "shut" : text(s, "state");
+            rows.push_back({text(s, "id"), state, text(s, "peer"), text(s, "identity"), duration(s, "uptime_s"),
                             text(s, "rekeys"), last_rekey(s), duration(s, "key_age_s"), lanes(s), text(s, "rx_pkts"),
                             text(s, "tx_pkts"), drops(s)});
         }
-    if (rows.size() == 1) return out + "no sessions\n";
+    if (rows.size() == 1) return out + "no sessions\n" + control_line(result);
     std::array<std::size_t, kColumns> width{};
     for (const Row& r : rows)
         for (std::size_t c = 0; c < kColumns; ++c) width[c] = std::max(width[c], r[c].size());
@@ -112,7 +133,42 @@ std::string render_status(const Json& result) {
         }
         out += line + "\n";
     }
-    return out;
+    return out + control_line(result);
+}
+
+std::string render_diff(std::string_view what, const Json& result) {
+    std::string out;
+    auto ids = [&](const char* key, const char* label) {
+        const Json* l = member(result, key);
+        if (l == nullptr || !l->is_array() || l->empty()) return;
+        out.append(what).append(": ").append(label);
+        for (const Json& id : *l) out.append(" ").append(text(&id));
+        out += "\n";
+    };
+    ids("added", "added");
+    ids("removed", "removed");
+    if (const Json* ch = member(result, "changed"); ch != nullptr && ch->is_array())
+        for (const Json& c : *ch) {
+            out.append(what).append(": changed ").append(text(c, "id")).append(" (");
+            if (const Json* f = member(c, "fields"); f != nullptr && f->is_array())
+                for (std::size_t i = 0; i < f->size(); ++i) out.append(i ? ", " : "").append(text(&(*f)[i]));
+            const Json* re = member(c, "reestablished");
+            out.append(re != nullptr && re->is_boolean() && re->get<bool>() ? "): session set up again\n"
+                                                                             : "): applied in place\n");
+        }
+    if (const Json* r = member(result, "restart_needed"); r != nullptr && r->is_array() && !r->empty()) {
+        out.append(what).append(": not applied until p3d restarts:");
+        for (const Json& n : *r) out.append(" ").append(text(&n));
+        out += "\n";
+    }
+    return out.empty() ? std::string(what) + ": nothing changed\n" : out;
+}
+
+std::string render_saved(const Json& result) {
+    std::string out = "config save: written to " + text(result, "path");
+    const Json* prev = member(result, "previous");
+    if (prev != nullptr && prev->is_string()) out += " (previous file kept as " + prev->get<std::string>() + ")";
+    return out + "\n";
 }
 
 std::string render_done(std::string_view what, const Json& result) {

@@ -20,6 +20,12 @@ std::string render_status(const Json& result);
 // "rekey: done for 1 2 5" (what: the verb as typed); "...: no session" when the list is empty.
 std::string render_done(std::string_view what, const Json& result);
 
+// What a configuration change did (remote add|set|remove, reload): added, removed, changed
+// (applied in place or the session set up again), and what waits for a restart.
+std::string render_diff(std::string_view what, const Json& result);
+// "config save: written to PATH (previous file kept as PATH.prev)".
+std::string render_saved(const Json& result);
+
 // One line per audit object: time user(uid) cmd target result.
 std::string render_audit(const Json& result);
 

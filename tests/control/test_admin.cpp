@@ -170,6 +170,39 @@ TEST_CASE("admin request parser: every shape", "[admin]") {
     r = ok(R"({"v":1,"cmd":"audit","args":{"since":1700000000}})");
     CHECK(r.since == 1700000000);
     CHECK(ok(R"({"cmd":"status","v":1,"args":{}})").cmd == Cmd::status);
+    // The verbs that end or change something.
+    r = ok(R"({"v":1,"cmd":"shutdown","target":{"id":3}})");
+    CHECK(r.cmd == Cmd::shutdown);
+    CHECK(r.target.id == 3);
+    CHECK(ok(R"({"v":1,"cmd":"start","target":{"all":true}})").cmd == Cmd::start);
+    r = ok(R"({"v":1,"cmd":"remote.add","args":{"text":"remotes = ( );","name":"/tmp/r.conf"}})");
+    CHECK(r.cmd == Cmd::remote_add);
+    CHECK(r.text == "remotes = ( );");
+    CHECK(r.name == "/tmp/r.conf");
+    r = ok(R"({"v":1,"cmd":"remote.set","target":{"id":2},"args":{"settings":[["rekey_wait","300"],["subnets","[\"10.3.0.0/24\"]"]]}})");
+    REQUIRE(r.settings.size() == 2);
+    CHECK(r.settings[1].first == "subnets");
+    CHECK(r.settings[1].second == "[\"10.3.0.0/24\"]");
+    CHECK(ok(R"({"v":1,"cmd":"remote.remove","target":{"id":2}})").cmd == Cmd::remote_remove);
+    CHECK(ok(R"({"v":1,"cmd":"reload"})").cmd == Cmd::reload);
+    CHECK(ok(R"({"v":1,"cmd":"config.save","args":{"path":"/etc/p3/p3d.conf"}})").path == "/etc/p3/p3d.conf");
+    CHECK(!read_only(Cmd::shutdown));
+    CHECK(!read_only(Cmd::config_save));
+    // ... each with what it needs, and no more.
+    CHECK(err(R"({"v":1,"cmd":"shutdown"})").kind == ErrorKind::bad_request);            // never "all" by default
+    CHECK(err(R"({"v":1,"cmd":"start"})").kind == ErrorKind::bad_request);
+    CHECK(err(R"({"v":1,"cmd":"remote.remove","target":{"all":true}})").kind == ErrorKind::bad_request);
+    CHECK(err(R"({"v":1,"cmd":"remote.remove"})").kind == ErrorKind::bad_request);
+    CHECK(err(R"({"v":1,"cmd":"remote.set","target":{"id":2}})").kind == ErrorKind::bad_request);
+    CHECK(err(R"({"v":1,"cmd":"remote.set","target":{"id":2},"args":{"settings":[]}})").kind == ErrorKind::bad_request);
+    CHECK(err(R"({"v":1,"cmd":"remote.set","target":{"id":2},"args":{"settings":[["k"]]}})").kind == ErrorKind::bad_request);
+    CHECK(err(R"({"v":1,"cmd":"remote.set","target":{"id":2},"args":{"settings":[["","v"]]}})").kind == ErrorKind::bad_request);
+    CHECK(err(R"({"v":1,"cmd":"remote.set","target":{"id":2},"args":{"settings":[[1,"v"]]}})").kind == ErrorKind::bad_request);
+    CHECK(err(R"({"v":1,"cmd":"remote.add"})").kind == ErrorKind::bad_request);
+    CHECK(err(R"({"v":1,"cmd":"remote.add","target":{"id":1},"args":{"text":"x"}})").kind == ErrorKind::bad_request);
+    CHECK(err(R"({"v":1,"cmd":"reload","target":{"id":1}})").kind == ErrorKind::bad_request);
+    CHECK(err(R"({"v":1,"cmd":"config.save","args":{"path":7}})").kind == ErrorKind::bad_request);
+    CHECK(err(R"({"v":1,"cmd":"config.save","args":{"text":"x"}})").kind == ErrorKind::bad_request);
 
     CHECK(err("not json").kind == ErrorKind::bad_request);
     CHECK(err("").kind == ErrorKind::bad_request);
@@ -179,7 +212,7 @@ TEST_CASE("admin request parser: every shape", "[admin]") {
     CHECK(err(R"({"v":"1","cmd":"status"})").kind == ErrorKind::bad_request);
     CHECK(err(R"({"v":1,"cmd":7})").kind == ErrorKind::bad_request);
     CHECK(err(R"({"v":1,"cmd":"frobnicate"})").kind == ErrorKind::bad_request);
-    CHECK(err(R"({"v":1,"cmd":"shutdown","target":{"id":1}})").kind == ErrorKind::unsupported);
+    CHECK(err(R"({"v":1,"cmd":"stats"})").kind == ErrorKind::unsupported);   // p3ctl reads telemetry
     CHECK(err(R"({"v":1,"cmd":"status","x":1})").kind == ErrorKind::bad_request);
     CHECK(err(R"({"v":1,"cmd":"rekey","target":{"id":-1}})").kind == ErrorKind::bad_request);
     CHECK(err(R"({"v":1,"cmd":"rekey","target":{"id":0}})").kind == ErrorKind::bad_request);
@@ -254,7 +287,7 @@ TEST_CASE("admin server: malformed lines", "[admin]") {
     CHECK(kind_of(f.ask("hello")) == "bad_request");
     CHECK(kind_of(f.ask(R"({"v":1,"cmd":["status"]})")) == "bad_request");
     CHECK(kind_of(f.ask(R"({"v":1,"cmd":"dance"})")) == "bad_request");
-    CHECK(kind_of(f.ask(R"({"v":1,"cmd":"reload"})")) == "unsupported");
+    CHECK(kind_of(f.ask(R"({"v":1,"cmd":"metrics"})")) == "unsupported");
     CHECK(f.handler.seen.empty());
 
     // A line past 64 KiB: bad_request, then closed.

@@ -94,6 +94,27 @@ TEST_CASE("p3ctl: durations and the status table", "[p3ctl]") {
           "2    up     192.0.2.2:4500  CN=b      1m01s   3       10s ago failed  1m10s    2/1    5        6        3\n"
           "odd  7      -               -         -       -       -               -        -      -        -        -\n");
     CHECK(render_status(Json::object()) == "role: -\nno sessions\n");
+    // Shut down by an administrator: the table says so; the control plane's counters follow.
+    CHECK(render_status(Json::parse(R"({"role":"primary","sessions":[{"id":4,"state":"down","admin":"down"}],)"
+                                    R"("control":{"setup":{"established":2,"failed":1,"half_open":0},)"
+                                    R"("channel":{"rekeys":5,"rekey_failures":0,"heartbeats_sent":9,)"
+                                    R"("heartbeats_answered":8,"losses":1,"recoveries":1}}})")) ==
+          "role: primary\n"
+          "ID  STATE  PEER  IDENTITY  UPTIME  REKEYS  LAST REKEY  KEY AGE  LANES  RX PKTS  TX PKTS  DROPS\n"
+          "4   shut   -     -         -       -       -           -        -      -        -        -\n"
+          "setup: 2 established, 1 failed, 0 half-open\n"
+          "control: 5 rekeys (0 failed), heartbeats 8/9 answered, 1 losses, 1 recoveries\n");
+    CHECK(render_diff("reload", Json::parse(R"({"added":[3],"removed":[],"changed":[{"id":2,"fields":["subnets","groups"],)"
+                                            R"("reestablished":false},{"id":5,"fields":["rekey_wait"],"reestablished":true}],)"
+                                            R"("restart_needed":["dataplane.wan"]})")) ==
+          "reload: added 3\n"
+          "reload: changed 2 (subnets, groups): applied in place\n"
+          "reload: changed 5 (rekey_wait): session set up again\n"
+          "reload: not applied until p3d restarts: dataplane.wan\n");
+    CHECK(render_diff("reload", Json::object()) == "reload: nothing changed\n");
+    CHECK(render_saved(Json::parse(R"({"path":"/etc/p3/p3d.conf","previous":"/etc/p3/p3d.conf.prev"})")) ==
+          "config save: written to /etc/p3/p3d.conf (previous file kept as /etc/p3/p3d.conf.prev)\n");
+    CHECK(render_saved(Json::parse(R"({"path":"/x.conf","previous":null})")) == "config save: written to /x.conf\n");
     CHECK(render_done("keyarray flush", Json::object()) == "keyarray flush: no session\n");
     CHECK(render_audit(Json::parse(R"({"lines":[{"time":"T","uid":5,"user":"u","cmd":"c","target":"id 1","result":"ok"},3]})")) ==
           "T  u(5)  c  id 1  ok\n-  -(-)  -  -  -\n");
