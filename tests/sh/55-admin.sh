@@ -18,7 +18,7 @@ pair_topology
 # The sockets in a directory others may enter: the viewer (uid 65534) connects through the
 # POSIX ACL p3d gives the viewer group on its socket.
 adm=$(mktemp -d /tmp/p3adm.XXXXXX); chmod 755 "$adm"
-trap 'rm -rf "$adm"' EXIT
+trap 'cleanup; rm -rf "$adm"' EXIT   # netns-pair's cleanup too: namespaces and p3d go even on failure
 admin() { echo "admin = { socket = \"$adm/$1.sock\"; viewer_group = \"nogroup\"; audit = \"$work/audit-$1.jsonl\"; };"; }
 pair_conf "rekey_wait = 3600; heartbeat_time = 1; heartbeat_fail = 5; $(admin a)"
 sed -i "s|local = { ip = 4; address = \"192.0.2.2\";|local = { ip = 4; address = \"192.0.2.2\"; $(admin b)|" "$work/b.conf"
