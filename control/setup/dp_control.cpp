@@ -24,10 +24,69 @@ void SetupControlPlane::start() {
     if (on_up_) port_.set_on_up(on_up_);
     engine_ = std::make_unique<SetupEngine>(cfg_, std::move(creds_), std::move(opts_), clock_, random_,
                                             static_cast<Transport&>(*this), static_cast<SessionSink&>(*this));
+    for (auto id : disabled_) engine_->set_enabled(id, false);
     if (cfg_.role == config::Role::secondary)
         for (const auto& r : cfg_.remotes)
             if (!r.static_keys) retry_[r.id] = Retry{0, clock_.now(), false};
     connect_due();
+}
+
+bool SetupControlPlane::update(const config::Config& cfg, std::span<const std::uint32_t> upsert,
+                               std::span<const std::uint32_t> removed, std::string& why) {
+    bool ok = true;
+    auto fault = [&](const std::string& w) {
+        if (!why.empty()) why += "; ";
+        why += w;
+        ok = false;
+    };
+    // Removed first: their keys must not count against a new remote's (one key per remote).
+    for (auto id : removed) {
+        if (engine_) engine_->remove_peer(id);
+        creds().remove_psk(id);
+        retry_.erase(id);
+        disabled_.erase(id);
+    }
+    for (const auto& r : cfg.remotes) {
+        std::string w;
+        if (!r.static_keys && !creds().reload_psk(r, w)) fault(w);
+    }
+    if (!engine_) {  // start() builds the engine and the retry state from cfg
+        for (auto id : upsert)
+            if (std::none_of(cfg.remotes.begin(), cfg.remotes.end(), [&](const auto& r) { return r.id == id; }))
+                fault("remote " + std::to_string(id) + " is not in the configuration");
+        return ok;
+    }
+    const auto now = clock_.now();
+    for (auto id : upsert) {
+        const auto it = std::find_if(cfg.remotes.begin(), cfg.remotes.end(), [&](const auto& r) { return r.id == id; });
+        if (it == cfg.remotes.end()) {
+            fault("remote " + std::to_string(id) + " is not in the configuration");
+            continue;
+        }
+        engine_->add_peer(*it);
+        if (disabled_.count(id)) engine_->set_enabled(id, false);  // shut before it was added
+        if (cfg.role != config::Role::secondary) continue;
+        if (it->static_keys) {
+            retry_.erase(id);
+            continue;
+        }
+        auto [rit, added] = retry_.try_emplace(id, Retry{0, now, false});
+        // Not up yet (its exchange, if any, was aborted): again now, with the new settings.
+        if (!added && !rit->second.up) rit->second = Retry{0, now, false};
+    }
+    connect_due();
+    return ok;
+}
+
+void SetupControlPlane::set_enabled(std::uint32_t remote_id, bool on) {
+    const bool changed = on ? disabled_.erase(remote_id) != 0 : disabled_.insert(remote_id).second;
+    if (!changed) return;  // starting a remote that runs changes nothing
+    if (engine_) engine_->set_enabled(remote_id, on);
+    auto it = retry_.find(remote_id);
+    if (!on || it == retry_.end()) return;
+    // Started again: its session was ended, so set it up now and retry until it is up.
+    it->second = Retry{0, clock_.now(), false};
+    if (engine_) connect_due();
 }
 
 void SetupControlPlane::stop() {
@@ -66,7 +125,7 @@ void SetupControlPlane::poll(control::TimePoint now) {
 void SetupControlPlane::connect_due() {
     const auto now = clock_.now();
     for (auto& [id, r] : retry_) {
-        if (r.up || r.next > now) continue;
+        if (r.up || r.next > now || disabled_.count(id)) continue;
         // connect() is false while an exchange with this remote runs; try again later.
         engine_->connect(id);
         r.next = now + control::Backoff::first;

@@ -10,6 +10,9 @@
 // detects a loss and asks for a new exchange itself (connect(), from its SetupDriver), with
 // the same back-off.
 //
+// The running configuration changes at run time (update(), set_enabled(): the Appliance, on
+// the control thread): peers and keys follow in the engine, the retry state per remote here.
+//
 // Only local.port carries IKE here: in p3d, local.nat_port carries UDP-encapsulated P3,
 // whose first word (P3 flags, 0) is indistinguishable from the non-ESP marker. A peer that
 // sends the marker on local.port is understood and answered with it: the framing goes with
@@ -19,6 +22,9 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
+#include <span>
+#include <string>
 
 #include "control/clock.hpp"
 #include "control/control_thread.hpp"
@@ -49,6 +55,22 @@ public:
     // its SetupDriver). False while an exchange with it runs, or on a primary.
     bool connect(std::uint32_t remote_id);
 
+    // The running configuration changed (cfg: the object this plane was built on, already
+    // changed by its owner; nothing here keeps references into it across calls). Peers of the
+    // `upsert` ids are added or replaced from cfg (their exchanges aborted), those of `removed`
+    // dropped with their keys; every setup remote's psk_file is read again (the keys count
+    // from the next exchange). Secondary: a new remote connects now, a removed one is
+    // forgotten, a changed one not up yet connects now with its new settings (one that was up
+    // stays with the control channel). False: some remote's key file is unusable, or an id is
+    // not in cfg; why names them, everything else is applied (an old key stays in place).
+    // Before start() only the keys are touched (start() reads cfg).
+    bool update(const config::Config& cfg, std::span<const std::uint32_t> upsert,
+                std::span<const std::uint32_t> removed, std::string& why);
+    // The administrator's shutdown (off) and start (on) of a remote. Off: no setup exchange
+    // with it in either role (SetupEngine::set_enabled). Secondary: on = connect now, then the
+    // back-off until the session is up. Kept across start(); forgotten when the remote is removed.
+    void set_enabled(std::uint32_t remote_id, bool on);
+
     // Read from the control thread (or after stop).
     const SetupEngine* engine() const noexcept { return engine_.get(); }
     std::uint64_t not_setup() const noexcept { return not_setup_; }    // setup_udp frames we could not read
@@ -66,6 +88,7 @@ private:
     void setup_failed(std::uint32_t remote_id, Reason reason) override;
 
     void connect_due();
+    Credentials& creds() noexcept { return engine_ ? engine_->credentials() : creds_; }
 
     const config::Config& cfg_;
     Credentials creds_;
@@ -84,6 +107,7 @@ private:
         bool up = false;
     };
     std::map<std::uint32_t, Retry> retry_;                       // secondary: per remote
+    std::set<std::uint32_t> disabled_;                           // shut down by the administrator
     std::uint64_t not_setup_ = 0, send_failed_ = 0, up_ = 0;
     control::TimePoint timers_checked_{};
 };

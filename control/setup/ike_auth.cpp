@@ -106,6 +106,31 @@ std::optional<Credentials> Credentials::load(const config::Local& local, std::st
     return c;
 }
 
+// One remote's psk_file, with load's rules; shared by load and reload_psk. ok: key holds it,
+// and it is no other remote's key. absent: logged, no key. Otherwise why says what is wrong.
+keyfile::Status Credentials::read_remote_psk(const config::Remote& r, SecretBytes& key, std::string& why) const {
+    const keyfile::Status st = keyfile::read_psk(r.psk_file, key, why);
+    if (st == keyfile::Status::absent) {
+        P3_LOG_WARN(CFG_KEY_FILE_ABSENT, "remote %u: %s: it cannot be set up until the file is there (p3ctl reload then)",
+                    r.id, why.c_str());
+        return st;
+    }
+    if (st != keyfile::Status::ok) {
+        why = "remote " + std::to_string(r.id) + ": " + why;
+        return st;
+    }
+    // One key for two remotes would let either claim the other's identity and prove it.
+    // Compared in constant time; only the remote ids are named.
+    for (const auto& [other, k] : psks)
+        if (other != r.id && k.equals(key.span())) {
+            why = "remote " + std::to_string(r.id) + ": its psk_file holds the same key as remote " +
+                  std::to_string(other) + "'s: every remote needs its own key";
+            key = SecretBytes();
+            return keyfile::Status::unreadable;  // SETUP_CREDENTIALS, as before
+        }
+    return st;
+}
+
 std::optional<Credentials> Credentials::load(const config::Config& cfg, std::string& error, Reason& reason) {
     reason = Reason::SETUP_CREDENTIALS;
     auto c = load(cfg.local, error);
@@ -119,34 +144,49 @@ std::optional<Credentials> Credentials::load(const config::Config& cfg, std::str
             continue;
         }
         SecretBytes key;
-        std::string why;
-        switch (keyfile::read_psk(r.psk_file, key, why)) {
-            case keyfile::Status::ok:
-                // One key for two remotes would let either claim the other's identity and
-                // prove it. Compared in constant time; only the remote ids are named.
-                for (const auto& [other, k] : c->psks)
-                    if (k.equals(key.span())) {
-                        error = "remote " + std::to_string(r.id) + ": its psk_file holds the same key as remote " +
-                                std::to_string(other) + "'s: every remote needs its own key";
-                        return std::nullopt;
-                    }
-                c->psks.insert_or_assign(r.id, std::move(key));
-                break;
-            case keyfile::Status::absent:
-                P3_LOG_WARN(CFG_KEY_FILE_ABSENT, "remote %u: %s: it cannot be set up until p3d is restarted with it",
-                            r.id, why.c_str());
-                c->psks_absent.insert(r.id);  // not a certificate remote either
-                break;
-            case keyfile::Status::unreadable:
-                error = "remote " + std::to_string(r.id) + ": " + why;
-                return std::nullopt;
-            default:
-                error = "remote " + std::to_string(r.id) + ": " + why;
-                reason = Reason::SETUP_KEY_FILE;
-                return std::nullopt;
+        switch (c->read_remote_psk(r, key, error)) {
+            case keyfile::Status::ok: c->psks.insert_or_assign(r.id, std::move(key)); break;
+            case keyfile::Status::absent: c->psks_absent.insert(r.id); break;  // not a certificate remote either
+            case keyfile::Status::unreadable: return std::nullopt;
+            default: reason = Reason::SETUP_KEY_FILE; return std::nullopt;
         }
     }
+    error.clear();
     return c;
+}
+
+bool Credentials::reload_psk(const config::Remote& r, std::string& why) {
+    if (r.static_keys) {  // no setup exchange: no key
+        remove_psk(r.id);
+        return true;
+    }
+    if (r.psk_file.empty()) {  // a certificate remote now
+        remove_psk(r.id);
+        if (!uses_certificates())
+            P3_LOG_WARN(SETUP_NO_CREDENTIAL,
+                        "remote %u has neither its own psk_file nor a local certificate: it cannot be set up", r.id);
+        return true;
+    }
+    SecretBytes key;
+    std::string w;
+    switch (read_remote_psk(r, key, w)) {
+        case keyfile::Status::ok:
+            psks.insert_or_assign(r.id, std::move(key));  // the old key is wiped as it goes
+            psks_absent.erase(r.id);
+            return true;
+        case keyfile::Status::absent:
+            psks.erase(r.id);
+            psks_absent.insert(r.id);
+            return true;
+        default:
+            why = std::move(w);  // the old key stays
+            return false;
+    }
+}
+
+void Credentials::remove_psk(std::uint32_t remote_id) {
+    psks.erase(remote_id);
+    psks_absent.erase(remote_id);
 }
 
 IdPayload make_id(const std::string& identity, const IpAddr& address) {

@@ -18,6 +18,7 @@
 #include <string>
 
 #include "common/config.hpp"
+#include "common/keyfile.hpp"
 #include "common/net.hpp"
 #include "control/setup/ike_message.hpp"
 
@@ -53,6 +54,17 @@ struct Credentials {
     // A key for one remote; nullopt if shorter than keyfile::kMinPsk.
     static std::optional<Credentials> from_psk(std::uint32_t remote_id, ByteView psk);
     bool add_psk(std::uint32_t remote_id, ByteView psk);
+
+    // At run time (a reload, p3ctl remote add/set): re-read one remote's psk_file with load's
+    // rules (no symbolic link, owner-only, at least 16 bytes, no other remote's key). An
+    // absent file leaves the remote without a key (logged, as at load); no psk_file, or
+    // static keys, leaves it none either. False only for an unusable file: why says what is
+    // wrong (never key bytes) and the old key stays. The next exchange uses what is here.
+    bool reload_psk(const config::Remote& r, std::string& why);
+    void remove_psk(std::uint32_t remote_id);  // the remote is gone: its key wiped
+
+private:
+    keyfile::Status read_remote_psk(const config::Remote& r, SecretBytes& key, std::string& why) const;
 };
 
 // Our identity as an ID payload: an IP literal -> ID_IPV4/6_ADDR, "CN=..." style -> ID_DER_ASN1_DN

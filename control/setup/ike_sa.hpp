@@ -7,6 +7,7 @@
 // Any state -> deleted on timeout (initiator: retransmissions exhausted; responder: expiry).
 #pragma once
 
+#include <list>
 #include <memory>
 #include <string>
 #include <vector>
@@ -49,6 +50,7 @@ struct PeerConfig {
     config::SessionParams params;
     IdPayload expected_id;
     std::string name;  // printable identity for log lines
+    bool enabled = true;  // false: shut down by the administrator (refused after its proof)
 };
 
 struct LocalConfig {
@@ -62,7 +64,7 @@ struct LocalConfig {
 
 struct TaskContext {
     const LocalConfig& local;
-    const std::vector<PeerConfig>& peers;
+    const std::list<PeerConfig>& peers;  // a list: IkeSa and tasks keep pointers across add/remove
     const Credentials& creds;
     const SetupOptions& opts;
     SessionSink& sink;

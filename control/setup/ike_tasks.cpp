@@ -289,6 +289,11 @@ public:
         // Only now is the exchange the remote's: nothing of it (P3 IDs, session, failure
         // accounting) is touched on behalf of an identity that has not been proven.
         sa.remote = peer;
+        // A remote the administrator shut down is refused only after its proof, with the
+        // answer any failed proof gets: nobody learns which remotes exist or are shut.
+        if (!peer->enabled)
+            return TaskResult::fail(nt::authentication_failed, Reason::SETUP_REMOTE_SHUT,
+                                    "remote " + std::to_string(peer->id) + " is shut down by the administrator");
         return {};
     }
 

@@ -33,6 +33,17 @@ std::optional<Prefix> lan_prefix(const config::Config& cfg) {
     return p;
 }
 
+PeerConfig peer_config(const config::Remote& r) {
+    PeerConfig p;
+    p.id = r.id;
+    p.endpoint = Endpoint{r.address, r.port};
+    p.subnets = r.subnets;
+    p.params = r.params;
+    p.expected_id = make_id(r.identity, r.address);
+    p.name = r.identity.empty() ? r.address.str() : r.identity;
+    return p;
+}
+
 const char* role_name(config::Role r) { return r == config::Role::primary ? "primary" : "secondary"; }
 
 }  // namespace
@@ -52,17 +63,8 @@ SetupEngine::SetupEngine(const config::Config& cfg, Credentials creds, SetupOpti
     local_.lan = lan_prefix(cfg);
     local_.subnets = cfg.local.subnets;
     local_.defaults = cfg.local.defaults;
-    for (const auto& r : cfg.remotes) {
-        if (r.static_keys) continue;  // no setup exchange for remotes on static keys
-        PeerConfig p;
-        p.id = r.id;
-        p.endpoint = Endpoint{r.address, r.port};
-        p.subnets = r.subnets;
-        p.params = r.params;
-        p.expected_id = make_id(r.identity, r.address);
-        p.name = r.identity.empty() ? r.address.str() : r.identity;
-        peers_.push_back(std::move(p));
-    }
+    for (const auto& r : cfg.remotes)
+        if (!r.static_keys) peers_.push_back(peer_config(r));  // no setup exchange on static keys
     rotate_cookie_secret();
 }
 
@@ -99,6 +101,51 @@ Bytes SetupEngine::cookie_for(const Endpoint& peer, Spi spi_i, ByteView nonce_i,
     return c;
 }
 
+// ---- peers at run time ---------------------------------------------------------------
+
+void SetupEngine::abort_exchanges(const PeerConfig& peer) {
+    std::vector<std::uint64_t> gone;
+    for (const auto& [k, sa] : sas_)
+        if (sa->remote == &peer || sa->claimed == &peer) gone.push_back(k);
+    // Quietly (no failure, no log line: the administrator's command is audited, and the
+    // exchange did not fail). erase() releases a reserved receive ID and the half-open slot.
+    for (auto k : gone) erase(Spi{k});
+}
+
+void SetupEngine::add_peer(const config::Remote& r) {
+    if (r.static_keys) {
+        remove_peer(r.id);
+        return;
+    }
+    PeerConfig next = peer_config(r);
+    for (auto& p : peers_) {
+        if (p.id != r.id) continue;
+        abort_exchanges(p);
+        next.enabled = p.enabled;
+        p = std::move(next);  // in place: the node (and its address) stays
+        return;
+    }
+    peers_.push_back(std::move(next));
+}
+
+void SetupEngine::remove_peer(std::uint32_t id) {
+    for (auto it = peers_.begin(); it != peers_.end(); ++it) {
+        if (it->id != id) continue;
+        abort_exchanges(*it);
+        peers_.erase(it);
+        return;
+    }
+}
+
+void SetupEngine::set_enabled(std::uint32_t id, bool on) {
+    for (auto& p : peers_) {
+        if (p.id != id) continue;
+        if (p.enabled && !on) abort_exchanges(p);  // nothing of it may come up now
+        p.enabled = on;
+        return;
+    }
+}
+
 // ---- entry points --------------------------------------------------------------------
 
 bool SetupEngine::connect(std::uint32_t remote_id) {
@@ -107,7 +154,7 @@ bool SetupEngine::connect(std::uint32_t remote_id) {
         return false;
     }
     const PeerConfig* peer = ctx_.find_peer(remote_id);
-    if (!peer) return false;
+    if (!peer || !peer->enabled) return false;
     for (const auto& [k, sa] : sas_)
         if (sa->remote == peer) return false;
     auto sa = std::make_unique<IkeSa>();
@@ -387,7 +434,10 @@ void SetupEngine::fail(IkeSa& sa, Reason reason, const std::string& why) {
     // with the remote it names, and changes nothing of that remote. A responder's failure is
     // the peer's doing (any peer that got through IKE_SA_INIT), so its line is rate-limited.
     const std::uint32_t rid = sa.remote ? sa.remote->id : 0;
-    if (!rid && sa.claimed)
+    if (reason == Reason::SETUP_REMOTE_SHUT)  // proven, but shut: a warning, and nothing of it changes
+        log::write_peer(log::Level::warning, reason, "setup with remote %u (%s, %s) refused: %s", rid,
+                        sa.peer_name.c_str(), sa.peer.str().c_str(), why.c_str());
+    else if (!rid && sa.claimed)
         P3_PEER_LOG(error, reason, "setup with %s (%s, claiming remote %u, not authenticated) failed: %s",
                     sa.peer_name.c_str(), sa.peer.str().c_str(), sa.claimed->id, why.c_str());
     else
@@ -397,7 +447,7 @@ void SetupEngine::fail(IkeSa& sa, Reason reason, const std::string& why) {
         sink_.release_rx_id(sa.rx_id);
         sa.rx_id = 0;
     }
-    sink_.setup_failed(rid, reason);
+    if (reason != Reason::SETUP_REMOTE_SHUT) sink_.setup_failed(rid, reason);
     if (sa.initiator) {
         erase(sa.spi_i);
         return;

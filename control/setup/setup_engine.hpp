@@ -21,6 +21,7 @@
 // is rate-limited (log::write_peer); no state is kept per datagram beyond the bounded tables.
 #pragma once
 
+#include <list>
 #include <map>
 #include <memory>
 #include <optional>
@@ -65,6 +66,23 @@ public:
     // Secondary: start an exchange with the configured remote (its primary). False on a
     // primary, for an unknown remote, or when an exchange with it is already running.
     bool connect(std::uint32_t remote_id);
+
+    // Peers at run time (the administrator's remote add/set/remove, shutdown/start). Peers
+    // live in a list: IKE SAs and tasks point at them, and no SA outlives its peer.
+    // add_peer: the remote becomes a peer, replacing one of that id (whose exchanges are
+    // aborted first; a shut peer stays shut). A remote on static keys is no peer: one of its
+    // id is removed. The engine copies what it keeps; r need not outlive the call.
+    void add_peer(const config::Remote& r);
+    // Its exchanges aborted (reserved receive IDs released, no failure reported), then gone.
+    void remove_peer(std::uint32_t id);
+    // off: as initiator connect() is false (a running exchange is aborted); as responder an
+    // IKE_AUTH proving that remote is refused with AUTHENTICATION_FAILED after the proof
+    // is checked (SETUP_REMOTE_SHUT). Unknown id: nothing.
+    void set_enabled(std::uint32_t id, bool on);
+    bool has_peer(std::uint32_t id) const noexcept { return ctx_.find_peer(id) != nullptr; }
+    // The remotes' keys, for reloading at run time (Credentials::reload_psk / remove_psk):
+    // they count from the next exchange on.
+    Credentials& credentials() noexcept { return creds_; }
 
     // One UDP datagram: from = the sender, to = our address it arrived on, framing = whether
     // it came behind the non-ESP marker (stripped already; answers carry it again).
@@ -112,11 +130,12 @@ private:
     bool establish(IkeSa& sa);  // false: failed (an initiator's SA is then gone)
     void fail(IkeSa& sa, Reason reason, const std::string& why);
     void erase(Spi our_spi);
+    void abort_exchanges(const PeerConfig& peer);  // every SA pointing at peer, erased quietly
     Spi new_spi();
     Spi our_spi(const IkeSa& sa) const { return sa.initiator ? sa.spi_i : sa.spi_r; }
 
     LocalConfig local_;
-    std::vector<PeerConfig> peers_;
+    std::list<PeerConfig> peers_;
     Credentials creds_;
     SetupOptions opts_;
     const control::Clock& clock_;

@@ -145,10 +145,10 @@ void run_auth(bool certs, ByteView in) {
     local.endpoint = kSec;
     local.id = make_id("sec.test", kSec.addr);
     local.lan = *Prefix::parse("10.2.0.0/24");
-    std::vector<PeerConfig> peers(1);
-    peers[0].id = 1;
-    peers[0].endpoint = kPri;
-    peers[0].expected_id = make_id("pri.test", kPri.addr);
+    std::list<PeerConfig> peers(1);
+    peers.front().id = 1;
+    peers.front().endpoint = kPri;
+    peers.front().expected_id = make_id("pri.test", kPri.addr);
     const SetupOptions opts;
     TaskContext ctx{local, peers, ci, opts, sink_s, rnd_s};
     IkeSa sa;
@@ -156,7 +156,7 @@ void run_auth(bool certs, ByteView in) {
     sa.spi_i = Spi{0x1111222233334444ULL};
     sa.local = kSec;
     sa.peer = kPri;
-    sa.remote = &peers[0];
+    sa.remote = &peers.front();
     Message init;
     init.hdr.spi_i = sa.spi_i;
     init.hdr.exchange = Exchange::ike_sa_init;

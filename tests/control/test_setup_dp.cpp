@@ -280,3 +280,77 @@ TEST_CASE("setup into the dataplane behind a NAT: P3 goes in UDP to where the NA
     CHECK(p3::setup::gcm_open(sink_s.sessions[0].data_rx.key.span(), sink_s.sessions[0].data_rx.salt.span(), iv, aad,
                               ct, plain));
 }
+
+TEST_CASE("setup at run time: a secondary's update() connects a new remote at once; shut, it waits for start",
+          "[setup-dp][runtime]") {
+    Single a("sdpu", Side{"10.2.0.1/24", "192.0.2.2/24", "10.2.0.254", "192.0.2.254"}, {}, {1}, nullptr, false);
+    p3::control::ManualClock clock;
+    p3::control::SeededRandom rnd(31);
+    p3::control::DataplanePort port(a.dp->control_port());
+    // The running configuration, changed between calls as the Appliance does: no remote yet.
+    p3::config::Config cfg = p3::setup::test::secondary_config({});
+    p3::config::Config with = p3::setup::test::secondary_config({});
+    cfg.remotes.clear();
+    p3::setup::SetupControlPlane scp(cfg, p3::setup::Credentials{}, {}, clock, rnd, port);
+    scp.start();
+    clock.advance(std::chrono::seconds(1));
+    scp.poll(clock.now());
+    REQUIRE(scp.engine());
+    CHECK(scp.engine()->counters().sent == 0);
+
+    cfg.remotes.push_back(with.remotes[0].clone());
+    const std::uint32_t one_id[] = {1};
+    std::string why;
+    CHECK(scp.update(cfg, one_id, {}, why));
+    CHECK(why.empty());  // no psk_file: no key to read (logged: no credential)
+    CHECK(scp.engine()->exchanges() == 1);
+    CHECK(scp.engine()->counters().sent == 1);
+    // Out of the WAN port now, without waiting for a retry: IKE_SA_INIT to the primary's setup port.
+    // The control thread is driven by hand here (it resolves the primary's address).
+    Bytes f;
+    for (std::uint64_t ms = 1; ms < 40 && f.empty(); ++ms) {
+        control_pass(*a.ctl, ms);
+        for (const Bytes& b : collect(a.wan.tx, 1, 50)) {
+            if (get16(b, 12) == 0x0806 && b.size() >= 42) {  // ARP: answer as the primary
+                char tpa[16];
+                std::snprintf(tpa, sizeof tpa, "%u.%u.%u.%u", b[38], b[39], b[40], b[41]);
+                inject(a.wan.rx[0], arp(2, a.wan_mac, kHostMac, tpa, a.wan_mac, "192.0.2.2"));
+            } else if (f.empty()) {
+                f = b;
+            }
+        }
+    }
+    REQUIRE(f.size() > 42);
+    CHECK(get16(f, 12) == 0x0800);
+    CHECK(f[23] == 17);
+    CHECK(be32(f, 30) == 0xc0000201);  // 192.0.2.1
+    CHECK(get16(f, 36) == 5653);
+    CHECK(scp.send_failed() == 0);
+
+    // Removed: its exchange goes; nothing is retried for it later.
+    cfg.remotes.clear();
+    CHECK(scp.update(cfg, {}, one_id, why));
+    CHECK(scp.engine()->exchanges() == 0);
+    CHECK(!scp.engine()->has_peer(1));
+    clock.advance(std::chrono::seconds(120));
+    scp.poll(clock.now());
+    CHECK(scp.engine()->counters().sent == 1);
+
+    // Added while shut: no connect, no retry, until started.
+    scp.set_enabled(1, false);
+    cfg.remotes.push_back(with.remotes[0].clone());
+    CHECK(scp.update(cfg, one_id, {}, why));
+    clock.advance(std::chrono::seconds(120));
+    scp.poll(clock.now());
+    CHECK(scp.engine()->counters().sent == 1);
+    CHECK(!scp.connect(1));
+    scp.set_enabled(1, true);
+    CHECK(scp.engine()->exchanges() == 1);
+    CHECK(scp.engine()->counters().sent == 2);
+
+    // An id the configuration does not hold is named.
+    const std::uint32_t nine[] = {9};
+    CHECK(!scp.update(cfg, nine, {}, why));
+    CHECK(why.find("remote 9") != std::string::npos);
+    scp.stop();
+}
