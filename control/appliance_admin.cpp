@@ -27,6 +27,7 @@ std::string state_name(const channel::Session* s, bool setup, bool dp_up) {
     case channel::SessionState::idle:
     case channel::SessionState::retrying: return "connecting";
     case channel::SessionState::lost:
+    case channel::SessionState::closing:
     case channel::SessionState::closed: break;
     }
     return "down";

@@ -62,6 +62,8 @@ struct SessionCore {
 
     bool primary() const noexcept { return cfg.role == config::Role::primary; }
     bool up() const noexcept { return state == SessionState::up; }
+    // Control messages go out while up and, for the goodbye and its answers, while closing.
+    bool sending() const noexcept { return state == SessionState::up || state == SessionState::closing; }
     const char* name() const noexcept { return cfg.name.c_str(); }
     std::size_t key_len() const noexcept {
         return cfg.params.key_type == config::KeyType::aes256 ? limits::kAes256KeyLen : limits::kAes128KeyLen;

@@ -77,6 +77,12 @@ inline constexpr unsigned kReplayWindow = 64;
 inline constexpr auto kRetransmitInterval = 1s;   // a request is resent this often ...
 inline constexpr auto kRequestTimeout = 8s;       // ... until answered or this long has passed
 
+// --- goodbye ---------------------------------------------------------------------------------
+// A goodbye (Session::shutdown with a reason) waits this long for its ack before the session
+// closes anyway: the peer learns at once that the session ended, yet an unanswered goodbye
+// never holds a shutdown (or a stopping appliance) back for long.
+inline constexpr auto kGoodbyeWait = 300ms;
+
 // --- rekey ---------------------------------------------------------------------------------
 inline constexpr unsigned kRekeyAttempts = 5;     // the first attempt + four retries (§2.1.6)
 inline constexpr auto kRekeyRetryDelay = 1s;      // between a failed attempt and the next

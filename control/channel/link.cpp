@@ -24,7 +24,7 @@ void MessageLink::stop() {
 
 bool MessageLink::send(const Message& m) {
     Epochs::Tx& tx = epochs_.tx();
-    if (!c_.up() || !tx.ctl.valid()) return false;
+    if (!c_.sending() || !tx.ctl.valid()) return false;
     WipedBuf<limits::kMaxMessageLen> msg;
     const std::size_t n = encode(m, msg.b);
     if (n == 0) {

@@ -49,7 +49,10 @@ constexpr TypeRule kRules[kMaxMsgType + 1] = {
     /* array_flush */ {bit(tlv::flush_kinds), bit(tlv::flush_kinds)},
     /* array_flush_ack */ {bit(tlv::flush_kinds), bit(tlv::flush_kinds) | bit(tlv::status)},
     /* error */ {bit(tlv::error_code), bit(tlv::error_code)},
+    /* goodbye */ {bit(tlv::goodbye_reason), bit(tlv::goodbye_reason)},
+    /* goodbye_ack */ {0, 0},
 };
+static_assert(tlv::max < 32, "a TLV type is one bit of a TypeRule");
 
 bool valid_material_len(std::size_t n) {
     return n == limits::kKeyMaterial128 || n == limits::kKeyMaterial256;
@@ -133,6 +136,8 @@ std::string_view msg_type_name(MsgType t) noexcept {
     case MsgType::array_flush: return "array-flush";
     case MsgType::array_flush_ack: return "array-flush-ack";
     case MsgType::error: return "error";
+    case MsgType::goodbye: return "goodbye";
+    case MsgType::goodbye_ack: return "goodbye-ack";
     }
     return "?";
 }
@@ -144,7 +149,8 @@ bool is_request(MsgType t) noexcept {
     case MsgType::rekey_switch:
     case MsgType::rekey_ask:
     case MsgType::array_chunk:
-    case MsgType::array_flush: return true;
+    case MsgType::array_flush:
+    case MsgType::goodbye: return true;
     default: return false;
     }
 }
@@ -157,6 +163,7 @@ MsgType response_of(MsgType r) noexcept {
     case MsgType::rekey_ask: return MsgType::rekey_ask_ack;
     case MsgType::array_chunk: return MsgType::array_chunk_ack;
     case MsgType::array_flush: return MsgType::array_flush_ack;
+    case MsgType::goodbye: return MsgType::goodbye_ack;
     default: return MsgType::error;
     }
 }
@@ -173,6 +180,15 @@ std::string_view status_name(Status s) noexcept {
     case Status::busy: return "busy";
     case Status::not_allowed: return "not-allowed";
     case Status::dh_failed: return "dh-failed";
+    }
+    return "?";
+}
+
+std::string_view goodbye_reason_name(GoodbyeReason r) noexcept {
+    switch (r) {
+    case GoodbyeReason::none: return "none";
+    case GoodbyeReason::administrator: return "shut down by its administrator";
+    case GoodbyeReason::stopping: return "stopping";
     }
     return "?";
 }
@@ -215,6 +231,7 @@ Message Message::clone() const {
     m.flush_kinds = flush_kinds;
     m.ask_reason = ask_reason;
     m.key_len = key_len;
+    m.goodbye_reason = goodbye_reason;
     m.data_p2s = data_p2s.clone();
     m.data_s2p = data_s2p.clone();
     m.ctl_p2s = ctl_p2s.clone();
@@ -296,6 +313,15 @@ ParseError set_scalar(Message& m, std::uint16_t t, const std::uint8_t* v, std::s
         if (!need(1)) return ParseError::bad_tlv_length;
         m.ask_reason = v[0];
         return e;
+    case tlv::goodbye_reason: {
+        // Only the reasons this version knows: an unknown one is a malformed goodbye (the
+        // sender then closes after its wait and the session is lost by heartbeat, as without).
+        if (!need(2)) return ParseError::bad_tlv_length;
+        const std::uint16_t x = be::get16(v);
+        if (x == 0 || x > kMaxGoodbyeReason) return ParseError::bad_value;
+        m.goodbye_reason = static_cast<GoodbyeReason>(x);
+        return e;
+    }
     case tlv::key_len:
         if (!need(1)) return ParseError::bad_tlv_length;
         if (v[0] != limits::kAes128KeyLen && v[0] != limits::kAes256KeyLen) return ParseError::bad_value;
@@ -440,6 +466,11 @@ std::size_t encode(const Message& m, std::span<std::uint8_t> out) noexcept {
     if (m.flush_kinds) w.u8(tlv::flush_kinds, *m.flush_kinds);
     if (m.error_code) w.u16(tlv::error_code, static_cast<std::uint16_t>(*m.error_code));
     if (m.ask_reason) w.u8(tlv::ask_reason, *m.ask_reason);
+    if (m.goodbye_reason) {
+        const auto r = static_cast<std::uint16_t>(*m.goodbye_reason);
+        if (r == 0 || r > kMaxGoodbyeReason) w.fail();
+        else w.u16(tlv::goodbye_reason, r);
+    }
     if (!w.ok()) {
         secure_wipe(out.data(), cap);
         return 0;

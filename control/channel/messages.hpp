@@ -41,8 +41,10 @@ enum class MsgType : std::uint8_t {
     array_flush = 11,    // primary: forget these arrays
     array_flush_ack = 12,
     error = 13,          // either: a request could not be handled at all
+    goodbye = 14,        // either: the session ends on purpose (goodbye_reason says why)
+    goodbye_ack = 15,
 };
-inline constexpr std::uint8_t kMaxMsgType = 13;
+inline constexpr std::uint8_t kMaxMsgType = 15;
 
 std::string_view msg_type_name(MsgType t) noexcept;
 bool is_request(MsgType t) noexcept;
@@ -74,7 +76,8 @@ inline constexpr std::uint16_t error_code = 20;    // u16: Status
 inline constexpr std::uint16_t ask_reason = 21;    // u8: why the secondary asks
 inline constexpr std::uint16_t key_len = 22;       // u8: 16 or 32 (AES key bytes, arrays)
 inline constexpr std::uint16_t dh_share = 23;     // 32 bytes: the sender's X25519 public value
-inline constexpr std::uint16_t max = 23;
+inline constexpr std::uint16_t goodbye_reason = 24;  // u16: GoodbyeReason (1 or 2)
+inline constexpr std::uint16_t max = 24;
 }  // namespace tlv
 
 enum class Status : std::uint16_t {
@@ -90,6 +93,12 @@ enum class Status : std::uint16_t {
     dh_failed = 9,       // the X25519 part failed: a bad share, or a share missing / unexpected
 };
 std::string_view status_name(Status s) noexcept;
+
+// Why a session ends on purpose. On the wire (goodbye_reason) 1 and 2; `none` is never sent:
+// Session::shutdown(none) ends a session without a goodbye.
+enum class GoodbyeReason : std::uint16_t { none = 0, administrator = 1, stopping = 2 };
+inline constexpr std::uint16_t kMaxGoodbyeReason = 2;
+std::string_view goodbye_reason_name(GoodbyeReason r) noexcept;
 
 enum class ArrayKind : std::uint8_t { data = 1, control = 2 };
 inline constexpr std::uint8_t kFlushData = 1, kFlushControl = 2;
@@ -119,6 +128,7 @@ struct Message {
     std::optional<std::array<std::uint8_t, limits::kDhShareLen>> dh_share;  // public: not secret
     std::optional<ArrayKind> array_kind;
     std::optional<std::uint8_t> flush_kinds, ask_reason, key_len;
+    std::optional<GoodbyeReason> goodbye_reason;
     KeyRef data_p2s, data_s2p, ctl_p2s, ctl_s2p;
     SecretBytes array_keys;             // n x (key || salt), n = size / (key_len + 4)
 

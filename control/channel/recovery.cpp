@@ -8,23 +8,31 @@ namespace p3::channel {
 
 using namespace detail;
 
-void Recovery::on_lost() {
+void Recovery::on_lost(bool at_once) {
     recovering_ = true;
-    failures_ = 0;
+    quick_ = at_once;
+    failures_ = attempts_ = 0;
     schedule_retry();
 }
 
 void Recovery::schedule_retry() {
-    const Duration wait = control::Backoff::after(failures_);
+    // After a quick first attempt the back-off runs one step behind: its first failure waits
+    // 5 s, as the first attempt after any other loss does.
+    Duration wait = control::Backoff::after(failures_);
+    if (quick_) wait = failures_ == 0 ? Duration::zero() : control::Backoff::after(failures_ - 1);
     c_.state = SessionState::lost;
-    P3_LOG_INFO(RECOVERY_RETRY, "%s: next setup attempt in %ld s", c_.name(), secs(wait));
+    if (wait == Duration::zero())
+        P3_LOG_INFO(RECOVERY_RETRY, "%s: next setup attempt now", c_.name());
+    else
+        P3_LOG_INFO(RECOVERY_RETRY, "%s: next setup attempt in %ld s", c_.name(), secs(wait));
     c_.emit({.kind = Event::Kind::retry_scheduled, .delay = wait, .reason = Reason::RECOVERY_RETRY});
     c_.timers.backoff(wait);
 }
 
 void Recovery::on_backoff_done() {
     c_.state = SessionState::retrying;
-    P3_LOG_INFO(RECOVERY_ATTEMPT, "%s: setup attempt %u", c_.name(), failures_ + 1);
+    ++attempts_;
+    P3_LOG_INFO(RECOVERY_ATTEMPT, "%s: setup attempt %u", c_.name(), attempts_);
     c_.emit({.kind = Event::Kind::retry_started, .reason = Reason::RECOVERY_ATTEMPT});
     if (setup_) setup_->start_setup();
 }
@@ -33,7 +41,8 @@ void Recovery::on_setup_failed() {
     if (!recovering_) {
         // The very first setup failed: recovery rules apply from here on.
         recovering_ = true;
-        failures_ = 0;
+        quick_ = false;
+        failures_ = attempts_ = 0;
     } else {
         ++failures_;
     }
@@ -48,8 +57,7 @@ void Recovery::on_up(bool was_recovering) {
         P3_LOG_NOTICE(RECOVERED, "%s: session recovered after %u failed setup attempt(s)", c_.name(), failures_);
         c_.emit({.kind = Event::Kind::recovered, .reason = Reason::RECOVERED});
     }
-    recovering_ = false;
-    failures_ = 0;
+    reset();
 }
 
 }  // namespace p3::channel

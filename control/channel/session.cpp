@@ -1,9 +1,11 @@
-// A session's control channel: its life (up, lost, restarted, closed), the dispatch of what
-// arrives to the unit that handles it, and the primary's exchanges, one in flight at a time.
+// A session's control channel: its life (up, lost, restarted, closing, closed), the goodbye
+// both ways, the dispatch of what arrives to the unit that handles it, and the primary's exchanges, one in flight at a time.
 // See session.hpp for the states and the units.
 #include "control/channel/session.hpp"
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
 
 namespace p3::channel {
 
@@ -16,6 +18,7 @@ std::string_view session_state_name(SessionState s) noexcept {
     case SessionState::lost: return "lost";
     case SessionState::retrying: return "retrying";
     case SessionState::closed: return "closed";
+    case SessionState::closing: return "closing";
     }
     return "?";
 }
@@ -42,7 +45,8 @@ Session::~Session() {
 }
 
 void Session::start(InitialKeys&& k) {
-    if (state_ == SessionState::closed) return;
+    // From any state, closed included: a session an administrator shut down and started
+    // again comes up like a fresh one (go_up drops whatever was left; the counters stay).
     const bool was_recovering = recovery_.recovering();
     go_up(std::move(k));
     recovery_.on_up(was_recovering);
@@ -95,8 +99,13 @@ void Session::go_up(InitialKeys&& k) {
 // Cancels every timer and request; forgets keys and arrays. (The dataplane's lanes belong to
 // the setup: a new setup replaces them, a loss drops them through session_down.)
 void Session::teardown() {
-    link_.stop();
+    quiesce();
     epochs_.clear();
+    epochs_.tx() = Epochs::Tx{};
+}
+
+void Session::quiesce() {
+    link_.stop();
     next_.clear();
     timers_.stop_session();
     queue_.clear();
@@ -105,46 +114,111 @@ void Session::teardown() {
     rekey_out_.clear();
     rekey_in_.clear();
     arrays_.clear();
-    epochs_.tx() = Epochs::Tx{};
     heartbeat_.stop();
 }
 
-void Session::lose(Reason why) {
+void Session::lose(Reason why) { lost(why, GoodbyeReason::none); }
+
+void Session::lost(Reason why, GoodbyeReason peer) {
     if (state_ != SessionState::up) return;
     ++stats_.losses;
     teardown();
     state_ = SessionState::lost;
     core_.installer.session_down(why);
-    if (why == Reason::SESSION_LOST_HEARTBEAT)
+    switch (why) {
+    case Reason::SESSION_LOST_HEARTBEAT:
         P3_LOG_ERROR(SESSION_LOST_HEARTBEAT, "%s: session lost: no heartbeat answered for %u s", core_.name(),
                      cfg_.params.heartbeat_fail);
-    else
+        break;
+    case Reason::PEER_GOODBYE:
+        P3_LOG_WARN(PEER_GOODBYE, "%s: session lost: the peer ended it on purpose (%s)", core_.name(),
+                    goodbye_reason_name(peer).data());
+        break;
+    default:
         P3_LOG_ERROR(SESSION_LOST_REKEY, "%s: session lost: rekey failed after %u attempts", core_.name(),
                      limits::kRekeyAttempts);
+        break;
+    }
     core_.emit({.kind = Event::Kind::lost, .reason = why});
-    if (!core_.primary()) recovery_.on_lost();
+    // A peer that said goodbye may take the session back at once (it stopped and started, or
+    // its administrator changed the remote): no reason to wait out a back-off first.
+    if (!core_.primary()) recovery_.on_lost(why == Reason::PEER_GOODBYE);
 }
 
 void Session::setup_failed() {
-    if (core_.primary() || state_ == SessionState::closed || state_ == SessionState::up) return;
+    if (core_.primary() || state_ == SessionState::closed || state_ == SessionState::closing ||
+        state_ == SessionState::up)
+        return;
     recovery_.on_setup_failed();
 }
 
-void Session::shutdown() {
+void Session::shutdown(GoodbyeReason why) {
     if (state_ == SessionState::closed) return;
-    const bool was_up = state_ == SessionState::up;
-    teardown();
+    if (state_ == SessionState::closing) {
+        // A goodbye is under way; a plain shutdown (the appliance stopping, the remote going)
+        // does not wait for its answer.
+        if (why == GoodbyeReason::none) close(" (goodbye not waited for)");
+        return;
+    }
+    recovery_.reset();
     timers_.cancel_backoff();
+    if (state_ != SessionState::up || why == GoodbyeReason::none) return close("");
+    // Up: tell the peer, which then recovers at once instead of after heartbeat_fail. Nothing
+    // else runs meanwhile; the control keys stay for the goodbye and its answer.
+    quiesce();
+    state_ = SessionState::closing;
+    Message m;
+    m.type = MsgType::goodbye;
+    m.goodbye_reason = why;
+    link_.request(std::move(m));
+    timers_.goodbye(limits::kGoodbyeWait);
+}
+
+void Session::close(const char* how) {
+    const bool had_keys = state_ == SessionState::up || state_ == SessionState::closing;
+    teardown();
     state_ = SessionState::closed;
-    if (was_up) core_.installer.session_down(Reason::SESSION_CLOSED);
-    P3_LOG_NOTICE(SESSION_CLOSED, "%s: session shut down", core_.name());
+    if (had_keys) core_.installer.session_down(Reason::SESSION_CLOSED);
+    P3_LOG_NOTICE(SESSION_CLOSED, "%s: session shut down%s", core_.name(), how);
+    core_.emit({.kind = Event::Kind::closed, .reason = Reason::SESSION_CLOSED});
+}
+
+void Session::on_goodbye_timeout() {
+    if (state_ != SessionState::closing) return;
+    char how[64];
+    std::snprintf(how, sizeof how, " (goodbye unanswered for %ld ms)",
+                  static_cast<long>(std::chrono::duration_cast<std::chrono::milliseconds>(limits::kGoodbyeWait).count()));
+    close(how);
 }
 
 // ---- receiving --------------------------------------------------------------------------------
 
 void Session::on_control_packet(std::span<const std::uint8_t> inner) {
-    if (state_ != SessionState::up) return;
-    if (auto m = link_.receive(inner)) dispatch(std::move(*m));
+    if (state_ != SessionState::up && state_ != SessionState::closing) return;
+    auto m = link_.receive(inner);
+    if (!m) return;
+    if (state_ == SessionState::closing) return while_closing(std::move(*m));
+    dispatch(std::move(*m));
+}
+
+void Session::on_goodbye(const Message& m) {
+    Message a;
+    a.type = MsgType::goodbye_ack;
+    link_.respond(m, std::move(a));
+    lost(Reason::PEER_GOODBYE, m.goodbye_reason.value_or(GoodbyeReason::none));
+}
+
+void Session::while_closing(Message&& m) {
+    if (m.type == MsgType::goodbye) {
+        // Both ends shut down at once: each acknowledges the other's goodbye, so both close
+        // on the answer rather than on the wait.
+        Message a;
+        a.type = MsgType::goodbye_ack;
+        return link_.respond(m, std::move(a));
+    }
+    if (m.type != MsgType::goodbye_ack && m.type != MsgType::error) return;  // nothing else matters now
+    // An error answer ends the goodbye too (on_request_failed), as its ack does.
+    if (link_.take_request(m)) close(" (goodbye acknowledged)");
 }
 
 void Session::dispatch(Message&& m) {
@@ -173,6 +247,7 @@ void Session::dispatch(Message&& m) {
     }
     case MsgType::array_chunk: return arrays_.on_chunk(m);
     case MsgType::array_flush: return arrays_.on_flush(m);
+    case MsgType::goodbye: return on_goodbye(m);
     default: return;
     }
 }
@@ -202,6 +277,9 @@ void Session::on_request_failed(Message&& req) {
         return end_flush();
     case MsgType::rekey_ask:
         epochs_.limit_asked = Epochs::kNotAsked;  // ask again at the next tick
+        return;
+    case MsgType::goodbye:
+        if (state_ == SessionState::closing) close(" (the peer refused the goodbye)");
         return;
     default: return;
     }

@@ -1,10 +1,15 @@
 // One session's control channel on the control thread's event loop (DESIGN.md §Session life
 // 2-5; docs/control-channel.md has the state machines and the crossing rule).
 //
-// Session states:   idle --start()--> up --lost (heartbeat / rekey)--> lost
+// Session states:   idle --start()--> up --lost (heartbeat / rekey / the peer's goodbye)--> lost
 //                   lost --(secondary) back-off timer--> retrying --setup_succeeded--> up
 //                   retrying --setup_failed--> lost (next back-off: control/backoff.hpp)
-//                   any --shutdown()--> closed;  up --restart() (primary: peer set up anew)--> up
+//                   up --restart() (primary: peer set up anew)--> up
+//                   up --shutdown(reason)--> closing --goodbye-ack, or kGoodbyeWait--> closed
+//                   any other --shutdown()--> closed;  closed --start()--> up
+// The peer's goodbye is acknowledged, then the session is lost (PEER_GOODBYE); a secondary's
+// recovery then tries at once. While closing nothing is started and nothing but the goodbye's
+// answer (and a goodbye crossing ours, acknowledged) is taken.
 //
 // The session is a small transport and tasks on it, each in its own unit:
 //   link.*             seal/open, message ids, replay check, requests resent until answered
@@ -59,7 +64,9 @@ public:
     Session(const Session&) = delete;
     Session& operator=(const Session&) = delete;
 
-    // The setup exchange completed (first time, or after recovery on a secondary).
+    // The setup exchange completed (first time, after recovery on a secondary, or after a
+    // shutdown: an administrator started the session again; it comes up as a fresh one, its
+    // counters kept).
     void start(InitialKeys&& k);
     // A control-layer inner packet the dataplane decrypted for us.
     void on_control_packet(std::span<const std::uint8_t> inner);
@@ -68,7 +75,12 @@ public:
     void force_rekey();                                 // secondary: asks the primary
     void deliver_arrays(std::uint8_t kinds);            // primary: new array(s) now
     void flush_arrays(std::uint8_t kinds, bool with_new);
-    void shutdown();
+    // Ends the session. none: at once, without a word to the peer. administrator / stopping:
+    // when up, a goodbye tells the peer (which then recovers at once instead of after
+    // heartbeat_fail); the session is closing until its ack or for kGoodbyeWait, then closed.
+    // Closed either way: session_down(SESSION_CLOSED) if it had keys, Event::Kind::closed.
+    // A plain shutdown() while closing closes at once.
+    void shutdown(GoodbyeReason why = GoodbyeReason::none);
 
     // Primary: the peer set up a new session while this one exists (it restarted): the old one
     // is dropped and the new keys are used.
@@ -102,6 +114,13 @@ private:
 
     void go_up(InitialKeys&& k);
     void teardown();
+    // Every exchange, timer and request stops; the control keys stay (a goodbye still goes
+    // out and its answer still opens). teardown() = quiesce() and the keys go.
+    void quiesce();
+    // The loss itself; peer: the peer's goodbye reason (PEER_GOODBYE), for the log line.
+    void lost(Reason why, GoodbyeReason peer);
+    // closing (or any state) -> closed; how: the end of the log line.
+    void close(const char* how);
 
     // SessionOps
     void lose(Reason why) override;
@@ -114,6 +133,8 @@ private:
     void dispatch(Message&& m);
     void on_response(Message&& m);
     void on_request_failed(Message&& req);
+    void on_goodbye(const Message& m);     // up: the peer ends the session
+    void while_closing(Message&& m);       // what is still taken while closing
 
     // the exchanges (primary)
     void run_next();
@@ -135,6 +156,7 @@ private:
     void on_promote_due() override { next_.on_promote_due(); }
     void on_run_next() override { run_next(); }
     void on_backoff_done() override { recovery_.on_backoff_done(); }
+    void on_goodbye_timeout() override;
 
     SessionConfig cfg_;
     SessionState state_ = SessionState::idle;

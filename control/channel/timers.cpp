@@ -100,9 +100,17 @@ void Timers::backoff(Duration after) {
 
 void Timers::cancel_backoff() { loop_.cancel(backoff_); }
 
+void Timers::goodbye(Duration after) {
+    loop_.cancel(goodbye_);
+    goodbye_ = loop_.after(after, [this] {
+        goodbye_ = control::TimerId{};
+        hooks_.on_goodbye_timeout();
+    });
+}
+
 void Timers::stop_session() {
     for (control::TimerId* t : {&heartbeat_, &heartbeat_fail_, &rekey_, &rekey_retry_, &tick_, &run_, &array_[0],
-                                &array_[1], &chunk_, &promote_}) {
+                                &array_[1], &chunk_, &promote_, &goodbye_}) {
         loop_.cancel(*t);
         *t = control::TimerId{};
     }

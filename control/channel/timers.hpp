@@ -14,6 +14,7 @@
 //   promote            kRetireLinger after the peer's switch was known -> on_promote_due
 //   run_next           the next queued exchange, once the stack unwound -> on_run_next
 //   backoff            secondary, the next setup attempt after a loss  -> on_backoff_done
+//   goodbye            kGoodbyeWait after a goodbye went out unanswered -> on_goodbye_timeout
 //
 // Each fired timer's id is cleared before its hook runs, except heartbeat_due and tick (the
 // hook re-arms them first) and array_retry: an array slot's id is overwritten, never cancelled,
@@ -40,6 +41,7 @@ public:
     virtual void on_promote_due() = 0;
     virtual void on_run_next() = 0;
     virtual void on_backoff_done() = 0;
+    virtual void on_goodbye_timeout() = 0;
 
 protected:
     ~TimerHooks() = default;
@@ -67,14 +69,15 @@ public:
     void run_next();                       // re-arms, at once
     void backoff(Duration after);
     void cancel_backoff();
+    void goodbye(Duration after);
 
-    // Every timer of an up session (all but backoff): it is torn down.
+    // Every timer of an up or closing session (all but backoff): it is torn down.
     void stop_session();
 
 private:
     control::EventLoop& loop_;
     TimerHooks& hooks_;
-    control::TimerId heartbeat_, heartbeat_fail_, tick_, rekey_, rekey_retry_, run_, backoff_, chunk_, promote_;
+    control::TimerId heartbeat_, heartbeat_fail_, tick_, rekey_, rekey_retry_, run_, backoff_, chunk_, promote_, goodbye_;
     std::array<control::TimerId, 2> array_{};
 };
 

@@ -41,7 +41,9 @@ struct InitialKeys {
     std::uint32_t peer_lanes = 1;      // lanes the peer sends on
 };
 
-enum class SessionState { idle, up, lost, retrying, closed };
+// closing: a goodbye went out (Session::shutdown with a reason); closed follows at its ack or
+// after limits::kGoodbyeWait.
+enum class SessionState { idle, up, lost, retrying, closed, closing };
 std::string_view session_state_name(SessionState s) noexcept;
 
 enum class RekeyTrigger : std::uint8_t { timer = 1, admin = 2, packet_limit = 3, peer_ask = 4 };
@@ -53,6 +55,7 @@ struct Event {
         recovered, restarted, array_active, array_flushed, array_index_used, rx_retired, tx_switched,
         rx_promoted,      // the next inbound data keys became the current ones (old wiped)
         rx_next_dropped,  // pending next inbound data keys dropped (the peer never switched)
+        closed,           // shut down (Session::shutdown): at once, or when the goodbye ended
     };
     Kind kind;
     std::uint32_t epoch = 0;

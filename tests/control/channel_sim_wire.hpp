@@ -47,9 +47,13 @@ struct ChannelProbe {
     }
     // Seals m as `from` would (its key, its next control sequence) and hands it to `to`.
     static void forge(Session& from, Session& to, const Message& m) {
-        Epochs::Tx& tx = from.epochs_.tx();
         std::vector<std::uint8_t> msg(limits::kMaxMessageLen);
         msg.resize(encode(m, msg));
+        forge_bytes(from, to, msg);
+    }
+    // The same with message bytes as given (malformed ones too).
+    static void forge_bytes(Session& from, Session& to, std::span<const std::uint8_t> msg) {
+        Epochs::Tx& tx = from.epochs_.tx();
         std::vector<std::uint8_t> pkt(limits::kMaxInnerPacket);
         FrameParams fp;
         fp.epoch = tx.epoch;

@@ -9,7 +9,9 @@
 //
 // Script: [params] then steps [op][args...]:
 //   op % 8 = 0: time passes (next byte x 250 ms)          1: forged message to the primary
-//            2: forged message to the secondary            3: administrator command (next byte)
+//            2: forged message to the secondary            3: administrator command (next byte:
+//               rekey, arrays, flush, shutdown with or without a goodbye or start again
+//               once closed, a failed setup)
 //            4: link: cut / heal / lossy (next byte)       5: the secondary's setup fails or not
 //            6: the primary restarts                       7: data traffic on or off
 //   forged message: [flags][len][len bytes]; flags bit 0: put the id of one of the receiver's
@@ -136,7 +138,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             case 1: s.secondary->force_rekey(); break;
             case 2: s.primary->deliver_arrays(1 + (c >> 3) % 3); break;
             case 3: s.primary->flush_arrays(1 + (c >> 3) % 3, c & 0x80); break;
-            case 4: (c & 8 ? s.primary : s.secondary)->shutdown(); break;
+            case 4: {
+                // Shutdown with no goodbye, or one of either reason; a closed session is started
+                // again (a new setup, as when its administrator starts it).
+                Session& x = c & 8 ? *s.primary : *s.secondary;
+                if (x.state() == SessionState::closed) s.setup();
+                else x.shutdown(static_cast<GoodbyeReason>((c >> 4) % 3));
+                break;
+            }
             case 5: s.secondary->setup_failed(); break;
             }
             break;

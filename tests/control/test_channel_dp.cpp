@@ -371,3 +371,40 @@ TEST_CASE("channel on the dataplane: with size hiding a WAN capture during rekey
     CHECK(r.lan_to_b == r.sent_ab);
     CHECK(r.lan_to_a == r.sent_ba);
 }
+
+TEST_CASE("channel on the dataplane: a goodbye ends the session on both sides at once; LAN traffic to it is refused",
+          "[channel-dp]") {
+    p3::config::SessionParams p;
+    p.rekey_wait = 3600;
+    p.heartbeat_time = 5;
+    p.heartbeat_fail = 20;
+    p.array_size = 16;
+    Rig r(p);
+    std::vector<ch::Event> events_b;
+    r.secondary->observer = [&](const ch::Event& e) { events_b.push_back(e); };
+    for (int i = 0; i < 20; ++i) r.step(1s);
+    REQUIRE(r.primary->state() == ch::SessionState::up);
+    REQUIRE(r.secondary->state() == ch::SessionState::up);
+    events_b.clear();
+    r.primary->shutdown(ch::GoodbyeReason::administrator);
+    CHECK(r.primary->state() == ch::SessionState::closing);
+    // The goodbye crosses the real dataplanes: the secondary loses the session at once (not
+    // after heartbeat_fail), and the primary is closed within kGoodbyeWait whether or not the
+    // ack made it back before the secondary's slots went.
+    r.step(50ms, false);
+    CHECK(r.secondary->state() == ch::SessionState::lost);
+    REQUIRE_FALSE(events_b.empty());
+    CHECK(events_b[0].kind == ch::Event::Kind::lost);
+    CHECK(events_b[0].reason == p3::Reason::PEER_GOODBYE);
+    CHECK(r.b.dp->sessions().state(r.b.dp->session_of(1)) == p3::dp::SessionState::down);
+    for (int i = 0; i < 6; ++i) r.step(50ms, false);
+    CHECK(r.primary->state() == ch::SessionState::closed);
+    CHECK(r.a.dp->sessions().state(r.a.dp->session_of(2)) == p3::dp::SessionState::down);
+    // LAN traffic towards the closed session: ICMP destination unreachable.
+    r.a_lan_out.clear();
+    inject(r.a.lan.rx[0], ipv4_frame(r.a.lan_mac, kHostMac, "10.1.9.5", "10.2.9.5", 17, 64));
+    r.settle(0, r.lan_to_a + 1);
+    REQUIRE(r.a_lan_out.size() == 1);
+    CHECK(r.a_lan_out[0][14 + 9] == 1);
+    CHECK(r.a_lan_out[0][14 + 20] == 3);
+}

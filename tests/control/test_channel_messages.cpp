@@ -149,6 +149,9 @@ TEST_CASE("channel messages: every message type round-trips through encode and p
     add(MsgType::array_flush).flush_kinds = 3;
     add(MsgType::array_flush_ack).flush_kinds = 1;
     add(MsgType::error).error_code = Status::not_allowed;
+    add(MsgType::goodbye).goodbye_reason = GoodbyeReason::administrator;
+    add(MsgType::goodbye).goodbye_reason = GoodbyeReason::stopping;
+    add(MsgType::goodbye_ack);
 
     for (const Message& m : all) {
         INFO(msg_type_name(m.type));
@@ -171,6 +174,7 @@ TEST_CASE("channel messages: every message type round-trips through encode and p
         CHECK(p->first_seq == m.first_seq);
         CHECK(p->dh_share == m.dh_share);
         CHECK(p->lanes == m.lanes);
+        CHECK(p->goodbye_reason == m.goodbye_reason);
         // Re-encoding what was parsed gives the same bytes (canonical order).
         CHECK(enc(*p) == b);
         // Padding after the message (the framing's fixed length) is ignored.
@@ -181,8 +185,31 @@ TEST_CASE("channel messages: every message type round-trips through encode and p
     // Requests and their responses pair up.
     CHECK(response_of(MsgType::rekey_request) == MsgType::rekey_status);
     CHECK(response_of(MsgType::array_flush) == MsgType::array_flush_ack);
+    CHECK(response_of(MsgType::goodbye) == MsgType::goodbye_ack);
     CHECK(is_request(MsgType::heartbeat));
+    CHECK(is_request(MsgType::goodbye));
     CHECK_FALSE(is_request(MsgType::heartbeat_ack));
+    CHECK_FALSE(is_request(MsgType::goodbye_ack));
+    CHECK(msg_type_name(MsgType::goodbye) == "goodbye");
+    CHECK(msg_type_name(MsgType::goodbye_ack) == "goodbye-ack");
+}
+
+TEST_CASE("channel messages: a goodbye's bytes: type 14 with its reason as a u16 TLV 24, the ack bare") {
+    Message m;
+    m.type = MsgType::goodbye;
+    m.msg_id = 0x01020304;
+    m.goodbye_reason = GoodbyeReason::stopping;
+    CHECK(enc(m) == std::vector<std::uint8_t>{2, 14, 0, 6, 1, 2, 3, 4, 0, 24, 0, 2, 0, 2});
+    Message a;
+    a.type = MsgType::goodbye_ack;
+    a.msg_id = 0x01020304;
+    CHECK(enc(a) == std::vector<std::uint8_t>{2, 15, 0, 0, 1, 2, 3, 4});
+    // Only the reasons on the wire encode: none (no goodbye at all) and unknown values do not.
+    std::vector<std::uint8_t> buf(limits::kMaxMessageLen);
+    for (auto r : {GoodbyeReason::none, static_cast<GoodbyeReason>(3)}) {
+        m.goodbye_reason = r;
+        CHECK(encode(m, buf) == 0);
+    }
 }
 
 TEST_CASE("channel messages: the parser rejects each class of malformed input and counts it") {
@@ -224,14 +251,14 @@ TEST_CASE("channel messages: the parser rejects each class of malformed input an
         {"version 3", raw(1, {}, 3), ParseError::bad_version},
         {"version 0", raw(1, {}, 0), ParseError::bad_version},
         {"type 0", raw(0, {}), ParseError::unknown_type},
-        {"type 14", raw(14, {}), ParseError::unknown_type},
+        {"type 16", raw(16, {}), ParseError::unknown_type},
         {"type 255", raw(255, {}), ParseError::unknown_type},
         {"body length past the end", long_len, ParseError::bad_length},
         {"body length over the limit", over_max, ParseError::bad_length},
         {"3-byte TLV stub", raw(5, {epoch, seq1, {0, 1, 0}}), ParseError::truncated_tlv},
         {"TLV value past the body", raw(5, {epoch, seq1, {0, 1, 0, 8, 1}}), ParseError::truncated_tlv},
         {"TLV type 0", raw(5, {epoch, seq1, t(0, {})}), ParseError::unknown_tlv},
-        {"TLV type 24", raw(5, {epoch, seq1, t(24, {1})}), ParseError::unknown_tlv},
+        {"TLV type 25", raw(5, {epoch, seq1, t(25, {1})}), ParseError::unknown_tlv},
         {"TLV type 0xffff", raw(5, {epoch, seq1, t(0xffff, {})}), ParseError::unknown_tlv},
         {"epoch twice", raw(5, {epoch, epoch, seq1}), ParseError::duplicate_tlv},
         {"epoch of 3 bytes", raw(5, {t(tlv::epoch, {0, 0, 1}), seq1}), ParseError::bad_tlv_length},
@@ -289,6 +316,17 @@ TEST_CASE("channel messages: the parser rejects each class of malformed input an
          raw(9, {t(tlv::array_kind, {1}), t(tlv::array_gen, u32(1)), t(tlv::array_size, u32(16)),
                  t(tlv::array_offset, u32(0)), t(tlv::key_len, {24}), t(tlv::array_keys, std::vector<std::uint8_t>(28))}),
          ParseError::bad_value},
+        {"goodbye without a reason", raw(14, {}), ParseError::missing},
+        {"goodbye reason 0", raw(14, {t(tlv::goodbye_reason, {0, 0})}), ParseError::bad_value},
+        {"goodbye reason 3", raw(14, {t(tlv::goodbye_reason, {0, 3})}), ParseError::bad_value},
+        {"goodbye reason 0x0101", raw(14, {t(tlv::goodbye_reason, {1, 1})}), ParseError::bad_value},
+        {"goodbye reason of 1 byte", raw(14, {t(tlv::goodbye_reason, {1})}), ParseError::bad_tlv_length},
+        {"goodbye reason of 4 bytes", raw(14, {t(tlv::goodbye_reason, u32(1))}), ParseError::bad_tlv_length},
+        {"goodbye reason twice",
+         raw(14, {t(tlv::goodbye_reason, {0, 1}), t(tlv::goodbye_reason, {0, 1})}), ParseError::duplicate_tlv},
+        {"goodbye with an epoch", raw(14, {t(tlv::goodbye_reason, {0, 1}), epoch}), ParseError::not_allowed},
+        {"goodbye-ack with a reason", raw(15, {t(tlv::goodbye_reason, {0, 1})}), ParseError::not_allowed},
+        {"goodbye reason in a heartbeat", raw(1, {t(tlv::goodbye_reason, {0, 1})}), ParseError::not_allowed},
         {"array size 0",
          raw(9, {t(tlv::array_kind, {1}), t(tlv::array_gen, u32(1)), t(tlv::array_size, u32(0))}),
          ParseError::bad_value},
