@@ -465,6 +465,49 @@ struct Reader {
         r.static_keys = std::move(k);
     }
 
+    static constexpr const char* kRemoteKeys = "id, ip, address, port, identity, psk_file, subnets, groups, static_keys";
+
+    // One key of a remote; false if the key is not a remote's.
+    bool remote_key(const Setting& s, const std::string& path, Remote& r, RemoteDraft& rd, bool& have_id) {
+        const std::string key = s.getName();
+        if (session_param(s, path, rd.overrides)) return true;
+        if (key == "id") {
+            r.id = std::uint32_t(integer(s, path, limits::remote_id));
+            have_id = true;
+        } else if (key == "ip") {
+            rd.ip_version = int(integer(s, path, limits::ip_version));
+            if (rd.ip_version == 5) bad(s, path + " 5: must be 4 or 6");
+            rd.ip_line = line_of(s);
+        } else if (key == "address") {
+            r.address = address(s, path);
+            rd.address_line = line_of(s);
+        } else if (key == "port") {
+            r.port = std::uint16_t(integer(s, path, limits::port));
+        } else if (key == "identity") {
+            r.identity = string(s, path, limits::max_name);
+        } else if (key == "psk_file") {
+            r.psk_file = string(s, path);
+            rd.psk_line = line_of(s);
+        } else if (key == "subnets") {
+            subnet_list(s, path, limits::max_subnets, r.subnets, rd.subnet_lines);
+        } else if (key == "groups") {
+            if (!s.isArray() && !s.isList()) bad(s, path + " must be an array: [ \"east\", ... ]");
+            rd.groups_line = line_of(s);
+            for (int j = 0; j < s.getLength(); ++j) {
+                const Setting& e = s[j];
+                if (e.getType() != Setting::TypeString)
+                    fail(file, line_of(e, rd.groups_line), Reason::CFG_BAD_VALUE,
+                         path + "[" + std::to_string(j) + "] must be a group name (a string)");
+                r.groups.emplace_back(e.c_str());
+            }
+        } else if (key == "static_keys") {
+            static_keys(s, path, r);
+        } else {
+            return false;
+        }
+        return true;
+    }
+
     void remotes(const Setting& list) {
         require_list(list, "remotes");
         for (int i = 0; i < list.getLength(); ++i) {
@@ -477,48 +520,11 @@ struct Reader {
             bool have_id = false;
             for (int k = 0; k < g.getLength(); ++k) {
                 const Setting& s = g[k];
-                std::string key = s.getName();
-                std::string path = base + "." + key;
-                if (session_param(s, path, rd.overrides)) continue;
-                if (key == "id") {
-                    r.id = std::uint32_t(integer(s, path, limits::remote_id));
-                    have_id = true;
-                } else if (key == "ip") {
-                    rd.ip_version = int(integer(s, path, limits::ip_version));
-                    if (rd.ip_version == 5) bad(s, path + " 5: must be 4 or 6");
-                    rd.ip_line = line_of(s);
-                } else if (key == "address") {
-                    r.address = address(s, path);
-                    rd.address_line = line_of(s);
-                } else if (key == "port") {
-                    r.port = std::uint16_t(integer(s, path, limits::port));
-                } else if (key == "identity") {
-                    r.identity = string(s, path, limits::max_name);
-                } else if (key == "psk_file") {
-                    r.psk_file = string(s, path);
-                    rd.psk_line = line_of(s);
-                } else if (key == "subnets") {
-                    subnet_list(s, path, limits::max_subnets, r.subnets, rd.subnet_lines);
-                } else if (key == "groups") {
-                    if (!s.isArray() && !s.isList()) bad(s, path + " must be an array: [ \"east\", ... ]");
-                    rd.groups_line = line_of(s);
-                    for (int j = 0; j < s.getLength(); ++j) {
-                        const Setting& e = s[j];
-                        if (e.getType() != Setting::TypeString)
-                            fail(file, line_of(e, rd.groups_line), Reason::CFG_BAD_VALUE,
-                                 path + "[" + std::to_string(j) + "] must be a group name (a string)");
-                        r.groups.emplace_back(e.c_str());
-                    }
-                } else if (key == "static_keys") {
-                    static_keys(s, path, r);
-                } else {
-                    unknown(s, base,
-                            (std::string("id, ip, address, port, identity, psk_file, subnets, groups, static_keys, ") +
-                             kSessionKeys)
-                                .c_str());
-                }
+                if (!remote_key(s, base + "." + s.getName(), r, rd, have_id))
+                    unknown(s, base, (std::string(kRemoteKeys) + ", " + kSessionKeys).c_str());
             }
-            if (!have_id) fail(file, r.line, Reason::CFG_MISSING, base + ".id missing");
+            // A secondary's lone remote may leave it out; finalize() knows the role.
+            rd.id_missing = !have_id;
             d.cfg.remotes.push_back(std::move(r));
             d.remotes.push_back(std::move(rd));
         }
@@ -555,6 +561,18 @@ struct WipeOnExit {
     ~WipeOnExit() { wipe_strings(lc.getRoot()); }
 };
 
+// Parses text into lc; a syntax error is the file's, at its line. The prepared copy is wiped.
+void parse(libconfig::Config& lc, const std::string& text, const std::string& name) {
+    std::string prepared = prepare(text, name);
+    try {
+        lc.readString(prepared);
+    } catch (const libconfig::ParseException& e) {
+        secure_wipe(prepared.data(), prepared.size());
+        fail(name, e.getLine(), Reason::CFG_SYNTAX, std::string("syntax error: ") + e.getError());
+    }
+    secure_wipe(prepared.data(), prepared.size());
+}
+
 int count_lines(const std::string& text) {
     int n = 1;
     for (char c : text) n += c == '\n';
@@ -570,16 +588,7 @@ Result<Config> load_libconfig_text(const std::string& text, const std::string& n
         d.last_line = count_lines(text);
         libconfig::Config lc;
         WipeOnExit wipe{lc};
-        {
-            std::string prepared = prepare(text, name);
-            try {
-                lc.readString(prepared);
-            } catch (const libconfig::ParseException& e) {
-                secure_wipe(prepared.data(), prepared.size());
-                fail(name, e.getLine(), Reason::CFG_SYNTAX, std::string("syntax error: ") + e.getError());
-            }
-            secure_wipe(prepared.data(), prepared.size());
-        }
+        parse(lc, text, name);
         Reader{d, name}.root(lc.getRoot());
         return finalize(std::move(d));
     } catch (const LoadError& e) {
@@ -590,5 +599,129 @@ Result<Config> load_libconfig_text(const std::string& text, const std::string& n
         return Error{name, 0, Reason::CFG_SYNTAX, "out of memory while reading the configuration"};
     }
 }
+
+namespace detail {
+
+void read_remotes_text(Draft& d, const std::string& text, const std::string& name) {
+    libconfig::Config lc;
+    WipeOnExit wipe{lc};
+    parse(lc, text, name);
+    const std::size_t first = d.remotes.size(), warn0 = d.cfg.warnings.size(), pk0 = d.rekey_packets_set.size();
+    Reader reader{d, name};
+    const Setting& root = lc.getRoot();
+    bool seen = false;
+    for (int i = 0; i < root.getLength(); ++i) {
+        const Setting& s = root[i];
+        if (std::string_view(s.getName()) != "remotes")
+            fail(name, reader.line_of(s), Reason::CFG_UNKNOWN_KEY,
+                 "unknown keyword '" + std::string(s.getName()) +
+                     "' in the file (allowed: remotes): only remotes are added at run time");
+        reader.remotes(s);
+        seen = true;
+    }
+    if (!seen || d.remotes.size() == first)
+        fail(name, seen ? reader.line_of(root["remotes"]) : 0, Reason::CFG_MISSING,
+             "no remote to add: remotes = ( { id = ...; address = ...; ... } );");
+    for (std::size_t i = first; i < d.remotes.size(); ++i) d.remotes[i].file = name;
+    for (std::size_t i = warn0; i < d.cfg.warnings.size(); ++i) d.cfg.warnings[i].file = name;
+    for (std::size_t i = pk0; i < d.rekey_packets_set.size(); ++i) d.rekey_packets_set[i].file = name;
+}
+
+namespace {
+
+std::string quoted(const std::string& v) {
+    std::string out = "\"";
+    for (char c : v) {
+        if (c == '"' || c == '\\') out += '\\';
+        out += c;
+    }
+    return out + "\"";
+}
+
+// `remote set` values: a string key takes a bare word as it is; a list key takes bare words
+// separated by commas; anything else is libconfig syntax.
+std::string value_text(const std::string& key, const std::string& v) {
+    const bool literal = !v.empty() && (v[0] == '"' || v[0] == '[' || v[0] == '(');
+    if (literal) return v;
+    if (key == "address" || key == "identity" || key == "psk_file" || key == "key_type") return quoted(v);
+    if (key == "subnets" || key == "groups") {
+        std::string out = "[";
+        std::size_t start = 0;
+        while (start <= v.size()) {
+            std::size_t comma = v.find(',', start);
+            if (comma == std::string::npos) comma = v.size();
+            std::string one = v.substr(start, comma - start);
+            while (!one.empty() && one.front() == ' ') one.erase(0, 1);
+            while (!one.empty() && one.back() == ' ') one.pop_back();
+            out += (out.size() > 1 ? ", " : " ") + quoted(one);
+            start = comma + 1;
+        }
+        return out + " ]";
+    }
+    return v;
+}
+
+// Forgets what remote (r, rd) said for key: the default, its groups or local apply again.
+void unset_remote_key(const std::string& key, Remote& r, RemoteDraft& rd) {
+    Group& o = rd.overrides;
+    if (key == "rekey_wait") o.rekey_wait.reset();
+    else if (key == "rekey_packets") o.rekey_packets.reset();
+    else if (key == "array_size") o.array_size.reset();
+    else if (key == "data_array_time") o.data_array_time.reset();
+    else if (key == "control_array_time") o.control_array_time.reset();
+    else if (key == "heartbeat_time") o.heartbeat_time.reset();
+    else if (key == "heartbeat_fail") o.heartbeat_fail.reset();
+    else if (key == "lanes") o.lanes.reset();
+    else if (key == "key_type") o.key_type.reset();
+    else if (key == "size_hiding") o.size_hiding.reset();
+    else if (key == "rekey_dh") o.rekey_dh.reset();
+    else if (key == "ip") rd.ip_version = 0, rd.ip_line = 0;
+    else if (key == "address") r.address = IpAddr{}, rd.address_line = 0;
+    else if (key == "port") r.port = Remote{}.port;
+    else if (key == "identity") r.identity.clear();
+    else if (key == "psk_file") r.psk_file.clear(), rd.psk_line = 0;
+    else if (key == "subnets") r.subnets.clear(), rd.subnet_lines.clear();
+    else if (key == "groups") r.groups.clear(), rd.groups_line = 0;
+}
+
+}  // namespace
+
+void set_remote_key(Draft& d, std::size_t i, const std::string& key, const std::string& value,
+                    const std::string& label) {
+    static constexpr const char* kSettable =
+        "ip, address, port, identity, psk_file, subnets, groups, rekey_wait, rekey_packets, array_size, "
+        "data_array_time, control_array_time, heartbeat_time, heartbeat_fail, key_type, size_hiding, lanes, rekey_dh";
+    if (key == "id" || key == "static_keys")
+        fail(label, 0, Reason::CFG_UNKNOWN_KEY,
+             "'" + key + "' cannot be set on a running remote (remove it and add it again)");
+    bool known = session_number_range(key) || key == "key_type" || key == "size_hiding" || key == "rekey_dh";
+    for (const char* k : {"ip", "address", "port", "identity", "psk_file", "subnets", "groups"}) known |= key == k;
+    if (!known)
+        fail(label, 0, Reason::CFG_UNKNOWN_KEY,
+             "unknown keyword '" + key + "' for a remote (allowed: " + kSettable + ")");
+    Remote& r = d.cfg.remotes[i];
+    RemoteDraft& rd = d.remotes[i];
+    unset_remote_key(key, r, rd);
+    if (value.empty()) return;
+    const std::string text = key + " = " + value_text(key, value) + ";";
+    libconfig::Config lc;
+    WipeOnExit wipe{lc};
+    try {
+        parse(lc, text, label);
+    } catch (const LoadError&) {
+        fail(label, 0, Reason::CFG_SYNTAX, key + ": '" + value + "' is not a value (libconfig syntax, or a word)");
+    }
+    const Setting& root = lc.getRoot();
+    if (root.getLength() != 1)
+        fail(label, 0, Reason::CFG_SYNTAX, key + ": '" + value + "' is not one value");
+    const std::size_t warn0 = d.cfg.warnings.size(), pk0 = d.rekey_packets_set.size();
+    Reader reader{d, label};
+    bool have_id = false;
+    reader.remote_key(root[0], key, r, rd, have_id);
+    for (std::size_t k = warn0; k < d.cfg.warnings.size(); ++k) d.cfg.warnings[k].file = label;
+    for (std::size_t k = pk0; k < d.rekey_packets_set.size(); ++k) d.rekey_packets_set[k].file = label;
+}
+
+}  // namespace detail
 
 }  // namespace p3::config
