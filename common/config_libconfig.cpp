@@ -703,13 +703,18 @@ void set_remote_key(Draft& d, std::size_t i, const std::string& key, const std::
     RemoteDraft& rd = d.remotes[i];
     unset_remote_key(key, r, rd);
     if (value.empty()) return;
-    const std::string text = key + " = " + value_text(key, value) + ";";
+    // libconfig syntax first; what is not (a bare word) is a string, and then the key says
+    // whether a string will do.
     libconfig::Config lc;
     WipeOnExit wipe{lc};
     try {
-        parse(lc, text, label);
+        parse(lc, key + " = " + value_text(key, value) + ";", label);
     } catch (const LoadError&) {
-        fail(label, 0, Reason::CFG_SYNTAX, key + ": '" + value + "' is not a value (libconfig syntax, or a word)");
+        try {
+            parse(lc, key + " = " + quoted(value) + ";", label);
+        } catch (const LoadError&) {
+            fail(label, 0, Reason::CFG_SYNTAX, key + ": '" + value + "' is not a value (libconfig syntax, or a word)");
+        }
     }
     const Setting& root = lc.getRoot();
     if (root.getLength() != 1)

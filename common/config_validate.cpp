@@ -316,12 +316,18 @@ void check_remote_credentials(Draft& d, std::size_t i, const std::string& who) {
     check_key_file(d, file_of(d, i), r.psk_file, (who + "psk_file").c_str(), rd.psk_line ? rd.psk_line : r.line, true);
     if (!r.static_keys) {
         const std::string key = identity_key(r);
-        for (std::size_t j = 0; j < i; ++j)
-            if (!cfg.remotes[j].static_keys && identity_key(cfg.remotes[j]) == key)
-                fail(file_of(d, i), r.line, Reason::CFG_DUPLICATE_IDENTITY,
-                     who + "identity '" + (r.identity.empty() ? r.address.str() : r.identity) +
-                         "' is also remote " + std::to_string(cfg.remotes[j].id) + "'s (line " +
-                         std::to_string(cfg.remotes[j].line) + "); an empty identity is the address");
+        for (std::size_t j = 0; j < i; ++j) {
+            if (cfg.remotes[j].static_keys || identity_key(cfg.remotes[j]) != key) continue;
+            // Reported at the later remote, or at the one a run-time change brought.
+            const bool blame_j = !d.remotes[j].file.empty() && d.remotes[i].file.empty();
+            const Remote& at = blame_j ? cfg.remotes[j] : r;
+            const Remote& other = blame_j ? r : cfg.remotes[j];
+            fail(file_of(d, blame_j ? j : i), at.line, Reason::CFG_DUPLICATE_IDENTITY,
+                 "remote " + std::to_string(at.id) + ": identity '" + (at.identity.empty() ? at.address.str() : at.identity) +
+                     "' is also remote " + std::to_string(other.id) + "'s" +
+                     (other.line ? " (line " + std::to_string(other.line) + ")" : std::string()) +
+                     "; an empty identity is the address");
+        }
     }
 }
 
@@ -395,9 +401,11 @@ void check_remotes(Draft& d) {
     // A secondary's lone remote (its primary) may leave out its id: it is 1.
     for (std::size_t i = 0; i < cfg.remotes.size(); ++i) {
         if (!d.remotes[i].id_missing) continue;
+        std::size_t n = 0;   // its index in the text it was written in
+        for (std::size_t j = 0; j < i; ++j) n += file_of(d, j) == file_of(d, i);
         if (cfg.role != Role::secondary || cfg.remotes.size() != 1)
             fail(file_of(d, i), cfg.remotes[i].line, Reason::CFG_MISSING,
-                 "remotes[" + std::to_string(i) + "].id missing (only a secondary's one remote may leave it out)");
+                 "remotes[" + std::to_string(n) + "].id missing (only a secondary's one remote may leave it out)");
         cfg.remotes[i].id = 1;
         d.remotes[i].id_missing = false;
     }
