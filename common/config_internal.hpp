@@ -133,9 +133,13 @@ Config finalize(Draft&& d);
 // Reads `remotes = ( { ... }, ... );` (nothing else) from text into d, each new remote's
 // RemoteDraft.file set to name; errors name that text and its lines. Throws LoadError.
 void read_remotes_text(Draft& d, const std::string& text, const std::string& name);
-// Sets one key of remote i from a libconfig value text (a bare word is a string), replacing
-// what the remote had for it; an empty value unsets it. Errors name `label` and the key.
-void set_remote_key(Draft& d, std::size_t i, const std::string& key, const std::string& value,
-                    const std::string& label);
+// Reads one key of remote i from the first of `values` (libconfig value texts) that parses,
+// over what the remote had; errors name `label` and the key. False if none parses.
+bool read_remote_key(Draft& d, std::size_t i, const std::string& key, const std::vector<std::string>& values,
+                     const std::string& label);
+
+// The text libconfig reads: integer literals above 2^31-1 get the 'L' suffix (libconfig 1.5
+// would wrap them), @include is refused; strings, comments and line numbers are kept.
+std::string prepare_libconfig(const std::string& text, const std::string& file);
 
 }  // namespace p3::config::detail

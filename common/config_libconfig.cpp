@@ -1,12 +1,12 @@
 // The libconfig syntax (DESIGN.md §Configuration): role, local, dataplane, groups, remotes.
 // Walks the parsed tree once, refusing any keyword it does not know at any level, checks each
-// value against its range where the line is known, and fills a Draft for finalize().
+// value against its range where the line is known, and fills a Draft for finalize(). The
+// same reader takes run-time changes (a `remote add` text, one `remote set` key) into a Draft
+// of the running configuration (config_live.cpp).
 //
-// Two libconfig 1.5 habits are worked around before parsing: a plain integer literal above
-// 2^31-1 silently wraps (so such literals get the 64-bit 'L' suffix first and are then
-// range-checked like any other), and @include would read other files (refused: one file is
-// the whole configuration). Static key hex strings are wiped from libconfig's own storage
-// and from the text copies once read.
+// The text is prepared first (config_libconfig_text.cpp: 64-bit literals, no @include).
+// Static key hex strings are wiped from libconfig's own storage and from the text copies
+// once read.
 #include <libconfig.h++>
 
 #include <cstring>
@@ -22,103 +22,6 @@ namespace {
 
 using libconfig::Setting;
 using namespace detail;
-
-bool name_char(char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '*';
-}
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
-bool is_hex(char c) { return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
-
-// Copies text, appending 'L' to integer literals libconfig 1.5 would wrap, and refuses
-// @include. Strings and comments are copied untouched; line numbers do not change.
-std::string prepare(const std::string& text, const std::string& file) {
-    std::string out;
-    out.reserve(text.size() + 64);
-    int line = 1;
-    bool line_start = true;  // only blanks so far on this line
-    std::size_t i = 0, n = text.size();
-    while (i < n) {
-        char c = text[i];
-        if (c == '\n') {
-            ++line;
-            line_start = true;
-            out += c;
-            ++i;
-            continue;
-        }
-        if (c == '"') {  // string: copy through the closing quote, honouring escapes
-            out += c;
-            ++i;
-            while (i < n && text[i] != '"') {
-                if (text[i] == '\n') ++line;
-                if (text[i] == '\\' && i + 1 < n) out += text[i++];
-                out += text[i++];
-            }
-            if (i < n) out += text[i++];
-            line_start = false;
-            continue;
-        }
-        if (c == '#' || (c == '/' && i + 1 < n && text[i + 1] == '/')) {
-            while (i < n && text[i] != '\n') out += text[i++];
-            continue;
-        }
-        if (c == '/' && i + 1 < n && text[i + 1] == '*') {
-            out += "/*";
-            i += 2;
-            while (i < n && !(text[i] == '*' && i + 1 < n && text[i + 1] == '/')) {
-                if (text[i] == '\n') ++line;
-                out += text[i++];
-            }
-            if (i < n) {
-                out += "*/";
-                i += 2;
-            }
-            continue;
-        }
-        if (c == '@' && line_start && text.compare(i, 8, "@include") == 0)
-            fail(file, line, Reason::CFG_SYNTAX, "@include is not supported: the configuration is one file");
-        if (c != ' ' && c != '\t' && c != '\r') line_start = false;
-        bool starts_number = is_digit(c);
-        if (starts_number && i > 0) {
-            char p = text[i - 1];
-            if (name_char(p) || p == '.') starts_number = false;
-            if ((p == '-' || p == '+') && i > 1 && name_char(text[i - 2])) starts_number = false;
-        }
-        if (!starts_number) {
-            out += c;
-            ++i;
-            continue;
-        }
-        std::size_t start = i;
-        bool big = false;
-        if (c == '0' && i + 1 < n && (text[i + 1] == 'x' || text[i + 1] == 'X')) {
-            i += 2;
-            std::size_t d = i;
-            while (i < n && text[i] == '0') ++i;  // leading zeros do not count
-            std::size_t sig = i;
-            while (i < n && is_hex(text[i])) ++i;
-            big = (i - sig) > 8 || ((i - sig) == 8 && text[sig] >= '8');
-            (void)d;
-        } else {
-            while (i < n && text[i] == '0') ++i;
-            std::size_t sig = i;
-            while (i < n && is_digit(text[i])) ++i;
-            if (i < n && (text[i] == '.' || text[i] == 'e' || text[i] == 'E')) {
-                // A float: copy the rest of it as it is.
-                while (i < n && (is_digit(text[i]) || text[i] == '.' || text[i] == 'e' || text[i] == 'E' ||
-                                 ((text[i] == '-' || text[i] == '+') && (text[i - 1] == 'e' || text[i - 1] == 'E'))))
-                    ++i;
-                out.append(text, start, i - start);
-                continue;
-            }
-            std::size_t len = i - sig;
-            big = len > 10 || (len == 10 && text.compare(sig, 10, "2147483647") > 0);
-        }
-        out.append(text, start, i - start);
-        if (big && !(i < n && text[i] == 'L')) out += 'L';
-    }
-    return out;
-}
 
 // Wipes every string value in the tree: static keys are strings while libconfig holds them.
 void wipe_strings(Setting& s) {
@@ -563,7 +466,7 @@ struct WipeOnExit {
 
 // Parses text into lc; a syntax error is the file's, at its line. The prepared copy is wiped.
 void parse(libconfig::Config& lc, const std::string& text, const std::string& name) {
-    std::string prepared = prepare(text, name);
+    std::string prepared = prepare_libconfig(text, name);
     try {
         lc.readString(prepared);
     } catch (const libconfig::ParseException& e) {
@@ -627,104 +530,28 @@ void read_remotes_text(Draft& d, const std::string& text, const std::string& nam
     for (std::size_t i = pk0; i < d.rekey_packets_set.size(); ++i) d.rekey_packets_set[i].file = name;
 }
 
-namespace {
-
-std::string quoted(const std::string& v) {
-    std::string out = "\"";
-    for (char c : v) {
-        if (c == '"' || c == '\\') out += '\\';
-        out += c;
-    }
-    return out + "\"";
-}
-
-// `remote set` values: a string key takes a bare word as it is; a list key takes bare words
-// separated by commas; anything else is libconfig syntax.
-std::string value_text(const std::string& key, const std::string& v) {
-    const bool literal = !v.empty() && (v[0] == '"' || v[0] == '[' || v[0] == '(');
-    if (literal) return v;
-    if (key == "address" || key == "identity" || key == "psk_file" || key == "key_type") return quoted(v);
-    if (key == "subnets" || key == "groups") {
-        std::string out = "[";
-        std::size_t start = 0;
-        while (start <= v.size()) {
-            std::size_t comma = v.find(',', start);
-            if (comma == std::string::npos) comma = v.size();
-            std::string one = v.substr(start, comma - start);
-            while (!one.empty() && one.front() == ' ') one.erase(0, 1);
-            while (!one.empty() && one.back() == ' ') one.pop_back();
-            out += (out.size() > 1 ? ", " : " ") + quoted(one);
-            start = comma + 1;
-        }
-        return out + " ]";
-    }
-    return v;
-}
-
-// Forgets what remote (r, rd) said for key: the default, its groups or local apply again.
-void unset_remote_key(const std::string& key, Remote& r, RemoteDraft& rd) {
-    Group& o = rd.overrides;
-    if (key == "rekey_wait") o.rekey_wait.reset();
-    else if (key == "rekey_packets") o.rekey_packets.reset();
-    else if (key == "array_size") o.array_size.reset();
-    else if (key == "data_array_time") o.data_array_time.reset();
-    else if (key == "control_array_time") o.control_array_time.reset();
-    else if (key == "heartbeat_time") o.heartbeat_time.reset();
-    else if (key == "heartbeat_fail") o.heartbeat_fail.reset();
-    else if (key == "lanes") o.lanes.reset();
-    else if (key == "key_type") o.key_type.reset();
-    else if (key == "size_hiding") o.size_hiding.reset();
-    else if (key == "rekey_dh") o.rekey_dh.reset();
-    else if (key == "ip") rd.ip_version = 0, rd.ip_line = 0;
-    else if (key == "address") r.address = IpAddr{}, rd.address_line = 0;
-    else if (key == "port") r.port = Remote{}.port;
-    else if (key == "identity") r.identity.clear();
-    else if (key == "psk_file") r.psk_file.clear(), rd.psk_line = 0;
-    else if (key == "subnets") r.subnets.clear(), rd.subnet_lines.clear();
-    else if (key == "groups") r.groups.clear(), rd.groups_line = 0;
-}
-
-}  // namespace
-
-void set_remote_key(Draft& d, std::size_t i, const std::string& key, const std::string& value,
-                    const std::string& label) {
-    static constexpr const char* kSettable =
-        "ip, address, port, identity, psk_file, subnets, groups, rekey_wait, rekey_packets, array_size, "
-        "data_array_time, control_array_time, heartbeat_time, heartbeat_fail, key_type, size_hiding, lanes, rekey_dh";
-    if (key == "id" || key == "static_keys")
-        fail(label, 0, Reason::CFG_UNKNOWN_KEY,
-             "'" + key + "' cannot be set on a running remote (remove it and add it again)");
-    bool known = session_number_range(key) || key == "key_type" || key == "size_hiding" || key == "rekey_dh";
-    for (const char* k : {"ip", "address", "port", "identity", "psk_file", "subnets", "groups"}) known |= key == k;
-    if (!known)
-        fail(label, 0, Reason::CFG_UNKNOWN_KEY,
-             "unknown keyword '" + key + "' for a remote (allowed: " + kSettable + ")");
-    Remote& r = d.cfg.remotes[i];
-    RemoteDraft& rd = d.remotes[i];
-    unset_remote_key(key, r, rd);
-    if (value.empty()) return;
-    // libconfig syntax first; what is not (a bare word) is a string, and then the key says
-    // whether a string will do.
+bool read_remote_key(Draft& d, std::size_t i, const std::string& key, const std::vector<std::string>& values,
+                     const std::string& label) {
     libconfig::Config lc;
     WipeOnExit wipe{lc};
-    try {
-        parse(lc, key + " = " + value_text(key, value) + ";", label);
-    } catch (const LoadError&) {
+    bool parsed = false;
+    for (const auto& v : values) {
         try {
-            parse(lc, key + " = " + quoted(value) + ";", label);
+            parse(lc, key + " = " + v + ";", label);
         } catch (const LoadError&) {
-            fail(label, 0, Reason::CFG_SYNTAX, key + ": '" + value + "' is not a value (libconfig syntax, or a word)");
+            continue;
         }
+        parsed = lc.getRoot().getLength() == 1;
+        if (parsed) break;
     }
-    const Setting& root = lc.getRoot();
-    if (root.getLength() != 1)
-        fail(label, 0, Reason::CFG_SYNTAX, key + ": '" + value + "' is not one value");
+    if (!parsed) return false;
     const std::size_t warn0 = d.cfg.warnings.size(), pk0 = d.rekey_packets_set.size();
     Reader reader{d, label};
     bool have_id = false;
-    reader.remote_key(root[0], key, r, rd, have_id);
+    reader.remote_key(lc.getRoot()[0], key, d.cfg.remotes[i], d.remotes[i], have_id);
     for (std::size_t k = warn0; k < d.cfg.warnings.size(); ++k) d.cfg.warnings[k].file = label;
     for (std::size_t k = pk0; k < d.rekey_packets_set.size(); ++k) d.rekey_packets_set[k].file = label;
+    return true;
 }
 
 }  // namespace detail

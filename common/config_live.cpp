@@ -85,6 +85,84 @@ Result<Config> guarded(const std::string& name, F&& f) {
     }
 }
 
+// ---- remote set: one key of a remote ----
+
+std::string quoted(const std::string& v) {
+    std::string out = "\"";
+    for (char c : v) {
+        if (c == '"' || c == '\\') out += '\\';
+        out += c;
+    }
+    return out + "\"";
+}
+
+// A string key takes a bare word as it is; a list key takes bare words separated by commas;
+// anything else is libconfig syntax.
+std::string value_text(const std::string& key, const std::string& v) {
+    const bool literal = !v.empty() && (v[0] == '"' || v[0] == '[' || v[0] == '(');
+    if (literal) return v;
+    if (key == "address" || key == "identity" || key == "psk_file" || key == "key_type") return quoted(v);
+    if (key == "subnets" || key == "groups") {
+        std::string out = "[";
+        std::size_t start = 0;
+        while (start <= v.size()) {
+            std::size_t comma = v.find(',', start);
+            if (comma == std::string::npos) comma = v.size();
+            std::string one = v.substr(start, comma - start);
+            while (!one.empty() && one.front() == ' ') one.erase(0, 1);
+            while (!one.empty() && one.back() == ' ') one.pop_back();
+            out += (out.size() > 1 ? ", " : " ") + quoted(one);
+            start = comma + 1;
+        }
+        return out + " ]";
+    }
+    return v;
+}
+
+// Forgets what remote (r, rd) said for key: the default, its groups or local apply again.
+void unset_remote_key(const std::string& key, Remote& r, RemoteDraft& rd) {
+    Group& o = rd.overrides;
+    if (key == "rekey_wait") o.rekey_wait.reset();
+    else if (key == "rekey_packets") o.rekey_packets.reset();
+    else if (key == "array_size") o.array_size.reset();
+    else if (key == "data_array_time") o.data_array_time.reset();
+    else if (key == "control_array_time") o.control_array_time.reset();
+    else if (key == "heartbeat_time") o.heartbeat_time.reset();
+    else if (key == "heartbeat_fail") o.heartbeat_fail.reset();
+    else if (key == "lanes") o.lanes.reset();
+    else if (key == "key_type") o.key_type.reset();
+    else if (key == "size_hiding") o.size_hiding.reset();
+    else if (key == "rekey_dh") o.rekey_dh.reset();
+    else if (key == "ip") rd.ip_version = 0, rd.ip_line = 0;
+    else if (key == "address") r.address = IpAddr{}, rd.address_line = 0;
+    else if (key == "port") r.port = Remote{}.port;
+    else if (key == "identity") r.identity.clear();
+    else if (key == "psk_file") r.psk_file.clear(), rd.psk_line = 0;
+    else if (key == "subnets") r.subnets.clear(), rd.subnet_lines.clear();
+    else if (key == "groups") r.groups.clear(), rd.groups_line = 0;
+}
+
+// KEY=VALUE on remote i: the remote's own keys only; VALUE replaces what it had for KEY, an
+// empty VALUE only removes it. libconfig syntax first; what is not (a bare word) is a
+// string, and then the key says whether a string will do.
+void set_remote_key(Draft& d, std::size_t i, const std::string& key, const std::string& value,
+                    const std::string& label) {
+    static constexpr const char* kSettable =
+        "ip, address, port, identity, psk_file, subnets, groups, rekey_wait, rekey_packets, array_size, "
+        "data_array_time, control_array_time, heartbeat_time, heartbeat_fail, key_type, size_hiding, lanes, rekey_dh";
+    if (key == "id" || key == "static_keys")
+        fail(label, 0, Reason::CFG_UNKNOWN_KEY,
+             "'" + key + "' cannot be set on a running remote (remove it and add it again)");
+    bool known = session_number_range(key) || key == "key_type" || key == "size_hiding" || key == "rekey_dh";
+    for (const char* k : {"ip", "address", "port", "identity", "psk_file", "subnets", "groups"}) known |= key == k;
+    if (!known)
+        fail(label, 0, Reason::CFG_UNKNOWN_KEY, "unknown keyword '" + key + "' for a remote (allowed: " + kSettable + ")");
+    unset_remote_key(key, d.cfg.remotes[i], d.remotes[i]);
+    if (value.empty()) return;
+    if (!read_remote_key(d, i, key, {value_text(key, value), quoted(value)}, label))
+        fail(label, 0, Reason::CFG_SYNTAX, key + ": '" + value + "' is not a value (libconfig syntax, or a word)");
+}
+
 }  // namespace
 
 Result<Config> with_added_remotes(const Config& running, const std::string& text, const std::string& name) {
