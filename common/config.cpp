@@ -70,7 +70,7 @@ void set_session_number(Group& g, std::string_view key, long long v) {
 
 void note_session_number(Draft& d, std::string_view key, long long v, int line, const std::string& path) {
     if (key == "rekey_packets") {
-        d.rekey_packets_set.push_back({path, line, static_cast<std::uint64_t>(v)});
+        d.rekey_packets_set.push_back({"", path, line, static_cast<std::uint64_t>(v)});
     } else if (key == "rekey_wait" && v > kRekeyWaitAdvised) {
         d.cfg.warnings.push_back(Error{d.file, line, Reason::CFG_REKEY_WAIT_LONG,
                                        path + " " + std::to_string(v) + " s is longer than the " +
@@ -179,6 +179,7 @@ Remote Remote::clone() const {
     r.subnets = subnets;
     r.groups = groups;
     r.params = params;
+    r.overrides = overrides;
     r.identity = identity;
     r.psk_file = psk_file;
     if (static_keys) r.static_keys = static_keys->clone();
@@ -208,7 +209,8 @@ bool same_group(Group a, Group b) {
 
 bool same_settings(const Remote& a, const Remote& b) {
     if (a.id != b.id || a.address != b.address || a.port != b.port || a.subnets != b.subnets ||
-        a.groups != b.groups || !(a.params == b.params) || a.identity != b.identity ||
+        a.groups != b.groups || !(a.params == b.params) || !same_group(a.overrides, b.overrides) ||
+        a.identity != b.identity ||
         a.psk_file != b.psk_file || a.static_keys.has_value() != b.static_keys.has_value())
         return false;
     if (!a.static_keys) return true;
@@ -407,22 +409,6 @@ Group all_of(const SessionParams& p) {
     return g;
 }
 
-Group difference(const SessionParams& base, const SessionParams& p) {
-    Group g;
-    if (p.rekey_wait != base.rekey_wait) g.rekey_wait = p.rekey_wait;
-    if (p.rekey_packets != base.rekey_packets) g.rekey_packets = p.rekey_packets;
-    if (p.array_size != base.array_size) g.array_size = p.array_size;
-    if (p.data_array_time != base.data_array_time) g.data_array_time = p.data_array_time;
-    if (p.control_array_time != base.control_array_time) g.control_array_time = p.control_array_time;
-    if (p.heartbeat_time != base.heartbeat_time) g.heartbeat_time = p.heartbeat_time;
-    if (p.heartbeat_fail != base.heartbeat_fail) g.heartbeat_fail = p.heartbeat_fail;
-    if (p.key_type != base.key_type) g.key_type = p.key_type;
-    if (p.size_hiding != base.size_hiding) g.size_hiding = p.size_hiding;
-    if (p.lanes != base.lanes) g.lanes = p.lanes;
-    if (p.rekey_dh != base.rekey_dh) g.rekey_dh = p.rekey_dh;
-    return g;
-}
-
 void print_port(std::ostringstream& o, const char* side, const PortConfig& pc) {
     o << "  " << side << " = {\n";
     if (pc.port_name.empty()) o << "    port = " << pc.port_id << ";\n";
@@ -515,12 +501,9 @@ std::string to_libconfig(const Config& cfg, bool reveal_secrets) {
             for (std::size_t k = 0; k < r.groups.size(); ++k) o << (k ? ", " : " ") << quote(r.groups[k]);
             o << " ];\n";
         }
-        // Only what the remote changes over local + its groups: reloading gives the same params.
-        SessionParams base = l.defaults;
-        for (const auto& name : r.groups)
-            for (const auto& g : cfg.groups)
-                if (g.name == name) detail::apply(base, g);
-        print_params(o, "    ", difference(base, r.params));
+        // The remote's own settings only: what it inherits from local and its groups stays
+        // inherited when the text is loaded again (a saved file keeps its structure).
+        print_params(o, "    ", r.overrides);
         if (r.static_keys) {
             const auto& k = *r.static_keys;
             o << "    static_keys = {\n";

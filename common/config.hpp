@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -62,25 +63,6 @@ struct StaticKeys {
     StaticKeys clone() const;
 };
 
-struct Remote {
-    std::uint32_t id = 0;             // unique, > 0
-    IpAddr address;                   // the peer appliance's WAN address ("ip" = its family)
-    std::uint16_t port = 5653;        // secondary: the primary's setup port
-    std::vector<Prefix> subnets;      // routed to this remote
-    std::vector<std::string> groups;  // names, in order of application
-    SessionParams params;             // resolved: local -> groups (in order) -> remote overrides
-    std::string identity;             // IKE identity expected/used; empty = the address
-    // This remote's own pre-shared key (owner-only file, at least 16 bytes): on a primary the
-    // key of that secondary, on a secondary the key it shares with its primary. Empty: the
-    // remote authenticates by certificate (local.certificate/private_key/ca). One remote's
-    // key never authenticates another; no key is shared by all remotes.
-    std::string psk_file;
-    std::optional<StaticKeys> static_keys;
-    int line = 0;                     // where it was defined (for messages)
-
-    Remote clone() const;
-};
-
 // A group: a named set of overrides. Only the fields set in the file are present.
 struct Group {
     std::string name;
@@ -93,6 +75,29 @@ struct Group {
     int line = 0;
     bool operator==(const Group&) const = default;
 };
+
+struct Remote {
+    std::uint32_t id = 0;             // unique, > 0
+    IpAddr address;                   // the peer appliance's WAN address ("ip" = its family)
+    std::uint16_t port = 5653;        // secondary: the primary's setup port
+    std::vector<Prefix> subnets;      // routed to this remote
+    std::vector<std::string> groups;  // names, in order of application
+    SessionParams params;             // resolved: local -> groups (in order) -> remote overrides
+    // The remote's own settings as written (name unused): what a saved file writes back into
+    // the remote, so a value it inherits stays inherited and a group edited later still applies.
+    Group overrides;
+    std::string identity;             // IKE identity expected/used; empty = the address
+    // This remote's own pre-shared key (owner-only file, at least 16 bytes): on a primary the
+    // key of that secondary, on a secondary the key it shares with its primary. Empty: the
+    // remote authenticates by certificate (local.certificate/private_key/ca). One remote's
+    // key never authenticates another; no key is shared by all remotes.
+    std::string psk_file;
+    std::optional<StaticKeys> static_keys;
+    int line = 0;                     // where it was defined (for messages)
+
+    Remote clone() const;
+};
+
 
 // The admin socket and the audit trail (local.admin; docs/administration.md). An empty socket
 // is p3d's default: /run/p3/p3d.sock, or /run/p3/NAME.sock with EAL --file-prefix NAME.
@@ -204,9 +209,55 @@ std::uint64_t rekey_packet_limit(std::uint64_t configured, std::uint32_t wan_mtu
 inline constexpr std::uint32_t kRekeyWaitAdvised = 600;
 
 // True when a and b configure the same thing: every setting, secrets compared in constant
-// time; the source file, line numbers and warnings are ignored. (A run-time change that
-// is "the same" needs no action.)
+// time, and a remote's own overrides (Remote::overrides) as well as its resolved params;
+// the source file, line numbers and warnings are ignored. (A run-time change that is "the
+// same" needs no action.)
 bool same_settings(const Config& a, const Config& b);
 bool same_settings(const Remote& a, const Remote& b);
+
+// ---- run-time changes (config_live.cpp; docs/configuration.md "Changes at run time") ----
+// A change is a whole new Config, validated like a file, never half applied; diff() says
+// what the control plane must do to go from the running configuration to it.
+
+struct Diff {
+    std::vector<std::uint32_t> added, removed;   // remote ids, ascending
+    struct Changed {
+        std::uint32_t id;
+        // The remote's keys that differ, in a fixed order: "address", "port", "identity",
+        // "psk_file", "subnets", "groups", "static_keys", then the session parameters
+        // ("rekey_wait", ...; one differs when its resolved value or the remote's own
+        // override of it does).
+        std::vector<std::string> fields;
+        // False only when nothing beyond subnets, groups (with equal resolved params) and
+        // psk_file changed: applied in place. True: that one session is set up again.
+        bool reestablish;
+    };
+    std::vector<Changed> changed;                // ascending id
+    // Settings outside remotes and groups that differ ("role", "local.address",
+    // "dataplane.wan", ...): not applied until a restart. Local timer defaults are not here:
+    // they show as the remotes' changed parameters.
+    std::vector<std::string> restart_needed;
+    bool empty() const noexcept;
+};
+Diff diff(const Config& running, const Config& next);
+
+// running plus the remotes of text (libconfig, `remotes = ( { ... }, ... );` and nothing
+// else), validated with the running configuration as one file; errors about the new remotes
+// name `name` and the text's lines. The result's warnings are the new remotes' only.
+Result<Config> with_added_remotes(const Config& running, const std::string& text, const std::string& name);
+// running with remote id's own keys set: KEY=VALUE, VALUE in libconfig syntax where a bare
+// word is a string (subnets and groups: words separated by commas are the list); KEY with
+// an empty VALUE removes the remote's own setting (the default, its groups or local apply
+// again). Not "id" nor "static_keys". Errors: file "remote ID", no line, the key named.
+// An unknown id: CFG_UNKNOWN_REMOTE.
+Result<Config> with_remote_settings(const Config& running, std::uint32_t id,
+                                    const std::vector<std::pair<std::string, std::string>>& kv);
+// running without remote id (unknown id: CFG_UNKNOWN_REMOTE).
+Result<Config> without_remote(const Config& running, std::uint32_t id);
+
+// Writes text to path atomically: PATH.tmp written and fsync'd, the old file kept as
+// PATH.prev, PATH.tmp renamed over PATH, the directory fsync'd. The mode is the old file's
+// (else 0600). Never leaves a half-written PATH; false with why set on failure.
+bool save_file(const std::string& path, const std::string& text, std::string& why);
 
 }  // namespace p3::config

@@ -78,6 +78,10 @@ std::string range_str(const Range& r);
 // report against and what the file left unsaid.
 struct RemoteDraft {
     Group overrides;                 // the remote's own settings (applied last)
+    // Where this remote was written when not in Draft::file (a run-time change: the text
+    // `remote add` read, or "remote N" for `remote set`): its messages and warnings say so.
+    std::string file;
+    bool id_missing = false;         // no "id": 1 for a secondary's lone remote, else refused
     int groups_line = 0;
     std::vector<int> subnet_lines;   // parallel to Remote::subnets
     int address_line = 0;
@@ -109,6 +113,7 @@ struct Draft {
     // Every rekey_packets the file sets, where: finalize() checks each against the AES-GCM bound
     // of the WAN MTU, which the file may give after it.
     struct PacketLimit {
+        std::string file;  // empty: Draft::file
         std::string path;
         int line = 0;
         std::uint64_t value = 0;
@@ -123,5 +128,18 @@ void note_session_number(Draft& d, std::string_view key, long long v, int line, 
 
 // Resolves and validates (config_validate.cpp); the result replaces d.cfg. Throws LoadError.
 Config finalize(Draft&& d);
+
+// ---- run-time changes (config_live.cpp builds on these) ----
+// Reads `remotes = ( { ... }, ... );` (nothing else) from text into d, each new remote's
+// RemoteDraft.file set to name; errors name that text and its lines. Throws LoadError.
+void read_remotes_text(Draft& d, const std::string& text, const std::string& name);
+// Reads one key of remote i from the first of `values` (libconfig value texts) that parses,
+// over what the remote had; errors name `label` and the key. False if none parses.
+bool read_remote_key(Draft& d, std::size_t i, const std::string& key, const std::vector<std::string>& values,
+                     const std::string& label);
+
+// The text libconfig reads: integer literals above 2^31-1 get the 'L' suffix (libconfig 1.5
+// would wrap them), @include is refused; strings, comments and line numbers are kept.
+std::string prepare_libconfig(const std::string& text, const std::string& file);
 
 }  // namespace p3::config::detail

@@ -1,12 +1,12 @@
 // The libconfig syntax (DESIGN.md §Configuration): role, local, dataplane, groups, remotes.
 // Walks the parsed tree once, refusing any keyword it does not know at any level, checks each
-// value against its range where the line is known, and fills a Draft for finalize().
+// value against its range where the line is known, and fills a Draft for finalize(). The
+// same reader takes run-time changes (a `remote add` text, one `remote set` key) into a Draft
+// of the running configuration (config_live.cpp).
 //
-// Two libconfig 1.5 habits are worked around before parsing: a plain integer literal above
-// 2^31-1 silently wraps (so such literals get the 64-bit 'L' suffix first and are then
-// range-checked like any other), and @include would read other files (refused: one file is
-// the whole configuration). Static key hex strings are wiped from libconfig's own storage
-// and from the text copies once read.
+// The text is prepared first (config_libconfig_text.cpp: 64-bit literals, no @include).
+// Static key hex strings are wiped from libconfig's own storage and from the text copies
+// once read.
 #include <libconfig.h++>
 
 #include <cstring>
@@ -22,103 +22,6 @@ namespace {
 
 using libconfig::Setting;
 using namespace detail;
-
-bool name_char(char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '*';
-}
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
-bool is_hex(char c) { return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
-
-// Copies text, appending 'L' to integer literals libconfig 1.5 would wrap, and refuses
-// @include. Strings and comments are copied untouched; line numbers do not change.
-std::string prepare(const std::string& text, const std::string& file) {
-    std::string out;
-    out.reserve(text.size() + 64);
-    int line = 1;
-    bool line_start = true;  // only blanks so far on this line
-    std::size_t i = 0, n = text.size();
-    while (i < n) {
-        char c = text[i];
-        if (c == '\n') {
-            ++line;
-            line_start = true;
-            out += c;
-            ++i;
-            continue;
-        }
-        if (c == '"') {  // string: copy through the closing quote, honouring escapes
-            out += c;
-            ++i;
-            while (i < n && text[i] != '"') {
-                if (text[i] == '\n') ++line;
-                if (text[i] == '\\' && i + 1 < n) out += text[i++];
-                out += text[i++];
-            }
-            if (i < n) out += text[i++];
-            line_start = false;
-            continue;
-        }
-        if (c == '#' || (c == '/' && i + 1 < n && text[i + 1] == '/')) {
-            while (i < n && text[i] != '\n') out += text[i++];
-            continue;
-        }
-        if (c == '/' && i + 1 < n && text[i + 1] == '*') {
-            out += "/*";
-            i += 2;
-            while (i < n && !(text[i] == '*' && i + 1 < n && text[i + 1] == '/')) {
-                if (text[i] == '\n') ++line;
-                out += text[i++];
-            }
-            if (i < n) {
-                out += "*/";
-                i += 2;
-            }
-            continue;
-        }
-        if (c == '@' && line_start && text.compare(i, 8, "@include") == 0)
-            fail(file, line, Reason::CFG_SYNTAX, "@include is not supported: the configuration is one file");
-        if (c != ' ' && c != '\t' && c != '\r') line_start = false;
-        bool starts_number = is_digit(c);
-        if (starts_number && i > 0) {
-            char p = text[i - 1];
-            if (name_char(p) || p == '.') starts_number = false;
-            if ((p == '-' || p == '+') && i > 1 && name_char(text[i - 2])) starts_number = false;
-        }
-        if (!starts_number) {
-            out += c;
-            ++i;
-            continue;
-        }
-        std::size_t start = i;
-        bool big = false;
-        if (c == '0' && i + 1 < n && (text[i + 1] == 'x' || text[i + 1] == 'X')) {
-            i += 2;
-            std::size_t d = i;
-            while (i < n && text[i] == '0') ++i;  // leading zeros do not count
-            std::size_t sig = i;
-            while (i < n && is_hex(text[i])) ++i;
-            big = (i - sig) > 8 || ((i - sig) == 8 && text[sig] >= '8');
-            (void)d;
-        } else {
-            while (i < n && text[i] == '0') ++i;
-            std::size_t sig = i;
-            while (i < n && is_digit(text[i])) ++i;
-            if (i < n && (text[i] == '.' || text[i] == 'e' || text[i] == 'E')) {
-                // A float: copy the rest of it as it is.
-                while (i < n && (is_digit(text[i]) || text[i] == '.' || text[i] == 'e' || text[i] == 'E' ||
-                                 ((text[i] == '-' || text[i] == '+') && (text[i - 1] == 'e' || text[i - 1] == 'E'))))
-                    ++i;
-                out.append(text, start, i - start);
-                continue;
-            }
-            std::size_t len = i - sig;
-            big = len > 10 || (len == 10 && text.compare(sig, 10, "2147483647") > 0);
-        }
-        out.append(text, start, i - start);
-        if (big && !(i < n && text[i] == 'L')) out += 'L';
-    }
-    return out;
-}
 
 // Wipes every string value in the tree: static keys are strings while libconfig holds them.
 void wipe_strings(Setting& s) {
@@ -465,6 +368,49 @@ struct Reader {
         r.static_keys = std::move(k);
     }
 
+    static constexpr const char* kRemoteKeys = "id, ip, address, port, identity, psk_file, subnets, groups, static_keys";
+
+    // One key of a remote; false if the key is not a remote's.
+    bool remote_key(const Setting& s, const std::string& path, Remote& r, RemoteDraft& rd, bool& have_id) {
+        const std::string key = s.getName();
+        if (session_param(s, path, rd.overrides)) return true;
+        if (key == "id") {
+            r.id = std::uint32_t(integer(s, path, limits::remote_id));
+            have_id = true;
+        } else if (key == "ip") {
+            rd.ip_version = int(integer(s, path, limits::ip_version));
+            if (rd.ip_version == 5) bad(s, path + " 5: must be 4 or 6");
+            rd.ip_line = line_of(s);
+        } else if (key == "address") {
+            r.address = address(s, path);
+            rd.address_line = line_of(s);
+        } else if (key == "port") {
+            r.port = std::uint16_t(integer(s, path, limits::port));
+        } else if (key == "identity") {
+            r.identity = string(s, path, limits::max_name);
+        } else if (key == "psk_file") {
+            r.psk_file = string(s, path);
+            rd.psk_line = line_of(s);
+        } else if (key == "subnets") {
+            subnet_list(s, path, limits::max_subnets, r.subnets, rd.subnet_lines);
+        } else if (key == "groups") {
+            if (!s.isArray() && !s.isList()) bad(s, path + " must be an array: [ \"east\", ... ]");
+            rd.groups_line = line_of(s);
+            for (int j = 0; j < s.getLength(); ++j) {
+                const Setting& e = s[j];
+                if (e.getType() != Setting::TypeString)
+                    fail(file, line_of(e, rd.groups_line), Reason::CFG_BAD_VALUE,
+                         path + "[" + std::to_string(j) + "] must be a group name (a string)");
+                r.groups.emplace_back(e.c_str());
+            }
+        } else if (key == "static_keys") {
+            static_keys(s, path, r);
+        } else {
+            return false;
+        }
+        return true;
+    }
+
     void remotes(const Setting& list) {
         require_list(list, "remotes");
         for (int i = 0; i < list.getLength(); ++i) {
@@ -477,48 +423,11 @@ struct Reader {
             bool have_id = false;
             for (int k = 0; k < g.getLength(); ++k) {
                 const Setting& s = g[k];
-                std::string key = s.getName();
-                std::string path = base + "." + key;
-                if (session_param(s, path, rd.overrides)) continue;
-                if (key == "id") {
-                    r.id = std::uint32_t(integer(s, path, limits::remote_id));
-                    have_id = true;
-                } else if (key == "ip") {
-                    rd.ip_version = int(integer(s, path, limits::ip_version));
-                    if (rd.ip_version == 5) bad(s, path + " 5: must be 4 or 6");
-                    rd.ip_line = line_of(s);
-                } else if (key == "address") {
-                    r.address = address(s, path);
-                    rd.address_line = line_of(s);
-                } else if (key == "port") {
-                    r.port = std::uint16_t(integer(s, path, limits::port));
-                } else if (key == "identity") {
-                    r.identity = string(s, path, limits::max_name);
-                } else if (key == "psk_file") {
-                    r.psk_file = string(s, path);
-                    rd.psk_line = line_of(s);
-                } else if (key == "subnets") {
-                    subnet_list(s, path, limits::max_subnets, r.subnets, rd.subnet_lines);
-                } else if (key == "groups") {
-                    if (!s.isArray() && !s.isList()) bad(s, path + " must be an array: [ \"east\", ... ]");
-                    rd.groups_line = line_of(s);
-                    for (int j = 0; j < s.getLength(); ++j) {
-                        const Setting& e = s[j];
-                        if (e.getType() != Setting::TypeString)
-                            fail(file, line_of(e, rd.groups_line), Reason::CFG_BAD_VALUE,
-                                 path + "[" + std::to_string(j) + "] must be a group name (a string)");
-                        r.groups.emplace_back(e.c_str());
-                    }
-                } else if (key == "static_keys") {
-                    static_keys(s, path, r);
-                } else {
-                    unknown(s, base,
-                            (std::string("id, ip, address, port, identity, psk_file, subnets, groups, static_keys, ") +
-                             kSessionKeys)
-                                .c_str());
-                }
+                if (!remote_key(s, base + "." + s.getName(), r, rd, have_id))
+                    unknown(s, base, (std::string(kRemoteKeys) + ", " + kSessionKeys).c_str());
             }
-            if (!have_id) fail(file, r.line, Reason::CFG_MISSING, base + ".id missing");
+            // A secondary's lone remote may leave it out; finalize() knows the role.
+            rd.id_missing = !have_id;
             d.cfg.remotes.push_back(std::move(r));
             d.remotes.push_back(std::move(rd));
         }
@@ -555,6 +464,18 @@ struct WipeOnExit {
     ~WipeOnExit() { wipe_strings(lc.getRoot()); }
 };
 
+// Parses text into lc; a syntax error is the file's, at its line. The prepared copy is wiped.
+void parse(libconfig::Config& lc, const std::string& text, const std::string& name) {
+    std::string prepared = prepare_libconfig(text, name);
+    try {
+        lc.readString(prepared);
+    } catch (const libconfig::ParseException& e) {
+        secure_wipe(prepared.data(), prepared.size());
+        fail(name, e.getLine(), Reason::CFG_SYNTAX, std::string("syntax error: ") + e.getError());
+    }
+    secure_wipe(prepared.data(), prepared.size());
+}
+
 int count_lines(const std::string& text) {
     int n = 1;
     for (char c : text) n += c == '\n';
@@ -570,16 +491,7 @@ Result<Config> load_libconfig_text(const std::string& text, const std::string& n
         d.last_line = count_lines(text);
         libconfig::Config lc;
         WipeOnExit wipe{lc};
-        {
-            std::string prepared = prepare(text, name);
-            try {
-                lc.readString(prepared);
-            } catch (const libconfig::ParseException& e) {
-                secure_wipe(prepared.data(), prepared.size());
-                fail(name, e.getLine(), Reason::CFG_SYNTAX, std::string("syntax error: ") + e.getError());
-            }
-            secure_wipe(prepared.data(), prepared.size());
-        }
+        parse(lc, text, name);
         Reader{d, name}.root(lc.getRoot());
         return finalize(std::move(d));
     } catch (const LoadError& e) {
@@ -590,5 +502,58 @@ Result<Config> load_libconfig_text(const std::string& text, const std::string& n
         return Error{name, 0, Reason::CFG_SYNTAX, "out of memory while reading the configuration"};
     }
 }
+
+namespace detail {
+
+void read_remotes_text(Draft& d, const std::string& text, const std::string& name) {
+    libconfig::Config lc;
+    WipeOnExit wipe{lc};
+    parse(lc, text, name);
+    const std::size_t first = d.remotes.size(), warn0 = d.cfg.warnings.size(), pk0 = d.rekey_packets_set.size();
+    Reader reader{d, name};
+    const Setting& root = lc.getRoot();
+    bool seen = false;
+    for (int i = 0; i < root.getLength(); ++i) {
+        const Setting& s = root[i];
+        if (std::string_view(s.getName()) != "remotes")
+            fail(name, reader.line_of(s), Reason::CFG_UNKNOWN_KEY,
+                 "unknown keyword '" + std::string(s.getName()) +
+                     "' in the file (allowed: remotes): only remotes are added at run time");
+        reader.remotes(s);
+        seen = true;
+    }
+    if (!seen || d.remotes.size() == first)
+        fail(name, seen ? reader.line_of(root["remotes"]) : 0, Reason::CFG_MISSING,
+             "no remote to add: remotes = ( { id = ...; address = ...; ... } );");
+    for (std::size_t i = first; i < d.remotes.size(); ++i) d.remotes[i].file = name;
+    for (std::size_t i = warn0; i < d.cfg.warnings.size(); ++i) d.cfg.warnings[i].file = name;
+    for (std::size_t i = pk0; i < d.rekey_packets_set.size(); ++i) d.rekey_packets_set[i].file = name;
+}
+
+bool read_remote_key(Draft& d, std::size_t i, const std::string& key, const std::vector<std::string>& values,
+                     const std::string& label) {
+    libconfig::Config lc;
+    WipeOnExit wipe{lc};
+    bool parsed = false;
+    for (const auto& v : values) {
+        try {
+            parse(lc, key + " = " + v + ";", label);
+        } catch (const LoadError&) {
+            continue;
+        }
+        parsed = lc.getRoot().getLength() == 1;
+        if (parsed) break;
+    }
+    if (!parsed) return false;
+    const std::size_t warn0 = d.cfg.warnings.size(), pk0 = d.rekey_packets_set.size();
+    Reader reader{d, label};
+    bool have_id = false;
+    reader.remote_key(lc.getRoot()[0], key, d.cfg.remotes[i], d.remotes[i], have_id);
+    for (std::size_t k = warn0; k < d.cfg.warnings.size(); ++k) d.cfg.warnings[k].file = label;
+    for (std::size_t k = pk0; k < d.rekey_packets_set.size(); ++k) d.rekey_packets_set[k].file = label;
+    return true;
+}
+
+}  // namespace detail
 
 }  // namespace p3::config

@@ -7,7 +7,9 @@
 //
 // Both loaders (config_libconfig.cpp, config_legacy.cpp) fill a Draft and hand it here; the
 // value parsers and limits they share are in config.cpp and config_internal.hpp.
+#include <limits.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
@@ -32,10 +34,21 @@ std::string dir_of(const std::string& file) {
 }
 
 // Relative key and certificate paths are taken relative to the configuration file, so a
-// file and its keys can move together; the model holds the resolved path.
+// file and its keys can move together; the model holds the resolved, absolute path (so a
+// saved copy of the running configuration, wherever it is written, names the same files).
 void resolve_path(std::string& path, const std::string& file) {
     if (path.empty() || path[0] == '/') return;
-    path = dir_of(file) + path;
+    std::string dir = dir_of(file);
+    if (dir.empty() || dir[0] != '/') {
+        char cwd[PATH_MAX];
+        if (::getcwd(cwd, sizeof cwd)) dir = std::string(cwd) + "/" + dir;
+    }
+    path = dir + path;
+}
+
+// Where remote i was written: a run-time change names its own text (RemoteDraft::file).
+const std::string& file_of(const Draft& d, std::size_t i) {
+    return d.remotes[i].file.empty() ? d.file : d.remotes[i].file;
 }
 
 // A private key or pre-shared key file must be the file itself (no symbolic link), owner-only,
@@ -44,7 +57,8 @@ void resolve_path(std::string& path, const std::string& file) {
 // that does not exist yet is only a warning: the sessions that need it fail (with their own
 // reason code) until it does. One this process may not open (a checker without the owner's
 // rights) is checked by its metadata alone; p3d checks it whole when it loads it.
-void check_key_file(Draft& d, const std::string& path, const char* what, int line, bool psk) {
+void check_key_file(Draft& d, const std::string& file, const std::string& path, const char* what, int line,
+                    bool psk) {
     if (path.empty()) return;
     std::string why;
     keyfile::Status s;
@@ -73,14 +87,14 @@ void check_key_file(Draft& d, const std::string& path, const char* what, int lin
         case keyfile::Status::ok:
         case keyfile::Status::unreadable: return;
         case keyfile::Status::absent:
-            d.cfg.warnings.push_back(Error{d.file, line, Reason::CFG_KEY_FILE_ABSENT, msg});
+            d.cfg.warnings.push_back(Error{file, line, Reason::CFG_KEY_FILE_ABSENT, msg});
             return;
-        case keyfile::Status::link: fail(d.file, line, Reason::CFG_KEY_FILE_LINK, msg);
-        case keyfile::Status::not_regular: fail(d.file, line, Reason::CFG_BAD_VALUE, msg);
+        case keyfile::Status::link: fail(file, line, Reason::CFG_KEY_FILE_LINK, msg);
+        case keyfile::Status::not_regular: fail(file, line, Reason::CFG_BAD_VALUE, msg);
         case keyfile::Status::mode:
-            fail(d.file, line, Reason::CFG_KEY_FILE_MODE, msg + "; allowed: owner only (chmod 600)");
-        case keyfile::Status::too_long: fail(d.file, line, Reason::CFG_BAD_VALUE, msg);
-        case keyfile::Status::too_short: fail(d.file, line, Reason::CFG_PSK_SHORT, msg);
+            fail(file, line, Reason::CFG_KEY_FILE_MODE, msg + "; allowed: owner only (chmod 600)");
+        case keyfile::Status::too_long: fail(file, line, Reason::CFG_BAD_VALUE, msg);
+        case keyfile::Status::too_short: fail(file, line, Reason::CFG_PSK_SHORT, msg);
     }
 }
 
@@ -107,9 +121,9 @@ std::string list_names(const std::vector<Group>& groups) {
     return s;
 }
 
-void check_heartbeat(const Draft& d, const SessionParams& p, int line, const std::string& who) {
+void check_heartbeat(const std::string& file, const SessionParams& p, int line, const std::string& who) {
     if (p.heartbeat_fail <= p.heartbeat_time)
-        fail(d.file, line, Reason::CFG_BAD_VALUE,
+        fail(file, line, Reason::CFG_BAD_VALUE,
              who + "heartbeat_fail " + std::to_string(p.heartbeat_fail) +
                  " must be greater than heartbeat_time " + std::to_string(p.heartbeat_time));
 }
@@ -143,7 +157,7 @@ void check_static_keys_unique(const Draft& d, const Config& cfg, std::size_t i) 
     const Remote& r = cfg.remotes[i];
     const StaticKeys& sk = *r.static_keys;
     if (sk.tx_key.equals(sk.rx_key.span()))
-        fail(d.file, sk.line, Reason::CFG_STATIC_SAME_KEY,
+        fail(file_of(d, i), sk.line, Reason::CFG_STATIC_SAME_KEY,
              "remote " + std::to_string(r.id) +
                  ": static_keys.tx_key equals rx_key: each direction needs its own key");
     for (std::size_t j = 0; j < i; ++j) {
@@ -153,7 +167,7 @@ void check_static_keys_unique(const Draft& d, const Config& cfg, std::size_t i) 
         for (const SecretBytes* a : {&sk.tx_key, &sk.rx_key})
             for (const SecretBytes* b : {&o->tx_key, &o->rx_key}) same |= a->equals(b->span());
         if (same)
-            fail(d.file, sk.line, Reason::CFG_STATIC_KEY_REUSED,
+            fail(file_of(d, i), sk.line, Reason::CFG_STATIC_KEY_REUSED,
                  "remote " + std::to_string(r.id) + ": a static key of it is also a static key of remote " +
                      std::to_string(cfg.remotes[j].id) + " (line " + std::to_string(o->line) +
                      "): every direction of every remote needs its own key");
@@ -167,13 +181,20 @@ void check_local(Draft& d) {
     if (!d.role_set)
         fail(d.file, 1, Reason::CFG_MISSING, "role missing: role = \"primary\" or \"secondary\"");
     if (!d.local_line) fail(d.file, 1, Reason::CFG_MISSING, "local section missing");
+    if (!d.address_set && cfg.role == Role::secondary && d.wan_address_set) {
+        // A minimal secondary (DESIGN.md §Session life 6): its WAN port's address says it.
+        cfg.local.address = cfg.dataplane.wan.address.addr;
+        d.address_set = true;
+    }
     if (!d.address_set)
-        fail(d.file, d.local_line, Reason::CFG_MISSING, "local address missing (this appliance's WAN address)");
+        fail(d.file, d.local_line, Reason::CFG_MISSING,
+             "local address missing (this appliance's WAN address; a secondary may give "
+             "dataplane.wan.address instead)");
     if (d.ip_version && d.ip_version != cfg.local.address.family)
         fail(d.file, d.ip_line, Reason::CFG_BAD_VALUE,
              "ip " + std::to_string(d.ip_version) + " does not match address " + cfg.local.address.str() +
                  " (IPv" + std::to_string(cfg.local.address.family) + ")");
-    check_heartbeat(d, cfg.local.defaults, d.local_line, "local ");
+    check_heartbeat(d.file, cfg.local.defaults, d.local_line, "local ");
 }
 
 // Local credentials: certificate and private key come as a pair, files relative to the
@@ -187,7 +208,7 @@ void check_local_credentials(Draft& d) {
     resolve_path(cfg.local.certificate, d.file);
     resolve_path(cfg.local.private_key, d.file);
     resolve_path(cfg.local.ca, d.file);
-    check_key_file(d, cfg.local.private_key, "private_key", d.key_line, false);
+    check_key_file(d, d.file, cfg.local.private_key, "private_key", d.key_line, false);
     if (cfg.local.state_dir.empty() || cfg.local.state_dir[0] != '/')
         fail(d.file, d.state_dir_line ? d.state_dir_line : d.local_line, Reason::CFG_STATE_DIR,
              "local.state_dir '" + cfg.local.state_dir + "' is not an absolute path");
@@ -222,7 +243,7 @@ void check_rekey_packets(const Draft& d) {
     const std::uint64_t bound = aead_packet_bound(mtu);
     for (const auto& p : d.rekey_packets_set)
         if (p.value > bound)
-            fail(d.file, p.line, Reason::CFG_BAD_VALUE,
+            fail(p.file.empty() ? d.file : p.file, p.line, Reason::CFG_BAD_VALUE,
                  p.path + " " + std::to_string(p.value) + " out of range 0.." + std::to_string(bound) +
                      ": above the AES-GCM usage bound for WAN MTU " + std::to_string(mtu) +
                      " (0 = that bound)");
@@ -246,17 +267,17 @@ void check_remote_address(const Draft& d, std::size_t i, const std::string& who)
     const RemoteDraft& rd = d.remotes[i];
     for (std::size_t j = 0; j < i; ++j)
         if (cfg.remotes[j].id == r.id)
-            fail(d.file, r.line, Reason::CFG_DUPLICATE,
+            fail(file_of(d, i), r.line, Reason::CFG_DUPLICATE,
                  "remote id " + std::to_string(r.id) + " defined twice (first at line " +
                      std::to_string(cfg.remotes[j].line) + ")");
     if (r.address.family == 0)
-        fail(d.file, r.line, Reason::CFG_MISSING, who + "address missing (the peer's WAN address)");
+        fail(file_of(d, i), r.line, Reason::CFG_MISSING, who + "address missing (the peer's WAN address)");
     if (rd.ip_version && rd.ip_version != r.address.family)
-        fail(d.file, rd.ip_line, Reason::CFG_BAD_VALUE,
+        fail(file_of(d, i), rd.ip_line, Reason::CFG_BAD_VALUE,
              who + "ip " + std::to_string(rd.ip_version) + " does not match address " + r.address.str());
     const auto& wan = cfg.dataplane.wan;
     if (r.address.family != wan.address.addr.family)
-        fail(d.file, rd.address_line ? rd.address_line : r.line, Reason::CFG_BAD_VALUE,
+        fail(file_of(d, i), rd.address_line ? rd.address_line : r.line, Reason::CFG_BAD_VALUE,
              who + "address " + r.address.str() + " is IPv" + std::to_string(r.address.family) +
                  " but the WAN side is IPv" + std::to_string(wan.address.addr.family));
 }
@@ -272,12 +293,15 @@ void resolve_remote_params(Draft& d, std::size_t i, const std::string& who) {
         auto g = std::find_if(cfg.groups.begin(), cfg.groups.end(),
                               [&](const Group& x) { return x.name == name; });
         if (g == cfg.groups.end())
-            fail(d.file, rd.groups_line ? rd.groups_line : r.line, Reason::CFG_BAD_VALUE,
+            fail(file_of(d, i), rd.groups_line ? rd.groups_line : r.line, Reason::CFG_BAD_VALUE,
                  who + "group '" + name + "' is not defined (defined: " + list_names(cfg.groups) + ")");
         apply(r.params, *g);
     }
     apply(r.params, rd.overrides);
-    check_heartbeat(d, r.params, r.line, who);
+    r.overrides = rd.overrides;
+    r.overrides.name.clear();
+    r.overrides.line = 0;
+    check_heartbeat(file_of(d, i), r.params, r.line, who);
 }
 
 // Remote i's credentials: its pre-shared key file, and an identity no earlier remote without
@@ -288,16 +312,22 @@ void check_remote_credentials(Draft& d, std::size_t i, const std::string& who) {
     Config& cfg = d.cfg;
     Remote& r = cfg.remotes[i];
     const RemoteDraft& rd = d.remotes[i];
-    resolve_path(r.psk_file, d.file);
-    check_key_file(d, r.psk_file, (who + "psk_file").c_str(), rd.psk_line ? rd.psk_line : r.line, true);
+    resolve_path(r.psk_file, file_of(d, i));
+    check_key_file(d, file_of(d, i), r.psk_file, (who + "psk_file").c_str(), rd.psk_line ? rd.psk_line : r.line, true);
     if (!r.static_keys) {
         const std::string key = identity_key(r);
-        for (std::size_t j = 0; j < i; ++j)
-            if (!cfg.remotes[j].static_keys && identity_key(cfg.remotes[j]) == key)
-                fail(d.file, r.line, Reason::CFG_DUPLICATE_IDENTITY,
-                     who + "identity '" + (r.identity.empty() ? r.address.str() : r.identity) +
-                         "' is also remote " + std::to_string(cfg.remotes[j].id) + "'s (line " +
-                         std::to_string(cfg.remotes[j].line) + "); an empty identity is the address");
+        for (std::size_t j = 0; j < i; ++j) {
+            if (cfg.remotes[j].static_keys || identity_key(cfg.remotes[j]) != key) continue;
+            // Reported at the later remote, or at the one a run-time change brought.
+            const bool blame_j = !d.remotes[j].file.empty() && d.remotes[i].file.empty();
+            const Remote& at = blame_j ? cfg.remotes[j] : r;
+            const Remote& other = blame_j ? r : cfg.remotes[j];
+            fail(file_of(d, blame_j ? j : i), at.line, Reason::CFG_DUPLICATE_IDENTITY,
+                 "remote " + std::to_string(at.id) + ": identity '" + (at.identity.empty() ? at.address.str() : at.identity) +
+                     "' is also remote " + std::to_string(other.id) + "'s" +
+                     (other.line ? " (line " + std::to_string(other.line) + ")" : std::string()) +
+                     "; an empty identity is the address");
+        }
     }
 }
 
@@ -310,11 +340,11 @@ void check_remote_lanes_subnets(Draft& d, std::size_t i, const std::string& who)
     // the lane count is the worker count; the setting is carried (and pushed to a
     // secondary) but changes nothing yet.
     if (r.params.lanes != 0)
-        cfg.warnings.push_back(Error{d.file, r.line, Reason::CFG_LANES_NOT_APPLIED,
+        cfg.warnings.push_back(Error{file_of(d, i), r.line, Reason::CFG_LANES_NOT_APPLIED,
                                      who + "lanes = " + std::to_string(r.params.lanes) +
                                          " is not applied yet: p3d sends on one lane per worker lcore"});
     if (r.subnets.empty() && (cfg.role == Role::primary || r.static_keys))
-        fail(d.file, r.line, Reason::CFG_MISSING,
+        fail(file_of(d, i), r.line, Reason::CFG_MISSING,
              who + "subnets missing (the networks routed to this remote)");
 }
 
@@ -328,35 +358,35 @@ void check_remote_static_keys(Draft& d, std::size_t i, const std::string& who) {
     std::size_t want = r.params.key_type == KeyType::aes256 ? 32 : 16;
     for (auto [key, name] : {std::pair{&sk.tx_key, "tx_key"}, std::pair{&sk.rx_key, "rx_key"}})
         if (key->size() != want)
-            fail(d.file, sk.line, Reason::CFG_BAD_VALUE,
+            fail(file_of(d, i), sk.line, Reason::CFG_BAD_VALUE,
                  who + "static_keys." + name + " is " + std::to_string(key->size()) +
                      " bytes; key_type " + std::string(key_type_name(r.params.key_type)) +
                      " needs " + std::to_string(want));
     if (std::uint64_t(sk.tx_id) + sk.lanes - 1 > 0xffffffffull ||
         std::uint64_t(sk.rx_id) + sk.lanes - 1 > 0xffffffffull)
-        fail(d.file, sk.line, Reason::CFG_BAD_VALUE,
+        fail(file_of(d, i), sk.line, Reason::CFG_BAD_VALUE,
              who + "static_keys: id + lanes - 1 must stay within 1..4294967295");
     // Inbound ids index our own slot table: two remotes may not share one.
     for (std::size_t j = 0; j < i; ++j) {
         const auto& o = cfg.remotes[j].static_keys;
         if (!o) continue;
         if (sk.rx_id < o->rx_id + o->lanes && o->rx_id < sk.rx_id + sk.lanes)
-            fail(d.file, sk.line, Reason::CFG_DUPLICATE,
+            fail(file_of(d, i), sk.line, Reason::CFG_DUPLICATE,
                  who + "static_keys.rx_id " + std::to_string(sk.rx_id) + " (lanes " +
                      std::to_string(sk.lanes) + ") overlaps the rx ids of remote " +
                      std::to_string(cfg.remotes[j].id) + " (line " + std::to_string(o->line) + ")");
     }
     check_static_keys_unique(d, cfg, i);
     if (!sk.persist_sequence)
-        cfg.warnings.push_back(Error{d.file, sk.line, Reason::CFG_NO_SEQ_STATE,
+        cfg.warnings.push_back(Error{file_of(d, i), sk.line, Reason::CFG_NO_SEQ_STATE,
                                      "remote " + std::to_string(r.id) +
                                          ": static_keys.persist_sequence = false: every start begins again at "
                                          "sequence 1 and repeats nonces under these keys"});
-    cfg.warnings.push_back(Error{d.file, sk.line, Reason::CFG_STATIC_KEYS,
+    cfg.warnings.push_back(Error{file_of(d, i), sk.line, Reason::CFG_STATIC_KEYS,
                                  "remote " + std::to_string(r.id) +
                                      " uses static keys: no setup exchange, no rekey"});
     if (!sk.anti_replay)
-        cfg.warnings.push_back(Error{d.file, sk.line, Reason::CFG_NO_ANTI_REPLAY,
+        cfg.warnings.push_back(Error{file_of(d, i), sk.line, Reason::CFG_NO_ANTI_REPLAY,
                                      "remote " + std::to_string(r.id) +
                                          ": static_keys.anti_replay = false: replayed packets are accepted"});
 }
@@ -367,7 +397,18 @@ void check_remotes(Draft& d) {
     Config& cfg = d.cfg;
     if (cfg.role == Role::secondary && cfg.remotes.empty())
         fail(d.file, d.last_line ? d.last_line : 1, Reason::CFG_MISSING,
-             "a secondary needs its primary as a remote (id, address)");
+             "a secondary needs its primary as a remote (address)");
+    // A secondary's lone remote (its primary) may leave out its id: it is 1.
+    for (std::size_t i = 0; i < cfg.remotes.size(); ++i) {
+        if (!d.remotes[i].id_missing) continue;
+        std::size_t n = 0;   // its index in the text it was written in
+        for (std::size_t j = 0; j < i; ++j) n += file_of(d, j) == file_of(d, i);
+        if (cfg.role != Role::secondary || cfg.remotes.size() != 1)
+            fail(file_of(d, i), cfg.remotes[i].line, Reason::CFG_MISSING,
+                 "remotes[" + std::to_string(n) + "].id missing (only a secondary's one remote may leave it out)");
+        cfg.remotes[i].id = 1;
+        d.remotes[i].id_missing = false;
+    }
     for (std::size_t i = 0; i < cfg.remotes.size(); ++i) {
         const std::string who = "remote " + std::to_string(cfg.remotes[i].id) + ": ";
         check_remote_address(d, i, who);
@@ -406,8 +447,10 @@ void check_subnets_disjoint(const Draft& d) {
         if (!open.empty() && open.back()->remote != e.remote) {
             const SubnetRef* a = open.back();
             const SubnetRef* b = &e;
-            if (a->line > b->line) std::swap(a, b);  // report at the later definition
-            fail(d.file, b->line, Reason::CFG_OVERLAP,
+            // Report at the later definition; a run-time change's remote is the one to blame.
+            const bool a_new = !d.remotes[a->remote].file.empty(), b_new = !d.remotes[b->remote].file.empty();
+            if (a_new != b_new ? a_new : a->line > b->line) std::swap(a, b);
+            fail(file_of(d, b->remote), b->line, Reason::CFG_OVERLAP,
                  "subnet " + b->p.str() + " of remote " + std::to_string(cfg.remotes[b->remote].id) +
                      " overlaps " + a->p.str() + " of remote " + std::to_string(cfg.remotes[a->remote].id) +
                      " (line " + std::to_string(a->line) + ")");
