@@ -82,6 +82,9 @@ inline constexpr auto kRequestTimeout = 8s;       // ... until answered or this 
 // closes anyway: the peer learns at once that the session ended, yet an unanswered goodbye
 // never holds a shutdown (or a stopping appliance) back for long.
 inline constexpr auto kGoodbyeWait = 300ms;
+// The receiver of a goodbye keeps the session's data keys this long after its ack: the ack
+// goes out through a worker, which sends nothing for a session already down.
+inline constexpr auto kGoodbyeAckFlush = 20ms;
 
 // --- rekey ---------------------------------------------------------------------------------
 inline constexpr unsigned kRekeyAttempts = 5;     // the first attempt + four retries (§2.1.6)

@@ -69,6 +69,7 @@ void Session::go_up(InitialKeys&& k) {
     // installed the new session's lanes in the dataplane already; what we held goes.
     teardown();
     timers_.cancel_backoff();
+    down_pending_ = false;   // the new setup installed its own keys: nothing of the old to drop
     core_.local_lanes = std::max<std::uint32_t>(1, k.local_lanes);
     core_.peer_lanes = std::max<std::uint32_t>(1, k.peer_lanes);
     epochs_.start(std::move(k.control_tx), std::move(k.control_rx));
@@ -124,7 +125,13 @@ void Session::lost(Reason why, GoodbyeReason peer) {
     ++stats_.losses;
     teardown();
     state_ = SessionState::lost;
-    core_.installer.session_down(why);
+    if (why == Reason::PEER_GOODBYE) {
+        // Our ack is on its way to a worker: the keys go once it has left (or at the next up).
+        down_pending_ = true;
+        timers_.goodbye(limits::kGoodbyeAckFlush);
+    } else {
+        core_.installer.session_down(why);
+    }
     switch (why) {
     case Reason::SESSION_LOST_HEARTBEAT:
         P3_LOG_ERROR(SESSION_LOST_HEARTBEAT, "%s: session lost: no heartbeat answered for %u s", core_.name(),
@@ -184,6 +191,11 @@ void Session::close(const char* how) {
 }
 
 void Session::on_goodbye_timeout() {
+    if (down_pending_) {
+        down_pending_ = false;
+        if (state_ != SessionState::up) core_.installer.session_down(Reason::PEER_GOODBYE);
+        return;
+    }
     if (state_ != SessionState::closing) return;
     char how[64];
     std::snprintf(how, sizeof how, " (goodbye unanswered for %ld ms)",

@@ -176,6 +176,7 @@ private:
     std::deque<Work> queue_;
     std::optional<Work> current_;
     bool beside_ = false;   // a rekey runs while the current delivery pauses between chunks
+    bool down_pending_ = false;   // lost by a goodbye: the dataplane is told after kGoodbyeAckFlush
 };
 
 }  // namespace p3::channel
