@@ -480,6 +480,9 @@ SessionTotals Dataplane::session_totals(std::uint32_t sid) const noexcept {
         t.rx_auth += c.rx_auth.get();
         t.rx_replay += c.rx_replay.get();
         t.rx_dropped += c.rx_dropped.get();
+        t.rx_old_key += c.rx_old_key.get();
+        t.rx_policy += c.rx_policy.get();
+        t.tx_down += c.tx_down.get();
     }
     return t;
 }
