@@ -203,6 +203,7 @@ static unsigned process_lan(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkt
             state_up = S.sessions->get(s).state.load(std::memory_order_acquire) == SessionState::up;
         }
         if (!state_up) {
+            L.sessions[s].tx_down.add();
             answer_session_down(L, S, m);
             return;
         }

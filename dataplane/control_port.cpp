@@ -174,4 +174,36 @@ bool ControlPort::set_peer(SessionId sid, const IpAddr& peer, std::uint16_t udp_
 
 const config::Config& ControlPort::config() const noexcept { return dp_.config(); }
 
+// ---- remotes ----------------------------------------------------------------------------
+
+SessionId ControlPort::add_remote(const config::Remote& r) {
+    const std::uint32_t sid = dp_.add_remote(r);
+    if (sid) sessions_changed_ = true;
+    return SessionId(sid);
+}
+
+bool ControlPort::remove_remote(RemoteId r) {
+    if (!dp_.remove_remote(r.raw())) return false;
+    sessions_changed_ = true;
+    return true;
+}
+
+bool ControlPort::set_subnets(SessionId sid, std::span<const Prefix> subnets) {
+    if (!dp_.set_subnets(sid.raw(), subnets)) return false;
+    sessions_changed_ = true;
+    return true;
+}
+
+void ControlPort::set_groups(SessionId sid, std::vector<std::string> groups) {
+    dp_.set_groups(sid.raw(), std::move(groups));
+    sessions_changed_ = true;
+}
+
+std::vector<std::pair<std::string, std::uint64_t>> ControlPort::drops() const {
+    std::vector<std::pair<std::string, std::uint64_t>> out;
+    for (const auto& d : kDrops)
+        if (const std::uint64_t n = dp_.drops(d.drop)) out.emplace_back(std::string(d.name), n);
+    return out;
+}
+
 }  // namespace p3::dp

@@ -25,6 +25,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <rte_mbuf.h>
@@ -210,6 +211,31 @@ public:
     //       address and, encapsulated, its UDP port): call it, then install_rx/install_tx.
     bool set_peer(SessionId sid, const IpAddr& peer, std::uint16_t udp_src, std::uint16_t udp_dst);
     const config::Config& config() const noexcept;
+
+    // ---- remotes (run-time configuration changes) ------------------------------------------
+    // Each runs while workers forward traffic and touches only the session it names; each marks
+    // the sessions view to be published again at the next publish().
+    //   add_remote(r)
+    //       A session (down; up at once with static keys) and its routes. SessionId{} on
+    //       failure (logged, nothing left): the remote is installed already, a subnet is routed
+    //       to another session, keys refused, table full. The id is r.id when free.
+    //   remove_remote(r)
+    //       Routes first (its traffic becomes no_route), then keys and the session; returns
+    //       after one RCU grace period, the id free again. false: no session for r.
+    //   set_subnets(sid, subnets)
+    //       Routes to exactly these: new ones added before old ones go; one in both never
+    //       leaves the table. false (logged): not installed, a new prefix routed to another
+    //       session, the table full; then nothing changed.
+    //   set_groups(sid, groups)
+    //       What the sessions view shows; the dataplane does nothing else with them.
+    //   drops()
+    //       Every drop reason that counted (name as telemetry gives it, drops.def), summed over
+    //       the workers and the control thread's own drops; nonzero only, in drops.def order.
+    SessionId add_remote(const config::Remote& r);
+    bool remove_remote(RemoteId r);
+    bool set_subnets(SessionId sid, std::span<const Prefix> subnets);
+    void set_groups(SessionId sid, std::vector<std::string> groups);
+    std::vector<std::pair<std::string, std::uint64_t>> drops() const;
 
     // ---- published (any thread) ----------------------------------------------------------
     ControlCounters counters() const noexcept;   // a consistent copy (seqlock)

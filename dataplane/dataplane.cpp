@@ -296,67 +296,7 @@ void Dataplane::assign_lanes() {
 bool Dataplane::install_remotes() {
     seq_ = std::make_unique<SeqReserve>(cfg_.local.state_dir, opts_.seq_block);
     for (const auto& r : cfg_.remotes)
-        if (!add_remote(r)) return false;
-    return true;
-}
-
-bool Dataplane::add_remote(const config::Remote& r) {
-    const IpAddr& wan = addr_[1].addr.addr;
-    if (r.address.family != wan.family) {
-        P3_LOG_ERROR(DP_CONFIG, "%s:%d: remote %u: address %s is IPv%u but the WAN address %s is IPv%u",
-                     cfg_.source.c_str(), r.line, r.id, r.address.str().c_str(), r.address.family,
-                     wan.str().c_str(), wan.family);
-        return false;
-    }
-    std::uint32_t sid = 0;
-    for (std::uint32_t i = 1; i < kMaxSessions; ++i) {
-        if (sessions_->state(i) == SessionState::unused && sessions_->info(i).remote_id == 0) {
-            sid = i;
-            break;
-        }
-    }
-    if (!sid) {
-        P3_LOG_ERROR(DP_SESSION, "remote %u: all %u sessions in use", r.id, kMaxSessions - 1);
-        return false;
-    }
-    Session& s = sessions_->at(sid);
-    s.id = r.id;
-    s.peer = r.address;
-    s.udp_encap = false;
-    s.tx_lanes = static_cast<std::uint16_t>(tx_lanes_);
-    SessionInfo& info = sessions_->info(sid);
-    info.remote_id = r.id;
-    info.groups = r.groups;
-    info.subnets = r.subnets;
-    info.static_keys = r.static_keys.has_value();
-    sessions_->set_state(sid, SessionState::down);
-    if (!routes_.add_many(r.subnets, sid)) {
-        sessions_->set_state(sid, SessionState::unused);
-        rte_rcu_qsbr_synchronize(qsbr_, RTE_QSBR_THRID_INVALID);   // telemetry may be reading info
-        info = SessionInfo{};
-        return false;
-    }
-    if (r.static_keys && !install_static(r, sid)) return false;
-    return true;
-}
-
-std::uint32_t Dataplane::session_of(std::uint32_t remote_id) const noexcept {
-    for (std::uint32_t i = 1; i < kMaxSessions; ++i)
-        if (sessions_->info(i).remote_id == remote_id && sessions_->state(i) != SessionState::unused) return i;
-    return 0;
-}
-
-bool Dataplane::remove_remote(std::uint32_t remote_id) {
-    const std::uint32_t sid = session_of(remote_id);
-    if (!sid) return false;
-    // Routes first (no new packet picks the session), then the session and its keys.
-    for (const auto& p : sessions_->info(sid).subnets) routes_.remove(p);
-    sessions_->set_state(sid, SessionState::down);
-    clear_keys(sid);
-    sessions_->set_state(sid, SessionState::unused);
-    rte_rcu_qsbr_synchronize(qsbr_, RTE_QSBR_THRID_INVALID);
-    slots().reclaim();
-    sessions_->info(sid) = SessionInfo{};
+        if (add_remote(r) == 0) return false;
     return true;
 }
 
@@ -480,6 +420,9 @@ SessionTotals Dataplane::session_totals(std::uint32_t sid) const noexcept {
         t.rx_auth += c.rx_auth.get();
         t.rx_replay += c.rx_replay.get();
         t.rx_dropped += c.rx_dropped.get();
+        t.rx_old_key += c.rx_old_key.get();
+        t.rx_policy += c.rx_policy.get();
+        t.tx_down += c.tx_down.get();
     }
     return t;
 }

@@ -85,9 +85,13 @@ public:
     bool send_to_workers(rte_mbuf* m) noexcept;   // meta(m) says how
     SessionTable& sessions() noexcept { return *sessions_; }
     RouteTable& routes() noexcept { return routes_; }
-    // Installs a remote: session (down until keys arrive), its routes; with static keys, up.
-    bool add_remote(const config::Remote& r);
+    // Remotes (remotes.cpp; the contract is ControlPort's). add_remote installs a session (down
+    // until keys arrive) and its routes; with static keys, up. Returns its session id, 0 on
+    // failure (logged, nothing left). remove_remote: false when the remote has no session.
+    std::uint32_t add_remote(const config::Remote& r);
     bool remove_remote(std::uint32_t remote_id);
+    bool set_subnets(std::uint32_t sid, std::span<const Prefix> subnets);
+    void set_groups(std::uint32_t sid, std::vector<std::string> groups);
     std::uint32_t session_of(std::uint32_t remote_id) const noexcept;   // 0 = none
     // Keys of a session (keys.cpp; the contract is in control_port.hpp). Publishing
     // TX keys sets the session up; clearing sets it down and retires its slots through RCU
@@ -156,6 +160,10 @@ private:
     void assign_lanes();
     bool install_remotes();
     void clear_keys_now(std::uint32_t sid);   // at close: no reader left
+    // remotes.cpp
+    std::uint32_t free_session(std::uint32_t remote_id) const noexcept;
+    bool routes_free(std::span<const Prefix> ps, std::uint32_t sid, std::uint32_t remote_id) const;
+    void retire_session(std::uint32_t sid);
 
     struct LaunchArg {
         Dataplane* dp;

@@ -360,7 +360,7 @@ inline void inbound_one(Lcore& L, const Dataplane::Shared& S, InStage& in, rte_m
     const wire::GcmKey* alt = nullptr;
     const wire::GcmKey* key = in.run_keys->pick(h.seq, alt);
     if (key == nullptr) [[unlikely]] {   // sent under a key that was promoted away and wiped
-        L.sessions[s->session()].rx_dropped.add();
+        L.sessions[s->session()].rx_old_key.add();
         drop(L, m, Drop::P3_OLD_KEY);
         return;
     }

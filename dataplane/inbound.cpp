@@ -174,13 +174,13 @@ unsigned inbound_flush(Lcore& L, const Dataplane::Shared& S, InStage& in) noexce
         // session that sent it.
         const std::uint32_t src_sid = v6 ? S.routes->lookup6(ip + 8) : S.routes->lookup4(be::get32(ip + 12));
         if (src_sid != s->session()) {
-            sc.rx_dropped.add();
+            sc.rx_policy.add();
             drop(L, m, Drop::P3_INNER_SRC);
             continue;
         }
         // ... and only towards ours: not to a third party, not into another peer's tunnel.
         if (!(v6 ? S.local_dst6(ip + 24) : S.local_dst4(d4))) [[unlikely]] {
-            sc.rx_dropped.add();
+            sc.rx_policy.add();
             drop(L, m, Drop::P3_INNER_DST);
             continue;
         }

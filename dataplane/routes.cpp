@@ -75,40 +75,74 @@ bool RouteTable::apply6(const Prefix* p, std::size_t n, std::uint32_t session, b
 
 bool RouteTable::add(const Prefix& p, std::uint32_t session) { return add_many({&p, 1}, session); }
 
+std::uint32_t RouteTable::owner(const Prefix& p) const noexcept {
+    std::uint32_t nh = 0;
+    if (p.addr.is_v4()) return v4_ && rte_lpm_is_rule_present(v4_, p.addr.v4_host(), p.len, &nh) == 1 ? nh : 0;
+    rte_lpm6* t = v6_active_.load(std::memory_order_relaxed);   // both copies agree between changes
+    return t && rte_lpm6_is_rule_present(t, p.addr.bytes.data(), p.len, &nh) == 1 ? nh : 0;
+}
+
+// The IPv4 routes go in one by one (rte_lpm is RCU-safe per change); the IPv6 ones in one
+// apply6 (one grace period). Counts only prefixes that were not in the table before.
 bool RouteTable::add_many(std::span<const Prefix> prefixes, std::uint32_t session) {
-    std::vector<Prefix> v6;
+    std::vector<Prefix> v6, added4;
+    std::uint32_t new6 = 0;
     for (const auto& p : prefixes) {
         if (p.addr.is_v4()) {
+            const bool had = owner(p) != 0;
             int rc = rte_lpm_add(v4_, p.addr.v4_host(), p.len, session);
             if (rc != 0) {
                 P3_LOG_ERROR(DP_ROUTE, "add %s: %s", p.str().c_str(), rte_strerror(-rc));
+                for (const auto& q : added4) rte_lpm_delete(v4_, q.addr.v4_host(), q.len);
+                n4_ -= static_cast<std::uint32_t>(added4.size());
                 return false;
             }
-            ++n4_;
+            if (!had) {
+                ++n4_;
+                added4.push_back(p);
+            }
         } else {
+            if (owner(p) == 0) ++new6;
             v6.push_back(p);
         }
     }
     if (!v6.empty()) {
-        if (!apply6(v6.data(), v6.size(), session, true)) return false;
-        n6_ += static_cast<std::uint32_t>(v6.size());
+        if (!apply6(v6.data(), v6.size(), session, true)) {
+            for (const auto& q : added4) rte_lpm_delete(v4_, q.addr.v4_host(), q.len);
+            n4_ -= static_cast<std::uint32_t>(added4.size());
+            return false;
+        }
+        n6_ += new6;
     }
     return true;
 }
 
-bool RouteTable::remove(const Prefix& p) {
-    if (p.addr.is_v4()) {
-        int rc = rte_lpm_delete(v4_, p.addr.v4_host(), p.len);
-        if (rc != 0) {
-            P3_LOG_ERROR(DP_ROUTE, "remove %s: %s", p.str().c_str(), rte_strerror(-rc));
-            return false;
+bool RouteTable::remove(const Prefix& p) { return remove_many({&p, 1}); }
+
+bool RouteTable::remove_many(std::span<const Prefix> prefixes) {
+    bool ok = true;
+    std::vector<Prefix> v6;
+    for (const auto& p : prefixes) {
+        if (p.addr.is_v4()) {
+            int rc = rte_lpm_delete(v4_, p.addr.v4_host(), p.len);
+            if (rc != 0) {
+                P3_LOG_ERROR(DP_ROUTE, "remove %s: %s", p.str().c_str(), rte_strerror(-rc));
+                ok = false;
+                continue;
+            }
+            --n4_;
+        } else if (owner(p) != 0) {   // apply6 is all or nothing: only what is there
+            v6.push_back(p);
+        } else {
+            P3_LOG_ERROR(DP_ROUTE, "remove %s: not in the table", p.str().c_str());
+            ok = false;
         }
-        --n4_;
-        return true;
     }
-    if (!apply6(&p, 1, 0, false)) return false;
-    --n6_;
-    return true;
+    if (!v6.empty()) {
+        if (!apply6(v6.data(), v6.size(), 0, false)) return false;
+        n6_ -= static_cast<std::uint32_t>(v6.size());
+    }
+    return ok;
 }
 
 }  // namespace p3::dp

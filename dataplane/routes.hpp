@@ -36,7 +36,13 @@ public:
     bool add(const Prefix& p, std::uint32_t session);
     bool remove(const Prefix& p);
     // Many at once (start-up, a config change): one RCU wait for IPv6 instead of one per route.
+    // add_many: all or nothing for prefixes not in the table before (a failure takes them back;
+    // callers add only those: set_subnets). remove_many: every one it can, false if any failed.
     bool add_many(std::span<const Prefix> prefixes, std::uint32_t session);
+    bool remove_many(std::span<const Prefix> prefixes);
+    // The session an exact prefix routes to (not a longest match); 0 = not in the table.
+    // Writer side only.
+    std::uint32_t owner(const Prefix& p) const noexcept;
     std::uint32_t routes4() const noexcept { return n4_; }
     std::uint32_t routes6() const noexcept { return n6_; }
 

@@ -32,7 +32,8 @@ struct alignas(RTE_CACHE_LINE_SIZE) Session {
     IpAddr peer;                         // outer destination
 };
 
-// What the administration side knows about a session (control thread only).
+// What the administration side knows about a session. Control thread only: the workers never
+// read it, and every other thread sees it through the published sessions view (control_port.hpp).
 struct SessionInfo {
     std::uint32_t remote_id = 0;
     std::vector<std::string> groups;
@@ -44,6 +45,7 @@ struct SessionInfo {
 struct SessionTotals {
     std::uint64_t tx_pkts = 0, tx_bytes = 0, rx_pkts = 0, rx_bytes = 0;
     std::uint64_t tx_dropped = 0, rx_auth = 0, rx_replay = 0, rx_dropped = 0;
+    std::uint64_t rx_old_key = 0, rx_policy = 0, tx_down = 0;
 };
 
 class SessionTable {
@@ -55,7 +57,9 @@ public:
     SessionInfo& info(std::uint32_t sid) noexcept { return info_[sid]; }
     const SessionInfo& info(std::uint32_t sid) const noexcept { return info_[sid]; }
 
-    // Session ids are the remotes' ids when they fit, so logs, telemetry and p3ctl agree.
+    // Session ids are the remotes' ids when they fit and are free, so logs, telemetry and
+    // p3ctl agree (Dataplane::add_remote); an id is free again only after the grace period that
+    // follows its removal (its slots reclaimed, its counters zeroed).
     static bool valid_id(std::uint32_t sid) noexcept { return sid > 0 && sid < kMaxSessions; }
     void set_state(std::uint32_t sid, SessionState s) noexcept { sessions_[sid].state.store(s, std::memory_order_release); }
     SessionState state(std::uint32_t sid) const noexcept { return get(sid).state.load(std::memory_order_acquire); }

@@ -67,12 +67,25 @@ struct alignas(RTE_CACHE_LINE_SIZE) LcoreStats {
 
 // Per session, per lcore (single writer each); the session's totals are the sum over lcores.
 // tx/rx bytes are inner (clear) bytes. The drops are also counted by reason per lcore; these
-// say which session they hit: tx_dropped (no key for the lane, too big, no room),
-// rx_auth (tag did not verify), rx_replay (replayed or too old), rx_dropped (anything else
-// after the slot was found: bad inner packet, inner source outside the session's subnets).
-struct SessionCounters {
+// say which session they hit:
+//   rx_auth     tag did not verify (p3_auth)
+//   rx_replay   replayed or left of the window (p3_replay)
+//   rx_old_key  below the switch point of the lane's current key (p3_old_key)
+//   rx_policy   inner source not in the session's subnets, or inner destination not in ours
+//               (p3_inner_src, p3_inner_dst)
+//   rx_dropped  the rest after the slot was found: bad inner packet, wrong outer peer, ...
+//   tx_down     routed to the session while it has no keys: answered with RST/unreachable
+//               (session_down)
+//   tx_dropped  the rest on the way out: no key for the lane, too big, no room, crypto
+// Each session's counters sit on their own two cache lines of the lcore's array: the four
+// counted per packet run on the first, the drops (touched only when a packet is dropped) on
+// the second.
+struct alignas(RTE_CACHE_LINE_SIZE) SessionCounters {
     Counter tx_pkts, tx_bytes, rx_pkts, rx_bytes;
-    Counter tx_dropped, rx_auth, rx_replay, rx_dropped;
+    alignas(RTE_CACHE_LINE_SIZE) Counter tx_dropped;   // (alignas binds one declarator only)
+    Counter rx_auth, rx_replay, rx_dropped, rx_old_key, rx_policy, tx_down;
 };
+static_assert(alignof(SessionCounters) == RTE_CACHE_LINE_SIZE);
+static_assert(sizeof(SessionCounters) == 2 * RTE_CACHE_LINE_SIZE);
 
 }  // namespace p3::dp

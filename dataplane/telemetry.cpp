@@ -187,6 +187,9 @@ void add_session(rte_tel_data* c, const SessionView& s) {
     rte_tel_data_add_dict_u64(c, "rx_auth_failed", t.rx_auth);
     rte_tel_data_add_dict_u64(c, "rx_replayed", t.rx_replay);
     rte_tel_data_add_dict_u64(c, "rx_dropped", t.rx_dropped);
+    rte_tel_data_add_dict_u64(c, "rx_old_key", t.rx_old_key);
+    rte_tel_data_add_dict_u64(c, "rx_policy", t.rx_policy);
+    rte_tel_data_add_dict_u64(c, "tx_down", t.tx_down);
     // The highest sequence any lane has sent under its current key (rekey by packet count):
     // read from the TX slots, valid while this command is online on the RCU (RcuRead).
     std::uint64_t seq = 0;

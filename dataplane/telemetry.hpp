@@ -6,7 +6,7 @@
 //   /p3/sessions         session ids in use with remote id, state and totals
 //   /p3/session,<rid>    one session by remote id: state, peer, lanes, groups, subnets, counters
 //                        (tx/rx packets and bytes, tx_dropped, rx_auth_failed, rx_replayed,
-//                        rx_dropped, tx_max_seq)
+//                        rx_old_key, rx_policy, tx_down, rx_dropped, tx_max_seq)
 // DPDK 22.11 callbacks carry no context and cannot be unregistered, so the commands serve
 // the Dataplane attached last (p3d runs one), under a mutex that detach() also takes.
 // What the control thread owns (sessions: state, peer, lanes, groups, subnets; route counts;

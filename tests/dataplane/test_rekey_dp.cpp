@@ -12,6 +12,7 @@
 // opened once (decrypted or p3_auth) plus rx_next_retries, the second tries.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <map>
 #include <set>
 
@@ -194,6 +195,11 @@ TEST_CASE("rekey: a packet from before the switch arriving late: under the old k
     const auto dec = r.decrypted();
     CHECK(r.give({late[1]}).empty());
     CHECK(r.t.b.dp->drops(Drop::P3_OLD_KEY) == 1);
+    // ... on the session as an old-key drop (not among "the rest"), and by name.
+    CHECK(r.t.b.dp->session_totals(r.sid_b).rx_old_key == 1);
+    CHECK(r.t.b.dp->session_totals(r.sid_b).rx_dropped == 0);
+    const auto by_name = r.t.b.dp->control_port().drops();
+    CHECK(std::find(by_name.begin(), by_name.end(), std::pair<std::string, std::uint64_t>{"p3_old_key", 1}) != by_name.end());
     CHECK(r.auth() == 0);
     CHECK(r.decrypted() == dec);
     CHECK(r.retries() == 0);
