@@ -143,8 +143,8 @@ ctl a status >"$work/status.txt" 2>&1 || fail "p3ctl status: exit $?"
 cat "$work/status.txt"
 grep -Eq '^ *2 +up ' "$work/status.txt" && grep -Eq '^ *3 +up ' "$work/status.txt" ||
   fail "status table does not show remotes 2 and 3 up"
-[ "$(ctl a --json status --all | jget '[s["id"] for s in r["sessions"] if s["state"] == "up"]' | tr -d ' ')" = "[2,3]" ] ||
-  fail "status --json --all: not exactly 2 and 3 up"
+[ "$(ctl a --json status --all | jget '[s["id"] for s in r["sessions"] if (s["state"], s["admin"]) == ("up", "up")]' |
+     tr -d ' ')" = "[2,3]" ] || fail "status --json --all: not exactly 2 and 3 up (state and admin)"
 echo "step 3: remote add brought 3 up with no restart, host C reachable, the ping to B lost nothing"
 
 # ---- 4. `remote set` adds a prefix to 3 in place; a ping to C runs from here to step 6.
@@ -229,6 +229,7 @@ ctl a --json config save >"$work/save3.json" 2>&1 || fail "config save (p3d's ow
 cmp -s "$work/a.conf.mine" "$work/a.conf.prev" || fail "config save did not keep the edited file as a.conf.prev"
 ctl a --json reload >"$work/reload2.json" 2>&1 || fail "reload of the saved file: exit $?"
 diff_is "$(cat "$work/reload2.json")" '[]' '[]' '[]' '[]'
+ctl a reload >"$work/reload3.txt" 2>&1 && [ -s "$work/reload3.txt" ] || { cat "$work/reload3.txt"; fail "reload (table): exit $?"; }
 ping_end c "host A -> host C through steps 4 to 6"
 echo "step 6: SIGHUP applied a groups change, reload reported the subnets diff, config save kept .prev and round-trips"
 
@@ -294,6 +295,7 @@ missing = [c for c in want if c not in done]
 if sys.argv[2] == "1" and not any(l.get("uid") == 65534 and l.get("cmd") == "shutdown" and l.get("result") == "denied"
                                   for l in lines):
     missing.append("the viewer's refused shutdown (uid 65534)")
+missing += ["event:up of %s" % i for i in ("2", "3") if not any(l["cmd"] == "event:up" and l.get("target") == i for l in lines)]
 print("audit: %d lines; missing: %s" % (len(lines), missing or "none"))
 sys.exit(1 if missing else 0)
 PY
