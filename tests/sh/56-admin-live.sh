@@ -271,8 +271,12 @@ replies=$(ping_replies "$work/ping-flood.txt")
 [ "$replies" -eq 500 ] || { cat "$work/ping-flood.txt"; fail "paced ping with 8 status clients: $replies of 500 answered"; }
 echo "step 8: $calls status calls from 8 clients, 500 of 500 pings at 100/s answered"
 
-# ---- 9. A viewer is refused a change (exit 3, audited with its uid), a caller outside both
-# groups cannot connect (exit 3); every command above is in the audit file.
+# ---- 9. Refusals, each exit 3: a viewer asking for a change, and a caller in neither group
+# (uid 65533, no account) that reaches the socket only because its process holds nogroup as
+# a supplementary group: p3d takes the groups from SO_PEERCRED's gid and the account
+# database, finds none of its groups and refuses even status; both refusals are audited with
+# the uid. A caller without any of the groups cannot open the socket at all (EACCES, exit 3,
+# nothing for p3d to audit). Every command above is in the audit file.
 as_uid() { local u=$1; shift; setpriv --reuid="$u" --regid="$u" --clear-groups "$@"; }
 if grep -q P3-W0705 "$work/a.log"; then
   echo "viewer part skipped: no POSIX ACLs on $adm (P3-W0705)"
@@ -283,23 +287,27 @@ else
   as_uid 65534 "$p3ctl" -s "$adm/a.sock" shutdown 2 >"$work/denied.txt" 2>&1; rc=$?
   [ "$rc" -eq 3 ] || { cat "$work/denied.txt"; fail "viewer shutdown 2: exit $rc, want 3"; }
   state_is 2 up || fail "remote 2 not up after a refused shutdown"
+  setpriv --reuid=65533 --regid=65533 --groups=65534 "$p3ctl" -s "$adm/a.sock" status >"$work/outsider.txt" 2>&1; rc=$?
+  [ "$rc" -eq 3 ] || { cat "$work/outsider.txt"; fail "status by uid 65533, in neither group: exit $rc, want 3"; }
 fi
-as_uid 65533 "$p3ctl" -s "$adm/a.sock" status >"$work/outsider.txt" 2>&1; rc=$?
-[ "$rc" -eq 3 ] || { cat "$work/outsider.txt"; fail "a caller outside both groups: exit $rc, want 3"; }
+as_uid 65533 "$p3ctl" -s "$adm/a.sock" status >"$work/stranger.txt" 2>&1; rc=$?
+[ "$rc" -eq 3 ] || { cat "$work/stranger.txt"; fail "a caller without the socket's groups: exit $rc, want 3"; }
 /usr/bin/python3 - "$work/audit-a.jsonl" "$viewer" <<'PY' || fail "the audit file lacks commands (above)"
 import json, sys
 lines = [json.loads(l) for l in open(sys.argv[1])]
 done = {l["cmd"] for l in lines if l.get("uid") == 0 and l.get("result") == "ok"}
 want = ["status", "rekey", "remote.add", "remote.set", "shutdown", "start", "reload", "config.save", "remote.remove"]
 missing = [c for c in want if c not in done]
-if sys.argv[2] == "1" and not any(l.get("uid") == 65534 and l.get("cmd") == "shutdown" and l.get("result") == "denied"
-                                  for l in lines):
-    missing.append("the viewer's refused shutdown (uid 65534)")
+def refused(uid, cmd):
+    return any((l.get("uid"), l.get("cmd"), l.get("result")) == (uid, cmd, "denied") for l in lines)
+if sys.argv[2] == "1":
+    missing += [what for what, ok in (("the viewer's refused shutdown (uid 65534)", refused(65534, "shutdown")),
+                                      ("the refused status of uid 65533", refused(65533, "status"))) if not ok]
 missing += ["event:up of %s" % i for i in ("2", "3") if not any(l["cmd"] == "event:up" and l.get("target") == i for l in lines)]
 print("audit: %d lines; missing: %s" % (len(lines), missing or "none"))
 sys.exit(1 if missing else 0)
 PY
-echo "step 9: refusals (viewer audited with its uid, outsider cannot connect), every command audited"
+echo "step 9: refusals audited with their uids (viewer's change, a caller in neither group), every command audited"
 
 trio_stop a b c
 for n in a b c; do [ ! -e "$adm/$n.sock" ] || fail "admin socket $n left after stop"; done
