@@ -124,7 +124,7 @@ echo "step 2: rekey 2 counted ($rekeys0 -> $(sfield 2 rekeys))"
 # ---- 3. C runs but the primary does not know it; `remote add` brings it up with no restart
 # while a ping to B runs.
 trio_start c
-sleep 1   # C's first attempt, refused: the primary has no remote 3
+wait_for a "$pid_a" 'P3-E0403.*identity 192\.0\.2\.3 is no configured remote' 5 "C's first attempt refused"
 ctl a status 3 >/dev/null 2>&1; rc=$?
 [ "$rc" -eq 4 ] || fail "status 3 with C refused: exit $rc, want 4"
 uptime2=$(sfield 2 uptime_s)
