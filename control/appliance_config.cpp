@@ -88,7 +88,8 @@ admin::Reply Appliance::config_command(const admin::Request& req, const admin::C
 
 // SIGHUP: as `p3ctl reload`, audited as the signal.
 void Appliance::reload_now() {
-    const admin::Request req{.cmd = admin::Cmd::reload};
+    admin::Request req;
+    req.cmd = admin::Cmd::reload;
     const Reply rep = config_command(req, admin::Caller{});
     if (!rep.ok) P3_LOG_ERROR(ADMIN_RELOAD_FAILED, "SIGHUP: configuration not reloaded: %s", rep.message.c_str());
     if (audit_) audit_->write({0, "SIGHUP", "reload", "all", rep.ok ? admin::dump(rep.result) : rep.message});

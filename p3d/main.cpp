@@ -142,17 +142,6 @@ bool parse_app_args(int argc, char** argv, AppArgs& a) {
     return true;
 }
 
-// Ids of the remotes whose keys come from the setup exchange ("" = every remote has static keys).
-std::string setup_remotes(const p3::config::Config& cfg) {
-    std::string ids;
-    for (const auto& r : cfg.remotes) {
-        if (r.static_keys) continue;
-        if (!ids.empty()) ids += ",";
-        ids += std::to_string(r.id);
-    }
-    return ids;
-}
-
 // Where keys live, for the operator: core dumps off, key memory out of dumps, and how much of
 // it can be locked in RAM.
 void announce_secret_memory() {
