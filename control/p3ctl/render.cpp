@@ -113,11 +113,14 @@ std::string render_status(const Json& result) {
     std::vector<Row> rows{{"ID", "STATE", "PEER", "IDENTITY", "UPTIME", "REKEYS", "LAST REKEY", "KEY AGE", "LANES",
                            "RX PKTS", "TX PKTS", "DROPS"}};
     const Json* sessions = member(result, "sessions");
+    std::string notes;
     if (sessions != nullptr && sessions->is_array())
         for (const Json& s : *sessions) {
-            // A session an administrator shut down says so (its JSON: state "down", admin "down").
-            const std::string state = text(s, "admin") == "down" ? "shut" : text(s, "state");
-            rows.push_back({text(s, "id"), state, text(s, "peer"), text(s, "identity"), duration(s, "uptime_s"),
+            // A session an administrator shut down is "down" like any other; a note says why.
+            if (text(s, "admin") == "down")
+                notes += "remote " + text(s, "id") + " is shut down by an administrator (p3ctl start " + text(s, "id") +
+                         " lets it up again)\n";
+            rows.push_back({text(s, "id"), text(s, "state"), text(s, "peer"), text(s, "identity"), duration(s, "uptime_s"),
                             text(s, "rekeys"), last_rekey(s), duration(s, "key_age_s"), lanes(s), text(s, "rx_pkts"),
                             text(s, "tx_pkts"), drops(s)});
         }
@@ -133,7 +136,7 @@ std::string render_status(const Json& result) {
         }
         out += line + "\n";
     }
-    return out + control_line(result);
+    return out + notes + control_line(result);
 }
 
 std::string render_diff(std::string_view what, const Json& result) {

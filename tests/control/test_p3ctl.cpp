@@ -101,7 +101,8 @@ TEST_CASE("p3ctl: durations and the status table", "[p3ctl]") {
                                     R"("heartbeats_answered":8,"losses":1,"recoveries":1}}})")) ==
           "role: primary\n"
           "ID  STATE  PEER  IDENTITY  UPTIME  REKEYS  LAST REKEY  KEY AGE  LANES  RX PKTS  TX PKTS  DROPS\n"
-          "4   shut   -     -         -       -       -           -        -      -        -        -\n"
+          "4   down   -     -         -       -       -           -        -      -        -        -\n"
+          "remote 4 is shut down by an administrator (p3ctl start 4 lets it up again)\n"
           "setup: 2 established, 1 failed, 0 half-open\n"
           "control: 5 rekeys (0 failed), heartbeats 8/9 answered, 1 losses, 1 recoveries\n");
     CHECK(render_diff("reload", Json::parse(R"({"added":[3],"removed":[],"changed":[{"id":2,"fields":["subnets","groups"],)"
