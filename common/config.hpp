@@ -257,7 +257,8 @@ Result<Config> without_remote(const Config& running, std::uint32_t id);
 
 // Writes text to path atomically: PATH.tmp written and fsync'd, the old file kept as
 // PATH.prev, PATH.tmp renamed over PATH, the directory fsync'd. The mode is the old file's
-// (else 0600). Never leaves a half-written PATH; false with why set on failure.
-bool save_file(const std::string& path, const std::string& text, std::string& why);
+// (else 0600); owner_only (text holds secrets: static keys) takes group and other bits off.
+// Never leaves a half-written PATH; false with why set on failure.
+bool save_file(const std::string& path, const std::string& text, std::string& why, bool owner_only = false);
 
 }  // namespace p3::config

@@ -414,7 +414,7 @@ bool keep_previous(const std::string& path, const struct stat& st, std::string& 
 
 }  // namespace
 
-bool save_file(const std::string& path, const std::string& text, std::string& why) {
+bool save_file(const std::string& path, const std::string& text, std::string& why, bool owner_only) {
     why.clear();
     if (path.empty()) {
         why = "no file name";
@@ -435,7 +435,8 @@ bool save_file(const std::string& path, const std::string& text, std::string& wh
         return false;
     }
     const std::string tmp = path + ".tmp";
-    if (!write_new(tmp, text, exists ? (st.st_mode & 07777) : 0600, exists ? &st : nullptr, why)) return false;
+    const mode_t mode = (exists ? (st.st_mode & 07777) : 0600) & (owner_only ? 07700 : 07777);
+    if (!write_new(tmp, text, mode, exists ? &st : nullptr, why)) return false;
     if (exists && !keep_previous(path, st, why)) {
         ::unlink(tmp.c_str());
         return false;

@@ -75,7 +75,13 @@ admin::Reply Appliance::config_command(const admin::Request& req, const admin::C
         const auto path = save_path(cfg_.source, req.path, why);
         if (!path) return Reply::error(ErrorKind::bad_request, why);
         const bool had = std::filesystem::exists(*path);
-        if (!config::save_file(*path, config::to_libconfig(cfg_, true), why)) return Reply::error(ErrorKind::failed, why);
+        // Static keys are written out: such a file is for its owner only (as p3d requires).
+        const bool secrets = std::any_of(cfg_.remotes.begin(), cfg_.remotes.end(),
+                                         [](const config::Remote& r) { return r.static_keys.has_value(); });
+        std::string text = config::to_libconfig(cfg_, true);
+        const bool saved = config::save_file(*path, text, why, secrets);
+        secure_wipe(text.data(), text.size());
+        if (!saved) return Reply::error(ErrorKind::failed, why);
         P3_LOG_NOTICE(ADMIN_CONFIG_SAVED, "running configuration saved to %s", path->c_str());
         Reply rep;
         rep.result = {{"path", *path}, {"previous", had ? json(*path + ".prev") : json(nullptr)}};

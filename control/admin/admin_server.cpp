@@ -292,7 +292,10 @@ std::string AdminServer::answer(Client& c, std::string_view line) {
         return error_line(e->kind, e->message);
     }
     const Request& r = std::get<Request>(parsed);
-    const std::string cmd(cmd_name(r.cmd)), target = r.target.str();
+    // Commands about the configuration as a whole name no session: "-" (remote.add: its file).
+    const bool whole = r.cmd == Cmd::remote_add || r.cmd == Cmd::reload || r.cmd == Cmd::config_save;
+    const std::string cmd(cmd_name(r.cmd));
+    const std::string target = !whole ? r.target.str() : r.cmd == Cmd::remote_add ? "file:" + r.name.substr(0, 256) : "-";
     if (c.access == Access::none || (c.access == Access::viewer && !read_only(r.cmd))) {
         audit_.write({c.who.uid, c.who.user, cmd, target, "denied"});
         return error_line(ErrorKind::denied, c.access == Access::none

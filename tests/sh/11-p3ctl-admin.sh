@@ -122,6 +122,51 @@ run 2 audit --since yesterday
 err_has "--since 'yesterday': expected unix seconds or RFC3339"
 [ -s "$work/requests" ] && fail "audit with a bad --since reached p3d"
 
+# --- shutdown, start: a target always named ---------------------------------------------------
+run 0 shutdown 2
+request_is '{"v":1,"cmd":"shutdown","target":{"id":2}}'
+out_has '^shutdown: done for 2$'
+run 0 start --group east
+request_is '{"v":1,"cmd":"start","target":{"group":"east"}}'
+run 0 --json shutdown --all
+request_is '{"v":1,"cmd":"shutdown","target":{"all":true}}'
+out_has '^\{"done":\[1,3\]\}$'
+run 2 shutdown
+err_has 'give a remote ID, --group NAME or --all'
+[ -s "$work/requests" ] && fail "shutdown without a target reached p3d"
+
+# --- remote add|set|remove, reload, config save ------------------------------------------------
+printf 'remotes = ( { id = 3; address = "192.0.2.3"; subnets = [ "10.3.0.0/24" ]; } );\n' >"$work/r3.conf"
+run 0 remote add "$work/r3.conf"
+/usr/bin/python3 - "$work/requests" "$work/r3.conf" <<'PY' || fail "remote add: the request does not carry the file"
+import json, sys
+r = json.loads(open(sys.argv[1]).readline())
+assert r["cmd"] == "remote.add" and "target" not in r, r
+assert r["args"]["text"] == open(sys.argv[2]).read(), r
+assert r["args"]["name"] == sys.argv[2], r
+PY
+out_has '^remote add: added 3$'
+run 2 remote add "$work/none.conf"
+err_has "none.conf: No such file"
+run 0 remote set 3 rekey_wait=300 'subnets=["10.3.0.0/24"]' identity=
+request_is '{"v":1,"cmd":"remote.set","target":{"id":3},"args":{"settings":[["rekey_wait","300"],["subnets","[\"10.3.0.0/24\"]"],["identity",""]]}}'
+out_has '^remote set: changed 3 \(rekey_wait, subnets, identity\): session set up again$'
+run 2 remote set 3 rekey_wait
+err_has "'rekey_wait': expected KEY=VALUE"
+run 2 remote set 3 =5
+run 0 remote remove 3
+request_is '{"v":1,"cmd":"remote.remove","target":{"id":3}}'
+out_has '^remote remove: removed 3$'
+run 2 remote remove x
+run 0 reload
+request_is '{"v":1,"cmd":"reload"}'
+out_has '^reload: not applied until p3d restarts: dataplane.wan$'
+run 0 config save
+request_is '{"v":1,"cmd":"config.save"}'
+out_has '^config save: written to /etc/p3/p3d.conf \(previous file kept as /etc/p3/p3d.conf.prev\)$'
+(cd "$work" && "$p3ctl" -s "$sock" --json config save new.conf) >"$work/out" 2>&1 || fail "config save new.conf"
+out_has "^\\{\"path\":\"$work/new.conf\""
+
 # --- a socket without p3d, a p3d that does not answer the protocol ----------------------------
 "$p3ctl" -s "$work/none.sock" status >/dev/null 2>"$work/err"
 [ $? -eq 1 ] || fail "no p3d: want exit 1"
@@ -137,7 +182,8 @@ err_has 'closed the connection without an answer'
 
 # --- --help of every command, --version ------------------------------------------------------
 for c in "" config "config check" "config convert" reasons stats status rekey keyarray \
-         "keyarray generate" "keyarray flush" audit; do
+         "keyarray generate" "keyarray flush" audit shutdown start remote "remote add" "remote set" \
+         "remote remove" reload "config save"; do
   # shellcheck disable=SC2086
   "$p3ctl" $c --help >"$work/out" 2>&1 || fail "p3ctl $c --help: not exit 0"
   grep -q "^Usage: p3ctl" "$work/out" || fail "p3ctl $c --help: no usage"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # p3d starts on virtual ports (no NIC, no hugepages), logs what it set up, switches core
-# dumps off (RLIMIT_CORE 0 seen in /proc/PID/limits, P3-I0008), serves its
+# dumps off (RLIMIT_CORE 0 seen in /proc/PID/limits, P3-I0008), says its version, serves its
 # telemetry commands (read with p3ctl stats), and stops cleanly on SIGTERM (exit 0, ports closed) — once with one
 # lcore (-l 0: the control thread shares the CPU), once with two workers.
 #
@@ -24,6 +24,11 @@ CONF
 
 p3ctl=$BUILD/control/p3ctl
 [ -x "$p3ctl" ] || fail "$p3ctl not built"
+
+# p3d --version: the project's version and DPDK's, exit 0, nothing started.
+version=$(sed -n "s/^ *version *: *'\([^']*\)'.*/\1/p" "$ROOT/meson.build" | head -1)
+"$p3d" --version >"$work/version" 2>&1 || fail "p3d --version: exit $?"
+grep -Eqx "p3d $version \(DPDK [0-9.]+.*\)" "$work/version" || fail "p3d --version: $(cat "$work/version")"
 # What an administrator reads: p3ctl stats [WHAT [ID]], key=value per line.
 telemetry() { "$p3ctl" stats --prefix "$prefix" "$@"; }
 
@@ -71,6 +76,27 @@ run_once() {
     "$p3ctl" stats --prefix "$prefix" --json | grep -q '^{"/p3/stats":{' || fail "p3ctl stats --json"
   else
     fail "no telemetry socket in /var/run/dpdk/$prefix"
+  fi
+
+  # SIGHUP re-reads the file: a broken one changes nothing (P3-E0707, p3d runs on); a remote
+  # added to it comes up as a session with its route, nothing restarted.
+  if [ "$conf" = "$work/p3d.conf" ]; then
+    cp "$conf" "$work/good.conf"
+    echo 'remotes = oops;' >>"$conf"
+    kill -HUP "$pid"
+    for _ in $(seq 50); do grep -q 'P3-E0707' "$work/log" && break; sleep 0.1; done
+    grep -q 'P3-E0707: SIGHUP: configuration not reloaded' "$work/log" || fail "a broken file on SIGHUP: no P3-E0707"
+    kill -0 "$pid" 2>/dev/null || fail "p3d died on SIGHUP"
+    sed 's|subnets = \[ "10.3.0.0/24" \]; }|&,\n  { id = 3; ip = 4; address = "198.51.100.9"; subnets = [ "10.4.0.0/24" ]; }|' \
+      "$work/good.conf" >"$conf"
+    kill -HUP "$pid"
+    for _ in $(seq 50); do telemetry | grep -qx "sessions=3" && break; sleep 0.1; done
+    out=$(telemetry)
+    grep -qx "sessions=3" <<<"$out" || fail "SIGHUP did not add remote 3: $out"
+    grep -qx "routes4=4" <<<"$out" || fail "SIGHUP: remote 3's route missing: $out"
+    grep -q 'P3-I0709: remote 3 added' "$work/log" || fail "SIGHUP: remote 3 added not logged"
+    kill -0 "$pid" 2>/dev/null || fail "p3d died on the second SIGHUP"
+    cp "$work/good.conf" "$conf"
   fi
 
   kill -TERM "$pid"

@@ -389,6 +389,16 @@ TEST_CASE("save_file: atomic, the previous file kept, the mode kept") {
 
     REQUIRE(save_file(path, "third\n", why));
     CHECK(slurp(path + ".prev") == "second\n");
+    REQUIRE(::stat(path.c_str(), &st) == 0);
+    CHECK((st.st_mode & 07777) == 0640);
+
+    // A text with secrets (static keys) is for the owner only, whatever the old file's mode.
+    SECTION("owner_only") {
+        REQUIRE(save_file(path, "static\n", why, true));
+        REQUIRE(::stat(path.c_str(), &st) == 0);
+        CHECK((st.st_mode & 07777) == 0600);
+        CHECK(slurp(path) == "static\n");
+    }
 
     SECTION("a write that cannot happen leaves PATH as it was") {
         REQUIRE(::mkdir((path + ".tmp").c_str(), 0700) == 0);   // PATH.tmp cannot be created

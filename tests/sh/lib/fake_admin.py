@@ -56,6 +56,23 @@ def answer(req):
     if cmd in ("rekey", "keyarray.generate", "keyarray.flush"):
         done = [tid] if tid is not None else [1, 3]
         return {"v": 1, "ok": True, "result": {"done": done}}
+    if cmd in ("shutdown", "start"):
+        return {"v": 1, "ok": True, "result": {"done": [tid] if tid is not None else [1, 3]}}
+    if cmd in ("remote.add", "remote.set", "remote.remove", "reload"):
+        diff = {"added": [], "removed": [], "changed": [], "restart_needed": []}
+        if cmd == "remote.add":
+            diff["added"] = [3]
+        elif cmd == "remote.remove":
+            diff["removed"] = [tid]
+        elif cmd == "remote.set":
+            keys = [kv[0] for kv in req.get("args", {}).get("settings", [])]
+            diff["changed"] = [{"id": tid, "fields": keys, "reestablished": "rekey_wait" in keys}]
+        else:
+            diff["restart_needed"] = ["dataplane.wan"]
+        return {"v": 1, "ok": True, "result": diff}
+    if cmd == "config.save":
+        path = req.get("args", {}).get("path", "/etc/p3/p3d.conf")
+        return {"v": 1, "ok": True, "result": {"path": path, "previous": path + ".prev"}}
     if cmd == "audit":
         since = req.get("args", {}).get("since", 0)
         if since == 5:   # the most an answer holds: 1000 lines, longer than a request may be
