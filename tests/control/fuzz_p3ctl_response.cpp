@@ -20,6 +20,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     (void)p3::ctl::render_done("rekey", o.result);
     (void)p3::ctl::render_audit(o.result);
     (void)p3::ctl::render_json(o.result);
+    (void)p3::ctl::render_diff("reload", o.result);
+    (void)p3::ctl::render_saved(o.result);
     (void)p3::ctl::parse_since(line);
     (void)p3::ctl::parse_id(line);
     return 0;
