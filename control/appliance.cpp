@@ -17,6 +17,8 @@ namespace {
 // Every control packet is channel::limits::kControlInnerLen bytes; anything longer is not one.
 constexpr std::size_t kMaxControlPacket = 2048;
 static_assert(channel::limits::kControlInnerLen <= kMaxControlPacket);
+// A stop waits for the goodbyes: each ends by its answer or kGoodbyeWait, well within the grace.
+static_assert(channel::limits::kGoodbyeWait + std::chrono::milliseconds(100) <= kStopGrace);
 
 channel::KeyMaterial material(const setup::DirectionKeys& k) {
     return channel::KeyMaterial{k.key.clone(), k.salt.clone()};
@@ -58,13 +60,37 @@ void Appliance::start() {
 }
 
 void Appliance::stop() {
-    // Sessions first (they call into the dataplane and the setup engine), then the exchange.
+    // After wind_down() every session is closed or closing; a goodbye still unanswered is not
+    // waited for. Sessions first (they call into the dataplane and the setup engine), then the exchange.
     for (auto& [id, r] : remotes_)
         if (r.session) r.session->shutdown();
     by_sid_.clear();
     remotes_.clear();
     if (setup_) setup_->stop();
     started_ = false;
+}
+
+void Appliance::wind_down() {
+    stopping_ = true;
+    // The peers hear it now (a secondary then sets up again at once, a primary waits for its
+    // secondary), not after heartbeat_fail. The setup engine stops first: a secondary's
+    // attempt that arrives meanwhile is not answered, so no session comes up only to end
+    // without a goodbye a moment later; it reaches this appliance again once it runs.
+    if (setup_) setup_->stop();
+    unsigned told = 0;
+    for (auto& [id, r] : remotes_) {
+        if (!r.session) continue;
+        r.session->shutdown(channel::GoodbyeReason::stopping);
+        if (r.session->state() == channel::SessionState::closing) ++told;
+    }
+    P3_LOG_NOTICE(STOPPING, "stopping: goodbye to %u peer(s), waiting at most %lld ms for the answers", told,
+                  static_cast<long long>(kStopGrace.count()));
+}
+
+bool Appliance::quiet() const {
+    for (const auto& [id, r] : remotes_)
+        if (r.session && r.session->state() == channel::SessionState::closing) return false;
+    return true;
 }
 
 void Appliance::on_packet(rte_mbuf* m) {
@@ -98,7 +124,7 @@ void Appliance::on_packet(rte_mbuf* m) {
 }
 
 void Appliance::poll(TimePoint now) {
-    if (reload_asked_.exchange(false, std::memory_order_relaxed)) reload_now();
+    if (reload_asked_.exchange(false, std::memory_order_relaxed) && !stopping_) reload_now();
     if (setup_) setup_->poll(now);
     loop_.run_due();
 }

@@ -36,6 +36,11 @@
 // with a goodbye and refuses its setup until `start`; `config save` writes the running
 // configuration atomically, keeping the previous file.
 //
+// Stopping on purpose (wind_down(), p3d's SIGTERM/SIGINT through the control thread): every
+// session up says goodbye (GoodbyeReason::stopping) and the setup engine stops, so no session
+// comes up that would end without a word; quiet() once no goodbye is still waiting for its
+// answer. stop() then ends whatever is left without a word.
+//
 // Control thread only (constructed and destroyed on p3d's main thread while the control thread
 // does not run). Time: the control thread's clock (one for the setup engine, the channel's
 // event loop and the dataplane's housekeeping); randomness: OpenSSL's DRBG; keys for rekeys and
@@ -78,6 +83,8 @@ public:
     void on_packet(rte_mbuf* m) override;
     void poll(TimePoint now) override;
     void stop() override;
+    void wind_down() override;
+    bool quiet() const override;
 
     // Read on the control thread or after stop.
     const channel::Session* session(RemoteId remote) const;
@@ -149,6 +156,7 @@ private:
     std::map<SessionId, channel::Session*> by_sid_;   // the channel session of a dataplane session
     std::set<RemoteId> shut_;                          // shut down by an administrator
     std::atomic<bool> reload_asked_{false};
+    bool stopping_ = false;   // wound down: no reload, no new session
     std::uint64_t control_unclaimed_ = 0, other_ = 0;
 };
 

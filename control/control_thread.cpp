@@ -48,8 +48,30 @@ unsigned ControlThread::drain(dp::CtlClass c, unsigned max, std::uint64_t now_ms
     return total;
 }
 
+// A stop on purpose: begin (the plane winds down) at the top of a pass, so what it sends is
+// on its way at once; end after the plane's poll, once it is quiet or kStopGrace is over.
+void ControlThread::wind(TimePoint now, bool begin) {
+    if (begin) {
+        winding_ = true;
+        wind_from_ = now;
+        if (plane_) plane_->wind_down();
+        return;
+    }
+    const bool quiet = !plane_ || plane_->quiet();
+    if (!quiet && now - wind_from_ < kStopGrace) return;
+    wound_ = true;
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now - wind_from_).count();
+    if (quiet)
+        P3_LOG_NOTICE(STOPPING, "stopping: the control plane is done after %lld ms; the workers stop", static_cast<long long>(ms));
+    else
+        P3_LOG_NOTICE(STOPPING, "stopping: the control plane is not done after %lld ms; the workers stop anyway",
+                      static_cast<long long>(ms));
+    if (on_stopped_) on_stopped_();
+}
+
 unsigned ControlThread::pass(TimePoint now) {
     const std::uint64_t now_ms = ms_of(now);
+    if (!winding_ && stop_asked_.load(std::memory_order_relaxed)) wind(now, true);
     unsigned trusted = drain(dp::CtlClass::trusted, kTrustedPerPass, now_ms);
     const unsigned neigh = drain(dp::CtlClass::neigh, kNeighPerPass, now_ms);
     const std::uint64_t t0 = rte_rdtsc();
@@ -72,6 +94,7 @@ unsigned ControlThread::pass(TimePoint now) {
     port_.publish(ctl_, now_ms);      // before the pressure log, which reads what was published
     port_.housekeeping(now_ms);
     if (plane_) plane_->poll(now);
+    if (winding_ && !wound_) wind(now, false);
     return n + admin;
 }
 

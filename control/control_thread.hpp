@@ -17,7 +17,14 @@
 // which runs plane.start(), passes until stop(), then plane.stop(), on its own thread
 // (rte_ctrl_thread_create: an EAL control thread, off the worker lcores).
 //
-// States: constructed (the first view published) -> [running (start) -> stopped (stop/join)].
+// Stopping on purpose (request_stop(), p3d's SIGTERM/SIGINT): the next pass calls the plane's
+// wind_down() (p3d: every session up says goodbye, no new setup is taken), passes go on while
+// the workers still run (a goodbye leaves through worker 0) until the plane is quiet() or
+// kStopGrace has passed, then the callback of set_on_stopped() runs once (p3d: the dataplane
+// is asked to stop; its workers end, then stop() joins this thread).
+//
+// States: constructed (the first view published) -> [running (start) -> stopped (stop/join)];
+// within a run: passing --request_stop--> winding down --quiet or kStopGrace--> wound down.
 #pragma once
 
 #include <atomic>
@@ -40,6 +47,9 @@ inline constexpr unsigned kTrustedPerPass = 4 * 64;
 inline constexpr unsigned kNeighPerPass = 64;
 inline constexpr unsigned kSetupPerPass = 32;
 inline constexpr std::uint64_t kSetupPassBudgetUs = 5000;
+// Stopping on purpose waits at most this long for the plane to be quiet (p3d: each goodbye
+// answered or given up after the channel's kGoodbyeWait, 300 ms), so a stop is never held up.
+inline constexpr std::chrono::milliseconds kStopGrace{500};
 
 // A clock's instant in whole milliseconds (the dataplane's housekeeping counts in these), and
 // back (tests that count time in milliseconds).
@@ -57,6 +67,10 @@ public:
     virtual void on_packet(rte_mbuf* m) = 0;
     // Once per pass, at least every few milliseconds.
     virtual void poll(TimePoint /*now*/) {}
+    // Stopping on purpose: end what the peers should hear about, start nothing new. Passes
+    // (on_packet, poll) go on until quiet() or kStopGrace, then stop() follows later.
+    virtual void wind_down() {}
+    virtual bool quiet() const { return true; }
     virtual void stop() {}
 };
 
@@ -79,6 +93,13 @@ public:
     void stop();
     bool running() const noexcept { return running_; }
 
+    // Stop on purpose (see the top of this file). Async-signal-safe: one lock-free atomic store.
+    void request_stop() noexcept { stop_asked_.store(true, std::memory_order_relaxed); }
+    // Runs once on this thread when the wind-down is over (set before start()).
+    void set_on_stopped(std::function<void()> f) { on_stopped_ = std::move(f); }
+    bool winding_down() const noexcept { return winding_; }
+    bool wound_down() const noexcept { return wound_; }
+
     // The admin socket's turn in each pass (returns requests handled); set before start().
     void set_admin(std::function<unsigned(TimePoint)> f) { admin_ = std::move(f); }
 
@@ -87,15 +108,21 @@ public:
 
 private:
     unsigned drain(dp::CtlClass c, unsigned max, std::uint64_t now_ms);
+    void wind(TimePoint now, bool begin);
     void run();
 
     dp::ControlPort& port_;
     Plane* plane_;
     const Clock& clock_;
     std::function<unsigned(TimePoint)> admin_;
+    std::function<void()> on_stopped_;
     dp::ControlCounters ctl_;
     std::uint64_t unclaimed_ = 0;
     std::atomic<bool> stop_{false};
+    std::atomic<bool> stop_asked_{false};   // request_stop(): set from a signal handler
+    static_assert(std::atomic<bool>::is_always_lock_free, "request_stop() must be async-signal-safe");
+    bool winding_ = false, wound_ = false;
+    TimePoint wind_from_{};
     pthread_t tid_{};
     bool running_ = false;
 };

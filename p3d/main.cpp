@@ -9,8 +9,13 @@
 // Order of events: EAL -> configuration -> setup credentials and key generator -> ports, pool,
 // tables, sessions -> the control plane and its thread's first published view -> telemetry ->
 // workers on every EAL lcore (the main lcore too), then the control thread (the setup exchange
-// and the control channel) -> wait for SIGINT/SIGTERM -> stop the control thread, then the
-// workers -> stop and close every port -> rte_eal_cleanup -> exit 0.
+// and the control channel) -> wait for SIGINT/SIGTERM -> the control thread says goodbye to
+// every peer while the workers still run (a goodbye leaves through worker 0), waits for the
+// answers (at most kStopGrace, 0.5 s), then asks the workers to stop -> stop the control
+// thread, then the workers -> stop and close every port -> rte_eal_cleanup -> exit 0. A second
+// signal during the goodbyes stops the workers at once.
+// Stopping on purpose says goodbye so the peers recover at once (DESIGN.md §Session life 5);
+// a p3d that is killed says nothing, and its peers find out by heartbeat_fail.
 // Anything the administrator must fix first (bad EAL options, bad configuration, missing
 // port, unreadable pre-shared key or certificate, missing hardware key generator) is one log
 // line with its reason code and exit status 2, with nothing left running.
@@ -22,6 +27,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -53,7 +59,10 @@ namespace {
 constexpr int kExitUsage = 2;
 
 p3::dp::Dataplane* g_dp = nullptr;
+p3::control::ControlThread* g_ctl = nullptr;
 volatile std::sig_atomic_t g_signal = 0;
+std::atomic<int> g_stops{0};   // SIGINT/SIGTERM received so far
+static_assert(std::atomic<int>::is_always_lock_free, "the signal handler's counter");
 
 p3::control::Appliance* g_app = nullptr;
 
@@ -62,9 +71,15 @@ extern "C" void on_hangup(int) {
     if (g_app) g_app->request_reload();
 }
 
+// SIGINT/SIGTERM: the first asks the control thread to say goodbye and then stop the workers;
+// a second (or one before the control thread exists) stops the workers at once. Only atomic
+// stores and a lock-free fetch_add: async-signal-safe.
 extern "C" void on_signal(int sig) {
     g_signal = sig;
-    if (g_dp) g_dp->request_stop();   // an atomic store: async-signal-safe
+    if (g_stops.fetch_add(1, std::memory_order_relaxed) == 0 && g_ctl)
+        g_ctl->request_stop();
+    else if (g_dp)
+        g_dp->request_stop();
 }
 
 void usage(FILE* out) {
@@ -83,7 +98,8 @@ void usage(FILE* out) {
         "EAL options are DPDK's (-l, -a, --vdev, --file-prefix, ...). Without hugepages or PCI:\n"
         "  p3d --no-huge -m 512 --no-pci --vdev net_ring0 --vdev net_ring1 -- -c p3d.conf -f\n"
         "Workers run on every EAL lcore, the main lcore included; -l 0 is enough.\n"
-        "Stops on SIGINT or SIGTERM (exit 0); SIGHUP re-reads the configuration file and applies\n"
+        "Stops on SIGINT or SIGTERM (exit 0), first saying goodbye to every peer (at most 0.5 s;\n"
+        "a second signal stops at once); SIGHUP re-reads the configuration file and applies\n"
         "what changed (as p3ctl reload). Exit 2: bad arguments, configuration or port.\n",
         out);
 }
@@ -301,7 +317,10 @@ int main(int argc, char** argv) {
     telemetry.attach(&dp);
     p3::dp::register_pdump();
 
+    // A stop on purpose: the goodbyes first, then the workers (see the top of this file).
+    ctl.set_on_stopped([&dp] { dp.request_stop(); });
     g_dp = &dp;
+    g_ctl = &ctl;
     g_app = &control;
     struct sigaction sa{};
     sa.sa_handler = on_signal;
@@ -319,6 +338,7 @@ int main(int argc, char** argv) {
         dp.wait();
         telemetry.detach();
         g_dp = nullptr;
+        g_ctl = nullptr;
         g_app = nullptr;
         dp.close();
         rte_eal_cleanup();
@@ -328,12 +348,13 @@ int main(int argc, char** argv) {
                   cfg.role == p3::config::Role::primary ? "primary" : "secondary", dp.workers(),
                   cfg.remotes.size(), static_cast<int>(getpid()));
     p3::log::init(running);
-    dp.run_here();   // the main lcore's worker; returns when a signal asks to stop
+    dp.run_here();   // the main lcore's worker; returns once the goodbyes are done (or a second signal)
     ctl.stop();      // the control plane first: it sends through the workers' ring
     admin.close();   // its clients closed, the socket file unlinked
     dp.wait();
     telemetry.detach();
     g_dp = nullptr;
+    g_ctl = nullptr;
     g_app = nullptr;
     dp.close();
     p3::dp::unregister_pdump();
