@@ -11,6 +11,7 @@
 //   control_in to the session.
 #include "tests/dataplane/bench.hpp"
 
+#include <functional>
 #include <map>
 #include <set>
 #include <thread>
@@ -36,6 +37,13 @@ p3::SecretBytes hexb(const char* h) {
 struct ChannelPlane final : p3::control::Plane {
     std::map<std::uint32_t, ch::Session*> by_sid;
     std::uint64_t control_in = 0, other = 0;
+    // A stop on purpose, as p3d's Appliance does it (the test sets what it winds down).
+    std::function<void()> wind;
+    std::function<bool()> is_quiet;
+    void wind_down() override {
+        if (wind) wind();
+    }
+    bool quiet() const override { return !is_quiet || is_quiet(); }
     void on_packet(rte_mbuf* m) override {
         const auto& md = p3::dp::meta(m);
         if (md.kind == p3::dp::MsgKind::control_in) {
@@ -408,4 +416,53 @@ TEST_CASE("channel on the dataplane: a goodbye ends the session on both sides at
     REQUIRE(r.a_lan_out.size() == 1);
     CHECK(r.a_lan_out[0][14 + 9] == 1);
     CHECK(r.a_lan_out[0][14 + 20] == 3);
+}
+
+TEST_CASE("channel on the dataplane: a stop on purpose says goodbye through the running workers, then stops them",
+          "[channel-dp]") {
+    p3::config::SessionParams p;
+    p.rekey_wait = 3600;
+    p.heartbeat_time = 5;
+    p.heartbeat_fail = 20;
+    p.array_size = 16;
+    Rig r(p);
+    for (int i = 0; i < 20; ++i) r.step(1s);
+    REQUIRE(r.primary->state() == ch::SessionState::up);
+    r.a.plane.wind = [&] { r.primary->shutdown(ch::GoodbyeReason::stopping); };
+    r.a.plane.is_quiet = [&] { return r.primary->state() != ch::SessionState::closing; };
+    int stopped = 0;
+    r.a.ctl->set_on_stopped([&] { ++stopped; });
+
+    SECTION("answered: the workers stop on the ack, long before the grace") {
+        r.a.ctl->request_stop();
+        r.step(10ms, false);   // the pass that starts the wind-down sends the goodbye
+        CHECK(r.a.ctl->winding_down());
+        for (int i = 0; i < 4 && !stopped; ++i) r.step(20ms, false);
+        CHECK(r.secondary->state() == ch::SessionState::lost);
+        CHECK(r.primary->state() == ch::SessionState::closed);
+        CHECK(stopped == 1);
+        CHECK(r.a.ctl->wound_down());
+        r.step(p3::control::kStopGrace, false);
+        CHECK(stopped == 1);   // once
+    }
+    SECTION("unanswered (the wire cut): the goodbye's 300 ms wait, within the grace") {
+        r.wire_up = false;
+        r.a.ctl->request_stop();
+        r.step(1ms, false);    // the wind-down begins: the goodbye goes out (and is lost)
+        r.step(250ms, false);
+        CHECK(r.primary->state() == ch::SessionState::closing);
+        CHECK(stopped == 0);
+        r.step(100ms, false);
+        CHECK(r.primary->state() == ch::SessionState::closed);
+        CHECK(stopped == 1);
+    }
+    SECTION("a plane that never gets quiet: the workers stop at kStopGrace anyway") {
+        r.a.plane.is_quiet = [] { return false; };
+        r.a.ctl->request_stop();
+        r.step(1ms, false);    // the wind-down begins
+        r.step(p3::control::kStopGrace - 50ms, false);
+        CHECK(stopped == 0);
+        r.step(100ms, false);
+        CHECK(stopped == 1);
+    }
 }
