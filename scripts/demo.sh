@@ -54,7 +54,7 @@ start_time=$SECONDS
 tag=p3demo-$$
 ns_ha=$tag-ha ns_a=$tag-a ns_w=$tag-w ns_b=$tag-b ns_hb=$tag-hb ns_c=$tag-c ns_hc=$tag-hc
 all_ns=
-work=$(mktemp -d /tmp/p3demo.XXXXXX)
+work=$(mktemp -d "${TMPDIR:-/tmp}/p3demo.XXXXXX")
 failures=()
 # Every background process's id is kept in a variable pid_*: the cleanup reaches each of them.
 cleanup() {
