@@ -25,7 +25,7 @@
 #   scripts/demo.sh [--no-setup] [--seconds N]
 #
 # Needs root (namespaces), iperf3 and tcpdump. Runs scripts/setup.sh first (packages, build)
-# unless --no-setup. --seconds: each transfer's length (default 3). About 30 s once built.
+# unless --no-setup. --seconds: each transfer's length (default 3). About 40 s once built.
 # Exit 0 only when every step shown worked; the p3d logs are shown when one did not.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -156,6 +156,7 @@ until_ok 20 session_up 2 a && until_ok 20 session_up 3 a || { ctl a status; die 
 until_ok 5 session_up 1 b && until_ok 5 session_up 1 c || die "a secondary does not see its session up"
 echo "  both sessions up $((SECONDS - up_from)) s after the secondaries started; on the primary:"
 ctl a status | sed 's/^/  /'
+for n in a b c; do ctl "$n" --json status >"$work/status-up-$n.json" 2>&1; done   # drops before any traffic
 
 # ---- The captures: on the WAN bridge's ports (each frame once, as it enters the bridge) and,
 # for comparison, on host A's LAN (its first 4000 frames: the pings, the start of a transfer).
@@ -177,7 +178,7 @@ for name in wA wB wC lan; do
   until_ok 5 grep -q 'listening on' "$work/tcpdump-$name.txt" || die "tcpdump on $name did not start"
 done
 
-say "4. Ping through the tunnel (payload: the marker 'p3-demo-marker!', 3 each)"
+say "4. Ping through the tunnel: 3 to each host, the payload marked 'p3-demo-marker!!'"
 marker=$(printf 'p3-demo-marker!!' | od -An -tx1 | tr -d ' \n')
 in_ns "$ns_ha" ping -c 1 -W 1 10.2.0.2 >/dev/null 2>&1; in_ns "$ns_ha" ping -c 1 -W 1 10.3.0.2 >/dev/null 2>&1
 for x in b c; do
@@ -338,12 +339,15 @@ for n, who in (("a", "primary"), ("b", "secondary B"), ("c", "secondary C")):
         for k in ("auth", "replay", "old_key", "policy", "down"):
             lost[k] = lost.get(k, 0) + s["drops"].get(k, 0)
     ok &= bool(st.get("sessions"))
-    counted += ["%s %s %d" % (who, k, v) for k, v in st.get("control", {}).get("drops", {}).items() if v]
+    early = load("status-up-%s.json" % n).get("control", {}).get("drops", {})
+    counted += [(who, k, v, early.get(k, 0)) for k, v in st.get("control", {}).get("drops", {}).items() if v]
 print("  drops       %s by rekeys or keys (%s)" % (
     "none" if not any(lost.values()) else "SOME", ", ".join("%s %d" % kv for kv in lost.items())))
 ok &= not any(lost.values())
-for c in counted:
-    print("              %s%s" % (c, ": " + why[c.split()[-2]] if c.split()[-2] in why else ""))
+for who, k, v, early in counted:
+    print("              %s %s %d%s%s" % (who, k, v, ": " + why[k] if k in why else "",
+                                          " (%s before the first ping)" % (
+                                              "all" if early == v else "%d" % early) if early else ""))
 try:
     obs = open(work + "/observer.txt").read()
 except OSError:
