@@ -180,7 +180,6 @@ done
 
 say "4. Ping through the tunnel: 3 to each host, the payload marked 'p3-demo-marker!!'"
 marker=$(printf 'p3-demo-marker!!' | od -An -tx1 | tr -d ' \n')
-in_ns "$ns_ha" ping -c 1 -W 1 10.2.0.2 >/dev/null 2>&1; in_ns "$ns_ha" ping -c 1 -W 1 10.3.0.2 >/dev/null 2>&1
 for x in b c; do
   addr=10.$([ $x = b ] && echo 2 || echo 3).0.2
   in_ns "$ns_ha" ping -n -c 3 -i 0.2 -W 2 -p "$marker" "$addr" >"$work/ping-$x.txt" 2>&1
