@@ -180,7 +180,10 @@ void check_local(Draft& d) {
     Config& cfg = d.cfg;
     if (!d.role_set)
         fail(d.file, 1, Reason::CFG_MISSING, "role missing: role = \"primary\" or \"secondary\"");
-    if (!d.local_line) fail(d.file, 1, Reason::CFG_MISSING, "local section missing");
+    // A minimal secondary may leave the whole section out: everything in it has a default,
+    // and its address is its WAN port's (below).
+    if (!d.local_line && !(cfg.role == Role::secondary && d.wan_address_set))
+        fail(d.file, 1, Reason::CFG_MISSING, "local section missing");
     if (!d.address_set && cfg.role == Role::secondary && d.wan_address_set) {
         // A minimal secondary (DESIGN.md §Session life 6): its WAN port's address says it.
         cfg.local.address = cfg.dataplane.wan.address.addr;

@@ -438,7 +438,23 @@ remotes = ( { address = "192.0.2.1"; } );
     CHECK(cfg.remotes[0].subnets.empty());
     CHECK(same_settings(cfg, lc_ok(to_libconfig(cfg, true))));
 
+    // No local section at all: the primary's address and the key are the whole file.
+    auto bare = lc_ok(R"(role = "secondary";
+dataplane = { wan = { port = 0; address = "192.0.2.3/24"; }; lan = { port = 1; address = "10.3.0.1/24"; }; };
+remotes = ( { address = "192.0.2.1"; } );
+)");
+    CHECK(bare.local.address.str() == "192.0.2.3");
+    CHECK(same_settings(bare, lc_ok(to_libconfig(bare, true))));
+    auto e0 = lc_err("role = \"primary\";\ndataplane = { wan = { port = 0; address = \"192.0.2.1/24\"; }; };\n");
+    CHECK_THAT(e0.what, Catch::Contains("local section missing"));
+
     TempDir dir;
+    for (const char* name : {"primary.conf", "branch-b.conf", "branch-c.conf"}) {   // the demo's
+        INFO(name);
+        auto demo = must_load(load_file(dir.write(name, slurp(std::string(P3_SOURCE_ROOT "/config/demo/") + name))));
+        for (const auto& w : demo.warnings) CHECK(w.reason == Reason::CFG_KEY_FILE_ABSENT);
+        CHECK(same_settings(demo, lc_ok(to_libconfig(demo, true))));
+    }
     auto example = must_load(load_file(dir.write("secondary.conf", slurp(P3_SOURCE_ROOT "/config/secondary.conf"))));
     CHECK(example.role == Role::secondary);
     CHECK(example.local.address.str() == "192.0.2.2");
