@@ -51,9 +51,12 @@ inline constexpr std::chrono::seconds cookie_secret_lifetime{120};  // then rota
 inline constexpr std::size_t cookie_len = 1 + 32;       // version byte + SHA-256
 inline constexpr std::size_t max_cookie = 64;           // RFC 7296 §2.6: 1..64 bytes
 
-// Initiator retransmission: 1 s, doubled per try, 6 tries in all (1+2+4+8+16+32 = 63 s).
+// Initiator retransmission: 1 s, doubled per try, 4 tries in all (1+2+4+8 = 15 s). A
+// secondary whose primary does not answer then counts a failed attempt and follows the
+// recovery back-off (5 s, +5 s per failure, at most 60 s: DESIGN.md §Session life 5) rather
+// than one exchange's own minute of retransmissions.
 inline constexpr std::chrono::milliseconds retransmit_base{1000};
-inline constexpr unsigned retransmit_tries = 6;
+inline constexpr unsigned retransmit_tries = 4;
 inline constexpr unsigned max_init_restarts = 4;        // INVALID_KE / COOKIE round trips
 
 }  // namespace p3::setup::limits
