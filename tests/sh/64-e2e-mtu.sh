@@ -21,6 +21,8 @@ t0=$(date +%s)
 log_lines=40
 wan_mtu=1500
 tmtu=$((((wan_mtu - 20 - 16 - 16) & ~3) - 2))
+# p3d without an admin section listens on /run/p3/PREFIX.sock; one killed on failure leaves it.
+trap 'cleanup; rm -f "/run/p3/$tag"-*.sock' EXIT
 pair_topology
 
 admin="admin = { socket = \"$work/a.sock\"; viewer_group = \"nogroup\"; audit = \"$work/audit-a.jsonl\"; };"

@@ -19,6 +19,8 @@
 . "$(dirname "$0")/lib/netns-pair.sh" p3ctl
 t0=$(date +%s)
 log_lines=40
+# p3d without an admin section listens on /run/p3/PREFIX.sock; one killed on failure leaves it.
+trap 'cleanup; rm -f "/run/p3/$tag"-*.sock' EXIT
 pair_topology
 psk psk
 
