@@ -60,6 +60,7 @@ struct LocalConfig {
     std::optional<Prefix> lan;       // our protected subnet (dataplane.lan.address)
     std::vector<Prefix> subnets;     // further protected networks behind a LAN gateway (local.subnets)
     config::SessionParams defaults;
+    std::uint16_t nat_port = 0;      // P3 in UDP when a NAT is detected (local.nat_port); 0: none
 };
 
 struct TaskContext {

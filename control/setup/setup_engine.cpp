@@ -63,6 +63,7 @@ SetupEngine::SetupEngine(const config::Config& cfg, Credentials creds, SetupOpti
     local_.lan = lan_prefix(cfg);
     local_.subnets = cfg.local.subnets;
     local_.defaults = cfg.local.defaults;
+    if (cfg.local.nat_port != cfg.local.port) local_.nat_port = cfg.local.nat_port;
     for (const auto& r : cfg.remotes)
         if (!r.static_keys) peers_.push_back(peer_config(r));  // no setup exchange on static keys
     rotate_cookie_secret();
@@ -224,8 +225,23 @@ void SetupEngine::on_timer() {
         ++sa.tries;
         sa.deadline = now + opts_.retransmit_base * (1u << std::min(sa.tries - 1, 20u));
         ++counters_.sent;
+        if (sa.state == IkeSa::State::auth_sent) open_nat_mapping(sa);
         transport_.send(sa.local, sa.peer, sa.last_sent, sa.framing);
     }
+}
+
+// A secondary behind a NAT sends P3 from its nat_port to the primary's, a mapping the setup
+// exchange (on local.port) does not make. The primary sends there as soon as IKE_AUTH is done;
+// if its first packet reached the NAT before ours, the NAT would hold that flow and map our
+// nat_port to another port, which the primary does not follow (docs/setup-exchange.md §NAT
+// detection). So the mapping is opened first: a NAT keepalive (RFC 3948 §2.3, one 0xff byte,
+// which the primary's dataplane consumes) leaves just before the IKE_AUTH request, on the same
+// path. Heartbeats keep the mapping from then on.
+void SetupEngine::open_nat_mapping(const IkeSa& sa) {
+    if (local_.role != config::Role::secondary || !sa.local_behind_nat || !local_.nat_port) return;
+    static constexpr std::uint8_t kKeepalive[] = {0xff};
+    transport_.send(Endpoint{sa.local.addr, local_.nat_port}, Endpoint{sa.peer.addr, local_.nat_port},
+                    ByteView(kKeepalive, sizeof kKeepalive), Framing::plain);
 }
 
 // ---- shared by both roles -----------------------------------------------------------
@@ -359,6 +375,7 @@ void SetupEngine::init_response(IkeSa& sa, ByteView data, const Message& msg) {
         return;
     }
     sa.init_response.assign(data.begin(), data.end());
+    open_nat_mapping(sa);   // NAT detection ran above, in the IKE_SA_INIT tasks
     send_auth_request(sa);
 }
 

@@ -184,6 +184,7 @@ struct Pair {
         if (to_p.q.empty()) return false;
         Datagram d = std::move(to_p.q.front());
         to_p.q.pop_front();
+        if (d.data.size() == 1 && d.data[0] == 0xff) return true;  // NAT keepalive: the transport's to consume
         if (nat_public) d.from = *nat_public;
         p->on_datagram(d.from, d.to, d.data);
         return true;

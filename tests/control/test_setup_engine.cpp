@@ -633,6 +633,23 @@ TEST_CASE("setup: NAT detection with and without an address rewrite between the 
         CHECK(!p.local_behind_nat);
         CHECK(p.peer == ep("198.51.100.7", 40000));  // the primary answers the translated address
         CHECK(logs.count(Reason::SETUP_NAT) == 2);
+        // The secondary opened the mapping of its nat_port before the primary could send there:
+        // one NAT keepalive from 4500 to the primary's 4500, just before the IKE_AUTH request.
+        const auto& all = pr.to_p.all;
+        REQUIRE(all.size() == 3);
+        CHECK(all[1].from == ep("10.0.0.2", 4500));
+        CHECK(all[1].to == ep("192.0.2.1", 4500));
+        CHECK(all[1].data == Bytes{0xff});
+        CHECK(all[1].framing == Framing::plain);
+        CHECK(all[2].to == ep("192.0.2.1", 5653));   // the IKE_AUTH request
+    }
+    SECTION("no NAT: no keepalive") {
+        Pair pr(PairConfig{}, psk(kTestPsk), psk(kTestPsk));
+        REQUIRE(pr.s->connect(1));
+        pr.run();
+        REQUIRE(pr.up());
+        CHECK(pr.to_p.all.size() == 2);
+        for (const auto& d : pr.to_p.all) CHECK(d.to.port == 5653);
     }
 }
 
