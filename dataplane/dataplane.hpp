@@ -77,6 +77,9 @@ public:
     bool stopping() const noexcept { return stop_.load(std::memory_order_relaxed); }
     void wait();
     void close();
+    // p3d only, before close() at exit: large tables are left to the exiting process rather
+    // than freed (see RouteTable::abandon).
+    void abandon_tables_at_exit() noexcept { routes_.abandon(); }
 
     // --- control thread ------------------------------------------------------------
     // The control plane's port (rings, neighbour hand-off, key slots, published views).

@@ -356,6 +356,7 @@ int main(int argc, char** argv) {
     g_dp = nullptr;
     g_ctl = nullptr;
     g_app = nullptr;
+    dp.abandon_tables_at_exit();   // exiting: no seconds spent zeroing route tables
     dp.close();
     p3::dp::unregister_pdump();
     rte_eal_cleanup();
