@@ -49,7 +49,7 @@
 #   LAN's prefix (10.N.0.0/24 or fd00:N::/64).
 # trio_iperf_server NAME NS: iperf3 -s in NS in the background (pid_iperf_NAME), listening.
 # trio_iperf NS DEST SECS OUT [ARGS...]: iperf3 -c DEST -t SECS -J from NS, payload read from
-#   $trio_payload (a file of the repeated $trio_marker), JSON in OUT; prints "sent N received N
+#   $trio_payload (a file of the repeated $trio_marker), socket buffers 256 KiB, JSON in OUT; prints "sent N received N
 #   retransmits N" and returns 1 with a reason when iperf3 reports an error, nothing arrived, or
 #   the server counted more than 4 MiB less than was sent (it stops counting at the test's end,
 #   with data still in flight).
@@ -190,7 +190,7 @@ trio_iperf() {  # ns dest secs out [args...]
   shift 4
   [ -s "$trio_payload" ] || /usr/bin/python3 -c 'import sys
 open(sys.argv[1], "wb").write((sys.argv[2] + " ").encode() * ((64 << 20) // 24))' "$trio_payload" "$trio_marker"
-  in_ns "$ns" timeout $((secs + 30)) iperf3 -c "$dest" -p 5201 -t "$secs" -J -l 1000 -F "$trio_payload" \
+  in_ns "$ns" timeout $((secs + 30)) iperf3 -c "$dest" -p 5201 -t "$secs" -J -l 1000 -w 256K -F "$trio_payload" \
     --connect-timeout 3000 "$@" >"$out" 2>&1
   /usr/bin/python3 - "$out" <<'PY'
 import json, sys
