@@ -33,7 +33,51 @@
 # trio_start NAME...: starts each named p3d (a: CPU 0, aWan/aLan; b: CPU $cpu2, bWan/bLan;
 #   c: CPU 0, cWan/cLan), then waits until each said P3-I0001 (15 s); sets pid_NAME.
 # trio_stop NAME...: SIGTERM to each; each must exit with status 0 within 10 s.
+#
+# Families and size hiding: set before trio_topology (defaults keep the picture above).
+#   trio_wan 4|6: the WAN's family; 6 puts the appliances at 2001:db8::1, ::2, ::3 (/64).
+#   trio_inner 4|6: the family of p3d's LAN address (one address per LAN port): 6 puts the
+#     appliances at fd00:1::1, fd00:2::1, fd00:3::1 (/64), where the hosts' IPv6 default routes
+#     point (whichever family p3d serves). It may change between trio_stop and trio_start. The hosts always carry both families: 10.N.0.2/24 and fd00:N::2/64 (IPv6 on in host
+#     namespaces only; the appliances' and the WAN's namespaces keep it off, so the kernel adds
+#     nothing to the WAN).
+#   trio_size_hiding true|false|"": size_hiding in the primary's local (pushed); "" leaves it out.
+#   trio_wan and trio_size_hiding are read when a configuration is written: a test may change
+#   them between runs of the same topology.
+# trio_wan_addr N, trio_lan_addr N, trio_host_addr N [FAMILY]: appliance N's (1 a, 2 b, 3 c) WAN
+#   and LAN address, its host's address (FAMILY defaults to trio_inner); trio_lan_net N: that
+#   LAN's prefix (10.N.0.0/24 or fd00:N::/64).
+# trio_iperf_server NAME NS: iperf3 -s in NS in the background (pid_iperf_NAME), listening.
+# trio_iperf NS DEST SECS OUT [ARGS...]: iperf3 -c DEST -t SECS -J from NS, payload read from
+#   $trio_payload (a file of the repeated $trio_marker), socket buffers 256 KiB, JSON in OUT; prints "sent N received N
+#   retransmits N" and returns 1 with a reason when iperf3 reports an error, nothing arrived, or
+#   the server counted more than 4 MiB less than was sent (it stops counting at the test's end,
+#   with data still in flight).
+# trio_capture_start NAME: tcpdump on br0 in the WAN namespace (every frame between the
+#   appliances) into $work/NAME.pcap, pid_cap_NAME; returns once it listens.
+# trio_capture_stop NAME: stops it; fails when the kernel dropped frames.
+# trio_capture_clean NAME ADDRESS...: reads $work/NAME.pcap and fails unless every frame is ARP,
+#   IPv6 neighbour discovery, P3 (IP protocol 50, or UDP port 4500) or setup UDP (port 5653)
+#   between WAN addresses, and no frame carries one of ADDRESS (binary: an IPv6 address alone,
+#   IPv4 ones as source-destination pairs) or $trio_marker; prints what it counted.
 . "$(dirname "${BASH_SOURCE[0]}")/netns-pair.sh" "$@"
+trio_wan=${trio_wan:-4}
+trio_inner=${trio_inner:-4}
+trio_size_hiding=${trio_size_hiding:-}
+trio_marker=P3-INNER-PAYLOAD-MARKER
+trio_payload=$work/payload.bin
+
+trio_wan_addr() { if [ "$trio_wan" = 6 ]; then echo "2001:db8::$1"; else echo "192.0.2.$1"; fi; }
+trio_wan_len() { if [ "$trio_wan" = 6 ]; then echo 64; else echo 24; fi; }
+trio_lan_addr() { if [ "$trio_inner" = 6 ]; then echo "fd00:$1::1"; else echo "10.$1.0.1"; fi; }
+trio_lan_len() { if [ "$trio_inner" = 6 ]; then echo 64; else echo 24; fi; }
+trio_lan_net() { if [ "$trio_inner" = 6 ]; then echo "fd00:$1::/64"; else echo "10.$1.0.0/24"; fi; }
+trio_host_addr() { if [ "${2:-$trio_inner}" = 6 ]; then echo "fd00:$1::2"; else echo "10.$1.0.2"; fi; }
+trio_dataplane() {  # n: the dataplane section of appliance n
+  echo "dataplane = { wan = { port = 0; address = \"$(trio_wan_addr "$1")/$(trio_wan_len)\"; };" \
+    "lan = { port = 1; address = \"$(trio_lan_addr "$1")/$(trio_lan_len)\"; };
+  $dp_tuning };"
+}
 
 trio_link() {  # ns1 if1 ns2 if2
   ip link add "$2" netns "$1" type veth peer name "$4" netns "$3"
@@ -66,35 +110,49 @@ trio_topology() {
     in_ns "$ns_hb" ip addr add 10.2.0.2/24 dev hB && in_ns "$ns_hb" ip route add default via 10.2.0.1 &&
     in_ns "$ns_hc" ip addr add 10.3.0.2/24 dev hC && in_ns "$ns_hc" ip route add default via 10.3.0.1 ||
     fail "host addresses and routes"
+  for pair in "$ns_ha hA 1" "$ns_hb hB 2" "$ns_hc hC 3"; do
+    set -- $pair
+    in_ns "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0 \
+      "net.ipv6.conf.$2.disable_ipv6=0" "net.ipv6.conf.$2.accept_ra=0" &&
+      in_ns "$1" ip -6 addr add "fd00:$3::2/64" dev "$2" nodad || fail "IPv6 on host $2"
+    in_ns "$1" ip -6 route add default via "fd00:$3::1" dev "$2" || fail "IPv6 default route on $2"
+  done
 }
 
 trio_primary_conf() {  # remotes local-settings groups
+  local sh=
+  [ -z "$trio_size_hiding" ] || sh="size_hiding = $trio_size_hiding; "
   echo 'role = "primary";'
-  echo "local = { ip = 4; address = \"192.0.2.1\"; port = 5653; $2 };"
-  dataplane 192.0.2.1 10.1.0.1
+  echo "local = { ip = $trio_wan; address = \"$(trio_wan_addr 1)\"; port = 5653; $sh$2 };"
+  trio_dataplane 1
   printf 'groups = ( %s );\nremotes = (\n%s\n);\n' "$3" "$1"
 }
 trio_remote() {  # id address key subnet...
   local id=$1 address=$2 key=$3 list='' sep='' s
   shift 3
   for s; do list+="$sep\"$s\""; sep=', '; done
-  echo "  { id = $id; ip = 4; address = \"$address\"; psk_file = \"$work/$key\"; subnets = [ $list ]; }"
+  local ip=4
+  [[ $address != *:* ]] || ip=6
+  echo "  { id = $id; ip = $ip; address = \"$address\"; psk_file = \"$work/$key\"; subnets = [ $list ]; }"
 }
 trio_secondary_conf() {  # form wan lan admin key
-  local form=$1 wan=$2 lan=$3 admin=$4 key=$5
+  local form=$1 wan=$2 lan=$3 admin=$4 key=$5 wlen=24 llen=24 fam=4 primary
+  primary=$(trio_wan_addr 1)
+  [[ $wan != *:* ]] || wlen=64 fam=6
+  [[ $lan != *:* ]] || llen=64
   echo 'role = "secondary";'
   if [ "$form" = minimal ]; then
     echo "local = { admin = { $admin }; };"
   else
-    echo "local = { ip = 4; address = \"$wan\"; admin = { $admin }; };"
+    echo "local = { ip = $fam; address = \"$wan\"; admin = { $admin }; };"
   fi
-  echo "dataplane = { wan = { port = 0; address = \"$wan/24\"; }; lan = { port = 1; address = \"$lan/24\"; };
+  echo "dataplane = { wan = { port = 0; address = \"$wan/$wlen\"; }; lan = { port = 1; address = \"$lan/$llen\"; };
   $dp_tuning };"
   if [ "$form" = minimal ]; then
-    echo "remotes = ( { address = \"192.0.2.1\"; psk_file = \"$work/$key\"; } );"
+    echo "remotes = ( { address = \"$primary\"; psk_file = \"$work/$key\"; } );"
   else
-    echo "remotes = ( { id = 1; ip = 4; address = \"192.0.2.1\"; port = 5653; psk_file = \"$work/$key\";"
-    echo "              subnets = [ \"10.1.0.0/24\" ]; } );"
+    echo "remotes = ( { id = 1; ip = $fam; address = \"$primary\"; port = 5653; psk_file = \"$work/$key\";"
+    echo "              subnets = [ \"$(trio_lan_net 1)\" ]; } );"
   fi
 }
 
@@ -119,4 +177,98 @@ trio_stop() {  # name...
     printf -v "$v" ''
     [ "$rc" -eq 0 ] || fail "p3d $n exit status $rc after SIGTERM"
   done
+}
+
+trio_iperf_server() {  # name ns
+  ip netns exec "$2" iperf3 -s -p 5201 --forceflush >"$work/iperf-server-$1.txt" 2>&1 &
+  printf -v "pid_iperf_$1" '%s' $!
+  local v=pid_iperf_$1
+  wait_log "$work/iperf-server-$1.txt" "${!v}" 'Server listening' 10 "iperf3 server $1"
+}
+trio_iperf() {  # ns dest secs out [args...]
+  local ns=$1 dest=$2 secs=$3 out=$4
+  shift 4
+  [ -s "$trio_payload" ] || /usr/bin/python3 -c 'import sys
+open(sys.argv[1], "wb").write((sys.argv[2] + " ").encode() * ((64 << 20) // 24))' "$trio_payload" "$trio_marker"
+  in_ns "$ns" timeout $((secs + 30)) iperf3 -c "$dest" -p 5201 -t "$secs" -J -l 1000 -w 256K -F "$trio_payload" \
+    --connect-timeout 3000 "$@" >"$out" 2>&1
+  /usr/bin/python3 - "$out" <<'PY'
+import json, sys
+try:
+    r = json.load(open(sys.argv[1]))
+except ValueError:
+    print("iperf3 printed no JSON: " + open(sys.argv[1]).read()[-300:]); sys.exit(1)
+if r.get("error"):
+    print("iperf3 error: " + r["error"]); sys.exit(1)
+e = r["end"]
+sent, recv = e["sum_sent"]["bytes"], e["sum_received"]["bytes"]
+print("sent %d received %d retransmits %s (%.1f Mbit/s)" % (sent, recv, e["sum_sent"].get("retransmits"),
+                                                            e["sum_received"]["bits_per_second"] / 1e6))
+# The server stops counting when the client ends the test: what was still in flight then is
+# not in sum_received, so allow that much (a few socket buffers), never a loss TCP would hide.
+if recv < sent - 4 * 1024 * 1024:
+    print("  the server received %d bytes fewer than were sent" % (sent - recv)); sys.exit(1)
+sys.exit(0 if recv > 0 else 1)
+PY
+}
+
+trio_capture_start() {  # name
+  ip netns exec "$ns_w" tcpdump -i br0 -B 32768 -s 0 -U -n -w "$work/$1.pcap" >"$work/tcpdump-$1.txt" 2>&1 &
+  printf -v "pid_cap_$1" '%s' $!
+  local v=pid_cap_$1
+  wait_log "$work/tcpdump-$1.txt" "${!v}" 'listening on' 10 "tcpdump on br0"
+}
+trio_capture_stop() {  # name
+  local v=pid_cap_$1
+  kill -INT "${!v}"; wait "${!v}"; printf -v "$v" ''
+  grep -Eq '(^| )0 packets dropped by kernel' "$work/tcpdump-$1.txt" ||
+    fail "the WAN capture $1 is incomplete: $(grep dropped "$work/tcpdump-$1.txt" | tr '\n' ' ')"
+}
+trio_capture_clean() {  # name address...
+  local name=$1
+  shift
+  /usr/bin/python3 - "$work/$name.pcap" "$trio_marker" "$(trio_wan_addr 1) $(trio_wan_addr 2) $(trio_wan_addr 3)" "$@" <<'PY' ||
+import ipaddress, struct, sys
+data = open(sys.argv[1], "rb").read()
+marker, wan = sys.argv[2].encode(), {ipaddress.ip_address(a).packed for a in sys.argv[3].split()}
+# An IPv6 address is looked for alone; an IPv4 one as a source-destination pair (any two of those
+# given, as an inner header carries them): four bytes alone turn up in 10^5 ciphertexts by chance.
+given = [ipaddress.ip_address(a).packed for a in sys.argv[4:]]
+secrets = [a for a in given if len(a) == 16] + [marker, marker[:12]]
+secrets += [a + b for a in given for b in given if a != b and len(a) == len(b) == 4]
+endian = "<" if data[:4] == b"\xd4\xc3\xb2\xa1" else ">"
+off, n, kinds, bad = 24, 0, {}, []
+def kind(f):
+    et = struct.unpack("!H", f[12:14])[0]
+    if et == 0x0806: return "arp"
+    if et == 0x0800:
+        ihl = (f[14] & 15) * 4
+        src, dst, proto, l4 = f[26:30], f[30:34], f[23], f[14 + ihl:]
+    elif et == 0x86DD:
+        src, dst, proto, l4 = f[22:38], f[38:54], f[20], f[54:]
+        if proto == 58 and l4[0] in (133, 134, 135, 136, 137): return "nd"
+    else:
+        return None
+    if src not in wan or dst not in wan: return None
+    if proto == 50: return "p3"
+    if proto == 17:
+        sport, dport = struct.unpack("!HH", l4[:4])
+        if 4500 in (sport, dport): return "p3-udp"
+        if 5653 in (sport, dport): return "setup"
+    return None
+while off + 16 <= len(data):
+    incl = struct.unpack(endian + "I", data[off + 8:off + 12])[0]
+    f = data[off + 16:off + 16 + incl]
+    off += 16 + incl
+    n += 1
+    k = kind(f)
+    kinds[k] = kinds.get(k, 0) + 1
+    if k is None or any(s in f for s in secrets):
+        bad.append((n, k, f[:64].hex()))
+print("WAN capture: %d frames %s" % (n, {str(k): v for k, v in sorted(kinds.items(), key=str)}))
+for b in bad[:5]:
+    print("  frame %d (%s) is not P3/setup or carries an inner address or the marker: %s" % b)
+sys.exit(0 if n > 0 and kinds.get("p3", 0) + kinds.get("p3-udp", 0) > 0 and not bad else 1)
+PY
+    fail "the WAN capture $name shows something besides P3 and setup, or something in clear (above)"
 }
