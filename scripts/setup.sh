@@ -18,7 +18,7 @@ packages=(
   g++ meson ninja-build pkg-config
   dpdk dpdk-dev libdpdk-dev libipsec-mb-dev libssl-dev libconfig++-dev catch2 libpcap-dev
   clang libclang-rt-14-dev
-  python3 python3-scapy python3-cryptography tshark tcpdump iperf3 iproute2 iputils-ping ethtool gnuplot-nox procps
+  python3 python3-scapy python3-cryptography tshark tcpdump iperf3 nftables conntrack iproute2 iputils-ping ethtool gnuplot-nox procps
   strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins
   libstrongswan-extra-plugins
   libcli11-dev
