@@ -104,6 +104,12 @@ trio_topology() {
     in_ns "$1" ethtool -K "$2" tx off rx off tso off gso off gro off >/dev/null 2>&1
     in_ns "$1" ip link set "$2" up || fail "ip link set $2 up in $1"
   done
+  # The kernel must not speak on the WAN: the interfaces p3d owns (on a real appliance a NIC
+  # bound to DPDK) and the bridge send no IGMP/MLD reports of their own.
+  for pair in "$ns_a aWan" "$ns_b bWan" "$ns_c cWan" "$ns_w br0"; do
+    set -- $pair
+    in_ns "$1" ip link set "$2" multicast off 2>/dev/null
+  done
   for pair in wA wB wC; do in_ns "$ns_w" ip link set "$pair" master br0 || fail "$pair into br0"; done
   in_ns "$ns_w" ip link set br0 up || fail "br0 up"
   in_ns "$ns_ha" ip addr add 10.1.0.2/24 dev hA && in_ns "$ns_ha" ip route add default via 10.1.0.1 &&
