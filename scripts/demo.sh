@@ -89,7 +89,8 @@ topology() {
   for ns in $ns_a $ns_w $ns_b $ns_hb $ns_c $ns_hc; do ip netns add "$ns" || return 1; all_ns+=" $ns"; done
   link "$ns_ha" hA "$ns_a" aLan && link "$ns_a" aWan "$ns_w" wA && link "$ns_b" bWan "$ns_w" wB &&
     link "$ns_c" cWan "$ns_w" wC && link "$ns_b" bLan "$ns_hb" hB && link "$ns_c" cLan "$ns_hc" hC || return 1
-  in_ns "$ns_w" ip link add br0 type bridge stp_state 0 forward_delay 0 || return 1
+  # mcast_snooping 0: the bridge sends no IGMP of its own onto the WAN the observer reads.
+  in_ns "$ns_w" ip link add br0 type bridge stp_state 0 forward_delay 0 mcast_snooping 0 || return 1
   for ns in $all_ns; do
     in_ns "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 &&
       in_ns "$ns" ip link set lo up || return 1

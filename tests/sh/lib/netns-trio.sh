@@ -92,23 +92,24 @@ trio_topology() {
   trio_link "$ns_ha" hA "$ns_a" aLan 2>/dev/null || { echo "SKIP: cannot create veth pairs"; exit 77; }
   trio_link "$ns_a" aWan "$ns_w" wA && trio_link "$ns_b" bWan "$ns_w" wB && trio_link "$ns_c" cWan "$ns_w" wC &&
     trio_link "$ns_b" bLan "$ns_hb" hB && trio_link "$ns_c" cLan "$ns_hc" hC || fail "veth pairs"
-  in_ns "$ns_w" ip link add br0 type bridge stp_state 0 forward_delay 0 2>/dev/null ||
+  in_ns "$ns_w" ip link add br0 type bridge stp_state 0 forward_delay 0 mcast_snooping 0 2>/dev/null ||
     { echo "SKIP: cannot create a bridge"; exit 77; }
   for ns in $all_ns; do
     in_ns "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 &&
       in_ns "$ns" ip link set lo up || fail "namespace $ns: sysctl, lo"
+  done
+  # The kernel must not speak on the WAN: the interfaces p3d owns (on a real appliance a NIC
+  # bound to DPDK), the bridge and its ports send no IGMP/MLD reports of their own — switched
+  # off before they come up, which is when the first reports go.
+  for pair in "$ns_a aWan" "$ns_b bWan" "$ns_c cWan" "$ns_w br0" "$ns_w wA" "$ns_w wB" "$ns_w wC"; do
+    set -- $pair
+    in_ns "$1" ip link set "$2" multicast off 2>/dev/null
   done
   for pair in "$ns_ha hA" "$ns_a aLan" "$ns_a aWan" "$ns_w wA" "$ns_w wB" "$ns_w wC" "$ns_b bWan" \
               "$ns_b bLan" "$ns_hb hB" "$ns_c cWan" "$ns_c cLan" "$ns_hc hC"; do
     set -- $pair
     in_ns "$1" ethtool -K "$2" tx off rx off tso off gso off gro off >/dev/null 2>&1
     in_ns "$1" ip link set "$2" up || fail "ip link set $2 up in $1"
-  done
-  # The kernel must not speak on the WAN: the interfaces p3d owns (on a real appliance a NIC
-  # bound to DPDK) and the bridge send no IGMP/MLD reports of their own.
-  for pair in "$ns_a aWan" "$ns_b bWan" "$ns_c cWan" "$ns_w br0"; do
-    set -- $pair
-    in_ns "$1" ip link set "$2" multicast off 2>/dev/null
   done
   for pair in wA wB wC; do in_ns "$ns_w" ip link set "$pair" master br0 || fail "$pair into br0"; done
   in_ns "$ns_w" ip link set br0 up || fail "br0 up"
