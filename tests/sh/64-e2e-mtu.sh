@@ -69,31 +69,7 @@ xfer() {
   cat "$work/xfer-send-$rnd.txt"
   [ "$rc" -eq 0 ] || fail "TCP transfer $rnd: $(cat "$work/xfer-recv-$rnd.txt")"
 }
-cat >"$work/xfer.py" <<'PY'
-import hashlib, os, socket, sys, time
-if sys.argv[1] == "recv":
-    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("0.0.0.0", int(sys.argv[2]))); s.listen(1); s.settimeout(20)
-    print("listening", flush=True)
-    c, _ = s.accept(); c.settimeout(20)
-    h, n = hashlib.sha256(), 0
-    while True:
-        b = c.recv(65536)
-        if not b: break
-        h.update(b); n += len(b)
-    c.sendall(("%d %s\n" % (n, h.hexdigest())).encode()); c.close()
-    print("received", n)
-else:
-    size = int(sys.argv[4]); data = os.urandom(size)
-    c = socket.create_connection((sys.argv[2], int(sys.argv[3])), timeout=20)
-    t = time.monotonic(); c.sendall(data); c.shutdown(socket.SHUT_WR)
-    got = c.makefile().readline().split()
-    t = time.monotonic() - t
-    ok = got == [str(size), hashlib.sha256(data).hexdigest()]
-    print("sent %d bytes in %.2f s (%.0f Mbit/s); the receiver read %s bytes, %s" % (size, t, size * 8 / t / 1e6,
-          got[0] if got else "no", "the same bytes" if ok else "NOT the bytes sent"))
-    sys.exit(0 if ok else 1)
-PY
+cp "$(dirname "$0")/lib/xfer.py" "$work/xfer.py"   # the exact-byte transfer (tests/sh/lib/xfer.py)
 # mtu_round ROUND: the DF pings (above: fragmentation needed, naming the tunnel MTU; at: passes),
 # read by host A's ping and by a capture on host A's link.
 mtu_round() {
