@@ -184,18 +184,19 @@ void GcmEngine::destroy(GcmEngine* e) noexcept {
 
 using detail::make_iv;
 
-void GcmEngine::seal_sgl(const GcmKey& k, const std::uint8_t* hdr, std::span<const IoSeg> segs,
-                         std::uint8_t* tag) noexcept {
+void GcmEngine::seal_sgl(const GcmKey& k, const std::uint8_t* hdr, std::span<const IoSeg> segs, std::uint8_t* tag,
+                         const std::uint8_t* aad, std::size_t aad_len) noexcept {
+    if (aad == nullptr) aad = hdr;
     alignas(16) std::uint8_t iv[16];
     make_iv(iv, k, hdr);
     const gcm_key_data* s = &k.schedule();
     if (k.type() == KeyType::aes128) {
-        IMB_AES128_GCM_INIT(mgr_, s, &ctx_, iv, hdr, kAadLen);
+        IMB_AES128_GCM_INIT(mgr_, s, &ctx_, iv, aad, aad_len);
         for (const IoSeg& g : segs)
             if (g.len) IMB_AES128_GCM_ENC_UPDATE(mgr_, s, &ctx_, g.data, g.data, g.len);
         IMB_AES128_GCM_ENC_FINALIZE(mgr_, s, &ctx_, tag, kIcvLen);
     } else {
-        IMB_AES256_GCM_INIT(mgr_, s, &ctx_, iv, hdr, kAadLen);
+        IMB_AES256_GCM_INIT(mgr_, s, &ctx_, iv, aad, aad_len);
         for (const IoSeg& g : segs)
             if (g.len) IMB_AES256_GCM_ENC_UPDATE(mgr_, s, &ctx_, g.data, g.data, g.len);
         IMB_AES256_GCM_ENC_FINALIZE(mgr_, s, &ctx_, tag, kIcvLen);
@@ -203,18 +204,19 @@ void GcmEngine::seal_sgl(const GcmKey& k, const std::uint8_t* hdr, std::span<con
 }
 
 bool GcmEngine::open_sgl(const GcmKey& k, const std::uint8_t* hdr, std::span<const IoSeg> segs,
-                         const std::uint8_t* tag) noexcept {
+                         const std::uint8_t* tag, const std::uint8_t* aad, std::size_t aad_len) noexcept {
+    if (aad == nullptr) aad = hdr;
     alignas(16) std::uint8_t iv[16];
     alignas(16) std::uint8_t got[kIcvLen];
     make_iv(iv, k, hdr);
     const gcm_key_data* s = &k.schedule();
     if (k.type() == KeyType::aes128) {
-        IMB_AES128_GCM_INIT(mgr_, s, &ctx_, iv, hdr, kAadLen);
+        IMB_AES128_GCM_INIT(mgr_, s, &ctx_, iv, aad, aad_len);
         for (const IoSeg& g : segs)
             if (g.len) IMB_AES128_GCM_DEC_UPDATE(mgr_, s, &ctx_, g.data, g.data, g.len);
         IMB_AES128_GCM_DEC_FINALIZE(mgr_, s, &ctx_, got, kIcvLen);
     } else {
-        IMB_AES256_GCM_INIT(mgr_, s, &ctx_, iv, hdr, kAadLen);
+        IMB_AES256_GCM_INIT(mgr_, s, &ctx_, iv, aad, aad_len);
         for (const IoSeg& g : segs)
             if (g.len) IMB_AES256_GCM_DEC_UPDATE(mgr_, s, &ctx_, g.data, g.data, g.len);
         IMB_AES256_GCM_DEC_FINALIZE(mgr_, s, &ctx_, got, kIcvLen);

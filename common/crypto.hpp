@@ -117,11 +117,19 @@ public:
     inline bool open(const GcmKey& k, const std::uint8_t* hdr, std::uint8_t* data, std::size_t len,
                      const std::uint8_t* tag) noexcept;
 
-    // Scattered (chained mbufs), in place, segments in order; empty segments allowed.
-    void seal_sgl(const GcmKey& k, const std::uint8_t* hdr, std::span<const IoSeg> segs,
-                  std::uint8_t* tag) noexcept;
-    bool open_sgl(const GcmKey& k, const std::uint8_t* hdr, std::span<const IoSeg> segs,
-                  const std::uint8_t* tag) noexcept;
+    // The same with the AAD apart from hdr (ESP, docs/wire-format.md §Standard ESP): the nonce
+    // still = salt || hdr[8..16) (ESP's IV field), the AAD = aad_len bytes at aad.
+    inline void seal_aad(const GcmKey& k, const std::uint8_t* hdr, const std::uint8_t* aad, std::size_t aad_len,
+                         std::uint8_t* data, std::size_t len, std::uint8_t* tag) noexcept;
+    inline bool open_aad(const GcmKey& k, const std::uint8_t* hdr, const std::uint8_t* aad, std::size_t aad_len,
+                         std::uint8_t* data, std::size_t len, const std::uint8_t* tag) noexcept;
+
+    // Scattered (chained mbufs), in place, segments in order; empty segments allowed. aad
+    // nullptr: the AAD is hdr (P3); else aad_len bytes at aad (ESP).
+    void seal_sgl(const GcmKey& k, const std::uint8_t* hdr, std::span<const IoSeg> segs, std::uint8_t* tag,
+                  const std::uint8_t* aad = nullptr, std::size_t aad_len = kAadLen) noexcept;
+    bool open_sgl(const GcmKey& k, const std::uint8_t* hdr, std::span<const IoSeg> segs, const std::uint8_t* tag,
+                  const std::uint8_t* aad = nullptr, std::size_t aad_len = kAadLen) noexcept;
 
     IMB_MGR* mgr() noexcept { return mgr_; }
     // Scratch the wire code may use between calls (size hiding rotation): kScratchLen bytes.
@@ -180,6 +188,23 @@ inline bool GcmEngine::open(const GcmKey& k, const std::uint8_t* hdr, std::uint8
     alignas(16) std::uint8_t got[kIcvLen];
     detail::make_iv(iv, k, hdr);
     (mgr_->*k.dec())(&k.schedule(), &ctx_, data, data, len, iv, hdr, kAadLen, got, kIcvLen);
+    return tag_equal(got, tag);
+}
+
+inline void GcmEngine::seal_aad(const GcmKey& k, const std::uint8_t* hdr, const std::uint8_t* aad,
+                                std::size_t aad_len, std::uint8_t* data, std::size_t len, std::uint8_t* tag) noexcept {
+    alignas(16) std::uint8_t iv[16];
+    detail::make_iv(iv, k, hdr);
+    (mgr_->*k.enc())(&k.schedule(), &ctx_, data, data, len, iv, aad, aad_len, tag, kIcvLen);
+}
+
+inline bool GcmEngine::open_aad(const GcmKey& k, const std::uint8_t* hdr, const std::uint8_t* aad,
+                                std::size_t aad_len, std::uint8_t* data, std::size_t len,
+                                const std::uint8_t* tag) noexcept {
+    alignas(16) std::uint8_t iv[16];
+    alignas(16) std::uint8_t got[kIcvLen];
+    detail::make_iv(iv, k, hdr);
+    (mgr_->*k.dec())(&k.schedule(), &ctx_, data, data, len, iv, aad, aad_len, got, kIcvLen);
     return tag_equal(got, tag);
 }
 

@@ -101,9 +101,12 @@ std::optional<SlotId> SlotTable::reserve_rx(std::uint32_t n) {
             }
         if (ok) {
             // One generation for the block: the highest "next generation" in it, so no index
-            // gets back a generation it retired lately (wraps after 2^12 retirements).
-            std::uint16_t gen = 0;
+            // gets back a generation it retired lately (wraps after 2047 retirements).
+            // Generations kSlotGenerationFirst..Last only (wire_limits.hpp: an ID never has
+            // its top bit set and is never below 2^20), whatever reserve_rx_at left behind.
+            std::uint16_t gen = kSlotGenerationFirst;
             for (std::uint32_t j = i; j < i + n; ++j) gen = state_[j].gen > gen ? state_[j].gen : gen;
+            if (gen > kSlotGenerationLast) gen = kSlotGenerationFirst;
             take_range(i, n, gen);
             cursor_ = i + n < rx_cap_ ? i + n : 1;
             return SlotId::make(gen, i);
@@ -195,7 +198,7 @@ void SlotTable::retire_rx(SlotId id) {
         --rx_reserved_;
     }
     st.state = IndexState::free;
-    st.gen = static_cast<std::uint16_t>((st.gen + 1) & kSlotGenerationMax);
+    st.gen = static_cast<std::uint16_t>(next_generation(st.gen));
     reclaim();
 }
 
@@ -213,7 +216,7 @@ TxKey* SlotTable::build_tx_key(const TxSlot& s, std::span<const std::uint8_t> ke
         return nullptr;
     }
     TxKey* k = new (mem) TxKey(key, salt);
-    if (!k->key.valid() || !k->view.init(s.peer_id_, &k->key, s.outer_, s.size_hiding_, s.wan_mtu_)) {
+    if (!k->key.valid() || !k->view.init(s.peer_id_, &k->key, s.outer_, s.size_hiding_, s.wan_mtu_, s.kind_)) {
         discard(k, sizeof(TxKey));
         P3_LOG_ERROR(SLOT_BAD_KEY, "key slots: session %u lane %u: key or outer addresses unusable", s.session_, s.lane_);
         return nullptr;
@@ -228,7 +231,8 @@ TxSlot* SlotTable::build_tx(std::span<const std::uint8_t> key, std::span<const s
                      p.session, p.lane, sessions_, lanes_);
         return nullptr;
     }
-    if (!key_sizes_ok(key, salt) || p.peer_id == 0 || p.last_seq >= kSeqHardLimit) {
+    // An ESP SA is one slot, lane 0, that every sending worker shares (TxSlot::reserve).
+    if (!key_sizes_ok(key, salt) || p.peer_id == 0 || p.last_seq >= kSeqHardLimit || (is_esp(p.kind) && p.lane != 0)) {
         P3_LOG_ERROR(SLOT_BAD_KEY, "key slots: session %u lane %u: key of %zu bytes, salt of %zu, peer P3 ID 0x%08x",
                      p.session, p.lane, key.size(), salt.size(), p.peer_id);
         return nullptr;

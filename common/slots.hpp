@@ -44,6 +44,7 @@
 // consecutive indices with one generation, so lane n of a session receives on base + n.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -96,6 +97,8 @@ struct RxParams {
     // address and, for UDP encapsulation, its UDP source port (0 = native P3). Family 0: any.
     IpAddr peer;
     std::uint16_t peer_port = 0;
+    // P3, or an inbound ESP SA (one lane, its SPI = the slot's ID, no size hiding, one key).
+    WireKind kind = WireKind::p3;
 };
 
 struct TxParams {
@@ -107,6 +110,9 @@ struct TxParams {
     std::uint16_t wan_mtu = 0;          // caps size-hiding padding (0 = none)
     std::uint64_t last_seq = 0;         // last sequence the lane already sent (0 = a new lane)
     std::uint64_t seq_limit = kSeqLast; // the last sequence the lane may send until raised
+    // P3, or an outbound ESP SA (peer_id = the peer's SPI; lane 0 only, shared by every
+    // sending worker through TxSlot::reserve; no size hiding; without ESN the limit is 2^32-1).
+    WireKind kind = WireKind::p3;
 };
 
 // The keys an RX slot opens under, immutable once published but for learned: replaced as a
@@ -148,6 +154,7 @@ public:
     std::uint32_t session() const noexcept { return session_; }
     std::uint16_t lane() const noexcept { return lane_; }
     SizeHiding size_hiding() const noexcept { return size_hiding_; }
+    WireKind kind() const noexcept { return kind_; }
     OpenRunFn open() const noexcept { return open_; }
     // The key state (RCU: valid until the reader's next quiescent report).
     const RxKeys* keys() const noexcept { return keys_.load(std::memory_order_acquire); }
@@ -192,7 +199,8 @@ private:
         peer_[1] &= peer_mask_[1];
         src_mask_ = v4 || v6 ? ~0u : 0u;
         peer_src_ = src_tag(p.peer_port != 0, rte_cpu_to_be_16(p.peer_port)) & src_mask_;
-        open_ = RxRef(nullptr, size_hiding_).open;
+        kind_ = p.kind;
+        open_ = RxRef(nullptr, size_hiding_, kind_).open;
     }
 
     // line 0: what the lookup reads, the peer the packets must come from (network order) and
@@ -204,6 +212,7 @@ private:
     std::uint8_t peer_off_;           // where the outer source address starts
     std::uint32_t peer_src_;          // src_tag of the peer's packets (masked)
     std::uint32_t src_mask_;          // ~0, or 0 for a slot that takes any peer
+    WireKind kind_;                   // P3 or ESP: a packet of the other kind never finds it
     std::uint64_t peer_[2];           // the peer's address, masked
     std::uint64_t peer_mask_[2];      // which bytes of the 16 at peer_off_ count
     OpenRunFn open_;
@@ -251,6 +260,13 @@ public:
         if (unclaimed(k)) claim(k);
         return ref_of(k);
     }
+    // ESP (one SA for every sending worker, so no single writer): reserves n sequences with
+    // one atomic add and returns the last one before them; the caller sends under
+    // returned + 1 .. returned + n (a sequence reserved and not sent is a gap, which ESP
+    // receivers accept). P3 lanes never call it: their counter has one writer.
+    std::uint64_t reserve(std::uint32_t n) noexcept { return __atomic_fetch_add(&last_seq_, n, __ATOMIC_RELAXED); }
+    const std::uint64_t* seq_limit_ptr() const noexcept { return &seq_limit_; }
+    WireKind kind() const noexcept { return kind_; }
     // Any thread (statistics, packet-count rekey): the last sequence sent, possibly stale.
     std::uint64_t last_seq() const noexcept { return __atomic_load_n(&last_seq_, __ATOMIC_RELAXED); }
     // Packets sent under the current key: last_seq - first_seq + 1 (0 before its first).
@@ -270,8 +286,9 @@ public:
 private:
     friend class SlotTable;
     explicit TxSlot(const TxParams& p) noexcept
-        : session_(p.session), lane_(p.lane), peer_id_(p.peer_id), size_hiding_(p.size_hiding), wan_mtu_(p.wan_mtu),
-          outer_(p.outer), last_seq_(p.last_seq), seq_limit_(p.seq_limit < kSeqLast ? p.seq_limit : kSeqLast) {}
+        : session_(p.session), lane_(p.lane), peer_id_(p.peer_id), size_hiding_(p.size_hiding), kind_(p.kind),
+          wan_mtu_(p.wan_mtu), outer_(p.outer), last_seq_(p.last_seq),
+          seq_limit_(std::min(p.seq_limit, p.kind == WireKind::esp ? kEspSeqLastNoEsn : kSeqLast)) {}
 
     // line 0 (read once per run of the lane's packets: the key object)
     std::atomic<const TxKey*> key_{nullptr};
@@ -279,6 +296,7 @@ private:
     std::uint16_t lane_;
     std::uint32_t peer_id_;
     SizeHiding size_hiding_;
+    WireKind kind_;
     std::uint16_t wan_mtu_;
     OuterSpec outer_;                              // kept to build the views of later keys
     alignas(RTE_CACHE_LINE_SIZE) std::uint64_t last_seq_;   // the sending worker's

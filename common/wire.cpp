@@ -1,9 +1,10 @@
 // P3 encapsulation on mbufs (see wire.hpp for the layout and the caller's duties,
 // docs/wire-format.md for the byte-level contract; decapsulation is wire_in.cpp).
 //
-// Variants: a TX view's outer shape (IPv4/IPv6, native/UDP) and size hiding are template
-// parameters of the seal code, and TxView::init picks the instance once; encap_burst calls it
-// per run of packets that share it.
+// Variants: a TX view's outer shape (IPv4/IPv6, native/UDP), size hiding and wire kind (P3,
+// ESP, ESP with ESN) are template parameters of the seal code, and TxView::init picks the
+// instance once; encap_burst calls it per run of packets that share it. P3's instances are
+// the code they were before ESP existed: the kind is a constant in them.
 //
 // Burst shape: one pass over the burst does each packet's header work and its GCM call
 // together, while the headers just written (or parsed) are in cache and the next packets'
@@ -46,9 +47,12 @@ struct Prepared {
 // What a TX view's packets look like, fixed when the view is built (TxView::init picks the
 // variant): outer IPv4 or IPv6, native or UDP, size hiding or not. Constants in the variant's
 // code, so no packet branches on them.
-template <bool V6, bool Udp, bool Hide>
+template <bool V6, bool Udp, bool Hide, WireKind Kind = WireKind::p3>
 struct Shape {
     static constexpr bool v6 = V6, udp = Udp, hide = Hide;
+    static constexpr WireKind kind = Kind;
+    static constexpr bool esp = Kind != WireKind::p3;
+    static_assert(!(esp && Hide), "ESP has no size hiding");
     static constexpr unsigned ip_len = V6 ? kIpv6HeaderLen : kIpv4HeaderLen;
     static constexpr unsigned outer_len = ip_len + (Udp ? kUdpHeaderLen : 0);
 };
@@ -99,7 +103,10 @@ template <class Sh, bool dummy>
     }
     const std::uint64_t seq = *tx.seq + 1;
     if (seq > __atomic_load_n(tx.limit, __ATOMIC_RELAXED)) [[unlikely]]
-        return seq >= kSeqHardLimit ? WireStatus::seq_exhausted : WireStatus::seq_unreserved;
+        return Sh::esp || seq >= kSeqHardLimit ? WireStatus::seq_exhausted : WireStatus::seq_unreserved;
+    // Without ESN the sequence field is all there is: a new SA must come before it wraps.
+    if constexpr (Sh::kind == WireKind::esp)
+        if (seq > kEspSeqLastNoEsn) [[unlikely]] return WireStatus::seq_exhausted;
 
     // Room: headers in front of the first segment, trailer + ICV behind the last.
     constexpr unsigned front = Sh::outer_len + kP3HeaderLen;
@@ -148,11 +155,18 @@ template <class Sh, bool dummy>
     if (l2 == L2::keep) move_l2(start, old, l2_len);
     std::uint8_t* ip = start + l2_len;
     std::uint8_t* hdr = ip + Sh::outer_len;
-    // Flags (0) | P3 ID | sequence in one 16-byte store: GCM reads it back at once as the AAD
+    // Flags | P3 ID | sequence in one 16-byte store: GCM reads it back at once as the AAD
     // (and 8 bytes of it for the nonce), which forwards from one store but not from three.
-    static_assert(kP3HeaderLen == 16 && kFlagsLen == 4 && kIdLen == 4);
-    const __m128i h = _mm_set_epi64x(static_cast<long long>(rte_cpu_to_be_64(seq)),
-                                     static_cast<long long>(std::uint64_t{rte_cpu_to_be_32(v.p3_id)} << 32));
+    // Flags: 0 on IP, the UDP bit in UDP (demultiplexing on the NAT port). ESP: SPI | Seq low
+    // | IV, the IV being the 64-bit sequence (unique per key, and the nonce's tail as in P3).
+    static_assert(kP3HeaderLen == 16 && kFlagsLen == 4 && kIdLen == 4 && kEspHeaderLen == 16);
+    std::uint64_t lo;
+    if constexpr (Sh::esp)
+        lo = std::uint64_t{rte_cpu_to_be_32(v.p3_id)} |
+             (std::uint64_t{rte_cpu_to_be_32(static_cast<std::uint32_t>(seq))} << 32);
+    else
+        lo = (std::uint64_t{rte_cpu_to_be_32(v.p3_id)} << 32) | (Sh::udp ? std::uint64_t{rte_cpu_to_be_32(kFlagUdp)} : 0);
+    const __m128i h = _mm_set_epi64x(static_cast<long long>(rte_cpu_to_be_64(seq)), static_cast<long long>(lo));
     _mm_storeu_si128(reinterpret_cast<__m128i*>(hdr), h);
     // Read by other threads (TxSlot::last_seq: statistics, the packet-count rekey): a relaxed
     // atomic store, a plain mov on x86-64.
@@ -200,20 +214,38 @@ void finish_udp6(const Prepared& p) noexcept {
     be::put16(u + 6, c);
 }
 
-void seal_one_sgl(GcmEngine& e, const Prepared& p) noexcept {
+void seal_one_sgl(GcmEngine& e, const Prepared& p, const std::uint8_t* aad, std::size_t aad_len) noexcept {
     IoSeg segs[kMaxSegs];
     const std::uint32_t off = static_cast<std::uint32_t>(p.hdr + kP3HeaderLen - rte_pktmbuf_mtod(p.m, std::uint8_t*));
     const unsigned ns = segs_of(p.m, off, p.plain, segs, kMaxSegsU);
     rte_mbuf* last = rte_pktmbuf_lastseg(p.m);
     std::uint8_t* tag = rte_pktmbuf_mtod_offset(last, std::uint8_t*, last->data_len - kIcvLen);
-    e.seal_sgl(*p.v->key, p.hdr, {segs, ns}, tag);
+    e.seal_sgl(*p.v->key, p.hdr, {segs, ns}, tag, aad, aad_len);
 }
 
-// The seal of a prepared packet, and the IPv6 UDP checksum over its ciphertext.
+// The seal of a prepared packet, and the IPv6 UDP checksum over its ciphertext. The AAD: the
+// P3 header as sent; ESP: SPI || Seq low (the header's first 8 bytes), with ESN SPI || Seq
+// high || Seq low built here (Seq high is the IV's first half: the IV is the sequence).
 template <class Sh>
 [[gnu::always_inline]] inline void seal_prepared(GcmEngine& e, const Prepared& p) noexcept {
-    if (p.contiguous) e.seal(*p.v->key, p.hdr, p.hdr + kP3HeaderLen, p.plain, p.hdr + kP3HeaderLen + p.plain);
-    else seal_one_sgl(e, p);
+    std::uint8_t* ct = p.hdr + kP3HeaderLen;
+    if constexpr (!Sh::esp) {
+        if (p.contiguous) e.seal(*p.v->key, p.hdr, ct, p.plain, ct + p.plain);
+        else seal_one_sgl(e, p, nullptr, kAadLen);
+    } else {
+        [[maybe_unused]] alignas(16) std::uint8_t esn_aad[kEspAadEsnLen];
+        const std::uint8_t* aad = p.hdr;
+        std::size_t aad_len = kEspAadLen;
+        if constexpr (Sh::kind == WireKind::esp_esn) {
+            std::memcpy(esn_aad, p.hdr, 4);
+            std::memcpy(esn_aad + 4, p.hdr + 8, 4);
+            std::memcpy(esn_aad + 8, p.hdr + 4, 4);
+            aad = esn_aad;
+            aad_len = kEspAadEsnLen;
+        }
+        if (p.contiguous) e.seal_aad(*p.v->key, p.hdr, aad, aad_len, ct, p.plain, ct + p.plain);
+        else seal_one_sgl(e, p, aad, aad_len);
+    }
     if constexpr (Sh::v6 && Sh::udp) finish_udp6(p);
 }
 
@@ -245,13 +277,28 @@ WireStatus seal_dummy(GcmEngine& e, rte_mbuf* m, const TxRef& tx, unsigned l2_le
     return WireStatus::ok;
 }
 
-// The variants by [v6][udp][size hiding].
+// The variants by [v6][udp][size hiding] (P3), [v6][udp][ESN] (ESP).
 template <bool V6, bool Udp>
 struct Sealers {
     static constexpr SealRunFn run[2] = {&seal_run<Shape<V6, Udp, false>>, &seal_run<Shape<V6, Udp, true>>};
     static constexpr SealDummyFn dummy[2] = {&seal_dummy<Shape<V6, Udp, false>>, &seal_dummy<Shape<V6, Udp, true>>};
+    static constexpr SealRunFn esp_run[2] = {&seal_run<Shape<V6, Udp, false, WireKind::esp>>,
+                                             &seal_run<Shape<V6, Udp, false, WireKind::esp_esn>>};
+    static constexpr SealDummyFn esp_dummy[2] = {&seal_dummy<Shape<V6, Udp, false, WireKind::esp>>,
+                                                 &seal_dummy<Shape<V6, Udp, false, WireKind::esp_esn>>};
 };
+template <bool V6, bool Udp>
+void pick_esp(TxView& v) noexcept {
+    const unsigned esn = v.kind == WireKind::esp_esn;
+    v.seal_run = Sealers<V6, Udp>::esp_run[esn];
+    v.seal_dummy = Sealers<V6, Udp>::esp_dummy[esn];
+}
 void pick_sealer(TxView& v) noexcept {
+    if (is_esp(v.kind)) {
+        if (!v.v6) v.udp_on ? pick_esp<false, true>(v) : pick_esp<false, false>(v);
+        else v.udp_on ? pick_esp<true, true>(v) : pick_esp<true, false>(v);
+        return;
+    }
     const unsigned h = v.size_hiding == SizeHiding::on;
     if (!v.v6) {
         v.seal_run = v.udp_on ? Sealers<false, true>::run[h] : Sealers<false, false>::run[h];
@@ -273,9 +320,12 @@ unsigned seal_unset(GcmEngine&, rte_mbuf* const*, const TxRef*, unsigned n, unsi
 WireStatus seal_unset_dummy(GcmEngine&, rte_mbuf*, const TxRef&, unsigned) noexcept { return WireStatus::bad_input; }
 }  // namespace detail
 
-bool TxView::init(std::uint32_t id, const GcmKey* k, const OuterSpec& o, SizeHiding sh, std::uint16_t wan_mtu) noexcept {
+bool TxView::init(std::uint32_t id, const GcmKey* k, const OuterSpec& o, SizeHiding sh, std::uint16_t wan_mtu,
+                  WireKind wk) noexcept {
     *this = TxView{};
     if (k == nullptr || !k->valid()) return false;
+    if (is_esp(wk) && sh == SizeHiding::on) return false;
+    kind = wk;
     if (o.src.family != o.dst.family || (o.src.family != 4 && o.src.family != 6)) return false;
     key = k;
     p3_id = id;

@@ -11,6 +11,11 @@
 // The l2_len bytes in front (the Ethernet header on the dataplane) are carried along
 // unchanged; the caller rewrites them (addresses, EtherType: outer_v6() tells which) before TX.
 //
+// Standard ESP (RFC 4303 tunnel mode, RFC 4106 AES-GCM-16, RFC 3948 UDP encapsulation) is
+// the same layout with its own header: [SPI][Seq low 32][IV = 8 bytes][ciphertext][ICV], 16
+// bytes like the P3 header, so sizes, trailer, ECN and the outer header are shared; a slot's
+// WireKind picks its seal/open variant when it is built (docs/wire-format.md §Standard ESP).
+//
 // Inbound is split so the anti-replay check comes BEFORE decryption and its update after:
 //   parse_outer() (optional; the dataplane classifier does the same) -> parse_p3() -> caller
 //   finds the slot by P3 ID and checks the replay window -> decap_burst() -> for every
@@ -29,6 +34,11 @@
 namespace p3::wire {
 
 enum class SizeHiding : bool { off = false, on = true };
+
+// What a slot's packets are on the wire: P3, or standard ESP without / with extended (64-bit)
+// sequence numbers. Fixed when a slot is built; the seal/open variant follows from it.
+enum class WireKind : std::uint8_t { p3 = 0, esp, esp_esn };
+constexpr bool is_esp(WireKind k) noexcept { return k != WireKind::p3; }
 
 // Why a packet was not encapsulated / decapsulated. The dataplane maps each to a drop counter
 // (suggested mapping in the comment). Append only.
@@ -101,10 +111,11 @@ WireStatus seal_unset_dummy(GcmEngine&, rte_mbuf*, const TxRef&, unsigned) noexc
 // function per outer shape (IPv4 / IPv6, native / UDP) and size hiding, in which those are
 // constants, so sealing a packet never asks them.
 struct TxView {
-    // false (and the view unusable) on a null/invalid key, unset or mixed address families.
-    // wan_mtu (0 = none) caps size-hiding padding so the outer packet never exceeds it.
+    // false (and the view unusable) on a null/invalid key, unset or mixed address families,
+    // or ESP with size hiding. wan_mtu (0 = none) caps size-hiding padding so the outer packet
+    // never exceeds it. kind ESP: p3_id is the peer's SPI.
     bool init(std::uint32_t p3_id, const GcmKey* key, const OuterSpec& outer, SizeHiding sh,
-              std::uint16_t wan_mtu = 0) noexcept;
+              std::uint16_t wan_mtu = 0, WireKind kind = WireKind::p3) noexcept;
 
     bool outer_v6() const noexcept { return v6; }
     bool udp() const noexcept { return udp_on; }
@@ -116,6 +127,7 @@ struct TxView {
     const GcmKey* key = nullptr;
     std::uint32_t p3_id = 0;
     SizeHiding size_hiding = SizeHiding::off;
+    WireKind kind = WireKind::p3;
     bool v6 = false;
     bool udp_on = false;
     std::uint16_t outer_hlen = 0;
@@ -175,9 +187,8 @@ struct P3Header {
     std::uint64_t seq = 0;
 };
 // Reads the P3 header at p3_off: length (header + trailer + ICV at least, to the end of the
-// packet) and flags (unknown bits -> flags). The caller then finds the slot by h.id and checks
-// the replay window with h.seq, before decap_burst(). Inline: once per received packet.
-inline WireStatus parse_p3(const rte_mbuf* m, unsigned p3_off, P3Header& h) noexcept {
+// packet), nothing else.
+inline WireStatus read_p3(const rte_mbuf* m, unsigned p3_off, P3Header& h) noexcept {
     if (m->pkt_len < p3_off + kP3HeaderLen + kTrailerFixed + kIcvLen || m->data_len < p3_off + kP3HeaderLen)
         return WireStatus::truncated;
     const std::uint8_t* p = rte_pktmbuf_mtod_offset(m, const std::uint8_t*, p3_off);
@@ -189,8 +200,49 @@ inline WireStatus parse_p3(const rte_mbuf* m, unsigned p3_off, P3Header& h) noex
     h.flags = rte_be_to_cpu_32(f);
     h.id = rte_be_to_cpu_32(id);
     h.seq = rte_be_to_cpu_64(seq);
-    if ((h.flags & ~kKnownFlags) != 0) return WireStatus::flags;
     return WireStatus::ok;
+}
+// read_p3, then the flags: exactly kFlagUdp when the packet came in UDP (udp), exactly 0 on
+// IP protocol 50; anything else -> flags. The caller then finds the slot by h.id and checks
+// the replay window with h.seq, before decap_burst(). Inline: once per received packet.
+inline WireStatus parse_p3(const rte_mbuf* m, unsigned p3_off, P3Header& h, bool udp) noexcept {
+    const WireStatus s = read_p3(m, p3_off, h);
+    if (s != WireStatus::ok) return s;
+    if (h.flags != (udp ? kFlagUdp : 0u)) return WireStatus::flags;
+    return WireStatus::ok;
+}
+
+// ---- ESP (RFC 4303) ------------------------------------------------------------------------
+struct EspHeader {
+    std::uint32_t spi = 0;
+    std::uint32_t seq_low = 0;
+};
+// Reads the ESP header at off: length (SPI, sequence, IV, trailer and ICV at least, to the end
+// of the packet). The caller infers the full sequence (esn_seq), finds the slot by SPI and
+// checks its replay window before decap_burst(), which reads the IV from the packet.
+inline WireStatus parse_esp(const rte_mbuf* m, unsigned off, EspHeader& h) noexcept {
+    if (m->pkt_len < off + kEspHeaderLen + kTrailerFixed + kIcvLen || m->data_len < off + kEspHeaderLen)
+        return WireStatus::truncated;
+    const std::uint8_t* p = rte_pktmbuf_mtod_offset(m, const std::uint8_t*, off);
+    std::uint32_t spi, sl;
+    std::memcpy(&spi, p, 4);
+    std::memcpy(&sl, p + 4, 4);
+    h.spi = rte_be_to_cpu_32(spi);
+    h.seq_low = rte_be_to_cpu_32(sl);
+    return WireStatus::ok;
+}
+// The full 64-bit sequence of a received ESP packet from its low 32 bits, as RFC 4303
+// Appendix A2.2 infers Seq-high from the window: top = the highest sequence accepted so far
+// (0: none), window = the window's size W (>= 1). A sequence below the window of a first
+// epoch (top < W, seq_low far above top's low half) stays in epoch 0 rather than -1.
+// Without ESN the sequence is seq_low as it is.
+constexpr std::uint64_t esn_seq(std::uint64_t top, std::uint32_t window, std::uint32_t seq_low) noexcept {
+    const std::uint32_t th = static_cast<std::uint32_t>(top >> 32), tl = static_cast<std::uint32_t>(top);
+    const std::uint32_t bottom = tl - (window - 1);   // Tl - W + 1, modulo 2^32
+    std::uint32_t sh;
+    if (tl >= window - 1) sh = seq_low >= bottom ? th : th + 1;   // case A: the window in one epoch
+    else sh = seq_low >= bottom && th != 0 ? th - 1 : th;         // case B: it spans the epoch before
+    return (std::uint64_t{sh} << 32) | seq_low;
 }
 
 struct RxRef;
@@ -199,13 +251,20 @@ struct DecapResult {
     std::uint8_t next_header;   // 4, 41 or 59 once the trailer was read, else 0
 };
 // An open variant: n packets whose refs share it, opened as decap_burst says.
+// seq: the full sequence of each packet (ESP with ESN reads Seq-high from it; the others
+// ignore it; nullptr: Seq-high 0).
 using OpenRunFn = unsigned (*)(GcmEngine& e, rte_mbuf* const* pkts, const std::uint16_t* p3_off, const RxRef* rx,
-                               unsigned n, unsigned l2_len, DecapResult* res, L2 l2) noexcept;
+                               unsigned n, unsigned l2_len, DecapResult* res, L2 l2,
+                               const std::uint64_t* seq) noexcept;
 namespace detail {
 unsigned open_run_plain(GcmEngine&, rte_mbuf* const*, const std::uint16_t*, const RxRef*, unsigned, unsigned,
-                        DecapResult*, L2) noexcept;
+                        DecapResult*, L2, const std::uint64_t*) noexcept;
 unsigned open_run_hidden(GcmEngine&, rte_mbuf* const*, const std::uint16_t*, const RxRef*, unsigned, unsigned,
-                         DecapResult*, L2) noexcept;
+                         DecapResult*, L2, const std::uint64_t*) noexcept;
+unsigned open_run_esp(GcmEngine&, rte_mbuf* const*, const std::uint16_t*, const RxRef*, unsigned, unsigned,
+                      DecapResult*, L2, const std::uint64_t*) noexcept;
+unsigned open_run_esp_esn(GcmEngine&, rte_mbuf* const*, const std::uint16_t*, const RxRef*, unsigned, unsigned,
+                          DecapResult*, L2, const std::uint64_t*) noexcept;
 }  // namespace detail
 
 // The slot a packet decrypts under; key == nullptr: not decrypted, status no_key. The open
@@ -215,6 +274,13 @@ struct RxRef {
     constexpr RxRef() noexcept = default;
     constexpr RxRef(const GcmKey* k, SizeHiding sh) noexcept
         : key(k), open(sh == SizeHiding::on ? &detail::open_run_hidden : &detail::open_run_plain) {}
+    // ESP (no size hiding) or P3, by kind.
+    constexpr RxRef(const GcmKey* k, SizeHiding sh, WireKind kind) noexcept
+        : key(k),
+          open(kind == WireKind::esp       ? &detail::open_run_esp
+               : kind == WireKind::esp_esn ? &detail::open_run_esp_esn
+               : sh == SizeHiding::on      ? &detail::open_run_hidden
+                                           : &detail::open_run_plain) {}
     // With the variant already chosen (what an RX slot keeps).
     constexpr RxRef(const GcmKey* k, OpenRunFn f) noexcept : key(k), open(f) {}
     const GcmKey* key = nullptr;
@@ -228,14 +294,17 @@ static_assert(sizeof(RxRef) == 16);   // two words: a burst's refs stay in a few
 // Each run of packets whose refs share an open variant goes through it in one call.
 // On ok: [l2][inner packet], inner ECN combined with the outer per RFC 6040, pkt_len =
 // l2_len + inner length (tx_offload not touched, as outbound).
+// ESP: p3_off[i] is the ESP header's offset; seq[i] the packet's full sequence (esn_seq).
 unsigned decap_burst(GcmEngine& e, rte_mbuf* const* pkts, const std::uint16_t* p3_off, const RxRef* rx,
-                     unsigned n, unsigned l2_len, DecapResult* res, L2 l2 = L2::keep) noexcept;
+                     unsigned n, unsigned l2_len, DecapResult* res, L2 l2 = L2::keep,
+                     const std::uint64_t* seq = nullptr) noexcept;
 
 // After decap_burst said auth for a packet (its tag did not verify under `failed`): the open
 // ran in place, so the bytes between the P3 header and the ICV hold garbage. Re-applies
 // AES-CTR under the same key and nonce over them (a seal into a scratch tag), which gives the
 // ciphertext back as received, ready to be opened under another key. Contiguous or chained
 // (the segments decap_burst used). false: the packet has no such shape (nothing changed).
+// P3 only (an ESP SA has one key).
 bool restore_failed(GcmEngine& e, rte_mbuf* m, unsigned p3_off, const GcmKey& failed) noexcept;
 
 // ---- ECN (RFC 6040, normal mode), exposed for tests ----------------------------------------

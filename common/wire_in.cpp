@@ -1,4 +1,4 @@
-// P3 decapsulation on mbufs (see wire.hpp for the layout and the caller's duties,
+// P3 and ESP decapsulation on mbufs (see wire.hpp for the layout and the caller's duties,
 // docs/wire-format.md for the byte-level contract): parse_outer, then decap_burst.
 //
 // Burst shape: one pass opens each packet and finishes the one before (trailer, inner checks,
@@ -184,10 +184,33 @@ DecapResult finish_in(GcmEngine& e, rte_mbuf* m, unsigned p3_off, const RxRef& r
     return {WireStatus::ok, nh};
 }
 
-// One variant: a run of packets whose slots share it (size hiding off: Hide false).
-template <bool Hide>
+// The header in front of the ciphertext, as far as opening needs it: P3 (length, and no flag
+// bit outside kKnownFlags; the caller's parse_p3 checked the UDP bit against the transport)
+// or ESP (length only; the caller read SPI and sequence).
+template <WireKind Kind>
+[[gnu::always_inline]] inline WireStatus open_header(const rte_mbuf* m, unsigned off) noexcept {
+    if constexpr (Kind == WireKind::p3) {
+        P3Header h;
+        const WireStatus s = read_p3(m, off, h);
+        if (s == WireStatus::ok && (h.flags & ~kKnownFlags) != 0) return WireStatus::flags;
+        return s;
+    } else {
+        EspHeader h;
+        return parse_esp(m, off, h);
+    }
+}
+
+// One variant: a run of packets whose slots share it (size hiding off: Hide false; Kind: P3,
+// or ESP without / with ESN, whose AAD is built here per packet from the header and seq).
+template <bool Hide, WireKind Kind = WireKind::p3>
 unsigned open_run(GcmEngine& e, rte_mbuf* const* pkts, const std::uint16_t* p3_off, const RxRef* rx, unsigned n,
-                  unsigned l2_len, DecapResult* res, L2 l2) noexcept {
+                  unsigned l2_len, DecapResult* res, L2 l2, const std::uint64_t* seq) noexcept {
+    constexpr bool esp = Kind != WireKind::p3;
+    // ESP's AAD (RFC 4106 §5): SPI || Seq low (the header's first 8 bytes as they are), or with
+    // ESN SPI || Seq high || Seq low, Seq high inferred by the caller.
+    [[maybe_unused]] alignas(16) std::uint8_t esn_aad[kEspAadEsnLen];
+    [[maybe_unused]] const std::uint8_t* aad = nullptr;
+    constexpr std::size_t aad_len = Kind == WireKind::esp_esn ? kEspAadEsnLen : esp ? kEspAadLen : kAadLen;
     unsigned good = 0;
     // A packet is finished (trailer, inner checks, strip) one open later, in the same pass:
     // by then the cipher's stores of its plaintext have left the store buffer, so reading the
@@ -205,8 +228,7 @@ unsigned open_run(GcmEngine& e, rte_mbuf* const* pkts, const std::uint16_t* p3_o
     for (unsigned i = 0; i < n; ++i) {
         rte_mbuf* m = pkts[i];
         const unsigned off = p3_off[i];
-        P3Header h;
-        WireStatus s = off < l2_len ? WireStatus::truncated : parse_p3(m, off, h);
+        WireStatus s = off < l2_len ? WireStatus::truncated : open_header<Kind>(m, off);
         if (s == WireStatus::ok && rx[i].key == nullptr) s = WireStatus::no_key;
         if (s == WireStatus::ok && m->nb_segs > kMaxSegsU) s = WireStatus::chain_too_long;
         if (s != WireStatus::ok) {
@@ -220,9 +242,18 @@ unsigned open_run(GcmEngine& e, rte_mbuf* const* pkts, const std::uint16_t* p3_o
             continue;
         }
         const InPrep prep{hdr, T, m->nb_segs == 1};
+        if constexpr (Kind == WireKind::esp) aad = hdr;
+        if constexpr (Kind == WireKind::esp_esn) {
+            const std::uint32_t sh = rte_cpu_to_be_32(seq ? static_cast<std::uint32_t>(seq[i] >> 32) : 0u);
+            std::memcpy(esn_aad, hdr, 4);
+            std::memcpy(esn_aad + 4, &sh, 4);
+            std::memcpy(esn_aad + 8, hdr + 4, 4);
+            aad = esn_aad;
+        }
         bool opened;
         if (prep.contiguous) {
-            opened = e.open(*rx[i].key, hdr, hdr + kP3HeaderLen, T, hdr + kP3HeaderLen + T);
+            if constexpr (esp) opened = e.open_aad(*rx[i].key, hdr, aad, aad_len, hdr + kP3HeaderLen, T, hdr + kP3HeaderLen + T);
+            else opened = e.open(*rx[i].key, hdr, hdr + kP3HeaderLen, T, hdr + kP3HeaderLen + T);
         } else {
             IoSeg segs[kMaxSegs];
             const unsigned ns = segs_of(m, off + static_cast<std::uint32_t>(kP3HeaderLen), T, segs, kMaxSegsU);
@@ -233,7 +264,7 @@ unsigned open_run(GcmEngine& e, rte_mbuf* const* pkts, const std::uint16_t* p3_o
                 res[i] = {WireStatus::chain_too_long, 0};
                 continue;
             }
-            opened = e.open_sgl(*rx[i].key, hdr, {segs, ns}, tag);
+            opened = e.open_sgl(*rx[i].key, hdr, {segs, ns}, tag, esp ? aad : nullptr, aad_len);
         }
         if (!opened) {
             res[i] = {WireStatus::auth, 0};
@@ -251,12 +282,20 @@ unsigned open_run(GcmEngine& e, rte_mbuf* const* pkts, const std::uint16_t* p3_o
 
 namespace detail {
 unsigned open_run_plain(GcmEngine& e, rte_mbuf* const* pkts, const std::uint16_t* p3_off, const RxRef* rx,
-                        unsigned n, unsigned l2_len, DecapResult* res, L2 l2) noexcept {
-    return open_run<false>(e, pkts, p3_off, rx, n, l2_len, res, l2);
+                        unsigned n, unsigned l2_len, DecapResult* res, L2 l2, const std::uint64_t* seq) noexcept {
+    return open_run<false>(e, pkts, p3_off, rx, n, l2_len, res, l2, seq);
 }
 unsigned open_run_hidden(GcmEngine& e, rte_mbuf* const* pkts, const std::uint16_t* p3_off, const RxRef* rx,
-                         unsigned n, unsigned l2_len, DecapResult* res, L2 l2) noexcept {
-    return open_run<true>(e, pkts, p3_off, rx, n, l2_len, res, l2);
+                         unsigned n, unsigned l2_len, DecapResult* res, L2 l2, const std::uint64_t* seq) noexcept {
+    return open_run<true>(e, pkts, p3_off, rx, n, l2_len, res, l2, seq);
+}
+unsigned open_run_esp(GcmEngine& e, rte_mbuf* const* pkts, const std::uint16_t* p3_off, const RxRef* rx, unsigned n,
+                      unsigned l2_len, DecapResult* res, L2 l2, const std::uint64_t* seq) noexcept {
+    return open_run<false, WireKind::esp>(e, pkts, p3_off, rx, n, l2_len, res, l2, seq);
+}
+unsigned open_run_esp_esn(GcmEngine& e, rte_mbuf* const* pkts, const std::uint16_t* p3_off, const RxRef* rx,
+                          unsigned n, unsigned l2_len, DecapResult* res, L2 l2, const std::uint64_t* seq) noexcept {
+    return open_run<false, WireKind::esp_esn>(e, pkts, p3_off, rx, n, l2_len, res, l2, seq);
 }
 }  // namespace detail
 
@@ -280,7 +319,7 @@ bool restore_failed(GcmEngine& e, rte_mbuf* m, unsigned p3_off, const GcmKey& fa
 }
 
 unsigned decap_burst(GcmEngine& e, rte_mbuf* const* pkts, const std::uint16_t* p3_off, const RxRef* rx,
-                     unsigned n, unsigned l2_len, DecapResult* res, L2 l2) noexcept {
+                     unsigned n, unsigned l2_len, DecapResult* res, L2 l2, const std::uint64_t* seq) noexcept {
     if (n > kMaxBurst) {
         for (unsigned i = kMaxBurst; i < n; ++i) res[i] = {WireStatus::chain_too_long, 0};
         n = kMaxBurst;
@@ -291,7 +330,7 @@ unsigned decap_burst(GcmEngine& e, rte_mbuf* const* pkts, const std::uint16_t* p
         const OpenRunFn f = rx[i].open;
         unsigned j = i + 1;
         while (j < n && rx[j].open == f) ++j;
-        good += f(e, pkts + i, p3_off + i, rx + i, j - i, l2_len, res + i, l2);
+        good += f(e, pkts + i, p3_off + i, rx + i, j - i, l2_len, res + i, l2, seq ? seq + i : nullptr);
         i = j;
     }
     return good;

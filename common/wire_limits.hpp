@@ -11,18 +11,32 @@
 namespace p3::wire {
 
 // --- P3 header, trailer, tag -------------------------------------------------------
-inline constexpr std::size_t kFlagsLen = 4;        // P3 Flags (reserved, sent as 0)
+inline constexpr std::size_t kFlagsLen = 4;        // P3 Flags (0 on IP, kFlagUdp in UDP)
 inline constexpr std::size_t kIdLen = 4;           // P3 ID
 inline constexpr std::size_t kSeqLen = 8;          // Sequence (explicit GCM nonce part)
 inline constexpr std::size_t kP3HeaderLen = kFlagsLen + kIdLen + kSeqLen;  // 16
 inline constexpr std::size_t kIcvLen = 16;         // GCM tag
 inline constexpr std::size_t kSaltLen = 4;         // part of the key material (GCM salt)
 inline constexpr std::size_t kAadLen = kP3HeaderLen;       // flags || id || sequence
+// --- standard ESP (RFC 4303, RFC 4106): the same 16 bytes in front of the ciphertext --------
+inline constexpr std::size_t kEspHeaderLen = 16;   // SPI 4 | Seq low 4 | IV 8 (p3d: the sequence)
+inline constexpr std::size_t kEspAadLen = 8;       // SPI || Seq low
+inline constexpr std::size_t kEspAadEsnLen = 12;   // SPI || Seq high || Seq low (RFC 4106 §5)
+// Without ESN a sender stops here (RFC 4303 §3.3.3: a new SA first).
+inline constexpr std::uint64_t kEspSeqLastNoEsn = 0xffffffffu;
 inline constexpr std::size_t kTrailerFixed = 2;    // pad length (8) + next header (8)
 inline constexpr std::size_t kPadAlign = 4;        // (inner + pad + 2) % 4 == 0, as ESP
 inline constexpr std::size_t kMaxAlignPad = kPadAlign - 1;
 inline constexpr std::size_t kMaxPadLen = 255;     // pad length is one byte
-inline constexpr std::uint32_t kKnownFlags = 0;    // no flag bit is defined yet
+// The UDP bit: set in P3 Flags by a sender in UDP mode and nowhere else, so on a UDP port that
+// also carries IKE (first word 0, the non-ESP marker) and ESP (first word = an SPI, never with
+// the top bit set: kSlotGenerationLast) the first word tells them apart (docs/wire-format.md,
+// §Demultiplexing). A receiver requires it on UDP and refuses it on IP protocol 50.
+inline constexpr std::uint32_t kFlagUdp = 0x80000000u;
+inline constexpr std::uint32_t kKnownFlags = kFlagUdp;   // every other bit: dropped (flags)
+// First word of a UDP datagram on the NAT port that carries IKE: the non-ESP marker (RFC 3948).
+inline constexpr std::uint32_t kNonEspMarker = 0;
+inline constexpr std::size_t kNonEspMarkerLen = 4;
 
 // --- Ethernet, IP, UDP, TCP ------------------------------------------------------------
 inline constexpr std::size_t kEthHeaderLen = 14;
@@ -101,6 +115,19 @@ inline constexpr unsigned kSlotGenerationBits = 32 - kSlotIndexBits;  // 12
 inline constexpr std::uint32_t kSlotIndexMask = (std::uint32_t{1} << kSlotIndexBits) - 1;
 inline constexpr std::uint32_t kSlotGenerationMax = (std::uint32_t{1} << kSlotGenerationBits) - 1;
 inline constexpr std::uint32_t kSlotTableMax = kSlotIndexMask + 1;  // 1,048,576 (index 0 is never used)
+// Generations the table hands out (reserve_rx): 1..2047, wrapping from 2047 to 1. So an ID it
+// hands out is >= 2^20 (never < 256, never 0) and < 0x80000000: used as an ESP SPI it never
+// looks like the non-ESP marker, a reserved SPI (1..255, RFC 4303 §2.1) or a P3 Flags word with
+// the UDP bit (demultiplexing on UDP 4500). IDs chosen by the configuration (static keys,
+// reserve_rx_at) may use any generation.
+inline constexpr std::uint32_t kSlotGenerationFirst = 1;
+inline constexpr std::uint32_t kSlotGenerationLast = (kSlotGenerationMax >> 1);   // 2047
+static_assert((kSlotGenerationLast << kSlotIndexBits | kSlotIndexMask) < kFlagUdp);
+static_assert((kSlotGenerationFirst << kSlotIndexBits) >= 256);
+// The next generation an index gets after one retirement (wraps 2047 -> 1).
+constexpr std::uint32_t next_generation(std::uint32_t g) noexcept {
+    return g >= kSlotGenerationFirst && g < kSlotGenerationLast ? g + 1 : kSlotGenerationFirst;
+}
 
 // --- crypto engine -------------------------------------------------------------------
 inline constexpr std::size_t kMaxBurst = 64;   // ops per seal()/open() call

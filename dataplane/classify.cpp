@@ -5,9 +5,12 @@
 // thread; ICMP echo to our addresses answered in place. LAN side: source and destination
 // sanity, the route (LPM) to a session, the TTL (RFC 1812), the session's state read once per
 // run of one session, then the outbound stage (outbound.cpp). WAN side: outer destination =
-// our WAN address, outer fragments to the reassembler, P3 native or in UDP to nat_port (the
-// NAT keepalive dropped), setup UDP to the control thread, then the inbound stage
-// (inbound.cpp). Received frames' lines are prefetched a few packets ahead (l3fwd).
+// our WAN address, outer fragments to the reassembler, the tunnel protocols demultiplexed
+// (docs/wire-format.md §Demultiplexing: on IP protocol 50 first word 0 = P3, else an ESP SPI;
+// on UDP nat_port a one-byte 0xff = NAT keepalive (dropped), first word 0 = IKE behind the
+// non-ESP marker (to the control thread as setup UDP), the UDP bit = P3, else ESP), setup UDP
+// to the control thread, then the inbound stage (inbound.cpp: P3 and ESP). Received frames'
+// lines are prefetched a few packets ahead (l3fwd).
 #include <rte_cycles.h>
 #include <rte_prefetch.h>
 
@@ -307,6 +310,14 @@ static unsigned wan_l4(Lcore& L, const Dataplane::Shared& S, rte_mbuf* m, bool v
         const std::uint16_t dport = be::get16(u + 2);
         if (dport == S.nat_port) {
             if (ulen == wire::kUdpHeaderLen + 1 && u[8] == 0xff) return drop(L, m, Drop::NAT_KEEPALIVE), 0;
+            if (ulen < wire::kUdpHeaderLen + 4) return drop(L, m, Drop::ESP_TRUNCATED), 0;
+            if (be::get32(u + wire::kUdpHeaderLen) == wire::kNonEspMarker) {
+                // IKE floated to the NAT port (RFC 7296 §2.23): the control thread strips the marker.
+                if (ulen == wire::kUdpHeaderLen + wire::kNonEspMarkerLen) return drop(L, m, Drop::ESP_TRUNCATED), 0;
+                meta(m) = PktMeta{MsgKind::setup_udp, Side::wan, 0, 0};
+                to_control(L, S, m);
+                return 0;
+            }
             return l4_off + wire::kUdpHeaderLen;
         }
         if (dport == S.setup_port) {
@@ -330,6 +341,17 @@ static inline std::uint32_t p3_src(rte_mbuf* m, unsigned l4, unsigned off) noexc
     std::uint16_t p = 0;
     if (off != l4) std::memcpy(&p, data(m, l4), 2);
     return wire::RxSlot::src_tag(off != l4, p);
+}
+
+// A tunnel packet whose first word (P3 Flags or an ESP SPI) is at off: native (src 0) P3 has
+// Flags 0, UDP P3 the UDP bit (wan_l4 took the non-ESP marker away); anything else is ESP.
+static inline void wan_tunnel(Lcore& L, const Dataplane::Shared& S, InStage& in, rte_mbuf* m, unsigned off,
+                              std::uint32_t src) noexcept {
+    if (m->data_len < off + 4) [[unlikely]] return drop(L, m, Drop::ESP_TRUNCATED);
+    const std::uint32_t w = be::get32(data(m, off));
+    const bool p3 = src == 0 ? w == 0 : (w & wire::kFlagUdp) != 0;
+    if (p3) [[likely]] inbound_one(L, S, in, m, off, src);
+    else inbound_esp_one(L, S, in, m, off, src);
 }
 
 // Returns how many packets the inbound stage opened and passed on.
@@ -366,7 +388,7 @@ static unsigned process_wan(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkt
             // Native P3 inline; the rest (UDP 4500 among it) through wan_l4.
             const unsigned l4 = wire::kEthHeaderLen + (ip[0] & 0x0f) * 4u;
             const unsigned off = ip[9] == wire::kIpProtoEsp ? l4 : wan_l4(L, S, m, false, l4, ip[9]);
-            if (off) inbound_one(L, S, in, m, off, p3_src(m, l4, off));
+            if (off) wan_tunnel(L, S, in, m, off, p3_src(m, l4, off));
         } else if (et == wire::kEtherTypeIpv6) {
             if (!check_v6(L, m)) continue;
             std::uint8_t* ip = data(m, wire::kEthHeaderLen);
@@ -382,7 +404,7 @@ static unsigned process_wan(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkt
                 ip = data(m, wire::kEthHeaderLen);
             }
             const unsigned off = wan_l4(L, S, m, true, wire::kEthHeaderLen + wire::kIpv6HeaderLen, ip[6]);
-            if (off) inbound_one(L, S, in, m, off, p3_src(m, wire::kEthHeaderLen + wire::kIpv6HeaderLen, off));
+            if (off) wan_tunnel(L, S, in, m, off, p3_src(m, wire::kEthHeaderLen + wire::kIpv6HeaderLen, off));
         } else {
             drop(L, m, Drop::ETHERTYPE);
         }

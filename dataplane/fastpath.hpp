@@ -13,6 +13,7 @@
 // answered, or handed to the control thread, each counted too); none is left behind.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <cstring>
@@ -315,6 +316,9 @@ struct InStage {
     std::uint32_t run_id = 0;            // the P3 ID last looked up (0 is never one: slot index 0
     wire::RxSlot* run_slot = nullptr;    // is never used) and its slot (nullptr: unknown)
     const wire::RxKeys* run_keys = nullptr;   // and its key state
+    std::uint32_t esp_id = 0;            // the same for ESP: the SPI last looked up (0 is
+    wire::RxSlot* esp_slot = nullptr;    // never one), its slot (nullptr: unknown or not ESP)
+    const wire::GcmKey* esp_key = nullptr;    // and its key (an ESP SA has one)
     unsigned passed = 0;                 // passed on by flushes of a full stage
     // Packets opened under the current key with a pending next key to retry under (rare: only
     // while a switch point is neither announced nor learned).
@@ -329,15 +333,17 @@ unsigned inbound_flush(Lcore& L, const Dataplane::Shared& S, InStage& in) noexce
 inline void inbound_one(Lcore& L, const Dataplane::Shared& S, InStage& in, rte_mbuf* m, unsigned off,
                         std::uint32_t src) noexcept {
     wire::P3Header h;
-    const wire::WireStatus ps = wire::parse_p3(m, off, h);
+    const wire::WireStatus ps = wire::parse_p3(m, off, h, src != 0);   // the UDP bit on UDP only
     if (ps != wire::WireStatus::ok) [[unlikely]] {
         drop(L, m, drop_of(ps));
         return;
     }
     if (h.id != in.run_id) {
         in.run_id = h.id;
-        in.run_slot = S.slots->rx(h.id);
-        in.run_keys = in.run_slot ? in.run_slot->keys() : nullptr;
+        wire::RxSlot* rs = S.slots->rx(h.id);
+        if (rs != nullptr && rs->kind() != wire::WireKind::p3) [[unlikely]] rs = nullptr;   // an ESP SA's SPI
+        in.run_slot = rs;
+        in.run_keys = rs ? rs->keys() : nullptr;
     }
     wire::RxSlot* s = in.run_slot;
     if (s == nullptr) [[unlikely]] {
@@ -372,6 +378,51 @@ inline void inbound_one(Lcore& L, const Dataplane::Shared& S, InStage& in, rte_m
     in.slot[k] = s;
     in.seq[k] = h.seq;
     if (alt != nullptr) [[unlikely]] in.alt[in.n_alt++] = InStage::Alt{k, in.run_keys};
+}
+// ESP (RFC 4303), as inbound_one for P3: the ESP header at off, the slot by SPI (an ESP
+// slot only: a P3 ID is no SPI), the peer check, the full sequence (ESN: inferred from the
+// window, RFC 4303 Appendix A) and the replay window before any AES; staged in the same
+// batch, with the slot's ESP open variant and the sequence its AAD needs.
+inline void inbound_esp_one(Lcore& L, const Dataplane::Shared& S, InStage& in, rte_mbuf* m, unsigned off,
+                            std::uint32_t src) noexcept {
+    wire::EspHeader h;
+    if (wire::parse_esp(m, off, h) != wire::WireStatus::ok) [[unlikely]] {
+        drop(L, m, Drop::ESP_TRUNCATED);
+        return;
+    }
+    if (h.spi != in.esp_id) {
+        in.esp_id = h.spi;
+        wire::RxSlot* rs = S.slots->rx(h.spi);
+        if (rs != nullptr && rs->kind() == wire::WireKind::p3) rs = nullptr;
+        in.esp_slot = rs;
+        in.esp_key = rs ? rs->keys()->cur : nullptr;
+    }
+    wire::RxSlot* s = in.esp_slot;
+    if (s == nullptr) [[unlikely]] {
+        drop(L, m, Drop::ESP_UNKNOWN_SPI);
+        return;
+    }
+    if (!s->from_peer(pkt::data(m, wire::kEthHeaderLen), src)) [[unlikely]] {
+        L.sessions[s->session()].rx_dropped.add();
+        drop(L, m, Drop::P3_WRONG_PEER);
+        return;
+    }
+    const wire::ReplayWindow& w = s->replay();
+    const std::uint64_t seq = s->kind() == wire::WireKind::esp_esn
+                                  ? wire::esn_seq(w.top(), std::max<std::uint32_t>(w.size(), 1), h.seq_low)
+                                  : h.seq_low;
+    if (w.check(seq) != wire::ReplayResult::ok) [[unlikely]] {
+        L.sessions[s->session()].rx_replay.add();
+        drop(L, m, Drop::P3_REPLAY);
+        return;
+    }
+    if (in.n == kMaxBurst) [[unlikely]] in.passed += inbound_flush(L, S, in);
+    const unsigned k = in.n++;
+    in.m[k] = m;
+    in.off[k] = static_cast<std::uint16_t>(off);
+    in.ref[k] = wire::RxRef(in.esp_key, s->open());
+    in.slot[k] = s;
+    in.seq[k] = seq;
 }
 // --- worker.cpp ----------------------------------------------------------------------
 // Per-lcore crypto engine life (created on the lcore's socket before the worker starts).

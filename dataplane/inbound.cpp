@@ -1,4 +1,5 @@
-// The inbound stage: P3 packets opened under their RX slot and the inner packets delivered.
+// The inbound stage: P3 and ESP packets opened under their RX slot and the inner packets
+// delivered.
 //
 // Owns: per packet before any AES (inbound_one in fastpath.hpp): the slot by P3 ID (looked up
 // once per run of one ID, with its key state), the peer check (RFC 4301 §5.2: only the
@@ -125,7 +126,7 @@ unsigned inbound_flush(Lcore& L, const Dataplane::Shared& S, InStage& in) noexce
 
     wire::DecapResult res[kMaxBurst];
     // send_l3 writes the whole Ethernet header; the control path strips it: room, no copy.
-    wire::decap_burst(*L.wire, in.m, in.off, in.ref, k, wire::kEthHeaderLen, res, wire::L2::room);
+    wire::decap_burst(*L.wire, in.m, in.off, in.ref, k, wire::kEthHeaderLen, res, wire::L2::room, in.seq);
     if (in.n_alt != 0) [[unlikely]] retry_next(L, in, res);
 
     const IpAddr& own_wan = S.own(Side::wan);
@@ -162,6 +163,11 @@ unsigned inbound_flush(Lcore& L, const Dataplane::Shared& S, InStage& in) noexce
         const std::uint32_t d4 = v6 ? 0 : be::get32(ip + 16);
         const std::uint32_t inner_len = m->pkt_len - wire::kEthHeaderLen;
         if (v6 ? same_v6(ip + 24, own_wan) : lan4.wan_on && d4 == lan4.wan) {
+            if (s->kind() != wire::WireKind::p3) [[unlikely]] {   // an ESP SA carries no control channel
+                sc.rx_policy.add();
+                drop(L, m, Drop::ESP_INNER_TO_US);
+                continue;
+            }
             // The control channel (DESIGN.md §Control channel): the control thread opens it.
             recv.add(s->session(), inner_len);
             rte_pktmbuf_adj(m, wire::kEthHeaderLen);

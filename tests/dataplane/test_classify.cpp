@@ -8,6 +8,9 @@
 
 using namespace p3test;
 using p3::dp::Drop;
+using p3::dp::CtlClass;
+using p3::dp::MsgKind;
+using p3::dp::meta;
 
 namespace {
 
@@ -164,6 +167,12 @@ TEST_CASE("malformed and unwanted frames are counted under their reason and neve
     const Bytes udp = ipv4_frame(a.lan_mac, kHostMac, "10.1.0.10", "10.2.0.5", 17, 100);
     Bytes p3 = ipv4_frame(a.wan_mac, kGwMac, "192.0.2.2", "192.0.2.1", 50, 60);
     std::fill(p3.begin() + 34, p3.begin() + 38, 0);   // P3 Flags: none
+    // Protocol 50 with n bytes of payload whose first word (when it has 4) is w.
+    auto proto50 = [&](std::size_t n, std::uint32_t w) {
+        Bytes f = ipv4_frame(a.wan_mac, kGwMac, "192.0.2.2", "192.0.2.1", 50, n);
+        for (std::size_t i = 0; i < 4 && i < n; ++i) f[34 + i] = static_cast<std::uint8_t>(w >> (24 - 8 * i));
+        return f;
+    };
     std::vector<Case> cases = {
         {"runt frame", false, Bytes(10, 0xaa), Drop::RX_RUNT},
         {"unicast to another MAC", false, ipv4_frame(other, kHostMac, "10.1.0.10", "10.2.0.5", 17, 10), Drop::NOT_OUR_MAC},
@@ -184,10 +193,34 @@ TEST_CASE("malformed and unwanted frames are counted under their reason and neve
         {"WAN: not for our address", true, ipv4_frame(a.wan_mac, kGwMac, "192.0.2.2", "192.0.2.9", 50, 60), Drop::WAN_NOT_P3},
         {"WAN: TCP to us", true, ipv4_frame(a.wan_mac, kGwMac, "192.0.2.2", "192.0.2.1", 6, 40), Drop::WAN_NOT_P3},
         {"WAN: UDP to another port", true, ipv4_frame(a.wan_mac, kGwMac, "192.0.2.2", "192.0.2.1", 17, 40), Drop::WAN_NOT_P3},
-        {"WAN: P3 shorter than header + ICV", true, ipv4_frame(a.wan_mac, kGwMac, "192.0.2.2", "192.0.2.1", 50, 20), Drop::P3_TRUNCATED},
-        {"WAN: P3 with unknown flags", true, patch(p3, 34, 0x80), Drop::P3_FLAGS},
+        {"WAN: P3 shorter than header + ICV", true, proto50(20, 0), Drop::P3_TRUNCATED},
         {"WAN: P3 ID of no slot", true, patch(p3, 38, 0x7f), Drop::P3_UNKNOWN_ID},
+        // Protocol 50 with a first word other than 0 is ESP, whatever bits it has (the UDP
+        // bit too: only UDP carries it).
+        {"WAN: protocol 50, first word 0x80000000: an SPI of no SA", true, patch(p3, 34, 0x80), Drop::ESP_UNKNOWN_SPI},
+        {"WAN: protocol 50, first word 1: an SPI of no SA", true, patch(p3, 37, 0x01), Drop::ESP_UNKNOWN_SPI},
+        {"WAN: ESP shorter than header + trailer + ICV", true, proto50(33, 0x01000001), Drop::ESP_TRUNCATED},
+        {"WAN: protocol 50 with 3 bytes", true, proto50(3, 0), Drop::ESP_TRUNCATED},
     };
+    // UDP to the NAT port: the first word decides (docs/wire-format.md §Demultiplexing).
+    auto nat_udp = [&](const Bytes& payload) {
+        Bytes f = ipv4_frame(a.wan_mac, kGwMac, "192.0.2.2", "192.0.2.1", 17, payload.size());
+        put16(f, 36, 4500);
+        std::copy(payload.begin(), payload.end(), f.begin() + 42);
+        return f;
+    };
+    Bytes body(p3.begin() + 34, p3.end());   // flags 0, P3 ID, sequence, 44 bytes more
+    Bytes udp_p3 = body;
+    udp_p3[0] = 0x80;
+    Bytes bad_flags = udp_p3;
+    bad_flags[3] = 0x01;
+    Bytes spi = body;
+    spi[3] = 0x01;
+    cases.push_back({"WAN: UDP P3 with the UDP bit, P3 ID of no slot", true, nat_udp(udp_p3), Drop::P3_UNKNOWN_ID});
+    cases.push_back({"WAN: UDP P3 with the UDP bit and another", true, nat_udp(bad_flags), Drop::P3_FLAGS});
+    cases.push_back({"WAN: UDP ESP, SPI of no SA", true, nat_udp(spi), Drop::ESP_UNKNOWN_SPI});
+    cases.push_back({"WAN: UDP 4500 with 3 bytes", true, nat_udp(Bytes{1, 2, 3}), Drop::ESP_TRUNCATED});
+    cases.push_back({"WAN: UDP 4500 with the non-ESP marker alone", true, nat_udp(Bytes{0, 0, 0, 0}), Drop::ESP_TRUNCATED});
     // UDP 4500 keepalive (RFC 3948): consumed.
     Bytes ka = ipv4_frame(a.wan_mac, kGwMac, "192.0.2.2", "192.0.2.1", 17, 1);
     put16(ka, 36, 4500);
@@ -264,4 +297,29 @@ TEST_CASE("the 20-byte IPv4 header check agrees with rte_raw_cksum on valid, cor
     }
     CHECK(valid > 4000);    // both outcomes really exercised
     CHECK(invalid > 4000);
+}
+
+TEST_CASE("UDP to the NAT port with the non-ESP marker reaches the control thread as setup, marker kept", "[classify][demux]") {
+    // No control thread: the test reads the setup ring itself.
+    Single a("k", kV4, one(remote(1, "192.0.2.2", {"10.2.0.0/16"})), {1, 2}, nullptr, false);
+    Bytes ike(40, 0x5a);
+    std::fill(ike.begin(), ike.begin() + 4, 0);   // the non-ESP marker, then an IKE header
+    Bytes f = ipv4_frame(a.wan_mac, kGwMac, "192.0.2.2", "192.0.2.1", 17, ike.size());
+    put16(f, 34, 4500);
+    put16(f, 36, 4500);
+    std::copy(ike.begin(), ike.end(), f.begin() + 42);
+    inject(a.wan.rx[0], f);
+    for (int i = 0; i < 400 && a.dp->control_backlog(CtlClass::setup) == 0; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    REQUIRE(a.dp->control_backlog(CtlClass::setup) == 1);
+    rte_mbuf* got[4];
+    const unsigned n = a.dp->control_port().dequeue(CtlClass::setup, got);
+    REQUIRE(n == 1);
+    CHECK(meta(got[0]).kind == MsgKind::setup_udp);
+    // The whole frame as it came: the control thread strips the marker (parse_setup_frame).
+    REQUIRE(got[0]->pkt_len == f.size());
+    CHECK(std::memcmp(rte_pktmbuf_mtod(got[0], const std::uint8_t*), f.data(), f.size()) == 0);
+    rte_pktmbuf_free(got[0]);
+    CHECK(a.drops(Drop::ESP_TRUNCATED) == 0);
+    CHECK(a.drops(Drop::ESP_UNKNOWN_SPI) == 0);
 }

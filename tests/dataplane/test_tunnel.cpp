@@ -107,7 +107,8 @@ TEST_CASE("bad tags, unknown P3 IDs, replays and unknown flags are counted and n
         {"sequence changed (AAD)", off + 15, 0x40, Drop::P3_AUTH},
         {"P3 ID of no slot", off + 6, 0x0c, Drop::P3_UNKNOWN_ID},
         {"stale generation of our P3 ID", off + 4, 0x10, Drop::P3_UNKNOWN_ID},
-        {"unknown flag", off + 3, 0x01, Drop::P3_FLAGS},
+        // On IP protocol 50 a first word other than 0 is an ESP SPI (docs/wire-format.md).
+        {"a flag bit on IP: an SPI p3d never handed out", off + 3, 0x01, Drop::ESP_UNKNOWN_SPI},
     };
     for (const Case& c : cases) {
         INFO(c.what);
@@ -489,6 +490,7 @@ TEST_CASE("a native P3 packet re-sent from the peer's address inside UDP with so
     const Bytes udp = {0, 0, 0x11, 0x94, static_cast<std::uint8_t>(ulen >> 8), static_cast<std::uint8_t>(ulen), 0, 0};
     moved.insert(moved.end(), udp.begin(), udp.end());
     moved.insert(moved.end(), p3.begin() + 34, p3.end());
+    moved[42] |= 0x80;   // the UDP bit, so the port takes it for P3 (with Flags 0 it would be IKE)
     inject(t.b.wan.rx[(caught[0].ring + 1) % t.b.wan.rx.size()], moved);
     CHECK(t.deliver(t.b, 0, 150).empty());
     for (int i = 0; i < 200 && t.b.dp->drops(Drop::P3_WRONG_PEER) == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));

@@ -129,8 +129,8 @@ def p3_payload(et: int, l3: bytes):
 
 # --- decode ------------------------------------------------------------------------------
 
-def decode_one(p3: bytes, keys: Keys):
-    """(result dict, inner bytes or None)."""
+def decode_one(p3: bytes, keys: Keys, udp: bool = False):
+    """(result dict, inner bytes or None). udp: carried in UDP, where P3 Flags = the UDP bit."""
     if len(p3) < P3_HEADER + ICV + 2:
         return {"error": "truncated"}, None
     flags, pid, seq = struct.unpack_from(">IIQ", p3, 0)
@@ -140,7 +140,7 @@ def decode_one(p3: bytes, keys: Keys):
         return res, None
     lane, aead, salt = keys.by_id[pid]
     res["lane"] = lane
-    if flags != 0:
+    if flags != (0x80000000 if udp else 0):
         res["error"] = "unknown flags"
         return res, None
     nonce = salt + p3[8:16]
@@ -277,7 +277,7 @@ def cmd_decode(a):
         p3, ttl, fam, nat = p
         stats["p3"] += 1
         stats["nat" if nat else "esp"] += 1
-        res, inner = decode_one(p3, keys)
+        res, inner = decode_one(p3, keys, nat)
         res["frame"] = i + 1
         if "error" not in res:
             if ttl != OUTER_TTL:

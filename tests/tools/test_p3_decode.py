@@ -122,7 +122,7 @@ class Decoder(unittest.TestCase):
         frames.append(outer6(p3(k1, s1, BASE + 1, 1, p, 41, pad=3)))
         p = inner4(9)
         pkts.append(p)
-        frames.append(outer4(p3(KEY128, SALT, BASE, 4, p, 4), nat=True))
+        frames.append(outer4(p3(KEY128, SALT, BASE, 4, p, 4, flags=0x80000000), nat=True))  # the UDP bit in UDP
         frames.append(outer4(b"\xff", nat=True))  # NAT keepalive: not P3
         frames.append(outer4(p3(KEY128, SALT, BASE, 5, b"", 59, pad=30)))  # dummy
         frames.append(Ether() / IP(src="10.0.0.1", dst="10.0.0.2") / ICMP())  # not P3

@@ -111,7 +111,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     OuterInfo o;
     WireStatus s = parse_outer(m, kEth, 4500, o);
     P3Header h;
-    if (s == WireStatus::ok) s = parse_p3(m, o.p3_off, h);
+    if (s == WireStatus::ok) s = parse_p3(m, o.p3_off, h, o.udp);
     if (s == WireStatus::ok) {
         const bool known = h.id == kKnownId;
         if ((mode & 1) && known && m->nb_segs == 1) {

@@ -216,7 +216,7 @@ TEST_CASE("slots: a retired P3 ID never finds a key, even after its index is reu
         auto id = t.reserve_rx(1);
         REQUIRE(id);
         CHECK(id->index() == 1);
-        CHECK(id->generation() == round);   // one generation further per retirement
+        CHECK(id->generation() == round + 1);   // from 1, one generation further per retirement
         Material m(round);
         REQUIRE(t.publish_rx(*id, m.k(), m.s(), RxParams{}));
         for (SlotId old : old_ids) CHECK(t.rx(old.raw()) == nullptr);   // stale generation
@@ -230,20 +230,32 @@ TEST_CASE("slots: a retired P3 ID never finds a key, even after its index is reu
     }
 }
 
-TEST_CASE("slots: generations wrap after 2^12 retirements of one index") {
+TEST_CASE("slots: generations run 1..2047 and wrap to 1: an ID handed out is never < 256 nor has its top bit") {
     LogCapture logs;
     Qsbr q;
     SlotTable t(SlotTableConfig{2, 1, 1}, q.q);
-    for (std::uint32_t i = 0; i <= kSlotGenerationMax; ++i) {
+    for (std::uint32_t i = kSlotGenerationFirst; i <= kSlotGenerationLast; ++i) {
         auto id = t.reserve_rx(1);
         REQUIRE(id);
         REQUIRE(id->generation() == i);
+        REQUIRE(id->raw() >= 256u);
+        REQUIRE(id->raw() < kFlagUdp);
         t.retire_rx(*id);
     }
-    CHECK(t.generation_of(1) == 0);
+    CHECK(t.generation_of(1) == kSlotGenerationFirst);
     auto id = t.reserve_rx(1);
     REQUIRE(id);
-    CHECK(id->generation() == 0);
+    CHECK(id->generation() == 1);
+    CHECK(id->raw() == (1u << kSlotIndexBits | 1u));
+    t.retire_rx(*id);
+    // An exact ID from the configuration may carry any generation; retired, the index goes
+    // back to the handed-out range.
+    REQUIRE(t.reserve_rx_at(SlotId::make(4000, 1), 1));
+    t.retire_rx(SlotId::make(4000, 1));
+    auto again = t.reserve_rx(1);
+    REQUIRE(again);
+    CHECK(again->generation() == 1);
+    CHECK(again->raw() < kFlagUdp);
 }
 
 TEST_CASE("slots: reservations: blocks, next fit, exact IDs, conflicts") {

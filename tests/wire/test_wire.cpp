@@ -174,7 +174,8 @@ Decoded oracle_decode(const Bytes& f, const Bytes& lane_material, bool hide, std
     const std::uint8_t* p = o + off;
     const std::size_t plen = ip_len - off;
     if (plen < 16 + 2 + 16) return d.error = "p3 short", d;
-    if (be32(p) != 0) return d.error = "flags", d;
+    // P3 Flags: 0 on IP protocol 50, exactly the UDP bit in UDP (demultiplexing on port 4500).
+    if (be32(p) != (proto == 17 ? 0x80000000u : 0u)) return d.error = "flags", d;
     d.id = be32(p + 4);
     d.seq = be64(p + 8);
     const Bytes key(lane_material.begin(), lane_material.begin() + static_cast<long>(key_len));
@@ -276,7 +277,7 @@ DecapResult decap_one(rte_mbuf* m, const GcmKey* key, SizeHiding sh, std::uint16
     const WireStatus s = parse_outer(m, kEth, nat, o);
     if (s != WireStatus::ok) return {s, 0};
     P3Header h;
-    const WireStatus s2 = parse_p3(m, o.p3_off, h);
+    const WireStatus s2 = parse_p3(m, o.p3_off, h, o.udp);
     if (s2 != WireStatus::ok) return {s2, 0};
     RxRef rx{key, sh};
     DecapResult r;
@@ -367,7 +368,8 @@ TEST_CASE("encapsulation table, decoded by the independent implementation, then 
         REQUIRE(parse_outer(pkts[i], kEth, 4500, oi) == WireStatus::ok);
         CHECK(oi.udp == c.outer.udp);
         CHECK(oi.v6 == c.outer.v6);
-        REQUIRE(parse_p3(pkts[i], oi.p3_off, h) == WireStatus::ok);
+        REQUIRE(parse_p3(pkts[i], oi.p3_off, h, oi.udp) == WireStatus::ok);
+        CHECK(h.flags == (c.outer.udp ? kFlagUdp : 0u));   // the UDP bit in UDP mode only
         CHECK(h.id == kBaseId + c.lane);
         CHECK(h.seq == 1001 + i);
         p3off[i] = oi.p3_off;
@@ -556,11 +558,12 @@ TEST_CASE("flags, trailer and inner errors after a valid tag", "[wire]") {
                 g[kEth + 11] = static_cast<std::uint8_t>(c);
             }
             rte_mbuf* m = p3test::make_mbuf(g);
-            // parse_p3 is what rejects flags; decap_burst rejects them too (belt and braces).
+            // parse_p3 is what rejects flags (the UDP bit on IP protocol 50 among them);
+            // decap_burst rejects bits no transport defines too (belt and braces).
             const DecapResult d = decap_one(m, s.lane_keys[0].get(), SizeHiding::off);
             CHECK(d.status == r.want);
             if (r.want != WireStatus::flags) CHECK(authenticated(d.status));
-            if (r.want == WireStatus::flags) {
+            if (r.want == WireStatus::flags && (r.flags & ~kKnownFlags) != 0) {
                 std::uint16_t off = kEth + 20;
                 RxRef rx{s.lane_keys[0].get(), SizeHiding::off};
                 DecapResult d2;
@@ -855,7 +858,7 @@ TEST_CASE("outer parsing: what is P3, what is not", "[wire]") {
     Bytes shortp = oracle_encode(inner_packet(false, 20, 0), 4, lm, 16, kBaseId, 1, false, 0);
     rte_mbuf* m = p3test::make_mbuf(Bytes(shortp.begin(), shortp.begin() + kEth + 20 + 33));
     P3Header h;
-    CHECK(parse_p3(m, kEth + 20, h) == WireStatus::truncated);
+    CHECK(parse_p3(m, kEth + 20, h, false) == WireStatus::truncated);
     std::uint16_t off = kEth + 20;
     RxRef none{nullptr, SizeHiding::off};
     DecapResult d;
