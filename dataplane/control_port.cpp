@@ -102,7 +102,8 @@ void ControlPort::publish_sessions() {
         const Session& s = st.get(sid);
         const SessionInfo& info = st.info(sid);
         v->sessions.push_back(SessionView{SessionId(sid), RemoteId(info.remote_id), st.state(sid), s.peer, s.tx_lanes,
-                                          info.static_keys, info.groups, info.subnets, dp_.session_totals(sid)});
+                                          info.static_keys, s.esp, info.groups, info.subnets,
+                                          dp_.session_totals(sid)});
     }
     v->routes4 = dp_.routes_.routes4();
     v->routes6 = dp_.routes_.routes6();
@@ -149,6 +150,15 @@ bool ControlPort::switch_tx(SessionId sid, const LaneKeys& k, std::span<std::uin
 }
 
 std::uint64_t ControlPort::tx_packets(SessionId sid) const noexcept { return dp_.tx_packets(sid.raw()); }
+
+bool ControlPort::esp_install_rx(SessionId sid, const EspSa& sa) { return dp_.esp_install_rx(sid.raw(), sa); }
+
+bool ControlPort::esp_install_tx(SessionId sid, const EspSa& sa) {
+    sessions_changed_ = true;   // up, and ESP
+    return dp_.esp_install_tx(sid.raw(), sa);
+}
+
+void ControlPort::esp_remove_rx(SessionId sid, std::uint32_t spi) { dp_.esp_remove_rx(sid.raw(), spi); }
 
 void ControlPort::clear_keys(SessionId sid) {
     sessions_changed_ = true;

@@ -83,6 +83,15 @@ struct LaneKeys {
     bool anti_replay = true;          // inbound only; false only for static keys that ask for it
 };
 
+// One direction of one standard ESP child SA (RFC 4303, RFC 4106 AES-GCM-16). Read during
+// the call only.
+struct EspSa {
+    std::uint32_t spi = 0;                 // inbound: our SPI (an ID from reserve_rx_ids(1)); outbound: the peer's
+    std::span<const std::uint8_t> key;     // 16 or 32 B
+    std::span<const std::uint8_t> salt;    // 4 B
+    bool esn = false;                      // 64-bit extended sequence numbers
+};
+
 // What the control thread handled, by ring; its own counts, published once per pass.
 struct ControlCounters {
     std::uint64_t trusted = 0, neigh = 0, setup = 0;
@@ -98,6 +107,7 @@ struct SessionView {
     IpAddr peer;
     std::uint16_t tx_lanes = 0;
     bool static_keys = false;
+    bool esp = false;                    // a standard ESP session (Session::esp)
     std::vector<std::string> groups;
     std::vector<Prefix> subnets;
     SessionTotals totals;   // the workers' counters when this view was published (admin status)
@@ -185,6 +195,31 @@ public:
     //       Session down: every slot of it retired; its traffic is answered (RST/unreachable).
     //   tx_last_seq(sid, lane)
     //       The last sequence sent on a lane (statistics).
+    // ---- standard ESP (docs/dataplane.md §Standard ESP) --------------------------------------
+    // An ESP session is a session like any other (routes, set_peer, state, clear_keys,
+    // tx_packets, session_of keep their meaning) whose keys are SAs instead of lanes.
+    //   esp_install_rx(sid, sa)
+    //       The inbound SA of session sid under sa.spi, an ID reserved with reserve_rx_ids(1):
+    //       packets under it decrypt from now on (64-bit replay window of the configured size,
+    //       ESN inferred when sa.esn), from the peer set_peer() gave only. Several may be live
+    //       for one session (make-before-break). false (logged): the session is not installed,
+    //       the SPI not reserved, a bad key; the SPI is then released.
+    //   esp_install_tx(sid, sa)
+    //       The session's outbound SA: replaces the previous one (P3 lanes or ESP SA) as a whole:
+    //       sequence from 1 under sa.spi (the peer's), the old slot retired and wiped after the
+    //       grace period. Marks the session ESP and up. One SA whatever the number of sending
+    //       workers (they reserve sequences per burst from its one counter). Outer header as
+    //       set_peer() says (UDP when udp_dst != 0). Without ESN it sends at most 2^32 - 1
+    //       packets (then no_tx_slot drops: install a new SA first). false (logged): refused,
+    //       the previous SA stays.
+    //   esp_remove_rx(sid, spi)
+    //       One inbound SA retired (DELETE, or its replacement settled): from now on its
+    //       packets are dropped (esp_unknown_spi) and its key is wiped after the grace period;
+    //       the SPI is free again. Unknown spi (or another session's): nothing.
+    bool esp_install_rx(SessionId sid, const EspSa& sa);
+    bool esp_install_tx(SessionId sid, const EspSa& sa);
+    void esp_remove_rx(SessionId sid, std::uint32_t spi);
+
     std::optional<P3Id> reserve_rx_ids(std::uint32_t lanes);
     void release_rx_ids(P3Id base, std::uint32_t from, std::uint32_t to);
     bool install_rx(SessionId sid, P3Id base, const LaneKeys& k);

@@ -109,6 +109,10 @@ public:
     void promote_rx(std::uint32_t sid);
     void drop_next_rx(std::uint32_t sid);
     bool switch_tx(std::uint32_t sid, const LaneKeys& k, std::span<std::uint64_t> first_seq_out);
+    // Standard ESP SAs of a session (keys.cpp; contract in control_port.hpp).
+    bool esp_install_rx(std::uint32_t sid, const EspSa& sa);
+    bool esp_install_tx(std::uint32_t sid, const EspSa& sa);
+    void esp_remove_rx(std::uint32_t sid, std::uint32_t spi);
     std::uint64_t tx_packets(std::uint32_t sid) const noexcept;
     void clear_keys(std::uint32_t sid);
     bool set_peer(std::uint32_t sid, const IpAddr& peer, std::uint16_t udp_src, std::uint16_t udp_dst);

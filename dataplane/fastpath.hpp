@@ -267,6 +267,18 @@ struct OutStage {
     wire::TxRef run_ref{};       // its slot; view nullptr: none under this lane
     std::uint32_t run_mtu = 0;   // its tunnel MTU (0 without a slot)
     unsigned passed = 0;         // sealed and passed on by flushes of a full stage
+    // ESP runs: an ESP SA's one counter is every sending worker's, so a run's packets take
+    // their sequences from a stage-local counter that outbound_flush fills, before sealing,
+    // with one atomic reservation per run (TxSlot::reserve). The refs of the run point at it.
+    // P3 runs never use these (their lane counter has one writer).
+    struct EspRun {
+        wire::TxSlot* slot;
+        std::uint64_t seq;       // the last sequence before the run's (the seal adds 1 per packet)
+        std::uint32_t n;         // the run's packets in the stage
+    };
+    EspRun esp[kMaxBurst];
+    unsigned n_esp = 0;
+    int run_esp = -1;            // the current run's entry in esp, -1: a P3 run (or none)
 
     void push(Lcore& L, const Dataplane::Shared& S, rte_mbuf* mb, std::uint32_t s, std::uint32_t ip_len) noexcept;
 };

@@ -35,6 +35,7 @@ struct Dataplane::KeyState {
     };
     std::unique_ptr<wire::SlotTable> table;
     std::map<std::uint32_t, std::vector<RxBlock>> rx_blocks;   // session -> blocks
+    std::map<std::uint32_t, std::vector<std::uint32_t>> esp_rx;   // session -> its inbound ESP SPIs
     const RxBlock* block_of(std::uint32_t sid) const noexcept;
 };
 
@@ -131,8 +132,87 @@ bool Dataplane::install_tx_at(std::uint32_t sid, std::uint32_t peer_base_id, con
         return false;
     }
     ses.tx_lanes = static_cast<std::uint16_t>(lanes);
+    ses.esp = false;
     sessions_->set_state(sid, SessionState::up);
     return true;
+}
+
+// ---- standard ESP ----------------------------------------------------------------------------
+// An inbound SA is an RX slot of kind ESP under its SPI (one lane, one key, its own window);
+// the outbound SA is the TX slot of lane 0, every sending worker's (outbound.cpp reserves
+// sequences per burst from its counter). A rekey is a new SA beside the old one, so nothing
+// here changes a key in place.
+
+static wire::WireKind esp_kind(const EspSa& sa) noexcept { return sa.esn ? wire::WireKind::esp_esn : wire::WireKind::esp; }
+
+// A refused SPI that was only reserved goes back to the table; a published one (another SA's,
+// the caller's mistake) is left alone.
+static void release_spi(wire::SlotTable& t, std::uint32_t spi) {
+    if (t.rx(spi) == nullptr) t.retire_rx(wire::SlotId(spi));
+}
+
+bool Dataplane::esp_install_rx(std::uint32_t sid, const EspSa& sa) {
+    if (!SessionTable::valid_id(sid) || sessions_->state(sid) == SessionState::unused) {
+        P3_LOG_ERROR(DP_KEYS, "inbound ESP SA for session %u, which is not installed", sid);
+        release_spi(*keys_->table, sa.spi);
+        return false;
+    }
+    wire::RxParams p;
+    p.session = sid;
+    p.kind = esp_kind(sa);
+    p.replay_window = cfg_.dataplane.replay_window;
+    const Session& ses = sessions_->get(sid);
+    p.peer = ses.peer;
+    p.peer_port = ses.udp_encap ? ses.udp_dst : 0;
+    if (!keys_->table->publish_rx(wire::SlotId(sa.spi), sa.key, sa.salt, p)) {
+        P3_LOG_ERROR(DP_KEYS, "session %u: inbound ESP SA under SPI 0x%08x refused", sid, sa.spi);
+        release_spi(*keys_->table, sa.spi);
+        return false;
+    }
+    keys_->esp_rx[sid].push_back(sa.spi);
+    return true;
+}
+
+bool Dataplane::esp_install_tx(std::uint32_t sid, const EspSa& sa) {
+    if (!SessionTable::valid_id(sid) || sessions_->state(sid) == SessionState::unused) {
+        P3_LOG_ERROR(DP_KEYS, "outbound ESP SA for session %u, which is not installed", sid);
+        return false;
+    }
+    Session& ses = sessions_->at(sid);
+    wire::TxParams p;
+    p.session = sid;
+    p.lane = 0;
+    p.peer_id = sa.spi;
+    p.kind = esp_kind(sa);
+    p.outer.src = addr_[1].addr.addr;
+    p.outer.dst = ses.peer;
+    if (ses.udp_encap) {
+        p.outer.udp_src = ses.udp_src;
+        p.outer.udp_dst = ses.udp_dst;
+    }
+    p.wan_mtu = addr_[1].mtu;
+    if (!keys_->table->publish_tx(sa.key, sa.salt, p)) {
+        P3_LOG_ERROR(DP_KEYS, "session %u: outbound ESP SA under SPI 0x%08x refused", sid, sa.spi);
+        return false;
+    }
+    // P3 lanes of an earlier setup must not keep sending beside the SA.
+    for (std::uint32_t l = 1; l < keys_->table->lanes(); ++l) keys_->table->retire_tx(sid, static_cast<std::uint16_t>(l));
+    ses.tx_lanes = 1;
+    ses.esp = true;
+    sessions_->set_state(sid, SessionState::up);
+    return true;
+}
+
+void Dataplane::esp_remove_rx(std::uint32_t sid, std::uint32_t spi) {
+    if (!keys_) return;
+    auto it = keys_->esp_rx.find(sid);
+    if (it == keys_->esp_rx.end()) return;
+    auto& v = it->second;
+    auto at = std::find(v.begin(), v.end(), spi);
+    if (at == v.end()) return;
+    keys_->table->retire_rx(wire::SlotId(spi));
+    v.erase(at);
+    if (v.empty()) keys_->esp_rx.erase(it);
 }
 
 // A rekey changes only keys: the session's inbound block (the newest, if it was set up more
@@ -215,6 +295,11 @@ void Dataplane::clear_keys(std::uint32_t sid) {
         for (const auto& b : it->second)
             for (std::uint32_t l = 0; l < b.lanes; ++l) keys_->table->retire_rx(wire::SlotId(b.base).lane(l));
         keys_->rx_blocks.erase(it);
+    }
+    auto e = keys_->esp_rx.find(sid);
+    if (e != keys_->esp_rx.end()) {
+        for (std::uint32_t spi : e->second) keys_->table->retire_rx(wire::SlotId(spi));
+        keys_->esp_rx.erase(e);
     }
 }
 

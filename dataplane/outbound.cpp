@@ -25,8 +25,36 @@ using namespace pkt;
 // looked up once per run of packets to the same peer. Returns how many were sealed and passed
 // on (compacted at the front of b.m and sent as one burst, or through send_l3 when the next
 // hop is not resolved); the others are freed and counted.
+// The ESP runs of the stage take their sequences: each run's packets counted, then one
+// atomic add on its SA's counter per run. Out of line: a stage without ESP never comes here.
+[[gnu::noinline]] static void reserve_esp(OutStage& b) noexcept {
+    for (unsigned j = 0; j < b.n_esp; ++j) b.esp[j].n = 0;
+    // A ref of an ESP run points into b.esp (at its entry's seq); any other at a P3 lane's counter.
+    const auto lo = reinterpret_cast<std::uintptr_t>(&b.esp[0]);
+    const auto hi = reinterpret_cast<std::uintptr_t>(&b.esp[b.n_esp]);
+    for (unsigned i = 0; i < b.n; ++i) {
+        const auto p = reinterpret_cast<std::uintptr_t>(b.ref[i].seq);
+        if (p >= lo && p < hi) ++b.esp[(p - lo) / sizeof(OutStage::EspRun)].n;
+    }
+    for (unsigned j = 0; j < b.n_esp; ++j)
+        if (b.esp[j].n) b.esp[j].seq = b.esp[j].slot->reserve(b.esp[j].n);
+}
+
+// After a flush, the current ESP run (if any) goes on in a fresh entry 0.
+static void restart_esp(OutStage& b) noexcept {
+    if (b.run_esp < 0) {
+        b.n_esp = 0;
+        return;
+    }
+    b.esp[0] = OutStage::EspRun{b.esp[b.run_esp].slot, 0, 0};
+    b.run_esp = 0;
+    b.n_esp = 1;
+    b.run_ref.seq = &b.esp[0].seq;
+}
+
 unsigned outbound_flush(Lcore& L, const Dataplane::Shared& S, OutStage& b) noexcept {
     if (b.n == 0) return 0;
+    if (b.n_esp != 0) [[unlikely]] reserve_esp(b);
     wire::WireStatus st[kMaxBurst];
     // The Ethernet header is written whole below (or by send_l3): room for it, no copy.
     const unsigned ok = wire::encap_burst(*L.wire, b.m, b.ref, b.n, wire::kEthHeaderLen, st, wire::L2::room);
@@ -63,6 +91,7 @@ unsigned outbound_flush(Lcore& L, const Dataplane::Shared& S, OutStage& b) noexc
         b.m[ready++] = m;   // compacted in place: slot i was read above
     }
     b.n = 0;
+    if (b.n_esp != 0) [[unlikely]] restart_esp(b);
     // The batch is the TX burst: straight to the port, without a copy into the TX buffer and
     // another pass over it.
     if (ready) tx_send(L, S, Side::wan, b.m, static_cast<std::uint16_t>(ready), tx_bytes);
@@ -76,8 +105,24 @@ void outbound_slow(Lcore& L, const Dataplane::Shared& S, OutStage& o, rte_mbuf* 
         o.run_sid = sid;
         o.run_ref = {};
         o.run_mtu = 0;
+        o.run_esp = -1;
         wire::TxSlot* slot = L.lane == kNoLane ? nullptr : S.slots->tx(sid, static_cast<std::uint16_t>(L.lane));
-        if (slot != nullptr) {
+        // A standard ESP session has one SA, lane 0's slot, whichever worker sends.
+        if (slot == nullptr && L.lane != 0) {
+            wire::TxSlot* s0 = S.slots->tx(sid, 0);
+            if (s0 != nullptr && s0->kind() != wire::WireKind::p3) slot = s0;
+        }
+        if (slot != nullptr && slot->kind() != wire::WireKind::p3) {
+            if (o.n_esp == kMaxBurst) [[unlikely]] {   // runs without packets filled the entries
+                if (o.n != 0) o.passed += outbound_flush(L, S, o);
+                o.n_esp = 0;
+            }
+            const wire::TxKey* key = slot->current();
+            o.esp[o.n_esp] = OutStage::EspRun{slot, 0, 0};
+            o.run_esp = static_cast<int>(o.n_esp++);
+            o.run_ref = wire::TxRef{&key->view, &o.esp[o.run_esp].seq, slot->seq_limit_ptr()};
+            o.run_mtu = tunnel_mtu(S.mtu[static_cast<unsigned>(Side::wan)], key->view.outer_v6(), key->view.udp());
+        } else if (slot != nullptr) {
             const wire::TxKey* key = slot->current();
             if (wire::TxSlot::unclaimed(key)) [[unlikely]] {
                 // The lane's first packet under a new key: what is staged (perhaps under the key
