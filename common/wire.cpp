@@ -71,6 +71,22 @@ struct Shape {
     scatter_rotl(segs, ns, s, N, N ? sizehide_rotation(v.key->hide_key(), seq, N) : 0);
 }
 
+// Flags | P3 ID | sequence in one 16-byte store: GCM reads it back at once as the AAD (and 8
+// bytes of it for the nonce), which forwards from one store but not from three. Flags: 0 on
+// IP, the UDP bit in UDP (demultiplexing on the NAT port). ESP: SPI | Seq low | IV, the IV
+// being the 64-bit sequence (unique per key, and the nonce's tail as in P3).
+template <class Sh>
+[[gnu::always_inline]] inline void write_header(std::uint8_t* hdr, std::uint32_t id, std::uint64_t seq) noexcept {
+    static_assert(kP3HeaderLen == 16 && kFlagsLen == 4 && kIdLen == 4 && kEspHeaderLen == 16);
+    std::uint64_t lo;
+    if constexpr (Sh::esp)
+        lo = std::uint64_t{rte_cpu_to_be_32(id)} | (std::uint64_t{rte_cpu_to_be_32(static_cast<std::uint32_t>(seq))} << 32);
+    else
+        lo = (std::uint64_t{rte_cpu_to_be_32(id)} << 32) | (Sh::udp ? std::uint64_t{rte_cpu_to_be_32(kFlagUdp)} : 0);
+    const __m128i h = _mm_set_epi64x(static_cast<long long>(rte_cpu_to_be_64(seq)), static_cast<long long>(lo));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(hdr), h);
+}
+
 // Does everything but the sealing. Leaves the packet untouched on failure. Sh: the view's
 // shape (its variant); dummy: a dummy packet (encap_dummy) rather than an inner IP packet.
 template <class Sh, bool dummy>
@@ -155,19 +171,7 @@ template <class Sh, bool dummy>
     if (l2 == L2::keep) move_l2(start, old, l2_len);
     std::uint8_t* ip = start + l2_len;
     std::uint8_t* hdr = ip + Sh::outer_len;
-    // Flags | P3 ID | sequence in one 16-byte store: GCM reads it back at once as the AAD
-    // (and 8 bytes of it for the nonce), which forwards from one store but not from three.
-    // Flags: 0 on IP, the UDP bit in UDP (demultiplexing on the NAT port). ESP: SPI | Seq low
-    // | IV, the IV being the 64-bit sequence (unique per key, and the nonce's tail as in P3).
-    static_assert(kP3HeaderLen == 16 && kFlagsLen == 4 && kIdLen == 4 && kEspHeaderLen == 16);
-    std::uint64_t lo;
-    if constexpr (Sh::esp)
-        lo = std::uint64_t{rte_cpu_to_be_32(v.p3_id)} |
-             (std::uint64_t{rte_cpu_to_be_32(static_cast<std::uint32_t>(seq))} << 32);
-    else
-        lo = (std::uint64_t{rte_cpu_to_be_32(v.p3_id)} << 32) | (Sh::udp ? std::uint64_t{rte_cpu_to_be_32(kFlagUdp)} : 0);
-    const __m128i h = _mm_set_epi64x(static_cast<long long>(rte_cpu_to_be_64(seq)), static_cast<long long>(lo));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(hdr), h);
+    write_header<Sh>(hdr, v.p3_id, seq);
     // Read by other threads (TxSlot::last_seq: statistics, the packet-count rekey): a relaxed
     // atomic store, a plain mov on x86-64.
     __atomic_store_n(tx.seq, seq, __ATOMIC_RELAXED);
