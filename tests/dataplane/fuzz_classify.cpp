@@ -2,8 +2,9 @@
 // without a crash, and every buffer comes back (nothing leaks, nothing is kept). The first
 // byte picks the port; the rest is the frame. One dataplane on ring ports, no worker threads:
 // the target runs worker 0's code itself. Session 1 (10.2.0.0/16) is down, so LAN traffic to
-// it exercises the RST/unreachable replies; session 2 (10.3.0.0/16) is up on static keys, with
-// a next inbound key pending.
+// it exercises the RST/unreachable replies, and holds an inbound ESP SA (ESN, UDP 4500);
+// session 2 (10.3.0.0/16) is up on static keys, with a next inbound key pending. Seeds cover
+// the demultiplexing of UDP 4500 and protocol 50 (IKE marker, P3 with the UDP bit, ESP).
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -100,6 +101,16 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
     // more (the receiver's second try runs under the sanitizers too).
     const std::uint8_t next_key[16] = {15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0};
     if (!g->dp->install_next_rx(g->dp->session_of(2), p3::dp::LaneKeys{next_key, salt, 1, false})) __builtin_trap();
+    // Session 1 (down) has an inbound standard ESP SA with ESN, its peer behind UDP 4500:
+    // WAN ESP for SPI 0x00100001 (the table's first handed-out ID: generation 1, index 1; the
+    // seeds use it) from 192.0.2.2:4500 reaches the ESN inference, the replay check and
+    // decryption; native ESP for it is refused as from the wrong peer.
+    auto& port = g->dp->control_port();
+    const p3::SessionId s1(g->dp->session_of(1));
+    if (!port.set_peer(s1, *p3::IpAddr::parse("192.0.2.2"), 4500, 4500)) __builtin_trap();
+    const auto spi = port.reserve_rx_ids(1);
+    if (!spi || spi->raw() != 0x00100001u) __builtin_trap();
+    if (!port.esp_install_rx(s1, p3::dp::EspSa{spi->raw(), next_key, salt, true})) __builtin_trap();
     g->ctl = new p3::control::ControlThread(g->dp->control_port(), nullptr, g->clock);
     g->pool = g->dp->pool();
     return 0;

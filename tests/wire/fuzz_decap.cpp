@@ -4,7 +4,9 @@
 //               with the installed key (and the tag written at the end), so the fuzzer reaches
 //               everything after the tag check: trailer, size hiding, inner checks, ECN, strip;
 //   mode bit 1: size hiding on for the slot;
-//   mode bits 2-3: split the frame into a chain of 2, 3 or 4 segments.
+//   mode bits 2-3: split the frame into a chain of 2, 3 or 4 segments;
+//   mode bit 4: standard ESP instead of P3 (bit 5: ESN, bit 6: Seq high 1), the known SPI
+//               being the known P3 ID.
 // The known key answers P3 ID 0x00100001 (AES-128, key 00..0f, salt "p3fz"); any other ID
 // has no key. Every outcome is counted; nothing is forwarded. A packet whose tag failed is
 // restored (restore_failed, the receiver's step before a second try under a next key) and must
@@ -100,6 +102,39 @@ void bytes_of(const rte_mbuf* m, std::vector<std::uint8_t>& out) {
     if (p != nullptr && p != out.data()) std::memcpy(out.data(), p, m->pkt_len);
 }
 
+// ESP (mode bit 4; bit 5: ESN, bit 6: Seq high 1): the same steps with the ESP header, the
+// 8- or 12-byte AAD and the IV read from the packet. The known SPI is kKnownId.
+WireStatus esp_one(rte_mbuf* m, const OuterInfo& o, std::uint8_t mode) {
+    EspHeader h;
+    WireStatus s = parse_esp(m, o.p3_off, h);
+    if (s != WireStatus::ok) return s;
+    const bool esn = (mode & 0x20) != 0;
+    const std::uint64_t seq = (std::uint64_t{(mode & 0x40) ? 1u : 0u} << 32) | h.seq_low;
+    const bool known = h.spi == kKnownId;
+    if ((mode & 1) && known && m->nb_segs == 1) {
+        std::uint8_t* p = rte_pktmbuf_mtod_offset(m, std::uint8_t*, o.p3_off);
+        std::uint8_t aad[kEspAadEsnLen];
+        std::memcpy(aad, p, 4);
+        const std::uint32_t hi = rte_cpu_to_be_32(static_cast<std::uint32_t>(seq >> 32));
+        if (esn) std::memcpy(aad + 4, &hi, 4);
+        std::memcpy(aad + (esn ? 8 : 4), p + 4, 4);
+        const std::size_t len = m->pkt_len - o.p3_off - kEspHeaderLen - kIcvLen;
+        g_engine->seal_aad(*g_key, p, aad, esn ? kEspAadEsnLen : kEspAadLen, p + kEspHeaderLen, len,
+                           p + kEspHeaderLen + len);
+    }
+    RxRef rx(known ? g_key : nullptr, SizeHiding::off, esn ? WireKind::esp_esn : WireKind::esp);
+    DecapResult r;
+    decap_burst(*g_engine, &m, &o.p3_off, &rx, 1, kEth, &r, L2::keep, &seq);
+    if (r.status == WireStatus::ok) {
+        const std::uint8_t* in = rte_pktmbuf_mtod_offset(m, const std::uint8_t*, kEth);
+        const std::size_t len = m->pkt_len - kEth;
+        const unsigned v = in[0] >> 4;
+        const std::size_t claimed = v == 4 ? ((std::size_t(in[2]) << 8) | in[3]) : 40 + ((std::size_t(in[4]) << 8) | in[5]);
+        if ((v != 4 && v != 6) || claimed != len) std::abort();
+    }
+    return r.status;
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -110,6 +145,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (m == nullptr) return 0;
     OuterInfo o;
     WireStatus s = parse_outer(m, kEth, 4500, o);
+    if ((mode & 0x10) && s == WireStatus::ok) {
+        g_count[static_cast<std::size_t>(esp_one(m, o, mode))]++;
+        rte_pktmbuf_free(m);
+        return 0;
+    }
     P3Header h;
     if (s == WireStatus::ok) s = parse_p3(m, o.p3_off, h, o.udp);
     if (s == WireStatus::ok) {
