@@ -76,7 +76,7 @@ def read_charon_log(path):
                 i += 1
             pending.setdefault(thread, []).append(bytes.fromhex(hx[: 2 * n]))
             continue
-        m = re.match(r"\S+ (\d+)\[IKE\] CHILD_SA \S+ established with SPIs ([0-9a-f]{8})_i ([0-9a-f]{8})_o", line)
+        m = re.match(r"\S+ (\d+)\[IKE\] (?:inbound )?CHILD_SA \S+ established with SPIs ([0-9a-f]{8})_i ([0-9a-f]{8})_o", line)
         if m:
             keys = pending.pop(m.group(1), [])
             if len(keys) >= 2:

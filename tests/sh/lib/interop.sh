@@ -245,7 +245,7 @@ sys.exit(0 if ok else 1)
 PY
 }
 
-interop_child_sas() { grep -c '\[IKE\] CHILD_SA net{[0-9]*} established with SPIs' "$cdir/charon.log"; }
+interop_child_sas() { grep -Ec '\[IKE\] (inbound )?CHILD_SA net\{[0-9]+\} established with SPIs' "$cdir/charon.log"; }
 
 interop_esp_check() {  # min-p3d-packets min-sas
   /usr/bin/python3 "$here/lib/esp_check.py" --pcap "$work/wan.pcap" --keylog "$work/a.keys" --p3d 192.0.2.1 \
