@@ -13,7 +13,8 @@ and the SPIs each child SA was established with), then checks:
      charon): the ICV verifies and the plaintext ends in a valid RFC 4303 trailer (pad bytes
      1, 2, 3, ..., next header 4 or 41) around an IPv4/IPv6 packet; with ESN the AAD carries the
      high 32 bits of the sequence (RFC 4106 section 5; 0 in a short capture);
-  3. p3d's packets never repeat an IV or a sequence number under one SPI;
+  3. p3d's packets never repeat an IV or a sequence number under one SPI, and every inbound SPI
+     p3d chose is in 256..0x7fffffff (RFC 4303 reserves 1..255; the top bit marks P3 on UDP);
   4. tshark (an independent implementation) decrypts every ESP packet of a non-ESN SA p3d sent
      and shows its ICV good (esp.icv_good), and counts as many as step 2.
 
@@ -22,7 +23,7 @@ Prints one summary line per SPI; --json writes the counts. Exit 0 only when ever
 and p3d sent at least --min-p3d ESP packets.
 
 Usage: esp_check.py --pcap P --keylog K --p3d ADDR [--charon-log L] [--min-p3d N]
-                    [--min-sas N] [--json OUT] [--no-tshark]
+                    [--min-sas N] [--json OUT] [--no-tshark] [--any-spi]
 """
 import argparse
 import json
@@ -217,6 +218,7 @@ def main():
     ap.add_argument("--min-sas", type=int, default=1, help="p3d tx SAs that must carry packets")
     ap.add_argument("--json")
     ap.add_argument("--no-tshark", action="store_true")
+    ap.add_argument("--any-spi", action="store_true", help="no SPI range check (the key log is not p3d's)")
     a = ap.parse_args()
 
     sas = read_keylog(a.keylog)
@@ -224,6 +226,11 @@ def main():
     if not any(sa["dir"] == "tx" for sa in sas.values()) or not any(sa["dir"] == "rx" for sa in sas.values()):
         print("key log: no ESP SA for both directions (%d ESP lines)" % len(sas))
         return 1
+    for spi, sa in sorted(sas.items()):
+        # RFC 4303 section 2.1 reserves SPIs 1..255; DESIGN.md keeps the top bit for P3 on UDP.
+        if sa["dir"] == "rx" and not a.any_spi and not 256 <= spi < 0x80000000:
+            print("key log: p3d chose the inbound SPI 0x%08x (want 256..0x7fffffff)" % spi)
+            problems += 1
     if a.charon_log:
         children = read_charon_log(a.charon_log)
         print("charon established %d child SAs; p3d's key log names %d ESP SAs" % (len(children), len(sas)))

@@ -37,8 +37,8 @@
 #   iperf-ba-WHAT.json; fails on an iperf3 error or under 90 % of SECS x RATE received (TCP), or
 #   on any datagram lost (UDP, OPTS -u).
 # interop_child_sas: child SAs charon established so far (its log; rekeys = this - 1).
-# interop_esp_check MIN_P3D MIN_SAS: lib/esp_check.py on the capture with p3d's key log and
-#   charon's keys; output in $work/esp-check.txt.
+# interop_esp_check MIN_P3D MIN_SAS [OPTION...]: lib/esp_check.py on the capture with p3d's key
+#   log and charon's keys (further options passed on); output in $work/esp-check.txt.
 . "$(dirname "${BASH_SOURCE[0]}")/netns-pair.sh" p3ctl swanctl tcpdump tshark iperf3 openssl unshare
 . "$(dirname "${BASH_SOURCE[0]}")/charon.sh"
 [ -x "$CHARON" ] || { echo "SKIP: $CHARON missing (apt-get install strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins)"; exit 77; }
@@ -247,9 +247,10 @@ PY
 
 interop_child_sas() { grep -Ec '\[IKE\] (inbound )?CHILD_SA net\{[0-9]+\} established with SPIs' "$cdir/charon.log"; }
 
-interop_esp_check() {  # min-p3d-packets min-sas
+interop_esp_check() {  # min-p3d-packets min-sas [esp_check.py options]
   /usr/bin/python3 "$here/lib/esp_check.py" --pcap "$work/wan.pcap" --keylog "$work/a.keys" --p3d 192.0.2.1 \
-    --charon-log "$cdir/charon.log" --min-p3d "$1" --min-sas "$2" --json "$work/esp-check.json" >"$work/esp-check.txt" 2>&1
+    --charon-log "$cdir/charon.log" --min-p3d "$1" --min-sas "$2" --json "$work/esp-check.json" "${@:3}" \
+    >"$work/esp-check.txt" 2>&1
   local rc=$?
   cat "$work/esp-check.txt"
   [ "$rc" = 0 ] || fail "an observer with the keys could not verify p3d's ESP (above)"
