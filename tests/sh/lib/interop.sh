@@ -27,7 +27,8 @@
 # interop_capture: tcpdump on bWan into $work/wan.pcap (pid_cap); interop_capture_stop.
 # interop_charon AUTH ESP [CONN_EXTRA [CHILD_EXTRA]]: charon_stock_conf into $cdir and starts
 #   charon in ns_b (pid_charon); retransmissions shortened so a failure shows within seconds.
-# interop_sas FILE / interop_check_sas FILE ESP_ALG: swanctl --list-sas; the IKE SA ESTABLISHED
+# interop_sas FILE / interop_check_sas FILE ESP_ALG: swanctl --list-sas (interop_sas_settled: once
+#   no IKE SA rekey is in flight, within 4 s); the IKE SA ESTABLISHED
 #   with AES_GCM_16 between sec.test @ 192.0.2.2[4500] and pri.test @ 192.0.2.1[4500] (charon
 #   floated to 4500), the child SA INSTALLED in tunnel mode, ESP in UDP, ESP_ALG (e.g.
 #   AES_GCM_16-128), selectors 10.2.0.0/24 === 10.1.0.0/24.
@@ -172,6 +173,16 @@ interop_charon() {  # auth esp [conn-extra [child-extra]]
 }
 
 interop_sas() { charon_sas "$cdir" "$1"; }
+# After rekeys: the listing once no rekey is in flight (an IKE SA being rekeyed is REKEYING).
+interop_sas_settled() {
+  local i
+  for i in $(seq 20); do
+    interop_sas "$1"
+    grep -Eq '^p3: #[0-9]+, ESTABLISHED, IKEv2' "$1" && grep -q 'INSTALLED, TUNNEL' "$1" &&
+      ! grep -Eq '^p3: #[0-9]+, (REKEYING|REKEYED|DELETING|CONNECTING)' "$1" && return 0
+    sleep 0.2
+  done
+}
 interop_check_sas() {  # file esp-alg
   local s=$1
   grep -Eq '^p3: #[0-9]+, ESTABLISHED, IKEv2' "$s" || fail "no ESTABLISHED IKE SA p3 in swanctl --list-sas"
