@@ -38,6 +38,14 @@ from cryptography.exceptions import InvalidTag
 KEYLOG_RE = re.compile(r"\bdir=(rx|tx) p3_id=0x([0-9a-f]+) .*\bkey=([0-9a-f]+) salt=([0-9a-f]{8})\b(.*)$")
 
 
+def bare_address(a):
+    """An outer address as tshark's SA table wants it: without a port ("192.0.2.1:4500",
+    "[2001:db8::1]:4500") or brackets."""
+    if a.startswith("["):
+        return a[1:a.index("]")] if "]" in a else a
+    return a.split(":")[0] if a.count(":") == 1 else a
+
+
 def read_keylog(path):
     """ESP SAs of p3d's key log: {spi: dict(dir, key, salt, esn, src, dst)}."""
     sas = {}
@@ -50,7 +58,8 @@ def read_keylog(path):
         rest = dict(kv.split("=", 1) for kv in m.group(5).split() if "=" in kv)
         spi = int(m.group(2), 16)
         sa = dict(dir=m.group(1), key=bytes.fromhex(m.group(3)), salt=bytes.fromhex(m.group(4)),
-                  esn=rest.get("esn") == "1", src=rest.get("src", "*"), dst=rest.get("dst", "*"))
+                  esn=rest.get("esn") == "1", src=bare_address(rest.get("src", "*")),
+                  dst=bare_address(rest.get("dst", "*")))
         if spi in sas and sas[spi]["key"] != sa["key"]:
             sys.exit("key log: SPI 0x%08x written twice with different keys" % spi)
         sas[spi] = sa
