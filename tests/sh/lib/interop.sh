@@ -18,9 +18,10 @@
 # interop_topology: the picture above; charon's side has kernel addresses and forwards.
 # interop_pki: a CA (ECDSA P-256) and certificates for pri.test (ECDSA P-256) and sec.test
 #   (RSA-2048) in $work, charon's copies under $cdir/swanctl.
-# interop_p3d_conf ROLE AUTH KEY_TYPE: $work/a.conf: role primary (responder on local.port 500)
-#   or secondary (initiator to 192.0.2.2:500), remote 1 = sec.test at 192.0.2.2 with
-#   wire = "esp", subnets 10.2.0.0/24, key_type KEY_TYPE; AUTH psk (its psk_file) or cert.
+# interop_p3d_conf ROLE AUTH KEY_TYPE [REMOTE_EXTRA]: $work/a.conf: role primary (responder on
+#   local.port 500) or secondary (initiator to 192.0.2.2:500), remote 1 = sec.test at 192.0.2.2
+#   with wire = "esp", subnets 10.2.0.0/24, key_type KEY_TYPE and REMOTE_EXTRA (further settings
+#   of the remote); AUTH psk (its psk_file) or cert.
 # interop_p3d_start [SKIP_IF_REFUSED]: starts p3d a with --insecure-key-log $work/a.keys, waits
 #   for P3-I0001. A configuration p3d refuses fails the test, or skips it (77) when
 #   SKIP_IF_REFUSED is set.
@@ -96,8 +97,8 @@ interop_pki() {
   cp "$work/sec.key" "$cdir/swanctl/private/"
 }
 
-interop_p3d_conf() {  # role auth key-type
-  local role=$1 auth=$2 key_type=$3 creds="" remote_creds="" remote_port=""
+interop_p3d_conf() {  # role auth key-type [remote-extra]
+  local role=$1 auth=$2 key_type=$3 extra=${4:-} creds="" remote_creds="" remote_port=""
   if [ "$auth" = psk ]; then
     remote_creds="psk_file = \"$work/psk\";"
   else
@@ -110,7 +111,7 @@ local = { ip = 4; address = "192.0.2.1"; port = 500; identity = "pri.test"; $cre
   admin = { socket = "$adm"; audit = "$work/audit.jsonl"; }; };
 $(dataplane 192.0.2.1 10.1.0.1)
 remotes = ( { id = 1; ip = 4; address = "192.0.2.2"; $remote_port identity = "sec.test"; wire = "esp";
-              key_type = "$key_type"; subnets = [ "10.2.0.0/24" ]; $remote_creds } );
+              key_type = "$key_type"; subnets = [ "10.2.0.0/24" ]; $remote_creds $extra } );
 EOF
 }
 
