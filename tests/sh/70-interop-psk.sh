@@ -38,7 +38,8 @@ interop_p3d_start
 # above them (charon's default life_time is rekey_time + 10 %, which a rekey delayed by another
 # exchange overruns: the SA then expires and its packets are lost, whoever the peer is).
 interop_charon "psk $PSK" aes128gcm16 "    rekey_time = 10s
-    over_time = 20s" "        rekey_time = 5s
+    over_time = 20s
+    rand_time = 2s" "        rekey_time = 5s
         life_time = 20s
         rand_time = 1s"
 charon_initiate "$cdir" "charon"
