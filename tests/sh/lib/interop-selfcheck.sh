@@ -41,7 +41,8 @@ CHARON_PID=
 
 interop_charon "$auth" "$esp" "    proposals = $proposals
     rekey_time = 10s
-    over_time = 20s" "        rekey_time = 5s
+    over_time = 20s
+    rand_time = 2s" "        rekey_time = 5s
         life_time = 20s
         rand_time = 1s"
 charon_initiate "$cdir" "charon"
@@ -51,12 +52,17 @@ interop_check_sas "$work/sas.txt" "$alg"
 interop_pings
 interop_iperf 8 20M tcp
 children0=$(interop_child_sas)
+ike0=$(grep -c '\[IKE\] IKE_SA p3\[[0-9]*\] rekeyed between' "$cdir/charon.log")
 interop_iperf 15 2M udp -u -l 1000
 child_rekeys=$(($(interop_child_sas) - children0))
-echo "during the UDP streams charon rekeyed the child SA $child_rekeys times"
+ike_rekeys=$(($(grep -c '\[IKE\] IKE_SA p3\[[0-9]*\] rekeyed between' "$cdir/charon.log") - ike0))
+echo "during the UDP streams charon rekeyed the child SA $child_rekeys times and the IKE SA $ike_rekeys times"
 [ "$child_rekeys" -ge 2 ] || fail "charon completed $child_rekeys child SA rekeys during the streams (want >= 2)"
+[ "$ike_rekeys" -ge 1 ] || fail "charon completed $ike_rekeys IKE SA rekeys during the streams (want >= 1)"
 grep -E '\[IKE\] .*(failed|NO_PROPOSAL_CHOSEN|TS_UNACCEPTABLE|INVALID_SYNTAX|giving up)' "$cdir/charon.log" | head -5 | grep . &&
   fail "charon logged a failed exchange (above)"
+interop_sas_settled "$work/sas-after.txt"
+interop_check_sas "$work/sas-after.txt" "$alg"
 interop_capture_stop
 
 # charon (B) initiates every child SA here: its initiator key is what it sends with.
