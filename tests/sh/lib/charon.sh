@@ -105,7 +105,7 @@ charon_initiate() {
   if ! swanctl --initiate --child net --ike p3 --timeout 20 --uri "unix://$d/charon.vici" > "$d/initiate.txt" 2>&1; then
     tail -20 "$d/initiate.txt" >&2
     declare -F charon_diag >/dev/null && charon_diag
-    fail "$what: charon could not set up the SA with p3d"
+    fail "$what: charon could not set up the SA with its peer"
   fi
   charon_sas "$d" "$d/sas.txt"
 }
