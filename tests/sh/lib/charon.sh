@@ -11,7 +11,19 @@
 #   DIR/sas.txt. Sets CHARON_PID first (the caller's clean-up stops it). When charon cannot set
 #   up the SA: the caller's charon_diag, if defined, then fail "WHAT: ...".
 # charon_check_sas DIR WHAT: the IKE SA and child SA in DIR/sas.txt are the ones configured.
+#
+# The standard interop tests (tests/sh/7x-interop-*.sh) run charon as a user would, on its own
+# ports (IKE_SA_INIT on UDP 500, then IKE and ESP-in-UDP on 4500):
+# charon_stock_conf DIR AUTH ESP_PROPOSALS [CONN_EXTRA [CHILD_EXTRA [CHARON_EXTRA]]] writes the
+#   configuration docs/interop.md shows: no ports, the default IKE proposals, ESP_PROPOSALS for
+#   the child SA (e.g. aes128gcm16), routes installed (the LAN behind charon reaches the tunnel),
+#   the identities and subnets of charon_conf; AUTH as there. CONN_EXTRA, CHILD_EXTRA,
+#   CHARON_EXTRA: further lines of the connection, the child, charon { } (e.g. rekey_time).
+# charon_start DIR NS WHAT: charon_up without the initiation (as a responder, or to initiate
+#   later with charon_initiate DIR WHAT).
+# charon_sas DIR FILE: swanctl --list-sas into FILE.
 CHARON=${CHARON:-/usr/lib/ipsec/charon}
+CHARON_PLUGINS="random nonce openssl aes sha1 sha2 hmac gcm kdf pem pkcs1 pkcs8 x509 pubkey curve25519 kernel-libipsec kernel-netlink socket-default vici"
 
 charon_conf() {
   local d=$1 auth=$2 extra=${3:-} conn_extra=${4:-} secret="" certs="" secrets=""
@@ -28,7 +40,7 @@ secret = \"$secret\" } }"
   fi
   cat > "$d/strongswan.conf" <<CONF
 charon {
-  load = random nonce openssl aes sha1 sha2 hmac gcm kdf pem pkcs1 pkcs8 x509 pubkey curve25519 kernel-libipsec kernel-netlink socket-default vici
+  load = $CHARON_PLUGINS
   install_routes = no
 $extra
   filelog { main { path = $d/charon.log
@@ -73,6 +85,12 @@ CONF
 }
 
 charon_up() {
+  charon_start "$@"
+  charon_initiate "$1" "$3"
+  cat "$1/sas.txt" >&2
+}
+
+charon_start() {
   local d=$1 ns=$2 what=$3 uri=unix://$1/charon.vici i
   STRONGSWAN_CONF=$d/strongswan.conf ip netns exec "$ns" unshare --mount --propagation private \
     sh -c 'mount --bind "$1" /run && exec "$2"' sh "$d/run" "$CHARON" > "$d/charon.stdout" 2>&1 &
@@ -80,13 +98,79 @@ charon_up() {
   for i in $(seq 1 100); do swanctl --stats --uri "$uri" >/dev/null 2>&1 && break; sleep 0.1; done
   SWANCTL_DIR=$d/swanctl swanctl --load-all --noprompt --uri "$uri" > "$d/load.txt" 2>&1 \
     || { cat "$d/load.txt" >&2; fail "$what: swanctl --load-all"; }
-  if ! swanctl --initiate --child net --ike p3 --timeout 20 --uri "$uri" > "$d/initiate.txt" 2>&1; then
+}
+
+charon_initiate() {
+  local d=$1 what=$2
+  if ! swanctl --initiate --child net --ike p3 --timeout 20 --uri "unix://$d/charon.vici" > "$d/initiate.txt" 2>&1; then
     tail -20 "$d/initiate.txt" >&2
     declare -F charon_diag >/dev/null && charon_diag
-    fail "$what: charon could not set up the SA with the p3 primary"
+    fail "$what: charon could not set up the SA with its peer"
   fi
-  swanctl --list-sas --uri "$uri" > "$d/sas.txt" 2>&1
-  cat "$d/sas.txt" >&2
+  charon_sas "$d" "$d/sas.txt"
+}
+
+charon_sas() { swanctl --list-sas --uri "unix://$1/charon.vici" > "$2" 2>&1; }
+
+charon_stock_conf() {
+  local d=$1 auth=$2 esp=$3 conn_extra=${4:-} child_extra=${5:-} extra=${6:-} secrets="" certs=""
+  mkdir -p "$d/run" "$d/swanctl"
+  if [ "${auth%% *}" = psk ]; then
+    secrets="secrets {
+  ike-p3 {
+    id-1 = sec.test
+    id-2 = pri.test
+    secret = \"${auth#psk }\"
+  }
+}"
+    auth="auth = psk"
+  else
+    auth="auth = pubkey"
+    certs="certs = sec.pem"
+  fi
+  cat > "$d/strongswan.conf" <<CONF
+charon {
+  load = $CHARON_PLUGINS
+$extra
+  filelog { main { path = $d/charon.log
+    time_format = %T
+    append = no
+    flush_line = yes
+    default = 1
+    ike = 2
+    chd = 4 } }
+  plugins { vici { socket = unix://$d/charon.vici } }
+}
+CONF
+  cat > "$d/swanctl/swanctl.conf" <<CONF
+connections {
+  p3 {
+    version = 2
+    local_addrs = 192.0.2.2
+    remote_addrs = 192.0.2.1
+$conn_extra
+    local {
+      $auth
+      $certs
+      id = sec.test
+    }
+    remote {
+      $auth
+      id = pri.test
+    }
+    children {
+      net {
+        local_ts = 10.2.0.0/24
+        remote_ts = 10.1.0.0/24
+        esp_proposals = $esp
+$child_extra
+      }
+    }
+  }
+}
+$secrets
+CONF
+  chmod 600 "$d/swanctl/swanctl.conf"
 }
 
 charon_check_sas() {
