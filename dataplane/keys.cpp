@@ -233,6 +233,44 @@ bool Dataplane::set_peer(std::uint32_t sid, const IpAddr& peer, std::uint16_t ud
     return true;
 }
 
+// A worker authenticated a packet of the session from a new outer source, beyond its lane's
+// window top (inbound.cpp): the peer moved (a NAT rebinding). Checked again here, since the
+// session may have changed since the worker looked: still up, UDP-encapsulated, the P3 ID
+// still one of its live slots, the address of the WAN's family. Outbound lanes first (a new
+// key object each, same key and counter: SlotTable::move_tx), so a refusal changes nothing
+// and the worker's next report tries again; then every inbound slot's expected peer (windows
+// and keys stay). Reports of a move already applied (other lanes, other workers) are no-ops.
+bool Dataplane::move_peer(std::uint32_t sid, const PeerMoved& pm) {
+    if (!SessionTable::valid_id(sid) || sessions_->state(sid) != SessionState::up || pm.port == 0) return false;
+    Session& ses = sessions_->at(sid);
+    const wire::RxSlot* by = keys_->table->rx(pm.p3_id);
+    if (!ses.udp_encap || by == nullptr || by->session() != sid || pm.addr.family != addr_[1].addr.addr.family)
+        return false;
+    if (addr_eq(pm.addr, ses.peer) && pm.port == ses.udp_dst) return false;
+    wire::OuterSpec o;
+    o.src = addr_[1].addr.addr;
+    o.dst = pm.addr;
+    o.udp_src = ses.udp_src;
+    o.udp_dst = pm.port;
+    if (ses.tx_lanes != 0 && !keys_->table->move_tx(sid, ses.tx_lanes, o)) return false;
+    auto it = keys_->rx_blocks.find(sid);
+    if (it != keys_->rx_blocks.end())
+        for (const auto& b : it->second)
+            for (std::uint32_t l = 0; l < b.lanes; ++l) keys_->table->move_rx_peer(wire::SlotId(b.base).lane(l), pm.addr, pm.port);
+    const std::string from = ses.peer.str();
+    const std::uint16_t from_port = ses.udp_dst;
+    ses.peer = pm.addr;
+    ses.udp_dst = pm.port;
+    const std::uint64_t n = ++sessions_->info(sid).peer_moves;
+    // A peer (or whoever controls the path to it) can cause this line: rate-limited.
+    P3_PEER_LOG(info, Reason::DP_PEER_MOVED,
+                "session %u (remote %u): the peer moved from %s:%u to %s:%u (authenticated packet, P3 ID 0x%08x, "
+                "sequence %llu); move %llu of the session",
+                sid, ses.id, from.c_str(), from_port, pm.addr.str().c_str(), pm.port, pm.p3_id,
+                static_cast<unsigned long long>(pm.seq), static_cast<unsigned long long>(n));
+    return true;
+}
+
 std::uint64_t Dataplane::tx_last_seq(std::uint32_t sid, std::uint16_t lane) const noexcept {
     const wire::TxSlot* s = keys_ ? keys_->table->tx(sid, lane) : nullptr;
     return s ? s->last_seq() : 0;

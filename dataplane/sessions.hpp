@@ -39,6 +39,7 @@ struct SessionInfo {
     std::vector<std::string> groups;
     std::vector<Prefix> subnets;
     bool static_keys = false;
+    std::uint64_t peer_moves = 0;        // moves of a UDP-encapsulated peer applied (NAT rebinding)
 };
 
 // A session's counters summed over lcores (stats.hpp SessionCounters says what each means).
