@@ -5,6 +5,7 @@
 #include <map>
 
 #include "tests/dataplane/tunnel_rig.hpp"
+#include "dataplane/worker.hpp"
 
 using namespace p3test;
 using namespace p3test::tunnel;
@@ -185,6 +186,68 @@ TEST_CASE("NAT rebinding: an authenticated packet from a new address and port mo
     send_lan(t.a, true, 1, 0x60);
     CHECK(get16(wan_out(t.a, 1)[0].bytes, 36) == 40001);
     CHECK(t.a.dp->session_totals(sid_a).rx_auth == 0);
+
+    // A key switch after the move builds its views for where the peer is now.
+    const p3::SecretBytes k2 = hex("88888888888888888888888888888888aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+    std::uint64_t first[2] = {};
+    REQUIRE(t.a.dp->switch_tx(sid_a, p3::dp::LaneKeys{k2.span(), sa.span(), 2, false}, first));
+    send_lan(t.a, true, 2, 0x70);
+    for (const auto& f : wan_out(t.a, 2)) {
+        CHECK(get16(f.bytes, 36) == 40001);
+        CHECK(p3::IpAddr::v4(p3::be::get32(f.bytes.data() + 30)).str() == "203.0.113.5");
+    }
+}
+
+TEST_CASE("a flood of forged copies from a new source: each one tag check at most, within the worker's budget",
+          "[tunnel][nat][move]") {
+    Tunnel t("mf", false, false);
+    const std::uint32_t sid_a = t.a.dp->session_of(2), sid_b = t.b.dp->session_of(1);
+    const p3::SecretBytes k = hex("5555555555555555555555555555555566666666666666666666666666666666");
+    const p3::SecretBytes sa = hex("77777777");
+    REQUIRE(t.a.dp->set_peer(sid_a, *p3::IpAddr::parse("198.51.100.2"), 4500, 4500));
+    REQUIRE(t.b.dp->set_peer(sid_b, *p3::IpAddr::parse("192.0.2.1"), 4500, 4500));
+    auto rb = t.b.dp->reserve_rx_ids(2), ra = t.a.dp->reserve_rx_ids(2);
+    REQUIRE(rb);
+    REQUIRE(ra);
+    const p3::dp::LaneKeys lk{k.span(), sa.span(), 2, false};
+    REQUIRE(t.a.dp->install_rx(sid_a, *ra, lk));
+    REQUIRE(t.b.dp->install_tx(sid_b, *ra, lk));
+    send_lan(t.b, false, 1, 0x10);
+    Bytes f = wan_out(t.b, 1)[0].bytes;
+    std::memcpy(f.data(), t.a.wan_mac.b, 6);
+    rewrite(f, "203.0.113.5", 40001, "192.0.2.1", 4500);
+    f.back() ^= 0x01;   // the tag
+    // Far more than a worker opens in a burst: every copy is counted, none moves the session,
+    // and the workers opened no more than their budgets allow (burst 256 each, plus what the
+    // rate refilled meanwhile).
+    constexpr unsigned kCopies = 3000;
+    std::vector<rte_mbuf*> copies[2];   // built first, so the flood reaches the workers at once
+    for (unsigned i = 0; i < kCopies; ++i) {
+        rte_mbuf* m = rte_pktmbuf_alloc(test_pool());
+        REQUIRE(m != nullptr);
+        char* d = rte_pktmbuf_append(m, static_cast<std::uint16_t>(f.size()));
+        REQUIRE(d != nullptr);
+        std::memcpy(d, f.data(), f.size());
+        p3::be::put64(d + kP3 + 8, 1000 + i);   // each beyond the window top
+        copies[i % 2].push_back(m);
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    for (unsigned q = 0; q < 2; ++q)
+        REQUIRE(rte_ring_enqueue_bulk(t.a.wan.rx[q], reinterpret_cast<void* const*>(copies[q].data()),
+                                      static_cast<unsigned>(copies[q].size()), nullptr) == copies[q].size());
+    for (int i = 0; i < 500 && t.a.dp->drops(Drop::P3_WRONG_PEER) < kCopies; ++i) {
+        control_pass(*t.a.ctl, t.now_ms);
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    CHECK(t.a.dp->drops(Drop::P3_WRONG_PEER) == kCopies);
+    CHECK(t.a.dp->drops(Drop::P3_AUTH) == 0);
+    CHECK(moves(t.a, 2) == 0);
+    std::uint64_t opened = 0;
+    for (unsigned w = 0; w < t.a.dp->workers(); ++w) opened += t.a.dp->lcore(w).moved_open.allowed();
+    INFO("opened " << opened << " of " << kCopies << " in " << secs << " s");
+    CHECK(opened > 0);
+    CHECK(opened <= t.a.dp->workers() * (p3::dp::kMovedOpenBurst + p3::dp::kMovedOpenRate * (secs + 0.01)));
 }
 
 TEST_CASE("a native P3 session keeps the strict peer check: an authentic packet from elsewhere moves nothing",
