@@ -47,7 +47,7 @@ bool ControlPort::to_resolver(rte_mbuf* m, std::uint64_t now_ms) {
             PeerMoved pm;   // one segment, as the worker wrote it (inbound.cpp)
             const bool whole = m->data_len == sizeof pm && m->pkt_len == sizeof pm;
             if (whole) std::memcpy(&pm, rte_pktmbuf_mtod(m, const void*), sizeof pm);
-            if (whole && dp_.move_peer(md.session, pm)) sessions_changed_ = true;
+            if (whole && dp_.move_peer(md.session, pm, now_ms)) sessions_changed_ = true;
             rte_pktmbuf_free(m);
             return true;
         }

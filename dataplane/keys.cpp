@@ -239,14 +239,21 @@ bool Dataplane::set_peer(std::uint32_t sid, const IpAddr& peer, std::uint16_t ud
 // still one of its live slots, the address of the WAN's family. Outbound lanes first (a new
 // key object each, same key and counter: SlotTable::move_tx), so a refusal changes nothing
 // and the worker's next report tries again; then every inbound slot's expected peer (windows
-// and keys stay). Reports of a move already applied (other lanes, other workers) are no-ops.
-bool Dataplane::move_peer(std::uint32_t sid, const PeerMoved& pm) {
+// and keys stay). Reports of a move already applied (other lanes, other workers) are no-ops,
+// and so is one back to where the session just came from within kMoveBackHoldMs: another
+// lane's packet of the old mapping, delayed (the worker reports the slot again after
+// kPeerMovedEveryMs if the peer really went back).
+bool Dataplane::move_peer(std::uint32_t sid, const PeerMoved& pm, std::uint64_t now_ms) {
     if (!SessionTable::valid_id(sid) || sessions_->state(sid) != SessionState::up || pm.port == 0) return false;
     Session& ses = sessions_->at(sid);
     const wire::RxSlot* by = keys_->table->rx(pm.p3_id);
     if (!ses.udp_encap || by == nullptr || by->session() != sid || pm.addr.family != addr_[1].addr.addr.family)
         return false;
     if (addr_eq(pm.addr, ses.peer) && pm.port == ses.udp_dst) return false;
+    SessionInfo& info = sessions_->info(sid);
+    if (info.peer_moves != 0 && addr_eq(pm.addr, info.moved_from) && pm.port == info.moved_from_port &&
+        now_ms - info.moved_at_ms < kMoveBackHoldMs)
+        return false;
     wire::OuterSpec o;
     o.src = addr_[1].addr.addr;
     o.dst = pm.addr;
@@ -259,9 +266,12 @@ bool Dataplane::move_peer(std::uint32_t sid, const PeerMoved& pm) {
             for (std::uint32_t l = 0; l < b.lanes; ++l) keys_->table->move_rx_peer(wire::SlotId(b.base).lane(l), pm.addr, pm.port);
     const std::string from = ses.peer.str();
     const std::uint16_t from_port = ses.udp_dst;
+    info.moved_from = ses.peer;
+    info.moved_from_port = ses.udp_dst;
+    info.moved_at_ms = now_ms;
     ses.peer = pm.addr;
     ses.udp_dst = pm.port;
-    const std::uint64_t n = ++sessions_->info(sid).peer_moves;
+    const std::uint64_t n = ++info.peer_moves;
     // A peer (or whoever controls the path to it) can cause this line: rate-limited.
     P3_PEER_LOG(info, Reason::DP_PEER_MOVED,
                 "session %u (remote %u): the peer moved from %s:%u to %s:%u (authenticated packet, P3 ID 0x%08x, "

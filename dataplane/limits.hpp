@@ -40,6 +40,9 @@ inline constexpr std::uint32_t kPeerMovedRate = 50;   // peer_moved messages per
 inline constexpr std::uint32_t kPeerMovedBurst = 8;
 inline constexpr std::uint64_t kPeerMovedEveryMs = 50;
 inline constexpr unsigned kPeerMovedNotes = 16;       // slots a worker remembers telling about
+// A report of a move back to where the session just came from, this soon after, is a packet of
+// the old mapping that was still on its way (another lane's): not followed.
+inline constexpr std::uint64_t kMoveBackHoldMs = 200;
 inline constexpr std::uint64_t kPressureLogMs = 1000;   // a pressure line at most this often
 inline constexpr unsigned kToWorkerRingSize = 1024;  // control -> workers (drained by worker 0)
 inline constexpr unsigned kTxBufSize = kMaxBurst;    // buffered TX per port per worker
