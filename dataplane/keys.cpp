@@ -14,6 +14,7 @@
 // Lanes: a worker sends under its own lane only (Lcore::lane), so a TX slot's sequence has one
 // writer; all packets of one P3 ID reach one WAN queue, so an RX slot's window has one writer.
 #include <algorithm>
+#include <cstdio>
 #include <map>
 #include <new>
 #include <vector>
@@ -264,8 +265,13 @@ bool Dataplane::move_peer(std::uint32_t sid, const PeerMoved& pm, std::uint64_t 
     if (it != keys_->rx_blocks.end())
         for (const auto& b : it->second)
             for (std::uint32_t l = 0; l < b.lanes; ++l) keys_->table->move_rx_peer(wire::SlotId(b.base).lane(l), pm.addr, pm.port);
-    const std::string from = ses.peer.str();
-    const std::uint16_t from_port = ses.udp_dst;
+    // ADDR:PORT, [v6]:PORT
+    auto ep = [](const IpAddr& a, std::uint16_t port) {
+        char buf[64];
+        std::snprintf(buf, sizeof buf, a.is_v6() ? "[%s]:%u" : "%s:%u", a.str().c_str(), unsigned{port});
+        return std::string(buf);
+    };
+    const std::string from = ep(ses.peer, ses.udp_dst), to = ep(pm.addr, pm.port);
     info.moved_from = ses.peer;
     info.moved_from_port = ses.udp_dst;
     info.moved_at_ms = now_ms;
@@ -274,9 +280,9 @@ bool Dataplane::move_peer(std::uint32_t sid, const PeerMoved& pm, std::uint64_t 
     const std::uint64_t n = ++info.peer_moves;
     // A peer (or whoever controls the path to it) can cause this line: rate-limited.
     P3_PEER_LOG(info, Reason::DP_PEER_MOVED,
-                "session %u (remote %u): the peer moved from %s:%u to %s:%u (authenticated packet, P3 ID 0x%08x, "
+                "session %u (remote %u): the peer moved from %s to %s (authenticated packet, P3 ID 0x%08x, "
                 "sequence %llu); move %llu of the session",
-                sid, ses.id, from.c_str(), from_port, pm.addr.str().c_str(), pm.port, pm.p3_id,
+                sid, ses.id, from.c_str(), to.c_str(), pm.p3_id,
                 static_cast<unsigned long long>(pm.seq), static_cast<unsigned long long>(n));
     return true;
 }
