@@ -126,6 +126,11 @@ GcmKey::GcmKey(const SecretBytes& key_and_salt) noexcept
                                             : std::span<const std::uint8_t>{},
              key_and_salt.size() > kSaltLen ? key_and_salt.span().last(kSaltLen) : std::span<const std::uint8_t>{}) {}
 
+GcmKey::GcmKey(const GcmKey& k, Copy) noexcept
+    : sched_(k.sched_), hide_key_(k.hide_key_), enc_(k.enc_), dec_(k.dec_), type_(k.type_), valid_(k.valid_) {
+    std::memcpy(salt_, k.salt_, kSaltLen);
+}
+
 GcmKey::~GcmKey() {
     OPENSSL_cleanse(&sched_, sizeof sched_);
     OPENSSL_cleanse(salt_, sizeof salt_);

@@ -55,6 +55,10 @@ public:
     GcmKey(std::span<const std::uint8_t> key, std::span<const std::uint8_t> salt) noexcept;
     // key || salt in one buffer (20 or 36 bytes), as lane_key_material() returns it.
     explicit GcmKey(const SecretBytes& key_and_salt) noexcept;
+    // A second copy of k (schedule, salt, size-hiding key): a key slot rebuilt around the same
+    // key (a TX lane's new outer header). Explicit, so a key is never copied by accident.
+    struct Copy {};
+    GcmKey(const GcmKey& k, Copy) noexcept;
     ~GcmKey();   // wipes the schedule, the salt and the rotation key
     GcmKey(const GcmKey&) = delete;
     GcmKey& operator=(const GcmKey&) = delete;

@@ -172,12 +172,17 @@ public:
     static constexpr std::uint32_t src_tag(bool udp, std::uint16_t sport_be) noexcept {
         return udp ? 0x10000u | sport_be : 0u;   // UDP from port 0 is not native P3
     }
+    // The peer's address and port are relaxed atomic loads (plain moves): the control thread
+    // may move a UDP-encapsulated slot's peer while workers read it (SlotTable::move_rx_peer).
     bool from_peer(const std::uint8_t* outer_ip, std::uint32_t src) const noexcept {
         std::uint64_t a[2];
         std::memcpy(a, outer_ip + peer_off_, 16);
-        return (((a[0] & peer_mask_[0]) ^ peer_[0]) | ((a[1] & peer_mask_[1]) ^ peer_[1]) |
-                std::uint64_t{(src & src_mask_) ^ peer_src_}) == 0;
+        return (((a[0] & peer_mask_[0]) ^ __atomic_load_n(&peer_[0], __ATOMIC_RELAXED)) |
+                ((a[1] & peer_mask_[1]) ^ __atomic_load_n(&peer_[1], __ATOMIC_RELAXED)) |
+                std::uint64_t{(src & src_mask_) ^ __atomic_load_n(&peer_src_, __ATOMIC_RELAXED)}) == 0;
     }
+    // The slot's packets come inside UDP (NAT traversal): only then may its peer move.
+    bool udp() const noexcept { return (__atomic_load_n(&peer_src_, __ATOMIC_RELAXED) & 0x10000u) != 0; }
 
     // The receiving worker only: check() before decryption, update() after the tag verifies.
     ReplayWindow& replay() noexcept { return replay_; }
@@ -202,9 +207,20 @@ private:
         kind_ = p.kind;
         open_ = RxRef(nullptr, size_hiding_, kind_).open;
     }
+    // The control thread: the peer now sends from addr (same family) and UDP port (host
+    // order). Each word is one store: a worker between two of them sees the old address with
+    // the new port or the reverse, matching neither peer (its packet takes the wrong-peer
+    // path for those few nanoseconds).
+    void move_peer(const IpAddr& addr, std::uint16_t port) noexcept {
+        std::uint64_t a[2];
+        std::memcpy(a, addr.bytes.data(), 16);
+        __atomic_store_n(&peer_src_, src_tag(true, rte_cpu_to_be_16(port)) & src_mask_, __ATOMIC_RELAXED);
+        __atomic_store_n(&peer_[0], a[0] & peer_mask_[0], __ATOMIC_RELAXED);
+        __atomic_store_n(&peer_[1], a[1] & peer_mask_[1], __ATOMIC_RELAXED);
+    }
 
-    // line 0: what the lookup reads, the peer the packets must come from (network order) and
-    // the open variant
+    // line 0: what the lookup reads, the peer the packets must come from (network order; moved
+    // only by the control thread, for a UDP-encapsulated slot) and the open variant
     SlotId id_;
     std::uint32_t session_;
     std::uint16_t lane_;
@@ -226,6 +242,8 @@ private:
 // the lane's outer spec), and the first sequence sent under it (0: not used yet).
 struct alignas(RTE_CACHE_LINE_SIZE) TxKey {
     explicit TxKey(std::span<const std::uint8_t> k, std::span<const std::uint8_t> salt) noexcept : key(k, salt) {}
+    // The same key again, for a view with another outer header (SlotTable::move_tx).
+    explicit TxKey(const GcmKey& k) noexcept : key(k, GcmKey::Copy{}) {}
     GcmKey key;                                      // own cache lines
     // Beside the view's head, which sealing reads anyway: set once by a CAS.
     mutable std::atomic<std::uint64_t> first_seq{0};
@@ -426,6 +444,18 @@ public:
                    std::span<const std::uint8_t> salt, std::span<std::uint64_t> first_seq_out);
     // Packets sent under the current key of a lane (TxSlot::packets; 0 without a slot).
     std::uint64_t tx_packets(std::uint32_t session, std::uint16_t lane) const noexcept;
+
+    // ---- the peer moved (NAT traversal: a new address or UDP port, learnt from an
+    // authenticated packet) ---------------------------------------------------------------
+    // RX: the slot now takes packets from addr and UDP port (same family as before; a slot
+    // that is not UDP-encapsulated is left alone: false). Window and keys stay.
+    bool move_rx_peer(SlotId id, const IpAddr& addr, std::uint16_t port) noexcept;
+    // TX lanes 0..lanes-1 of a session (each published): each gets a key object with the same
+    // key and a view for the new outer spec, exchanged in like a key switch; the lane's counter
+    // is the slot's, so sequences run on and none is sent twice under the key. The first
+    // sequence of the key carries over. Never blocks. False (logged): a lane not published, no
+    // memory, a view that cannot be built; nothing changed.
+    bool move_tx(std::uint32_t session, std::uint32_t lanes, const OuterSpec& outer);
 
     // Frees (wiped) every retired slot whose grace period is over; returns how many. Call it
     // from the control loop; publish and retire call it too. Never blocks.

@@ -104,6 +104,7 @@ json Appliance::status_of(const config::Remote& rc, TimePoint now) const {
     j["heartbeat_rtt_ms"] =
         rtt ? json(std::chrono::duration<double, std::milli>(*rtt).count()) : json(nullptr);
     const dp::SessionTotals t = dv ? dv->totals : dp::SessionTotals{};
+    j["peer_moves"] = dv ? dv->peer_moves : 0;   // NAT rebindings followed (docs/dataplane.md)
     j["rx_pkts"] = t.rx_pkts;
     j["tx_pkts"] = t.tx_pkts;
     j["rx_bytes"] = t.rx_bytes;

@@ -43,6 +43,14 @@ bool ControlPort::to_resolver(rte_mbuf* m, std::uint64_t now_ms) {
         case MsgKind::arp: dp_.resolver_->on_arp(md.side, m, now_ms); return true;
         case MsgKind::nd: dp_.resolver_->on_nd(md.side, m, now_ms); return true;
         case MsgKind::hold: dp_.resolver_->on_hold(md.side, m, now_ms); return true;
+        case MsgKind::peer_moved: {   // not the resolver's, but the dataplane's own all the same
+            PeerMoved pm;   // one segment, as the worker wrote it (inbound.cpp)
+            const bool whole = m->data_len == sizeof pm && m->pkt_len == sizeof pm;
+            if (whole) std::memcpy(&pm, rte_pktmbuf_mtod(m, const void*), sizeof pm);
+            if (whole && dp_.move_peer(md.session, pm, now_ms)) sessions_changed_ = true;
+            rte_pktmbuf_free(m);
+            return true;
+        }
         default: return false;
     }
 }
@@ -103,7 +111,7 @@ void ControlPort::publish_sessions() {
         const SessionInfo& info = st.info(sid);
         v->sessions.push_back(SessionView{SessionId(sid), RemoteId(info.remote_id), st.state(sid), s.peer, s.tx_lanes,
                                           info.static_keys, s.esp, info.groups, info.subnets,
-                                          dp_.session_totals(sid)});
+                                          dp_.session_totals(sid), info.peer_moves});
     }
     v->routes4 = dp_.routes_.routes4();
     v->routes6 = dp_.routes_.routes6();

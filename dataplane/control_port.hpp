@@ -50,6 +50,8 @@ enum class MsgKind : std::uint8_t {
     arp = 3,         // ARP frame (side says which port)
     nd = 4,          // ICMPv6 neighbour solicitation/advertisement frame
     hold = 5,        // complete frame whose next hop is not resolved yet (side = out port)
+    peer_moved = 6,  // a PeerMoved: an authenticated packet of session/lane came from a new
+                     // outer source (UDP-encapsulated sessions only); the control thread moves it
     // control -> worker
     tx_frame = 16,   // send on `side` as it is (Ethernet frame complete)
     tx_ip = 17,      // IP packet without Ethernet header: resolve its next hop on `side`, send
@@ -67,6 +69,14 @@ struct PktMeta {
     std::uint32_t session;   // control_in, tx_inner
 };
 static_assert(sizeof(PktMeta) == 8);
+
+// The body of a peer_moved message (its mbuf's data): where the packet came from.
+struct PeerMoved {
+    IpAddr addr;               // the new outer source address
+    std::uint16_t port = 0;    // its UDP source port (host order)
+    std::uint32_t p3_id = 0;   // the RX slot it authenticated under
+    std::uint64_t seq = 0;     // its sequence (beyond the lane's window top)
+};
 
 // Offset of the PktMeta dynfield; registered once per process (register_meta()).
 extern int g_meta_offset;
@@ -111,6 +121,7 @@ struct SessionView {
     std::vector<std::string> groups;
     std::vector<Prefix> subnets;
     SessionTotals totals;   // the workers' counters when this view was published (admin status)
+    std::uint64_t peer_moves = 0;   // the peer's address or port changed under the session
 };
 struct SessionsView {
     std::vector<SessionView> sessions;   // by session id, in use only
@@ -137,7 +148,8 @@ public:
     bool send(rte_mbuf* m) noexcept;
     rte_mbuf* alloc() noexcept;   // from the dataplane's pool; nullptr when empty
     // ARP, ND and held frames (meta kind arp/nd/hold) go to the dataplane's resolver, which
-    // owns them from then on: true. Anything else stays the caller's: false.
+    // owns them from then on, and a worker's peer_moved moves its session (move_peer): true.
+    // Anything else stays the caller's: false.
     bool to_resolver(rte_mbuf* m, std::uint64_t now_ms);
 
     // ---- once per pass ------------------------------------------------------------------

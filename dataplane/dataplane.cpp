@@ -253,6 +253,8 @@ bool Dataplane::setup_lcores(const std::vector<unsigned>& lc) {
         L->setup_rate.configure(hz, kSetupRate, kSetupBurst, now);
         L->neigh_rate.configure(hz, kNeighRate, kNeighBurst, now);
         L->hold_rate.configure(hz, kHoldRate, kHoldBurst, now);
+        L->moved_open.configure(hz, kMovedOpenRate, kMovedOpenBurst, now);
+        L->moved_rate.configure(hz, kPeerMovedRate, kPeerMovedBurst, now);
         if (!wire_engine_create(*L, S)) return false;
     }
     return true;

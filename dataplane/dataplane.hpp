@@ -116,6 +116,8 @@ public:
     std::uint64_t tx_packets(std::uint32_t sid) const noexcept;
     void clear_keys(std::uint32_t sid);
     bool set_peer(std::uint32_t sid, const IpAddr& peer, std::uint16_t udp_src, std::uint16_t udp_dst);
+    // A worker's peer_moved (keys.cpp): the session follows its peer. false: stale or no change.
+    bool move_peer(std::uint32_t sid, const PeerMoved& pm, std::uint64_t now_ms);
     std::uint64_t tx_last_seq(std::uint32_t sid, std::uint16_t lane) const noexcept;
     wire::SlotTable& slots() noexcept;
 

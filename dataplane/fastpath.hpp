@@ -340,8 +340,27 @@ struct InStage {
     };
     Alt alt[kMaxBurst];
     unsigned n_alt = 0;
+    // Packets of UDP-encapsulated slots from another source than the slot's peer, opened to
+    // learn whether the peer moved (rare: a NAT rebinding, or a spoofed copy): bit i of moved
+    // marks stage index i, mv[] keeps where each came from (the outer header is gone after the
+    // open). inbound_moved stages them; inbound_flush decides.
+    struct Moved {
+        unsigned i;                      // index in the stage
+        std::uint16_t port_be;           // UDP source port, network order
+        IpAddr addr;                     // outer source address
+    };
+    std::uint64_t moved = 0;
+    Moved mv[kMovedPerBurst];
+    unsigned n_mv = 0;
 };
+static_assert(kMaxBurst <= 64, "InStage::moved has a bit per stage index");
 unsigned inbound_flush(Lcore& L, const Dataplane::Shared& S, InStage& in) noexcept;
+// A packet of the run's slot (in.run_slot) from another source than its peer: dropped
+// (p3_wrong_peer) unless the slot is UDP-encapsulated, the packet came in UDP, its sequence is
+// beyond the lane's window top and the worker's budget for such packets allows; then staged
+// like any other, marked, to be accepted only if its tag verifies (inbound.cpp).
+void inbound_moved(Lcore& L, const Dataplane::Shared& S, InStage& in, rte_mbuf* m, unsigned off, std::uint32_t src,
+                   std::uint64_t seq) noexcept;
 inline void inbound_one(Lcore& L, const Dataplane::Shared& S, InStage& in, rte_mbuf* m, unsigned off,
                         std::uint32_t src) noexcept {
     wire::P3Header h;
@@ -364,10 +383,10 @@ inline void inbound_one(Lcore& L, const Dataplane::Shared& S, InStage& in, rte_m
     }
     // Only the session's peer (address, and UDP port when encapsulated) may use its P3 IDs: a
     // copy re-sent from elsewhere is dropped before it reads the lane's window, which belongs
-    // to the queue the peer's packets reach.
+    // to the queue the peer's packets reach; but a UDP-encapsulated peer may have moved (a NAT
+    // rebinding), which only an authenticated packet can tell.
     if (!s->from_peer(pkt::data(m, wire::kEthHeaderLen), src)) [[unlikely]] {
-        L.sessions[s->session()].rx_dropped.add();
-        drop(L, m, Drop::P3_WRONG_PEER);
+        inbound_moved(L, S, in, m, off, src, h.seq);
         return;
     }
     if (s->replay().check(h.seq) != wire::ReplayResult::ok) [[unlikely]] {

@@ -10,9 +10,13 @@
 // (learning it); after it, the window update, then the inner
 // packet: to our WAN address -> the control thread (control channel); else inner source in
 // the session's subnets and destination in ours -> the LAN (IPv4 through a per-burst next-hop
-// cache as one TX burst). Also the table of our protected networks those checks read.
+// cache as one TX burst). Also the table of our protected networks those checks read, and a
+// UDP-encapsulated peer's move: a packet from another source opened under the slot's key and
+// accepted only when authentic and newest, the control thread told (peer_moved).
 #include <algorithm>
 #include <cstring>
+
+#include <rte_cycles.h>
 
 #include "common/slots.hpp"
 #include "common/wire.hpp"
@@ -114,7 +118,78 @@ void retry_next(Lcore& L, InStage& in, wire::DecapResult* res) noexcept {
     }
 }
 
+// The packets of the batch that came from another source than their slot's peer (in.mv),
+// after the open: one that did not authenticate stays for the caller to drop (p3_wrong_peer);
+// one that did but is not beyond its lane's window top (a copy of something older, replayed
+// from elsewhere) is marked failed for the same; the others are accepted like any packet and
+// the control thread is told the peer moved, at most once per slot per kPeerMovedEveryMs and
+// within the worker's message rate. Nothing is decided here for the other packets.
+void moved_check(Lcore& L, const Dataplane::Shared& S, InStage& in, wire::DecapResult* res) noexcept {
+    const std::uint64_t now = rte_rdtsc();
+    const std::uint64_t every = rte_get_tsc_hz() / 1000 * kPeerMovedEveryMs;
+    for (unsigned j = 0; j < in.n_mv; ++j) {
+        const InStage::Moved& mv = in.mv[j];
+        const unsigned i = mv.i;
+        if (!wire::authenticated(res[i].status)) continue;
+        const wire::RxSlot* s = in.slot[i];
+        if (in.seq[i] <= s->replay().top()) {
+            res[i].status = wire::WireStatus::auth;
+            continue;
+        }
+        Lcore::MovedNote& note = L.moved_notes[s->id().raw() % kPeerMovedNotes];
+        if (note.id == s->id().raw() && now - note.tsc < every) continue;
+        if (!L.moved_rate.allow(now)) continue;
+        rte_mbuf* msg = rte_pktmbuf_alloc(S.pool);
+        char* body = msg ? rte_pktmbuf_append(msg, sizeof(PeerMoved)) : nullptr;
+        if (body == nullptr) {
+            if (msg) rte_pktmbuf_free(msg);
+            L.stats.drop(Drop::MBUF_ALLOC);
+            continue;
+        }
+        const PeerMoved pm{mv.addr, rte_be_to_cpu_16(mv.port_be), s->id().raw(), in.seq[i]};
+        std::memcpy(body, &pm, sizeof pm);
+        meta(msg) = PktMeta{MsgKind::peer_moved, Side::wan, s->lane(), s->session()};
+        note = Lcore::MovedNote{s->id().raw(), now};
+        to_control(L, S, msg);
+    }
+    in.n_mv = 0;
+}
+
 }  // namespace
+
+void inbound_moved(Lcore& L, const Dataplane::Shared& S, InStage& in, rte_mbuf* m, unsigned off, std::uint32_t src,
+                   std::uint64_t seq) noexcept {
+    wire::RxSlot* s = in.run_slot;
+    SessionCounters& sc = L.sessions[s->session()];
+    // Native sessions keep the strict check (RFC 4301 §5.2), and so does a packet that did not
+    // come in UDP. Only a sequence beyond the window top can move the peer: the window is only
+    // read here (its writer is the worker the peer's packets reach), the open decides.
+    if (!s->udp() || !(src & 0x10000u) || in.n_mv == kMovedPerBurst || seq <= s->replay().top() ||
+        !L.moved_open.allow(rte_rdtsc())) {
+        sc.rx_dropped.add();
+        drop(L, m, Drop::P3_WRONG_PEER);
+        return;
+    }
+    const wire::GcmKey* alt = nullptr;
+    const wire::GcmKey* key = in.run_keys->pick(seq, alt);
+    if (key == nullptr) {
+        sc.rx_old_key.add();
+        drop(L, m, Drop::P3_OLD_KEY);
+        return;
+    }
+    if (in.n == kMaxBurst) in.passed += inbound_flush(L, S, in);
+    const std::uint8_t* ip = data(m, wire::kEthHeaderLen);
+    const unsigned k = in.n++;
+    in.m[k] = m;
+    in.off[k] = static_cast<std::uint16_t>(off);
+    in.ref[k] = wire::RxRef(key, s->open());
+    in.slot[k] = s;
+    in.seq[k] = seq;
+    if (alt != nullptr) in.alt[in.n_alt++] = InStage::Alt{k, in.run_keys};
+    in.moved |= std::uint64_t{1} << k;
+    in.mv[in.n_mv++] = InStage::Moved{k, static_cast<std::uint16_t>(src & 0xffffu),
+                                      (ip[0] >> 4) == 6 ? v6_at(ip + 8) : v4_at(ip + 12)};
+}
 
 // Open the staged batch, then each packet's window, inner checks and delivery. Returns how
 // many were opened and passed on (to the control thread or the LAN); the others are freed and
@@ -128,6 +203,11 @@ unsigned inbound_flush(Lcore& L, const Dataplane::Shared& S, InStage& in) noexce
     // send_l3 writes the whole Ethernet header; the control path strips it: room, no copy.
     wire::decap_burst(*L.wire, in.m, in.off, in.ref, k, wire::kEthHeaderLen, res, wire::L2::room, in.seq);
     if (in.n_alt != 0) [[unlikely]] retry_next(L, in, res);
+    const std::uint64_t moved = in.moved;
+    if (moved != 0) [[unlikely]] {
+        moved_check(L, S, in, res);
+        in.moved = 0;
+    }
 
     const IpAddr& own_wan = S.own(Side::wan);
     NextHopCache lan_nh;
@@ -141,6 +221,11 @@ unsigned inbound_flush(Lcore& L, const Dataplane::Shared& S, InStage& in) noexce
         SessionCounters& sc = L.sessions[s->session()];
         const wire::WireStatus st = res[i].status;
         if (!wire::authenticated(st)) {
+            if ((moved >> i) & 1) [[unlikely]] {   // from another source: a spoofed or old copy
+                sc.rx_dropped.add();
+                drop(L, m, Drop::P3_WRONG_PEER);
+                continue;
+            }
             sc.rx_auth.add();
             drop(L, m, drop_of(st));
             continue;

@@ -14,6 +14,7 @@
 // Lanes: a worker sends under its own lane only (Lcore::lane), so a TX slot's sequence has one
 // writer; all packets of one P3 ID reach one WAN queue, so an RX slot's window has one writer.
 #include <algorithm>
+#include <cstdio>
 #include <map>
 #include <new>
 #include <vector>
@@ -315,6 +316,59 @@ bool Dataplane::set_peer(std::uint32_t sid, const IpAddr& peer, std::uint16_t ud
     s.udp_encap = udp_dst != 0;
     s.udp_src = udp_dst != 0 ? udp_src : 0;
     s.udp_dst = udp_dst;
+    return true;
+}
+
+// A worker authenticated a packet of the session from a new outer source, beyond its lane's
+// window top (inbound.cpp): the peer moved (a NAT rebinding). Checked again here, since the
+// session may have changed since the worker looked: still up, UDP-encapsulated, the P3 ID
+// still one of its live slots, the address of the WAN's family. Outbound lanes first (a new
+// key object each, same key and counter: SlotTable::move_tx), so a refusal changes nothing
+// and the worker's next report tries again; then every inbound slot's expected peer (windows
+// and keys stay). Reports of a move already applied (other lanes, other workers) are no-ops,
+// and so is one back to where the session just came from within kMoveBackHoldMs: another
+// lane's packet of the old mapping, delayed (the worker reports the slot again after
+// kPeerMovedEveryMs if the peer really went back).
+bool Dataplane::move_peer(std::uint32_t sid, const PeerMoved& pm, std::uint64_t now_ms) {
+    if (!SessionTable::valid_id(sid) || sessions_->state(sid) != SessionState::up || pm.port == 0) return false;
+    Session& ses = sessions_->at(sid);
+    const wire::RxSlot* by = keys_->table->rx(pm.p3_id);
+    if (!ses.udp_encap || by == nullptr || by->session() != sid || pm.addr.family != addr_[1].addr.addr.family)
+        return false;
+    if (addr_eq(pm.addr, ses.peer) && pm.port == ses.udp_dst) return false;
+    SessionInfo& info = sessions_->info(sid);
+    if (info.peer_moves != 0 && addr_eq(pm.addr, info.moved_from) && pm.port == info.moved_from_port &&
+        now_ms - info.moved_at_ms < kMoveBackHoldMs)
+        return false;
+    wire::OuterSpec o;
+    o.src = addr_[1].addr.addr;
+    o.dst = pm.addr;
+    o.udp_src = ses.udp_src;
+    o.udp_dst = pm.port;
+    if (ses.tx_lanes != 0 && !keys_->table->move_tx(sid, ses.tx_lanes, o)) return false;
+    auto it = keys_->rx_blocks.find(sid);
+    if (it != keys_->rx_blocks.end())
+        for (const auto& b : it->second)
+            for (std::uint32_t l = 0; l < b.lanes; ++l) keys_->table->move_rx_peer(wire::SlotId(b.base).lane(l), pm.addr, pm.port);
+    // ADDR:PORT, [v6]:PORT
+    auto ep = [](const IpAddr& a, std::uint16_t port) {
+        char buf[64];
+        std::snprintf(buf, sizeof buf, a.is_v6() ? "[%s]:%u" : "%s:%u", a.str().c_str(), unsigned{port});
+        return std::string(buf);
+    };
+    const std::string from = ep(ses.peer, ses.udp_dst), to = ep(pm.addr, pm.port);
+    info.moved_from = ses.peer;
+    info.moved_from_port = ses.udp_dst;
+    info.moved_at_ms = now_ms;
+    ses.peer = pm.addr;
+    ses.udp_dst = pm.port;
+    const std::uint64_t n = ++info.peer_moves;
+    // A peer (or whoever controls the path to it) can cause this line: rate-limited.
+    P3_PEER_LOG(info, Reason::DP_PEER_MOVED,
+                "session %u (remote %u): the peer moved from %s to %s (authenticated packet, P3 ID 0x%08x, "
+                "sequence %llu); move %llu of the session",
+                sid, ses.id, from.c_str(), to.c_str(), pm.p3_id,
+                static_cast<unsigned long long>(pm.seq), static_cast<unsigned long long>(n));
     return true;
 }
 

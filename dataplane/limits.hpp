@@ -28,6 +28,21 @@ inline constexpr std::uint32_t kNeighRate = 1000;    // ARP / ND frames per seco
 inline constexpr std::uint32_t kNeighBurst = 128;
 inline constexpr std::uint32_t kHoldRate = 2000;     // frames for unresolved next hops per second
 inline constexpr std::uint32_t kHoldBurst = 256;
+// A UDP-encapsulated P3 packet from another source than its slot's peer (a NAT rebinding, or
+// a spoofed copy) is opened to see whether the peer moved: at most this many per second per
+// worker (each costs what a forged packet from the peer's own source costs), and a worker
+// tells the control thread about a slot at most once per kPeerMovedEveryMs, within its
+// messages' own rate (docs/dataplane.md "The peer moved").
+inline constexpr std::uint32_t kMovedOpenRate = 20000;
+inline constexpr std::uint32_t kMovedOpenBurst = 256;
+inline constexpr unsigned kMovedPerBurst = 16;        // such packets staged per inbound batch
+inline constexpr std::uint32_t kPeerMovedRate = 50;   // peer_moved messages per second
+inline constexpr std::uint32_t kPeerMovedBurst = 8;
+inline constexpr std::uint64_t kPeerMovedEveryMs = 50;
+inline constexpr unsigned kPeerMovedNotes = 16;       // slots a worker remembers telling about
+// A report of a move back to where the session just came from, this soon after, is a packet of
+// the old mapping that was still on its way (another lane's): not followed.
+inline constexpr std::uint64_t kMoveBackHoldMs = 200;
 inline constexpr std::uint64_t kPressureLogMs = 1000;   // a pressure line at most this often
 inline constexpr unsigned kToWorkerRingSize = 1024;  // control -> workers (drained by worker 0)
 inline constexpr unsigned kTxBufSize = kMaxBurst;    // buffered TX per port per worker

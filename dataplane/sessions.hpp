@@ -42,6 +42,10 @@ struct SessionInfo {
     std::vector<std::string> groups;
     std::vector<Prefix> subnets;
     bool static_keys = false;
+    std::uint64_t peer_moves = 0;        // moves of a UDP-encapsulated peer applied (NAT rebinding)
+    IpAddr moved_from;                   // where the last move came from, and when
+    std::uint16_t moved_from_port = 0;
+    std::uint64_t moved_at_ms = 0;
 };
 
 // A session's counters summed over lcores (stats.hpp SessionCounters says what each means).

@@ -179,6 +179,7 @@ void add_session(rte_tel_data* c, const SessionView& s) {
     rte_tel_data_add_dict_string(c, "peer", s.peer.str().c_str());
     rte_tel_data_add_dict_u64(c, "tx_lanes", s.tx_lanes);
     rte_tel_data_add_dict_u64(c, "static_keys", s.static_keys);
+    rte_tel_data_add_dict_u64(c, "peer_moves", s.peer_moves);
     rte_tel_data_add_dict_u64(c, "tx_pkts", t.tx_pkts);
     rte_tel_data_add_dict_u64(c, "tx_bytes", t.tx_bytes);
     rte_tel_data_add_dict_u64(c, "rx_pkts", t.rx_pkts);

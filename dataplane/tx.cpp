@@ -65,6 +65,7 @@ void to_control(Lcore& L, const Dataplane::Shared& S, rte_mbuf* m) noexcept {
     Drop full;
     switch (meta(m).kind) {
         case MsgKind::control_in:
+        case MsgKind::peer_moved:   // rate-limited where it is made (inbound.cpp)
             c = CtlClass::trusted;
             full = Drop::RING_FULL_CONTROL;
             break;

@@ -56,6 +56,13 @@ struct alignas(RTE_CACHE_LINE_SIZE) Lcore {
     TokenBucket setup_rate;                // setup datagrams to the control thread
     TokenBucket neigh_rate;                // ARP/ND frames to the control thread
     TokenBucket hold_rate;                 // frames for unresolved next hops
+    TokenBucket moved_open;                // packets from another source than their peer, opened
+    TokenBucket moved_rate;                // peer_moved messages to the control thread
+    struct MovedNote {
+        std::uint32_t id = 0;              // P3 ID told about (0: none)
+        std::uint64_t tsc = 0;             // when
+    };
+    MovedNote moved_notes[kPeerMovedNotes];   // by P3 ID modulo: at most one per slot per interval
     Reassembler reasm;                     // outer fragments (WAN)
     ReassemblyStats reasm_seen{};          // what reasm.stats() said when last counted
     std::atomic<std::uint32_t> reasm_held{0};   // fragments it holds (as of its last count)

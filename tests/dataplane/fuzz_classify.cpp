@@ -91,6 +91,14 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
     k.persist_sequence = false;   // no file I/O while fuzzing
     r2.static_keys = std::move(k);
     c.remotes.push_back(std::move(r2));
+    // Session 3 runs P3 in UDP (NAT traversal) from 198.51.100.3:4500, keys installed below:
+    // a WAN P3 packet for its P3 ID 0x1 from another source is opened to learn whether the
+    // peer moved (it never did: the fuzzer cannot forge a tag).
+    p3::config::Remote r3;
+    r3.id = 3;
+    r3.address = *p3::IpAddr::parse("198.51.100.3");
+    r3.subnets.push_back(*p3::Prefix::parse("10.4.0.0/16"));
+    c.remotes.push_back(std::move(r3));
     p3::dp::Options o;
     o.name = "fz";
     o.lcores = {0};
@@ -111,6 +119,12 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
     const auto spi = port.reserve_rx_ids(1);
     if (!spi || spi->raw() != 0x00100001u) __builtin_trap();
     if (!port.esp_install_rx(s1, p3::dp::EspSa{spi->raw(), next_key, salt, true})) __builtin_trap();
+    const std::uint32_t sid3 = g->dp->session_of(3);
+    const auto id3 = g->dp->reserve_rx_ids(1);
+    const p3::dp::LaneKeys k3{next_key, salt, 1, false};
+    if (!g->dp->set_peer(sid3, *p3::IpAddr::parse("198.51.100.3"), 4500, 4500) || !id3 || *id3 != 0x00100002u ||
+        !g->dp->install_rx(sid3, *id3, k3) || !g->dp->install_tx(sid3, 0x301, k3))
+        __builtin_trap();
     g->ctl = new p3::control::ControlThread(g->dp->control_port(), nullptr, g->clock);
     g->pool = g->dp->pool();
     return 0;

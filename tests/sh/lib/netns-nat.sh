@@ -19,7 +19,9 @@
 # nat_topology UDP_TIMEOUT: sets ns_ha ns_a ns_r ns_b ns_hb (and all_ns) and builds the
 #   topology above; the router's conntrack UDP timeouts (nf_conntrack_udp_timeout and
 #   _udp_timeout_stream) become UDP_TIMEOUT seconds, so a mapping nothing refreshes goes soon.
-#   Skips (77) where namespaces, veth pairs or nftables NAT cannot be made.
+#   Skips (77) where namespaces, veth pairs or nftables NAT cannot be made. $nat_rules (empty
+#   unless the test sets it): nftables rules of the router's postrouting chain before the
+#   masquerade (e.g. one that maps the secondary's nat_port to other ports).
 # nat_conf LOCAL: writes the key $work/psk, $work/a.conf (the primary: 192.0.2.1:5653 as
 #   primary.p3.test, LAN 10.1.0.1/24, remote 7 secondary.p3.test at its own address
 #   198.51.100.2 with 10.2.0.0/24) and $work/b.conf (its secondary, LAN 10.2.0.1/24, its primary
@@ -29,6 +31,7 @@
 . "$(dirname "${BASH_SOURCE[0]}")/netns-pair.sh" "$@"
 for t in nft conntrack; do command -v "$t" >/dev/null || { echo "SKIP: $t not installed"; exit 77; }; done
 nat_b_local=
+nat_rules=${nat_rules:-}
 
 nat_link() { ip link add "$2" netns "$1" type veth peer name "$4" netns "$3"; }  # ns1 if1 ns2 if2
 nat_topology() {  # udp-timeout
@@ -53,10 +56,11 @@ nat_topology() {  # udp-timeout
     in_ns "$ns_hb" ip addr add 10.2.0.2/24 dev hB && in_ns "$ns_hb" ip route add default via 10.2.0.1 &&
     in_ns "$ns_r" ip addr add 192.0.2.254/24 dev rA && in_ns "$ns_r" ip addr add 198.51.100.254/24 dev rB &&
     in_ns "$ns_r" sysctl -qw net.ipv4.ip_forward=1 || fail "host and router addresses and routes"
-  in_ns "$ns_r" nft -f - <<'NFT' 2>"$work/nft.txt" || { echo "SKIP: nftables NAT unavailable: $(cat "$work/nft.txt")"; exit 77; }
+  in_ns "$ns_r" nft -f - <<NFT 2>"$work/nft.txt" || { echo "SKIP: nftables NAT unavailable: $(cat "$work/nft.txt")"; exit 77; }
 table ip nat {
   chain postrouting {
     type nat hook postrouting priority srcnat; policy accept;
+    $nat_rules
     oifname "rA" masquerade
   }
 }
