@@ -83,6 +83,14 @@ struct LaneKeys {
     bool anti_replay = true;          // inbound only; false only for static keys that ask for it
 };
 
+// One direction of one ESP child SA (wire = "esp", DESIGN.md §Standard ESP mode).
+struct EspSa {
+    std::uint32_t spi = 0;                   // inbound: our SPI (an ID from reserve_rx_ids(1)); outbound: the peer's
+    std::span<const std::uint8_t> key;       // 16 or 32 B
+    std::span<const std::uint8_t> salt;      // 4 B
+    bool esn = false;
+};
+
 // What the control thread handled, by ring; its own counts, published once per pass.
 struct ControlCounters {
     std::uint64_t trusted = 0, neigh = 0, setup = 0;
@@ -199,6 +207,21 @@ public:
     void clear_keys(SessionId sid);
     std::uint64_t tx_last_seq(SessionId sid, std::uint16_t lane) const noexcept;
     unsigned tx_lanes() const noexcept;   // lanes this appliance sends on
+
+    // ---- ESP sessions (wire = "esp") --------------------------------------------------------
+    //   esp_install_rx(sid, sa)
+    //       An inbound SA of the session under an ID reserved with reserve_rx_ids(1). Several
+    //       may be live (make-before-break): packets under each decrypt until it is removed.
+    //   esp_install_tx(sid, sa)
+    //       The session's outbound SA, replacing the previous one as a whole (sequence from 1
+    //       under the new SPI; the old slot retired after the grace period); marks the session
+    //       ESP and up. Outer header as set_peer() says (UDP when udp_dst != 0).
+    //   esp_remove_rx(sid, spi)
+    //       One inbound SA retired (DELETE received or sent, or its replacement settled);
+    //       unknown spi: no-op.
+    bool esp_install_rx(SessionId sid, const EspSa& sa);
+    bool esp_install_tx(SessionId sid, const EspSa& sa);
+    void esp_remove_rx(SessionId sid, std::uint32_t spi);
 
     // ---- sessions ----------------------------------------------------------------------
     SessionId session_of(RemoteId r) const noexcept;   // none: SessionId{}
