@@ -26,6 +26,7 @@ void SetupEngine::esp_started(IkeSa& sa) {
     random_.fill(r);
     const auto wait = std::chrono::duration_cast<control::Duration>(secs(sa.remote->params.rekey_wait));
     sa.rekey_at = now + wait - wait * (get16(r) % 1000) / 10000;
+    sa.keepalive_at = now + limits::nat_keepalive;
     if (sa.initiator) {   // the peer's requests count from 0, ours go on from IKE_AUTH's
         sa.msg_id = 0;
         sa.out_msg_id = 2;
@@ -37,6 +38,11 @@ void SetupEngine::esp_started(IkeSa& sa) {
     sa.deadline = esp_deadline(sa);
 }
 
+// RFC 3948 §2.3: the side behind a NAT keeps its mapping of the ESP-in-UDP flow open.
+bool SetupEngine::keepalives(const IkeSa& sa) const {
+    return sa.local_behind_nat && local_.nat_port && !sa.rekeyed && !sa.closing;
+}
+
 control::TimePoint SetupEngine::esp_deadline(const IkeSa& sa) const {
     if (sa.rekeyed) return sa.last_heard + opts_.half_open_timeout;   // waiting for the peer's DELETE
     const auto& p = sa.remote->params;
@@ -44,6 +50,7 @@ control::TimePoint SetupEngine::esp_deadline(const IkeSa& sa) const {
     if (sa.out != IkeSa::Out::none) t = std::min(t, sa.out_deadline);
     else if (!sa.closing) t = std::min({t, control::TimePoint(sa.last_heard + secs(p.heartbeat_time)), sa.rekey_at});
     for (const auto& o : sa.old_rx) t = std::min(t, o.until);
+    if (keepalives(sa)) t = std::min(t, sa.keepalive_at);
     return t;
 }
 
@@ -68,6 +75,17 @@ void SetupEngine::esp_timer(IkeSa& sa, control::TimePoint now) {
     }
     for (std::size_t i = sa.old_rx.size(); i-- > 0;)
         if (sa.old_rx[i].until <= now) esp_retire_old(sa, i);   // no DELETE within the grace
+    if (keepalives(sa) && sa.keepalive_at <= now) {
+        // One 0xff byte on the ESP-in-UDP flow: our nat_port to the peer's port on it (where its
+        // IKE came from once it floated there; else its nat_port, as the dataplane sends ESP).
+        static constexpr std::uint8_t kKeepalive[] = {0xff};
+        const bool floated = sa.framing == Framing::non_esp_marker;
+        transport_.send(Endpoint{sa.local.addr, local_.nat_port},
+                        Endpoint{sa.peer.addr, floated ? sa.peer.port : local_.nat_port},
+                        ByteView(kKeepalive, sizeof kKeepalive), Framing::plain);
+        ++counters_.nat_keepalives;
+        sa.keepalive_at = now + limits::nat_keepalive;
+    }
     if (now - sa.last_heard >= secs(p.heartbeat_fail)) {
         if (sa.closing) {
             erase(our_spi(sa));

@@ -61,6 +61,7 @@ inline constexpr unsigned max_init_restarts = 4;
 // ESP remotes (wire = "esp"): the IKE SA stays with the session.
 inline constexpr std::chrono::seconds esp_old_rx_grace{10};     // replaced inbound SA kept without a DELETE
 inline constexpr std::size_t esp_old_rx_max = 4;                // replaced inbound SAs kept at once
+inline constexpr std::chrono::seconds nat_keepalive{20};        // behind a NAT: one 0xff byte this often
 inline constexpr std::size_t max_delete_spis = 16;              // SPIs read from one Delete payload
 inline constexpr std::uint64_t esp_no_esn_rekey = 0xf0000000ull; // no ESN: rekey before 2^32 (sequence)        // INVALID_KE / COOKIE round trips
 

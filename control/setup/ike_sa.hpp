@@ -129,6 +129,7 @@ struct IkeSa {
     TimePoint out_deadline{};
     TimePoint last_heard{};              // last authenticated message from the peer
     TimePoint rekey_at{};                // our own child rekey is due
+    TimePoint keepalive_at{};            // behind a NAT: next NAT keepalive (RFC 3948 §2.3)
     // a child rekey we initiated: its new inbound SPI and nonce, KE
     std::uint32_t rekey_rx_spi = 0;
     Bytes rekey_nonce;

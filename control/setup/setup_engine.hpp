@@ -60,6 +60,7 @@ struct SetupCounters {
     std::uint64_t esp_refused = 0;         // CREATE_CHILD_SA answered with an error notify
     std::uint64_t liveness_sent = 0, deletes_received = 0, deletes_sent = 0;
     std::uint64_t esp_dead = 0;            // peers declared dead (heartbeat_fail)
+    std::uint64_t nat_keepalives = 0;      // sent behind a NAT (ESP remotes)
 };
 
 class SetupEngine {
@@ -158,6 +159,7 @@ private:
     void esp_refuse(IkeSa& sa, const Message& outer, ByteView data, std::uint16_t notify, Bytes ndata, const std::string& why);
     void esp_end(IkeSa& sa, Reason reason, const std::string& why);
     void esp_retire_old(IkeSa& sa, std::size_t i);
+    bool keepalives(const IkeSa& sa) const;
     control::TimePoint esp_deadline(const IkeSa& sa) const;
     Message esp_message_for(const IkeSa& sa, Exchange ex, bool response, std::uint32_t msg_id) const;
 

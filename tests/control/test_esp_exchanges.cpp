@@ -369,3 +369,68 @@ TEST_CASE("esp: the dataplane refusing a new inbound SA refuses the rekey; the o
     CHECK(x.s->counters().child_rekeys + x.p->counters().child_rekeys >= 1);
     x.keys_cross();
 }
+
+TEST_CASE("esp: the side behind a NAT sends a keepalive every 20 s, the other none", "[esp][nat]") {
+    LogCapture logs;
+    EspPair x;
+    // The secondary's packets arrive from a NAT's public address: it is behind a NAT.
+    const Endpoint pub = ep("203.0.113.9", 40000);
+    REQUIRE(x.s->connect(1));
+    for (int i = 0; i < 20; ++i) {
+        if (!x.to_p.q.empty()) {
+            auto d = std::move(x.to_p.q.front());
+            x.to_p.q.pop_front();
+            if (d.data.size() == 1) continue;   // a keepalive: the dataplane's
+            x.p->on_datagram(pub, d.to, d.data, d.framing);
+        }
+        if (!x.to_s.q.empty()) {
+            auto d = std::move(x.to_s.q.front());
+            x.to_s.q.pop_front();
+            x.s->on_datagram(d.from, ep("192.0.2.2", 5653), d.data, d.framing);
+        }
+    }
+    REQUIRE(x.ss.sessions.size() == 1);
+    REQUIRE(x.ss.sessions[0].local_behind_nat);
+    x.to_p.all.clear();
+    x.to_s.all.clear();
+    for (int i = 0; i < 41; ++i) {
+        x.clock.advance(1s);
+        x.s->on_timer();
+        x.p->on_timer();
+    }
+    unsigned keepalives = 0;
+    for (const auto& d : x.to_p.all)
+        if (d.data.size() == 1 && d.data[0] == 0xff) {
+            ++keepalives;
+            CHECK(d.from.port == 4500);
+            CHECK(d.to.port == 4500);
+        }
+    CHECK(keepalives == 2);
+    for (const auto& d : x.to_s.all) CHECK(d.data.size() != 1);
+}
+
+TEST_CASE("esp: IKE_AUTH on nat_port behind the non-ESP marker is answered from there with it", "[esp][nat]") {
+    LogCapture logs;
+    EspPair x;
+    REQUIRE(x.s->connect(1));
+    REQUIRE(x.to_primary());    // IKE_SA_INIT on local.port
+    REQUIRE(x.to_secondary());
+    // The initiator floats (RFC 7296 §2.23): its IKE_AUTH comes to 4500 from 4500, behind the marker.
+    REQUIRE(!x.to_p.q.empty());
+    auto d = x.to_p.q.back();
+    x.to_p.q.clear();
+    x.p->on_datagram(ep("192.0.2.2", 4500), ep("192.0.2.1", 4500), d.data, Framing::non_esp_marker);
+    REQUIRE(x.to_s.q.size() == 1);
+    CHECK(x.to_s.q.front().from == ep("192.0.2.1", 4500));
+    CHECK(x.to_s.q.front().to == ep("192.0.2.2", 4500));
+    CHECK(x.to_s.q.front().framing == Framing::non_esp_marker);
+    REQUIRE(x.sp.sessions.size() == 1);
+    CHECK(x.sp.sessions[0].framing == Framing::non_esp_marker);
+    CHECK(x.sp.sessions[0].peer == ep("192.0.2.2", 4500));
+    // Later exchanges on the IKE SA answer there too.
+    REQUIRE(x.to_secondary());
+    REQUIRE(x.p->esp_rekey(7));
+    REQUIRE(!x.to_s.q.empty());
+    CHECK(x.to_s.q.back().to == ep("192.0.2.2", 4500));
+    CHECK(x.to_s.q.back().framing == Framing::non_esp_marker);
+}
