@@ -76,6 +76,7 @@ void SetupEngine::esp_message(IkeSa& sa, const Endpoint& from, const Endpoint& t
     sa.peer = from;
     sa.local = to;
     sa.framing = rx_framing_;
+    const std::uint64_t key = our_spi(sa).v;   // sa may be gone after the dispatch (DELETE, dead)
     if (outer.hdr.is_response()) {
         esp_response(sa, msg);
     } else if (critical_check(msg) != 0) {
@@ -86,7 +87,7 @@ void SetupEngine::esp_message(IkeSa& sa, const Endpoint& from, const Endpoint& t
     } else {
         esp_create_child(sa, outer, data, msg);
     }
-    if (auto it = sas_.find(our_spi(sa).v); it != sas_.end() && it->second.get() == &sa) sa.deadline = esp_deadline(sa);
+    if (auto it = sas_.find(key); it != sas_.end()) it->second->deadline = esp_deadline(*it->second);
 }
 
 // Our answer to the peer's request (kept for its retransmissions).

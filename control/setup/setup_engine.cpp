@@ -105,10 +105,13 @@ Bytes SetupEngine::cookie_for(const Endpoint& peer, Spi spi_i, ByteView nonce_i,
 
 // ---- peers at run time ---------------------------------------------------------------
 
-void SetupEngine::abort_exchanges(const PeerConfig& peer) {
+void SetupEngine::abort_exchanges(const PeerConfig& peer, bool keep_esp) {
     std::vector<std::uint64_t> gone;
-    for (const auto& [k, sa] : sas_)
+    for (const auto& [k, sa] : sas_) {
+        // An ESP remote's IKE SA is its session: a change applied in place (subnets) keeps it.
+        if (keep_esp && sa->esp && sa->state == IkeSa::State::established) continue;
         if (sa->remote == &peer || sa->claimed == &peer) gone.push_back(k);
+    }
     // Quietly (no failure, no log line: the administrator's command is audited, and the
     // exchange did not fail). erase() releases a reserved receive ID and the half-open slot.
     for (auto k : gone) erase(Spi{k});
@@ -122,7 +125,8 @@ void SetupEngine::add_peer(const config::Remote& r) {
     PeerConfig next = peer_config(r);
     for (auto& p : peers_) {
         if (p.id != r.id) continue;
-        abort_exchanges(p);
+        // A change that sets the session up again ended it first (its IKE DELETE sent).
+        abort_exchanges(p, /*keep_esp=*/p.wire == next.wire);
         next.enabled = p.enabled;
         p = std::move(next);  // in place: the node (and its address) stays
         return;

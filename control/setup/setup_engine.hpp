@@ -166,7 +166,8 @@ private:
     bool establish(IkeSa& sa);  // false: failed (an initiator's SA is then gone)
     void fail(IkeSa& sa, Reason reason, const std::string& why);
     void erase(Spi our_spi);
-    void abort_exchanges(const PeerConfig& peer);  // every SA pointing at peer, erased quietly
+    // Every SA pointing at peer, erased quietly (keep_esp: but an ESP remote's established IKE SA).
+    void abort_exchanges(const PeerConfig& peer, bool keep_esp = false);
     Spi new_spi();
     Spi our_spi(const IkeSa& sa) const { return sa.initiator ? sa.spi_i : sa.spi_r; }
 
