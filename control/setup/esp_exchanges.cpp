@@ -256,6 +256,11 @@ void SetupEngine::esp_rekey_ike(IkeSa& sa, const Message& outer, ByteView data, 
     const auto* ke = msg.find<KePayload>(pt::ke);
     const auto* ni = msg.find<NoncePayload>(pt::nonce);
     if (!ke) return esp_refuse(sa, outer, data, nt::invalid_syntax, {}, "IKE SA rekey without KE");
+    // Replaced IKE SAs wait for their DELETE (30 s at most): a peer rekeying in a loop keeps
+    // at most this many of them, not one per request.
+    std::size_t waiting = 0;
+    for (const auto& [k, o] : sas_) waiting += o->rekeyed && o->remote == sa.remote;
+    if (waiting >= limits::esp_rekeyed_max) return esp_refuse(sa, outer, data, nt::temporary_failure, {}, "IKE SA rekeyed too often");
     std::uint16_t bits = 0, prf_id = 0;
     std::uint8_t num = 0;
     Spi peer_spi;

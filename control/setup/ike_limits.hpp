@@ -60,6 +60,7 @@ inline constexpr unsigned retransmit_tries = 4;
 inline constexpr unsigned max_init_restarts = 4;
 // ESP remotes (wire = "esp"): the IKE SA stays with the session.
 inline constexpr std::chrono::seconds esp_old_rx_grace{10};     // replaced inbound SA kept without a DELETE
+inline constexpr std::size_t esp_rekeyed_max = 2;               // replaced IKE SAs of one remote awaiting DELETE
 inline constexpr std::size_t esp_old_rx_max = 4;                // replaced inbound SAs kept at once
 inline constexpr std::chrono::seconds nat_keepalive{20};        // behind a NAT: one 0xff byte this often
 inline constexpr std::size_t max_delete_spis = 16;              // SPIs read from one Delete payload

@@ -640,3 +640,66 @@ TEST_CASE("esp: CREATE_CHILD_SA refusals: unknown REKEY_SA SPI, no REKEY_SA, a K
     CHECK(m.sp.rx.size() == 1);   // nothing installed
     CHECK(logs.count(Reason::SETUP_ESP_REFUSED) == 3);
 }
+
+namespace {
+// An IKE SA rekey through `on` (message id `id`): the new SA with its keys, or nullptr (refused).
+std::unique_ptr<IkeSa> rekey_ike(ManualInitiator& m, IkeSa& on, std::uint32_t id, std::uint64_t spi,
+                                 std::uint16_t* refused = nullptr) {
+    auto kx = KeyExchange::create(group_x25519);
+    Message req;
+    Proposal prop;
+    prop.protocol = proto_ike;
+    put64(prop.spi, spi);
+    prop.transforms = {{tt::encr, encr_aes_gcm_16, 256}, {tt::prf, prf_hmac_sha2_256, 0}, {tt::dh, group_x25519, 0}};
+    req.add(pt::sa, SaPayload{{prop}});
+    const Bytes ni(32, std::uint8_t(spi));
+    req.add(pt::nonce, NoncePayload{ni});
+    req.add(pt::ke, KePayload{group_x25519, kx->public_value()});
+    auto resp = m.ask(on, Exchange::create_child_sa, id, req);
+    if (!resp) return nullptr;
+    if (const auto* e = resp->error_notify()) {
+        if (refused) *refused = e->type;
+        return nullptr;
+    }
+    const auto* sap = resp->find<SaPayload>(pt::sa);
+    const auto* nr = resp->find<NoncePayload>(pt::nonce);
+    const auto* ke = resp->find<KePayload>(pt::ke);
+    if (!sap || !nr || !ke || sap->proposals.empty() || sap->proposals[0].spi.size() != 8) return nullptr;
+    auto n = std::make_unique<IkeSa>();
+    n->initiator = true;
+    n->spi_i = Spi{spi};
+    n->spi_r = Spi{get64(sap->proposals[0].spi.data())};
+    n->prf_alg = prf_hmac_sha2_256;
+    n->encr_bits = 256;
+    n->nonce_i = ni;
+    n->nonce_r = nr->data;
+    auto shared = kx->shared_secret(ke->data);
+    if (!shared) return nullptr;
+    Bytes seed(shared->span().begin(), shared->span().end());
+    append(seed, ni);
+    append(seed, nr->data);
+    if (!derive_ike_keys_from(*n, prf(prf_hmac_sha2_256, on.sk_d.span(), seed))) return nullptr;
+    return n;
+}
+}  // namespace
+
+TEST_CASE("esp: IKE SA rekeys without DELETEs keep at most two old IKE SAs; they go after 30 s", "[esp][rekey]") {
+    LogCapture logs;
+    ManualInitiator m;
+    REQUIRE(m.setup());
+    auto n1 = rekey_ike(m, m.sa, 2, 0xa1);
+    REQUIRE(n1);
+    auto n2 = rekey_ike(m, *n1, 0, 0xa2);
+    REQUIRE(n2);
+    std::uint16_t refused = 0;
+    CHECK_FALSE(rekey_ike(m, *n2, 0, 0xa3, &refused));
+    CHECK(refused == nt::temporary_failure);
+    CHECK(m.p->exchanges() == 3);
+    // The old ones expire; the newest carries on.
+    m.clock.advance(31s);
+    m.p->on_timer();
+    CHECK(m.p->exchanges() == 1);
+    CHECK(m.sp.downs.empty());
+    CHECK(m.ask(*n2, Exchange::informational, 1, Message{}));   // id 0 was the refused rekey
+    CHECK(rekey_ike(m, *n2, 2, 0xa4));
+}
