@@ -108,6 +108,14 @@ std::optional<KeyType> parse_key_type(std::string_view s) {
     return std::nullopt;
 }
 
+std::optional<WireMode> parse_wire(std::string_view s) {
+    std::string l(s);
+    for (char& c : l) c = (c >= 'A' && c <= 'Z') ? char(c - 'A' + 'a') : c;
+    if (l == "p3") return WireMode::p3;
+    if (l == "esp") return WireMode::esp;
+    return std::nullopt;
+}
+
 std::string_view key_type_name(KeyType k) { return k == KeyType::aes256 ? "AES256" : "AES128"; }
 
 std::optional<SecretBytes> parse_hex_secret(std::string_view s) {
@@ -182,6 +190,7 @@ Remote Remote::clone() const {
     r.overrides = overrides;
     r.identity = identity;
     r.psk_file = psk_file;
+    r.wire = wire;
     if (static_keys) r.static_keys = static_keys->clone();
     r.line = line;
     return r;
@@ -211,7 +220,7 @@ bool same_settings(const Remote& a, const Remote& b) {
     if (a.id != b.id || a.address != b.address || a.port != b.port || a.subnets != b.subnets ||
         a.groups != b.groups || !(a.params == b.params) || !same_group(a.overrides, b.overrides) ||
         a.identity != b.identity ||
-        a.psk_file != b.psk_file || a.static_keys.has_value() != b.static_keys.has_value())
+        a.psk_file != b.psk_file || a.wire != b.wire || a.static_keys.has_value() != b.static_keys.has_value())
         return false;
     if (!a.static_keys) return true;
     const auto &x = *a.static_keys, &y = *b.static_keys;
@@ -493,6 +502,7 @@ std::string to_libconfig(const Config& cfg, bool reveal_secrets) {
         o << "    port = " << r.port << ";\n";
         if (!r.identity.empty()) o << "    identity = " << quote(r.identity) << ";\n";
         if (!r.psk_file.empty()) o << "    psk_file = " << quote(r.psk_file) << ";\n";
+        if (r.wire == WireMode::esp) o << "    wire = \"esp\";\n";
         o << "    subnets = [";
         for (std::size_t k = 0; k < r.subnets.size(); ++k) o << (k ? ", " : " ") << quote(r.subnets[k].str());
         o << (r.subnets.empty() ? "];\n" : " ];\n");

@@ -23,6 +23,11 @@ namespace p3::config {
 enum class Role { primary, secondary };
 enum class KeyType { aes128, aes256 };
 enum class KeyGeneration { software, hardware };
+// How a remote's traffic is carried (DESIGN.md §Standard ESP mode): p3 = the P3 wire with its
+// control channel; esp = standard ESP (RFC 4303/4106/3948) for a foreign IKEv2 peer: one SA per
+// direction, IKE (CREATE_CHILD_SA, INFORMATIONAL) instead of the control channel, no key
+// arrays, no push, no size hiding.
+enum class WireMode { p3, esp };
 
 // Parameters a group or a remote may override (seed spec Appendix A, "#/..." keywords,
 // plus what the session needs to be pushed to a secondary).
@@ -93,6 +98,7 @@ struct Remote {
     // key never authenticates another; no key is shared by all remotes.
     std::string psk_file;
     std::optional<StaticKeys> static_keys;
+    WireMode wire = WireMode::p3;     // "wire": p3 (default) or esp
     int line = 0;                     // where it was defined (for messages)
 
     Remote clone() const;
@@ -224,7 +230,7 @@ struct Diff {
     struct Changed {
         std::uint32_t id;
         // The remote's keys that differ, in a fixed order: "address", "port", "identity",
-        // "psk_file", "subnets", "groups", "static_keys", then the session parameters
+        // "psk_file", "wire", "subnets", "groups", "static_keys", then the session parameters
         // ("rekey_wait", ...; one differs when its resolved value or the remote's own
         // override of it does).
         std::vector<std::string> fields;

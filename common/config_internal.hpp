@@ -67,7 +67,8 @@ void set_session_number(Group& g, std::string_view key, long long v);
 // Applies the fields set in g over p.
 void apply(SessionParams& p, const Group& g);
 
-std::optional<KeyType> parse_key_type(std::string_view s);  // "AES128" / "AES256", any case
+std::optional<KeyType> parse_key_type(std::string_view s);
+std::optional<WireMode> parse_wire(std::string_view s);     // "p3" / "esp", any case  // "AES128" / "AES256", any case
 std::string_view key_type_name(KeyType k);
 // Hex digits (optional 0x), even count, straight into secret storage. nullopt if malformed.
 std::optional<SecretBytes> parse_hex_secret(std::string_view s);
@@ -86,6 +87,7 @@ struct RemoteDraft {
     std::vector<int> subnet_lines;   // parallel to Remote::subnets
     int address_line = 0;
     int psk_line = 0;
+    int wire_line = 0;               // where "wire" is (0: not given)
     int ip_version = 0;              // "ip" if given
     int ip_line = 0;
 };

@@ -55,7 +55,7 @@ constexpr const char* kLocalKeys =
     "wan_gateway_mac, wan_mtu, replay_window, idle_backoff_us, idle_polls, mbufs, rx_queues, burst";
 constexpr const char* kRemoteKeys =
     "ip, address, subnetK, maskK, key_type, rekey_wait, key_array, data_array_time, control_array_time, "
-    "heartbeat_time, heartbeat_fail, port; extensions: identity, psk_file, rekey_packets, size_hiding, lanes, rekey_dh";
+    "heartbeat_time, heartbeat_fail, port; extensions: identity, psk_file, wire, rekey_packets, size_hiding, lanes, rekey_dh";
 
 struct SubnetDraft {
     std::string subnet, mask;
@@ -336,6 +336,11 @@ struct Parser {
         } else if (key == "psk_file") {
             lr.r.psk_file = text(v, name);
             lr.rd.psk_line = line;
+        } else if (key == "wire") {
+            auto w = parse_wire(v);
+            if (!w) bad(name + " '" + std::string(v) + "' must be p3 or esp");
+            lr.r.wire = *w;
+            lr.rd.wire_line = line;
         } else if (numbered(key, "subnet", k)) {
             auto& sd = subnet_entry(k);
             sd.subnet = std::string(v);

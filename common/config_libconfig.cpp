@@ -368,7 +368,7 @@ struct Reader {
         r.static_keys = std::move(k);
     }
 
-    static constexpr const char* kRemoteKeys = "id, ip, address, port, identity, psk_file, subnets, groups, static_keys";
+    static constexpr const char* kRemoteKeys = "id, ip, address, port, identity, psk_file, wire, subnets, groups, static_keys";
 
     // One key of a remote; false if the key is not a remote's.
     bool remote_key(const Setting& s, const std::string& path, Remote& r, RemoteDraft& rd, bool& have_id) {
@@ -391,6 +391,11 @@ struct Reader {
         } else if (key == "psk_file") {
             r.psk_file = string(s, path);
             rd.psk_line = line_of(s);
+        } else if (key == "wire") {
+            auto w = parse_wire(string(s, path, 16));
+            if (!w) bad(s, path + " '" + std::string(s.c_str()) + "' must be \"p3\" or \"esp\"");
+            r.wire = *w;
+            rd.wire_line = line_of(s);
         } else if (key == "subnets") {
             subnet_list(s, path, limits::max_subnets, r.subnets, rd.subnet_lines);
         } else if (key == "groups") {

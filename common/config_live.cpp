@@ -101,7 +101,7 @@ std::string quoted(const std::string& v) {
 std::string value_text(const std::string& key, const std::string& v) {
     const bool literal = !v.empty() && (v[0] == '"' || v[0] == '[' || v[0] == '(');
     if (literal) return v;
-    if (key == "address" || key == "identity" || key == "psk_file" || key == "key_type") return quoted(v);
+    if (key == "address" || key == "identity" || key == "psk_file" || key == "key_type" || key == "wire") return quoted(v);
     if (key == "subnets" || key == "groups") {
         std::string out = "[";
         std::size_t start = 0;
@@ -138,6 +138,7 @@ void unset_remote_key(const std::string& key, Remote& r, RemoteDraft& rd) {
     else if (key == "port") r.port = Remote{}.port;
     else if (key == "identity") r.identity.clear();
     else if (key == "psk_file") r.psk_file.clear(), rd.psk_line = 0;
+    else if (key == "wire") r.wire = WireMode::p3, rd.wire_line = 0;
     else if (key == "subnets") r.subnets.clear(), rd.subnet_lines.clear();
     else if (key == "groups") r.groups.clear(), rd.groups_line = 0;
 }
@@ -148,13 +149,13 @@ void unset_remote_key(const std::string& key, Remote& r, RemoteDraft& rd) {
 void set_remote_key(Draft& d, std::size_t i, const std::string& key, const std::string& value,
                     const std::string& label) {
     static constexpr const char* kSettable =
-        "ip, address, port, identity, psk_file, subnets, groups, rekey_wait, rekey_packets, array_size, "
+        "ip, address, port, identity, psk_file, wire, subnets, groups, rekey_wait, rekey_packets, array_size, "
         "data_array_time, control_array_time, heartbeat_time, heartbeat_fail, key_type, size_hiding, lanes, rekey_dh";
     if (key == "id" || key == "static_keys")
         fail(label, 0, Reason::CFG_UNKNOWN_KEY,
              "'" + key + "' cannot be set on a running remote (remove it and add it again)");
     bool known = session_number_range(key) || key == "key_type" || key == "size_hiding" || key == "rekey_dh";
-    for (const char* k : {"ip", "address", "port", "identity", "psk_file", "subnets", "groups"}) known |= key == k;
+    for (const char* k : {"ip", "address", "port", "identity", "psk_file", "wire", "subnets", "groups"}) known |= key == k;
     if (!known)
         fail(label, 0, Reason::CFG_UNKNOWN_KEY, "unknown keyword '" + key + "' for a remote (allowed: " + kSettable + ")");
     unset_remote_key(key, d.cfg.remotes[i], d.remotes[i]);
@@ -258,6 +259,7 @@ bool same_static_keys(const Remote& a, const Remote& b) {
     y.overrides = x.overrides;
     y.identity = x.identity;
     y.psk_file = x.psk_file;
+    y.wire = x.wire;
     return same_settings(x, y);
 }
 
@@ -281,6 +283,7 @@ std::optional<Diff::Changed> remote_change(const Remote& a, const Remote& b) {
     field(a.port == b.port, "port", false);
     field(a.identity == b.identity, "identity", false);
     field(a.psk_file == b.psk_file, "psk_file", true);   // re-read; counts at the next exchange
+    field(a.wire == b.wire, "wire", false);              // another wire: set up again
     field(a.subnets == b.subnets, "subnets", true);      // routes swapped without a gap
     field(a.groups == b.groups, "groups", true);         // its resolved params are compared below
     field(same_static_keys(a, b), "static_keys", false);

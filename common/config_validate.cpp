@@ -394,6 +394,36 @@ void check_remote_static_keys(Draft& d, std::size_t i, const std::string& who) {
                                          ": static_keys.anti_replay = false: replayed packets are accepted"});
 }
 
+// Remote i with wire = "esp": keyed by IKE (no static keys), no size hiding (refused: the
+// peer could not read it), no key arrays nor lanes (warned: ignored), and its subnets given,
+// since nothing is pushed and the traffic selectors come from the configuration on both sides.
+void check_remote_wire(Draft& d, std::size_t i, const std::string& who) {
+    Config& cfg = d.cfg;
+    const Remote& r = cfg.remotes[i];
+    const RemoteDraft& rd = d.remotes[i];
+    if (r.wire != WireMode::esp) return;
+    const int line = rd.wire_line ? rd.wire_line : r.line;
+    if (r.static_keys)
+        fail(file_of(d, i), line, Reason::CFG_ESP_STATIC_KEYS,
+             who + "wire = \"esp\" with static_keys: an ESP remote is keyed by IKE");
+    if (r.params.size_hiding)
+        fail(file_of(d, i), line, Reason::CFG_ESP_SIZE_HIDING,
+             who + "wire = \"esp\" with size_hiding = true (inherited or set): standard ESP has no size hiding");
+    if (r.subnets.empty())
+        fail(file_of(d, i), line, Reason::CFG_ESP_SUBNETS,
+             who + "wire = \"esp\" needs subnets (the networks behind the peer; nothing is pushed)");
+    const Group& o = rd.overrides;
+    std::string ignored;
+    for (auto [set, name] : {std::pair{o.array_size.has_value(), "array_size"},
+                             std::pair{o.data_array_time.has_value(), "data_array_time"},
+                             std::pair{o.control_array_time.has_value(), "control_array_time"},
+                             std::pair{o.lanes.has_value(), "lanes"}})
+        if (set) ignored += std::string(ignored.empty() ? "" : ", ") + name;
+    if (!ignored.empty())
+        cfg.warnings.push_back(Error{file_of(d, i), line, Reason::CFG_ESP_IGNORED,
+                                     who + ignored + " ignored: wire = \"esp\" has no key arrays and one SA per direction"});
+}
+
 // Remotes: a secondary has one; each remote in file order passes every per-remote step before
 // the next is looked at (so the first error in the file is the one reported).
 void check_remotes(Draft& d) {
@@ -419,6 +449,7 @@ void check_remotes(Draft& d) {
         check_remote_credentials(d, i, who);
         check_remote_lanes_subnets(d, i, who);
         check_remote_static_keys(d, i, who);
+        check_remote_wire(d, i, who);
     }
 }
 

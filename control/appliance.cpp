@@ -72,6 +72,11 @@ void Appliance::stop() {
 
 void Appliance::wind_down() {
     stopping_ = true;
+    // ESP remotes have no channel: their goodbye is our IKE DELETE, sent before the engine stops.
+    unsigned esp = 0;
+    if (setup_)
+        for (const auto& rc : cfg_.remotes)
+            if (rc.wire == config::WireMode::esp) esp += setup_->esp_close(rc.id);
     // The peers hear it now (a secondary then sets up again at once, a primary waits for its
     // secondary), not after heartbeat_fail. The setup engine stops first: a secondary's
     // attempt that arrives meanwhile is not answered, so no session comes up only to end
@@ -83,6 +88,7 @@ void Appliance::wind_down() {
         r.session->shutdown(channel::GoodbyeReason::stopping);
         if (r.session->state() == channel::SessionState::closing) ++told;
     }
+    told += esp;
     P3_LOG_NOTICE(STOPPING, "stopping: goodbye to %u peer(s), waiting at most %lld ms for the answers", told,
                   static_cast<long long>(kStopGrace.count()));
 }

@@ -79,6 +79,8 @@ json Appliance::status_of(const config::Remote& rc, TimePoint now) const {
     const bool shut = shut_.count(id) != 0;
     j["state"] = shut && !up ? "down" : state_name(s, setup_ && !rc.static_keys, dv && dv->state == dp::SessionState::up);
     j["admin"] = shut ? "down" : "up";
+    // An ESP remote has no channel: it is up while its IKE SA and child SA are (the dataplane says so).
+    j["wire"] = rc.wire == config::WireMode::esp ? "esp" : "p3";
     j["peer"] = peer_str(dv && (dv->peer.is_v4() || dv->peer.is_v6()) ? dv->peer : rc.address, rc.port);
     j["identity"] = r && !r->identity.empty() ? r->identity : (rc.identity.empty() ? rc.address.str() : rc.identity);
     j["group"] = rc.groups.empty() ? std::string() : rc.groups.front();
@@ -164,6 +166,7 @@ json Appliance::control_status() const {
 
 void Appliance::shut(RemoteId id) {
     shut_.insert(id);
+    if (setup_) setup_->esp_close(id.raw());   // an ESP remote's goodbye: our IKE DELETE
     if (setup_) setup_->set_enabled(id.raw(), false);
     auto it = remotes_.find(id);
     if (it != remotes_.end() && it->second.session) it->second.session->shutdown(channel::GoodbyeReason::administrator);
@@ -189,6 +192,10 @@ admin::Reply Appliance::session_command(const admin::Request& req, const std::ve
             if (req.cmd == admin::Cmd::shutdown) shut(id);
             else unshut(id);
             done.push_back(rc->id);
+            continue;
+        }
+        if (rc->wire == config::WireMode::esp) {   // its IKE SA rekeys the child SA (CREATE_CHILD_SA)
+            if (req.cmd == admin::Cmd::rekey && setup_ && setup_->esp_rekey(rc->id)) done.push_back(rc->id);
             continue;
         }
         auto it = remotes_.find(id);

@@ -153,6 +153,7 @@ admin::Reply Appliance::apply(config::Config next, bool reload) {
 // done, either the remote goes (removed: setup peer and dataplane session) or it may be set up
 // again with its new settings.
 void Appliance::end_session(RemoteId id, bool then_remove) {
+    if (setup_) setup_->esp_close(id.raw());   // an ESP remote's goodbye: our IKE DELETE (no channel)
     auto it = remotes_.find(id);
     channel::Session* s = it == remotes_.end() ? nullptr : it->second.session.get();
     if (!s) {

@@ -49,6 +49,7 @@ bool DataplanePort::install(setup::EstablishedSession&& s) {
         P3_LOG_ERROR(SETUP_KEYS_REJECTED, "setup with remote %u: no dataplane session for it", s.remote_id);
         return false;
     }
+    if (s.wire == config::WireMode::esp) return install_esp(s, sid);
     // Who sends on how many lanes: the push says (params.lanes = the secondary's, primary_lanes
     // = the primary's); 0 means one per worker of that machine.
     // The block reserved for it is as wide as the peer announced (or the most a peer may use);

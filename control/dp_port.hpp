@@ -43,6 +43,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -66,6 +67,14 @@ public:
     void release_rx_id(std::uint32_t rx_id) override;
     bool install(setup::EstablishedSession&& s) override;
     std::uint32_t local_lanes() const override { return port_.tx_lanes(); }
+
+    // ESP remotes (wire = "esp"; dp_port_esp.cpp): one SA per direction through the port's
+    // esp_install_rx / esp_install_tx / esp_remove_rx, each written to the key log.
+    bool esp_install_rx(std::uint32_t remote_id, std::uint32_t spi, const setup::DirectionKeys& k, bool esn) override;
+    bool esp_install_tx(std::uint32_t remote_id, std::uint32_t spi, const setup::DirectionKeys& k, bool esn) override;
+    void esp_remove_rx(std::uint32_t remote_id, std::uint32_t spi) override;
+    void esp_down(std::uint32_t remote_id, Reason reason) override;
+    std::uint64_t esp_tx_packets(std::uint32_t remote_id) override;
 
     std::uint64_t installed() const noexcept { return installed_; }
     void set_on_up(UpHook h) { on_up_ = std::move(h); }
@@ -111,6 +120,14 @@ public:
     bool send(rte_mbuf* m) noexcept { return port_.send(m); }
 
 private:
+    // The first SA pair of an ESP session (install() for wire = "esp"): outer header, routes
+    // to the configured subnets, inbound before outbound; no on_up (no control channel).
+    bool install_esp(setup::EstablishedSession& s, SessionId sid);
+    struct EspPeer {            // outer addresses per session, for the key log
+        std::string local, peer;
+    };
+    std::unordered_map<std::uint32_t, EspPeer> esp_peers_;   // by remote id
+
     // Drops the block reserved at rx_id (or its IDs from `from` on); returns its width.
     std::uint32_t give_back(std::uint32_t rx_id, std::uint32_t from = 0);
 

@@ -26,7 +26,8 @@ std::atomic<bool> g_on{false};
 bool g_failed_logged = false;
 
 // Enough for a 32-byte key and a 4-byte salt in hex and every field.
-constexpr std::size_t kLineMax = 256;
+// (ESP lines add the wire, ESN and two IPv6 addresses.)
+constexpr std::size_t kLineMax = 384;
 
 std::size_t put_hex(char* out, std::span<const std::uint8_t> b) {
     static constexpr char kHex[] = "0123456789abcdef";
@@ -68,24 +69,22 @@ bool open(const std::string& path, std::string& why) {
 
 bool enabled() noexcept { return g_on.load(std::memory_order_acquire); }
 
-void write(std::uint32_t session, std::uint32_t remote, Dir dir, std::uint32_t p3_base, std::uint32_t lanes,
-           std::span<const std::uint8_t> key, std::span<const std::uint8_t> salt) noexcept {
-    if (!enabled()) return;
-    if (key.size() > 32 || salt.size() > 16) return;   // not key material
-    timespec ts{};
-    ::clock_gettime(CLOCK_REALTIME, &ts);
+namespace {
+// One line: prefix (fields before the key), key, salt, suffix (fields after it), newline;
+// written whole, then the buffer wiped.
+void write_line(const char* prefix, std::span<const std::uint8_t> key, std::span<const std::uint8_t> salt,
+                const char* suffix) noexcept {
     char line[kLineMax];
-    int n = std::snprintf(line, sizeof line,
-                          "%lld.%06ld session=%" PRIu32 " remote=%" PRIu32 " dir=%s p3_id=0x%" PRIx32
-                          " lanes=%" PRIu32 " key=",
-                          static_cast<long long>(ts.tv_sec), ts.tv_nsec / 1000, session, remote,
-                          dir == Dir::rx ? "rx" : "tx", p3_base, lanes);
-    if (n < 0) return;
-    std::size_t len = static_cast<std::size_t>(n);
+    const std::size_t pn = std::strlen(prefix), sn = std::strlen(suffix);
+    if (pn + sn + 2 * (key.size() + salt.size()) + 8 > sizeof line) return;
+    std::size_t len = pn;
+    std::memcpy(line, prefix, pn);
     len += put_hex(line + len, key);
     std::memcpy(line + len, " salt=", 6);
     len += 6;
     len += put_hex(line + len, salt);
+    std::memcpy(line + len, suffix, sn);
+    len += sn;
     line[len++] = '\n';
     std::lock_guard<std::mutex> g(g_lock);
     if (g_fd >= 0) {
@@ -99,6 +98,41 @@ void write(std::uint32_t session, std::uint32_t remote, Dir dir, std::uint32_t p
         }
     }
     secure_wipe(line, sizeof line);
+}
+
+// "<time> session=.. remote=.. dir=.. p3_id=0x.. lanes=.. key=" into buf.
+bool prefix(char* buf, std::size_t n, std::uint32_t session, std::uint32_t remote, Dir dir, std::uint32_t p3_base,
+            std::uint32_t lanes) noexcept {
+    timespec ts{};
+    ::clock_gettime(CLOCK_REALTIME, &ts);
+    const int w = std::snprintf(buf, n,
+                                "%lld.%06ld session=%" PRIu32 " remote=%" PRIu32 " dir=%s p3_id=0x%" PRIx32
+                                " lanes=%" PRIu32 " key=",
+                                static_cast<long long>(ts.tv_sec), ts.tv_nsec / 1000, session, remote,
+                                dir == Dir::rx ? "rx" : "tx", p3_base, lanes);
+    return w > 0 && std::size_t(w) < n;
+}
+}  // namespace
+
+void write(std::uint32_t session, std::uint32_t remote, Dir dir, std::uint32_t p3_base, std::uint32_t lanes,
+           std::span<const std::uint8_t> key, std::span<const std::uint8_t> salt) noexcept {
+    if (!enabled()) return;
+    if (key.size() > 32 || salt.size() > 16) return;   // not key material
+    char pre[160];
+    if (!prefix(pre, sizeof pre, session, remote, dir, p3_base, lanes)) return;
+    write_line(pre, key, salt, "");
+}
+
+void write_esp(std::uint32_t session, std::uint32_t remote, Dir dir, std::uint32_t spi, std::span<const std::uint8_t> key,
+               std::span<const std::uint8_t> salt, bool esn, const std::string& src, const std::string& dst) noexcept {
+    if (!enabled()) return;
+    if (key.size() > 32 || salt.size() > 16 || src.size() > 64 || dst.size() > 64) return;
+    char pre[160];
+    if (!prefix(pre, sizeof pre, session, remote, dir, spi, 1)) return;
+    char suf[176];
+    const int w = std::snprintf(suf, sizeof suf, " wire=esp esn=%d src=%s dst=%s", esn ? 1 : 0, src.c_str(), dst.c_str());
+    if (w <= 0 || std::size_t(w) >= sizeof suf) return;
+    write_line(pre, key, salt, suf);
 }
 
 void close() noexcept {

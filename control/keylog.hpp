@@ -3,6 +3,7 @@
 // WAN (tests/sh/54-invisible-rekey.sh) the way Wireshark reads an SSLKEYLOGFILE:
 //
 //   <unix-time> session=<sid> remote=<id> dir=rx|tx p3_id=0x<base> lanes=<n> key=<hex> salt=<hex>
+//   ... wire=esp esn=0|1 src=<addr> dst=<addr>      (an ESP SA: p3_id is its SPI, lanes=1)
 //
 // The key and salt are the session-level material of lane 0 at P3 ID base; lane n > 0 (P3 ID
 // base + n) derives its own by HKDF as DESIGN.md §Wire format says. `dir=rx` is a key we
@@ -30,6 +31,11 @@ bool enabled() noexcept;
 // One line, when the log is on; a no-op otherwise. A failed write is logged (P3-E0010) once.
 void write(std::uint32_t session, std::uint32_t remote, Dir dir, std::uint32_t p3_base, std::uint32_t lanes,
            std::span<const std::uint8_t> key, std::span<const std::uint8_t> salt) noexcept;
+// An ESP SA (wire = "esp"): the same fields (p3_id = the SPI, lanes=1) and
+// ` wire=esp esn=0|1 src=<addr> dst=<addr>`, the outer addresses of that direction, so a test
+// can fill tshark's ESP SA table from it.
+void write_esp(std::uint32_t session, std::uint32_t remote, Dir dir, std::uint32_t spi, std::span<const std::uint8_t> key,
+               std::span<const std::uint8_t> salt, bool esn, const std::string& src, const std::string& dst) noexcept;
 // Closes the file (p3d's exit; tests).
 void close() noexcept;
 

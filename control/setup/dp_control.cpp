@@ -182,3 +182,47 @@ void SetupControlPlane::setup_failed(std::uint32_t remote_id, Reason reason) {
 }
 
 }  // namespace p3::setup
+
+namespace p3::setup {
+
+// ---- ESP remotes ---------------------------------------------------------------------------
+
+bool SetupControlPlane::esp_install_rx(std::uint32_t remote_id, std::uint32_t spi, const DirectionKeys& k, bool esn) {
+    return started_ && port_.esp_install_rx(remote_id, spi, k, esn);
+}
+
+bool SetupControlPlane::esp_install_tx(std::uint32_t remote_id, std::uint32_t spi, const DirectionKeys& k, bool esn) {
+    return started_ && port_.esp_install_tx(remote_id, spi, k, esn);
+}
+
+void SetupControlPlane::esp_remove_rx(std::uint32_t remote_id, std::uint32_t spi) {
+    if (started_) port_.esp_remove_rx(remote_id, spi);
+}
+
+std::uint64_t SetupControlPlane::esp_tx_packets(std::uint32_t remote_id) {
+    return started_ ? port_.esp_tx_packets(remote_id) : 0;
+}
+
+// The IKE SA is gone (the peer's DELETE, a dead peer, our close): keys cleared; a secondary
+// sets the session up again after the back-off, as after a failed exchange.
+void SetupControlPlane::esp_down(std::uint32_t remote_id, Reason reason) {
+    if (started_) port_.esp_down(remote_id, reason);
+    if (on_esp_down_) on_esp_down_(remote_id, reason);
+    auto it = retry_.find(remote_id);
+    if (it == retry_.end()) return;
+    Retry& r = it->second;
+    r.up = false;
+    r.next = clock_.now() + control::Backoff::after(r.failures);
+    ++r.failures;
+}
+
+bool SetupControlPlane::esp_close(std::uint32_t remote_id) {
+    if (!engine_) return false;
+    // Our own close is no failure: no reconnect unless the remote is started again.
+    const bool closed = engine_->esp_close(remote_id);
+    if (closed)
+        if (auto it = retry_.find(remote_id); it != retry_.end()) it->second.next = control::TimePoint::max();
+    return closed;
+}
+
+}  // namespace p3::setup

@@ -13,10 +13,11 @@
 // The running configuration changes at run time (update(), set_enabled(): the Appliance, on
 // the control thread): peers and keys follow in the engine, the retry state per remote here.
 //
-// Only local.port carries IKE here: in p3d, local.nat_port carries UDP-encapsulated P3,
-// whose first word (P3 flags, 0) is indistinguishable from the non-ESP marker. A peer that
-// sends the marker on local.port is understood and answered with it: the framing goes with
-// the datagram into the engine (setup_frame.hpp), nothing is kept here per peer.
+// IKE arrives on local.port and on local.nat_port: there the dataplane hands over the UDP
+// datagrams whose first word is 0 (the non-ESP marker; P3 in UDP sets the flags' UDP bit,
+// DESIGN.md §Wire format), so a standard initiator may float to 4500 (RFC 7296 §2.23). The
+// framing goes with the datagram into the engine (setup_frame.hpp), which answers from the
+// port and with the framing the request came with; nothing is kept here per peer.
 #pragma once
 
 #include <functional>
@@ -71,6 +72,14 @@ public:
     // back-off until the session is up. Kept across start(); forgotten when the remote is removed.
     void set_enabled(std::uint32_t remote_id, bool on);
 
+    // ESP remotes (wire = "esp"): their IKE SA stays up instead of a control channel.
+    // close: our IKE DELETE (shutdown, removal, stop) and the session's keys cleared; false: no
+    // ESP session with it. rekey: a child SA rekey now. up: its IKE SA and child SA are up.
+    bool esp_close(std::uint32_t remote_id);
+    bool esp_rekey(std::uint32_t remote_id) { return engine_ && engine_->esp_rekey(remote_id); }
+    bool esp_up(std::uint32_t remote_id) const { return engine_ && engine_->esp_up(remote_id); }
+    void set_on_esp_down(std::function<void(std::uint32_t remote_id, Reason)> h) { on_esp_down_ = std::move(h); }
+
     // Read from the control thread (or after stop).
     const SetupEngine* engine() const noexcept { return engine_.get(); }
     std::uint64_t not_setup() const noexcept { return not_setup_; }    // setup_udp frames we could not read
@@ -86,6 +95,11 @@ private:
     void release_rx_id(std::uint32_t rx_id) override;
     bool install(EstablishedSession&& s) override;
     void setup_failed(std::uint32_t remote_id, Reason reason) override;
+    bool esp_install_rx(std::uint32_t remote_id, std::uint32_t spi, const DirectionKeys& k, bool esn) override;
+    bool esp_install_tx(std::uint32_t remote_id, std::uint32_t spi, const DirectionKeys& k, bool esn) override;
+    void esp_remove_rx(std::uint32_t remote_id, std::uint32_t spi) override;
+    void esp_down(std::uint32_t remote_id, Reason reason) override;
+    std::uint64_t esp_tx_packets(std::uint32_t remote_id) override;
 
     void connect_due();
     Credentials& creds() noexcept { return engine_ ? engine_->credentials() : creds_; }
@@ -99,6 +113,7 @@ private:
     bool started_ = false;
     control::DataplanePort::UpHook on_up_;
     std::function<void(std::uint32_t, Reason)> on_failed_;
+    std::function<void(std::uint32_t, Reason)> on_esp_down_;
     std::unique_ptr<SetupEngine> engine_;
 
     struct Retry {

@@ -57,6 +57,13 @@ inline constexpr std::size_t max_cookie = 64;           // RFC 7296 §2.6: 1..64
 // than one exchange's own minute of retransmissions.
 inline constexpr std::chrono::milliseconds retransmit_base{1000};
 inline constexpr unsigned retransmit_tries = 4;
-inline constexpr unsigned max_init_restarts = 4;        // INVALID_KE / COOKIE round trips
+inline constexpr unsigned max_init_restarts = 4;
+// ESP remotes (wire = "esp"): the IKE SA stays with the session.
+inline constexpr std::chrono::seconds esp_old_rx_grace{10};     // replaced inbound SA kept without a DELETE
+inline constexpr std::size_t esp_rekeyed_max = 2;               // replaced IKE SAs of one remote awaiting DELETE
+inline constexpr std::size_t esp_old_rx_max = 4;                // replaced inbound SAs kept at once
+inline constexpr std::chrono::seconds nat_keepalive{20};        // behind a NAT: one 0xff byte this often
+inline constexpr std::size_t max_delete_spis = 16;              // SPIs read from one Delete payload
+inline constexpr std::uint64_t esp_no_esn_rekey = 0xf0000000ull; // no ESN: rekey before 2^32 (sequence)        // INVALID_KE / COOKIE round trips
 
 }  // namespace p3::setup::limits

@@ -50,6 +50,7 @@ struct PeerConfig {
     config::SessionParams params;
     IdPayload expected_id;
     std::string name;  // printable identity for log lines
+    config::WireMode wire = config::WireMode::p3;  // esp: the IKE SA stays, no push
     bool enabled = true;  // false: shut down by the administrator (refused after its proof)
 };
 
@@ -108,6 +109,32 @@ struct IkeSa {
     std::uint32_t peer_rx_id = 0;
     config::KeyType child_key = config::KeyType::aes128;
     PushedConfig pushed;
+
+    // ESP remotes: the IKE SA stays up with the session (esp_exchanges.cpp).
+    bool esp = false;
+    bool child_esn = false;
+    std::uint32_t child_rx = 0, child_tx = 0;  // the current child SA's SPIs (ours, the peer's)
+    bool rekeyed = false;                // an old IKE SA after an IKE rekey: waits for the peer's DELETE
+    std::vector<Prefix> ts_local, ts_remote;  // the child SA's selectors as narrowed
+    struct OldRx {                       // an inbound SA replaced by a rekey, until the peer's DELETE
+        std::uint32_t rx_spi = 0, tx_spi = 0;
+        TimePoint until{};
+    };
+    std::vector<OldRx> old_rx;           // at most limits::esp_old_rx_max
+    enum class Out : std::uint8_t { none, liveness, delete_child, delete_ike, rekey_child };
+    Out out = Out::none;                 // our outstanding request on the established SA
+    std::uint32_t out_msg_id = 0;        // id of our next (or outstanding) request
+    Bytes out_bytes;
+    unsigned out_tries = 0;
+    TimePoint out_deadline{};
+    TimePoint last_heard{};              // last authenticated message from the peer
+    TimePoint rekey_at{};                // our own child rekey is due
+    TimePoint keepalive_at{};            // behind a NAT: next NAT keepalive (RFC 3948 §2.3)
+    // a child rekey we initiated: its new inbound SPI and nonce, KE
+    std::uint32_t rekey_rx_spi = 0;
+    Bytes rekey_nonce;
+    std::unique_ptr<KeyExchange> rekey_kx;
+    bool closing = false;                // our IKE DELETE sent: gone when answered or timed out
 
     // reliability
     std::uint32_t msg_id = 0;            // initiator: id of the outstanding request; responder: next expected

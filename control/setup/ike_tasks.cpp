@@ -2,6 +2,8 @@
 // "ok" or a TaskResult naming the notify to answer with (responder) and the reason code to log.
 #include "control/setup/ike_tasks.hpp"
 
+#include "control/setup/esp_child.hpp"
+
 #include "common/wire_limits.hpp"
 
 #include <openssl/x509.h>
@@ -15,7 +17,6 @@ namespace {
 Bytes be16(std::uint16_t v) { Bytes b; put16(b, v); return b; }
 Bytes be32(std::uint32_t v) { Bytes b; put32(b, v); return b; }
 bool contains(const std::vector<std::uint16_t>& v, std::uint16_t x) { return std::find(v.begin(), v.end(), x) != v.end(); }
-std::size_t encr_key_bytes(std::uint16_t bits) { return bits / 8; }
 std::uint16_t key_bits(config::KeyType k) { return k == config::KeyType::aes256 ? 256 : 128; }
 
 Bytes fresh(Random& r, std::size_t n) {
@@ -367,6 +368,7 @@ public:
     const char* name() const override { return "child-create"; }
 
     TaskResult build_i(IkeSa& sa, Message& m) override {
+        if (sa.remote->wire == config::WireMode::esp) return build_i_esp(sa, m);
         if (!reserve(sa, 0)) return TaskResult::fail(0, Reason::SETUP_KEYS_REJECTED, "no free P3 ID to receive on");
         // How many lanes we send on, so the responder reserves exactly that many P3 IDs
         // instead of the most a peer may use (DESIGN.md: lanes are announced at setup).
@@ -389,6 +391,7 @@ public:
         const auto* sap = m.find<SaPayload>(pt::sa);
         if (!sap || !m.find<TsPayload>(pt::tsi) || !m.find<TsPayload>(pt::tsr))
             return TaskResult::fail(nt::no_proposal_chosen, Reason::SETUP_MALFORMED, "IKE_AUTH without child SA or TS");
+        if (sa.remote->wire == config::WireMode::esp) return process_r_esp(sa, m, *sap);
         const std::uint16_t want = key_bits(sa.remote->params.key_type);
         for (const auto& p : sap->proposals) {
             if (p.protocol != proto_esp || p.spi.size() != 4) continue;
@@ -418,6 +421,12 @@ public:
     }
 
     TaskResult build_r(IkeSa& sa, Message& m) override {
+        if (sa.esp) {
+            m.add(pt::sa, SaPayload{{esp::answer(esp_choice_, sa.rx_id, key_bits(sa.child_key))}});
+            m.add(pt::tsi, esp::selectors(sa.ts_remote));
+            m.add(pt::tsr, esp::selectors(sa.ts_local));
+            return {};
+        }
         Proposal p;
         p.num = chosen_num_;
         p.protocol = proto_esp;
@@ -441,10 +450,64 @@ public:
             return TaskResult::fail(0, Reason::SETUP_NO_PROPOSAL, "unusable child SA in the response");
         sa.peer_rx_id = get32(p.spi.data());
         sa.child_key = bits == 256 ? config::KeyType::aes256 : config::KeyType::aes128;
+        if (sa.remote->wire == config::WireMode::esp) return process_i_esp(sa, m, p);
         return {};
     }
 
 private:
+    // ESP remote, initiator: one SA under one SPI (a block of 1), ESN offered with no ESN,
+    // our networks as TSi and the remote's subnets as TSr; no lane announcement.
+    TaskResult build_i_esp(IkeSa& sa, Message& m) {
+        sa.esp = true;
+        if (!reserve(sa, 1)) return TaskResult::fail(0, Reason::SETUP_KEYS_REJECTED, "no free SPI to receive on");
+        m.add(pt::sa, SaPayload{{esp::offer(sa.rx_id, key_bits(sa.remote->params.key_type), 0)}});
+        m.add(pt::tsi, esp::selectors(esp::local_networks(ctx_.local)));
+        m.add(pt::tsr, esp::selectors(sa.remote->subnets));
+        return {};
+    }
+
+    // ESP remote, responder: the first acceptable proposal (ESN preferred), the selectors
+    // narrowed to the configuration: TSi to the remote's subnets, TSr to our networks.
+    TaskResult process_r_esp(IkeSa& sa, const Message& m, const SaPayload& sap) {
+        sa.esp = true;
+        const std::uint16_t want = key_bits(sa.remote->params.key_type);
+        esp_choice_ = esp::choose(sap, want, 0);
+        if (!esp_choice_.num)
+            return TaskResult::fail(nt::no_proposal_chosen, Reason::SETUP_NO_PROPOSAL,
+                                    "no ESP proposal with AES-GCM-" + std::to_string(want) + " (the remote's key_type)");
+        sa.ts_remote = esp::narrow(sa.remote->subnets, *m.find<TsPayload>(pt::tsi));
+        sa.ts_local = esp::narrow(esp::local_networks(ctx_.local), *m.find<TsPayload>(pt::tsr));
+        if (sa.ts_remote.empty() || sa.ts_local.empty())
+            return TaskResult::fail(nt::ts_unacceptable, Reason::SETUP_TS_UNACCEPTABLE,
+                                    "traffic selectors cover none of the configured subnets");
+        sa.peer_rx_id = esp_choice_.peer_spi;
+        sa.child_key = sa.remote->params.key_type;
+        sa.child_esn = esp_choice_.esn;
+        if (!reserve(sa, 1))
+            return TaskResult::fail(nt::no_proposal_chosen, Reason::SETUP_KEYS_REJECTED, "no free SPI to receive on");
+        return {};
+    }
+
+    // ESP remote, initiator: the ESN the responder chose, its selectors inside ours.
+    TaskResult process_i_esp(IkeSa& sa, const Message& m, const Proposal& p) {
+        bool esn = false, any = false;
+        for (const auto& t : p.transforms)
+            if (t.type == tt::esn) {
+                any = true;
+                esn = t.id == esn_yes;
+            }
+        if (!any) return TaskResult::fail(0, Reason::SETUP_NO_PROPOSAL, "child SA without an ESN transform");
+        if (sa.child_key != sa.remote->params.key_type)
+            return TaskResult::fail(0, Reason::SETUP_NO_PROPOSAL, "child SA key size is not the remote's key_type");
+        sa.child_esn = esn;
+        sa.ts_local = esp::narrow(esp::local_networks(ctx_.local), *m.find<TsPayload>(pt::tsi));
+        sa.ts_remote = esp::narrow(sa.remote->subnets, *m.find<TsPayload>(pt::tsr));
+        if (sa.ts_local.empty() || sa.ts_remote.empty())
+            return TaskResult::fail(0, Reason::SETUP_TS_UNACCEPTABLE, "the responder's selectors are outside ours");
+        return {};
+    }
+
+    esp::Choice esp_choice_;
     bool reserve(IkeSa& sa, std::uint32_t peer_lanes) {
         if (sa.rx_id) return true;
         auto id = ctx_.sink.reserve_rx_id(sa.remote->id, peer_lanes);
@@ -463,6 +526,7 @@ public:
     const char* name() const override { return "config-push"; }
 
     TaskResult build_r(IkeSa& sa, Message& m) override {
+        if (sa.esp) return {};   // a standard peer: nothing is pushed
         PushedConfig c;
         // Everything this primary protects: its LAN and what lies behind a LAN gateway. The
         // secondary admits inbound traffic only from these (RFC 4301 §5.2).
@@ -482,6 +546,12 @@ public:
     }
 
     TaskResult process_i(IkeSa& sa, const Message& m) override {
+        if (sa.esp) {   // nothing pushed: the configuration's own
+            sa.pushed.params = sa.remote->params;
+            sa.pushed.secondary_subnets = sa.ts_local;
+            sa.pushed.primary_subnets = sa.ts_remote;
+            return {};
+        }
         const auto* n = m.notify(nt::p3_config);
         if (!n) return TaskResult::fail(0, Reason::SETUP_CONFIG_PUSH, "no configuration pushed by the primary");
         auto c = decode_push(n->data);
@@ -508,68 +578,6 @@ std::vector<std::unique_ptr<Task>> make_tasks(Exchange ex, const TaskContext& ct
     return t;
 }
 
-bool derive_ike_keys(IkeSa& sa, const SecretBytes& shared) {
-    Bytes ni_nr = sa.nonce_i;
-    append(ni_nr, sa.nonce_r);
-    // For HMAC PRFs the whole Ni | Nr is the key (§2.14).
-    const SecretBytes skeyseed = prf(sa.prf_alg, ni_nr, shared.span());
-    if (skeyseed.empty()) return false;
-    Bytes seed = ni_nr;
-    put64(seed, sa.spi_i.v);
-    put64(seed, sa.spi_r.v);
-    const std::size_t h = prf_size(sa.prf_alg);
-    const std::size_t ke = encr_key_bytes(sa.encr_bits);
-    const std::size_t e = ke + limits::gcm_salt;
-    const SecretBytes all = prf_plus(sa.prf_alg, skeyseed.span(), seed, 3 * h + 2 * e);
-    if (all.empty()) return false;
-    const std::uint8_t* p = all.data();
-    sa.sk_d = SecretBytes(ByteView(p, h));
-    p += h;
-    sa.sk_ei.key = SecretBytes(ByteView(p, ke));
-    sa.sk_ei.salt = SecretBytes(ByteView(p + ke, limits::gcm_salt));
-    p += e;
-    sa.sk_er.key = SecretBytes(ByteView(p, ke));
-    sa.sk_er.salt = SecretBytes(ByteView(p + ke, limits::gcm_salt));
-    p += e;
-    sa.sk_pi = SecretBytes(ByteView(p, h));
-    p += h;
-    sa.sk_pr = SecretBytes(ByteView(p, h));
-    return true;
-}
-
-bool derive_session_keys(const IkeSa& sa, EstablishedSession& s) {
-    const std::size_t k = sa.child_key == config::KeyType::aes256 ? 32 : 16;
-    const std::size_t e = k + limits::gcm_salt;
-    Bytes ni_nr = sa.nonce_i;
-    append(ni_nr, sa.nonce_r);
-    const SecretBytes keymat = prf_plus(sa.prf_alg, sa.sk_d.span(), ni_nr, 4 * e);
-    if (keymat.empty()) return false;
-    auto take = [&](std::size_t i) {
-        const std::uint8_t* p = keymat.data() + i * e;
-        return DirectionKeys{SecretBytes(ByteView(p, k)), SecretBytes(ByteView(p + k, limits::gcm_salt))};
-    };
-    DirectionKeys data_ir = take(0), data_ri = take(1), ctl_ir = take(2), ctl_ri = take(3);
-    if (sa.initiator) {
-        s.data_tx = std::move(data_ir);
-        s.data_rx = std::move(data_ri);
-        s.control_tx = std::move(ctl_ir);
-        s.control_rx = std::move(ctl_ri);
-    } else {
-        s.data_tx = std::move(data_ri);
-        s.data_rx = std::move(data_ir);
-        s.control_tx = std::move(ctl_ri);
-        s.control_rx = std::move(ctl_ir);
-    }
-    return true;
-}
-
-Bytes natd_hash(Spi spi_i, Spi spi_r, const Endpoint& ep) {
-    Bytes b;
-    put64(b, spi_i.v);
-    put64(b, spi_r.v);
-    b.insert(b.end(), ep.addr.bytes.begin(), ep.addr.bytes.begin() + (ep.addr.is_v6() ? 16 : 4));
-    put16(b, ep.port);
-    return sha1(b);
-}
+bool nonce_ok_for(std::uint16_t prf_alg, const Bytes& nonce) { return nonce_ok(prf_alg, nonce); }
 
 }  // namespace p3::setup

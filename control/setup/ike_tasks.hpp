@@ -37,10 +37,15 @@ std::vector<std::unique_ptr<Task>> make_tasks(Exchange ex, const TaskContext& ct
 // {SK_d | SK_ai | SK_ar | SK_ei | SK_er | SK_pi | SK_pr} = prf+(SKEYSEED, Ni | Nr | SPIi | SPIr)
 // (SK_a* are empty: AES-GCM is an AEAD). Sets the keys in sa.
 bool derive_ike_keys(IkeSa& sa, const SecretBytes& shared);
+// The same split from a given SKEYSEED (an IKE SA rekey: SKEYSEED = prf(SK_d (old), g^ir (new) | Ni | Nr), §2.18).
+bool derive_ike_keys_from(IkeSa& sa, const SecretBytes& skeyseed);
 
 // KEYMAT = prf+(SK_d, Ni | Nr) (§2.17), split as documented in setup-exchange.md:
 // data i->r | data r->i | control i->r | control r->i, each key (K bytes) then salt (4).
 bool derive_session_keys(const IkeSa& sa, EstablishedSession& s);
+
+// RFC 7296 §2.10: at least 16 bytes and half the PRF's key size.
+bool nonce_ok_for(std::uint16_t prf_alg, const Bytes& nonce);
 
 Bytes natd_hash(Spi spi_i, Spi spi_r, const Endpoint& ep);
 

@@ -36,6 +36,7 @@ inline constexpr std::uint16_t prf_hmac_sha2_256 = 5, prf_hmac_sha2_384 = 6;
 inline constexpr std::uint16_t group_ecp256 = 19, group_ecp384 = 20, group_x25519 = 31;
 inline constexpr std::uint16_t attr_key_length = 14;
 inline constexpr std::uint8_t proto_ike = 1, proto_esp = 3;
+inline constexpr std::uint16_t esn_no = 0, esn_yes = 1;  // transform type 5 ids
 
 namespace nt {  // notify message types
 inline constexpr std::uint16_t unsupported_critical_payload = 1, invalid_syntax = 7,
@@ -43,7 +44,8 @@ inline constexpr std::uint16_t unsupported_critical_payload = 1, invalid_syntax 
                                invalid_ke_payload = 17, authentication_failed = 24,
                                ts_unacceptable = 38, internal_address_failure = 36,
                                nat_detection_source_ip = 16388, nat_detection_destination_ip = 16389,
-                               cookie = 16390, signature_hash_algorithms = 16431;
+                               cookie = 16390, rekey_sa = 16393, signature_hash_algorithms = 16431,
+                               temporary_failure = 43, child_sa_not_found = 44, no_additional_sas = 35;
 // Private-use status types (RFC 7296 §3.10.1: 40960-65535).
 inline constexpr std::uint16_t p3_config = 40960;  // primary -> secondary: pushed parameters (TLV)
 inline constexpr std::uint16_t p3_lanes = 40961;   // initiator -> responder (IKE_AUTH): u32, lanes it sends on

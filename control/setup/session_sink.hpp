@@ -29,6 +29,11 @@ struct Endpoint {
     std::string str() const;
 };
 
+// How a datagram is framed on its UDP port: plain IKE, or behind RFC 3948's 4-byte zero
+// non-ESP marker (a peer that floated to a port shared with ESP or P3 in UDP). The engine
+// answers a peer the way its request came.
+enum class Framing : std::uint8_t { plain, non_esp_marker };
+
 struct DirectionKeys {
     SecretBytes key;   // 16 (AES-128) or 32 (AES-256) bytes
     SecretBytes salt;  // 4 bytes
@@ -47,6 +52,11 @@ struct EstablishedSession {
     DirectionKeys data_tx, data_rx, control_tx, control_rx;
     PushedConfig config;               // what the primary pushed (both sides hold the same)
     Spi ike_spi_i, ike_spi_r;
+    // wire = "esp": rx_p3_id / tx_p3_id are the child SA's SPIs (ours, the peer's), data_* its
+    // keys; no control keys are used and nothing is pushed.
+    config::WireMode wire = config::WireMode::p3;
+    bool esn = false;                  // ESP: extended sequence numbers negotiated
+    Framing framing{};                 // how the peer frames IKE (behind the marker: it floated to nat_port)
 
     bool nat() const noexcept { return local_behind_nat || peer_behind_nat; }
 };
@@ -67,12 +77,26 @@ public:
     virtual bool install(EstablishedSession&& s) = 0;
     // The exchange for this remote failed (after logging). remote_id 0: not yet known.
     virtual void setup_failed(std::uint32_t remote_id, Reason reason) { (void)remote_id; (void)reason; }
+
+    // ESP remotes after setup (CREATE_CHILD_SA, INFORMATIONAL): one SA per direction under
+    // SPIs reserved with reserve_rx_id(remote, 1). esp_install_rx: another inbound SA (the old
+    // ones keep decrypting); esp_install_tx: the outbound SA replaced as a whole;
+    // esp_remove_rx: one inbound SA retired; esp_down: every key of the session cleared (the
+    // IKE SA is gone: peer's DELETE, dead peer). The defaults refuse / do nothing.
+    virtual bool esp_install_rx(std::uint32_t remote_id, std::uint32_t spi, const DirectionKeys& k, bool esn) {
+        (void)remote_id, (void)spi, (void)k, (void)esn;
+        return false;
+    }
+    virtual bool esp_install_tx(std::uint32_t remote_id, std::uint32_t spi, const DirectionKeys& k, bool esn) {
+        (void)remote_id, (void)spi, (void)k, (void)esn;
+        return false;
+    }
+    virtual void esp_remove_rx(std::uint32_t remote_id, std::uint32_t spi) { (void)remote_id, (void)spi; }
+    virtual void esp_down(std::uint32_t remote_id, Reason reason) { (void)remote_id, (void)reason; }
+    // Packets sent under the current outbound SA (no ESN: rekey before 2^32).
+    virtual std::uint64_t esp_tx_packets(std::uint32_t remote_id) { (void)remote_id; return 0; }
 };
 
-// How a datagram is framed on its UDP port: plain IKE, or behind RFC 3948's 4-byte zero
-// non-ESP marker (a peer that floated to a port shared with ESP or P3 in UDP). The engine
-// answers a peer the way its request came.
-enum class Framing : std::uint8_t { plain, non_esp_marker };
 
 // Where the engine's datagrams go (UDP socket, or a test queue).
 class Transport {

@@ -41,6 +41,7 @@ PeerConfig peer_config(const config::Remote& r) {
     p.params = r.params;
     p.expected_id = make_id(r.identity, r.address);
     p.name = r.identity.empty() ? r.address.str() : r.identity;
+    p.wire = r.wire;
     return p;
 }
 
@@ -104,10 +105,13 @@ Bytes SetupEngine::cookie_for(const Endpoint& peer, Spi spi_i, ByteView nonce_i,
 
 // ---- peers at run time ---------------------------------------------------------------
 
-void SetupEngine::abort_exchanges(const PeerConfig& peer) {
+void SetupEngine::abort_exchanges(const PeerConfig& peer, bool keep_esp) {
     std::vector<std::uint64_t> gone;
-    for (const auto& [k, sa] : sas_)
+    for (const auto& [k, sa] : sas_) {
+        // An ESP remote's IKE SA is its session: a change applied in place (subnets) keeps it.
+        if (keep_esp && sa->esp && sa->state == IkeSa::State::established) continue;
         if (sa->remote == &peer || sa->claimed == &peer) gone.push_back(k);
+    }
     // Quietly (no failure, no log line: the administrator's command is audited, and the
     // exchange did not fail). erase() releases a reserved receive ID and the half-open slot.
     for (auto k : gone) erase(Spi{k});
@@ -121,7 +125,8 @@ void SetupEngine::add_peer(const config::Remote& r) {
     PeerConfig next = peer_config(r);
     for (auto& p : peers_) {
         if (p.id != r.id) continue;
-        abort_exchanges(p);
+        // A change that sets the session up again ended it first (its IKE DELETE sent).
+        abort_exchanges(p, /*keep_esp=*/p.wire == next.wire);
         next.enabled = p.enabled;
         p = std::move(next);  // in place: the node (and its address) stays
         return;
@@ -183,6 +188,9 @@ void SetupEngine::on_datagram(const Endpoint& from, const Endpoint& to, ByteView
                     from.str().c_str(), int(to_string(e).size()), to_string(e).data());
         return;
     }
+    // An ESP remote's IKE SA stays after setup, and either side sends requests on it.
+    if (msg.hdr.exchange != Exchange::ike_sa_init && msg.hdr.exchange != Exchange::ike_auth)
+        if (IkeSa* sa = esp_sa_for(msg)) return esp_message(*sa, from, to, data, msg);
     if (msg.hdr.is_response()) handle_response(from, data, msg);
     else handle_request(from, to, data, msg);
 }
@@ -204,6 +212,10 @@ void SetupEngine::on_timer() {
         auto it = sas_.find(k);
         if (it == sas_.end()) continue;
         IkeSa& sa = *it->second;
+        if (sa.esp && sa.state == IkeSa::State::established) {
+            esp_timer(sa, now);
+            continue;
+        }
         if (!sa.initiator) {  // half-open expired, or a finished exchange's cache is no longer needed
             if (sa.state == IkeSa::State::half_open)
                 P3_PEER_LOG(debug, Reason::SETUP_TIMEOUT, "setup: half-open exchange from %s expired", sa.peer.str().c_str());
@@ -398,7 +410,9 @@ void SetupEngine::auth_response(IkeSa& sa, ByteView data, const Message& outer) 
             return;
         }
     }
-    if (establish(sa)) erase(sa.spi_i);  // nothing more to do with it (on failure it is gone)
+    // Nothing more to do with it (on failure it is gone), unless it is an ESP remote's: its
+    // IKE SA carries rekeys, liveness and DELETE from now on.
+    if (establish(sa) && !sa.esp) erase(sa.spi_i);
 }
 
 // ---- outcomes ----------------------------------------------------------------------
@@ -418,6 +432,14 @@ bool SetupEngine::establish(IkeSa& sa) {
     s.config = sa.pushed;
     s.ike_spi_i = sa.spi_i;
     s.ike_spi_r = sa.spi_r;
+    s.wire = sa.esp ? config::WireMode::esp : config::WireMode::p3;
+    s.esn = sa.child_esn;
+    s.framing = sa.framing;
+    if (sa.esp) {
+        s.config.params = sa.remote->params;
+        s.config.primary_subnets = local_.role == config::Role::primary ? sa.ts_local : sa.ts_remote;
+        s.config.secondary_subnets = local_.role == config::Role::primary ? sa.ts_remote : sa.ts_local;
+    }
     if (!derive_session_keys(sa, s)) {
         fail(sa, Reason::INTERNAL, "session key derivation failed");
         return false;
@@ -435,10 +457,17 @@ bool SetupEngine::establish(IkeSa& sa) {
     if (nat)
         P3_LOG_NOTICE(SETUP_NAT, "setup with remote %u (%s): NAT detected (%s behind it)", sa.remote->id,
                       sa.peer_name.c_str(), sa.local_behind_nat ? (sa.peer_behind_nat ? "both" : "we are") : "peer is");
-    P3_LOG_NOTICE(SETUP_UP, "setup with remote %u (%s, %s) up as %s: AES-%u, P3 ID rx 0x%x tx 0x%x, IKE SPIs %016llx/%016llx",
+    P3_LOG_NOTICE(SETUP_UP, "setup with remote %u (%s, %s) up as %s: AES-%u, %s rx 0x%x tx 0x%x%s, IKE SPIs %016llx/%016llx",
                   sa.remote->id, sa.peer_name.c_str(), sa.peer.str().c_str(), role_name(local_.role),
-                  sa.child_key == config::KeyType::aes256 ? 256u : 128u, rx, tx,
+                  sa.child_key == config::KeyType::aes256 ? 256u : 128u, sa.esp ? "ESP SPI" : "P3 ID", rx, tx,
+                  sa.esp ? (sa.child_esn ? ", ESN" : ", no ESN") : "",
                   static_cast<unsigned long long>(sa.spi_i.v), static_cast<unsigned long long>(sa.spi_r.v));
+    if (sa.esp) {   // the IKE SA stays with the session
+        sa.child_rx = rx;
+        sa.child_tx = tx;
+        esp_started(sa);
+        return true;
+    }
     // Keep a responder's SA only to answer a retransmitted IKE_AUTH with the cached response.
     sa.deadline = clock_.now() + opts_.half_open_timeout;
     return true;

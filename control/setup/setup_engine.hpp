@@ -53,6 +53,14 @@ struct SetupCounters {
     std::uint64_t short_nonce = 0;         // nonces under RFC 7296 §2.10's minimum
     std::uint64_t resends_refused = 0;     // same message id, other bytes (or too many resends)
     std::uint64_t unprotected_errors = 0;  // initiator: error notifies in IKE_SA_INIT responses, ignored
+    // ESP remotes: exchanges on the IKE SA that stays up (esp_exchanges.cpp)
+    std::uint64_t esp_requests = 0;        // CREATE_CHILD_SA / INFORMATIONAL requests answered
+    std::uint64_t esp_bad = 0;             // malformed, forged or unexpected ones: dropped
+    std::uint64_t child_rekeys = 0, ike_rekeys = 0;
+    std::uint64_t esp_refused = 0;         // CREATE_CHILD_SA answered with an error notify
+    std::uint64_t liveness_sent = 0, deletes_received = 0, deletes_sent = 0;
+    std::uint64_t esp_dead = 0;            // peers declared dead (heartbeat_fail)
+    std::uint64_t nat_keepalives = 0;      // sent behind a NAT (ESP remotes)
 };
 
 class SetupEngine {
@@ -92,6 +100,13 @@ public:
     void on_timer();
     std::optional<control::TimePoint> next_deadline() const;
 
+    // ESP remotes: our IKE DELETE (shutdown, remote removed, p3d stopping): sent once, then the
+    // IKE SA is forgotten and the session's keys cleared. False: no ESP session with it.
+    bool esp_close(std::uint32_t remote_id);
+    // Start a child SA rekey now (the administrator's rekey). False: no idle ESP session.
+    bool esp_rekey(std::uint32_t remote_id);
+    bool esp_up(std::uint32_t remote_id) const;
+
     const SetupCounters& counters() const noexcept { return counters_; }
     std::size_t half_open() const noexcept { return half_open_; }
     std::size_t exchanges() const noexcept { return sas_.size(); }
@@ -128,10 +143,31 @@ private:
     void release_source(const IkeSa& sa);
     static IpAddr source_key(const IpAddr& a);  // IPv4 address, IPv6 /64
 
+    // ESP remotes (esp_exchanges.cpp)
+    IkeSa* esp_sa_for(const Message& msg);
+    void esp_message(IkeSa& sa, const Endpoint& from, const Endpoint& to, ByteView data, const Message& outer);
+    void esp_informational(IkeSa& sa, const Message& outer, ByteView data, const Message& msg);
+    void esp_create_child(IkeSa& sa, const Message& outer, ByteView data, const Message& msg);
+    void esp_rekey_ike(IkeSa& sa, const Message& outer, ByteView data, const Message& msg, const SaPayload& sap);
+    void esp_response(IkeSa& sa, const Message& msg);
+    void esp_rekey_response(IkeSa& sa, const Message& msg);
+    bool esp_start_rekey(IkeSa& sa);
+    void esp_timer(IkeSa& sa, control::TimePoint now);
+    void esp_started(IkeSa& sa);
+    void esp_send_request(IkeSa& sa, IkeSa::Out kind, Message m);
+    void esp_answer(IkeSa& sa, const Message& outer, ByteView data, Message resp);
+    void esp_refuse(IkeSa& sa, const Message& outer, ByteView data, std::uint16_t notify, Bytes ndata, const std::string& why);
+    void esp_end(IkeSa& sa, Reason reason, const std::string& why);
+    void esp_retire_old(IkeSa& sa, std::size_t i);
+    bool keepalives(const IkeSa& sa) const;
+    control::TimePoint esp_deadline(const IkeSa& sa) const;
+    Message esp_message_for(const IkeSa& sa, Exchange ex, bool response, std::uint32_t msg_id) const;
+
     bool establish(IkeSa& sa);  // false: failed (an initiator's SA is then gone)
     void fail(IkeSa& sa, Reason reason, const std::string& why);
     void erase(Spi our_spi);
-    void abort_exchanges(const PeerConfig& peer);  // every SA pointing at peer, erased quietly
+    // Every SA pointing at peer, erased quietly (keep_esp: but an ESP remote's established IKE SA).
+    void abort_exchanges(const PeerConfig& peer, bool keep_esp = false);
     Spi new_spi();
     Spi our_spi(const IkeSa& sa) const { return sa.initiator ? sa.spi_i : sa.spi_r; }
 

@@ -10,6 +10,10 @@
 //         sealed under SK_ei. Bit 1 of the first byte: certificates instead of a pre-shared key,
 //         so CERT and signature AUTH are parsed. IDi, CERT, AUTH, the child SA, TS and the lane
 //         notify are all reached.
+//         Bit 2: the remote is an ESP remote (wire = "esp"); IKE_AUTH then runs unchanged and the
+//         fuzzer's payload goes into the next request on the IKE SA that stays: bit 3 picks a
+//         CREATE_CHILD_SA child rekey (N(REKEY_SA), SA, Ni, KEi, TSi, TSr) or an INFORMATIONAL
+//         with a DELETE of the child, sealed under SK_ei with message id 2, sent twice.
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -39,7 +43,7 @@ public:
 const char* kPsk = "fuzz tasks key 0123456789";
 const Endpoint kPri{*IpAddr::parse("192.0.2.1"), 5653}, kSec{*IpAddr::parse("192.0.2.2"), 5653};
 
-config::Config primary_config() {
+config::Config primary_config(bool esp = false) {
     config::Config c;
     c.role = config::Role::primary;
     c.local.address = kPri.addr;
@@ -50,6 +54,7 @@ config::Config primary_config() {
     r.address = kSec.addr;
     r.identity = "sec.test";
     r.subnets = {*Prefix::parse("10.2.0.0/24")};
+    if (esp) r.wire = config::WireMode::esp;
     c.remotes.push_back(std::move(r));
     return c;
 }
@@ -127,7 +132,63 @@ void run_init(ByteView chain) {
     if (auto t = w.engine.next_deadline(); t && *t <= w.clock.now()) w.engine.on_timer();
 }
 
-void run_auth(bool certs, ByteView in) {
+// Replaces payload `which` of m by the fuzzer's body, or adds one of `type` (see the top).
+void mutate(Message& m, std::uint8_t which, std::uint8_t type, ByteView body) {
+    if (which < m.payloads.size()) {
+        m.payloads[which].body = RawPayload{Bytes(body.begin(), body.end())};
+    } else {
+        const std::size_t at = which % (m.payloads.size() + 1);
+        m.payloads.insert(m.payloads.begin() + long(at), Payload{type, false, RawPayload{Bytes(body.begin(), body.end())}});
+    }
+}
+
+// The next request on an ESP remote's IKE SA, one payload of it the fuzzer's.
+void run_esp(SetupEngine& primary, IkeSa& sa, const Bytes& auth_response, bool create_child, std::uint8_t which,
+             std::uint8_t type, ByteView body) {
+    Message outer, inner;
+    if (decode(auth_response, outer) != DecodeError::ok || open_sk(auth_response, outer, sa.sk_er, inner) != DecodeError::ok)
+        return;
+    const auto* sap = inner.find<SaPayload>(pt::sa);
+    if (!sap || sap->proposals.empty() || sap->proposals[0].spi.size() != 4) return;
+    const std::uint32_t peer_spi = get32(sap->proposals[0].spi.data());
+    Message m;
+    m.hdr.spi_i = sa.spi_i;
+    m.hdr.spi_r = sa.spi_r;
+    m.hdr.flags = flags::initiator;
+    m.hdr.msg_id = 2;
+    if (create_child) {
+        m.hdr.exchange = Exchange::create_child_sa;
+        NotifyPayload n{proto_esp, {}, nt::rekey_sa, {}};
+        put32(n.spi, peer_spi);
+        m.add(pt::notify, std::move(n));
+        Proposal p;
+        p.protocol = proto_esp;
+        put32(p.spi, 0x5000);
+        p.transforms = {{tt::encr, encr_aes_gcm_16, 128}, {tt::esn, 0, 0}, {tt::dh, group_x25519, 0}};
+        m.add(pt::sa, SaPayload{{p}});
+        m.add(pt::nonce, NoncePayload{Bytes(32, 0x42)});
+        auto kx = KeyExchange::create(group_x25519);
+        if (!kx) return;
+        m.add(pt::ke, KePayload{group_x25519, kx->public_value()});
+        TrafficSelector ti, tr;
+        ti.start = *IpAddr::parse("10.2.0.0"), ti.end = *IpAddr::parse("10.2.0.255");
+        tr.start = *IpAddr::parse("10.1.0.0"), tr.end = *IpAddr::parse("10.1.0.255");
+        m.add(pt::tsi, TsPayload{{ti}});
+        m.add(pt::tsr, TsPayload{{tr}});
+    } else {
+        m.hdr.exchange = Exchange::informational;
+        Bytes d{proto_esp, 4, 0, 1};
+        put32(d, peer_spi);
+        m.add(pt::del, RawPayload{d});
+    }
+    mutate(m, which, type, body);
+    const auto sealed = encode_sk(m, sa.sk_ei, 2);
+    if (!sealed) return;
+    primary.on_datagram(kSec, kPri, *sealed);
+    primary.on_datagram(kSec, kPri, *sealed);
+}
+
+void run_auth(bool certs, bool esp, bool create_child, ByteView in) {
     static const Pki pki;
     if (in.size() < 2) return;
     const std::uint8_t which = in[0], type = in[1];
@@ -136,7 +197,7 @@ void run_auth(bool certs, ByteView in) {
     control::SeededRandom rnd_p{11}, rnd_s{12};
     Last out;
     Sink sink_p, sink_s;
-    SetupEngine primary(primary_config(), certs ? pki.creds() : psk(7), SetupOptions{}, clock, rnd_p, out, sink_p);
+    SetupEngine primary(primary_config(esp), certs ? pki.creds() : psk(7), SetupOptions{}, clock, rnd_p, out, sink_p);
 
     // The initiator, from its tasks: its IkeSa holds the keys we seal with.
     const Credentials ci = certs ? pki.creds() : psk(1);
@@ -149,6 +210,10 @@ void run_auth(bool certs, ByteView in) {
     peers.front().id = 1;
     peers.front().endpoint = kPri;
     peers.front().expected_id = make_id("pri.test", kPri.addr);
+    if (esp) {
+        peers.front().wire = config::WireMode::esp;
+        peers.front().subnets = {*Prefix::parse("10.1.0.0/24")};
+    }
     const SetupOptions opts;
     TaskContext ctx{local, peers, ci, opts, sink_s, rnd_s};
     IkeSa sa;
@@ -180,16 +245,12 @@ void run_auth(bool certs, ByteView in) {
     auth.hdr.msg_id = 1;
     for (auto& t : make_tasks(Exchange::ike_auth, ctx))
         if (t->build_i(sa, auth).kind != TaskResult::Kind::ok) return;
-    if (which < auth.payloads.size()) {
-        auth.payloads[which].body = RawPayload{Bytes(body.begin(), body.end())};
-    } else {
-        const std::size_t at = which % (auth.payloads.size() + 1);
-        auth.payloads.insert(auth.payloads.begin() + long(at), Payload{type, false, RawPayload{Bytes(body.begin(), body.end())}});
-    }
+    if (!esp) mutate(auth, which, type, body);
     const auto sealed = encode_sk(auth, sa.sk_ei, 1);
     if (!sealed) return;
     primary.on_datagram(kSec, kPri, *sealed);
     primary.on_datagram(kSec, kPri, *sealed);  // and its retransmission
+    if (esp) run_esp(primary, sa, out.last, create_child, which, type, body);
 }
 
 }  // namespace
@@ -205,6 +266,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (size < 1) return 0;
     const ByteView rest(data + 1, size - 1);
     if ((data[0] & 1) == 0) run_init(rest);
-    else run_auth((data[0] & 2) != 0, rest);
+    else run_auth((data[0] & 2) != 0, (data[0] & 4) != 0, (data[0] & 8) != 0, rest);
     return 0;
 }

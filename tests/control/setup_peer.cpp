@@ -42,9 +42,10 @@ public:
     std::optional<std::uint32_t> reserve_rx_id(std::uint32_t, std::uint32_t) override { return next_++; }
     void release_rx_id(std::uint32_t) override {}
     bool install(EstablishedSession&& s) override {
-        std::printf("up remote=%u peer=%s rx=0x%x tx=0x%x key=%s nat=%d push=%d\n", s.remote_id, s.peer_identity.c_str(),
-                    s.rx_p3_id, s.tx_p3_id, s.key_type == config::KeyType::aes256 ? "aes256" : "aes128", s.nat() ? 1 : 0,
-                    s.config.secondary_subnets.empty() ? 0 : 1);
+        std::printf("up remote=%u peer=%s rx=0x%x tx=0x%x key=%s nat=%d push=%d wire=%s esn=%d\n", s.remote_id,
+                    s.peer_identity.c_str(), s.rx_p3_id, s.tx_p3_id, s.key_type == config::KeyType::aes256 ? "aes256" : "aes128",
+                    s.nat() ? 1 : 0, s.config.secondary_subnets.empty() ? 0 : 1,
+                    s.wire == config::WireMode::esp ? "esp" : "p3", s.esn ? 1 : 0);
         std::fflush(stdout);
         if (keys_fd >= 0) {
             const std::string line = std::to_string(s.rx_p3_id) + " " + hex(s.data_rx.key, s.data_rx.salt) + " " +
@@ -55,6 +56,25 @@ public:
         return true;
     }
     void setup_failed(std::uint32_t, Reason) override { ++failed; }
+    // ESP remotes (wire = "esp"): the SAs the IKE SA installs after setup, printed.
+    bool esp_install_rx(std::uint32_t remote, std::uint32_t spi, const DirectionKeys&, bool esn) override {
+        std::printf("esp rx remote=%u spi=0x%x esn=%d\n", remote, spi, esn ? 1 : 0);
+        std::fflush(stdout);
+        return true;
+    }
+    bool esp_install_tx(std::uint32_t remote, std::uint32_t spi, const DirectionKeys&, bool esn) override {
+        std::printf("esp tx remote=%u spi=0x%x esn=%d\n", remote, spi, esn ? 1 : 0);
+        std::fflush(stdout);
+        return true;
+    }
+    void esp_remove_rx(std::uint32_t remote, std::uint32_t spi) override {
+        std::printf("esp remove-rx remote=%u spi=0x%x\n", remote, spi);
+        std::fflush(stdout);
+    }
+    void esp_down(std::uint32_t remote, Reason r) override {
+        std::printf("esp down remote=%u reason=%s\n", remote, std::string(reason_code(r)).c_str());
+        std::fflush(stdout);
+    }
     int keys_fd = -1;
     unsigned up = 0, failed = 0;
 

@@ -134,3 +134,20 @@ TEST_CASE("keylog: a file open to others, a symbolic link or a directory is refu
     CHECK(why.find("No such file or directory") != std::string::npos);
     CHECK_FALSE(keylog::enabled());
 }
+
+TEST_CASE("keylog: an ESP SA line carries the wire, ESN and the outer addresses") {
+    Dir d;
+    const std::string f = d.path + "/keys.log";
+    std::string why;
+    REQUIRE(keylog::open(f, why));
+    const std::uint8_t key32[32] = {0xab};
+    keylog::write_esp(3, 7, keylog::Dir::tx, 0xc1a2b3d4, key32, kSalt, true, "192.0.2.1", "2001:db8::1234:5678:9abc:def0");
+    keylog::write_esp(3, 7, keylog::Dir::rx, 0x101, kKey, kSalt, false, "192.0.2.2", "192.0.2.1");
+    keylog::write(3, 7, keylog::Dir::rx, 0x200, 2, kKey, kSalt);   // a P3 line is unchanged
+    keylog::close();
+    const auto l = lines_of(f);
+    REQUIRE(l.size() == 3);
+    CHECK(std::regex_match(l[0], std::regex(R"(\d+\.\d{6} session=3 remote=7 dir=tx p3_id=0xc1a2b3d4 lanes=1 key=ab0{62} salt=0a0b0c0d wire=esp esn=1 src=192\.0\.2\.1 dst=2001:db8::1234:5678:9abc:def0)")));
+    CHECK(std::regex_match(l[1], std::regex(R"(\d+\.\d{6} session=3 remote=7 dir=rx p3_id=0x101 lanes=1 key=00112233445566778899aabbccddeeff salt=0a0b0c0d wire=esp esn=0 src=192\.0\.2\.2 dst=192\.0\.2\.1)")));
+    CHECK(std::regex_match(l[2], std::regex(R"(\d+\.\d{6} session=3 remote=7 dir=rx p3_id=0x200 lanes=2 key=00112233445566778899aabbccddeeff salt=0a0b0c0d)")));
+}
