@@ -18,7 +18,8 @@ inline constexpr std::size_t ike_header = 28;
 inline constexpr std::size_t payload_header = 4;
 inline constexpr std::size_t max_payloads = 32;        // per message (inner + outer)
 inline constexpr std::size_t max_proposals = 16;
-inline constexpr std::size_t max_transforms = 32;      // per proposal
+// per proposal: strongSwan 5.9's default IKE proposal alone carries 34 to 36 transforms
+inline constexpr std::size_t max_transforms = 64;
 inline constexpr std::size_t max_selectors = 32;       // per TS payload
 inline constexpr std::size_t min_nonce = 16, max_nonce = 256;  // RFC 7296 §3.9
 inline constexpr std::size_t our_nonce = 32;

@@ -358,3 +358,28 @@ TEST_CASE("config push: rekey_dh travels to the secondary, critical when on, and
         CHECK(w->params.rekey_dh);
     }
 }
+
+TEST_CASE("ike message: a proposal as long as strongSwan's default one is read; one over the limit is not") {
+    // strongSwan 5.9's default IKE proposal carries 34 to 36 transforms (every cipher, PRF,
+    // integrity and group it knows); refusing it left a stock initiator without an answer.
+    auto proposal_of = [](std::size_t n) {
+        Proposal p;
+        for (std::size_t i = 0; i < n; ++i)
+            p.transforms.push_back({tt::dh, static_cast<std::uint16_t>(i % 2 ? group_x25519 : group_ecp256), 0});
+        p.transforms.push_back({tt::encr, encr_aes_gcm_16, 128});
+        p.transforms.push_back({tt::prf, prf_hmac_sha2_256, 0});
+        return p;
+    };
+    for (std::size_t n : {34u, 36u, static_cast<unsigned>(limits::max_transforms - 2)}) {
+        Message m = sample_init();
+        std::get<SaPayload>(m.payloads[0].body).proposals = {proposal_of(n)};
+        Message d;
+        INFO(n + 2 << " transforms");
+        REQUIRE(decode(encode(m), d) == DecodeError::ok);
+        CHECK(std::get<SaPayload>(d.payloads[0].body).proposals[0].transforms.size() == n + 2);
+    }
+    Message m = sample_init();
+    std::get<SaPayload>(m.payloads[0].body).proposals = {proposal_of(limits::max_transforms - 1)};
+    Message d;
+    CHECK(decode(encode(m), d) != DecodeError::ok);
+}
