@@ -130,6 +130,8 @@ void SetupEngine::esp_informational(IkeSa& sa, const Message& outer, ByteView da
             ike_deleted = true;
             continue;
         }
+        // The peer deletes an SA it replaced: it receives on the new one already.
+        esp_switch_tx(sa);
         for (auto spi : d->spis) {   // the peer's inbound SPIs = our outbound ones (§3.11)
             for (std::size_t i = 0; i < sa.old_rx.size(); ++i)
                 if (sa.old_rx[i].tx_spi == spi) {
@@ -161,6 +163,15 @@ void SetupEngine::esp_informational(IkeSa& sa, const Message& outer, ByteView da
         if (sa.out == IkeSa::Out::none) esp_send_request(sa, IkeSa::Out::delete_ike, std::move(del));
         sa.closing = true;
     }
+}
+
+void SetupEngine::esp_switch_tx(IkeSa& sa) {
+    if (!sa.pending_tx) return;
+    IkeSa::PendingTx t = std::move(*sa.pending_tx);
+    sa.pending_tx.reset();
+    if (!sink_.esp_install_tx(sa.remote->id, t.spi, t.keys, t.esn))
+        P3_PEER_LOG(error, Reason::SETUP_ESP_REFUSED, "setup with remote %u: the dataplane refused the new outbound SA",
+                    sa.remote->id);
 }
 
 void SetupEngine::esp_retire_old(IkeSa& sa, std::size_t i) {
@@ -234,10 +245,13 @@ void SetupEngine::esp_create_child(IkeSa& sa, const Message& outer, ByteView dat
     resp.add(pt::tsi, esp::selectors(ts_remote));
     resp.add(pt::tsr, esp::selectors(ts_local));
     esp_answer(sa, outer, data, std::move(resp));
-    // The answer is out: outbound moves to the new SA. The old inbound stays for the DELETE.
-    if (!sink_.esp_install_tx(sa.remote->id, c.peer_spi, out, c.esn))
-        P3_PEER_LOG(error, Reason::SETUP_ESP_REFUSED, "setup with remote %u: the dataplane refused the new outbound SA",
-                    sa.remote->id);
+    // Outbound moves to the new SA once the peer has it: when its DELETE of the old SA comes
+    // (it installed the new one on our answer, before deleting), at most esp_tx_switch_max
+    // later. Sending on it at once lost the packets that reached the peer before our answer
+    // did (strongSwan's responders wait for the DELETE the same way). The old inbound stays
+    // for the DELETE.
+    esp_switch_tx(sa);   // one still pending from an earlier rekey goes first
+    sa.pending_tx = IkeSa::PendingTx{c.peer_spi, std::move(out), c.esn, clock_.now() + limits::esp_tx_switch_max};
     if (sa.old_rx.size() >= limits::esp_old_rx_max) esp_retire_old(sa, 0);
     sa.old_rx.push_back(IkeSa::OldRx{sa.child_rx, sa.child_tx, clock_.now() + limits::esp_old_rx_grace});
     sa.child_rx = *rx;
@@ -320,6 +334,8 @@ void SetupEngine::esp_rekey_ike(IkeSa& sa, const Message& outer, ByteView data, 
     n.esp = true;
     n.child_key = sa.child_key, n.child_esn = sa.child_esn, n.child_rx = sa.child_rx, n.child_tx = sa.child_tx;
     n.ts_local = sa.ts_local, n.ts_remote = sa.ts_remote, n.old_rx = std::move(sa.old_rx);
+    n.pending_tx = std::move(sa.pending_tx);
+    sa.pending_tx.reset();
     n.last_heard = sa.last_heard, n.rekey_at = sa.rekey_at;
     sa.old_rx.clear();
     Message resp = esp_message_for(sa, Exchange::create_child_sa, true, outer.hdr.msg_id);

@@ -50,6 +50,7 @@ control::TimePoint SetupEngine::esp_deadline(const IkeSa& sa) const {
     if (sa.out != IkeSa::Out::none) t = std::min(t, sa.out_deadline);
     else if (!sa.closing) t = std::min({t, control::TimePoint(sa.last_heard + secs(p.heartbeat_time)), sa.rekey_at});
     for (const auto& o : sa.old_rx) t = std::min(t, o.until);
+    if (sa.pending_tx) t = std::min(t, sa.pending_tx->at);
     if (keepalives(sa)) t = std::min(t, sa.keepalive_at);
     return t;
 }
@@ -73,6 +74,7 @@ void SetupEngine::esp_timer(IkeSa& sa, control::TimePoint now) {
         erase(our_spi(sa));
         return;
     }
+    if (sa.pending_tx && sa.pending_tx->at <= now) esp_switch_tx(sa);   // no DELETE came
     for (std::size_t i = sa.old_rx.size(); i-- > 0;)
         if (sa.old_rx[i].until <= now) esp_retire_old(sa, i);   // no DELETE within the grace
     if (keepalives(sa) && sa.keepalive_at <= now) {
@@ -119,6 +121,7 @@ void SetupEngine::esp_timer(IkeSa& sa, control::TimePoint now) {
 // ---- child SA rekey (initiator) --------------------------------------------------------
 
 bool SetupEngine::esp_start_rekey(IkeSa& sa) {
+    esp_switch_tx(sa);   // the peer's last rekey settles before ours starts
     auto rx = sink_.reserve_rx_id(sa.remote->id, 1);
     Bytes ni(limits::our_nonce);
     if (!rx || !*rx || !random_.fill(ni)) {

@@ -62,6 +62,9 @@ inline constexpr unsigned max_init_restarts = 4;
 // ESP remotes (wire = "esp"): the IKE SA stays with the session.
 inline constexpr std::chrono::seconds esp_old_rx_grace{10};     // replaced inbound SA kept without a DELETE
 inline constexpr std::size_t esp_rekeyed_max = 2;               // replaced IKE SAs of one remote awaiting DELETE
+// A rekey the peer started: our outbound moves to the new child SA on the peer's DELETE of the
+// old one, at the latest after this (a peer that answers with no DELETE, or loses it).
+inline constexpr std::chrono::seconds esp_tx_switch_max{2};
 inline constexpr std::size_t esp_old_rx_max = 4;                // replaced inbound SAs kept at once
 inline constexpr std::chrono::seconds nat_keepalive{20};        // behind a NAT: one 0xff byte this often
 inline constexpr std::size_t max_delete_spis = 16;              // SPIs read from one Delete payload

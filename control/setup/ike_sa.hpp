@@ -9,6 +9,7 @@
 
 #include <list>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -121,6 +122,15 @@ struct IkeSa {
         TimePoint until{};
     };
     std::vector<OldRx> old_rx;           // at most limits::esp_old_rx_max
+    // A child rekey the peer started: our outbound moves to the new SA when the peer deletes
+    // the old one (it has installed the new inbound by then) or at `at`, whichever is first.
+    struct PendingTx {
+        std::uint32_t spi = 0;
+        DirectionKeys keys;
+        bool esn = false;
+        TimePoint at{};
+    };
+    std::optional<PendingTx> pending_tx;
     enum class Out : std::uint8_t { none, liveness, delete_child, delete_ike, rekey_child };
     Out out = Out::none;                 // our outstanding request on the established SA
     std::uint32_t out_msg_id = 0;        // id of our next (or outstanding) request

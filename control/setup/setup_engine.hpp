@@ -159,6 +159,7 @@ private:
     void esp_refuse(IkeSa& sa, const Message& outer, ByteView data, std::uint16_t notify, Bytes ndata, const std::string& why);
     void esp_end(IkeSa& sa, Reason reason, const std::string& why);
     void esp_retire_old(IkeSa& sa, std::size_t i);
+    void esp_switch_tx(IkeSa& sa);   // a pending outbound switch, now
     bool keepalives(const IkeSa& sa) const;
     control::TimePoint esp_deadline(const IkeSa& sa) const;
     Message esp_message_for(const IkeSa& sa, Exchange ex, bool response, std::uint32_t msg_id) const;

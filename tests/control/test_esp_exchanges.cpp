@@ -142,11 +142,14 @@ TEST_CASE("esp: child SA rekey started by the initiator, make-before-break, DELE
     // The responder's new inbound SA is in before it answered, and its old one is still there.
     CHECK(x.sp.rx.size() == 2);
     CHECK(x.sp.rx.count(old_p_rx));
-    CHECK(x.sp.tx_installs == 1);   // outbound moved once the answer left
+    // Outbound stays on the old SA until the initiator has the new one: packets sent under
+    // the new SPI before the answer reached it would be lost.
+    CHECK(x.sp.tx_installs == 0);
     REQUIRE(x.to_secondary());      // the answer: the initiator installs both, then DELETEs its old inbound
     CHECK(x.ss.rx.size() == 2);
+    REQUIRE(x.to_primary());        // DELETE(old): now the responder's outbound moves
+    CHECK(x.sp.tx_installs == 1);
     x.keys_cross();
-    REQUIRE(x.to_primary());        // DELETE(old)
     CHECK(x.sp.rx.size() == 1);     // the pair: the responder's old inbound goes with the answer
     CHECK_FALSE(x.sp.rx.count(old_p_rx));
     REQUIRE(x.to_secondary());

@@ -166,6 +166,10 @@ TEST_CASE("esp: IKE SA rekey as responder: new SPIs and keys (§2.18), the child
     auto cr = m.ask(n, Exchange::create_child_sa, 1, ck);
     REQUIRE(cr);
     CHECK_FALSE(cr->error_notify());
+    // Outbound waits for the peer's DELETE of the old SA, at most esp_tx_switch_max.
+    CHECK(m.sp.tx_spi != 0x3100);
+    m.clock.advance(limits::esp_tx_switch_max);
+    m.p->on_timer();
     CHECK(m.sp.tx_spi == 0x3100);
     CHECK(m.p->counters().child_rekeys == 1);
     // The old SA's keys open nothing any more.
