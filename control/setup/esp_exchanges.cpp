@@ -336,7 +336,7 @@ void SetupEngine::esp_rekey_ike(IkeSa& sa, const Message& outer, ByteView data, 
     n.ts_local = sa.ts_local, n.ts_remote = sa.ts_remote, n.old_rx = std::move(sa.old_rx);
     n.pending_tx = std::move(sa.pending_tx);
     sa.pending_tx.reset();
-    n.last_heard = sa.last_heard, n.rekey_at = sa.rekey_at;
+    n.last_heard = sa.last_heard, n.rekey_at = sa.rekey_at, n.rekey_pfs_refused = sa.rekey_pfs_refused;
     sa.old_rx.clear();
     Message resp = esp_message_for(sa, Exchange::create_child_sa, true, outer.hdr.msg_id);
     Proposal p;

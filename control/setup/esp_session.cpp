@@ -132,7 +132,7 @@ bool SetupEngine::esp_start_rekey(IkeSa& sa) {
     sa.rekey_rx_spi = *rx;
     sa.rekey_nonce = ni;
     sa.rekey_kx.reset();
-    if (sa.remote->params.rekey_dh && sa.group) sa.rekey_kx = KeyExchange::create(sa.group);
+    if (sa.remote->params.rekey_dh && sa.group && !sa.rekey_pfs_refused) sa.rekey_kx = KeyExchange::create(sa.group);
     Message m = esp_message_for(sa, Exchange::create_child_sa, false, 0);
     NotifyPayload n{proto_esp, {}, nt::rekey_sa, {}};
     put32(n.spi, sa.child_rx);   // the SA being rekeyed, by the SPI we receive on (§1.3.3)
@@ -157,7 +157,19 @@ void SetupEngine::esp_rekey_response(IkeSa& sa, const Message& msg) {
         P3_PEER_LOG(warning, Reason::SETUP_ESP_REFUSED, "setup with remote %u (%s): our child SA rekey failed: %s",
                     sa.remote->id, sa.peer_name.c_str(), why.c_str());
     };
-    if (const auto* e = msg.error_notify()) return failed("the peer answered notify " + std::to_string(e->type));
+    if (const auto* e = msg.error_notify()) {
+        if (e->type == nt::no_proposal_chosen && sa.rekey_kx && !sa.rekey_pfs_refused) {
+            // Authenticated (SK), so the peer's policy and no attacker's: without PFS, at once.
+            sink_.release_rx_id(rx);
+            sa.rekey_kx.reset();
+            sa.rekey_pfs_refused = true;
+            sa.rekey_at = clock_.now();
+            P3_LOG_WARN(SETUP_ESP_REFUSED, "setup with remote %u (%s): the peer refuses a key exchange in child SA rekeys "
+                        "(its ESP proposals name no group): rekeying without PFS", sa.remote->id, sa.peer_name.c_str());
+            return;
+        }
+        return failed("the peer answered notify " + std::to_string(e->type));
+    }
     const auto* sap = msg.find<SaPayload>(pt::sa);
     const auto* nr = msg.find<NoncePayload>(pt::nonce);
     const auto* ke = msg.find<KePayload>(pt::ke);

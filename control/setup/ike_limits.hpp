@@ -20,6 +20,8 @@ inline constexpr std::size_t max_payloads = 32;        // per message (inner + o
 inline constexpr std::size_t max_proposals = 16;
 // per proposal: strongSwan 5.9's default IKE proposal alone carries 34 to 36 transforms
 inline constexpr std::size_t max_transforms = 64;
+// The port a standard IKE peer moves to when a NAT is detected (RFC 7296 §2.23, RFC 3948).
+inline constexpr std::uint16_t ike_nat_t_port = 4500;
 inline constexpr std::size_t max_selectors = 32;       // per TS payload
 inline constexpr std::size_t min_nonce = 16, max_nonce = 256;  // RFC 7296 §3.9
 inline constexpr std::size_t our_nonce = 32;

@@ -144,6 +144,9 @@ struct IkeSa {
     std::uint32_t rekey_rx_spi = 0;
     Bytes rekey_nonce;
     std::unique_ptr<KeyExchange> rekey_kx;
+    // The peer refused a rekey with a KE (NO_PROPOSAL_CHOSEN: its ESP proposals name no group,
+    // as strongSwan's `aes128gcm16` does): our rekeys go on without one for this IKE SA.
+    bool rekey_pfs_refused = false;
     bool closing = false;                // our IKE DELETE sent: gone when answered or timed out
 
     // reliability

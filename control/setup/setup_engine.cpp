@@ -249,6 +249,19 @@ void SetupEngine::on_timer() {
 // detection). So the mapping is opened first: a NAT keepalive (RFC 3948 §2.3, one 0xff byte,
 // which the primary's dataplane consumes) leaves just before the IKE_AUTH request, on the same
 // path. Heartbeats keep the mapping from then on.
+// RFC 7296 §2.23: with a NAT on the path a standard initiator moves to port 4500 for IKE_AUTH
+// and everything after, behind the non-ESP marker, and ESP travels in UDP on that port. For an
+// ESP remote we do the same (a standard responder expects it; strongSwan with kernel-libipsec
+// always reports a NAT). A P3 secondary stays on its primary's setup port, which the primary
+// serves on its own (docs/setup-exchange.md).
+void SetupEngine::float_to_nat_port(IkeSa& sa) {
+    if (!sa.remote || sa.remote->wire != config::WireMode::esp || !local_.nat_port) return;
+    if (!(sa.local_behind_nat || sa.peer_behind_nat) || sa.framing == Framing::non_esp_marker) return;
+    sa.local.port = local_.nat_port;
+    sa.peer.port = limits::ike_nat_t_port;
+    sa.framing = Framing::non_esp_marker;
+}
+
 void SetupEngine::open_nat_mapping(const IkeSa& sa) {
     if (local_.role != config::Role::secondary || !sa.local_behind_nat || !local_.nat_port) return;
     static constexpr std::uint8_t kKeepalive[] = {0xff};
@@ -387,6 +400,7 @@ void SetupEngine::init_response(IkeSa& sa, ByteView data, const Message& msg) {
         return;
     }
     sa.init_response.assign(data.begin(), data.end());
+    float_to_nat_port(sa);
     open_nat_mapping(sa);   // NAT detection ran above, in the IKE_SA_INIT tasks
     send_auth_request(sa);
 }

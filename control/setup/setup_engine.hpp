@@ -124,6 +124,7 @@ private:
     bool build_request(IkeSa& sa, Message& m);
     bool send_init_request(IkeSa& sa);
     bool send_auth_request(IkeSa& sa);
+    void float_to_nat_port(IkeSa& sa);
     void open_nat_mapping(const IkeSa& sa);
     void send_request(IkeSa& sa, Bytes bytes);
     void send_response(IkeSa& sa, Bytes bytes, std::uint32_t msg_id, ByteView request);
