@@ -64,7 +64,7 @@ sleep 0.3; kill -INT $TCPDUMP; wait $TCPDUMP 2>/dev/null
 cat "$OUT/p.out" "$OUT/s.out" >&2
 
 grep -q '^up remote=7 peer=sec.test .* key=aes256 ' "$OUT/p.out" || fail "primary: no AES-256 session with sec.test"
-grep -q '^up remote=1 peer=pri.test .* key=aes256 .* push=1$' "$OUT/s.out" || fail "secondary: no AES-256 session with a push"
+grep -Eq '^up remote=1 peer=pri.test .* key=aes256 .* push=1( |$)' "$OUT/s.out" || fail "secondary: no AES-256 session with a push"
 prx=$(sed -n 's/.* rx=\(0x[0-9a-f]*\) tx=\(0x[0-9a-f]*\) .*/\1 \2/p' "$OUT/p.out")
 srx=$(sed -n 's/.* rx=\(0x[0-9a-f]*\) tx=\(0x[0-9a-f]*\) .*/\2 \1/p' "$OUT/s.out")
 [ -n "$prx" ] && [ "$prx" = "$srx" ] || fail "P3 IDs do not cross: primary rx/tx '$prx', secondary tx/rx '$srx'"

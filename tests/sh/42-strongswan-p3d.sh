@@ -7,8 +7,8 @@
 #
 # p3d runs on net_af_packet over the veth (its WAN answers ARP for 192.0.2.1; the LAN port is a
 # veth with nothing behind it). charon initiates with a pre-shared key from port 4500 to
-# p3d's local.port (docs/setup-exchange.md: p3d carries IKE only on local.port, so charon must
-# not float to 4500 on our side), and the test checks:
+# p3d's custom local.port for a P3 remote (a P3 session set up by a standard IKEv2 stack; the
+# stock configuration on 500/4500 with ESP remotes is tests/sh/70-73), and the test checks:
 #   - `swanctl --initiate` completes IKE_SA_INIT and IKE_AUTH;
 #   - `swanctl --list-sas` shows the IKE SA ESTABLISHED and the child SA INSTALLED with
 #     AES_GCM_16-128 and the configured traffic selectors;
