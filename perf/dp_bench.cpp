@@ -2,7 +2,10 @@
 // worker lcore, with input that never repeats a sequence number (so inbound can be measured,
 // which a looped pcap cannot: its replays are rightly rejected before decryption).
 //
-//   dp_bench [--dirs out,in] [--sizes 64,1420] [--keys 128,256] [--runs 21] [--packets N]
+//   dp_bench [--dirs out,in] [--sizes 64,1420] [--keys 128,256] [--wire p3,esp] [--runs 21] [--packets N]
+//
+// --wire esp: the same session as a standard ESP SA pair with ESN (esp_install_rx/tx, the
+// calls the IKE side makes), so P3 and ESP are compared on one machine in one run.
 //
 // Per point, one Dataplane runs its single worker on lcore 1 (ports: net_ring, so the I/O is a
 // pointer handed over, no copy); --runs rounds of N distinct frames (default 2048, small
@@ -122,6 +125,7 @@ int raw_main(void* p) {
 
 struct Point {
     bool in;
+    bool esp;
     unsigned key_bits, frame;
     std::vector<double> cycles, raw;
 };
@@ -134,7 +138,7 @@ double median(std::vector<double> v) {
 // One point: a Dataplane with its worker on lcore 1, then `rounds` rounds of npk packets each
 // (built right before the round, so they are in cache as a NIC's DMA would leave them; inbound
 // sequences keep counting across rounds). Returns the worker's cycles per packet per round.
-std::vector<double> run_point(bool in, unsigned key_bits, unsigned frame, unsigned npk, unsigned rounds,
+std::vector<double> run_point(bool in, bool esp, unsigned key_bits, unsigned frame, unsigned npk, unsigned rounds,
                               unsigned seq_no) {
     std::vector<double> out;
     char n[16];
@@ -186,13 +190,25 @@ std::vector<double> run_point(bool in, unsigned key_bits, unsigned frame, unsign
                                                    static_cast<std::uint16_t>(RTE_PKTMBUF_HEADROOM + frame + 128),
                                                    SOCKET_ID_ANY);
     const unsigned rx_ring = in ? 2 : 0, tx_ring = in ? 1 : 3;
-    if (lan >= 0 && wan >= 0 && in_pool && dp.init() && dp.start()) {
+    bool ready = lan >= 0 && wan >= 0 && in_pool && dp.init() && dp.start();
+    std::uint32_t rx_id = 0x201;
+    if (ready && esp) {   // the session's SAs replaced by an ESP pair (ESN), as after IKE_AUTH
+        auto& port = dp.control_port();
+        const p3::SessionId sid(dp.session_of(1));
+        const auto spi = port.reserve_rx_ids(1);
+        ready = spi && port.esp_install_rx(sid, p3::dp::EspSa{spi->raw(), key_of(key_bits), kSalt, true}) &&
+                port.esp_install_tx(sid, p3::dp::EspSa{0x0c000101, key_of(key_bits), kSalt, true});
+        if (ready) rx_id = spi->raw();
+        else std::fputs("dp_bench: the ESP SAs were refused\n", stderr);
+    }
+    if (ready) {
         const rte_ether_addr to = dp.port(in ? p3::dp::Side::wan : p3::dp::Side::lan).mac;
         // The peer's sender for inbound: our rx key (lane 0), sequences from 1 on.
         auto e = p3::wire::GcmEngine::make();
         p3::wire::GcmKey gk(key_of(key_bits), kSalt);
         p3::wire::TxView v;
-        v.init(0x201, &gk, p3::wire::OuterSpec{ip("198.51.100.2"), ip("192.0.2.1")}, p3::wire::SizeHiding::off);
+        v.init(rx_id, &gk, p3::wire::OuterSpec{ip("198.51.100.2"), ip("192.0.2.1")}, p3::wire::SizeHiding::off, 0,
+               esp ? p3::wire::WireKind::esp_esn : p3::wire::WireKind::p3);
         std::uint64_t seq = 0;
         p3::wire::TxRef ref{&v, &seq};
         std::vector<rte_mbuf*> pk(npk);
@@ -242,7 +258,7 @@ std::vector<double> run_point(bool in, unsigned key_bits, unsigned frame, unsign
 
 int main(int argc, char** argv) {
     std::vector<unsigned> sizes = {64, 1420}, keys = {128, 256};
-    std::vector<std::string> dirs = {"out", "in"};
+    std::vector<std::string> dirs = {"out", "in"}, wires = {"p3"};
     unsigned runs = 21, packets = 0;
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
@@ -250,7 +266,14 @@ int main(int argc, char** argv) {
         else if (a == "--keys" && i + 1 < argc) keys = parse_list(argv[++i]);
         else if (a == "--runs" && i + 1 < argc) runs = unsigned(std::atoi(argv[++i]));
         else if (a == "--packets" && i + 1 < argc) packets = unsigned(std::atoi(argv[++i]));
-        else if (a == "--dirs" && i + 1 < argc) {
+        else if (a == "--wire" && i + 1 < argc) {
+            wires.clear();
+            for (std::string s = argv[++i]; !s.empty();) {
+                auto c = s.find(',');
+                wires.push_back(s.substr(0, c));
+                s = c == std::string::npos ? "" : s.substr(c + 1);
+            }
+        } else if (a == "--dirs" && i + 1 < argc) {
             dirs.clear();
             for (std::string s = argv[++i]; !s.empty();) {
                 auto c = s.find(',');
@@ -258,7 +281,7 @@ int main(int argc, char** argv) {
                 s = c == std::string::npos ? "" : s.substr(c + 1);
             }
         } else {
-            std::fputs("usage: dp_bench [--dirs out,in] [--sizes 64,1420] [--keys 128,256] [--runs 21] [--packets N]\n",
+            std::fputs("usage: dp_bench [--dirs out,in] [--sizes 64,1420] [--keys 128,256] [--wire p3,esp] [--runs 21] [--packets N]\n",
                        stderr);
             return 2;
         }
@@ -272,9 +295,10 @@ int main(int argc, char** argv) {
     }
     p3::log::init({.ident = "dp_bench", .to_stderr = false, .to_syslog = false});
     std::vector<Point> pts;
-    for (const auto& d : dirs)
-        for (unsigned kb : keys)
-            for (unsigned s : sizes) pts.push_back({d == "in", kb, s, {}, {}});
+    for (const auto& w : wires)
+        for (const auto& d : dirs)
+            for (unsigned kb : keys)
+                for (unsigned s : sizes) pts.push_back({d == "in", w == "esp", kb, s, {}, {}});
     unsigned seq = 0;
     for (auto& p : pts) {
         for (unsigned r = 0; r < runs; ++r) {
@@ -284,16 +308,17 @@ int main(int argc, char** argv) {
             p.raw.push_back(ra.cycles);
         }
         const unsigned n = packets ? packets : 2048;
-        p.cycles = run_point(p.in, p.key_bits, p.frame, n, runs, seq++);
+        p.cycles = run_point(p.in, p.esp, p.key_bits, p.frame, n, runs, seq++);
     }
     const double hz = double(rte_get_tsc_hz());
     std::printf("p3 dataplane, one worker lcore, net_ring ports (no copy), %s, TSC %.2f GHz; median of %u runs\n",
                 p3::wire::arch_name(), hz / 1e9, runs);
-    std::printf("%-4s %-8s %6s | %10s %8s | %10s %8s | %6s\n", "dir", "key", "frame", "cycles/pkt", "Mpps", "raw cyc",
-                "raw Mpps", "ratio");
+    std::printf("%-4s %-4s %-8s %6s | %10s %8s | %10s %8s | %6s\n", "wire", "dir", "key", "frame", "cycles/pkt", "Mpps",
+                "raw cyc", "raw Mpps", "ratio");
     for (const auto& p : pts) {
         const double c = median(p.cycles), rc = median(p.raw);
-        std::printf("%-4s AES-%-4u %6u | %10.0f %8.3f | %10.0f %8.3f | %5.0f%%\n", p.in ? "in" : "out", p.key_bits,
+        std::printf("%-4s %-4s AES-%-4u %6u | %10.0f %8.3f | %10.0f %8.3f | %5.0f%%\n", p.esp ? "esp" : "p3",
+                    p.in ? "in" : "out", p.key_bits,
                     p.frame, c, c > 0 ? hz / c / 1e6 : 0.0, rc, hz / rc / 1e6, c > 0 ? 100.0 * rc / c : 0.0);
     }
     rte_eal_cleanup();
