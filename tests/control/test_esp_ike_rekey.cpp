@@ -282,3 +282,50 @@ TEST_CASE("esp: IKE SA rekeys without DELETEs keep at most two old IKE SAs; they
     CHECK(m.ask(*n2, Exchange::informational, 1, Message{}));   // id 0 was the refused rekey
     CHECK(rekey_ike(m, *n2, 2, 0xa4));
 }
+
+TEST_CASE("esp: a peer that refuses a KE in our child rekey (NO_PROPOSAL_CHOSEN) gets the rekey again without one",
+          "[esp][rekey]") {
+    // strongSwan with esp_proposals = aes128gcm16 names no group, so it answers a rekey that
+    // carries a KE with NO_PROPOSAL_CHOSEN: our rekeys must go on without PFS, not fail forever.
+    LogCapture logs;
+    ManualInitiator m;
+    REQUIRE(m.setup());
+    // p3d (the IKE responder) starts a child rekey; the peer reads it under SK_er.
+    auto request = [&](Message& inner) {
+        if (m.out.q.empty()) return false;
+        Message outer;
+        const Bytes d = m.out.q.back().data;
+        m.out.q.clear();
+        if (decode(d, outer) != DecodeError::ok || outer.hdr.is_response() || open_sk(d, outer, m.sa.sk_er, inner) != DecodeError::ok)
+            return false;
+        inner.hdr = outer.hdr;
+        return inner.hdr.exchange == Exchange::create_child_sa;
+    };
+    auto answer = [&](const Message& req, Message resp) {
+        resp.hdr.spi_i = m.sa.spi_i;
+        resp.hdr.spi_r = m.sa.spi_r;
+        resp.hdr.exchange = Exchange::create_child_sa;
+        resp.hdr.flags = flags::initiator | flags::response;
+        resp.hdr.msg_id = req.hdr.msg_id;
+        m.p->on_datagram(m.kS, m.kP, *encode_sk(resp, m.sa.sk_ei, ++m.sa.iv_counter));
+    };
+    m.out.q.clear();
+    REQUIRE(m.p->esp_rekey(7));
+    Message r1;
+    REQUIRE(request(r1));
+    CHECK(r1.find<KePayload>(pt::ke) != nullptr);   // rekey_dh is on: PFS offered first
+    Message no;
+    no.add_notify(nt::no_proposal_chosen, {});
+    answer(r1, std::move(no));
+    // At once (the next timer) the same rekey without a KE and without a group in its proposal.
+    m.p->on_timer();
+    Message r2;
+    REQUIRE(request(r2));
+    CHECK(r2.find<KePayload>(pt::ke) == nullptr);
+    CHECK(r2.hdr.msg_id == r1.hdr.msg_id + 1);
+    const auto* sap = r2.find<SaPayload>(pt::sa);
+    REQUIRE(sap);
+    for (const auto& t : sap->proposals.at(0).transforms) CHECK(t.type != tt::dh);
+    CHECK(logs.count(Reason::SETUP_ESP_REFUSED) == 1);
+    CHECK(m.sp.downs.empty());
+}
