@@ -50,7 +50,8 @@ bool SlotTable::move_tx(std::uint32_t session, std::uint32_t lanes, const OuterS
         const TxKey* cur = slot[n]->current();
         built[n] = new (mem) TxKey(cur->key);
         if (!built[n]->key.valid() ||
-            !built[n]->view.init(slot[n]->peer_id_, &built[n]->key, outer, slot[n]->size_hiding_, slot[n]->wan_mtu_)) {
+            !built[n]->view.init(slot[n]->peer_id_, &built[n]->key, outer, slot[n]->size_hiding_, slot[n]->wan_mtu_,
+                                 slot[n]->kind_)) {
             discard(built[n], sizeof(TxKey));
             P3_LOG_ERROR(SLOT_BAD_KEY, "key slots: session %u lane %u: outer addresses unusable", session, n);
             break;

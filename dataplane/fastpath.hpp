@@ -355,12 +355,12 @@ struct InStage {
 };
 static_assert(kMaxBurst <= 64, "InStage::moved has a bit per stage index");
 unsigned inbound_flush(Lcore& L, const Dataplane::Shared& S, InStage& in) noexcept;
-// A packet of the run's slot (in.run_slot) from another source than its peer: dropped
+// A packet of slot s (P3: the run's, keys its key state; ESP: its SA) from another source than its peer: dropped
 // (p3_wrong_peer) unless the slot is UDP-encapsulated, the packet came in UDP, its sequence is
 // beyond the lane's window top and the worker's budget for such packets allows; then staged
 // like any other, marked, to be accepted only if its tag verifies (inbound.cpp).
 void inbound_moved(Lcore& L, const Dataplane::Shared& S, InStage& in, rte_mbuf* m, unsigned off, std::uint32_t src,
-                   std::uint64_t seq) noexcept;
+                   std::uint64_t seq, wire::RxSlot* s, const wire::RxKeys* keys) noexcept;
 inline void inbound_one(Lcore& L, const Dataplane::Shared& S, InStage& in, rte_mbuf* m, unsigned off,
                         std::uint32_t src) noexcept {
     wire::P3Header h;
@@ -386,7 +386,7 @@ inline void inbound_one(Lcore& L, const Dataplane::Shared& S, InStage& in, rte_m
     // to the queue the peer's packets reach; but a UDP-encapsulated peer may have moved (a NAT
     // rebinding), which only an authenticated packet can tell.
     if (!s->from_peer(pkt::data(m, wire::kEthHeaderLen), src)) [[unlikely]] {
-        inbound_moved(L, S, in, m, off, src, h.seq);
+        inbound_moved(L, S, in, m, off, src, h.seq, s, in.run_keys);
         return;
     }
     if (s->replay().check(h.seq) != wire::ReplayResult::ok) [[unlikely]] {
@@ -433,15 +433,16 @@ inline void inbound_esp_one(Lcore& L, const Dataplane::Shared& S, InStage& in, r
         drop(L, m, Drop::ESP_UNKNOWN_SPI);
         return;
     }
-    if (!s->from_peer(pkt::data(m, wire::kEthHeaderLen), src)) [[unlikely]] {
-        L.sessions[s->session()].rx_dropped.add();
-        drop(L, m, Drop::P3_WRONG_PEER);
-        return;
-    }
     const wire::ReplayWindow& w = s->replay();
     const std::uint64_t seq = s->kind() == wire::WireKind::esp_esn
                                   ? wire::esn_seq(w.top(), std::max<std::uint32_t>(w.size(), 1), h.seq_low)
                                   : h.seq_low;
+    // As for P3: an ESP-in-UDP peer behind a NAT that rebinds is followed on an authenticated
+    // packet beyond the window top; anything else from a stranger is dropped.
+    if (!s->from_peer(pkt::data(m, wire::kEthHeaderLen), src)) [[unlikely]] {
+        inbound_moved(L, S, in, m, off, src, seq, s, s->keys());
+        return;
+    }
     if (w.check(seq) != wire::ReplayResult::ok) [[unlikely]] {
         L.sessions[s->session()].rx_replay.add();
         drop(L, m, Drop::P3_REPLAY);

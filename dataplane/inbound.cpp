@@ -158,8 +158,7 @@ void moved_check(Lcore& L, const Dataplane::Shared& S, InStage& in, wire::DecapR
 }  // namespace
 
 void inbound_moved(Lcore& L, const Dataplane::Shared& S, InStage& in, rte_mbuf* m, unsigned off, std::uint32_t src,
-                   std::uint64_t seq) noexcept {
-    wire::RxSlot* s = in.run_slot;
+                   std::uint64_t seq, wire::RxSlot* s, const wire::RxKeys* keys) noexcept {
     SessionCounters& sc = L.sessions[s->session()];
     // Native sessions keep the strict check (RFC 4301 §5.2), and so does a packet that did not
     // come in UDP. Only a sequence beyond the window top can move the peer: the window is only
@@ -171,7 +170,7 @@ void inbound_moved(Lcore& L, const Dataplane::Shared& S, InStage& in, rte_mbuf* 
         return;
     }
     const wire::GcmKey* alt = nullptr;
-    const wire::GcmKey* key = in.run_keys->pick(seq, alt);
+    const wire::GcmKey* key = keys->pick(seq, alt);
     if (key == nullptr) {
         sc.rx_old_key.add();
         drop(L, m, Drop::P3_OLD_KEY);
@@ -185,7 +184,7 @@ void inbound_moved(Lcore& L, const Dataplane::Shared& S, InStage& in, rte_mbuf* 
     in.ref[k] = wire::RxRef(key, s->open());
     in.slot[k] = s;
     in.seq[k] = seq;
-    if (alt != nullptr) in.alt[in.n_alt++] = InStage::Alt{k, in.run_keys};
+    if (alt != nullptr) in.alt[in.n_alt++] = InStage::Alt{k, keys};
     in.moved |= std::uint64_t{1} << k;
     in.mv[in.n_mv++] = InStage::Moved{k, static_cast<std::uint16_t>(src & 0xffffu),
                                       (ip[0] >> 4) == 6 ? v6_at(ip + 8) : v4_at(ip + 12)};

@@ -350,6 +350,8 @@ bool Dataplane::move_peer(std::uint32_t sid, const PeerMoved& pm, std::uint64_t 
     if (it != keys_->rx_blocks.end())
         for (const auto& b : it->second)
             for (std::uint32_t l = 0; l < b.lanes; ++l) keys_->table->move_rx_peer(wire::SlotId(b.base).lane(l), pm.addr, pm.port);
+    if (auto e = keys_->esp_rx.find(sid); e != keys_->esp_rx.end())   // every live inbound ESP SA
+        for (std::uint32_t spi : e->second) keys_->table->move_rx_peer(wire::SlotId(spi), pm.addr, pm.port);
     // ADDR:PORT, [v6]:PORT
     auto ep = [](const IpAddr& a, std::uint16_t port) {
         char buf[64];

@@ -287,3 +287,65 @@ TEST_CASE("a native P3 session keeps the strict peer check: an authentic packet 
     CHECK(t.b.dp->drops(Drop::P3_WRONG_PEER) == 1);
     CHECK(moves(t.b, 1) == 0);
 }
+
+TEST_CASE("NAT rebinding of a standard ESP-in-UDP peer: an authenticated ESP packet from the new port moves the session",
+          "[tunnel][nat][move][esp]") {
+    Tunnel t("mve", false, false);
+    const std::uint32_t sid_a = t.a.dp->session_of(2), sid_b = t.b.dp->session_of(1);
+    const p3::SecretBytes k = hex("1111111111111111111111111111111122222222222222222222222222222222");
+    const p3::SecretBytes salt = hex("33333333");
+    REQUIRE(t.a.dp->set_peer(sid_a, *p3::IpAddr::parse("198.51.100.2"), 4500, 4500));
+    REQUIRE(t.b.dp->set_peer(sid_b, *p3::IpAddr::parse("192.0.2.1"), 4500, 4500));
+    const auto spi_a = t.a.dp->reserve_rx_ids(1), spi_b = t.b.dp->reserve_rx_ids(1);
+    REQUIRE(spi_a);
+    REQUIRE(spi_b);
+    auto sa_of = [&](std::uint32_t spi) { return p3::dp::EspSa{spi, k.span(), salt.span(), true}; };
+    REQUIRE(t.a.dp->esp_install_rx(sid_a, sa_of(*spi_a)));
+    REQUIRE(t.b.dp->esp_install_rx(sid_b, sa_of(*spi_b)));
+    REQUIRE(t.a.dp->esp_install_tx(sid_a, sa_of(*spi_b)));
+    REQUIRE(t.b.dp->esp_install_tx(sid_b, sa_of(*spi_a)));
+    auto spi = [](const Bytes& f) { return p3::be::get32(f.data() + kP3); };
+
+    send_lan(t.b, false, 2, 0x10);
+    for (auto& f : wan_out(t.b, 2)) {
+        CHECK(spi(f.bytes) == *spi_a);
+        std::memcpy(f.bytes.data(), t.a.wan_mac.b, 6);
+        inject(t.a.wan.rx[f.ring], f.bytes);
+    }
+    CHECK(lan_in(t, t.a, 2).size() == 2);
+
+    // The NAT rebinds B to 203.0.113.5:40001. A forged copy from there moves nothing.
+    send_lan(t.b, false, 3, 0x30);
+    auto moved = wan_out(t.b, 3);
+    for (auto& f : moved) {
+        std::memcpy(f.bytes.data(), t.a.wan_mac.b, 6);
+        rewrite(f.bytes, "203.0.113.5", 40001, "192.0.2.1", 4500);
+    }
+    Bytes forged = moved[0].bytes;
+    forged.back() ^= 0x01;
+    inject(t.a.wan.rx[moved[0].ring], forged);
+    CHECK(lan_in(t, t.a, 0, 150).empty());
+    for (int i = 0; i < 10; ++i) control_pass(*t.a.ctl, t.now_ms);
+    CHECK(moves(t.a, 2) == 0);
+    // The authentic ones: delivered, and the session follows (IKE follows on its own, from
+    // the authenticated IKE messages).
+    for (auto& f : moved) inject(t.a.wan.rx[f.ring], f.bytes);
+    CHECK(lan_in(t, t.a, 3).size() == 3);
+    for (int i = 0; i < 10; ++i) control_pass(*t.a.ctl, t.now_ms);
+    CHECK(moves(t.a, 2) == 1);
+
+    // A's replies: still ESP under B's SPI, to the new address and port; B takes them.
+    send_lan(t.a, true, 3, 0x50);
+    auto replies = wan_out(t.a, 3);
+    for (auto& f : replies) {
+        CHECK(spi(f.bytes) == *spi_b);
+        CHECK(get16(f.bytes, 36) == 40001);
+        CHECK(p3::IpAddr::v4(p3::be::get32(f.bytes.data() + 30)).str() == "203.0.113.5");
+        std::memcpy(f.bytes.data(), t.b.wan_mac.b, 6);
+        rewrite(f.bytes, "192.0.2.1", 4500, "198.51.100.2", 4500);
+        inject(t.b.wan.rx[f.ring], f.bytes);
+    }
+    CHECK(lan_in(t, t.b, 3).size() == 3);
+    CHECK(t.b.dp->drops(Drop::P3_REPLAY) == 0);
+    CHECK(t.a.dp->session_totals(sid_a).rx_auth == 0);
+}
