@@ -155,7 +155,9 @@ remotes = (
             ports = ["-d", self.p3src, "--vdev", "net_p3src0,pcap=%s,mac=%s%s" % (pcap, frames.DST_MAC, head),
                      "--vdev", "net_p3src1"]
         else:
-            ports = ["--vdev", "net_pcap0,rx_pcap=%s,infinite_rx=1" % pcap, "--vdev", "net_null0,no-rx=1"]
+            # net_pcap: one RX queue (and TX queue) per rx_pcap, each playing the whole capture.
+            rx = ",".join(["rx_pcap=%s" % pcap] * workers)
+            ports = ["--vdev", "net_pcap0,%s,infinite_rx=1" % rx, "--vdev", "net_null0,no-rx=1"]
         cmd = [self.p3d] + mem + ["--no-pci", "--file-prefix", self.prefix, "-l", cores] + ports + [
                "--", "-c", conf, "-f"]
         self.p3d_log = os.path.join(self.work, "p3d.log")
@@ -379,8 +381,8 @@ def chart(result, out_dir):
             "s" if w > 1 else "", n, "s" if n > 1 else ""))
         if d not in raw_done:
             raw_done.add(d)
-            plots.append("'%s' index %d using 1:5 with lines dt 2 lw 1 lc rgb 'black' title 'raw AES-GCM-%d %s, one core'" % (
-                dat, i, key, "encrypt" if d == "out" else "decrypt"))
+            plots.append("'%s' index %d using 1:5 with lines dt %d lw 1 lc rgb 'black' title 'raw AES-GCM-%d %s, one core'" % (
+                dat, i, 2 if d == "out" else 4, key, "encrypt" if d == "out" else "decrypt"))
     script = """set terminal pngcairo size 1100,650 font ',11'
 set output '%s'
 set title 'p3d throughput vs raw ipsec-mb AES-GCM on one core (median, min..max)'
@@ -546,6 +548,8 @@ def main():
     try:
         for s in suites:
             if s == "throughput":
+                if "zc" in a.io:  # the zero-copy source, built here rather than in bench.sh
+                    subprocess.run(["ninja", "-C", b.build, "perf/librte_net_p3src.so"], stdout=subprocess.DEVNULL)
                 for f in (b.p3d, b.raw) + ((b.p3src,) if "zc" in a.io else ()):
                     if not os.access(f, os.X_OK):
                         print("bench: %s is not built (ninja -C %s)" % (f, a.build), file=sys.stderr)

@@ -14,5 +14,5 @@ build=${BUILD:-$root/build}
 if [ ! -f "$build/build.ninja" ]; then
   meson setup "$build" "$root" >/dev/null
 fi
-ninja -C "$build" p3d/p3d perf/raw_gcm perf/librte_net_p3src.so perf/rekey/rekey_bench perf/setup/setup_bench perf/p3-traffic >/dev/null
+ninja -C "$build" p3d/p3d perf/raw_gcm perf/rekey/rekey_bench perf/setup/setup_bench perf/p3-traffic >/dev/null
 exec /usr/bin/python3 "$root/perf/bench.py" --build "$build" "$@"
