@@ -45,7 +45,7 @@ sys.path.insert(0, os.path.join(HERE, "rekey"))
 import pair  # noqa: E402  (the rekey suite's two-p3d part)
 sys.path.insert(0, HERE)
 import frames  # noqa: E402  (the throughput suite's remotes and frames)
-from throughput_table import fmt_one, scaling, table  # noqa: E402
+from throughput_table import fmt_one, scaling, scaling_chart, table  # noqa: E402
 
 SIZES = [64, 128, 256, 512, 1024, 1420]
 IMIX_AVG = (7 * 64 + 4 * 594 + 1420) / 12.0
@@ -352,6 +352,7 @@ def chart(result, out_dir):
     gp = shutil.which("gnuplot")
     if not gp:
         return None
+    scaling_chart(result, out_dir, gp)
     rows = [r for r in result["rows"] if "mpps" in r and r["size"] != "imix"]
     if not rows:
         return None

@@ -52,3 +52,45 @@ def table(result):
             r["cycles"]["median"] if "cycles" in r else float("nan"), r["raw_mpps"]["median"],
             r["raw_cycles"]["median"], 100 * rt["median"], 100 * rt["min"], 100 * rt["max"], tgt, sc))
     return "\n".join(lines)
+
+
+def scaling_chart(result, out_dir, gp):
+    """DIR/scaling.png: Mpps(W) / (W x Mpps(1)) against frame size, one line per I/O, direction,
+    W and S (first key), the target drawn. None when no row has a scaling figure."""
+    import os
+    import subprocess
+    rows = [r for r in result["rows"] if "scaling" in r and r["size"] != "imix"]
+    if not rows:
+        return None
+    key = min(r["key"] for r in rows)
+    rows = [r for r in rows if r["key"] == key]
+    dat = os.path.join(out_dir, "scaling.dat")
+    series = sorted({(r["io"], r["dir"], r["workers"], r["sessions"]) for r in rows})
+    with open(dat, "w") as f:
+        for c in series:
+            f.write("# %s %s W%d S%d: frame scaling\n" % c)
+            for r in sorted((r for r in rows if (r["io"], r["dir"], r["workers"], r["sessions"]) == c),
+                            key=lambda r: int(r["size"])):
+                f.write("%s %.4f\n" % (r["size"], r["scaling"]))
+            f.write("\n\n")
+    png = os.path.join(out_dir, "scaling.png")
+    plots = ["%.2f with lines dt 2 lc rgb 'black' title 'target'" % SCALING_TARGET]
+    for i, (io, d, w, n) in enumerate(series):
+        plots.append("'%s' index %d using 1:2 with linespoints lw 2 pt 7 title '%s %s, %d workers, %d session%s'" % (
+            dat, i, d, io, w, n, "s" if n > 1 else ""))
+    script = """set terminal png size 900,500
+set output '%s'
+set title 'p3d scaling per added worker: Mpps(W) / (W x Mpps(1)), AES-%d'
+set xlabel 'Ethernet frame size (bytes, FCS included)'
+set logscale x 2
+set xtics (64,128,256,512,1024,1420)
+set yrange [0:1.3]
+set grid
+set key bottom right
+plot %s
+""" % (png, key, ", \\\n     ".join(plots))
+    sp = os.path.join(out_dir, "scaling.gp")
+    with open(sp, "w") as f:
+        f.write(script)
+    r = subprocess.run([gp, sp], capture_output=True, text=True)
+    return png if r.returncode == 0 else None

@@ -41,6 +41,9 @@ assert two and all(r.get("scaling", 0) > 0 for r in two), "no scaling figure: %s
 print("zc: %d points, scaling %s" % (len(seen), ", ".join("%s S%d %.2f" % (r["dir"], r["sessions"], r["scaling"]) for r in two)))
 PY
 grep -q "^zc   out  AES-128    64  2     4 .*| [0-9.]* \(ok\|MISS\)$" "$out/zc/table.txt" || fail "table.txt has no scaling for 2 workers"
+if command -v gnuplot >/dev/null; then
+  [ -s "$out/zc/scaling.png" ] || fail "gnuplot is installed but no scaling.png"
+fi
 
 BUILD=$(cd "$BUILD" && pwd) "$ROOT/perf/bench.sh" --smoke --suite all --out "$out" >"$out/log" 2>&1
 rc=$?
