@@ -153,7 +153,7 @@ remotes = (
         if io == "zc":
             head = ",head=%d" % ZC_HEAD[direction] if ZC_HEAD[direction] else ""
             ports = ["-d", self.p3src, "--vdev", "net_p3src0,pcap=%s,mac=%s%s" % (pcap, frames.DST_MAC, head),
-                     "--vdev", "net_p3src1"]
+                     "--vdev", "net_p3src1,sink=1"]
         else:
             # net_pcap: one RX queue (and TX queue) per rx_pcap, each playing the whole capture.
             rx = ",".join(["rx_pcap=%s" % pcap] * workers)

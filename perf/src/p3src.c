@@ -3,7 +3,7 @@
  * its feeder (perf/README.md, "The zero-copy source").
  *
  *   --vdev 'net_p3src0,pcap=FILE[,head=N][,mac=02:..]'   plays FILE's Ethernet frames forever
- *   --vdev 'net_p3src1'                                    (no pcap) a sink: RX never returns a frame
+ *   --vdev 'net_p3src1[,sink=1]'                           (no pcap) a sink: RX never returns a frame
  *
  * RX, per queue: mbufs taken from the queue's pool in one bulk (rte_pktmbuf_alloc_bulk, served
  * by the lcore's mempool cache, as a NIC PMD refills its descriptors), and into each only what
@@ -368,16 +368,22 @@ p3src_probe(struct rte_vdev_device *vdev)
 	const char *name = rte_dev_name(rdev);
 	const struct rte_devargs *da = rte_dev_devargs(rdev);
 	const char *args = da != NULL ? da->args : "";
-	static const char *const keys[] = {"pcap", "head", "mac", NULL};
-	const char *pcap = NULL, *head = NULL, *mac = NULL;
+	static const char *const keys[] = {"pcap", "head", "mac", "sink", NULL};
+	const char *pcap = NULL, *head = NULL, *mac = NULL, *sink = NULL;
 	struct rte_kvargs *kv = rte_kvargs_parse(args, keys);
 	if (kv == NULL) {
-		LOG(ERR, "%s: bad arguments '%s' (pcap=FILE, head=BYTES, mac=XX:..)\n", name, args);
+		LOG(ERR, "%s: bad arguments '%s' (pcap=FILE, head=BYTES, mac=XX:.., sink=1)\n", name, args);
 		return -EINVAL;
 	}
 	rte_kvargs_process(kv, "pcap", kv_string, &pcap);
 	rte_kvargs_process(kv, "head", kv_string, &head);
 	rte_kvargs_process(kv, "mac", kv_string, &mac);
+	rte_kvargs_process(kv, "sink", kv_string, &sink);
+	if (sink != NULL && (strcmp(sink, "1") != 0 || pcap != NULL)) {
+		LOG(ERR, "%s: sink=1 takes no pcap= (a sink only takes TX)\n", name);
+		rte_kvargs_free(kv);
+		return -EINVAL;
+	}
 
 	int rc = -ENOMEM;
 	struct p3src *s = rte_zmalloc_socket(name, sizeof(*s), RTE_CACHE_LINE_SIZE, rte_socket_id());
