@@ -3,20 +3,25 @@
 rekey (perf/rekey/rekey_bench) and setup (perf/setup/setup_bench), whose samples are merged
 into one results.json.
 
-Throughput: p3d with static keys on one worker lcore, next to the raw AES-GCM bound measured in
-the same run.
+Throughput: p3d with static keys on W worker lcores and S sessions, next to the raw AES-GCM
+bound of one core measured in the same run.
 
-For every configuration (direction x key size x frame size), interleaved and repeated --runs
-times: raw_gcm measures ipsec-mb AES-GCM on the benchmark core for that key, size and
-direction; then p3d starts on the same core with
-  outbound: LAN = net_pcap (rx_pcap=clear traffic, infinite_rx=1), WAN = net_null (no-rx)
-  inbound:  WAN = net_pcap (rx_pcap=P3 traffic under p3d's rx keys, infinite_rx=1), LAN = net_null
-            (the static key has anti_replay = false: the looped capture repeats its sequences)
+For every configuration (I/O x direction x key size x frame size x workers x sessions),
+interleaved and repeated --runs times: raw_gcm measures ipsec-mb AES-GCM on the benchmark core
+for that key, size and direction; then p3d starts on the W last CPUs with
+  --io zc:   the receiving side is net_p3src (perf/src/p3src.c, loaded with EAL -d) playing the
+             frames of perf/frames.py with no copy beyond what must be rewritten (outbound: the
+             first 64 bytes, inbound: the whole frame), the other side a net_p3src sink
+  --io pcap: outbound: LAN = net_pcap (rx_pcap=clear traffic, infinite_rx=1), WAN = net_null;
+             inbound: WAN = net_pcap (the P3 traffic), LAN = net_null — the I/O other DPDK
+             applications (ipsec-secgw) are compared on
+(inbound: the static key has anti_replay = false, the looped input repeats its sequences)
 and after a warm-up the packets it encrypted (decrypted) over --duration seconds are read
-from its telemetry. A worker that never runs out of input is busy all the time, so
-cycles/packet = TSC Hz x duration / packets. Reported: median, min and max over the runs of
-Mpps, Gbps (Ethernet frames, FCS included, no preamble/IFG), cycles/packet, and the ratio to
-the raw bound; a table, a JSON file and a PNG chart (gnuplot).
+from its telemetry. Workers that never run out of input are busy all the time, so
+cycles/packet = TSC Hz x duration x W / packets. Reported: median, min and max over the runs of
+Mpps, Gbps (Ethernet frames, FCS included, no preamble/IFG), cycles/packet, the ratio to W times
+the raw bound and, for W > 1, the scaling Mpps(W) / (W x Mpps(1)); a table, a JSON file and a
+PNG chart (gnuplot).
 """
 import argparse
 import datetime
@@ -38,23 +43,22 @@ sys.path.insert(0, TOOLS)
 import p3_telemetry  # noqa: E402
 sys.path.insert(0, os.path.join(HERE, "rekey"))
 import pair  # noqa: E402  (the rekey suite's two-p3d part)
+sys.path.insert(0, HERE)
+import frames  # noqa: E402  (the throughput suite's remotes and frames)
+from throughput_table import fmt_one, scaling, scaling_chart, table  # noqa: E402
 
 SIZES = [64, 128, 256, 512, 1024, 1420]
 IMIX_AVG = (7 * 64 + 4 * 594 + 1420) / 12.0
 # Issue targets for one worker lcore, as a fraction of the same-run raw bound.
 TARGETS = {"64": 0.50, "512": 0.70, "1420": 0.85, "imix": 0.75}
 
-KEYS = {
-    128: ("000102030405060708090a0b0c0d0e0f", "f0e0d0c0b0a090807060504030201000"),
-    256: ("000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
-          "f0e0d0c0b0a090807060504030201000f0e0d0c0b0a090807060504030201000"),
-}
-TX_SALT, RX_SALT = "0a0b0c0d", "01020304"
-TX_ID, RX_ID = 0x101, 0x201
-# The peer sits behind the WAN gateway and the LAN hosts behind the LAN gateway, both with
+# The peers sit behind the WAN gateway and the LAN hosts behind the LAN gateway, both with
 # static MACs: no ARP on the measured path (an on-link peer would be resolved first).
-LOCAL, PEER = "192.0.2.1", "198.51.100.2"
-PCAP_MAC = "02:70:63:61:70:00"  # the first (only) net_pcap port
+LOCAL = frames.LOCAL
+# Outbound, p3d reads the Ethernet, IPv4 and UDP headers of a clear frame and encrypts the rest
+# in place whatever its bytes: net_p3src rewrites the first 64 bytes of each. Inbound, the whole
+# frame is opened in place: it is rewritten whole.
+ZC_HEAD = {"out": 64, "in": 0}
 
 
 class Bench:
@@ -63,6 +67,7 @@ class Bench:
         self.build = os.path.abspath(a.build)
         self.p3d = os.path.join(self.build, "p3d", "p3d")
         self.raw = os.path.join(self.build, "perf", "raw_gcm")
+        self.p3src = os.path.join(self.build, "perf", "librte_net_p3src.so")
         self.work = tempfile.mkdtemp(prefix="p3bench-")
         self.log = open(os.path.join(a.out, "bench.log"), "w")
         self.prefix = "p3bench-%d" % os.getpid()
@@ -81,32 +86,27 @@ class Bench:
             shutil.rmtree(self.work, ignore_errors=True)
 
     # --- inputs --------------------------------------------------------------------------
-    def traffic(self, size, from_peer=False):
-        """Clear traffic for one size: our LAN hosts to the peer's subnet (outbound), or the
-        peer's hosts to ours (what the peer encrypts for the inbound direction)."""
-        clear = os.path.join(self.work, "clear-%s%s.pcap" % (size, "-peer" if from_peer else ""))
-        src, dst = ("10.2.0.0/24", "10.1.5.0/24") if from_peer else ("10.1.5.0/24", "10.2.0.0/24")
-        if not os.path.exists(clear):
-            args = [sys.executable, os.path.join(TOOLS, "p3_traffic.py"), clear, "--count", str(self.a.packets),
-                    "--family", "4", "--proto", "udp", "--flows", "16", "--dst-mac", PCAP_MAC,
-                    "--src4", src, "--dst4", dst]
-            args += ["--imix"] if size == "imix" else ["--sizes", str(size)]
-            subprocess.run(args, check=True)
-        return clear
+    def frames_file(self, direction, size, key_bits, sessions, lanes, io):
+        """The looped input of one point (perf/frames.py): clear traffic to the S remotes'
+        subnets (outbound), or what those remotes send us on L lanes (inbound). zc frames are
+        few (--packets, default 128, at least one per session and lane) so that the templates
+        stay in the worker's L2 cache; the pcap PMD gets 512, as before."""
+        count = self.a.packets or (128 if io == "zc" else 512)
+        count = max(count, sessions * lanes)
+        path = os.path.join(self.work, "%s-%s-%d-s%d-l%d-%d.pcap" % (direction, size, key_bits, sessions, lanes, count))
+        if not os.path.exists(path):
+            fr = (frames.outbound(size, count, sessions) if direction == "out"
+                  else frames.inbound(size, count, sessions, lanes, key_bits))
+            frames.write_pcap(path, fr)
+        return path
 
-    def encrypted(self, size, key_bits):
-        enc = os.path.join(self.work, "p3-%s-%d.pcap" % (size, key_bits))
-        if not os.path.exists(enc):
-            # What the peer would send us: its tx keys are our rx keys.
-            subprocess.run([sys.executable, os.path.join(TOOLS, "p3_decode.py"), "encode", self.traffic(size, from_peer=True), enc,
-                            "--key", KEYS[key_bits][1], "--salt", RX_SALT, "--id", hex(RX_ID),
-                            "--src", PEER, "--dst", LOCAL, "--dst-mac", PCAP_MAC,
-                            "--src-mac", "02:00:00:00:00:fe"], check=True, stdout=subprocess.DEVNULL)
-        return enc
-
-    def config(self, key_bits, direction):
-        lan, wan = ("net_pcap0", "net_null0") if direction == "out" else ("net_null0", "net_pcap0")
-        path = os.path.join(self.work, "p3d-%d-%s.conf" % (key_bits, direction))
+    def config(self, key_bits, direction, io, workers, sessions):
+        src, sink = ("net_p3src0", "net_p3src1") if io == "zc" else ("net_pcap0", "net_null0")
+        lan, wan = (src, sink) if direction == "out" else (sink, src)
+        path = os.path.join(self.work, "p3d-%d-%s-%s-w%d-s%d.conf" % (key_bits, direction, io, workers, sessions))
+        # One RX queue per worker (RSS; net_p3src spreads its frames as a NIC would). With more
+        # workers than spare CPUs the control thread shares one: a worker with nothing to poll
+        # (inbound, the LAN sink) sleeps 20 us after 256 empty polls instead of spinning.
         with open(path, "w") as f:
             f.write("""role = "primary";
 local = { ip = 4; address = "%s"; port = 5653; state_dir = "%s";
@@ -114,19 +114,18 @@ local = { ip = 4; address = "%s"; port = 5653; state_dir = "%s";
 dataplane = {
   lan = { port = "%s"; address = "10.1.0.1/24"; gateway = "10.1.0.254"; gateway_mac = "02:00:00:00:00:fd"; };
   wan = { port = "%s"; address = "%s/24"; gateway = "192.0.2.254"; gateway_mac = "02:00:00:00:00:fe"; mtu = 1500; };
-  idle_backoff_us = 0;
+  rx_queues = %d;
+  idle_backoff_us = %d;
 };
 remotes = (
-  { id = 1; ip = 4; address = "%s"; subnets = [ "10.2.0.0/24" ]; key_type = "AES%d";
-    static_keys = { tx_id = %d; tx_key = "%s"; tx_salt = "%s"; rx_id = %d; rx_key = "%s"; rx_salt = "%s";
-                    anti_replay = %s; }; }
+%s
 );
-""" % (LOCAL, os.path.join(self.work, "state"), lan, wan, LOCAL, PEER, key_bits, TX_ID, KEYS[key_bits][0], TX_SALT,
-                RX_ID, KEYS[key_bits][1], RX_SALT,
+""" % (LOCAL, os.path.join(self.work, "state"), lan, wan, LOCAL, 0 if workers > 1 else 1,
+                20 if workers > 1 else 0,
                 # Inbound loops one capture, so its sequences repeat from the second pass on:
                 # with a window every packet after the first pass would be a replay. The tag
                 # is checked as ever; what is not measured is the window (dp_bench has it).
-                "false" if direction == "in" else "true"))
+                frames.remotes_conf(key_bits, sessions, workers, direction != "in")))
         os.chmod(path, 0o600)
         return path
 
@@ -146,12 +145,21 @@ remotes = (
         r = [x for x in data["results"] if x["dir"] == want][0]
         return r, data
 
-    def start_p3d(self, conf, pcap):
+    def start_p3d(self, conf, pcap, direction="out", io="pcap", workers=1):
         shutil.rmtree("/var/run/dpdk/" + self.prefix, ignore_errors=True)
         mem = [] if self.a.hugepages else ["--no-huge", "-m", "512"]
-        cmd = [self.p3d] + mem + ["--no-pci", "--file-prefix", self.prefix,
-               "-l", str(self.a.core), "--vdev", "net_pcap0,rx_pcap=%s,infinite_rx=1" % pcap,
-               "--vdev", "net_null0,no-rx=1", "--", "-c", conf, "-f"]
+        first = max(0, self.a.core - workers + 1)
+        cores = str(self.a.core) if workers == 1 else "%d-%d" % (first, first + workers - 1)
+        if io == "zc":
+            head = ",head=%d" % ZC_HEAD[direction] if ZC_HEAD[direction] else ""
+            ports = ["-d", self.p3src, "--vdev", "net_p3src0,pcap=%s,mac=%s%s" % (pcap, frames.DST_MAC, head),
+                     "--vdev", "net_p3src1,sink=1"]
+        else:
+            # net_pcap: one RX queue (and TX queue) per rx_pcap, each playing the whole capture.
+            rx = ",".join(["rx_pcap=%s" % pcap] * workers)
+            ports = ["--vdev", "net_pcap0,%s,infinite_rx=1" % rx, "--vdev", "net_null0,no-rx=1"]
+        cmd = [self.p3d] + mem + ["--no-pci", "--file-prefix", self.prefix, "-l", cores] + ports + [
+               "--", "-c", conf, "-f"]
         self.p3d_log = os.path.join(self.work, "p3d.log")
         self.proc = subprocess.Popen(self.high_priority(cmd), stdout=open(self.p3d_log, "w"),
                                      stderr=subprocess.STDOUT)
@@ -189,15 +197,30 @@ remotes = (
     def stats(self):
         return p3_telemetry.query(self.prefix, "/p3/stats"), time.monotonic()
 
+    def per_worker(self, direction):
+        """Packets each worker encrypted (decrypted) so far (/p3/lcores): shows whether the load
+        spread (inbound, one session: one worker until its lanes are handed over)."""
+        key = "encrypted" if direction == "out" else "decrypted"
+        try:
+            lc = p3_telemetry.query(self.prefix, "/p3/lcores")
+        except Exception:  # noqa: BLE001  (a figure for the report, not the measurement)
+            return None
+        rows = lc.get("lcores", lc) if isinstance(lc, dict) else lc
+        if isinstance(rows, dict):
+            rows = list(rows.values())
+        if not isinstance(rows, list):
+            return None
+        return [r.get(key, 0) for r in rows if isinstance(r, dict)]
+
     def p3d_pid(self):
         # setsid sh -c 'exec nice ... p3d': the session leader becomes p3d itself
         return self.proc.pid
 
     # --- one measurement -----------------------------------------------------------------
-    def measure(self, direction, key_bits, size, profile=False):
+    def measure(self, io, direction, key_bits, size, workers=1, sessions=1, profile=False):
         raw, raw_all = self.raw_bound(key_bits, direction, size)
-        pcap = self.traffic(size) if direction == "out" else self.encrypted(size, key_bits)
-        self.start_p3d(self.config(key_bits, direction), pcap)
+        pcap = self.frames_file(direction, size, key_bits, sessions, workers, io)
+        self.start_p3d(self.config(key_bits, direction, io, workers, sessions), pcap, direction, io, workers)
         try:
             time.sleep(self.a.warmup)
             s0, t0 = self.stats()
@@ -213,6 +236,7 @@ remotes = (
                 prof.send_signal(signal.SIGINT)
                 prof.wait(30)
             drops = p3_telemetry.query(self.prefix, "/p3/drops")
+            per_worker = self.per_worker(direction)
         finally:
             self.stop_p3d()
         d = {k: s1.get(k, 0) - s0.get(k, 0) for k in s1 if isinstance(s1.get(k), int)}
@@ -224,12 +248,14 @@ remotes = (
         avg = IMIX_AVG if size == "imix" else float(size)
         pps = done / dt if dt > 0 else 0.0
         m = {
-            "dir": direction, "key": key_bits, "size": str(size), "avg_frame": avg, "seconds": dt,
+            "io": io, "dir": direction, "key": key_bits, "size": str(size), "workers": workers,
+            "sessions": sessions, "avg_frame": avg, "seconds": dt,
             "packets": done, "received": d.get(rx_key, 0), "dropped": d.get("dropped", 0),
             "mpps": pps / 1e6, "gbps": pps * avg * 8 / 1e9,
-            "cycles": hz * dt / done if done else None,
+            "cycles": hz * dt * workers / done if done else None,
             "raw_mpps": raw["mpps"], "raw_cycles": raw["cycles"], "raw_gbps": raw["gbps"],
-            "ratio": (pps / 1e6) / raw["mpps"] if raw["mpps"] else None,
+            "ratio": (pps / 1e6) / (workers * raw["mpps"]) if raw["mpps"] else None,
+            "per_worker": per_worker,
             "top_drops": sorted(((v, k) for k, v in drops.items() if isinstance(v, int) and v), reverse=True)[:4],
         }
         if done == 0:
@@ -240,7 +266,8 @@ remotes = (
     def throughput(self):
         a = self.a
         sizes = [str(s) for s in a.sizes] + (["imix"] if a.imix else [])
-        configs = [(d, k, s) for d in a.dirs for k in a.keys for s in sizes]
+        configs = [(i, d, k, s, w, n) for i in a.io for d in a.dirs for k in a.keys for s in sizes
+                   for w in a.workers for n in a.sessions]
         samples = {c: [] for c in configs}
         env = {}
         for run in range(a.runs):
@@ -250,27 +277,29 @@ remotes = (
                 m, raw_all = self.measure(*c)
                 env = {k: raw_all[k] for k in ("ipsec_mb", "arch", "tsc_hz")}
                 samples[c].append(m)
-                self.say("run %d/%d  %-3s AES-%d %5s: %s" % (run + 1, a.runs, c[0], c[1], c[2], fmt_one(m)))
+                self.say("run %d/%d  %-4s %-3s AES-%d %5s W%d S%-4d: %s" % ((run + 1, a.runs) + c + (fmt_one(m),)))
         rows = []
         for c in configs:
             ms = samples[c]
-            row = {"dir": c[0], "key": c[1], "size": c[2], "avg_frame": ms[0]["avg_frame"], "runs": len(ms)}
+            row = {"io": c[0], "dir": c[1], "key": c[2], "size": c[3], "workers": c[4], "sessions": c[5],
+                   "avg_frame": ms[0]["avg_frame"], "runs": len(ms)}
             for f in ("mpps", "gbps", "cycles", "raw_mpps", "raw_gbps", "raw_cycles", "ratio"):
                 vals = [m[f] for m in ms if m[f] is not None]
                 if vals:
                     row[f] = {"median": statistics.median(vals), "min": min(vals), "max": max(vals)}
             row["notes"] = sorted({m["note"] for m in ms if "note" in m})
             row["top_drops"] = ms[-1]["top_drops"]
-            t = TARGETS.get(c[2])
+            t = TARGETS.get(c[3])
             if t is not None and "ratio" in row:
                 row["target"] = t
                 row["meets_target"] = row["ratio"]["median"] >= t
             rows.append(row)
+        scaling(rows)
         profiles = []
         if a.profile:
             for d in a.dirs:
                 for s in sizes:
-                    m, _ = self.measure(d, a.keys[0], s, profile=True)
+                    m, _ = self.measure(a.io[0], d, a.keys[0], s, profile=True)
                     split = self.split_cycles(m)
                     profiles.append(split)
                     self.say("profiled %s AES-%d %s: %s" % (d, a.keys[0], s, fmt_one(m)))
@@ -279,7 +308,7 @@ remotes = (
                             "%s %.0f" % (k, v) for k, v in split["parts"].items()) +
                             " | best ratio without p3d's own: %.0f%%" % (100 * split["ceiling"]))
         return {"env": env, "rows": rows, "profiles": profiles,
-                "samples": {"%s/%d/%s" % c: v for c, v in samples.items()}}
+                "samples": {"%s/%s/%d/%s/w%d/s%d" % c: v for c, v in samples.items()}}
 
     def split_cycles(self, m):
         """Where one packet's cycles go, from the perf samples of the profiled run: AES-GCM
@@ -304,7 +333,7 @@ remotes = (
                 share["aes-gcm"] += pct
             elif dso == "p3d":
                 share["p3d"] += pct
-            elif "rte_net_pcap" in dso or "rte_net_null" in dso or "rte_mempool" in dso:
+            elif "rte_net_pcap" in dso or "rte_net_null" in dso or "rte_mempool" in dso or "p3src" in dso:
                 share["test i/o"] += pct
             else:
                 share["other"] += pct
@@ -317,75 +346,47 @@ remotes = (
         return out
 
 
-def fmt_one(m):
-    if not m["packets"]:
-        return "no packets (%s)" % m.get("note", "")
-    return "%.3f Mpps %.2f Gbps %.0f cyc/pkt | raw %.3f Mpps | %.0f%%" % (
-        m["mpps"], m["gbps"], m["cycles"], m["raw_mpps"], 100 * m["ratio"])
-
-
-def table(result):
-    lines = []
-    env = result.get("env", {})
-    lines.append("p3d, one worker lcore, static keys | raw bound: ipsec-mb %s (%s), TSC %.2f GHz" % (
-        env.get("ipsec_mb", "?"), env.get("arch", "?"), env.get("tsc_hz", 0) / 1e9))
-    lines.append("median [min..max] over runs; ratio = p3d Mpps / raw AES-GCM Mpps, same size, key, direction")
-    hdr = "%-4s %-7s %5s | %-22s %-7s %-9s | %-8s %-9s | %-18s %s" % (
-        "dir", "key", "frame", "Mpps", "Gbps", "cyc/pkt", "raw Mpps", "raw cyc", "ratio", "target")
-    lines.append(hdr)
-    lines.append("-" * len(hdr))
-    for r in result["rows"]:
-        if "mpps" not in r:
-            lines.append("%-4s AES-%-3d %5s | (no measurement) %s" % (r["dir"], r["key"], r["size"], "; ".join(r["notes"])))
-            continue
-        mp, rt = r["mpps"], r.get("ratio")
-        tgt = ""
-        if "target" in r:
-            tgt = "%s %d%%" % ("ok  " if r["meets_target"] else "MISS", round(100 * r["target"]))
-        lines.append("%-4s AES-%-3d %5s | %6.3f [%6.3f..%6.3f] %7.2f %9.0f | %8.3f %9.0f | %3.0f%% [%3.0f..%3.0f%%] %s" % (
-            r["dir"], r["key"], r["size"], mp["median"], mp["min"], mp["max"], r["gbps"]["median"],
-            r["cycles"]["median"] if "cycles" in r else float("nan"), r["raw_mpps"]["median"],
-            r["raw_cycles"]["median"], 100 * rt["median"], 100 * rt["min"], 100 * rt["max"], tgt))
-    return "\n".join(lines)
-
-
 def chart(result, out_dir):
-    """PNG: Gbps against frame size, p3d per direction and key, the raw bound drawn."""
+    """PNG: Gbps against frame size, p3d per I/O, direction, workers and sessions (the first key
+    measured), the raw bound of one core drawn per direction."""
     gp = shutil.which("gnuplot")
     if not gp:
         return None
+    scaling_chart(result, out_dir, gp)
     rows = [r for r in result["rows"] if "mpps" in r and r["size"] != "imix"]
     if not rows:
         return None
+    key = min(r["key"] for r in rows)
+    rows = [r for r in rows if r["key"] == key]
     dat = os.path.join(out_dir, "throughput.dat")
     series = []
     with open(dat, "w") as f:
-        for d in ("out", "in"):
-            for k in (128, 256):
-                rs = sorted((r for r in rows if r["dir"] == d and r["key"] == k), key=lambda r: int(r["size"]))
-                if not rs:
-                    continue
-                f.write("# %s AES-%d: frame gbps min max raw_gbps raw_min raw_max\n" % (d, k))
-                for r in rs:
-                    f.write("%s %.4f %.4f %.4f %.4f %.4f %.4f\n" % (
-                        r["size"], r["gbps"]["median"], r["gbps"]["min"], r["gbps"]["max"],
-                        r["raw_gbps"]["median"], r["raw_gbps"]["min"], r["raw_gbps"]["max"]))
-                f.write("\n\n")
-                series.append((d, k))
+        for c in sorted({(r["io"], r["dir"], r["workers"], r["sessions"]) for r in rows},
+                        key=lambda c: (c[1] != "out", c[0] != "zc", c[2], c[3])):
+            rs = sorted((r for r in rows if (r["io"], r["dir"], r["workers"], r["sessions"]) == c),
+                        key=lambda r: int(r["size"]))
+            f.write("# %s %s W%d S%d AES-%d: frame gbps min max raw_gbps raw_min raw_max\n" % (c + (key,)))
+            for r in rs:
+                f.write("%s %.4f %.4f %.4f %.4f %.4f %.4f\n" % (
+                    r["size"], r["gbps"]["median"], r["gbps"]["min"], r["gbps"]["max"],
+                    r["raw_gbps"]["median"], r["raw_gbps"]["min"], r["raw_gbps"]["max"]))
+            f.write("\n\n")
+            series.append(c)
     png = os.path.join(out_dir, "throughput.png")
-    name = {"out": "outbound (encrypt)", "in": "inbound (decrypt)"}
-    plots = []
-    colours = {(d, k): c for (d, k), c in zip([(o, k) for o in ("out", "in") for k in (128, 256)],
-                                              ["#1f77b4", "#2ca02c", "#d62728", "#9467bd"])}
-    for i, (d, k) in enumerate(series):
-        c = colours[(d, k)]
-        plots.append("'%s' index %d using 1:2:3:4 with yerrorlines lw 2 pt 7 lc rgb '%s' title 'p3d %s AES-%d'" % (
-            dat, i, c, name[d], k))
-        plots.append("'%s' index %d using 1:5 with lines dt 2 lw 2 lc rgb '%s' title 'raw AES-GCM-%d %s'" % (
-            dat, i, c, k, "encrypt" if d == "out" else "decrypt"))
+    name = {"out": "out", "in": "in"}
+    palette = ["#1f77b4", "#2ca02c", "#d62728", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"]
+    plots, raw_done = [], set()
+    for i, (io, d, w, n) in enumerate(series):
+        plots.append("'%s' index %d using 1:2:3:4 with yerrorlines lw 2 pt %d dt %d lc rgb '%s' title 'p3d %s, %s, %d worker%s, %d session%s'" % (
+            dat, i, 7 if w == 1 else 5, 1 if io == "zc" else 3, palette[i % len(palette)], name[d], io, w,
+            "s" if w > 1 else "", n, "s" if n > 1 else ""))
+        if d not in raw_done:
+            raw_done.add(d)
+            plots.append("'%s' index %d using 1:5 with lines dt %d lw 1 lc rgb 'black' title 'raw AES-GCM-%d %s, one core'" % (
+                dat, i, 2 if d == "out" else 4, key, "encrypt" if d == "out" else "decrypt"))
     script = """set terminal pngcairo size 1100,650 font ',11'
 set output '%s'
-set title 'p3d throughput, one worker lcore, vs raw ipsec-mb AES-GCM on the same core (median, min..max)'
+set title 'p3d throughput vs raw ipsec-mb AES-GCM on one core (median, min..max)'
 set xlabel 'Ethernet frame size (bytes, FCS included)'
 set ylabel 'Gbit/s (frames)'
 set logscale x 2
@@ -498,7 +499,7 @@ def main():
     ap.add_argument("--pair-confirm", type=int, default=4,
                     help="rekey pair: full-length runs without rekeys to confirm the rate (15%% lower after a loss)")
     ap.add_argument("--pair-size", type=int, default=64, help="rekey pair: UDP payload bytes")
-    ap.add_argument("--sizes", default=",".join(map(str, SIZES)))
+    ap.add_argument("--sizes", default=None, help="frame sizes (default %s; --smoke: 64,1420)" % ",".join(map(str, SIZES)))
     ap.add_argument("--no-imix", dest="imix", action="store_false")
     ap.add_argument("--keys", default="128,256")
     ap.add_argument("--dirs", default="out,in", help="out (encrypt), in (decrypt), or both")
@@ -506,7 +507,11 @@ def main():
     ap.add_argument("--duration", type=float, default=2.0, help="seconds measured per point")
     ap.add_argument("--warmup", type=float, default=0.5)
     ap.add_argument("--raw-seconds", type=float, default=0.3)
-    ap.add_argument("--packets", type=int, default=512, help="packets in each looped input pcap")
+    ap.add_argument("--packets", type=int, default=0, help="frames in each looped input (default: 128 zc, 512 pcap)")
+    # The throughput suite's I/O, workers and sessions (perf/README.md).
+    ap.add_argument("--io", default="zc", help="zc (net_p3src, perf/src/p3src.c), pcap (net_pcap + net_null), or both")
+    ap.add_argument("--workers", default=None, help="worker lcores of p3d (default 1,2; --smoke: 1)")
+    ap.add_argument("--sessions", default=None, help="remotes with static keys the traffic spreads over (default 1,64; --smoke: 1)")
     ap.add_argument("--core", type=int, default=None, help="CPU for p3d's worker and raw_gcm (default: last)")
     ap.add_argument("--profile", action="store_true", help="then perf record p3d once per size (first key): cycles per packet in AES-GCM, p3d, "
                          "the test I/O and the rest")
@@ -515,11 +520,19 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep the work directory (pcaps, configs, logs)")
     a = ap.parse_args()
     if a.smoke:
-        a.sizes, a.keys, a.runs, a.duration, a.warmup, a.raw_seconds, a.packets = "64,1420", "128", 1, 0.3, 0.2, 0.05, 64
+        a.sizes = a.sizes or "64,1420"
+        a.keys, a.runs, a.duration, a.warmup, a.raw_seconds, a.packets = "128", 1, 0.3, 0.2, 0.05, 64
         a.pair_start_rate, a.pair_steps, a.pair_trial, a.pair_duration, a.pair_confirm = 1000, 1, 0.5, 3.0, 1
-    a.sizes = [int(x) for x in a.sizes.split(",") if x]
+    a.sizes = [int(x) for x in (a.sizes or ",".join(map(str, SIZES))).split(",") if x]
     a.keys = [int(x) for x in a.keys.split(",") if x]
     a.dirs = [x for x in a.dirs.split(",") if x]
+    a.io = [x for x in a.io.split(",") if x]
+    a.workers = a.workers or ("1" if a.smoke else "1,2")
+    a.sessions = a.sessions or ("1" if a.smoke else "1,64")
+    a.workers = [int(x) for x in a.workers.split(",") if x]
+    a.sessions = [int(x) for x in a.sessions.split(",") if x]
+    if not set(a.io) <= {"zc", "pcap"} or not a.io or min(a.workers or [0]) < 1 or min(a.sessions or [0]) < 1:
+        ap.error("--io takes zc and/or pcap, --workers and --sessions positive numbers")
     if a.core is None:
         a.core = (os.cpu_count() or 1) - 1
     if a.out is None:
@@ -536,7 +549,9 @@ def main():
     try:
         for s in suites:
             if s == "throughput":
-                for f in (b.p3d, b.raw):
+                if "zc" in a.io:  # the zero-copy source, built here rather than in bench.sh
+                    subprocess.run(["ninja", "-C", b.build, "perf/librte_net_p3src.so"], stdout=subprocess.DEVNULL)
+                for f in (b.p3d, b.raw) + ((b.p3src,) if "zc" in a.io else ()):
                     if not os.access(f, os.X_OK):
                         print("bench: %s is not built (ninja -C %s)" % (f, a.build), file=sys.stderr)
                         return 2
