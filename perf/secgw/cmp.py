@@ -56,6 +56,7 @@ class Cmp:
         self.proc = None
         self.log_path = None
         self.shim = None
+        self.commands = {}     # the last command line of each program and direction, for the record
         self.logf = open(os.path.join(a.out, "secgw.log"), "w")
 
     def say(self, *msg):
@@ -106,6 +107,7 @@ class Cmp:
             cmd = high_priority(self.secgw_cmd(direction, pcap), {"LD_PRELOAD": self.shim})
         else:
             cmd = high_priority(self.p3d_cmd(direction, pcap))
+        self.commands["%s %s" % (prog, direction)] = " ".join(cmd[-1:] if cmd[0] == "setsid" else cmd)
         self.log_path = os.path.join(self.work, "%s-%s.log" % (prog, direction))
         self.proc = subprocess.Popen(cmd, stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT)
         # Ready when packets leave on the null port: it forwards (and, inbound, decrypts).
@@ -213,7 +215,8 @@ class Cmp:
 
     def env(self):
         e = {"pmd": self.a.pmd, "sa_type": self.a.sa_type, "core": self.a.core, "secgw": self.a.secgw,
-             "runs": self.a.runs, "duration": self.a.duration, "loadavg": os.getloadavg()}
+             "runs": self.a.runs, "duration": self.a.duration, "loadavg": os.getloadavg(),
+             "commands": self.commands}
         try:
             e["dpdk"] = subprocess.run(["pkg-config", "--modversion", "libdpdk"], capture_output=True,
                                        text=True).stdout.strip()
