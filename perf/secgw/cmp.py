@@ -159,11 +159,14 @@ class Cmp:
         self.start(prog, direction, pcap)
         try:
             time.sleep(a.warmup)
-            i0, o0, t0 = self.port_stats(PCAP_PORT), self.port_stats(NULL_PORT), time.monotonic()
+            # the window is timed at the null port's reads (one telemetry query takes some ms)
+            i0 = self.port_stats(PCAP_PORT)
+            o0, t0 = self.port_stats(NULL_PORT), time.monotonic()
             time.sleep(a.duration)
-            o1, i1, t1 = self.port_stats(NULL_PORT), self.port_stats(PCAP_PORT), time.monotonic()
-            # the null port again: its count at the time the pcap port was read is taken as the
-            # mean of the two reads (one telemetry query takes some milliseconds)
+            o1, t1 = self.port_stats(NULL_PORT), time.monotonic()
+            # the null port again: its count when the pcap port was read is taken as the mean
+            # of the reads before and after
+            i1 = self.port_stats(PCAP_PORT)
             o2 = self.port_stats(NULL_PORT)
             extra = self.drops(prog)
         finally:
@@ -254,7 +257,7 @@ def table(result):
              "Mpps sent on the net_null port, median [min..max] over %d run(s) of %.1f s; ratio = p3d / "
              "ipsec-secgw (medians) [per-run pairs]; frame in = bytes per frame read (FCS included); not sent = "
              "read and never sent, worst run" % (e["runs"], e["duration"])]
-    hdr = "%-4s %5s | %-24s | %-24s | %-22s %-9s | %-13s | %s" % (
+    hdr = "%-4s %5s | %-23s | %-23s | %-22s %-9s | %-16s | %s" % (
         "dir", "frame", "p3d Mpps", "ipsec-secgw Mpps", "ratio", "goal", "frame in p3d/sg", "not sent p3d/sg")
     lines += [hdr, "-" * len(hdr)]
     for r in result["rows"]:
