@@ -35,7 +35,7 @@ sys.path.insert(0, HERE)
 import inputs  # noqa: E402  (also puts tests/tools on the path)
 import p3_telemetry  # noqa: E402
 
-# Issue goals: p3d's packet rate as a multiple of ipsec-secgw's on this comparison.
+# Goals: p3d's packet rate as a multiple of ipsec-secgw's on this comparison.
 TARGETS = {"64": 2.0, "1420": 1.3, "imix": 1.5}
 NULL_PORT, PCAP_PORT = 1, 0
 
