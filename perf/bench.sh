@@ -11,6 +11,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD:-$root/build}
+case " $* " in *" --suite secgw "*) exec /usr/bin/python3 "$root/perf/secgw/cmp.py" --build "$build" "$@";; esac  # perf/secgw/
 if [ ! -f "$build/build.ninja" ]; then
   meson setup "$build" "$root" >/dev/null
 fi
