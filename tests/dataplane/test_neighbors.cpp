@@ -245,3 +245,46 @@ TEST_CASE("a first burst of 60 to a next hop that answers after it arrived is de
     CHECK(a.drops(Drop::NEIGH_HOLD) == 0);
     CHECK(a.drops(Drop::NEIGH_HOLD_TOTAL) == 0);
 }
+
+TEST_CASE("IPv6: the configured LAN gateway is solicited at start and refreshed by a unicast solicitation",
+          "[neighbors][gateway][nd]") {
+    const Side k6{"fd01::1/64", "2001:db8::1/64", "fd01::fe", nullptr, true};
+    Single a("6", k6, {}, {1, 2}, nullptr, false);
+    auto ours = [&](const Mac& eth_dst, const char* dip) {   // our NS for the gateway, as sent
+        Bytes b = ns(eth_dst, a.lan_mac, "fd01::1", dip, "fd01::fe");
+        b[15] = b[16] = b[17] = 0;   // traffic class / flow label zero (not in the checksum)
+        return b;
+    };
+    control_pass(*a.ctl, 1000);
+    auto out = collect(a.lan.tx, 1);
+    REQUIRE(out.size() == 1);
+    CHECK(out[0] == ours(Mac{{0x33, 0x33, 0xff, 0x00, 0x00, 0xfe}}, "ff02::1:ff00:fe"));
+
+    // The gateway's advertisement (solicited, override, its link-layer address).
+    const Mac gw{{0x02, 0x00, 0x00, 0x00, 0x00, 0xfd}};
+    Bytes na = ipv6_frame(a.lan_mac, gw, "fd01::fe", "fd01::1", 58, 32, 255);
+    std::uint8_t* icmp = na.data() + 54;
+    std::memset(icmp, 0, 32);
+    icmp[0] = 136;
+    icmp[4] = 0x60;
+    auto t = v6("fd01::fe");
+    std::memcpy(icmp + 8, t.data(), 16);
+    icmp[24] = 2;
+    icmp[25] = 1;
+    std::memcpy(icmp + 26, gw.b, 6);
+    put16(na, 56, csum6(na, 14, 54, 32, 58));
+    inject(a.lan.rx[0], na);
+    rte_ether_addr m;
+    bool found = false;
+    for (int i = 0; i < 500 && !found; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+        control_pass(*a.ctl, 1000);
+        found = a.dp->neighbors(p3::dp::Side::lan).lookup(*p3::IpAddr::parse("fd01::fe"), m);
+    }
+    REQUIRE(found);
+    CHECK(std::memcmp(m.addr_bytes, gw.b, 6) == 0);
+    control_pass(*a.ctl, 28000);   // 3 s before it would go stale: to its own address and MAC
+    out = collect(a.lan.tx, 1);
+    REQUIRE(out.size() == 1);
+    CHECK(out[0] == ours(gw, "fd01::fe"));
+}
