@@ -74,7 +74,7 @@ bool Dataplane::init() {
     if (!create_pool(nmbufs, nworkers)) return false;
     if (!start_ports(pid, nworkers, nmbufs)) return false;
     if (!create_rings(nworkers, nmbufs)) return false;
-    if (!create_tables(nworkers)) return false;
+    if (!create_tables(nworkers, nmbufs)) return false;
     build_shared();
     // Outer reassembly holds at most 1/kReassemblyShareDiv of the pool, split between the
     // workers that poll the WAN (each has its own table).
@@ -173,18 +173,21 @@ bool Dataplane::create_rings(unsigned nworkers, unsigned nmbufs) {
     return true;
 }
 
-// Routes, key slots, sessions, neighbour tables, and the configured gateways' static MACs.
-bool Dataplane::create_tables(unsigned nworkers) {
+// Routes, key slots, sessions, neighbour tables, and the configured gateways: a static MAC,
+// or resolved from the control thread's first pass on (docs/dataplane.md "Neighbours").
+bool Dataplane::create_tables(unsigned nworkers, unsigned nmbufs) {
     if (!routes_.create(opts_.name.c_str(), qsbr_)) return false;
     if (!keys_create(nworkers)) return false;
     sessions_ = std::make_unique<SessionTable>();
     for (auto& n : neigh_) n = std::make_unique<NeighborTable>();
-    resolver_ = std::make_unique<Resolver>(*this);
+    resolver_ = std::make_unique<Resolver>(*this, held_per_side(nmbufs));
     for (unsigned s = 0; s < kSides; ++s) {
         if (addr_[s].gateway && addr_[s].gateway_mac) {
             rte_ether_addr mac;
             std::memcpy(mac.addr_bytes, addr_[s].gateway_mac->bytes.data(), 6);
             resolver_->set_static(static_cast<Side>(s), *addr_[s].gateway, mac);
+        } else if (addr_[s].gateway) {
+            resolver_->add_configured(static_cast<Side>(s), *addr_[s].gateway);
         }
     }
     return true;
@@ -439,5 +442,7 @@ std::uint32_t Dataplane::reassembly_source_quota() const noexcept {
 }
 
 const LcoreStats* Dataplane::control_stats() const noexcept { return resolver_ ? &resolver_->stats() : nullptr; }
+unsigned Dataplane::held_bound() const noexcept { return resolver_ ? resolver_->held_bound() : 0; }
+unsigned Dataplane::hold_per_hop() const noexcept { return resolver_ ? resolver_->hold_per_hop() : 0; }
 
 }  // namespace p3::dp

@@ -145,6 +145,9 @@ public:
     ControlCounters control_counters() const noexcept { return port_.counters(); }
     // Fragments one worker's outer reassembly may hold, and one source of them.
     std::uint32_t reassembly_bound() const noexcept { return reasm_bound_; }
+    // Frames held for unresolved next hops: per side, and per next hop.
+    unsigned held_bound() const noexcept;
+    unsigned hold_per_hop() const noexcept;
     std::uint32_t reassembly_source_quota() const noexcept;
     // Messages waiting on one worker -> control ring now.
     unsigned control_backlog(CtlClass c) const noexcept;
@@ -162,7 +165,7 @@ private:
     bool create_pool(unsigned nmbufs, unsigned nworkers);
     bool start_ports(const std::uint16_t (&pid)[kSides], std::uint16_t nworkers, unsigned nmbufs);
     bool create_rings(unsigned nworkers, unsigned nmbufs);
-    bool create_tables(unsigned nworkers);
+    bool create_tables(unsigned nworkers, unsigned nmbufs);
     void build_shared();
     bool setup_lcores(const std::vector<unsigned>& lc);
     void assign_queues();

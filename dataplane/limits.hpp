@@ -57,14 +57,31 @@ inline constexpr std::uint32_t kTbl8Groups6 = 1u << 16;
 
 // Neighbours (ARP / IPv6 ND), per port.
 inline constexpr unsigned kNeighborSlots = 1024;          // open-addressed, power of two
-inline constexpr unsigned kHoldPerNeighbor = 8;           // packets held while resolving
+// Frames held per unresolved next hop: a first burst of a flow (Linux holds what fits in
+// unres_qlen_bytes, about 100 full frames).
+inline constexpr unsigned kHoldPerNeighbor = 100;
 inline constexpr unsigned kResolveRetries = 3;            // requests before giving up
 inline constexpr std::uint64_t kResolveIntervalMs = 1000; // between requests
 inline constexpr std::uint64_t kResolveHoldoffMs = 5000;  // after a failed resolution
 inline constexpr unsigned kMaxPendingNeighbors = 256;     // next hops resolving or held off, per side
-inline constexpr unsigned kMaxHeldFrames = 512;           // frames held for all next hops, per side
+// Frames held for all next hops of one side: 1/kHoldShareDiv of the packet pool (both sides
+// together 1/8, as outer reassembly), so a flood of unresolved next hops never holds the
+// buffers the ports receive into: 511 for the default 8191 buffers, 63 for the minimum.
+inline constexpr unsigned kHoldShareDiv = 16;
+constexpr unsigned held_per_side(unsigned nmbufs) noexcept { return nmbufs / kHoldShareDiv; }
+// Configured next hops (a side's gateway without gateway_mac): asked for at start, and an
+// answer is good for kReachableMs (Linux's base_reachable_time); from kRefreshLeadMs before
+// that, asked again by unicast every kResolveIntervalMs; unanswered by then, the MAC is
+// withdrawn and it is asked for by broadcast again. A round of kResolveRetries broadcasts
+// that fails is followed by another after a back-off from kResolveHoldoffMs doubling up to
+// kGatewayBackoffMaxMs, for as long as it is configured.
+inline constexpr std::uint64_t kReachableMs = 30000;
+inline constexpr std::uint64_t kRefreshLeadMs = 3000;
+inline constexpr std::uint64_t kGatewayBackoffMaxMs = 60000;
 
 static_assert((kNeighborSlots & (kNeighborSlots - 1)) == 0);
 static_assert(kTxBufSize >= kMaxBurst);
+static_assert(kHoldBurst >= kHoldPerNeighbor);   // a first burst passes the worker's policer whole
+static_assert(kRefreshLeadMs >= kResolveRetries * kResolveIntervalMs && kRefreshLeadMs < kReachableMs);
 
 }  // namespace p3::dp

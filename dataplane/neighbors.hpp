@@ -9,7 +9,8 @@
 // that never resolved) -> live again for another IP. Readers skip dead slots and stop at
 // empty ones. A dead slot keeps its IP until every worker has passed a quiescent state since
 // it died (an RCU token, checked without waiting), so a reader that saw it live never reads
-// an IP being rewritten. Capacity kNeighborSlots; a full table means "unresolvable".
+// an IP being rewritten. A live entry's MAC goes valid -> 0 only for a configured next hop
+// that stopped answering (clear_mac). Capacity kNeighborSlots; a full table means "unresolvable".
 #pragma once
 
 #include <atomic>
@@ -110,6 +111,9 @@ public:
     static void set_mac(Entry& e, const rte_ether_addr& mac) noexcept {
         e.mac.store(pack(mac), std::memory_order_release);
     }
+    // Writer: a configured next hop that stopped answering is unresolved again (readers hand
+    // its frames to the control thread instead of sending them to a MAC that may be stale).
+    static void clear_mac(Entry& e) noexcept { e.mac.store(0, std::memory_order_release); }
     unsigned size() const noexcept { return count_; }   // live entries
     const Entry& slot(unsigned i) const noexcept { return slots_[i]; }
 

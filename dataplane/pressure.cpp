@@ -57,7 +57,7 @@ void PressureLog::poll(std::uint64_t now_ms) {
     if (auto t = d(Drop::NEIGH_TABLE_FULL), h = d(Drop::NEIGH_HOLD_TOTAL), q = d(Drop::NEIGH_HOLD); t + h + q)
         P3_LOG_WARN(DP_NEIGH_FULL, "%s neighbour resolution dropped %lu frames for want of an entry "
                     "(%u next hops at most), %lu over all hold queues (%u frames), %lu over one next hop's (%u)",
-                    span, t, kMaxPendingNeighbors, h, kMaxHeldFrames, q, kHoldPerNeighbor);
+                    span, t, kMaxPendingNeighbors, h, dp_.held_bound(), q, dp_.hold_per_hop());
     if (now.setup_waited != last_.setup_waited)
         P3_LOG_WARN(DP_CONTROL_BUSY, "%s setup datagrams waited on the control thread after %lu passes "
                     "(%lu setup and %lu authenticated control messages handled; the latter first)",

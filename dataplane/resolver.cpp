@@ -1,5 +1,6 @@
 #include "dataplane/resolver.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 
@@ -52,7 +53,7 @@ Resolver::~Resolver() {
 }
 
 rte_mbuf* Resolver::build_arp_request(rte_mempool* mp, const rte_ether_addr& src_mac, const IpAddr& src_ip,
-                                      const IpAddr& target) {
+                                      const IpAddr& target, const rte_ether_addr* dst) {
     rte_mbuf* m = rte_pktmbuf_alloc(mp);
     if (!m) return nullptr;
     // 60 bytes: the Ethernet minimum, padded with zeros.
@@ -63,7 +64,7 @@ rte_mbuf* Resolver::build_arp_request(rte_mempool* mp, const rte_ether_addr& src
     }
     std::memset(p, 0, 60);
     static constexpr std::uint8_t kBroadcast[6] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
-    put_eth(p, kBroadcast, src_mac.addr_bytes, wire::kEtherTypeArp);
+    put_eth(p, dst ? dst->addr_bytes : kBroadcast, src_mac.addr_bytes, wire::kEtherTypeArp);
     std::uint8_t* a = p + wire::kEthHeaderLen;
     be::put16(a, 1);
     be::put16(a + 2, wire::kEtherTypeIpv4);
@@ -77,10 +78,13 @@ rte_mbuf* Resolver::build_arp_request(rte_mempool* mp, const rte_ether_addr& src
 }
 
 rte_mbuf* Resolver::build_ns(rte_mempool* mp, const rte_ether_addr& src_mac, const IpAddr& src_ip,
-                             const IpAddr& target) {
+                             const IpAddr& target, const rte_ether_addr* dst_mac) {
+    // A unicast solicitation (RFC 4861 §7.3.3, reachability confirmation) goes to the target
+    // itself; a first one to its solicited-node group.
     std::uint8_t dst[16];
-    solicited_node(target, dst);
-    rte_ether_addr dmac{{0x33, 0x33, dst[12], dst[13], dst[14], dst[15]}};
+    if (dst_mac) std::memcpy(dst, target.bytes.data(), 16);
+    else solicited_node(target, dst);
+    rte_ether_addr dmac = dst_mac ? *dst_mac : rte_ether_addr{{0x33, 0x33, dst[12], dst[13], dst[14], dst[15]}};
     std::uint8_t body[32] = {135, 0};
     std::memcpy(body + 8, target.bytes.data(), 16);
     body[24] = 1;   // source link-layer address option
@@ -93,11 +97,28 @@ void Resolver::set_static(Side side, const IpAddr& ip, const rte_ether_addr& mac
     if (auto* e = dp_.neighbors(side).find_or_insert(ip)) NeighborTable::set_mac(*e, mac);
 }
 
-void Resolver::learn(Side side, const IpAddr& ip, const rte_ether_addr& mac) {
+bool Resolver::add_configured(Side side, const IpAddr& ip) {
+    const auto& own = dp_.addr(side).addr;
+    if (!own.contains(ip) || ip == own.addr || configured(side, ip)) return false;
+    if (!dp_.neighbors(side).find_or_insert(ip, dp_.qsbr())) return false;   // so that its answer is learnt
+    Configured c;
+    c.ip = ip;
+    configured_[static_cast<unsigned>(side)].push_back(c);
+    return true;
+}
+
+Resolver::Configured* Resolver::configured(Side side, const IpAddr& ip) {
+    for (auto& c : configured_[static_cast<unsigned>(side)])
+        if (c.ip == ip) return &c;
+    return nullptr;
+}
+
+void Resolver::learn(Side side, const IpAddr& ip, const rte_ether_addr& mac, std::uint64_t now_ms) {
     auto* e = dp_.neighbors(side).find(ip);   // only next hops we asked for (or static)
     if (!e) return;
     const bool was = (e->mac.load(std::memory_order_relaxed) & NeighborTable::kValid) != 0;
     NeighborTable::set_mac(*e, mac);
+    if (Configured* c = configured(side, ip)) answered(side, *c, mac, now_ms);
     auto it = pending_[static_cast<unsigned>(side)].find(ip);
     if (it != pending_[static_cast<unsigned>(side)].end()) {
         held_[static_cast<unsigned>(side)] -= static_cast<unsigned>(it->second.held.size());
@@ -123,10 +144,10 @@ void Resolver::transmit(rte_mbuf* m) {
     }
 }
 
-void Resolver::request(Side side, const IpAddr& ip) {
+void Resolver::request(Side side, const IpAddr& ip, const rte_ether_addr* dst) {
     const auto& own = dp_.addr(side).addr.addr;
     const auto& mac = dp_.port(side).mac;
-    rte_mbuf* m = ip.is_v4() ? build_arp_request(dp_.pool(), mac, own, ip) : build_ns(dp_.pool(), mac, own, ip);
+    rte_mbuf* m = ip.is_v4() ? build_arp_request(dp_.pool(), mac, own, ip, dst) : build_ns(dp_.pool(), mac, own, ip, dst);
     if (!m) {
         stats_.drop(Drop::MBUF_ALLOC);
         return;
@@ -163,14 +184,29 @@ void Resolver::fail(Side side, const IpAddr& ip, Pending& p, std::uint64_t now_m
 
 Resolver::Pending* Resolver::make_pending(Side side, const IpAddr& nh) {
     auto& map = pending_[static_cast<unsigned>(side)];
-    if (map.size() >= kMaxPendingNeighbors) {
+    if (map.size() >= kMaxPendingNeighbors + configured_[static_cast<unsigned>(side)].size()) {
         // A next hop held off after a failure holds nothing: it gives way to a new one.
         auto it = map.begin();
-        while (it != map.end() && (it->second.resolving || !it->second.held.empty())) ++it;
+        while (it != map.end() && (it->second.resolving || !it->second.held.empty() || configured(side, it->first))) ++it;
         if (it == map.end()) return nullptr;
         map.erase(it);
     }
     return &map[nh];
+}
+
+void Resolver::hold(Side side, Pending& pd, rte_mbuf* m) {
+    const unsigned s = static_cast<unsigned>(side);
+    if (pd.held.size() >= hold_per_hop_) {
+        stats_.drop(Drop::NEIGH_HOLD);
+        rte_pktmbuf_free(m);
+    } else if (held_[s] >= held_bound_) {
+        stats_.drop(Drop::NEIGH_HOLD_TOTAL);
+        rte_pktmbuf_free(m);
+    } else {
+        pd.held.push_back(m);
+        ++held_[s];
+        stats_.held.add();
+    }
 }
 
 void Resolver::on_hold(Side side, rte_mbuf* m, std::uint64_t now_ms) {
@@ -195,6 +231,18 @@ void Resolver::on_hold(Side side, rte_mbuf* m, std::uint64_t now_ms) {
         return;
     }
     const unsigned s = static_cast<unsigned>(side);
+    if (Configured* c = configured(side, *nh)) {
+        // Held whatever its state (its own entry, beyond kMaxPendingNeighbors); one that failed
+        // is asked again at once, as Linux does for a packet to a FAILED neighbour.
+        hold(side, pending_[s][*nh], m);
+        if (c->state == Nud::failed) {
+            c->state = Nud::incomplete;
+            c->sent = 0;
+            c->next_ms = now_ms;
+            step(side, *c, now_ms);
+        }
+        return;
+    }
     auto found = pending_[s].find(*nh);
     Pending* pd = found != pending_[s].end() ? &found->second : make_pending(side, *nh);
     if (!pd) {
@@ -207,17 +255,7 @@ void Resolver::on_hold(Side side, rte_mbuf* m, std::uint64_t now_ms) {
         rte_pktmbuf_free(m);
         return;
     }
-    if (pd->held.size() >= kHoldPerNeighbor) {
-        stats_.drop(Drop::NEIGH_HOLD);
-        rte_pktmbuf_free(m);
-    } else if (held_[s] >= kMaxHeldFrames) {
-        stats_.drop(Drop::NEIGH_HOLD_TOTAL);
-        rte_pktmbuf_free(m);
-    } else {
-        pd->held.push_back(m);
-        ++held_[s];
-        stats_.held.add();
-    }
+    hold(side, *pd, m);
     if (!pd->resolving) {
         if (!dp_.neighbors(side).find_or_insert(*nh, dp_.qsbr())) {   // table full: cannot resolve now
             drop_held(side, *pd, Drop::NEIGH_TABLE_FULL);
@@ -232,6 +270,9 @@ void Resolver::on_hold(Side side, rte_mbuf* m, std::uint64_t now_ms) {
 }
 
 void Resolver::poll(std::uint64_t now_ms) {
+    for (unsigned s = 0; s < kSides; ++s)
+        for (auto& c : configured_[s])
+            if (now_ms >= c.next_ms) step(static_cast<Side>(s), c, now_ms);
     for (unsigned s = 0; s < kSides; ++s) {
         auto& map = pending_[s];
         for (auto it = map.begin(); it != map.end();) {
@@ -251,8 +292,82 @@ void Resolver::poll(std::uint64_t now_ms) {
     }
 }
 
+// ---- configured next hops (resolver.hpp) ---------------------------------------------
+
+// Due (now_ms >= next_ms): the next request, the refresh, the expiry or the end of a round.
+void Resolver::step(Side side, Configured& c, std::uint64_t now_ms) {
+    const char* kind = c.ip.is_v4() ? "ARP" : "neighbour solicitation";
+    switch (c.state) {
+        case Nud::reachable:   // kRefreshLeadMs before expiry: confirm by unicast
+            c.state = Nud::probe;
+            c.sent = 0;
+            [[fallthrough]];
+        case Nud::probe:
+            if (now_ms >= c.expires_ms) {   // unconfirmed: the MAC may be stale, frames wait instead
+                if (auto* e = dp_.neighbors(side).find(c.ip)) NeighborTable::clear_mac(*e);
+                const unsigned probes = c.sent;
+                c.state = Nud::incomplete;
+                c.sent = 0;
+                c.lost = true;
+                c.lost_ms = now_ms;
+                P3_LOG_WARN(DP_GATEWAY_STALE, "%s gateway %s stopped answering: no reply to %u unicast %s requests "
+                            "in the %llu ms before its entry went stale; its MAC is withdrawn, its frames are held "
+                            "while it is asked for by broadcast", side_name(side), c.ip.str().c_str(), probes, kind, static_cast<unsigned long long>(kRefreshLeadMs));
+                step(side, c, now_ms);
+                return;
+            }
+            request(side, c.ip, &c.mac);
+            ++c.sent;
+            c.next_ms = std::min(now_ms + kResolveIntervalMs, c.expires_ms);
+            return;
+        case Nud::incomplete:
+            if (c.sent >= kResolveRetries) {   // a round unanswered
+                auto it = pending_[static_cast<unsigned>(side)].find(c.ip);
+                if (it != pending_[static_cast<unsigned>(side)].end()) drop_held(side, it->second, Drop::NEIGH_FAILED);
+                c.state = Nud::failed;
+                c.backoff_ms = c.backoff_ms ? std::min(c.backoff_ms * 2, kGatewayBackoffMaxMs) : kResolveHoldoffMs;
+                c.next_ms = now_ms + c.backoff_ms;
+                if (!c.lost) c.lost_ms = now_ms;
+                c.lost = true;
+                if (!c.warned)
+                    P3_LOG_WARN(DP_GATEWAY_SILENT, "%s gateway %s: no answer to %u %s requests; its frames are dropped "
+                                "until it answers, and it is asked again after %llu s, then less often (every %llu s at most)",
+                                side_name(side), c.ip.str().c_str(), kResolveRetries, kind,
+                                static_cast<unsigned long long>(c.backoff_ms / 1000),
+                                static_cast<unsigned long long>(kGatewayBackoffMaxMs / 1000));
+                c.warned = true;
+                return;
+            }
+            request(side, c.ip);
+            ++c.sent;
+            c.next_ms = now_ms + kResolveIntervalMs;
+            return;
+        case Nud::failed:   // the back-off is over: another round
+            c.state = Nud::incomplete;
+            c.sent = 0;
+            step(side, c, now_ms);
+            return;
+    }
+}
+
+// Any ARP / ND from it with its MAC (learn()): good for kReachableMs.
+void Resolver::answered(Side side, Configured& c, const rte_ether_addr& mac, std::uint64_t now_ms) {
+    if (c.lost) {
+        char buf[RTE_ETHER_ADDR_FMT_SIZE];
+        rte_ether_format_addr(buf, sizeof buf, &mac);
+        P3_LOG_INFO(DP_GATEWAY_BACK, "%s gateway %s answers again, at %s, after %llu ms", side_name(side),
+                    c.ip.str().c_str(), buf, static_cast<unsigned long long>(now_ms - c.lost_ms));
+    }
+    c.state = Nud::reachable;
+    c.mac = mac;
+    c.sent = 0;
+    c.backoff_ms = 0;
+    c.lost = c.warned = false;
+    c.expires_ms = now_ms + kReachableMs;
+    c.next_ms = c.expires_ms - kRefreshLeadMs;
+}
+
 void Resolver::on_arp(Side side, rte_mbuf* m, std::uint64_t now_ms) {
-    (void)now_ms;
     const SideAddr& own = dp_.addr(side);
     std::uint8_t* p = pkt::data(m);
     if (m->data_len < wire::kEthHeaderLen + kArpLen || !own.addr.addr.is_v4()) {
@@ -275,7 +390,7 @@ void Resolver::on_arp(Side side, rte_mbuf* m, std::uint64_t now_ms) {
                       own.addr.contains(spa) && spa != own.addr.addr;
     // RFC 826 updates an entry we have; it would create one for a request aimed at us, but
     // anyone on the link could then fill the table: entries are made only by our own requests.
-    if (sane) learn(side, spa, sha);
+    if (sane) learn(side, spa, sha, now_ms);
     if (op == 1 && for_us && sane) {
         const auto& mac = dp_.port(side).mac;
         std::memcpy(p, sha.addr_bytes, 6);
@@ -295,7 +410,6 @@ void Resolver::on_arp(Side side, rte_mbuf* m, std::uint64_t now_ms) {
 }
 
 void Resolver::on_nd(Side side, rte_mbuf* m, std::uint64_t now_ms) {
-    (void)now_ms;
     const SideAddr& own = dp_.addr(side);
     // The worker checked: Ethernet + IPv6 with next header 58, hop limit 255, type 135/136,
     // and that the frame holds the IPv6 payload length.
@@ -330,7 +444,7 @@ void Resolver::on_nd(Side side, rte_mbuf* m, std::uint64_t now_ms) {
     }
     const bool src_unspec = src.bytes == std::array<std::uint8_t, 16>{};
     if (type == 136) {
-        if (lla && !rte_is_multicast_ether_addr(lla)) learn(side, target, *lla);
+        if (lla && !rte_is_multicast_ether_addr(lla)) learn(side, target, *lla, now_ms);
         rte_pktmbuf_free(m);
         return;
     }
@@ -340,7 +454,7 @@ void Resolver::on_nd(Side side, rte_mbuf* m, std::uint64_t now_ms) {
         rte_pktmbuf_free(m);
         return;
     }
-    if (lla && !src_unspec) learn(side, src, *lla);
+    if (lla && !src_unspec) learn(side, src, *lla, now_ms);
     rte_ether_addr dmac;
     std::memcpy(dmac.addr_bytes, p + 6, 6);
     std::uint8_t dst_ip[16];

@@ -13,6 +13,7 @@ struct Side {
     const char* wan;       // "192.0.2.1/24"
     const char* lan_gw;    // nullptr = none
     const char* wan_gw;
+    bool gw_arp = false;   // the gateways are asked for (ARP / ND) instead of a static gateway_mac
 };
 
 inline p3::config::Config make_config(const Side& s, std::uint16_t lan_port, std::uint16_t wan_port) {
@@ -25,11 +26,11 @@ inline p3::config::Config make_config(const Side& s, std::uint16_t lan_port, std
     c.dataplane.wan.address = *p3::Prefix::parse(s.wan, false);
     if (s.lan_gw) {
         c.dataplane.lan.gateway = p3::IpAddr::parse(s.lan_gw);
-        c.dataplane.lan.gateway_mac = p3::MacAddr::parse("02:00:00:00:00:fe");
+        if (!s.gw_arp) c.dataplane.lan.gateway_mac = p3::MacAddr::parse("02:00:00:00:00:fe");
     }
     if (s.wan_gw) {
         c.dataplane.wan.gateway = p3::IpAddr::parse(s.wan_gw);
-        c.dataplane.wan.gateway_mac = p3::MacAddr::parse("02:00:00:00:00:fe");
+        if (!s.gw_arp) c.dataplane.wan.gateway_mac = p3::MacAddr::parse("02:00:00:00:00:fe");
     }
     c.dataplane.rx_queues = 2;
     c.dataplane.mbufs = 4095;

@@ -339,13 +339,17 @@ TEST_CASE("next hops that never answer are evicted; frames held for them are bou
     CHECK(a.drops(Drop::HOLD_POLICED) == 0);
     CHECK(table.size() <= p3::dp::kMaxPendingNeighbors);
     CHECK(table_full == (kHops - p3::dp::kMaxPendingNeighbors) * kEach);
-    CHECK(total == p3::dp::kMaxPendingNeighbors * kEach - p3::dp::kMaxHeldFrames);
-    CHECK(test_pool_in_use() - before <= p3::dp::kMaxHeldFrames + 8);
+    // The per-side bound is the pool's share: 4095 buffers / 16.
+    const unsigned bound = a.dp->held_bound();
+    CHECK(bound == p3::dp::held_per_side(a.cfg.dataplane.mbufs));
+    CHECK(bound == 255);
+    CHECK(total == p3::dp::kMaxPendingNeighbors * kEach - bound);
+    CHECK(test_pool_in_use() - before <= bound + 8);
 
     // Three requests each, one second apart, then they fail: held frames dropped, entries gone.
     for (unsigned s = 1; s <= p3::dp::kResolveRetries + 1; ++s) control_pass(*a.ctl, now += p3::dp::kResolveIntervalMs);
     CHECK(table.size() == 0);
-    CHECK(a.drops(Drop::NEIGH_FAILED) == p3::dp::kMaxHeldFrames);
+    CHECK(a.drops(Drop::NEIGH_FAILED) == bound);
     CHECK(log.count("P3-W0306") == 1);   // 256 failures in the same second: one line
     CHECK(log.count("P3-W0318") == 1);   // the bounds reached, from the counters
     drain(a.wan.tx);
