@@ -262,8 +262,19 @@ int run(const Opts& o) {
         std::vector<double> ups;
         std::uint64_t rekeys = 0, rekey_failures = 0, losses = 0, not_up = 0, no_rekey = 0, setup_failures = 0;
         std::uint64_t sent = 0, hb_sent = 0, hb_ans = 0, ctl_in = 0, data_in = 0, timeouts = 0;
+        std::uint64_t retransmits = 0, since_up = 0;
+        double exp_min = 0, exp_max = 0;
         for (auto& s : S.secs) {
-            if (s->t_up >= 0) ups.push_back(s->t_up);
+            retransmits += s->engine->counters().retransmits;
+            since_up += s->rekeys;
+            if (s->t_up >= 0) {
+                ups.push_back(s->t_up);
+                // The primary's timer fires rekey_wait x U(0.9, 1.1) after the last one: between
+                // these many rekeys fit from this session's start to the window's end (the
+                // minimum allows each exchange a second).
+                exp_min += std::floor((w1.t - s->t_up) / (1.1 * rekey_wait + 1.0));
+                exp_max += std::floor((w1.t - s->t_up) / (0.9 * rekey_wait));
+            }
             const std::uint64_t r = s->rekeys - rekeys0[s->idx];
             rekeys += r;
             no_rekey += r == 0;
@@ -300,7 +311,8 @@ int run(const Opts& o) {
         j["up"] = S.up;
         j["setup"] = {{"wall_s", wall_up}, {"setups_per_s", wall_up > 0 ? plan.n / wall_up : 0.0},
                       {"t_first_s", pct(ups, 0)}, {"t50_s", pct(ups, 0.5)}, {"t99_s", pct(ups, 0.99)},
-                      {"setup_failures", setup_failures},
+                      {"setup_failures", setup_failures}, {"retransmits", retransmits},
+                      {"primary_drops", swarm::nonzero(at_up.drops, before.drops)},
                       {"primary_ctl_cpu_s", at_up.ctl_cpu - before.ctl_cpu}};
         j["primary"] = {{"before", probe_json(before)}, {"all_up", probe_json(at_up)}, {"window_start", probe_json(w0)},
                         {"window_end", probe_json(w1)}};
@@ -308,14 +320,16 @@ int run(const Opts& o) {
         j["rss_bytes_per_session_end"] = (w1.rss - before.rss) / plan.n;
         j["ctl_cpu_s_window"] = w1.ctl_cpu - w0.ctl_cpu;
         j["ctl_cpu_share_window"] = window > 0 ? (w1.ctl_cpu - w0.ctl_cpu) / window : 0.0;
-        j["rekeys"] = {{"done", rekeys}, {"expected", expected}, {"sessions_without", no_rekey},
-                       {"attempts_failed", rekey_failures}};
+        j["rekeys"] = {{"done", rekeys}, {"rate_expected", expected}, {"sessions_without", no_rekey},
+                       {"attempts_failed", rekey_failures}, {"since_up", since_up}, {"expected_min", exp_min},
+                       {"expected_max", exp_max}};
         j["heartbeats"] = {{"sent", hb_sent - hb_sent0}, {"answered", hb_ans - hb_ans0}, {"unanswered", hb_unanswered},
                            {"request_timeouts", timeouts}};
         j["sessions"] = {{"lost", losses}, {"not_up_at_end", not_up}};
         j["packets"] = {{"sent", sent}, {"delivered_lan", have_tel ? json(delivered) : json(nullptr)},
                         {"decrypted", have_tel ? json(decrypted) : json(nullptr)},
                         {"primary_drops", have_tel ? json(drops) : json(nullptr)},
+                        {"primary_drops_by_reason", swarm::nonzero(drained.drops, w0.drops)},
                         {"control_in", ctl_in}, {"data_in", data_in}};
         j["tool"] = {{"rx_frames", S.rx_frames}, {"rx_setup", S.rx_setup}, {"rx_p3", S.rx_p3}, {"rx_other", S.rx_other},
                      {"rx_auth_failed", S.rx_auth}, {"rx_replayed", S.rx_replay}, {"rx_unknown_id", S.rx_unknown_id},
@@ -325,7 +339,7 @@ int run(const Opts& o) {
                      {"log_warnings", logs.warnings}, {"log_errors", logs.errors}, {"first_log_lines", logs.first}};
         const bool lost_pkts = have_tel && delivered != sent;
         const bool ok = S.up == plan.n && losses == 0 && not_up == 0 && !lost_pkts && S.rx_auth == 0 &&
-                        (window < 1.1 * rekey_wait || no_rekey == 0);
+                        double(since_up) >= exp_min && (window < 1.1 * rekey_wait || no_rekey == 0);
         j["ok"] = ok;
         const std::string out = j.dump(1);
         if (!o.get("json").empty()) std::ofstream(o.get("json")) << out << "\n";

@@ -130,7 +130,7 @@ def table(samples):
              "rekeys and one data packet per secondary every trickle seconds",
              "%6s %6s | %7s %8s %6s %6s %6s | %8s %8s | %7s %7s | %9s %6s %6s | %8s %8s %5s | %4s"
              % ("N", "rekey", "wall s", "setups/s", "first", "t50", "t99", "rss B/s", "ctl cpu", "window",
-                "ctl %", "rekeys", "expct", "hb un", "pkts", "deliv", "lost", "ok")]
+                "ctl %", "rekeys", "min", "hb un", "pkts", "deliv", "lost", "ok")]
     for s in samples:
         if "setup" not in s:
             lines.append("%6d %6d | %s" % (s["n"], s["rekey_wait_s"], s.get("error", "failed")))
@@ -140,11 +140,11 @@ def table(samples):
             s["n"], s["rekey_wait_s"], fmt(st["wall_s"], ".2f"), fmt(st["setups_per_s"], ".0f"),
             fmt(st["t_first_s"], ".2f"), fmt(st["t50_s"], ".2f"), fmt(st["t99_s"], ".2f"),
             fmt(s["rss_bytes_per_session_end"], ".0f"), fmt(st["primary_ctl_cpu_s"], ".2f"), s["duration_s"],
-            fmt(100 * s["ctl_cpu_share_window"], ".1f"), rk["done"], rk["expected"], s["heartbeats"]["unanswered"],
+            fmt(100 * s["ctl_cpu_share_window"], ".1f"), rk["since_up"], rk["expected_min"], s["heartbeats"]["unanswered"],
             pk["sent"], fmt(pk["delivered_lan"], "d"),
             "-" if pk["delivered_lan"] is None else str(pk["sent"] - pk["delivered_lan"]), "yes" if s["ok"] else "NO"))
     lines.append("wall = last secondary up; rss B/s = p3d RSS growth per session (end of window); ctl cpu = p3d control "
-                 "thread CPU s for the bring-up;\nctl % = its share of one CPU over the window; hb un = heartbeats "
+                 "thread CPU s for the bring-up;\nctl % = its share of one CPU over the window; rekeys = completed since up, min = the fewest the\nprimary's timer allows (rekey_wait x 1.1 + 1 s apart); hb un = heartbeats "
                  "unanswered (in flight at the end count); lost = data packets sent - forwarded to p3d's LAN")
     return "\n".join(lines)
 

@@ -229,4 +229,14 @@ inline std::uint64_t drops_total(const nlohmann::json& j) {
     return t;
 }
 
+// The drop counters that grew between two /p3/drops readings, by name.
+inline nlohmann::json nonzero(const nlohmann::json& now, const nlohmann::json& before) {
+    nlohmann::json out = nlohmann::json::object();
+    if (now.is_object())
+        for (auto& [k, v] : now.items())
+            if (v.is_number() && v.get<std::uint64_t>() > jnum(before, k.c_str()))
+                out[k] = v.get<std::uint64_t>() - jnum(before, k.c_str());
+    return out;
+}
+
 }  // namespace swarm
