@@ -97,8 +97,8 @@ int write_config(const Opts& o) {
 // ---- the primary, as seen from outside -----------------------------------------------------------
 
 struct Probe {
-    double t = 0, rss = -1, ctl_cpu = -1;
-    json stats, drops;
+    double t = 0, rss = -1, ctl_cpu = -1, took = 0;
+    json stats, drops, ports;
 };
 
 Probe probe(swarm::Swarm& S, int pid, const std::string& prefix) {
@@ -111,7 +111,9 @@ Probe probe(swarm::Swarm& S, int pid, const std::string& prefix) {
     if (!prefix.empty()) {
         p.stats = swarm::telemetry(prefix, "/p3/stats");
         p.drops = swarm::telemetry(prefix, "/p3/drops");
+        p.ports = swarm::telemetry(prefix, "/p3/ports");
     }
+    p.took = S.now_s() - p.t;
     return p;
 }
 
@@ -131,7 +133,11 @@ struct Pump {
         trickle_t0 = S.now_s();
         trickle_done = 0;
     }
+    double longest = 0, last = -1;   // the longest time between two steps: a stall of the swarm itself
     void step() {
+        const double b = S.now_s();
+        if (last >= 0) longest = std::max(longest, b - last);
+        last = b;
         pollfd pf{S.port.fd(), POLLIN, 0};
         ::poll(&pf, 1, 1);
         for (int k = 0; k < 4096; ++k) {
@@ -183,7 +189,7 @@ struct LogCount {
 };
 
 json probe_json(const Probe& p) {
-    return json{{"t_s", p.t}, {"rss_bytes", p.rss}, {"ctl_cpu_s", p.ctl_cpu}};
+    return json{{"t_s", p.t}, {"rss_bytes", p.rss}, {"ctl_cpu_s", p.ctl_cpu}, {"probe_s", p.took}};
 }
 
 int run(const Opts& o) {
@@ -337,6 +343,24 @@ int run(const Opts& o) {
                      {"tx_p3", S.tx_p3}, {"tx_seal_failed", S.tx_seal_failed}, {"no_mbuf", S.no_mbuf},
                      {"socket_drops", port.drops()}, {"send_failed", port.send_failed},
                      {"log_warnings", logs.warnings}, {"log_errors", logs.errors}, {"first_log_lines", logs.first}};
+        json chs = json::object();
+        {
+            std::map<std::string, std::uint64_t> t;
+            for (auto& sec : S.secs) {
+                if (!sec->session) continue;
+                const auto& st = sec->session->stats();
+                t["sent"] += st.sent, t["received"] += st.received, t["retransmits"] += st.retransmits;
+                t["request_timeouts"] += st.request_timeouts, t["frame_errors"] += st.frame_errors;
+                t["auth_failures"] += st.auth_failures, t["replays"] += st.replays, t["unknown_epoch"] += st.unknown_epoch;
+                t["unexpected"] += st.unexpected, t["peer_errors"] += st.peer_errors;
+                t["parse_rejected"] += st.parse.total_rejected(), t["arrays_delivered"] += st.arrays_delivered;
+                t["rx_promotions"] += st.rx_promotions, t["rx_next_drops"] += st.rx_next_drops;
+            }
+            for (auto& [k, v] : t) chs[k] = v;
+        }
+        j["channel"] = chs;
+        j["tool"]["longest_step_s"] = P.longest;
+        if (drained.ports.is_object() || drained.ports.is_array()) j["primary_ports_end"] = drained.ports;
         const bool lost_pkts = have_tel && delivered != sent;
         const bool ok = S.up == plan.n && losses == 0 && not_up == 0 && !lost_pkts && S.rx_auth == 0 &&
                         double(since_up) >= exp_min && (window < 1.1 * rekey_wait || no_rekey == 0);

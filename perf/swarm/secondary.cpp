@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "common/wire.hpp"
+#include "control/backoff.hpp"
 
 namespace swarm {
 
@@ -140,9 +141,16 @@ bool Secondary::install(p3::setup::EstablishedSession&& s) {
     return true;
 }
 
+// Before the first success a p3 secondary tries again after the back-off (5 s, 10 s, ... 60 s:
+// control/backoff.hpp, as control/setup/dp_control.cpp does); after it, recovery belongs to the
+// control channel.
 void Secondary::setup_failed(std::uint32_t, p3::Reason) {
     ++setup_failures;
-    if (session && session->state() == ch::SessionState::retrying) session->setup_failed();
+    if (!session) {
+        S_.loop.after(p3::control::Backoff::after(unsigned(setup_failures - 1)), [this] { engine->connect(1); });
+        return;
+    }
+    if (session->state() == ch::SessionState::retrying) session->setup_failed();
 }
 
 bool Secondary::install_next_rx(const ch::KeyMaterial& d) {

@@ -204,6 +204,10 @@ inline nlohmann::json telemetry(const std::string& prefix, const std::string& cm
     std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path.c_str());
     nlohmann::json out = nullptr;
     std::vector<char> buf(1 << 20);
+    // Never wait long on p3d: a probe must not stall the secondaries' heartbeats.
+    timeval tv{1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 && ::recv(fd, buf.data(), buf.size(), 0) > 0 &&
         ::send(fd, cmd.data(), cmd.size(), 0) == static_cast<ssize_t>(cmd.size())) {
         const ssize_t n = ::recv(fd, buf.data(), buf.size(), 0);
