@@ -23,6 +23,10 @@ import time
 
 P3D_MAC = "02:50:33:00:00:01"    # p3d's WAN port (the veth end in its namespace)
 TOOL_MAC = "02:50:33:00:00:fe"   # the tool's end: p3d's WAN gateway (gateway_mac), the "router"
+# The kernel ring between the veth and p3d's net_af_packet port (the PMD's default is 512
+# frames): what a NIC's RX descriptor ring is to p3d. Frames it cannot take are lost before
+# p3d sees them; the sample reports them as veth.p3d_rx_missing.
+AF_PACKET_FRAMES = 4096
 
 
 def sh(*cmd, check=True):
@@ -100,7 +104,7 @@ def one_point(a, n, rekey, duration, work):
         with open(log, "w") as lf:
             p3d_proc = subprocess.Popen(
                 ["nsenter", "--net=/run/netns/" + ns_p, "--", p3d, "--no-huge", "-m", "512", "--no-pci",
-                 "--file-prefix", prefix, "--lcores", "0@0", "--vdev", "net_af_packet0,iface=" + dev_p,
+                 "--file-prefix", prefix, "--lcores", "0@0", "--vdev", "net_af_packet0,iface=%s,framecnt=%d" % (dev_p, AF_PACKET_FRAMES),
                  "--vdev", "net_null1,no-rx=1", "--", "-c", conf, "-f"], stdout=lf, stderr=subprocess.STDOUT)
         if not wait_log(log, "P3-I0001", p3d_proc, 30):
             sample["error"] = "p3d did not start (log: %s)" % log
@@ -130,6 +134,9 @@ def one_point(a, n, rekey, duration, work):
         # backlog (any CPU: the counter is global), the raw socket (the tool's "socket_drops").
         sample["veth"] = {"p3d_end": link_stats(ns_p, dev_p), "tool_end": link_stats(ns_t, dev_t),
                           "backlog_dropped": None if backlog0 is None else backlog1 - backlog0}
+        wan = (sample.get("primary_ports_end") or {}).get("wan") or {}
+        if sample["veth"]["p3d_end"] and "ipackets" in wan:
+            sample["veth"]["p3d_rx_missing"] = sample["veth"]["p3d_end"]["rx_packets"] - wan["ipackets"]
         sample["ok"] = sample["ok"] and sample["primary_log"]["sessions_lost"] == 0
     finally:
         if p3d_proc and p3d_proc.poll() is None:
