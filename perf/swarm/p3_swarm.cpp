@@ -192,6 +192,123 @@ json probe_json(const Probe& p) {
     return json{{"t_s", p.t}, {"rss_bytes", p.rss}, {"ctl_cpu_s", p.ctl_cpu}, {"probe_s", p.took}};
 }
 
+// What the secondaries and the primary's probes say about one point: the JSON sample (ok set).
+struct Marks {
+    Probe before, at_up, w0, w1, drained;
+    std::vector<std::uint64_t> rekeys0;   // per secondary, at the window's start
+    std::uint64_t hb_sent0 = 0, hb_ans0 = 0, sent0 = 0;
+};
+
+json account(swarm::Swarm& S, const Pump& P, const Marks& M, double rekey_wait, double connect_rate,
+             const LogCount& logs) {
+    const Plan& plan = S.plan;
+    swarm::RawPort& port = S.port;
+    const Probe &before = M.before, &at_up = M.at_up, &w0 = M.w0, &w1 = M.w1, &drained = M.drained;
+    const auto& rekeys0 = M.rekeys0;
+    const std::uint64_t hb_sent0 = M.hb_sent0, hb_ans0 = M.hb_ans0, sent0 = M.sent0;
+    std::vector<double> ups;
+    std::uint64_t rekeys = 0, rekey_failures = 0, losses = 0, not_up = 0, no_rekey = 0, setup_failures = 0;
+    std::uint64_t sent = 0, hb_sent = 0, hb_ans = 0, ctl_in = 0, data_in = 0, timeouts = 0;
+    std::uint64_t retransmits = 0, since_up = 0;
+    double exp_min = 0, exp_max = 0;
+    for (auto& s : S.secs) {
+        retransmits += s->engine->counters().retransmits;
+        since_up += s->rekeys;
+        if (s->t_up >= 0) {
+            ups.push_back(s->t_up);
+            // The primary's timer fires rekey_wait x U(0.9, 1.1) after the last one: between
+            // these many rekeys fit from this session's start to the window's end (the
+            // minimum allows each exchange a second).
+            exp_min += std::floor((w1.t - s->t_up) / (1.1 * rekey_wait + 1.0));
+            exp_max += std::floor((w1.t - s->t_up) / (0.9 * rekey_wait));
+        }
+        const std::uint64_t r = s->rekeys - rekeys0[s->idx];
+        rekeys += r;
+        no_rekey += r == 0;
+        rekey_failures += s->rekey_failures;
+        losses += s->losses;
+        setup_failures += s->setup_failures;
+        sent += s->data_sent;
+        ctl_in += s->ctl_in;
+        data_in += s->data_in;
+        if (!s->session || s->session->state() != p3::channel::SessionState::up) ++not_up;
+        if (s->session) {
+            hb_sent += s->session->stats().heartbeats_sent;
+            hb_ans += s->session->stats().heartbeats_answered;
+            timeouts += s->session->stats().request_timeouts;
+        }
+    }
+    sent -= sent0;
+    const std::uint64_t delivered = swarm::jnum(drained.stats, "tx_lan_pkts") - swarm::jnum(w0.stats, "tx_lan_pkts");
+    const std::uint64_t decrypted = swarm::jnum(drained.stats, "decrypted") - swarm::jnum(w0.stats, "decrypted");
+    const std::uint64_t drops = swarm::drops_total(drained.drops) - swarm::drops_total(w0.drops);
+    const bool have_tel = drained.stats.is_object();
+    const double window = w1.t - w0.t;
+    const double expected = double(S.up) * window / rekey_wait;
+    const double hb_unanswered = double(hb_sent - hb_sent0) - double(hb_ans - hb_ans0);
+    const double wall_up = ups.size() == plan.n ? pct(ups, 1.0) : -1;
+
+    json j;
+    j["suite"] = "swarm";
+    j["n"] = plan.n;
+    j["rekey_wait_s"] = rekey_wait;
+    j["duration_s"] = window;
+    j["trickle_s"] = P.trickle_s;
+    j["connect_rate"] = connect_rate;
+    j["up"] = S.up;
+    j["setup"] = {{"wall_s", wall_up}, {"setups_per_s", wall_up > 0 ? plan.n / wall_up : 0.0},
+                  {"t_first_s", pct(ups, 0)}, {"t50_s", pct(ups, 0.5)}, {"t99_s", pct(ups, 0.99)},
+                  {"setup_failures", setup_failures}, {"retransmits", retransmits},
+                  {"primary_drops", swarm::nonzero(at_up.drops, before.drops)},
+                  {"primary_ctl_cpu_s", at_up.ctl_cpu - before.ctl_cpu}};
+    j["primary"] = {{"before", probe_json(before)}, {"all_up", probe_json(at_up)}, {"window_start", probe_json(w0)},
+                    {"window_end", probe_json(w1)}};
+    j["rss_bytes_per_session_up"] = (at_up.rss - before.rss) / plan.n;
+    j["rss_bytes_per_session_end"] = (w1.rss - before.rss) / plan.n;
+    j["ctl_cpu_s_window"] = w1.ctl_cpu - w0.ctl_cpu;
+    j["ctl_cpu_share_window"] = window > 0 ? (w1.ctl_cpu - w0.ctl_cpu) / window : 0.0;
+    j["rekeys"] = {{"done", rekeys}, {"rate_expected", expected}, {"sessions_without", no_rekey},
+                   {"attempts_failed", rekey_failures}, {"since_up", since_up}, {"expected_min", exp_min},
+                   {"expected_max", exp_max}};
+    j["heartbeats"] = {{"sent", hb_sent - hb_sent0}, {"answered", hb_ans - hb_ans0}, {"unanswered", hb_unanswered},
+                       {"request_timeouts", timeouts}};
+    j["sessions"] = {{"lost", losses}, {"not_up_at_end", not_up}};
+    j["packets"] = {{"sent", sent}, {"delivered_lan", have_tel ? json(delivered) : json(nullptr)},
+                    {"decrypted", have_tel ? json(decrypted) : json(nullptr)},
+                    {"primary_drops", have_tel ? json(drops) : json(nullptr)},
+                    {"primary_drops_by_reason", swarm::nonzero(drained.drops, w0.drops)},
+                    {"control_in", ctl_in}, {"data_in", data_in}};
+    j["tool"] = {{"rx_frames", S.rx_frames}, {"rx_setup", S.rx_setup}, {"rx_p3", S.rx_p3}, {"rx_other", S.rx_other},
+                 {"rx_auth_failed", S.rx_auth}, {"rx_replayed", S.rx_replay}, {"rx_unknown_id", S.rx_unknown_id},
+                 {"rx_bad", S.rx_bad}, {"rx_next_retries", S.rx_next_retries}, {"tx_setup", S.tx_setup},
+                 {"tx_p3", S.tx_p3}, {"tx_seal_failed", S.tx_seal_failed}, {"no_mbuf", S.no_mbuf},
+                 {"socket_drops", port.drops()}, {"send_failed", port.send_failed},
+                 {"log_warnings", logs.warnings}, {"log_errors", logs.errors}, {"first_log_lines", logs.first}};
+    json chs = json::object();
+    {
+        std::map<std::string, std::uint64_t> t;
+        for (auto& sec : S.secs) {
+            if (!sec->session) continue;
+            const auto& st = sec->session->stats();
+            t["sent"] += st.sent, t["received"] += st.received, t["retransmits"] += st.retransmits;
+            t["request_timeouts"] += st.request_timeouts, t["frame_errors"] += st.frame_errors;
+            t["auth_failures"] += st.auth_failures, t["replays"] += st.replays, t["unknown_epoch"] += st.unknown_epoch;
+            t["unexpected"] += st.unexpected, t["peer_errors"] += st.peer_errors;
+            t["parse_rejected"] += st.parse.total_rejected(), t["arrays_delivered"] += st.arrays_delivered;
+            t["rx_promotions"] += st.rx_promotions, t["rx_next_drops"] += st.rx_next_drops;
+        }
+        for (auto& [k, v] : t) chs[k] = v;
+    }
+    j["channel"] = chs;
+    j["tool"]["longest_step_s"] = P.longest;
+    if (drained.ports.is_object() || drained.ports.is_array()) j["primary_ports_end"] = drained.ports;
+    const bool lost_pkts = have_tel && delivered != sent;
+    const bool ok = S.up == plan.n && losses == 0 && not_up == 0 && !lost_pkts && S.rx_auth == 0 &&
+                    double(since_up) >= exp_min && (window < 1.1 * rekey_wait || no_rekey == 0);
+    j["ok"] = ok;
+    return j;
+}
+
 int run(const Opts& o) {
     Plan plan;
     plan.n = std::uint32_t(o.num("n", 20));
@@ -264,107 +381,9 @@ int run(const Opts& o) {
         P.run_for(1.0);   // what is in flight arrives
         const Probe drained = probe(S, pid, prefix);
 
-        // ---- accounting
-        std::vector<double> ups;
-        std::uint64_t rekeys = 0, rekey_failures = 0, losses = 0, not_up = 0, no_rekey = 0, setup_failures = 0;
-        std::uint64_t sent = 0, hb_sent = 0, hb_ans = 0, ctl_in = 0, data_in = 0, timeouts = 0;
-        std::uint64_t retransmits = 0, since_up = 0;
-        double exp_min = 0, exp_max = 0;
-        for (auto& s : S.secs) {
-            retransmits += s->engine->counters().retransmits;
-            since_up += s->rekeys;
-            if (s->t_up >= 0) {
-                ups.push_back(s->t_up);
-                // The primary's timer fires rekey_wait x U(0.9, 1.1) after the last one: between
-                // these many rekeys fit from this session's start to the window's end (the
-                // minimum allows each exchange a second).
-                exp_min += std::floor((w1.t - s->t_up) / (1.1 * rekey_wait + 1.0));
-                exp_max += std::floor((w1.t - s->t_up) / (0.9 * rekey_wait));
-            }
-            const std::uint64_t r = s->rekeys - rekeys0[s->idx];
-            rekeys += r;
-            no_rekey += r == 0;
-            rekey_failures += s->rekey_failures;
-            losses += s->losses;
-            setup_failures += s->setup_failures;
-            sent += s->data_sent;
-            ctl_in += s->ctl_in;
-            data_in += s->data_in;
-            if (!s->session || s->session->state() != p3::channel::SessionState::up) ++not_up;
-            if (s->session) {
-                hb_sent += s->session->stats().heartbeats_sent;
-                hb_ans += s->session->stats().heartbeats_answered;
-                timeouts += s->session->stats().request_timeouts;
-            }
-        }
-        sent -= sent0;
-        const std::uint64_t delivered = swarm::jnum(drained.stats, "tx_lan_pkts") - swarm::jnum(w0.stats, "tx_lan_pkts");
-        const std::uint64_t decrypted = swarm::jnum(drained.stats, "decrypted") - swarm::jnum(w0.stats, "decrypted");
-        const std::uint64_t drops = swarm::drops_total(drained.drops) - swarm::drops_total(w0.drops);
-        const bool have_tel = drained.stats.is_object();
-        const double window = w1.t - w0.t;
-        const double expected = double(S.up) * window / rekey_wait;
-        const double hb_unanswered = double(hb_sent - hb_sent0) - double(hb_ans - hb_ans0);
-        const double wall_up = ups.size() == plan.n ? pct(ups, 1.0) : -1;
-
-        json j;
-        j["suite"] = "swarm";
-        j["n"] = plan.n;
-        j["rekey_wait_s"] = rekey_wait;
-        j["duration_s"] = window;
-        j["trickle_s"] = P.trickle_s;
-        j["connect_rate"] = connect_rate;
-        j["up"] = S.up;
-        j["setup"] = {{"wall_s", wall_up}, {"setups_per_s", wall_up > 0 ? plan.n / wall_up : 0.0},
-                      {"t_first_s", pct(ups, 0)}, {"t50_s", pct(ups, 0.5)}, {"t99_s", pct(ups, 0.99)},
-                      {"setup_failures", setup_failures}, {"retransmits", retransmits},
-                      {"primary_drops", swarm::nonzero(at_up.drops, before.drops)},
-                      {"primary_ctl_cpu_s", at_up.ctl_cpu - before.ctl_cpu}};
-        j["primary"] = {{"before", probe_json(before)}, {"all_up", probe_json(at_up)}, {"window_start", probe_json(w0)},
-                        {"window_end", probe_json(w1)}};
-        j["rss_bytes_per_session_up"] = (at_up.rss - before.rss) / plan.n;
-        j["rss_bytes_per_session_end"] = (w1.rss - before.rss) / plan.n;
-        j["ctl_cpu_s_window"] = w1.ctl_cpu - w0.ctl_cpu;
-        j["ctl_cpu_share_window"] = window > 0 ? (w1.ctl_cpu - w0.ctl_cpu) / window : 0.0;
-        j["rekeys"] = {{"done", rekeys}, {"rate_expected", expected}, {"sessions_without", no_rekey},
-                       {"attempts_failed", rekey_failures}, {"since_up", since_up}, {"expected_min", exp_min},
-                       {"expected_max", exp_max}};
-        j["heartbeats"] = {{"sent", hb_sent - hb_sent0}, {"answered", hb_ans - hb_ans0}, {"unanswered", hb_unanswered},
-                           {"request_timeouts", timeouts}};
-        j["sessions"] = {{"lost", losses}, {"not_up_at_end", not_up}};
-        j["packets"] = {{"sent", sent}, {"delivered_lan", have_tel ? json(delivered) : json(nullptr)},
-                        {"decrypted", have_tel ? json(decrypted) : json(nullptr)},
-                        {"primary_drops", have_tel ? json(drops) : json(nullptr)},
-                        {"primary_drops_by_reason", swarm::nonzero(drained.drops, w0.drops)},
-                        {"control_in", ctl_in}, {"data_in", data_in}};
-        j["tool"] = {{"rx_frames", S.rx_frames}, {"rx_setup", S.rx_setup}, {"rx_p3", S.rx_p3}, {"rx_other", S.rx_other},
-                     {"rx_auth_failed", S.rx_auth}, {"rx_replayed", S.rx_replay}, {"rx_unknown_id", S.rx_unknown_id},
-                     {"rx_bad", S.rx_bad}, {"rx_next_retries", S.rx_next_retries}, {"tx_setup", S.tx_setup},
-                     {"tx_p3", S.tx_p3}, {"tx_seal_failed", S.tx_seal_failed}, {"no_mbuf", S.no_mbuf},
-                     {"socket_drops", port.drops()}, {"send_failed", port.send_failed},
-                     {"log_warnings", logs.warnings}, {"log_errors", logs.errors}, {"first_log_lines", logs.first}};
-        json chs = json::object();
-        {
-            std::map<std::string, std::uint64_t> t;
-            for (auto& sec : S.secs) {
-                if (!sec->session) continue;
-                const auto& st = sec->session->stats();
-                t["sent"] += st.sent, t["received"] += st.received, t["retransmits"] += st.retransmits;
-                t["request_timeouts"] += st.request_timeouts, t["frame_errors"] += st.frame_errors;
-                t["auth_failures"] += st.auth_failures, t["replays"] += st.replays, t["unknown_epoch"] += st.unknown_epoch;
-                t["unexpected"] += st.unexpected, t["peer_errors"] += st.peer_errors;
-                t["parse_rejected"] += st.parse.total_rejected(), t["arrays_delivered"] += st.arrays_delivered;
-                t["rx_promotions"] += st.rx_promotions, t["rx_next_drops"] += st.rx_next_drops;
-            }
-            for (auto& [k, v] : t) chs[k] = v;
-        }
-        j["channel"] = chs;
-        j["tool"]["longest_step_s"] = P.longest;
-        if (drained.ports.is_object() || drained.ports.is_array()) j["primary_ports_end"] = drained.ports;
-        const bool lost_pkts = have_tel && delivered != sent;
-        const bool ok = S.up == plan.n && losses == 0 && not_up == 0 && !lost_pkts && S.rx_auth == 0 &&
-                        double(since_up) >= exp_min && (window < 1.1 * rekey_wait || no_rekey == 0);
-        j["ok"] = ok;
+        Marks M{before, at_up, w0, w1, drained, std::move(rekeys0), hb_sent0, hb_ans0, sent0};
+        const json j = account(S, P, M, rekey_wait, connect_rate, logs);
+        const bool ok = j["ok"].get<bool>();
         const std::string out = j.dump(1);
         if (!o.get("json").empty()) std::ofstream(o.get("json")) << out << "\n";
         std::printf("%s\n", out.c_str());
