@@ -491,6 +491,8 @@ def swarm_suite(b):
     args = ["--smoke"] if a.smoke else ["--n", a.swarm_n, "--rekey", a.swarm_rekey]
     if a.swarm_duration:
         args += ["--duration", str(a.swarm_duration)]
+    if a.swarm_connect_rate:
+        args += ["--connect-rate", str(a.swarm_connect_rate)]
     r = subprocess.run([sys.executable, os.path.join(HERE, "swarm", "swarm.py"), "--build", a.build, "--json", js] + args)
     try:
         with open(js) as f:
@@ -512,6 +514,7 @@ def main():
     ap.add_argument("--swarm-n", default="1000,5000", help="swarm suite: secondaries per point")
     ap.add_argument("--swarm-rekey", default="600,60", help="swarm suite: rekey_wait per point (s)")
     ap.add_argument("--swarm-duration", type=float, default=None, help="swarm suite: steady window (default 1.15 x rekey_wait)")
+    ap.add_argument("--swarm-connect-rate", type=float, default=0, help="swarm suite: secondaries started per second (0: all at once)")
     ap.add_argument("--no-pair", dest="pair", action="store_false", help="rekey suite: skip the two-p3d part")
     ap.add_argument("--pair-start-rate", type=float, default=5000, help="rekey pair: first rate tried (datagrams/s each way)")
     ap.add_argument("--pair-max-rate", type=float, default=400000, help="rekey pair: highest rate tried")

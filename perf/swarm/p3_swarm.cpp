@@ -355,11 +355,14 @@ int run(const Opts& o) {
         const Probe before = probe(S, pid, prefix);
         // ---- bring-up
         std::uint32_t started = 0;
+        double connect_s = 0;   // the tool's time in connect(): its key pairs and first messages
         std::fprintf(stderr, "p3-swarm: %u secondaries starting%s\n", plan.n, connect_rate > 0 ? " (paced)" : " at once");
         while (S.up < plan.n && S.now_s() < setup_timeout) {
             const std::uint32_t due =
                 connect_rate > 0 ? std::min<std::uint32_t>(plan.n, std::uint32_t(S.now_s() * connect_rate) + 1) : plan.n;
+            const double c0 = S.now_s();
             for (; started < due; ++started) S.secs[started]->engine->connect(1);
+            connect_s += S.now_s() - c0;
             P.step();
         }
         const Probe at_up = probe(S, pid, prefix);
@@ -382,7 +385,8 @@ int run(const Opts& o) {
         const Probe drained = probe(S, pid, prefix);
 
         Marks M{before, at_up, w0, w1, drained, std::move(rekeys0), hb_sent0, hb_ans0, sent0};
-        const json j = account(S, P, M, rekey_wait, connect_rate, logs);
+        json j = account(S, P, M, rekey_wait, connect_rate, logs);
+        j["tool"]["connect_s"] = connect_s;
         const bool ok = j["ok"].get<bool>();
         const std::string out = j.dump(1);
         if (!o.get("json").empty()) std::ofstream(o.get("json")) << out << "\n";
