@@ -235,8 +235,8 @@ bool Secondary::send_data() {
 }
 
 void Secondary::on_inner(const std::uint8_t* p, std::size_t len) {
-    std::uint32_t dst;
-    std::memcpy(&dst, p + 16, 4);
+    std::uint32_t dst = 0;
+    if (len >= 40) std::memcpy(&dst, p + 16, 4);
     if (len >= 40 && (p[0] >> 4) == 4 && p[9] == 6 && ntohl(dst) == addr && session) {
         ++ctl_in;
         session->on_control_packet(std::span<const std::uint8_t>(p, len));
