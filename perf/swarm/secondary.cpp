@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "common/bytes.hpp"
 #include "common/wire.hpp"
 #include "control/backoff.hpp"
 
@@ -235,9 +236,7 @@ bool Secondary::send_data() {
 }
 
 void Secondary::on_inner(const std::uint8_t* p, std::size_t len) {
-    std::uint32_t dst = 0;
-    if (len >= 40) std::memcpy(&dst, p + 16, 4);
-    if (len >= 40 && (p[0] >> 4) == 4 && p[9] == 6 && ntohl(dst) == addr && session) {
+    if (len >= 40 && (p[0] >> 4) == 4 && p[9] == 6 && p3::be::get32(p + 16) == addr && session) {
         ++ctl_in;
         session->on_control_packet(std::span<const std::uint8_t>(p, len));
     } else {
@@ -308,10 +307,7 @@ void Swarm::on_frame(const std::uint8_t* f, std::size_t len) {
         return;
     }
     const std::uint8_t* ip = f + kL2;
-    std::uint32_t dst_be, src_be;
-    std::memcpy(&src_be, ip + 12, 4);
-    std::memcpy(&dst_be, ip + 16, 4);
-    const std::uint32_t dst = ntohl(dst_be), i = dst - Plan::addr(0);
+    const std::uint32_t src = p3::be::get32(ip + 12), dst = p3::be::get32(ip + 16), i = dst - Plan::addr(0);
     const unsigned ihl = (ip[0] & 15) * 4u;
     if (i >= secs.size() || (ip[0] >> 4) != 4 || len < kL2 + ihl + 8) {
         ++rx_other;
@@ -320,14 +316,14 @@ void Swarm::on_frame(const std::uint8_t* f, std::size_t len) {
     Secondary& s = *secs[i];
     if (ip[9] == 17) {   // setup exchange (UDP to our port)
         const std::uint8_t* u = ip + ihl;
-        const std::uint16_t sport = std::uint16_t(u[0] << 8 | u[1]), dport = std::uint16_t(u[2] << 8 | u[3]);
-        const std::size_t ulen = std::min<std::size_t>(std::size_t(u[4] << 8 | u[5]), len - kL2 - ihl);
+        const std::uint16_t sport = p3::be::get16(u), dport = p3::be::get16(u + 2);
+        const std::size_t ulen = std::min<std::size_t>(p3::be::get16(u + 4), len - kL2 - ihl);
         if (dport != plan.port || ulen < 8) {
             ++rx_other;
             return;
         }
         ++rx_setup;
-        const p3::setup::Endpoint from{p3::IpAddr::v4(ntohl(src_be)), sport}, to{p3::IpAddr::v4(dst), dport};
+        const p3::setup::Endpoint from{p3::IpAddr::v4(src), sport}, to{p3::IpAddr::v4(dst), dport};
         s.engine->on_datagram(from, to, p3::setup::ByteView(u + 8, ulen - 8));
         return;
     }

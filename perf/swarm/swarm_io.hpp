@@ -23,6 +23,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/bytes.hpp"
+#include "common/checksum.hpp"
+
 namespace swarm {
 
 // One raw socket on the tool's end of the veth: every frame of every secondary goes out and
@@ -100,34 +103,19 @@ inline bool parse_mac(const std::string& s, std::uint8_t out[6]) {
     return true;
 }
 
-inline std::uint16_t csum16(const std::uint8_t* p, std::size_t n, std::uint32_t sum = 0) {
-    for (std::size_t i = 0; i + 1 < n; i += 2) sum += std::uint32_t(p[i]) << 8 | p[i + 1];
-    if (n & 1) sum += std::uint32_t(p[n - 1]) << 8;
-    while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-    return static_cast<std::uint16_t>(~sum);
-}
-
 // An IPv4 header (20 bytes, DF, TTL 64) at p for a payload of len bytes, checksum filled.
 inline void ipv4_header(std::uint8_t* p, std::uint32_t src, std::uint32_t dst, std::uint8_t proto, std::size_t len,
                         std::uint16_t ident) {
-    const std::uint16_t total = static_cast<std::uint16_t>(20 + len);
+    std::memset(p, 0, 20);
     p[0] = 0x45;
-    p[1] = 0;
-    p[2] = total >> 8;
-    p[3] = total & 0xff;
-    p[4] = ident >> 8;
-    p[5] = ident & 0xff;
+    p3::be::put16(p + 2, static_cast<std::uint16_t>(20 + len));
+    p3::be::put16(p + 4, ident);
     p[6] = 0x40;
-    p[7] = 0;
     p[8] = 64;
     p[9] = proto;
-    p[10] = p[11] = 0;
-    const std::uint32_t s = htonl(src), d = htonl(dst);
-    std::memcpy(p + 12, &s, 4);
-    std::memcpy(p + 16, &d, 4);
-    const std::uint16_t c = csum16(p, 20);
-    p[10] = c >> 8;
-    p[11] = c & 0xff;
+    p3::be::put32(p + 12, src);
+    p3::be::put32(p + 16, dst);
+    p3::be::put16(p + 10, p3::csum::ipv4_header(p, 20));
 }
 
 // IPv4 + UDP (checksum over the pseudo header) around payload, into out (replaced).
@@ -136,19 +124,13 @@ inline void ipv4_udp(std::vector<std::uint8_t>& out, std::uint32_t src, std::uin
     out.assign(28 + len, 0);
     std::uint8_t* u = out.data() + 20;
     const std::uint16_t ul = static_cast<std::uint16_t>(8 + len);
-    u[0] = sport >> 8, u[1] = sport & 0xff, u[2] = dport >> 8, u[3] = dport & 0xff, u[4] = ul >> 8, u[5] = ul & 0xff;
+    p3::be::put16(u, sport);
+    p3::be::put16(u + 2, dport);
+    p3::be::put16(u + 4, ul);
     if (len) std::memcpy(u + 8, payload, len);
-    std::uint8_t pseudo[12];
-    const std::uint32_t s = htonl(src), d = htonl(dst);
-    std::memcpy(pseudo, &s, 4);
-    std::memcpy(pseudo + 4, &d, 4);
-    pseudo[8] = 0, pseudo[9] = 17, pseudo[10] = ul >> 8, pseudo[11] = ul & 0xff;
-    std::uint32_t sum = 0;
-    for (int i = 0; i < 12; i += 2) sum += std::uint32_t(pseudo[i]) << 8 | pseudo[i + 1];
-    std::uint16_t c = csum16(u, ul, sum);
-    if (c == 0) c = 0xffff;
-    u[6] = c >> 8, u[7] = c & 0xff;
     ipv4_header(out.data(), src, dst, 17, ul, ident);
+    const std::uint16_t c = p3::csum::l4(false, out.data() + 12, out.data() + 16, 17, u, ul);
+    p3::be::put16(u + 6, c == 0 ? 0xffff : c);   // RFC 768: a computed 0 is sent as all ones
 }
 
 // ---- the primary's figures ---------------------------------------------------------------------
