@@ -318,7 +318,7 @@ int run(const Opts& o) {
         plan.n > 60000 || o.get("iface").empty())
         return usage();
     const double rekey_wait = o.num("rekey-wait", 600), duration = o.num("duration", 1.15 * rekey_wait);
-    const double setup_timeout = o.num("setup-timeout", 120), connect_rate = o.num("connect-rate", 0);
+    const double setup_timeout = o.num("setup-timeout", 300), connect_rate = o.num("connect-rate", 0);
     const int pid = int(o.num("p3d-pid", 0));
     const std::string prefix = o.get("p3d-prefix");
 

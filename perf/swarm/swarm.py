@@ -111,7 +111,8 @@ def one_point(a, n, rekey, duration, work):
             return sample
         cmd = ["ip", "netns", "exec", ns_t, tool, "run", "--iface", dev_t, "--mac", TOOL_MAC, "--peer-mac", P3D_MAC,
                "--n", str(n), "--p3d-pid", str(p3d_proc.pid), "--p3d-prefix", prefix, "--rekey-wait", str(rekey),
-               "--duration", str(duration), "--trickle", str(a.trickle), "--json", out]
+               "--duration", str(duration), "--trickle", str(a.trickle), "--setup-timeout", str(a.setup_timeout),
+               "--json", out]
         if a.connect_rate:
             cmd += ["--connect-rate", str(a.connect_rate)]
         # The tool on the control thread's CPU would measure the two fighting: it gets the other.
@@ -190,7 +191,7 @@ def main():
     ap.add_argument("--duration", type=float, default=None, help="steady window (default 1.15 x rekey_wait)")
     ap.add_argument("--trickle", type=float, default=5.0, help="seconds between two data packets of one secondary")
     ap.add_argument("--connect-rate", type=float, default=0, help="secondaries started per second (0: all at once)")
-    ap.add_argument("--setup-timeout", type=float, default=120)
+    ap.add_argument("--setup-timeout", type=float, default=300, help="seconds the bring-up may take")
     ap.add_argument("--smoke", action="store_true", help="20 secondaries, rekey_wait 5, a 7 s window")
     ap.add_argument("--json", default=None)
     ap.add_argument("--keep", action="store_true", help="keep the work directory (configurations, p3d logs)")
