@@ -484,7 +484,7 @@ def setup_suite(b):
 
 
 def swarm_suite(b):
-    """perf/swarm/swarm.py (it builds nothing: p3-swarm is built here first); its JSON."""
+    """Builds p3-swarm, runs perf/swarm/swarm.py (one real p3d per point, root only); its JSON."""
     a = b.a
     subprocess.run(["ninja", "-C", a.build, "perf/swarm/p3-swarm"], check=True, stdout=subprocess.DEVNULL)
     js = os.path.join(b.work, "swarm.json")
