@@ -130,6 +130,8 @@ def one_point(a, n, rekey, duration, work):
             "channels_up": count(log, "P3-I0501"), "rekeys_done": count(log, "P3-I0509"),
             "rekey_attempts_failed": count(log, "P3-W0510"),
             "sessions_lost": count(log, "P3-E0601") + count(log, "P3-E0602"),
+            "requests_unanswered": count(log, "P3-W0505"), "array_deliveries_failed": count(log, "P3-W0521"),
+            "rings_full_warnings": count(log, "P3-W0316"), "setup_policed_warnings": count(log, "P3-W0315"),
         }
         # Where a frame can be lost between the two programs: either veth end, the kernel's input
         # backlog (any CPU: the counter is global), the raw socket (the tool's "socket_drops").
