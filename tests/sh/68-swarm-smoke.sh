@@ -19,7 +19,6 @@ rc=$?
 fail() { echo "FAIL: $*"; echo "---- bench output (last 30 lines)"; tail -n 30 "$out/log"; exit 1; }
 [ -s "$out/results.json" ] || fail "no results.json (exit $rc)"
 summary=$(/usr/bin/python3 - "$out/results.json" 2>&1 <<'PY'
-
 import json, sys
 sw = json.load(open(sys.argv[1]))["suites"]["swarm"]
 assert sw["samples"], "no sample: %s" % sw
