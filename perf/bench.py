@@ -415,6 +415,7 @@ SUITES = {
     "throughput": "dataplane throughput vs the raw AES-GCM bound",
     "rekey": "N rekeys under load through two dataplanes and control channels, every packet counted",
     "setup": "session setups per second, time for a primary to bring up N secondaries, memory per session",
+    "swarm": "one real p3d primary and N secondaries over a veth (perf/swarm): setups/s, memory, control CPU, rekeys",
 }
 
 
@@ -483,6 +484,27 @@ def setup_suite(b):
     return program_suite(b, "setup", "setup_bench", args)
 
 
+def swarm_suite(b):
+    """Builds p3-swarm, runs perf/swarm/swarm.py (one real p3d per point, root only); its JSON."""
+    a = b.a
+    subprocess.run(["ninja", "-C", a.build, "perf/swarm/p3-swarm"], check=True, stdout=subprocess.DEVNULL)
+    js = os.path.join(b.work, "swarm.json")
+    args = ["--smoke"] if a.smoke else ["--n", a.swarm_n, "--rekey", a.swarm_rekey]
+    if a.swarm_duration:
+        args += ["--duration", str(a.swarm_duration)]
+    if a.swarm_connect_rate:
+        args += ["--connect-rate", str(a.swarm_connect_rate)]
+    r = subprocess.run([sys.executable, os.path.join(HERE, "swarm", "swarm.py"), "--build", a.build, "--json", js] + args)
+    try:
+        with open(js) as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        data = {"suite": "swarm", "samples": [], "passed": False}
+    data["exit_status"] = r.returncode
+    data["passed"] = r.returncode == 0
+    return data
+
+
 def main():
     ap = argparse.ArgumentParser(description="p3 benchmark harness")
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
@@ -490,6 +512,10 @@ def main():
     ap.add_argument("--suite", action="append", choices=sorted(SUITES) + ["all"], help="default: throughput")
     ap.add_argument("--rekeys", type=int, default=1000, help="rekey suite: rekeys under load")
     ap.add_argument("--remotes", type=int, default=1000, help="setup suite: secondaries brought up at once")
+    ap.add_argument("--swarm-n", default="1000,5000", help="swarm suite: secondaries per point")
+    ap.add_argument("--swarm-rekey", default="600,60", help="swarm suite: rekey_wait per point (s)")
+    ap.add_argument("--swarm-duration", type=float, default=None, help="swarm suite: steady window (default 1.15 x rekey_wait)")
+    ap.add_argument("--swarm-connect-rate", type=float, default=0, help="swarm suite: secondaries started per second (0: all at once)")
     ap.add_argument("--no-pair", dest="pair", action="store_false", help="rekey suite: skip the two-p3d part")
     ap.add_argument("--pair-start-rate", type=float, default=5000, help="rekey pair: first rate tried (datagrams/s each way)")
     ap.add_argument("--pair-max-rate", type=float, default=400000, help="rekey pair: highest rate tried")
@@ -557,7 +583,7 @@ def main():
                         return 2
                 result["suites"][s] = b.throughput()
             else:
-                data = (rekey_suite if s == "rekey" else setup_suite)(b)
+                data = {"rekey": rekey_suite, "setup": setup_suite, "swarm": swarm_suite}[s](b)
                 result["suites"][s] = data
                 if not data["passed"]:
                     rc = 1
@@ -583,7 +609,7 @@ def main():
     if "throughput" in result["suites"]:
         png = chart(result["suites"]["throughput"], a.out)
         print("chart:   %s" % (png or "(gnuplot not available)"))
-    for s in ("rekey", "setup"):
+    for s in ("rekey", "setup", "swarm"):
         if s in result["suites"]:
             print("%s: %s" % (s, "passed" if result["suites"][s]["passed"] else "FAILED (see above)"))
     print("results: %s" % js)
