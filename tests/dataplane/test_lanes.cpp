@@ -1,0 +1,194 @@
+// Lanes across workers (docs/dataplane.md §Lanes): inbound, lane n of a session is opened by
+// its owner among the WAN-polling workers, whichever queue its packets reach (the others hand
+// them over on the owner's ring); outbound, a session's lanes setting is what goes on the
+// wire, fewer lanes than sending workers shared without a sequence sent twice, more turned
+// over by each worker. Two dataplanes on ring ports (tunnel_rig.hpp): B's WAN queue 0 is
+// polled by worker 1, queue 1 by worker 0, so B's lane 0 is worker 0's and lane 1 worker 1's.
+#include <map>
+#include <set>
+
+#include "tests/dataplane/tunnel_rig.hpp"
+#include "dataplane/fastpath.hpp"
+#include "dataplane/worker.hpp"
+
+using namespace p3test;
+using namespace p3test::tunnel;
+using p3::dp::Drop;
+using p3::dp::LcoreStats;
+
+namespace {
+
+constexpr std::size_t kP3 = 14 + 20;   // the P3 header after the outer IPv4 header
+
+std::uint32_t p3_id(const Bytes& f) { return p3::be::get32(f.data() + kP3 + 4); }
+std::uint64_t p3_seq(const Bytes& f) { return p3::be::get64(f.data() + kP3 + 8); }
+
+// n packets into A's LAN over both queues (both workers send), in waves of `wave` so the
+// workers see several bursts; what A puts on its WAN, in ring order, is returned as it left.
+std::vector<Frame> send_a(Tunnel& t, unsigned n, unsigned wave, std::vector<Bytes>* want = nullptr) {
+    std::vector<Frame> out;
+    for (unsigned i = 0; i < n; ++i) {
+        Bytes f = packet(t.a.lan_mac, false, "10.1.5.7", "10.2.5.9", 60 + i % 200, static_cast<std::uint8_t>(i));
+        inject(t.a.lan.rx[i % 2], f);
+        if (want) want->push_back(expected(f, t.b.lan_mac));
+        if ((i + 1) % wave == 0) {
+            auto more = grab(t.a.wan.tx);
+            out.insert(out.end(), more.begin(), more.end());
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }
+    }
+    for (int i = 0; i < 500 && out.size() < n; ++i) {
+        auto more = grab(t.a.wan.tx);
+        out.insert(out.end(), more.begin(), more.end());
+        if (out.size() < n) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    REQUIRE(out.size() == n);
+    return out;
+}
+
+// The frames into B's WAN queue q (addressed to B), and what B's LAN then gets. In waves of
+// 100, well within a handoff ring (256 here), as a link delivers them rather than all at once.
+std::vector<Bytes> into_b(Tunnel& t, std::vector<Frame>& frames, unsigned q, std::size_t want) {
+    std::vector<Bytes> out;
+    for (std::size_t i = 0; i < frames.size(); ++i) {
+        std::memcpy(frames[i].bytes.data(), t.b.wan_mac.b, 6);
+        inject(t.b.wan.rx[q], frames[i].bytes);
+        if (i % 100 == 99) {
+            auto got = collect(t.b.lan.tx, 100, 100);
+            out.insert(out.end(), got.begin(), got.end());
+        }
+    }
+    auto rest = collect(t.b.lan.tx, want - std::min(want, out.size()));
+    out.insert(out.end(), rest.begin(), rest.end());
+    CHECK(t.b.dp->drops(Drop::HANDOFF_FULL) == 0);
+    return out;
+}
+
+std::uint64_t stat(End& e, unsigned w, p3::dp::Counter LcoreStats::*c) { return (e.dp->lcore(w).stats.*c).get(); }
+
+}  // namespace
+
+TEST_CASE("one session's lanes received on one queue are opened by both workers, each packet once", "[tunnel][lanes]") {
+    Tunnel t("lh", false, false);
+    std::vector<Bytes> want;
+    auto frames = send_a(t, 400, 40, &want);
+    std::set<std::uint32_t> ids;
+    for (const auto& f : frames) ids.insert(p3_id(f.bytes));
+    REQUIRE(ids.size() == 2);   // both of A's lanes
+
+    const Bytes again = frames[0].bytes;
+    check_same(into_b(t, frames, 0, want.size()), want);   // all on queue 0: worker 1 receives
+    // Each lane was opened by its owner: worker 0 got lane 0 through its handoff ring.
+    CHECK(stat(t.b, 0, &LcoreStats::decrypted) > 0);
+    CHECK(stat(t.b, 1, &LcoreStats::decrypted) > 0);
+    CHECK(stat(t.b, 0, &LcoreStats::decrypted) + stat(t.b, 1, &LcoreStats::decrypted) == 400);
+    CHECK(stat(t.b, 1, &LcoreStats::handoff_out) > 0);
+    CHECK(stat(t.b, 0, &LcoreStats::handoff_in) == stat(t.b, 1, &LcoreStats::handoff_out));
+    CHECK(stat(t.b, 0, &LcoreStats::handoff_out) == 0);
+    CHECK(t.b.dp->drops(Drop::HANDOFF_FULL) == 0);
+
+    // A replay is refused whichever queue it comes in on.
+    for (unsigned q = 0; q < 2; ++q) {
+        Bytes f = again;
+        std::memcpy(f.data(), t.b.wan_mac.b, 6);
+        inject(t.b.wan.rx[q], f);
+    }
+    CHECK(collect(t.b.lan.tx, 0, 150).empty());
+    for (int i = 0; i < 200 && t.b.dp->drops(Drop::P3_REPLAY) < 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    CHECK(t.b.dp->drops(Drop::P3_REPLAY) == 2);
+    CHECK(t.b.dp->session_totals(t.b.dp->session_of(1)).rx_pkts == 400);
+}
+
+TEST_CASE("lanes = 1 with two sending workers: one P3 ID, no sequence twice, everything arrives", "[tunnel][lanes]") {
+    Tunnel t("l1", false, false, false, 1);
+    const std::uint32_t sid_a = t.a.dp->session_of(2);
+    CHECK(t.a.dp->sessions().get(sid_a).tx_lanes == 1);
+    std::vector<Bytes> want;
+    auto frames = send_a(t, 600, 64, &want);
+    std::set<std::uint64_t> seqs;
+    for (const auto& f : frames) {
+        CHECK(p3_id(f.bytes) == kAtoB128.id);
+        seqs.insert(p3_seq(f.bytes));
+    }
+    CHECK(seqs.size() == frames.size());   // every sequence once
+    CHECK(stat(t.a, 0, &LcoreStats::encrypted) > 0);   // both workers sent on the one lane
+    CHECK(stat(t.a, 1, &LcoreStats::encrypted) > 0);
+    CHECK(t.a.dp->drops(Drop::NO_TX_SLOT) == 0);
+    CHECK(t.a.dp->tx_last_seq(sid_a, 0) == 600);
+    // The lane's two writers interleave, so the receiver sees its sequences out of order: within
+    // the window, every one is accepted once.
+    check_same(into_b(t, frames, 1, want.size()), want);
+}
+
+TEST_CASE("lanes = 4 with two sending workers: four P3 IDs, each lane's sequences increasing", "[tunnel][lanes]") {
+    Tunnel t("l4", false, false, false, 4);
+    const std::uint32_t sid_a = t.a.dp->session_of(2);
+    CHECK(t.a.dp->sessions().get(sid_a).tx_lanes == 4);
+    std::vector<Bytes> want;
+    auto frames = send_a(t, 640, 16, &want);
+    std::map<std::uint32_t, std::vector<std::uint64_t>> by_id;
+    for (const auto& f : frames) by_id[p3_id(f.bytes)].push_back(p3_seq(f.bytes));
+    REQUIRE(by_id.size() == 4);
+    for (std::uint32_t l = 0; l < 4; ++l) {
+        INFO("lane " << l);
+        const auto& s = by_id[kAtoB128.id + l];
+        CHECK(!s.empty());
+        CHECK(std::adjacent_find(s.begin(), s.end(), [](auto x, auto y) { return y <= x; }) == s.end());
+        CHECK(s.size() == t.a.dp->tx_last_seq(sid_a, static_cast<std::uint16_t>(l)));   // from 1, no gap
+    }
+    check_same(into_b(t, frames, 0, want.size()), want);
+}
+
+TEST_CASE("a full handoff ring: the rest is counted as handoff_full and freed", "[tunnel][lanes]") {
+    Tunnel t("lf", false, false);
+    // Lane 0's frames only (A's worker 0 sends on lane 0), B's workers stopped: the test is
+    // worker 1 receiving them, and worker 0 never drains its ring until the test says so.
+    std::vector<Frame> frames;
+    const unsigned n = 400;
+    for (unsigned i = 0; i < n; ++i) inject(t.a.lan.rx[0], packet(t.a.lan_mac, false, "10.1.5.7", "10.2.5.9", 80, 3));
+    for (int i = 0; i < 500 && frames.size() < n; ++i) {
+        auto more = grab(t.a.wan.tx);
+        frames.insert(frames.end(), more.begin(), more.end());
+        if (frames.size() < n) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    REQUIRE(frames.size() == n);
+    t.b.dp->request_stop();
+    t.b.dp->wait();
+    const unsigned before = rte_mempool_in_use_count(test_pool());
+
+    p3::dp::Lcore& w1 = t.b.dp->lcore_for_test(1);
+    p3::dp::Lcore& w0 = t.b.dp->lcore_for_test(0);
+    REQUIRE(w0.handoff != nullptr);
+    const unsigned cap = rte_ring_get_capacity(w0.handoff);
+    REQUIRE(cap < n);
+    for (unsigned i = 0; i < n; i += 32) {
+        rte_mbuf* pkts[32];
+        const unsigned k = std::min(32u, n - i);
+        for (unsigned j = 0; j < k; ++j) {
+            Bytes& f = frames[i + j].bytes;
+            std::memcpy(f.data(), t.b.wan_mac.b, 6);
+            inject(t.b.wan.rx[0], f);
+            void* m = nullptr;
+            REQUIRE(rte_ring_dequeue(t.b.wan.rx[0], &m) == 0);
+            pkts[j] = static_cast<rte_mbuf*>(m);
+        }
+        p3::dp::rx_burst(w1, t.b.dp->shared(), p3::dp::Side::wan, pkts, k);
+    }
+    CHECK(w1.stats.handoff_out.get() == cap);
+    CHECK(t.b.dp->drops(Drop::HANDOFF_FULL) == n - cap);
+    CHECK(w1.stats.decrypted.get() == 0);
+    CHECK(rte_mempool_in_use_count(test_pool()) == before + cap);   // the rest freed
+
+    // The owner drains its ring: every packet it holds is opened and delivered.
+    rte_mbuf* pkts[32];
+    std::size_t out = 0;
+    for (unsigned taken = 1; taken != 0;) {
+        taken = p3::dp::handoff_in(w0, t.b.dp->shared(), pkts, 32);
+        p3::dp::tx_flush(w0, t.b.dp->shared(), p3::dp::Side::lan);
+        out += grab(t.b.lan.tx).size();
+    }
+    CHECK(w0.stats.handoff_in.get() == cap);
+    CHECK(w0.stats.decrypted.get() == cap);
+    CHECK(out == cap);
+    CHECK(rte_mempool_in_use_count(test_pool()) == before);
+}
