@@ -305,18 +305,21 @@ void Dataplane::assign_lanes() {
 }
 
 // Inbound lanes: lane n of every session is owned by the n-th WAN-polling worker in turn
-// (W[n mod m]); with two or more of them, each gets a handoff ring (MP/SC) for the packets of
-// its lanes that another one receives, at most kHandoffRingSize and, like the control rings,
-// at most a quarter of the pool for all of them together (so handed packets cannot take the
-// buffers the ports receive into).
+// (W[n mod m], W in the order of the lowest WAN queue each polls: where lane n's packets
+// land when something upstream spreads lanes by queue, as the sender's TX queue = lane
+// does on the test rigs); with two or more of them, each gets a handoff ring (MP/SC) for the
+// packets of its lanes that another one receives, at most kHandoffRingSize and, like the
+// control rings, at most a quarter of the pool for all of them together (so handed packets
+// cannot take the buffers the ports receive into).
 bool Dataplane::create_handoff(unsigned nmbufs) {
-    std::vector<unsigned> wan;
+    std::vector<std::pair<std::uint16_t, unsigned>> by_queue;   // (WAN queue, worker)
     for (const Lcore* L : lcores_)
         for (unsigned r = 0; r < L->nrx; ++r)
-            if (L->rx[r].side == Side::wan) {
-                wan.push_back(L->index);
-                break;
-            }
+            if (L->rx[r].side == Side::wan) by_queue.emplace_back(L->rx[r].queue, L->index);
+    std::sort(by_queue.begin(), by_queue.end());
+    std::vector<unsigned> wan;
+    for (const auto& [q, w] : by_queue)
+        if (std::find(wan.begin(), wan.end(), w) == wan.end()) wan.push_back(w);
     Shared& S = *shared_;
     for (unsigned n = 0; n < wire::kMaxLanes; ++n)
         S.lane_owner[n] = static_cast<std::uint8_t>(wan.empty() ? 0 : wan[n % wan.size()]);

@@ -3,7 +3,8 @@
 // them over on the owner's ring); outbound, a session's lanes setting is what goes on the
 // wire, fewer lanes than sending workers shared without a sequence sent twice, more turned
 // over by each worker. Two dataplanes on ring ports (tunnel_rig.hpp): B's WAN queue 0 is
-// polled by worker 1, queue 1 by worker 0, so B's lane 0 is worker 0's and lane 1 worker 1's.
+// polled by worker 1, queue 1 by worker 0, so B's lane 0 is worker 1's and lane 1 worker 0's
+// (owners in the order of their WAN queues).
 #include <map>
 #include <set>
 
@@ -77,14 +78,14 @@ TEST_CASE("one session's lanes received on one queue are opened by both workers,
     REQUIRE(ids.size() == 2);   // both of A's lanes
 
     const Bytes again = frames[0].bytes;
-    check_same(into_b(t, frames, 0, want.size()), want);   // all on queue 0: worker 1 receives
-    // Each lane was opened by its owner: worker 0 got lane 0 through its handoff ring.
+    check_same(into_b(t, frames, 1, want.size()), want);   // all on queue 1: worker 0 receives
+    // Each lane was opened by its owner: worker 1 got lane 0 through its handoff ring.
     CHECK(stat(t.b, 0, &LcoreStats::decrypted) > 0);
     CHECK(stat(t.b, 1, &LcoreStats::decrypted) > 0);
     CHECK(stat(t.b, 0, &LcoreStats::decrypted) + stat(t.b, 1, &LcoreStats::decrypted) == 400);
-    CHECK(stat(t.b, 1, &LcoreStats::handoff_out) > 0);
-    CHECK(stat(t.b, 0, &LcoreStats::handoff_in) == stat(t.b, 1, &LcoreStats::handoff_out));
-    CHECK(stat(t.b, 0, &LcoreStats::handoff_out) == 0);
+    CHECK(stat(t.b, 0, &LcoreStats::handoff_out) > 0);
+    CHECK(stat(t.b, 1, &LcoreStats::handoff_in) == stat(t.b, 0, &LcoreStats::handoff_out));
+    CHECK(stat(t.b, 1, &LcoreStats::handoff_out) == 0);
     CHECK(t.b.dp->drops(Drop::HANDOFF_FULL) == 0);
 
     // A replay is refused whichever queue it comes in on.
@@ -142,7 +143,8 @@ TEST_CASE("lanes = 4 with two sending workers: four P3 IDs, each lane's sequence
 TEST_CASE("a full handoff ring: the rest is counted as handoff_full and freed", "[tunnel][lanes]") {
     Tunnel t("lf", false, false);
     // Lane 0's frames only (A's worker 0 sends on lane 0), B's workers stopped: the test is
-    // worker 1 receiving them, and worker 0 never drains its ring until the test says so.
+    // worker 0 receiving them, and worker 1, lane 0's owner, never drains its ring until the
+    // test says so.
     std::vector<Frame> frames;
     const unsigned n = 400;
     for (unsigned i = 0; i < n; ++i) inject(t.a.lan.rx[0], packet(t.a.lan_mac, false, "10.1.5.7", "10.2.5.9", 80, 3));
@@ -156,10 +158,10 @@ TEST_CASE("a full handoff ring: the rest is counted as handoff_full and freed", 
     t.b.dp->wait();
     const unsigned before = rte_mempool_in_use_count(test_pool());
 
-    p3::dp::Lcore& w1 = t.b.dp->lcore_for_test(1);
-    p3::dp::Lcore& w0 = t.b.dp->lcore_for_test(0);
-    REQUIRE(w0.handoff != nullptr);
-    const unsigned cap = rte_ring_get_capacity(w0.handoff);
+    p3::dp::Lcore& recv = t.b.dp->lcore_for_test(0);   // receives
+    p3::dp::Lcore& owner = t.b.dp->lcore_for_test(1);   // owns lane 0
+    REQUIRE(owner.handoff != nullptr);
+    const unsigned cap = rte_ring_get_capacity(owner.handoff);
     REQUIRE(cap < n);
     for (unsigned i = 0; i < n; i += 32) {
         rte_mbuf* pkts[32];
@@ -167,28 +169,28 @@ TEST_CASE("a full handoff ring: the rest is counted as handoff_full and freed", 
         for (unsigned j = 0; j < k; ++j) {
             Bytes& f = frames[i + j].bytes;
             std::memcpy(f.data(), t.b.wan_mac.b, 6);
-            inject(t.b.wan.rx[0], f);
+            inject(t.b.wan.rx[1], f);
             void* m = nullptr;
-            REQUIRE(rte_ring_dequeue(t.b.wan.rx[0], &m) == 0);
+            REQUIRE(rte_ring_dequeue(t.b.wan.rx[1], &m) == 0);
             pkts[j] = static_cast<rte_mbuf*>(m);
         }
-        p3::dp::rx_burst(w1, t.b.dp->shared(), p3::dp::Side::wan, pkts, k);
+        p3::dp::rx_burst(recv, t.b.dp->shared(), p3::dp::Side::wan, pkts, k);
     }
-    CHECK(w1.stats.handoff_out.get() == cap);
+    CHECK(recv.stats.handoff_out.get() == cap);
     CHECK(t.b.dp->drops(Drop::HANDOFF_FULL) == n - cap);
-    CHECK(w1.stats.decrypted.get() == 0);
+    CHECK(recv.stats.decrypted.get() == 0);
     CHECK(rte_mempool_in_use_count(test_pool()) == before + cap);   // the rest freed
 
     // The owner drains its ring: every packet it holds is opened and delivered.
     rte_mbuf* pkts[32];
     std::size_t out = 0;
     for (unsigned taken = 1; taken != 0;) {
-        taken = p3::dp::handoff_in(w0, t.b.dp->shared(), pkts, 32);
-        p3::dp::tx_flush(w0, t.b.dp->shared(), p3::dp::Side::lan);
+        taken = p3::dp::handoff_in(owner, t.b.dp->shared(), pkts, 32);
+        p3::dp::tx_flush(owner, t.b.dp->shared(), p3::dp::Side::lan);
         out += grab(t.b.lan.tx).size();
     }
-    CHECK(w0.stats.handoff_in.get() == cap);
-    CHECK(w0.stats.decrypted.get() == cap);
+    CHECK(owner.stats.handoff_in.get() == cap);
+    CHECK(owner.stats.decrypted.get() == cap);
     CHECK(out == cap);
     CHECK(rte_mempool_in_use_count(test_pool()) == before);
 }
