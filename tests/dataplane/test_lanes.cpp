@@ -246,3 +246,77 @@ TEST_CASE("a key switch on a lane both workers share: each packet sealed under t
     CHECK(*seqs.begin() == start);
     CHECK(*seqs.rbegin() == start + 1199);
 }
+
+// The race the switch on a shared lane must survive, stepped by hand on a dataplane that is
+// not started (this thread runs both workers' code): worker 0 stages a packet under the old key,
+// the control thread switches, worker 1 takes the new key and claims it, and only then does
+// worker 0 reserve its sequence: it is beyond the switch point, so it must be sealed under the
+// new key.
+TEST_CASE("a shared lane: a run staged under the old key and reserved after the switch point is sealed under the new key",
+          "[lanes][rekey-dp]") {
+    test_pool();
+    End e;
+    e.lan = make_port("lrl", rings("lrlr", 2), rings("lrlt", 2));
+    e.wan = make_port("lrw", rings("lrwr", 2), rings("lrwt", 2));
+    e.cfg = make_config(Side{"10.1.0.1/24", "192.0.2.1/24", "10.1.0.254", "192.0.2.254"}, e.lan.port, e.wan.port);
+    const Net peer{"10.2.0.1/24", "10.2.0.254", "198.51.100.2/24", "198.51.100.254", "198.51.100.2"};
+    e.cfg.remotes.push_back(peer_remote(2, peer, {"10.2.0.0/16"}, kAtoB128, kBtoA128, false, 1));
+    p3::dp::Options o;
+    o.name = "lr";
+    o.lcores = {1, 2};
+    e.dp = std::make_unique<p3::dp::Dataplane>(e.cfg, o);
+    REQUIRE(e.dp->init());
+    REQUIRE(e.dp->tx_lanes() == 2);   // both workers send, on the session's one lane
+    e.lan_mac = mac_of(e.lan.port);
+    const std::uint32_t sid = e.dp->session_of(2);
+    p3::dp::Lcore& x = e.dp->lcore_for_test(0);
+    p3::dp::Lcore& y = e.dp->lcore_for_test(1);
+    const auto& S = e.dp->shared();
+    rte_rcu_qsbr* q = e.dp->qsbr();
+    for (unsigned r = 0; r < 2; ++r) {
+        REQUIRE(rte_rcu_qsbr_thread_register(q, r) == 0);
+        rte_rcu_qsbr_thread_online(q, r);
+    }
+    auto frame = [&](std::uint8_t fill) {
+        Bytes f = packet(e.lan_mac, false, "10.1.5.7", "10.2.5.9", 100, fill);
+        f[22] -= 1;   // what classification hands on: TTL already decremented
+        rte_mbuf* m = rte_pktmbuf_alloc(test_pool());
+        REQUIRE(m != nullptr);
+        std::memcpy(rte_pktmbuf_append(m, static_cast<std::uint16_t>(f.size())), f.data(), f.size());
+        return m;
+    };
+    p3::dp::OutStage sx, sy;
+    p3::dp::outbound_one(x, S, sx, frame(1), sid);   // worker 0: staged under the old key
+    const p3::wire::TxKey* old_key = e.dp->slots().tx(sid, 0)->current();
+    const auto k2 = hex("00112233445566778899aabbccddeeff"), s2 = hex("5a5b5c5d");
+    std::uint64_t first[1] = {};
+    bool switched = false;
+    std::thread control([&] { switched = e.dp->switch_tx(sid, p3::dp::LaneKeys{k2.span(), s2.span(), 1, false}, first); });
+    while (e.dp->slots().tx(sid, 0)->current() == old_key) std::this_thread::yield();
+    p3::dp::outbound_one(y, S, sy, frame(2), sid);   // worker 1: the new key, claimed now
+    p3::dp::outbound_flush(y, S, sy);
+    p3::dp::outbound_flush(x, S, sx);                // worker 0 reserves after the claim
+    for (unsigned r = 0; r < 2; ++r) rte_rcu_qsbr_quiescent(q, r);
+    control.join();
+    REQUIRE(switched);
+    auto engine = p3::wire::GcmEngine::make();
+    auto opens = [&](const Bytes& f, const p3::SecretBytes& k, const p3::SecretBytes& s) {
+        const p3::wire::GcmKey key(p3::wire::lane_key_material(k.span(), s.span(), 0));
+        Bytes b = f;
+        return engine->open(key, b.data() + kP3, b.data() + kP3 + 16, b.size() - kP3 - 32, b.data() + b.size() - 16);
+    };
+    const auto k1 = hex(kAtoB128.key), s1 = hex(kAtoB128.salt);
+    auto out = grab(e.wan.tx);
+    REQUIRE(out.size() == 2);
+    for (const auto& f : out) {
+        INFO("sequence " << p3_seq(f.bytes) << ", switch point " << first[0]);
+        CHECK(p3_seq(f.bytes) >= first[0]);
+        CHECK(opens(f.bytes, k2, s2));
+        CHECK_FALSE(opens(f.bytes, k1, s1));
+    }
+    for (unsigned r = 0; r < 2; ++r) {
+        rte_rcu_qsbr_thread_offline(q, r);
+        rte_rcu_qsbr_thread_unregister(q, r);
+    }
+    stop_end(e);
+}
