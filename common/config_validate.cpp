@@ -21,6 +21,7 @@
 
 #include "common/config.hpp"
 #include "common/config_internal.hpp"
+#include "common/wire_limits.hpp"
 #include "common/keyfile.hpp"
 
 namespace p3::config::detail {
@@ -334,18 +335,17 @@ void check_remote_credentials(Draft& d, std::size_t i, const std::string& who) {
     }
 }
 
-// Remote i's lanes (warned about: not applied yet) and its subnets (required of a primary's
-// remotes and of a remote with static keys).
+// Remote i's lanes (more than a session can have are warned about) and its subnets (required
+// of a primary's remotes and of a remote with static keys).
 void check_remote_lanes_subnets(Draft& d, std::size_t i, const std::string& who) {
     Config& cfg = d.cfg;
     const Remote& r = cfg.remotes[i];
-    // Each worker lcore sends under its own lane (a sequence counter has one writer), so
-    // the lane count is the worker count; the setting is carried (and pushed to a
-    // secondary) but changes nothing yet.
-    if (r.params.lanes != 0)
-        cfg.warnings.push_back(Error{file_of(d, i), r.line, Reason::CFG_LANES_NOT_APPLIED,
-                                     who + "lanes = " + std::to_string(r.params.lanes) +
-                                         " is not applied yet: p3d sends on one lane per worker lcore"});
+    // The lanes we send on (docs/dataplane.md §Lanes); a session has at most wire::kMaxLanes.
+    const std::uint32_t lanes = std::max(r.params.lanes, r.static_keys ? r.static_keys->lanes : 0u);
+    if (lanes > wire::kMaxLanes)
+        cfg.warnings.push_back(Error{file_of(d, i), r.line, Reason::CFG_LANES_CAPPED,
+                                     who + "lanes = " + std::to_string(lanes) + " is more than a session has: " +
+                                         std::to_string(wire::kMaxLanes) + " are used"});
     if (r.subnets.empty() && (cfg.role == Role::primary || r.static_keys))
         fail(file_of(d, i), r.line, Reason::CFG_MISSING,
              who + "subnets missing (the networks routed to this remote)");

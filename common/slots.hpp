@@ -33,9 +33,12 @@
 // whichever wins, first_seq is the exact first sequence sent under the key.
 //
 // Mutable parts, each with exactly one writer and no locks:
-//  - an RX slot's replay window and its key state's learned: the worker that receives the
-//    slot's packets (all packets of one P3 ID reach one WAN queue);
-//  - a TX slot's sequence counter: the worker that sends on that lane (lane = worker);
+//  - an RX slot's replay window and its key state's learned: the worker that owns the slot's
+//    lane (a packet of it received by another worker is handed to the owner, docs/dataplane.md
+//    §Lanes; an ESP SA's: the worker its one queue reaches);
+//  - a TX slot's sequence counter: the worker that sends on that lane; a lane several workers
+//    share (fewer lanes than sending workers) and an ESP SA take their sequences by atomic
+//    reservation (TxSlot::reserve), never by a plain write;
 //  - a TX slot's sequence limit: the control thread, which only raises it;
 //  - a TX key's first_seq: set once, 0 -> first sequence, by a CAS (worker or control).
 //
@@ -272,17 +275,26 @@ public:
         std::uint64_t zero = 0;
         return k->first_seq.compare_exchange_strong(zero, last_seq_ + 1, std::memory_order_relaxed);
     }
+    // A lane several workers send on (fewer lanes than sending workers: each run takes its
+    // sequences with reserve()): k's first sequence is the counter as it is now + 1, so every
+    // sequence reserved before is sent under the key before k and every one reserved after
+    // under k (outbound.cpp reserve_runs). true: this claim set it.
+    bool claim_shared(const TxKey* k) noexcept {
+        std::uint64_t zero = 0;
+        return k->first_seq.compare_exchange_strong(zero, __atomic_load_n(&last_seq_, __ATOMIC_SEQ_CST) + 1,
+                                                    std::memory_order_seq_cst);
+    }
     // Both in one (a sender with nothing staged: tests, tools).
     TxRef ref() noexcept {
         const TxKey* k = current();
         if (unclaimed(k)) claim(k);
         return ref_of(k);
     }
-    // ESP (one SA for every sending worker, so no single writer): reserves n sequences with
-    // one atomic add and returns the last one before them; the caller sends under
-    // returned + 1 .. returned + n (a sequence reserved and not sent is a gap, which ESP
-    // receivers accept). P3 lanes never call it: their counter has one writer.
-    std::uint64_t reserve(std::uint32_t n) noexcept { return __atomic_fetch_add(&last_seq_, n, __ATOMIC_RELAXED); }
+    // ESP (one SA for every sending worker), or a P3 lane shared by several workers: no
+    // single writer, so reserves n sequences with one atomic add and returns the last one
+    // before them; the caller sends under returned + 1 .. returned + n (a sequence reserved
+    // and not sent is a gap, which receivers accept). A P3 lane with one writer never calls it.
+    std::uint64_t reserve(std::uint32_t n) noexcept { return __atomic_fetch_add(&last_seq_, n, __ATOMIC_SEQ_CST); }
     const std::uint64_t* seq_limit_ptr() const noexcept { return &seq_limit_; }
     WireKind kind() const noexcept { return kind_; }
     // Any thread (statistics, packet-count rekey): the last sequence sent, possibly stale.

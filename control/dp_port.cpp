@@ -25,6 +25,13 @@ dp::LaneKeys lane_keys(const channel::KeyMaterial& k, std::uint32_t lanes, bool 
 
 // ---- the setup engine's sink ------------------------------------------------------------
 
+// The remote's lanes setting (within wire::kMaxLanes), or one per sending worker.
+std::uint32_t DataplanePort::lanes_for(std::uint32_t remote_id) const {
+    for (const auto& r : port_.config().remotes)
+        if (r.id == remote_id && r.params.lanes != 0) return std::min(r.params.lanes, wire::kMaxLanes);
+    return port_.tx_lanes();
+}
+
 std::optional<std::uint32_t> DataplanePort::reserve_rx_id(std::uint32_t /*remote_id*/, std::uint32_t peer_lanes) {
     const std::uint32_t width = peer_lanes >= 1 && peer_lanes <= wire::kMaxLanes ? peer_lanes : wire::kMaxLanes;
     auto id = port_.reserve_rx_ids(width);
@@ -61,7 +68,8 @@ bool DataplanePort::install(setup::EstablishedSession&& s) {
     if (peer_lanes == 0 || peer_lanes > width) peer_lanes = width;
     const bool hiding = s.config.params.size_hiding;
     const dp::LaneKeys rx{s.data_rx.key.span(), s.data_rx.salt.span(), peer_lanes, hiding};
-    const dp::LaneKeys tx{s.data_tx.key.span(), s.data_tx.salt.span(), port_.tx_lanes(), hiding};
+    const std::uint32_t lanes = lanes_for(s.remote_id);   // what we announced or pushed
+    const dp::LaneKeys tx{s.data_tx.key.span(), s.data_tx.salt.span(), lanes, hiding};
     const P3Id rx_id(s.rx_p3_id), tx_id(s.tx_p3_id);
     // Behind a NAT, P3 travels in UDP between the nat_ports (set before install_tx, which
     // builds the outer headers). The primary addresses the secondary where the NAT showed it;
@@ -98,7 +106,7 @@ bool DataplanePort::install(setup::EstablishedSession&& s) {
     keylog::write(sid.raw(), s.remote_id, keylog::Dir::tx, tx_id.raw(), tx.lanes, tx.key, tx.salt);
     give_back(s.rx_p3_id, peer_lanes);   // the lanes the peer does not use
     ++installed_;
-    if (on_up_) on_up_(s, sid, port_.tx_lanes(), peer_lanes);
+    if (on_up_) on_up_(s, sid, lanes, peer_lanes);
     return true;
 }
 

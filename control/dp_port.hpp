@@ -30,8 +30,9 @@
 // that did not announce (the initiator's own reservation, made before it hears from the
 // primary; a standard IKEv2 peer) gets wire::kMaxLanes. Inbound slots are published for the
 // lanes the peer sends on (announced; or pushed primary_lanes on a secondary, 0 = the whole
-// block) and the rest of the block is given back; outbound lanes are this dataplane's sending
-// workers, and that is what this side announces. (Reserving 64 IDs for every session capped a
+// block) and the rest of the block is given back; outbound lanes are the remote's `lanes`
+// setting, or this dataplane's sending workers when it has none (lanes_for), and that is what
+// this side announces and pushes, so the peer publishes exactly the lanes we send on. (Reserving 64 IDs for every session capped a
 // primary at 2047 sessions in a table of 2^17 IDs.) The session's control keys and pushed
 // parameters go on to the control channel through the optional on_up hook (called after the
 // data keys are in place).
@@ -67,6 +68,7 @@ public:
     void release_rx_id(std::uint32_t rx_id) override;
     bool install(setup::EstablishedSession&& s) override;
     std::uint32_t local_lanes() const override { return port_.tx_lanes(); }
+    std::uint32_t lanes_for(std::uint32_t remote_id) const override;
 
     // ESP remotes (wire = "esp"; dp_port_esp.cpp): one SA per direction through the port's
     // esp_install_rx / esp_install_tx / esp_remove_rx, each written to the key log.

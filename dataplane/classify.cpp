@@ -179,6 +179,7 @@ bool dec_ttl_v4(std::uint8_t* ip) noexcept {
 // Returns how many packets the outbound stage sealed and passed on.
 static unsigned process_lan(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, unsigned n) noexcept {
     OutStage out;
+    out.turn = L.lane_turn++;
     const IpAddr& own = S.own(Side::lan);
     const IpAddr& own_wan = S.own(Side::wan);
     const struct {
@@ -412,7 +413,48 @@ static unsigned process_wan(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkt
     L.stats.rx_wan_bytes.add(rx_bytes);
     L.reasm.end_burst(now);
     count_reassembly(L);
-    return in.passed + inbound_flush(L, S, in);
+    const unsigned passed = in.passed + inbound_flush(L, S, in);
+    if (L.handoff_dirty != 0) [[unlikely]] handoff_flush(L, S);
+    return passed;
+}
+
+// ---- handoff: lanes another worker owns -------------------------------------------------
+
+void handoff_flush(Lcore& L, const Dataplane::Shared& S) noexcept {
+    std::uint64_t dirty = L.handoff_dirty;
+    L.handoff_dirty = 0;
+    while (dirty != 0) {
+        const unsigned to = static_cast<unsigned>(__builtin_ctzll(dirty));
+        dirty &= dirty - 1;
+        HandoffBuffer& b = L.hand[to];
+        rte_ring* r = S.handoff[to];
+        const unsigned k = r ? rte_ring_enqueue_burst(r, reinterpret_cast<void* const*>(b.pkts), b.n, nullptr) : 0;
+        L.stats.handoff_out.add(k);
+        if (k < b.n) {
+            L.stats.drop(Drop::HANDOFF_FULL, b.n - k);
+            rte_pktmbuf_free_bulk(b.pkts + k, b.n - k);
+        }
+        b.n = 0;
+    }
+}
+
+// The packets were classified by the worker that received them (outer headers checked,
+// reassembled, the P3 header found); the slot is looked up again here by P3 ID (the sender's
+// RCU read section is over), and being the lane's owner this worker opens them.
+unsigned handoff_in(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, unsigned burst) noexcept {
+    const unsigned n = rte_ring_dequeue_burst(L.handoff, reinterpret_cast<void**>(pkts), burst, nullptr);
+    if (n == 0) return 0;
+    L.stats.handoff_in.add(n);
+    InStage in;
+    prefetch_first(pkts, n);
+    for (unsigned i = 0; i < n; ++i) {
+        if (i + kAhead < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + kAhead], void*));
+        const PktMeta pm = meta(pkts[i]);
+        inbound_one(L, S, in, pkts[i], pm.lane, pm.session);
+    }
+    inbound_flush(L, S, in);
+    if (L.handoff_dirty != 0) [[unlikely]] handoff_flush(L, S);   // only if the owners changed
+    return n;
 }
 
 unsigned rx_burst(Lcore& L, const Dataplane::Shared& S, Side side, rte_mbuf** pkts, unsigned n) noexcept {

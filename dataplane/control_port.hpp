@@ -56,6 +56,9 @@ enum class MsgKind : std::uint8_t {
     tx_frame = 16,   // send on `side` as it is (Ethernet frame complete)
     tx_ip = 17,      // IP packet without Ethernet header: resolve its next hop on `side`, send
     tx_inner = 18,   // inner IP packet for `session`: encrypt like data, send on the WAN
+    // worker -> worker (the handoff rings)
+    handoff = 32,    // WAN frame of a P3 lane another worker owns: lane = offset of its P3
+                     // header, session = RxSlot::src_tag of how it was carried
 };
 
 // The worker -> control rings, in the order the control thread drains them.

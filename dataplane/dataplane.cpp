@@ -5,7 +5,8 @@
 // Queue assignment: every (port, RX queue) pair is given to one worker, round robin in the
 // order (lan q0, wan q0, lan q1, wan q1, ...), so with two workers and one queue per port one
 // worker polls the LAN and the other the WAN. Every worker has its own TX queue on both ports
-// (TX queue = worker index), so TX never locks.
+// (TX queue = worker index), so TX never locks. Inbound lanes have owners among the workers
+// that poll the WAN, with a handoff ring each when there are several (create_handoff).
 #include "dataplane/dataplane.hpp"
 
 #include <rte_cycles.h>
@@ -84,6 +85,7 @@ bool Dataplane::init() {
     if (!setup_lcores(lc)) return false;
     assign_queues();
     assign_lanes();
+    if (!create_handoff(nmbufs)) return false;
     if (!install_remotes()) return false;
     inited_ = true;
     return true;
@@ -177,7 +179,14 @@ bool Dataplane::create_rings(unsigned nworkers, unsigned nmbufs) {
 // or resolved from the control thread's first pass on (docs/dataplane.md "Neighbours").
 bool Dataplane::create_tables(unsigned nworkers, unsigned nmbufs) {
     if (!routes_.create(opts_.name.c_str(), qsbr_)) return false;
-    if (!keys_create(nworkers)) return false;
+    // TX slots per session: as many lanes as any remote may send on (one per sending worker, or
+    // its lanes setting, or its static keys' lanes), within wire::kMaxLanes.
+    unsigned lanes = nworkers;
+    for (const auto& r : cfg_.remotes) {
+        lanes = std::max(lanes, r.params.lanes);
+        if (r.static_keys) lanes = std::max(lanes, r.static_keys->lanes);
+    }
+    if (!keys_create(std::min<unsigned>(lanes, wire::kMaxLanes))) return false;
     sessions_ = std::make_unique<SessionTable>();
     for (auto& n : neigh_) n = std::make_unique<NeighborTable>();
     resolver_ = std::make_unique<Resolver>(*this, held_per_side(nmbufs));
@@ -286,6 +295,7 @@ void Dataplane::assign_lanes() {
         for (unsigned r = 0; r < L->nrx; ++r) sends |= L->rx[r].side == Side::lan;
         L->lane = sends ? tx_lanes_++ : kNoLane;
     }
+    shared_->senders = static_cast<std::uint16_t>(std::max(1u, tx_lanes_));
     for (auto* L : lcores_) {
         std::string q;
         for (unsigned r = 0; r < L->nrx; ++r)
@@ -295,6 +305,46 @@ void Dataplane::assign_lanes() {
                     L->index, L->lcore_id, rte_lcore_to_socket_id(L->lcore_id), q.empty() ? "nothing" : q.c_str(),
                     L->index, lane.c_str());
     }
+}
+
+// Inbound lanes: lane n of every session is owned by the n-th WAN-polling worker in turn
+// (W[n mod m], W in the order of the lowest WAN queue each polls: where lane n's packets
+// land when something upstream spreads lanes by queue, as the sender's TX queue = lane
+// does on the test rigs); with two or more of them, each gets a handoff ring (MP/SC) for the
+// packets of its lanes that another one receives, at most kHandoffRingSize and, like the
+// control rings, at most a quarter of the pool for all of them together (so handed packets
+// cannot take the buffers the ports receive into).
+bool Dataplane::create_handoff(unsigned nmbufs) {
+    std::vector<std::pair<std::uint16_t, unsigned>> by_queue;   // (WAN queue, worker)
+    for (const Lcore* L : lcores_)
+        for (unsigned r = 0; r < L->nrx; ++r)
+            if (L->rx[r].side == Side::wan) by_queue.emplace_back(L->rx[r].queue, L->index);
+    std::sort(by_queue.begin(), by_queue.end());
+    std::vector<unsigned> wan;
+    for (const auto& [q, w] : by_queue)
+        if (std::find(wan.begin(), wan.end(), w) == wan.end()) wan.push_back(w);
+    Shared& S = *shared_;
+    for (unsigned n = 0; n < wire::kMaxLanes; ++n)
+        S.lane_owner[n] = static_cast<std::uint8_t>(wan.empty() ? 0 : wan[n % wan.size()]);
+    if (wan.size() < 2) return true;
+    const unsigned size = std::min<unsigned>(
+        kHandoffRingSize, std::max(64u, rte_align32prevpow2(nmbufs / 4 / static_cast<unsigned>(wan.size()))));
+    for (unsigned w : wan) {
+        const std::string rn = opts_.name + "_ho" + std::to_string(w);
+        rte_ring* r = rte_ring_create(rn.c_str(), size, static_cast<int>(rte_lcore_to_socket_id(lcores_[w]->lcore_id)),
+                                      RING_F_SC_DEQ);
+        if (r == nullptr) {
+            P3_LOG_ERROR(DP_TABLES, "handoff ring of worker %u: %s", w, rte_strerror(rte_errno));
+            return false;
+        }
+        lcores_[w]->handoff = r;
+        S.handoff[w] = r;
+    }
+    std::string owners;
+    for (unsigned i = 0; i < wan.size(); ++i) owners += std::string(i ? ", " : "") + std::to_string(wan[i]);
+    P3_LOG_INFO(LCORES, "inbound lane n of each session is opened by worker [%s][n mod %zu]; handoff rings of %u",
+                owners.c_str(), wan.size(), size);
+    return true;
 }
 
 // The configured remotes, with their static sessions, and the persisted sequence marks.
@@ -364,6 +414,16 @@ void Dataplane::close() {
     }
     for (auto& r : to_control_) r = nullptr;
     to_workers_ = nullptr;
+    for (Lcore* L : lcores_) {
+        void* m;
+        while (L->handoff && rte_ring_dequeue(L->handoff, &m) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
+        rte_ring_free(L->handoff);
+        L->handoff = nullptr;
+        for (auto& b : L->hand) {
+            rte_pktmbuf_free_bulk(b.pkts, b.n);
+            b.n = 0;
+        }
+    }
     if (sessions_) {
         for (std::uint32_t sid = 1; sid < kMaxSessions; ++sid) clear_keys_now(sid);
     }

@@ -170,6 +170,7 @@ private:
     bool setup_lcores(const std::vector<unsigned>& lc);
     void assign_queues();
     void assign_lanes();
+    bool create_handoff(unsigned nmbufs);
     bool install_remotes();
     void clear_keys_now(std::uint32_t sid);   // at close: no reader left
     // remotes.cpp

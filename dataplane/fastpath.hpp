@@ -45,6 +45,13 @@ struct Dataplane::Shared {
     std::uint32_t replay_window = 1024;
     rte_ring* to_control[kCtlClasses] = {};   // by CtlClass: trusted, neighbour, setup
     rte_ring* to_workers = nullptr;
+    // Inbound lanes (docs/dataplane.md §Lanes): lane n of any session is opened by worker
+    // lane_owner[n] (the WAN-polling workers in turn); a packet received elsewhere goes onto
+    // that worker's handoff ring (by worker index; nullptr when it polls no WAN queue, or with
+    // a single WAN-polling worker, when every lane is its own).
+    rte_ring* handoff[kMaxWorkers] = {};
+    std::uint8_t lane_owner[wire::kMaxLanes] = {};
+    std::uint16_t senders = 1;             // workers that send (dense Lcore::lane 0..senders-1)
     rte_rcu_qsbr* qsbr = nullptr;
     rte_mempool* pool = nullptr;
     const RouteTable* routes = nullptr;
@@ -267,14 +274,18 @@ struct OutStage {
     wire::TxRef run_ref{};       // its slot; view nullptr: none under this lane
     std::uint32_t run_mtu = 0;   // its tunnel MTU (0 without a slot)
     unsigned passed = 0;         // sealed and passed on by flushes of a full stage
-    // ESP runs: an ESP SA's one counter is every sending worker's, so a run's packets take
+    std::uint32_t turn = 0;      // which of the worker's lanes a session with more lanes than
+                                 // sending workers uses in this stage (Lcore::lane_turn)
+    // Shared runs: an ESP SA's one counter is every sending worker's, and so is the counter of
+    // a P3 lane several workers send on (fewer lanes than senders), so a run's packets take
     // their sequences from a stage-local counter that outbound_flush fills, before sealing,
     // with one atomic reservation per run (TxSlot::reserve). The refs of the run point at it.
-    // P3 runs never use these (their lane counter has one writer).
+    // Runs on a lane with one writer never use these.
     struct EspRun {
         wire::TxSlot* slot;
         std::uint64_t seq;       // the last sequence before the run's (the seal adds 1 per packet)
         std::uint32_t n;         // the run's packets in the stage
+        const wire::TxKey* key;  // P3: the key the run's refs were taken under
     };
     EspRun esp[kMaxBurst];
     unsigned n_esp = 0;
@@ -328,6 +339,8 @@ struct InStage {
     std::uint32_t run_id = 0;            // the P3 ID last looked up (0 is never one: slot index 0
     wire::RxSlot* run_slot = nullptr;    // is never used) and its slot (nullptr: unknown)
     const wire::RxKeys* run_keys = nullptr;   // and its key state
+    unsigned run_hand = 0;               // its lane's owner + 1 when another worker owns it
+                                         // (run_slot then nullptr: the run is handed on)
     std::uint32_t esp_id = 0;            // the same for ESP: the SPI last looked up (0 is
     wire::RxSlot* esp_slot = nullptr;    // never one), its slot (nullptr: unknown or not ESP)
     const wire::GcmKey* esp_key = nullptr;    // and its key (an ESP SA has one)
@@ -354,6 +367,21 @@ struct InStage {
     unsigned n_mv = 0;
 };
 static_assert(kMaxBurst <= 64, "InStage::moved has a bit per stage index");
+static_assert((wire::kMaxLanes & (wire::kMaxLanes - 1)) == 0, "lane_owner is indexed by a mask");
+// A P3 packet (header at off, carried as src says) of a lane worker `to` owns, for its handoff
+// ring: kept in the burst's buffer for that worker, enqueued at the end of the burst.
+inline void handoff_one(Lcore& L, unsigned to, rte_mbuf* m, unsigned off, std::uint32_t src) noexcept {
+    meta(m) = PktMeta{MsgKind::handoff, Side::wan, static_cast<std::uint16_t>(off), src};
+    HandoffBuffer& b = L.hand[to];
+    b.pkts[b.n++] = m;   // at most one burst's packets, flushed when it ends
+    L.handoff_dirty |= std::uint64_t{1} << to;
+}
+// The buffers handoff_one filled, each onto its worker's ring as one burst (classify.cpp);
+// what does not fit is freed and counted (handoff_full).
+void handoff_flush(Lcore& L, const Dataplane::Shared& S) noexcept;
+// A burst from this worker's handoff ring through the inbound stage (it owns their lanes);
+// returns how many it took (classify.cpp).
+unsigned handoff_in(Lcore& L, const Dataplane::Shared& S, rte_mbuf** pkts, unsigned burst) noexcept;
 unsigned inbound_flush(Lcore& L, const Dataplane::Shared& S, InStage& in) noexcept;
 // A packet of slot s (P3: the run's, keys its key state; ESP: its SA) from another source than its peer: dropped
 // (p3_wrong_peer) unless the slot is UDP-encapsulated, the packet came in UDP, its sequence is
@@ -373,12 +401,20 @@ inline void inbound_one(Lcore& L, const Dataplane::Shared& S, InStage& in, rte_m
         in.run_id = h.id;
         wire::RxSlot* rs = S.slots->rx(h.id);
         if (rs != nullptr && rs->kind() != wire::WireKind::p3) [[unlikely]] rs = nullptr;   // an ESP SA's SPI
+        in.run_hand = 0;
+        // The lane's window has one writer, its owner: a run of a lane another worker owns is
+        // handed to it (one compare per run; never true with one WAN-polling worker).
+        if (rs != nullptr && S.lane_owner[rs->lane() & (wire::kMaxLanes - 1)] != L.index) [[unlikely]] {
+            in.run_hand = S.lane_owner[rs->lane() & (wire::kMaxLanes - 1)] + 1u;
+            rs = nullptr;
+        }
         in.run_slot = rs;
         in.run_keys = rs ? rs->keys() : nullptr;
     }
     wire::RxSlot* s = in.run_slot;
     if (s == nullptr) [[unlikely]] {
-        drop(L, m, Drop::P3_UNKNOWN_ID);
+        if (in.run_hand != 0) handoff_one(L, in.run_hand - 1, m, off, src);
+        else drop(L, m, Drop::P3_UNKNOWN_ID);
         return;
     }
     // Only the session's peer (address, and UDP port when encapsulated) may use its P3 IDs: a

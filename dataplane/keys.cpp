@@ -108,10 +108,12 @@ bool Dataplane::install_tx_at(std::uint32_t sid, std::uint32_t peer_base_id, con
         return false;
     }
     Session& ses = sessions_->at(sid);
-    const std::uint32_t lanes = std::min(k.lanes, tx_lanes_);
-    if (k.lanes < tx_lanes_) {
-        P3_LOG_WARN(DP_LANES, "session %u (remote %u): %u lane(s) for %u sending workers; workers on lanes %u..%u "
-                    "drop its traffic", sid, ses.id, k.lanes, tx_lanes_, k.lanes, tx_lanes_ - 1);
+    // Every lane the keys cover is sent on (docs/dataplane.md §Lanes: fewer lanes than sending
+    // workers are shared, more are spread over them), as far as the slot table reaches.
+    const std::uint32_t lanes = std::min(k.lanes, keys_->table->lanes());
+    if (lanes < k.lanes) {
+        P3_LOG_WARN(DP_LANES_CAPPED, "session %u (remote %u): %u lanes, of which the first %u are sent on (the "
+                    "lanes of the remotes at start, or wire::kMaxLanes)", sid, ses.id, k.lanes, lanes);
     }
     wire::TxParams p;
     p.session = sid;
@@ -132,7 +134,7 @@ bool Dataplane::install_tx_at(std::uint32_t sid, std::uint32_t peer_base_id, con
         P3_LOG_ERROR(DP_KEYS, "session %u: outbound keys for peer P3 IDs 0x%x..+%u refused", sid, peer_base_id, lanes);
         return false;
     }
-    ses.tx_lanes = static_cast<std::uint16_t>(lanes);
+    __atomic_store_n(&ses.tx_lanes, static_cast<std::uint16_t>(lanes), __ATOMIC_RELAXED);   // workers read it per run
     ses.esp = false;
     sessions_->set_state(sid, SessionState::up);
     return true;

@@ -44,6 +44,7 @@ inline constexpr unsigned kPeerMovedNotes = 16;       // slots a worker remember
 // the old mapping that was still on its way (another lane's): not followed.
 inline constexpr std::uint64_t kMoveBackHoldMs = 200;
 inline constexpr std::uint64_t kPressureLogMs = 1000;   // a pressure line at most this often
+inline constexpr unsigned kHandoffRingSize = 1024;   // worker -> the owner of an inbound lane (each)
 inline constexpr unsigned kToWorkerRingSize = 1024;  // control -> workers (drained by worker 0)
 inline constexpr unsigned kTxBufSize = kMaxBurst;    // buffered TX per port per worker
 inline constexpr std::uint64_t kTxDrainUs = 100;     // flush buffered TX at least this often

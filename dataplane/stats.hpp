@@ -49,12 +49,15 @@ private:
 // rx_next_retries: packets opened a second time, under a lane's pending next key, after their
 // tag failed under the current one (at most one per packet, only while the switch point is
 // neither announced nor learned).
+// handoff_out / handoff_in: WAN packets of a P3 lane this worker does not own, put on the
+// owner's handoff ring / taken from its own ring and opened (docs/dataplane.md §Lanes).
 #define P3_LCORE_COUNTERS(X)                                                          \
     X(rx_lan_pkts) X(rx_lan_bytes) X(rx_wan_pkts) X(rx_wan_bytes)                     \
     X(tx_lan_pkts) X(tx_lan_bytes) X(tx_wan_pkts) X(tx_wan_bytes)                     \
     X(encrypted) X(decrypted) X(to_control) X(from_control)                           \
     X(arp_in) X(nd_in) X(echo_replies) X(icmp_errors) X(resets) X(fragments_out)      \
-    X(reassembled) X(held) X(polls) X(busy_polls) X(idle_sleeps) X(rx_next_retries)
+    X(reassembled) X(held) X(polls) X(busy_polls) X(idle_sleeps) X(rx_next_retries)     \
+    X(handoff_out) X(handoff_in)
 
 struct alignas(RTE_CACHE_LINE_SIZE) LcoreStats {
 #define P3_X(name) Counter name;

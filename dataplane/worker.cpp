@@ -37,6 +37,9 @@ void Dataplane::worker_main(unsigned index) {
             got += n;
             rx_burst(L, S, rq.side, pkts, n);
         }
+        // Packets of lanes this worker owns that other workers received (none with one
+        // WAN-polling worker: no ring).
+        if (L.handoff != nullptr) got += handoff_in(L, S, pkts, burst);
         if (index == 0) got += drain_control(L, S);
         const std::uint64_t now = rte_rdtsc();
         if (now - L.last_drain_tsc >= S.drain_tsc) {

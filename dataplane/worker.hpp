@@ -40,15 +40,27 @@ struct TxBuffer {
 };
 
 
+// Packets of one receiving burst for one other worker's handoff ring, enqueued as one burst
+// when the burst ends.
+struct HandoffBuffer {
+    std::uint16_t n = 0;
+    rte_mbuf* pkts[kMaxBurst];
+};
+
 struct alignas(RTE_CACHE_LINE_SIZE) Lcore {
     unsigned lcore_id = 0;
     unsigned index = 0;                 // worker index = TX queue on both ports
-    unsigned lane = 0;                  // lane it encrypts under (kNoLane: polls no LAN queue)
+    unsigned lane = 0;                  // its place among the sending workers (kNoLane: it
+                                        // sends nothing); a session's lane follows from it
+    std::uint32_t lane_turn = 0;        // bursts sent: which of its lanes (a session with
+                                        // more lanes than senders) the next burst uses
     unsigned nrx = 0;
     RxQueue rx[kMaxRxPerWorker];
     std::uint64_t last_drain_tsc = 0;
     std::uint32_t idle = 0;
     TxBuffer tx[kSides];
+    rte_ring* handoff = nullptr;        // packets other workers hand it (nullptr: none do)
+    std::uint64_t handoff_dirty = 0;    // bit d: hand[d] holds packets (workers < 64)
     LcoreStats stats;
     SessionCounters* sessions = nullptr;   // [kMaxSessions], this lcore's share
     wire::GcmEngine* wire = nullptr;       // this lcore's AES-GCM engine (worker.cpp)
@@ -67,6 +79,8 @@ struct alignas(RTE_CACHE_LINE_SIZE) Lcore {
     ReassemblyStats reasm_seen{};          // what reasm.stats() said when last counted
     std::atomic<std::uint32_t> reasm_held{0};   // fragments it holds (as of its last count)
     std::atomic<std::uint32_t> reasm_peak{0};   // the most it ever held
+    HandoffBuffer hand[kMaxWorkers];       // by destination worker (cold unless lanes are handed)
 };
+static_assert(kMaxWorkers <= 64, "Lcore::handoff_dirty has a bit per worker");
 
 }  // namespace p3::dp

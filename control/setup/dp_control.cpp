@@ -149,6 +149,9 @@ void SetupControlPlane::send(const Endpoint& from, const Endpoint& to, ByteView 
 }
 
 std::uint32_t SetupControlPlane::local_lanes() const { return started_ ? port_.local_lanes() : 0; }
+std::uint32_t SetupControlPlane::lanes_for(std::uint32_t remote_id) const {
+    return started_ ? port_.lanes_for(remote_id) : 0;
+}
 
 std::optional<std::uint32_t> SetupControlPlane::reserve_rx_id(std::uint32_t remote_id, std::uint32_t peer_lanes) {
     return started_ ? port_.reserve_rx_id(remote_id, peer_lanes) : std::nullopt;

@@ -92,6 +92,7 @@ private:
     // SessionSink: forwards to the DataplanePort, keeps the retry state of a secondary.
     std::optional<std::uint32_t> reserve_rx_id(std::uint32_t remote_id, std::uint32_t peer_lanes) override;
     std::uint32_t local_lanes() const override;
+    std::uint32_t lanes_for(std::uint32_t remote_id) const override;
     void release_rx_id(std::uint32_t rx_id) override;
     bool install(EstablishedSession&& s) override;
     void setup_failed(std::uint32_t remote_id, Reason reason) override;

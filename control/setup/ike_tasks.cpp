@@ -372,7 +372,7 @@ public:
         if (!reserve(sa, 0)) return TaskResult::fail(0, Reason::SETUP_KEYS_REJECTED, "no free P3 ID to receive on");
         // How many lanes we send on, so the responder reserves exactly that many P3 IDs
         // instead of the most a peer may use (DESIGN.md: lanes are announced at setup).
-        if (const std::uint32_t lanes = ctx_.sink.local_lanes(); lanes != 0) {
+        if (const std::uint32_t lanes = ctx_.sink.lanes_for(sa.remote->id); lanes != 0) {
             m.add_notify(nt::p3_lanes, be32(lanes));
         }
         Proposal p;
@@ -535,10 +535,10 @@ public:
         c.secondary_subnets = sa.remote->subnets;
         c.params = sa.remote->params;
         c.params.key_type = sa.child_key;
-        // The lanes this primary really sends on (its sending workers), not the configured 0
-        // ("one per worker"): the secondary's inbound lanes are fixed from this for the
-        // session's life, and every rekey names the same count.
-        const std::uint32_t lanes = ctx_.sink.local_lanes();
+        // The lanes this primary really sends on (the remote's lanes, or its sending workers),
+        // not the configured 0 ("one per worker"): the secondary's inbound lanes are fixed from
+        // this for the session's life, and every rekey names the same count.
+        const std::uint32_t lanes = ctx_.sink.lanes_for(sa.remote->id);
         c.primary_lanes = lanes != 0 ? lanes : ctx_.local.defaults.lanes;
         m.add_notify(nt::p3_config, encode_push(c));
         sa.pushed = std::move(c);

@@ -70,6 +70,12 @@ public:
     virtual std::optional<std::uint32_t> reserve_rx_id(std::uint32_t remote_id, std::uint32_t peer_lanes) = 0;
     // Lanes this side sends on, announced to the responder in IKE_AUTH; 0 = do not announce.
     virtual std::uint32_t local_lanes() const { return 0; }
+    // The same for one remote: its lanes setting when it has one (remotes[].lanes), else
+    // local_lanes(). What is announced (notify p3_lanes) and pushed (primary_lanes) for it.
+    virtual std::uint32_t lanes_for(std::uint32_t remote_id) const {
+        (void)remote_id;
+        return local_lanes();
+    }
     virtual void release_rx_id(std::uint32_t rx_id) = 0;
     // Install the session's inbound and outbound keys. Called before the last message of the
     // exchange is sent (responder) or as soon as it is received (initiator), so inbound keys

@@ -407,17 +407,6 @@ TEST_CASE("keys cleared: the session is down, its traffic answered, its old P3 I
     CHECK(t.a.dp->slots().stats().rx_reserved == reserved);
 }
 
-TEST_CASE("a session with fewer lanes than sending workers: the worker without a lane drops", "[tunnel][lanes]") {
-    Tunnel t("l", false, false, false, 1);
-    const std::uint32_t sid_a = t.a.dp->session_of(2);
-    CHECK(t.a.dp->sessions().get(sid_a).tx_lanes == 1);
-    inject(t.a.lan.rx[0], packet(t.a.lan_mac, false, "10.1.5.7", "10.2.5.9", 90, 1));   // worker 0: lane 0
-    inject(t.a.lan.rx[1], packet(t.a.lan_mac, false, "10.1.5.7", "10.2.5.9", 90, 2));   // worker 1: no lane
-    CHECK(t.deliver(t.b, 1).size() == 1);
-    CHECK(t.a.dp->drops(Drop::NO_TX_SLOT) == 1);
-    CHECK(t.a.dp->session_totals(sid_a).tx_dropped == 1);
-}
-
 TEST_CASE("size hiding: outer sizes fall into buckets, the far LAN gets the packets unchanged", "[tunnel][sizehide]") {
     Tunnel t("h", false, false, false, 2, nullptr, true);
     std::vector<Bytes> want;

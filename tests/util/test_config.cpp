@@ -192,14 +192,11 @@ remotes = ( { id = 9; ip = 6; address = "2001:db8::2"; port = 7000; identity = "
     CHECK(k.lanes == 2);
     CHECK(k.anti_replay);   // the default
     CHECK(k.line == 21);
-    // The remote's lanes (2, over local's 4) are not applied yet: P3-W0112 at the remote; on
-    // static keys: P3-W0109, at the static_keys line.
-    REQUIRE(cfg.warnings.size() == 2);
-    CHECK(cfg.warnings[0].reason == Reason::CFG_LANES_NOT_APPLIED);
-    CHECK(reason_code(cfg.warnings[0].reason) == "P3-W0112");
-    CHECK(cfg.warnings[0].what.find("lanes = 2 is not applied yet") != std::string::npos);
-    CHECK(cfg.warnings[1].reason == Reason::CFG_STATIC_KEYS);
-    CHECK(cfg.warnings[1].line == 21);
+    // The remote's lanes (2, over local's 4) are applied: no warning about them; on static
+    // keys: P3-W0109, at the static_keys line.
+    REQUIRE(cfg.warnings.size() == 1);
+    CHECK(cfg.warnings[0].reason == Reason::CFG_STATIC_KEYS);
+    CHECK(cfg.warnings[0].line == 21);
 }
 
 TEST_CASE("libconfig: key_generation also takes Appendix A's 1 and 2") {
@@ -757,4 +754,17 @@ TEST_CASE("local.admin: defaults, every key, printed and read back, unknown keys
     CHECK(lc_ok(to_libconfig(c)).local.admin == c.local.admin);
     CHECK(lc_err(base + "admin = { sock = \"/x\"; }; };\n").reason == Reason::CFG_UNKNOWN_KEY);
     CHECK(lc_err(base + "admin = 1; };\n").reason == Reason::CFG_BAD_VALUE);
+}
+
+TEST_CASE("libconfig: a remote's lanes are applied, more than a session has are warned about") {
+    const std::string base = R"(role = "primary"; local = { address = "192.0.2.1"; };
+remotes = ( { id = 1; address = "192.0.2.2"; subnets = [ "10.2.0.0/24" ]; )";
+    auto four = lc_ok(base + "lanes = 4; } );");
+    CHECK(four.remotes.at(0).params.lanes == 4);
+    CHECK(four.warnings.empty());
+    auto many = lc_ok(base + "lanes = 65; } );");
+    REQUIRE(many.warnings.size() == 1);
+    CHECK(many.warnings[0].reason == Reason::CFG_LANES_CAPPED);
+    CHECK(reason_code(many.warnings[0].reason) == "P3-W0134");
+    CHECK(many.warnings[0].what.find("lanes = 65") != std::string::npos);
 }

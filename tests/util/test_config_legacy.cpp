@@ -204,9 +204,9 @@ localend
 1/lanes 1
 )");
     auto cfg = must_load(load_file(path));
-    // 1/lanes is read, but not applied yet (P3-W0112).
-    REQUIRE(cfg.warnings.size() == 1);
-    CHECK(cfg.warnings[0].reason == Reason::CFG_LANES_NOT_APPLIED);
+    // 1/lanes is read and applied: nothing to warn about.
+    CHECK(cfg.warnings.empty());
+    CHECK(cfg.remotes.at(0).params.lanes == 1);
     CHECK(cfg.role == Role::secondary);
     CHECK(cfg.local.nat_port == 4600);
     CHECK(cfg.local.identity == "branch-7");
