@@ -327,6 +327,19 @@ bool Dataplane::create_handoff(unsigned nmbufs) {
     for (unsigned n = 0; n < wire::kMaxLanes; ++n)
         S.lane_owner[n] = static_cast<std::uint8_t>(wan.empty() ? 0 : wan[n % wan.size()]);
     if (wan.size() < 2) return true;
+    // Spread only when RSS cannot: with at least as many P3 remotes as WAN-polling workers,
+    // RSS already puts sessions on every worker, and handing half of every session's packets
+    // to another core costs more than it balances (measured: 2 workers, 64 sessions, 64 B
+    // inbound: 12.0-16.6 Mpps handed off against 19.8-22.1 opened where received). Then each
+    // session's lanes are opened by the worker its queue reaches, one writer since RSS keeps a
+    // session on one queue (docs/dataplane.md §Lanes).
+    const auto p3_remotes = static_cast<std::size_t>(std::count_if(
+        cfg_.remotes.begin(), cfg_.remotes.end(), [](const config::Remote& r) { return r.wire == config::WireMode::p3; }));
+    if (p3_remotes >= wan.size()) {
+        P3_LOG_INFO(LCORES, "inbound lanes opened where they are received: %zu P3 remote(s) for %zu WAN-polling workers, RSS spreads sessions",
+                    p3_remotes, wan.size());
+        return true;
+    }
     const unsigned size = std::min<unsigned>(
         kHandoffRingSize, std::max(64u, rte_align32prevpow2(nmbufs / 4 / static_cast<unsigned>(wan.size()))));
     for (unsigned w : wan) {

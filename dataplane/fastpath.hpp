@@ -403,8 +403,10 @@ inline void inbound_one(Lcore& L, const Dataplane::Shared& S, InStage& in, rte_m
         if (rs != nullptr && rs->kind() != wire::WireKind::p3) [[unlikely]] rs = nullptr;   // an ESP SA's SPI
         in.run_hand = 0;
         // The lane's window has one writer, its owner: a run of a lane another worker owns is
-        // handed to it (one compare per run; never true with one WAN-polling worker).
-        if (rs != nullptr && S.lane_owner[rs->lane() & (wire::kMaxLanes - 1)] != L.index) [[unlikely]] {
+        // handed to it (one compare per run; never true with one WAN-polling worker, nor when
+        // lanes are not spread: then no worker has a handoff ring).
+        if (rs != nullptr && L.handoff != nullptr && S.lane_owner[rs->lane() & (wire::kMaxLanes - 1)] != L.index)
+            [[unlikely]] {
             in.run_hand = S.lane_owner[rs->lane() & (wire::kMaxLanes - 1)] + 1u;
             rs = nullptr;
         }
