@@ -482,6 +482,7 @@ std::string to_libconfig(const Config& cfg, bool reveal_secrets) {
     o << "  mbufs = " << dp.mbufs << ";\n";
     o << "  rx_queues = " << dp.rx_queues << ";\n";
     o << "  burst = " << dp.burst << ";\n";
+    o << "  spread_lanes = " << (dp.spread_lanes ? "true" : "false") << ";\n";
     o << "};\n";
 
     o << "groups = (";

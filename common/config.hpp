@@ -154,6 +154,7 @@ struct Dataplane {
     std::uint32_t mbufs = 8191;           // packet buffers in the pool
     std::uint16_t rx_queues = 1;          // per port; 0 = one per worker lcore
     std::uint16_t burst = 32;
+    bool spread_lanes = false;            // one session's inbound lanes handed to owner workers
     bool operator==(const Dataplane&) const = default;
 };
 

@@ -270,8 +270,10 @@ struct Reader {
                 dp.rx_queues = std::uint16_t(integer(s, path, limits::rx_queues));
             } else if (key == "burst") {
                 dp.burst = std::uint16_t(integer(s, path, limits::burst));
+            } else if (key == "spread_lanes") {
+                dp.spread_lanes = boolean(s, path);
             } else {
-                unknown(s, "dataplane", "lan, wan, replay_window, idle_backoff_us, idle_polls, mbufs, rx_queues, burst");
+                unknown(s, "dataplane", "lan, wan, replay_window, idle_backoff_us, idle_polls, mbufs, rx_queues, burst, spread_lanes");
             }
         }
     }

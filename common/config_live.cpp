@@ -246,6 +246,7 @@ void restart_fields(const Config& a, const Config& b, std::vector<std::string>& 
     check(p.mbufs == q.mbufs, "dataplane.mbufs");
     check(p.rx_queues == q.rx_queues, "dataplane.rx_queues");
     check(p.burst == q.burst, "dataplane.burst");
+    check(p.spread_lanes == q.spread_lanes, "dataplane.spread_lanes");
 }
 
 bool same_static_keys(const Remote& a, const Remote& b) {

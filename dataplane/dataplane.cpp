@@ -335,6 +335,10 @@ bool Dataplane::create_handoff(unsigned nmbufs) {
     // session on one queue (docs/dataplane.md §Lanes).
     const auto p3_remotes = static_cast<std::size_t>(std::count_if(
         cfg_.remotes.begin(), cfg_.remotes.end(), [](const config::Remote& r) { return r.wire == config::WireMode::p3; }));
+    if (!cfg_.dataplane.spread_lanes) {
+        P3_LOG_INFO(LCORES, "inbound lanes opened where they are received (dataplane.spread_lanes = false)");
+        return true;
+    }
     if (p3_remotes >= wan.size()) {
         P3_LOG_INFO(LCORES, "inbound lanes opened where they are received: %zu P3 remote(s) for %zu WAN-polling workers, RSS spreads sessions",
                     p3_remotes, wan.size());

@@ -69,7 +69,7 @@ struct Single {
     // inbound inner destinations may be in.
     Single(const std::string& name, const Side& s, std::vector<p3::config::Remote>&& remotes,
            std::vector<unsigned> lcores = {1, 2}, p3::control::Plane* control = nullptr,
-           bool control_thread = true, std::vector<const char*> local_nets = {}) {
+           bool control_thread = true, std::vector<const char*> local_nets = {}, bool spread_lanes = false) {
         test_pool();
         static unsigned seq = 0;
         const std::string n = name + std::to_string(seq++);
@@ -77,6 +77,7 @@ struct Single {
         lan = make_port(n + "l", rings(n + "lr", 2), rings(n + "lt", w));
         wan = make_port(n + "w", rings(n + "wr", 2), rings(n + "wt", w));
         cfg = make_config(s, lan.port, wan.port);
+        cfg.dataplane.spread_lanes = spread_lanes;
         for (auto& r : remotes) cfg.remotes.push_back(std::move(r));
         for (const char* p : local_nets) cfg.local.subnets.push_back(*p3::Prefix::parse(p));
         p3::dp::Options o;

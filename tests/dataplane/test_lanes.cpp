@@ -321,22 +321,23 @@ TEST_CASE("a shared lane: a run staged under the old key and reserved after the 
     stop_end(e);
 }
 
-TEST_CASE("lanes are spread only while there are fewer P3 remotes than WAN-polling workers", "[lanes]") {
+TEST_CASE("lanes are spread when dataplane.spread_lanes says so, and only while there are fewer P3 remotes than WAN-polling workers", "[lanes]") {
     const p3test::Side side{"10.1.0.1/24", "192.0.2.1/24", "10.1.0.254", "192.0.2.254"};
     auto handoff_rings = [](p3test::Single& s) {
         unsigned n = 0;
         for (unsigned w = 0; w < s.dp->workers(); ++w) n += s.dp->lcore(w).handoff != nullptr;
         return n;
     };
-    {   // one session: RSS would put all of it on one worker, so its lanes are handed to their owners
-        p3test::Single s("ls1", side, p3test::one(p3test::remote(2, "198.51.100.2", {"10.2.0.0/16"})));
-        CHECK(handoff_rings(s) == 2);
-    }
-    {   // as many sessions as workers: RSS spreads them; each worker opens what it receives
-        std::vector<p3::config::Remote> two;
-        two.push_back(p3test::remote(2, "198.51.100.2", {"10.2.0.0/16"}));
-        two.push_back(p3test::remote(3, "198.51.100.3", {"10.3.0.0/16"}));
-        p3test::Single s("ls2", side, std::move(two));
-        CHECK(handoff_rings(s) == 0);
-    }
+    auto with = [&](const char* name, unsigned remotes, bool spread) {
+        std::vector<p3::config::Remote> rs;
+        if (remotes > 0) rs.push_back(p3test::remote(2, "198.51.100.2", {"10.2.0.0/16"}));
+        if (remotes > 1) rs.push_back(p3test::remote(3, "198.51.100.3", {"10.3.0.0/16"}));
+        p3::config::Config c = p3test::make_config(side, 0, 0);
+        REQUIRE_FALSE(c.dataplane.spread_lanes);   // the default: opened where received
+        p3test::Single s(name, side, std::move(rs), {1, 2}, nullptr, true, {}, spread);
+        return handoff_rings(s);
+    };
+    CHECK(with("ls0", 1, false) == 0);   // the default: each worker opens what it receives
+    CHECK(with("ls1", 1, true) == 2);    // one session: its lanes handed to their owners
+    CHECK(with("ls2", 2, true) == 0);    // as many sessions as workers: RSS spreads them
 }

@@ -88,6 +88,7 @@ inline void start(End& e, const std::string& n, const Net& net, p3::config::Remo
     e.lan = make_port(n + "l", rings(n + "lr", 2), rings(n + "lt", 2));
     e.wan = make_port(n + "w", rings(n + "wr", 2), rings(n + "wt", 2));
     e.cfg = make_config(Side{net.lan, net.wan, net.lan_gw, net.wan_gw}, e.lan.port, e.wan.port);
+    e.cfg.dataplane.spread_lanes = true;   // the tunnel's one session spread over both workers
     // The hosts behind the LAN gateway are this side's protected networks too.
     for (const char* p : local_nets) e.cfg.local.subnets.push_back(*p3::Prefix::parse(p));
     e.cfg.remotes.push_back(std::move(peer));
