@@ -6,14 +6,14 @@
 #   3. a smoke run of every libFuzzer target (clang build in build-fuzz/) on its seed corpus.
 # The last line is "N passed, N failed" (skips are counted on the line before); the exit status is non-zero on any failure.
 #
-# Environment: FUZZ_SECONDS (per target, default 3: a smoke run in the suite; 0 skips fuzzing), P3_TEST_FILTER (a
+# Environment: FUZZ_SECONDS (per target, default 2: a smoke run in the suite; 0 skips fuzzing), P3_TEST_FILTER (a
 # substring: run only the suites and scripts whose name contains it).
 set -uo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=$root/build
 fuzz_build=$root/build-fuzz
-fuzz_seconds=${FUZZ_SECONDS:-3}
+fuzz_seconds=${FUZZ_SECONDS:-2}
 filter=${P3_TEST_FILTER:-}
 
 passed=0 failed=0 skipped=0
