@@ -21,6 +21,7 @@
 #include "common/reasons.hpp"
 #include "control/admin/telemetry_client.hpp"
 #include "control/p3ctl/admin_client.hpp"
+#include "control/p3ctl/config_check.hpp"
 #include "control/p3ctl/render.hpp"
 
 #ifndef P3_VERSION
@@ -73,13 +74,23 @@ std::optional<p3::config::Config> load(const std::string& path) {
     return std::move(cfg);
 }
 
-int cmd_config(bool convert, const std::string& file) {
+// config check: every finding on stderr (or one JSON object on stdout), the effective
+// configuration on stdout when nothing is an error; exit 0, or 2 on any error.
+int cmd_check(const std::string& file, bool json) {
+    const auto r = p3::ctl::check_config_file(file);
+    if (json) {
+        std::fputs(p3::ctl::render_findings_json(file, r).c_str(), stdout);
+        return r.ok() ? 0 : 2;
+    }
+    std::fputs(p3::ctl::render_findings(r.findings).c_str(), stderr);
+    if (!r.ok()) return 2;
+    std::fputs(p3::config::to_libconfig(*r.cfg).c_str(), stdout);
+    return 0;
+}
+
+int cmd_convert(const std::string& file) {
     auto cfg = load(file);
     if (!cfg) return 2;
-    if (!convert) {
-        std::fputs(p3::config::to_libconfig(*cfg).c_str(), stdout);
-        return 0;
-    }
     // The output must load to the same model, so secrets (a legacy file has none; a libconfig
     // file's static keys are already in the clear there) are written out.
     std::string text = p3::config::to_libconfig(*cfg, true);
@@ -249,12 +260,14 @@ struct Options {
 void add_offline_verbs(CLI::App& app, Options& o) {
     auto* config = app.add_subcommand("config", "check or convert a configuration file");
     config->require_subcommand(1);
-    auto* check = config->add_subcommand("check", "validate FILE, print the effective configuration (secrets masked)");
+    auto* check = config->add_subcommand(
+        "check", "validate FILE as p3d would start with it; print the effective configuration (secrets masked), "
+                 "or with --json one object: ok and findings");
     check->add_option("FILE", o.file, "the configuration file")->required()->type_name("");
-    check->callback([&o] { o.rc = cmd_config(false, o.file); });
+    check->callback([&o] { o.rc = cmd_check(o.file, o.g.json); });
     auto* convert = config->add_subcommand("convert", "print the libconfig equivalent of a legacy (line-format) file");
     convert->add_option("LEGACY", o.file, "the file to convert")->required()->type_name("");
-    convert->callback([&o] { o.rc = cmd_config(true, o.file); });
+    convert->callback([&o] { o.rc = cmd_convert(o.file); });
 
     auto* reasons = app.add_subcommand("reasons", "list every reason code with its meaning and what to do");
     reasons->add_flag("--markdown", o.markdown, "as the Markdown table of docs/reason-codes.md");
