@@ -22,6 +22,7 @@
 #include "control/admin/telemetry_client.hpp"
 #include "control/p3ctl/admin_client.hpp"
 #include "control/p3ctl/config_check.hpp"
+#include "control/p3ctl/init.hpp"
 #include "control/p3ctl/render.hpp"
 
 #ifndef P3_VERSION
@@ -254,7 +255,35 @@ struct Options {
     bool regenerate = false;
     std::string since;
     std::vector<std::string> settings;   // remote set: KEY=VALUE...
+    p3::ctl::InitOptions init;
 };
+
+// init: the installation script (spec §3): asks for what its flags do not give.
+void add_init_verb(CLI::App& app, Options& o) {
+    auto* init = app.add_subcommand("init", "write a first configuration: asks for the addresses, subnets and "
+                                            "credential (or takes them as flags), then checks it");
+    auto& i = o.init;
+    init->add_option("--role", i.role, "primary or secondary")->type_name("ROLE");
+    init->add_option("--wan", i.wan, "WAN address with prefix length (192.0.2.2/24)")->type_name("ADDR/LEN");
+    auto* gw = init->add_option("--gateway", i.gateway, "WAN gateway, or none")->type_name("ADDR");
+    init->add_option("--lan", i.lan, "LAN address with prefix length (10.2.0.1/24)")->type_name("ADDR/LEN");
+    auto* lgw = init->add_option("--lan-gateway", i.lan_gateway, "LAN gateway to --subnets off the LAN link")
+                    ->type_name("ADDR");
+    init->add_option("--primary", i.primary, "a secondary's primary's address")->type_name("ADDR");
+    auto* sn = init->add_option("--subnets", i.subnets, "protected subnets besides the LAN prefix, comma separated, or none")
+                   ->type_name("LIST");
+    init->add_option("--psk-file", i.psk_file, "a secondary's key with its primary: generate, or an existing file")
+        ->type_name("PATH");
+    init->add_option("--out", i.out, "directory to write p3d.conf (and secrets/) in (default /etc/p3)")->type_name("DIR");
+    init->add_flag("-y,--yes", i.yes, "write without asking for confirmation");
+    init->add_flag("--force", i.force, "replace existing files");
+    init->callback([&o, gw, lgw, sn] {
+        o.init.gateway_given = gw->count() > 0;
+        o.init.lan_gateway_given = lgw->count() > 0;
+        o.init.subnets_given = sn->count() > 0;
+        o.rc = p3::ctl::run_init(o.init, stdin, stdout, stderr);
+    });
+}
 
 // config check|convert, reasons, stats: the verbs that need no admin socket.
 void add_offline_verbs(CLI::App& app, Options& o) {
@@ -462,6 +491,7 @@ int main(int argc, char** argv) {
     add_state_verb(app, o, "start", "let sessions that were shut down be set up again");
     add_change_verbs(app, o);
     add_save_verb(app, o);
+    add_init_verb(app, o);
     if (argc == 2 && std::strcmp(argv[1], "help") == 0) {
         std::fputs(app.help().c_str(), stdout);
         return 0;
