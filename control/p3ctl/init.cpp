@@ -144,7 +144,7 @@ bool ask(const Io& io, InitOptions& o) {
         return false;
     if (!get(io, "LAN address with prefix length (e.g. 10.2.0.1/24)", "", o.lan, !o.lan.empty(), is_prefix_addr, "--lan"))
         return false;
-    if (!get(io, "Protected subnets behind the LAN besides its own prefix, comma separated (none)", "none", o.subnets,
+    if (!get(io, "Protected subnets behind the LAN besides its own prefix, comma separated", "none", o.subnets,
              o.subnets_given, is_subnets, "--subnets"))
         return false;
     const Prefix lan = *Prefix::parse(o.lan, false);
