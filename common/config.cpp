@@ -206,6 +206,8 @@ Config Config::clone() const {
     for (const auto& r : remotes) c.remotes.push_back(r.clone());
     c.source = source;
     c.warnings = warnings;
+    c.notes = notes;
+    c.lines = lines;
     return c;
 }
 
@@ -247,6 +249,7 @@ bool same_settings(const Config& a, const Config& b) {
 void log_warnings(const Config& cfg) {
     for (const auto& w : cfg.warnings)
         ::p3::log::write(::p3::log::Level::warning, w.reason, "%s", w.str().c_str());
+    for (const auto& n : cfg.notes) ::p3::log::write(::p3::log::Level::info, n.reason, "%s", n.str().c_str());
 }
 
 namespace {

@@ -177,9 +177,25 @@ struct Config {
     // What load found worth saying but not worth refusing (a key file that does not exist yet,
     // remotes on static keys): reason codes P3-W01xx, in file order. load_file logs them.
     std::vector<Error> warnings;
+    // Information worth stating (P3-I01xx): the role a line-format file was read as.
+    std::vector<Error> notes;
+    // Where the settings the start checks (check_start) report against were written; 0 when
+    // not given. Not settings: ignored by same_settings.
+    struct Lines {
+        int local = 0, address = 0, certificate = 0, private_key = 0, ca = 0, local_subnets = 0;
+        int lan = 0, wan = 0, lan_gateway = 0, wan_gateway = 0, mbufs = 0, rx_queues = 0;
+    } lines;
 
     Config clone() const;
 };
+
+// What p3d would refuse at start, or could not forward with, that loading alone does not
+// find (config_check.cpp): no LAN address, a remote or local subnet off its link without a
+// gateway, local.address not the WAN port's, a remote subnet overlapping our own LAN, more
+// remotes or routes than the dataplane's tables hold, too few packet buffers for the RX
+// queues. Every entry is an error (P3-E0137..0142) with file and line; empty: none. Shared by
+// p3ctl config check and p3d (which logs them at start).
+std::vector<Error> check_start(const Config& cfg);
 
 template <class T>
 using Result = std::variant<T, Error>;

@@ -53,7 +53,7 @@ inline constexpr Range idle_backoff_us{0, 100000};
 inline constexpr Range idle_polls{1, 1000000};
 inline constexpr Range mbufs{511, 1048575};
 inline constexpr Range rx_queues{0, 64};
-inline constexpr Range burst{1, 256};
+inline constexpr Range burst{1, 64};                  // = dp::kMaxBurst (dataplane/limits.hpp), which p3d refuses above
 inline constexpr std::size_t max_name = 255;           // identities, group names, port names
 inline constexpr std::size_t max_subnets = 4096;       // per remote
 inline constexpr std::size_t max_local_subnets = 16;   // local.subnets (checked per inbound packet)
@@ -111,6 +111,7 @@ struct Draft {
     bool wan_address_set = false;
     int lan_line = 0, wan_line = 0;    // where each port's settings are
     int lan_gateway_line = 0, wan_gateway_line = 0, lan_mtu_line = 0, wan_mtu_line = 0;
+    int mbufs_line = 0, rx_queues_line = 0;
     int last_line = 0;                 // end of file, for "missing" errors
     // Every rekey_packets the file sets, where: finalize() checks each against the AES-GCM bound
     // of the WAN MTU, which the file may give after it.

@@ -268,8 +268,10 @@ struct Parser {
             dp.idle_polls = std::uint32_t(number(v, name, limits::idle_polls));
         } else if (key == "mbufs") {
             dp.mbufs = std::uint32_t(number(v, name, limits::mbufs));
+            d.mbufs_line = line;
         } else if (key == "rx_queues") {
             dp.rx_queues = std::uint16_t(number(v, name, limits::rx_queues));
+            d.rx_queues_line = line;
         } else if (key == "burst") {
             dp.burst = std::uint16_t(number(v, name, limits::burst));
         } else {
@@ -495,6 +497,15 @@ struct Parser {
         else if (secondary_line) d.cfg.role = Role::secondary;
         else d.cfg.role = remotes.size() == 1 ? Role::secondary : Role::primary;
         d.role_line = primary_line ? primary_line : secondary_line ? secondary_line : d.local_line;
+        // Stated, so an administrator sees which role a file without `role` is read as.
+        const std::string role = d.cfg.role == Role::primary ? "primary" : "secondary";
+        std::string why = primary_line     ? "'" + primary_kw + "' is a primary's keyword"
+                          : secondary_line ? "'" + secondary_kw + "' is a secondary's keyword"
+                          : remotes.size() == 1 ? std::string("no role keyword, one remote")
+                                                : "no role keyword, " + std::to_string(remotes.size()) + " remotes";
+        d.cfg.notes.push_back(Error{file, d.role_line, Reason::CFG_ROLE_GUESSED,
+                                    "read as a " + role + " (" + why + "); add 'role " + role +
+                                        "' to the local section to say so"});
     }
 };
 

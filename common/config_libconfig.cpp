@@ -266,8 +266,10 @@ struct Reader {
                 dp.idle_polls = std::uint32_t(integer(s, path, limits::idle_polls));
             } else if (key == "mbufs") {
                 dp.mbufs = std::uint32_t(integer(s, path, limits::mbufs));
+                d.mbufs_line = line_of(s);
             } else if (key == "rx_queues") {
                 dp.rx_queues = std::uint16_t(integer(s, path, limits::rx_queues));
+                d.rx_queues_line = line_of(s);
             } else if (key == "burst") {
                 dp.burst = std::uint16_t(integer(s, path, limits::burst));
             } else if (key == "spread_lanes") {

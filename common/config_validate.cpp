@@ -507,6 +507,16 @@ Config finalize(Draft&& d) {
     check_groups(d);
     check_remotes(d);
     check_subnets_disjoint(d);
+    // Where the start checks report; a run-time change's draft knows no lines: the running ones stay.
+    Config::Lines& l = d.cfg.lines;
+    const std::pair<int*, int> at[] = {{&l.local, d.local_line},       {&l.address, d.address_line},
+                                       {&l.certificate, d.cert_line},  {&l.private_key, d.key_line},
+                                       {&l.ca, d.ca_line},             {&l.local_subnets, d.local_subnets_line},
+                                       {&l.lan, d.lan_line},           {&l.wan, d.wan_line},
+                                       {&l.lan_gateway, d.lan_gateway_line}, {&l.wan_gateway, d.wan_gateway_line},
+                                       {&l.mbufs, d.mbufs_line},       {&l.rx_queues, d.rx_queues_line}};
+    for (auto [to, from] : at)
+        if (from) *to = from;
     std::stable_sort(d.cfg.warnings.begin(), d.cfg.warnings.end(),
                      [](const Error& a, const Error& b) { return a.line < b.line; });
     return std::move(d.cfg);

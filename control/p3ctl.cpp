@@ -21,6 +21,8 @@
 #include "common/reasons.hpp"
 #include "control/admin/telemetry_client.hpp"
 #include "control/p3ctl/admin_client.hpp"
+#include "control/p3ctl/config_check.hpp"
+#include "control/p3ctl/init.hpp"
 #include "control/p3ctl/render.hpp"
 
 #ifndef P3_VERSION
@@ -73,13 +75,23 @@ std::optional<p3::config::Config> load(const std::string& path) {
     return std::move(cfg);
 }
 
-int cmd_config(bool convert, const std::string& file) {
+// config check: every finding on stderr (or one JSON object on stdout), the effective
+// configuration on stdout when nothing is an error; exit 0, or 2 on any error.
+int cmd_check(const std::string& file, bool json) {
+    const auto r = p3::ctl::check_config_file(file);
+    if (json) {
+        std::fputs(p3::ctl::render_findings_json(file, r).c_str(), stdout);
+        return r.ok() ? 0 : 2;
+    }
+    std::fputs(p3::ctl::render_findings(r.findings).c_str(), stderr);
+    if (!r.ok()) return 2;
+    std::fputs(p3::config::to_libconfig(*r.cfg).c_str(), stdout);
+    return 0;
+}
+
+int cmd_convert(const std::string& file) {
     auto cfg = load(file);
     if (!cfg) return 2;
-    if (!convert) {
-        std::fputs(p3::config::to_libconfig(*cfg).c_str(), stdout);
-        return 0;
-    }
     // The output must load to the same model, so secrets (a legacy file has none; a libconfig
     // file's static keys are already in the clear there) are written out.
     std::string text = p3::config::to_libconfig(*cfg, true);
@@ -243,18 +255,48 @@ struct Options {
     bool regenerate = false;
     std::string since;
     std::vector<std::string> settings;   // remote set: KEY=VALUE...
+    p3::ctl::InitOptions init;
 };
+
+// init: the installation script (spec §3): asks for what its flags do not give.
+void add_init_verb(CLI::App& app, Options& o) {
+    auto* init = app.add_subcommand("init", "write a first configuration: asks for the addresses, subnets and "
+                                            "credential (or takes them as flags), then checks it");
+    auto& i = o.init;
+    init->add_option("--role", i.role, "primary or secondary")->type_name("ROLE");
+    init->add_option("--wan", i.wan, "WAN address with prefix length (192.0.2.2/24)")->type_name("ADDR/LEN");
+    auto* gw = init->add_option("--gateway", i.gateway, "WAN gateway, or none")->type_name("ADDR");
+    init->add_option("--lan", i.lan, "LAN address with prefix length (10.2.0.1/24)")->type_name("ADDR/LEN");
+    auto* lgw = init->add_option("--lan-gateway", i.lan_gateway, "LAN gateway to --subnets off the LAN link")
+                    ->type_name("ADDR");
+    init->add_option("--primary", i.primary, "a secondary's primary's address")->type_name("ADDR");
+    auto* sn = init->add_option("--subnets", i.subnets, "protected subnets besides the LAN prefix, comma separated, or none")
+                   ->type_name("LIST");
+    init->add_option("--psk-file", i.psk_file, "a secondary's key with its primary: generate, or an existing file")
+        ->type_name("PATH");
+    init->add_option("--out", i.out, "directory to write p3d.conf (and secrets/) in (default /etc/p3)")->type_name("DIR");
+    init->add_flag("-y,--yes", i.yes, "write without asking for confirmation");
+    init->add_flag("--force", i.force, "replace existing files");
+    init->callback([&o, gw, lgw, sn] {
+        o.init.gateway_given = gw->count() > 0;
+        o.init.lan_gateway_given = lgw->count() > 0;
+        o.init.subnets_given = sn->count() > 0;
+        o.rc = p3::ctl::run_init(o.init, stdin, stdout, stderr);
+    });
+}
 
 // config check|convert, reasons, stats: the verbs that need no admin socket.
 void add_offline_verbs(CLI::App& app, Options& o) {
     auto* config = app.add_subcommand("config", "check or convert a configuration file");
     config->require_subcommand(1);
-    auto* check = config->add_subcommand("check", "validate FILE, print the effective configuration (secrets masked)");
+    auto* check = config->add_subcommand(
+        "check", "validate FILE as p3d would start with it; print the effective configuration (secrets masked), "
+                 "or with --json one object: ok and findings");
     check->add_option("FILE", o.file, "the configuration file")->required()->type_name("");
-    check->callback([&o] { o.rc = cmd_config(false, o.file); });
+    check->callback([&o] { o.rc = cmd_check(o.file, o.g.json); });
     auto* convert = config->add_subcommand("convert", "print the libconfig equivalent of a legacy (line-format) file");
     convert->add_option("LEGACY", o.file, "the file to convert")->required()->type_name("");
-    convert->callback([&o] { o.rc = cmd_config(true, o.file); });
+    convert->callback([&o] { o.rc = cmd_convert(o.file); });
 
     auto* reasons = app.add_subcommand("reasons", "list every reason code with its meaning and what to do");
     reasons->add_flag("--markdown", o.markdown, "as the Markdown table of docs/reason-codes.md");
@@ -449,6 +491,7 @@ int main(int argc, char** argv) {
     add_state_verb(app, o, "start", "let sessions that were shut down be set up again");
     add_change_verbs(app, o);
     add_save_verb(app, o);
+    add_init_verb(app, o);
     if (argc == 2 && std::strcmp(argv[1], "help") == 0) {
         std::fputs(app.help().c_str(), stdout);
         return 0;

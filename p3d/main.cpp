@@ -236,6 +236,10 @@ int main(int argc, char** argv) {
         return kExitUsage;
     }
     const auto& cfg = std::get<p3::config::Config>(loaded);
+    // What would keep it from forwarding (p3ctl config check refuses it): said, not refused,
+    // so a half-provisioned appliance still comes up to be administered.
+    for (const auto& e : p3::config::check_start(cfg))
+        p3::log::write(p3::log::Level::warning, e.reason, "%s", e.str().c_str());
 
     // Before any key is installed; loud (P3-W0009) because it defeats everything else here.
     if (!args.key_log.empty()) {

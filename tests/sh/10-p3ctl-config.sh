@@ -14,18 +14,28 @@ trap 'rm -rf "$work"' EXIT
 fails=0
 fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
 
-# Every example: exit 0, an effective configuration on stdout, only W codes on stderr.
-# Each is checked as installed, owner-only (a checkout leaves them 0644; static keys refuse that).
-for f in "$ROOT"/config/*.conf "$ROOT"/config/*.txt; do
+# Every example (config/ and config/demo/): exit 0, an effective configuration on stdout, no
+# error (so each can forward: a LAN address, a way to every remote), only W and I codes on
+# stderr; --json says ok with no error finding. Each is checked as installed, owner-only (a
+# checkout leaves them 0644; static keys refuse that), beside its own key files if any.
+for f in "$ROOT"/config/*.conf "$ROOT"/config/*.txt "$ROOT"/config/demo/*.conf; do
   inst="$work/$(basename "$f")"; cp "$f" "$inst"; chmod 600 "$inst"
   "$p3ctl" config check "$inst" >"$work/out" 2>"$work/err"
   rc=$?
   [ "$rc" -eq 0 ] || { fail "$f: exit $rc"; cat "$work/err"; continue; }
   grep -q '^role = "\(primary\|secondary\)";$' "$work/out" || fail "$f: no role in the output"
   grep -q '^remotes = (' "$work/out" || fail "$f: no remotes in the output"
-  if grep -v ': warning P3-W01[0-9][0-9]: ' "$work/err" | grep -q .; then
+  if grep -v ': \(warning P3-W0[14][0-9][0-9]\|info P3-I01[0-9][0-9]\): ' "$work/err" | grep -q .; then
     fail "$f: unexpected stderr:"; cat "$work/err"
   fi
+  "$p3ctl" config check --json "$inst" >"$work/json" 2>"$work/err"
+  rc=$?
+  [ "$rc" -eq 0 ] || fail "$f: --json: exit $rc"
+  /usr/bin/python3 -c 'import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["ok"] is True, r
+assert not [x for x in r["findings"] if x["severity"] == "error"], r' "$work/json" || fail "$f: --json: $(cat "$work/json")"
+  [ -s "$work/err" ] && fail "$f: --json wrote to stderr: $(cat "$work/err")"
   # convert (any format) -> libconfig -> check: the same effective configuration.
   "$p3ctl" config convert "$inst" >"$work/conv.conf" 2>/dev/null || fail "$f: convert failed"
   chmod 600 "$work/conv.conf"
@@ -92,13 +102,53 @@ heartbeat_time 0
 localend
 ' 4 P3-E0104 'out of range 1..3600'
 
+# What p3d would start with but not forward with, or refuse when it builds the dataplane:
+# each an error at its line, exit 2 (P3-E0137..0142), and the same as one JSON object.
+fwd() {  # LOCAL-EXTRA LAN WAN DATAPLANE-EXTRA SUBNET
+  printf 'role = "primary";\nlocal = { address = "192.0.2.1"; %s };\ndataplane = {\n  lan = { %s };\n  wan = { %s };\n  %s\n};\nremotes = (\n  { id = 1; address = "198.51.100.7"; subnets = [ "%s" ]; }\n);\n' "$@"
+}
+gw='address = "192.0.2.1/24"; gateway = "192.0.2.254";'
+expect_error nolan.conf "$(fwd '' '' "$gw" '' 10.2.0.0/24)" 4 P3-E0137 'dataplane.lan.address missing'
+expect_error nogw.conf "$(fwd '' 'address = "10.1.0.1/24";' 'address = "192.0.2.1/24";' '' 10.2.0.0/24)" 9 P3-E0138 \
+  'remote 1: address 198.51.100.7 is not on the WAN link 192.0.2.1/24 and dataplane.wan.gateway is not set'
+expect_error wanaddr.conf "$(fwd '' 'address = "10.1.0.1/24";' 'address = "192.0.2.9/24"; gateway = "192.0.2.254";' '' 10.2.0.0/24)" 2 \
+  P3-E0139 'local.address 192.0.2.1 is not the WAN port'"'"'s address 192.0.2.9/24'
+expect_error ownlan.conf "$(fwd '' 'address = "10.1.0.1/24";' "$gw" '' 10.0.0.0/8)" 9 P3-E0140 \
+  'subnet 10.0.0.0/8 overlaps our own LAN 10.1.0.1/24'
+expect_error rxq.conf "$(fwd '' 'address = "10.1.0.1/24";' "$gw" 'mbufs = 1023; rx_queues = 16;' 10.2.0.0/24)" 6 P3-E0142 \
+  'dataplane.rx_queues 16 on both ports need at least 2048 packet buffers'
+expect_error burst.conf "$(fwd '' 'address = "10.1.0.1/24";' "$gw" 'burst = 128;' 10.2.0.0/24)" 6 P3-E0104 \
+  'burst 128 out of range 1..64'
+fwd '' 'address = "10.1.0.1/24";' "$gw" '' 10.2.0.0/24 >"$work/fwd.conf"
+"$p3ctl" config check "$work/fwd.conf" >/dev/null 2>"$work/err" || { fail "a configuration that forwards is refused"; cat "$work/err"; }
+"$p3ctl" config check --json "$work/nogw.conf" >"$work/json" 2>"$work/err"
+rc=$?
+[ "$rc" -eq 2 ] || fail "--json of a refused file: exit $rc, want 2"
+/usr/bin/python3 -c 'import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["ok"] is False and r["file"] == sys.argv[2], r
+assert r["findings"][0] == {"code": "P3-E0138", "severity": "error", "file": sys.argv[2], "line": 9,
+  "message": "remote 1: address 198.51.100.7 is not on the WAN link 192.0.2.1/24 and dataplane.wan.gateway is not set: it cannot be reached"}, r
+# and the remote without a credential (no psk_file, no certificate), as p3d logs it
+assert r["findings"][1:] == [{"code": "P3-W0418", "severity": "warning", "file": sys.argv[2], "line": 9,
+  "message": "remote 1 has neither its own psk_file nor a local certificate: it cannot be set up"}], r
+' "$work/json" "$work/nogw.conf" || fail "--json of nogw.conf: $(cat "$work/json")"
+"$p3ctl" --json config check "$work/syntax.conf" >"$work/json" 2>/dev/null
+[ $? -eq 2 ] && grep -q '"ok":false.*"code":"P3-E0102","severity":"error"' "$work/json" || fail "--json of a syntax error: $(cat "$work/json")"
+
+# The line format's role is stated: an info line with its reason and line.
+cp "$ROOT/config/legacy-secondary.txt" "$work/ls.txt"
+"$p3ctl" config check "$work/ls.txt" >/dev/null 2>"$work/err" || fail "legacy-secondary refused"
+grep -q "^$work/ls.txt:[0-9]*: info P3-I0141: read as a secondary ('[0-9/]*port' is a secondary's keyword)" "$work/err" ||
+  { fail "legacy-secondary: its role is not stated"; cat "$work/err"; }
+
 # Key files (a remote's own psk_file): 0644 refused at its line, 0600 accepted, absent only a
 # warning, a symbolic link refused, fewer than 16 bytes refused; one local.psk_file for
 # every remote refused with what to write instead.
 printf 'a secret of 16+ bytes\n' >"$work/psk"
 chmod 644 "$work/psk"
 keymode='role = "primary";
-local = { address = "192.0.2.1"; };
+local = { address = "192.0.2.1"; }; dataplane = { lan = { address = "10.1.0.1/24"; }; wan = { address = "192.0.2.1/24"; }; };
 remotes = ( { id = 1; address = "192.0.2.2"; subnets = [ "10.2.0.0/24" ];
   psk_file = "psk"; } );
 '
@@ -117,7 +167,7 @@ grep -q ":4: warning P3-W0110: remote 1: psk_file" "$work/err" || fail "absent p
 
 # Static keys: never the same key both ways; only in an owner-only file (the keys are in it).
 sk() {  # RX_KEY
-  printf 'role = "primary";\nlocal = { address = "192.0.2.1"; };\nremotes = ( { id = 1; address = "192.0.2.2"; subnets = [ "10.2.0.0/24" ];\n  static_keys = { tx_id = 5; tx_key = "00112233445566778899aabbccddeeff"; tx_salt = "01020304";\n    rx_id = 6; rx_key = "%s"; rx_salt = "0a0b0c0d"; }; } );\n' "$1"
+  printf 'role = "primary";\nlocal = { address = "192.0.2.1"; }; dataplane = { lan = { address = "10.1.0.1/24"; }; wan = { address = "192.0.2.1/24"; }; };\nremotes = ( { id = 1; address = "192.0.2.2"; subnets = [ "10.2.0.0/24" ];\n  static_keys = { tx_id = 5; tx_key = "00112233445566778899aabbccddeeff"; tx_salt = "01020304";\n    rx_id = 6; rx_key = "%s"; rx_salt = "0a0b0c0d"; }; } );\n' "$1"
 }
 expect_error samekey.conf "$(sk 00112233445566778899aabbccddeeff)" 4 P3-E0120 'tx_key equals rx_key'
 expect_error skmode.conf "$(sk ffeeddccbbaa99887766554433221100)" 4 P3-E0122 'mode 0644: readable by group or others'

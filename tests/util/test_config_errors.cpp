@@ -113,7 +113,7 @@ const Row kLibconfig[] = {
     {"idle_polls", L1 LOCAL "dataplane = {\n idle_polls = 0; };\n", 4, Reason::CFG_BAD_VALUE, "out of range 1..1000000"},
     {"mbufs", L1 LOCAL "dataplane = {\n mbufs = 100; };\n", 4, Reason::CFG_BAD_VALUE, "dataplane.mbufs 100 out of range 511..1048575"},
     {"rx_queues", L1 LOCAL "dataplane = {\n rx_queues = 65; };\n", 4, Reason::CFG_BAD_VALUE, "out of range 0..64"},
-    {"burst", L1 LOCAL "dataplane = {\n burst = 0; };\n", 4, Reason::CFG_BAD_VALUE, "dataplane.burst 0 out of range 1..256"},
+    {"burst", L1 LOCAL "dataplane = {\n burst = 0; };\n", 4, Reason::CFG_BAD_VALUE, "dataplane.burst 0 out of range 1..64"},
     {"mtu", L1 LOCAL "dataplane = { wan = {\n mtu = 100; }; };\n", 4, Reason::CFG_BAD_VALUE,
      "dataplane.wan.mtu 100 out of range 576..9600"},
     {"mtu IPv6", L1 LOCAL "dataplane = { lan = { address = \"fd00::1/64\";\n mtu = 1000; }; };\n", 4,

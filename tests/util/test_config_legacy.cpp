@@ -248,7 +248,8 @@ role = "primary";
 local = { ip = 4; address = "192.0.2.1"; port = 5653; key_generation = "software";
           rekey_wait = 600; array_size = 256; data_array_time = 86400; control_array_time = 82800;
           heartbeat_time = 15; heartbeat_fail = 120; cluster_state = 0; load_balance = 0; };
-dataplane = { lan = { port = 0; }; wan = { port = 1; address = "192.0.2.1/32"; }; };
+dataplane = { lan = { port = 0; address = "10.1.0.1/24"; };
+              wan = { port = 1; address = "192.0.2.1/24"; gateway = "192.0.2.254"; }; };
 remotes = (
   { id = 1; ip = 4; address = "192.0.2.2"; subnets = [ "10.2.0.0/24" ]; key_type = "AES128";
     psk_file = "/etc/p3/branch1.psk"; },
@@ -268,6 +269,8 @@ remotes = (
     auto lc2 = lc_ok(R"(
 role = "secondary";
 local = { ip = 4; address = "192.0.2.2"; cluster_state = 0; load_balance = 0; };
+dataplane = { lan = { port = 0; address = "10.2.0.1/24"; };
+              wan = { port = 1; address = "192.0.2.2/24"; gateway = "192.0.2.254"; }; };
 remotes = ( { id = 1; ip = 4; address = "192.0.2.1"; port = 5653; subnets = [ "10.1.0.0/24" ];
               psk_file = "/etc/p3/branch1.psk"; } );
 )");
