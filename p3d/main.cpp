@@ -21,7 +21,9 @@
 // line with its reason code and exit status 2, with nothing left running.
 //
 // Logging: always to syslog (daemon facility); -f (foreground) copies every line to stderr.
-// p3d never forks: a service manager (systemd Type=simple) or the shell runs it.
+// p3d never forks: a service manager or the shell runs it. Under systemd (Type=notify,
+// dist/systemd/p3d.service) it says READY=1 once it forwards and WATCHDOG=1 from the control
+// thread's pass (p3d/sd_notify.hpp).
 #include <getopt.h>
 #include <grp.h>
 #include <sys/resource.h>
@@ -53,6 +55,7 @@
 #include "control/setup/ike_auth.hpp"
 #include "dataplane/dataplane.hpp"
 #include "dataplane/telemetry.hpp"
+#include "p3d/sd_notify.hpp"
 
 namespace {
 
@@ -210,6 +213,9 @@ int main(int argc, char** argv) {
         return kExitUsage;
     }
 
+    // systemd's notification socket, read before EAL (which may change the environment).
+    p3::sd::Notifier notify;
+
     // rte_eal_init reorders argv: the EAL options as given, for the admin socket's name.
     const std::vector<char*> given(argv, argv + argc);
     int eal_args = rte_eal_init(argc, argv);
@@ -316,7 +322,10 @@ int main(int argc, char** argv) {
                     ac.group.c_str(), ac.viewer_group.c_str(), ac.audit.c_str());
     }
     control.set_audit(&audit);
-    ctl.set_admin([&admin](p3::control::TimePoint now) { return admin.poll(now); });
+    ctl.set_admin([&admin, &notify](p3::control::TimePoint now) {
+        notify.tick(std::chrono::time_point_cast<p3::sd::Notifier::Clock::duration>(now));
+        return admin.poll(now);
+    });
     p3::dp::Telemetry telemetry;
     telemetry.attach(&dp);
     p3::dp::register_pdump();
@@ -351,8 +360,20 @@ int main(int argc, char** argv) {
     P3_LOG_NOTICE(START_OK, "p3d started: role %s, %u worker lcore(s), %zu remote(s), pid %d",
                   cfg.role == p3::config::Role::primary ? "primary" : "secondary", dp.workers(),
                   cfg.remotes.size(), static_cast<int>(getpid()));
+    if (notify.active()) {
+        char msg[160];
+        std::snprintf(msg, sizeof msg, "READY=1\nSTATUS=%s, %u worker lcore(s), %zu remote(s)",
+                      cfg.role == p3::config::Role::primary ? "primary" : "secondary", dp.workers(),
+                      cfg.remotes.size());
+        if (!notify.send(msg))
+            P3_LOG_WARN(SD_NOTIFY_FAILED, "READY=1 to NOTIFY_SOCKET: %s", std::strerror(errno));
+        else
+            P3_LOG_INFO(SD_READY, "told systemd p3d is ready (watchdog %lld ms, 0: none)",
+                        static_cast<long long>(notify.watchdog().count() / 1000));
+    }
     p3::log::init(running);
     dp.run_here();   // the main lcore's worker; returns once the goodbyes are done (or a second signal)
+    notify.send("STOPPING=1\nSTATUS=stopping");
     ctl.stop();      // the control plane first: it sends through the workers' ring
     admin.close();   // its clients closed, the socket file unlinked
     dp.wait();

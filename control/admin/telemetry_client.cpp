@@ -16,9 +16,17 @@
 namespace p3::admin {
 
 std::string telemetry_socket(std::string_view prefix) {
-    const char* rt = std::getenv("RUNTIME_DIRECTORY");
-    std::string dir = rt != nullptr && *rt != '\0' ? rt : "/var/run/dpdk";
-    return dir + "/" + std::string(prefix) + "/dpdk_telemetry.v2";
+    const auto in = [&prefix](const char* dir) {
+        return std::string(dir) + "/dpdk/" + std::string(prefix) + "/dpdk_telemetry.v2";
+    };
+    const auto env = [](const char* name) -> const char* {
+        const char* v = std::getenv(name);
+        return v != nullptr && *v == '/' ? v : nullptr;
+    };
+    const char* const dirs[] = {env("RUNTIME_DIRECTORY"), "/run/p3", "/var/run", env("XDG_RUNTIME_DIR"), "/tmp"};
+    for (const char* dir : dirs)
+        if (dir != nullptr && ::access(in(dir).c_str(), F_OK) == 0) return in(dir);
+    return in(dirs[0] != nullptr ? dirs[0] : "/var/run");
 }
 
 namespace {

@@ -16,8 +16,11 @@
 
 namespace p3::admin {
 
-// The socket of the p3d started with EAL --file-prefix PREFIX: $RUNTIME_DIRECTORY (as EAL
-// itself honours it) or /var/run/dpdk, then PREFIX/dpdk_telemetry.v2.
+// The socket of the p3d started with EAL --file-prefix PREFIX, DIR/dpdk/PREFIX/dpdk_telemetry.v2,
+// where EAL puts it: DIR is $RUNTIME_DIRECTORY when set (systemd's RuntimeDirectory=), /var/run
+// for root, else $XDG_RUNTIME_DIR or /tmp. p3ctl does not share p3d's environment, so it takes
+// the first that exists of $RUNTIME_DIRECTORY, /run/p3 (p3d.service's RuntimeDirectory=p3),
+// /var/run, $XDG_RUNTIME_DIR and /tmp; none: the first of $RUNTIME_DIRECTORY and /var/run.
 std::string telemetry_socket(std::string_view prefix);
 
 // Sends cmd ("/p3/stats", "/p3/session,3") and returns the JSON reply in reply. false with

@@ -3,6 +3,10 @@
 // half-read document).
 #include <catch2/catch.hpp>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <string>
 #include <utility>
 #include <vector>
@@ -97,9 +101,26 @@ TEST_CASE("no more than kMaxJsonLeaves values are taken", "[p3ctl]") {
 TEST_CASE("the telemetry socket follows EAL's runtime directory", "[p3ctl]") {
     ::unsetenv("RUNTIME_DIRECTORY");
     CHECK(p3::admin::telemetry_socket("p3a") == "/var/run/dpdk/p3a/dpdk_telemetry.v2");
+    // EAL's directory under RUNTIME_DIRECTORY is RUNTIME_DIRECTORY/dpdk/PREFIX.
     ::setenv("RUNTIME_DIRECTORY", "/tmp/rt", 1);
-    CHECK(p3::admin::telemetry_socket("p3a") == "/tmp/rt/p3a/dpdk_telemetry.v2");
+    CHECK(p3::admin::telemetry_socket("p3a") == "/tmp/rt/dpdk/p3a/dpdk_telemetry.v2");
     ::unsetenv("RUNTIME_DIRECTORY");
+    // Run from a shell, p3ctl finds the socket of a p3d whose runtime directory it was not
+    // told: here the one under XDG_RUNTIME_DIR (a p3d run by that user).
+    char tmpl[] = "/tmp/p3rt.XXXXXX";
+    REQUIRE(::mkdtemp(tmpl) != nullptr);
+    const std::string dir = tmpl, sub = dir + "/dpdk/p3sock" + std::to_string(::getpid());
+    REQUIRE(::mkdir((dir + "/dpdk").c_str(), 0700) == 0);
+    REQUIRE(::mkdir(sub.c_str(), 0700) == 0);
+    const std::string sock = sub + "/dpdk_telemetry.v2";
+    ::close(::open(sock.c_str(), O_CREAT | O_WRONLY, 0600));
+    ::setenv("XDG_RUNTIME_DIR", dir.c_str(), 1);
+    CHECK(p3::admin::telemetry_socket("p3sock" + std::to_string(::getpid())) == sock);
+    ::unsetenv("XDG_RUNTIME_DIR");
+    ::unlink(sock.c_str());
+    ::rmdir(sub.c_str());
+    ::rmdir((dir + "/dpdk").c_str());
+    ::rmdir(dir.c_str());
     std::string reply, err;
     CHECK_FALSE(p3::admin::telemetry_query("/nonexistent/dpdk_telemetry.v2", "/p3/stats", reply, err));
     CHECK(err.find("No such file or directory") != std::string::npos);
