@@ -13,7 +13,8 @@ build=${P3_BUILD:-$root/build}
 # Fuzzing: clang 14 with its sanitizer/libFuzzer runtime.
 # Tests and tools: scapy + cryptography (independent decoder), tshark/tcpdump (captures),
 # iproute2 (network namespaces), gnuplot (benchmark charts), procps (pgrep/pkill),
-# strongSwan (a standard IKEv2 peer for the interoperability test).
+# strongSwan (a standard IKEv2 peer for the interoperability test); dpkg-dev and man-db (the
+# package test builds the .deb and renders its man pages).
 packages=(
   g++ meson ninja-build pkg-config
   dpdk dpdk-dev libdpdk-dev libipsec-mb-dev libssl-dev libconfig++-dev catch2 libpcap-dev
@@ -23,6 +24,7 @@ packages=(
   libstrongswan-extra-plugins
   libcli11-dev
   nlohmann-json3-dev
+  dpkg-dev man-db
 )
 
 missing=()
