@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "common/config.hpp"
-#include "dataplane/limits.hpp"   // constants only: the sizes the dataplane refuses beyond
+#include "common/dp_sizes.hpp"   // the sizes the dataplane refuses beyond
 
 namespace p3::config {
 
@@ -73,7 +73,7 @@ void check_own_lan(const Config& cfg, std::vector<Error>& out) {
                 }
 }
 
-// The dataplane's fixed sizes (dataplane/limits.hpp): sessions, route tables, and RX rings of
+// The dataplane's fixed sizes (common/dp_sizes.hpp): sessions, route tables, and RX rings of
 // at least 64 buffers each on both ports within the packet pool (at least kMinMbufs buffers).
 void check_sizes(const Config& cfg, std::vector<Error>& out) {
     const auto& L = cfg.lines;

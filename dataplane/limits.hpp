@@ -4,6 +4,8 @@
 // are in common/wire_limits.hpp.
 #pragma once
 
+#include "common/dp_sizes.hpp"   // kMinMbufs, kMaxSessions, kMaxRoutes4, kMaxRoutes6
+
 #include <cstdint>
 
 namespace p3::dp {
@@ -15,7 +17,6 @@ inline constexpr unsigned kMaxQueuesPerPort = 64;
 inline constexpr std::uint16_t kRxDesc = 1024;       // upper bound; reduced to fit the pool
 inline constexpr std::uint16_t kTxDesc = 1024;
 inline constexpr unsigned kMbufCache = 128;          // per-lcore mempool cache (upper bound)
-inline constexpr unsigned kMinMbufs = 1023;
 // Worker -> control thread: one ring per class of message (multi-producer), drained in this
 // order of priority (docs/dataplane.md "Rings between the planes").
 inline constexpr unsigned kTrustedRingSize = 1024;   // control_in: authenticated, decrypted
@@ -50,10 +51,7 @@ inline constexpr unsigned kTxBufSize = kMaxBurst;    // buffered TX per port per
 inline constexpr std::uint64_t kTxDrainUs = 100;     // flush buffered TX at least this often
 
 // Routing and sessions.
-inline constexpr std::uint32_t kMaxSessions = 32768;      // session ids 1..kMaxSessions-1
-inline constexpr std::uint32_t kMaxRoutes4 = 1u << 18;    // IPv4 prefixes
 inline constexpr std::uint32_t kTbl8Groups4 = 1u << 15;   // /25../32 blocks (32768 x 1 KiB)
-inline constexpr std::uint32_t kMaxRoutes6 = 1u << 17;    // IPv6 prefixes
 inline constexpr std::uint32_t kTbl8Groups6 = 1u << 16;
 
 // Neighbours (ARP / IPv6 ND), per port.
