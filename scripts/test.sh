@@ -7,7 +7,8 @@
 # The last line is "N passed, N failed" (skips are counted on the line before); the exit status is non-zero on any failure.
 #
 # Environment: FUZZ_SECONDS (per target, default 2: a smoke run in the suite; 0 skips fuzzing), P3_TEST_FILTER (a
-# substring: run only the suites and scripts whose name contains it).
+# substring: run only the suites and scripts whose name contains it), P3_TEST_JOBS (shell tests run at once,
+# default 2; 1 runs them one by one).
 set -uo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -61,25 +62,54 @@ while IFS= read -r bin; do
 done < <(find "$build/tests" -type f -name 'test_*' -perm -u+x ! -name '*.p' 2>/dev/null | sort)
 
 # --- 2. shell tests --------------------------------------------------------------------
+# Most of them wait on timers (rekeys, heartbeats, recovery) far more than they compute, so
+# P3_TEST_JOBS of them (default 2) run at once. A test that measures or loads the machine
+# (a flood, a benchmark, a stream that must lose nothing) says "# p3-test: alone" in its
+# header and runs with nothing beside it. Every test names its namespaces, links and DPDK
+# file prefixes after its own PID, so running side by side is safe; the DPDK runtime
+# directories are swept whenever nothing runs.
 echo "== end-to-end and tool tests"
+jobs_max=${P3_TEST_JOBS:-2}
+results=$(mktemp -d)
+declare -A running=()
+run_script() {  # name path: runs it, leaves "rc seconds" in $results/name.rc
+  local start=$SECONDS
+  (cd "$root" && BUILD=$build ROOT=$root timeout 600 bash "$2") >"$results/$1.log" 2>&1
+  echo "$? $((SECONDS - start))" >"$results/$1.rc"
+}
+report() {
+  local name=$1 rc secs
+  read -r rc secs <"$results/$name.rc"
+  case $rc in
+    0) passed=$((passed + 1)); printf '%-40s pass  (%ds)\n' "$name" "$secs" ;;
+    77) skipped=$((skipped + 1)); printf '%-40s skip  (%s)\n' "$name" "$(tail -n 1 "$results/$name.log" | sed 's/^skip: *//I')" ;;
+    *) failed=$((failed + 1)); failures+=("$name")
+       printf '%-40s FAIL (rc=%d, %ds)\n' "$name" "$rc" "$secs"
+       echo "---- $name output (last 80 lines)"; tail -n 80 "$results/$name.log"; echo "----" ;;
+  esac
+}
+reap_one() {
+  local pid
+  wait -n -p pid
+  report "${running[$pid]}"
+  unset "running[$pid]"
+}
+drain() { while ((${#running[@]})); do reap_one; done; cleanup_dpdk; }
 for t in "$root"/tests/sh/*.sh; do
   [ -e "$t" ] || continue
   name=$(basename "$t" .sh)
   selected "$name" || continue
-  log=$(mktemp)
-  start=$SECONDS
-  (cd "$root" && BUILD=$build ROOT=$root timeout 600 bash "$t") >"$log" 2>&1
-  rc=$?
-  case $rc in
-    0) passed=$((passed + 1)); printf '%-40s pass  (%ds)\n' "$name" $((SECONDS - start)) ;;
-    77) skipped=$((skipped + 1)); printf '%-40s skip  (%s)\n' "$name" "$(tail -n 1 "$log" | sed 's/^skip: *//I; s/^skip: *//I')" ;;
-    *) failed=$((failed + 1)); failures+=("$name")
-       printf '%-40s FAIL (rc=%d, %ds)\n' "$name" "$rc" $((SECONDS - start))
-       echo "---- $name output (last 80 lines)"; tail -n 80 "$log"; echo "----" ;;
-  esac
-  rm -f "$log"
-  cleanup_dpdk
+  if ((jobs_max <= 1)) || grep -q '^# p3-test: alone' "$t"; then
+    drain
+    run_script "$name" "$t"; report "$name"; cleanup_dpdk
+  else
+    while ((${#running[@]} >= jobs_max)); do reap_one; done
+    run_script "$name" "$t" &
+    running[$!]=$name
+  fi
 done
+drain
+rm -rf "$results"
 
 # --- 3. fuzz smoke ---------------------------------------------------------------------
 if [ "$fuzz_seconds" != 0 ] && { [ -z "$filter" ] || [[ "fuzz" == *"$filter"* ]] || [[ "$filter" == fuzz* ]]; }; then

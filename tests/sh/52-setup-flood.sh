@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# p3-test: alone (it loads the machine or counts every packet under load: nothing runs beside it)
 # A flood on the primary's setup port leaves its session up and its memory flat. A primary and
 # a secondary p3d bring a session up; then a third host floods the primary's setup port from
 # spoofed sources in 198.18.0.0/15, several thousand datagrams a second: IKE_SA_INIT requests

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# p3-test: alone (it loads the machine or counts every packet under load: nothing runs beside it)
 # A primary under a flood of outer fragments that never complete, from many sources, and of
 # datagrams to its setup port: the session with its secondary stays up (heartbeats answered,
 # the control thread takes authenticated control messages first), pings pass during and

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# p3-test: alone (it loads the machine or counts every packet under load: nothing runs beside it)
 # The rekey an observer cannot see: two p3d with a pre-shared key rekey every second while UDP
 # streams run both ways at 3000 datagrams/s each for 15 s. Every datagram must arrive exactly
 # once, at least 10 rekeys must complete on both sides, and a capture of the WAN, read as an

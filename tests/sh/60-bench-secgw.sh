@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# p3-test: alone (it loads the machine or counts every packet under load: nothing runs beside it)
 # perf/bench.sh --suite secgw (p3d against DPDK's ipsec-secgw, perf/secgw/): on a machine
 # without ipsec-secgw it says "skipped" and exits 0, writing nothing; the ESP capture it would
 # feed ipsec-secgw is opened by scapy's own ESP code and matches the P3 capture frame for

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# p3-test: alone (it loads the machine or counts every packet under load: nothing runs beside it)
 # The benchmark harness, smoke-sized (perf/bench.sh --smoke --suite all): every suite runs and
 # writes what an operator reads — the throughput table with a figure for each direction and
 # size, the chart, the rekey suite with nothing lost and its two-p3d part (a rate found, rekeys

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# p3-test: alone (it loads the machine or counts every packet under load: nothing runs beside it)
 # Rekeys and key-array deliveries under load: an iperf3 TCP transfer from host A to host B and
 # one to host C run at the same time for 8 s while the primary rekeys every ~2 s (rekey_wait 2)
 # and the operator forces rekeys (`p3ctl rekey`) and delivers key arrays (`p3ctl keyarray

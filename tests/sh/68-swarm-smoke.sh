@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# p3-test: alone (it loads the machine or counts every packet under load: nothing runs beside it)
 # The swarm suite, smoke-sized (perf/bench.sh --suite swarm --smoke): one real p3d primary and
 # 20 secondaries played by perf/swarm/p3-swarm over a veth, rekey_wait = 5 s, a 7 s window.
 # What a user reads in results.json must say: every secondary came up (p3d logged each control

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# p3-test: alone (it loads the machine or counts every packet under load: nothing runs beside it)
 # Standard interop, pre-shared key: strongSwan with a stock configuration (no ports set, default
 # IKE proposals, ESP aes128gcm16) initiates to a p3d primary whose remote is wire = "esp", and
 # the two carry traffic through child SAs strongSwan rekeys every 5 s.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# p3-test: alone (it loads the machine or counts every packet under load: nothing runs beside it)
 # Standard interop, certificates: strongSwan (no ports set, IKE proposal narrowed by the user to
 # aes256gcm16-prfsha384-ecp384, ESP aes256gcm16) initiates to a p3d primary whose remote is
 # wire = "esp" with key_type AES256, both authenticated by certificates from one CA made here

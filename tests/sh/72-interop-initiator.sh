@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# p3-test: alone (it loads the machine or counts every packet under load: nothing runs beside it)
 # Standard interop, p3d as initiator: a p3d secondary whose remote (strongSwan) is wire = "esp"
 # sets up the session to strongSwan's standard port 500 with a pre-shared key; strongSwan
 # answers with its stock configuration (no ports, default IKE proposals, ESP aes128gcm16). Here
