@@ -122,9 +122,10 @@ bool drop_other_threads(std::string& why) {
 }
 
 // The calling thread as Linux now sees it (libcap-ng may report success for a bounding set it
-// could not empty): "" when it holds exactly `kept` and nothing is left in the bounding set.
-std::string check_self(const std::vector<unsigned>& kept) {
-    for (unsigned long cap = 0; cap < 64; ++cap) {
+// could not empty): "" when it holds exactly `kept` and, when it could empty it (bounds), nothing
+// is left in the bounding set.
+std::string check_self(const std::vector<unsigned>& kept, bool bounds) {
+    for (unsigned long cap = 0; bounds && cap < 64; ++cap) {
         const int in = prctl(PR_CAPBSET_READ, cap, 0, 0, 0);
         if (in < 0) break;
         if (in == 1)
@@ -171,7 +172,7 @@ bool drop_after_start() {
     std::string why;
     if (rc == 0 && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) why = std::string("no_new_privs: ") + std::strerror(errno);
     else if (rc != 0) why = "capng_apply: " + std::to_string(rc) + " (the bounding set needs CAP_SETPCAP)";
-    if (why.empty()) why = check_self(kept);
+    if (why.empty()) why = check_self(kept, had_caps);
     if (why.empty()) {
         g_hdr.version = _LINUX_CAPABILITY_VERSION_3;
         g_hdr.pid = 0;
