@@ -89,31 +89,40 @@ std::vector<pid_t> other_threads() {
 // the next pass). false: why says which thread or step.
 bool drop_other_threads(std::string& why) {
     const int sig = SIGRTMIN + 3;   // unused by p3d and DPDK; glibc keeps the first two
-    struct sigaction sa{}, old{};
+    struct sigaction sa{};
     sa.sa_handler = on_drop_signal;
     sa.sa_flags = SA_RESTART;        // DPDK's threads block in read/recvmsg/accept: resume them
     sigemptyset(&sa.sa_mask);
-    if (sigaction(sig, &sa, &old) != 0) { why = std::string("sigaction: ") + std::strerror(errno); return false; }
+    if (sigaction(sig, &sa, nullptr) != 0) { why = std::string("sigaction: ") + std::strerror(errno); return false; }
     std::set<pid_t> done;
     int sent = 0;
     bool ok = true;
+    // One thread at a time: an answer missing is that thread's.
+    const timespec ms{0, 1000000};
     for (int pass = 0; pass < 8 && ok; ++pass) {
         int fresh = 0;
         for (pid_t t : other_threads()) {
-            if (!done.insert(t).second) continue;
-            if (syscall(SYS_tgkill, getpid(), t, sig) == 0) { ++sent; ++fresh; }
-            else if (errno != ESRCH) { why = "tgkill " + std::to_string(t) + ": " + std::strerror(errno); ok = false; }
-        }
-        // Each thread answers within a scheduling round; 2 s is a thread that never will.
-        const timespec ms{0, 1000000};
-        for (int i = 0; ok && i < 2000 && g_answers.load(std::memory_order_acquire) < sent; ++i) nanosleep(&ms, nullptr);
-        if (g_answers.load(std::memory_order_acquire) < sent) {
-            why = std::to_string(sent - g_answers.load()) + " thread(s) did not answer in 2 s";
-            ok = false;
+            if (!ok || !done.insert(t).second) continue;
+            if (syscall(SYS_tgkill, getpid(), t, sig) != 0) {
+                if (errno != ESRCH) why = "tgkill " + std::to_string(t) + ": " + std::strerror(errno), ok = false;
+                continue;   // ESRCH: it ended before the signal
+            }
+            ++fresh;
+            // Answered within a scheduling round; 2 s is a thread that never will, unless it
+            // ended meanwhile (a telemetry client's thread).
+            int i = 0;
+            while (i < 2000 && g_answers.load(std::memory_order_acquire) == sent) nanosleep(&ms, nullptr), ++i;
+            if (g_answers.load(std::memory_order_acquire) > sent) { ++sent; continue; }
+            const std::string task = "/proc/self/task/" + std::to_string(t);
+            if (access(task.c_str(), F_OK) == 0) why = "thread " + std::to_string(t) + " did not answer in 2 s", ok = false;
+            else ++sent, g_answers.fetch_add(1);   // ended meanwhile: nothing left to drop
         }
         if (fresh == 0) break;
     }
-    sigaction(sig, &old, nullptr);
+    // Ignored from now on, not the default (which ends the process): a thread that did not
+    // answer in time must not take p3d down while it stops in order.
+    sa.sa_handler = SIG_IGN;
+    sigaction(sig, &sa, nullptr);
     if (ok && g_failures.load() != 0) {
         why = std::to_string(g_failures.load()) + " thread(s) could not apply the reduced set";
         ok = false;
