@@ -8,8 +8,8 @@
 //
 // Order of events: EAL -> configuration -> setup credentials and key generator -> ports, pool,
 // tables, sessions -> the control plane and its thread's first published view -> telemetry ->
-// workers on every EAL lcore (the main lcore too), then the control thread (the setup exchange
-// and the control channel) -> wait for SIGINT/SIGTERM -> the control thread says goodbye to
+// privileges dropped (p3d/privileges.hpp) -> workers on every EAL lcore (the main lcore too),
+// then the control thread (the setup exchange and the control channel) -> wait for SIGINT/SIGTERM -> the control thread says goodbye to
 // every peer while the workers still run (a goodbye leaves through worker 0), waits for the
 // answers (at most kStopGrace, 0.5 s), then asks the workers to stop -> stop the control
 // thread, then the workers -> stop and close every port -> rte_eal_cleanup -> exit 0. A second
@@ -55,6 +55,7 @@
 #include "control/setup/ike_auth.hpp"
 #include "dataplane/dataplane.hpp"
 #include "dataplane/telemetry.hpp"
+#include "p3d/privileges.hpp"
 #include "p3d/sd_notify.hpp"
 
 namespace {
@@ -344,7 +345,11 @@ int main(int argc, char** argv) {
     sigaction(SIGHUP, &sa, nullptr);
     std::signal(SIGPIPE, SIG_IGN);
 
-    if (!dp.start() || !ctl.start("p3-ctl")) {
+    // Everything that needs root is done (EAL, ports, admin socket, audit file): down to what
+    // the run time needs, in every thread, before the workers and the control thread run
+    // (p3d/privileges.hpp). A drop that fails stops p3d.
+    const bool dropped = p3::priv::drop_after_start();
+    if (!dropped || !dp.start() || !ctl.start("p3-ctl")) {
         dp.request_stop();
         ctl.stop();
         admin.close();

@@ -9,7 +9,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${P3_BUILD:-$root/build}
 
-# Build: compilers, meson, DPDK 22.11, ipsec-mb 1.3, OpenSSL 3, libconfig++, Catch2 v2.
+# Build: compilers, meson, DPDK 22.11, ipsec-mb 1.3, OpenSSL 3, libconfig++, Catch2 v2,
+# libcap-ng (p3d's privilege drop once started).
 # Fuzzing: clang 14 with its sanitizer/libFuzzer runtime.
 # Tests and tools: scapy + cryptography (independent decoder), tshark/tcpdump (captures),
 # iproute2 (network namespaces), gnuplot (benchmark charts), procps (pgrep/pkill),
@@ -22,7 +23,7 @@ packages=(
   python3 python3-scapy python3-cryptography tshark tcpdump iperf3 nftables conntrack iproute2 iputils-ping ethtool gnuplot-nox procps
   strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins
   libstrongswan-extra-plugins
-  libcli11-dev
+  libcli11-dev libcap-ng-dev
   nlohmann-json3-dev
   dpkg-dev man-db
 )

@@ -114,6 +114,24 @@ in_ns "$ns_ha" ping -n -c 3 -i 0.2 -W 1 10.2.0.2 >/dev/null 2>&1   # every hop l
 reaches 10.2.0.2 || fail "host A does not reach host B (B routes by the pushed subnets)"
 echo "step 1: remote 2 up (table, JSON with admin, drops and control), host B reachable"
 
+# Privileges: once started, every thread of p3d a keeps CAP_CHOWN and CAP_IPC_LOCK only (--no-huge:
+# no physical addresses, so no CAP_SYS_ADMIN), an empty bounding set and no_new_privs. Every
+# step below (rekey, remote add, SIGHUP, reload, config save, audit) runs after that drop.
+want_caps=$(printf '%016x' $(( (1 << 0) | (1 << 14) )))   # CAP_CHOWN 0, CAP_IPC_LOCK 14
+grep -q 'P3-I0016: privileges dropped in every thread: kept ipc_lock (.*), chown (.*); bounding set empty' "$work/a.log" ||
+  fail "no P3-I0016 line naming ipc_lock and chown"
+threads=0
+for t in /proc/"$pid_a"/task/*; do
+  st=$(cat "$t/status" 2>/dev/null) || continue
+  for f in "CapPrm:	$want_caps" "CapEff:	$want_caps" "CapInh:	0000000000000000" "CapBnd:	0000000000000000" \
+           "CapAmb:	0000000000000000" "NoNewPrivs:	1"; do
+    grep -qx "$f" <<<"$st" || fail "thread $(cat "$t/comm"): want '$f', have: $(grep -E '^(Cap|NoNew)' <<<"$st" | tr '\n\t' '  ')"
+  done
+  threads=$((threads + 1))
+done
+[ "$threads" -ge 4 ] || fail "p3d a: only $threads thread(s) seen in /proc/$pid_a/task"
+echo "step 1: privileges of all $threads threads of p3d a: CapEff $want_caps, bounding set empty, no_new_privs"
+
 # ---- 2. A forced rekey, counted.
 rekeys0=$(sfield 2 rekeys)
 ctl a rekey 2 >"$work/rekey.txt" 2>&1 || { cat "$work/rekey.txt"; fail "p3ctl rekey 2: exit $?"; }

@@ -2,7 +2,7 @@
 # The Debian package as an administrator meets it. scripts/package.sh builds it from the tree
 # (reusing $BUILD); its file list has p3d in /usr/sbin, p3ctl, the man pages, the bash
 # completion, the examples in /etc/p3/examples (conffiles; those with keys owner-only), the
-# systemd units; Depends names DPDK's, ipsec-mb's, OpenSSL's and libconfig++'s libraries.
+# systemd units; Depends names DPDK's, ipsec-mb's, OpenSSL's, libconfig++'s and libcap-ng's libraries.
 # Unpacked into a clean root: p3d says its version, p3ctl config check passes every shipped
 # example, systemd-analyze verify passes the units, man renders the pages without a warning,
 # the completion completes p3ctl's commands. Then the unpacked p3d runs as p3d.service runs
@@ -40,7 +40,7 @@ unit=$(grep -oE '\./(usr/)?lib/systemd/system/p3d\.service$' "$work/list") || fa
 grep -qE '/systemd/system/p3d-hugepages\.service$' "$work/list" || fail "package: no p3d-hugepages.service"
 if grep -E '/usr/local|\.psk$|\.key$' "$work/list"; then fail "package: files under /usr/local or key files"; fi
 dpkg-deb -f "$deb" Depends >"$work/depends"
-for lib in librte-eal23 librte-ethdev23 libipsec-mb1 libssl3 'libconfig\+\+9v5' adduser; do
+for lib in librte-eal23 librte-ethdev23 libipsec-mb1 libssl3 'libconfig\+\+9v5' libcap-ng0 adduser; do
   grep -qE "(^|, )$lib( |,|$)" "$work/depends" || fail "Depends lacks $lib: $(cat "$work/depends")"
 done
 dpkg-deb -I "$deb" conffiles >"$work/conffiles" || fail "package: no conffiles"
@@ -140,8 +140,12 @@ prefix=p3t80-$$
 mkdir -p /run/p3
 rt_cleanup() { rm -rf "/run/p3/dpdk/$prefix"; kill "$listener" 2>/dev/null; cleanup; }
 trap rt_cleanup EXIT
+# With the unit's CapabilityBoundingSet= and NoNewPrivileges= (setpriv sets both as systemd does):
+# what the unit grants is enough for p3d to start and to drop its privileges once started.
+bset=$(sed -n 's/^CapabilityBoundingSet=//p' "$r/$unit" | tr 'A-Z' 'a-z' | sed 's/cap_/+/g; s/ /,/g')
+[ -n "$bset" ] || fail "p3d.service has no CapabilityBoundingSet="
 NOTIFY_SOCKET=$work/notify WATCHDOG_USEC=400000 RUNTIME_DIRECTORY=/run/p3 \
-  "$r/usr/sbin/p3d" --no-huge -m 512 --no-pci --file-prefix "$prefix" -l 0 \
+  setpriv --bounding-set "-all,$bset" --no-new-privs "$r/usr/sbin/p3d" --no-huge -m 512 --no-pci --file-prefix "$prefix" -l 0 \
   --vdev net_ring0 --vdev net_null0 -- -c "$work/p3d.conf" -f >"$work/log" 2>&1 &
 pid=$!
 wait_started "unpacked p3d"
@@ -149,6 +153,9 @@ wait_log "$work/notes" "$pid" '^READY=1' 5 "READY=1 on NOTIFY_SOCKET"
 grep -qx 'READY=1|STATUS=primary, 1 worker lcore(s), 1 remote(s)' "$work/notes" ||
   fail "READY message: $(grep READY "$work/notes")"
 grep -q 'P3-I0013: told systemd p3d is ready (watchdog 400 ms' "$work/log" || fail "no P3-I0013 line"
+grep -q 'P3-I0016: privileges dropped in every thread: kept ipc_lock (.*), chown (.*); bounding set empty' "$work/log" ||
+  fail "no P3-I0016 line under the unit's bounding set: $(grep -E 'P3-.001[6-9]' "$work/log")"
+grep -qx 'CapBnd:	0000000000000000' "/proc/$pid/status" || fail "bounding set not empty: $(grep CapBnd "/proc/$pid/status")"
 # From a shell (no RUNTIME_DIRECTORY), as an administrator types it.
 env -u RUNTIME_DIRECTORY "$r/usr/bin/p3ctl" stats --prefix "$prefix" >"$work/stats" 2>&1 ||
   fail "p3ctl stats under RuntimeDirectory=p3: $(cat "$work/stats")"
@@ -163,5 +170,5 @@ wait "$listener"
 w=$(grep -c '^WATCHDOG=1$' "$work/notes")
 [ "$w" -ge 3 ] || fail "$w WATCHDOG=1 in 1.2 s at WATCHDOG_USEC=400000: $(cat "$work/notes")"
 tail -n 1 "$work/notes" | grep -qx 'STOPPING=1|STATUS=stopping' || fail "last message: $(tail -n 1 "$work/notes")"
-echo "ok: READY=1 with STATUS, $w WATCHDOG=1, STOPPING=1; p3ctl stats found /run/p3/dpdk/$prefix"
+echo "ok: under the unit's bounding set: privileges dropped, READY=1 with STATUS, $w WATCHDOG=1, STOPPING=1; p3ctl stats found /run/p3/dpdk/$prefix"
 echo "PASS"
