@@ -60,7 +60,10 @@ grep -q '^next=' "$work/stats.txt" && fail "p3ctl stats sessions prints the pagi
 "$p3ctl" stats --prefix "$prefix" --json sessions |
   "$py" -c 'import json, sys; r = json.load(sys.stdin)["/p3/sessions"]; assert len(r) == int(sys.argv[1]), len(r)' "$N" ||
   fail "p3ctl stats --json sessions: not one object of $N sessions"
-echo "stats: $N of $N sessions"
+"$py" "$ROOT/tests/tools/p3_telemetry.py" "$prefix" /p3/sessions |
+  "$py" -c 'import json, sys; r = json.load(sys.stdin); assert len(r) == int(sys.argv[1]), len(r)' "$N" ||
+  fail "tests/tools/p3_telemetry.py /p3/sessions: not $N sessions"
+echo "stats: $N of $N sessions (p3ctl, p3ctl --json, p3_telemetry.py)"
 
 "$p3ctl" -s "$work/adm.sock" metrics --prefix "$prefix" >"$work/metrics.txt" || fail "p3ctl metrics: exit $?"
 # check_metrics FILE: parsed by prometheus_client's OpenMetrics parser (it refuses a text
