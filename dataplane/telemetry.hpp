@@ -33,9 +33,9 @@ namespace p3::dp {
 
 class Dataplane;
 
-// Entries per page: a session is at most ~500 bytes of JSON (20-digit counters, an IPv6
-// peer), a worker ~1 KiB; a page stays well under the 16 KiB reply.
-inline constexpr unsigned kSessionsPerPage = 24;
+// Entries per page: a session is at most ~600 bytes of JSON (18 members, 20-digit counters,
+// an IPv6 peer), a worker ~1.1 KiB (31 members); a page stays under 12 KiB of the 16 KiB.
+inline constexpr unsigned kSessionsPerPage = 20;
 inline constexpr unsigned kLcoresPerPage = 8;
 
 class Telemetry {

@@ -4,7 +4,8 @@
 // kClientTimeoutMs from accept to the last byte of the answer (then at most 1 s to drain what
 // the client still sends, so the answer is not lost to a reset), one request per connection
 // (Connection: close). GET /metrics (a query string is ignored) answers 200 with the
-// OpenMetrics text, made afresh for each request; any other path 404; a method other than GET
+// OpenMetrics text, made afresh for each request (while p3d is asked, other clients wait: at
+// most the telemetry and admin timeouts); any other path 404; a method other than GET
 // or HEAD 405; a head that is not HTTP 400; a head too large 431.
 //
 // Why our own: the server answers one path to one kind of client. Debian's libmicrohttpd is
