@@ -3,7 +3,8 @@
 # holds) all shown by `p3ctl stats sessions` and `p3ctl metrics`; the OpenMetrics text read
 # back by an independent parser (python3-prometheus-client); `p3ctl metrics --listen` serving
 # it over HTTP to good and malformed requests without dying; the LAN link taken down and up
-# in p3d's namespace, logged (P3-W0214, P3-I0213) and counted (link_changes).
+# in p3d's namespace, logged (P3-W0214, P3-I0213) and counted (link_changes); under journald
+# (JOURNAL_STREAM) the lines as datagrams with P3_REASON and P3_REMOTE.
 #
 #   namespace $ns:  p3d  LAN net_tap0 (interface p3l$$, 10.1.0.1/24)   WAN net_null0
 #   150 remotes 1..150 (no keys: sessions down), admin socket $work/adm.sock
@@ -173,4 +174,44 @@ echo "link: down and up logged (P3-W0214, P3-I0213), lan.link_changes=2"
 
 kill -TERM "$pid"; wait "$pid"; rc=$?; pid=
 [ "$rc" -eq 0 ] || fail "p3d exit status $rc after SIGTERM"
+
+# ---- 4. under journald: stderr is the journal's stream (JOURNAL_STREAM = its device:inode),
+# so lines go as datagrams to the journal socket (here one this test binds) with P3_REASON
+# and P3_REMOTE, and not to stderr.
+sed -n '1,/^remotes = (/p' "$work/p3d.conf" >"$work/j.conf"
+echo '  { id = 7; ip = 4; address = "198.51.100.7"; subnets = [ "10.2.7.0/24" ]; } );' >>"$work/j.conf"
+: >"$work/jlog"
+"$py" - "$work/journal.sock" "$work/journal.txt" <<'PY' &
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+s.settimeout(0.2)
+out, end = open(sys.argv[2], "w"), time.time() + 10
+while time.time() < end:
+    try:
+        d = s.recv(65536).decode()
+    except socket.timeout:
+        continue
+    out.write(d + "--\n"); out.flush()
+    if "P3_REASON=P3-I0001\n" in d:
+        break
+PY
+jrecv=$!
+for _ in $(seq 50); do [ -S "$work/journal.sock" ] && break; sleep 0.1; done
+rm -rf "/var/run/dpdk/$prefix"
+prefix=p3t82j-$$
+exec 3>>"$work/jlog"
+JOURNAL_STREAM=$(stat -c '%d:%i' "$work/jlog") P3_JOURNAL_SOCKET=$work/journal.sock \
+  "$p3d" --no-huge -m 512 --no-pci --file-prefix "$prefix" -l 0 --vdev net_null0 --vdev net_null1 \
+  -- -c "$work/j.conf" -f >/dev/null 2>&3 &
+pid=$!
+exec 3>&-
+wait "$jrecv" || fail "journal receiver"
+kill -TERM "$pid"; wait "$pid"; pid=
+grep -q '^P3_REASON=P3-I0001$' "$work/journal.txt" || fail "no datagram with P3_REASON=P3-I0001: $(cat "$work/journal.txt")"
+grep -q '^MESSAGE=notice P3-I0001: p3d started' "$work/journal.txt" || fail "the start line's MESSAGE"
+grep -B6 '^P3_REMOTE=7$' "$work/journal.txt" | grep -q '^P3_REASON=P3-W0418$' ||
+  fail "remote 7's warning (P3-W0418) without P3_REMOTE=7: $(cat "$work/journal.txt")"
+grep -q 'P3-I0001' "$work/jlog" && fail "lines went to stderr as well as to the journal"
+echo "journal: P3_REASON on every line, P3_REMOTE=7 on remote 7's, nothing on stderr"
 echo "PASS: 82-metrics"
