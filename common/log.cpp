@@ -1,15 +1,34 @@
 // Logging: format once, send to the sinks that are switched on. A mutex keeps lines whole
 // when the main, control and admin threads log at once (never taken on the packet path).
 // Lines a peer can cause are rate-limited per reason (write_peer): one slot per reason code.
+//
+// Under journald: when stderr is the journal's stream (systemd sets JOURNAL_STREAM to its
+// device:inode), the lines meant for stderr go to journald's native socket instead, one
+// datagram each with MESSAGE, PRIORITY, SYSLOG_IDENTIFIER, SYSLOG_FACILITY, P3_REASON and,
+// when the message names a remote ("remote 7"), P3_REMOTE: `journalctl P3_REASON=P3-W0214`.
+// The native protocol (systemd's "Native Journal Protocol": KEY=VALUE lines, the binary form
+// for a value with a newline) is a sendto() on a datagram socket; p3d already speaks
+// sd_notify's the same way (p3d/sd_notify.cpp), so libsystemd is not linked for it. If a send
+// fails, stderr takes over for good (P3-W0014 says so once). P3_JOURNAL_SOCKET names another
+// socket (tests). Syslog and a stderr that is not the journal's are unchanged.
 #include "common/log.hpp"
 
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <syslog.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
 
 #include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cerrno>
 #include <mutex>
+#include <optional>
 
 namespace p3::log {
 
@@ -40,6 +59,8 @@ struct State {
     std::mutex mu;
     Options opts;
     bool syslog_open = false;
+    int journal_fd = -1;          // stderr lines go to journald's native socket instead
+    sockaddr_un journal_addr{};
     Sink sink = nullptr;
     void* sink_ctx = nullptr;
     std::atomic<int> min_level{static_cast<int>(Level::info)};  // read before formatting
@@ -66,6 +87,35 @@ std::string_view level_name(Level level) noexcept {
     return "?";
 }
 
+namespace {
+
+// stderr is journald's stream: JOURNAL_STREAM is "DEV:INODE" of stderr (systemd.exec(5)).
+bool stderr_is_journal() {
+    const char* js = std::getenv("JOURNAL_STREAM");
+    struct stat st {};
+    if (js == nullptr || ::fstat(STDERR_FILENO, &st) != 0) return false;
+    unsigned long long dev = 0, ino = 0;
+    char tail = 0;
+    if (std::sscanf(js, "%llu:%llu%c", &dev, &ino, &tail) != 2) return false;
+    return dev == static_cast<unsigned long long>(st.st_dev) && ino == static_cast<unsigned long long>(st.st_ino);
+}
+
+// The journal socket when stderr lines should go there; s.mu held.
+void open_journal_locked(State& s) {
+    if (s.journal_fd >= 0) ::close(s.journal_fd);
+    s.journal_fd = -1;
+    if (!s.opts.to_stderr || !stderr_is_journal()) return;
+    const char* path = std::getenv("P3_JOURNAL_SOCKET");
+    if (path == nullptr || *path == '\0') path = "/run/systemd/journal/socket";
+    if (std::strlen(path) >= sizeof s.journal_addr.sun_path) return;
+    s.journal_addr = sockaddr_un{};
+    s.journal_addr.sun_family = AF_UNIX;
+    std::strcpy(s.journal_addr.sun_path, path);
+    s.journal_fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+}
+
+}  // namespace
+
 void init(const Options& opts) {
     auto& s = state();
     std::lock_guard lock(s.mu);
@@ -74,6 +124,7 @@ void init(const Options& opts) {
         s.syslog_open = false;
     }
     s.opts = opts;
+    open_journal_locked(s);
     s.min_level.store(static_cast<int>(opts.min_level), std::memory_order_relaxed);
     s.budget.fill(Budget{});  // a new configuration starts with full budgets
     s.pending.store(false, std::memory_order_relaxed);
@@ -101,6 +152,21 @@ void set_time_source(NowMs now) noexcept {
     s.pending.store(false, std::memory_order_relaxed);
 }
 
+std::optional<std::uint32_t> remote_named(std::string_view msg) noexcept {
+    constexpr std::string_view kWord = "remote ";
+    const auto alnum = [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; };
+    for (std::size_t at = msg.find(kWord); at != std::string_view::npos; at = msg.find(kWord, at + 1)) {
+        if (at > 0 && alnum(msg[at - 1])) continue;
+        std::size_t i = at + kWord.size();
+        std::uint64_t v = 0;
+        std::size_t digits = 0;
+        while (i < msg.size() && msg[i] >= '0' && msg[i] <= '9' && digits < 11) v = v * 10 + std::uint64_t(msg[i++] - '0'), ++digits;
+        if (digits == 0 || digits > 10 || v > 0xffffffffull || (i < msg.size() && alnum(msg[i]))) continue;
+        return static_cast<std::uint32_t>(v);
+    }
+    return std::nullopt;
+}
+
 std::string format_line(std::string_view ident, Level level, Reason reason, std::string_view msg) {
     std::string line;
     line.reserve(ident.size() + msg.size() + 32);
@@ -120,13 +186,59 @@ bool enabled(const State& s, Level level) noexcept {
     return static_cast<int>(level) <= s.min_level.load(std::memory_order_relaxed);
 }
 
+// One field of a native journal datagram: KEY=VALUE, or the binary form for a value with
+// a newline (KEY, newline, its length as 64-bit little endian, the bytes, newline).
+void journal_field(std::string& d, std::string_view key, std::string_view value) {
+    d += key;
+    if (value.find('\n') == std::string_view::npos) {
+        d += '=';
+        d += value;
+    } else {
+        d += '\n';
+        std::uint64_t n = value.size();
+        for (int i = 0; i < 8; ++i, n >>= 8) d += static_cast<char>(n & 0xff);
+        d += value;
+    }
+    d += '\n';
+}
+
+// Sends the line to journald; false when the socket refused it. s.mu held.
+bool journal_send_locked(State& s, Level level, Reason reason, const char* msg) {
+    std::string d;
+    d.reserve(std::strlen(msg) + 160);
+    std::string text(level_name(level));
+    text.append(" ").append(reason_code(reason)).append(": ").append(msg);   // as in syslog
+    journal_field(d, "MESSAGE", text);
+    journal_field(d, "PRIORITY", std::to_string(static_cast<int>(level)));
+    journal_field(d, "SYSLOG_FACILITY", "3");   // daemon, as the syslog lines
+    journal_field(d, "SYSLOG_IDENTIFIER", s.opts.ident);
+    journal_field(d, "P3_REASON", reason_code(reason));
+    if (const auto r = remote_named(msg)) journal_field(d, "P3_REMOTE", std::to_string(*r));
+    return ::sendto(s.journal_fd, d.data(), d.size(), MSG_NOSIGNAL, reinterpret_cast<const sockaddr*>(&s.journal_addr),
+                    sizeof s.journal_addr) == static_cast<ssize_t>(d.size());
+}
+
 // Sends one formatted message to the sinks; s.mu held.
 void emit_locked(State& s, Level level, Reason reason, const char* msg) {
     if (s.syslog_open) syslog(static_cast<int>(level), "%s %s: %s", level_name(level).data(), reason_code(reason).data(), msg);
-    if (s.opts.to_stderr || s.sink) {
+    bool to_stderr = s.opts.to_stderr;
+    if (to_stderr && s.journal_fd >= 0) {
+        if (journal_send_locked(s, level, reason, msg)) {
+            to_stderr = false;
+        } else {
+            const int err = errno;
+            ::close(s.journal_fd);
+            s.journal_fd = -1;
+            std::string why = format_line(s.opts.ident, Level::warning, Reason::JOURNAL_FAILED,
+                                          std::string("journald's socket ") + s.journal_addr.sun_path + ": " +
+                                              std::strerror(err) + "; logging to stderr from now on\n");
+            std::fwrite(why.data(), 1, why.size(), stderr);
+        }
+    }
+    if (to_stderr || s.sink) {
         std::string line = format_line(s.opts.ident, level, reason, msg);
         if (s.sink) s.sink(level, reason, line, s.sink_ctx);
-        if (s.opts.to_stderr) {
+        if (to_stderr) {
             line += '\n';
             std::fwrite(line.data(), 1, line.size(), stderr);
         }

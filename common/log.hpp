@@ -1,4 +1,6 @@
-// One logging facility for both planes: syslog (LOG_DAEMON) and, in the foreground, stderr.
+// One logging facility for both planes: syslog (LOG_DAEMON) and, in the foreground, stderr;
+// under journald (stderr is its stream) the stderr lines go to journald's native socket with
+// the fields P3_REASON and P3_REMOTE (log.cpp).
 // Every message carries a reason code (common/reasons/*.def). Not for the packet path:
 // workers count and signal, the control thread logs.
 //
@@ -8,6 +10,7 @@
 
 #include <cstdarg>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -39,6 +42,10 @@ void write(Level level, Reason reason, const char* fmt, ...) noexcept
 std::string format_line(std::string_view ident, Level level, Reason reason, std::string_view msg);
 
 std::string_view level_name(Level level) noexcept;
+
+// The remote a message is about: the number after the first word "remote" ("remote 7 added",
+// "setup with remote 7 (192.0.2.7)"); the journal's P3_REMOTE field.
+std::optional<std::uint32_t> remote_named(std::string_view msg) noexcept;
 
 // Lines a remote peer can cause (one per bad request in a flood) go through write_peer: per
 // reason at most kPeerLinesPerSecond lines in one second; the rest are counted, and one line

@@ -23,6 +23,8 @@
 #include "control/p3ctl/admin_client.hpp"
 #include "control/p3ctl/config_check.hpp"
 #include "control/p3ctl/init.hpp"
+#include "control/p3ctl/metrics.hpp"
+#include "control/p3ctl/metrics_http.hpp"
 #include "control/p3ctl/render.hpp"
 
 #ifndef P3_VERSION
@@ -128,7 +130,7 @@ int cmd_stats(std::string prefix, bool json, const std::vector<std::string>& arg
     }
     const std::string sock = p3::admin::telemetry_socket(prefix);
     std::string reply, error;
-    if (!p3::admin::telemetry_query(sock, cmd, reply, error)) {
+    if (!p3::admin::telemetry_query_all(sock, cmd, reply, error)) {
         std::fprintf(stderr, "p3ctl: stats: no p3d answers with EAL prefix '%s' (%s)\n", prefix.c_str(), error.c_str());
         return 1;
     }
@@ -153,6 +155,37 @@ int cmd_stats(std::string prefix, bool json, const std::vector<std::string>& arg
             k.compare(0, top.size() + 1, top + ".") == 0 ? std::string_view(k).substr(top.size() + 1) : std::string_view(k);
         std::printf("%.*s=%s\n", int(key.size()), key.data(), v.c_str());
     }
+    return 0;
+}
+
+// metrics: OpenMetrics text of telemetry and (when reachable) the admin status, printed once
+// or served over HTTP (control/p3ctl/metrics*.hpp).
+int cmd_metrics(const Globals& g, const std::string& prefix, const std::string& listen) {
+    if (prefix.empty() || prefix.find('/') != std::string::npos) {
+        std::fprintf(stderr, "p3ctl: metrics: usage: p3ctl [-s PATH] [--prefix NAME] metrics [--listen ADDR:PORT]\n");
+        return 2;
+    }
+    const p3::ctl::MetricsSources src{p3::admin::telemetry_socket(prefix), p3::ctl::admin_socket(g.socket, g.prefix)};
+    if (!listen.empty()) {
+        std::string host, port, error;
+        if (!p3::ctl::parse_listen(listen, host, port, error)) {
+            std::fprintf(stderr, "p3ctl: metrics: --listen '%s': %s\n", listen.c_str(), error.c_str());
+            return 2;
+        }
+        return p3::ctl::serve_metrics(listen, [&src] {
+            p3::ctl::MetricsInput in;
+            std::string error;
+            p3::ctl::collect_metrics(src, in, error);
+            return p3::ctl::render_metrics(in);
+        });
+    }
+    p3::ctl::MetricsInput in;
+    std::string error;
+    if (!p3::ctl::collect_metrics(src, in, error)) {
+        std::fprintf(stderr, "p3ctl: metrics: no p3d answers with EAL prefix '%s' (%s)\n", prefix.c_str(), error.c_str());
+        return 1;
+    }
+    std::fputs(p3::ctl::render_metrics(in).c_str(), stdout);
     return 0;
 }
 
@@ -251,6 +284,7 @@ struct Options {
     std::string stats_prefix;
     bool stats_json = false;
     std::vector<std::string> stats_args;
+    std::string listen;   // metrics --listen
     Target t;
     bool regenerate = false;
     std::string since;
@@ -285,7 +319,8 @@ void add_init_verb(CLI::App& app, Options& o) {
     });
 }
 
-// config check|convert, reasons, stats: the verbs that need no admin socket.
+// config check|convert, reasons, stats, metrics: the verbs that need no admin socket
+// (metrics asks it when it may).
 void add_offline_verbs(CLI::App& app, Options& o) {
     auto* config = app.add_subcommand("config", "check or convert a configuration file");
     config->require_subcommand(1);
@@ -310,6 +345,14 @@ void add_offline_verbs(CLI::App& app, Options& o) {
     stats->callback([&o] {
         const std::string prefix = !o.stats_prefix.empty() ? o.stats_prefix : !o.g.prefix.empty() ? o.g.prefix : "rte";
         o.rc = cmd_stats(prefix, o.stats_json || o.g.json, o.stats_args);
+    });
+
+    auto* metrics = app.add_subcommand("metrics", "every counter of a running p3d as OpenMetrics text (Prometheus), "
+                                                  "printed or served over HTTP");
+    metrics->add_option("--listen", o.listen, "serve GET /metrics over HTTP on this address and port")
+        ->type_name("ADDR:PORT");
+    metrics->callback([&o] {
+        o.rc = cmd_metrics(o.g, !o.g.prefix.empty() ? o.g.prefix : "rte", o.listen);
     });
 }
 

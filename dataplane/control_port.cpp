@@ -69,6 +69,7 @@ void ControlPort::housekeeping(std::uint64_t now_ms) {
     dp_.resolver_->poll(now_ms);
     dp_.seq_->poll(dp_.slots(), now_ms);   // static keys: the next sequence block on disk before it is needed
     dp_.pressure_->poll(now_ms);
+    dp_.links_.poll(dp_.ports_, now_ms);
 }
 
 void ControlPort::publish(const ControlCounters& c, std::uint64_t now_ms) {

@@ -124,6 +124,7 @@ public:
     // --- read-only views (any thread) -------------------------------------------------
     const config::Config& config() const noexcept { return cfg_; }
     const PortInfo& port(Side s) const noexcept { return ports_[static_cast<unsigned>(s)]; }
+    const LinkWatch& links() const noexcept { return links_; }   // the ports' link state (ports.hpp)
     const SideAddr& addr(Side s) const noexcept { return addr_[static_cast<unsigned>(s)]; }
     unsigned workers() const noexcept { return static_cast<unsigned>(lcores_.size()); }
     unsigned tx_lanes() const noexcept { return tx_lanes_; }   // lanes this appliance sends on
@@ -186,6 +187,7 @@ private:
     const config::Config& cfg_;
     Options opts_;
     PortInfo ports_[kSides];
+    LinkWatch links_;   // read by the control thread's housekeeping
     SideAddr addr_[kSides];
     rte_mempool* pool_ = nullptr;
     rte_ring* to_control_[kCtlClasses] = {};   // by CtlClass

@@ -6,6 +6,7 @@
 #include <rte_ethdev.h>
 
 #include <algorithm>
+#include <atomic>
 
 #include "common/log.hpp"
 #include "dataplane/limits.hpp"
@@ -31,6 +32,19 @@ bool resolve_port(const config::PortConfig& pc, Side side, std::uint16_t& port_i
     port_id = pc.port_id;
     return true;
 }
+
+namespace {
+
+// Set by DPDK's interrupt thread when a port with LSC interrupts reports a link change: the
+// control thread's next LinkWatch::poll reads the links at once instead of within a second.
+std::atomic<bool> g_lsc_event{false};
+
+int on_lsc(std::uint16_t, rte_eth_event_type, void*, void*) {
+    g_lsc_event.store(true, std::memory_order_relaxed);
+    return 0;
+}
+
+}  // namespace
 
 static std::uint16_t floor_pow2(unsigned v) {
     unsigned p = 1;
@@ -75,6 +89,12 @@ bool setup_port(std::uint16_t port_id, Side side, std::uint16_t rx_queues, std::
     }
     if (info.tx_offload_capa & RTE_ETH_TX_OFFLOAD_MBUF_FAST_FREE)
         conf.txmode.offloads |= RTE_ETH_TX_OFFLOAD_MBUF_FAST_FREE;
+    // Link-state interrupts where the PMD has them (LinkWatch): a change is seen at once.
+    const bool lsc = info.dev_flags != nullptr && (*info.dev_flags & RTE_ETH_DEV_INTR_LSC) != 0;
+    if (lsc) {
+        conf.intr_conf.lsc = 1;
+        rte_eth_dev_callback_register(port_id, RTE_ETH_EVENT_INTR_LSC, on_lsc, nullptr);
+    }
 
     rc = rte_eth_dev_configure(port_id, rx_queues, tx_queues, &conf);
     if (rc != 0) {
@@ -139,10 +159,43 @@ bool setup_port(std::uint16_t port_id, Side side, std::uint16_t rx_queues, std::
 
 void close_port(PortInfo& p) {
     if (!p.started) return;
+    rte_eth_dev_callback_unregister(p.port_id, RTE_ETH_EVENT_INTR_LSC, on_lsc, nullptr);   // -ENOENT when none
     rte_eth_dev_stop(p.port_id);
     rte_eth_dev_close(p.port_id);
     p.started = false;
     P3_LOG_INFO(PORT_CLOSED, "port %u (%s) stopped and closed", p.port_id, p.name.c_str());
+}
+
+void LinkWatch::poll(const PortInfo (&ports)[kSides], std::uint64_t now_ms) noexcept {
+    const bool event = g_lsc_event.exchange(false, std::memory_order_relaxed);
+    if (polled_ && !event && now_ms - last_ms_ < kLinkPollMs) return;
+    polled_ = true;
+    last_ms_ = now_ms;
+    for (unsigned i = 0; i < kSides; ++i) {
+        const PortInfo& p = ports[i];
+        if (!p.started) continue;
+        rte_eth_link l{};
+        if (rte_eth_link_get_nowait(p.port_id, &l) != 0) continue;
+        State& st = state_[i];
+        const bool up = l.link_status == RTE_ETH_LINK_UP;
+        const std::uint32_t speed = up && l.link_speed != RTE_ETH_SPEED_NUM_UNKNOWN ? l.link_speed : 0;
+        const bool first = !st.known.load(std::memory_order_relaxed);
+        if (!first && up == st.up.load(std::memory_order_relaxed) && speed == st.speed.load(std::memory_order_relaxed))
+            continue;
+        st.up.store(up, std::memory_order_relaxed);
+        st.speed.store(speed, std::memory_order_relaxed);
+        st.known.store(true, std::memory_order_relaxed);
+        if (!first) st.changes.store(st.changes.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+        const char* when = first ? " (at start)" : "";
+        if (up)
+            P3_LOG_INFO(PORT_LINK_UP, "%s port %u (%s): link up%s, %u Mbps %s-duplex%s", side_name(static_cast<Side>(i)),
+                        p.port_id, p.name.c_str(), when, speed,
+                        l.link_duplex == RTE_ETH_LINK_FULL_DUPLEX ? "full" : "half",
+                        l.link_autoneg == RTE_ETH_LINK_AUTONEG ? ", autoneg" : "");
+        else
+            P3_LOG_WARN(PORT_LINK_DOWN, "%s port %u (%s): link down%s", side_name(static_cast<Side>(i)), p.port_id,
+                        p.name.c_str(), when);
+    }
 }
 
 }  // namespace p3::dp

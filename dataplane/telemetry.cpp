@@ -5,12 +5,14 @@
 #include <rte_telemetry.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
 #include <optional>
 #include <string>
 
+#include "common/dp_sizes.hpp"
 #include "common/log.hpp"
 #include "common/slots.hpp"
 #include "dataplane/dataplane.hpp"
@@ -110,10 +112,31 @@ int cmd_drops(const char*, const char*, rte_tel_data* d) {
     return 0;
 }
 
-int cmd_lcores(const char*, const char*, rte_tel_data* d) {
+// The first entry a paged command returns: its parameter (empty: 0). false when it is not a
+// decimal number.
+bool page_offset(const char* params, unsigned& offset) {
+    offset = 0;
+    if (params == nullptr || *params == '\0') return true;
+    char* end = nullptr;
+    errno = 0;
+    const unsigned long v = std::strtoul(params, &end, 10);
+    if (*end != '\0' || errno != 0 || v > kMaxSessions || *params < '0' || *params > '9') return false;
+    offset = static_cast<unsigned>(v);
+    return true;
+}
+
+// The last entry of a page that is not the last: where the next one starts.
+void add_next(rte_tel_data* d, unsigned next, unsigned total) {
+    if (next < total) rte_tel_data_add_dict_u64(d, "next", next);
+}
+
+int cmd_lcores(const char*, const char* params, rte_tel_data* d) {
+    unsigned first = 0;
+    if (!page_offset(params, first)) return -1;
     Command cmd(d);
     if (!cmd) return -1;
-    for (unsigned i = 0; i < g_dp->workers(); ++i) {
+    const unsigned end = std::min(g_dp->workers(), first + kLcoresPerPage);
+    for (unsigned i = first; i < end; ++i) {
         const Lcore& L = g_dp->lcore(i);
         rte_tel_data* c = rte_tel_data_alloc();
         if (!c) return -1;
@@ -130,6 +153,7 @@ int cmd_lcores(const char*, const char*, rte_tel_data* d) {
         std::snprintf(key, sizeof key, "worker%u", i);
         rte_tel_data_add_dict_container(d, key, c, 0);
     }
+    add_next(d, end, g_dp->workers());
     return 0;
 }
 
@@ -159,6 +183,11 @@ int cmd_ports(const char*, const char*, rte_tel_data* d) {
             rte_tel_data_add_dict_u64(c, "oerrors", es.oerrors);
             rte_tel_data_add_dict_u64(c, "rx_nombuf", es.rx_nombuf);
         }
+        // The link as the control thread last read it (LinkWatch): up, speed, changes since start.
+        const LinkWatch& lw = g_dp->links();
+        rte_tel_data_add_dict_u64(c, "link_up", lw.up(static_cast<Side>(s)) ? 1 : 0);
+        rte_tel_data_add_dict_u64(c, "link_speed_mbps", lw.speed_mbps(static_cast<Side>(s)));
+        rte_tel_data_add_dict_u64(c, "link_changes", lw.changes(static_cast<Side>(s)));
         const bool lan = s == 0;
         rte_tel_data_add_dict_u64(c, "rx_pkts", g_dp->sum(lan ? &LcoreStats::rx_lan_pkts : &LcoreStats::rx_wan_pkts));
         rte_tel_data_add_dict_u64(c, "rx_bytes", g_dp->sum(lan ? &LcoreStats::rx_lan_bytes : &LcoreStats::rx_wan_bytes));
@@ -203,21 +232,26 @@ void add_session(rte_tel_data* c, const SessionView& s) {
     rte_tel_data_add_dict_u64(c, "tx_max_seq", seq);
 }
 
-int cmd_sessions(const char*, const char*, rte_tel_data* d) {
+int cmd_sessions(const char*, const char* params, rte_tel_data* d) {
+    unsigned first = 0;
+    if (!page_offset(params, first)) return -1;
     Command cmd(d);
     if (!cmd) return -1;
     const SessionsView* v = g_dp->control_port().sessions_view();
     if (!v) return 0;
-    // A telemetry reply is bounded (RTE_TEL_MAX_DICT_ENTRIES): the first ones, then /p3/session.
-    unsigned n = 0;
-    for (const SessionView& s : v->sessions) {
-        if (++n > 200) break;
+    // One page of kSessionsPerPage sessions from the first'th, by session id; "next" when more
+    // follow (a reply is cut at 16 KiB without a word: telemetry.hpp).
+    const unsigned total = static_cast<unsigned>(v->sessions.size());
+    const unsigned end = std::min(total, first + kSessionsPerPage);
+    for (unsigned i = first; i < end; ++i) {
+        const SessionView& s = v->sessions[i];
         rte_tel_data* c = rte_tel_data_alloc();
         if (!c) return -1;
         rte_tel_data_start_dict(c);
         add_session(c, s);
         rte_tel_data_add_dict_container(d, std::to_string(s.remote.raw()).c_str(), c, 0);
     }
+    add_next(d, end, total);
     return 0;
 }
 
@@ -257,9 +291,9 @@ void Telemetry::attach(Dataplane* dp) {
     if (g_registered) return;
     const bool ok = rte_telemetry_register_cmd("/p3/stats", cmd_stats, "p3 totals: lcore counters summed, drops") == 0 &&
                     rte_telemetry_register_cmd("/p3/drops", cmd_drops, "p3 drops by reason") == 0 &&
-                    rte_telemetry_register_cmd("/p3/lcores", cmd_lcores, "p3 per worker lcore counters") == 0 &&
-                    rte_telemetry_register_cmd("/p3/ports", cmd_ports, "p3 LAN and WAN port counters") == 0 &&
-                    rte_telemetry_register_cmd("/p3/sessions", cmd_sessions, "p3 sessions: state and counters") == 0 &&
+                    rte_telemetry_register_cmd("/p3/lcores", cmd_lcores, "p3 per worker lcore counters. Parameter: first worker (paged: next)") == 0 &&
+                    rte_telemetry_register_cmd("/p3/ports", cmd_ports, "p3 LAN and WAN port counters and link state") == 0 &&
+                    rte_telemetry_register_cmd("/p3/sessions", cmd_sessions, "p3 sessions: state and counters. Parameter: first session (paged: next)") == 0 &&
                     rte_telemetry_register_cmd("/p3/session", cmd_session,
                                                "p3 one session. Parameter: remote id") == 0;
     if (!ok) P3_LOG_WARN(DP_TELEMETRY, "some /p3 telemetry commands could not be registered");

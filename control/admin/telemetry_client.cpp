@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
@@ -54,32 +55,123 @@ bool recv_message(int fd, std::string& msg, std::string& error) {
 
 }  // namespace
 
-bool telemetry_query(const std::string& socket_path, const std::string& cmd, std::string& reply,
-                     std::string& error) {
+namespace {
+
+// A connected telemetry socket past its greeting; -1 (error set) when that fails.
+int telemetry_connect(const std::string& socket_path, std::string& error) {
     sockaddr_un sun{};
     if (socket_path.size() >= sizeof sun.sun_path) {
         error = socket_path + ": path too long";
-        return false;
+        return -1;
     }
     sun.sun_family = AF_UNIX;
     std::memcpy(sun.sun_path, socket_path.c_str(), socket_path.size() + 1);
     const int fd = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         error = std::string("socket: ") + std::strerror(errno);
-        return false;
+        return -1;
     }
-    bool ok = false;
-    std::string greeting;
-    if (::connect(fd, reinterpret_cast<const sockaddr*>(&sun), sizeof sun) != 0)
+    std::string greeting;   // {"version": ..., "pid": ..., "max_output_len": ...}
+    if (::connect(fd, reinterpret_cast<const sockaddr*>(&sun), sizeof sun) != 0) {
         error = socket_path + ": " + std::strerror(errno);
-    else if (recv_message(fd, greeting, error)) {   // {"version": ..., "pid": ..., "max_output_len": ...}
-        if (::send(fd, cmd.data(), cmd.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(cmd.size()))
-            error = std::string("send: ") + std::strerror(errno);
-        else
-            ok = recv_message(fd, reply, error);
+    } else if (recv_message(fd, greeting, error)) {
+        return fd;
     }
     ::close(fd);
+    return -1;
+}
+
+// One command on a connected socket (DPDK serves any number, one at a time).
+bool telemetry_ask(int fd, const std::string& cmd, std::string& reply, std::string& error) {
+    if (::send(fd, cmd.data(), cmd.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(cmd.size())) {
+        error = std::string("send: ") + std::strerror(errno);
+        return false;
+    }
+    return recv_message(fd, reply, error);
+}
+
+}  // namespace
+
+bool telemetry_query(const std::string& socket_path, const std::string& cmd, std::string& reply,
+                     std::string& error) {
+    const int fd = telemetry_connect(socket_path, error);
+    if (fd < 0) return false;
+    const bool ok = telemetry_ask(fd, cmd, reply, error);
+    ::close(fd);
     return ok;
+}
+
+namespace {
+
+// Adds one page's members to all (an object); the page's "next" in next (0: none). false with
+// a reason when the page is not {"CMD": {...}} (or {"CMD": null}: a failed command).
+bool merge_page(const std::string& top, const std::string& text, nlohmann::ordered_json& all, std::uint64_t& next,
+                std::string& error) {
+    std::vector<std::pair<std::string, std::string>> check;
+    if (!flatten_json(text, check, error)) return false;   // bounded depth and size before a DOM
+    nlohmann::ordered_json page = nlohmann::ordered_json::parse(text, nullptr, false);
+    next = 0;
+    if (!page.is_object() || page.size() != 1 || !page.contains(top)) {
+        error = "a reply for another command";
+        return false;
+    }
+    nlohmann::ordered_json& body = page[top];
+    if (body.is_null() && all.is_null()) return true;   // the command failed: {"CMD": null} as sent
+    if (!body.is_object()) {
+        error = "a page that is not an object";
+        return false;
+    }
+    if (!all.is_object()) all = nlohmann::ordered_json::object();
+    for (auto& [k, v] : body.items()) {
+        if (k != "next") all[k] = std::move(v);
+        else if (v.is_number_unsigned()) next = v.get<std::uint64_t>();
+        else {
+            error = "a \"next\" that is not a number";
+            return false;
+        }
+    }
+    return true;
+}
+
+}  // namespace
+
+bool telemetry_query_all(const std::string& socket_path, const std::string& cmd, std::string& reply,
+                         std::string& error) {
+    const int fd = telemetry_connect(socket_path, error);
+    if (fd < 0) return false;
+    const std::string top = cmd.substr(0, cmd.find(','));
+    nlohmann::ordered_json all;   // null until a page has members
+    std::uint64_t offset = 0;
+    bool ok = false;
+    for (unsigned page = 0;; ++page) {
+        if (page == kMaxPages) {
+            error = "more than " + std::to_string(kMaxPages) + " pages";
+            break;
+        }
+        std::string text;
+        const std::string ask = page == 0 ? cmd : top + "," + std::to_string(offset);
+        std::uint64_t next = 0;
+        if (!telemetry_ask(fd, ask, text, error)) break;
+        if (!merge_page(top, text, all, next, error)) {
+            error = "reply to " + ask + ": " + error;
+            break;
+        }
+        if (next == 0) {
+            ok = true;
+            break;
+        }
+        if (next <= offset) {
+            error = "reply to " + ask + ": \"next\" does not move forward";
+            break;
+        }
+        offset = next;
+    }
+    ::close(fd);
+    if (!ok) return false;
+    nlohmann::ordered_json out = nlohmann::ordered_json::object();
+    out[top] = std::move(all);
+    reply = out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    return true;
 }
 
 // ---- JSON flattening --------------------------------------------------------------------------

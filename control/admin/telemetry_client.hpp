@@ -28,6 +28,16 @@ std::string telemetry_socket(std::string_view prefix);
 bool telemetry_query(const std::string& socket_path, const std::string& cmd, std::string& reply,
                      std::string& error);
 
+// Like telemetry_query, but follows a paged command (/p3/sessions, /p3/lcores: dataplane/
+// telemetry.hpp) to its end on one connection: while a reply's object has a "next" member,
+// asks again with ",NEXT", and returns one reply {"CMD": {...}} with every page's members
+// (the "next" members left out). A command without pages gives its one reply unchanged. A
+// reply that is not JSON, a "next" that does not move forward, or more than kMaxPages pages
+// is an error, never a partial answer.
+inline constexpr unsigned kMaxPages = 4096;
+bool telemetry_query_all(const std::string& socket_path, const std::string& cmd, std::string& reply,
+                         std::string& error);
+
 inline constexpr unsigned kMaxJsonDepth = 16;
 inline constexpr std::size_t kMaxJsonLeaves = 1u << 16;
 

@@ -21,15 +21,25 @@ def sock_path(prefix):
 
 
 def query(prefix, cmd):
+    """The reply of CMD; a paged one (/p3/sessions, /p3/lcores: a "next" member) followed to its end."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    top = cmd.split(",")[0]
+    merged = None
     try:
         s.connect(sock_path(prefix))
         s.recv(16384)  # greeting
-        s.send(cmd.encode())
-        reply = json.loads(s.recv(1 << 20).decode())
+        ask = cmd
+        while True:
+            s.send(ask.encode())
+            reply = json.loads(s.recv(1 << 20).decode())
+            body = reply.get(top, reply)
+            if not isinstance(body, dict) or "next" not in body:
+                return body if merged is None else {**merged, **(body or {})}
+            nxt = body.pop("next")
+            merged = {**(merged or {}), **body}
+            ask = "%s,%d" % (top, nxt)
     finally:
         s.close()
-    return reply.get(cmd.split(",")[0], reply)
 
 
 def get(d, key):
