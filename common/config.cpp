@@ -201,6 +201,7 @@ Config Config::clone() const {
     c.role = role;
     c.local = local;
     c.dataplane = dataplane;
+    c.cluster = cluster;
     c.groups = groups;
     c.remotes.reserve(remotes.size());
     for (const auto& r : remotes) c.remotes.push_back(r.clone());
@@ -236,7 +237,7 @@ bool same_settings(const Remote& a, const Remote& b) {
 }
 
 bool same_settings(const Config& a, const Config& b) {
-    if (a.role != b.role || !(a.local == b.local) || !(a.dataplane == b.dataplane) ||
+    if (a.role != b.role || !(a.local == b.local) || !(a.dataplane == b.dataplane) || !(a.cluster == b.cluster) ||
         a.groups.size() != b.groups.size() || a.remotes.size() != b.remotes.size())
         return false;
     for (std::size_t i = 0; i < a.groups.size(); ++i)
@@ -474,6 +475,7 @@ std::string to_libconfig(const Config& cfg, bool reveal_secrets) {
     o << "  cluster_state = " << l.cluster_state << ";\n";
     o << "  load_balance = " << l.load_balance << ";\n";
     o << "};\n";
+    if (l.cluster_state) detail::print_cluster(o, cfg.cluster);
 
     const Dataplane& dp = cfg.dataplane;
     o << "dataplane = {\n";

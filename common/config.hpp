@@ -120,8 +120,12 @@ struct Local {
     std::uint16_t port = 5653;        // setup exchange UDP port
     KeyGeneration key_generation = KeyGeneration::software;
     SessionParams defaults;           // the global timers etc.
-    std::uint32_t cluster_state = 0;  // Appendix A: currently unsupported, must be 0
-    std::uint32_t load_balance = 0;   // Appendix A: currently unsupported, must be 0
+    // 1: this appliance is a member of a cluster sharing `address` (docs/cluster.md); the
+    // cluster block applies. 0: it is not, and a cluster block is ignored (warned about).
+    std::uint32_t cluster_state = 0;
+    // 1: control sessions are spread over the active members (needs cluster_state = 1 and a
+    // director, director = "lvs"); 0: the primary holds every control session.
+    std::uint32_t load_balance = 0;
     std::string identity;             // our IKE identity; empty = the address
     // Certificate authentication (PEM files). Pre-shared keys are per remote (Remote::psk_file);
     // a psk_file here (one key for every remote) is refused (P3-E0113).
@@ -134,6 +138,35 @@ struct Local {
     std::vector<Prefix> subnets;
     Admin admin;
     bool operator==(const Local&) const = default;
+};
+
+// The cluster block (docs/cluster.md), read only with local.cluster_state = 1. Every member
+// has the same local.address (the VIP).
+enum class ClusterDirector { lvs, none };
+enum class ClusterRole { primary, backup };
+struct Cluster {
+    std::uint32_t member = 1;          // this member's number, 1..max_members
+    std::uint32_t max_members = 1;     // 1..16: every session has max_members x L lanes
+    // lvs: a director owns the VIP on the wire (no member answers ARP/ND for it, all members
+    // receive and send); none: failover, only the primary answers and sends on the WAN.
+    ClusterDirector director = ClusterDirector::lvs;
+    std::string group = "p3";          // corosync CPG group name
+    std::string key_file;              // 32 random bytes (raw or 64 hex digits), owner-only
+    ClusterRole role = ClusterRole::backup;   // at start; p3ctl cluster promote|demote changes it
+    int line = 0;                      // where the block is (0: none)
+    bool operator==(const Cluster& o) const {
+        return member == o.member && max_members == o.max_members && director == o.director &&
+               group == o.group && key_file == o.key_file && role == o.role;
+    }
+};
+
+// The lanes of one member of a session (docs/cluster.md §Lanes of a member): a session has
+// max_members x per_member lanes and member m sends on (m-1) x per_member .. m x per_member - 1.
+// Outside a cluster: one member, offset 0.
+struct MemberLanes {
+    std::uint32_t offset = 0;          // first lane this member sends on
+    std::uint32_t per_member = 1;      // L
+    std::uint32_t total = 1;           // lanes the session announces
 };
 
 struct PortConfig {
@@ -171,6 +204,7 @@ struct Config {
     Role role = Role::primary;
     Local local;
     Dataplane dataplane;
+    Cluster cluster;                  // meaningful with local.cluster_state = 1
     std::vector<Group> groups;
     std::vector<Remote> remotes;
     std::string source;               // file it came from
@@ -184,10 +218,17 @@ struct Config {
     struct Lines {
         int local = 0, address = 0, certificate = 0, private_key = 0, ca = 0, local_subnets = 0;
         int lan = 0, wan = 0, lan_gateway = 0, wan_gateway = 0, mbufs = 0, rx_queues = 0;
+        int cluster_key = 0;
     } lines;
 
     Config clone() const;
 };
+
+// per_member: the lanes this side sends on (a remote's lanes, or the worker count).
+MemberLanes member_lanes(const Config& cfg, std::uint32_t per_member) noexcept;
+// The cluster key (cluster.key_file): an owner-only key file (common/keyfile.hpp) of 32 bytes,
+// raw or as 64 hex digits (a line end after them is allowed). False with why set otherwise.
+bool read_cluster_key(const std::string& path, SecretBytes& key, std::string& why);
 
 // What p3d would refuse at start, or could not forward with, that loading alone does not
 // find (config_check.cpp): no LAN address, a remote or local subnet off its link without a

@@ -98,6 +98,17 @@ void check_sizes(const Config& cfg, std::vector<Error>& out) {
                            "dataplane.mbufs gives (" + std::to_string(mbufs) + "): raise mbufs or lower rx_queues"});
 }
 
+// A member needs its cluster key to seal and open what it replicates: missing, unreadable
+// or of the wrong length, it is an error here (loading only warns of a file not there yet).
+void check_cluster_key(const Config& cfg, std::vector<Error>& out) {
+    if (!cfg.local.cluster_state || cfg.cluster.key_file.empty()) return;
+    SecretBytes key;
+    std::string why;
+    if (!read_cluster_key(cfg.cluster.key_file, key, why))
+        out.push_back({cfg.source, first(cfg.lines.cluster_key, cfg.cluster.line), Reason::CLUSTER_KEY,
+                       "cluster.key_file " + why});
+}
+
 }  // namespace
 
 std::vector<Error> check_start(const Config& cfg) {
@@ -106,6 +117,7 @@ std::vector<Error> check_start(const Config& cfg) {
     check_wan(cfg, out);
     check_own_lan(cfg, out);
     check_sizes(cfg, out);
+    check_cluster_key(cfg, out);
     return out;
 }
 

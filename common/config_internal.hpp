@@ -10,6 +10,7 @@
 // throws LoadError, caught once at the loader's entry point: the whole file is rejected.
 #pragma once
 
+#include <iosfwd>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -17,6 +18,10 @@
 
 #include "common/config.hpp"
 #include "common/wire_limits.hpp"
+
+namespace libconfig {
+class Setting;
+}
 
 namespace p3::config::detail {
 
@@ -42,7 +47,9 @@ inline constexpr Range lanes{0, 128};
 inline constexpr Range static_lanes{1, 128};
 inline constexpr Range port{1, 65535};
 inline constexpr Range ip_version{4, 6};
-inline constexpr Range unsupported_flag{0, 0};         // cluster_state, load_balance
+inline constexpr Range flag{0, 1};                     // cluster_state, load_balance
+inline constexpr Range max_members{1, 16};
+inline constexpr Range member{1, 16};
 inline constexpr Range remote_id{1, 4294967295LL};
 inline constexpr Range p3_id{1, 4294967295LL};
 inline constexpr Range port_id{0, 65534};              // DPDK port id (RTE_MAX_ETHPORTS bound at start)
@@ -112,6 +119,8 @@ struct Draft {
     int lan_line = 0, wan_line = 0;    // where each port's settings are
     int lan_gateway_line = 0, wan_gateway_line = 0, lan_mtu_line = 0, wan_mtu_line = 0;
     int mbufs_line = 0, rx_queues_line = 0;
+    int cluster_state_line = 0, load_balance_line = 0;
+    int cluster_line = 0, cluster_key_line = 0, cluster_member_line = 0;   // 0: not given
     int last_line = 0;                 // end of file, for "missing" errors
     // Every rekey_packets the file sets, where: finalize() checks each against the AES-GCM bound
     // of the WAN MTU, which the file may give after it.
@@ -128,6 +137,21 @@ struct Draft {
 // a rekey_wait above kRekeyWaitAdvised is warned about here, once for the place it is set
 // (local, a group, a remote); a rekey_packets is noted for finalize().
 void note_session_number(Draft& d, std::string_view key, long long v, int line, const std::string& path);
+
+// The cluster block (config_cluster.cpp): read from the libconfig tree into d (its lines
+// noted), checked against local.cluster_state, the remotes' lanes and wires (finalize calls
+// check_cluster), written back by to_libconfig.
+void read_cluster(Draft& d, const libconfig::Setting& s, const std::string& file);
+void check_cluster(Draft& d);
+void print_cluster(std::ostream& o, const Cluster& c);
+
+// A key file's checks as p3d makes them when it opens the file (config_validate.cpp): link,
+// mode, not regular refused; absent warned about (P3-W0110). psk: also read it as a
+// pre-shared key (length).
+void check_key_file(Draft& d, const std::string& file, const std::string& path, const char* what, int line,
+                    bool psk);
+// A relative path in a file is taken from the file's directory.
+void resolve_path(std::string& path, const std::string& file);
 
 // Resolves and validates (config_validate.cpp); the result replaces d.cfg. Throws LoadError.
 Config finalize(Draft&& d);

@@ -218,9 +218,11 @@ struct Parser {
             else if (v == "2" || v == "hardware") loc.key_generation = KeyGeneration::hardware;
             else bad("key_generation '" + std::string(v) + "' must be 1 (software) or 2 (hardware)");
         } else if (key == "cluster_state") {
-            loc.cluster_state = std::uint32_t(number(v, name, limits::unsupported_flag));
+            loc.cluster_state = std::uint32_t(number(v, name, limits::flag));
+            d.cluster_state_line = line;   // 1 needs a cluster block, which this format has not
         } else if (key == "load_balance") {
-            loc.load_balance = std::uint32_t(number(v, name, limits::unsupported_flag));
+            loc.load_balance = std::uint32_t(number(v, name, limits::flag));
+            d.load_balance_line = line;
         } else if (key == "identity") {
             loc.identity = text(v, name, limits::max_name);
         } else if (key == "psk_file") {

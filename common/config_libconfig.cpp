@@ -172,9 +172,11 @@ struct Reader {
             } else if (key == "admin") {
                 admin(s, loc.admin);
             } else if (key == "cluster_state") {
-                loc.cluster_state = std::uint32_t(integer(s, path, limits::unsupported_flag));
+                loc.cluster_state = std::uint32_t(integer(s, path, limits::flag));
+                d.cluster_state_line = line_of(s);
             } else if (key == "load_balance") {
-                loc.load_balance = std::uint32_t(integer(s, path, limits::unsupported_flag));
+                loc.load_balance = std::uint32_t(integer(s, path, limits::flag));
+                d.load_balance_line = line_of(s);
             } else {
                 unknown(s, "local",
                         "ip, address, port, nat_port, key_generation, identity, certificate, "
@@ -461,8 +463,10 @@ struct Reader {
                 groups(s);
             } else if (key == "remotes") {
                 remotes(s);
+            } else if (key == "cluster") {
+                read_cluster(d, s, file);
             } else {
-                unknown(s, "the file", "role, local, dataplane, groups, remotes");
+                unknown(s, "the file", "role, local, dataplane, cluster, groups, remotes");
             }
         }
     }

@@ -237,6 +237,7 @@ void restart_fields(const Config& a, const Config& b, std::vector<std::string>& 
     check(x.admin == y.admin, "local.admin");
     check(x.cluster_state == y.cluster_state, "local.cluster_state");
     check(x.load_balance == y.load_balance, "local.load_balance");
+    check(a.cluster == b.cluster, "cluster");
     const Dataplane &p = a.dataplane, &q = b.dataplane;
     check(p.lan == q.lan, "dataplane.lan");
     check(p.wan == q.wan, "dataplane.wan");

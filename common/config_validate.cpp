@@ -26,9 +26,7 @@
 
 namespace p3::config::detail {
 
-namespace {
-
-std::string dir_of(const std::string& file) {
+static std::string dir_of(const std::string& file) {
     auto slash = file.rfind('/');
     if (slash == std::string::npos) return "";
     return file.substr(0, slash + 1);
@@ -48,7 +46,7 @@ void resolve_path(std::string& path, const std::string& file) {
 }
 
 // Where remote i was written: a run-time change names its own text (RemoteDraft::file).
-const std::string& file_of(const Draft& d, std::size_t i) {
+static const std::string& file_of(const Draft& d, std::size_t i) {
     return d.remotes[i].file.empty() ? d.file : d.remotes[i].file;
 }
 
@@ -98,6 +96,8 @@ void check_key_file(Draft& d, const std::string& file, const std::string& path, 
         case keyfile::Status::too_short: fail(file, line, Reason::CFG_PSK_SHORT, msg);
     }
 }
+
+namespace {
 
 // An identity as the setup exchange compares it (control/setup make_id + same_id): an IP
 // literal, or the address when empty, is the address; anything else is a name, compared
@@ -507,6 +507,7 @@ Config finalize(Draft&& d) {
     check_groups(d);
     check_remotes(d);
     check_subnets_disjoint(d);
+    check_cluster(d);
     // Where the start checks report; a run-time change's draft knows no lines: the running ones stay.
     Config::Lines& l = d.cfg.lines;
     const std::pair<int*, int> at[] = {{&l.local, d.local_line},       {&l.address, d.address_line},
@@ -514,7 +515,8 @@ Config finalize(Draft&& d) {
                                        {&l.ca, d.ca_line},             {&l.local_subnets, d.local_subnets_line},
                                        {&l.lan, d.lan_line},           {&l.wan, d.wan_line},
                                        {&l.lan_gateway, d.lan_gateway_line}, {&l.wan_gateway, d.wan_gateway_line},
-                                       {&l.mbufs, d.mbufs_line},       {&l.rx_queues, d.rx_queues_line}};
+                                       {&l.mbufs, d.mbufs_line},       {&l.rx_queues, d.rx_queues_line},
+                                       {&l.cluster_key, d.cluster_key_line}};
     for (auto [to, from] : at)
         if (from) *to = from;
     std::stable_sort(d.cfg.warnings.begin(), d.cfg.warnings.end(),

@@ -159,9 +159,11 @@ bool SlotTable::set_next_rx_lanes(SlotId base, std::uint32_t lanes, std::span<co
 // ---- TX keys ------------------------------------------------------------------------------
 
 bool SlotTable::switch_tx(std::uint32_t session, std::uint32_t lanes, std::span<const std::uint8_t> key,
-                          std::span<const std::uint8_t> salt, std::span<std::uint64_t> first_seq_out) {
+                          std::span<const std::uint8_t> salt, std::span<std::uint64_t> first_seq_out,
+                          std::uint32_t first_lane) {
     reclaim();
-    if (session >= sessions_ || lanes == 0 || lanes > lanes_ || first_seq_out.size() < lanes) {
+    if (session >= sessions_ || lanes == 0 || lanes > lanes_ || first_seq_out.size() < lanes ||
+        std::uint64_t(first_lane) + lanes > kMaxLanes) {
         P3_LOG_ERROR(SLOT_ID_CONFLICT, "key slots: session %u: cannot switch %u lanes (table: %u lanes)", session, lanes,
                      lanes_);
         return false;
@@ -175,7 +177,7 @@ bool SlotTable::switch_tx(std::uint32_t session, std::uint32_t lanes, std::span<
             P3_LOG_ERROR(SLOT_ID_CONFLICT, "key slots: session %u lane %u has no key to switch from", session, n);
             break;
         }
-        SecretBytes m = lane_material(key, salt, n);
+        SecretBytes m = lane_material(key, salt, first_lane + n);
         if (m.empty()) break;
         built[n] = build_tx_key(*slot[n], m.span().first(key.size()), m.span().subspan(key.size()));
         if (!built[n]) break;

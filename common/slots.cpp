@@ -327,9 +327,9 @@ bool SlotTable::publish_rx_lanes(SlotId base, std::uint32_t lanes, std::span<con
 }
 
 bool SlotTable::publish_tx_lanes(std::uint32_t lanes, std::span<const std::uint8_t> key,
-                                 std::span<const std::uint8_t> salt, TxParams p) {
+                                 std::span<const std::uint8_t> salt, TxParams p, std::uint32_t first_lane) {
     reclaim();
-    if (lanes == 0 || lanes > lanes_) {
+    if (lanes == 0 || lanes > lanes_ || std::uint64_t(first_lane) + lanes > kMaxLanes) {
         P3_LOG_ERROR(SLOT_ID_CONFLICT, "key slots: session %u: %u lanes, the table has %u", p.session, lanes, lanes_);
         return false;
     }
@@ -338,8 +338,8 @@ bool SlotTable::publish_tx_lanes(std::uint32_t lanes, std::span<const std::uint8
     std::uint32_t n = 0;
     for (; n < lanes; ++n) {
         p.lane = static_cast<std::uint16_t>(n);
-        p.peer_id = peer_base + n;
-        SecretBytes m = lane_material(key, salt, n);
+        p.peer_id = peer_base + first_lane + n;
+        SecretBytes m = lane_material(key, salt, first_lane + n);
         if (m.empty()) break;
         built[n] = build_tx(m.span().first(key.size()), m.span().subspan(key.size()), p);
         if (!built[n]) break;

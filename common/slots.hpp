@@ -439,8 +439,10 @@ public:
     // nothing changes (RX IDs stay reserved, current TX slots stay).
     bool publish_rx_lanes(SlotId base, std::uint32_t lanes, std::span<const std::uint8_t> key,
                           std::span<const std::uint8_t> salt, RxParams p);
+    // first_lane (a cluster member's lanes, docs/cluster.md): TX slot lane n sends as the
+    // session's lane first_lane + n (peer ID p.peer_id + first_lane + n, that lane's key).
     bool publish_tx_lanes(std::uint32_t lanes, std::span<const std::uint8_t> key,
-                          std::span<const std::uint8_t> salt, TxParams p);
+                          std::span<const std::uint8_t> salt, TxParams p, std::uint32_t first_lane = 0);
     // The next keys of RX lanes base..base+lanes-1 from the session's material (set_next_rx
     // per lane), all or nothing.
     bool set_next_rx_lanes(SlotId base, std::uint32_t lanes, std::span<const std::uint8_t> key,
@@ -452,8 +454,10 @@ public:
     // never from a reader), then claims each new key's first sequence unless its worker did.
     // first_seq_out[n] = the first sequence lane n sends under the new key. False (logged):
     // a lane not published, bad key, no memory, first_seq_out too small; nothing changed.
+    // first_lane: as publish_tx_lanes (the slots' keys derive from session lane first_lane + n).
     bool switch_tx(std::uint32_t session, std::uint32_t lanes, std::span<const std::uint8_t> key,
-                   std::span<const std::uint8_t> salt, std::span<std::uint64_t> first_seq_out);
+                   std::span<const std::uint8_t> salt, std::span<std::uint64_t> first_seq_out,
+                   std::uint32_t first_lane = 0);
     // Packets sent under the current key of a lane (TxSlot::packets; 0 without a slot).
     std::uint64_t tx_packets(std::uint32_t session, std::uint16_t lane) const noexcept;
 

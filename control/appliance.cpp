@@ -272,3 +272,18 @@ void Appliance::Driver::start_setup() {
 }
 
 }  // namespace p3::control
+
+namespace p3::control {
+
+bool Appliance::set_cluster_role(config::ClusterRole role) {
+    const bool primary = role == config::ClusterRole::primary;
+    const bool was = dp_.cluster_primary();
+    const bool ok = dp_.set_cluster_role(primary);
+    if (audit_)
+        audit_->write({0, "p3d", primary ? "cluster:promote" : "cluster:demote", "member " +
+                           std::to_string(cfg_.cluster.member),
+                       ok ? std::string(was ? "was primary" : "was backup") : "refused: not a cluster member"});
+    return ok;
+}
+
+}  // namespace p3::control

@@ -99,6 +99,15 @@ public:
     void set_audit(admin::Audit* a) noexcept { audit_ = a; }
     std::uint64_t control_unclaimed() const noexcept { return control_unclaimed_; }
 
+    // Cluster (docs/cluster.md): this member becomes primary or backup (p3ctl cluster
+    // promote|demote). Control thread only. The dataplane takes or leaves the WAN address
+    // (dp::ControlPort::set_cluster_role), the change is logged (P3-I0908) and audited.
+    // false: not a cluster member (local.cluster_state = 0), nothing changed.
+    bool set_cluster_role(config::ClusterRole role);
+    config::ClusterRole cluster_role() const noexcept {
+        return dp_.cluster_primary() ? config::ClusterRole::primary : config::ClusterRole::backup;
+    }
+
 private:
     // The secondary's recovery asks for a new exchange: on the next poll, not from inside the
     // session's timer (the exchange may fail at once and call back into the session).

@@ -25,12 +25,17 @@ dp::LaneKeys lane_keys(const channel::KeyMaterial& k, std::uint32_t lanes, bool 
 
 // ---- the setup engine's sink ------------------------------------------------------------
 
-// The remote's lanes setting (within wire::kMaxLanes), or one per sending worker.
-std::uint32_t DataplanePort::lanes_for(std::uint32_t remote_id) const {
+// This side's lanes of a session with the remote: L = the remote's lanes setting (within
+// wire::kMaxLanes), or one per sending worker; in a cluster the session has max_members x L
+// and this member sends on its L at (member - 1) x L (docs/cluster.md §Lanes of a member).
+config::MemberLanes DataplanePort::member_lanes(std::uint32_t remote_id) const {
+    std::uint32_t per = port_.tx_lanes();
     for (const auto& r : port_.config().remotes)
-        if (r.id == remote_id && r.params.lanes != 0) return std::min(r.params.lanes, wire::kMaxLanes);
-    return port_.tx_lanes();
+        if (r.id == remote_id && r.params.lanes != 0) per = std::min(r.params.lanes, wire::kMaxLanes);
+    return config::member_lanes(port_.config(), per);
 }
+
+std::uint32_t DataplanePort::lanes_for(std::uint32_t remote_id) const { return member_lanes(remote_id).total; }
 
 std::optional<std::uint32_t> DataplanePort::reserve_rx_id(std::uint32_t /*remote_id*/, std::uint32_t peer_lanes) {
     const std::uint32_t width = peer_lanes >= 1 && peer_lanes <= wire::kMaxLanes ? peer_lanes : wire::kMaxLanes;
@@ -68,8 +73,9 @@ bool DataplanePort::install(setup::EstablishedSession&& s) {
     if (peer_lanes == 0 || peer_lanes > width) peer_lanes = width;
     const bool hiding = s.config.params.size_hiding;
     const dp::LaneKeys rx{s.data_rx.key.span(), s.data_rx.salt.span(), peer_lanes, hiding};
-    const std::uint32_t lanes = lanes_for(s.remote_id);   // what we announced or pushed
-    const dp::LaneKeys tx{s.data_tx.key.span(), s.data_tx.salt.span(), lanes, hiding};
+    const config::MemberLanes ml = member_lanes(s.remote_id);
+    const std::uint32_t lanes = ml.total;   // what we announced or pushed; we send on ours of them
+    const dp::LaneKeys tx{s.data_tx.key.span(), s.data_tx.salt.span(), ml.per_member, hiding, true, ml.offset};
     const P3Id rx_id(s.rx_p3_id), tx_id(s.tx_p3_id);
     // Behind a NAT, P3 travels in UDP between the nat_ports (set before install_tx, which
     // builds the outer headers). The primary addresses the secondary where the NAT showed it;
@@ -103,7 +109,7 @@ bool DataplanePort::install(setup::EstablishedSession&& s) {
         return false;
     }
     keylog::write(sid.raw(), s.remote_id, keylog::Dir::rx, rx_id.raw(), peer_lanes, rx.key, rx.salt);
-    keylog::write(sid.raw(), s.remote_id, keylog::Dir::tx, tx_id.raw(), tx.lanes, tx.key, tx.salt);
+    keylog::write(sid.raw(), s.remote_id, keylog::Dir::tx, tx_id.raw(), lanes, tx.key, tx.salt);
     give_back(s.rx_p3_id, peer_lanes);   // the lanes the peer does not use
     ++installed_;
     if (on_up_) on_up_(s, sid, lanes, peer_lanes);

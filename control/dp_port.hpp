@@ -69,6 +69,9 @@ public:
     bool install(setup::EstablishedSession&& s) override;
     std::uint32_t local_lanes() const override { return port_.tx_lanes(); }
     std::uint32_t lanes_for(std::uint32_t remote_id) const override;
+    // The lanes of a session with remote_id: this side's L, and in a cluster the session's
+    // max_members x L and this member's offset (docs/cluster.md §Lanes of a member).
+    config::MemberLanes member_lanes(std::uint32_t remote_id) const;
 
     // ESP remotes (wire = "esp"; dp_port_esp.cpp): one SA per direction through the port's
     // esp_install_rx / esp_install_tx / esp_remove_rx, each written to the key log.

@@ -179,6 +179,10 @@ std::uint64_t ControlPort::tx_last_seq(SessionId sid, std::uint16_t lane) const 
 }
 
 unsigned ControlPort::tx_lanes() const noexcept { return dp_.tx_lanes(); }
+bool ControlPort::set_cluster_role(bool primary) {
+    return dp_.set_cluster_role(primary);
+}
+bool ControlPort::cluster_primary() const noexcept { return dp_.cluster_primary(); }
 
 // ---- sessions ---------------------------------------------------------------------------
 

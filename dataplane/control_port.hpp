@@ -94,6 +94,10 @@ struct LaneKeys {
     std::uint32_t lanes = 1;          // lanes the sender of this direction uses
     bool size_hiding = false;
     bool anti_replay = true;          // inbound only; false only for static keys that ask for it
+    // Outbound only: the session's first lane this side sends on (a cluster member's lanes,
+    // docs/cluster.md §Lanes of a member). Slot lane n sends as session lane lane_offset + n:
+    // P3 ID peer_base + lane_offset + n, key material of that lane.
+    std::uint32_t lane_offset = 0;
 };
 
 // One direction of one standard ESP child SA (RFC 4303, RFC 4106 AES-GCM-16). Read during
@@ -260,6 +264,15 @@ public:
     //       is prepared when it is built; an RX slot accepts packets only from the peer's
     //       address and, encapsulated, its UDP port): call it, then install_rx/install_tx.
     bool set_peer(SessionId sid, const IpAddr& peer, std::uint16_t udp_src, std::uint16_t udp_dst);
+    //   set_cluster_role(primary)
+    //       A cluster member becomes primary or backup (p3ctl cluster promote|demote,
+    //       docs/cluster.md). Failover (director = "none"): a primary answers ARP/ND for the
+    //       WAN address and announces it (gratuitous ARP / unsolicited NA, three times a second
+    //       apart, from the next housekeeping on), a backup drops everything on the WAN
+    //       (cluster_backup). Behind a director the WAN does not change. false (logged): this
+    //       appliance is not a cluster member.
+    bool set_cluster_role(bool primary);
+    bool cluster_primary() const noexcept;
     const config::Config& config() const noexcept;
 
     // ---- remotes (run-time configuration changes) ------------------------------------------

@@ -85,6 +85,7 @@ bool Dataplane::init() {
     if (!setup_lcores(lc)) return false;
     assign_queues();
     assign_lanes();
+    if (!cluster_init()) return false;
     if (!create_handoff(nmbufs)) return false;
     if (!install_remotes()) return false;
     inited_ = true;
@@ -230,6 +231,7 @@ void Dataplane::build_shared() {
     S.idle_backoff_us = dc.idle_backoff_us;
     S.drain_tsc = (rte_get_tsc_hz() + 1000000 - 1) / 1000000 * kTxDrainUs;
     S.stop = &stop_;
+    S.wan_blocked = &wan_blocked_;
     S.add_local(addr_[0].addr);   // the LAN port's own prefix (host bits masked)
     for (const auto& p : cfg_.local.subnets) S.add_local(p);
 }

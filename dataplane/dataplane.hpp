@@ -120,6 +120,13 @@ public:
     bool move_peer(std::uint32_t sid, const PeerMoved& pm, std::uint64_t now_ms);
     std::uint64_t tx_last_seq(std::uint32_t sid, std::uint16_t lane) const noexcept;
     wire::SlotTable& slots() noexcept;
+    // Cluster role (cluster.cpp; docs/cluster.md): primary or backup. With director = "none"
+    // a primary answers ARP/ND for the WAN address and announces it, a backup forwards
+    // nothing on the WAN; behind a director ("lvs") the WAN is the same either way. false
+    // (logged): not a cluster member.
+    bool set_cluster_role(bool primary);
+    bool cluster_primary() const noexcept { return cluster_primary_; }
+    bool wan_blocked() const noexcept { return wan_blocked_.load(std::memory_order_relaxed); }
 
     // --- read-only views (any thread) -------------------------------------------------
     const config::Config& config() const noexcept { return cfg_; }
@@ -173,6 +180,8 @@ private:
     void assign_lanes();
     bool create_handoff(unsigned nmbufs);
     bool install_remotes();
+    bool cluster_init();                      // cluster.cpp, after assign_lanes
+    void apply_cluster_role(bool primary);
     void clear_keys_now(std::uint32_t sid);   // at close: no reader left
     // remotes.cpp
     std::uint32_t free_session(std::uint32_t remote_id) const noexcept;
@@ -210,6 +219,8 @@ private:
     bool keys_create(unsigned lanes);
     void keys_destroy() noexcept;
     std::atomic<bool> stop_{false};
+    std::atomic<bool> wan_blocked_{false};    // a failover backup: nothing on the WAN
+    bool cluster_primary_ = false;
     bool started_ = false, inited_ = false;
     unsigned tx_lanes_ = 0;
     std::uint32_t reasm_bound_ = 0;

@@ -130,11 +130,12 @@ bool Dataplane::install_tx_at(std::uint32_t sid, std::uint32_t peer_base_id, con
     p.seq_limit = seq_limit;
     // Lanes the new keys do not cover must not keep sending under the old ones.
     for (std::uint32_t l = lanes; l < keys_->table->lanes(); ++l) keys_->table->retire_tx(sid, static_cast<std::uint16_t>(l));
-    if (lanes == 0 || !keys_->table->publish_tx_lanes(lanes, k.key, k.salt, p)) {
+    if (lanes == 0 || !keys_->table->publish_tx_lanes(lanes, k.key, k.salt, p, k.lane_offset)) {
         P3_LOG_ERROR(DP_KEYS, "session %u: outbound keys for peer P3 IDs 0x%x..+%u refused", sid, peer_base_id, lanes);
         return false;
     }
     __atomic_store_n(&ses.tx_lanes, static_cast<std::uint16_t>(lanes), __ATOMIC_RELAXED);   // workers read it per run
+    ses.tx_lane_offset = static_cast<std::uint16_t>(k.lane_offset);
     ses.esp = false;
     sessions_->set_state(sid, SessionState::up);
     return true;
@@ -270,13 +271,17 @@ bool Dataplane::switch_tx(std::uint32_t sid, const LaneKeys& k, std::span<std::u
         P3_LOG_ERROR(DP_KEYS, "session %u: outbound keys cannot switch: the session is not up", sid);
         return false;
     }
-    const std::uint32_t lanes = sessions_->get(sid).tx_lanes;
-    if (lanes == 0 || first_seq_out.size() < lanes ||
-        !keys_->table->switch_tx(sid, lanes, k.key, k.salt, first_seq_out)) {
+    const std::uint32_t lanes = sessions_->get(sid).tx_lanes, off = sessions_->get(sid).tx_lane_offset;
+    // Our lanes' first sequences go where the session's lanes are (a cluster member's lie at
+    // its offset); the other members' lanes stay 0: not announced, the receiver learns them.
+    std::uint64_t mine[wire::kMaxLanes] = {};
+    if (lanes == 0 || first_seq_out.size() < off + lanes ||
+        !keys_->table->switch_tx(sid, lanes, k.key, k.salt, std::span<std::uint64_t>(mine, lanes), off)) {
         P3_LOG_ERROR(DP_KEYS, "session %u: outbound key switch on %u lane(s) refused", sid, lanes);
         return false;
     }
-    for (std::size_t l = lanes; l < first_seq_out.size(); ++l) first_seq_out[l] = 0;
+    for (std::size_t l = 0; l < first_seq_out.size(); ++l)
+        first_seq_out[l] = l >= off && l < off + lanes ? mine[l - off] : 0;
     return true;
 }
 
@@ -388,9 +393,13 @@ bool Dataplane::install_static(const config::Remote& r, std::uint32_t sid) {
                 cfg_.source.c_str(), k.line ? k.line : r.line, r.id, kt, k.lanes, k.tx_id, k.rx_id,
                 k.anti_replay ? "" : ", no anti-replay");
     const bool sh = r.params.size_hiding;
-    if (!keys_->table->reserve_rx_at(wire::SlotId(k.rx_id), k.lanes)) {
+    // In a cluster (docs/cluster.md §Lanes of a member) lanes is each member's: the session
+    // has max_members x lanes each way; this member sends on its own, receives on all.
+    const config::MemberLanes ml = config::member_lanes(cfg_, k.lanes);
+    const std::uint32_t rx_lanes = ml.total;
+    if (!keys_->table->reserve_rx_at(wire::SlotId(k.rx_id), rx_lanes)) {
         P3_LOG_ERROR(DP_SESSION, "%s:%d: remote %u: static rx_id 0x%x..+%u cannot be used", cfg_.source.c_str(),
-                     k.line ? k.line : r.line, r.id, k.rx_id, k.lanes);
+                     k.line ? k.line : r.line, r.id, k.rx_id, rx_lanes);
         return false;
     }
     // The keys never change: each start resumes above the key's persisted sequence mark, and
@@ -400,18 +409,24 @@ bool Dataplane::install_static(const config::Remote& r, std::uint32_t sid) {
     if (k.persist_sequence) {
         lease = seq_->open(sid, r.id, k.tx_key.span(), k.tx_salt.span());
         if (!lease) {
-            for (std::uint32_t l = 0; l < k.lanes; ++l) keys_->table->retire_rx(wire::SlotId(k.rx_id).lane(l));
+            for (std::uint32_t l = 0; l < rx_lanes; ++l) keys_->table->retire_rx(wire::SlotId(k.rx_id).lane(l));
             return false;
         }
     }
     const std::uint64_t start = lease ? lease->start_after : 0, limit = lease ? lease->limit : wire::kSeqLast;
-    if (!install_rx(sid, k.rx_id, LaneKeys{k.rx_key.span(), k.rx_salt.span(), k.lanes, sh, k.anti_replay}) ||
-        !install_tx_at(sid, k.tx_id, LaneKeys{k.tx_key.span(), k.tx_salt.span(), k.lanes, sh}, start, limit)) {
+    if (!install_rx(sid, k.rx_id, LaneKeys{k.rx_key.span(), k.rx_salt.span(), rx_lanes, sh, k.anti_replay}) ||
+        !install_tx_at(sid, k.tx_id, LaneKeys{k.tx_key.span(), k.tx_salt.span(), ml.per_member, sh, true, ml.offset},
+                       start, limit)) {
         clear_keys(sid);
-        for (std::uint32_t l = 0; l < k.lanes; ++l) keys_->table->retire_rx(wire::SlotId(k.rx_id).lane(l));
+        for (std::uint32_t l = 0; l < rx_lanes; ++l) keys_->table->retire_rx(wire::SlotId(k.rx_id).lane(l));
         return false;
     }
-    P3_LOG_INFO(DP_STATIC_SESSION, "remote %u: session %u up on static keys, %u lane(s) each way", r.id, sid, k.lanes);
+    if (ml.offset || ml.total != ml.per_member)
+        P3_LOG_INFO(DP_STATIC_SESSION, "remote %u: session %u up on static keys, sending on lanes %u..%u (P3 IDs "
+                    "0x%x..) of %u, receiving on all", r.id, sid, ml.offset, ml.offset + ml.per_member - 1,
+                    k.tx_id + ml.offset, ml.total);
+    else
+        P3_LOG_INFO(DP_STATIC_SESSION, "remote %u: session %u up on static keys, %u lane(s) each way", r.id, sid, k.lanes);
     return true;
 }
 

@@ -90,7 +90,9 @@ rte_mbuf* Resolver::build_ns(rte_mempool* mp, const rte_ether_addr& src_mac, con
     body[24] = 1;   // source link-layer address option
     body[25] = 1;   // 8 bytes
     std::memcpy(body + 26, src_mac.addr_bytes, 6);
-    return build_icmp6(mp, src_mac, dmac, src_ip.bytes.data(), dst, body, sizeof body);
+    // From the unspecified address the option must not be there (RFC 4861 §4.3).
+    const bool unspec = src_ip.bytes == std::array<std::uint8_t, 16>{};
+    return build_icmp6(mp, src_mac, dmac, src_ip.bytes.data(), dst, body, unspec ? 24 : sizeof body);
 }
 
 void Resolver::set_static(Side side, const IpAddr& ip, const rte_ether_addr& mac) {
@@ -145,8 +147,11 @@ void Resolver::transmit(rte_mbuf* m) {
 }
 
 void Resolver::request(Side side, const IpAddr& ip, const rte_ether_addr* dst) {
-    const auto& own = dp_.addr(side).addr.addr;
     const auto& mac = dp_.port(side).mac;
+    // Not answering for our address: ask without it (a zero sender), else the neighbour would
+    // learn the shared address at this member's MAC and bypass the director.
+    IpAddr own = dp_.addr(side).addr.addr;
+    if (!answer_[static_cast<unsigned>(side)]) own.bytes = {};
     rte_mbuf* m = ip.is_v4() ? build_arp_request(dp_.pool(), mac, own, ip, dst) : build_ns(dp_.pool(), mac, own, ip, dst);
     if (!m) {
         stats_.drop(Drop::MBUF_ALLOC);
@@ -269,7 +274,46 @@ void Resolver::on_hold(Side side, rte_mbuf* m, std::uint64_t now_ms) {
     }
 }
 
+void Resolver::announce(Side side) noexcept {
+    announce_left_[static_cast<unsigned>(side)] = kAnnounceCount;
+    announce_next_ms_[static_cast<unsigned>(side)] = 0;
+}
+
+// A gratuitous ARP request (sender = target = our address, broadcast; RFC 5227 §3), or an
+// unsolicited neighbour advertisement to all nodes with Override (RFC 4861 §7.2.6).
+void Resolver::send_announce(Side side) {
+    const IpAddr& own = dp_.addr(side).addr.addr;
+    const auto& mac = dp_.port(side).mac;
+    rte_mbuf* m;
+    if (own.is_v4()) {
+        m = build_arp_request(dp_.pool(), mac, own, own);
+    } else {
+        static const std::uint8_t all_nodes[16] = {0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+        std::uint8_t body[32] = {136, 0};
+        body[4] = 0x20;   // Override
+        std::memcpy(body + 8, own.bytes.data(), 16);
+        body[24] = 2;     // target link-layer address option
+        body[25] = 1;
+        std::memcpy(body + 26, mac.addr_bytes, 6);
+        m = build_icmp6(dp_.pool(), mac, rte_ether_addr{{0x33, 0x33, 0, 0, 0, 1}}, own.bytes.data(), all_nodes, body,
+                        sizeof body);
+    }
+    if (!m) {
+        stats_.drop(Drop::MBUF_ALLOC);
+        return;
+    }
+    meta(m) = PktMeta{MsgKind::tx_frame, side, 0, 0};
+    ++announced_;
+    transmit(m);
+}
+
 void Resolver::poll(std::uint64_t now_ms) {
+    for (unsigned s = 0; s < kSides; ++s)
+        if (announce_left_[s] && now_ms >= announce_next_ms_[s]) [[unlikely]] {
+            --announce_left_[s];
+            announce_next_ms_[s] = now_ms + kAnnounceIntervalMs;
+            send_announce(static_cast<Side>(s));
+        }
     for (unsigned s = 0; s < kSides; ++s)
         for (auto& c : configured_[s])
             if (now_ms >= c.next_ms) step(static_cast<Side>(s), c, now_ms);
@@ -391,7 +435,7 @@ void Resolver::on_arp(Side side, rte_mbuf* m, std::uint64_t now_ms) {
     // RFC 826 updates an entry we have; it would create one for a request aimed at us, but
     // anyone on the link could then fill the table: entries are made only by our own requests.
     if (sane) learn(side, spa, sha, now_ms);
-    if (op == 1 && for_us && sane) {
+    if (op == 1 && for_us && sane && answer_[static_cast<unsigned>(side)]) {
         const auto& mac = dp_.port(side).mac;
         std::memcpy(p, sha.addr_bytes, 6);
         std::memcpy(p + 6, mac.addr_bytes, 6);
@@ -404,7 +448,8 @@ void Resolver::on_arp(Side side, rte_mbuf* m, std::uint64_t now_ms) {
         transmit(m);
         return;
     }
-    if (!for_us && op == 1) stats_.drop(Drop::NOT_FOR_US);
+    if (op == 1 && for_us && sane) stats_.drop(Drop::CLUSTER_NO_ANSWER);
+    else if (!for_us && op == 1) stats_.drop(Drop::NOT_FOR_US);
     else if (!sane) stats_.drop(Drop::ARP_BAD);
     rte_pktmbuf_free(m);
 }
@@ -449,8 +494,8 @@ void Resolver::on_nd(Side side, rte_mbuf* m, std::uint64_t now_ms) {
         return;
     }
     // Neighbour solicitation.
-    if (target != own.addr.addr) {
-        stats_.drop(Drop::NOT_FOR_US);
+    if (target != own.addr.addr || !answer_[static_cast<unsigned>(side)]) {
+        stats_.drop(target != own.addr.addr ? Drop::NOT_FOR_US : Drop::CLUSTER_NO_ANSWER);
         rte_pktmbuf_free(m);
         return;
     }

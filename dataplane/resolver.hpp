@@ -59,6 +59,19 @@ public:
     void on_nd(Side side, rte_mbuf* m, std::uint64_t now_ms);
     void on_hold(Side side, rte_mbuf* m, std::uint64_t now_ms);
     void poll(std::uint64_t now_ms);
+    // Cluster (docs/cluster.md §Realserver mode). answer false: requests for our address on
+    // that side are not answered (a director owns the VIP, or this member is a backup), and
+    // our own requests carry no sender address (0.0.0.0, RFC 5227's probe; IPv6: the
+    // unspecified source), so no neighbour learns the VIP at this member's MAC.
+    void set_answer(Side side, bool answer) noexcept { answer_[static_cast<unsigned>(side)] = answer; }
+    bool answering(Side side) const noexcept { return answer_[static_cast<unsigned>(side)]; }
+    // Announces our address on that side from the next poll on: kAnnounceCount gratuitous ARP
+    // requests (IPv4) or unsolicited neighbour advertisements (IPv6, Override set),
+    // kAnnounceIntervalMs apart, as keepalived does for a VRRP address it takes.
+    void announce(Side side) noexcept;
+    static constexpr unsigned kAnnounceCount = 3;
+    static constexpr std::uint64_t kAnnounceIntervalMs = 1000;
+    std::uint64_t announced() const noexcept { return announced_; }
     LcoreStats& stats() noexcept { return stats_; }
     const LcoreStats& stats() const noexcept { return stats_; }
 
@@ -104,7 +117,13 @@ private:
     // The pending state of a new next hop, or nullptr when all kMaxPendingNeighbors are busy.
     Pending* make_pending(Side side, const IpAddr& nh);
 
+    void send_announce(Side side);
+
     Dataplane& dp_;
+    bool answer_[kSides] = {true, true};
+    unsigned announce_left_[kSides] = {};
+    std::uint64_t announce_next_ms_[kSides] = {};
+    std::uint64_t announced_ = 0;          // announcements sent (frames)
     std::map<IpAddr, Pending> pending_[kSides];
     std::vector<Configured> configured_[kSides];
     const unsigned held_bound_;            // frames held per side

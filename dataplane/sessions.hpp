@@ -29,6 +29,7 @@ struct alignas(RTE_CACHE_LINE_SIZE) Session {
     std::uint16_t udp_src = 0, udp_dst = 0;
     std::uint32_t id = 0;                // remote id from the configuration
     std::uint16_t tx_lanes = 0;          // lanes we send on (workers read it per run, relaxed)
+    std::uint16_t tx_lane_offset = 0;    // the session lane our TX lane 0 is (a cluster member's)
     // Standard ESP (an outbound ESP SA was installed; set before the session goes up, and
     // kept while it lives): what status shows. Workers do not read it: a slot's kind tells.
     bool esp = false;

@@ -24,6 +24,11 @@ namespace {
 // n frames (bytes in all) to the port; what it does not take is dropped and counted.
 std::uint16_t port_send(Lcore& L, const Dataplane::Shared& S, Side side, rte_mbuf** pkts, std::uint16_t n,
                         std::uint64_t bytes) noexcept {
+    if (side == Side::wan && S.wan_blocked->load(std::memory_order_relaxed)) [[unlikely]] {
+        L.stats.drop(Drop::CLUSTER_BACKUP, n);
+        rte_pktmbuf_free_bulk(pkts, n);
+        return 0;
+    }
     const std::uint16_t sent = rte_eth_tx_burst(S.port_id[static_cast<unsigned>(side)],
                                                 static_cast<std::uint16_t>(L.index), pkts, n);
     if (sent < n) {

@@ -35,6 +35,11 @@ void Dataplane::worker_main(unsigned index) {
             const std::uint16_t n = rte_eth_rx_burst(rq.port, rq.queue, pkts, burst);
             if (n == 0) continue;
             got += n;
+            if (rq.side == Side::wan && S.wan_blocked->load(std::memory_order_relaxed)) [[unlikely]] {
+                L.stats.drop(Drop::CLUSTER_BACKUP, n);
+                rte_pktmbuf_free_bulk(pkts, n);
+                continue;
+            }
             rx_burst(L, S, rq.side, pkts, n);
         }
         // Packets of lanes this worker owns that other workers received (none with one

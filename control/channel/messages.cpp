@@ -285,13 +285,19 @@ ParseError set_scalar(Message& m, std::uint16_t t, const std::uint8_t* v, std::s
         return e;
     }
     case tlv::first_seq: {
-        // One u64 per lane of the sender: 1 .. kMaxLanes entries, each 1 .. 2^62 - 1.
+        // One u64 per lane of the sender: 1 .. kMaxLanes entries, each 1 .. 2^62 - 1, or 0: not
+        // announced (a cluster member announces its own lanes only; the receiver learns the
+        // switch of the others' from the first packet under the next key, docs/cluster.md);
+        // never all of them.
         if (n == 0 || n % 8 != 0 || n / 8 > wire::kMaxLanes) return ParseError::bad_tlv_length;
         m.first_seq.resize(n / 8);
+        bool announced = false;
         for (std::size_t i = 0; i < n / 8; ++i) {
             m.first_seq[i] = be::get64(v + 8 * i);
-            if (m.first_seq[i] == 0 || m.first_seq[i] >= wire::kSeqHardLimit) e = ParseError::bad_value;
+            if (m.first_seq[i] >= wire::kSeqHardLimit) e = ParseError::bad_value;
+            announced |= m.first_seq[i] != 0;
         }
+        if (!announced) e = ParseError::bad_value;
         return e;
     }
     case tlv::dh_share:

@@ -126,7 +126,7 @@ TEST_CASE("channel messages: every message type round-trips through encode and p
     {
         Message& m = add(MsgType::rekey_switch_ack);
         m.epoch = 9;
-        m.first_seq = {1, 2, 3};
+        m.first_seq = {1, 0, 3};   // lane 1 not announced (another cluster member's)
     }
     add(MsgType::rekey_ask).ask_reason = 3;
     add(MsgType::rekey_ask_ack).status = Status::ok;
@@ -263,6 +263,9 @@ TEST_CASE("channel messages: the parser rejects each class of malformed input an
         {"epoch twice", raw(5, {epoch, epoch, seq1}), ParseError::duplicate_tlv},
         {"epoch of 3 bytes", raw(5, {t(tlv::epoch, {0, 0, 1}), seq1}), ParseError::bad_tlv_length},
         {"first_seq 0", raw(5, {epoch, t(tlv::first_seq, {0, 0, 0, 0, 0, 0, 0, 0})}), ParseError::bad_value},
+        // 0 on a lane is "not announced" (another cluster member's lane), but never on all.
+        {"first_seq 0 on both lanes", raw(5, {epoch, t(tlv::first_seq, std::vector<std::uint8_t>(16, 0))}),
+         ParseError::bad_value},
         {"first_seq 2^63", raw(5, {epoch, t(tlv::first_seq, {0x80, 0, 0, 0, 0, 0, 0, 0})}), ParseError::bad_value},
         {"first_seq 2^62 on lane 1",
          raw(6, {epoch, t(tlv::first_seq, {0, 0, 0, 0, 0, 0, 0, 1, 0x40, 0, 0, 0, 0, 0, 0, 0})}), ParseError::bad_value},

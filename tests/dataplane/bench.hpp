@@ -2,6 +2,7 @@
 // or two back to back (see harness.hpp).
 #pragma once
 
+#include <functional>
 #include <memory>
 
 #include "harness.hpp"
@@ -69,7 +70,8 @@ struct Single {
     // inbound inner destinations may be in.
     Single(const std::string& name, const Side& s, std::vector<p3::config::Remote>&& remotes,
            std::vector<unsigned> lcores = {1, 2}, p3::control::Plane* control = nullptr,
-           bool control_thread = true, std::vector<const char*> local_nets = {}, bool spread_lanes = false) {
+           bool control_thread = true, std::vector<const char*> local_nets = {}, bool spread_lanes = false,
+           const std::function<void(p3::config::Config&)>& edit = {}) {
         test_pool();
         static unsigned seq = 0;
         const std::string n = name + std::to_string(seq++);
@@ -80,6 +82,7 @@ struct Single {
         cfg.dataplane.spread_lanes = spread_lanes;
         for (auto& r : remotes) cfg.remotes.push_back(std::move(r));
         for (const char* p : local_nets) cfg.local.subnets.push_back(*p3::Prefix::parse(p));
+        if (edit) edit(cfg);   // settings the arguments do not reach (a cluster)
         p3::dp::Options o;
         o.name = n;
         o.lcores = lcores;

@@ -288,3 +288,83 @@ TEST_CASE("IPv6: the configured LAN gateway is solicited at start and refreshed 
     REQUIRE(out.size() == 1);
     CHECK(out[0] == ours(gw, "fd01::fe"));
 }
+
+// ---- cluster members (docs/cluster.md §Realserver mode) ---------------------------------------
+
+namespace {
+std::function<void(p3::config::Config&)> cluster(p3::config::ClusterDirector d, p3::config::ClusterRole r) {
+    return [d, r](p3::config::Config& c) {
+        c.local.cluster_state = 1;
+        c.cluster.member = 2;
+        c.cluster.max_members = 2;
+        c.cluster.director = d;
+        c.cluster.role = r;
+    };
+}
+// Control passes until the resolver has taken what the worker handed on.
+void settle(Single& a, std::uint64_t now) {
+    for (int i = 0; i < 10; ++i) {
+        control_pass(*a.ctl, now);
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+}
+const Mac kPeer{0x02, 0, 0, 0, 0, 0x77};
+}  // namespace
+
+TEST_CASE("behind a director a member never answers ARP for the VIP and asks without it", "[neighbors][cluster]") {
+    using namespace p3::config;
+    Single a("c", kGwArp, {}, {1, 2}, nullptr, false, {}, false, cluster(ClusterDirector::lvs, ClusterRole::primary));
+    control_pass(*a.ctl, 1000);
+    // Its gateway is asked for from 0.0.0.0: nobody learns the VIP at this member's MAC.
+    auto out = collect(a.wan.tx, 1);
+    REQUIRE(out.size() == 1);
+    CHECK(out[0] == arp_request_from(a.wan_mac, "0.0.0.0", "192.0.2.254"));
+    inject(a.wan.rx[0], arp(1, kBcast, kPeer, "192.0.2.7", Mac{}, "192.0.2.1"));
+    settle(a, 1000);
+    CHECK(collect(a.wan.tx, 0, 200).empty());
+    CHECK(a.drops(Drop::CLUSTER_NO_ANSWER) == 1);
+    // The role does not change that.
+    REQUIRE(a.dp->control_port().set_cluster_role(true));
+    inject(a.wan.rx[0], arp(1, kBcast, kPeer, "192.0.2.7", Mac{}, "192.0.2.1"));
+    settle(a, 2000);
+    for (const auto& f : collect(a.wan.tx, 0, 200))   // the gateway is asked again; never a reply
+        CHECK(f == arp_request_from(a.wan_mac, "0.0.0.0", "192.0.2.254"));
+    CHECK(a.drops(Drop::CLUSTER_NO_ANSWER) == 2);
+}
+
+TEST_CASE("failover: a backup is silent on the WAN; promoted, it announces the VIP and answers", "[neighbors][cluster]") {
+    using namespace p3::config;
+    Single a("f", {"10.1.0.1/24", "192.0.2.1/24", nullptr, "192.0.2.254"}, {}, {1, 2}, nullptr, false, {}, false,
+             cluster(ClusterDirector::none, ClusterRole::backup));
+    // A backup: an ARP request for the VIP, and a packet to send, are dropped.
+    inject(a.wan.rx[0], arp(1, kBcast, kPeer, "192.0.2.7", Mac{}, "192.0.2.1"));
+    REQUIRE(a.dp->send_to_workers(ip_packet("192.0.2.1", "203.0.113.5", 20)));
+    settle(a, 1000);
+    CHECK(collect(a.wan.tx, 0, 200).empty());
+    CHECK(a.drops(Drop::CLUSTER_BACKUP) == 2);
+    // Promoted: three gratuitous ARP requests, a second apart; then requests are answered.
+    REQUIRE(a.dp->control_port().set_cluster_role(true));
+    CHECK(a.dp->control_port().cluster_primary());
+    for (std::uint64_t t = 2000; t <= 4000; t += 1000) control_pass(*a.ctl, t);
+    auto out = collect(a.wan.tx, 3);
+    REQUIRE(out.size() == 3);
+    for (const auto& f : out) CHECK(f == arp_request_from(a.wan_mac, "192.0.2.1", "192.0.2.1"));
+    inject(a.wan.rx[0], arp(1, kBcast, kPeer, "192.0.2.7", Mac{}, "192.0.2.1"));
+    settle(a, 5000);
+    out = collect(a.wan.tx, 1);
+    REQUIRE(out.size() == 1);
+    CHECK(out[0].size() >= 42);
+    CHECK(out[0][21] == 2);   // an ARP reply
+    REQUIRE(a.dp->send_to_workers(ip_packet("192.0.2.1", "203.0.113.5", 20)));
+    CHECK(collect(a.wan.tx, 1).size() == 1);
+    // Demoted again: silent.
+    REQUIRE(a.dp->control_port().set_cluster_role(false));
+    REQUIRE(a.dp->send_to_workers(ip_packet("192.0.2.1", "203.0.113.5", 20)));
+    CHECK(collect(a.wan.tx, 0, 200).empty());
+    CHECK(a.drops(Drop::CLUSTER_BACKUP) == 3);
+}
+
+TEST_CASE("a cluster role change on an appliance that is not a member is refused", "[neighbors][cluster]") {
+    Single a("n", kV4, {});
+    CHECK_FALSE(a.dp->control_port().set_cluster_role(true));
+}
