@@ -14,7 +14,8 @@ build=${P3_BUILD:-$root/build}
 # Tests and tools: scapy + cryptography (independent decoder), tshark/tcpdump (captures),
 # iproute2 (network namespaces), gnuplot (benchmark charts), procps (pgrep/pkill),
 # strongSwan (a standard IKEv2 peer for the interoperability test); dpkg-dev and man-db (the
-# package test builds the .deb and renders its man pages).
+# package test builds the .deb and renders its man pages); corosync (CPG: cluster membership and
+# replication) and keepalived (VRRP failover), run per namespace by the cluster tests.
 packages=(
   g++ meson ninja-build pkg-config
   dpdk dpdk-dev libdpdk-dev libipsec-mb-dev libssl-dev libconfig++-dev catch2 libpcap-dev
@@ -25,6 +26,7 @@ packages=(
   libcli11-dev
   nlohmann-json3-dev
   dpkg-dev man-db
+  corosync libcpg-dev keepalived
 )
 
 missing=()
