@@ -69,7 +69,6 @@ void Engine::joined(std::uint64_t self_origin) {
     P3_LOG_INFO(CLUSTER_JOINED, "cluster: member %u joined the group as %s", cfg_.member,
                 role_name(cfg_.role).data());
     send_hello();
-    send_body(StateRequest{});
 }
 
 void Engine::lost() {
@@ -141,6 +140,9 @@ void Engine::on_message(std::uint64_t origin, const Header& h, Body& b) {
         if (fresh)
             P3_LOG_INFO(CLUSTER_MEMBER_JOINED, "cluster: member %u (%s) joined", h.sender, role_name(p.m.role).data());
         if (fresh || role_changed) tell_members();
+        // A primary seen for the first time (we joined, it joined, or our corosync came back):
+        // ask it for the state. Asking at our own join would be lost when no primary is there yet.
+        if (fresh && hello->role == Role::primary && cfg_.role != Role::primary) send_body(StateRequest{});
     } else if (std::get_if<StateRequest>(&b)) {
         answer_state_request();
     } else if (auto* r = std::get_if<RoleMsg>(&b)) {

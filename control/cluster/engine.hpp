@@ -4,13 +4,15 @@
 // in-memory loopback; p3d and tests/cluster/cpg_probe use corosync CPG (cpg_transport.hpp).
 //
 // The transport calls, on the owner's thread: joined(self) once it is in the group (the
-// engine sends HELLO and STATE_REQUEST: a joiner, or a member back after a leave or a lost
-// corosync, is brought up to date); view(joined, left) on each membership change (HELLO, so a
-// newcomer learns who is there; a member whose transport id left is gone); deliver(origin,
+// engine sends HELLO); view(joined, left) on each membership change (HELLO, so a newcomer
+// learns who is there; a member whose transport id left is gone); deliver(origin,
 // bytes) for each message of the group in agreed order, its own included (ignored); lost()
 // when the transport itself is gone (every other member is then out of view).
 //
-// Who answers a STATE_REQUEST: the primary with every record it holds, and any member with the
+// A member that is not primary sends STATE_REQUEST when it first hears a primary's HELLO: a
+// joiner, a member back after a leave or a lost corosync, or one that was there before the
+// primary, is brought up to date (asking at its own join would go unanswered when the primary
+// joins later). Who answers a STATE_REQUEST: the primary with every record it holds, and any member with the
 // records it published itself (load balancing: each member holds its own control sessions).
 // A record replaces the stored one of the same remote unless its epoch is older.
 //

@@ -222,6 +222,17 @@ TEST_CASE("cluster: three members: join, state to a late joiner, leave, return, 
     for (const Member& m : n2.engine->members()) CHECK(n2.engine->lag_of(m) == std::optional<std::uint64_t>(0));
 }
 
+TEST_CASE("cluster: a member that was there before the primary gets the state when it joins", "[cluster]") {
+    Bus bus;
+    Node n1(bus, 1, Role::primary, 1000, 0x101), n2(bus, 2, Role::backup, 2000, 0x202);
+    n1.engine->publish(record(7, 3));   // before it is in the group: nothing sent
+    bus.join(n2.ep);
+    CHECK(bus.wire.size() == 1);         // n2's HELLO only
+    bus.join(n1.ep);
+    REQUIRE(n2.sink.sessions.count(7));
+    CHECK(n2.sink.sessions[7].epoch == 3);
+}
+
 TEST_CASE("cluster: key material never travels in clear", "[cluster]") {
     Bus bus;
     Node n1(bus, 1, Role::primary, 1000, 0x101), n2(bus, 2, Role::backup, 2000, 0x202);
