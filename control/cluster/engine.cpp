@@ -213,14 +213,22 @@ std::vector<Member> Engine::members() const {
     return out;
 }
 
-std::optional<std::uint64_t> Engine::lag_of(const Member& m) const {
+Engine::Lag Engine::lag_of(const Member& m) const {
+    Lag lag;
     std::optional<std::uint64_t> primary_applied;
     if (cfg_.role == Role::primary) primary_applied = applied_;
     for (const auto& [n, p] : peers_)
         if (p.m.role == Role::primary) primary_applied = p.m.applied;
-    if (!primary_applied) return std::nullopt;
-    if (m.role == Role::primary || m.applied >= *primary_applied) return 0;
-    return *primary_applied - m.applied;
+    if (!primary_applied) return lag;
+    lag.primary_known = true;
+    if (m.role == Role::primary || m.applied >= *primary_applied || *primary_applied == 0) {
+        lag.synced = true;
+        return lag;
+    }
+    lag.messages = *primary_applied - m.applied;
+    lag.synced = m.applied != 0 && lag.messages < kCounterSpan;
+    if (!lag.synced) lag.messages = 0;
+    return lag;
 }
 
 }  // namespace p3::cluster

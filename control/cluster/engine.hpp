@@ -30,6 +30,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -91,9 +92,17 @@ public:
     std::uint8_t member() const noexcept { return cfg_.member; }
     // This member first, then the others by number.
     std::vector<Member> members() const;
-    // Messages of the primary this member has not applied (0 when it is the primary or up to
-    // date; nullopt without a primary in view).
-    std::optional<std::uint64_t> lag_of(const Member& m) const;
+    // How far a member is behind the primary: messages of the primary it has not applied (0
+    // when it is the primary or up to date). Not known without a primary in view; not synced
+    // while the member has applied nothing of this primary's (its counter is from another
+    // primary, or none: a difference of counters would mean nothing).
+    struct Lag {
+        bool primary_known = false;
+        bool synced = false;
+        std::uint64_t messages = 0;
+    };
+    Lag lag_of(const Member& m) const;
+    static constexpr std::uint64_t kCounterSpan = 1ULL << 20;   // one boot second of counters
     const std::map<std::uint32_t, SessionRecord>& sessions() const noexcept { return sessions_; }
     const EngineCounters& counters() const noexcept { return counters_; }
 

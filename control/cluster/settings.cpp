@@ -28,6 +28,40 @@ bool check(const ClusterSettings& s, std::string& why) {
     return true;
 }
 
+bool parse_spec(std::string_view spec, ClusterSettings& out, std::string& why) {
+    ClusterSettings s;
+    s.enabled = true;
+    while (!spec.empty()) {
+        const auto comma = spec.find(',');
+        const std::string_view item = spec.substr(0, comma);
+        spec = comma == std::string_view::npos ? std::string_view() : spec.substr(comma + 1);
+        const auto eq = item.find('=');
+        if (eq == std::string_view::npos) return why = "cluster settings: KEY=VALUE expected", false;
+        const std::string_view k = item.substr(0, eq), v = item.substr(eq + 1);
+        auto number = [&](std::uint8_t& n) {
+            unsigned x = 0;
+            for (char c : v) {
+                if (c < '0' || c > '9' || x > 255) return false;
+                x = x * 10 + static_cast<unsigned>(c - '0');
+            }
+            if (v.empty() || x > 255) return false;
+            n = static_cast<std::uint8_t>(x);
+            return true;
+        };
+        bool ok = true;
+        if (k == "member") ok = number(s.member);
+        else if (k == "max_members") ok = number(s.max_members);
+        else if (k == "group") s.group = v;
+        else if (k == "key_file") s.key_file = v;
+        else if (k == "role" && (v == "primary" || v == "backup")) s.role = v == "primary" ? Role::primary : Role::backup;
+        else ok = false;
+        if (!ok) return why = "cluster settings: bad item '" + std::string(item) + "'", false;
+    }
+    if (!check(s, why)) return false;
+    out = std::move(s);
+    return true;
+}
+
 bool load_key(const std::string& path, SecretBytes& out, std::string& why) {
     keyfile::File f;
     if (keyfile::open(path, f, why) != keyfile::Status::ok) return false;

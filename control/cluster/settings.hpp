@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 #include "common/secret.hpp"
 #include "control/cluster/replica.hpp"
@@ -22,6 +23,11 @@ struct ClusterSettings {
 
 // Checks the numbers and the group name; false with why.
 bool check(const ClusterSettings& s, std::string& why);
+
+// The settings from "member=1,max_members=4,group=p3,key_file=/etc/p3/cluster.key,role=backup"
+// (any subset; enabled when parsed). Until the configuration file has its `cluster` block,
+// p3d reads this from the environment variable P3_CLUSTER (tests only).
+bool parse_spec(std::string_view spec, ClusterSettings& out, std::string& why);
 
 // Reads the cluster key: 32 bytes, raw or as 64 hex digits (a trailing line end allowed).
 bool load_key(const std::string& path, SecretBytes& out, std::string& why);

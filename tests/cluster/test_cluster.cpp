@@ -182,7 +182,16 @@ TEST_CASE("cluster: three members: join, state to a late joiner, leave, return, 
     CHECK(n3->sink.sessions[8].tx_cur == std::vector<std::uint8_t>(r8.tx_cur.span().begin(), r8.tx_cur.span().end()));
     CHECK(n1.sink.numbers() == std::vector<unsigned>{1, 2, 3});
     CHECK(n3->sink.numbers() == std::vector<unsigned>{1, 2, 3});
-    CHECK(n3->engine->lag_of(n3->engine->members().front()) == std::optional<std::uint64_t>(0));
+    const auto lag3 = n3->engine->lag_of(n3->engine->members().front());
+    CHECK((lag3.primary_known && lag3.synced && lag3.messages == 0));
+    // Seen from the primary before member 3's next HELLO: it has applied nothing yet.
+    Member fresh3 = n1.engine->members().back();
+    CHECK(fresh3.number == 3);
+    CHECK_FALSE(n1.engine->lag_of(fresh3).synced);
+    // Two messages behind the primary: counted.
+    fresh3.applied = n1.engine->members().front().applied - 2;
+    CHECK(n1.engine->lag_of(fresh3).synced);
+    CHECK(n1.engine->lag_of(fresh3).messages == 2);
 
     // It leaves: the others see it go (a log line each); a rekey happens while it is away.
     g_lines.clear();
@@ -219,7 +228,10 @@ TEST_CASE("cluster: three members: join, state to a late joiner, leave, return, 
     n1.engine->tick();
     n3->engine->tick();
     bus.run();
-    for (const Member& m : n2.engine->members()) CHECK(n2.engine->lag_of(m) == std::optional<std::uint64_t>(0));
+    for (const Member& m : n2.engine->members()) {
+        const auto lag = n2.engine->lag_of(m);
+        CHECK((lag.synced && lag.messages == 0));
+    }
 }
 
 TEST_CASE("cluster: a member that was there before the primary gets the state when it joins", "[cluster]") {
