@@ -3,6 +3,7 @@
 
 #include <ctime>
 
+#include "common/dp_sizes.hpp"
 #include "common/log.hpp"
 
 namespace p3::cluster {
@@ -20,6 +21,7 @@ const char* refusal_name(Refusal r) {
     case Refusal::body: return "malformed body";
     case Refusal::replay: return "replayed counter";
     case Refusal::member_clash: return "member number held by another member";
+    case Refusal::full: return "a new session beyond the most a dataplane holds";
     case Refusal::count_: break;
     }
     return "?";
@@ -138,7 +140,8 @@ void Engine::on_message(std::uint64_t origin, const Header& h, Body& b) {
         p.m.boot_id = hello->boot_id;
         p.m.applied = hello->applied;
         if (fresh)
-            P3_LOG_INFO(CLUSTER_MEMBER_JOINED, "cluster: member %u (%s) joined", h.sender, role_name(p.m.role).data());
+            P3_PEER_LOG(info, Reason::CLUSTER_MEMBER_JOINED, "cluster: member %u (%s) joined", h.sender,
+                        role_name(p.m.role).data());
         if (fresh || role_changed) tell_members();
         // A primary seen for the first time (we joined, it joined, or our corosync came back):
         // ask it for the state. Asking at our own join would be lost when no primary is there yet.
@@ -148,7 +151,7 @@ void Engine::on_message(std::uint64_t origin, const Header& h, Body& b) {
     } else if (auto* r = std::get_if<RoleMsg>(&b)) {
         if (r->member == h.sender) {   // a member speaks for itself only
             p.m.role = r->role;
-            P3_LOG_INFO(CLUSTER_ROLE, "cluster: member %u is now %s", r->member, role_name(r->role).data());
+            P3_PEER_LOG(info, Reason::CLUSTER_ROLE, "cluster: member %u is now %s", r->member, role_name(r->role).data());
             sink_.on_role(r->member, r->role);
             tell_members();
         } else {
@@ -157,6 +160,7 @@ void Engine::on_message(std::uint64_t origin, const Header& h, Body& b) {
     } else if (auto* s = std::get_if<SessionRecord>(&b)) {
         auto cur = sessions_.find(s->remote_id);
         if (cur != sessions_.end() && cur->second.epoch > s->epoch) return;   // older than ours
+        if (cur == sessions_.end() && sessions_.size() >= dp::kMaxSessions - 1) return refuse(Refusal::full, origin);
         if (p.m.role == Role::primary) applied_ = h.counter;
         ++counters_.sessions_applied;
         own_.erase(s->remote_id);   // another member publishes it now

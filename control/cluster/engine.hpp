@@ -18,7 +18,9 @@
 //
 // Refused messages (counted per Refusal, logged through write_peer): not opening under the
 // cluster key, a counter not above the sender's last one (replay), a member number already
-// held by another transport id, a malformed body. A member's counter starts at its boot time
+// held by another transport id, a malformed body, a new remote beyond the dataplane's session
+// table (kMaxSessions: the records' memory is bounded). Lines a member can cause go through
+// write_peer. A member's counter starts at its boot time
 // (seconds << 20), so a member that restarts continues above its old counters.
 //
 // Lag: each HELLO carries `applied`, the counter of the last SESSION message from the primary

@@ -66,7 +66,7 @@ private:
 };
 
 // Why a message was refused (each counted by the engine).
-enum class Refusal : std::uint8_t { short_message, too_long, version, type, sender, auth, body, replay, member_clash, count_ };
+enum class Refusal : std::uint8_t { short_message, too_long, version, type, sender, auth, body, replay, member_clash, full, count_ };
 
 // The sealed message; empty on an OpenSSL failure.
 std::vector<std::uint8_t> seal(const SealKey& k, const Header& h, std::span<const std::uint8_t> body);

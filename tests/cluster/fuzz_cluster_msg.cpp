@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "common/dp_sizes.hpp"
 #include "control/cluster/engine.hpp"
 
 using namespace p3::cluster;
@@ -72,7 +73,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         auto o = open(key, msg, why);
         if (!o || o->body.size() != rest.size() - 1) std::abort();
         engine.deliver(0x2, msg);
-        if (engine.sessions().size() > 100000) std::abort();
+        if (engine.sessions().size() >= p3::dp::kMaxSessions) std::abort();
         break;
     }
     }

@@ -13,6 +13,7 @@
 #include <memory>
 #include <string>
 
+#include "common/dp_sizes.hpp"
 #include "common/log.hpp"
 #include "control/cluster/engine.hpp"
 #include "control/cluster/settings.hpp"
@@ -344,4 +345,18 @@ TEST_CASE("cluster: a message sealed by an independent implementation opens", "[
     CHECK(s.rx_ids == std::vector<std::uint32_t>{0x107, 0x207});
     CHECK(s.tx_next.empty());
     CHECK(s.tx_switch == 2000);
+}
+
+TEST_CASE("cluster: a member holds at most as many sessions as a dataplane", "[cluster]") {
+    Bus bus;
+    Node n1(bus, 1, Role::primary, 1000, 0x101), n2(bus, 2, Role::backup, 2000, 0x202);
+    bus.join(n1.ep);
+    bus.join(n2.ep);
+    for (std::uint32_t id = 1; id <= p3::dp::kMaxSessions; ++id) n1.engine->publish(record(id, 1));
+    bus.run();
+    CHECK(n2.engine->sessions().size() == p3::dp::kMaxSessions - 1);
+    CHECK(n2.engine->counters().refused[static_cast<int>(Refusal::full)] == 1);
+    n1.engine->publish(record(5, 2));   // an update of a session held is not new: applied
+    bus.run();
+    CHECK(n2.sink.sessions[5].epoch == 2);
 }
