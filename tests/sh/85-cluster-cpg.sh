@@ -10,6 +10,10 @@
 # status shows the members and the sessions it holds, promote reaches the others and is
 # audited; a p3d without a cluster says so and refuses promote.
 #
+#   ns n1: corosync + p3d (member 1)    ns n2: corosync + cpg_probe 2    ns n3: corosync + cpg_probe 3
+#          mgmt0 10.85.0.1                     mgmt0 10.85.0.2                  mgmt0 10.85.0.3
+#             '--------------------------- bridge br$tag ---------------------------'
+#
 # Each corosync runs in its own mount namespace with a private /run (corosync locks
 # /var/run/corosync.pid, a fixed path) and its own state_dir; its IPC (libqb) uses abstract
 # unix sockets, which are per network namespace, so each probe reaches its own corosync.
