@@ -57,6 +57,7 @@ const channel::Session* Appliance::session(RemoteId remote) const {
 void Appliance::start() {
     started_ = true;
     if (setup_) setup_->start();
+    if (cluster_settings_.enabled) cluster_start();
 }
 
 void Appliance::stop() {
@@ -67,6 +68,7 @@ void Appliance::stop() {
     by_sid_.clear();
     remotes_.clear();
     if (setup_) setup_->stop();
+    if (cluster_) cluster_->stop();
     started_ = false;
 }
 
@@ -132,7 +134,9 @@ void Appliance::on_packet(rte_mbuf* m) {
 void Appliance::poll(TimePoint now) {
     if (reload_asked_.exchange(false, std::memory_order_relaxed) && !stopping_) reload_now();
     if (setup_) setup_->poll(now);
-    loop_.run_due();
+    // In a cluster the loop also watches corosync's fd (never waits: zero timeout).
+    if (cluster_) loop_.run_once(Duration::zero());
+    else loop_.run_due();
 }
 
 void Appliance::on_up(const setup::EstablishedSession& s, SessionId sid, std::uint32_t local_lanes,

@@ -59,6 +59,7 @@
 #include "common/config.hpp"
 #include "common/keygen.hpp"
 #include "control/admin/admin_server.hpp"
+#include "control/cluster/node.hpp"
 #include "control/channel/session.hpp"
 #include "control/clock.hpp"
 #include "control/control_thread.hpp"
@@ -107,6 +108,12 @@ public:
     config::ClusterRole cluster_role() const noexcept {
         return dp_.cluster_primary() ? config::ClusterRole::primary : config::ClusterRole::backup;
     }
+    // Cluster (appliance_cluster.cpp, docs/cluster.md): the settings before start(); when
+    // enabled, start() joins the CPG group. on_role: this member's role changed (promote,
+    // demote): the dataplane's role follows it.
+    void set_cluster(const cluster::ClusterSettings& s) { cluster_settings_ = s; }
+    std::function<void(cluster::Role)> on_role;
+    const cluster::Node* cluster() const noexcept { return cluster_.get(); }
 
 private:
     // The secondary's recovery asks for a new exchange: on the next poll, not from inside the
@@ -145,6 +152,9 @@ private:
     admin::Reply session_command(const admin::Request& r, const std::vector<const config::Remote*>& list);
     void shut(RemoteId id);
     void unshut(RemoteId id);
+    // appliance_cluster.cpp
+    void cluster_start();
+    admin::Reply cluster_command(const admin::Request& r, const admin::Caller& who);
     // appliance_config.cpp
     admin::Reply config_command(const admin::Request& r, const admin::Caller& who);
     admin::Reply apply(config::Config next, bool reload);
@@ -160,6 +170,8 @@ private:
     channel::GeneratorKeys keys_;
     DataplanePort port_;
     std::unique_ptr<setup::SetupControlPlane> setup_;
+    cluster::ClusterSettings cluster_settings_;
+    std::unique_ptr<cluster::Node> cluster_;
     bool started_ = false;
     std::map<RemoteId, Remote> remotes_;
     std::map<SessionId, channel::Session*> by_sid_;   // the channel session of a dataplane session

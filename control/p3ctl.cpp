@@ -21,6 +21,7 @@
 #include "common/reasons.hpp"
 #include "control/admin/telemetry_client.hpp"
 #include "control/p3ctl/admin_client.hpp"
+#include "control/p3ctl/cluster.hpp"
 #include "control/p3ctl/config_check.hpp"
 #include "control/p3ctl/init.hpp"
 #include "control/p3ctl/metrics.hpp"
@@ -234,7 +235,7 @@ std::optional<Json> make_target(const char* verb, const Target& t, bool all_allo
     return Json{{"id", *id}};
 }
 
-enum class Show { status, done, audit, diff, saved };
+enum class Show { status, done, audit, diff, saved, cluster };
 
 int run_admin(const Globals& g, const char* verb, const Json& request, Show show) {
     if (!g.socket.empty() && !g.prefix.empty()) {
@@ -257,6 +258,8 @@ int run_admin(const Globals& g, const char* verb, const Json& request, Show show
     else if (show == Show::audit) out = p3::ctl::render_audit(o.result);
     else if (show == Show::diff) out = p3::ctl::render_diff(verb, o.result);
     else if (show == Show::saved) out = p3::ctl::render_saved(o.result);
+    else if (show == Show::cluster && std::string_view(verb) == "cluster status") out = p3::ctl::render_cluster_status(o.result);
+    else if (show == Show::cluster) out = p3::ctl::render_cluster_role(verb, o.result);
     else out = p3::ctl::render_done(verb, o.result);
     std::fputs(out.c_str(), stdout);
     return 0;
@@ -513,6 +516,30 @@ void add_save_verb(CLI::App& app, Options& o) {
     });
 }
 
+// cluster status|promote|demote (docs/cluster.md): promote/demote are what keepalived's
+// notify hooks run.
+void add_cluster_verbs(CLI::App& app, Options& o) {
+    auto* cl = app.add_subcommand("cluster", "the cluster: members and roles; promote or demote this member");
+    cl->require_subcommand(1);
+    struct V {
+        const char* name;
+        const char* help;
+        const char* verb;
+        const char* cmd;
+    };
+    static const V verbs[] = {
+        {"status", "members (role, last heard, replication lag), this member's role, sessions replicated",
+         "cluster status", "cluster.status"},
+        {"promote", "make this member the primary (keepalived: notify_master)", "cluster promote", "cluster.promote"},
+        {"demote", "make this member a backup (keepalived: notify_backup, notify_fault)", "cluster demote",
+         "cluster.demote"},
+    };
+    for (const V& v : verbs)
+        cl->add_subcommand(v.name, v.help)->callback([&o, &v] {
+            o.rc = run_admin(o.g, v.verb, request(v.cmd, nullptr), Show::cluster);
+        });
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -535,6 +562,7 @@ int main(int argc, char** argv) {
     add_change_verbs(app, o);
     add_save_verb(app, o);
     add_init_verb(app, o);
+    add_cluster_verbs(app, o);
     if (argc == 2 && std::strcmp(argv[1], "help") == 0) {
         std::fputs(app.help().c_str(), stdout);
         return 0;

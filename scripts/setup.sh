@@ -16,7 +16,8 @@ build=${P3_BUILD:-$root/build}
 # iproute2 (network namespaces), gnuplot (benchmark charts), procps (pgrep/pkill),
 # strongSwan (a standard IKEv2 peer for the interoperability test); dpkg-dev and man-db (the
 # package test builds the .deb and renders its man pages); python3-prometheus-client (its
-# OpenMetrics parser checks p3ctl metrics).
+# OpenMetrics parser checks p3ctl metrics); corosync (CPG: cluster membership and
+# replication) and keepalived (VRRP failover), run per namespace by the cluster tests.
 packages=(
   g++ meson ninja-build pkg-config
   dpdk dpdk-dev libdpdk-dev libipsec-mb-dev libssl-dev libconfig++-dev catch2 libpcap-dev
@@ -28,6 +29,7 @@ packages=(
   nlohmann-json3-dev
   dpkg-dev man-db
   python3-prometheus-client
+  corosync libcpg-dev keepalived
 )
 
 missing=()

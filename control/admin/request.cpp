@@ -14,7 +14,7 @@ struct CmdName {
     std::string_view name;
     Cmd cmd;
 };
-constexpr std::array<CmdName, 12> kCmds{{{"status", Cmd::status},
+constexpr std::array<CmdName, 15> kCmds{{{"status", Cmd::status},
                                          {"rekey", Cmd::rekey},
                                          {"keyarray.generate", Cmd::keyarray_generate},
                                          {"keyarray.flush", Cmd::keyarray_flush},
@@ -25,7 +25,10 @@ constexpr std::array<CmdName, 12> kCmds{{{"status", Cmd::status},
                                          {"remote.set", Cmd::remote_set},
                                          {"remote.remove", Cmd::remote_remove},
                                          {"reload", Cmd::reload},
-                                         {"config.save", Cmd::config_save}}};
+                                         {"config.save", Cmd::config_save},
+                                         {"cluster.status", Cmd::cluster_status},
+                                         {"cluster.promote", Cmd::cluster_promote},
+                                         {"cluster.demote", Cmd::cluster_demote}}};
 // Verbs of the contract that p3ctl serves itself (from telemetry), not p3d: "unsupported".
 constexpr std::array<std::string_view, 2> kLater{"stats", "metrics"};
 
@@ -142,6 +145,9 @@ std::variant<Request, Error> check_complete(Request& r, const std::string& cmd) 
         break;
     case Cmd::reload:
     case Cmd::config_save:
+    case Cmd::cluster_status:
+    case Cmd::cluster_promote:
+    case Cmd::cluster_demote:
         if (r.target_given) return bad(cmd + ": no target", cmd);
         break;
     default: break;
@@ -157,7 +163,7 @@ std::string_view cmd_name(Cmd c) noexcept {
     return "?";
 }
 
-bool read_only(Cmd c) noexcept { return c == Cmd::status || c == Cmd::audit; }
+bool read_only(Cmd c) noexcept { return c == Cmd::status || c == Cmd::audit || c == Cmd::cluster_status; }
 
 std::string Target::str() const {
     switch (kind) {

@@ -21,7 +21,8 @@ inline constexpr unsigned kMaxDepth = 8;                // nesting of arrays/obj
 
 enum class Cmd {
     status, rekey, keyarray_generate, keyarray_flush, audit,
-    shutdown, start, remote_add, remote_set, remote_remove, reload, config_save
+    shutdown, start, remote_add, remote_set, remote_remove, reload, config_save,
+    cluster_status, cluster_promote, cluster_demote
 };
 std::string_view cmd_name(Cmd c) noexcept;
 // Verbs a viewer may use.

@@ -188,6 +188,14 @@ TEST_CASE("admin request parser: every shape", "[admin]") {
     CHECK(ok(R"({"v":1,"cmd":"config.save","args":{"path":"/etc/p3/p3d.conf"}})").path == "/etc/p3/p3d.conf");
     CHECK(!read_only(Cmd::shutdown));
     CHECK(!read_only(Cmd::config_save));
+    // cluster: status for viewers; promote/demote for the admin group; none takes a target.
+    CHECK(ok(R"({"v":1,"cmd":"cluster.status"})").cmd == Cmd::cluster_status);
+    CHECK(ok(R"({"v":1,"cmd":"cluster.promote"})").cmd == Cmd::cluster_promote);
+    CHECK(ok(R"({"v":1,"cmd":"cluster.demote"})").cmd == Cmd::cluster_demote);
+    CHECK(read_only(Cmd::cluster_status));
+    CHECK(!read_only(Cmd::cluster_promote));
+    CHECK(!read_only(Cmd::cluster_demote));
+    CHECK(err(R"({"v":1,"cmd":"cluster.promote","target":{"id":2}})").kind == ErrorKind::bad_request);
     // ... each with what it needs, and no more.
     CHECK(err(R"({"v":1,"cmd":"shutdown"})").kind == ErrorKind::bad_request);            // never "all" by default
     CHECK(err(R"({"v":1,"cmd":"start"})").kind == ErrorKind::bad_request);

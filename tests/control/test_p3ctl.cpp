@@ -12,6 +12,7 @@
 #include <string>
 
 #include "control/p3ctl/admin_client.hpp"
+#include "control/p3ctl/cluster.hpp"
 #include "control/p3ctl/render.hpp"
 
 using namespace p3::ctl;
@@ -119,6 +120,31 @@ TEST_CASE("p3ctl: durations and the status table", "[p3ctl]") {
     CHECK(render_done("keyarray flush", Json::object()) == "keyarray flush: no session\n");
     CHECK(render_audit(Json::parse(R"({"lines":[{"time":"T","uid":5,"user":"u","cmd":"c","target":"id 1","result":"ok"},3]})")) ==
           "T  u(5)  c  id 1  ok\n-  -(-)  -  -  -\n");
+}
+
+TEST_CASE("p3ctl: cluster status and role changes as printed", "[p3ctl]") {
+    using p3::ctl::Json;
+    const Json st = Json::parse(R"({"cluster":true,"member":1,"role":"backup","group":"p3","in_group":true,
+        "sessions_replicated":3,"members":[{"member":1,"role":"backup","self":true,"last_heard_s":0.0,"lag":0},
+        {"member":2,"role":"primary","self":false,"last_heard_s":0.42,"lag":0},
+        {"member":3,"role":"backup","self":false,"last_heard_s":1.0,"lag":null},
+        {"member":4,"role":"backup","self":false,"last_heard_s":0.1,"lag":null,"synced":false}]})");
+    const std::string out = p3::ctl::render_cluster_status(st);
+    CHECK(out.find("cluster: group p3, this member 1 (backup), 3 sessions replicated\n") == 0);
+    CHECK(out.find("\n1*      backup   (this)      0\n") != std::string::npos);
+    CHECK(out.find("\n2       primary  0.4 s       0\n") != std::string::npos);
+    CHECK(out.find("\n3       backup   1.0 s       -\n") != std::string::npos);
+    CHECK(out.find("\n4       backup   0.1 s       not synced\n") != std::string::npos);
+    Json off = st;
+    off["in_group"] = false;
+    CHECK(p3::ctl::render_cluster_status(off).find("NOT in the group") != std::string::npos);
+    CHECK(p3::ctl::render_cluster_status(Json::parse(R"({"cluster":false,"message":"no cluster here"})")) ==
+          "cluster: no cluster here\n");
+    CHECK(p3::ctl::render_cluster_status(Json::parse("[1]")) == "cluster: -\n");   // never a throw
+    CHECK(p3::ctl::render_cluster_role("cluster promote", Json::parse(R"({"member":2,"role":"primary","changed":true})")) ==
+          "cluster promote: member 2 is now primary\n");
+    CHECK(p3::ctl::render_cluster_role("cluster demote", Json::parse(R"({"member":2,"role":"backup","changed":false})")) ==
+          "cluster demote: member 2 was already backup\n");
 }
 
 TEST_CASE("p3ctl: no p3d at the socket is exit 1 and names the socket", "[p3ctl]") {
