@@ -47,6 +47,7 @@ class Resolver;
 class SeqReserve;
 
 class PressureLog;
+class Capture;
 
 struct Options {
     std::string name = "p3";            // prefix of DPDK object names (unique per instance)
@@ -120,6 +121,8 @@ public:
     bool move_peer(std::uint32_t sid, const PeerMoved& pm, std::uint64_t now_ms);
     std::uint64_t tx_last_seq(std::uint32_t sid, std::uint16_t lane) const noexcept;
     wire::SlotTable& slots() noexcept;
+    // Packet capture (capture.hpp): one at a time, started and drained by the control thread.
+    Capture& capture() noexcept { return *capture_; }
 
     // --- read-only views (any thread) -------------------------------------------------
     const config::Config& config() const noexcept { return cfg_; }
@@ -190,6 +193,7 @@ private:
     rte_mempool* pool_ = nullptr;
     rte_ring* to_control_[kCtlClasses] = {};   // by CtlClass
     std::unique_ptr<PressureLog> pressure_;
+    std::unique_ptr<Capture> capture_;
     rte_ring* to_workers_ = nullptr;
     rte_rcu_qsbr* qsbr_ = nullptr;
     unsigned rcu_readers_ = 0;         // workers + telemetry

@@ -63,6 +63,7 @@ struct Dataplane::Shared {
     std::uint32_t idle_backoff_us = 0;
     std::uint64_t drain_tsc = 0;
     const std::atomic<bool>* stop = nullptr;
+    Capture* capture = nullptr;            // p3ctl capture: armed per side and direction (capture.hpp)
     // This appliance's protected networks (RFC 4301 §5.2: an inbound inner destination must
     // lie in one): the LAN port's prefix and local.subnets, as network/mask words so a check
     // is a few AND-compares per packet without building an address.

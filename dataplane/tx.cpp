@@ -12,6 +12,7 @@
 
 #include <cstring>
 
+#include "dataplane/capture.hpp"
 #include "dataplane/fastpath.hpp"
 #include "dataplane/pkt.hpp"
 
@@ -24,6 +25,8 @@ namespace {
 // n frames (bytes in all) to the port; what it does not take is dropped and counted.
 std::uint16_t port_send(Lcore& L, const Dataplane::Shared& S, Side side, rte_mbuf** pkts, std::uint16_t n,
                         std::uint64_t bytes) noexcept {
+    capture_tap(*S.capture, L.index, side, kCaptureTx, S.port_id[static_cast<unsigned>(side)],
+                static_cast<std::uint16_t>(L.index), pkts, n);
     const std::uint16_t sent = rte_eth_tx_burst(S.port_id[static_cast<unsigned>(side)],
                                                 static_cast<std::uint16_t>(L.index), pkts, n);
     if (sent < n) {
