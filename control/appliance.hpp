@@ -136,6 +136,8 @@ private:
     admin::Reply session_command(const admin::Request& r, const std::vector<const config::Remote*>& list);
     void shut(RemoteId id);
     void unshut(RemoteId id);
+    // appliance_capture.cpp: p3ctl capture (docs/capture.md)
+    admin::Reply capture_command(const admin::Request& r, const admin::Caller& who);
     // appliance_config.cpp
     admin::Reply config_command(const admin::Request& r, const admin::Caller& who);
     admin::Reply apply(config::Config next, bool reload);

@@ -228,6 +228,7 @@ admin::Reply Appliance::handle(const admin::Request& req, const admin::Caller& w
     case admin::Cmd::remote_set:
     case admin::Cmd::remote_remove:
     case admin::Cmd::config_save: return config_command(req, who);
+    case admin::Cmd::capture: return capture_command(req, who);
     default: break;
     }
     auto sel = targets(req.target);
