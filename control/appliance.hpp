@@ -155,6 +155,8 @@ private:
     // appliance_cluster.cpp
     void cluster_start();
     admin::Reply cluster_command(const admin::Request& r, const admin::Caller& who);
+    // appliance_capture.cpp: p3ctl capture (docs/capture.md)
+    admin::Reply capture_command(const admin::Request& r, const admin::Caller& who);
     // appliance_config.cpp
     admin::Reply config_command(const admin::Request& r, const admin::Caller& who);
     admin::Reply apply(config::Config next, bool reload);

@@ -231,6 +231,7 @@ admin::Reply Appliance::handle(const admin::Request& req, const admin::Caller& w
     case admin::Cmd::cluster_status:
     case admin::Cmd::cluster_promote:
     case admin::Cmd::cluster_demote: return cluster_command(req, who);
+    case admin::Cmd::capture: return capture_command(req, who);
     default: break;
     }
     auto sel = targets(req.target);

@@ -21,6 +21,7 @@
 #include "common/reasons.hpp"
 #include "control/admin/telemetry_client.hpp"
 #include "control/p3ctl/admin_client.hpp"
+#include "control/p3ctl/capture.hpp"
 #include "control/p3ctl/cluster.hpp"
 #include "control/p3ctl/config_check.hpp"
 #include "control/p3ctl/init.hpp"
@@ -293,6 +294,7 @@ struct Options {
     std::string since;
     std::vector<std::string> settings;   // remote set: KEY=VALUE...
     p3::ctl::InitOptions init;
+    p3::ctl::CaptureOptions cap;
 };
 
 // init: the installation script (spec §3): asks for what its flags do not give.
@@ -501,6 +503,32 @@ void add_change_verbs(CLI::App& app, Options& o) {
     reload->callback([&o] { o.rc = run_admin(o.g, "reload", request("reload", nullptr), Show::diff); });
 }
 
+// capture: a port's packets into a pcapng file, copied inside p3d (docs/capture.md).
+void add_capture_verb(CLI::App& app, Options& o) {
+    auto* cap = app.add_subcommand("capture", "write a port's packets, as p3d receives and sends them, to a pcapng file");
+    auto& c = o.cap;
+    cap->add_option("--port", c.port, "lan, wan, or a DPDK port id")->required()->type_name("PORT");
+    cap->add_option("--direction", c.direction, "rx, tx or both (default)")
+        ->check(CLI::IsMember({"rx", "tx", "both"}))->type_name("DIR");
+    cap->add_option("-c,--count", c.count, "stop after this many packets")->check(CLI::Range(1.0, 1099511627776.0))->type_name("N");
+    cap->add_option("--duration", c.duration_s, "stop after this many seconds")->check(CLI::Range(1, 604800))->type_name("S");
+    cap->add_option("--snaplen", c.snaplen, "bytes kept of each packet (default 9018)")->check(CLI::Range(64, 65535))->type_name("B");
+    cap->add_option("-w,--write", c.out, "the pcapng file (made 0600), or - for standard output")->required()->type_name("FILE");
+    cap->callback([&o] {
+        if (!o.g.socket.empty() && !o.g.prefix.empty()) {
+            std::fprintf(stderr, "p3ctl: -s and --prefix name the same socket: give one\n");
+            o.rc = p3::ctl::kBadInput;
+            return;
+        }
+        if (o.g.prefix.find('/') != std::string::npos) {
+            std::fprintf(stderr, "p3ctl: --prefix '%s': a name, not a path\n", o.g.prefix.c_str());
+            o.rc = p3::ctl::kBadInput;
+            return;
+        }
+        o.rc = p3::ctl::run_capture(p3::ctl::admin_socket(o.g.socket, o.g.prefix), o.cap, o.g.json);
+    });
+}
+
 void add_save_verb(CLI::App& app, Options& o) {
     CLI::App* config = app.get_subcommand("config");
     auto* save = config->add_subcommand("save", "write p3d's running configuration (default: over its file, kept as FILE.prev)");
@@ -562,6 +590,7 @@ int main(int argc, char** argv) {
     add_change_verbs(app, o);
     add_save_verb(app, o);
     add_init_verb(app, o);
+    add_capture_verb(app, o);
     add_cluster_verbs(app, o);
     if (argc == 2 && std::strcmp(argv[1], "help") == 0) {
         std::fputs(app.help().c_str(), stdout);

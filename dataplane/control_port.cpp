@@ -196,6 +196,9 @@ bool ControlPort::set_peer(SessionId sid, const IpAddr& peer, std::uint16_t udp_
 }
 
 const config::Config& ControlPort::config() const noexcept { return dp_.config(); }
+Capture& ControlPort::capture() noexcept { return dp_.capture(); }
+std::uint16_t ControlPort::port_id(Side s) const noexcept { return dp_.port(s).port_id; }
+const std::string& ControlPort::port_name(Side s) const noexcept { return dp_.port(s).name; }
 
 // ---- remotes ----------------------------------------------------------------------------
 

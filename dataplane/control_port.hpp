@@ -34,6 +34,7 @@
 #include "common/config.hpp"
 #include "common/ids.hpp"
 #include "common/net.hpp"
+#include "dataplane/capture.hpp"
 #include "dataplane/ports.hpp"
 #include "dataplane/sessions.hpp"
 
@@ -299,6 +300,11 @@ public:
     bool set_subnets(SessionId sid, std::span<const Prefix> subnets);
     void set_groups(SessionId sid, std::vector<std::string> groups);
     std::vector<std::pair<std::string, std::uint64_t>> drops() const;
+
+    // ---- packet capture (p3ctl capture; capture.hpp) --------------------------------------
+    Capture& capture() noexcept;
+    std::uint16_t port_id(Side s) const noexcept;
+    const std::string& port_name(Side s) const noexcept;
 
     // ---- published (any thread) ----------------------------------------------------------
     ControlCounters counters() const noexcept;   // a consistent copy (seqlock)

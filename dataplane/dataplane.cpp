@@ -22,6 +22,7 @@
 #include <thread>
 
 #include "common/log.hpp"
+#include "dataplane/capture.hpp"
 #include "dataplane/fastpath.hpp"
 #include "common/slots.hpp"
 #include "dataplane/pressure.hpp"
@@ -232,6 +233,9 @@ void Dataplane::build_shared() {
     S.drain_tsc = (rte_get_tsc_hz() + 1000000 - 1) / 1000000 * kTxDrainUs;
     S.stop = &stop_;
     S.wan_blocked = &wan_blocked_;
+    const std::uint16_t capture_ports[kSides] = {ports_[0].port_id, ports_[1].port_id};
+    capture_ = std::make_unique<Capture>(opts_.name, capture_ports, static_cast<int>(rte_socket_id()));
+    S.capture = capture_.get();
     S.add_local(addr_[0].addr);   // the LAN port's own prefix (host bits masked)
     for (const auto& p : cfg_.local.subnets) S.add_local(p);
 }
@@ -423,6 +427,7 @@ void Dataplane::wait() {
 }
 
 void Dataplane::close() {
+    capture_.reset();   // a capture still running is stopped and its file completed
     for (auto& p : ports_) close_port(p);
     // Frames still queued between the threads.
     for (rte_ring* r : {to_control_[0], to_control_[1], to_control_[2], to_workers_}) {

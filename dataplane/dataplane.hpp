@@ -47,6 +47,7 @@ class Resolver;
 class SeqReserve;
 
 class PressureLog;
+class Capture;
 
 struct Options {
     std::string name = "p3";            // prefix of DPDK object names (unique per instance)
@@ -127,6 +128,8 @@ public:
     bool set_cluster_role(bool primary);
     bool cluster_primary() const noexcept { return cluster_primary_; }
     bool wan_blocked() const noexcept { return wan_blocked_.load(std::memory_order_relaxed); }
+    // Packet capture (capture.hpp): one at a time, started and drained by the control thread.
+    Capture& capture() noexcept { return *capture_; }
 
     // --- read-only views (any thread) -------------------------------------------------
     const config::Config& config() const noexcept { return cfg_; }
@@ -201,6 +204,7 @@ private:
     rte_mempool* pool_ = nullptr;
     rte_ring* to_control_[kCtlClasses] = {};   // by CtlClass
     std::unique_ptr<PressureLog> pressure_;
+    std::unique_ptr<Capture> capture_;
     rte_ring* to_workers_ = nullptr;
     rte_rcu_qsbr* qsbr_ = nullptr;
     unsigned rcu_readers_ = 0;         // workers + telemetry

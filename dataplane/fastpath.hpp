@@ -66,6 +66,7 @@ struct Dataplane::Shared {
     // A failover cluster's backup (dataplane/cluster.cpp): WAN RX bursts and WAN TX batches
     // are dropped (cluster_backup). Read once per burst / batch.
     const std::atomic<bool>* wan_blocked = nullptr;
+    Capture* capture = nullptr;            // p3ctl capture: armed per side and direction (capture.hpp)
     // This appliance's protected networks (RFC 4301 §5.2: an inbound inner destination must
     // lie in one): the LAN port's prefix and local.subnets, as network/mask words so a check
     // is a few AND-compares per packet without building an address.

@@ -12,6 +12,7 @@
 
 #include <cstring>
 
+#include "dataplane/capture.hpp"
 #include "dataplane/fastpath.hpp"
 #include "dataplane/pkt.hpp"
 
@@ -29,6 +30,8 @@ std::uint16_t port_send(Lcore& L, const Dataplane::Shared& S, Side side, rte_mbu
         rte_pktmbuf_free_bulk(pkts, n);
         return 0;
     }
+    capture_tap(*S.capture, L.index, side, kCaptureTx, S.port_id[static_cast<unsigned>(side)],
+                static_cast<std::uint16_t>(L.index), pkts, n);
     const std::uint16_t sent = rte_eth_tx_burst(S.port_id[static_cast<unsigned>(side)],
                                                 static_cast<std::uint16_t>(L.index), pkts, n);
     if (sent < n) {

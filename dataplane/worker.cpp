@@ -11,6 +11,7 @@
 
 #include "common/crypto.hpp"
 #include "common/log.hpp"
+#include "dataplane/capture.hpp"
 #include "dataplane/fastpath.hpp"
 
 namespace p3::dp {
@@ -35,6 +36,7 @@ void Dataplane::worker_main(unsigned index) {
             const std::uint16_t n = rte_eth_rx_burst(rq.port, rq.queue, pkts, burst);
             if (n == 0) continue;
             got += n;
+            capture_tap(*S.capture, L.index, rq.side, kCaptureRx, rq.port, rq.queue, pkts, n);
             if (rq.side == Side::wan && S.wan_blocked->load(std::memory_order_relaxed)) [[unlikely]] {
                 L.stats.drop(Drop::CLUSTER_BACKUP, n);
                 rte_pktmbuf_free_bulk(pkts, n);

@@ -181,7 +181,8 @@ bool AdminServer::open(std::string& why) {
 }
 
 void AdminServer::close() {
-    for (auto& c : clients_) ::close(c->fd);
+    const TimePoint now = clock_.now();
+    for (auto& c : clients_) drop(*c, now);
     clients_.clear();
     if (fd_ >= 0) {
         ::close(fd_);
@@ -220,10 +221,36 @@ void AdminServer::accept_new(TimePoint now) {
     }
 }
 
+// One recvmsg: a file descriptor passed along (capture's output file) is kept for the next
+// request; a second one before that is closed (one per request).
+bool AdminServer::recv_some(Client& c, char* buf, std::size_t len, ssize_t& n) {
+    iovec iov{buf, len};
+    alignas(cmsghdr) char ctl[CMSG_SPACE(sizeof(int) * 4)];
+    msghdr mh{};
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = ctl;
+    mh.msg_controllen = sizeof ctl;
+    n = ::recvmsg(c.fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (n < 0) return false;
+    for (cmsghdr* h = CMSG_FIRSTHDR(&mh); h; h = CMSG_NXTHDR(&mh, h)) {
+        if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS) continue;
+        const std::size_t k = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (std::size_t i = 0; i < k; ++i) {
+            int fd;
+            std::memcpy(&fd, CMSG_DATA(h) + i * sizeof(int), sizeof fd);
+            if (c.passed_fd < 0) c.passed_fd = fd;
+            else ::close(fd);
+        }
+    }
+    return true;
+}
+
 bool AdminServer::read_some(Client& c, TimePoint now) {
     char buf[kReadChunk];
     while (!c.eof && c.out.empty() && !c.closing && c.in.size() <= kMaxLine) {
-        const ssize_t n = ::recv(c.fd, buf, sizeof buf, MSG_DONTWAIT);
+        ssize_t n = 0;
+        recv_some(c, buf, sizeof buf, n);
         if (n > 0) {
             c.in.append(buf, static_cast<std::size_t>(n));
             c.last = now;
@@ -280,7 +307,10 @@ unsigned AdminServer::serve_lines(Client& c, unsigned budget) {
         if (!line.empty() && line.back() == '\r') line.pop_back();
         if (line.find_first_not_of(" \t") == std::string::npos) continue;   // blank line: nothing asked
         c.out = answer(c, line);
+        if (c.passed_fd >= 0) ::close(c.passed_fd);   // the handler dup()ed what it keeps
+        c.passed_fd = -1;
         ++done;
+        if (c.stream) break;   // nothing more is read from a client whose command runs on
     }
     return done;
 }
@@ -291,11 +321,16 @@ std::string AdminServer::answer(Client& c, std::string_view line) {
         audit_.write({c.who.uid, c.who.user, e->cmd.empty() ? "?" : e->cmd, "", std::string(error_name(e->kind))});
         return error_line(e->kind, e->message);
     }
-    const Request& r = std::get<Request>(parsed);
-    // Commands about the configuration as a whole name no session: "-" (remote.add: its file).
+    Request& r = std::get<Request>(parsed);
+    r.fd = c.passed_fd;
+    // Commands about the configuration as a whole name no session: "-" (remote.add: its file);
+    // a capture names its port.
     const bool whole = r.cmd == Cmd::remote_add || r.cmd == Cmd::reload || r.cmd == Cmd::config_save;
     const std::string cmd(cmd_name(r.cmd));
-    const std::string target = !whole ? r.target.str() : r.cmd == Cmd::remote_add ? "file:" + r.name.substr(0, 256) : "-";
+    const std::string target = r.cmd == Cmd::capture ? "port:" + r.capture.port
+                               : !whole              ? r.target.str()
+                               : r.cmd == Cmd::remote_add ? "file:" + r.name.substr(0, 256)
+                                                          : "-";
     if (c.access == Access::none || (c.access == Access::viewer && !read_only(r.cmd))) {
         audit_.write({c.who.uid, c.who.user, cmd, target, "denied"});
         return error_line(ErrorKind::denied, c.access == Access::none
@@ -306,6 +341,7 @@ std::string AdminServer::answer(Client& c, std::string_view line) {
     }
     const Reply rep = run(r, c.who);
     audit_.write({c.who.uid, c.who.user, cmd, target, rep.ok ? "ok" : std::string(error_name(rep.kind))});
+    if (rep.ok && rep.stream) c.stream = rep.stream;
     return rep.ok ? ok_line(rep.result) : error_line(rep.kind, rep.message);
 }
 
@@ -318,6 +354,48 @@ Reply AdminServer::run(const Request& r, const Caller& who) {
     return handler_.handle(r, who);
 }
 
+// A client whose command runs on: its input is only watched for its end; its stream is
+// polled until it gives the last answer, which goes out before the connection closes.
+bool AdminServer::serve_stream(Client& c, TimePoint now, unsigned& work) {
+    bool gone = !flush(c);
+    char buf[4096];
+    while (!gone && !c.eof) {
+        ssize_t n = 0;
+        recv_some(c, buf, sizeof buf, n);
+        if (c.passed_fd >= 0) ::close(c.passed_fd);
+        c.passed_fd = -1;
+        if (n > 0) continue;   // discarded: no request is read while the command runs
+        if (n == 0) c.eof = true;
+        else if (errno == EINTR) continue;
+        else if (errno != EAGAIN && errno != EWOULDBLOCK) gone = true;
+        break;
+    }
+    c.last = now;   // never idle while it runs
+    if (c.stream && c.out.empty()) {
+        if (auto last = c.stream->poll(now, gone || c.eof, work)) {
+            c.out = last->ok ? ok_line(last->result) : error_line(last->kind, last->message);
+            c.stream.reset();
+            c.closing = true;
+        }
+    }
+    if (gone) return false;
+    return flush(c) && (c.stream || !c.out.empty());
+}
+
+void AdminServer::drop(Client& c, TimePoint now) {
+    if (c.stream) {
+        unsigned work = 0;
+        if (auto last = c.stream->poll(now, true, work)) {
+            const std::string l = last->ok ? ok_line(last->result) : error_line(last->kind, last->message);
+            (void)::send(c.fd, l.data(), l.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+        }
+        c.stream.reset();
+    }
+    if (c.passed_fd >= 0) ::close(c.passed_fd);
+    c.passed_fd = -1;
+    ::close(c.fd);
+}
+
 unsigned AdminServer::poll(TimePoint now) {
     if (fd_ < 0) return 0;
     accept_new(now);
@@ -327,6 +405,12 @@ unsigned AdminServer::poll(TimePoint now) {
     for (std::size_t k = 0; k < n; ++k) {
         const std::size_t i = (next_ + k) % n;
         Client& c = *clients_[i];
+        if (c.stream) {
+            unsigned work = 0;
+            if (!serve_stream(c, now, work)) gone[i] = true;
+            handled += work ? 1 : 0;
+            continue;
+        }
         bool ok = flush(c) && read_some(c, now);
         if (ok) {
             handled += serve_lines(c, kRequestsPerPass > handled ? kRequestsPerPass - handled : 0);
@@ -338,7 +422,7 @@ unsigned AdminServer::poll(TimePoint now) {
     next_ = n ? (next_ + 1) % n : 0;
     for (std::size_t i = n; i-- > 0;) {
         if (!gone[i]) continue;
-        ::close(clients_[i]->fd);
+        drop(*clients_[i], now);
         clients_.erase(clients_.begin() + static_cast<std::ptrdiff_t>(i));
     }
     return handled;

@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -54,19 +55,37 @@ struct Caller {
 using AccessFn = std::function<Access(const Caller&)>;
 AccessFn group_access(const std::string& admin_group, const std::string& viewer_group);
 
-// The answer of a command: result on success, else an error kind and message.
+class Stream;
+
+// The answer of a command: result on success, else an error kind and message. A command that
+// goes on after this first answer (capture) hands the server a Stream.
 struct Reply {
     bool ok = true;
     nlohmann::json result = nlohmann::json::object();
     ErrorKind kind = ErrorKind::failed;
     std::string message;
-    static Reply error(ErrorKind k, std::string m) { return Reply{false, nullptr, k, std::move(m)}; }
+    std::shared_ptr<Stream> stream;
+    static Reply error(ErrorKind k, std::string m) { return Reply{false, nullptr, k, std::move(m), nullptr}; }
+};
+
+// A command that runs on after its first answer (capture): the server keeps the client's
+// connection open past the idle limit, reads no further request from it (what it sends is
+// discarded; its end of input means "stop"), and polls the stream every pass until it gives
+// its last answer, which is sent as a second response line before the connection closes.
+class Stream {
+public:
+    virtual ~Stream() = default;
+    // client_gone: the client closed its end, or the server is closing; the stream must then
+    // end and give its last answer. Returns it when the stream is over, else nullopt.
+    // work: what it did this pass (nonzero keeps the control thread from sleeping).
+    virtual std::optional<Reply> poll(TimePoint now, bool client_gone, unsigned& work) = 0;
 };
 
 class CommandHandler {
 public:
     virtual ~CommandHandler() = default;
-    // status, rekey, keyarray.*; the caller has the right already.
+    // Every command but audit; the caller has the right already. r.fd: a file descriptor
+    // the request came with (-1: none), the server's (closed after the answer).
     virtual Reply handle(const Request& r, const Caller& who) = 0;
 };
 
@@ -107,10 +126,15 @@ private:
         std::string in, out;
         TimePoint last;
         bool eof = false, closing = false;
+        int passed_fd = -1;                 // came with its last read (SCM_RIGHTS)
+        std::shared_ptr<Stream> stream;     // a command running on (capture)
     };
 
     void accept_new(TimePoint now);
     bool read_some(Client& c, TimePoint now);   // false: the client is gone
+    bool recv_some(Client& c, char* buf, std::size_t len, ssize_t& n);   // recvmsg, keeps a passed fd
+    bool serve_stream(Client& c, TimePoint now, unsigned& work);   // false: the client is done
+    void drop(Client& c, TimePoint now);        // its stream ended, its fds closed
     bool flush(Client& c);                      // false: the client is gone
     unsigned serve_lines(Client& c, unsigned budget);
     std::string answer(Client& c, std::string_view line);

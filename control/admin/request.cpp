@@ -14,7 +14,7 @@ struct CmdName {
     std::string_view name;
     Cmd cmd;
 };
-constexpr std::array<CmdName, 15> kCmds{{{"status", Cmd::status},
+constexpr std::array<CmdName, 16> kCmds{{{"status", Cmd::status},
                                          {"rekey", Cmd::rekey},
                                          {"keyarray.generate", Cmd::keyarray_generate},
                                          {"keyarray.flush", Cmd::keyarray_flush},
@@ -28,7 +28,8 @@ constexpr std::array<CmdName, 15> kCmds{{{"status", Cmd::status},
                                          {"config.save", Cmd::config_save},
                                          {"cluster.status", Cmd::cluster_status},
                                          {"cluster.promote", Cmd::cluster_promote},
-                                         {"cluster.demote", Cmd::cluster_demote}}};
+                                         {"cluster.demote", Cmd::cluster_demote},
+                                         {"capture", Cmd::capture}}};
 // Verbs of the contract that p3ctl serves itself (from telemetry), not p3d: "unsupported".
 constexpr std::array<std::string_view, 2> kLater{"stats", "metrics"};
 
@@ -79,6 +80,38 @@ std::optional<Error> parse_target(const json& t, Request& r, const std::string& 
     return std::nullopt;
 }
 
+// capture's arguments: each bounded, the words checked here (the port against the dataplane
+// by the handler).
+std::optional<Error> parse_capture_arg(const std::string& key, const json& v, Request& r, const std::string& cmd) {
+    auto uint_in = [&](std::uint64_t lo, std::uint64_t hi, std::uint64_t& out) {
+        if (!v.is_number_unsigned() || v.get<std::uint64_t>() < lo || v.get<std::uint64_t>() > hi) return false;
+        out = v.get<std::uint64_t>();
+        return true;
+    };
+    CaptureArgs& c = r.capture;
+    std::uint64_t n = 0;
+    if (key == "port") {
+        if (!v.is_string() || v.get_ref<const std::string&>().empty() || v.get_ref<const std::string&>().size() > 16)
+            return bad("args.port: lan, wan or a DPDK port id", cmd);
+        c.port = v.get<std::string>();
+    } else if (key == "direction") {
+        if (!v.is_string() || (v != "rx" && v != "tx" && v != "both")) return bad("args.direction: rx, tx or both", cmd);
+        c.direction = v.get<std::string>();
+    } else if (key == "count") {
+        if (!uint_in(1, kMaxCaptureCount, n)) return bad("args.count: 1 to 2^40 packets", cmd);
+        c.count = n;
+    } else if (key == "duration_s") {
+        if (!uint_in(1, kMaxCaptureSeconds, n)) return bad("args.duration_s: 1 to 604800 seconds", cmd);
+        c.duration_s = static_cast<std::uint32_t>(n);
+    } else if (key == "snaplen") {
+        if (!uint_in(64, kMaxSnaplen, n)) return bad("args.snaplen: 64 to 65535 bytes", cmd);
+        c.snaplen = static_cast<std::uint32_t>(n);
+    } else {
+        return bad("args: '" + key.substr(0, 32) + "' is not an argument of capture", cmd);
+    }
+    return std::nullopt;
+}
+
 // remote.set's [["KEY","VALUE"], ...]: at least one, each a pair of bounded strings.
 std::optional<Error> parse_settings(const json& v, Request& r, const std::string& cmd) {
     if (!v.is_array() || v.empty() || v.size() > kMaxSettings)
@@ -118,6 +151,8 @@ std::optional<Error> parse_args(const json& a, Request& r, const std::string& cm
             r.path = v.get<std::string>();
         } else if (key == "settings" && r.cmd == Cmd::remote_set) {
             if (auto e = parse_settings(v, r, cmd)) return *e;
+        } else if (r.cmd == Cmd::capture) {
+            if (auto e = parse_capture_arg(key, v, r, cmd)) return *e;
         } else {
             return bad("args: '" + key.substr(0, 32) + "' is not an argument of " + cmd, cmd);
         }
@@ -149,6 +184,10 @@ std::variant<Request, Error> check_complete(Request& r, const std::string& cmd) 
     case Cmd::cluster_promote:
     case Cmd::cluster_demote:
         if (r.target_given) return bad(cmd + ": no target", cmd);
+        break;
+    case Cmd::capture:
+        if (r.target_given) return bad("capture: no target (args.port names the port)", cmd);
+        if (r.capture.port.empty()) return bad("capture: args.port missing (lan, wan or a DPDK port id)", cmd);
         break;
     default: break;
     }

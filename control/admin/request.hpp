@@ -22,7 +22,7 @@ inline constexpr unsigned kMaxDepth = 8;                // nesting of arrays/obj
 enum class Cmd {
     status, rekey, keyarray_generate, keyarray_flush, audit,
     shutdown, start, remote_add, remote_set, remote_remove, reload, config_save,
-    cluster_status, cluster_promote, cluster_demote
+    cluster_status, cluster_promote, cluster_demote, capture
 };
 std::string_view cmd_name(Cmd c) noexcept;
 // Verbs a viewer may use.
@@ -36,6 +36,19 @@ struct Target {
     std::string str() const;
 };
 
+// capture's arguments (docs/capture.md): the port ("lan", "wan" or a DPDK port id), the
+// direction ("rx", "tx", "both"), and when to stop (0: not by that).
+struct CaptureArgs {
+    std::string port;
+    std::string direction = "both";
+    std::uint64_t count = 0;
+    std::uint32_t duration_s = 0;
+    std::uint32_t snaplen = 0;           // 0: the default
+};
+inline constexpr std::uint64_t kMaxCaptureCount = 1ull << 40;
+inline constexpr std::uint32_t kMaxCaptureSeconds = 7 * 86400;
+inline constexpr std::uint32_t kMaxSnaplen = 65535;
+
 struct Request {
     Cmd cmd = Cmd::status;
     Target target;
@@ -45,6 +58,10 @@ struct Request {
     std::string text, name;                  // remote.add: the file's content and its name
     std::vector<std::pair<std::string, std::string>> settings;   // remote.set: KEY, VALUE
     std::string path;                        // config.save: where ("" = the running file)
+    CaptureArgs capture;                     // capture
+    // A file descriptor that came with the request line (SCM_RIGHTS; capture's output file),
+    // -1 when none. The server's: valid during handle() only (dup it to keep it).
+    int fd = -1;
 };
 // Limits of what a request may carry (the line is at most kMaxLine anyway).
 inline constexpr std::size_t kMaxSettings = 64;

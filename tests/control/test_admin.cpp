@@ -12,6 +12,9 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <optional>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -37,6 +40,7 @@ struct FakeHandler final : CommandHandler {
     std::optional<Reply> next;
     Reply handle(const Request& r, const Caller&) override {
         seen.push_back(r);
+        if (r.fd >= 0) (void)!::write(r.fd, "fd", 2);   // a descriptor that came along: usable here
         if (next) return *next;
         Reply rep;
         rep.result = json{{"done", json::array({1, 2})}};
@@ -473,4 +477,114 @@ TEST_CASE("admin socket: the viewer group gets an ACL entry on the socket and th
     struct stat st{};
     REQUIRE(::stat(o.socket_path.c_str(), &st) == 0);
     CHECK((st.st_mode & 0777) == 0660);   // the mask keeps the group bits at rw
+}
+
+namespace {
+
+// A command that runs on: counts its polls, ends when told the client left.
+struct FakeStream final : Stream {
+    unsigned polls = 0;
+    bool told_gone = false;
+    std::optional<Reply> poll(p3::control::TimePoint, bool client_gone, unsigned& work) override {
+        ++polls;
+        work = 1;
+        if (!client_gone) return std::nullopt;
+        told_gone = true;
+        Reply r;
+        r.result = json{{"ended", "client"}};
+        return r;
+    }
+};
+
+// The request line with a descriptor attached (SCM_RIGHTS), as p3ctl capture sends it.
+void send_with_fd(int sock, const std::string& line, int fd) {
+    iovec iov{const_cast<char*>(line.data()), line.size()};
+    alignas(cmsghdr) char ctl[CMSG_SPACE(sizeof(int))] = {};
+    msghdr mh{};
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = ctl;
+    mh.msg_controllen = sizeof ctl;
+    cmsghdr* h = CMSG_FIRSTHDR(&mh);
+    h->cmsg_level = SOL_SOCKET;
+    h->cmsg_type = SCM_RIGHTS;
+    h->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(h), &fd, sizeof fd);
+    REQUIRE(::sendmsg(sock, &mh, MSG_NOSIGNAL) == static_cast<ssize_t>(line.size()));
+}
+
+}  // namespace
+
+TEST_CASE("admin request parser: capture", "[admin]") {
+    auto req = [](const std::string& l) { return parse_request(l); };
+    auto ok = req(R"({"v":1,"cmd":"capture","args":{"port":"wan","direction":"rx","count":20,"duration_s":5,"snaplen":128}})");
+    REQUIRE(std::holds_alternative<Request>(ok));
+    const Request& r = std::get<Request>(ok);
+    CHECK(r.cmd == Cmd::capture);
+    CHECK(r.capture.port == "wan");
+    CHECK(r.capture.direction == "rx");
+    CHECK(r.capture.count == 20);
+    CHECK(r.capture.duration_s == 5);
+    CHECK(r.capture.snaplen == 128);
+    CHECK(r.fd == -1);
+    CHECK_FALSE(read_only(Cmd::capture));   // the admin group only: a LAN capture is clear traffic
+    for (const char* bad : {R"({"v":1,"cmd":"capture"})", R"({"v":1,"cmd":"capture","args":{"port":""}})",
+                            R"({"v":1,"cmd":"capture","args":{"port":"wan","direction":"up"}})",
+                            R"({"v":1,"cmd":"capture","args":{"port":"wan","count":0}})",
+                            R"({"v":1,"cmd":"capture","args":{"port":"wan","snaplen":10}})",
+                            R"({"v":1,"cmd":"capture","args":{"port":"wan","duration_s":-1}})",
+                            R"({"v":1,"cmd":"capture","args":{"port":"wan","filter":"udp"}})",
+                            R"({"v":1,"cmd":"capture","target":{"id":1},"args":{"port":"wan"}})"}) {
+        INFO(bad);
+        auto e = req(bad);
+        REQUIRE(std::holds_alternative<Error>(e));
+        CHECK(std::get<Error>(e).kind == ErrorKind::bad_request);
+    }
+}
+
+TEST_CASE("admin server: a command that runs on gets its file, two answers, and stops at the client's end", "[admin]") {
+    Fixture f;
+    auto stream = std::make_shared<FakeStream>();
+    Reply first;
+    first.result = json{{"port", "wan"}};
+    first.stream = stream;
+    f.handler.next = first;
+    int pipefd[2];
+    REQUIRE(::pipe(pipefd) == 0);
+    const int fd = f.connect_client();
+    send_with_fd(fd, R"({"v":1,"cmd":"capture","args":{"port":"wan"}})" "\n", pipefd[1]);
+    ::close(pipefd[1]);
+    std::string buf;
+    const json a = json::parse(f.read_line(fd, buf));
+    CHECK(a["ok"] == true);
+    CHECK(a["result"]["port"] == "wan");
+    REQUIRE(f.handler.seen.size() == 1);
+    CHECK(f.handler.seen[0].fd >= 0);
+    char got[2] = {};
+    CHECK(::read(pipefd[0], got, 2) == 2);   // the handler wrote through the descriptor passed
+    CHECK(std::string(got, 2) == "fd");
+    // The server's copy is closed after the answer: the pipe's last writer is gone.
+    CHECK(::read(pipefd[0], got, 2) == 0);
+    ::close(pipefd[0]);
+    // It runs on past the idle limit; what the client sends meanwhile is not a request.
+    f.clock.advance(std::chrono::seconds(30));
+    const std::string more = R"({"v":1,"cmd":"status"})" "\n";
+    REQUIRE(::send(fd, more.data(), more.size(), MSG_NOSIGNAL) > 0);
+    for (int i = 0; i < 5; ++i) f.server->poll();
+    CHECK(f.server->clients() == 1);
+    CHECK(f.handler.seen.size() == 1);
+    CHECK(stream->polls >= 5);
+    CHECK_FALSE(stream->told_gone);
+    // The client's end of input ends it: the last answer, then the connection closes.
+    ::shutdown(fd, SHUT_WR);
+    const json b = json::parse(f.read_line(fd, buf));
+    CHECK(b["ok"] == true);
+    CHECK(b["result"]["ended"] == "client");
+    CHECK(stream->told_gone);
+    CHECK(f.closed_by_server(fd));
+    ::close(fd);
+    const auto lines = f.audit_lines();
+    REQUIRE_FALSE(lines.empty());
+    CHECK(lines.back()["cmd"] == "capture");
+    CHECK(lines.back()["target"] == "port:wan");
 }

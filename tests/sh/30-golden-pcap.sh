@@ -115,6 +115,13 @@ CONF
     --lanes 1 --compare "$work/in.pcap" --ignore-ttl --defrag --max-size "$mtu" >"$work/decode.txt" 2>&1 ||
     { cat "$work/decode.txt"; echo "---- stats"; cat "$work/stats.json"; echo "---- drops"; grep -v ': 0' "$work/drops.json"; fail "WAN v$fam: decoder disagrees"; }
   cat "$work/decode.txt"
+  # tools/p3.lua (the Wireshark dissector) on the same capture: P3 ID, sequence and lengths of
+  # every packet as its bytes say, natively and re-wrapped in UDP (docs/capture.md).
+  if command -v tshark >/dev/null; then
+    "$py" "$tools/p3_lua_check.py" "$work/wan.pcap" "$ROOT/tools/p3.lua" --want 40 >"$work/lua.txt" 2>&1 ||
+      { cat "$work/lua.txt"; fail "WAN v$fam: tools/p3.lua disagrees with the capture"; }
+    cat "$work/lua.txt"
+  fi
 
   # Oversize: the DF packet is answered on the LAN with the tunnel MTU; counted as too_big.
   "$py" - "$work/lan_out.pcap" "$mtu" <<'PY' || fail "WAN v$fam: no ICMP fragmentation needed with MTU $mtu on the LAN"
