@@ -161,6 +161,7 @@ private:
     void replicate_up(RemoteId remote, const setup::EstablishedSession& s, std::uint32_t local_lanes,
                       std::uint32_t peer_lanes);
     void replicate_keys(RemoteId remote, DataplanePort::KeyStep step, const channel::KeyMaterial* k);
+    void publish_replica(cluster::SessionRecord& rec);
     void apply_replica(const cluster::SessionRecord& rec);
     std::uint64_t replicas_installed_ = 0, replicas_dropped_ = 0;
     admin::Reply cluster_command(const admin::Request& r, const admin::Caller& who);

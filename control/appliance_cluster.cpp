@@ -65,7 +65,7 @@ void Appliance::replicate_up(RemoteId remote, const setup::EstablishedSession& s
     r.link->on_keys = [this, remote](DataplanePort::KeyStep step, const channel::KeyMaterial* k) {
         replicate_keys(remote, step, k);
     };
-    replicate_keys(remote, DataplanePort::KeyStep::rx_dropped, nullptr);   // nothing next yet: sends it
+    publish_replica(*r.replica);
 }
 
 void Appliance::replicate_keys(RemoteId remote, DataplanePort::KeyStep step, const channel::KeyMaterial* k) {
@@ -82,6 +82,10 @@ void Appliance::replicate_keys(RemoteId remote, DataplanePort::KeyStep step, con
             break;
         case Step::rx_dropped: rec.rx_next = SecretBytes(); break;
     }
+    publish_replica(rec);
+}
+
+void Appliance::publish_replica(cluster::SessionRecord& rec) {
     // Epochs only grow, across members too: a record older than the stored one is ignored.
     cluster::Engine& e = cluster_->engine();
     const auto prev = e.sessions().find(rec.remote_id);
