@@ -57,6 +57,7 @@ const channel::Session* Appliance::session(RemoteId remote) const {
 void Appliance::start() {
     started_ = true;
     if (setup_) setup_->start();
+    cluster_settings_ = cluster::from_config(cfg_);
     if (cluster_settings_.enabled) cluster_start();
 }
 
@@ -198,6 +199,7 @@ void Appliance::on_up(const setup::EstablishedSession& s, SessionId sid, std::ui
     r.identity = s.peer_identity;
     r.lanes_in = peer_lanes;
     r.lanes_out = local_lanes;
+    replicate_up(remote, s, local_lanes, peer_lanes);
     channel::Session* session = r.session.get();
     if (primary) {
         // The responder installs before its last message goes out: start the channel (which may
@@ -279,15 +281,21 @@ void Appliance::Driver::start_setup() {
 
 namespace p3::control {
 
+// The one path of a role change (p3ctl cluster promote|demote, keepalived's notify): the
+// dataplane takes or leaves the WAN address, the group hears ROLE (a new primary also sends
+// its records), and the change is audited once.
 bool Appliance::set_cluster_role(config::ClusterRole role) {
     const bool primary = role == config::ClusterRole::primary;
-    const bool was = dp_.cluster_primary();
-    const bool ok = dp_.set_cluster_role(primary);
-    if (audit_)
-        audit_->write({0, "p3d", primary ? "cluster:promote" : "cluster:demote", "member " +
-                           std::to_string(cfg_.cluster.member),
-                       ok ? std::string(was ? "was primary" : "was backup") : "refused: not a cluster member"});
-    return ok;
+    const std::string target = "member " + std::to_string(cfg_.cluster.member);
+    if (!dp_.set_cluster_role(primary)) {
+        if (audit_) audit_->write({0, "p3d", "event:role", target, "refused: not a cluster member"});
+        return false;
+    }
+    const cluster::Role r = primary ? cluster::Role::primary : cluster::Role::backup;
+    if (cluster_) cluster_->engine().set_role(r);   // its on_role calls our hook
+    else if (on_role) on_role(r);
+    if (audit_) audit_->write({0, "p3d", "event:role", target, std::string(cluster::role_name(r))});
+    return true;
 }
 
 }  // namespace p3::control

@@ -102,16 +102,16 @@ public:
 
     // Cluster (docs/cluster.md): this member becomes primary or backup (p3ctl cluster
     // promote|demote). Control thread only. The dataplane takes or leaves the WAN address
-    // (dp::ControlPort::set_cluster_role), the change is logged (P3-I0908) and audited.
+    // (dp::ControlPort::set_cluster_role, logged P3-I0908), the engine sends ROLE to the group,
+    // on_role is called and the change is audited once ("event:role").
     // false: not a cluster member (local.cluster_state = 0), nothing changed.
     bool set_cluster_role(config::ClusterRole role);
     config::ClusterRole cluster_role() const noexcept {
         return dp_.cluster_primary() ? config::ClusterRole::primary : config::ClusterRole::backup;
     }
-    // Cluster (appliance_cluster.cpp, docs/cluster.md): the settings before start(); when
-    // enabled, start() joins the CPG group. on_role: this member's role changed (promote,
-    // demote): the dataplane's role follows it.
-    void set_cluster(const cluster::ClusterSettings& s) { cluster_settings_ = s; }
+    // Cluster (appliance_cluster.cpp, docs/cluster.md): with local.cluster_state = 1, start()
+    // joins the CPG group with the configuration's cluster block. on_role: this member's role
+    // changed (after the dataplane's, through set_cluster_role).
     std::function<void(cluster::Role)> on_role;
     const cluster::Node* cluster() const noexcept { return cluster_.get(); }
 
@@ -138,6 +138,8 @@ private:
         // Secondary: the primary's subnets as it pushed them (routes follow these, not the file).
         std::vector<Prefix> pushed;
         bool retiring = false;     // removed or re-established: ends when the goodbye is done
+        // In a cluster: what the other members get of this session (its keys), as last sent.
+        std::optional<cluster::SessionRecord> replica;
     };
 
     void on_up(const setup::EstablishedSession& s, SessionId sid, std::uint32_t local_lanes, std::uint32_t peer_lanes);
@@ -154,6 +156,14 @@ private:
     void unshut(RemoteId id);
     // appliance_cluster.cpp
     void cluster_start();
+    // This member holds the session's control session: the others get its keys
+    // (docs/cluster.md §Replicated keys), at setup and at each step of a rekey.
+    void replicate_up(RemoteId remote, const setup::EstablishedSession& s, std::uint32_t local_lanes,
+                      std::uint32_t peer_lanes);
+    void replicate_keys(RemoteId remote, DataplanePort::KeyStep step, const channel::KeyMaterial* k);
+    void publish_replica(cluster::SessionRecord& rec);
+    void apply_replica(const cluster::SessionRecord& rec);
+    std::uint64_t replicas_installed_ = 0, replicas_dropped_ = 0;
     admin::Reply cluster_command(const admin::Request& r, const admin::Caller& who);
     // appliance_capture.cpp: p3ctl capture (docs/capture.md)
     admin::Reply capture_command(const admin::Request& r, const admin::Caller& who);

@@ -120,6 +120,7 @@ bool DataplanePort::install(setup::EstablishedSession&& s) {
 
 bool DataplanePort::Link::install_next_rx(const channel::KeyMaterial& data) {
     if (!port_.install_next_rx(ids_.sid, lane_keys(data, ids_.rx_lanes, size_hiding_))) return false;
+    if (on_keys) on_keys(KeyStep::next_rx, &data);
     keylog::write(ids_.sid.raw(), ids_.remote.raw(), keylog::Dir::rx, ids_.rx_base, ids_.rx_lanes, data.key.span(),
                   data.salt.span());
     return true;
@@ -127,6 +128,9 @@ bool DataplanePort::Link::install_next_rx(const channel::KeyMaterial& data) {
 
 bool DataplanePort::Link::switch_tx(const channel::KeyMaterial& data, std::vector<std::uint64_t>& first_seq) {
     first_seq.assign(ids_.tx_lanes, 0);
+    // The other members switch their own lanes on hearing it: the peer already holds these
+    // keys as its next inbound keys (it announced them before we switch).
+    if (on_keys) on_keys(KeyStep::tx_switching, &data);
     // Written before the switch: a capture may hold the first packet under the key before the
     // port returns.
     keylog::write(ids_.sid.raw(), ids_.remote.raw(), keylog::Dir::tx, ids_.tx_base, ids_.tx_lanes, data.key.span(),

@@ -50,6 +50,7 @@
 
 #include "common/ids.hpp"
 #include "control/channel/interfaces.hpp"
+#include "control/cluster/replica.hpp"
 #include "control/setup/session_sink.hpp"
 #include "dataplane/control_port.hpp"
 
@@ -92,6 +93,12 @@ public:
         std::uint32_t rx_base = 0, tx_base = 0;       // ours (we receive on), the peer's
         std::uint32_t rx_lanes = 1, tx_lanes = 1;     // the peer's lanes, ours
     };
+    // A cluster member holding this control session tells the others what changes, before
+    // the dataplane's switch (docs/cluster.md §Replicated keys): the next inbound keys once
+    // installed, the new outbound keys just before switch_tx, the promotion of the next
+    // inbound keys, their drop.
+    enum class KeyStep : std::uint8_t { next_rx, tx_switching, rx_promoted, rx_dropped };
+    using KeyHook = std::function<void(KeyStep, const channel::KeyMaterial*)>;
     class Link final : public channel::KeyInstaller, public channel::ControlLink {
     public:
         Link(dp::ControlPort& port, const LinkIds& ids, bool size_hiding) noexcept
@@ -99,14 +106,21 @@ public:
         bool install_next_rx(const channel::KeyMaterial& data) override;
         void rx_switch_at(std::span<const std::uint64_t> first_seq) override { port_.rx_switch_at(ids_.sid, first_seq); }
         bool rx_next_seen() override { return port_.rx_next_seen(ids_.sid); }
-        void promote_rx() override { port_.promote_rx(ids_.sid); }
-        void drop_next_rx() override { port_.drop_next_rx(ids_.sid); }
+        void promote_rx() override {
+            port_.promote_rx(ids_.sid);
+            if (on_keys) on_keys(KeyStep::rx_promoted, nullptr);
+        }
+        void drop_next_rx() override {
+            port_.drop_next_rx(ids_.sid);
+            if (on_keys) on_keys(KeyStep::rx_dropped, nullptr);
+        }
         bool switch_tx(const channel::KeyMaterial& data, std::vector<std::uint64_t>& first_seq) override;
         std::uint64_t tx_packets() override { return port_.tx_packets(ids_.sid); }
         void session_down(Reason) override { port_.clear_keys(ids_.sid); }
         void send_control(std::span<const std::uint8_t> inner) override;
 
         std::uint64_t send_failures() const noexcept { return send_failures_; }
+        KeyHook on_keys;   // a cluster member's replication (empty outside a cluster)
         // The peer set the session up again (new P3 IDs, maybe other lanes).
         void reset(const LinkIds& ids) noexcept { ids_ = ids; }
 
@@ -124,7 +138,26 @@ public:
     rte_mbuf* alloc() noexcept { return port_.alloc(); }
     bool send(rte_mbuf* m) noexcept { return port_.send(m); }
 
+    // A cluster member (dp_port_cluster.cpp, docs/cluster.md §Replicated keys): installs a
+    // session record another member published: the peer's inbound lanes (all of them, the
+    // same P3 IDs, current and next key) and this member's own outbound lanes at its offset,
+    // through the calls above. A later record of the same session moves its keys on (next
+    // inbound key, promotion, outbound switch with sequences carried on); a new setup (other
+    // P3 IDs) replaces them.
+    enum class Replica : std::uint8_t { applied, unchanged, unknown_remote, mismatch, refused };
+    Replica apply_replica(const cluster::SessionRecord& r);
+    // This side set the session up itself: what a record installed is no longer there.
+    void forget_replica(std::uint32_t remote_id) { replicas_.erase(remote_id); }
+
 private:
+    struct ReplicaKeys {          // what a member installed of a record, to see what changed
+        std::uint32_t rx_base = 0, tx_base = 0, rx_lanes = 0;
+        SecretBytes rx_cur, rx_next, tx_cur;
+    };
+    std::unordered_map<std::uint32_t, ReplicaKeys> replicas_;   // by remote id
+    Replica replica_fresh(const cluster::SessionRecord& r, SessionId sid, ReplicaKeys& rep);
+    Replica replica_move(const cluster::SessionRecord& r, SessionId sid, ReplicaKeys& rep);
+
     // The first SA pair of an ESP session (install() for wire = "esp"): outer header, routes
     // to the configured subnets, inbound before outbound; no on_up (no control channel).
     bool install_esp(setup::EstablishedSession& s, SessionId sid);

@@ -128,6 +128,10 @@ std::optional<P3Id> ControlPort::reserve_rx_ids(std::uint32_t lanes) {
     return P3Id(*base);
 }
 
+bool ControlPort::reserve_rx_ids_at(P3Id base, std::uint32_t lanes) {
+    return dp_.slots().reserve_rx_at(wire::SlotId(base.raw()), lanes);
+}
+
 void ControlPort::release_rx_ids(P3Id base, std::uint32_t from, std::uint32_t to) {
     // Retiring an ID that is only reserved frees it; one that is free stays free.
     for (std::uint32_t n = from; n < to; ++n) dp_.slots().retire_rx(wire::SlotId(base.raw()).lane(n));

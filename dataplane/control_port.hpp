@@ -178,6 +178,10 @@ public:
     //   reserve_rx_ids(lanes)
     //       A block of `lanes` fresh P3 IDs to receive on (base + n = lane n). Announce the
     //       base to the peer (it writes it on what it sends us). nullopt: table full (logged).
+    //   reserve_rx_ids_at(base, lanes)
+    //       The block base..base+lanes-1 itself (a cluster member installs the IDs the member
+    //       holding the control session reserved: docs/cluster.md §Replicated keys). false
+    //       (logged) when one of them is out of range, reserved or published.
     //   release_rx_ids(base, from, to)
     //       IDs base+from .. base+to-1 of a reserved block that no key was installed under go
     //       back to the table (an ID that is free stays free).
@@ -241,6 +245,7 @@ public:
     void esp_remove_rx(SessionId sid, std::uint32_t spi);
 
     std::optional<P3Id> reserve_rx_ids(std::uint32_t lanes);
+    bool reserve_rx_ids_at(P3Id base, std::uint32_t lanes);
     void release_rx_ids(P3Id base, std::uint32_t from, std::uint32_t to);
     bool install_rx(SessionId sid, P3Id base, const LaneKeys& k);
     bool install_tx(SessionId sid, P3Id peer_base, const LaneKeys& k);

@@ -294,19 +294,6 @@ int main(int argc, char** argv) {
     // the dataplane: the thread is joined (ctl.stop()) before anything below goes.
     p3::control::SteadyClock clock;
     p3::control::Appliance control(cfg, std::move(creds), keygen, clock, dp.control_port());
-    // Cluster membership (docs/cluster.md). Until the configuration's cluster block is read,
-    // the settings come from P3_CLUSTER (tests only).
-    if (const char* spec = std::getenv("P3_CLUSTER")) {
-        p3::cluster::ClusterSettings cs;
-        std::string why;
-        if (!p3::cluster::parse_spec(spec, cs, why)) {
-            P3_LOG_ERROR(CLUSTER_KEY, "P3_CLUSTER: %s", why.c_str());
-            dp.close();
-            rte_eal_cleanup();
-            return kExitUsage;
-        }
-        control.set_cluster(cs);
-    }
     p3::control::ControlThread ctl(dp.control_port(), &control, clock);
     // The admin socket and the audit trail, served on the control thread's pass. Neither can
     // be made: p3d does not start (an appliance nobody can administer or audit).

@@ -12,7 +12,7 @@ namespace p3::cluster {
 std::unique_ptr<Node> Node::create(const ClusterSettings& s, control::EventLoop& loop, std::string& why) {
     if (!check(s, why)) return nullptr;
     SecretBytes key;
-    if (!load_key(s.key_file, key, why)) return nullptr;
+    if (!config::read_cluster_key(s.key_file, key, why)) return nullptr;
     return std::unique_ptr<Node>(new Node(s, std::move(key), loop));
 }
 

@@ -1,13 +1,12 @@
 // This member's cluster settings (docs/cluster.md): filled from the configuration's `cluster`
-// block when local.cluster_state = 1; empty (not enabled) otherwise. The cluster key file is
-// read with the key-file rules of common/keyfile.hpp (owner-only, no symbolic link).
+// block when local.cluster_state = 1 (from_config); empty (not enabled) otherwise. The cluster
+// key file is read by config::read_cluster_key (common/config.hpp), the one reader of it.
 #pragma once
 
 #include <cstdint>
 #include <string>
-#include <string_view>
 
-#include "common/secret.hpp"
+#include "common/config.hpp"
 #include "control/cluster/replica.hpp"
 
 namespace p3::cluster {
@@ -24,12 +23,7 @@ struct ClusterSettings {
 // Checks the numbers and the group name; false with why.
 bool check(const ClusterSettings& s, std::string& why);
 
-// The settings from "member=1,max_members=4,group=p3,key_file=/etc/p3/cluster.key,role=backup"
-// (any subset; enabled when parsed). Until the configuration file has its `cluster` block,
-// p3d reads this from the environment variable P3_CLUSTER (tests only).
-bool parse_spec(std::string_view spec, ClusterSettings& out, std::string& why);
-
-// Reads the cluster key: 32 bytes, raw or as 64 hex digits (a trailing line end allowed).
-bool load_key(const std::string& path, SecretBytes& out, std::string& why);
+// The settings of a parsed configuration: enabled when local.cluster_state = 1.
+ClusterSettings from_config(const config::Config& cfg);
 
 }  // namespace p3::cluster

@@ -95,7 +95,7 @@ int main(int argc, char** argv) {
     }
     std::string why;
     SecretBytes key;
-    if (!check(s, why) || !load_key(s.key_file, key, why)) {
+    if (!check(s, why) || !config::read_cluster_key(s.key_file, key, why)) {
         std::fprintf(stderr, "cpg_probe: %s\n", why.c_str());
         return 2;
     }

@@ -309,13 +309,13 @@ TEST_CASE("cluster: the cluster key file", "[cluster]") {
     write(open, std::string(32, 'k'), 0644);
     SecretBytes k;
     std::string why;
-    CHECK(load_key(raw, k, why));
+    CHECK(p3::config::read_cluster_key(raw, k, why));
     CHECK(k.size() == 32);
-    CHECK(load_key(hex, k, why));
+    CHECK(p3::config::read_cluster_key(hex, k, why));
     CHECK(k.data()[0] == 0xaa);
-    CHECK_FALSE(load_key(open, k, why));
+    CHECK_FALSE(p3::config::read_cluster_key(open, k, why));
     write(raw, std::string(31, 'k'), 0600);
-    CHECK_FALSE(load_key(raw, k, why));
+    CHECK_FALSE(p3::config::read_cluster_key(raw, k, why));
     CHECK(why.find("32 bytes") != std::string::npos);
     for (const auto& p : {raw, hex, open}) std::remove(p.c_str());
     ::rmdir(dir);

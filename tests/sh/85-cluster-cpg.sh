@@ -6,7 +6,7 @@
 # at a member that was there, at a late joiner; a member whose corosync is killed leaves (the
 # others say so, it says its corosync is gone); a rekey while it is away; corosync started
 # again: it rejoins by itself and gets the new state; a promote reaches every member.
-# Member 1 is p3d itself (virtual ports; cluster settings from P3_CLUSTER): p3ctl cluster
+# Member 1 is p3d itself (virtual ports; the configuration's cluster block): p3ctl cluster
 # status shows the members and the sessions it holds, promote reaches the others and is
 # audited; a p3d without a cluster says so and refuses promote.
 #
@@ -132,11 +132,15 @@ probe_start() {  # member extra-args...
 for i in 1 2 3; do corosync_start $i; done
 for i in 1 2 3; do wait_line "$work/corosync$i.log" "ready to provide service" 10 "corosync $i ready"; done
 
-p3d_conf() {  # name
+p3d_conf() {  # name [1: member 1 of the cluster]
+  local cl=""
+  [ "${2:-0}" = 1 ] && cl="cluster = { member = 1; max_members = 4; director = \"lvs\"; group = \"p3t85\";
+  key_file = \"$work/cluster.key\"; role = \"backup\"; };"
   cat > "$work/$1.conf" <<CONF
 role = "primary";
-local = { ip = 4; address = "192.0.2.1"; port = 5653;
+local = { ip = 4; address = "192.0.2.1"; port = 5653; cluster_state = ${2:-0};
   admin = { socket = "$work/$1.sock"; audit = "$work/$1-audit.jsonl"; }; };
+$cl
 dataplane = {
   lan = { port = 0; address = "10.1.0.1/24"; };
   wan = { port = 1; address = "192.0.2.1/24"; gateway = "192.0.2.254"; gateway_mac = "02:00:00:00:00:fe"; };
@@ -164,8 +168,8 @@ grep -q "runs without a cluster" "$work/solo-promote" || fail "promote without a
 kill -TERM "$pid_p3d"; wait "$pid_p3d"; pid_p3d=
 
 # Member 1 is p3d (backup); member 2 the primary with three sessions of its own; 3 joins late.
-p3d_conf m1
-P3_CLUSTER="member=1,max_members=4,group=p3t85,key_file=$work/cluster.key,role=backup" p3d_start m1
+p3d_conf m1 1
+p3d_start m1
 probe_start 2 --role primary --publish 3
 wait_line "$work/m1.log" "P3-I0924: cluster: member 2 (primary) joined" 10 "member 2 at p3d"
 wait_line "$work/probe2.log" "members 1,2$" 5 "p3d (member 1) in member 2's view"
@@ -183,6 +187,12 @@ cat "$work/status"
 grep -q "this member 1 (backup), 3 sessions replicated" "$work/status" || fail "status: not member 1 backup with 3 sessions"
 grep -Eq '^2 +primary +[0-9.]+ s +0$' "$work/status" || fail "status: member 2 not shown as primary, lag 0"
 grep -Eq '^3 +backup +[0-9.]+ s +0$' "$work/status" || fail "status: member 3 not shown synced, lag 0"
+# The probes' records are not p3d's sessions: one of a remote p3d does not have (2, 3) and one
+# whose lanes are not this cluster's (remote 1: 8 lanes, one tx ID) are dropped and counted.
+grep -q "P3-W0931.*record of remote 2 .*no such remote here" "$work/m1.log" || fail "record of an unknown remote not refused"
+grep -q "P3-W0931.*record of remote 1 .*lanes or wire differ" "$work/m1.log" || fail "record with other lanes not refused"
+ctl m1 cluster status --json > "$work/status.json" 2>&1
+grep -Eq '"dropped": ?[3-9]' "$work/status.json" || fail "status does not count the dropped records: $(cat "$work/status.json")"
 
 # Member 3's corosync dies: the others see it leave; member 3 sees its corosync gone.
 kill -KILL "${pid_coro[3]}"; wait "${pid_coro[3]}" 2>/dev/null
@@ -209,11 +219,15 @@ grep -q "member 1 is now primary" "$work/promote" || fail "promote said: $(cat "
 wait_line "$work/probe2.log" "role 1 primary" 5 "ROLE from p3d at member 2"
 wait_line "$work/probe3.log" "role 1 primary" 5 "ROLE from p3d at member 3"
 grep -q '"cmd":"cluster.promote".*"result":"ok"' "$work/m1-audit.jsonl" || fail "promote not audited"
-grep -q '"cmd":"event:role","target":"member 1","result":"primary"' "$work/m1-audit.jsonl" || fail "no role event in the audit"
+[ "$(count "$work/m1-audit.jsonl" '"cmd":"event:role","target":"member 1","result":"primary"')" -eq 1 ] ||
+  fail "the promote is not audited exactly once as a role event"
+# The same path changed the dataplane's role (behind a director the WAN stays as it is).
+grep -q "P3-I0908: cluster member 1 is now primary" "$work/m1.log" || fail "promote did not reach the dataplane"
 ctl m1 cluster status > "$work/status2" 2>&1
 grep -q "this member 1 (primary), 3 sessions replicated" "$work/status2" || fail "status after promote: $(cat "$work/status2")"
 ctl m1 cluster demote > "$work/demote" 2>&1 || fail "p3ctl cluster demote: exit $?"
 wait_line "$work/probe3.log" "role 1 backup" 5 "ROLE backup from p3d at member 3"
+grep -q "P3-I0908: cluster member 1 is now backup" "$work/m1.log" || fail "demote did not reach the dataplane"
 
 for i in 2 3; do
   grep -q "keys bad" "$work/probe$i.log" && fail "member $i applied a session with wrong keys"
