@@ -31,8 +31,33 @@ cleanup_dpdk
 
 selected() { [ -z "$filter" ] || [[ "$1" == *"$filter"* ]]; }
 
+# The fuzz targets (a clang build with sanitizers) build in the background while the other
+# tests run, at the lowest priority: most of those tests wait on timers, and a test that
+# measures gets the CPU first.
+fuzz_pid= fuzz_done=
+if [ "$fuzz_seconds" != 0 ] && { [ -z "$filter" ] || [[ "fuzz" == *"$filter"* ]] || [[ "$filter" == fuzz* ]]; }; then
+  fuzz_list=$(mktemp) fuzz_log=$(mktemp)
+  (
+    renice -n 19 "$BASHPID" >/dev/null
+    if [ ! -f "$fuzz_build/build.ninja" ]; then
+      CXX=clang++ meson setup "$fuzz_build" "$root" -Dfuzz=true -Db_sanitize=address,undefined \
+        -Db_lundef=false --buildtype=debugoptimized >"$fuzz_log" 2>&1 || exit 1
+    fi
+    # Regenerate first: a build directory configured before a target was added would not list it.
+    ninja -C "$fuzz_build" build.ninja >>"$fuzz_log" 2>&1
+    meson introspect --targets "$fuzz_build" 2>/dev/null |
+      /usr/bin/python3 -c 'import json,sys,os
+for t in json.load(sys.stdin):
+    if t["type"]=="executable" and t["name"].startswith("fuzz_"):
+        print(os.path.relpath(t["filename"][0], sys.argv[1]))' "$fuzz_build" >"$fuzz_list"
+    mapfile -t targets <"$fuzz_list"
+    ((${#targets[@]} == 0)) || ninja -C "$fuzz_build" -j2 "${targets[@]}" >>"$fuzz_log" 2>&1
+  ) &
+  fuzz_pid=$!
+fi
+
 # --- 1. Catch2 suites ------------------------------------------------------------------
-echo "== unit and in-process suites"
+echo "== unit and in-process suites  [at ${SECONDS}s: set-up and build done]"
 while IFS= read -r bin; do
   name=${bin#"$build"/}
   selected "$name" || continue
@@ -68,7 +93,7 @@ done < <(find "$build/tests" -type f -name 'test_*' -perm -u+x ! -name '*.p' 2>/
 # header and runs with nothing beside it. Every test names its namespaces, links and DPDK
 # file prefixes after its own PID, so running side by side is safe; the DPDK runtime
 # directories are swept whenever nothing runs.
-echo "== end-to-end and tool tests"
+echo "== end-to-end and tool tests  [at ${SECONDS}s]"
 jobs_max=${P3_TEST_JOBS:-2}
 results=$(mktemp -d)
 declare -A running=()
@@ -89,8 +114,10 @@ report() {
   esac
 }
 reap_one() {
-  local pid
+  local pid rc
   wait -n -p pid
+  rc=$?
+  if [ -n "$fuzz_pid" ] && [ "$pid" = "$fuzz_pid" ]; then fuzz_done=$rc; return; fi  # the background build
   report "${running[$pid]}"
   unset "running[$pid]"
 }
@@ -112,46 +139,53 @@ drain
 rm -rf "$results"
 
 # --- 3. fuzz smoke ---------------------------------------------------------------------
-if [ "$fuzz_seconds" != 0 ] && { [ -z "$filter" ] || [[ "fuzz" == *"$filter"* ]] || [[ "$filter" == fuzz* ]]; }; then
-  echo "== fuzz targets (${fuzz_seconds}s each)"
-  if [ ! -f "$fuzz_build/build.ninja" ]; then
-    CXX=clang++ meson setup "$fuzz_build" "$root" -Dfuzz=true -Db_sanitize=address,undefined \
-      -Db_lundef=false --buildtype=debugoptimized >/dev/null
-  fi
-  # Regenerate first: a build directory configured before a target was added would not list it.
-  ninja -C "$fuzz_build" build.ninja >/dev/null 2>&1
-  mapfile -t targets < <(meson introspect --targets "$fuzz_build" 2>/dev/null |
-    /usr/bin/python3 -c 'import json,sys,os
-for t in json.load(sys.stdin):
-    if t["type"]=="executable" and t["name"].startswith("fuzz_"):
-        print(os.path.relpath(t["filename"][0], sys.argv[1]))' "$fuzz_build")
-  if ((${#targets[@]})) && ! ninja -C "$fuzz_build" "${targets[@]}" >/tmp/p3-fuzz-build.log 2>&1; then
+if [ -n "$fuzz_pid" ]; then
+  echo "== fuzz targets (${fuzz_seconds}s each)  [at ${SECONDS}s]"
+  if [ -n "$fuzz_done" ]; then fuzz_rc=$fuzz_done; else wait "$fuzz_pid"; fuzz_rc=$?; fi
+  mapfile -t targets <"$fuzz_list"
+  if [ "$fuzz_rc" -ne 0 ]; then
     failed=$((failed + 1)); failures+=("fuzz build")
-    echo "fuzz build FAIL"; tail -n 60 /tmp/p3-fuzz-build.log
+    echo "fuzz build FAIL"; tail -n 60 "$fuzz_log"
   else
-    for rel in "${targets[@]}"; do
+    # Each target is one process on one core: two run at once.
+    fuzz_one() {  # rel: runs it on its seeds, leaves "rc runs" in $fuzz_out/NAME.rc
+      local rel=$1 name work log seeds rc runs
       name=$(basename "$rel")
       seeds=$(find "$root/tests" -type d -path "*/corpus/$name" | head -n 1)
       work=$(mktemp -d)
-      log=$(mktemp)
+      log=$fuzz_out/$name.log
       (cd "$work" && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
         LSAN_OPTIONS=suppressions=$root/tests/lsan.supp:print_suppressions=0 timeout $((fuzz_seconds + 120)) \
         "$fuzz_build/$rel" -max_total_time="$fuzz_seconds" -timeout=10 -rss_limit_mb=2048 \
         -print_final_stats=1 "$work" ${seeds:+"$seeds"}) >"$log" 2>&1
       rc=$?
       runs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' || echo "?")
+      rm -rf "$work"
+      echo "$rc $runs" >"$fuzz_out/$name.rc"
+    }
+    fuzz_out=$(mktemp -d)
+    for ((i = 0; i < ${#targets[@]}; i += 2)); do
+      fuzz_one "${targets[i]}" &
+      [ $((i + 1)) -lt ${#targets[@]} ] && fuzz_one "${targets[i + 1]}"
+      wait
+    done
+    for rel in "${targets[@]}"; do
+      name=$(basename "$rel")
+      read -r rc runs <"$fuzz_out/$name.rc"
       if [ "$rc" -eq 0 ]; then
         passed=$((passed + 1)); printf '%-40s pass  (%s inputs)\n' "$name" "$runs"
       else
         failed=$((failed + 1)); failures+=("$name")
-        printf '%-40s FAIL (rc=%d)\n' "$name" "$rc"; tail -n 60 "$log"
+        printf '%-40s FAIL (rc=%d)\n' "$name" "$rc"; tail -n 60 "$fuzz_out/$name.log"
       fi
-      rm -rf "$work" "$log"
     done
+    rm -rf "$fuzz_out"
   fi
+  rm -f "$fuzz_list" "$fuzz_log"
   cleanup_dpdk
 fi
 
+echo "(all tests ran in ${SECONDS}s)"
 if ((${#failures[@]})); then echo "failed: ${failures[*]}"; fi
 if [ "$skipped" -gt 0 ]; then echo "$skipped skipped (reasons above)"; fi
 echo "$passed passed, $failed failed"
