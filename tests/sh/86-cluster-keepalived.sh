@@ -21,7 +21,7 @@ declare -A pid_k
 cleanup() {
   local p
   for p in "${pid_k[@]}"; do kill -KILL "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
-  for i in 1 2; do ip netns del "${tag}n$i" 2>/dev/null; done
+  for i in 1 2; do ip netns pids "${tag}n$i" 2>/dev/null | xargs -r kill -KILL 2>/dev/null; ip netns del "${tag}n$i" 2>/dev/null; done
   ip link del "$br" 2>/dev/null
   rm -rf "$work"
 }

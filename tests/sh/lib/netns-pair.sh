@@ -67,7 +67,12 @@ cleanup() {
     [ -n "${!v}" ] || continue
     kill -KILL "${!v}" 2>/dev/null; wait "${!v}" 2>/dev/null
   done
-  for v in $all_ns; do ip netns del "$v" 2>/dev/null; done
+  # Whatever still runs in a namespace of the test (a daemon started through a subshell,
+  # whose pid the trap never saw) dies with it rather than outliving the test.
+  for v in $all_ns; do
+    ip netns pids "$v" 2>/dev/null | xargs -r kill -KILL 2>/dev/null
+    ip netns del "$v" 2>/dev/null
+  done
   rm -rf "/var/run/dpdk/$tag"-* "$work"
 }
 trap cleanup EXIT
