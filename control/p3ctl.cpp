@@ -510,7 +510,7 @@ void add_capture_verb(CLI::App& app, Options& o) {
     cap->add_option("--port", c.port, "lan, wan, or a DPDK port id")->required()->type_name("PORT");
     cap->add_option("--direction", c.direction, "rx, tx or both (default)")
         ->check(CLI::IsMember({"rx", "tx", "both"}))->type_name("DIR");
-    cap->add_option("-c,--count", c.count, "stop after this many packets")->check(CLI::Range(1.0, 1099511627776.0))->type_name("N");
+    cap->add_option("-c,--count", c.count, "stop after this many packets")->check(CLI::Range(std::uint64_t{1}, std::uint64_t{1} << 40))->type_name("N");
     cap->add_option("--duration", c.duration_s, "stop after this many seconds")->check(CLI::Range(1, 604800))->type_name("S");
     cap->add_option("--snaplen", c.snaplen, "bytes kept of each packet (default 9018)")->check(CLI::Range(64, 65535))->type_name("B");
     cap->add_option("-w,--write", c.out, "the pcapng file (made 0600), or - for standard output")->required()->type_name("FILE");
