@@ -118,8 +118,14 @@ void Appliance::on_packet(rte_mbuf* m) {
         rte_pktmbuf_free(m);
         return;
     }
-    auto it = by_sid_.find(SessionId(md.session));
-    if (it == by_sid_.end() || m->pkt_len > kMaxControlPacket) {
+    const SessionId sid(md.session);
+    auto it = by_sid_.find(sid);
+    // A cluster member holding the session only from another member's record: its control
+    // session is that member's, which gets the packet over the cluster (docs/cluster.md
+    // §Forwarded control messages).
+    const bool live = it != by_sid_.end() && it->second->state() != channel::SessionState::closed;
+    const std::uint32_t replica = !live && cluster_ ? port_.replica_remote(sid) : 0;
+    if ((it == by_sid_.end() && replica == 0) || m->pkt_len > kMaxControlPacket) {
         // A session with static keys, or one whose channel is not up yet: nothing reads it.
         ++control_unclaimed_;
         rte_pktmbuf_free(m);
@@ -128,7 +134,13 @@ void Appliance::on_packet(rte_mbuf* m) {
     std::array<std::uint8_t, kMaxControlPacket> buf;
     const std::uint32_t len = m->pkt_len;
     const void* p = rte_pktmbuf_read(m, 0, len, buf.data());
-    if (p != nullptr) it->second->on_control_packet(std::span(static_cast<const std::uint8_t*>(p), len));
+    if (p != nullptr) {
+        const std::span bytes(static_cast<const std::uint8_t*>(p), len);
+        if (replica != 0)
+            cluster_->engine().forward_control(replica, bytes);   // counted there, sent or not
+        else
+            it->second->on_control_packet(bytes);
+    }
     rte_pktmbuf_free(m);
 }
 

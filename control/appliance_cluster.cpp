@@ -36,6 +36,17 @@ void Appliance::cluster_start() {
         if (on_role) on_role(r);
     };
     cluster_->on_session_record = [this](const cluster::SessionRecord& rec) { apply_replica(rec); };
+    // Another member received a control packet of a session whose control session is ours:
+    // the channel takes it as if our dataplane had delivered it (its replay window refuses
+    // one that also came directly).
+    cluster_->on_control_message = [this](std::uint32_t remote, std::span<const std::uint8_t> bytes) {
+        auto it = remotes_.find(RemoteId(remote));
+        if (it == remotes_.end() || !it->second.session ||
+            it->second.session->state() == channel::SessionState::closed)
+            return false;
+        it->second.session->on_control_packet(bytes);
+        return true;
+    };
     cluster_->start();
 }
 
@@ -158,7 +169,9 @@ admin::Reply Appliance::cluster_command(const admin::Request& req, const admin::
                   {"sessions_replicated", e.sessions().size()},
                   {"records", {{"installed", replicas_installed_}, {"dropped", replicas_dropped_}}},
                   {"messages", {{"sent", c.sent}, {"received", c.received}, {"refused", c.refused_total()},
-                                {"send_failed", c.send_failed}}}};
+                                {"send_failed", c.send_failed}}},
+                  {"control", {{"forwarded", c.control_forwarded}, {"delivered", c.control_delivered},
+                               {"dropped_rate", c.control_dropped_rate}, {"dropped", c.control_dropped}}}};
     return rep;
 }
 

@@ -147,7 +147,16 @@ public:
     enum class Replica : std::uint8_t { applied, unchanged, unknown_remote, mismatch, refused };
     Replica apply_replica(const cluster::SessionRecord& r);
     // This side set the session up itself: what a record installed is no longer there.
-    void forget_replica(std::uint32_t remote_id) { replicas_.erase(remote_id); }
+    void forget_replica(std::uint32_t remote_id) {
+        if (replicas_.erase(remote_id))
+            std::erase_if(replica_sids_, [&](const auto& e) { return e.second == remote_id; });
+    }
+    // The remote of a dataplane session this member holds from a record (its control packets
+    // go to the holder: docs/cluster.md §Forwarded control messages); 0 when it holds none.
+    std::uint32_t replica_remote(SessionId sid) const {
+        const auto it = replica_sids_.find(sid.raw());
+        return it == replica_sids_.end() ? 0 : it->second;
+    }
 
 private:
     struct ReplicaKeys {          // what a member installed of a record, to see what changed
@@ -155,6 +164,7 @@ private:
         SecretBytes rx_cur, rx_next, tx_cur;
     };
     std::unordered_map<std::uint32_t, ReplicaKeys> replicas_;   // by remote id
+    std::unordered_map<std::uint32_t, std::uint32_t> replica_sids_;   // session id -> remote id, of replicas_
     Replica replica_fresh(const cluster::SessionRecord& r, SessionId sid, ReplicaKeys& rep);
     Replica replica_move(const cluster::SessionRecord& r, SessionId sid, ReplicaKeys& rep);
 

@@ -43,10 +43,14 @@ DataplanePort::Replica DataplanePort::apply_replica(const cluster::SessionRecord
         if (it != replicas_.end()) {   // set up again: the old lanes go
             port_.clear_keys(sid);
             replicas_.erase(it);
+            replica_sids_.erase(sid.raw());
         }
         ReplicaKeys rep;
         const Replica res = replica_fresh(r, sid, rep);
-        if (res == Replica::applied) replicas_.emplace(r.remote_id, std::move(rep));
+        if (res == Replica::applied) {
+            replicas_.emplace(r.remote_id, std::move(rep));
+            replica_sids_[sid.raw()] = r.remote_id;
+        }
         return res;
     }
     return replica_move(r, sid, it->second);

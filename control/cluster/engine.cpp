@@ -164,10 +164,54 @@ void Engine::on_message(std::uint64_t origin, const Header& h, Body& b) {
         if (p.m.role == Role::primary) applied_ = h.counter;
         ++counters_.sessions_applied;
         own_.erase(s->remote_id);   // another member publishes it now
+        holder_[s->remote_id] = h.sender;
         SessionRecord& stored = sessions_[s->remote_id];
         stored = std::move(*s);
         sink_.on_session(stored);
+    } else if (auto* c = std::get_if<ControlMsg>(&b)) {
+        if (c->holder == cfg_.member) on_control(*c);   // CPG carries it to every member
     }
+}
+
+bool Engine::control_drop(std::uint32_t remote_id, bool rate, const char* why) {
+    ++(rate ? counters_.control_dropped_rate : counters_.control_dropped);
+    P3_PEER_LOG(warning, Reason::CLUSTER_CONTROL_DROPPED, "cluster: remote %u: control message dropped: %s", remote_id,
+                why);
+    return false;
+}
+
+bool Engine::forward_control(std::uint32_t remote_id, std::span<const std::uint8_t> bytes) {
+    const auto s = sessions_.find(remote_id);
+    const auto hd = holder_.find(remote_id);
+    if (s == sessions_.end() || hd == holder_.end() || own_.count(remote_id))
+        return control_drop(remote_id, false, "no other member holds its control session");
+    if (bytes.empty() || bytes.size() > kMaxControlBytes)
+        return control_drop(remote_id, false, "empty, or over 2048 bytes");
+    if (!in_group_) return control_drop(remote_id, false, "not in the cluster's group");
+    const std::uint64_t now = now_();
+    if (!ctl_out_[remote_id].take(now, kControlPerRemote) || !ctl_out_all_.take(now, kControlTotal))
+        return control_drop(remote_id, true, "over the rate of forwarded control messages");
+    ControlMsg c{remote_id, s->second.epoch, hd->second, {bytes.begin(), bytes.end()}};
+    if (!send_body(c)) return control_drop(remote_id, false, "the group refused it");
+    ++counters_.control_forwarded;
+    return true;
+}
+
+void Engine::on_control(const ControlMsg& c) {
+    if (!own_.count(c.remote_id)) {
+        control_drop(c.remote_id, false, "forwarded, but this member does not hold its control session");
+        return;
+    }
+    const std::uint64_t now = now_();
+    if (!ctl_in_[c.remote_id].take(now, kControlPerRemote) || !ctl_in_all_.take(now, kControlTotal)) {
+        control_drop(c.remote_id, true, "over the rate of forwarded control messages");
+        return;
+    }
+    if (!sink_.on_control(c.remote_id, c.bytes)) {
+        control_drop(c.remote_id, false, "forwarded, but its control session is not up here");
+        return;
+    }
+    ++counters_.control_delivered;
 }
 
 void Engine::answer_state_request() {
@@ -178,6 +222,7 @@ void Engine::answer_state_request() {
 void Engine::publish(const SessionRecord& r) {
     sessions_[r.remote_id] = r.clone();
     own_[r.remote_id] = true;
+    holder_[r.remote_id] = cfg_.member;
     if (in_group_) send_body(r.clone());
 }
 

@@ -23,6 +23,15 @@
 // write_peer. A member's counter starts at its boot time
 // (seconds << 20), so a member that restarts continues above its old counters.
 //
+// Forwarded control messages (docs/cluster.md §Forwarded control messages): a member that
+// receives a control-channel packet of a session it holds only as a replica hands it to
+// forward_control(), which sends CONTROL to the member that published the session's record;
+// that member gives it to its sink (on_control), which feeds the session's channel. The
+// channel's own replay window refuses a packet that arrives twice (directly and forwarded).
+// Both ends are bounded: at most kControlPerRemote messages a second per session and
+// kControlTotal in all, each way; what is over, too long, without a holder, or for a
+// session the receiver does not hold is dropped, counted and logged through write_peer.
+//
 // Lag: each HELLO carries `applied`, the counter of the last SESSION message from the primary
 // this member applied (the primary: its last one sent); a member's lag is the primary's
 // applied minus its own, in the primary's messages.
@@ -60,6 +69,9 @@ struct EngineConfig {
 struct EngineCounters {
     std::uint64_t sent = 0, send_failed = 0, received = 0;
     std::uint64_t sessions_sent = 0, sessions_applied = 0;
+    // CONTROL: sent by this member, delivered to its channel here, dropped over a rate, and
+    // dropped for any other cause (too long, no holder, not held here, not in the group).
+    std::uint64_t control_forwarded = 0, control_delivered = 0, control_dropped_rate = 0, control_dropped = 0;
     std::array<std::uint64_t, static_cast<std::size_t>(Refusal::count_)> refused{};
     std::uint64_t refused_total() const noexcept {
         std::uint64_t n = 0;
@@ -81,6 +93,11 @@ public:
 
     // Local: a session's state changed (this member holds its control session).
     void publish(const SessionRecord& r);
+    // A control packet of a session this member holds only as a replica, to the member that
+    // published its record. false: not sent (counted, see above).
+    bool forward_control(std::uint32_t remote_id, std::span<const std::uint8_t> bytes);
+    static constexpr unsigned kControlPerRemote = 64;   // a second, per session (a channel sends a few)
+    static constexpr unsigned kControlTotal = 2048;     // a second, all sessions
     // promote/demote: ROLE to the group, then on_role (the dataplane's role).
     void set_role(Role r);
     // The owner's periodic timer (every kHelloEvery): a HELLO, so members know who is alive.
@@ -118,6 +135,22 @@ private:
     void on_message(std::uint64_t origin, const Header& h, Body& b);
     void answer_state_request();
     void refuse(Refusal why, std::uint64_t origin);
+    void on_control(const ControlMsg& c);
+    bool control_drop(std::uint32_t remote_id, bool rate, const char* why);
+    // At most `max` events in one second of the engine's clock.
+    struct Window {
+        std::uint64_t second = ~0ULL;
+        std::uint32_t n = 0;
+        bool take(std::uint64_t now_ms, std::uint32_t max) noexcept {
+            if (now_ms / 1000 != second) {
+                second = now_ms / 1000;
+                n = 0;
+            }
+            if (n >= max) return false;
+            ++n;
+            return true;
+        }
+    };
     void member_gone(std::uint8_t number);
     void tell_members();
 
@@ -135,6 +168,10 @@ private:
     std::array<std::uint64_t, kMaxMembers + 1> last_counter_{};   // replay floor per member
     std::map<std::uint32_t, SessionRecord> sessions_;  // by remote id
     std::map<std::uint32_t, bool> own_;                // remote ids this member published
+    std::map<std::uint32_t, std::uint8_t> holder_;     // remote id -> member that published it
+    // CONTROL rates, per remote (only remotes with a stored record: bounded like sessions_).
+    std::map<std::uint32_t, Window> ctl_out_, ctl_in_;
+    Window ctl_out_all_, ctl_in_all_;
     EngineCounters counters_;
 };
 

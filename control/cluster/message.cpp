@@ -41,7 +41,7 @@ struct Writer {
     std::span<std::uint8_t> buf;
     std::size_t n = 0;
     void bytes(const std::uint8_t* p, std::size_t len) {
-        if (!buf.empty()) std::memcpy(buf.data() + n, p, len);
+        if (!buf.empty() && len != 0) std::memcpy(buf.data() + n, p, len);
         n += len;
     }
     void u(std::uint64_t v, int width) {
@@ -104,6 +104,12 @@ void write_body(Writer& w, const Body& b) {
     } else if (const auto* r = std::get_if<RoleMsg>(&b)) {
         w.u(r->member, 1);
         w.u(static_cast<std::uint8_t>(r->role), 1);
+    } else if (const auto* c = std::get_if<ControlMsg>(&b)) {
+        w.u(c->remote_id, 4);
+        w.u(c->epoch, 4);
+        w.u(c->holder, 1);
+        w.u(c->bytes.size(), 2);
+        w.bytes(c->bytes.data(), c->bytes.size());
     } else if (const auto* s = std::get_if<SessionRecord>(&b)) {
         w.u(s->remote_id, 4);
         w.u(s->epoch, 4);
@@ -139,7 +145,8 @@ MsgType type_of(const Body& b) noexcept {
     case 0: return MsgType::hello;
     case 1: return MsgType::state_request;
     case 2: return MsgType::session;
-    default: return MsgType::role;
+    case 3: return MsgType::role;
+    default: return MsgType::control;
     }
 }
 
@@ -176,6 +183,19 @@ std::optional<Body> decode(MsgType type, std::span<const std::uint8_t> bytes) {
         m.member = static_cast<std::uint8_t>(member);
         m.role = static_cast<Role>(role);
         return Body(m);
+    }
+    case MsgType::control: {
+        ControlMsg c;
+        c.remote_id = static_cast<std::uint32_t>(r.u(4));
+        c.epoch = static_cast<std::uint32_t>(r.u(4));
+        const std::uint64_t holder = r.u(1);
+        const std::size_t len = r.u(2);
+        const std::uint8_t* p = nullptr;
+        if (len == 0 || len > kMaxControlBytes || !r.take(len, p)) return std::nullopt;
+        if (!r.done() || c.remote_id == 0 || holder == 0 || holder > kMaxMembers) return std::nullopt;
+        c.holder = static_cast<std::uint8_t>(holder);
+        c.bytes.assign(p, p + len);
+        return Body(std::move(c));
     }
     case MsgType::session: {
         SessionRecord s;
@@ -230,7 +250,7 @@ std::optional<Opened> open(const SealKey& k, std::span<const std::uint8_t> msg, 
     o.header.sender = msg[2];
     for (int i = 0; i < 8; ++i) o.header.counter = (o.header.counter << 8) | msg[4 + i];
     if (msg[0] != kVersion || msg[3] != 0) return why = Refusal::version, std::nullopt;
-    if (msg[1] < 1 || msg[1] > 4) return why = Refusal::type, std::nullopt;
+    if (msg[1] < 1 || msg[1] > 5) return why = Refusal::type, std::nullopt;
     o.header.type = static_cast<MsgType>(msg[1]);
     if (o.header.sender == 0 || o.header.sender > kMaxMembers) return why = Refusal::sender, std::nullopt;
     if (!k.valid()) return why = Refusal::auth, std::nullopt;

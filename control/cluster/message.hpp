@@ -26,13 +26,16 @@
 
 namespace p3::cluster {
 
-enum class MsgType : std::uint8_t { hello = 1, state_request = 2, session = 3, role = 4 };
+enum class MsgType : std::uint8_t { hello = 1, state_request = 2, session = 3, role = 4, control = 5 };
 
 inline constexpr std::uint8_t kVersion = 1;
 inline constexpr std::size_t kHeaderLen = 12;
 inline constexpr std::size_t kTagLen = 16;
 inline constexpr std::size_t kMaxMessage = 8192;   // a SESSION record is under 1 KiB
 inline constexpr std::size_t kClusterKeyLen = 32;
+// A forwarded control-channel packet (CONTROL): at most this many bytes (a control packet is
+// channel::limits::kControlInnerLen; p3d reads at most 2048 of one).
+inline constexpr std::size_t kMaxControlBytes = 2048;
 
 struct Header {
     std::uint8_t version = kVersion;
@@ -52,7 +55,16 @@ struct RoleMsg {
     std::uint8_t member = 0;
     Role role = Role::backup;
 };
-using Body = std::variant<Hello, StateRequest, SessionRecord, RoleMsg>;
+// A control-channel packet (the decrypted inner packet, still sealed under the session's
+// control key) that reached a member holding the session only as a replica, for the member
+// that holds the control session (docs/cluster.md §Forwarded control messages).
+struct ControlMsg {
+    std::uint32_t remote_id = 0;
+    std::uint32_t epoch = 0;      // of the record the forwarder holds
+    std::uint8_t holder = 0;      // the member that published that record
+    std::vector<std::uint8_t> bytes;
+};
+using Body = std::variant<Hello, StateRequest, SessionRecord, RoleMsg, ControlMsg>;
 
 // The message key, derived once from the cluster key (32 bytes).
 class SealKey {

@@ -34,11 +34,16 @@ public:
     // What arrives (the merge connects these to the dataplane and the audit trail).
     std::function<void(const SessionRecord&)> on_session_record;
     std::function<void(std::uint8_t member, Role)> on_member_role;
+    // A control packet another member forwarded for a session this member holds (false: none).
+    std::function<bool(std::uint32_t remote_id, std::span<const std::uint8_t>)> on_control_message;
 
     // ReplicaSink
     void on_session(const SessionRecord& r) override;
     void on_role(std::uint8_t member, Role role) override;
     void on_members(std::span<const Member>) override {}
+    bool on_control(std::uint32_t remote_id, std::span<const std::uint8_t> bytes) override {
+        return on_control_message && on_control_message(remote_id, bytes);
+    }
 
 private:
     Node(const ClusterSettings& s, SecretBytes key, control::EventLoop& loop);

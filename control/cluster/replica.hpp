@@ -71,6 +71,10 @@ struct ReplicaSink {
     virtual void on_session(const SessionRecord&) = 0;
     virtual void on_role(std::uint8_t member, Role role) = 0;
     virtual void on_members(std::span<const Member>) = 0;
+    // A control-channel packet another member received for a session whose control session
+    // this member holds: fed to the session's channel as if this dataplane had delivered it.
+    // false: no such session here (dropped, counted by the engine).
+    virtual bool on_control(std::uint32_t /*remote_id*/, std::span<const std::uint8_t> /*bytes*/) { return false; }
 };
 
 }  // namespace p3::cluster

@@ -52,6 +52,8 @@ SessionRecord record(std::uint32_t remote, std::uint32_t epoch) {
     return r;
 }
 
+std::uint64_t g_now_ms = 5000;   // every engine's clock (a test that moves it puts it back)
+
 struct Recorder final : ReplicaSink {
     struct Got {
         std::uint32_t epoch;
@@ -65,6 +67,14 @@ struct Recorder final : ReplicaSink {
     }
     void on_role(std::uint8_t m, Role r) override { roles.emplace_back(m, r); }
     void on_members(std::span<const Member> m) override { members.assign(m.begin(), m.end()); }
+    // Forwarded control packets: (remote, bytes) as the channel would get them.
+    std::vector<std::pair<std::uint32_t, std::vector<std::uint8_t>>> controls;
+    bool holds = true;   // false: the control session is not up here
+    bool on_control(std::uint32_t remote, std::span<const std::uint8_t> b) override {
+        if (!holds) return false;
+        controls.emplace_back(remote, std::vector<std::uint8_t>(b.begin(), b.end()));
+        return true;
+    }
     std::vector<unsigned> numbers() const {
         std::vector<unsigned> v;
         for (const auto& m : members) v.push_back(m.number);
@@ -86,7 +96,7 @@ struct Node {
         c.role = role;
         c.boot_id = origin;
         c.counter_start = counter_start;
-        engine = std::make_unique<Engine>(c, key, ep, sink, [] { return std::uint64_t(5000); });
+        engine = std::make_unique<Engine>(c, key, ep, sink, [] { return g_now_ms; });
         ep.engine = engine.get();
     }
 };
@@ -97,7 +107,8 @@ bool contains(const std::vector<std::uint8_t>& hay, std::span<const std::uint8_t
 
 std::vector<std::string> g_lines;
 void capture(log::Level, Reason r, std::string_view line, void*) {
-    if (r == Reason::CLUSTER_MEMBER_LEFT || r == Reason::CLUSTER_MSG_DROPPED) g_lines.emplace_back(line);
+    if (r == Reason::CLUSTER_MEMBER_LEFT || r == Reason::CLUSTER_MSG_DROPPED || r == Reason::CLUSTER_CONTROL_DROPPED)
+        g_lines.emplace_back(line);
 }
 
 }  // namespace
@@ -359,4 +370,133 @@ TEST_CASE("cluster: a member holds at most as many sessions as a dataplane", "[c
     n1.engine->publish(record(5, 2));   // an update of a session held is not new: applied
     bus.run();
     CHECK(n2.sink.sessions[5].epoch == 2);
+}
+
+// ---- forwarded control messages (docs/cluster.md §Forwarded control messages) -------------
+
+TEST_CASE("cluster: CONTROL opens unchanged; malformed ones are refused", "[cluster]") {
+    const SealKey k(kClusterKey);
+    const auto pkt = bytes_of(0x45, 120);
+    const SecretBytes body = encode(ControlMsg{7, 3, 1, pkt});
+    const auto msg = seal(k, {kVersion, MsgType::control, 2, 77}, body.span());
+    Refusal why{};
+    auto o = open(k, msg, why);
+    REQUIRE(o);
+    CHECK(o->header.type == MsgType::control);
+    auto b = decode(o->header.type, o->body.span());
+    REQUIRE(b);
+    const auto& c = std::get<ControlMsg>(*b);
+    CHECK((c.remote_id == 7 && c.epoch == 3 && c.holder == 1 && c.bytes == pkt));
+    auto m = msg;
+    m[kHeaderLen + 20] ^= 1;
+    CHECK_FALSE(open(k, m, why));
+    CHECK(why == Refusal::auth);
+
+    auto raw = [](ControlMsg c) {
+        const SecretBytes e = encode(c);
+        return std::vector<std::uint8_t>(e.span().begin(), e.span().end());
+    };
+    const auto good = raw(ControlMsg{7, 3, 1, pkt});
+    CHECK(decode(MsgType::control, good));
+    auto trailing = good;
+    trailing.push_back(0);
+    CHECK_FALSE(decode(MsgType::control, trailing));
+    CHECK_FALSE(decode(MsgType::control, {good.data(), good.size() - 1}));
+    CHECK_FALSE(decode(MsgType::control, raw(ControlMsg{7, 3, 1, {}})));                          // empty
+    CHECK_FALSE(decode(MsgType::control, raw(ControlMsg{7, 3, 1, bytes_of(1, kMaxControlBytes + 1)})));
+    CHECK(decode(MsgType::control, raw(ControlMsg{7, 3, 1, bytes_of(1, kMaxControlBytes)})));
+    CHECK_FALSE(decode(MsgType::control, raw(ControlMsg{0, 3, 1, pkt})));                          // remote 0
+    CHECK_FALSE(decode(MsgType::control, raw(ControlMsg{7, 3, 0, pkt})));                          // holder 0
+    CHECK_FALSE(decode(MsgType::control, raw(ControlMsg{7, 3, 17, pkt})));
+}
+
+TEST_CASE("cluster: a control packet on a replica reaches the holder only, sealed, bounded and counted", "[cluster]") {
+    Bus bus;
+    Node n1(bus, 1, Role::primary, 1000, 0x101), n2(bus, 2, Role::backup, 2000, 0x202),
+        n3(bus, 3, Role::backup, 3000, 0x303);
+    bus.join(n1.ep);
+    bus.join(n2.ep);
+    bus.join(n3.ep);
+    n1.engine->publish(record(7, 1));   // n1 holds remote 7's control session
+    n2.engine->publish(record(9, 1));   // n2 holds remote 9's (load balancing)
+    bus.run();
+    g_lines.clear();
+    log::set_sink(capture, nullptr);
+    log::set_time_source([]() noexcept -> std::uint64_t { return 1000; });
+
+    // To the member that published the record, and to no other; never in clear on the bus.
+    const auto pkt = bytes_of(0x45, 100);
+    REQUIRE(n3.engine->forward_control(7, pkt));
+    bus.run();
+    REQUIRE(n1.sink.controls.size() == 1);
+    CHECK((n1.sink.controls[0].first == 7 && n1.sink.controls[0].second == pkt));
+    CHECK(n2.sink.controls.empty());
+    CHECK_FALSE(contains(bus.wire.back().bytes, pkt));
+    REQUIRE(n3.engine->forward_control(9, pkt));
+    bus.run();
+    CHECK(n2.sink.controls.size() == 1);
+    CHECK(n1.sink.controls.size() == 1);
+    // The holder does not forward its own; nor does anyone a session without a record.
+    CHECK_FALSE(n1.engine->forward_control(7, pkt));
+    CHECK_FALSE(n3.engine->forward_control(42, pkt));
+    CHECK_FALSE(n3.engine->forward_control(7, bytes_of(1, kMaxControlBytes + 1)));
+    CHECK(n1.engine->counters().control_dropped == 1);
+    CHECK(n3.engine->counters().control_dropped == 2);
+
+    // The same CONTROL again: a replayed counter, not delivered twice.
+    Bus::Sent last;
+    for (const auto& s : bus.wire)
+        if (s.origin == 0x303) last = s;
+    n2.engine->deliver(last.origin, last.bytes);
+    CHECK(n2.engine->counters().refused[static_cast<int>(Refusal::replay)] == 1);
+    CHECK(n2.sink.controls.size() == 1);
+
+    // Per session: kControlPerRemote a second leave the forwarder, the rest are dropped.
+    for (unsigned i = 0; i < Engine::kControlPerRemote + 5; ++i) n3.engine->forward_control(7, pkt);
+    bus.run();
+    CHECK(n3.engine->counters().control_forwarded == Engine::kControlPerRemote + 1);   // one for remote 9
+    CHECK(n3.engine->counters().control_dropped_rate == 6);
+    CHECK(n1.sink.controls.size() == Engine::kControlPerRemote);
+    g_now_ms += 1000;   // the next second
+    CHECK(n3.engine->forward_control(7, pkt));
+    bus.run();
+    CHECK(n1.sink.controls.size() == Engine::kControlPerRemote + 1);
+
+    // The holder bounds what it takes too (a member past its own limit, or several members).
+    g_now_ms += 1000;
+    const SecretBytes fwd = encode(ControlMsg{7, 1, 1, pkt});
+    std::uint64_t counter = 900000;
+    for (unsigned i = 0; i < Engine::kControlPerRemote + 3; ++i)
+        n1.engine->deliver(0x202, seal(n2.key, {kVersion, MsgType::control, 2, ++counter}, fwd.span()));
+    CHECK(n1.engine->counters().control_dropped_rate == 3);
+    CHECK(n1.sink.controls.size() == 2 * Engine::kControlPerRemote + 1);
+    // For a session the holder does not hold (no record published, or its channel is down).
+    const SecretBytes other = encode(ControlMsg{55, 1, 1, pkt});
+    n1.engine->deliver(0x202, seal(n2.key, {kVersion, MsgType::control, 2, ++counter}, other.span()));
+    g_now_ms += 1000;
+    n1.sink.holds = false;
+    n1.engine->deliver(0x202, seal(n2.key, {kVersion, MsgType::control, 2, ++counter}, fwd.span()));
+    n1.sink.holds = true;
+    CHECK(n1.engine->counters().control_dropped == 3);
+    CHECK(n1.engine->counters().control_delivered == 2 * Engine::kControlPerRemote + 1);
+
+    // In all: kControlTotal a second, whatever the sessions.
+    for (std::uint32_t id = 100; id < 140; ++id) n1.engine->publish(record(id, 1));
+    bus.run();
+    g_now_ms += 1000;
+    const auto before = n3.engine->counters();
+    for (std::uint32_t id = 100; id < 140; ++id)
+        for (unsigned i = 0; i < Engine::kControlPerRemote; ++i) n3.engine->forward_control(id, pkt);
+    bus.run();
+    CHECK(n3.engine->counters().control_forwarded - before.control_forwarded == Engine::kControlTotal);
+    CHECK(n3.engine->counters().control_dropped_rate - before.control_dropped_rate ==
+          40 * Engine::kControlPerRemote - Engine::kControlTotal);
+    log::set_time_source(nullptr);
+    log::set_sink(nullptr, nullptr);
+    g_now_ms = 5000;
+    // Each drop is logged through write_peer: ten lines a second at most.
+    CHECK(std::count_if(g_lines.begin(), g_lines.end(), [](const std::string& l) {
+              return l.find("control message dropped") != std::string::npos;
+          }) == static_cast<long>(log::kPeerLinesPerSecond));
+    CHECK(n1.engine->counters().refused_total() == 0);
 }

@@ -1,13 +1,17 @@
 // The secondary's side of a rekey stepped message by message, with a hand-played primary:
 // retransmitted, stale, crossing and bad requests, the settle rule, X25519 mixing checked
 // against the test's own computation, bad and missing shares, array indices spent once, and
-// garbage, forged and replayed control packets.
+// garbage, forged and replayed control packets, also when forwarded by a cluster member.
 #include <catch2/catch.hpp>
+
+#include <algorithm>
 
 #include "channel_sim.hpp"
 #include "control/channel/dh.hpp"
 #include "control/channel/framing.hpp"
 #include "control/channel/messages.hpp"
+#include "control/cluster/engine.hpp"
+#include "tests/cluster/loopback.hpp"
 
 using namespace p3;
 using namespace p3::channel;
@@ -425,4 +429,61 @@ TEST_CASE("rekey, stepped: garbage, forged and replayed control packets are drop
     CHECK(t.sec->stats().parse.total_rejected() == 1);
     CHECK(t.peer.out.size() == 1);  // none of them answered
     CHECK(t.sec->state() == SessionState::up);
+}
+
+// A cluster member that holds the session only as a replica forwards its control packets to
+// the member holding the control session (docs/cluster.md §Forwarded control messages): a
+// packet the director gave to both, or that came directly and then again forwarded, reaches
+// the channel twice; its replay window must refuse the second.
+TEST_CASE("rekey, stepped: a control packet that came directly and again forwarded by a member is processed once") {
+    Stepped t;
+    cluster::test::Bus bus;
+    struct Holder final : cluster::ReplicaSink {
+        Session* s = nullptr;
+        void on_session(const cluster::SessionRecord&) override {}
+        void on_role(std::uint8_t, cluster::Role) override {}
+        void on_members(std::span<const cluster::Member>) override {}
+        bool on_control(std::uint32_t remote, std::span<const std::uint8_t> b) override {
+            if (remote != 7 || !s) return false;
+            s->on_control_packet(b);
+            return true;
+        }
+    } holder, replica;   // the replica holds no control session (its s stays null)
+    holder.s = t.sec.get();
+    const std::vector<std::uint8_t> ck(32, 0x5a);
+    const cluster::SealKey key(ck);
+    cluster::test::Endpoint e1(bus, 0x101), e2(bus, 0x202);
+    cluster::EngineConfig c1, c2;
+    c1.member = 1, c1.role = cluster::Role::primary, c1.counter_start = 1000;
+    c2.member = 2, c2.counter_start = 2000;
+    cluster::Engine m1(c1, key, e1, holder, [] { return std::uint64_t(1000); });
+    cluster::Engine m2(c2, key, e2, replica, [] { return std::uint64_t(1000); });
+    e1.engine = &m1;
+    e2.engine = &m2;
+    bus.join(e1);
+    bus.join(e2);
+    cluster::SessionRecord rec;
+    rec.remote_id = 7;
+    rec.epoch = 1;
+    m1.publish(rec);   // m1 holds remote 7's control session; m2 learns it from the record
+    bus.run();
+
+    Message hb;
+    hb.type = MsgType::heartbeat;
+    hb.msg_id = 50;
+    const auto pkt = t.peer.seal(hb);
+    t.sec->on_control_packet(pkt);   // directly, on the holder's dataplane
+    CHECK(t.peer.out.size() == 1);
+    REQUIRE(m2.forward_control(7, pkt));   // and on m2's, forwarded
+    bus.run();
+    CHECK(m1.counters().control_delivered == 1);
+    CHECK(t.sec->stats().replays == 1);
+    CHECK(t.peer.out.size() == 1);   // answered once
+
+    hb.msg_id = 51;   // one that reached only m2
+    REQUIRE(m2.forward_control(7, t.peer.seal(hb)));
+    bus.run();
+    CHECK(m1.counters().control_delivered == 2);
+    CHECK(t.sec->stats().received == 2);
+    CHECK(t.peer.out.size() == 2);
 }

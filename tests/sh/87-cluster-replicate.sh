@@ -2,12 +2,14 @@
 # Replicated keys end to end (docs/cluster.md §Replicated keys): two Realserver members behind
 # the nftables director of 84-cluster-rs.sh, each with its own corosync (one per namespace, on a
 # management link between them) in one CPG group. The secondary sets up a PSK session with the
-# VIP; the director hands the secondary's packets to member 1 (the holder of the control
-# session: its control messages must reach it), so member 2 has the session only from the
-# record member 1 publishes over corosync. Host A sends to the secondary's side through both
-# members (10.1.0.2 via m1, 10.1.0.4 via m2); a forced rekey on m1 during a transfer through
-# m2: m2 switches its own lanes from the replicated record before the secondary promotes its
-# new key, so nothing is lost.
+# VIP; the director hands the secondary's packets to member 1 for the setup exchange, so member
+# 2 has the session only from the record member 1 publishes over corosync. Then the director
+# spreads the secondary's packets round robin over both members: the control messages that
+# land on m2 are forwarded to m1 over corosync (docs/cluster.md §Forwarded control messages).
+# Host A sends to the secondary's side through both members (10.1.0.2 via m1, 10.1.0.4 via
+# m2); a forced rekey on m1 during a transfer through m2: m2 switches its own lanes from the
+# replicated record before the secondary promotes its new key, and the rekey's answers that
+# reach m2 are forwarded, so nothing is lost and the rekey completes on both sides.
 #
 #   hS 10.2.0.2 -- [sLan] p3d s [sWan] -- dS |br0 (ns d)| d1 -- [m1Wan] p3d m1 [m1Lan] --+
 #                                                         d2 -- [m2Wan] p3d m2 [m2Lan] --+-- brL -- hA
@@ -192,6 +194,22 @@ for i in range(count):
     if i % burst == 0: time.sleep(0.01)' "$2" "$3" "$4" "$5"
 }
 drops() { "$py" "$tel" "$tag-$1" /p3/drops "$2"; }
+jget() {  # member key... : a number from p3ctl's --json answer (status, or cluster status)
+  local m=$1; shift
+  "$p3ctl" -s "$work/$m.sock" --json "$@" 2>/dev/null | "$py" -c '
+import json, sys
+j = json.load(sys.stdin)
+j = j.get("result", j)
+for k in sys.argv[1].split("."):
+    j = j[k]
+print(j)' "$JKEY" || echo -1
+}
+unclaimed() { JKEY=control.channel.unclaimed jget "$1" status; }
+retrans() { JKEY=control.channel.retransmits jget "$1" status; }
+fwd() { JKEY=control.$2 jget "$1" cluster status; }
+# From now on the director spreads every packet of the secondary over both members, round robin.
+director "numgen inc mod 2 map { 0 : $M1MAC, 1 : $M2MAC }"
+unc0=$(unclaimed m2) rt0=$(retrans m1)
 auth0=$(drops s p3_auth) old0=$(drops s p3_old_key)
 # A transfer through m2 of about 5 s; m1 rekeys 1 s into it. The secondary promotes its new key
 # 3 s after the switch: by then m2 must send under it.
@@ -208,10 +226,21 @@ auth=$(( $(drops s p3_auth) - auth0 )) old=$(( $(drops s p3_old_key) - old0 ))
 applied=$(grep -c 'P3-I0930' "$work/m2.log")
 echo "UDP $n x 1000 B host A -> secondary's side through m2, rekeyed on m1 meanwhile: $got received; secondary: p3_auth +$auth, p3_old_key +$old; records installed on m2: $applied"
 grep -q 'P3-I0509' "$work/m1.log" || fail "the rekey did not complete on m1"
+grep -q 'P3-I0509' "$work/s.log" || fail "the rekey did not complete on the secondary"
+unc=$(( $(unclaimed m2) - unc0 )) rt=$(( $(retrans m1) - rt0 ))
+fw=$(fwd m2 forwarded) dl=$(fwd m1 delivered) dr2=$(fwd m2 dropped_rate) dr1=$(fwd m1 dropped)
+echo "control messages over the round-robin director: forwarded by m2 $fw, delivered on m1 $dl; unclaimed on m2 +$unc; m1 retransmits +$rt; dropped: m2 rate $dr2, m1 $dr1"
+[ "$unc" -eq 0 ] || fail "m2 left $unc control messages unclaimed (lost, not forwarded)"
+[ "$fw" -ge 1 ] && [ "$dl" -ge 1 ] || fail "no control message forwarded from m2 to m1 ($fw sent, $dl delivered)"
+# m1's resends are reported, not asserted: one in a run was seen (not yet explained; the rekey
+# completes on both sides).
 [ "$applied" -ge 3 ] || fail "m2 installed $applied records (setup, next key, switch expected)"
 [ "$auth" -eq 0 ] && [ "$old" -eq 0 ] || fail "the secondary refused m2's packets across the rekey (auth $auth, old key $old)"
 [ "${got:-0}" -ge $((n * 95 / 100)) ] || fail "through m2 across the rekey: $got of $n"
 in_ns "$ns_l" ping -c 10 -i 0.1 -W 1 -I 10.1.0.4 10.2.0.2 >"$work/ping3" 2>&1
 [ "$(ping_replies "$work/ping3")" -ge 9 ] || fail "through m2 after the rekey: $(ping_replies "$work/ping3")/10"
+in_ns "$ns_hs" ping -c 10 -i 0.1 -W 1 -I 10.2.0.2 10.1.0.2 >"$work/ping4" 2>&1   # spread over m1 and m2
+[ "$(ping_replies "$work/ping4")" -ge 9 ] || fail "from the secondary's side over both members: $(ping_replies "$work/ping4")/10"
 grep -q 'P3-W0931' "$work/m2.log" && fail "m2 dropped a record"
+grep -q 'P3-W0932' "$work/m1.log" "$work/m2.log" && fail "a control message was dropped: $(grep -h P3-W0932 "$work"/m[12].log | head -3)"
 echo "PASS: 87-cluster-replicate"
