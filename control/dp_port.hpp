@@ -148,6 +148,10 @@ public:
     Replica apply_replica(const cluster::SessionRecord& r);
     // This side set the session up itself: what a record installed is no longer there.
     void forget_replica(std::uint32_t remote_id) { replicas_.erase(remote_id); }
+    // A failover member let go of the control session it held (it became backup): the keys it
+    // installed stay, as if r (the record it published last) had installed them, so the next
+    // primary's records move them on or replace them (a new setup).
+    void adopt_replica(const cluster::SessionRecord& r);
 
 private:
     struct ReplicaKeys {          // what a member installed of a record, to see what changed
