@@ -303,6 +303,7 @@ bool Appliance::set_cluster_role(config::ClusterRole role) {
         if (audit_) audit_->write({0, "p3d", "event:role", target, "refused: not a cluster member"});
         return false;
     }
+    if (!primary && cfg_.cluster.director == config::ClusterDirector::none) release_control_sessions();
     const cluster::Role r = primary ? cluster::Role::primary : cluster::Role::backup;
     if (cluster_) cluster_->engine().set_role(r);   // its on_role calls our hook
     else if (on_role) on_role(r);

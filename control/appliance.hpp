@@ -163,6 +163,8 @@ private:
     void replicate_keys(RemoteId remote, DataplanePort::KeyStep step, const channel::KeyMaterial* k);
     void publish_replica(cluster::SessionRecord& rec);
     void apply_replica(const cluster::SessionRecord& rec);
+    // A failover member become backup lets go of its control sessions, keeping their keys.
+    void release_control_sessions();
     std::uint64_t replicas_installed_ = 0, replicas_dropped_ = 0;
     admin::Reply cluster_command(const admin::Request& r, const admin::Caller& who);
     // appliance_capture.cpp: p3ctl capture (docs/capture.md)

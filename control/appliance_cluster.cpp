@@ -127,6 +127,26 @@ void Appliance::apply_replica(const cluster::SessionRecord& rec) {
                 rec.remote_id, rec.epoch, why);
 }
 
+// A failover member that becomes backup reaches no peer any more (nothing leaves by its WAN),
+// and the peers set their sessions up again with the new primary at heartbeat_fail. Its
+// channels would only lose their sessions then and clear the keys, and while they run they
+// make this member ignore the new primary's records. So they go now, without a goodbye (it
+// could not leave) and without clearing: the keys stay as a replica of the record this member
+// published last, which the new primary's records then move on or replace.
+void Appliance::release_control_sessions() {
+    for (auto& [id, r] : remotes_) {
+        if (!r.session || r.retiring) continue;
+        by_sid_.erase(r.sid);
+        r.session.reset();   // no event, no session_down: the dataplane's lanes stay
+        r.link.reset();
+        r.driver.reset();
+        if (r.replica) port_.adopt_replica(*r.replica);
+        r.replica.reset();
+        P3_LOG_INFO(CLUSTER_ROLE, "cluster: remote %u: control session let go (this member "
+                    "is backup now); its keys stay installed and follow the primary's records", id.raw());
+    }
+}
+
 admin::Reply Appliance::cluster_command(const admin::Request& req, const admin::Caller&) {
     if (req.cmd != admin::Cmd::cluster_status) {
         const bool promote = req.cmd == admin::Cmd::cluster_promote;

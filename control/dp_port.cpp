@@ -62,6 +62,10 @@ bool DataplanePort::install(setup::EstablishedSession&& s) {
         return false;
     }
     if (s.wire == config::WireMode::esp) return install_esp(s, sid);
+    // A cluster member that carried this session from another member's record (it took over)
+    // drops that first: its inbound P3 IDs would stay taken, and its keys valid, beside the
+    // new session's, and a later record from another member could not claim those IDs.
+    if (replicas_.erase(s.remote_id)) port_.clear_keys(sid);
     // Who sends on how many lanes: the push says (params.lanes = the secondary's, primary_lanes
     // = the primary's); 0 means one per worker of that machine.
     // The block reserved for it is as wide as the peer announced (or the most a peer may use);
@@ -114,6 +118,20 @@ bool DataplanePort::install(setup::EstablishedSession&& s) {
     ++installed_;
     if (on_up_) on_up_(s, sid, lanes, peer_lanes);
     return true;
+}
+
+void DataplanePort::adopt_replica(const cluster::SessionRecord& r) {
+    if (r.rx_ids.empty() || r.tx_ids.empty()) return;
+    ReplicaKeys rep;
+    rep.rx_base = r.rx_ids[0];
+    rep.tx_base = r.tx_ids[0];
+    rep.rx_lanes = static_cast<std::uint32_t>(r.rx_ids.size());
+    rep.rx_cur = r.rx_cur.clone();
+    rep.rx_next = r.rx_next.clone();
+    rep.tx_cur = r.tx_cur.clone();
+    replicas_.insert_or_assign(r.remote_id, std::move(rep));
+    // Its control packets now go to the next holder (docs/cluster.md §Forwarded control messages).
+    if (const SessionId sid = port_.session_of(RemoteId(r.remote_id))) replica_sids_[sid.raw()] = r.remote_id;
 }
 
 // ---- the channel's link ---------------------------------------------------------------

@@ -157,6 +157,10 @@ public:
         const auto it = replica_sids_.find(sid.raw());
         return it == replica_sids_.end() ? 0 : it->second;
     }
+    // A failover member let go of the control session it held (it became backup): the keys it
+    // installed stay, as if r (the record it published last) had installed them, so the next
+    // primary's records move them on or replace them (a new setup).
+    void adopt_replica(const cluster::SessionRecord& r);
 
 private:
     struct ReplicaKeys {          // what a member installed of a record, to see what changed

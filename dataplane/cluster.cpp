@@ -44,10 +44,17 @@ bool Dataplane::cluster_init() {
 void Dataplane::apply_cluster_role(bool primary) {
     cluster_primary_ = primary;
     resolver_->set_answer(Side::wan, primary);
+    // The LAN address is shared too (the LAN hosts' gateway, the same on every member): only
+    // the primary answers for it and announces it, so the hosts' replies follow the primary;
+    // a backup asks for LAN neighbours from 0.0.0.0 and poisons no host's cache.
+    resolver_->set_answer(Side::lan, primary);
     // Blocked before the announcement can go out; unblocked before it is queued (the
     // control thread's frames to the WAN pass the same test on the worker).
     wan_blocked_.store(!primary, std::memory_order_relaxed);
-    if (primary) resolver_->announce(Side::wan);
+    if (primary) {
+        resolver_->announce(Side::wan);
+        resolver_->announce(Side::lan);
+    }
 }
 
 bool Dataplane::set_cluster_role(bool primary) {

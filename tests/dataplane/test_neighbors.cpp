@@ -339,16 +339,29 @@ TEST_CASE("failover: a backup is silent on the WAN; promoted, it announces the V
     // A backup: an ARP request for the VIP, and a packet to send, are dropped.
     inject(a.wan.rx[0], arp(1, kBcast, kPeer, "192.0.2.7", Mac{}, "192.0.2.1"));
     REQUIRE(a.dp->send_to_workers(ip_packet("192.0.2.1", "203.0.113.5", 20)));
+    // The LAN address (the hosts' gateway, shared by the members) is not answered for either.
+    inject(a.lan.rx[0], arp(1, kBcast, kPeer, "10.1.0.7", Mac{}, "10.1.0.1"));
     settle(a, 1000);
     CHECK(collect(a.wan.tx, 0, 200).empty());
+    CHECK(collect(a.lan.tx, 0, 200).empty());
     CHECK(a.drops(Drop::CLUSTER_BACKUP) == 2);
-    // Promoted: three gratuitous ARP requests, a second apart; then requests are answered.
+    // Promoted: three gratuitous ARP requests on each side, a second apart; then requests are
+    // answered.
     REQUIRE(a.dp->control_port().set_cluster_role(true));
     CHECK(a.dp->control_port().cluster_primary());
     for (std::uint64_t t = 2000; t <= 4000; t += 1000) control_pass(*a.ctl, t);
     auto out = collect(a.wan.tx, 3);
     REQUIRE(out.size() == 3);
     for (const auto& f : out) CHECK(f == arp_request_from(a.wan_mac, "192.0.2.1", "192.0.2.1"));
+    out = collect(a.lan.tx, 3);
+    REQUIRE(out.size() == 3);
+    for (const auto& f : out) CHECK(f == arp_request_from(a.lan_mac, "10.1.0.1", "10.1.0.1"));
+    inject(a.lan.rx[0], arp(1, kBcast, kPeer, "10.1.0.7", Mac{}, "10.1.0.1"));
+    settle(a, 4500);
+    out = collect(a.lan.tx, 1);
+    REQUIRE(out.size() == 1);
+    REQUIRE(out[0].size() >= 42);
+    CHECK(out[0][21] == 2);   // an ARP reply
     inject(a.wan.rx[0], arp(1, kBcast, kPeer, "192.0.2.7", Mac{}, "192.0.2.1"));
     settle(a, 5000);
     out = collect(a.wan.tx, 1);

@@ -1,0 +1,303 @@
+#!/usr/bin/env bash
+# A failover pair end to end (docs/cluster.md §Failover: what happens, measured): two members
+# with director = "none" share the VIP on one WAN link with a secondary, and the LAN address
+# (the LAN hosts' gateway) on one LAN; corosync and the real keepalived (dist/keepalived's
+# configuration, notify hooks calling p3ctl cluster promote|demote) on a management bridge.
+# Member 1 is elected; the secondary sets up with it; member 2 holds the replicated session.
+# During a steady ping host S -> host A, member 1 dies (p3d killed, its management link down:
+# no last advert): keepalived promotes member 2, which announces the addresses and forwards on
+# the replicated keys; the secondary sets up again with it at heartbeat_fail (control sessions
+# are not taken over). Member 1 returns as backup and receives the state; the administrator
+# moves the role back (p3ctl cluster promote on member 1, demote on member 2, then keepalived
+# restarted on member 2); member 2 installs the session member 1 sets up next. Gaps are measured and printed.
+#
+#   hS 10.2.0.2 -- [sLan] p3d s [sWan] --+
+#                                       brW (ns w)
+#                m1Wan [p3d m1] m1Lan --+-- brL (ns l) -- hA 10.1.0.2
+#                m2Wan [p3d m2] m2Lan --+
+#   m1 mg1 10.88.0.1 --+-- brM (ns g) --+-- mg2 10.88.0.2 m2   (corosync, keepalived)
+. "$(dirname "$0")/lib/netns-pair.sh" p3ctl corosync corosync-keygen keepalived unshare
+py=/usr/bin/python3
+p3d_names="s m1 m1b m2"
+ns_hs=$tag-hs ns_s=$tag-s ns_w=$tag-w ns_m1=$tag-m1 ns_m2=$tag-m2 ns_l=$tag-l ns_g=$tag-g
+all_ns="$ns_hs $ns_s $ns_w $ns_m1 $ns_m2 $ns_l $ns_g"
+HF=5   # heartbeat_fail (s): above keepalived's takeover (about 3.6 s)
+# keepalived's VRRP child outlives a killed parent: both go by their pid files, then the rest.
+trap 'for f in "$work"/k*.pid; do [ -s "$f" ] && kill -KILL "$(cat "$f")" 2>/dev/null; done; cleanup' EXIT
+
+ip netns add "$ns_hs" 2>/dev/null || { echo "SKIP: cannot create network namespaces"; exit 77; }
+for n in $ns_s $ns_w $ns_m1 $ns_m2 $ns_l $ns_g; do ip netns add "$n" || fail "netns $n"; done
+link() { ip link add "$2" netns "$1" type veth peer name "$4" netns "$3" || fail "veth $2-$4"; }
+link "$ns_hs" hS "$ns_s" sLan
+link "$ns_s" sWan "$ns_w" w0
+link "$ns_m1" m1Wan "$ns_w" w1
+link "$ns_m2" m2Wan "$ns_w" w2
+link "$ns_m1" m1Lan "$ns_l" l1
+link "$ns_m2" m2Lan "$ns_l" l2
+link "$ns_l" hA "$ns_l" lA
+link "$ns_m1" mg1 "$ns_g" g1
+link "$ns_m2" mg2 "$ns_g" g2
+for pair in "$ns_hs hS" "$ns_s sLan" "$ns_s sWan" "$ns_w w0" "$ns_w w1" "$ns_w w2" "$ns_m1 m1Wan" "$ns_m1 m1Lan" \
+            "$ns_m2 m2Wan" "$ns_m2 m2Lan" "$ns_l l1" "$ns_l l2" "$ns_l hA" "$ns_l lA" "$ns_m1 mg1" "$ns_m2 mg2" \
+            "$ns_g g1" "$ns_g g2"; do
+  set -- $pair
+  in_ns "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+  in_ns "$1" ethtool -K "$2" tx off rx off tso off gso off gro off >/dev/null 2>&1
+  in_ns "$1" ip link set "$2" up || fail "link $2 up"
+done
+mkbridge() {  # ns name ports...
+  local ns=$1 br=$2 p
+  shift 2
+  in_ns "$ns" ip link add "$br" type bridge && in_ns "$ns" ip link set "$br" up || fail "bridge $br"
+  for p; do in_ns "$ns" ip link set "$p" master "$br"; done
+}
+mkbridge "$ns_w" brW w0 w1 w2
+mkbridge "$ns_l" brL l1 l2 lA
+mkbridge "$ns_g" brM g1 g2
+in_ns "$ns_l" ip addr add 10.1.0.2/24 dev hA
+in_ns "$ns_l" ip route add default via 10.1.0.1
+in_ns "$ns_hs" ip addr add 10.2.0.2/24 dev hS
+in_ns "$ns_hs" ip route add default via 10.2.0.1
+for i in 1 2; do
+  v=ns_m$i
+  in_ns "${!v}" ip addr add "10.88.0.$i/24" dev "mg$i"
+  in_ns "${!v}" ip link set lo up
+done
+
+# ---- corosync per member (private /run: it locks /var/run/corosync.pid) ------------------------
+corosync-keygen -l -k "$work/authkey" >/dev/null 2>&1 || fail "corosync-keygen"
+for i in 1 2; do
+  mkdir -p "$work/cstate$i"
+  cat >"$work/corosync$i.conf" <<CONF
+totem {
+  version: 2
+  cluster_name: p3t88
+  transport: knet
+  crypto_cipher: aes256
+  crypto_hash: sha256
+  keyfile: $work/authkey
+  token: 1000
+}
+nodelist {
+  node {
+    ring0_addr: 10.88.0.1
+    nodeid: 1
+  }
+  node {
+    ring0_addr: 10.88.0.2
+    nodeid: 2
+  }
+}
+logging {
+  to_stderr: yes
+  to_syslog: no
+  to_logfile: no
+}
+system {
+  state_dir: $work/cstate$i
+}
+CONF
+  v=ns_m$i
+  ip netns exec "${!v}" unshare -m sh -c "mount -t tmpfs p3t88 /run && exec corosync -f -c $work/corosync$i.conf" \
+    >>"$work/corosync$i.log" 2>&1 &
+  eval "pid_coro$i=\$!"
+done
+
+# ---- configurations: both members the same addresses (WAN VIP, LAN gateway), backup at start --
+psk psk
+(umask 077; head -c 32 /dev/urandom >"$work/cluster.key")
+timers="heartbeat_time = 1; heartbeat_fail = $HF;"
+for i in 1 2; do
+  cat >"$work/m$i.conf" <<CONF
+role = "primary";
+local = { ip = 4; address = "192.0.2.1"; port = 5653; identity = "primary.p3.test"; cluster_state = 1;
+  state_dir = "$work/state$i"; $timers
+  admin = { socket = "$work/m$i.sock"; audit = "$work/m$i-audit.jsonl"; }; };
+cluster = { member = $i; max_members = 2; director = "none"; group = "p3t88"; key_file = "$work/cluster.key";
+  role = "backup"; };
+dataplane = { wan = { port = 0; address = "192.0.2.1/24"; gateway = "192.0.2.2"; };
+  lan = { port = 1; address = "10.1.0.1/24"; }; $dp_tuning };
+remotes = ( { id = 7; ip = 4; address = "192.0.2.2"; identity = "secondary.p3.test"; psk_file = "$work/psk";
+  subnets = [ "10.2.0.0/24" ]; lanes = 1; } );
+CONF
+  chmod 600 "$work/m$i.conf"
+done
+cat >"$work/s.conf" <<CONF
+role = "secondary";
+local = { ip = 4; address = "192.0.2.2"; identity = "secondary.p3.test"; state_dir = "$work/states"; $timers };
+dataplane = { wan = { port = 0; address = "192.0.2.2/24"; gateway = "192.0.2.1"; };
+  lan = { port = 1; address = "10.2.0.1/24"; }; $dp_tuning };
+remotes = ( { id = 1; ip = 4; address = "192.0.2.1"; port = 5653; identity = "primary.p3.test";
+  psk_file = "$work/psk"; subnets = [ "10.1.0.0/24" ]; } );
+CONF
+chmod 600 "$work/s.conf"
+for n in m1 m2 s; do
+  "$p3ctl" config check "$work/$n.conf" >"$work/check-$n.txt" 2>&1 || { cat "$work/check-$n.txt"; fail "config check $n"; }
+done
+
+# ---- keepalived: the example's configuration; its hooks log the call and run p3ctl --------------
+cat >"$work/hook" <<SH
+#!/bin/sh
+echo "\$1 \$2 \$(date +%s.%N)" >> "$work/calls"
+exec "$(cd "$(dirname "$p3ctl")" && pwd)/p3ctl" -s "$work/m\$1.sock" cluster "\$2" >> "$work/hook\$1.log" 2>&1
+SH
+chmod 755 "$work/hook"
+: >"$work/calls"
+for i in 1 2; do
+  sed -e "s|router_id p3-member-1|router_id p3t88-$i|" \
+      -e "s|^  enable_script_security|  # enable_script_security (the test's hook lives under /tmp)|" \
+      -e "s|priority 150|priority $((i == 1 ? 150 : 100))|" \
+      -e "s|interface mgmt0|interface mg$i|" \
+      -e "s|unicast_src_ip 10.85.0.1|unicast_src_ip 10.88.0.$i|" \
+      -e "s|^    10.85.0.2|    10.88.0.$((3 - i))|" \
+      -e "s|\"/usr/bin/p3ctl cluster promote\"|\"$work/hook $i promote\"|" \
+      -e "s|\"/usr/bin/p3ctl cluster demote\"|\"$work/hook $i demote\"|g" \
+      "$here/../../dist/keepalived/keepalived.conf" >"$work/k$i.conf"
+  grep -q "hook $i promote" "$work/k$i.conf" || fail "the example's notify_master line was not found"
+done
+keepalived_start() {  # member
+  local v=ns_m$1
+  ip netns exec "${!v}" unshare -m sh -c "mount -t tmpfs p3t88 /run && exec keepalived -n -l -D -P -f $work/k$1.conf \
+    -p $work/k$1.pid -r $work/k$1.vrrp.pid" >>"$work/k$1.log" 2>&1 &
+  eval "pid_k$1=\$!"
+}
+calls() { grep -c "^$1 $2 " "$work/calls"; }
+call_time() { grep "^$1 $2 " "$work/calls" | sed -n "${3}p" | cut -d' ' -f3; }
+wait_call() {  # member action nth seconds what
+  local i
+  for ((i = 0; i < $4 * 20; i++)); do
+    [ "$(calls "$1" "$2")" -ge "$3" ] && return 0
+    sleep 0.05
+  done
+  fail "no $5 within $4 s (hook calls: $(tr '\n' ';' <"$work/calls"))"
+}
+count() { grep -c -- "$2" "$work/$1.log"; }
+now() { date +%s.%N; }
+
+# ---- start: p3d on both members (backup), then keepalived elects member 1 ----------------------
+wait_log "$work/corosync1.log" "$pid_coro1" "ready to provide service" 10 "corosync 1 ready"
+wait_log "$work/corosync2.log" "$pid_coro2" "ready to provide service" 10 "corosync 2 ready"
+start m1 "$ns_m1" 0 m1Wan m1Lan; pid_m1=$!
+start m2 "$ns_m2" "$cpu2" m2Wan m2Lan; pid_m2=$!
+wait_for m1 "$pid_m1" 'P3-I0001' 15 "start"
+wait_for m2 "$pid_m2" 'P3-I0001' 15 "start"
+keepalived_start 1
+keepalived_start 2
+wait_call 1 promote 1 10 "member 1 elected (notify_master)"
+wait_for m1 "$pid_m1" 'P3-I0909' 5 "the VIP announced by member 1"
+start s "$ns_s" 0 sWan sLan; pid_s=$!
+wait_for m1 "$pid_m1" 'P3-I0401: setup with remote 7' 20 "session up with the secondary"
+wait_for m2 "$pid_m2" 'P3-I0930: cluster: remote 7: replicated keys installed' 5 "the session replicated to m2"
+[ "$(count m2 'P3-I0401')" -eq 0 ] || fail "m2 ran a setup exchange while backup"
+in_ns "$ns_hs" ping -c 3 -i 0.2 -W 1 10.1.0.2 >"$work/ping0" 2>&1
+[ "$(ping_replies "$work/ping0")" -ge 2 ] || fail "no ping through member 1 before the failover"
+
+# ---- the steady ping (every 20 ms) through everything that follows -------------------------------
+iv=0.02
+ip netns exec "$ns_hs" ping -D -i $iv -W 1 10.1.0.2 >"$work/ping" 2>&1 &
+pid_ping=$!
+sleep 1
+setups0=$(count s 'P3-I0401')
+
+# ---- member 1 dies: p3d killed, its management link down ---------------------------------------
+t_kill=$(now)
+kill -KILL "$pid_m1"; wait "$pid_m1" 2>/dev/null; pid_m1=
+in_ns "$ns_g" ip link set g1 down
+wait_call 2 promote 1 10 "member 2 promoted by keepalived"
+t_promote=$(call_time 2 promote 1)
+wait_for m2 "$pid_m2" 'P3-I0909' 2 "the VIP announced by member 2"
+t_resetup=
+for ((i = 0; i < (HF + 5) * 20; i++)); do
+  if [ "$(count s 'P3-I0401')" -gt "$setups0" ]; then t_resetup=$(now); break; fi
+  sleep 0.05
+done
+sleep 0.5
+[ "$(count m2 'P3-I0401: setup with remote 7')" -ge 1 ] || fail "the secondary did not set up with member 2"
+
+# ---- member 1 returns as backup, receives the state ---------------------------------------------
+start m1b "$ns_m1" 0 m1Wan m1Lan m1; pid_m1=$!
+wait_for m1b "$pid_m1" 'P3-I0001' 15 "start again"
+in_ns "$ns_g" ip link set g1 up
+wait_for m1b "$pid_m1" 'P3-I0930: cluster: remote 7: replicated keys installed' 15 "member 2's session replicated to the returned member 1"
+sleep 3
+[ "$(calls 1 promote)" -eq 1 ] || fail "the returned member 1 took the master role back (nopreempt)"
+[ "$(count m1b 'P3-I0909')" -eq 0 ] || fail "the returned member 1 announced the VIP"
+
+# ---- the administrator moves the role back: promote member 1, then restart keepalived on 2 -----
+setups1=$(count s 'P3-I0401')
+inst2=$(count m2 'P3-I0930')
+d2=$(calls 2 demote) p1=$(calls 1 promote)
+t_back=$(now)
+"$p3ctl" -s "$work/m1.sock" cluster promote >"$work/promote.out" 2>&1 || { cat "$work/promote.out"; fail "p3ctl cluster promote on member 1"; }
+sleep 1
+"$p3ctl" -s "$work/m2.sock" cluster demote >"$work/demote.out" 2>&1 || { cat "$work/demote.out"; fail "p3ctl cluster demote on member 2"; }
+kill -TERM "$pid_k2"; wait "$pid_k2" 2>/dev/null
+wait_call 1 promote $((p1 + 1)) 8 "keepalived on member 1 master (notify_master)"
+keepalived_start 2
+t_resetup2=
+for ((i = 0; i < (HF + 5) * 20; i++)); do
+  if [ "$(count s 'P3-I0401')" -gt "$setups1" ]; then t_resetup2=$(now); break; fi
+  sleep 0.05
+done
+[ -n "$t_resetup2" ] || fail "the secondary did not set up with member 1 again"
+for ((i = 0; i < 40; i++)); do
+  [ "$(count m2 'P3-I0930')" -gt "$inst2" ] && break
+  sleep 0.05
+done
+[ "$(count m2 'P3-I0930')" -gt "$inst2" ] || fail "member 2 (backup again) did not install member 1's new session"
+sleep 1.5
+[ "$(calls 2 promote)" -eq 1 ] || fail "member 2 became master again after its keepalived restarted"
+grep -q 'control session let go' "$work/m2.log" || fail "member 2 kept the control session it can no longer serve"
+kill -INT "$pid_ping"; wait "$pid_ping" 2>/dev/null; pid_ping=
+grep -q 'P3-W0931' "$work/m2.log" "$work/m1b.log" && fail "a member dropped a record"
+
+# ---- the figures ---------------------------------------------------------------------------------
+"$py" - "$work/ping" "$iv" "$t_kill" "$t_promote" "${t_resetup:-0}" "$t_back" "$t_resetup2" "$HF" >"$work/figures" <<'PY' || { cat "$work/figures"; fail "the figures"; }
+import re, sys
+path, iv, t_kill, t_prom, t_rs, t_back, t_rs2, hf = sys.argv[1], *map(float, sys.argv[2:])
+replies = []
+for line in open(path):
+    m = re.match(r"\[(\d+\.\d+)\].*icmp_seq=(\d+)", line)
+    if m and "bytes from" in line:
+        replies.append((float(m.group(1)), int(m.group(2))))
+replies.sort(key=lambda r: r[1])
+gaps = []   # (time of the last reply before, of the first after, packets lost)
+for (t0, s0), (t1, s1) in zip(replies, replies[1:]):
+    if s1 - s0 > 3:
+        gaps.append((t0, t1, s1 - s0 - 1))
+def phase(a, b):
+    return [g for g in gaps if a <= g[1] and g[0] < b]
+def ms(g):   # first lost (one interval after the last answered) to first answered
+    return (g[1] - g[0] - iv) * 1000
+fail = []
+over = phase(t_kill, t_back)
+print(f"failover: member 2 promoted by keepalived {t_prom - t_kill:.2f} s after member 1 died")
+if not over:
+    fail.append("no gap at all after the kill: was member 1 carrying the traffic?")
+else:
+    first = over[0]
+    print(f"failover: gap {ms(first):.0f} ms ({first[2]} pings lost), served again {first[1] - t_kill:.2f} s after the kill")
+    if first[1] - t_kill > hf:
+        fail.append(f"the secondary's LAN was not served again within heartbeat_fail ({hf:.0f} s)")
+    for g in over[1:]:
+        print(f"failover: then a gap of {ms(g):.0f} ms ({g[2]} lost) at {g[0] - t_kill:.2f} s after the kill")
+if t_rs:
+    print(f"failover: the secondary set up again with member 2 {t_rs - t_kill:.2f} s after the kill (heartbeat_fail {hf:.0f} s)")
+else:
+    print("failover: the secondary did not set up again")
+back = phase(t_back, 1e12)
+if back:
+    for g in back:
+        print(f"role back: gap {ms(g):.0f} ms ({g[2]} lost) at {g[0] - t_back:.2f} s after p3ctl cluster promote")
+else:
+    print("role back: no gap (no ping lost)")
+print(f"role back: the secondary set up again with member 1 {t_rs2 - t_back:.2f} s after p3ctl cluster promote")
+last = [r for r in replies if r[0] > replies[-1][0] - 1.0]
+if len(last) < 0.8 / iv:
+    fail.append(f"traffic did not run on at the end ({len(last)} replies in the last second)")
+for f in fail:
+    print("ERROR:", f)
+sys.exit(1 if fail else 0)
+PY
+cat "$work/figures"
+echo "PASS: 88-cluster-failover"
