@@ -292,9 +292,11 @@ if back:
 else:
     print("role back: no gap (no ping lost)")
 print(f"role back: the secondary set up again with member 1 {t_rs2 - t_back:.2f} s after p3ctl cluster promote")
-last = [r for r in replies if r[0] > replies[-1][0] - 1.0]
-if len(last) < 0.8 / iv:
-    fail.append(f"traffic did not run on at the end ({len(last)} replies in the last second)")
+# The end: traffic runs on (at least half the pings of the last two seconds answered; a
+# loaded machine delays a few, a dead path answers none).
+last = [r for r in replies if r[0] > replies[-1][0] - 2.0]
+if len(last) < 1.0 / iv:
+    fail.append(f"traffic did not run on at the end ({len(last)} replies in the last two seconds)")
 for f in fail:
     print("ERROR:", f)
 sys.exit(1 if fail else 0)
