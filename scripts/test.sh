@@ -31,30 +31,29 @@ cleanup_dpdk
 
 selected() { [ -z "$filter" ] || [[ "$1" == *"$filter"* ]]; }
 
-# The fuzz targets (a clang build with sanitizers) build in the background while the other
-# tests run, at the lowest priority: most of those tests wait on timers, and a test that
-# measures gets the CPU first.
-fuzz_pid= fuzz_done=
+# The fuzz targets are a clang build with sanitizers, made when their phase comes: built
+# beside the other tests it took the CPU from them (autogroups share the CPU per session,
+# whatever the nice value), and end-to-end tests ran several times longer.
+fuzz_wanted=
 if [ "$fuzz_seconds" != 0 ] && { [ -z "$filter" ] || [[ "fuzz" == *"$filter"* ]] || [[ "$filter" == fuzz* ]]; }; then
-  fuzz_list=$(mktemp) fuzz_log=$(mktemp)
-  (
-    renice -n 19 "$BASHPID" >/dev/null
-    if [ ! -f "$fuzz_build/build.ninja" ]; then
-      CXX=clang++ meson setup "$fuzz_build" "$root" -Dfuzz=true -Db_sanitize=address,undefined \
-        -Db_lundef=false --buildtype=debugoptimized >"$fuzz_log" 2>&1 || exit 1
-    fi
-    # Regenerate first: a build directory configured before a target was added would not list it.
-    ninja -C "$fuzz_build" build.ninja >>"$fuzz_log" 2>&1
-    meson introspect --targets "$fuzz_build" 2>/dev/null |
-      /usr/bin/python3 -c 'import json,sys,os
+  fuzz_wanted=1
+fi
+build_fuzz_targets() {  # lists the targets in $fuzz_list and builds them; the log in $fuzz_log
+  if [ ! -f "$fuzz_build/build.ninja" ]; then
+    CXX=clang++ meson setup "$fuzz_build" "$root" -Dfuzz=true -Db_sanitize=address,undefined \
+      -Db_lundef=false --buildtype=debugoptimized >"$fuzz_log" 2>&1 || return 1
+  fi
+  # Regenerate first: a build directory configured before a target was added would not list it.
+  ninja -C "$fuzz_build" build.ninja >>"$fuzz_log" 2>&1
+  meson introspect --targets "$fuzz_build" 2>/dev/null |
+    /usr/bin/python3 -c 'import json,sys,os
 for t in json.load(sys.stdin):
     if t["type"]=="executable" and t["name"].startswith("fuzz_"):
         print(os.path.relpath(t["filename"][0], sys.argv[1]))' "$fuzz_build" >"$fuzz_list"
-    mapfile -t targets <"$fuzz_list"
-    ((${#targets[@]} == 0)) || ninja -C "$fuzz_build" -j2 "${targets[@]}" >>"$fuzz_log" 2>&1
-  ) &
-  fuzz_pid=$!
-fi
+  local targets
+  mapfile -t targets <"$fuzz_list"
+  ((${#targets[@]} == 0)) || ninja -C "$fuzz_build" -j2 "${targets[@]}" >>"$fuzz_log" 2>&1
+}
 
 # --- 1. Catch2 suites ------------------------------------------------------------------
 echo "== unit and in-process suites  [at ${SECONDS}s: set-up and build done]"
@@ -114,10 +113,8 @@ report() {
   esac
 }
 reap_one() {
-  local pid rc
+  local pid
   wait -n -p pid
-  rc=$?
-  if [ -n "$fuzz_pid" ] && [ "$pid" = "$fuzz_pid" ]; then fuzz_done=$rc; return; fi  # the background build
   report "${running[$pid]}"
   unset "running[$pid]"
 }
@@ -139,9 +136,11 @@ drain
 rm -rf "$results"
 
 # --- 3. fuzz smoke ---------------------------------------------------------------------
-if [ -n "$fuzz_pid" ]; then
+if [ -n "$fuzz_wanted" ]; then
   echo "== fuzz targets (${fuzz_seconds}s each)  [at ${SECONDS}s]"
-  if [ -n "$fuzz_done" ]; then fuzz_rc=$fuzz_done; else wait "$fuzz_pid"; fuzz_rc=$?; fi
+  fuzz_list=$(mktemp) fuzz_log=$(mktemp)
+  build_fuzz_targets
+  fuzz_rc=$?
   mapfile -t targets <"$fuzz_list"
   if [ "$fuzz_rc" -ne 0 ]; then
     failed=$((failed + 1)); failures+=("fuzz build")
