@@ -12,6 +12,21 @@ void Epochs::start(KeyMaterial&& control_tx, KeyMaterial&& control_rx) {
     peer_tx_epoch_ = 0;
 }
 
+void Epochs::adopt(std::uint32_t tx_epoch, KeyMaterial&& tx_ctl, std::uint64_t seq, std::vector<ChannelState::Rx>&& rx,
+                   std::uint32_t peer_tx_epoch) {
+    clear();
+    tx_ = Tx{tx_epoch, std::move(tx_ctl), seq};
+    for (auto& r : rx) {
+        add_rx(r.epoch, std::move(r.ctl));
+        // What the old holder saw stays refused below its window; what it saw last within the
+        // window (after its last record) is accepted here once, as by any window that starts.
+        if (r.top) rx_[r.epoch].win->update(r.top);
+    }
+    peer_tx_epoch_ = 0;
+    peer_switched(peer_tx_epoch, limits::kRetireTimeout);
+    enforce_cap();
+}
+
 void Epochs::clear() {
     for (auto& [e, r] : rx_) c_.loop.cancel(r.retire_timer);
     rx_.clear();

@@ -27,6 +27,9 @@ public:
         std::uint32_t epoch = 0;
         KeyMaterial ctl;
         std::uint64_t seq = 0;
+        // Cluster: the sequence in the last replicated state; replicated: one was taken.
+        std::uint64_t published = 0;
+        bool replicated = false;
     };
     struct Rx {
         KeyMaterial ctl;
@@ -41,6 +44,10 @@ public:
 
     // Epoch 0 from a setup exchange.
     void start(KeyMaterial&& control_tx, KeyMaterial&& control_rx);
+    // A channel another cluster member held (Session::take_over): its outbound epoch from
+    // sequence `seq` on, its inbound epochs with their windows from the replicated top.
+    void adopt(std::uint32_t tx_epoch, KeyMaterial&& tx_ctl, std::uint64_t seq, std::vector<ChannelState::Rx>&& rx,
+               std::uint32_t peer_tx_epoch);
     // Drops (wipes) every epoch.
     void clear();
 

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <vector>
@@ -40,6 +41,14 @@ public:
     virtual void promote_rx() = 0;
     // Pending next keys go (wiped after the grace period); the current keys stay.
     virtual void drop_next_rx() = 0;
+    // After the next inbound keys are in, before our switch is announced (the peer switches
+    // its own sending on hearing it): whether others must also hold those keys first (the
+    // other members of a cluster, which receive the peer's packets too: docs/cluster.md
+    // §Replicated keys). true: `ready` is called once they do, or a bound passed; false: now.
+    virtual bool hold_switch(std::function<void()> ready) {
+        (void)ready;
+        return false;
+    }
     // Every outbound lane to these keys; first_seq is resized to the local lanes and holds the
     // first sequence each lane sends under them. False: refused, nothing changed.
     virtual bool switch_tx(const KeyMaterial& data, std::vector<std::uint64_t>& first_seq) = 0;

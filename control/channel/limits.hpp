@@ -97,6 +97,16 @@ inline constexpr auto kRetireLinger = 3s;
 inline constexpr auto kRetireTimeout = 60s;
 // Inbound control-key epochs a session may hold at once (current + attempts that never completed).
 inline constexpr std::size_t kMaxRxEpochs = 8;
+// Taking over a control session in a cluster (Session::take_over, docs/cluster.md §Taking over
+// a control session). The new holder sends kTakeoverSeqJump above the last sequence the old
+// one published, so the two never seal under one control key and sequence (one nonce) even if
+// the old one is still alive: it would have to send 2^32 messages after its last record, and
+// it publishes again after kReplicaSeqMargin. Rekey epochs and message ids jump likewise past
+// any attempt or request the old holder may have started since.
+inline constexpr std::uint64_t kTakeoverSeqJump = std::uint64_t{1} << 32;
+inline constexpr std::uint64_t kReplicaSeqMargin = std::uint64_t{1} << 31;
+inline constexpr std::uint32_t kTakeoverEpochJump = 64;
+inline constexpr std::uint32_t kTakeoverIdJump = 1u << 16;
 // Jitter of the rekey timer: rekey_wait x U(1 - j, 1 + j), so rekey instants have no period.
 inline constexpr double kRekeyJitter = 0.10;
 // Array delivery as a trickle: the next chunk U(0.5, 1.5) x spacing after the previous one was

@@ -37,6 +37,11 @@ bool MessageLink::send(const Message& m) {
     FrameParams fp;
     fp.epoch = tx.epoch;
     fp.seq = ++tx.seq;
+    if (tx.replicated && tx.seq - tx.published >= limits::kReplicaSeqMargin) {
+        // The other members' copy must stay ahead of what we send (limits.hpp): publish again.
+        tx.replicated = false;
+        c_.emit({.kind = Event::Kind::replica_due, .epoch = tx.epoch});
+    }
     fp.ip_id = static_cast<std::uint16_t>((idb[0] << 8) | idb[1]);
     fp.tcp_seq = tcp_seq_;
     fp.tcp_ack = tcp_ack_;

@@ -40,6 +40,9 @@ public:
         if (next_msg_id_ == 0) next_msg_id_ = 1;  // 0 is never a message id
         return next_msg_id_++;
     }
+    // Cluster: the id the next message gets, and a new holder's first (past the old one's).
+    std::uint32_t peek_next_id() const noexcept { return next_msg_id_; }
+    void set_next_id(std::uint32_t id) noexcept { next_msg_id_ = id; }
     // Seals and sends m under the current outbound key. False when not up or it failed.
     bool send(const Message& m);
     // Sends m as a request with a new id and resends it until answered.

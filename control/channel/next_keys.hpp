@@ -33,6 +33,13 @@ public:
     void poll();
     // The promotion timer fired.
     void on_promote_due();
+    // Cluster: a new holder finds next inbound keys of `epoch` installed (from the replicated
+    // state): pending, promoted once the peer is seen using them.
+    void adopt(std::uint32_t epoch) noexcept {
+        pending_ = true;
+        known_ = false;
+        epoch_ = epoch;
+    }
     // The session is torn down: forget (the dataplane's slots go with the session).
     void clear();
 

@@ -115,6 +115,17 @@ void RekeyInitiator::on_status(const Message& req, const Message& m) {
     }
     epochs_.add_rx(e, rekey_->keys.ctl_s2p.clone());
     epochs_.enforce_cap();
+    // In a cluster the other members install the same next inbound keys from our record: the
+    // peer hears of our switch (and switches its own sending) once they hold them.
+    if (c_.installer.hold_switch([this, e] {
+            if (rekey_ && rekey_->epoch == e && !rekey_->switching) switch_out();
+        }))
+        return;
+    switch_out();
+}
+
+void RekeyInitiator::switch_out() {
+    const std::uint32_t e = rekey_->epoch;
     std::vector<std::uint64_t> first;
     if (!c_.installer.switch_tx(rekey_->keys.data_p2s, first) || first.size() != c_.local_lanes) {
         P3_LOG_ERROR(KEY_INSTALL_FAILED, "%s: rekey epoch %u: dataplane refused the outbound keys", c_.name(), e);

@@ -32,6 +32,9 @@ public:
         : c_(core), link_(link), epochs_(epochs), arrays_(arrays), next_(next) {}
 
     void start_session() { next_epoch_ = 1; }
+    // Cluster: the epoch the next attempt takes, and a new holder's (past the old one's).
+    std::uint32_t next_epoch() const noexcept { return next_epoch_; }
+    void set_next_epoch(std::uint32_t e) noexcept { next_epoch_ = e; }
     void clear() { rekey_.reset(); }
     bool in_flight() const noexcept { return rekey_.has_value(); }
 
@@ -53,6 +56,8 @@ private:
         bool switching = false;
     };
     void attempt_failed(Reason why, const char* what);
+    // Our outbound switch and its announcement (after the status, and any hold_switch wait).
+    void switch_out();
     // The secondary's share into our keys (or its absence checked); false: the attempt failed.
     bool agree(const Message& status);
 

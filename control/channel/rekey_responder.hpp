@@ -31,6 +31,8 @@ public:
 
     void start_session();
     void clear() { start_session(); }
+    // Cluster: a new holder refuses requests of epochs up to `newest` as stale.
+    void adopt(std::uint32_t newest) noexcept { newest_req_epoch_ = newest; }
 
     void on_request(const Message& m);
     void on_switch(const Message& m);

@@ -89,6 +89,18 @@ public:
     void setup_succeeded(InitialKeys&& k);
     void setup_failed();
 
+    // Cluster (session_cluster.cpp, docs/cluster.md §Taking over a control session): the state
+    // another member needs to carry this channel on (nullopt unless up); taking it marks the
+    // outbound sequence as published (replica_due comes kReplicaSeqMargin messages later).
+    std::optional<ChannelState> replica_state();
+    // Up at once from the state another member published (it failed, was demoted, or handed
+    // the session over): its control keys and epochs, sequences, epochs and ids past its own
+    // (limits.hpp), the next inbound data keys pending if it had some. A rekey it had under
+    // way is abandoned (its keys went with it): the peer's next request or our own rekey
+    // follows. A heartbeat goes out at once; a primary replaces the key arrays the peer holds
+    // (their keys went with the old holder) by a flush and new ones.
+    void take_over(ChannelState&& s);
+
     SessionState state() const noexcept { return state_; }
     const SessionStats& stats() const noexcept { return stats_; }
     std::uint32_t tx_epoch() const noexcept { return epochs_.tx().epoch; }

@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "common/config.hpp"
 #include "common/reasons.hpp"
@@ -41,6 +43,27 @@ struct InitialKeys {
     std::uint32_t peer_lanes = 1;      // lanes the peer sends on
 };
 
+// A control channel as another cluster member needs it to carry the session on without a new
+// setup exchange (Session::replica_state and take_over; docs/cluster.md §Taking over a control
+// session). Key material is in KeyMaterial (SecretBytes: wiped when freed).
+struct ChannelState {
+    struct Rx {
+        std::uint32_t epoch = 0;
+        KeyMaterial ctl;
+        std::uint64_t top = 0;           // the highest sequence authenticated under it
+    };
+    std::uint32_t tx_epoch = 0;
+    KeyMaterial tx_ctl;
+    std::uint64_t tx_seq = 0;            // the last sequence sent under tx_epoch
+    std::vector<Rx> rx;                  // inbound control keys, by epoch
+    std::uint32_t peer_tx_epoch = 0;
+    std::uint32_t next_epoch = 1;        // the epoch of the next rekey attempt
+    std::uint32_t next_msg_id = 1;
+    std::uint32_t next_rx_epoch = 0;     // next inbound data keys pending under this epoch (0: none)
+    std::uint32_t local_lanes = 1, peer_lanes = 1;
+    std::uint32_t rx_p3_id = 0, tx_p3_id = 0;   // for log lines
+};
+
 // closing: a goodbye went out (Session::shutdown with a reason); closed follows at its ack or
 // after limits::kGoodbyeWait.
 enum class SessionState { idle, up, lost, retrying, closed, closing };
@@ -56,6 +79,8 @@ struct Event {
         rx_promoted,      // the next inbound data keys became the current ones (old wiped)
         rx_next_dropped,  // pending next inbound data keys dropped (the peer never switched)
         closed,           // shut down (Session::shutdown): at once, or when the goodbye ended
+        taken_over,       // up from another cluster member's replicated state (Session::take_over)
+        replica_due,      // cluster: the sequences sent since the last replica_state() near the margin
     };
     Kind kind;
     std::uint32_t epoch = 0;

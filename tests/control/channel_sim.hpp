@@ -125,6 +125,16 @@ public:
         rx.clear();
         tx.clear();
     }
+    // A cluster holder's wait for its members (hold_switches): the switch waits until the test
+    // calls `held`.
+    bool hold_switch(std::function<void()> ready) override {
+        if (!hold_switches) return false;
+        held = std::move(ready);
+        return true;
+    }
+    bool hold_switches = false;
+    std::function<void()> held;
+
     // ControlLink
     void send_control(std::span<const std::uint8_t> inner) override;
 
