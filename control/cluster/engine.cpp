@@ -158,18 +158,35 @@ void Engine::on_message(std::uint64_t origin, const Header& h, Body& b) {
             refuse(Refusal::body, origin);
         }
     } else if (auto* s = std::get_if<SessionRecord>(&b)) {
+        // The holder is the member the record names (a primary answering a STATE_REQUEST
+        // sends records other members published), or its sender.
+        if (s->holder == 0) s->holder = h.sender;
         auto cur = sessions_.find(s->remote_id);
-        if (cur != sessions_.end() && cur->second.epoch > s->epoch) return;   // older than ours
+        // Older than ours, or two members published the same epoch at once (both took the
+        // session over): the lower member number wins, on every member alike (agreed order).
+        if (cur != sessions_.end() &&
+            (cur->second.epoch > s->epoch || (cur->second.epoch == s->epoch && cur->second.holder < s->holder)))
+            return;
         if (cur == sessions_.end() && sessions_.size() >= dp::kMaxSessions - 1) return refuse(Refusal::full, origin);
         if (p.m.role == Role::primary) applied_ = h.counter;
         ++counters_.sessions_applied;
-        own_.erase(s->remote_id);   // another member publishes it now
-        holder_[s->remote_id] = h.sender;
+        if (s->holder != cfg_.member) own_.erase(s->remote_id);   // another member publishes it now
+        holder_[s->remote_id] = s->holder;
         SessionRecord& stored = sessions_[s->remote_id];
         stored = std::move(*s);
         sink_.on_session(stored);
+        // The holder waits for these before a rekey switches (not for a primary's copies).
+        if (stored.holder == h.sender) {
+            ++counters_.acks_sent;
+            send_body(AckMsg{stored.remote_id, stored.epoch, stored.holder});
+        }
     } else if (auto* c = std::get_if<ControlMsg>(&b)) {
         if (c->holder == cfg_.member) on_control(*c);   // CPG carries it to every member
+    } else if (auto* a = std::get_if<AckMsg>(&b)) {
+        if (a->holder == cfg_.member) {
+            ++counters_.acks_received;
+            sink_.on_ack(h.sender, a->remote_id, a->epoch);
+        }
     }
 }
 
@@ -220,10 +237,17 @@ void Engine::answer_state_request() {
 }
 
 void Engine::publish(const SessionRecord& r) {
-    sessions_[r.remote_id] = r.clone();
+    SessionRecord& stored = sessions_[r.remote_id];
+    stored = r.clone();
+    stored.holder = cfg_.member;
     own_[r.remote_id] = true;
     holder_[r.remote_id] = cfg_.member;
-    if (in_group_) send_body(r.clone());
+    if (in_group_) send_body(stored.clone());
+}
+
+std::uint8_t Engine::holder_of(std::uint32_t remote_id) const {
+    const auto it = holder_.find(remote_id);
+    return it == holder_.end() ? 0 : it->second;
 }
 
 void Engine::set_role(Role r) {

@@ -69,6 +69,7 @@ struct EngineConfig {
 struct EngineCounters {
     std::uint64_t sent = 0, send_failed = 0, received = 0;
     std::uint64_t sessions_sent = 0, sessions_applied = 0;
+    std::uint64_t acks_sent = 0, acks_received = 0;   // records applied, confirmed to their holder
     // CONTROL: sent by this member, delivered to its channel here, dropped over a rate, and
     // dropped for any other cause (too long, no holder, not held here, not in the group).
     std::uint64_t control_forwarded = 0, control_delivered = 0, control_dropped_rate = 0, control_dropped = 0;
@@ -123,6 +124,8 @@ public:
     Lag lag_of(const Member& m) const;
     static constexpr std::uint64_t kCounterSpan = 1ULL << 20;   // one boot second of counters
     const std::map<std::uint32_t, SessionRecord>& sessions() const noexcept { return sessions_; }
+    // The member that holds a session's control session (published its record); 0: none known.
+    std::uint8_t holder_of(std::uint32_t remote_id) const;
     const EngineCounters& counters() const noexcept { return counters_; }
 
 private:

@@ -95,6 +95,45 @@ struct Reader {
     bool done() const noexcept { return ok && n == in.size(); }
 };
 
+void write_control(Writer& w, const ControlRecord& c) {
+    w.u(c.tx_epoch, 4);
+    w.u(c.tx_seq, 8);
+    w.secret(c.tx_ctl);
+    w.u(c.peer_tx_epoch, 4);
+    w.u(c.next_epoch, 4);
+    w.u(c.next_msg_id, 4);
+    w.u(c.next_rx_epoch, 4);
+    w.u(c.key_type, 1);
+    w.u(c.rx.size(), 1);
+    for (const auto& r : c.rx) {
+        w.u(r.epoch, 4);
+        w.u(r.top, 8);
+        w.secret(r.ctl);
+    }
+}
+
+bool read_control(Reader& r, ControlRecord& c) {
+    c.tx_epoch = static_cast<std::uint32_t>(r.u(4));
+    c.tx_seq = r.u(8);
+    r.secret(c.tx_ctl);
+    c.peer_tx_epoch = static_cast<std::uint32_t>(r.u(4));
+    c.next_epoch = static_cast<std::uint32_t>(r.u(4));
+    c.next_msg_id = static_cast<std::uint32_t>(r.u(4));
+    c.next_rx_epoch = static_cast<std::uint32_t>(r.u(4));
+    c.key_type = static_cast<std::uint8_t>(r.u(1));
+    const std::size_t n = r.u(1);
+    if (!r.ok || n == 0 || n > kMaxControlEpochs || c.tx_ctl.empty()) return false;
+    for (std::size_t i = 0; i < n && r.ok; ++i) {
+        ControlRecord::Rx x;
+        x.epoch = static_cast<std::uint32_t>(r.u(4));
+        x.top = r.u(8);
+        r.secret(x.ctl);
+        if (x.ctl.empty()) return false;
+        c.rx.push_back(std::move(x));
+    }
+    return r.ok;
+}
+
 void write_body(Writer& w, const Body& b) {
     if (const auto* h = std::get_if<Hello>(&b)) {
         w.u(static_cast<std::uint8_t>(h->role), 1);
@@ -110,6 +149,10 @@ void write_body(Writer& w, const Body& b) {
         w.u(c->holder, 1);
         w.u(c->bytes.size(), 2);
         w.bytes(c->bytes.data(), c->bytes.size());
+    } else if (const auto* a = std::get_if<AckMsg>(&b)) {
+        w.u(a->remote_id, 4);
+        w.u(a->epoch, 4);
+        w.u(a->holder, 1);
     } else if (const auto* s = std::get_if<SessionRecord>(&b)) {
         w.u(s->remote_id, 4);
         w.u(s->epoch, 4);
@@ -126,6 +169,10 @@ void write_body(Writer& w, const Body& b) {
         w.secret(s->tx_next);
         w.u(s->rx_switch, 8);
         w.u(s->tx_switch, 8);
+        w.u(s->holder, 1);
+        w.u(s->handover, 1);
+        w.u(s->control ? 1 : 0, 1);
+        if (s->control) write_control(w, *s->control);
     }   // StateRequest: no body
 }
 
@@ -146,7 +193,8 @@ MsgType type_of(const Body& b) noexcept {
     case 1: return MsgType::state_request;
     case 2: return MsgType::session;
     case 3: return MsgType::role;
-    default: return MsgType::control;
+    case 4: return MsgType::control;
+    default: return MsgType::ack;
     }
 }
 
@@ -197,6 +245,15 @@ std::optional<Body> decode(MsgType type, std::span<const std::uint8_t> bytes) {
         c.bytes.assign(p, p + len);
         return Body(std::move(c));
     }
+    case MsgType::ack: {
+        AckMsg a;
+        a.remote_id = static_cast<std::uint32_t>(r.u(4));
+        a.epoch = static_cast<std::uint32_t>(r.u(4));
+        const std::uint64_t holder = r.u(1);
+        if (!r.done() || a.remote_id == 0 || holder == 0 || holder > kMaxMembers) return std::nullopt;
+        a.holder = static_cast<std::uint8_t>(holder);
+        return Body(a);
+    }
     case MsgType::session: {
         SessionRecord s;
         s.remote_id = static_cast<std::uint32_t>(r.u(4));
@@ -216,6 +273,15 @@ std::optional<Body> decode(MsgType type, std::span<const std::uint8_t> bytes) {
         r.secret(s.tx_next);
         s.rx_switch = r.u(8);
         s.tx_switch = r.u(8);
+        // Holder, handover and the control channel follow (a record without them: holder =
+        // its sender, no channel state).
+        if (r.ok && r.n < bytes.size()) {
+            const std::uint64_t holder = r.u(1), handover = r.u(1), has_control = r.u(1);
+            if (holder > kMaxMembers || handover > kMaxMembers || has_control > 1) return std::nullopt;
+            s.holder = static_cast<std::uint8_t>(holder);
+            s.handover = static_cast<std::uint8_t>(handover);
+            if (has_control && !read_control(r, s.control.emplace())) return std::nullopt;
+        }
         if (!r.done() || v6 > 1 || s.remote_id == 0) return std::nullopt;
         return Body(std::move(s));
     }
@@ -250,7 +316,7 @@ std::optional<Opened> open(const SealKey& k, std::span<const std::uint8_t> msg, 
     o.header.sender = msg[2];
     for (int i = 0; i < 8; ++i) o.header.counter = (o.header.counter << 8) | msg[4 + i];
     if (msg[0] != kVersion || msg[3] != 0) return why = Refusal::version, std::nullopt;
-    if (msg[1] < 1 || msg[1] > 5) return why = Refusal::type, std::nullopt;
+    if (msg[1] < 1 || msg[1] > 6) return why = Refusal::type, std::nullopt;
     o.header.type = static_cast<MsgType>(msg[1]);
     if (o.header.sender == 0 || o.header.sender > kMaxMembers) return why = Refusal::sender, std::nullopt;
     if (!k.valid()) return why = Refusal::auth, std::nullopt;

@@ -26,7 +26,7 @@
 
 namespace p3::cluster {
 
-enum class MsgType : std::uint8_t { hello = 1, state_request = 2, session = 3, role = 4, control = 5 };
+enum class MsgType : std::uint8_t { hello = 1, state_request = 2, session = 3, role = 4, control = 5, ack = 6 };
 
 inline constexpr std::uint8_t kVersion = 1;
 inline constexpr std::size_t kHeaderLen = 12;
@@ -64,7 +64,15 @@ struct ControlMsg {
     std::uint8_t holder = 0;      // the member that published that record
     std::vector<std::uint8_t> bytes;
 };
-using Body = std::variant<Hello, StateRequest, SessionRecord, RoleMsg, ControlMsg>;
+// A member applied a record the holder published (replication before a rekey switches:
+// docs/cluster.md §Replicated keys): for the holder, which waits for these before announcing
+// its switch.
+struct AckMsg {
+    std::uint32_t remote_id = 0;
+    std::uint32_t epoch = 0;      // the record's
+    std::uint8_t holder = 0;
+};
+using Body = std::variant<Hello, StateRequest, SessionRecord, RoleMsg, ControlMsg, AckMsg>;
 
 // The message key, derived once from the cluster key (32 bytes).
 class SealKey {

@@ -34,13 +34,23 @@ public:
     // What arrives (the merge connects these to the dataplane and the audit trail).
     std::function<void(const SessionRecord&)> on_session_record;
     std::function<void(std::uint8_t member, Role)> on_member_role;
+    // The members in view changed (one joined or left, or a role changed).
+    std::function<void(std::span<const Member>)> on_members_changed;
     // A control packet another member forwarded for a session this member holds (false: none).
     std::function<bool(std::uint32_t remote_id, std::span<const std::uint8_t>)> on_control_message;
+
+    // Another member applied this member's record `epoch` of a remote.
+    std::function<void(std::uint8_t member, std::uint32_t remote_id, std::uint32_t epoch)> on_record_ack;
 
     // ReplicaSink
     void on_session(const SessionRecord& r) override;
     void on_role(std::uint8_t member, Role role) override;
-    void on_members(std::span<const Member>) override {}
+    void on_members(std::span<const Member> m) override {
+        if (on_members_changed) on_members_changed(m);
+    }
+    void on_ack(std::uint8_t member, std::uint32_t remote_id, std::uint32_t epoch) override {
+        if (on_record_ack) on_record_ack(member, remote_id, epoch);
+    }
     bool on_control(std::uint32_t remote_id, std::span<const std::uint8_t> bytes) override {
         return on_control_message && on_control_message(remote_id, bytes);
     }

@@ -6,6 +6,7 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -20,6 +21,38 @@ inline std::string_view role_name(Role r) noexcept { return r == Role::primary ?
 inline constexpr unsigned kMaxMembers = 16;
 inline constexpr std::size_t kMaxIds = 64;          // P3 IDs per direction in one record
 inline constexpr std::size_t kMaxKeyMaterial = 64;  // key||salt: 36 bytes for AES-256
+inline constexpr std::size_t kMaxControlEpochs = 8; // inbound control keys in one record (channel::limits::kMaxRxEpochs)
+
+// A session's control channel as the holder last published it (channel::ChannelState, key
+// material as key||salt): what another member takes the control session over from
+// (docs/cluster.md §Taking over a control session).
+struct ControlRecord {
+    struct Rx {
+        std::uint32_t epoch = 0;
+        std::uint64_t top = 0;
+        SecretBytes ctl;
+    };
+    std::uint32_t tx_epoch = 0;
+    std::uint64_t tx_seq = 0;
+    SecretBytes tx_ctl;
+    std::uint32_t peer_tx_epoch = 0, next_epoch = 0, next_msg_id = 0, next_rx_epoch = 0;
+    std::uint8_t key_type = 0;     // config::KeyType the setup negotiated
+    std::vector<Rx> rx;
+
+    ControlRecord clone() const {
+        ControlRecord c;
+        c.tx_epoch = tx_epoch;
+        c.tx_seq = tx_seq;
+        c.tx_ctl = tx_ctl.clone();
+        c.peer_tx_epoch = peer_tx_epoch;
+        c.next_epoch = next_epoch;
+        c.next_msg_id = next_msg_id;
+        c.next_rx_epoch = next_rx_epoch;
+        c.key_type = key_type;
+        for (const auto& r : rx) c.rx.push_back(Rx{r.epoch, r.top, r.ctl.clone()});
+        return c;
+    }
+};
 
 // One session's state as every member needs it to take the session over: key material is
 // what HKDF derives all lanes from (common/lanes.hpp), so one record serves every member.
@@ -34,6 +67,9 @@ struct SessionRecord {
     std::vector<std::uint32_t> rx_ids, tx_ids;   // P3 IDs
     SecretBytes rx_cur, rx_next, tx_cur, tx_next;
     std::uint64_t rx_switch = 0, tx_switch = 0;  // switch points (sequence numbers)
+    std::uint8_t holder = 0;     // the member holding the control session (it publishes the record)
+    std::uint8_t handover = 0;   // load balancing: the member asked to take the control session over
+    std::optional<ControlRecord> control;   // once the holder's channel is up
 
     SessionRecord clone() const {
         SessionRecord r;
@@ -52,6 +88,9 @@ struct SessionRecord {
         r.tx_next = tx_next.clone();
         r.rx_switch = rx_switch;
         r.tx_switch = tx_switch;
+        r.holder = holder;
+        r.handover = handover;
+        if (control) r.control = control->clone();
         return r;
     }
 };
@@ -75,6 +114,8 @@ struct ReplicaSink {
     // this member holds: fed to the session's channel as if this dataplane had delivered it.
     // false: no such session here (dropped, counted by the engine).
     virtual bool on_control(std::uint32_t /*remote_id*/, std::span<const std::uint8_t> /*bytes*/) { return false; }
+    // Member `member` applied this member's record `epoch` of the remote (AckMsg).
+    virtual void on_ack(std::uint8_t /*member*/, std::uint32_t /*remote_id*/, std::uint32_t /*epoch*/) {}
 };
 
 }  // namespace p3::cluster

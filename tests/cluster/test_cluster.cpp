@@ -287,7 +287,9 @@ TEST_CASE("cluster: replays, forgeries and a second member 1 are dropped and cou
     g_lines.clear();
     log::set_sink(capture, nullptr);
     // The last SESSION again: a replay.
-    const auto last = bus.wire.back();
+    Bus::Sent last;
+    for (const auto& w : bus.wire)
+        if (w.origin == 0x101 && w.bytes.size() > 1 && w.bytes[1] == static_cast<std::uint8_t>(MsgType::session)) last = w;
     n2.engine->deliver(last.origin, last.bytes);
     // Sealed under another key.
     Node other(bus, 3, Role::backup, 5000, 0x909, bytes_of(2, 32));
@@ -466,16 +468,17 @@ TEST_CASE("cluster: a control packet on a replica reaches the holder only, seale
     g_now_ms += 1000;
     const SecretBytes fwd = encode(ControlMsg{7, 1, 1, pkt});
     std::uint64_t counter = 900000;
+    // (as member 4, which sends nothing else: member 2's own later messages keep their counters)
     for (unsigned i = 0; i < Engine::kControlPerRemote + 3; ++i)
-        n1.engine->deliver(0x202, seal(n2.key, {kVersion, MsgType::control, 2, ++counter}, fwd.span()));
+        n1.engine->deliver(0x404, seal(n2.key, {kVersion, MsgType::control, 4, ++counter}, fwd.span()));
     CHECK(n1.engine->counters().control_dropped_rate == 3);
     CHECK(n1.sink.controls.size() == 2 * Engine::kControlPerRemote + 1);
     // For a session the holder does not hold (no record published, or its channel is down).
     const SecretBytes other = encode(ControlMsg{55, 1, 1, pkt});
-    n1.engine->deliver(0x202, seal(n2.key, {kVersion, MsgType::control, 2, ++counter}, other.span()));
+    n1.engine->deliver(0x404, seal(n2.key, {kVersion, MsgType::control, 4, ++counter}, other.span()));
     g_now_ms += 1000;
     n1.sink.holds = false;
-    n1.engine->deliver(0x202, seal(n2.key, {kVersion, MsgType::control, 2, ++counter}, fwd.span()));
+    n1.engine->deliver(0x404, seal(n2.key, {kVersion, MsgType::control, 4, ++counter}, fwd.span()));
     n1.sink.holds = true;
     CHECK(n1.engine->counters().control_dropped == 3);
     CHECK(n1.engine->counters().control_delivered == 2 * Engine::kControlPerRemote + 1);
@@ -499,4 +502,112 @@ TEST_CASE("cluster: a control packet on a replica reaches the holder only, seale
               return l.find("control message dropped") != std::string::npos;
           }) == static_cast<long>(log::kPeerLinesPerSecond));
     CHECK(n1.engine->counters().refused_total() == 0);
+}
+
+namespace {
+
+ControlRecord control_part(std::uint32_t epoch) {
+    ControlRecord c;
+    c.tx_epoch = epoch;
+    c.tx_seq = 77;
+    c.tx_ctl = SecretBytes(bytes_of(0x11, 20));
+    c.peer_tx_epoch = epoch;
+    c.next_epoch = epoch + 1;
+    c.next_msg_id = 300;
+    c.next_rx_epoch = 0;
+    c.key_type = 1;
+    c.rx.push_back({epoch, 12, SecretBytes(bytes_of(0x22, 20))});
+    return c;
+}
+
+}  // namespace
+
+TEST_CASE("cluster: a record carries its holder, a handover and the control channel; malformed ones are refused",
+          "[cluster]") {
+    SessionRecord r = record(7, 3);
+    r.holder = 2;
+    r.handover = 3;
+    r.control = control_part(5);
+    const SecretBytes enc = encode(Body(r.clone()));
+    std::vector<std::uint8_t> g(enc.span().begin(), enc.span().end());
+    auto b = decode(MsgType::session, g);
+    REQUIRE(b);
+    const auto& d = std::get<SessionRecord>(*b);
+    CHECK(d.holder == 2);
+    CHECK(d.handover == 3);
+    REQUIRE(d.control);
+    CHECK(d.control->tx_epoch == 5);
+    CHECK(d.control->tx_seq == 77);
+    CHECK(d.control->next_msg_id == 300);
+    CHECK(d.control->tx_ctl.equals(r.control->tx_ctl.span()));
+    REQUIRE(d.control->rx.size() == 1);
+    CHECK(d.control->rx[0].top == 12);
+    CHECK(d.control->rx[0].ctl.equals(r.control->rx[0].ctl.span()));
+    // The control part is the record's tail: rx count at its end - 33, holder 17 refused.
+    const std::size_t tail = g.size() - (4 + 8 + 21);   // the one rx entry: epoch, top, key
+    auto none = g;
+    none[tail - 1] = 0;   // no inbound control key
+    CHECK_FALSE(decode(MsgType::session, none));
+    auto many = g;
+    many[tail - 1] = 9;   // more than kMaxControlEpochs
+    CHECK_FALSE(decode(MsgType::session, many));
+    SessionRecord bad = r.clone();
+    bad.holder = 17;
+    const SecretBytes eb = encode(Body(std::move(bad)));
+    CHECK_FALSE(decode(MsgType::session, eb.span()));
+    CHECK_FALSE(decode(MsgType::session, {g.data(), g.size() - 1}));
+    // An ACK names a remote and a holder.
+    CHECK(decode(MsgType::ack, std::vector<std::uint8_t>{0, 0, 0, 7, 0, 0, 0, 3, 2}));
+    CHECK_FALSE(decode(MsgType::ack, std::vector<std::uint8_t>{0, 0, 0, 7, 0, 0, 0, 3, 0}));
+    CHECK_FALSE(decode(MsgType::ack, std::vector<std::uint8_t>{0, 0, 0, 0, 0, 0, 0, 3, 2}));
+}
+
+TEST_CASE("cluster: members confirm a holder's records; two members taking over at once: the lower number holds",
+          "[cluster]") {
+    struct Acks final : ReplicaSink {
+        std::vector<std::tuple<std::uint8_t, std::uint32_t, std::uint32_t>> got;
+        std::map<std::uint32_t, std::uint8_t> holder;
+        void on_session(const SessionRecord& r) override { holder[r.remote_id] = r.holder; }
+        void on_role(std::uint8_t, Role) override {}
+        void on_members(std::span<const Member>) override {}
+        void on_ack(std::uint8_t m, std::uint32_t remote, std::uint32_t epoch) override { got.emplace_back(m, remote, epoch); }
+    };
+    Bus bus;
+    Endpoint e1(bus, 0x101), e2(bus, 0x202), e3(bus, 0x303);
+    Acks s1, s2, s3;
+    const SealKey key(kClusterKey);
+    auto engine = [&](Endpoint& ep, Acks& s, std::uint8_t m) {
+        EngineConfig c;
+        c.member = m;
+        c.role = m == 1 ? Role::primary : Role::backup;
+        c.counter_start = 1000 * m;
+        auto e = std::make_unique<Engine>(c, key, ep, s, [] { return g_now_ms; });
+        ep.engine = e.get();
+        return e;
+    };
+    auto n1 = engine(e1, s1, 1), n2 = engine(e2, s2, 2), n3 = engine(e3, s3, 3);
+    bus.join(e1);
+    bus.join(e2);
+    bus.join(e3);
+    SessionRecord r = record(7, 4);
+    r.control = control_part(2);
+    n1->publish(r);
+    bus.run();
+    // Both other members applied member 1's record and said so; only member 1 hears it.
+    CHECK(s1.got.size() == 2);
+    for (const auto& [m, remote, epoch] : s1.got) CHECK((remote == 7 && epoch == 4 && (m == 2 || m == 3)));
+    CHECK(s2.got.empty());
+    CHECK(n2->holder_of(7) == 1);
+    CHECK(n2->counters().acks_sent == 1);
+    // Member 1 is gone; 2 and 3 both take the session over from epoch 4 and publish epoch 5.
+    SessionRecord t2 = r.clone(), t3 = r.clone();
+    t2.epoch = t3.epoch = 5;
+    n3->publish(t3);
+    n2->publish(t2);
+    bus.run();
+    CHECK(n2->holder_of(7) == 2);
+    CHECK(n3->holder_of(7) == 2);   // 3 lets its own go (its sink is told of 2's record)
+    CHECK(s3.holder[7] == 2);
+    CHECK(n1->holder_of(7) == 2);
+    CHECK((s2.holder.count(7) == 0 || s2.holder[7] != 3));   // 3's record never replaced 2's at 2
 }
