@@ -179,32 +179,7 @@ void Appliance::on_up(const setup::EstablishedSession& s, SessionId sid, std::ui
     const bool fresh_needed = !r.session || r.sid != sid || r.session->state() == channel::SessionState::closed ||
                               !(r.session->config().params == params);
     if (fresh_needed) {
-        if (r.session) by_sid_.erase(r.sid);
-        // Both sides hold the pushed parameters; the key type is what the exchange negotiated.
-        channel::SessionConfig sc;
-        sc.role = cfg_.role;
-        sc.remote_id = s.remote_id;
-        sc.name = "remote " + std::to_string(s.remote_id) + " (" + s.peer_identity + ")";
-        // Inner addresses of control packets: each side's own WAN address; the session port is
-        // the primary's setup port (local.port there, remote.port on the secondary).
-        sc.addrs.local = cfg_.local.address;
-        sc.addrs.peer = rc->address;
-        sc.addrs.port = primary ? cfg_.local.port : rc->port;
-        // The key type is the negotiated one; rekey_packets 0 = the AES-GCM bound, a pushed
-        // limit never above our own WAN MTU's bound.
-        sc.params = params;
-        r.session.reset();
-        r.sid = sid;
-        r.link = port_.link(ids, sc.params.size_hiding);
-        if (!primary) {
-            r.driver = std::make_unique<Driver>();
-            r.driver->app = this;
-            r.driver->remote = remote;
-        }
-        r.session = std::make_unique<channel::Session>(loop_, std::move(sc), *r.link, *r.link, random_, keys_,
-                                                       r.driver.get());
-        r.session->observer = [this, remote](const channel::Event& e) { on_event(remote, e); };
-        by_sid_[sid] = r.session.get();
+        new_channel(remote, r, ids, session_config(*rc, s.peer_identity, params));
     } else {
         r.link->reset(ids);   // set up again: new P3 IDs for the same session
     }
@@ -231,6 +206,41 @@ void Appliance::on_up(const setup::EstablishedSession& s, SessionId sid, std::ui
     }
 }
 
+channel::SessionConfig Appliance::session_config(const config::Remote& rc, const std::string& identity,
+                                                const config::SessionParams& params) const {
+    const bool primary = primary_role();
+    channel::SessionConfig sc;
+    sc.role = cfg_.role;
+    sc.remote_id = rc.id;
+    sc.name = "remote " + std::to_string(rc.id) + " (" + identity + ")";
+    // Inner addresses of control packets: each side's own WAN address; the session port is
+    // the primary's setup port (local.port there, remote.port on the secondary).
+    sc.addrs.local = cfg_.local.address;
+    sc.addrs.peer = rc.address;
+    sc.addrs.port = primary ? cfg_.local.port : rc.port;
+    // Both sides hold the pushed parameters; the key type is what the exchange negotiated,
+    // rekey_packets 0 = the AES-GCM bound, a pushed limit never above our own WAN MTU's bound.
+    sc.params = params;
+    return sc;
+}
+
+void Appliance::new_channel(RemoteId remote, Remote& r, const DataplanePort::LinkIds& ids, channel::SessionConfig sc) {
+    if (r.session) by_sid_.erase(r.sid);
+    r.session.reset();
+    r.sid = ids.sid;
+    r.link = port_.link(ids, sc.params.size_hiding);
+    r.driver.reset();
+    if (!primary_role()) {
+        r.driver = std::make_unique<Driver>();
+        r.driver->app = this;
+        r.driver->remote = remote;
+    }
+    r.session = std::make_unique<channel::Session>(loop_, std::move(sc), *r.link, *r.link, random_, keys_,
+                                                   r.driver.get());
+    r.session->observer = [this, remote](const channel::Event& e) { on_event(remote, e); };
+    by_sid_[ids.sid] = r.session.get();
+}
+
 // What status shows and the audit trail records of a session's life.
 void Appliance::on_event(RemoteId remote, const channel::Event& e) {
     auto it = remotes_.find(remote);
@@ -245,6 +255,10 @@ void Appliance::on_event(RemoteId remote, const channel::Event& e) {
         r.array_at[0].reset();
         r.array_at[1].reset();
         what = "event:up";
+        break;
+    case channel::Event::Kind::taken_over:
+        r.up_since = r.key_since = now;
+        what = "event:takeover";
         break;
     case channel::Event::Kind::rekey_done:
         r.last_rekey = r.key_since = now;
@@ -272,6 +286,7 @@ void Appliance::on_event(RemoteId remote, const channel::Event& e) {
     default: break;
     }
     if (what && audit_) audit_->write({0, "p3d", what, std::to_string(remote.raw()), result});
+    if (cluster_) cluster_channel_event(remote, e);
 }
 
 void Appliance::on_failed(RemoteId remote) {
@@ -308,6 +323,15 @@ bool Appliance::set_cluster_role(config::ClusterRole role) {
     if (cluster_) cluster_->engine().set_role(r);   // its on_role calls our hook
     else if (on_role) on_role(r);
     if (audit_) audit_->write({0, "p3d", "event:role", target, std::string(cluster::role_name(r))});
+    // A new primary carries on the control sessions other members held (failover: the old
+    // primary can no longer reach the peers; without load balancing the primary holds them
+    // all): from the replicated state, without a new setup exchange.
+    if (primary && cluster_ && !cfg_.local.load_balance) {
+        std::vector<std::uint32_t> ids;
+        for (const auto& [id, rec] : cluster_->engine().sessions())
+            if (rec.control && cluster_->engine().holder_of(id) != cfg_.cluster.member) ids.push_back(id);
+        for (std::uint32_t id : ids) take_over(RemoteId(id), "this member became primary");
+    }
     return true;
 }
 

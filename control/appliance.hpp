@@ -143,6 +143,10 @@ private:
     };
 
     void on_up(const setup::EstablishedSession& s, SessionId sid, std::uint32_t local_lanes, std::uint32_t peer_lanes);
+    channel::SessionConfig session_config(const config::Remote& rc, const std::string& identity,
+                                          const config::SessionParams& params) const;
+    // A new channel session for r (the old one, if any, goes without a word to the peer).
+    void new_channel(RemoteId remote, Remote& r, const DataplanePort::LinkIds& ids, channel::SessionConfig sc);
     void on_failed(RemoteId remote);
     const config::Remote* find_remote(RemoteId id) const;
     bool primary_role() const noexcept { return cfg_.role == config::Role::primary; }
@@ -165,6 +169,33 @@ private:
     void apply_replica(const cluster::SessionRecord& rec);
     // A failover member become backup lets go of its control sessions, keeping their keys.
     void release_control_sessions();
+    // One control session let go (no goodbye, no session_down): its keys stay as a replica of
+    // the record this member published last.
+    void release_one(RemoteId id, Remote& r);
+    // Taking a control session over from the replicated state (docs/cluster.md §Taking over a
+    // control session); false when it cannot (logged P3-W0934).
+    bool take_over(RemoteId remote, const char* why);
+    // The member that should hold a session's control session among `members`: the primary
+    // (the lowest number without one), or with load_balance a rendezvous hash.
+    std::uint8_t designated_holder(std::uint32_t remote, std::span<const cluster::Member> members) const;
+    void on_cluster_members(std::span<const cluster::Member> members);
+    void cluster_channel_event(RemoteId remote, const channel::Event& e);
+    void hand_over(RemoteId remote);
+    std::uint64_t takeovers_ = 0, handovers_ = 0, releases_ = 0;
+    // A rekey's switch held until the other members confirm the next inbound keys' record
+    // (docs/cluster.md §Replicated keys): by remote.
+    struct SwitchHold {
+        std::uint32_t epoch = 0;               // the record they are to confirm (or a later one)
+        std::set<std::uint8_t> waiting;        // members not yet heard from
+        TimerId timer;
+        TimePoint since{};
+    };
+    std::map<RemoteId, SwitchHold> holds_;
+    static constexpr Duration kSwitchHoldMax = std::chrono::seconds(1);
+    std::uint64_t switch_holds_ = 0, switch_unconfirmed_ = 0;
+    bool hold_switch(RemoteId remote);
+    void on_record_ack(std::uint8_t member, RemoteId remote, std::uint32_t epoch);
+    void end_hold(RemoteId remote, bool timed_out);
     std::uint64_t replicas_installed_ = 0, replicas_dropped_ = 0;
     admin::Reply cluster_command(const admin::Request& r, const admin::Caller& who);
     // appliance_capture.cpp: p3ctl capture (docs/capture.md)

@@ -117,10 +117,25 @@ public:
         bool switch_tx(const channel::KeyMaterial& data, std::vector<std::uint64_t>& first_seq) override;
         std::uint64_t tx_packets() override { return port_.tx_packets(ids_.sid); }
         void session_down(Reason) override { port_.clear_keys(ids_.sid); }
+        bool hold_switch(std::function<void()> ready) override {
+            if (!on_hold || !on_hold()) return false;
+            held_ = std::move(ready);
+            return true;
+        }
+        // The wait hold_switch began is over (the members hold the keys, or its bound passed).
+        void release_hold() {
+            if (!held_) return;
+            auto f = std::move(held_);
+            held_ = nullptr;
+            f();
+        }
         void send_control(std::span<const std::uint8_t> inner) override;
 
         std::uint64_t send_failures() const noexcept { return send_failures_; }
         KeyHook on_keys;   // a cluster member's replication (empty outside a cluster)
+        // A cluster member: true = the other members are to confirm the next inbound keys first
+        // (the owner then calls release_hold); empty or false: switch at once.
+        std::function<bool()> on_hold;
         // The peer set the session up again (new P3 IDs, maybe other lanes).
         void reset(const LinkIds& ids) noexcept { ids_ = ids; }
 
@@ -129,6 +144,7 @@ public:
         LinkIds ids_;
         bool size_hiding_;
         std::uint64_t send_failures_ = 0;
+        std::function<void()> held_;
     };
     std::unique_ptr<Link> link(const LinkIds& ids, bool size_hiding) {
         return std::make_unique<Link>(port_, ids, size_hiding);
@@ -151,6 +167,7 @@ public:
         if (replicas_.erase(remote_id))
             std::erase_if(replica_sids_, [&](const auto& e) { return e.second == remote_id; });
     }
+    SessionId session_of(RemoteId remote) const noexcept { return port_.session_of(remote); }
     // The remote of a dataplane session this member holds from a record (its control packets
     // go to the holder: docs/cluster.md §Forwarded control messages); 0 when it holds none.
     std::uint32_t replica_remote(SessionId sid) const {
