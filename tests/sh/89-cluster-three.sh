@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # p3-test: alone (it loads the machine or counts every packet under load: nothing runs beside it)
 # Three Realservers behind the nftables director, iperf3 through the cluster (docs/cluster.md
-# §Three members end to end). Members m1, m2, m3 (director = "lvs", load_balance = 0, the same
-# VIP), each with its own corosync on a management bridge; the director sends the setup port
-# (UDP 5653) to m1 and spreads the secondary's protocol-50 packets round robin over the three
-# (numgen inc mod 3). The secondary s sets up a PSK session with the VIP: m1 runs the exchange
+# §The director, "Three members end to end"; the rig is lib/cluster.sh). Members m1, m2, m3
+# (director = "lvs", load_balance = 0, the same VIP), each with its own corosync on a
+# management bridge; the director sends the setup port (UDP 5653) to m1 and spreads the
+# secondary's protocol-50 packets round robin over the three (numgen inc mod 3). The secondary s sets up a PSK session with the VIP: m1 runs the exchange
 # and holds the control session, m2 and m3 install it from m1's record. Host A's default route
 # is ECMP over the three members (hashed per flow), host S's is the secondary.
 #   a. iperf3 UDP host S -> host A with rekeys during it: every member decrypts the session's
@@ -13,11 +13,12 @@
 #   b. m3 (not the holder) killed, p3d and corosync, under iperf3 UDP; 1 s later the director
 #      (and host A's route) leave it out, as a health check would: the loss stays below 2 s of
 #      the rate; traffic goes on through m1, m2.
-#   c. m1 (the holder) killed the same way, the director then sends everything to m2: the
-#      secondary keeps its session (no second setup exchange, no loss, its uptime runs on)
+#   c. m1 (the holder) killed the same way, the director then sends everything to m2 (the
+#      setup port too): the secondary keeps its session (no second setup exchange, no loss, its uptime runs on)
 #      through and beyond heartbeat_fail, traffic goes on through m2, and a rekey the secondary
 #      asks for afterwards completes: m2 has taken the control session over from the record.
-# Measured figures (losses, gaps) are printed on the `figures:` line.
+# Measured figures (losses, gaps) are printed on the `figures:` line. A step's measured misses
+# are listed together at the end; what makes the next step meaningless fails at once.
 #
 #   hS 10.2.0.2 -- [sLan] p3d s [sWan] -- dS |br0 (ns d)| d1 -- [m1Wan] p3d m1 [m1Lan] 10.1.0.1 --+
 #                                                         d2 -- [m2Wan] p3d m2 [m2Lan] 10.1.0.3 --+-- brL -- hA 10.1.0.2
