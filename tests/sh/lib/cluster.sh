@@ -1,5 +1,6 @@
 # Sourced by the cluster tests after lib/netns-pair.sh (not a test itself): the rig they share
-# (docs/cluster.md). Uses netns-pair.sh's tag, work, in_ns, fail, wait_log, psk, dp_tuning.
+# (docs/cluster.md). Uses netns-pair.sh's tag, work, in_ns, fail, wait_log, psk, dp_tuning
+# (85, which has its own harness, takes only corosync_conf: it needs work and fail).
 #
 # Links and namespaces:
 # link NS1 IF1 NS2 IF2: a veth pair IF1 in NS1, IF2 in NS2.
