@@ -14,6 +14,7 @@
 # 0x2001 from m2); no member answers ARP for the VIP; after m2 is killed and the director
 # stops sending to it, traffic continues through m1 (loss printed, bounded).
 . "$(dirname "$0")/lib/netns-pair.sh" p3ctl nft tcpdump
+. "$here/lib/cluster.sh"
 py=/usr/bin/python3
 "$py" -c 'import scapy' 2>/dev/null || { echo "SKIP: /usr/bin/python3 lacks python3-scapy"; exit 77; }
 tel="$here/../tools/p3_telemetry.py"
@@ -25,7 +26,6 @@ VMAC=02:00:00:00:0d:01 SMAC=02:00:00:00:0a:02 M1MAC=02:00:00:00:01:01 M2MAC=02:0
 # ---- namespaces and links -----------------------------------------------------------------
 ip netns add "$ns_hs" 2>/dev/null || { echo "SKIP: cannot create network namespaces"; exit 77; }
 for n in $ns_s $ns_d $ns_m1 $ns_m2 $ns_l; do ip netns add "$n" || fail "netns $n"; done
-link() { ip link add "$2" netns "$1" type veth peer name "$4" netns "$3" || fail "veth $2-$4"; }
 link "$ns_hs" hS "$ns_s" sLan
 link "$ns_s" sWan "$ns_d" dS
 link "$ns_m1" m1Wan "$ns_d" d1
@@ -36,37 +36,15 @@ link "$ns_l" hA "$ns_l" lA
 in_ns "$ns_s" ip link set sWan address $SMAC
 in_ns "$ns_m1" ip link set m1Wan address $M1MAC
 in_ns "$ns_m2" ip link set m2Wan address $M2MAC
-for pair in "$ns_hs hS" "$ns_s sLan" "$ns_s sWan" "$ns_d dS" "$ns_d d1" "$ns_d d2" "$ns_m1 m1Wan" "$ns_m1 m1Lan" \
-            "$ns_m2 m2Wan" "$ns_m2 m2Lan" "$ns_l l1" "$ns_l l2" "$ns_l hA" "$ns_l lA"; do
-  set -- $pair
-  in_ns "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
-  in_ns "$1" ethtool -K "$2" tx off rx off tso off gso off gro off >/dev/null 2>&1
-  in_ns "$1" ip link set "$2" up || fail "link $2 up"
-done
+links_up "$ns_hs hS" "$ns_s sLan" "$ns_s sWan" "$ns_d dS" "$ns_d d1" "$ns_d d2" "$ns_m1 m1Wan" "$ns_m1 m1Lan" \
+         "$ns_m2 m2Wan" "$ns_m2 m2Lan" "$ns_l l1" "$ns_l l2" "$ns_l hA" "$ns_l lA"
 # The director: a bridge (the switch behind it, members' MACs static) and the netdev ingress
 # rule on the secondary's side that picks a member per packet.
-in_ns "$ns_d" ip link add br0 type bridge || fail "bridge"
-for p in dS d1 d2; do in_ns "$ns_d" ip link set "$p" master br0; done
-in_ns "$ns_d" ip link set br0 up
-in_ns "$ns_d" ip addr add 192.0.2.100/24 dev br0
-in_ns "$ns_d" bridge fdb add $M1MAC dev d1 master static
-in_ns "$ns_d" bridge fdb add $M2MAC dev d2 master static
-director() {  # the member MACs the director hands packets to
-  local map=$1
-  in_ns "$ns_d" nft -f - <<NFT || fail "nft director rule"
-flush ruleset
-table netdev director {
-  chain in {
-    type filter hook ingress device "dS" priority 0;
-    ether daddr $VMAC ether daddr set numgen inc mod 2 map { $map }
-  }
-}
-NFT
-}
-director "0 : $M1MAC, 1 : $M2MAC"
+director_bridge "$ns_d" dS "$M1MAC=d1" "$M2MAC=d2"
+spread() { director "$ns_d" dS "ether daddr $VMAC ether daddr set numgen inc mod 2 map { $1 }"; }   # the member MACs
+spread "0 : $M1MAC, 1 : $M2MAC"
 # The LAN: both members and host A on one bridge.
-in_ns "$ns_l" ip link add brL type bridge && in_ns "$ns_l" ip link set brL up || fail "LAN bridge"
-for p in l1 l2 lA; do in_ns "$ns_l" ip link set "$p" master brL; done
+mkbridge "$ns_l" brL l1 l2 lA
 in_ns "$ns_l" ip addr add 10.1.0.2/24 dev hA
 in_ns "$ns_l" ip addr add 10.1.0.4/24 dev hA
 in_ns "$ns_l" ip route add default via 10.1.0.1 src 10.1.0.2
@@ -78,7 +56,7 @@ in_ns "$ns_hs" ip route add default via 10.2.0.1
 # ---- configurations: one static-key session, its lanes per member ---------------------------
 K1=00112233445566778899aabbccddeeff S1=01020304   # secondary -> members
 K2=ffeeddccbbaa99887766554433221100 S2=0a0b0c0d   # members -> secondary (lane 0; 1 derived)
-(umask 077; head -c 32 /dev/urandom >"$work/cluster.key")   # the same on every member
+cluster_key   # the same on every member
 member_conf() {  # n lan-address
   cat >"$work/m$1.conf" <<CONF
 role = "primary";
@@ -104,9 +82,7 @@ remotes = ( { id = 1; ip = 4; address = "192.0.2.1"; subnets = [ "10.1.0.0/24" ]
                   lanes = 2; persist_sequence = false; }; } );
 CONF
 chmod 600 "$work/s.conf"
-for n in m1 m2 s; do
-  "$p3ctl" config check "$work/$n.conf" >"$work/check-$n.txt" 2>&1 || { cat "$work/check-$n.txt"; fail "config check $n"; }
-done
+conf_check m1 m2 s
 
 # ---- start ------------------------------------------------------------------------------------
 start s "$ns_s" 0 sWan sLan; pid_s=$!
@@ -218,7 +194,7 @@ pid_ping=$!
 sleep 1
 kill -KILL "$pid_m2"; wait "$pid_m2" 2>/dev/null; pid_m2=
 sleep 0.3   # the health check's delay
-director "0 : $M1MAC, 1 : $M1MAC"
+spread "0 : $M1MAC, 1 : $M1MAC"
 wait "$pid_ping"; pid_ping=
 got=$(ping_replies "$work/ping4")
 echo "member m2 killed during 60 pings at 50 ms: $got answered, $((60 - got)) lost"

@@ -55,6 +55,7 @@ fail() {
   done
   exit 1
 }
+. "$(dirname "$0")/lib/cluster.sh"   # corosync_conf (its count is replaced below)
 # wait_line FILE PATTERN SECONDS WHAT
 wait_line() {
   local i
@@ -77,45 +78,9 @@ for i in 1 2 3; do
   ip -n "${tag}n$i" link set lo up
 done
 
-corosync-keygen -l -k "$work/authkey" >/dev/null 2>&1 || fail "corosync-keygen"
 head -c 32 /dev/urandom > "$work/cluster.key"
 chmod 600 "$work/cluster.key"
-for i in 1 2 3; do
-  mkdir -p "$work/state$i"
-  cat > "$work/corosync$i.conf" <<CONF
-totem {
-  version: 2
-  cluster_name: p3t85
-  transport: knet
-  crypto_cipher: aes256
-  crypto_hash: sha256
-  keyfile: $work/authkey
-  token: 1000
-}
-nodelist {
-  node {
-    ring0_addr: 10.85.0.1
-    nodeid: 1
-  }
-  node {
-    ring0_addr: 10.85.0.2
-    nodeid: 2
-  }
-  node {
-    ring0_addr: 10.85.0.3
-    nodeid: 3
-  }
-}
-logging {
-  to_stderr: yes
-  to_syslog: no
-  to_logfile: no
-}
-system {
-  state_dir: $work/state$i
-}
-CONF
-done
+corosync_conf p3t85 10.85.0.1 10.85.0.2 10.85.0.3   # lib/cluster.sh
 
 corosync_start() {
   ip netns exec "${tag}n$1" unshare -m sh -c "mount -t tmpfs p3t85 /run && exec corosync -f -c $work/corosync$1.conf" \

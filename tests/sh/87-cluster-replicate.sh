@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Replicated keys end to end (docs/cluster.md §Replicated keys): two Realserver members behind
 # the nftables director of 84-cluster-rs.sh, each with its own corosync (one per namespace, on a
-# management link between them) in one CPG group. The secondary sets up a PSK session with the
+# management bridge) in one CPG group; the rig is lib/cluster.sh. The secondary sets up a PSK session with the
 # VIP; the director hands the secondary's packets to member 1 for the setup exchange, so member
 # 2 has the session only from the record member 1 publishes over corosync. Then the director
 # spreads the secondary's packets round robin over both members: the control messages that
@@ -13,21 +13,19 @@
 #
 #   hS 10.2.0.2 -- [sLan] p3d s [sWan] -- dS |br0 (ns d)| d1 -- [m1Wan] p3d m1 [m1Lan] --+
 #                                                         d2 -- [m2Wan] p3d m2 [m2Lan] --+-- brL -- hA
-#                           m1 mg1 10.87.0.1 ===== mg2 10.87.0.2 m2   (corosync, knet)
-. "$(dirname "$0")/lib/netns-pair.sh" p3ctl nft tcpdump
+#                 m1 mg1 10.87.0.1 --+-- brM (ns g) --+-- mg2 10.87.0.2 m2   (corosync, knet)
+. "$(dirname "$0")/lib/netns-pair.sh" p3ctl nft corosync corosync-keygen unshare
+. "$here/lib/cluster.sh"
 py=/usr/bin/python3
 "$py" -c 'import scapy' 2>/dev/null || { echo "SKIP: /usr/bin/python3 lacks python3-scapy"; exit 77; }
-tel="$here/../tools/p3_telemetry.py"
 p3d_names="s m1 m2"
-ns_c1=$tag-m1 ns_c2=$tag-m2
-ns_hs=$tag-hs ns_s=$tag-s ns_d=$tag-d ns_m1=$tag-m1 ns_m2=$tag-m2 ns_l=$tag-l
-all_ns="$ns_hs $ns_s $ns_d $ns_m1 $ns_m2 $ns_l"
+ns_hs=$tag-hs ns_s=$tag-s ns_d=$tag-d ns_m1=$tag-m1 ns_m2=$tag-m2 ns_l=$tag-l ns_g=$tag-g
+all_ns="$ns_hs $ns_s $ns_d $ns_m1 $ns_m2 $ns_l $ns_g"
 VMAC=02:00:00:00:0d:01 SMAC=02:00:00:00:0a:02 M1MAC=02:00:00:00:01:01 M2MAC=02:00:00:00:02:01
 
 # ---- namespaces and links -----------------------------------------------------------------
 ip netns add "$ns_hs" 2>/dev/null || { echo "SKIP: cannot create network namespaces"; exit 77; }
-for n in $ns_s $ns_d $ns_m1 $ns_m2 $ns_l; do ip netns add "$n" || fail "netns $n"; done
-link() { ip link add "$2" netns "$1" type veth peer name "$4" netns "$3" || fail "veth $2-$4"; }
+for n in $ns_s $ns_d $ns_m1 $ns_m2 $ns_l $ns_g; do ip netns add "$n" || fail "netns $n"; done
 link "$ns_hs" hS "$ns_s" sLan
 link "$ns_s" sWan "$ns_d" dS
 link "$ns_m1" m1Wan "$ns_d" d1
@@ -38,37 +36,14 @@ link "$ns_l" hA "$ns_l" lA
 in_ns "$ns_s" ip link set sWan address $SMAC
 in_ns "$ns_m1" ip link set m1Wan address $M1MAC
 in_ns "$ns_m2" ip link set m2Wan address $M2MAC
-for pair in "$ns_hs hS" "$ns_s sLan" "$ns_s sWan" "$ns_d dS" "$ns_d d1" "$ns_d d2" "$ns_m1 m1Wan" "$ns_m1 m1Lan" \
-            "$ns_m2 m2Wan" "$ns_m2 m2Lan" "$ns_l l1" "$ns_l l2" "$ns_l hA" "$ns_l lA"; do
-  set -- $pair
-  in_ns "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
-  in_ns "$1" ethtool -K "$2" tx off rx off tso off gso off gro off >/dev/null 2>&1
-  in_ns "$1" ip link set "$2" up || fail "link $2 up"
-done
+links_up "$ns_hs hS" "$ns_s sLan" "$ns_s sWan" "$ns_d dS" "$ns_d d1" "$ns_d d2" "$ns_m1 m1Wan" "$ns_m1 m1Lan" \
+         "$ns_m2 m2Wan" "$ns_m2 m2Lan" "$ns_l l1" "$ns_l l2" "$ns_l hA" "$ns_l lA"
 # The director: a bridge (the switch behind it, members' MACs static) and the netdev ingress
 # rule on the secondary's side that picks a member per packet.
-in_ns "$ns_d" ip link add br0 type bridge || fail "bridge"
-for p in dS d1 d2; do in_ns "$ns_d" ip link set "$p" master br0; done
-in_ns "$ns_d" ip link set br0 up
-in_ns "$ns_d" ip addr add 192.0.2.100/24 dev br0
-in_ns "$ns_d" bridge fdb add $M1MAC dev d1 master static
-in_ns "$ns_d" bridge fdb add $M2MAC dev d2 master static
-director() {  # the member MACs the director hands packets to
-  local map=$1
-  in_ns "$ns_d" nft -f - <<NFT || fail "nft director rule"
-flush ruleset
-table netdev director {
-  chain in {
-    type filter hook ingress device "dS" priority 0;
-    ether daddr $VMAC ether daddr set $map
-  }
-}
-NFT
-}
-director "$M1MAC"
+director_bridge "$ns_d" dS "$M1MAC=d1" "$M2MAC=d2"
+director "$ns_d" dS "ether daddr $VMAC ether daddr set $M1MAC"
 # The LAN: both members and host A on one bridge.
-in_ns "$ns_l" ip link add brL type bridge && in_ns "$ns_l" ip link set brL up || fail "LAN bridge"
-for p in l1 l2 lA; do in_ns "$ns_l" ip link set "$p" master brL; done
+mkbridge "$ns_l" brL l1 l2 lA
 in_ns "$ns_l" ip addr add 10.1.0.2/24 dev hA
 in_ns "$ns_l" ip addr add 10.1.0.4/24 dev hA
 in_ns "$ns_l" ip route add default via 10.1.0.1 src 10.1.0.2
@@ -77,84 +52,21 @@ in_ns "$ns_l" ip rule add from 10.1.0.4 lookup 100
 in_ns "$ns_hs" ip addr add 10.2.0.2/24 dev hS
 in_ns "$ns_hs" ip route add default via 10.2.0.1
 
-
-for t in corosync corosync-keygen unshare; do command -v "$t" >/dev/null || { echo "SKIP: $t not installed"; exit 77; }; done
-# ---- corosync in each member's namespace (private /run: corosync locks /var/run/corosync.pid) --
-link "$ns_m1" mg1 "$ns_m2" mg2
-in_ns "$ns_m1" ip addr add 10.87.0.1/24 dev mg1; in_ns "$ns_m1" ip link set mg1 up; in_ns "$ns_m1" ip link set lo up
-in_ns "$ns_m2" ip addr add 10.87.0.2/24 dev mg2; in_ns "$ns_m2" ip link set mg2 up; in_ns "$ns_m2" ip link set lo up
-corosync-keygen -l -k "$work/authkey" >/dev/null 2>&1 || fail "corosync-keygen"
-for i in 1 2; do
-  mkdir -p "$work/cstate$i"
-  cat >"$work/corosync$i.conf" <<CONF
-totem {
-  version: 2
-  cluster_name: p3t87
-  transport: knet
-  crypto_cipher: aes256
-  crypto_hash: sha256
-  keyfile: $work/authkey
-  token: 1000
-}
-nodelist {
-  node {
-    ring0_addr: 10.87.0.1
-    nodeid: 1
-  }
-  node {
-    ring0_addr: 10.87.0.2
-    nodeid: 2
-  }
-}
-logging {
-  to_stderr: yes
-  to_syslog: no
-  to_logfile: no
-}
-system {
-  state_dir: $work/cstate$i
-}
-CONF
-  v=ns_m$i
-  in_ns "${!v}" unshare -m sh -c "mount -t tmpfs p3t87 /run && exec corosync -f -c $work/corosync$i.conf" \
-    >>"$work/corosync$i.log" 2>&1 &
-  eval "pid_coro$i=\$!"   # the library's exit trap stops every pid_*
-done
-wait_log "$work/corosync1.log" "$pid_coro1" "ready to provide service" 10 "corosync 1 ready"
-wait_log "$work/corosync2.log" "$pid_coro2" "ready to provide service" 10 "corosync 2 ready"
+# ---- corosync in each member's namespace, on the management bridge ----------------------------
+mgmt_net "$ns_g" 10.87.0 "$ns_m1" "$ns_m2"
+corosync_conf p3t87 10.87.0.1 10.87.0.2
+corosync_start 1 "$ns_m1"
+corosync_start 2 "$ns_m2"
+corosync_ready 1 2
 
 # ---- configurations: a PSK remote on both members, the same cluster key ---------------------
 psk psk
-(umask 077; head -c 32 /dev/urandom >"$work/cluster.key")
-member_conf() {  # n lan-address role
-  cat >"$work/m$1.conf" <<CONF
-role = "primary";
-local = { ip = 4; address = "192.0.2.1"; port = 5653; identity = "primary.p3.test"; cluster_state = 1;
-  state_dir = "$work/state$1"; heartbeat_time = 1; heartbeat_fail = 10;
-  admin = { socket = "$work/m$1.sock"; audit = "$work/m$1-audit.jsonl"; }; };
-cluster = { member = $1; max_members = 2; director = "lvs"; group = "p3t87"; key_file = "$work/cluster.key";
-  role = "$3"; };
-dataplane = { wan = { port = 0; address = "192.0.2.1/24"; gateway = "192.0.2.2"; gateway_mac = "$SMAC"; };
-  lan = { port = 1; address = "$2/24"; }; $dp_tuning };
-remotes = ( { id = 7; ip = 4; address = "192.0.2.2"; identity = "secondary.p3.test"; psk_file = "$work/psk";
-  subnets = [ "10.2.0.0/24" ]; lanes = 1; } );
-CONF
-  chmod 600 "$work/m$1.conf"
-}
+cluster_key
+CL_GROUP=p3t87 CL_LOCAL="heartbeat_time = 1; heartbeat_fail = 10;" CL_WAN="gateway_mac = \"$SMAC\";"
 member_conf 1 10.1.0.1 primary
 member_conf 2 10.1.0.3 backup
-cat >"$work/s.conf" <<CONF
-role = "secondary";
-local = { ip = 4; address = "192.0.2.2"; identity = "secondary.p3.test"; state_dir = "$work/states"; };
-dataplane = { wan = { port = 0; address = "192.0.2.2/24"; gateway = "192.0.2.1"; gateway_mac = "$VMAC"; };
-  lan = { port = 1; address = "10.2.0.1/24"; }; $dp_tuning };
-remotes = ( { id = 1; ip = 4; address = "192.0.2.1"; port = 5653; identity = "primary.p3.test";
-  psk_file = "$work/psk"; subnets = [ "10.1.0.0/24" ]; } );
-CONF
-chmod 600 "$work/s.conf"
-for n in m1 m2 s; do
-  "$p3ctl" config check "$work/$n.conf" >"$work/check-$n.txt" 2>&1 || { cat "$work/check-$n.txt"; fail "config check $n"; }
-done
+secondary_member_conf "" "gateway_mac = \"$VMAC\";"
+conf_check m1 m2 s
 
 # ---- start: the members first (m2 in the group before the session exists), then the secondary --
 start m1 "$ns_m1" 0 m1Wan m1Lan; pid_m1=$!
@@ -193,22 +105,12 @@ for i in range(count):
     s.sendto(b"x" * 1000, (sys.argv[2], 9000))
     if i % burst == 0: time.sleep(0.01)' "$2" "$3" "$4" "$5"
 }
-drops() { "$py" "$tel" "$tag-$1" /p3/drops "$2"; }
-jget() {  # member key... : a number from p3ctl's --json answer (status, or cluster status)
-  local m=$1; shift
-  "$p3ctl" -s "$work/$m.sock" --json "$@" 2>/dev/null | "$py" -c '
-import json, sys
-j = json.load(sys.stdin)
-j = j.get("result", j)
-for k in sys.argv[1].split("."):
-    j = j[k]
-print(j)' "$JKEY" || echo -1
-}
-unclaimed() { JKEY=control.channel.unclaimed jget "$1" status; }
-retrans() { JKEY=control.channel.retransmits jget "$1" status; }
-fwd() { JKEY=control.$2 jget "$1" cluster status; }
+drops() { tel_drop "$1" "$2"; }
+unclaimed() { p3_json "$1" control.channel.unclaimed status; }
+retrans() { p3_json "$1" control.channel.retransmits status; }
+fwd() { p3_json "$1" "control.$2" cluster status; }
 # From now on the director spreads every packet of the secondary over both members, round robin.
-director "numgen inc mod 2 map { 0 : $M1MAC, 1 : $M2MAC }"
+director "$ns_d" dS "ether daddr $VMAC ether daddr set numgen inc mod 2 map { 0 : $M1MAC, 1 : $M2MAC }"
 unc0=$(unclaimed m2) rt0=$(retrans m1)
 auth0=$(drops s p3_auth) old0=$(drops s p3_old_key)
 # A transfer through m2 of about 5 s; m1 rekeys 1 s into it. The secondary promotes its new key

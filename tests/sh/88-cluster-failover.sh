@@ -17,6 +17,7 @@
 #                m2Wan [p3d m2] m2Lan --+
 #   m1 mg1 10.88.0.1 --+-- brM (ns g) --+-- mg2 10.88.0.2 m2   (corosync, keepalived)
 . "$(dirname "$0")/lib/netns-pair.sh" p3ctl corosync corosync-keygen keepalived unshare
+. "$here/lib/cluster.sh"
 py=/usr/bin/python3
 p3d_names="s m1 m1b m2"
 ns_hs=$tag-hs ns_s=$tag-s ns_w=$tag-w ns_m1=$tag-m1 ns_m2=$tag-m2 ns_l=$tag-l ns_g=$tag-g
@@ -27,7 +28,6 @@ trap 'for f in "$work"/k*.pid; do [ -s "$f" ] && kill -KILL "$(cat "$f")" 2>/dev
 
 ip netns add "$ns_hs" 2>/dev/null || { echo "SKIP: cannot create network namespaces"; exit 77; }
 for n in $ns_s $ns_w $ns_m1 $ns_m2 $ns_l $ns_g; do ip netns add "$n" || fail "netns $n"; done
-link() { ip link add "$2" netns "$1" type veth peer name "$4" netns "$3" || fail "veth $2-$4"; }
 link "$ns_hs" hS "$ns_s" sLan
 link "$ns_s" sWan "$ns_w" w0
 link "$ns_m1" m1Wan "$ns_w" w1
@@ -35,105 +35,30 @@ link "$ns_m2" m2Wan "$ns_w" w2
 link "$ns_m1" m1Lan "$ns_l" l1
 link "$ns_m2" m2Lan "$ns_l" l2
 link "$ns_l" hA "$ns_l" lA
-link "$ns_m1" mg1 "$ns_g" g1
-link "$ns_m2" mg2 "$ns_g" g2
-for pair in "$ns_hs hS" "$ns_s sLan" "$ns_s sWan" "$ns_w w0" "$ns_w w1" "$ns_w w2" "$ns_m1 m1Wan" "$ns_m1 m1Lan" \
-            "$ns_m2 m2Wan" "$ns_m2 m2Lan" "$ns_l l1" "$ns_l l2" "$ns_l hA" "$ns_l lA" "$ns_m1 mg1" "$ns_m2 mg2" \
-            "$ns_g g1" "$ns_g g2"; do
-  set -- $pair
-  in_ns "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
-  in_ns "$1" ethtool -K "$2" tx off rx off tso off gso off gro off >/dev/null 2>&1
-  in_ns "$1" ip link set "$2" up || fail "link $2 up"
-done
-mkbridge() {  # ns name ports...
-  local ns=$1 br=$2 p
-  shift 2
-  in_ns "$ns" ip link add "$br" type bridge && in_ns "$ns" ip link set "$br" up || fail "bridge $br"
-  for p; do in_ns "$ns" ip link set "$p" master "$br"; done
-}
+links_up "$ns_hs hS" "$ns_s sLan" "$ns_s sWan" "$ns_w w0" "$ns_w w1" "$ns_w w2" "$ns_m1 m1Wan" "$ns_m1 m1Lan" \
+         "$ns_m2 m2Wan" "$ns_m2 m2Lan" "$ns_l l1" "$ns_l l2" "$ns_l hA" "$ns_l lA"
 mkbridge "$ns_w" brW w0 w1 w2
 mkbridge "$ns_l" brL l1 l2 lA
-mkbridge "$ns_g" brM g1 g2
 in_ns "$ns_l" ip addr add 10.1.0.2/24 dev hA
 in_ns "$ns_l" ip route add default via 10.1.0.1
 in_ns "$ns_hs" ip addr add 10.2.0.2/24 dev hS
 in_ns "$ns_hs" ip route add default via 10.2.0.1
-for i in 1 2; do
-  v=ns_m$i
-  in_ns "${!v}" ip addr add "10.88.0.$i/24" dev "mg$i"
-  in_ns "${!v}" ip link set lo up
-done
 
-# ---- corosync per member (private /run: it locks /var/run/corosync.pid) ------------------------
-corosync-keygen -l -k "$work/authkey" >/dev/null 2>&1 || fail "corosync-keygen"
-for i in 1 2; do
-  mkdir -p "$work/cstate$i"
-  cat >"$work/corosync$i.conf" <<CONF
-totem {
-  version: 2
-  cluster_name: p3t88
-  transport: knet
-  crypto_cipher: aes256
-  crypto_hash: sha256
-  keyfile: $work/authkey
-  token: 1000
-}
-nodelist {
-  node {
-    ring0_addr: 10.88.0.1
-    nodeid: 1
-  }
-  node {
-    ring0_addr: 10.88.0.2
-    nodeid: 2
-  }
-}
-logging {
-  to_stderr: yes
-  to_syslog: no
-  to_logfile: no
-}
-system {
-  state_dir: $work/cstate$i
-}
-CONF
-  v=ns_m$i
-  ip netns exec "${!v}" unshare -m sh -c "mount -t tmpfs p3t88 /run && exec corosync -f -c $work/corosync$i.conf" \
-    >>"$work/corosync$i.log" 2>&1 &
-  eval "pid_coro$i=\$!"
-done
+# ---- corosync per member, on the management bridge ------------------------------------------------
+mgmt_net "$ns_g" 10.88.0 "$ns_m1" "$ns_m2"
+corosync_conf p3t88 10.88.0.1 10.88.0.2
+corosync_start 1 "$ns_m1"
+corosync_start 2 "$ns_m2"
 
 # ---- configurations: both members the same addresses (WAN VIP, LAN gateway), backup at start --
 psk psk
-(umask 077; head -c 32 /dev/urandom >"$work/cluster.key")
+cluster_key
 timers="heartbeat_time = 1; heartbeat_fail = $HF;"
-for i in 1 2; do
-  cat >"$work/m$i.conf" <<CONF
-role = "primary";
-local = { ip = 4; address = "192.0.2.1"; port = 5653; identity = "primary.p3.test"; cluster_state = 1;
-  state_dir = "$work/state$i"; $timers
-  admin = { socket = "$work/m$i.sock"; audit = "$work/m$i-audit.jsonl"; }; };
-cluster = { member = $i; max_members = 2; director = "none"; group = "p3t88"; key_file = "$work/cluster.key";
-  role = "backup"; };
-dataplane = { wan = { port = 0; address = "192.0.2.1/24"; gateway = "192.0.2.2"; };
-  lan = { port = 1; address = "10.1.0.1/24"; }; $dp_tuning };
-remotes = ( { id = 7; ip = 4; address = "192.0.2.2"; identity = "secondary.p3.test"; psk_file = "$work/psk";
-  subnets = [ "10.2.0.0/24" ]; lanes = 1; } );
-CONF
-  chmod 600 "$work/m$i.conf"
-done
-cat >"$work/s.conf" <<CONF
-role = "secondary";
-local = { ip = 4; address = "192.0.2.2"; identity = "secondary.p3.test"; state_dir = "$work/states"; $timers };
-dataplane = { wan = { port = 0; address = "192.0.2.2/24"; gateway = "192.0.2.1"; };
-  lan = { port = 1; address = "10.2.0.1/24"; }; $dp_tuning };
-remotes = ( { id = 1; ip = 4; address = "192.0.2.1"; port = 5653; identity = "primary.p3.test";
-  psk_file = "$work/psk"; subnets = [ "10.1.0.0/24" ]; } );
-CONF
-chmod 600 "$work/s.conf"
-for n in m1 m2 s; do
-  "$p3ctl" config check "$work/$n.conf" >"$work/check-$n.txt" 2>&1 || { cat "$work/check-$n.txt"; fail "config check $n"; }
-done
+CL_GROUP=p3t88 CL_DIRECTOR=none CL_LOCAL=$timers
+member_conf 1 10.1.0.1 backup
+member_conf 2 10.1.0.1 backup
+secondary_member_conf "$timers" ""
+conf_check m1 m2 s
 
 # ---- keepalived: the example's configuration; its hooks log the call and run p3ctl --------------
 cat >"$work/hook" <<SH
@@ -171,12 +96,10 @@ wait_call() {  # member action nth seconds what
   done
   fail "no $5 within $4 s (hook calls: $(tr '\n' ';' <"$work/calls"))"
 }
-count() { grep -c -- "$2" "$work/$1.log"; }
 now() { date +%s.%N; }
 
 # ---- start: p3d on both members (backup), then keepalived elects member 1 ----------------------
-wait_log "$work/corosync1.log" "$pid_coro1" "ready to provide service" 10 "corosync 1 ready"
-wait_log "$work/corosync2.log" "$pid_coro2" "ready to provide service" 10 "corosync 2 ready"
+corosync_ready 1 2
 start m1 "$ns_m1" 0 m1Wan m1Lan; pid_m1=$!
 start m2 "$ns_m2" "$cpu2" m2Wan m2Lan; pid_m2=$!
 wait_for m1 "$pid_m1" 'P3-I0001' 15 "start"
