@@ -5,6 +5,8 @@
 // split into key and salt inside SecretBytes (channel::KeyMaterial) and wiped with them.
 #include "control/dp_port.hpp"
 
+#include <ctime>
+
 #include "common/log.hpp"
 #include "control/keylog.hpp"
 
@@ -74,7 +76,12 @@ DataplanePort::Replica DataplanePort::replica_fresh(const cluster::SessionRecord
     }
     if (!port_.reserve_rx_ids_at(rx_base, rx_lanes)) return Replica::refused;
     if (!port_.install_rx(sid, rx_base, keys_of(rx, rx_lanes, hiding))) return Replica::refused;   // IDs released
-    if (!port_.install_tx(sid, tx_base, keys_of(tx, ml.per_member, hiding, ml.offset))) {
+    // The peer keeps one replay window per lane, across keys and across this member's lives:
+    // a member that restarts (and so installs the session from a record again) must not send
+    // below what it sent before. A lane sends fewer than 2^24 packets a second (over 16 Mpps),
+    // so starting at the clock's seconds << 24 always lands above an earlier life's sequences.
+    const std::uint64_t from = static_cast<std::uint64_t>(std::time(nullptr)) << 24;
+    if (!port_.install_tx_from(sid, tx_base, keys_of(tx, ml.per_member, hiding, ml.offset), from)) {
         port_.clear_keys(sid);
         return Replica::refused;
     }

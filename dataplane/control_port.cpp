@@ -146,6 +146,11 @@ bool ControlPort::install_tx(SessionId sid, P3Id peer_base, const LaneKeys& k) {
     return dp_.install_tx(sid.raw(), peer_base.raw(), k);
 }
 
+bool ControlPort::install_tx_from(SessionId sid, P3Id peer_base, const LaneKeys& k, std::uint64_t last_seq) {
+    sessions_changed_ = true;
+    return dp_.install_tx_at(sid.raw(), peer_base.raw(), k, last_seq, wire::kSeqLast);
+}
+
 bool ControlPort::install_next_rx(SessionId sid, const LaneKeys& k) { return dp_.install_next_rx(sid.raw(), k); }
 
 void ControlPort::rx_switch_at(SessionId sid, std::span<const std::uint64_t> first_seq) {

@@ -249,6 +249,9 @@ public:
     void release_rx_ids(P3Id base, std::uint32_t from, std::uint32_t to);
     bool install_rx(SessionId sid, P3Id base, const LaneKeys& k);
     bool install_tx(SessionId sid, P3Id peer_base, const LaneKeys& k);
+    // The same, its lanes counting sequences up to last_seq as sent (a cluster member's lanes
+    // from a replicated record start above anything an earlier life of the member sent).
+    bool install_tx_from(SessionId sid, P3Id peer_base, const LaneKeys& k, std::uint64_t last_seq);
     bool install_next_rx(SessionId sid, const LaneKeys& k);
     void rx_switch_at(SessionId sid, std::span<const std::uint64_t> first_seq);
     bool rx_next_seen(SessionId sid) const noexcept;

@@ -8,6 +8,8 @@ namespace p3::channel {
 using detail::kind_slot;
 
 void Timers::heartbeat_due(Duration after) {
+    // Re-armed from its own callback, or early (a takeover sends one at once): never two.
+    loop_.cancel(heartbeat_);
     heartbeat_ = loop_.after(after, [this] { hooks_.on_heartbeat_due(); });
 }
 
@@ -24,6 +26,7 @@ void Timers::heartbeat_answered() {
 }
 
 void Timers::tick(Duration after) {
+    loop_.cancel(tick_);
     tick_ = loop_.after(after, [this] { hooks_.on_tick(); });
 }
 

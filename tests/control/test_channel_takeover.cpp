@@ -70,6 +70,9 @@ TEST_CASE("takeover: the peer keeps its session, no setup, no replay, nothing lo
     CHECK(sim.dp_a.auth_failures + sim.dp_b.auth_failures == 0);
     CHECK(sim.dp_a.data_sent == sim.dp_b.data_received);
     CHECK(sim.dp_b.data_sent == sim.dp_a.data_received);
+    // The holder lets go (demoted, or another took over): nothing of it stays armed.
+    sim.primary.reset();
+    CHECK(sim.loop_a.timers_armed() == 0);
 }
 
 TEST_CASE("takeover: a rekey under way at the failure is abandoned; the next one completes") {
