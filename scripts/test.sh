@@ -92,10 +92,16 @@ done < <(find "$build/tests" -type f -name 'test_*' -perm -u+x ! -name '*.p' 2>/
 # header and runs with nothing beside it. Every test names its namespaces, links and DPDK
 # file prefixes after its own PID, so running side by side is safe; the DPDK runtime
 # directories are swept whenever nothing runs.
+# Order: the tests that run alone first, one after the other, then the others longest first
+# (scripts/test-durations.txt, from the last CI run), so that the slots end together instead
+# of one waiting on a long test that started late, or on the next test that must run alone.
 echo "== end-to-end and tool tests  [at ${SECONDS}s]"
 jobs_max=${P3_TEST_JOBS:-2}
 results=$(mktemp -d)
-declare -A running=()
+declare -A running=() expected=()
+while read -r name secs _; do
+  [[ -z "$name" || "$name" == \#* ]] || expected[$name]=$secs
+done <"$root/scripts/test-durations.txt"
 run_script() {  # name path: runs it, leaves "rc seconds" in $results/name.rc
   local start=$SECONDS
   (cd "$root" && BUILD=$build ROOT=$root timeout 600 bash "$2") >"$results/$1.log" 2>&1
@@ -119,18 +125,25 @@ reap_one() {
   unset "running[$pid]"
 }
 drain() { while ((${#running[@]})); do reap_one; done; cleanup_dpdk; }
+alone=() shared=()
 for t in "$root"/tests/sh/*.sh; do
   [ -e "$t" ] || continue
   name=$(basename "$t" .sh)
   selected "$name" || continue
   if ((jobs_max <= 1)) || grep -q '^# p3-test: alone' "$t"; then
-    drain
-    run_script "$name" "$t"; report "$name"; cleanup_dpdk
+    alone+=("$name")
   else
-    while ((${#running[@]} >= jobs_max)); do reap_one; done
-    run_script "$name" "$t" &
-    running[$!]=$name
+    shared+=("${expected[$name]:-60} $name")  # a test not listed yet starts among the first
   fi
+done
+for name in "${alone[@]}"; do
+  run_script "$name" "$root/tests/sh/$name.sh"; report "$name"; cleanup_dpdk
+done
+mapfile -t shared < <(((${#shared[@]})) && printf '%s\n' "${shared[@]}" | sort -k1,1nr -k2,2 | cut -d' ' -f2)
+for name in "${shared[@]}"; do
+  while ((${#running[@]} >= jobs_max)); do reap_one; done
+  run_script "$name" "$root/tests/sh/$name.sh" &
+  running[$!]=$name
 done
 drain
 rm -rf "$results"
