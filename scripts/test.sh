@@ -55,15 +55,44 @@ for t in json.load(sys.stdin):
   ((${#targets[@]} == 0)) || ninja -C "$fuzz_build" -j2 "${targets[@]}" >>"$fuzz_log" 2>&1
 }
 
+# Seconds each suite and script took in the last CI run: what runs two at a time starts the
+# longest first, so that both slots end together. Only the order depends on it.
+jobs_max=${P3_TEST_JOBS:-2}
+declare -A expected=()
+while read -r name secs _; do
+  [[ -z "$name" || "$name" == \#* ]] || expected[$name]=$secs
+done <"$root/scripts/test-durations.txt"
+longest_first() {  # names...: prints them longest first; one not listed counts 60 s (new: early)
+  local n
+  for n in "$@"; do echo "${expected[$n]:-60} $n"; done | sort -k1,1nr -k2,2 | cut -d' ' -f2
+}
+
 # --- 1. Catch2 suites ------------------------------------------------------------------
+# P3_TEST_JOBS of them at once too (each names its DPDK file prefix after its PID); reported
+# in name order once all have run.
 echo "== unit and in-process suites  [at ${SECONDS}s: set-up and build done]"
+unit_out=$(mktemp -d)
+run_suite() {  # name: runs $build/name, leaves its output and "rc seconds" in $unit_out
+  local start=$SECONDS id=${1//\//_}
+  (cd "$root" && timeout 600 "$build/$1" --order decl) >"$unit_out/$id.log" 2>&1
+  echo "$? $((SECONDS - start))" >"$unit_out/$id.rc"
+}
+suites=()
 while IFS= read -r bin; do
   name=${bin#"$build"/}
-  selected "$name" || continue
-  log=$(mktemp)
-  start=$SECONDS
-  (cd "$root" && timeout 600 "$bin" --order decl) >"$log" 2>&1
-  rc=$?
+  selected "$name" && suites+=("$name")
+done < <(find "$build/tests" -type f -name 'test_*' -perm -u+x ! -name '*.p' 2>/dev/null | sort)
+if ((${#suites[@]})); then
+  mapfile -t order < <(longest_first "${suites[@]}")
+  for name in "${order[@]}"; do
+    while (($(jobs -rp | wc -l) >= jobs_max)); do wait -n; done
+    run_suite "$name" &
+  done
+  wait
+fi
+for name in "${suites[@]}"; do
+  log=$unit_out/${name//\//_}.log
+  read -r rc secs <"$unit_out/${name//\//_}.rc"
   total=0 bad=0
   if line=$(grep -E '^All tests passed \(' "$log" | tail -1) && [ -n "$line" ]; then
     total=$(sed -E 's/.* in ([0-9]+) test case.*/\1/' <<<"$line")
@@ -75,15 +104,16 @@ while IFS= read -r bin; do
   if [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ]; then bad=1; total=$((total + 1)); fi
   ok=$((total - bad))
   passed=$((passed + ok)); failed=$((failed + bad))
-  printf '%-40s %4d passed %4d failed  (%ds)\n' "$name" "$ok" "$bad" $((SECONDS - start))
+  printf '%-40s %4d passed %4d failed  (%ds)\n' "$name" "$ok" "$bad" "$secs"
   if [ "$bad" -ne 0 ]; then
     failures+=("$name")
     echo "---- $name output (last 150 lines, rc=$rc)"
     tail -n 150 "$log"
     echo "----"
   fi
-  rm -f "$log"
-done < <(find "$build/tests" -type f -name 'test_*' -perm -u+x ! -name '*.p' 2>/dev/null | sort)
+done
+rm -rf "$unit_out"
+cleanup_dpdk
 
 # --- 2. shell tests --------------------------------------------------------------------
 # Most of them wait on timers (rekeys, heartbeats, recovery) far more than they compute, so
@@ -92,16 +122,12 @@ done < <(find "$build/tests" -type f -name 'test_*' -perm -u+x ! -name '*.p' 2>/
 # header and runs with nothing beside it. Every test names its namespaces, links and DPDK
 # file prefixes after its own PID, so running side by side is safe; the DPDK runtime
 # directories are swept whenever nothing runs.
-# Order: the tests that run alone first, one after the other, then the others longest first
-# (scripts/test-durations.txt, from the last CI run), so that the slots end together instead
-# of one waiting on a long test that started late, or on the next test that must run alone.
+# Order: the tests that run alone first, one after the other, then the others longest first,
+# so that the slots end together instead of one waiting on a long test that started late, or
+# on the next test that must run alone.
 echo "== end-to-end and tool tests  [at ${SECONDS}s]"
-jobs_max=${P3_TEST_JOBS:-2}
 results=$(mktemp -d)
-declare -A running=() expected=()
-while read -r name secs _; do
-  [[ -z "$name" || "$name" == \#* ]] || expected[$name]=$secs
-done <"$root/scripts/test-durations.txt"
+declare -A running=()
 run_script() {  # name path: runs it, leaves "rc seconds" in $results/name.rc
   local start=$SECONDS
   (cd "$root" && BUILD=$build ROOT=$root timeout 600 bash "$2") >"$results/$1.log" 2>&1
@@ -133,13 +159,13 @@ for t in "$root"/tests/sh/*.sh; do
   if ((jobs_max <= 1)) || grep -q '^# p3-test: alone' "$t"; then
     alone+=("$name")
   else
-    shared+=("${expected[$name]:-60} $name")  # a test not listed yet starts among the first
+    shared+=("$name")
   fi
 done
 for name in "${alone[@]}"; do
   run_script "$name" "$root/tests/sh/$name.sh"; report "$name"; cleanup_dpdk
 done
-mapfile -t shared < <(((${#shared[@]})) && printf '%s\n' "${shared[@]}" | sort -k1,1nr -k2,2 | cut -d' ' -f2)
+mapfile -t shared < <(((${#shared[@]})) && longest_first "${shared[@]}")
 for name in "${shared[@]}"; do
   while ((${#running[@]} >= jobs_max)); do reap_one; done
   run_script "$name" "$root/tests/sh/$name.sh" &
