@@ -202,11 +202,11 @@ if [ -n "$fuzz_wanted" ]; then
       echo "$rc $runs" >"$fuzz_out/$name.rc"
     }
     fuzz_out=$(mktemp -d)
-    for ((i = 0; i < ${#targets[@]}; i += 2)); do
-      fuzz_one "${targets[i]}" &
-      [ $((i + 1)) -lt ${#targets[@]} ] && fuzz_one "${targets[i + 1]}"
-      wait
+    for rel in "${targets[@]}"; do  # the next one starts as soon as either slot is free
+      while (($(jobs -rp | wc -l) >= 2)); do wait -n; done
+      fuzz_one "$rel" &
     done
+    wait
     for rel in "${targets[@]}"; do
       name=$(basename "$rel")
       read -r rc runs <"$fuzz_out/$name.rc"
