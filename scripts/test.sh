@@ -38,9 +38,15 @@ fuzz_wanted=
 if [ "$fuzz_seconds" != 0 ] && { [ -z "$filter" ] || [[ "fuzz" == *"$filter"* ]] || [[ "$filter" == fuzz* ]]; }; then
   fuzz_wanted=1
 fi
+# Through ccache when it is there, as build/ is (meson puts it before gcc by itself, but not
+# before a compiler named in CXX): a clean clone then recompiles only the sources that changed.
+# The objects carry line tables relative to the build directory (meson.build), so the
+# directory need not be hashed: a clone in another folder finds them too.
 build_fuzz_targets() {  # lists the targets in $fuzz_list and builds them; the log in $fuzz_log
+  local cxx=clang++
+  if command -v ccache >/dev/null; then cxx="ccache clang++"; export CCACHE_NOHASHDIR=true; fi
   if [ ! -f "$fuzz_build/build.ninja" ]; then
-    CXX=clang++ meson setup "$fuzz_build" "$root" -Dfuzz=true -Db_sanitize=address,undefined \
+    CXX=$cxx meson setup "$fuzz_build" "$root" -Dfuzz=true -Db_sanitize=address,undefined \
       -Db_lundef=false --buildtype=debugoptimized >"$fuzz_log" 2>&1 || return 1
   fi
   # Regenerate first: a build directory configured before a target was added would not list it.
