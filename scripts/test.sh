@@ -7,7 +7,7 @@
 # The last line is "N passed, N failed" (skips are counted on the line before); the exit status is non-zero on any failure.
 #
 # Environment: FUZZ_SECONDS (per target, default 2: a smoke run in the suite; 0 skips fuzzing), P3_TEST_FILTER (a
-# substring: run only the suites and scripts whose name contains it), P3_TEST_JOBS (shell tests run at once,
+# substring: run only the suites and scripts whose name contains it), P3_TEST_JOBS (suites and scripts run at once,
 # default 2; 1 runs them one by one).
 set -uo pipefail
 
