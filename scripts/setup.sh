@@ -9,8 +9,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${P3_BUILD:-$root/build}
 
-# Build: compilers, meson, DPDK 22.11, ipsec-mb 1.3, OpenSSL 3, libconfig++, Catch2 v2,
-# libcap-ng (p3d's privilege drop once started).
+# Build: compilers, ccache (a clean clone recompiles only what changed), meson, DPDK 22.11,
+# ipsec-mb 1.3, OpenSSL 3, libconfig++, Catch2 v2, libcap-ng (p3d's privilege drop once started).
 # Fuzzing: clang 14 with its sanitizer/libFuzzer runtime.
 # Tests and tools: scapy + cryptography (independent decoder), tshark/tcpdump (captures),
 # iproute2 (network namespaces), gnuplot (benchmark charts), procps (pgrep/pkill),
@@ -19,7 +19,7 @@ build=${P3_BUILD:-$root/build}
 # OpenMetrics parser checks p3ctl metrics); corosync (CPG: cluster membership and
 # replication) and keepalived (VRRP failover), run per namespace by the cluster tests.
 packages=(
-  g++ meson ninja-build pkg-config
+  g++ ccache meson ninja-build pkg-config
   dpdk dpdk-dev libdpdk-dev libipsec-mb-dev libssl-dev libconfig++-dev catch2 libpcap-dev
   clang libclang-rt-14-dev
   python3 python3-scapy python3-cryptography tshark tcpdump iperf3 nftables conntrack iproute2 iputils-ping ethtool gnuplot-nox procps

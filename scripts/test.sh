@@ -7,7 +7,7 @@
 # The last line is "N passed, N failed" (skips are counted on the line before); the exit status is non-zero on any failure.
 #
 # Environment: FUZZ_SECONDS (per target, default 2: a smoke run in the suite; 0 skips fuzzing), P3_TEST_FILTER (a
-# substring: run only the suites and scripts whose name contains it), P3_TEST_JOBS (shell tests run at once,
+# substring: run only the suites and scripts whose name contains it), P3_TEST_JOBS (suites and scripts run at once,
 # default 2; 1 runs them one by one).
 set -uo pipefail
 
@@ -38,9 +38,15 @@ fuzz_wanted=
 if [ "$fuzz_seconds" != 0 ] && { [ -z "$filter" ] || [[ "fuzz" == *"$filter"* ]] || [[ "$filter" == fuzz* ]]; }; then
   fuzz_wanted=1
 fi
+# Through ccache when it is there, as build/ is (meson puts it before gcc by itself, but not
+# before a compiler named in CXX): a clean clone then recompiles only the sources that changed.
+# The objects carry line tables relative to the build directory (meson.build), so the
+# directory need not be hashed: a clone in another folder finds them too.
 build_fuzz_targets() {  # lists the targets in $fuzz_list and builds them; the log in $fuzz_log
+  local cxx=clang++
+  if command -v ccache >/dev/null; then cxx="ccache clang++"; export CCACHE_NOHASHDIR=true; fi
   if [ ! -f "$fuzz_build/build.ninja" ]; then
-    CXX=clang++ meson setup "$fuzz_build" "$root" -Dfuzz=true -Db_sanitize=address,undefined \
+    CXX=$cxx meson setup "$fuzz_build" "$root" -Dfuzz=true -Db_sanitize=address,undefined \
       -Db_lundef=false --buildtype=debugoptimized >"$fuzz_log" 2>&1 || return 1
   fi
   # Regenerate first: a build directory configured before a target was added would not list it.
@@ -55,15 +61,44 @@ for t in json.load(sys.stdin):
   ((${#targets[@]} == 0)) || ninja -C "$fuzz_build" -j2 "${targets[@]}" >>"$fuzz_log" 2>&1
 }
 
+# Seconds each suite and script took in the last CI run: what runs two at a time starts the
+# longest first, so that both slots end together. Only the order depends on it.
+jobs_max=${P3_TEST_JOBS:-2}
+declare -A expected=()
+while read -r name secs _; do
+  [[ -z "$name" || "$name" == \#* ]] || expected[$name]=$secs
+done <"$root/scripts/test-durations.txt"
+longest_first() {  # names...: prints them longest first; one not listed counts 60 s (new: early)
+  local n
+  for n in "$@"; do echo "${expected[$n]:-60} $n"; done | sort -k1,1nr -k2,2 | cut -d' ' -f2
+}
+
 # --- 1. Catch2 suites ------------------------------------------------------------------
+# P3_TEST_JOBS of them at once too (each names its DPDK file prefix after its PID); reported
+# in name order once all have run.
 echo "== unit and in-process suites  [at ${SECONDS}s: set-up and build done]"
+unit_out=$(mktemp -d)
+run_suite() {  # name: runs $build/name, leaves its output and "rc seconds" in $unit_out
+  local start=$SECONDS id=${1//\//_}
+  (cd "$root" && timeout 600 "$build/$1" --order decl) >"$unit_out/$id.log" 2>&1
+  echo "$? $((SECONDS - start))" >"$unit_out/$id.rc"
+}
+suites=()
 while IFS= read -r bin; do
   name=${bin#"$build"/}
-  selected "$name" || continue
-  log=$(mktemp)
-  start=$SECONDS
-  (cd "$root" && timeout 600 "$bin" --order decl) >"$log" 2>&1
-  rc=$?
+  selected "$name" && suites+=("$name")
+done < <(find "$build/tests" -type f -name 'test_*' -perm -u+x ! -name '*.p' 2>/dev/null | sort)
+if ((${#suites[@]})); then
+  mapfile -t order < <(longest_first "${suites[@]}")
+  for name in "${order[@]}"; do
+    while (($(jobs -rp | wc -l) >= jobs_max)); do wait -n; done
+    run_suite "$name" &
+  done
+  wait
+fi
+for name in "${suites[@]}"; do
+  log=$unit_out/${name//\//_}.log
+  read -r rc secs <"$unit_out/${name//\//_}.rc"
   total=0 bad=0
   if line=$(grep -E '^All tests passed \(' "$log" | tail -1) && [ -n "$line" ]; then
     total=$(sed -E 's/.* in ([0-9]+) test case.*/\1/' <<<"$line")
@@ -75,15 +110,16 @@ while IFS= read -r bin; do
   if [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ]; then bad=1; total=$((total + 1)); fi
   ok=$((total - bad))
   passed=$((passed + ok)); failed=$((failed + bad))
-  printf '%-40s %4d passed %4d failed  (%ds)\n' "$name" "$ok" "$bad" $((SECONDS - start))
+  printf '%-40s %4d passed %4d failed  (%ds)\n' "$name" "$ok" "$bad" "$secs"
   if [ "$bad" -ne 0 ]; then
     failures+=("$name")
     echo "---- $name output (last 150 lines, rc=$rc)"
     tail -n 150 "$log"
     echo "----"
   fi
-  rm -f "$log"
-done < <(find "$build/tests" -type f -name 'test_*' -perm -u+x ! -name '*.p' 2>/dev/null | sort)
+done
+rm -rf "$unit_out"
+cleanup_dpdk
 
 # --- 2. shell tests --------------------------------------------------------------------
 # Most of them wait on timers (rekeys, heartbeats, recovery) far more than they compute, so
@@ -92,8 +128,10 @@ done < <(find "$build/tests" -type f -name 'test_*' -perm -u+x ! -name '*.p' 2>/
 # header and runs with nothing beside it. Every test names its namespaces, links and DPDK
 # file prefixes after its own PID, so running side by side is safe; the DPDK runtime
 # directories are swept whenever nothing runs.
+# Order: the tests that run alone first, one after the other, then the others longest first,
+# so that the slots end together instead of one waiting on a long test that started late, or
+# on the next test that must run alone.
 echo "== end-to-end and tool tests  [at ${SECONDS}s]"
-jobs_max=${P3_TEST_JOBS:-2}
 results=$(mktemp -d)
 declare -A running=()
 run_script() {  # name path: runs it, leaves "rc seconds" in $results/name.rc
@@ -119,18 +157,25 @@ reap_one() {
   unset "running[$pid]"
 }
 drain() { while ((${#running[@]})); do reap_one; done; cleanup_dpdk; }
+alone=() shared=()
 for t in "$root"/tests/sh/*.sh; do
   [ -e "$t" ] || continue
   name=$(basename "$t" .sh)
   selected "$name" || continue
   if ((jobs_max <= 1)) || grep -q '^# p3-test: alone' "$t"; then
-    drain
-    run_script "$name" "$t"; report "$name"; cleanup_dpdk
+    alone+=("$name")
   else
-    while ((${#running[@]} >= jobs_max)); do reap_one; done
-    run_script "$name" "$t" &
-    running[$!]=$name
+    shared+=("$name")
   fi
+done
+for name in "${alone[@]}"; do
+  run_script "$name" "$root/tests/sh/$name.sh"; report "$name"; cleanup_dpdk
+done
+mapfile -t shared < <(((${#shared[@]})) && longest_first "${shared[@]}")
+for name in "${shared[@]}"; do
+  while ((${#running[@]} >= jobs_max)); do reap_one; done
+  run_script "$name" "$root/tests/sh/$name.sh" &
+  running[$!]=$name
 done
 drain
 rm -rf "$results"
@@ -163,11 +208,11 @@ if [ -n "$fuzz_wanted" ]; then
       echo "$rc $runs" >"$fuzz_out/$name.rc"
     }
     fuzz_out=$(mktemp -d)
-    for ((i = 0; i < ${#targets[@]}; i += 2)); do
-      fuzz_one "${targets[i]}" &
-      [ $((i + 1)) -lt ${#targets[@]} ] && fuzz_one "${targets[i + 1]}"
-      wait
+    for rel in "${targets[@]}"; do  # the next one starts as soon as either slot is free
+      while (($(jobs -rp | wc -l) >= 2)); do wait -n; done
+      fuzz_one "$rel" &
     done
+    wait
     for rel in "${targets[@]}"; do
       name=$(basename "$rel")
       read -r rc runs <"$fuzz_out/$name.rc"
