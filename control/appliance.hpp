@@ -179,6 +179,7 @@ private:
     // (the lowest number without one), or with load_balance a rendezvous hash.
     std::uint8_t designated_holder(std::uint32_t remote, std::span<const cluster::Member> members) const;
     void on_cluster_members(std::span<const cluster::Member> members);
+    std::set<std::uint8_t> members_seen_;   // in view at the last membership change
     void cluster_channel_event(RemoteId remote, const channel::Event& e);
     void hand_over(RemoteId remote);
     std::uint64_t takeovers_ = 0, handovers_ = 0, releases_ = 0;

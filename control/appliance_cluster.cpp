@@ -334,15 +334,23 @@ void Appliance::on_cluster_members(std::span<const cluster::Member> members) {
         if (h.waiting.empty()) done.push_back(remote);
     }
     for (RemoteId r : done) end_hold(r, false);
-    if (cfg_.cluster.director != config::ClusterDirector::lvs || stopping_) return;
+    // Only members seen leaving count: a member that joins hears the others' HELLOs one by
+    // one, and a holder it has not heard yet is not gone.
+    std::set<std::uint8_t> now, left;
+    for (const cluster::Member& m : members) now.insert(m.number);
+    for (std::uint8_t n : members_seen_)
+        if (!now.count(n)) left.insert(n);
+    members_seen_ = std::move(now);
+    // A member that lost its own corosync sees everyone leave: it is the one cut off, and the
+    // others take its sessions over; it takes nothing.
+    if (cfg_.cluster.director != config::ClusterDirector::lvs || stopping_ || left.empty() ||
+        !cluster_->engine().in_group())
+        return;
     const auto me = static_cast<std::uint8_t>(cfg_.cluster.member);
     std::vector<std::uint32_t> mine;
     for (const auto& [id, rec] : cluster_->engine().sessions()) {
         const std::uint8_t holder = cluster_->engine().holder_of(id);
-        if (holder == me || !rec.control) continue;
-        bool present = false;
-        for (const cluster::Member& m : members) present = present || m.number == holder;
-        if (!present && designated_holder(id, members) == me) mine.push_back(id);
+        if (rec.control && left.count(holder) && designated_holder(id, members) == me) mine.push_back(id);
     }
     for (std::uint32_t id : mine) take_over(RemoteId(id), "its holder left the cluster");
 }

@@ -150,9 +150,14 @@ report() {
        echo "---- $name output (last 80 lines)"; tail -n 80 "$results/$name.log"; echo "----" ;;
   esac
 }
-reap_one() {
+reap_one() {  # waits for one of the running tests (any other child that ends is not ours)
   local pid
-  wait -n -p pid
+  while :; do
+    pid=
+    wait -n -p pid || true
+    [ -n "$pid" ] || { echo "test runner: lost track of ${running[*]}" >&2; failed=$((failed + ${#running[@]})); running=(); return; }
+    [ -n "${running[$pid]+set}" ] && break
+  done
   report "${running[$pid]}"
   unset "running[$pid]"
 }
@@ -171,7 +176,8 @@ done
 for name in "${alone[@]}"; do
   run_script "$name" "$root/tests/sh/$name.sh"; report "$name"; cleanup_dpdk
 done
-mapfile -t shared < <(((${#shared[@]})) && longest_first "${shared[@]}")
+# (a command substitution, not a process substitution: wait -n below would reap that too)
+if ((${#shared[@]})); then mapfile -t shared <<<"$(longest_first "${shared[@]}")"; fi
 for name in "${shared[@]}"; do
   while ((${#running[@]} >= jobs_max)); do reap_one; done
   run_script "$name" "$root/tests/sh/$name.sh" &

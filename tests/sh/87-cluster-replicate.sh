@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# Replicated keys end to end (docs/cluster.md §Replicated keys): two Realserver members behind
-# the nftables director of 84-cluster-rs.sh, each with its own corosync (one per namespace, on a
-# management bridge) in one CPG group; the rig is lib/cluster.sh. The secondary sets up a PSK session with the
-# VIP; the director hands the secondary's packets to member 1 for the setup exchange, so member
-# 2 has the session only from the record member 1 publishes over corosync. Then the director
-# spreads the secondary's packets round robin over both members: the control messages that
-# land on m2 are forwarded to m1 over corosync (docs/cluster.md §Forwarded control messages).
-# Host A sends to the secondary's side through both members (10.1.0.2 via m1, 10.1.0.4 via
-# m2); a forced rekey on m1 during a transfer through m2: m2 switches its own lanes from the
-# replicated record before the secondary promotes its new key, and the rekey's answers that
-# reach m2 are forwarded, so nothing is lost and the rekey completes on both sides.
+# Replicated keys and load balancing end to end (docs/cluster.md §Replicated keys, §Taking over
+# a control session): two Realserver members behind the nftables director of 84-cluster-rs.sh,
+# each with its own corosync (one per namespace, on a management bridge) in one CPG group; the
+# rig is lib/cluster.sh; load_balance = 1. The secondary sets up a PSK session with the VIP;
+# the director hands the secondary's packets to member 1 for the setup exchange, member 2 has
+# the session only from the record member 1 publishes over corosync, and the cluster's hash
+# gives remote 9's control session to member 2: member 1 hands it over once it is up, member 2
+# takes it over from the record (no second setup). Then the director spreads the secondary's
+# packets round robin over both members: the control messages that land on m1 are forwarded to
+# m2 over corosync (docs/cluster.md §Forwarded control messages). Host A sends to the
+# secondary's side through both members (10.1.0.2 via m1, 10.1.0.4 via m2); a forced rekey on
+# m2 during a transfer through m1: m1 switches its own lanes from the replicated record before
+# the secondary promotes its new key, and the rekey's answers that reach m1 are forwarded, so
+# nothing is lost and the rekey completes on both sides.
 #
 #   hS 10.2.0.2 -- [sLan] p3d s [sWan] -- dS |br0 (ns d)| d1 -- [m1Wan] p3d m1 [m1Lan] --+
 #                                                         d2 -- [m2Wan] p3d m2 [m2Lan] --+-- brL -- hA
@@ -62,7 +65,7 @@ corosync_ready 1 2
 # ---- configurations: a PSK remote on both members, the same cluster key ---------------------
 psk psk
 cluster_key
-CL_GROUP=p3t87 CL_LOCAL="heartbeat_time = 1; heartbeat_fail = 10;" CL_WAN="gateway_mac = \"$SMAC\";"
+CL_GROUP=p3t87 CL_REMOTE_ID=9 CL_LOCAL="heartbeat_time = 1; heartbeat_fail = 10; load_balance = 1;" CL_WAN="gateway_mac = \"$SMAC\";"
 member_conf 1 10.1.0.1 primary
 member_conf 2 10.1.0.3 backup
 secondary_member_conf "" "gateway_mac = \"$VMAC\";"
@@ -73,9 +76,14 @@ start m1 "$ns_m1" 0 m1Wan m1Lan; pid_m1=$!
 start m2 "$ns_m2" "$cpu2" m2Wan m2Lan; pid_m2=$!
 wait_for m2 "$pid_m2" 'P3-I0924: cluster: member 1 (primary) joined' 15 "member 1 in the group"
 start s "$ns_s" 0 sWan sLan; pid_s=$!
-wait_for m1 "$pid_m1" 'P3-I0401: setup with remote 7' 20 "session up with the secondary"
-wait_for m2 "$pid_m2" 'P3-I0930: cluster: remote 7: replicated keys installed' 5 "the session replicated to m2"
+wait_for m1 "$pid_m1" 'P3-I0401: setup with remote 9' 20 "session up with the secondary"
+wait_for m2 "$pid_m2" 'P3-I0930: cluster: remote 9: replicated keys installed' 5 "the session replicated to m2"
+wait_for m1 "$pid_m1" 'P3-I0935: cluster: remote 9: control session handed to member 2' 5 "the control session handed to m2"
+wait_for m2 "$pid_m2" 'P3-I0933: remote 9 .*: control channel taken over' 5 "m2 taking the control session over"
 grep -q 'P3-I0401' "$work/m2.log" && fail "m2 ran a setup exchange itself"
+[ "$(grep -c 'P3-I0401' "$work/s.log")" -eq 1 ] || fail "the secondary set up more than once"
+[ "$(p3_json m2 control_sessions.held cluster status)" = 1 ] && [ "$(p3_json m1 control_sessions.held cluster status)" = 0 ] ||
+  fail "m2 does not hold the control session alone (m1 $(p3_json m1 control_sessions.held cluster status), m2 $(p3_json m2 control_sessions.held cluster status))"
 
 in_ns "$ns_l" ping -c 3 -i 0.2 -W 1 -I 10.1.0.2 10.2.0.2 >/dev/null 2>&1   # neighbours learnt
 in_ns "$ns_l" ping -c 3 -i 0.2 -W 1 -I 10.1.0.4 10.2.0.2 >/dev/null 2>&1
@@ -111,36 +119,36 @@ retrans() { p3_json "$1" control.channel.retransmits status; }
 fwd() { p3_json "$1" "control.$2" cluster status; }
 # From now on the director spreads every packet of the secondary over both members, round robin.
 director "$ns_d" dS "ether daddr $VMAC ether daddr set numgen inc mod 2 map { 0 : $M1MAC, 1 : $M2MAC }"
-unc0=$(unclaimed m2) rt0=$(retrans m1)
+unc0=$(unclaimed m1) rt0=$(retrans m2)
 auth0=$(drops s p3_auth) old0=$(drops s p3_old_key)
-# A transfer through m2 of about 5 s; m1 rekeys 1 s into it. The secondary promotes its new key
-# 3 s after the switch: by then m2 must send under it.
+# A transfer through m1 of about 5 s; m2 (the holder) rekeys 1 s into it. The secondary
+# promotes its new key 3 s after the switch: by then m1 must send under it.
 n=4000
 udp_rx "$ns_hs" 10.2.0.2
 sleep 0.3
-udp_tx "$ns_l" 10.1.0.4 10.2.0.2 $n 8 &
+udp_tx "$ns_l" 10.1.0.2 10.2.0.2 $n 8 &
 pid_tx=$!
 sleep 1
-"$p3ctl" -s "$work/m1.sock" rekey 7 >"$work/rekey.out" 2>&1 || { cat "$work/rekey.out"; fail "p3ctl rekey 7 on m1"; }
+"$p3ctl" -s "$work/m2.sock" rekey 9 >"$work/rekey.out" 2>&1 || { cat "$work/rekey.out"; fail "p3ctl rekey 9 on m2"; }
 wait "$pid_tx"; wait "$pid_rx"
 got=$(cat "$work/udp-rx")
 auth=$(( $(drops s p3_auth) - auth0 )) old=$(( $(drops s p3_old_key) - old0 ))
-applied=$(grep -c 'P3-I0930' "$work/m2.log")
-echo "UDP $n x 1000 B host A -> secondary's side through m2, rekeyed on m1 meanwhile: $got received; secondary: p3_auth +$auth, p3_old_key +$old; records installed on m2: $applied"
-grep -q 'P3-I0509' "$work/m1.log" || fail "the rekey did not complete on m1"
+applied=$(grep -c 'P3-I0930' "$work/m1.log")
+echo "UDP $n x 1000 B host A -> secondary's side through m1, rekeyed on m2 meanwhile: $got received; secondary: p3_auth +$auth, p3_old_key +$old; records installed on m1: $applied"
+grep -q 'P3-I0509' "$work/m2.log" || fail "the rekey did not complete on m2"
 grep -q 'P3-I0509' "$work/s.log" || fail "the rekey did not complete on the secondary"
-unc=$(( $(unclaimed m2) - unc0 )) rt=$(( $(retrans m1) - rt0 ))
-fw=$(fwd m2 forwarded) dl=$(fwd m1 delivered) dr2=$(fwd m2 dropped_rate) dr1=$(fwd m1 dropped)
-echo "control messages over the round-robin director: forwarded by m2 $fw, delivered on m1 $dl; unclaimed on m2 +$unc; m1 retransmits +$rt; dropped: m2 rate $dr2, m1 $dr1"
-[ "$unc" -eq 0 ] || fail "m2 left $unc control messages unclaimed (lost, not forwarded)"
-[ "$fw" -ge 1 ] && [ "$dl" -ge 1 ] || fail "no control message forwarded from m2 to m1 ($fw sent, $dl delivered)"
-# m1's resends are reported, not asserted: one in a run was seen (not yet explained; the rekey
-# completes on both sides).
-[ "$applied" -ge 3 ] || fail "m2 installed $applied records (setup, next key, switch expected)"
-[ "$auth" -eq 0 ] && [ "$old" -eq 0 ] || fail "the secondary refused m2's packets across the rekey (auth $auth, old key $old)"
-[ "${got:-0}" -ge $((n * 95 / 100)) ] || fail "through m2 across the rekey: $got of $n"
-in_ns "$ns_l" ping -c 10 -i 0.1 -W 1 -I 10.1.0.4 10.2.0.2 >"$work/ping3" 2>&1
-[ "$(ping_replies "$work/ping3")" -ge 9 ] || fail "through m2 after the rekey: $(ping_replies "$work/ping3")/10"
+unc=$(( $(unclaimed m1) - unc0 )) rt=$(( $(retrans m2) - rt0 ))
+fw=$(fwd m1 forwarded) dl=$(fwd m2 delivered) dr1=$(fwd m1 dropped_rate) dr2=$(fwd m2 dropped)
+echo "control messages over the round-robin director: forwarded by m1 $fw, delivered on m2 $dl; unclaimed on m1 +$unc; m2 retransmits +$rt; dropped: m1 rate $dr1, m2 $dr2"
+[ "$unc" -eq 0 ] || fail "m1 left $unc control messages unclaimed (lost, not forwarded)"
+[ "$fw" -ge 1 ] && [ "$dl" -ge 1 ] || fail "no control message forwarded from m1 to m2 ($fw sent, $dl delivered)"
+# The holder's resends are reported, not asserted (a control message can be lost on a loaded
+# machine; the channel resends it).
+[ "$applied" -ge 2 ] || fail "m1 installed $applied records (next key and switch expected)"
+[ "$auth" -eq 0 ] && [ "$old" -eq 0 ] || fail "the secondary refused m1's packets across the rekey (auth $auth, old key $old)"
+[ "${got:-0}" -ge $((n * 95 / 100)) ] || fail "through m1 across the rekey: $got of $n"
+in_ns "$ns_l" ping -c 10 -i 0.1 -W 1 -I 10.1.0.2 10.2.0.2 >"$work/ping3" 2>&1
+[ "$(ping_replies "$work/ping3")" -ge 9 ] || fail "through m1 after the rekey: $(ping_replies "$work/ping3")/10"
 in_ns "$ns_hs" ping -c 10 -i 0.1 -W 1 -I 10.2.0.2 10.1.0.2 >"$work/ping4" 2>&1   # spread over m1 and m2
 [ "$(ping_replies "$work/ping4")" -ge 9 ] || fail "from the secondary's side over both members: $(ping_replies "$work/ping4")/10"
 grep -q 'P3-W0931' "$work/m2.log" && fail "m2 dropped a record"

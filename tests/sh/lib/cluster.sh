@@ -24,7 +24,7 @@
 # p3d members:
 # cluster_key: $work/cluster.key, 32 random bytes, owner-only (the same file for every member).
 # member_conf N LAN_ADDRESS ROLE: $work/mN.conf, a member of the cluster at the VIP 192.0.2.1:5653
-#   (primary.p3.test) with one PSK remote 7 (secondary.p3.test at 192.0.2.2, 10.2.0.0/24, key
+#   (primary.p3.test) with one PSK remote ${CL_REMOTE_ID:-7} (secondary.p3.test at 192.0.2.2, 10.2.0.0/24, key
 #   $work/psk, 1 lane), its LAN at LAN_ADDRESS/24. Settings from the caller's variables:
 #   CL_GROUP (corosync group), CL_MAX (max_members, 2), CL_DIRECTOR ("lvs"), CL_LOCAL (more of
 #   local: timers, load_balance), CL_WAN (more of the WAN port: gateway_mac), CL_REMOTE (more of
@@ -126,7 +126,7 @@ cluster = { member = $1; max_members = ${CL_MAX:-2}; director = "${CL_DIRECTOR:-
   key_file = "$work/cluster.key"; role = "$3"; };
 dataplane = { wan = { port = 0; address = "192.0.2.1/24"; gateway = "192.0.2.2"; ${CL_WAN:-} };
   lan = { port = 1; address = "$2/24"; }; $dp_tuning };
-remotes = ( { id = 7; ip = 4; address = "192.0.2.2"; identity = "secondary.p3.test"; psk_file = "$work/psk";
+remotes = ( { id = ${CL_REMOTE_ID:-7}; ip = 4; address = "192.0.2.2"; identity = "secondary.p3.test"; psk_file = "$work/psk";
   subnets = [ "10.2.0.0/24" ]; lanes = 1; ${CL_REMOTE:-} } );
 CONF
   chmod 600 "$work/m$1.conf"
