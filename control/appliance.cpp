@@ -85,6 +85,9 @@ void Appliance::wind_down() {
     // attempt that arrives meanwhile is not answered, so no session comes up only to end
     // without a goodbye a moment later; it reaches this appliance again once it runs.
     if (setup_) setup_->stop();
+    // A cluster member with others in the group says no goodbye: they carry its sessions on
+    // (handed over, or taken over at the promote that follows), and the peers keep them.
+    const unsigned kept = cluster_leaving();
     unsigned told = 0;
     for (auto& [id, r] : remotes_) {
         if (!r.session) continue;
@@ -92,8 +95,9 @@ void Appliance::wind_down() {
         if (r.session->state() == channel::SessionState::closing) ++told;
     }
     told += esp;
-    P3_LOG_NOTICE(STOPPING, "stopping: goodbye to %u peer(s), waiting at most %lld ms for the answers", told,
-                  static_cast<long long>(kStopGrace.count()));
+    P3_LOG_NOTICE(STOPPING, "stopping: goodbye to %u peer(s), waiting at most %lld ms for the answers%s", told,
+                  static_cast<long long>(kStopGrace.count()),
+                  kept ? "; the other cluster members carry the rest on" : "");
 }
 
 bool Appliance::quiet() const {

@@ -181,7 +181,12 @@ private:
     void on_cluster_members(std::span<const cluster::Member> members);
     std::set<std::uint8_t> members_seen_;   // in view at the last membership change
     void cluster_channel_event(RemoteId remote, const channel::Event& e);
-    void hand_over(RemoteId remote);
+    void hand_over(RemoteId remote, bool leaving = false);
+    void withdraw(RemoteId remote);
+    // Stopping with other members in the group: behind a director each held session goes to
+    // the member designated among the others; in failover it is let go (the member promoted
+    // next takes it over). Returns how many.
+    unsigned cluster_leaving();
     std::uint64_t takeovers_ = 0, handovers_ = 0, releases_ = 0;
     // A rekey's switch held until the other members confirm the next inbound keys' record
     // (docs/cluster.md §Replicated keys): by remote.

@@ -184,6 +184,13 @@ void Appliance::apply_replica(const cluster::SessionRecord& rec) {
         P3_LOG_INFO(CLUSTER_RELEASED, "cluster: remote %u: control session let go: member %u holds it now", rec.remote_id,
                     rec.holder);
     }
+    if (rec.withdrawn) {
+        if (port_.drop_replica(rec.remote_id))
+            P3_PEER_LOG(info, Reason::CLUSTER_WITHDRAWN,
+                        "cluster: remote %u: session withdrawn by member %u (down there): its keys dropped here",
+                        rec.remote_id, rec.holder);
+        return;
+    }
     const char* why = nullptr;
     switch (port_.apply_replica(rec)) {
         case DataplanePort::Replica::applied:
@@ -360,6 +367,7 @@ void Appliance::on_cluster_members(std::span<const cluster::Member> members) {
 // member is handed to it (load balancing, or a setup that reached a member other than the primary).
 void Appliance::cluster_channel_event(RemoteId remote, const channel::Event& e) {
     using K = channel::Event::Kind;
+    if (e.kind == K::lost || e.kind == K::closed) return withdraw(remote);
     if (e.kind != K::up && e.kind != K::taken_over && e.kind != K::tx_switched && e.kind != K::rekey_started &&
         e.kind != K::replica_due)
         return;
@@ -373,12 +381,49 @@ void Appliance::cluster_channel_event(RemoteId remote, const channel::Event& e) 
     }
 }
 
-void Appliance::hand_over(RemoteId remote) {
+unsigned Appliance::cluster_leaving() {
+    if (!cluster_ || !cluster_->engine().in_group() || cluster_->engine().members().size() < 2) return 0;
+    unsigned n = 0;
+    std::vector<RemoteId> held;
+    for (auto& [id, r] : remotes_)
+        if (r.session && r.replica && !r.retiring && r.session->state() == channel::SessionState::up) held.push_back(id);
+    for (RemoteId id : held) {
+        Remote& r = remotes_[id];
+        if (cfg_.cluster.director == config::ClusterDirector::lvs) {
+            hand_over(id, true);
+        } else {
+            publish_replica(*r.replica);   // the latest state, for the member promoted next
+            release_one(id, r);
+        }
+        ++n;
+    }
+    return n;
+}
+
+// The session went down here (lost, or shut by an administrator): the members drop its keys
+// too rather than keep sending under keys the peer no longer holds.
+void Appliance::withdraw(RemoteId remote) {
+    auto it = remotes_.find(remote);
+    if (it == remotes_.end() || !it->second.replica) return;
+    cluster::SessionRecord& rec = *it->second.replica;
+    rec.withdrawn = true;
+    rec.control.reset();
+    for (SecretBytes* k : {&rec.rx_cur, &rec.rx_next, &rec.tx_cur, &rec.tx_next}) *k = SecretBytes();
+    cluster::Engine& e = cluster_->engine();
+    const auto prev = e.sessions().find(rec.remote_id);
+    rec.holder = static_cast<std::uint8_t>(cfg_.cluster.member);
+    rec.epoch = prev == e.sessions().end() ? 1 : prev->second.epoch + 1;
+    e.publish(rec);
+    it->second.replica.reset();
+}
+
+void Appliance::hand_over(RemoteId remote, bool leaving) {
     auto it = remotes_.find(remote);
     if (!cluster_ || it == remotes_.end() || !it->second.replica || !it->second.session ||
-        it->second.session->state() != channel::SessionState::up || it->second.retiring)
+        it->second.session->state() != channel::SessionState::up || it->second.retiring || (stopping_ && !leaving))
         return;
-    const auto members = cluster_->engine().members();
+    auto members = cluster_->engine().members();
+    if (leaving) std::erase_if(members, [](const cluster::Member& m) { return m.self; });
     const std::uint8_t to = designated_holder(remote.raw(), members);
     if (to == 0 || to == cfg_.cluster.member) return;
     cluster::SessionRecord& rec = *it->second.replica;
@@ -415,6 +460,7 @@ admin::Reply Appliance::cluster_command(const admin::Request& req, const admin::
         members.push_back({{"member", m.number},
                            {"role", role_name(m.role)},
                            {"self", m.self},
+                           {"config_differs", m.config_differs},
                            {"last_heard_s", m.self ? 0.0 : static_cast<double>(now - m.last_heard_ms) / 1000.0},
                            {"lag", lag.primary_known && lag.synced ? json(lag.messages) : json(nullptr)},
                            {"synced", lag.primary_known ? json(lag.synced) : json(nullptr)}});

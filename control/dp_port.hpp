@@ -162,6 +162,14 @@ public:
     // P3 IDs) replaces them.
     enum class Replica : std::uint8_t { applied, unchanged, unknown_remote, mismatch, refused };
     Replica apply_replica(const cluster::SessionRecord& r);
+    // The holder withdrew the session (it went down there): the keys a record installed go.
+    // False: none were installed here.
+    bool drop_replica(std::uint32_t remote_id) {
+        if (!replicas_.erase(remote_id)) return false;
+        std::erase_if(replica_sids_, [&](const auto& e) { return e.second == remote_id; });
+        if (const SessionId sid = port_.session_of(RemoteId(remote_id))) port_.clear_keys(sid);
+        return true;
+    }
     // This side set the session up itself: what a record installed is no longer there.
     void forget_replica(std::uint32_t remote_id) {
         if (replicas_.erase(remote_id))

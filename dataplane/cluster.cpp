@@ -54,6 +54,8 @@ void Dataplane::apply_cluster_role(bool primary) {
     if (primary) {
         resolver_->announce(Side::wan);
         resolver_->announce(Side::lan);
+        resolver_->retry_now(Side::wan);
+        resolver_->retry_now(Side::lan);
     }
 }
 

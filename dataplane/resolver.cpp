@@ -279,6 +279,16 @@ void Resolver::announce(Side side) noexcept {
     announce_next_ms_[static_cast<unsigned>(side)] = 0;
 }
 
+void Resolver::retry_now(Side side) noexcept {
+    for (Configured& c : configured_[static_cast<unsigned>(side)]) {
+        if (c.state != Nud::failed && c.state != Nud::incomplete) continue;
+        c.state = Nud::incomplete;
+        c.sent = 0;
+        c.next_ms = 0;
+    }
+    for (auto& [ip, p] : pending_[static_cast<unsigned>(side)]) p.failed_until_ms = 0;
+}
+
 // A gratuitous ARP request (sender = target = our address, broadcast; RFC 5227 §3), or an
 // unsolicited neighbour advertisement to all nodes with Override (RFC 4861 §7.2.6).
 void Resolver::send_announce(Side side) {

@@ -69,6 +69,10 @@ public:
     // requests (IPv4) or unsolicited neighbour advertisements (IPv6, Override set),
     // kAnnounceIntervalMs apart, as keepalived does for a VRRP address it takes.
     void announce(Side side) noexcept;
+    // Next hops that failed to answer are asked again at the next poll, their back-off over
+    // (a failover member just promoted: as a backup it asked from 0.0.0.0, which a peer may
+    // not answer, and the sessions it takes over must reach their peers now).
+    void retry_now(Side side) noexcept;
     static constexpr unsigned kAnnounceCount = 3;
     static constexpr std::uint64_t kAnnounceIntervalMs = 1000;
     std::uint64_t announced() const noexcept { return announced_; }

@@ -67,20 +67,10 @@ void Session::restart(InitialKeys&& k) {
 void Session::go_up(InitialKeys&& k) {
     // A new setup while up (the peer restarted, or set up again): the setup exchange has
     // installed the new session's lanes in the dataplane already; what we held goes.
-    teardown();
-    timers_.cancel_backoff();
-    down_pending_ = false;   // the new setup installed its own keys: nothing of the old to drop
-    core_.local_lanes = std::max<std::uint32_t>(1, k.local_lanes);
-    core_.peer_lanes = std::max<std::uint32_t>(1, k.peer_lanes);
+    prepare(k.local_lanes, k.peer_lanes);
     epochs_.start(std::move(k.control_tx), std::move(k.control_rx));
-    rekey_out_.start_session();
-    rekey_in_.start_session();
-    arrays_.start();
-    epochs_.limit_asked = Epochs::kNotAsked;
-    link_.start();
-    state_ = SessionState::up;
-    heartbeat_.start();
-    timers_.tick(limits::kTick);
+    start_units();
+    run_up();
     P3_LOG_INFO(CH_UP,
                 "%s: control channel up as %s (lanes in: P3 ID 0x%x + %u, out: 0x%x + %u, fixed for the session; "
                 "heartbeat %u s, fail %u s, rekey %u s%s, arrays %u keys)",
@@ -95,6 +85,28 @@ void Session::go_up(InitialKeys&& k) {
             queue({.kind = Work::Kind::deliver, .kinds = kFlushControl});
         }
     }
+}
+
+void Session::prepare(std::uint32_t local_lanes, std::uint32_t peer_lanes) {
+    teardown();
+    timers_.cancel_backoff();
+    down_pending_ = false;   // the new keys are installed already: nothing of the old to drop
+    core_.local_lanes = std::max<std::uint32_t>(1, local_lanes);
+    core_.peer_lanes = std::max<std::uint32_t>(1, peer_lanes);
+}
+
+void Session::start_units() {
+    rekey_out_.start_session();
+    rekey_in_.start_session();
+    arrays_.start();
+    epochs_.limit_asked = Epochs::kNotAsked;
+    link_.start();
+}
+
+void Session::run_up() {
+    state_ = SessionState::up;
+    heartbeat_.start();
+    timers_.tick(limits::kTick);
 }
 
 // Cancels every timer and request; forgets keys and arrays. (The dataplane's lanes belong to

@@ -125,6 +125,11 @@ private:
     friend struct ChannelProbe;
 
     void go_up(InitialKeys&& k);
+    // The steps of coming up (go_up from a setup, take_over from another member's state):
+    // what was held goes and the lanes are set; the units start afresh; up, heartbeat, tick.
+    void prepare(std::uint32_t local_lanes, std::uint32_t peer_lanes);
+    void start_units();
+    void run_up();
     void teardown();
     // Every exchange, timer and request stops; the control keys stay (a goodbye still goes
     // out and its answer still opens). teardown() = quiesce() and the keys go.

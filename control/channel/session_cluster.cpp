@@ -30,29 +30,19 @@ std::optional<ChannelState> Session::replica_state() {
 }
 
 void Session::take_over(ChannelState&& s) {
-    teardown();
-    timers_.cancel_backoff();
     recovery_.reset();
-    down_pending_ = false;
-    core_.local_lanes = std::max<std::uint32_t>(1, s.local_lanes);
-    core_.peer_lanes = std::max<std::uint32_t>(1, s.peer_lanes);
+    prepare(s.local_lanes, s.peer_lanes);
     std::uint32_t newest_rx = 0;
     for (const auto& r : s.rx) newest_rx = std::max(newest_rx, r.epoch);
     const std::uint32_t epoch = s.tx_epoch;
     epochs_.adopt(s.tx_epoch, std::move(s.tx_ctl), s.tx_seq + limits::kTakeoverSeqJump, std::move(s.rx),
                   s.peer_tx_epoch);
-    rekey_out_.start_session();
+    start_units();
     rekey_out_.set_next_epoch(std::max(s.next_epoch, newest_rx + 1) + limits::kTakeoverEpochJump);
-    rekey_in_.start_session();
     rekey_in_.adopt(newest_rx);
-    arrays_.start();
-    epochs_.limit_asked = Epochs::kNotAsked;
-    link_.start();
     link_.set_next_id(s.next_msg_id + limits::kTakeoverIdJump);
     if (s.next_rx_epoch != 0) next_.adopt(s.next_rx_epoch);
-    state_ = SessionState::up;
-    heartbeat_.start();
-    timers_.tick(limits::kTick);
+    run_up();
     P3_LOG_INFO(CLUSTER_TAKEOVER,
                 "%s: control channel taken over as %s from the replicated state, no new setup (control epoch %u, "
                 "lanes in: P3 ID 0x%x + %u, out: 0x%x + %u)",

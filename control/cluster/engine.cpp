@@ -139,6 +139,16 @@ void Engine::on_message(std::uint64_t origin, const Header& h, Body& b) {
         p.m.role = hello->role;
         p.m.boot_id = hello->boot_id;
         p.m.applied = hello->applied;
+        // Members must share the remotes, lanes and addresses (settings.hpp): said once per
+        // change, the member's status shows it meanwhile. All zeros: not known (a probe).
+        static constexpr std::array<std::uint8_t, 32> kNone{};
+        const bool differs = hello->config_digest != cfg_.config_digest && hello->config_digest != kNone &&
+                             cfg_.config_digest != kNone;
+        if (differs && !p.m.config_differs)
+            P3_PEER_LOG(warning, Reason::CLUSTER_CONFIG_DIFFERS,
+                        "cluster: member %u's configuration differs from this member's (VIP, ports, max_members, "
+                        "director, load_balance or remotes): it cannot carry this member's sessions", h.sender);
+        p.m.config_differs = differs;
         if (fresh)
             P3_PEER_LOG(info, Reason::CLUSTER_MEMBER_JOINED, "cluster: member %u (%s) joined", h.sender,
                         role_name(p.m.role).data());

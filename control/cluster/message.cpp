@@ -171,7 +171,7 @@ void write_body(Writer& w, const Body& b) {
         w.u(s->tx_switch, 8);
         w.u(s->holder, 1);
         w.u(s->handover, 1);
-        w.u(s->control ? 1 : 0, 1);
+        w.u((s->control ? 1 : 0) | (s->withdrawn ? 2 : 0), 1);
         if (s->control) write_control(w, *s->control);
     }   // StateRequest: no body
 }
@@ -273,15 +273,12 @@ std::optional<Body> decode(MsgType type, std::span<const std::uint8_t> bytes) {
         r.secret(s.tx_next);
         s.rx_switch = r.u(8);
         s.tx_switch = r.u(8);
-        // Holder, handover and the control channel follow (a record without them: holder =
-        // its sender, no channel state).
-        if (r.ok && r.n < bytes.size()) {
-            const std::uint64_t holder = r.u(1), handover = r.u(1), has_control = r.u(1);
-            if (holder > kMaxMembers || handover > kMaxMembers || has_control > 1) return std::nullopt;
-            s.holder = static_cast<std::uint8_t>(holder);
-            s.handover = static_cast<std::uint8_t>(handover);
-            if (has_control && !read_control(r, s.control.emplace())) return std::nullopt;
-        }
+        const std::uint64_t holder = r.u(1), handover = r.u(1), flags = r.u(1);
+        if (!r.ok || holder > kMaxMembers || handover > kMaxMembers || flags > 3) return std::nullopt;
+        s.holder = static_cast<std::uint8_t>(holder);
+        s.handover = static_cast<std::uint8_t>(handover);
+        s.withdrawn = (flags & 2) != 0;
+        if ((flags & 1) && !read_control(r, s.control.emplace())) return std::nullopt;
         if (!r.done() || v6 > 1 || s.remote_id == 0) return std::nullopt;
         return Body(std::move(s));
     }

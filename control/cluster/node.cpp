@@ -23,6 +23,7 @@ Node::Node(const ClusterSettings& s, SecretBytes key, control::EventLoop& loop)
     c.member = s.member;
     c.max_members = s.max_members;
     c.role = s.role;
+    c.config_digest = s.config_digest;
     c.boot_id = static_cast<std::uint64_t>(::getpid()) << 32 ^ static_cast<std::uint64_t>(std::time(nullptr));
     engine_ = std::make_unique<Engine>(c, key_, transport_, *this, [this] { return now_ms(); });
     transport_.attach(*engine_);

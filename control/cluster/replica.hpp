@@ -70,6 +70,9 @@ struct SessionRecord {
     std::uint8_t holder = 0;     // the member holding the control session (it publishes the record)
     std::uint8_t handover = 0;   // load balancing: the member asked to take the control session over
     std::optional<ControlRecord> control;   // once the holder's channel is up
+    // The session went down at its holder (lost, or shut by an administrator): every member
+    // drops its keys. No keys, no channel state travel with it.
+    bool withdrawn = false;
 
     SessionRecord clone() const {
         SessionRecord r;
@@ -90,6 +93,7 @@ struct SessionRecord {
         r.tx_switch = tx_switch;
         r.holder = holder;
         r.handover = handover;
+        r.withdrawn = withdrawn;
         if (control) r.control = control->clone();
         return r;
     }
@@ -103,6 +107,7 @@ struct Member {
     std::uint64_t boot_id = 0;
     std::uint64_t applied = 0;         // state version it has applied (HELLO)
     std::uint64_t last_heard_ms = 0;   // engine clock, ms
+    bool config_differs = false;       // its HELLO's configuration digest is not ours
 };
 
 struct ReplicaSink {

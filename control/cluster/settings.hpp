@@ -3,6 +3,7 @@
 // key file is read by config::read_cluster_key (common/config.hpp), the one reader of it.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
 
@@ -18,6 +19,11 @@ struct ClusterSettings {
     std::string group = "p3";       // CPG group name (at most 127 bytes)
     std::string key_file = "/etc/p3/cluster.key";
     Role role = Role::backup;       // the role at start
+    // SHA-256 of what every member must share (the VIP and its ports, max_members, director,
+    // load_balance, and each remote's id, address, port, wire and lanes), sent in HELLO: a
+    // member whose configuration differs is reported at join (P3-W0938), not only by the
+    // records it cannot install.
+    std::array<std::uint8_t, 32> config_digest{};
 };
 
 // Checks the numbers and the group name; false with why.

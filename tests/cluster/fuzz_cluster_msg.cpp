@@ -62,11 +62,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         break;
     }
     case 1:
-        if (!rest.empty()) roundtrip(static_cast<MsgType>(rest[0] % 5 + 1), rest.subspan(1));
+        if (!rest.empty()) roundtrip(static_cast<MsgType>(rest[0] % 6 + 1), rest.subspan(1));
         break;
     default: {
         if (rest.empty()) break;
-        const Header h{kVersion, static_cast<MsgType>(rest[0] % 5 + 1), 2, ++counter};
+        const Header h{kVersion, static_cast<MsgType>(rest[0] % 6 + 1), 2, ++counter};
         const auto msg = seal(key, h, rest.subspan(1));
         if (msg.empty()) break;
         Refusal why{};

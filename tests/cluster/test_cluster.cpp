@@ -556,6 +556,18 @@ TEST_CASE("cluster: a record carries its holder, a handover and the control chan
     const SecretBytes eb = encode(Body(std::move(bad)));
     CHECK_FALSE(decode(MsgType::session, eb.span()));
     CHECK_FALSE(decode(MsgType::session, {g.data(), g.size() - 1}));
+    // A withdrawn record: the flag travels; flags beyond the two known are refused.
+    SessionRecord w = record(7, 4);
+    w.withdrawn = true;
+    const SecretBytes ew = encode(Body(w.clone()));
+    auto dw = decode(MsgType::session, ew.span());
+    REQUIRE(dw);
+    CHECK(std::get<SessionRecord>(*dw).withdrawn);
+    CHECK_FALSE(std::get<SessionRecord>(*dw).control);
+    std::vector<std::uint8_t> fl(ew.span().begin(), ew.span().end());
+    REQUIRE(fl.size() > 3);
+    fl[fl.size() - 1] = 4;
+    CHECK_FALSE(decode(MsgType::session, fl));
     // An ACK names a remote and a holder.
     CHECK(decode(MsgType::ack, std::vector<std::uint8_t>{0, 0, 0, 7, 0, 0, 0, 3, 2}));
     CHECK_FALSE(decode(MsgType::ack, std::vector<std::uint8_t>{0, 0, 0, 7, 0, 0, 0, 3, 0}));
@@ -610,4 +622,44 @@ TEST_CASE("cluster: members confirm a holder's records; two members taking over 
     CHECK(s3.holder[7] == 2);
     CHECK(n1->holder_of(7) == 2);
     CHECK((s2.holder.count(7) == 0 || s2.holder[7] != 3));   // 3's record never replaced 2's at 2
+}
+
+TEST_CASE("cluster: a member whose shared configuration differs is reported once", "[cluster]") {
+    Bus bus;
+    Endpoint e1(bus, 0x101), e2(bus, 0x202), e3(bus, 0x303);
+    Recorder s1, s2, s3;
+    const SealKey key(kClusterKey);
+    auto engine = [&](Endpoint& ep, Recorder& s, std::uint8_t m, std::uint8_t digest) {
+        EngineConfig c;
+        c.member = m;
+        c.counter_start = 1000 * m;
+        c.config_digest.fill(digest);
+        auto e = std::make_unique<Engine>(c, key, ep, s, [] { return g_now_ms; });
+        ep.engine = e.get();
+        return e;
+    };
+    auto n1 = engine(e1, s1, 1, 0xaa), n2 = engine(e2, s2, 2, 0xaa), n3 = engine(e3, s3, 3, 0xbb);
+    std::vector<std::string> lines;
+    log::set_sink([](log::Level, Reason r, std::string_view line, void* v) {
+        if (r == Reason::CLUSTER_CONFIG_DIFFERS) static_cast<std::vector<std::string>*>(v)->emplace_back(line);
+    }, &lines);
+    bus.join(e1);
+    bus.join(e2);
+    bus.join(e3);
+    n1->tick();
+    n2->tick();
+    n3->tick();
+    bus.run();
+    log::set_sink(nullptr, nullptr);
+    auto differs = [](const Engine& e, std::uint8_t m) {
+        for (const Member& x : e.members())
+            if (x.number == m) return x.config_differs;
+        return false;
+    };
+    CHECK_FALSE(differs(*n1, 2));
+    CHECK(differs(*n1, 3));
+    CHECK(differs(*n3, 1));
+    CHECK(differs(*n3, 2));
+    // Each member said it once per other member, whatever the HELLOs since.
+    CHECK(lines.size() == 4);
 }

@@ -12,7 +12,8 @@
 # secondary's side through both members (10.1.0.2 via m1, 10.1.0.4 via m2); a forced rekey on
 # m2 during a transfer through m1: m1 switches its own lanes from the replicated record before
 # the secondary promotes its new key, and the rekey's answers that reach m1 are forwarded, so
-# nothing is lost and the rekey completes on both sides.
+# nothing is lost and the rekey completes on both sides. Then m2 stops (SIGTERM): it hands the
+# control session to m1 instead of saying goodbye, and the secondary keeps its session.
 #
 #   hS 10.2.0.2 -- [sLan] p3d s [sWan] -- dS |br0 (ns d)| d1 -- [m1Wan] p3d m1 [m1Lan] --+
 #                                                         d2 -- [m2Wan] p3d m2 [m2Lan] --+-- brL -- hA
@@ -153,4 +154,21 @@ in_ns "$ns_hs" ping -c 10 -i 0.1 -W 1 -I 10.2.0.2 10.1.0.2 >"$work/ping4" 2>&1  
 [ "$(ping_replies "$work/ping4")" -ge 9 ] || fail "from the secondary's side over both members: $(ping_replies "$work/ping4")/10"
 grep -q 'P3-W0931' "$work/m2.log" && fail "m2 dropped a record"
 grep -q 'P3-W0932' "$work/m1.log" "$work/m2.log" && fail "a control message was dropped: $(grep -h P3-W0932 "$work"/m[12].log | head -3)"
+
+# ---- m2, the holder, stops on purpose (SIGTERM): it hands the control session to m1 and says
+# no goodbye; the director leaves it out (a health check). The secondary keeps its session.
+director "$ns_d" dS "ether daddr $VMAC ether daddr set $M1MAC"
+kill -TERM "$pid_m2"; wait "$pid_m2" 2>/dev/null; pid_m2=
+grep -q 'P3-I0935: cluster: remote 9: control session handed to member 1' "$work/m2.log" ||
+  fail "the stopping m2 did not hand the control session to m1"
+wait_for m1 "$pid_m1" 'P3-I0933: remote 9 .*: control channel taken over' 5 "m1 taking over from the stopping m2"
+grep -q 'P3-W0609' "$work/s.log" && fail "the secondary heard a goodbye from a member that handed its session over"
+rekeys0=$(grep -c 'P3-I0509' "$work/s.log")
+"$p3ctl" -s "$work/s.sock" rekey 1 >"$work/rekey.out" 2>&1 || { cat "$work/rekey.out"; fail "p3ctl rekey on the secondary"; }
+for ((i = 0; i < 50; i++)); do [ "$(grep -c 'P3-I0509' "$work/s.log")" -gt "$rekeys0" ] && break; sleep 0.1; done
+[ "$(grep -c 'P3-I0509' "$work/s.log")" -gt "$rekeys0" ] || fail "a rekey with m1 after m2 stopped did not complete"
+[ "$(grep -c 'P3-I0401' "$work/s.log")" -eq 1 ] || fail "the secondary set up again after m2 stopped"
+in_ns "$ns_hs" ping -c 10 -i 0.1 -W 1 -I 10.2.0.2 10.1.0.2 >"$work/ping5" 2>&1
+[ "$(ping_replies "$work/ping5")" -ge 9 ] || fail "through m1 after m2 stopped: $(ping_replies "$work/ping5")/10"
+echo "m2 stopped: the control session handed to m1, the secondary kept its session and rekeyed with m1"
 echo "PASS: 87-cluster-replicate"

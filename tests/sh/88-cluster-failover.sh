@@ -99,6 +99,15 @@ wait_call() {  # member action nth seconds what
   fail "no $5 within $4 s (hook calls: $(tr '\n' ';' <"$work/calls"))"
 }
 now() { date +%s.%N; }
+# The secondary asks for a rekey (p3ctl rekey): it completes within 5 s, with whoever holds
+# the control session now.
+rekey_completes() {
+  local done0 i
+  done0=$(count s 'P3-I0509')
+  "$p3ctl" -s "$work/s.sock" rekey 1 >"$work/rekey.out" 2>&1 || { cat "$work/rekey.out"; fail "p3ctl rekey on the secondary $1"; }
+  for ((i = 0; i < 50; i++)); do [ "$(count s 'P3-I0509')" -gt "$done0" ] && return; sleep 0.1; done
+  fail "a rekey $1 did not complete"
+}
 until_past() { while awk -v n="$(now)" -v t="$1" -v d="$2" 'BEGIN { exit !(n < t + d) }'; do sleep 0.2; done; }
 
 # ---- start: p3d on both members (backup), then keepalived elects member 1 ----------------------
@@ -138,10 +147,7 @@ until_past "$t_kill" $((HF + 2))
 [ "$(count s 'P3-I0401')" -eq "$setups0" ] || fail "the secondary set up again after the failover"
 [ "$(count s 'P3-E05')" -eq 0 ] || fail "the secondary lost its session ($(grep -m1 'P3-E05' "$work/s.log"))"
 # The control channel runs on member 2: a rekey the secondary asks for completes.
-done0=$(count s 'P3-I0509')
-"$p3ctl" -s "$work/s.sock" rekey 1 >"$work/rekey.out" 2>&1 || { cat "$work/rekey.out"; fail "p3ctl rekey on the secondary"; }
-for ((i = 0; i < 50; i++)); do [ "$(count s 'P3-I0509')" -gt "$done0" ] && break; sleep 0.1; done
-[ "$(count s 'P3-I0509')" -gt "$done0" ] || fail "a rekey after the takeover did not complete"
+rekey_completes "after the takeover"
 
 # ---- member 1 returns as backup, receives the state ---------------------------------------------
 start m1b "$ns_m1" 0 m1Wan m1Lan m1; pid_m1=$!
@@ -167,10 +173,7 @@ keepalived_start 2
 until_past "$t_back" $((HF + 2))
 [ "$(count s 'P3-I0401')" -eq "$setups1" ] || fail "the secondary set up again after the role moved back"
 [ "$(count s 'P3-E05')" -eq 0 ] || fail "the secondary lost its session ($(grep -m1 'P3-E05' "$work/s.log"))"
-done1=$(count s 'P3-I0509')
-"$p3ctl" -s "$work/s.sock" rekey 1 >"$work/rekey.out" 2>&1 || { cat "$work/rekey.out"; fail "p3ctl rekey on the secondary"; }
-for ((i = 0; i < 50; i++)); do [ "$(count s 'P3-I0509')" -gt "$done1" ] && break; sleep 0.1; done
-[ "$(count s 'P3-I0509')" -gt "$done1" ] || fail "a rekey after the role moved back did not complete"
+rekey_completes "after the role moved back"
 sleep 0.5
 [ "$(calls 2 promote)" -eq 1 ] || fail "member 2 became master again after its keepalived restarted"
 kill -INT "$pid_ping"; wait "$pid_ping" 2>/dev/null; pid_ping=
