@@ -24,7 +24,7 @@ py=/usr/bin/python3
 p3d_names="s m1 m1b m2"
 ns_hs=$tag-hs ns_s=$tag-s ns_w=$tag-w ns_m1=$tag-m1 ns_m2=$tag-m2 ns_l=$tag-l ns_g=$tag-g
 all_ns="$ns_hs $ns_s $ns_w $ns_m1 $ns_m2 $ns_l $ns_g"
-HF=5   # heartbeat_fail (s): above keepalived's takeover (about 3.6 s)
+HF=7   # heartbeat_fail (s): above keepalived's takeover (about 3.6 s), with room for a loaded machine
 # keepalived's VRRP child outlives a killed parent: both go by their pid files, then the rest.
 trap 'for f in "$work"/k*.pid; do [ -s "$f" ] && kill -KILL "$(cat "$f")" 2>/dev/null; done; cleanup' EXIT
 
