@@ -429,6 +429,7 @@ void Appliance::hand_over(RemoteId remote, bool leaving) {
     cluster::SessionRecord& rec = *it->second.replica;
     rec.handover = to;
     publish_replica(rec);   // with the channel's state: `to` takes over from it
+    cluster_->engine().handed_over(remote.raw(), to);
     rec.handover = 0;
     ++handovers_;
     P3_LOG_INFO(CLUSTER_HANDOVER, "cluster: remote %u: control session handed to member %u", remote.raw(), to);

@@ -124,6 +124,13 @@ public:
     Lag lag_of(const Member& m) const;
     static constexpr std::uint64_t kCounterSpan = 1ULL << 20;   // one boot second of counters
     const std::map<std::uint32_t, SessionRecord>& sessions() const noexcept { return sessions_; }
+    // This member handed the session's control session to `to` (its record says so): control
+    // packets go to `to` from now on (corosync delivers them after that record, so `to` holds
+    // the session when they arrive).
+    void handed_over(std::uint32_t remote_id, std::uint8_t to) {
+        own_.erase(remote_id);
+        holder_[remote_id] = to;
+    }
     // The member that holds a session's control session (published its record); 0: none known.
     std::uint8_t holder_of(std::uint32_t remote_id) const;
     const EngineCounters& counters() const noexcept { return counters_; }
